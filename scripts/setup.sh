@@ -1,0 +1,379 @@
+#!/usr/bin/env bash
+# Make a Debian host ready for Ferry: runc, conmon, CNI plugins, iptables, busybox, and a CRIU
+# >= 4.2 behind the fixed wrapper /usr/local/lib/ferry/bin/criu. Run as root. Idempotent: a
+# re-run changes nothing and takes well under a second. One line per change; the output of
+# apt/dpkg goes to $FERRY_SETUP_LOG, whose tail is shown if a step fails.
+# Why each piece is needed: see ARCHITECTURE.md (host requirements).
+set -euo pipefail
+
+export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+export DEBIAN_FRONTEND=noninteractive LC_ALL=C
+
+FERRY_LIB=/usr/local/lib/ferry
+CRIU_PREFIX=$FERRY_LIB/criu              # private CRIU from Debian sid (when needed)
+CRIU_STAMP=$CRIU_PREFIX/.ferry-installed # written last, inside the prefix: present = complete
+CRIU_WRAPPER=$FERRY_LIB/bin/criu         # the engine always runs CRIU through this path
+CRIU_MIN=4.2                             # < 4.2 cannot dump AF_INET sockets on kernels >= 6.16
+CRIU_SUITE=sid
+PIPE_MAX=4194304                         # CRIU's lazy-pages transfer asks for a 4 MiB pipe
+SYSCTL_CONF=/etc/sysctl.d/90-ferry.conf
+LOG=${FERRY_SETUP_LOG:-/var/log/ferry-setup.log}
+
+PACKAGES=(runc conmon iptables containernetworking-plugins busybox-static zstd
+  openssh-server openssh-client util-linux iproute2 tar)
+
+# Packages in the dependency closure of criu that the binary does not need: toolchain
+# bookkeeping, iconv modules, and anything that is not a library (filtered by name below).
+CRIU_SKIP=(libgcc-s1 libc-gconv-modules-extra libc-bin libselinux1 libpcre2-8-0)
+
+say() { echo "setup: $*"; }
+# Failures are explained on stderr where they happen, then exit with status 3 (also from inside
+# $(...)); the EXIT trap turns that into 1 and explains any other, unexpected, failure.
+die() { echo "setup: error: $*" >&2; exit 3; }
+log_tail() { echo "setup: last lines of $LOG:" >&2; tail -n 15 "$LOG" | sed 's/^/  | /' >&2; }
+fail() { echo "setup: failed: $*" >&2; log_tail; exit 3; }
+# run CMD...: run a noisy command with its output in the log; on failure show the log's tail.
+run() { "$@" >>"$LOG" 2>&1 || fail "$*"; }
+
+if [[ $(id -u) != 0 ]]; then echo "setup: error: must run as root (try: sudo bash $0)" >&2; exit 1; fi
+
+WORK="" NEW="" err_line=""
+on_exit() {
+  local rc=$?
+  rm -rf ${WORK:+"$WORK"} ${NEW:+"$NEW"}
+  if ((rc != 0 && rc != 3)); then
+    echo "setup: error: unexpected failure (status $rc${err_line:+, line $err_line})" >&2
+    log_tail
+  fi
+  ((rc == 0)) || exit 1
+}
+trap on_exit EXIT
+trap 'err_line=$LINENO' ERR
+
+mkdir -p "$(dirname "$LOG")" "$FERRY_LIB/bin" /run/lock
+exec 9>/run/lock/ferry-setup.lock
+flock 9 # one setup at a time
+echo "=== ferry setup $(date -Is)" >>"$LOG"
+
+# ---------------------------------------------------------------------------------------------
+# 1. Debian packages from the host's own suite.
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+  [[ $(dpkg-query -W -f='${db:Status-Abbrev}' "$p" 2>/dev/null) == ii* ]] || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  # The system sshd is not needed (Ferry runs its own sshd with its own config): when this
+  # script is the one installing openssh-server, keep the service from ever starting. Both the
+  # systemd unit and the init script honour this file. An sshd that was already installed is
+  # left alone: it may be how people log in to this machine.
+  if [[ " ${missing[*]} " == *" openssh-server "* && ! -e /etc/ssh/sshd_not_to_be_run ]]; then
+    mkdir -p /etc/ssh
+    echo "created by ferry scripts/setup.sh: only the sshd binary is needed" \
+      >/etc/ssh/sshd_not_to_be_run
+    say "system sshd service disabled (/etc/ssh/sshd_not_to_be_run; delete it to enable sshd)"
+  fi
+  say "installing ${missing[*]} (missing Debian packages)"
+  run apt-get update
+  run apt-get install -y --no-install-recommends "${missing[@]}"
+fi
+
+# ---------------------------------------------------------------------------------------------
+# 2. CRIU >= 4.2 behind $CRIU_WRAPPER.
+
+criu_version() { # prints "4.2.1" for a criu command line, or nothing
+  "$@" --version 2>/dev/null | sed -n 's/^Version: *\([0-9][0-9.]*\).*/\1/p' | head -n 1
+}
+criu_check() { "$@" check >>"$LOG" 2>&1; }
+
+# A criu on PATH that is new enough and works on this kernel is used as is.
+system_criu="" why_private="no criu on PATH"
+while IFS= read -r c; do
+  [[ $(readlink -f "$c") == "$(readlink -f "$CRIU_WRAPPER" 2>/dev/null)" ]] && continue
+  v=$(criu_version "$c")
+  if [[ -z $v ]]; then
+    why_private="$c --version fails"
+  elif ! dpkg --compare-versions "$v" ge "$CRIU_MIN"; then
+    why_private="$c is $v, older than $CRIU_MIN"
+  elif ! criu_check "$c"; then
+    why_private="$c $v fails 'criu check'"
+  else
+    system_criu=$c
+  fi
+  break # only the first criu on PATH counts, like for any other tool
+done < <(type -ap criu)
+
+arch=$(dpkg --print-architecture)
+case $arch in
+  amd64) triplet=x86_64-linux-gnu ldso=ld-linux-x86-64.so.2 ;;
+  arm64) triplet=aarch64-linux-gnu ldso=ld-linux-aarch64.so.1 ;;
+  ppc64el) triplet=powerpc64le-linux-gnu ldso=ld64.so.2 ;;
+  s390x) triplet=s390x-linux-gnu ldso=ld64.so.1 ;;
+  *) triplet="" ldso="" ;;
+esac
+
+# The Debian mirror of this machine: URI of the entry for the host's own suite (never the
+# -security one). Prints "URI KEYRING" (KEYRING may be empty).
+host_mirror() {
+  local codename f
+  codename=$(. /etc/os-release && echo "${VERSION_CODENAME:-}")
+  [[ -n $codename ]] || die "no VERSION_CODENAME in /etc/os-release"
+  for f in /etc/apt/sources.list.d/*.sources; do
+    [[ -r $f ]] || continue
+    # deb822: blank-line separated stanzas of "Field: value"
+    awk -v suite="$codename" '
+      function flush() {
+        if (types ~ /(^| )deb( |$)/ && (" " suites " ") ~ (" " suite " ") && tolower(enabled) != "no" && uris != "") {
+          split(uris, u, " "); print u[1], signed; found = 1; exit
+        }
+        types = suites = uris = signed = enabled = ""
+      }
+      /^[ \t]*#/ { next }
+      /^[ \t]*$/ { flush(); next }
+      /^[A-Za-z-]+:/ {
+        key = tolower($1); sub(/:$/, "", key); val = $0; sub(/^[^:]*:[ \t]*/, "", val)
+        if (key == "types") types = val; else if (key == "suites") suites = val
+        else if (key == "uris") uris = val; else if (key == "enabled") enabled = val
+        else if (key == "signed-by" && val ~ /^\//) signed = val
+      }
+      END { if (!found) flush() }' "$f" | head -n 1 | grep . && return 0
+  done
+  for f in /etc/apt/sources.list /etc/apt/sources.list.d/*.list; do
+    [[ -r $f ]] || continue
+    # one-line: deb [opt=val ...] URI SUITE COMPONENTS...
+    sed -e 's/#.*//' "$f" | awk -v suite="$codename" '
+      $1 == "deb" {
+        line = $0; signed = ""
+        if (match(line, /\[[^]]*\]/)) {
+          opts = substr(line, RSTART + 1, RLENGTH - 2)
+          if (match(opts, /signed-by=[^ ]+/)) signed = substr(opts, RSTART + 10, RLENGTH - 10)
+          line = substr(line, 1, index(line, "[") - 1) substr(line, index(line, "]") + 1)
+        }
+        n = split(line, w, /[ \t]+/)
+        if (n >= 3 && w[3] == suite) { print w[2], signed; exit }
+      }' | head -n 1 | grep . && return 0
+  done
+  die "no apt source for suite '$codename' in /etc/apt (needed to find the Debian mirror)"
+}
+
+# Private apt, fully separate from the system's: own sources, lists, cache, and an empty
+# dpkg status (so the sid closure is resolved on its own, not against installed bookworm).
+papt_init() {
+  WORK=$(mktemp -d /var/tmp/ferry-criu.XXXXXX)
+  mkdir -p "$WORK"/{sources,lists/partial,cache/archives/partial,debs,keyring}
+  : >"$WORK/status"
+  # apt downloads as the _apt user
+  if id _apt >/dev/null 2>&1; then chown -R _apt "$WORK"; chmod 755 "$WORK"; fi
+  PAPT=(-o "Dir::Etc::SourceList=/dev/null" -o "Dir::Etc::SourceParts=$WORK/sources"
+    -o "Dir::State::Lists=$WORK/lists" -o "Dir::Cache=$WORK/cache"
+    -o "Dir::State::status=$WORK/status" -o "Acquire::Languages=none"
+    -o "APT::Get::List-Cleanup=false")
+}
+papt_sources() { # SUITE KEYRING: point the private apt at one suite of the host's mirror
+  rm -f "$WORK"/sources/*
+  {
+    echo "Types: deb"
+    echo "URIs: $MIRROR"
+    echo "Suites: $1"
+    echo "Components: main"
+    echo "Architectures: $arch"
+    [[ -z $2 ]] || echo "Signed-By: $2"
+  } >"$WORK/sources/ferry-$1.sources"
+  rm -rf "$WORK"/lists/*_dists_* "$WORK"/cache/*.bin
+}
+
+# Update the private apt for sid. If sid's Release is signed by a key the host does not have
+# yet (a newer archive key), fetch debian-archive-keyring through a suite that the current
+# keyring does verify (trixie, then forky) and retry with that keyring: every step stays
+# signature-checked; verification is never turned off. Any other failure (network, a Release
+# file past its Valid-Until, ...) is reported as is. The host's apt.conf settings (proxy,
+# Check-Valid-Until, ...) apply to the private apt too.
+papt_update() { # SUITE: true when its package list was fetched and verified
+  apt-get "${PAPT[@]}" update >"$WORK/update.out" 2>&1 || true
+  cat "$WORK/update.out" >>"$LOG"
+  compgen -G "$WORK/lists/*_dists_${1}_main_binary-*_Packages*" >/dev/null
+}
+unknown_key() { grep -qE 'NO_PUBKEY|EXPKEYSIG|is not signed' "$WORK/update.out"; }
+papt_update_sid() {
+  local keyring=$1 suite
+  papt_sources "$CRIU_SUITE" "$keyring"
+  papt_update "$CRIU_SUITE" && return 0
+  unknown_key || fail "cannot fetch the package list of Debian $CRIU_SUITE"
+  for suite in trixie forky; do
+    papt_sources "$suite" "$keyring"
+    papt_update "$suite" || continue
+    (cd "$WORK/debs" && apt-get "${PAPT[@]}" download debian-archive-keyring) >>"$LOG" 2>&1 || continue
+    rm -rf "$WORK/keyring"/* && dpkg-deb -x "$WORK"/debs/debian-archive-keyring_*.deb "$WORK/keyring"
+    rm -f "$WORK"/debs/debian-archive-keyring_*.deb
+    keyring=$WORK/keyring/usr/share/keyrings/debian-archive-keyring.gpg
+    [[ -s $keyring ]] || continue
+    papt_sources "$CRIU_SUITE" "$keyring"
+    if papt_update "$CRIU_SUITE"; then
+      say "verified Debian $CRIU_SUITE with debian-archive-keyring from $suite (host keyring lacks its key)"
+      return 0
+    fi
+    unknown_key || break
+  done
+  fail "cannot verify the signature of Debian $CRIU_SUITE with the host's or a newer archive keyring"
+}
+
+# Dependency closure of criu + libcompel1 in sid, keeping only the libraries: Depends and
+# Pre-Depends, first choice of an alternative, first provider of a virtual package, and no
+# descent into packages that are not libraries.
+criu_closure() {
+  local -A seen=()
+  local frontier=(criu libcompel1) next p skip=" ${CRIU_SKIP[*]} "
+  while ((${#frontier[@]})); do
+    for p in "${frontier[@]}"; do seen[$p]=1; done
+    next=()
+    while IFS= read -r p; do
+      [[ -n ${seen[$p]:-} || $skip == *" $p "* || $p != lib* ]] && continue
+      seen[$p]=1
+      next+=("$p")
+    done < <(apt-cache "${PAPT[@]}" depends --no-recommends --no-suggests --no-conflicts \
+      --no-breaks --no-replaces --no-enhances "${frontier[@]}" 2>>"$LOG" | awk '
+        /^[^ ]/ { alt = 0; virt = 0; next }            # a package heading
+        /^  (\|)?(Pre)?Depends: / {
+          inalt = alt; alt = ($1 ~ /^\|/); virt = 0
+          if (inalt) next                               # 2nd+ choice of an alternative
+          name = $2
+          if (name ~ /^</) { virt = 1; next }           # virtual: take its first provider
+          sub(/:.*/, "", name); print name; next
+        }
+        /^    [^ ]/ && virt { name = $1; sub(/:.*/, "", name); print name; virt = 0 }
+      ' | sort -u)
+    frontier=("${next[@]}")
+  done
+  printf '%s\n' "${!seen[@]}" | sort
+}
+
+install_private_criu() {
+  local keyring="" mirror_line ver candidate new old pkgs
+  [[ -n $triplet ]] || die "no private CRIU build for architecture $arch; install criu >= $CRIU_MIN"
+  mirror_line=$(host_mirror)
+  MIRROR=${mirror_line%% *}
+  keyring=${mirror_line#"$MIRROR"}; keyring=${keyring# }
+  # Keyring to trust: FERRY_APT_KEYRING, else the host entry's Signed-By, else the archive
+  # keyring, else apt's trusted.gpg.d (no Signed-By).
+  keyring=${FERRY_APT_KEYRING:-$keyring}
+  [[ -n $keyring || ! -r /usr/share/keyrings/debian-archive-keyring.gpg ]] ||
+    keyring=/usr/share/keyrings/debian-archive-keyring.gpg
+
+  papt_init
+  papt_update_sid "$keyring"
+  candidate=$(apt-cache "${PAPT[@]}" policy criu 2>>"$LOG" | awk '/Candidate:/ { print $2 }')
+  [[ -n $candidate && $candidate != "(none)" ]] || die "Debian $CRIU_SUITE has no criu package"
+  dpkg --compare-versions "$candidate" ge "$CRIU_MIN" ||
+    die "Debian $CRIU_SUITE has criu $candidate, older than $CRIU_MIN"
+
+  mapfile -t pkgs < <(criu_closure)
+  echo "criu closure: ${pkgs[*]}" >>"$LOG"
+  (cd "$WORK/debs" && run apt-get "${PAPT[@]}" download "${pkgs[@]}")
+
+  # Build the prefix next to its final place, verify it, then rename it in: an interrupted
+  # run leaves only a .criu.new.* directory (removed by the next run), never a half prefix.
+  rm -rf "$FERRY_LIB"/.criu.new.* "$FERRY_LIB"/.criu.old.*
+  new=$(mktemp -d "$FERRY_LIB/.criu.new.XXXXXX")
+  NEW=$new
+  chmod 755 "$new"
+  for deb in "$WORK"/debs/*.deb; do run dpkg-deb -x "$deb" "$new"; done
+  local ld=$new/usr/lib/$triplet/$ldso
+  [[ -e $ld && -x $new/usr/sbin/criu ]] || die "unexpected layout of the $CRIU_SUITE packages in $new"
+  ver=$(criu_version "$ld" --library-path "$new/usr/lib/$triplet" "$new/usr/sbin/criu")
+  [[ -n $ver ]] || { run "$ld" --library-path "$new/usr/lib/$triplet" "$new/usr/sbin/criu" --version; die "criu $candidate from $CRIU_SUITE does not start"; }
+  criu_check "$ld" --library-path "$new/usr/lib/$triplet" "$new/usr/sbin/criu" || fail "criu $ver check"
+  printf 'criu %s\nsuite %s\nmirror %s\npackages %s\n' "$ver" "$CRIU_SUITE" "$MIRROR" \
+    "$(cd "$WORK/debs" && printf '%s ' ./*.deb)" >"$new/.ferry-installed"
+  if [[ -e $CRIU_PREFIX ]]; then
+    old=$FERRY_LIB/.criu.old.$$
+    mv "$CRIU_PREFIX" "$old"
+  fi
+  mv "$new" "$CRIU_PREFIX"
+  NEW=""
+  [[ -z ${old:-} ]] || rm -rf "$old"
+  say "installed CRIU $ver from Debian $CRIU_SUITE into $CRIU_PREFIX ($why_private)"
+}
+
+if [[ -n $system_criu ]]; then
+  wrapper_body="exec $system_criu \"\$@\""
+  wrapper_note="uses the host's criu"
+else
+  stamp_ok=0
+  if [[ -s $CRIU_STAMP && -n $triplet && -x $CRIU_PREFIX/usr/sbin/criu &&
+    -e $CRIU_PREFIX/usr/lib/$triplet/$ldso ]]; then
+    stamp_ok=1
+  fi
+  ((stamp_ok)) || install_private_criu
+  wrapper_body="exec $CRIU_PREFIX/usr/lib/$triplet/$ldso --library-path $CRIU_PREFIX/usr/lib/$triplet $CRIU_PREFIX/usr/sbin/criu \"\$@\""
+  wrapper_note="runs the private CRIU from Debian $CRIU_SUITE with its own glibc ($why_private)"
+fi
+wrapper="#!/bin/sh
+# Written by ferry scripts/setup.sh: $wrapper_note.
+$wrapper_body"
+if [[ ! -x $CRIU_WRAPPER || $(cat "$CRIU_WRAPPER") != "$wrapper" ]]; then
+  printf '%s\n' "$wrapper" >"$CRIU_WRAPPER.tmp"
+  chmod 755 "$CRIU_WRAPPER.tmp"
+  mv "$CRIU_WRAPPER.tmp" "$CRIU_WRAPPER"
+  say "wrote $CRIU_WRAPPER: $wrapper_note"
+fi
+criu_ver=$(criu_version "$CRIU_WRAPPER")
+[[ -n $criu_ver ]] || { run "$CRIU_WRAPPER" --version; die "$CRIU_WRAPPER does not run"; }
+dpkg --compare-versions "$criu_ver" ge "$CRIU_MIN" || die "$CRIU_WRAPPER is criu $criu_ver, need >= $CRIU_MIN"
+criu_check "$CRIU_WRAPPER" || fail "$CRIU_WRAPPER check"
+
+# ---------------------------------------------------------------------------------------------
+# 3. sysctl: lazy-pages migration needs 4 MiB pipes, and without CAP_SYS_RESOURCE CRIU cannot
+# go over fs.pipe-max-size itself.
+
+cur=$(cat /proc/sys/fs/pipe-max-size)
+if ((cur < PIPE_MAX)); then
+  echo "$PIPE_MAX" >/proc/sys/fs/pipe-max-size 2>>"$LOG" ||
+    die "cannot set fs.pipe-max-size (read-only /proc/sys?); lazy-pages migration needs $PIPE_MAX"
+  say "fs.pipe-max-size $cur -> $PIPE_MAX (CRIU lazy pages need a 4 MiB pipe)"
+fi
+conf="# Written by ferry scripts/setup.sh: CRIU lazy-pages migration needs 4 MiB pipes.
+fs.pipe-max-size = $PIPE_MAX"
+if [[ ! -f $SYSCTL_CONF || $(cat "$SYSCTL_CONF") != "$conf" ]]; then
+  printf '%s\n' "$conf" >"$SYSCTL_CONF"
+  say "wrote $SYSCTL_CONF (keeps fs.pipe-max-size = $PIPE_MAX across reboots)"
+fi
+
+# ---------------------------------------------------------------------------------------------
+# 4. Kernel pieces: overlayfs for root filesystems; bridge, veth and netfilter for CNI and for
+# CRIU's network lock. Probed in a throwaway network namespace; modules loaded when missing.
+
+load_modules() { # MODULE...: modprobe what is missing, or explain
+  command -v modprobe >/dev/null || die "kernel lacks $* and modprobe is not installed (apt-get install kmod)"
+  local m
+  for m in "$@"; do
+    run modprobe "$m"
+    say "loaded kernel module $m (needed by runc/CNI)"
+  done
+}
+grep -qw overlay /proc/filesystems || load_modules overlay
+grep -qw overlay /proc/filesystems || die "kernel has no overlayfs"
+netprobe() {
+  unshare --net sh -c 'ip link add ferry-br0 type bridge && ip link add ferry-v0 type veth peer name ferry-v1 &&
+    iptables -w -t filter -L -n >/dev/null' >>"$LOG" 2>&1
+}
+if ! netprobe; then
+  load_modules bridge veth nf_tables
+  netprobe || fail "kernel cannot make bridges/veths or iptables rules"
+fi
+grep -qw cgroup2 /proc/mounts || grep -qw cgroup /proc/mounts ||
+  die "no cgroup filesystem mounted under /sys/fs/cgroup (runc needs one)"
+
+# ---------------------------------------------------------------------------------------------
+# 5. Final check.
+
+runc_ver=$(runc --version 2>/dev/null | sed -n 's/^runc version \([0-9][0-9.]*\).*/\1/p')
+conmon_ver=$(conmon --version 2>/dev/null | sed -n 's/^conmon version \([0-9][0-9.]*\).*/\1/p')
+[[ -n $runc_ver ]] || die "runc --version failed"
+[[ -n $conmon_ver ]] || die "conmon --version failed"
+command -v iptables-restore >/dev/null || die "iptables-restore not found"
+[[ -x /usr/lib/cni/bridge && -x /usr/lib/cni/host-local ]] || die "CNI plugins missing in /usr/lib/cni"
+bb=$(command -v busybox) || die "busybox not found"
+bb_ldd=$(ldd "$bb" 2>&1 || true)
+[[ $bb_ldd == *"not a dynamic executable"* || $bb_ldd == *"statically linked"* ]] || die "$bb is not static (busybox-static)"
+
+echo "setup: ready (runc $runc_ver, conmon $conmon_ver, criu $criu_ver)"

@@ -1,0 +1,12 @@
+// Runs the unit tests, then the integration tests (real containers; root only), with node's
+// own test runner on the compiled files in build/.
+import { spawnSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+
+const dirs = ['build/test/unit', 'build/test/integration'].filter((d) => existsSync(d));
+const extra = process.argv.slice(2);
+const r = spawnSync(process.execPath, ['--test', '--test-concurrency=1', '--test-reporter=spec', ...extra, ...(extra.length ? [] : dirs)], {
+  stdio: 'inherit',
+  env: { ...process.env, FERRY_TEST: '1' },
+});
+process.exit(r.status ?? 1);

@@ -1,0 +1,332 @@
+import { Command, Option } from 'commander';
+import { FerryError } from '../lib/errors.js';
+import { readLogFrom, type LogEntry } from '../drivers/runtime/logs.js';
+import { inspectEntry, psEntry, statusText, humanDuration } from '../engine/shapes.js';
+import type { ContainerRecord } from '../engine/types.js';
+import type { CreateOptions } from '../engine/engine.js';
+import { formatOutput, table } from './format.js';
+import { collect, getEngine, out, resolveRefs, type Ctx } from './context.js';
+import { registerCheckpointCommands } from './checkpoint.js';
+
+interface CreateFlags {
+  name?: string;
+  env: string[];
+  volume: string[];
+  tmpfs: string[];
+  workdir?: string;
+  hostname?: string;
+  rm?: boolean;
+  label: string[];
+  stopSignal?: string;
+  stopTimeout?: string;
+}
+
+function addCreateFlags(cmd: Command): Command {
+  return cmd
+    .option('--name <name>', 'assign a name to the container')
+    .option('-e, --env <KEY=VALUE>', 'set an environment variable (repeatable)', collect, [])
+    .option('-v, --volume <VOL:/path[:ro]>', 'mount a named volume or host path (repeatable)', collect, [])
+    .option('--tmpfs <path[:opts]>', 'mount a tmpfs (repeatable)', collect, [])
+    .option('-w, --workdir <dir>', 'working directory inside the container')
+    .option('-h, --hostname <name>', 'container host name')
+    .option('--rm', 'remove the container when it exits')
+    .option('-l, --label <k=v>', 'set a label (repeatable)', collect, [])
+    .option('--stop-signal <sig>', 'signal to stop the container (default TERM)')
+    .option('--stop-timeout <sec>', 'seconds to wait before killing on stop (default 10)')
+    .argument('<image>', 'image to run')
+    .argument('[command...]', 'command and arguments')
+    .passThroughOptions();
+}
+
+function createOptions(image: string, command: string[], f: CreateFlags): CreateOptions {
+  const labels: Record<string, string> = {};
+  for (const l of f.label) {
+    const i = l.indexOf('=');
+    labels[i < 0 ? l : l.slice(0, i)] = i < 0 ? '' : l.slice(i + 1);
+  }
+  let stopTimeout: number | undefined;
+  if (f.stopTimeout !== undefined) {
+    stopTimeout = Number(f.stopTimeout);
+    if (!Number.isInteger(stopTimeout) || stopTimeout < 0) throw new FerryError('EINVAL', `invalid --stop-timeout "${f.stopTimeout}": give whole seconds`);
+  }
+  return {
+    image,
+    command,
+    name: f.name,
+    env: f.env,
+    volumes: f.volume,
+    tmpfs: f.tmpfs,
+    workdir: f.workdir,
+    hostname: f.hostname,
+    autoRemove: !!f.rm,
+    labels,
+    stopSignal: f.stopSignal?.replace(/^SIG/i, '').toUpperCase(),
+    stopTimeout,
+    createCommand: process.argv.slice(1),
+  };
+}
+
+function printLogEntries(entries: LogEntry[], timestamps: boolean): void {
+  for (const e of entries) {
+    const text = (timestamps ? `${e.time} ` : '') + e.content + (e.partial ? '' : '\n');
+    (e.stream === 'stderr' ? process.stderr : process.stdout).write(text);
+  }
+}
+
+/** Streams a container's log until it stops running. */
+async function followLogs(ctx: Ctx, rec: ContainerRecord, from: number, timestamps: boolean): Promise<void> {
+  const engine = getEngine(ctx);
+  const file = engine.paths.logPath(rec.config.id);
+  let pos = from;
+  for (;;) {
+    const alive = await engine.running(rec.config.id);
+    const r = readLogFrom(file, pos);
+    printLogEntries(r.entries, timestamps);
+    pos = r.next;
+    if (!alive) {
+      printLogEntries(readLogFrom(file, pos).entries, timestamps);
+      return;
+    }
+    await engine.sleep(100);
+  }
+}
+
+function psTemplateView(r: ContainerRecord): Record<string, unknown> {
+  return {
+    ...psEntry(r),
+    ID: r.config.id.slice(0, 12),
+    Names: r.config.name,
+    Command: r.config.command.join(' '),
+    CreatedHuman: `${humanDuration(Date.now() - Date.parse(r.config.created))} ago`,
+    Status: statusText(r),
+  };
+}
+
+export function registerContainerCommands(parent: Command, ctx: Ctx, top: boolean): void {
+  addCreateFlags(parent.command('create').description('create a container without starting it')).action(
+    async (image: string, command: string[], f: CreateFlags) => {
+      const rec = await getEngine(ctx).create(createOptions(image, command, f));
+      out(`${rec.config.id}\n`);
+    },
+  );
+
+  addCreateFlags(parent.command('run').description('run a command in a new container'))
+    .option('-d, --detach', 'run in the background and print the container ID')
+    .option('-i, --interactive', 'keep stdin open (not supported yet for run; use exec -i)')
+    .action(async (image: string, command: string[], f: CreateFlags & { detach?: boolean; interactive?: boolean }) => {
+      if (f.interactive) throw new FerryError('EINVAL', '-i is not supported by `ferry run` yet: run with -d and use `ferry exec -i`');
+      const engine = getEngine(ctx);
+      const rec = await engine.create(createOptions(image, command, f));
+      try {
+        await engine.start(rec.config.id);
+      } catch (e) {
+        await engine.remove(rec.config.id, { force: true }).catch(() => undefined);
+        throw e;
+      }
+      if (f.detach) {
+        out(`${rec.config.id}\n`);
+        return;
+      }
+      // Foreground: stream the output, forward Ctrl-C/TERM, exit with the container's code.
+      const forward = (sig: NodeJS.Signals): void => void engine.kill(rec.config.id, sig).catch(() => undefined);
+      process.on('SIGINT', forward);
+      process.on('SIGTERM', forward);
+      await followLogs(ctx, rec, 0, false);
+      const done = engine.find(rec.config.id) ? await engine.inspect(rec.config.id) : undefined;
+      process.exitCode = done?.state.exitCode ?? 0;
+      if (done && f.rm) await engine.remove(rec.config.id, { force: true }).catch(() => undefined);
+    });
+
+  parent
+    .command('start')
+    .description('start one or more containers')
+    .argument('[containers...]')
+    .option('-a, --all', 'start all containers')
+    .option('-l, --latest', 'act on the latest container')
+    .action(async (refs: string[], f: { all?: boolean; latest?: boolean }) => {
+      const engine = getEngine(ctx);
+      for (const ref of await resolveRefs(ctx, refs, f)) {
+        await engine.start(ref);
+        out(`${ref}\n`);
+      }
+    });
+
+  parent
+    .command('stop')
+    .description('stop one or more containers')
+    .argument('[containers...]')
+    .option('-a, --all', 'stop all running containers')
+    .option('-l, --latest', 'act on the latest container')
+    .option('-t, --time <seconds>', 'seconds to wait before killing the container')
+    .action(async (refs: string[], f: { all?: boolean; latest?: boolean; time?: string }) => {
+      const t = f.time === undefined ? undefined : Number(f.time);
+      if (t !== undefined && (!Number.isInteger(t) || t < 0)) throw new FerryError('EINVAL', `invalid --time "${f.time}": give whole seconds`);
+      const engine = getEngine(ctx);
+      for (const ref of await resolveRefs(ctx, refs, f, true)) {
+        await engine.stop(ref, t);
+        out(`${ref}\n`);
+      }
+    });
+
+  parent
+    .command('kill')
+    .description('send a signal to one or more containers')
+    .argument('[containers...]')
+    .option('-a, --all', 'signal all running containers')
+    .option('-l, --latest', 'act on the latest container')
+    .option('-s, --signal <signal>', 'signal to send', 'KILL')
+    .action(async (refs: string[], f: { all?: boolean; latest?: boolean; signal: string }) => {
+      const engine = getEngine(ctx);
+      for (const ref of await resolveRefs(ctx, refs, f, true)) {
+        await engine.kill(ref, f.signal);
+        out(`${ref}\n`);
+      }
+    });
+
+  parent
+    .command('rm')
+    .description('remove one or more containers')
+    .argument('[containers...]')
+    .option('-a, --all', 'remove all containers')
+    .option('-l, --latest', 'act on the latest container')
+    .option('-f, --force', 'stop a running container first')
+    .option('-i, --ignore', 'ignore errors when a container does not exist')
+    .action(async (refs: string[], f: { all?: boolean; latest?: boolean; force?: boolean; ignore?: boolean }) => {
+      const engine = getEngine(ctx);
+      const wanted = f.ignore ? refs.filter((r) => engine.find(r)) : refs;
+      if (f.ignore && refs.length && !wanted.length) return;
+      for (const ref of await resolveRefs(ctx, wanted, f)) {
+        try {
+          const rec = await engine.remove(ref, { force: f.force });
+          out(`${f.all ? rec.config.id : ref}\n`);
+        } catch (e) {
+          if (!(f.ignore && e instanceof FerryError && e.code === 'ENOTFOUND')) throw e;
+        }
+      }
+    });
+
+  const ps = (name: string): Command =>
+    parent
+      .command(name)
+      .description('list containers')
+      .option('-a, --all', 'show all containers, not only running ones')
+      .option('-l, --latest', 'show the latest container')
+      .option('-q, --quiet', 'print only IDs')
+      .option('--no-trunc', 'do not truncate output')
+      .option('--format <format>', 'json or a Go template such as {{.Names}}')
+      .action(async (f: { all?: boolean; latest?: boolean; quiet?: boolean; trunc: boolean; format?: string }) => {
+        const engine = getEngine(ctx);
+        let recs = await engine.list({ all: f.all || f.latest });
+        if (f.latest) recs = recs.slice(0, 1);
+        if (f.quiet) return out(recs.map((r) => (f.trunc ? r.config.id.slice(0, 12) : r.config.id) + '\n').join(''));
+        // JSON has Podman's JSON shape; a Go template sees Podman's ps view (.Names a string ...).
+        const items = f.format === 'json' ? recs.map(psEntry) : recs.map(psTemplateView);
+        out(
+          formatOutput(f.format, items, () =>
+            table(
+              ['CONTAINER ID', 'IMAGE', 'COMMAND', 'CREATED', 'STATUS', 'PORTS', 'NAMES'],
+              recs.map((r) => {
+                const cmd = r.config.command.join(' ');
+                return [
+                  f.trunc ? r.config.id.slice(0, 12) : r.config.id,
+                  r.config.imageName,
+                  f.trunc && cmd.length > 20 ? `${cmd.slice(0, 17)}...` : cmd,
+                  `${humanDuration(Date.now() - Date.parse(r.config.created))} ago`,
+                  statusText(r),
+                  '',
+                  r.config.name,
+                ];
+              }),
+            ),
+          ),
+        );
+      });
+  ps('ps');
+  if (!top) ps('ls').alias('list');
+
+  parent
+    .command('logs')
+    .description('show a container\'s output')
+    .argument('[container]')
+    .option('-f, --follow', 'keep printing output until the container stops')
+    .option('-l, --latest', 'act on the latest container')
+    .option('-t, --timestamps', 'show timestamps')
+    .option('-n, --tail <lines>', 'show only the last N lines')
+    .action(async (ref: string | undefined, f: { follow?: boolean; latest?: boolean; timestamps?: boolean; tail?: string }) => {
+      const engine = getEngine(ctx);
+      const [id] = await resolveRefs(ctx, ref ? [ref] : [], f);
+      const rec = engine.lookup(id!);
+      const r = readLogFrom(engine.paths.logPath(rec.config.id), 0);
+      let entries = r.entries;
+      if (f.tail !== undefined) {
+        const n = Number(f.tail);
+        if (!Number.isInteger(n) || n < 0) throw new FerryError('EINVAL', `invalid --tail "${f.tail}": give a number of lines`);
+        entries = n === 0 ? [] : entries.slice(-n);
+      }
+      printLogEntries(entries, !!f.timestamps);
+      if (f.follow) await followLogs(ctx, rec, r.next, !!f.timestamps);
+    });
+
+  parent
+    .command('inspect')
+    .description('show a container\'s configuration and state as JSON')
+    .argument('[containers...]')
+    .option('-l, --latest', 'act on the latest container')
+    .option('-f, --format <format>', 'Go template such as {{.State.Status}}')
+    .action(async (refs: string[], f: { latest?: boolean; format?: string }) => {
+      const engine = getEngine(ctx);
+      const items: unknown[] = [];
+      for (const ref of await resolveRefs(ctx, refs, f)) {
+        items.push(inspectEntry(await engine.inspect(ref), engine.paths));
+      }
+      out(f.format ? formatOutput(f.format, items, () => '') : JSON.stringify(items, null, 4) + '\n');
+    });
+
+  parent
+    .command('exec')
+    .description('run a command in a running container')
+    .option('-i, --interactive', 'keep stdin open')
+    .option('-t, --tty', 'allocate a terminal')
+    .option('-e, --env <KEY=VALUE>', 'set an environment variable (repeatable)', collect, [])
+    .option('-w, --workdir <dir>', 'working directory')
+    .option('-l, --latest', 'act on the latest container')
+    .argument('[container]')
+    .argument('[command...]')
+    .passThroughOptions()
+    .action(async (ref: string | undefined, command: string[], f: { interactive?: boolean; tty?: boolean; env: string[]; workdir?: string; latest?: boolean }) => {
+      const engine = getEngine(ctx);
+      let target = ref;
+      let argv = command;
+      if (f.latest) {
+        target = engine.latest().config.id;
+        argv = ref ? [ref, ...command] : command;
+      }
+      if (!target) throw new FerryError('EINVAL', 'exec needs a container and a command: ferry exec CONTAINER CMD...');
+      process.exitCode = await engine.exec(target, argv, { stdin: !!f.interactive, tty: !!f.tty, env: f.env, workdir: f.workdir });
+    });
+
+  parent
+    .command('wait')
+    .description('wait for containers to stop and print their exit codes')
+    .argument('[containers...]')
+    .option('-l, --latest', 'act on the latest container')
+    .action(async (refs: string[], f: { latest?: boolean }) => {
+      const engine = getEngine(ctx);
+      for (const ref of await resolveRefs(ctx, refs, f)) {
+        const rec = engine.lookup(ref);
+        while (await engine.running(rec.config.id)) await engine.sleep(100);
+        out(`${(await engine.inspect(rec.config.id)).state.exitCode}\n`);
+      }
+    });
+
+  if (!top) {
+    parent
+      .command('cleanup', { hidden: true })
+      .description('record a container\'s exit (run by conmon)')
+      .argument('<container>')
+      .action(async (ref: string) => getEngine(ctx).cleanup(ref));
+  }
+
+  registerCheckpointCommands(parent, ctx, top);
+  void Option;
+}

@@ -1,0 +1,64 @@
+import { Command, CommanderError } from 'commander';
+import { FerryError } from '../lib/errors.js';
+import { registerContainerCommands } from './containers.js';
+import { registerImageCommands, registerVolumeCommands } from './images.js';
+import { registerSystemCommands } from './system.js';
+import { VERSION } from '../lib/version.js';
+import type { Ctx } from './context.js';
+
+export async function main(argv: string[]): Promise<number> {
+  const ctx: Ctx = {
+    root: process.env.FERRY_ROOT ?? '/var/lib/ferry',
+    runroot: process.env.FERRY_RUNROOT ?? '/run/ferry',
+    self: [process.execPath, argv[1] ?? 'ferry'],
+  };
+  const program = new Command('ferry')
+    .description('A daemonless container engine built around checkpoint/restore and live migration')
+    .version(VERSION, '-v, --version')
+    .option('--root <dir>', 'persistent storage directory', ctx.root)
+    .option('--runroot <dir>', 'runtime state directory', ctx.runroot)
+    .enablePositionalOptions()
+    .showHelpAfterError('(run with --help for usage)')
+    .exitOverride()
+    .configureOutput({ writeErr: (s) => process.stderr.write(s) })
+    .hook('preAction', (cmd) => {
+      const g = cmd.optsWithGlobals() as { root: string; runroot: string };
+      ctx.root = g.root;
+      ctx.runroot = g.runroot;
+    });
+
+  registerContainerCommands(program, ctx, true);
+  const container = program.command('container').description('manage containers').enablePositionalOptions();
+  registerContainerCommands(container, ctx, false);
+  registerImageCommands(program, ctx);
+  registerVolumeCommands(program, ctx);
+  registerSystemCommands(program, ctx);
+
+  try {
+    await program.parseAsync(argv);
+    return typeof process.exitCode === 'number' ? process.exitCode : 0;
+  } catch (e) {
+    if (e instanceof CommanderError) {
+      if (e.code === 'commander.helpDisplayed' || e.code === 'commander.version' || e.code === 'commander.help') return 0;
+      return 125; // commander already printed the message
+    }
+    if (e instanceof FerryError) {
+      process.stderr.write(`Error: ${e.message}\n`);
+      if (process.env.FERRY_DEBUG && e.detail) process.stderr.write(`${e.detail}\n`);
+      return e.exitCode;
+    }
+    process.stderr.write(`Error: ${(e as Error).message}\n`);
+    if (process.env.FERRY_DEBUG) process.stderr.write(`${(e as Error).stack}\n`);
+    return 125;
+  }
+}
+
+main(process.argv).then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (e: unknown) => {
+    process.stderr.write(`Error: ${String(e)}\n`);
+    process.exitCode = 125;
+  },
+);

@@ -1,0 +1,126 @@
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { run } from '../../lib/exec.js';
+import { readJsonIfExists, writeJsonAtomic } from '../../lib/fsutil.js';
+
+/** Where `npm run setup` installs CRIU 4.2 (or a wrapper around a host CRIU that passed its checks). */
+export const CRIU_WRAPPER = '/usr/local/lib/ferry/bin/criu';
+
+export const MIN_CRIU = [4, 2] as const;
+
+/** The CRIU binary Ferry uses: $FERRY_CRIU, then Ferry's own install, then PATH. */
+export function findCriu(): string {
+  if (process.env.FERRY_CRIU) return process.env.FERRY_CRIU;
+  if (fs.existsSync(CRIU_WRAPPER)) return CRIU_WRAPPER;
+  return 'criu';
+}
+
+export interface CriuFeatures {
+  /** CRIU runs here at all (`criu check`). */
+  check: boolean;
+  /** Soft-dirty memory tracking: needed for pre-copy (pre-dump, --with-previous). */
+  memDirtyTrack: boolean;
+  /** userfaultfd for non-cooperative processes: needed for lazy pages (post-copy). */
+  uffdNoncoop: boolean;
+  /** fs.pipe-max-size allows the 4 MiB pipes lazy pages asks for. */
+  lazyPipeSize: boolean;
+}
+
+export interface CriuInfo {
+  path: string;
+  version?: string; // e.g. 4.2.1
+  features: CriuFeatures;
+}
+
+export function parseCriuVersion(out: string): string | undefined {
+  const m = out.match(/Version:\s*([0-9]+(?:\.[0-9]+)*)/);
+  return m?.[1];
+}
+
+export function versionAtLeast(v: string | undefined, min: readonly number[]): boolean {
+  if (!v) return false;
+  const parts = v.split('.').map(Number);
+  for (let i = 0; i < min.length; i++) {
+    const a = parts[i] ?? 0;
+    if (a !== min[i]) return a > min[i]!;
+  }
+  return true;
+}
+
+async function feature(criu: string, name: string): Promise<boolean> {
+  const r = await run([criu, 'check', '--feature', name]);
+  return r.code === 0 && !/not supported|is off|missing/i.test(r.stdout + r.stderr);
+}
+
+/**
+ * Probes CRIU: version and the features that decide which checkpoint modes work here.
+ * Feature checks ask CRIU itself (as runc does) rather than compare kernel versions. The result
+ * is cached in cacheFile, keyed by binary, version and kernel, because probing takes ~0.5 s.
+ */
+export async function probeCriu(cacheFile?: string): Promise<CriuInfo> {
+  const criu = findCriu();
+  const kernel = fs.readFileSync('/proc/sys/kernel/osrelease', 'utf8').trim();
+  let stat = '';
+  try {
+    const s = fs.statSync(criu.includes('/') ? criu : '/nonexistent');
+    stat = `${s.mtimeMs}`;
+  } catch {
+    /* on PATH */
+  }
+  const key = `${criu}|${stat}|${kernel}`;
+  if (cacheFile) {
+    const c = readJsonIfExists<{ key: string; info: CriuInfo }>(cacheFile);
+    if (c?.key === key) return c.info;
+  }
+  const v = await run([criu, '--version']).catch(() => undefined);
+  const version = v ? parseCriuVersion(v.stdout) : undefined;
+  const features: CriuFeatures = { check: false, memDirtyTrack: false, uffdNoncoop: false, lazyPipeSize: false };
+  if (version) {
+    const [check, dirty, uffd] = await Promise.all([
+      run([criu, 'check']).then((r) => r.code === 0),
+      feature(criu, 'mem_dirty_track'),
+      feature(criu, 'uffd-noncoop'),
+    ]);
+    features.check = check;
+    features.memDirtyTrack = dirty;
+    features.uffdNoncoop = uffd;
+  }
+  features.lazyPipeSize = Number(fs.readFileSync('/proc/sys/fs/pipe-max-size', 'utf8').trim()) >= 4 * 1024 * 1024;
+  const info: CriuInfo = { path: criu, version, features };
+  if (cacheFile && version) {
+    fs.mkdirSync(path.dirname(cacheFile), { recursive: true });
+    writeJsonAtomic(cacheFile, { key, info });
+  }
+  return info;
+}
+
+/** Known CRIU failures, in the words a user needs. The first match wins. */
+const DIAGNOSES: { re: RegExp; say: string }[] = [
+  { re: /Connected TCP socket|tcp.*established|Can't dump established/i, say: 'the container holds an established TCP connection: add --tcp-established' },
+  { re: /Can't lookup mount.*for fd|External file|ext_files|Can't dump file .* outside/i, say: 'a regular file is open outside the container\'s filesystems' },
+  { re: /unix socket .* peer|External socket|Can't dump half of stream unix|unix.*external/i, say: 'the container has a UNIX socket connected outside it: add --ext-unix-sk' },
+  { re: /iptables-restore.*(not found|No such file)|Unable to lock network|Locking network failed/i, say: 'CRIU could not lock the container\'s network: iptables is missing or failed (run `npm run setup`)' },
+  { re: /file lock|Can't dump file locks|flock/i, say: 'a process holds a file lock: add --file-locks' },
+  { re: /Tracking memory is not available|mem_dirty_track|soft.dirty/i, say: 'this kernel lacks soft-dirty memory tracking, which pre-copy needs' },
+  { re: /vdso: ELF header magic mismatch|Unexpected rt vDSO/i, say: 'the checkpoint was made by a different CRIU version than the one restoring it' },
+  { re: /Can't bind inet socket|Address already in use/i, say: 'an address the container listened on is already in use' },
+  { re: /Error \(.*\): .*(task|pid) .* (is|has been) (busy|in use)|PID .* is busy/i, say: 'a process ID the checkpoint needs is already taken on this host' },
+  { re: /tty|Can't find tty|pty/i, say: 'the container has a terminal: add --shell-job' },
+  { re: /page-pipe: splice.*Bad file descriptor|Lazy pages transfer FAILED/i, say: 'lazy pages need fs.pipe-max-size >= 4194304: run `npm run setup`' },
+];
+
+/** Reads a CRIU log and names the cause in plain words; ignores the harmless RLIMIT_NOFILE line. */
+export function diagnoseCriuLog(log: string): { cause?: string; firstError?: string } {
+  const lines = log.split('\n').filter((l) => /Error|error|FAIL|Can't/.test(l) && !/RLIMIT_NOFILE|rlimit: Can't setup/.test(l));
+  const text = lines.join('\n');
+  for (const d of DIAGNOSES) if (d.re.test(text)) return { cause: d.say, firstError: lines[0]?.trim() };
+  return { firstError: lines[0]?.replace(/^\(\s*[0-9.]+\)\s*/, '').trim() };
+}
+
+export function readLog(file: string): string {
+  try {
+    return fs.readFileSync(file, 'utf8');
+  } catch {
+    return '';
+  }
+}

@@ -1,0 +1,125 @@
+import * as fs from 'node:fs';
+
+/**
+ * CRIU's stats-dump / stats-restore images: a magic header, then one length-prefixed protobuf
+ * StatsEntry { DumpStatsEntry dump = 1; RestoreStatsEntry restore = 2; }. Reading a handful of
+ * varint fields does not justify a protobuf library, so this decodes just that.
+ */
+
+export interface DumpStats {
+  freezingTimeUs: number;
+  frozenTimeUs: number;
+  memdumpTimeUs: number;
+  memwriteTimeUs: number;
+  pagesScanned: number;
+  pagesSkippedParent: number;
+  pagesWritten: number;
+  pagesLazy: number;
+}
+
+export interface RestoreStats {
+  pagesCompared: number;
+  pagesSkippedCow: number;
+  forkingTimeUs: number;
+  restoreTimeUs: number;
+  pagesRestored: number;
+}
+
+const IMG_COMMON_MAGIC = 0x54564319;
+const IMG_SERVICE_MAGIC = 0x55105940;
+
+function varint(buf: Buffer, pos: number): [number, number] {
+  let result = 0;
+  let mul = 1;
+  for (;;) {
+    if (pos >= buf.length) throw new Error('truncated varint');
+    const b = buf[pos++]!;
+    result += (b & 0x7f) * mul;
+    if (!(b & 0x80)) return [result, pos];
+    mul *= 128;
+  }
+}
+
+/** Decodes one protobuf message into field number -> value (varints) or sub-buffer. */
+export function decodeMessage(buf: Buffer): Map<number, number | Buffer> {
+  const out = new Map<number, number | Buffer>();
+  let pos = 0;
+  while (pos < buf.length) {
+    let key: number;
+    [key, pos] = varint(buf, pos);
+    const field = Math.floor(key / 8);
+    const wire = key & 7;
+    if (wire === 0) {
+      let v: number;
+      [v, pos] = varint(buf, pos);
+      out.set(field, v);
+    } else if (wire === 2) {
+      let len: number;
+      [len, pos] = varint(buf, pos);
+      out.set(field, buf.subarray(pos, pos + len));
+      pos += len;
+    } else if (wire === 5) {
+      out.set(field, buf.readUInt32LE(pos));
+      pos += 4;
+    } else if (wire === 1) {
+      out.set(field, Number(buf.readBigUInt64LE(pos)));
+      pos += 8;
+    } else {
+      throw new Error(`unsupported wire type ${wire}`);
+    }
+  }
+  return out;
+}
+
+function statsEntry(file: string, field: 1 | 2): Map<number, number | Buffer> | undefined {
+  let buf: Buffer;
+  try {
+    buf = fs.readFileSync(file);
+  } catch {
+    return undefined;
+  }
+  try {
+    let pos = 0;
+    const m0 = buf.readUInt32LE(0);
+    if (m0 === IMG_COMMON_MAGIC || m0 === IMG_SERVICE_MAGIC) pos = 8;
+    else pos = 4;
+    const len = buf.readUInt32LE(pos);
+    const entry = decodeMessage(buf.subarray(pos + 4, pos + 4 + len));
+    const sub = entry.get(field);
+    return Buffer.isBuffer(sub) ? decodeMessage(sub) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+const num = (m: Map<number, number | Buffer>, f: number): number => {
+  const v = m.get(f);
+  return typeof v === 'number' ? v : 0;
+};
+
+export function readDumpStats(file: string): DumpStats | undefined {
+  const m = statsEntry(file, 1);
+  if (!m) return undefined;
+  return {
+    freezingTimeUs: num(m, 1),
+    frozenTimeUs: num(m, 2),
+    memdumpTimeUs: num(m, 3),
+    memwriteTimeUs: num(m, 4),
+    pagesScanned: num(m, 5),
+    pagesSkippedParent: num(m, 6),
+    pagesWritten: num(m, 7),
+    pagesLazy: num(m, 9),
+  };
+}
+
+export function readRestoreStats(file: string): RestoreStats | undefined {
+  const m = statsEntry(file, 2);
+  if (!m) return undefined;
+  return {
+    pagesCompared: num(m, 1),
+    pagesSkippedCow: num(m, 2),
+    forkingTimeUs: num(m, 3),
+    restoreTimeUs: num(m, 4),
+    pagesRestored: num(m, 5),
+  };
+}

@@ -1,0 +1,294 @@
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { spawn } from 'node:child_process';
+import { FerryError } from '../../lib/errors.js';
+import { lastLine, run, runOk, which, type RunResult } from '../../lib/exec.js';
+import { mkdirp } from '../../lib/fsutil.js';
+import { processAlive, procStartTime, sleep } from '../../lib/proc.js';
+
+/** Paths conmon uses for one container. */
+export interface ConmonPaths {
+  bundle: string; // OCI bundle (config.json); also runc's --work-path on restore
+  logPath: string; // k8s-file log
+  pidFile: string; // container init PID
+  conmonPidFile: string;
+  exitDir: string; // conmon writes <exitDir>/<id> with the exit code
+  persistDir: string;
+  socketDir: string;
+  conmonLog: string; // conmon's own stderr
+}
+
+export interface StartOptions {
+  id: string;
+  name: string;
+  paths: ConmonPaths;
+  /** Restore from a checkpoint instead of creating afresh. */
+  restore?: { imagePath: string; runtimeOpts: string[] };
+  /** Program (argv) conmon runs after the container exits. */
+  exitCommand?: string[];
+}
+
+export interface Started {
+  pid: number;
+  conmonPid: number;
+  conmonStartTime?: number;
+}
+
+export interface RuncState {
+  id: string;
+  pid: number;
+  status: 'created' | 'running' | 'pausing' | 'paused' | 'stopped';
+}
+
+/** What a checkpoint asks of runc/CRIU (one typed options object, as runc's CriuOpts). */
+export interface RuncCheckpointOptions {
+  imagePath: string;
+  workPath: string;
+  leaveRunning?: boolean;
+  tcpEstablished?: boolean;
+  fileLocks?: boolean;
+  extUnixSk?: boolean;
+  shellJob?: boolean;
+  manageCgroupsMode?: 'soft' | 'full' | 'strict' | 'ignore';
+  emptyNs?: string[];
+  autoDedup?: boolean;
+  /** Memory-only pre-dump (pre-copy round); the container keeps running. */
+  preDump?: boolean;
+  /** Earlier pre-dump to diff against, relative to imagePath. */
+  parentPath?: string;
+  /** Send pages to a CRIU page server instead of writing them (ADDRESS:PORT). */
+  pageServer?: string;
+  /** Keep pages on the source and serve them lazily (post-copy). */
+  lazyPages?: boolean;
+  /** File descriptor (in runc) that CRIU writes a byte to when the lazy dump is ready. */
+  statusFd?: number;
+}
+
+export interface RuncRestoreOptions {
+  tcpEstablished?: boolean;
+  tcpClose?: boolean;
+  fileLocks?: boolean;
+  extUnixSk?: boolean;
+  shellJob?: boolean;
+  manageCgroupsMode?: 'soft' | 'full' | 'strict' | 'ignore';
+  autoDedup?: boolean;
+  lazyPages?: boolean;
+}
+
+export function checkpointArgs(o: RuncCheckpointOptions): string[] {
+  const a = ['--image-path', o.imagePath, '--work-path', o.workPath];
+  if (o.leaveRunning) a.push('--leave-running');
+  if (o.tcpEstablished) a.push('--tcp-established');
+  if (o.fileLocks) a.push('--file-locks');
+  if (o.extUnixSk) a.push('--ext-unix-sk');
+  if (o.shellJob) a.push('--shell-job');
+  if (o.manageCgroupsMode) a.push('--manage-cgroups-mode', o.manageCgroupsMode);
+  for (const ns of o.emptyNs ?? []) a.push('--empty-ns', ns);
+  if (o.autoDedup) a.push('--auto-dedup');
+  if (o.preDump) a.push('--pre-dump');
+  if (o.parentPath) a.push('--parent-path', o.parentPath);
+  if (o.pageServer) a.push('--page-server', o.pageServer);
+  if (o.lazyPages) a.push('--lazy-pages');
+  if (o.statusFd !== undefined) a.push('--status-fd', String(o.statusFd));
+  return a;
+}
+
+/** runc restore flags; conmon passes them on with --runtime-opt. */
+export function restoreArgs(o: RuncRestoreOptions): string[] {
+  const a: string[] = [];
+  if (o.tcpEstablished) a.push('--tcp-established');
+  if (o.tcpClose) a.push('--tcp-close');
+  if (o.fileLocks) a.push('--file-locks');
+  if (o.extUnixSk) a.push('--ext-unix-sk');
+  if (o.shellJob) a.push('--shell-job');
+  if (o.manageCgroupsMode) a.push(`--manage-cgroups-mode=${o.manageCgroupsMode}`);
+  if (o.autoDedup) a.push('--auto-dedup');
+  if (o.lazyPages) a.push('--lazy-pages');
+  return a;
+}
+
+export interface RuntimeConfig {
+  runcRoot: string;
+  /** CRIU binary (or wrapper) runc should use. */
+  criuPath?: string;
+  runc?: string;
+  conmon?: string;
+}
+
+/**
+ * The runc + conmon runtime driver. conmon owns each container's stdio (pipes into a
+ * k8s-file log, which CRIU can dump) and records its exit code; runc does the rest.
+ */
+export class RuncRuntime {
+  readonly runc: string;
+  readonly conmon: string;
+
+  constructor(readonly cfg: RuntimeConfig) {
+    // conmon wants an absolute runtime path; absolute paths also skip PATH lookups later.
+    this.runc = which(cfg.runc ?? 'runc') ?? 'runc';
+    this.conmon = which(cfg.conmon ?? 'conmon') ?? 'conmon';
+  }
+
+  /** runc's global flags. */
+  globalArgs(): string[] {
+    const a = ['--root', this.cfg.runcRoot];
+    if (this.cfg.criuPath) a.push('--criu', this.cfg.criuPath);
+    return a;
+  }
+
+  runcArgv(...args: string[]): string[] {
+    return [this.runc, ...this.globalArgs(), ...args];
+  }
+
+  /** Creates (or restores) the container under a new conmon; resolves once runc has a PID. */
+  async createWithConmon(o: StartOptions): Promise<Started> {
+    const p = o.paths;
+    for (const d of [p.exitDir, p.persistDir, p.socketDir, path.dirname(p.pidFile)]) mkdirp(d);
+    for (const f of [p.pidFile, p.conmonPidFile, path.join(p.exitDir, o.id)]) fs.rmSync(f, { force: true });
+    const args = [
+      '--api-version', '1', '-c', o.id, '-u', o.id, '-n', o.name, '-r', this.runc, '-b', p.bundle,
+      '-p', p.pidFile, '-P', p.conmonPidFile, '-l', `k8s-file:${p.logPath}`, '--exit-dir', p.exitDir,
+      '--persist-dir', p.persistDir, '--socket-dir-path', p.socketDir, '--log-level', 'warning',
+    ];
+    for (const a of this.globalArgs()) args.push('--runtime-arg', a);
+    if (o.restore) {
+      args.push('--restore', o.restore.imagePath);
+      for (const opt of o.restore.runtimeOpts) args.push('--runtime-opt', opt);
+    }
+    if (o.exitCommand?.length) {
+      args.push('--exit-command', o.exitCommand[0]!);
+      for (const a of o.exitCommand.slice(1)) args.push('--exit-command-arg', a);
+    }
+    const logFd = fs.openSync(p.conmonLog, 'a');
+    const msg = await new Promise<{ data: number; message?: string }>((resolve, reject) => {
+      const child = spawn(this.conmon, args, {
+        stdio: ['ignore', logFd, logFd, 'pipe'],
+        env: { ...process.env, _OCI_SYNCPIPE: '3' },
+        detached: true, // its own session: a Ctrl-C at the terminal must not reach the container
+      });
+      child.on('error', (e: NodeJS.ErrnoException) =>
+        reject(e.code === 'ENOENT' ? new FerryError('EDEPEND', 'conmon is not installed: run `npm run setup` (as root)') : e),
+      );
+      const sync = child.stdio[3] as NodeJS.ReadableStream;
+      let buf = '';
+      let done = false;
+      const finish = (v: { data: number; message?: string } | Error): void => {
+        if (done) return;
+        done = true;
+        (sync as unknown as { destroy(): void }).destroy();
+        child.unref();
+        if (v instanceof Error) reject(v);
+        else resolve(v);
+      };
+      sync.on('data', (b: Buffer) => {
+        buf += b.toString();
+        const nl = buf.indexOf('\n');
+        const line = nl >= 0 ? buf.slice(0, nl) : buf;
+        try {
+          finish(JSON.parse(line) as { data: number; message?: string });
+        } catch {
+          /* wait for the rest of the line */
+        }
+      });
+      sync.on('end', () => {
+        const why = lastLine(readTail(p.conmonLog)).replace(/^\[conmon:.\]:\s*/, '');
+        finish(new FerryError('ERUNTIME', `conmon failed${why ? `: ${why}` : ''} (log: ${p.conmonLog})`));
+      });
+      sync.on('error', () => undefined);
+    }).finally(() => fs.closeSync(logFd));
+    if (msg.data < 0) {
+      throw new FerryError(o.restore ? 'ECRIU' : 'ERUNTIME', cleanRuntimeMessage(msg.message ?? 'runtime failed'), { detail: msg.message });
+    }
+    const conmonPid = await readPidFile(p.conmonPidFile, 5000);
+    return { pid: msg.data, conmonPid, conmonStartTime: procStartTime(conmonPid) };
+  }
+
+  /**
+   * Runs `runc checkpoint` in its own process group (a Ctrl-C at the terminal must not reach
+   * CRIU mid-dump). onSpawn gets runc's PID so the caller can record it before waiting.
+   */
+  checkpoint(id: string, o: RuncCheckpointOptions, onSpawn?: (pid: number) => void): Promise<RunResult> {
+    return new Promise((resolve, reject) => {
+      const child = spawn(this.runc, [...this.globalArgs(), 'checkpoint', ...checkpointArgs(o), id], { stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+      const out: Buffer[] = [];
+      const err: Buffer[] = [];
+      child.stdout.on('data', (b: Buffer) => out.push(b));
+      child.stderr.on('data', (b: Buffer) => err.push(b));
+      child.on('error', reject);
+      if (child.pid && onSpawn) onSpawn(child.pid);
+      child.on('close', (code, signal) => resolve({ code, signal, stdout: Buffer.concat(out).toString(), stderr: Buffer.concat(err).toString() }));
+    });
+  }
+
+  async start(id: string): Promise<void> {
+    await runOk(this.runcArgv('start', id), { what: 'runc start' });
+  }
+
+  async kill(id: string, signal: string, all = false): Promise<RunResult> {
+    return run(this.runcArgv('kill', ...(all ? ['--all'] : []), id, signal));
+  }
+
+  async delete(id: string, force = true): Promise<void> {
+    const r = await run(this.runcArgv('delete', ...(force ? ['--force'] : []), id));
+    if (r.code !== 0 && !/does not exist|not exist|container .* not found/i.test(r.stderr)) {
+      throw new FerryError('ERUNTIME', `runc delete failed: ${lastLine(r.stderr)}`);
+    }
+  }
+
+  async state(id: string): Promise<RuncState | undefined> {
+    const r = await run(this.runcArgv('state', id));
+    if (r.code !== 0) return undefined;
+    return JSON.parse(r.stdout) as RuncState;
+  }
+
+  /** Runs a command in the container with this process's stdio; resolves with its exit code. */
+  exec(id: string, argv: string[], o: { stdin: boolean; tty: boolean; env: string[]; workdir?: string }): Promise<number> {
+    const args = ['exec'];
+    if (o.tty) args.push('--tty');
+    for (const e of o.env) args.push('--env', e);
+    if (o.workdir) args.push('--cwd', o.workdir);
+    args.push(id, ...argv);
+    return new Promise((resolve, reject) => {
+      const child = spawn(this.runc, [...this.globalArgs(), ...args], { stdio: [o.stdin ? 'inherit' : 'ignore', 'inherit', 'inherit'] });
+      child.on('error', reject);
+      child.on('close', (code, sig) => resolve(code ?? (sig ? 128 + (sigNum(sig) ?? 9) : 1)));
+    });
+  }
+}
+
+function sigNum(sig: NodeJS.Signals): number | undefined {
+  return (fs.constants as unknown as Record<string, number>)[sig] ?? undefined;
+}
+
+function readTail(file: string): string {
+  try {
+    return fs.readFileSync(file, 'utf8').slice(-4000);
+  } catch {
+    return '';
+  }
+}
+
+async function readPidFile(file: string, timeoutMs: number): Promise<number> {
+  const end = Date.now() + timeoutMs;
+  for (;;) {
+    try {
+      const n = Number(fs.readFileSync(file, 'utf8').trim());
+      if (n > 0) return n;
+    } catch {
+      /* not yet written */
+    }
+    if (Date.now() > end) throw new FerryError('ERUNTIME', `conmon did not write its PID file ${file}`);
+    await sleep(5);
+  }
+}
+
+/** runc's errors arrive wrapped in JSON log lines; keep the human part. */
+export function cleanRuntimeMessage(m: string): string {
+  let s = m.trim();
+  const json = s.match(/\{"level":"error","msg":"((?:[^"\\]|\\.)*)"/);
+  if (json) s = JSON.parse(`"${json[1]}"`) as string;
+  s = s.replace(/^runtime failed:?\s*/i, '').replace(/^time="[^"]*" level=error msg="?/, '').replace(/"$/, '');
+  return s.split('\n').filter(Boolean).pop() ?? s;
+}
+
+export { processAlive };

@@ -1,0 +1,78 @@
+/** Builds an OCI runtime spec (config.json) for runc, close to what Podman generates. */
+
+export interface Mount {
+  destination: string;
+  type: string;
+  source: string;
+  options?: string[];
+}
+
+export interface SpecOptions {
+  rootfs: string;
+  args: string[];
+  env: string[];
+  cwd: string;
+  hostname: string;
+  /** Bind mounts (volumes, /etc/hosts ...) and tmpfs mounts from --tmpfs. */
+  mounts: Mount[];
+  /** Namespace paths to join instead of creating new ones (pods, CNI network namespaces). */
+  namespacePaths?: Partial<Record<'network' | 'ipc' | 'uts' | 'pid', string>>;
+  /** No network namespace at all: share the host's (--network host). */
+  hostNetwork?: boolean;
+  cgroupsPath: string;
+  terminal?: boolean;
+  annotations?: Record<string, string>;
+}
+
+const DEFAULT_CAPS = [
+  'CAP_CHOWN', 'CAP_DAC_OVERRIDE', 'CAP_FOWNER', 'CAP_FSETID', 'CAP_KILL', 'CAP_NET_BIND_SERVICE',
+  'CAP_SETFCAP', 'CAP_SETGID', 'CAP_SETPCAP', 'CAP_SETUID', 'CAP_SYS_CHROOT',
+];
+
+const MASKED = [
+  '/proc/acpi', '/proc/kcore', '/proc/keys', '/proc/latency_stats', '/proc/timer_list', '/proc/timer_stats',
+  '/proc/sched_debug', '/proc/scsi', '/sys/firmware', '/sys/fs/selinux', '/sys/dev/block',
+];
+const READONLY = ['/proc/asound', '/proc/bus', '/proc/fs', '/proc/irq', '/proc/sys', '/proc/sysrq-trigger'];
+
+export function buildSpec(o: SpecOptions): object {
+  const ns: { type: string; path?: string }[] = [];
+  for (const type of ['pid', 'network', 'ipc', 'uts', 'mount'] as const) {
+    if (type === 'network' && o.hostNetwork) continue;
+    const p = type === 'mount' ? undefined : o.namespacePaths?.[type];
+    ns.push(p ? { type, path: p } : { type });
+  }
+  const mounts: Mount[] = [
+    { destination: '/proc', type: 'proc', source: 'proc', options: ['nosuid', 'noexec', 'nodev'] },
+    { destination: '/dev', type: 'tmpfs', source: 'tmpfs', options: ['nosuid', 'strictatime', 'mode=755', 'size=65536k'] },
+    { destination: '/dev/pts', type: 'devpts', source: 'devpts', options: ['nosuid', 'noexec', 'newinstance', 'ptmxmode=0666', 'mode=0620', 'gid=5'] },
+    { destination: '/dev/shm', type: 'tmpfs', source: 'shm', options: ['nosuid', 'noexec', 'nodev', 'mode=1777', 'size=65536k'] },
+    { destination: '/dev/mqueue', type: 'mqueue', source: 'mqueue', options: ['nosuid', 'noexec', 'nodev'] },
+    { destination: '/sys', type: 'sysfs', source: 'sysfs', options: ['nosuid', 'noexec', 'nodev', 'ro'] },
+    { destination: '/sys/fs/cgroup', type: 'cgroup', source: 'cgroup', options: ['rprivate', 'nosuid', 'noexec', 'nodev', 'relatime', 'ro'] },
+    ...o.mounts,
+  ];
+  return {
+    ociVersion: '1.0.2',
+    process: {
+      terminal: o.terminal ?? false,
+      user: { uid: 0, gid: 0 },
+      args: o.args,
+      env: o.env,
+      cwd: o.cwd,
+      capabilities: { bounding: DEFAULT_CAPS, effective: DEFAULT_CAPS, permitted: DEFAULT_CAPS },
+      noNewPrivileges: false,
+    },
+    root: { path: o.rootfs, readonly: false },
+    hostname: o.hostname,
+    mounts,
+    annotations: o.annotations ?? {},
+    linux: {
+      namespaces: ns,
+      cgroupsPath: o.cgroupsPath,
+      resources: { devices: [{ allow: false, access: 'rwm' }] },
+      maskedPaths: MASKED,
+      readonlyPaths: READONLY,
+    },
+  };
+}

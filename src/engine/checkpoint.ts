@@ -1,0 +1,364 @@
+/**
+ * Checkpoint and restore of a container in place. The whole flow reads top to bottom:
+ *
+ *   checkpoint: refuse early -> record op -> runc checkpoint into checkpoint.tmp/ ->
+ *               on failure: container still runs, tmp removed, plain-words error ->
+ *               on success: metadata written, tmp renamed to checkpoint/ (commit point),
+ *               runtime released, state "exited, checkpointed" saved.
+ *   restore:    refuse early -> record op -> mount rootfs, write bundle ->
+ *               conmon runs `runc restore` -> on failure: nothing left running or mounted,
+ *               checkpoint untouched -> on success: state "running, restored" saved,
+ *               checkpoint removed unless --keep.
+ *
+ * A ferry killed half-way leaves state.op behind; repairInterruptedCheckpoint() finishes or
+ * rolls back from what is on disk, so no container is "running" in state and dead, and no
+ * half-written checkpoint ever looks valid.
+ */
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { FerryError } from '../lib/errors.js';
+import { run } from '../lib/exec.js';
+import { commitDir, mkdirp, readJsonIfExists, writeJsonAtomic } from '../lib/fsutil.js';
+import { processAlive, procStartTime, waitFor } from '../lib/proc.js';
+import { VERSION } from '../lib/version.js';
+import { restoreArgs } from '../drivers/runtime/runc.js';
+import { diagnoseCriuLog, readLog } from '../drivers/criu/criu.js';
+import { readDumpStats, readRestoreStats, type DumpStats, type RestoreStats } from '../drivers/criu/stats.js';
+import type { Engine } from './engine.js';
+import type { ContainerConfig, ContainerRecord } from './types.js';
+
+export const CHECKPOINT_FORMAT = 1;
+export const META_FILE = 'ferry-checkpoint.json';
+const PRE_DIR = 'pre-checkpoint';
+
+export interface CheckpointOptions {
+  leaveRunning?: boolean;
+  /** Keep CRIU's log and work files (Podman's --keep); the checkpoint itself is always kept. */
+  keep?: boolean;
+  tcpEstablished?: boolean;
+  fileLocks?: boolean;
+  extUnixSk?: boolean;
+  shellJob?: boolean;
+  manageCgroupsMode?: 'soft' | 'full' | 'strict' | 'ignore';
+  emptyNs?: string[];
+  autoDedup?: boolean;
+  /** Pre-copy round: dump memory only, leave the container running. */
+  preCheckpoint?: boolean;
+  /** Final dump that writes only the pages changed since the pre-checkpoint. */
+  withPrevious?: boolean;
+}
+
+export interface RestoreOptions {
+  keep?: boolean;
+  tcpEstablished?: boolean;
+  tcpClose?: boolean;
+  fileLocks?: boolean;
+  extUnixSk?: boolean;
+  shellJob?: boolean;
+  manageCgroupsMode?: 'soft' | 'full' | 'strict' | 'ignore';
+  autoDedup?: boolean;
+}
+
+/** What a checkpoint directory says about itself (ferry-checkpoint.json). */
+export interface CheckpointMeta {
+  formatVersion: number;
+  createdAt: string;
+  container: ContainerConfig;
+  ferryVersion: string;
+  criuVersion: string;
+  runcVersion: string;
+  kernel: string;
+  arch: string;
+  options: { tcpEstablished: boolean; fileLocks: boolean; extUnixSk: boolean; shellJob: boolean; withPrevious: boolean };
+  stats?: DumpStats;
+}
+
+export interface CheckpointReport {
+  id: string;
+  name: string;
+  path: string;
+  /** Whole engine operation, including locking, bookkeeping and cleanup. */
+  totalMs: number;
+  /** The runc checkpoint call alone. */
+  runtimeMs: number;
+  criu?: DumpStats;
+}
+
+export interface RestoreReport {
+  id: string;
+  name: string;
+  totalMs: number;
+  runtimeMs: number;
+  criu?: RestoreStats;
+}
+
+// ------------------------------------------------------------------------- checkpoint
+
+export async function checkpoint(engine: Engine, ref: string, o: CheckpointOptions): Promise<CheckpointReport> {
+  const t0 = performance.now();
+  return engine.withContainer(ref, async (rec) => {
+    const id = rec.config.id;
+    const name = rec.config.name;
+    // 1. Refuse what cannot work, before touching anything.
+    if (rec.state.status !== 'running') {
+      throw new FerryError('ESTATE', `container ${name} is not running (${rec.state.status}): only a running container can be checkpointed`);
+    }
+    if (rec.config.autoRemove && !o.leaveRunning) {
+      throw new FerryError('ESTATE', `container ${name} was started with --rm and would be removed when it stops: checkpoint it with --export, or with --leave-running`);
+    }
+    if (o.preCheckpoint && o.withPrevious) throw new FerryError('EINVAL', '--pre-checkpoint and --with-previous cannot be used together: pre-checkpoint first, then checkpoint --with-previous');
+    if (o.preCheckpoint || o.withPrevious) await requirePreCopy(engine);
+    const preDir = path.join(engine.paths.containerDir(id), PRE_DIR);
+    if (o.withPrevious && !fs.existsSync(path.join(preDir, 'inventory.img'))) {
+      throw new FerryError('ESTATE', `container ${name} has no pre-checkpoint: run \`ferry container checkpoint --pre-checkpoint ${name}\` first`);
+    }
+
+    // 2. Dump into a temporary directory; only a complete dump is ever renamed into place.
+    const finalDir = o.preCheckpoint ? preDir : engine.paths.checkpointDir(id);
+    const tmp = `${finalDir}.tmp`;
+    fs.rmSync(tmp, { recursive: true, force: true });
+    mkdirp(tmp, 0o700);
+    const workDir = engine.paths.bundle(id);
+    rec.state.op = { name: 'checkpoint', pid: process.pid, startTime: procStartTime(process.pid), since: new Date().toISOString(), args: { ...o } };
+    engine.save(rec);
+    const tr = performance.now();
+    const r = await engine.runtime.checkpoint(
+      id,
+      {
+        imagePath: tmp,
+        workPath: workDir,
+        leaveRunning: o.leaveRunning || o.preCheckpoint,
+        tcpEstablished: o.tcpEstablished,
+        fileLocks: o.fileLocks,
+        extUnixSk: o.extUnixSk,
+        shellJob: o.shellJob,
+        manageCgroupsMode: o.manageCgroupsMode,
+        emptyNs: o.emptyNs,
+        autoDedup: o.autoDedup,
+        preDump: o.preCheckpoint,
+        // Relative to the image dir, so it still resolves after tmp is renamed.
+        parentPath: o.withPrevious ? path.join('..', PRE_DIR) : undefined,
+      },
+      (pid) => {
+        rec.state.op!.helperPid = pid;
+        engine.save(rec);
+      },
+    );
+    const runtimeMs = performance.now() - tr;
+    const logFile = path.join(workDir, o.preCheckpoint ? 'predump.log' : 'dump.log');
+
+    // 3. A failed dump: CRIU resumed the container; make sure, clean up, explain.
+    if (r.code !== 0) {
+      fs.rmSync(tmp, { recursive: true, force: true });
+      const still = await engine.runtime.state(id);
+      delete rec.state.op;
+      if (!still || still.status !== 'running') {
+        // Should not happen (CRIU resumes tasks on failure), but never leave a lie in state.
+        rec.state.status = 'exited';
+        rec.state.error = 'the container stopped during a failed checkpoint';
+        await engine.releaseRuntime(rec);
+      }
+      engine.save(rec);
+      throw criuFailure('checkpoint', name, r.stderr, logFile);
+    }
+
+    // 4. Commit: metadata, then the rename that makes the checkpoint exist.
+    const stats = readDumpStats(path.join(workDir, 'stats-dump')); // CRIU writes stats into the work dir
+    if (!o.preCheckpoint) {
+      writeJsonAtomic(path.join(tmp, META_FILE), await makeMeta(engine, rec.config, o, stats));
+      writeJsonAtomic(path.join(tmp, 'spec.dump'), JSON.parse(fs.readFileSync(path.join(workDir, 'config.json'), 'utf8')));
+    }
+    commitDir(tmp, finalDir);
+    if (!o.keep) fs.rmSync(logFile, { force: true }); // Podman's --keep keeps CRIU's logs
+
+    // 5. The container is gone unless asked to keep running: release its runtime.
+    if (!o.leaveRunning && !o.preCheckpoint) {
+      // conmon writes the exit file, then runs its exit command, which waits for our lock:
+      // wait for the file, not for conmon.
+      await engine.waitExit(rec, 5000);
+      await engine.releaseRuntime(rec);
+      Object.assign(rec.state, { status: 'exited', pid: 0, conmonPid: 0, exitCode: 0, finishedAt: new Date().toISOString() });
+    }
+    if (!o.preCheckpoint) {
+      Object.assign(rec.state, {
+        checkpointed: true,
+        checkpointedAt: new Date().toISOString(),
+        checkpointPath: finalDir,
+        checkpointLog: o.keep ? logFile : undefined,
+        error: undefined,
+      });
+      if (!o.leaveRunning) rec.state.restored = false;
+    }
+    delete rec.state.op;
+    engine.save(rec);
+    return { id, name, path: finalDir, totalMs: performance.now() - t0, runtimeMs, criu: stats };
+  });
+}
+
+async function requirePreCopy(engine: Engine): Promise<void> {
+  const criu = await engine.criu();
+  if (!criu.features.memDirtyTrack) {
+    throw new FerryError(
+      'EUNSUPPORTED',
+      'pre-copy needs soft-dirty memory tracking, which this kernel lacks (`criu check --feature mem_dirty_track`): checkpoint without --pre-checkpoint/--with-previous',
+    );
+  }
+}
+
+async function makeMeta(engine: Engine, c: ContainerConfig, o: CheckpointOptions, stats?: DumpStats): Promise<CheckpointMeta> {
+  const criu = await engine.criu();
+  const runc = await run([engine.runtime.runc, '--version']).catch(() => undefined);
+  return {
+    formatVersion: CHECKPOINT_FORMAT,
+    createdAt: new Date().toISOString(),
+    container: c,
+    ferryVersion: VERSION,
+    criuVersion: criu.version ?? 'unknown',
+    runcVersion: runc?.stdout.match(/runc version ([^\s]+)/)?.[1] ?? 'unknown',
+    kernel: os.release(),
+    arch: process.arch,
+    options: { tcpEstablished: !!o.tcpEstablished, fileLocks: !!o.fileLocks, extUnixSk: !!o.extUnixSk, shellJob: !!o.shellJob, withPrevious: !!o.withPrevious },
+    stats,
+  };
+}
+
+/** A plain-words error from runc's stderr and CRIU's log, with the log's path for details. */
+function criuFailure(what: 'checkpoint' | 'restore', name: string, stderr: string, logFile: string): FerryError {
+  const d = diagnoseCriuLog(readLog(logFile) + '\n' + stderr);
+  const cause = d.cause ?? d.firstError ?? stderr.trim().split('\n').pop() ?? 'unknown error';
+  const after = what === 'checkpoint' ? 'the container is still running' : 'the checkpoint is kept, so you can retry';
+  return new FerryError('ECRIU', `${what} of ${name} failed: ${cause}; ${after} (details: ${logFile})`, { detail: stderr });
+}
+
+// ------------------------------------------------------------------------- restore
+
+export async function restore(engine: Engine, ref: string, o: RestoreOptions): Promise<RestoreReport> {
+  const t0 = performance.now();
+  return engine.withContainer(ref, async (rec) => {
+    const id = rec.config.id;
+    const name = rec.config.name;
+    const dir = engine.paths.checkpointDir(id);
+    // 1. Refuse what cannot work, before touching anything.
+    if (rec.state.status === 'running' || rec.state.status === 'paused') {
+      throw new FerryError('ESTATE', `container ${name} is running: checkpoint or stop it before restoring`);
+    }
+    const meta = readJsonIfExists<CheckpointMeta>(path.join(dir, META_FILE));
+    if (!meta) throw new FerryError('ESTATE', `container ${name} has no checkpoint to restore: checkpoint it first with \`ferry container checkpoint ${name}\``);
+    await checkCompatible(engine, meta);
+    if (o.autoDedup && o.keep) throw new FerryError('EINVAL', '--auto-dedup consumes the checkpoint while restoring, so it cannot be combined with --keep');
+    if (o.tcpClose && o.tcpEstablished) throw new FerryError('EINVAL', '--tcp-close and --tcp-established cannot be used together');
+    // A checkpoint with established connections can only be restored with them (or closed).
+    const tcpEstablished = o.tcpEstablished || (meta.options.tcpEstablished && !o.tcpClose);
+
+    // 2. Prepare: rootfs mounted, bundle written, any stale runtime record gone.
+    engine.beginOp(rec, 'restore');
+    const logFile = path.join(engine.paths.bundle(id), 'restore.log');
+    fs.rmSync(logFile, { force: true });
+    let runtimeMs = 0;
+    try {
+      await engine.runtime.delete(id, true);
+      await engine.prepareBundle(rec);
+      const tr = performance.now();
+      const started = await engine.runtime.createWithConmon({
+        id,
+        name,
+        paths: engine.paths.conmon(id),
+        exitCommand: engine.exitCommand(id),
+        restore: {
+          imagePath: dir,
+          runtimeOpts: restoreArgs({
+            tcpEstablished,
+            tcpClose: o.tcpClose,
+            fileLocks: o.fileLocks || meta.options.fileLocks,
+            extUnixSk: o.extUnixSk || meta.options.extUnixSk,
+            shellJob: o.shellJob || meta.options.shellJob,
+            manageCgroupsMode: o.manageCgroupsMode,
+            autoDedup: o.autoDedup,
+          }),
+        },
+      });
+      runtimeMs = performance.now() - tr;
+      Object.assign(rec.state, {
+        status: 'running',
+        pid: started.pid,
+        conmonPid: started.conmonPid,
+        conmonStartTime: started.conmonStartTime,
+        exitCode: 0,
+        startedAt: new Date().toISOString(),
+        finishedAt: undefined,
+        error: undefined,
+        checkpointed: false,
+        restored: true,
+        restoredAt: new Date().toISOString(),
+        restoreLog: logFile,
+      });
+    } catch (e) {
+      // 3. A failed restore: nothing left running or mounted; the checkpoint stays as it was.
+      await engine.runtime.kill(id, 'KILL', true).catch(() => undefined);
+      await engine.releaseRuntime(rec).catch(() => undefined);
+      rec.state.error = (e as Error).message;
+      engine.endOp(rec);
+      if (e instanceof FerryError && (e.code === 'ECRIU' || e.code === 'ERUNTIME')) throw criuFailure('restore', name, e.detail ?? e.message, logFile);
+      throw e;
+    }
+
+    // 4. Success: the checkpoint is used up unless --keep.
+    const stats = readRestoreStats(path.join(engine.paths.bundle(id), 'stats-restore'));
+    if (!o.keep) {
+      fs.rmSync(dir, { recursive: true, force: true });
+      fs.rmSync(path.join(engine.paths.containerDir(id), PRE_DIR), { recursive: true, force: true });
+      rec.state.checkpointPath = undefined;
+    }
+    engine.endOp(rec);
+    return { id, name, totalMs: performance.now() - t0, runtimeMs, criu: stats };
+  });
+}
+
+/** A checkpoint restores only with a compatible CRIU and CPU: say what differs, up front. */
+export async function checkCompatible(engine: Engine, meta: CheckpointMeta): Promise<void> {
+  if (meta.formatVersion > CHECKPOINT_FORMAT) {
+    throw new FerryError('EINVAL', `the checkpoint has format version ${meta.formatVersion}, newer than this ferry understands (${CHECKPOINT_FORMAT}): upgrade ferry`);
+  }
+  if (meta.arch !== process.arch) {
+    throw new FerryError('EINVAL', `the checkpoint was made on ${meta.arch}, this host is ${process.arch}: restore it on a ${meta.arch} host`);
+  }
+  const criu = await engine.criu();
+  if (!criu.version) throw new FerryError('EDEPEND', 'CRIU is not installed: run `npm run setup` (as root)');
+  if (meta.criuVersion !== criu.version) {
+    throw new FerryError('EINVAL', `the checkpoint was made with CRIU ${meta.criuVersion}, this host has CRIU ${criu.version}: restore it with the same CRIU version`);
+  }
+}
+
+// ------------------------------------------------------------------------- repair
+
+/**
+ * A ferry died during a checkpoint. Wait for the runc it started, then: a complete dump is
+ * committed (the container is checkpointed, as asked); an incomplete one is deleted and the
+ * container is recorded as running or exited according to runc.
+ */
+export async function repairInterruptedCheckpoint(engine: Engine, rec: ContainerRecord): Promise<void> {
+  const op = rec.state.op!;
+  const id = rec.config.id;
+  const o = (op.args ?? {}) as CheckpointOptions;
+  if (op.helperPid) await waitFor(() => !processAlive(op.helperPid), 120_000, 50);
+  const rs = await engine.runtime.state(id);
+  const finalDir = o.preCheckpoint ? path.join(engine.paths.containerDir(id), PRE_DIR) : engine.paths.checkpointDir(id);
+  const tmp = `${finalDir}.tmp`;
+  const log = readLog(path.join(engine.paths.bundle(id), o.preCheckpoint ? 'predump.log' : 'dump.log'));
+  const complete = fs.existsSync(tmp) && /Dumping finished successfully/.test(log);
+  if (complete) {
+    if (!o.preCheckpoint) {
+      writeJsonAtomic(path.join(tmp, META_FILE), await makeMeta(engine, rec.config, o, readDumpStats(path.join(engine.paths.bundle(id), 'stats-dump'))));
+    }
+    commitDir(tmp, finalDir);
+    if (!o.preCheckpoint) Object.assign(rec.state, { checkpointed: true, checkpointedAt: new Date().toISOString(), checkpointPath: finalDir });
+  } else {
+    fs.rmSync(tmp, { recursive: true, force: true });
+  }
+  const alive = rs?.status === 'running' && processAlive(rs.pid);
+  if (alive) return; // still running, nothing else to fix
+  await engine.releaseRuntime(rec);
+  Object.assign(rec.state, { status: 'exited', pid: 0, conmonPid: 0, finishedAt: new Date().toISOString() });
+  if (!complete) rec.state.exitCode = 137;
+}

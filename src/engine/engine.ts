@@ -1,0 +1,588 @@
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { FerryError } from '../lib/errors.js';
+import { mkdirp, readJsonIfExists, writeJsonAtomic, writeFileAtomic } from '../lib/fsutil.js';
+import { FileLock, withLock } from '../lib/lock.js';
+import { newId, randomName, validName } from '../lib/ids.js';
+import { processAlive, procStartTime, sleep, waitFor } from '../lib/proc.js';
+import { RuncRuntime } from '../drivers/runtime/runc.js';
+import { buildSpec, type Mount } from '../drivers/runtime/spec.js';
+import { ImageStore, DEFAULT_PATH, type ImageRecord } from '../drivers/storage/images.js';
+import { VolumeStore } from '../drivers/storage/volumes.js';
+import { createLayer, mountLayer, removeLayer, unmountLayer } from '../drivers/storage/overlay.js';
+import { findCriu, probeCriu, type CriuInfo } from '../drivers/criu/criu.js';
+import { Paths } from './paths.js';
+import { initialState, type ContainerConfig, type ContainerRecord, type MountSpec, type PendingOp } from './types.js';
+
+export interface EngineOptions {
+  root: string;
+  runroot: string;
+  /** argv prefix that runs this ferry (for conmon's exit command), e.g. [node, ferry.js]. */
+  self?: string[];
+}
+
+export interface CreateOptions {
+  image: string;
+  command: string[];
+  name?: string;
+  env?: string[];
+  workdir?: string;
+  hostname?: string;
+  /** -v VOL:/path[:opts] or -v /host:/path[:opts] */
+  volumes?: string[];
+  tmpfs?: string[];
+  autoRemove?: boolean;
+  labels?: Record<string, string>;
+  stopSignal?: string;
+  stopTimeout?: number;
+  createCommand?: string[];
+}
+
+/**
+ * The engine: containers, images and volumes, and the only place with lifecycle rules.
+ * Every state change happens under the container's lock and is saved before the next step;
+ * an operation records itself in state.op so that, if it dies half-way, the next command
+ * repairs the container from what runc and conmon say is true.
+ */
+export class Engine {
+  readonly paths: Paths;
+  readonly images: ImageStore;
+  readonly volumes: VolumeStore;
+  readonly runtime: RuncRuntime;
+  private readonly self?: string[];
+
+  constructor(opts: EngineOptions) {
+    this.paths = new Paths(path.resolve(opts.root), path.resolve(opts.runroot));
+    this.images = new ImageStore(this.paths.images);
+    this.volumes = new VolumeStore(this.paths.volumes);
+    this.runtime = new RuncRuntime({ runcRoot: this.paths.runcRoot, criuPath: findCriu() });
+    this.self = opts.self;
+    for (const d of [this.paths.root, this.paths.containers]) mkdirp(d, 0o700);
+    mkdirp(this.paths.locks, 0o700);
+  }
+
+  // ---------------------------------------------------------------- records
+
+  private load(id: string): ContainerRecord | undefined {
+    return readJsonIfExists<ContainerRecord>(this.paths.containerRecord(id));
+  }
+
+  save(rec: ContainerRecord): void {
+    writeJsonAtomic(this.paths.containerRecord(rec.config.id), rec, 0o600);
+  }
+
+  private allRecords(): ContainerRecord[] {
+    let ids: string[];
+    try {
+      ids = fs.readdirSync(this.paths.containers).filter((d) => /^[0-9a-f]{64}$/.test(d));
+    } catch {
+      return [];
+    }
+    return ids.map((id) => this.load(id)).filter((r): r is ContainerRecord => !!r);
+  }
+
+  /** Finds a container by full ID, name, or unique ID prefix. */
+  find(ref: string): ContainerRecord | undefined {
+    const all = this.allRecords();
+    const exact = all.find((r) => r.config.id === ref || r.config.name === ref);
+    if (exact) return exact;
+    if (/^[0-9a-f]+$/.test(ref)) {
+      const m = all.filter((r) => r.config.id.startsWith(ref));
+      if (m.length === 1) return m[0];
+      if (m.length > 1) throw new FerryError('EINVAL', `more than one container ID starts with "${ref}": give more characters or the name`);
+    }
+    return undefined;
+  }
+
+  lookup(ref: string): ContainerRecord {
+    const r = this.find(ref);
+    if (!r) throw new FerryError('ENOTFOUND', `no container with name or ID "${ref}" found: see \`ferry ps -a\``);
+    return r;
+  }
+
+  /** The most recently created container (for -l/--latest). */
+  latest(): ContainerRecord {
+    const all = this.allRecords().sort((a, b) => b.config.created.localeCompare(a.config.created));
+    if (!all[0]) throw new FerryError('ENOTFOUND', 'no containers exist yet, so --latest has nothing to act on');
+    return all[0];
+  }
+
+  /** Runs fn with the container locked, on a freshly read and repaired record. */
+  async withContainer<T>(ref: string, fn: (rec: ContainerRecord) => Promise<T>, opts: { timeoutMs?: number } = {}): Promise<T> {
+    const id = this.lookup(ref).config.id;
+    return withLock(
+      this.paths.containerLock(id),
+      async () => {
+        const rec = this.load(id);
+        if (!rec) throw new FerryError('ENOTFOUND', `container "${ref}" was removed by another command`);
+        await this.sync(rec);
+        if (!fs.existsSync(this.paths.containerDir(id))) {
+          throw new FerryError('ENOTFOUND', `container "${ref}" exited and was removed (--rm)`);
+        }
+        return fn(rec);
+      },
+      { what: `container ${ref}`, timeoutMs: opts.timeoutMs },
+    );
+  }
+
+  /** Records that an operation is in flight (so a crash half-way is noticed and repaired). */
+  beginOp(rec: ContainerRecord, name: PendingOp['name']): void {
+    rec.state.op = { name, pid: process.pid, startTime: procStartTime(process.pid), since: new Date().toISOString() };
+    this.save(rec);
+  }
+
+  endOp(rec: ContainerRecord): void {
+    delete rec.state.op;
+    this.save(rec);
+  }
+
+  // ---------------------------------------------------------------- state sync and repair
+
+  private exitFile(id: string): string {
+    return path.join(this.paths.exits, id);
+  }
+
+  private readExitCode(id: string): { code: number; at: string } | undefined {
+    try {
+      const f = this.exitFile(id);
+      const code = Number(fs.readFileSync(f, 'utf8').trim());
+      return { code: Number.isFinite(code) ? code : -1, at: fs.statSync(f).mtime.toISOString() };
+    } catch {
+      return undefined;
+    }
+  }
+
+  /** True when the record says the container runs but its conmon is gone. */
+  private looksDead(rec: ContainerRecord): boolean {
+    const s = rec.state;
+    return (s.status === 'running' || s.status === 'paused') && !processAlive(s.conmonPid, s.conmonStartTime);
+  }
+
+  /**
+   * Brings the record in line with reality (caller holds the lock): finishes or rolls back an
+   * operation whose process died, and records an exit that happened while no ferry ran.
+   */
+  async sync(rec: ContainerRecord): Promise<void> {
+    const op = rec.state.op;
+    if (op && op.pid !== process.pid && !processAlive(op.pid, op.startTime)) {
+      await this.repairInterrupted(rec, op);
+    }
+    if (this.looksDead(rec)) {
+      const exit = this.readExitCode(rec.config.id);
+      rec.state.status = 'exited';
+      rec.state.exitCode = exit?.code ?? -1;
+      rec.state.finishedAt = exit?.at ?? new Date().toISOString();
+      rec.state.pid = 0;
+      rec.state.conmonPid = 0;
+      await this.releaseRuntime(rec);
+      this.save(rec);
+      if (rec.config.autoRemove) await this.removeFiles(rec);
+    }
+  }
+
+  /** An operation's process died half-way: decide from runc's view what is true now. */
+  private async repairInterrupted(rec: ContainerRecord, op: PendingOp): Promise<void> {
+    const id = rec.config.id;
+    const rs = await this.runtime.state(id);
+    const cp = this.paths.conmon(id);
+    if (op.name === 'checkpoint') {
+      const { repairInterruptedCheckpoint } = await import('./checkpoint.js');
+      await repairInterruptedCheckpoint(this, rec);
+    } else if (rs && (rs.status === 'running' || rs.status === 'paused') && processAlive(rs.pid)) {
+      // The container runs: adopt it (start or restore got that far).
+      const conmonPid = Number(readText(cp.conmonPidFile)) || 0;
+      Object.assign(rec.state, { status: rs.status, pid: rs.pid, conmonPid, conmonStartTime: procStartTime(conmonPid) });
+      rec.state.startedAt ??= new Date().toISOString();
+      if (op.name === 'restore') {
+        rec.state.restored = true;
+        rec.state.restoredAt = new Date().toISOString();
+      }
+    } else if (rs?.status === 'created') {
+      // start died between `runc create` and `runc start`: undo, the user can start again.
+      await this.runtime.kill(id, 'KILL');
+      await this.releaseRuntime(rec);
+      rec.state.status = rec.state.checkpointed ? 'exited' : rec.state.startedAt ? 'exited' : 'created';
+    } else if (rec.state.status === 'running' && !processAlive(rec.state.conmonPid, rec.state.conmonStartTime)) {
+      // handled by the exit path in sync()
+    } else if (rec.state.status !== 'running') {
+      await this.releaseRuntime(rec);
+    }
+    rec.state.error = `a ferry ${op.name} was interrupted; state repaired`;
+    delete rec.state.op;
+    this.save(rec);
+  }
+
+  /** Deletes runc's record and unmounts the rootfs of a container that no longer runs. */
+  async releaseRuntime(rec: ContainerRecord): Promise<void> {
+    await this.runtime.delete(rec.config.id, true);
+    await unmountLayer(this.paths.layer(rec.config.id));
+  }
+
+  // ---------------------------------------------------------------- containers
+
+  async create(o: CreateOptions): Promise<ContainerRecord> {
+    const img = this.images.get(o.image);
+    if (o.name !== undefined && !validName(o.name)) {
+      throw new FerryError('EINVAL', `invalid container name "${o.name}": use letters, digits, '_', '.', '-', starting with a letter or digit`);
+    }
+    const mounts = this.parseMounts(o.volumes ?? [], o.tmpfs ?? []);
+    const command = o.command.length ? o.command : img.Config.Cmd;
+    const id = newId();
+    const config: ContainerConfig = {
+      id,
+      name: o.name ?? '',
+      created: new Date().toISOString(),
+      imageId: img.Id,
+      imageName: img.Names[0] ?? img.Id,
+      command,
+      env: mergeEnv(img.Config.Env, o.env ?? []),
+      workdir: o.workdir ?? img.Config.WorkingDir ?? '/',
+      hostname: o.hostname ?? id.slice(0, 12),
+      mounts,
+      autoRemove: o.autoRemove ?? false,
+      labels: o.labels ?? {},
+      stopSignal: o.stopSignal ?? 'TERM',
+      stopTimeout: o.stopTimeout ?? 10,
+      createCommand: o.createCommand,
+    };
+    return withLock(
+      this.paths.namesLock,
+      async () => {
+        if (o.name === undefined) {
+          do config.name = randomName();
+          while (this.allRecords().some((r) => r.config.name === config.name));
+        } else if (this.allRecords().some((r) => r.config.name === config.name)) {
+          throw new FerryError('EEXIST', `the container name "${config.name}" is already in use: remove that container or choose another name`);
+        }
+        // Named volumes that do not exist yet are created, as Podman does.
+        for (const m of mounts) if (m.type === 'volume') this.volumes.create(m.source, {}, { ifMissing: true });
+        const rec: ContainerRecord = { config, state: initialState() };
+        const tmp = path.join(this.paths.containers, `.tmp-${id}`);
+        mkdirp(path.join(tmp, 'userdata'), 0o700);
+        writeJsonAtomic(path.join(tmp, 'container.json'), rec, 0o600);
+        fs.renameSync(tmp, this.paths.containerDir(id)); // the container exists from here on
+        return rec;
+      },
+      { what: 'the container name registry' },
+    );
+  }
+
+  private parseMounts(volumes: string[], tmpfs: string[]): MountSpec[] {
+    const out: MountSpec[] = [];
+    for (const v of volumes) {
+      const parts = v.split(':');
+      if (parts.length < 2 || parts.length > 3 || !parts[0] || !parts[1]) {
+        throw new FerryError('EINVAL', `invalid volume "${v}": use -v NAME:/path, -v /host/path:/path, optionally with :ro`);
+      }
+      const [src, dst, opt] = parts as [string, string, string | undefined];
+      if (!dst.startsWith('/')) throw new FerryError('EINVAL', `invalid volume "${v}": the container path must be absolute`);
+      const options = opt ? opt.split(',') : [];
+      for (const o of options) if (!['ro', 'rw', 'z', 'Z'].includes(o)) throw new FerryError('EINVAL', `invalid volume option "${o}" in "${v}": use ro or rw`);
+      if (src.startsWith('/') || src.startsWith('.')) {
+        const abs = path.resolve(src);
+        if (!fs.existsSync(abs)) throw new FerryError('ENOTFOUND', `bind mount source ${abs} does not exist: create it first`);
+        out.push({ type: 'bind', source: abs, destination: path.posix.normalize(dst), options });
+      } else {
+        if (!validName(src)) throw new FerryError('EINVAL', `invalid volume name "${src}"`);
+        out.push({ type: 'volume', source: src, destination: path.posix.normalize(dst), options });
+      }
+    }
+    for (const t of tmpfs) {
+      const [dst, opts] = t.split(':') as [string, string | undefined];
+      if (!dst?.startsWith('/')) throw new FerryError('EINVAL', `invalid --tmpfs "${t}": use an absolute path, optionally with :options`);
+      out.push({ type: 'tmpfs', source: '', destination: path.posix.normalize(dst), options: opts ? opts.split(',') : [] });
+    }
+    return out;
+  }
+
+  /** Mounts the rootfs and writes the OCI bundle for the container's next start or restore. */
+  async prepareBundle(rec: ContainerRecord): Promise<void> {
+    const id = rec.config.id;
+    const img = this.images.list().find((i) => i.Id === rec.config.imageId);
+    if (!img) throw new FerryError('ENOTFOUND', `the image of container ${rec.config.name} (${rec.config.imageName}) is gone: import it again`);
+    const layer = this.paths.layer(id);
+    createLayer(layer.dir);
+    await mountLayer(layer, this.images.rootfs(img.Id));
+    const bundle = this.paths.bundle(id);
+    mkdirp(bundle, 0o700);
+    const etc: Mount[] = [];
+    for (const [file, content] of [
+      ['hostname', `${rec.config.hostname}\n`],
+      ['hosts', `127.0.0.1\tlocalhost\n::1\tlocalhost\n127.0.1.1\t${rec.config.hostname} ${rec.config.name}\n`],
+      ['resolv.conf', readText('/etc/resolv.conf') ?? ''],
+    ] as const) {
+      const p = path.join(bundle, file);
+      if (!fs.existsSync(p)) writeFileAtomic(p, content);
+      etc.push({ destination: `/etc/${file}`, type: 'bind', source: p, options: ['rbind', 'rprivate'] });
+    }
+    const mounts: Mount[] = [...etc];
+    for (const m of rec.config.mounts) {
+      if (m.type === 'tmpfs') {
+        mounts.push({ destination: m.destination, type: 'tmpfs', source: 'tmpfs', options: ['rw', 'nosuid', 'nodev', ...m.options] });
+      } else {
+        const src = m.type === 'volume' ? this.volumes.get(m.source).Mountpoint : m.source;
+        mounts.push({ destination: m.destination, type: 'bind', source: src, options: ['rbind', 'rprivate', m.options.includes('ro') ? 'ro' : 'rw'] });
+      }
+    }
+    const spec = buildSpec({
+      rootfs: layer.merged,
+      args: rec.config.command,
+      env: rec.config.env,
+      cwd: rec.config.workdir,
+      hostname: rec.config.hostname,
+      mounts,
+      cgroupsPath: `/ferry/${id}`,
+      annotations: { 'io.ferry.name': rec.config.name },
+    });
+    writeJsonAtomic(path.join(bundle, 'config.json'), spec);
+    mkdirp(this.paths.runDir(id), 0o700);
+  }
+
+  /** The exit command conmon runs when the container exits: `ferry container cleanup ID`. */
+  exitCommand(id: string): string[] | undefined {
+    if (!this.self) return undefined;
+    return [...this.self, '--root', this.paths.root, '--runroot', this.paths.runroot, 'container', 'cleanup', id];
+  }
+
+  async start(ref: string): Promise<ContainerRecord> {
+    return this.withContainer(ref, async (rec) => {
+      if (rec.state.status === 'running') return rec;
+      if (rec.state.status === 'paused') throw new FerryError('ESTATE', `container ${rec.config.name} is paused: unpause it instead`);
+      if (rec.state.checkpointed && fs.existsSync(this.paths.checkpointDir(rec.config.id))) {
+        // Podman starts a checkpointed container afresh too; keep the checkpoint for restore.
+      }
+      this.beginOp(rec, 'start');
+      try {
+        await this.runtime.delete(rec.config.id, true); // stale runc state from a crash
+        await this.prepareBundle(rec);
+        const started = await this.runtime.createWithConmon({
+          id: rec.config.id,
+          name: rec.config.name,
+          paths: this.paths.conmon(rec.config.id),
+          exitCommand: this.exitCommand(rec.config.id),
+        });
+        await this.runtime.start(rec.config.id);
+        Object.assign(rec.state, {
+          status: 'running',
+          pid: started.pid,
+          conmonPid: started.conmonPid,
+          conmonStartTime: started.conmonStartTime,
+          exitCode: 0,
+          startedAt: new Date().toISOString(),
+          finishedAt: undefined,
+          error: undefined,
+          checkpointed: false,
+          restored: false,
+        });
+        this.endOp(rec);
+        return rec;
+      } catch (e) {
+        await this.runtime.kill(rec.config.id, 'KILL').catch(() => undefined);
+        await this.releaseRuntime(rec).catch(() => undefined);
+        rec.state.error = (e as Error).message;
+        this.endOp(rec);
+        throw e;
+      }
+    });
+  }
+
+  /** Waits for conmon to record the container's exit; returns the exit code or undefined on timeout. */
+  async waitExit(rec: ContainerRecord, timeoutMs: number): Promise<number | undefined> {
+    // conmon writes the exit file first, then runs its exit command (which may wait for our
+    // lock), so the file is the signal to wait for.
+    const ok = await waitFor(() => this.readExitCode(rec.config.id) !== undefined || !processAlive(rec.state.conmonPid, rec.state.conmonStartTime), timeoutMs);
+    if (!ok) return undefined;
+    await waitFor(() => this.readExitCode(rec.config.id) !== undefined, 1000);
+    return this.readExitCode(rec.config.id)?.code ?? -1;
+  }
+
+  /** Stops a running container: its stop signal, then SIGKILL after timeoutSec. Caller holds the lock. */
+  async stopLocked(rec: ContainerRecord, timeoutSec: number): Promise<void> {
+    if (rec.state.status !== 'running' && rec.state.status !== 'paused') return;
+    this.beginOp(rec, 'stop');
+    const id = rec.config.id;
+    let code: number | undefined;
+    if (timeoutSec > 0) {
+      await this.runtime.kill(id, rec.config.stopSignal);
+      code = await this.waitExit(rec, timeoutSec * 1000);
+    }
+    if (code === undefined) {
+      await this.runtime.kill(id, 'KILL', true);
+      code = await this.waitExit(rec, 10_000);
+    }
+    await this.releaseRuntime(rec);
+    Object.assign(rec.state, { status: 'exited', exitCode: code ?? 137, pid: 0, conmonPid: 0, finishedAt: new Date().toISOString() });
+    this.endOp(rec);
+  }
+
+  async stop(ref: string, timeoutSec?: number): Promise<ContainerRecord> {
+    return this.withContainer(ref, async (rec) => {
+      await this.stopLocked(rec, timeoutSec ?? rec.config.stopTimeout);
+      if (rec.config.autoRemove) await this.removeFiles(rec);
+      return rec;
+    });
+  }
+
+  async kill(ref: string, signal = 'KILL'): Promise<ContainerRecord> {
+    const sig = signal.replace(/^SIG/i, '').toUpperCase();
+    if (!/^([0-9]+|[A-Z0-9+-]+)$/.test(sig)) throw new FerryError('EINVAL', `invalid signal "${signal}"`);
+    return this.withContainer(ref, async (rec) => {
+      if (rec.state.status !== 'running' && rec.state.status !== 'paused') {
+        throw new FerryError('ESTATE', `container ${rec.config.name} is not running: start it first`);
+      }
+      const r = await this.runtime.kill(rec.config.id, sig);
+      if (r.code !== 0) throw new FerryError('ERUNTIME', `could not send ${sig} to ${rec.config.name}: ${r.stderr.trim().split('\n').pop()}`);
+      return rec;
+    });
+  }
+
+  async remove(ref: string, opts: { force?: boolean; volumes?: boolean } = {}): Promise<ContainerRecord> {
+    return this.withContainer(ref, async (rec) => {
+      if ((rec.state.status === 'running' || rec.state.status === 'paused') && !opts.force) {
+        throw new FerryError('ESTATE', `container ${rec.config.name} is running: stop it first or use --force`);
+      }
+      await this.stopLocked(rec, 0);
+      await this.removeFiles(rec);
+      return rec;
+    });
+  }
+
+  /** Deletes every file of a stopped container (caller holds the lock). */
+  async removeFiles(rec: ContainerRecord): Promise<void> {
+    const id = rec.config.id;
+    this.beginOp(rec, 'remove');
+    await this.releaseRuntime(rec);
+    await removeLayer(this.paths.layer(id));
+    // Renaming the directory away is the commit point: from then on the container is gone.
+    const trash = path.join(this.paths.containers, `.rm-${id}`);
+    fs.rmSync(trash, { recursive: true, force: true });
+    fs.renameSync(this.paths.containerDir(id), trash);
+    fs.rmSync(trash, { recursive: true, force: true });
+    fs.rmSync(this.paths.runDir(id), { recursive: true, force: true });
+    fs.rmSync(this.exitFile(id), { force: true });
+    fs.rmSync(this.paths.containerLock(id), { force: true });
+  }
+
+  /** conmon's exit command: record the exit, unmount, and remove --rm containers. */
+  async cleanup(ref: string): Promise<void> {
+    const rec = this.find(ref);
+    if (!rec) return;
+    await this.withContainer(ref, async () => undefined, { timeoutMs: 600_000 }).catch(() => undefined);
+  }
+
+  /** All containers, with state brought up to date for those whose process died unseen. */
+  async list(opts: { all?: boolean } = {}): Promise<ContainerRecord[]> {
+    const out: ContainerRecord[] = [];
+    for (const rec of this.allRecords()) {
+      let r: ContainerRecord | undefined = rec;
+      if (this.looksDead(rec) || (rec.state.op && !processAlive(rec.state.op.pid, rec.state.op.startTime))) {
+        r = await this.trySync(rec.config.id);
+      }
+      if (r && (opts.all || r.state.status === 'running' || r.state.status === 'paused')) out.push(r);
+    }
+    return out.sort((a, b) => b.config.created.localeCompare(a.config.created));
+  }
+
+  /** Syncs one container if its lock is free right now; otherwise returns what is recorded. */
+  private async trySync(id: string): Promise<ContainerRecord | undefined> {
+    let lock: FileLock | undefined;
+    try {
+      lock = await FileLock.acquire(this.paths.containerLock(id), { timeoutMs: 0 });
+    } catch {
+      return this.load(id);
+    }
+    try {
+      const rec = this.load(id);
+      if (rec) await this.sync(rec);
+      return this.load(id);
+    } finally {
+      lock.release();
+    }
+  }
+
+  async inspect(ref: string): Promise<ContainerRecord> {
+    const rec = this.lookup(ref);
+    if (this.looksDead(rec) || rec.state.op) return (await this.trySync(rec.config.id)) ?? rec;
+    return rec;
+  }
+
+  async exec(ref: string, argv: string[], o: { stdin: boolean; tty: boolean; env: string[]; workdir?: string }): Promise<number> {
+    const rec = await this.inspect(ref);
+    if (rec.state.status !== 'running') throw new FerryError('ESTATE', `container ${rec.config.name} is not running: start it first`);
+    if (!argv.length) throw new FerryError('EINVAL', 'exec needs a command to run');
+    return this.runtime.exec(rec.config.id, argv, o);
+  }
+
+  // ---------------------------------------------------------------- images and volumes
+
+  async importImage(tarball: string, name?: string): Promise<ImageRecord> {
+    mkdirp(this.paths.images, 0o700);
+    return withLock(this.paths.imagesLock, () => this.images.importTarball(tarball, name), { what: 'the image store' });
+  }
+
+  async removeImage(ref: string, force = false): Promise<ImageRecord> {
+    return withLock(
+      this.paths.imagesLock,
+      async () => {
+        const img = this.images.get(ref);
+        const users = this.allRecords().filter((r) => r.config.imageId === img.Id);
+        if (users.length && !force) {
+          throw new FerryError('ESTATE', `image ${ref} is in use by container ${users.map((u) => u.config.name).join(', ')}: remove them first or use --force`);
+        }
+        for (const u of users) await this.remove(u.config.id, { force: true });
+        this.images.remove(img.Id);
+        return img;
+      },
+      { what: 'the image store' },
+    );
+  }
+
+  async removeVolume(name: string, force = false): Promise<void> {
+    await withLock(
+      this.paths.volumesLock,
+      async () => {
+        this.volumes.get(name);
+        const users = this.allRecords().filter((r) => r.config.mounts.some((m) => m.type === 'volume' && m.source === name));
+        if (users.length && !force) {
+          throw new FerryError('ESTATE', `volume ${name} is in use by container ${users.map((u) => u.config.name).join(', ')}: remove them first or use --force`);
+        }
+        for (const u of users) await this.remove(u.config.id, { force: true });
+        this.volumes.remove(name);
+      },
+      { what: 'the volume store' },
+    );
+  }
+
+  // ---------------------------------------------------------------- host
+
+  async criu(): Promise<CriuInfo> {
+    return probeCriu(path.join(this.paths.runroot, 'criu-features.json'));
+  }
+
+  /** Polls a container's log and exit; used by foreground run and logs --follow. */
+  async running(id: string): Promise<boolean> {
+    const rec = this.load(id);
+    return !!rec && (rec.state.status === 'running' || rec.state.status === 'paused') && processAlive(rec.state.conmonPid, rec.state.conmonStartTime);
+  }
+
+  sleep = sleep;
+}
+
+export function mergeEnv(base: string[], extra: string[]): string[] {
+  const m = new Map<string, string>();
+  for (const e of [...(base.length ? base : [`PATH=${DEFAULT_PATH}`]), ...extra]) {
+    const i = e.indexOf('=');
+    if (i <= 0) throw new FerryError('EINVAL', `invalid environment variable "${e}": use KEY=VALUE`);
+    m.set(e.slice(0, i), e);
+  }
+  if (!m.has('PATH')) m.set('PATH', `PATH=${DEFAULT_PATH}`);
+  return [...m.values()];
+}
+
+function readText(file: string): string | undefined {
+  try {
+    return fs.readFileSync(file, 'utf8').trim();
+  } catch {
+    return undefined;
+  }
+}

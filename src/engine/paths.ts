@@ -1,0 +1,49 @@
+import * as path from 'node:path';
+import type { ConmonPaths } from '../drivers/runtime/runc.js';
+import { layerPaths, type ContainerLayer } from '../drivers/storage/overlay.js';
+
+/**
+ * Where everything lives. ROOT (default /var/lib/ferry) holds what survives a reboot;
+ * RUNROOT (default /run/ferry) holds runtime state: runc's state, conmon files, locks.
+ */
+export class Paths {
+  constructor(readonly root: string, readonly runroot: string) {}
+
+  get images(): string { return path.join(this.root, 'images'); }
+  get volumes(): string { return path.join(this.root, 'volumes'); }
+  get containers(): string { return path.join(this.root, 'containers'); }
+  get checkpoints(): string { return path.join(this.root, 'checkpoints'); }
+  get runcRoot(): string { return path.join(this.runroot, 'runc'); }
+  get locks(): string { return path.join(this.runroot, 'locks'); }
+  get exits(): string { return path.join(this.runroot, 'exits'); }
+
+  containerDir(id: string): string { return path.join(this.containers, id); }
+  containerRecord(id: string): string { return path.join(this.containerDir(id), 'container.json'); }
+  /** The OCI bundle: config.json, and runc's work dir for restore. */
+  bundle(id: string): string { return path.join(this.containerDir(id), 'userdata'); }
+  logPath(id: string): string { return path.join(this.bundle(id), 'ctr.log'); }
+  layer(id: string): ContainerLayer { return layerPaths(path.join(this.root, 'overlay', id)); }
+  /** The container's committed in-place checkpoint. */
+  checkpointDir(id: string): string { return path.join(this.containerDir(id), 'checkpoint'); }
+  /** Where a checkpoint is written before it is committed by a rename. */
+  checkpointTmp(id: string): string { return path.join(this.containerDir(id), 'checkpoint.tmp'); }
+  runDir(id: string): string { return path.join(this.runroot, 'containers', id); }
+  containerLock(id: string): string { return path.join(this.locks, `ctr-${id}.lock`); }
+  get namesLock(): string { return path.join(this.locks, 'names.lock'); }
+  get imagesLock(): string { return path.join(this.locks, 'images.lock'); }
+  get volumesLock(): string { return path.join(this.locks, 'volumes.lock'); }
+
+  conmon(id: string): ConmonPaths {
+    const run = this.runDir(id);
+    return {
+      bundle: this.bundle(id),
+      logPath: this.logPath(id),
+      pidFile: path.join(run, 'pidfile'),
+      conmonPidFile: path.join(run, 'conmon.pid'),
+      exitDir: this.exits,
+      persistDir: path.join(run, 'persist'),
+      socketDir: path.join(this.runroot, 'socket'),
+      conmonLog: path.join(run, 'conmon.log'),
+    };
+  }
+}

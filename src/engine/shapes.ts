@@ -1,0 +1,180 @@
+/**
+ * The JSON shapes Ferry shows the world, in Podman's field names. Defined once here so the
+ * CLI (`ps --format json`, `inspect`) and the future REST API print the same thing.
+ */
+import type { ContainerRecord } from './types.js';
+import type { ImageRecord } from '../drivers/storage/images.js';
+import type { Paths } from './paths.js';
+
+const ZERO_TIME = '0001-01-01T00:00:00Z';
+
+export function psEntry(r: ContainerRecord): Record<string, unknown> {
+  const c = r.config;
+  const s = r.state;
+  const running = s.status === 'running' || s.status === 'paused';
+  return {
+    AutoRemove: c.autoRemove,
+    Command: c.command,
+    Created: Math.floor(Date.parse(c.created) / 1000),
+    CreatedAt: c.created,
+    Exited: s.status === 'exited' || s.status === 'stopped',
+    ExitedAt: s.finishedAt ? Math.floor(Date.parse(s.finishedAt) / 1000) : -62135596800,
+    ExitCode: s.exitCode,
+    Id: c.id,
+    Image: c.imageName,
+    ImageID: c.imageId,
+    IsInfra: false,
+    Labels: Object.keys(c.labels).length ? c.labels : null,
+    Mounts: c.mounts.map((m) => m.destination),
+    Names: [c.name],
+    Namespaces: {},
+    Networks: [],
+    Pid: running ? s.pid : 0,
+    Pod: '',
+    PodName: '',
+    Ports: null,
+    StartedAt: s.startedAt ? Math.floor(Date.parse(s.startedAt) / 1000) : -62135596800,
+    State: s.status,
+    Status: statusText(r),
+    Checkpointed: s.checkpointed,
+  };
+}
+
+export function inspectEntry(r: ContainerRecord, paths: Paths): Record<string, unknown> {
+  const c = r.config;
+  const s = r.state;
+  const cp = paths.conmon(c.id);
+  return {
+    Id: c.id,
+    Created: c.created,
+    Path: c.command[0] ?? '',
+    Args: c.command.slice(1),
+    State: {
+      OciVersion: '1.0.2',
+      Status: s.status,
+      Running: s.status === 'running',
+      Paused: s.status === 'paused',
+      Restarting: false,
+      OOMKilled: false,
+      Dead: false,
+      Pid: s.status === 'running' || s.status === 'paused' ? s.pid : 0,
+      ConmonPid: s.status === 'running' || s.status === 'paused' ? s.conmonPid : 0,
+      ExitCode: s.exitCode,
+      Error: s.error ?? '',
+      StartedAt: s.startedAt ?? ZERO_TIME,
+      FinishedAt: s.finishedAt ?? ZERO_TIME,
+      Checkpointed: s.checkpointed,
+      CheckpointedAt: s.checkpointedAt ?? ZERO_TIME,
+      CheckpointPath: s.checkpointPath ?? '',
+      CheckpointLog: s.checkpointLog ?? '',
+      Restored: s.restored,
+      RestoredAt: s.restoredAt ?? ZERO_TIME,
+      RestoreLog: s.restoreLog ?? '',
+    },
+    Image: c.imageId,
+    ImageName: c.imageName,
+    Rootfs: '',
+    Pod: '',
+    ResolvConfPath: `${paths.bundle(c.id)}/resolv.conf`,
+    HostnamePath: `${paths.bundle(c.id)}/hostname`,
+    HostsPath: `${paths.bundle(c.id)}/hosts`,
+    StaticDir: paths.bundle(c.id),
+    OCIConfigPath: `${paths.bundle(c.id)}/config.json`,
+    OCIRuntime: 'runc',
+    ConmonPidFile: cp.conmonPidFile,
+    PidFile: cp.pidFile,
+    Name: c.name,
+    RestartCount: 0,
+    Driver: 'overlay',
+    MountLabel: '',
+    ProcessLabel: '',
+    AppArmorProfile: '',
+    GraphDriver: { Name: 'overlay', Data: { UpperDir: paths.layer(c.id).upper, WorkDir: paths.layer(c.id).work, MergedDir: paths.layer(c.id).merged } },
+    Mounts: c.mounts.map((m) => ({
+      Type: m.type,
+      Name: m.type === 'volume' ? m.source : undefined,
+      Source: m.source,
+      Destination: m.destination,
+      Driver: m.type === 'volume' ? 'local' : '',
+      Mode: '',
+      Options: m.options,
+      RW: !m.options.includes('ro'),
+      Propagation: 'rprivate',
+    })),
+    Dependencies: [],
+    NetworkSettings: { IPAddress: '', MacAddress: '', Ports: {} },
+    IsInfra: false,
+    Config: {
+      Hostname: c.hostname,
+      Domainname: '',
+      User: '',
+      AttachStdin: false,
+      AttachStdout: false,
+      AttachStderr: false,
+      Tty: false,
+      OpenStdin: false,
+      StdinOnce: false,
+      Env: c.env,
+      Cmd: c.command,
+      Image: c.imageName,
+      Volumes: null,
+      WorkingDir: c.workdir,
+      Entrypoint: [],
+      Labels: c.labels,
+      Annotations: {},
+      StopSignal: c.stopSignal,
+      StopTimeout: c.stopTimeout,
+      CreateCommand: c.createCommand ?? [],
+    },
+    HostConfig: { AutoRemove: c.autoRemove, Binds: c.mounts.filter((m) => m.type !== 'tmpfs').map((m) => `${m.source}:${m.destination}`), Tmpfs: Object.fromEntries(c.mounts.filter((m) => m.type === 'tmpfs').map((m) => [m.destination, m.options.join(',')])) },
+  };
+}
+
+export function imageEntry(i: ImageRecord): Record<string, unknown> {
+  return {
+    Id: i.Id,
+    RepoTags: i.Names,
+    Names: i.Names,
+    Created: Math.floor(Date.parse(i.Created) / 1000),
+    CreatedAt: i.Created,
+    Size: i.Size,
+    VirtualSize: i.Size,
+    Config: i.Config,
+  };
+}
+
+/** Podman's STATUS column: "Up 5 minutes", "Exited (0) 3 seconds ago", "Created". */
+export function statusText(r: ContainerRecord, now = Date.now()): string {
+  const s = r.state;
+  switch (s.status) {
+    case 'running':
+      return `Up ${humanDuration(now - Date.parse(s.startedAt ?? r.config.created))}`;
+    case 'paused':
+      return 'Paused';
+    case 'created':
+      return 'Created';
+    default: {
+      const ago = humanDuration(now - Date.parse(s.finishedAt ?? s.checkpointedAt ?? r.config.created));
+      if (s.checkpointed) return `Checkpointed ${ago} ago`;
+      return `Exited (${s.exitCode}) ${ago} ago`;
+    }
+  }
+}
+
+/** go-units' HumanDuration, which Podman uses. */
+export function humanDuration(ms: number): string {
+  const sec = Math.round(ms / 1000);
+  if (sec < 1) return 'Less than a second';
+  if (sec === 1) return '1 second';
+  if (sec < 60) return `${sec} seconds`;
+  const min = Math.floor(sec / 60);
+  if (min === 1) return 'About a minute';
+  if (min < 60) return `${min} minutes`;
+  const h = Math.round(min / 60);
+  if (h === 1) return 'About an hour';
+  if (h < 48) return `${h} hours`;
+  if (h < 24 * 7 * 2) return `${Math.floor(h / 24)} days`;
+  if (h < 24 * 30 * 2) return `${Math.floor(h / 24 / 7)} weeks`;
+  if (h < 24 * 365 * 2) return `${Math.floor(h / 24 / 30)} months`;
+  return `${Math.floor(h / 24 / 365)} years`;
+}

@@ -1,0 +1,71 @@
+/** The container record Ferry keeps (ROOT/containers/ID/container.json), written atomically. */
+
+export type ContainerStatus = 'created' | 'running' | 'paused' | 'stopped' | 'exited';
+
+export interface MountSpec {
+  type: 'volume' | 'bind' | 'tmpfs';
+  /** Volume name, host path, or '' for tmpfs. */
+  source: string;
+  destination: string;
+  options: string[];
+}
+
+export interface ContainerConfig {
+  id: string;
+  name: string;
+  created: string; // ISO
+  imageId: string;
+  imageName: string;
+  /** Full argv of the container's process. */
+  command: string[];
+  env: string[];
+  workdir: string;
+  hostname: string;
+  mounts: MountSpec[];
+  autoRemove: boolean;
+  labels: Record<string, string>;
+  stopSignal: string;
+  stopTimeout: number;
+  /** The ferry command line that created it (Podman's CreateCommand). */
+  createCommand?: string[];
+}
+
+/** A multi-step operation in flight; if its process dies, the next command repairs the state. */
+export interface PendingOp {
+  name: 'start' | 'stop' | 'checkpoint' | 'restore' | 'remove';
+  pid: number;
+  startTime?: number;
+  since: string;
+  /** A helper the operation started (runc checkpoint) that may outlive a killed ferry. */
+  helperPid?: number;
+  /** What the operation was asked to do, so that a repair can finish it the same way. */
+  args?: Record<string, unknown>;
+}
+
+export interface ContainerState {
+  status: ContainerStatus;
+  pid: number;
+  conmonPid: number;
+  conmonStartTime?: number;
+  exitCode: number;
+  error?: string;
+  startedAt?: string;
+  finishedAt?: string;
+  checkpointed: boolean;
+  checkpointedAt?: string;
+  checkpointPath?: string;
+  checkpointLog?: string;
+  restored: boolean;
+  restoredAt?: string;
+  restoreLog?: string;
+  op?: PendingOp;
+}
+
+export interface ContainerRecord {
+  config: ContainerConfig;
+  state: ContainerState;
+}
+
+export function initialState(): ContainerState {
+  return { status: 'created', pid: 0, conmonPid: 0, exitCode: 0, checkpointed: false, restored: false };
+}

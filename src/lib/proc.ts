@@ -1,0 +1,40 @@
+import * as fs from 'node:fs';
+
+/** The start time of a process (clock ticks since boot), to tell a PID apart from a reused one. */
+export function procStartTime(pid: number): number | undefined {
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // The command name (field 2) may hold spaces and parentheses: split after the last ')'.
+    const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return Number(rest[19]); // field 22 overall
+  } catch {
+    return undefined;
+  }
+}
+
+/** True if the process exists, is not a zombie, and (when given) started at startTime. */
+export function processAlive(pid: number | undefined, startTime?: number): boolean {
+  if (!pid || pid <= 0) return false;
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    if (rest[0] === 'Z' || rest[0] === 'X') return false;
+    return startTime === undefined || Number(rest[19]) === startTime;
+  } catch {
+    return false;
+  }
+}
+
+export function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}
+
+/** Polls cond every intervalMs until it is true or timeoutMs passes; returns the last result. */
+export async function waitFor(cond: () => boolean, timeoutMs: number, intervalMs = 20): Promise<boolean> {
+  const end = Date.now() + timeoutMs;
+  for (;;) {
+    if (cond()) return true;
+    if (Date.now() >= end) return false;
+    await sleep(intervalMs);
+  }
+}
