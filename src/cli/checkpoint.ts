@@ -1,6 +1,10 @@
 import type { Command } from 'commander';
 import { FerryError } from '../lib/errors.js';
-import { checkpoint, restore, type CheckpointOptions, type CheckpointReport, type RestoreOptions, type RestoreReport } from '../engine/checkpoint.js';
+import { checkpoint, listCheckpoints, removeCheckpoint, restore, type CheckpointOptions, type CheckpointReport, type RestoreOptions, type RestoreReport } from '../engine/checkpoint.js';
+import { importCheckpoint } from '../engine/portable.js';
+import { COMPRESSIONS, type Compression } from '../drivers/archive/compress.js';
+import { humanDuration } from '../engine/shapes.js';
+import { formatOutput, humanSize, table } from './format.js';
 import { collect, getEngine, out, resolveRefs, type Ctx } from './context.js';
 
 /**
@@ -47,6 +51,10 @@ interface CheckpointFlags {
   emptyNs: string[];
   preCheckpoint?: boolean;
   withPrevious?: boolean;
+  export?: string;
+  compress: string;
+  ignoreRootfs?: boolean;
+  ignoreVolumes?: boolean;
 }
 
 interface RestoreFlags {
@@ -61,6 +69,11 @@ interface RestoreFlags {
   manageCgroupsMode?: string;
   extUnixSk?: boolean;
   shellJob?: boolean;
+  import?: string;
+  name?: string;
+  ignoreRootfs?: boolean;
+  ignoreVolumes?: boolean;
+  allowHostMounts?: boolean;
 }
 
 export function registerCheckpointCommands(parent: Command, ctx: Ctx, top: boolean): void {
@@ -82,7 +95,13 @@ export function registerCheckpointCommands(parent: Command, ctx: Ctx, top: boole
     .option('--empty-ns <ns>', 'do not dump this namespace\'s contents (e.g. network; repeatable)', collect, [])
     .option('-P, --pre-checkpoint', 'dump memory only, leaving the container running (pre-copy; needs soft-dirty tracking)')
     .option('--with-previous', 'final checkpoint writing only the memory changed since the pre-checkpoint')
+    .option('-e, --export <file>', 'also write the checkpoint as a portable archive (- for stdout)')
+    .option('-c, --compress <method>', 'archive compression: zstd, gzip or none', 'zstd')
+    .option('--ignore-rootfs', 'leave the container\'s filesystem changes out of the archive')
+    .option('--ignore-volumes', 'leave named volumes\' contents out of the archive')
     .action(async (refs: string[], f: CheckpointFlags) => {
+      if (!COMPRESSIONS.includes(f.compress as Compression)) throw new FerryError('EINVAL', `invalid --compress "${f.compress}": use zstd, gzip or none`);
+      if ((f.ignoreRootfs || f.ignoreVolumes) && !f.export) throw new FerryError('EINVAL', '--ignore-rootfs and --ignore-volumes only apply with --export');
       for (const ns of f.emptyNs) if (ns !== 'network') throw new FerryError('EINVAL', `invalid --empty-ns "${ns}": only network is supported`);
       const opts: CheckpointOptions = {
         leaveRunning: f.leaveRunning,
@@ -96,18 +115,22 @@ export function registerCheckpointCommands(parent: Command, ctx: Ctx, top: boole
         emptyNs: f.emptyNs,
         preCheckpoint: f.preCheckpoint,
         withPrevious: f.withPrevious,
+        export: f.export ? { target: f.export, compression: f.compress as Compression, ignoreRootfs: f.ignoreRootfs, ignoreVolumes: f.ignoreVolumes } : undefined,
       };
       const engine = getEngine(ctx);
       const targets = await resolveRefs(ctx, refs, f, true);
+      if (f.export && targets.length !== 1) throw new FerryError('EINVAL', '--export takes exactly one container');
+      // With `-e -` stdout carries the archive: say nothing else there.
+      const say = f.export === '-' ? (s: string) => process.stderr.write(s) : out;
       const reports: CheckpointReport[] = [];
       await uninterruptible('checkpoint', async () => {
         for (const ref of targets) {
           const r = await checkpoint(engine, ref, opts);
           reports.push(r);
-          if (!f.printStats) out(`${f.all ? r.id : ref}\n`);
+          if (!f.printStats) say(`${f.all ? r.id : ref}\n`);
         }
       });
-      if (f.printStats) out(JSON.stringify(statsDoc('checkpoint', reports), null, 4) + '\n');
+      if (f.printStats) say(JSON.stringify(statsDoc('checkpoint', reports), null, 4) + '\n');
     });
 
   const rs = parent
@@ -125,6 +148,11 @@ export function registerCheckpointCommands(parent: Command, ctx: Ctx, top: boole
     .option('--manage-cgroups-mode <mode>', 'CRIU cgroup mode: soft, full, strict or ignore')
     .option('--ext-unix-sk', 'allow UNIX sockets connected outside the container')
     .option('--shell-job', 'the container has a terminal (shell job)')
+    .option('-i, --import <file>', 'restore a new container from a checkpoint archive (- for stdin)')
+    .option('-n, --name <name>', 'with --import: name of the new container (gets a new ID too)')
+    .option('--ignore-rootfs', 'with --import: do not restore the archive\'s filesystem changes')
+    .option('--ignore-volumes', 'with --import: do not restore volumes\' contents')
+    .option('--allow-host-mounts', 'with --import: allow the archive\'s bind mounts of host paths')
     .action(async (refs: string[], f: RestoreFlags) => {
       const opts: RestoreOptions = {
         keep: f.keep,
@@ -137,6 +165,15 @@ export function registerCheckpointCommands(parent: Command, ctx: Ctx, top: boole
         shellJob: f.shellJob,
       };
       const engine = getEngine(ctx);
+      if (f.import !== undefined) {
+        if (refs.length || f.all || f.latest) throw new FerryError('EINVAL', '--import restores a new container from the archive: do not name containers, --all or --latest with it');
+        const r = await uninterruptible('restore', () =>
+          importCheckpoint(engine, { ...opts, source: f.import!, name: f.name, ignoreRootfs: f.ignoreRootfs, ignoreVolumes: f.ignoreVolumes, allowHostMounts: f.allowHostMounts }),
+        );
+        out(f.printStats ? JSON.stringify(statsDoc('restore', [r]), null, 4) + '\n' : `${r.id}\n`);
+        return;
+      }
+      if (f.name || f.ignoreRootfs || f.ignoreVolumes || f.allowHostMounts) throw new FerryError('EINVAL', '--name, --ignore-rootfs, --ignore-volumes and --allow-host-mounts only apply with --import');
       let targets: string[];
       if (f.all) {
         if (refs.length || f.latest) throw new FerryError('EINVAL', '--all, --latest and container names cannot be used together: pick one');
@@ -155,9 +192,42 @@ export function registerCheckpointCommands(parent: Command, ctx: Ctx, top: boole
       if (f.printStats) out(JSON.stringify(statsDoc('restore', reports), null, 4) + '\n');
     });
 
-  void cp;
+  if (top) {
+    // `ferry checkpoint ls|rm`: the checkpoints this host holds. (`ferry checkpoint CTR` still
+    // checkpoints CTR; a container named "ls" or "rm" needs `ferry container checkpoint`.)
+    cp.command('ls')
+      .alias('list')
+      .description('list the checkpoints this host holds')
+      .option('-q, --quiet', 'print only container IDs')
+      .option('--format <format>', 'json or a Go template')
+      .action(async (f: { quiet?: boolean; format?: string }) => {
+        const list = await listCheckpoints(getEngine(ctx));
+        if (f.quiet) return out(list.map((c) => `${c.id.slice(0, 12)}\n`).join(''));
+        out(
+          formatOutput(f.format, list, () =>
+            table(
+              ['CONTAINER ID', 'NAME', 'CHECKPOINTED', 'SIZE', 'CRIU', 'TCP', 'CONTAINER'],
+              list.map((c) => [c.id.slice(0, 12), c.name, `${humanDuration(Date.now() - Date.parse(c.createdAt))} ago`, humanSize(c.size), c.criuVersion, c.tcpEstablished ? 'established' : '', c.containerStatus]),
+            ),
+          ),
+        );
+      });
+    cp.command('rm')
+      .alias('remove')
+      .description('delete the checkpoints of containers (the containers stay)')
+      .argument('[containers...]')
+      .option('-a, --all', 'delete every checkpoint on this host')
+      .action(async (names: string[], f: { all?: boolean }) => {
+        const engine = getEngine(ctx);
+        const targets = f.all ? (await listCheckpoints(engine)).map((c) => c.id) : names;
+        if (!targets.length && !f.all) throw new FerryError('EINVAL', 'give at least one container name or ID, or --all');
+        for (const t of targets) {
+          await removeCheckpoint(engine, t);
+          out(`${t}\n`);
+        }
+      });
+  }
   void rs;
-  void top;
 }
 
 /** Podman's --print-stats shape (durations in microseconds, CRIU's figures by CRIU's names). */

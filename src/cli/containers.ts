@@ -1,5 +1,6 @@
 import { Command, Option } from 'commander';
 import { FerryError } from '../lib/errors.js';
+import { FileLock } from '../lib/lock.js';
 import { readLogFrom, type LogEntry } from '../drivers/runtime/logs.js';
 import { inspectEntry, psEntry, statusText, humanDuration } from '../engine/shapes.js';
 import type { ContainerRecord } from '../engine/types.js';
@@ -117,24 +118,31 @@ export function registerContainerCommands(parent: Command, ctx: Ctx, top: boolea
       if (f.interactive) throw new FerryError('EINVAL', '-i is not supported by `ferry run` yet: run with -d and use `ferry exec -i`');
       const engine = getEngine(ctx);
       const rec = await engine.create(createOptions(image, command, f));
+      // A foreground --rm run holds the attach lock so that the container's exit cleanup does
+      // not remove it before we have its exit code (we remove it ourselves below).
+      const attach = !f.detach && f.rm ? await FileLock.acquire(engine.paths.attachLock(rec.config.id)) : undefined;
       try {
-        await engine.start(rec.config.id);
-      } catch (e) {
-        await engine.remove(rec.config.id, { force: true }).catch(() => undefined);
-        throw e;
+        try {
+          await engine.start(rec.config.id);
+        } catch (e) {
+          await engine.remove(rec.config.id, { force: true }).catch(() => undefined);
+          throw e;
+        }
+        if (f.detach) {
+          out(`${rec.config.id}\n`);
+          return;
+        }
+        // Foreground: stream the output, forward Ctrl-C/TERM, exit with the container's code.
+        const forward = (sig: NodeJS.Signals): void => void engine.kill(rec.config.id, sig).catch(() => undefined);
+        process.on('SIGINT', forward);
+        process.on('SIGTERM', forward);
+        await followLogs(ctx, rec, 0, false);
+        const done = engine.find(rec.config.id) ? await engine.inspect(rec.config.id) : undefined;
+        process.exitCode = done?.state.exitCode ?? 0;
+        if (done && f.rm) await engine.remove(rec.config.id, { force: true }).catch(() => undefined);
+      } finally {
+        attach?.release();
       }
-      if (f.detach) {
-        out(`${rec.config.id}\n`);
-        return;
-      }
-      // Foreground: stream the output, forward Ctrl-C/TERM, exit with the container's code.
-      const forward = (sig: NodeJS.Signals): void => void engine.kill(rec.config.id, sig).catch(() => undefined);
-      process.on('SIGINT', forward);
-      process.on('SIGTERM', forward);
-      await followLogs(ctx, rec, 0, false);
-      const done = engine.find(rec.config.id) ? await engine.inspect(rec.config.id) : undefined;
-      process.exitCode = done?.state.exitCode ?? 0;
-      if (done && f.rm) await engine.remove(rec.config.id, { force: true }).catch(() => undefined);
     });
 
   parent

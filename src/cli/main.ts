@@ -18,9 +18,12 @@ export async function main(argv: string[]): Promise<number> {
     .option('--root <dir>', 'persistent storage directory', ctx.root)
     .option('--runroot <dir>', 'runtime state directory', ctx.runroot)
     .enablePositionalOptions()
-    .showHelpAfterError('(run with --help for usage)')
     .exitOverride()
-    .configureOutput({ writeErr: (s) => process.stderr.write(s) })
+    // Usage errors look like every other error: one line, `Error: ...` (Podman's shape).
+    .configureOutput({
+      writeErr: (s) => process.stderr.write(s),
+      outputError: (s, write) => write(`Error: ${s.trim().replace(/^error:\s*/i, '')} (run with --help for usage)\n`),
+    })
     .hook('preAction', (cmd) => {
       const g = cmd.optsWithGlobals() as { root: string; runroot: string };
       ctx.root = g.root;

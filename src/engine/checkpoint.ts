@@ -19,13 +19,15 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { FerryError } from '../lib/errors.js';
 import { run } from '../lib/exec.js';
-import { commitDir, mkdirp, readJsonIfExists, writeJsonAtomic } from '../lib/fsutil.js';
+import { commitDir, duBytes, mkdirp, readJsonIfExists, writeJsonAtomic } from '../lib/fsutil.js';
 import { processAlive, procStartTime, waitFor } from '../lib/proc.js';
 import { VERSION } from '../lib/version.js';
 import { restoreArgs } from '../drivers/runtime/runc.js';
 import { diagnoseCriuLog, readLog } from '../drivers/criu/criu.js';
 import { readDumpStats, readRestoreStats, type DumpStats, type RestoreStats } from '../drivers/criu/stats.js';
+import type { WriteStats } from '../drivers/archive/archive.js';
 import type { Engine } from './engine.js';
+import { exportCheckpoint, type ExportOptions } from './portable.js';
 import type { ContainerConfig, ContainerRecord } from './types.js';
 
 export const CHECKPOINT_FORMAT = 1;
@@ -47,6 +49,8 @@ export interface CheckpointOptions {
   preCheckpoint?: boolean;
   /** Final dump that writes only the pages changed since the pre-checkpoint. */
   withPrevious?: boolean;
+  /** Also write the checkpoint as a portable archive. */
+  export?: ExportOptions;
 }
 
 export interface RestoreOptions {
@@ -78,6 +82,8 @@ export interface CheckpointReport {
   id: string;
   name: string;
   path: string;
+  /** Archive figures when exported. */
+  archive?: WriteStats;
   /** Whole engine operation, including locking, bookkeeping and cleanup. */
   totalMs: number;
   /** The runc checkpoint call alone. */
@@ -104,9 +110,11 @@ export async function checkpoint(engine: Engine, ref: string, o: CheckpointOptio
     if (rec.state.status !== 'running') {
       throw new FerryError('ESTATE', `container ${name} is not running (${rec.state.status}): only a running container can be checkpointed`);
     }
-    if (rec.config.autoRemove && !o.leaveRunning) {
-      throw new FerryError('ESTATE', `container ${name} was started with --rm and would be removed when it stops: checkpoint it with --export, or with --leave-running`);
+    // As Podman: even with --leave-running, a --rm container's checkpoint would go when it stops.
+    if (rec.config.autoRemove && !o.export) {
+      throw new FerryError('ESTATE', `container ${name} was started with --rm and would be removed with its checkpoint when it stops: checkpoint it with --export`);
     }
+    if (o.export && o.preCheckpoint) throw new FerryError('EINVAL', '--export cannot be used with --pre-checkpoint: export the final checkpoint');
     if (o.preCheckpoint && o.withPrevious) throw new FerryError('EINVAL', '--pre-checkpoint and --with-previous cannot be used together: pre-checkpoint first, then checkpoint --with-previous');
     if (o.preCheckpoint || o.withPrevious) await requirePreCopy(engine);
     const preDir = path.join(engine.paths.containerDir(id), PRE_DIR);
@@ -192,7 +200,15 @@ export async function checkpoint(engine: Engine, ref: string, o: CheckpointOptio
     }
     delete rec.state.op;
     engine.save(rec);
-    return { id, name, path: finalDir, totalMs: performance.now() - t0, runtimeMs, criu: stats };
+
+    // 6. Export: the checkpoint is committed first, so a failed export loses nothing.
+    let archive: WriteStats | undefined;
+    if (o.export) {
+      archive = await exportCheckpoint(engine, rec, o.export);
+      // A --rm container lives on only in its archive (as with Podman).
+      if (rec.config.autoRemove && !o.leaveRunning) await engine.removeFiles(rec);
+    }
+    return { id, name, path: finalDir, totalMs: performance.now() - t0, runtimeMs, criu: stats, archive };
   });
 }
 
@@ -328,6 +344,55 @@ export async function checkCompatible(engine: Engine, meta: CheckpointMeta): Pro
   if (meta.criuVersion !== criu.version) {
     throw new FerryError('EINVAL', `the checkpoint was made with CRIU ${meta.criuVersion}, this host has CRIU ${criu.version}: restore it with the same CRIU version`);
   }
+}
+
+// ------------------------------------------------------------------------- listing
+
+export interface CheckpointEntry {
+  id: string;
+  name: string;
+  path: string;
+  createdAt: string;
+  size: number;
+  criuVersion: string;
+  tcpEstablished: boolean;
+  containerStatus: string;
+}
+
+/** The checkpoints this host holds (one per container at most). */
+export async function listCheckpoints(engine: Engine): Promise<CheckpointEntry[]> {
+  const out: CheckpointEntry[] = [];
+  for (const rec of await engine.list({ all: true })) {
+    const dir = engine.paths.checkpointDir(rec.config.id);
+    const meta = readJsonIfExists<CheckpointMeta>(path.join(dir, META_FILE));
+    if (!meta) continue;
+    out.push({
+      id: rec.config.id,
+      name: rec.config.name,
+      path: dir,
+      createdAt: meta.createdAt,
+      size: duBytes(dir),
+      criuVersion: meta.criuVersion,
+      tcpEstablished: meta.options.tcpEstablished,
+      containerStatus: rec.state.status,
+    });
+  }
+  return out;
+}
+
+/** Deletes a container's checkpoint; the container itself stays (as an exited container). */
+export async function removeCheckpoint(engine: Engine, ref: string): Promise<void> {
+  await engine.withContainer(ref, async (rec) => {
+    const dir = engine.paths.checkpointDir(rec.config.id);
+    if (!fs.existsSync(dir)) throw new FerryError('ENOTFOUND', `container ${rec.config.name} has no checkpoint`);
+    const trash = `${dir}.rm`;
+    fs.rmSync(trash, { recursive: true, force: true });
+    fs.renameSync(dir, trash);
+    fs.rmSync(trash, { recursive: true, force: true });
+    fs.rmSync(path.join(engine.paths.containerDir(rec.config.id), PRE_DIR), { recursive: true, force: true });
+    Object.assign(rec.state, { checkpointed: false, checkpointPath: undefined });
+    engine.save(rec);
+  });
 }
 
 // ------------------------------------------------------------------------- repair

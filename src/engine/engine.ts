@@ -176,8 +176,22 @@ export class Engine {
       rec.state.conmonPid = 0;
       await this.releaseRuntime(rec);
       this.save(rec);
-      if (rec.config.autoRemove) await this.removeFiles(rec);
+      await this.autoRemove(rec);
     }
+  }
+
+  /**
+   * Removes an exited --rm container, unless a foreground `run --rm` is attached to it: that one
+   * reads the exit code first and removes the container itself.
+   */
+  async autoRemove(rec: ContainerRecord): Promise<void> {
+    if (!rec.config.autoRemove) return;
+    try {
+      (await FileLock.acquire(this.paths.attachLock(rec.config.id), { timeoutMs: 0 })).release();
+    } catch {
+      return; // attached
+    }
+    await this.removeFiles(rec);
   }
 
   /** An operation's process died half-way: decide from runc's view what is true now. */
@@ -220,7 +234,15 @@ export class Engine {
 
   // ---------------------------------------------------------------- containers
 
+  /** Fails before anything is created or mounted when runc or conmon is missing. */
+  requireRuntime(): void {
+    for (const [name, file] of [['runc', this.runtime.runc], ['conmon', this.runtime.conmon]] as const) {
+      if (!file.includes('/')) throw new FerryError('EDEPEND', `${name} is not installed (not found in PATH): run \`npm run setup\` (as root) to install Ferry's host dependencies`);
+    }
+  }
+
   async create(o: CreateOptions): Promise<ContainerRecord> {
+    this.requireRuntime();
     const img = this.images.get(o.image);
     if (o.name !== undefined && !validName(o.name)) {
       throw new FerryError('EINVAL', `invalid container name "${o.name}": use letters, digits, '_', '.', '-', starting with a letter or digit`);
@@ -345,6 +367,7 @@ export class Engine {
   }
 
   async start(ref: string): Promise<ContainerRecord> {
+    this.requireRuntime();
     return this.withContainer(ref, async (rec) => {
       if (rec.state.status === 'running') return rec;
       if (rec.state.status === 'paused') throw new FerryError('ESTATE', `container ${rec.config.name} is paused: unpause it instead`);
@@ -418,7 +441,7 @@ export class Engine {
   async stop(ref: string, timeoutSec?: number): Promise<ContainerRecord> {
     return this.withContainer(ref, async (rec) => {
       await this.stopLocked(rec, timeoutSec ?? rec.config.stopTimeout);
-      if (rec.config.autoRemove) await this.removeFiles(rec);
+      await this.autoRemove(rec);
       return rec;
     });
   }
@@ -461,12 +484,15 @@ export class Engine {
     fs.rmSync(this.paths.runDir(id), { recursive: true, force: true });
     fs.rmSync(this.exitFile(id), { force: true });
     fs.rmSync(this.paths.containerLock(id), { force: true });
+    fs.rmSync(this.paths.attachLock(id), { force: true });
   }
 
   /** conmon's exit command: record the exit, unmount, and remove --rm containers. */
   async cleanup(ref: string): Promise<void> {
     const rec = this.find(ref);
     if (!rec) return;
+    // A foreground `run --rm` holds this until it has read the exit code: let it finish first.
+    if (rec.config.autoRemove) await withLock(this.paths.attachLock(rec.config.id), async () => undefined, { timeoutMs: 600_000 }).catch(() => undefined);
     await this.withContainer(ref, async () => undefined, { timeoutMs: 600_000 }).catch(() => undefined);
   }
 
@@ -510,6 +536,7 @@ export class Engine {
     const rec = await this.inspect(ref);
     if (rec.state.status !== 'running') throw new FerryError('ESTATE', `container ${rec.config.name} is not running: start it first`);
     if (!argv.length) throw new FerryError('EINVAL', 'exec needs a command to run');
+    for (const e of o.env) if (e.indexOf('=') <= 0) throw new FerryError('EINVAL', `invalid environment variable "${e}": use KEY=VALUE`);
     return this.runtime.exec(rec.config.id, argv, o);
   }
 

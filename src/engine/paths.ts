@@ -29,6 +29,8 @@ export class Paths {
   checkpointTmp(id: string): string { return path.join(this.containerDir(id), 'checkpoint.tmp'); }
   runDir(id: string): string { return path.join(this.runroot, 'containers', id); }
   containerLock(id: string): string { return path.join(this.locks, `ctr-${id}.lock`); }
+  /** Held by a foreground `run --rm` until it has the exit code (the --rm removal waits for it). */
+  attachLock(id: string): string { return path.join(this.locks, `attach-${id}.lock`); }
   get namesLock(): string { return path.join(this.locks, 'names.lock'); }
   get imagesLock(): string { return path.join(this.locks, 'images.lock'); }
   get volumesLock(): string { return path.join(this.locks, 'volumes.lock'); }

@@ -249,9 +249,27 @@ export class RuncRuntime {
     if (o.workdir) args.push('--cwd', o.workdir);
     args.push(id, ...argv);
     return new Promise((resolve, reject) => {
-      const child = spawn(this.runc, [...this.globalArgs(), ...args], { stdio: [o.stdin ? 'inherit' : 'ignore', 'inherit', 'inherit'] });
+      const child = spawn(this.runc, [...this.globalArgs(), ...args], { stdio: [o.stdin ? 'inherit' : 'ignore', 'inherit', 'pipe'] });
+      // The process's stderr is passed through; runc's own error (it could not start the
+      // command) is held back and becomes a one-line error with Podman's exit codes.
+      let runcError = '';
+      child.stderr!.on('data', (b: Buffer) => {
+        const s = b.toString();
+        if (/^time="[^"]*" level=error msg=/.test(s)) runcError += s;
+        else process.stderr.write(b);
+      });
       child.on('error', reject);
-      child.on('close', (code, sig) => resolve(code ?? (sig ? 128 + (sigNum(sig) ?? 9) : 1)));
+      child.on('close', (code, sig) => {
+        if (code === 255 && runcError) {
+          const msg = cleanRuntimeMessage(runcError).replace(/\\"/g, '"').replace(/^exec failed: (unable to start container process: )?/, '');
+          const notFound = /executable file not found|no such file or directory/i.test(msg);
+          const denied = /permission denied/i.test(msg);
+          reject(new FerryError('ERUNTIME', `runc: ${msg}${notFound ? ': the command was not found in the container' : ''}`, { exitCode: notFound ? 127 : denied ? 126 : 125 }));
+          return;
+        }
+        if (runcError) process.stderr.write(runcError);
+        resolve(code ?? (sig ? 128 + (sigNum(sig) ?? 9) : 1));
+      });
     });
   }
 }

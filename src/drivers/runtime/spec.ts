@@ -35,6 +35,14 @@ const MASKED = [
 ];
 const READONLY = ['/proc/asound', '/proc/bus', '/proc/fs', '/proc/irq', '/proc/sys', '/proc/sysrq-trigger'];
 
+/** OCI prestart hook: `ip link set lo up` in the container's network namespace (PID from the state on stdin). */
+const LOOPBACK_UP_HOOK = {
+  path: '/bin/sh',
+  args: ['sh', '-c', 'pid=$(sed -n \'s/.*"pid": *\\([0-9][0-9]*\\).*/\\1/p\'); [ -n "$pid" ] && exec nsenter -t "$pid" -n ip link set lo up'],
+  env: ['PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'],
+  timeout: 10,
+};
+
 export function buildSpec(o: SpecOptions): object {
   const ns: { type: string; path?: string }[] = [];
   for (const type of ['pid', 'network', 'ipc', 'uts', 'mount'] as const) {
@@ -52,6 +60,11 @@ export function buildSpec(o: SpecOptions): object {
     { destination: '/sys/fs/cgroup', type: 'cgroup', source: 'cgroup', options: ['rprivate', 'nosuid', 'noexec', 'nodev', 'relatime', 'ro'] },
     ...o.mounts,
   ];
+  // runc brings up lo in a network namespace it creates, but only when it starts the container:
+  // on restore CRIU makes a fresh namespace with lo down (runc always passes --empty-ns network),
+  // so connections over 127.0.0.1 fail to restore ("Network is unreachable"). runc runs prestart
+  // hooks at CRIU's setup-namespaces step of a restore too, before sockets are restored.
+  const ownNetns = !o.hostNetwork && !o.namespacePaths?.network;
   return {
     ociVersion: '1.0.2',
     process: {
@@ -67,6 +80,7 @@ export function buildSpec(o: SpecOptions): object {
     hostname: o.hostname,
     mounts,
     annotations: o.annotations ?? {},
+    ...(ownNetns ? { hooks: { prestart: [LOOPBACK_UP_HOOK] } } : {}),
     linux: {
       namespaces: ns,
       cgroupsPath: o.cgroupsPath,

@@ -13,10 +13,16 @@ export interface ImageRecord {
   Config: { Env: string[]; Cmd: string[]; WorkingDir: string };
 }
 
+// The reference grammar of distribution/reference (case-insensitive here: names are lowercased
+// below): [domain[:port]/]component[/component...][:tag].
+const NAME_COMPONENT = '[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*';
+const DOMAIN = '[a-z0-9](?:[a-z0-9-]*[a-z0-9])?(?:\\.[a-z0-9](?:[a-z0-9-]*[a-z0-9])?)*(?::[0-9]+)?';
+const REFERENCE_RE = new RegExp(`^(?:${DOMAIN}/)?${NAME_COMPONENT}(?:/${NAME_COMPONENT})*(?::\\w[\\w.-]{0,127})?$`, 'i');
+
 /** Podman's short-name normalisation for local images: busybox -> localhost/busybox:latest. */
 export function normalizeImageName(name: string): string {
   let n = name.trim();
-  if (!/^[a-z0-9]+([._\-/:][a-z0-9]+)*$/i.test(n.replace(/[._\-/:]{2,}/g, '-'))) {
+  if (!REFERENCE_RE.test(n)) {
     throw new FerryError('EINVAL', `invalid image name "${name}": use letters, digits, '.', '_', '-', '/' and an optional :tag`);
   }
   const lastSlash = n.lastIndexOf('/');

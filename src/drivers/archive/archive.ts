@@ -1,0 +1,395 @@
+/**
+ * Ferry's checkpoint archive: one tar stream, compressed with zstd, gzip or nothing.
+ *
+ *   ferry-archive.json         first: format version, versions, arch (checked before anything
+ *                              large is read)
+ *   container.json, ctr.log    the container's record and its log
+ *   checkpoint/...             CRIU's images (regular files only)
+ *   rootfs/...                 the overlay upper dir: added/changed files, whiteouts, xattrs
+ *   volumes/NAME/...           named volumes' contents
+ *   checksums.json             last: sha256 of every member (content and header), so a
+ *                              truncated, corrupt or tampered archive is refused
+ *
+ * Written and read as streams; nothing holds the whole archive in memory. Trees with special
+ * files (whiteouts are 0/0 character devices; opaque dirs are xattrs) are read and written by
+ * GNU tar, which Node cannot do itself (no mknod, no xattrs), with each entry passing through
+ * here to be checksummed and, on import, validated.
+ */
+import { spawn } from 'node:child_process';
+import { createHash, type Hash } from 'node:crypto';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { pipeline } from 'node:stream/promises';
+import type { Readable, Writable } from 'node:stream';
+import tar from 'tar-stream';
+import { FerryError } from '../../lib/errors.js';
+import { validName } from '../../lib/ids.js';
+import { compressor, decompressor, sniff, type Compression } from './compress.js';
+
+export const ARCHIVE_FORMAT = 1;
+export const HEADER_MEMBER = 'ferry-archive.json';
+export const CHECKSUMS_MEMBER = 'checksums.json';
+
+type Header = Partial<tar.Header> & { name: string };
+/** tar-stream's streams are streamx streams: Node-compatible at run time, typed apart. */
+const asReadable = (s: unknown): Readable => s as Readable;
+
+/** What a member's checksum covers: its metadata and its bytes. */
+function memberHash(h: Header): Hash {
+  const meta = {
+    type: h.type ?? 'file',
+    mode: h.mode ?? 0,
+    uid: h.uid ?? 0,
+    gid: h.gid ?? 0,
+    linkname: h.linkname ?? '',
+    devmajor: h.devmajor ?? 0,
+    devminor: h.devminor ?? 0,
+    size: h.size ?? 0,
+    xattrs: xattrsOf(h),
+  };
+  return createHash("sha256").update(JSON.stringify(meta));
+}
+
+function xattrsOf(h: Header): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [k, v] of Object.entries(h.pax ?? {})) if (k.startsWith('SCHILY.xattr.')) out[k] = String(v);
+  return out;
+}
+
+// ------------------------------------------------------------------------------- writing
+
+export interface WriteStats {
+  members: number;
+  /** Bytes of the tar stream before compression. */
+  rawBytes: number;
+  /** Bytes written to the output. */
+  bytes: number;
+}
+
+export class ArchiveWriter {
+  private readonly pack = tar.pack();
+  private readonly sums: Record<string, string> = {};
+  private rawBytes = 0;
+  private bytes = 0;
+  private readonly done: Promise<void>;
+
+  constructor(out: Writable, compression: Compression) {
+    const codec = compressor(compression);
+    this.pack.on('data', (b: unknown) => (this.rawBytes += (b as Buffer).length));
+    codec.stream.on('data', (b: Buffer) => (this.bytes += b.length));
+    this.done = Promise.all([pipeline(asReadable(this.pack), codec.stream, out), codec.done]).then(() => undefined);
+    this.done.catch(() => undefined);
+  }
+
+  private async entry(h: Header, body?: Readable | Buffer): Promise<void> {
+    const key = checkMemberName(h.name);
+    // tar-stream writes a zero mode as its default; hash what is written (whiteouts have 0).
+    if (!h.mode) h.mode = h.type === 'directory' ? 0o755 : 0o644;
+    if (this.sums[key] !== undefined) throw new FerryError('EINTERNAL', `duplicate archive member ${h.name}`);
+    const hash = memberHash(h);
+    await new Promise<void>((resolve, reject) => {
+      const sink = this.pack.entry(h, (err) => (err ? reject(err) : resolve()));
+      if (body === undefined) return (sink as unknown as Writable).end();
+      if (Buffer.isBuffer(body)) {
+        hash.update(body);
+        return sink.end(body);
+      }
+      body.on('data', (b: Buffer) => hash.update(b));
+      body.on('error', reject);
+      body.pipe(sink as unknown as Writable);
+    });
+    this.sums[key] = hash.digest('hex');
+  }
+
+  addBuffer(name: string, data: Buffer | string): Promise<void> {
+    const buf = Buffer.isBuffer(data) ? data : Buffer.from(data);
+    return this.entry({ name, size: buf.length, mode: 0o600, mtime: new Date(), type: 'file' }, buf);
+  }
+
+  addJson(name: string, v: unknown): Promise<void> {
+    return this.addBuffer(name, JSON.stringify(v, null, 2) + '\n');
+  }
+
+  async addFile(name: string, file: string): Promise<void> {
+    const st = fs.statSync(file);
+    await this.entry({ name, size: st.size, mode: st.mode & 0o7777, mtime: st.mtime, type: 'file' }, fs.createReadStream(file));
+  }
+
+  /** A directory of regular files (CRIU's images), recursively. */
+  async addPlainDir(prefix: string, dir: string): Promise<void> {
+    for (const e of fs.readdirSync(dir, { withFileTypes: true }).sort((a, b) => a.name.localeCompare(b.name))) {
+      const p = path.join(dir, e.name);
+      const name = `${prefix}/${e.name}`;
+      if (e.isDirectory()) {
+        await this.entry({ name: `${name}/`, type: 'directory', mode: 0o700, mtime: new Date() });
+        await this.addPlainDir(name, p);
+      } else if (e.isFile()) {
+        await this.addFile(name, p);
+      }
+      // CRIU's images dir holds nothing else worth carrying (a pre-dump's `parent` link is
+      // resolved by the exporter, which sends only complete checkpoints).
+    }
+  }
+
+  /** Any directory tree (rootfs diff, volume), read by GNU tar with ownership and xattrs. */
+  async addTree(prefix: string, dir: string): Promise<void> {
+    await this.entry({ name: `${prefix}/`, type: 'directory', mode: fs.statSync(dir).mode & 0o7777, mtime: new Date() });
+    const child = spawn('tar', ['-c', '-f', '-', '--numeric-owner', '--xattrs', '--xattrs-include=trusted.*', '--xattrs-include=user.*', '-C', dir, '.'], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stderr = '';
+    child.stderr.on('data', (b: Buffer) => (stderr += b.toString()));
+    const exited = new Promise<number | null>((resolve) => child.on('close', resolve));
+    const ex = tar.extract();
+    const consume = (async () => {
+      for await (const e of ex) {
+        const h = e.header;
+        const rel = h.name.replace(/^\.\/?/, '');
+        if (!rel) {
+          e.resume();
+          continue;
+        }
+        const pax = Object.fromEntries(Object.entries(h.pax ?? {}).filter(([k]) => k.startsWith('SCHILY.xattr.')));
+        const out: Header = {
+          name: `${prefix}/${rel}`,
+          type: h.type,
+          mode: h.mode,
+          uid: h.uid,
+          gid: h.gid,
+          mtime: h.mtime,
+          size: h.type === 'file' ? h.size : 0,
+          linkname: h.type === 'link' ? `${prefix}/${(h.linkname ?? '').replace(/^\.\//, '')}` : h.linkname,
+          devmajor: h.devmajor,
+          devminor: h.devminor,
+          ...(Object.keys(pax).length ? { pax } : {}),
+        };
+        if (h.type === 'file' || h.type === 'contiguous-file') await this.entry({ ...out, type: 'file' }, asReadable(e));
+        else {
+          e.resume();
+          await this.entry(out);
+        }
+      }
+    })();
+    await Promise.all([pipeline(child.stdout, ex as unknown as Writable), consume]);
+    const code = await exited;
+    if (code !== 0) throw new FerryError('EARCHIVE', `reading ${dir} failed: ${stderr.trim().split('\n').pop()}`);
+  }
+
+  /** Writes the checksums member and waits until every byte reached the output. */
+  async finish(): Promise<WriteStats> {
+    const members = Object.keys(this.sums).length;
+    await this.addJson(CHECKSUMS_MEMBER, { algorithm: 'sha256', members: this.sums });
+    this.pack.finalize();
+    await this.done;
+    return { members, rawBytes: this.rawBytes, bytes: this.bytes };
+  }
+
+  /** Abandons the archive (the output is left incomplete; the caller deletes it). */
+  abort(e: Error): void {
+    this.pack.destroy(e);
+  }
+}
+
+// ------------------------------------------------------------------------------- reading
+
+export interface ReadPolicy {
+  /** Called with the first member's JSON; throw to refuse the archive before reading on. */
+  onHeader(header: Record<string, unknown>): Promise<void> | void;
+}
+
+export interface ReadResult {
+  header: Record<string, unknown>;
+  members: number;
+  compression: Compression;
+  /** Top-level sections present: 'rootfs', 'volumes/NAME', 'checkpoint', ... */
+  sections: Set<string>;
+}
+
+function bad(msg: string): FerryError {
+  return new FerryError('EARCHIVE', `bad checkpoint archive: ${msg}; nothing was created`);
+}
+
+/** Checks an archive member's name; returns its normalized form. */
+export function checkMemberName(name: string): string {
+  if (!name || name.includes('\0')) throw bad(`a member has an empty or invalid name`);
+  if (name.startsWith('/')) throw bad(`member "${name}" has an absolute path`);
+  const parts = name.split('/').filter((p) => p !== '' && p !== '.');
+  if (parts.some((p) => p === '..')) throw bad(`member "${name}" leaves the archive's directory ("..")`);
+  return parts.join('/');
+}
+
+/** Splits a member name into its section (rootfs, volumes/NAME, checkpoint) and the rest. */
+function sectionOf(name: string): { section: string; rest: string } {
+  const parts = name.split('/');
+  if (parts.length === 1 && [HEADER_MEMBER, CHECKSUMS_MEMBER, 'container.json', 'ctr.log'].includes(name)) return { section: '', rest: name };
+  if (parts[0] === 'checkpoint' || parts[0] === 'rootfs') return { section: parts[0], rest: parts.slice(1).join('/') };
+  if (parts[0] === 'volumes' && parts[1] && validName(parts[1])) return { section: `volumes/${parts[1]}`, rest: parts.slice(2).join('/') };
+  throw bad(`unexpected member "${name}"`);
+}
+
+/** One GNU tar extracting a tree section into its directory, fed entry by entry. */
+class TreeSink {
+  readonly pack = tar.pack();
+  private readonly exited: Promise<void>;
+  constructor(dir: string) {
+    fs.mkdirSync(dir, { recursive: true, mode: 0o755 });
+    const child = spawn('tar', ['-x', '-f', '-', '--numeric-owner', '--same-permissions', '--same-owner', '--xattrs', '--xattrs-include=*', '--no-overwrite-dir', '-C', dir], {
+      stdio: ['pipe', 'ignore', 'pipe'],
+    });
+    let stderr = '';
+    child.stderr.on('data', (b: Buffer) => (stderr += b.toString()));
+    asReadable(this.pack).pipe(child.stdin);
+    child.stdin.on('error', () => undefined);
+    this.exited = new Promise((resolve, reject) =>
+      child.on('close', (code) => (code === 0 ? resolve() : reject(bad(`extracting ${path.basename(dir)} failed: ${stderr.trim().split('\n').pop()}`)))),
+    );
+    this.exited.catch(() => undefined);
+  }
+  async finish(): Promise<void> {
+    this.pack.finalize();
+    await this.exited;
+  }
+}
+
+/**
+ * Reads an archive from input into dest (a new, empty directory), validating as it goes:
+ * names (no absolute paths, no "..", only known sections), types (CRIU images are regular
+ * files; trees may hold links, but never a member below a symlink, and hard links only to
+ * earlier members of the same tree), and in the end every member's checksum. On any problem
+ * it throws; the caller deletes dest.
+ */
+export async function readArchive(input: Readable, dest: string, policy: ReadPolicy): Promise<ReadResult> {
+  const { compression, stream } = await sniff(input);
+  const codec = decompressor(compression);
+  const ex = tar.extract();
+  const sums: Record<string, string> = {};
+  let header: Record<string, unknown> | undefined;
+  let checksums: Record<string, string> | undefined;
+  const sinks = new Map<string, TreeSink>();
+  const symlinks = new Set<string>();
+  const sections = new Set<string>();
+  let members = 0;
+
+  const consume = (async () => {
+    for await (const e of ex) {
+      const h = e.header;
+      const name = checkMemberName(h.name);
+      if (checksums) throw bad(`member "${name}" follows the checksums`);
+      if (sums[name] !== undefined) throw bad(`member "${name}" appears twice`);
+      const first = members === 0;
+      members++;
+      const hash = memberHash({ ...h, size: h.type === 'file' || h.type === 'contiguous-file' ? h.size : 0, type: h.type === 'contiguous-file' ? 'file' : h.type });
+      if (first && name !== HEADER_MEMBER) throw bad(`it does not start with ${HEADER_MEMBER} (not a ferry checkpoint archive?)`);
+      const { section, rest } = sectionOf(name);
+      if (section) sections.add(section);
+
+      if (section === '') {
+        if (h.type !== 'file') throw bad(`member "${name}" is not a regular file`);
+        if ((h.size ?? 0) > 64 * 1024 * 1024 && name !== 'ctr.log') throw bad(`member "${name}" is implausibly large`);
+        if (name === HEADER_MEMBER || name === CHECKSUMS_MEMBER) {
+          const buf = await readAll(asReadable(e), hash);
+          let doc: Record<string, unknown>;
+          try {
+            doc = JSON.parse(buf.toString('utf8')) as Record<string, unknown>;
+          } catch {
+            throw bad(`${name} is not valid JSON`);
+          }
+          if (name === HEADER_MEMBER) {
+            header = doc;
+            await policy.onHeader(doc);
+          } else {
+            checksums = (doc.members ?? {}) as Record<string, string>;
+            continue; // not part of its own checksum list
+          }
+        } else {
+          await writeFile(asReadable(e), path.join(dest, name), hash, 0o600);
+        }
+      } else if (section === 'checkpoint') {
+        if (h.type === 'directory') {
+          fs.mkdirSync(path.join(dest, name), { recursive: true, mode: 0o700 });
+          e.resume();
+        } else if (h.type === 'file') {
+          fs.mkdirSync(path.dirname(path.join(dest, name)), { recursive: true, mode: 0o700 });
+          await writeFile(asReadable(e), path.join(dest, name), hash, 0o600);
+        } else {
+          throw bad(`member "${name}" is a ${h.type}; CRIU images are regular files`);
+        }
+      } else {
+        // rootfs/ or volumes/NAME/: a tree that GNU tar extracts.
+        for (let p = path.posix.dirname(name); p !== '.' && p.includes('/'); p = path.posix.dirname(p)) {
+          if (symlinks.has(p)) throw bad(`member "${name}" lies below the symbolic link "${p}"`);
+        }
+        if (h.type === 'symlink') symlinks.add(name);
+        let linkname = h.linkname;
+        if (h.type === 'link') {
+          const target = checkMemberName(h.linkname ?? '');
+          if (sectionOf(target).section !== section || sums[target] === undefined) throw bad(`hard link "${name}" points outside its tree`);
+          linkname = sectionOf(target).rest;
+        } else if (!['file', 'contiguous-file', 'directory', 'symlink', 'character-device'].includes(h.type ?? 'file')) {
+          throw bad(`member "${name}" is a ${h.type}, which a checkpoint never holds`);
+        }
+        if (h.type === 'character-device' && (h.devmajor !== 0 || h.devminor !== 0 || section !== 'rootfs')) {
+          throw bad(`member "${name}" is a device node (only overlay whiteouts are allowed)`);
+        }
+        if ((h.mode ?? 0) & 0o6000 && h.uid === 0 && section !== 'rootfs') throw bad(`member "${name}" is set-uid in a volume`);
+        let sink = sinks.get(section);
+        if (!sink) {
+          sink = new TreeSink(path.join(dest, section));
+          sinks.set(section, sink);
+        }
+        if (!rest) {
+          e.resume();
+        } else {
+          const pax = Object.fromEntries(Object.entries(h.pax ?? {}).filter(([k]) => k.startsWith('SCHILY.xattr.')));
+          const out: Header = { ...h, name: rest, linkname, type: h.type === 'contiguous-file' ? 'file' : h.type, ...(Object.keys(pax).length ? { pax } : { pax: undefined }) };
+          await new Promise<void>((resolve, reject) => {
+            const s = sink!.pack.entry(out, (err) => (err ? reject(err) : resolve()));
+            const body = asReadable(e);
+            body.on('data', (b: Buffer) => hash.update(b));
+            body.on('error', reject);
+            body.pipe(s as unknown as Writable);
+          });
+        }
+      }
+      sums[name] = hash.digest('hex');
+    }
+  })();
+
+  try {
+    await Promise.all([pipeline(stream, codec.stream, ex as unknown as Writable), consume, codec.done]);
+  } catch (e) {
+    for (const s of sinks.values()) s.pack.destroy();
+    if (e instanceof FerryError) throw e;
+    throw bad(`it is corrupt or truncated (${(e as Error).message})`);
+  } finally {
+    await Promise.allSettled([...sinks.values()].map((s) => s.finish()));
+  }
+  for (const s of sinks.values()) await s.finish();
+  if (!header) throw bad('it is empty');
+  if (!checksums) throw bad('it is truncated (no checksums at the end)');
+  for (const [name, sum] of Object.entries(sums)) {
+    if (name === CHECKSUMS_MEMBER) continue;
+    if (checksums[name] === undefined) throw bad(`member "${name}" is not in the checksum list (tampered?)`);
+    if (checksums[name] !== sum) throw bad(`member "${name}" does not match its checksum (corrupt or tampered)`);
+  }
+  for (const name of Object.keys(checksums)) if (sums[name] === undefined) throw bad(`member "${name}" is missing (truncated?)`);
+  return { header, members, compression, sections };
+}
+
+async function readAll(s: Readable, hash: Hash): Promise<Buffer> {
+  const parts: Buffer[] = [];
+  let n = 0;
+  for await (const b of s) {
+    parts.push(b as Buffer);
+    hash.update(b as Buffer);
+    n += (b as Buffer).length;
+    if (n > 16 * 1024 * 1024) throw bad('a metadata member is too large');
+  }
+  return Buffer.concat(parts);
+}
+
+async function writeFile(s: Readable, file: string, hash: Hash, mode: number): Promise<void> {
+  s.on('data', (b: Buffer) => hash.update(b));
+  // 'wx': never write through something that already exists (a link planted earlier).
+  await pipeline(s, fs.createWriteStream(file, { flags: 'wx', mode }));
+}

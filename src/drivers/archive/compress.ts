@@ -1,0 +1,111 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { Duplex, PassThrough, type Readable } from 'node:stream';
+import * as zlib from 'node:zlib';
+import { FerryError } from '../../lib/errors.js';
+
+export type Compression = 'zstd' | 'gzip' | 'none';
+export const COMPRESSIONS: Compression[] = ['zstd', 'gzip', 'none'];
+
+/** A transform stream plus a promise that settles when its helper process (if any) is done. */
+export interface Codec {
+  stream: Duplex;
+  done: Promise<void>;
+}
+
+function processCodec(argv: string[], what: string): Codec {
+  let child: ChildProcess;
+  try {
+    child = spawn(argv[0]!, argv.slice(1), { stdio: ['pipe', 'pipe', 'pipe'] });
+  } catch (e) {
+    throw new FerryError('EDEPEND', `${argv[0]} is not installed: run \`npm run setup\` (as root)`, { cause: e });
+  }
+  let stderr = '';
+  child.stderr!.on('data', (b: Buffer) => (stderr += b.toString()));
+  const done = new Promise<void>((resolve, reject) => {
+    child.on('error', (e: NodeJS.ErrnoException) =>
+      reject(e.code === 'ENOENT' ? new FerryError('EDEPEND', `${argv[0]} is not installed: run \`npm run setup\` (as root)`) : e),
+    );
+    child.on('close', (code, sig) => {
+      if (code === 0) resolve();
+      else reject(new FerryError('EARCHIVE', `${what} (${argv[0]}: ${stderr.replace(/\/\*stdin\*\\\s*:\s*/g, '').trim().split('\n').pop() || `exit ${code ?? sig}`})`));
+    });
+  });
+  done.catch(() => undefined);
+  // A duplex made of the child's stdin (writable side) and stdout (readable side).
+  const stream = Duplex.from({ writable: child.stdin!, readable: child.stdout! });
+  stream.on('error', () => undefined);
+  return { stream, done };
+}
+
+export function compressor(c: Compression): Codec {
+  switch (c) {
+    case 'zstd':
+      return processCodec(['zstd', '-q', '-c', '-T0', '-3'], 'compressing the archive failed');
+    case 'gzip': {
+      const s = zlib.createGzip({ level: 6 });
+      return { stream: s, done: Promise.resolve() };
+    }
+    case 'none': {
+      const s = new PassThrough();
+      return { stream: s, done: Promise.resolve() };
+    }
+  }
+}
+
+/** Reads the first bytes of a stream to tell its compression (the file name does not decide). */
+export async function sniff(input: Readable): Promise<{ compression: Compression; stream: Readable }> {
+  // Listen rather than async-iterate: leaving a for-await loop would destroy the input.
+  const chunks: Buffer[] = [];
+  let len = 0;
+  await new Promise<void>((resolve, reject) => {
+    const cleanup = (): void => {
+      input.off('data', onData);
+      input.off('end', onEnd);
+      input.off('error', onErr);
+    };
+    const onData = (b: Buffer): void => {
+      chunks.push(b);
+      len += b.length;
+      if (len >= 4) {
+        input.pause();
+        cleanup();
+        resolve();
+      }
+    };
+    const onEnd = (): void => {
+      cleanup();
+      resolve();
+    };
+    const onErr = (e: Error): void => {
+      cleanup();
+      reject(e);
+    };
+    input.on('data', onData);
+    input.once('end', onEnd);
+    input.once('error', onErr);
+  });
+  const buf = Buffer.concat(chunks);
+  let compression: Compression = 'none';
+  if (buf.length >= 4 && buf.readUInt32LE(0) === 0xfd2fb528) compression = 'zstd';
+  else if (buf.length >= 2 && buf[0] === 0x1f && buf[1] === 0x8b) compression = 'gzip';
+  // Put the bytes we read back in front of the rest of the stream.
+  const rest = new PassThrough();
+  rest.write(buf);
+  if (input.readableEnded) rest.end();
+  else {
+    input.on('error', (e) => rest.destroy(e));
+    input.pipe(rest);
+  }
+  return { compression, stream: rest };
+}
+
+export function decompressor(c: Compression): Codec {
+  switch (c) {
+    case 'zstd':
+      return processCodec(['zstd', '-q', '-d', '-c'], 'bad checkpoint archive: it is corrupt or truncated; nothing was created');
+    case 'gzip':
+      return { stream: zlib.createGunzip(), done: Promise.resolve() };
+    case 'none':
+      return { stream: new PassThrough(), done: Promise.resolve() };
+  }
+}

@@ -1,0 +1,236 @@
+/**
+ * Portable checkpoints: export a checkpointed container as one archive, and import an archive
+ * as a new container that is restored where it left off, on this or another host, as many
+ * times as wanted (each copy with its own name).
+ *
+ *   export: (container checkpointed, lock held) -> header -> container.json, ctr.log ->
+ *           checkpoint/ -> rootfs/ (upper dir) -> volumes/ -> checksums -> output renamed
+ *           into place (a file) or flushed (stdout)
+ *   import: stream into a staging dir, validating names, types and checksums; refuse an
+ *           incompatible archive from its header before reading on -> check image, name,
+ *           volumes, host mounts -> move the staged parts into a new container ->
+ *           restore() -> on any failure remove everything the import made
+ */
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { randomBytes } from 'node:crypto';
+import type { Readable, Writable } from 'node:stream';
+import { FerryError } from '../lib/errors.js';
+import { mkdirp, readJson, readJsonIfExists, writeJsonAtomic } from '../lib/fsutil.js';
+import { newId, validName } from '../lib/ids.js';
+import { withLock } from '../lib/lock.js';
+import { VERSION } from '../lib/version.js';
+import { ArchiveWriter, ARCHIVE_FORMAT, HEADER_MEMBER, readArchive, type WriteStats } from '../drivers/archive/archive.js';
+import type { Compression } from '../drivers/archive/compress.js';
+import { createLayer } from '../drivers/storage/overlay.js';
+import { META_FILE, checkCompatible, restore, type CheckpointMeta, type RestoreOptions, type RestoreReport } from './checkpoint.js';
+import type { Engine } from './engine.js';
+import type { ContainerRecord } from './types.js';
+
+export interface ExportOptions {
+  /** A file path, or '-' for standard output. */
+  target: string;
+  compression: Compression;
+  ignoreRootfs?: boolean;
+  ignoreVolumes?: boolean;
+}
+
+export interface ArchiveHeader {
+  format: number;
+  kind: 'ferry-checkpoint';
+  createdAt: string;
+  ferryVersion: string;
+  criuVersion: string;
+  runcVersion: string;
+  kernel: string;
+  arch: string;
+  container: { id: string; name: string; imageId: string; imageName: string };
+  includes: { rootfs: boolean; volumes: string[] };
+}
+
+/** Writes the container's committed checkpoint as an archive. Caller holds the container's lock. */
+export async function exportCheckpoint(engine: Engine, rec: ContainerRecord, o: ExportOptions): Promise<WriteStats> {
+  const id = rec.config.id;
+  const dir = engine.paths.checkpointDir(id);
+  const meta = readJson<CheckpointMeta>(path.join(dir, META_FILE));
+  const volumes = o.ignoreVolumes ? [] : rec.config.mounts.filter((m) => m.type === 'volume').map((m) => m.source);
+  const header: ArchiveHeader = {
+    format: ARCHIVE_FORMAT,
+    kind: 'ferry-checkpoint',
+    createdAt: new Date().toISOString(),
+    ferryVersion: VERSION,
+    criuVersion: meta.criuVersion,
+    runcVersion: meta.runcVersion,
+    kernel: os.release(),
+    arch: meta.arch,
+    container: { id, name: rec.config.name, imageId: rec.config.imageId, imageName: rec.config.imageName },
+    includes: { rootfs: !o.ignoreRootfs, volumes },
+  };
+
+  // A file is written beside its final name and renamed when complete: never a half archive.
+  const toStdout = o.target === '-';
+  const tmp = toStdout ? '' : `${path.resolve(o.target)}.tmp-${process.pid}`;
+  let out: Writable;
+  if (toStdout) out = process.stdout;
+  else {
+    if (!fs.existsSync(path.dirname(path.resolve(o.target)))) {
+      throw new FerryError('ENOTFOUND', `cannot export to ${o.target}: directory ${path.dirname(path.resolve(o.target))} does not exist`);
+    }
+    out = fs.createWriteStream(tmp, { mode: 0o600 });
+  }
+  const w = new ArchiveWriter(out, o.compression);
+  try {
+    await w.addJson(HEADER_MEMBER, header);
+    await w.addJson('container.json', { config: rec.config });
+    if (fs.existsSync(engine.paths.logPath(id))) await w.addFile('ctr.log', engine.paths.logPath(id));
+    await w.addPlainDir('checkpoint', dir);
+    if (!o.ignoreRootfs) await w.addTree('rootfs', engine.paths.layer(id).upper);
+    for (const v of volumes) await w.addTree(`volumes/${v}`, engine.volumes.get(v).Mountpoint);
+    const stats = await w.finish();
+    if (!toStdout) fs.renameSync(tmp, path.resolve(o.target));
+    return stats;
+  } catch (e) {
+    w.abort(e as Error);
+    if (!toStdout) fs.rmSync(tmp, { force: true });
+    const why = e instanceof FerryError ? e.message : (e as Error).message;
+    throw new FerryError('EARCHIVE', `exporting ${rec.config.name} failed: ${why}; the checkpoint is kept on this host (\`ferry container restore ${rec.config.name}\`)`);
+  }
+}
+
+export interface ImportOptions extends RestoreOptions {
+  /** A file path, or '-' for standard input. */
+  source: string;
+  name?: string;
+  ignoreRootfs?: boolean;
+  ignoreVolumes?: boolean;
+  /** Allow the archive's bind mounts of host paths (never done without asking). */
+  allowHostMounts?: boolean;
+}
+
+/** Imports an archive as a new container and restores it. On failure nothing is left behind. */
+export async function importCheckpoint(engine: Engine, o: ImportOptions): Promise<RestoreReport> {
+  if (o.name !== undefined && !validName(o.name)) {
+    throw new FerryError('EINVAL', `invalid container name "${o.name}": use letters, digits, '_', '.', '-', starting with a letter or digit`);
+  }
+  let input: Readable;
+  if (o.source === '-') input = process.stdin;
+  else {
+    if (!fs.existsSync(o.source)) throw new FerryError('ENOTFOUND', `${o.source}: no such file`);
+    input = fs.createReadStream(o.source);
+  }
+  const staging = path.join(engine.paths.root, `.import-${randomBytes(6).toString('hex')}`);
+  mkdirp(staging, 0o700);
+  let created: ContainerRecord | undefined;
+  const createdVolumes: string[] = [];
+  try {
+    // 1. Read and verify everything into staging; refuse early from the header.
+    await readArchive(input, staging, {
+      onHeader: async (h) => {
+        const hdr = h as unknown as ArchiveHeader;
+        if (hdr.kind !== 'ferry-checkpoint') throw new FerryError('EARCHIVE', 'not a ferry checkpoint archive; nothing was created');
+        if (typeof hdr.format !== 'number' || hdr.format > ARCHIVE_FORMAT) {
+          throw new FerryError('EARCHIVE', `the archive has format version ${hdr.format}, this ferry reads up to ${ARCHIVE_FORMAT}: upgrade ferry; nothing was created`);
+        }
+        await checkCompatible(engine, { formatVersion: 1, arch: hdr.arch, criuVersion: hdr.criuVersion } as CheckpointMeta);
+        if (!engine.images.list().some((i) => i.Id === hdr.container.imageId)) {
+          throw new FerryError('ENOTFOUND', `the archive needs image ${hdr.container.imageName} (ID ${hdr.container.imageId.slice(0, 12)}), which this host does not have: import it first; nothing was created`);
+        }
+        const name = o.name ?? hdr.container.name;
+        if (engine.find(name)) throw new FerryError('EEXIST', `the container name "${name}" is already in use: pass -n/--name with another name; nothing was created`);
+      },
+    });
+    const stored = readJson<{ config: ContainerRecord['config'] }>(path.join(staging, 'container.json')).config;
+    const meta = readJsonIfExists<CheckpointMeta>(path.join(staging, 'checkpoint', META_FILE));
+    if (!meta) throw new FerryError('EARCHIVE', 'bad checkpoint archive: it holds no checkpoint metadata; nothing was created');
+
+    // 2. What the archive asks of this host: image, name, volumes, host paths.
+    const hostMounts = stored.mounts.filter((m) => m.type === 'bind');
+    if (hostMounts.length && !o.allowHostMounts) {
+      throw new FerryError(
+        'ESTATE',
+        `the archive bind-mounts host path ${hostMounts.map((m) => m.source).join(', ')} into the container: pass --allow-host-mounts if you trust it; nothing was created`,
+      );
+    }
+    for (const m of stored.mounts) {
+      if (m.type === 'bind' && !fs.existsSync(m.source)) throw new FerryError('ENOTFOUND', `bind mount source ${m.source} does not exist on this host; nothing was created`);
+      if (m.type === 'volume' && !validName(m.source)) throw new FerryError('EARCHIVE', `bad checkpoint archive: invalid volume name "${m.source}"; nothing was created`);
+    }
+    const carriedVolumes = stored.mounts.filter((m) => m.type === 'volume' && fs.existsSync(path.join(staging, 'volumes', m.source))).map((m) => m.source);
+    if (!o.ignoreVolumes) {
+      for (const v of carriedVolumes) {
+        if (engine.volumes.find(v)) {
+          throw new FerryError('EEXIST', `volume "${v}" already exists on this host: remove it, or pass --ignore-volumes to use it as it is; nothing was created`);
+        }
+      }
+    }
+    // An archive exported with --ignore-rootfs has no rootfs/: the image's files are used.
+
+    // 3. Place the container: record, checkpoint, log, rootfs, volumes.
+    created = await withLock(
+      engine.paths.namesLock,
+      async () => {
+        const name = o.name ?? stored.name;
+        if (engine.find(name)) throw new FerryError('EEXIST', `the container name "${name}" is already in use: pass -n/--name with another name; nothing was created`);
+        const keepId = o.name === undefined && !fs.existsSync(engine.paths.containerDir(stored.id)) && /^[0-9a-f]{64}$/.test(stored.id);
+        const id = keepId ? stored.id : newId();
+        const config = { ...stored, id, name, created: new Date().toISOString() };
+        const rec: ContainerRecord = {
+          config,
+          state: { status: 'exited', pid: 0, conmonPid: 0, exitCode: 0, checkpointed: true, checkpointedAt: meta.createdAt, restored: false },
+        };
+        const cdir = engine.paths.containerDir(id);
+        const tmp = path.join(engine.paths.containers, `.tmp-${id}`);
+        fs.rmSync(tmp, { recursive: true, force: true });
+        mkdirp(path.join(tmp, 'userdata'), 0o700);
+        fs.renameSync(path.join(staging, 'checkpoint'), path.join(tmp, 'checkpoint'));
+        if (fs.existsSync(path.join(staging, 'ctr.log'))) fs.renameSync(path.join(staging, 'ctr.log'), path.join(tmp, 'userdata', 'ctr.log'));
+        rec.state.checkpointPath = path.join(cdir, 'checkpoint');
+        writeJsonAtomic(path.join(tmp, 'container.json'), rec, 0o600);
+        const layer = engine.paths.layer(id);
+        fs.rmSync(layer.dir, { recursive: true, force: true });
+        createLayer(layer.dir);
+        if (!o.ignoreRootfs && fs.existsSync(path.join(staging, 'rootfs'))) {
+          fs.rmSync(layer.upper, { recursive: true, force: true });
+          fs.renameSync(path.join(staging, 'rootfs'), layer.upper);
+        }
+        fs.renameSync(tmp, cdir); // the container exists from here on
+        return rec;
+      },
+      { what: 'the container name registry' },
+    );
+    if (!o.ignoreVolumes) {
+      for (const v of carriedVolumes) {
+        const vol = engine.volumes.create(v);
+        createdVolumes.push(v);
+        fs.rmSync(vol.Mountpoint, { recursive: true, force: true });
+        fs.renameSync(path.join(staging, 'volumes', v), vol.Mountpoint);
+      }
+    }
+    fs.rmSync(staging, { recursive: true, force: true });
+
+    // 4. Restore through the same path as an in-place restore.
+    return await restore(engine, created.config.id, o);
+  } catch (e) {
+    // A bad archive or a failed restore creates nothing: undo every step above.
+    fs.rmSync(staging, { recursive: true, force: true });
+    if (created) {
+      const id = created.config.id;
+      await engine.remove(id, { force: true }).catch(() => undefined);
+      fs.rmSync(engine.paths.containerDir(id), { recursive: true, force: true });
+      fs.rmSync(engine.paths.layer(id).dir, { recursive: true, force: true });
+    }
+    for (const v of createdVolumes) {
+      try {
+        engine.volumes.remove(v);
+      } catch {
+        /* already gone */
+      }
+    }
+    if (input !== process.stdin) input.destroy();
+    if (e instanceof FerryError && e.code === 'ECRIU') {
+      throw new FerryError('ECRIU', e.message.replace('the checkpoint is kept, so you can retry', 'the archive is unchanged and nothing was created'), { detail: e.detail });
+    }
+    throw e;
+  }
+}
