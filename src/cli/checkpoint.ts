@@ -3,6 +3,7 @@ import { FerryError } from '../lib/errors.js';
 import { checkpoint, listCheckpoints, removeCheckpoint, restore, type CheckpointOptions, type CheckpointReport, type RestoreOptions, type RestoreReport } from '../engine/checkpoint.js';
 import { importCheckpoint } from '../engine/portable.js';
 import { COMPRESSIONS, type Compression } from '../drivers/archive/compress.js';
+import { parsePublish } from '../drivers/network/cni.js';
 import { humanDuration } from '../engine/shapes.js';
 import { formatOutput, humanSize, table } from './format.js';
 import { collect, getEngine, out, resolveRefs, type Ctx } from './context.js';
@@ -74,6 +75,9 @@ interface RestoreFlags {
   ignoreRootfs?: boolean;
   ignoreVolumes?: boolean;
   allowHostMounts?: boolean;
+  ignoreStaticIp?: boolean;
+  ignoreStaticMac?: boolean;
+  publish: string[];
 }
 
 export function registerCheckpointCommands(parent: Command, ctx: Ctx, top: boolean): void {
@@ -153,6 +157,9 @@ export function registerCheckpointCommands(parent: Command, ctx: Ctx, top: boole
     .option('--ignore-rootfs', 'with --import: do not restore the archive\'s filesystem changes')
     .option('--ignore-volumes', 'with --import: do not restore volumes\' contents')
     .option('--allow-host-mounts', 'with --import: allow the archive\'s bind mounts of host paths')
+    .option('--ignore-static-ip', 'give the container a new IP address (established TCP connections are then closed)')
+    .option('--ignore-static-mac', 'give the container a new MAC address')
+    .option('-p, --publish <[ip:]host:ctr[/proto]>', 'replace the published ports (repeatable)', collect, [])
     .action(async (refs: string[], f: RestoreFlags) => {
       const opts: RestoreOptions = {
         keep: f.keep,
@@ -163,6 +170,9 @@ export function registerCheckpointCommands(parent: Command, ctx: Ctx, top: boole
         manageCgroupsMode: cgroupMode(f.manageCgroupsMode),
         extUnixSk: f.extUnixSk,
         shellJob: f.shellJob,
+        ignoreStaticIp: f.ignoreStaticIp,
+        ignoreStaticMac: f.ignoreStaticMac,
+        publish: f.publish.length ? f.publish.map(parsePublish) : undefined,
       };
       const engine = getEngine(ctx);
       if (f.import !== undefined) {

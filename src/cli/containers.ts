@@ -20,6 +20,10 @@ interface CreateFlags {
   label: string[];
   stopSignal?: string;
   stopTimeout?: string;
+  network?: string;
+  ip?: string;
+  macAddress?: string;
+  publish: string[];
 }
 
 function addCreateFlags(cmd: Command): Command {
@@ -34,6 +38,11 @@ function addCreateFlags(cmd: Command): Command {
     .option('-l, --label <k=v>', 'set a label (repeatable)', collect, [])
     .option('--stop-signal <sig>', 'signal to stop the container (default TERM)')
     .option('--stop-timeout <sec>', 'seconds to wait before killing on stop (default 10)')
+    .option('--network <mode>', 'bridge (default), none, host, or a network name', undefined)
+    .option('--net <mode>', 'alias of --network')
+    .option('--ip <address>', 'static IPv4 address on the network')
+    .option('--mac-address <mac>', 'static MAC address')
+    .option('-p, --publish <[ip:]host:ctr[/proto]>', 'publish a container port on the host (repeatable)', collect, [])
     .argument('<image>', 'image to run')
     .argument('[command...]', 'command and arguments')
     .passThroughOptions();
@@ -64,6 +73,10 @@ function createOptions(image: string, command: string[], f: CreateFlags): Create
     stopSignal: f.stopSignal?.replace(/^SIG/i, '').toUpperCase(),
     stopTimeout,
     createCommand: process.argv.slice(1),
+    network: f.network ?? (f as { net?: string }).net,
+    ip: f.ip,
+    mac: f.macAddress,
+    publish: f.publish,
   };
 }
 
@@ -92,6 +105,11 @@ async function followLogs(ctx: Ctx, rec: ContainerRecord, from: number, timestam
   }
 }
 
+/** Podman's PORTS column: 0.0.0.0:8080->80/tcp */
+export function portsText(r: ContainerRecord): string {
+  return (r.config.network?.ports ?? []).map((p) => `${p.hostIP || '0.0.0.0'}:${p.hostPort}->${p.containerPort}/${p.protocol}`).join(', ');
+}
+
 function psTemplateView(r: ContainerRecord): Record<string, unknown> {
   return {
     ...psEntry(r),
@@ -100,6 +118,7 @@ function psTemplateView(r: ContainerRecord): Record<string, unknown> {
     Command: r.config.command.join(' '),
     CreatedHuman: `${humanDuration(Date.now() - Date.parse(r.config.created))} ago`,
     Status: statusText(r),
+    Ports: portsText(r),
   };
 }
 
@@ -241,7 +260,7 @@ export function registerContainerCommands(parent: Command, ctx: Ctx, top: boolea
                   f.trunc && cmd.length > 20 ? `${cmd.slice(0, 17)}...` : cmd,
                   `${humanDuration(Date.now() - Date.parse(r.config.created))} ago`,
                   statusText(r),
-                  '',
+                  portsText(r),
                   r.config.name,
                 ];
               }),
@@ -324,6 +343,23 @@ export function registerContainerCommands(parent: Command, ctx: Ctx, top: boolea
         const rec = engine.lookup(ref);
         while (await engine.running(rec.config.id)) await engine.sleep(100);
         out(`${(await engine.inspect(rec.config.id)).state.exitCode}\n`);
+      }
+    });
+
+  parent
+    .command('port')
+    .description('list a container\'s published ports')
+    .argument('[container]')
+    .argument('[port]', 'only this container port, e.g. 80 or 80/tcp')
+    .option('-l, --latest', 'act on the latest container')
+    .action(async (ref: string | undefined, port: string | undefined, f: { latest?: boolean }) => {
+      const engine = getEngine(ctx);
+      const [id] = await resolveRefs(ctx, ref ? [ref] : [], f);
+      const rec = engine.lookup(id!);
+      const [num, proto] = (port ?? '').split('/');
+      for (const p of rec.config.network?.ports ?? []) {
+        if (port && (String(p.containerPort) !== num || (proto && proto !== p.protocol))) continue;
+        out(port ? `${p.hostIP || '0.0.0.0'}:${p.hostPort}\n` : `${p.containerPort}/${p.protocol} -> ${p.hostIP || '0.0.0.0'}:${p.hostPort}\n`);
       }
     });
 

@@ -3,6 +3,7 @@ import { FerryError } from '../lib/errors.js';
 import { registerContainerCommands } from './containers.js';
 import { registerImageCommands, registerVolumeCommands } from './images.js';
 import { registerSystemCommands } from './system.js';
+import { registerNetworkCommands } from './networks.js';
 import { VERSION } from '../lib/version.js';
 import type { Ctx } from './context.js';
 
@@ -35,6 +36,7 @@ export async function main(argv: string[]): Promise<number> {
   registerContainerCommands(container, ctx, false);
   registerImageCommands(program, ctx);
   registerVolumeCommands(program, ctx);
+  registerNetworkCommands(program, ctx);
   registerSystemCommands(program, ctx);
 
   try {

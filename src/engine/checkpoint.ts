@@ -26,6 +26,7 @@ import { restoreArgs } from '../drivers/runtime/runc.js';
 import { diagnoseCriuLog, readLog } from '../drivers/criu/criu.js';
 import { readDumpStats, readRestoreStats, type DumpStats, type RestoreStats } from '../drivers/criu/stats.js';
 import type { WriteStats } from '../drivers/archive/archive.js';
+import type { PortMapping } from '../drivers/network/cni.js';
 import type { Engine } from './engine.js';
 import { exportCheckpoint, type ExportOptions } from './portable.js';
 import type { ContainerConfig, ContainerRecord } from './types.js';
@@ -55,6 +56,12 @@ export interface CheckpointOptions {
 
 export interface RestoreOptions {
   keep?: boolean;
+  /** A new IP instead of the checkpointed one (then established TCP cannot be restored). */
+  ignoreStaticIp?: boolean;
+  /** A new MAC address instead of the checkpointed one. */
+  ignoreStaticMac?: boolean;
+  /** Replaces the published ports. */
+  publish?: PortMapping[];
   tcpEstablished?: boolean;
   tcpClose?: boolean;
   fileLocks?: boolean;
@@ -76,6 +83,8 @@ export interface CheckpointMeta {
   arch: string;
   options: { tcpEstablished: boolean; fileLocks: boolean; extUnixSk: boolean; shellJob: boolean; withPrevious: boolean };
   stats?: DumpStats;
+  /** The address the container had, so a restore (here or elsewhere) can keep it. */
+  network?: { name: string; ip: string; mac: string; ports: PortMapping[] };
 }
 
 export interface CheckpointReport {
@@ -115,6 +124,16 @@ export async function checkpoint(engine: Engine, ref: string, o: CheckpointOptio
       throw new FerryError('ESTATE', `container ${name} was started with --rm and would be removed with its checkpoint when it stops: checkpoint it with --export`);
     }
     if (o.export && o.preCheckpoint) throw new FerryError('EINVAL', '--export cannot be used with --pre-checkpoint: export the final checkpoint');
+    // An export that cannot be written is refused before the container is stopped.
+    if (o.export && o.export.target !== '-') {
+      const outDir = path.dirname(path.resolve(o.export.target));
+      if (!fs.existsSync(outDir) || !fs.statSync(outDir).isDirectory()) {
+        throw new FerryError('ENOTFOUND', `cannot export to ${o.export.target}: directory ${outDir} does not exist; the container is still running`);
+      }
+    }
+    if (rec.config.network?.mode === 'host') {
+      throw new FerryError('EUNSUPPORTED', `container ${name} uses the host's network (--network host), whose sockets belong to the host: it cannot be checkpointed`);
+    }
     if (o.preCheckpoint && o.withPrevious) throw new FerryError('EINVAL', '--pre-checkpoint and --with-previous cannot be used together: pre-checkpoint first, then checkpoint --with-previous');
     if (o.preCheckpoint || o.withPrevious) await requirePreCopy(engine);
     const preDir = path.join(engine.paths.containerDir(id), PRE_DIR);
@@ -128,6 +147,8 @@ export async function checkpoint(engine: Engine, ref: string, o: CheckpointOptio
     fs.rmSync(tmp, { recursive: true, force: true });
     mkdirp(tmp, 0o700);
     const workDir = engine.paths.bundle(id);
+    // A log left by an earlier --keep must not pass for this dump's (repair reads it).
+    fs.rmSync(path.join(workDir, o.preCheckpoint ? 'predump.log' : 'dump.log'), { force: true });
     rec.state.op = { name: 'checkpoint', pid: process.pid, startTime: procStartTime(process.pid), since: new Date().toISOString(), args: { ...o } };
     engine.save(rec);
     const tr = performance.now();
@@ -174,7 +195,7 @@ export async function checkpoint(engine: Engine, ref: string, o: CheckpointOptio
     // 4. Commit: metadata, then the rename that makes the checkpoint exist.
     const stats = readDumpStats(path.join(workDir, 'stats-dump')); // CRIU writes stats into the work dir
     if (!o.preCheckpoint) {
-      writeJsonAtomic(path.join(tmp, META_FILE), await makeMeta(engine, rec.config, o, stats));
+      writeJsonAtomic(path.join(tmp, META_FILE), await makeMeta(engine, rec, o, stats));
       writeJsonAtomic(path.join(tmp, 'spec.dump'), JSON.parse(fs.readFileSync(path.join(workDir, 'config.json'), 'utf8')));
     }
     commitDir(tmp, finalDir);
@@ -222,7 +243,9 @@ async function requirePreCopy(engine: Engine): Promise<void> {
   }
 }
 
-async function makeMeta(engine: Engine, c: ContainerConfig, o: CheckpointOptions, stats?: DumpStats): Promise<CheckpointMeta> {
+async function makeMeta(engine: Engine, rec: ContainerRecord, o: CheckpointOptions, stats?: DumpStats): Promise<CheckpointMeta> {
+  const c = rec.config;
+  const n = rec.state.net ?? (rec.state.address ? { ...rec.state.address, network: c.network?.name ?? '' } : undefined);
   const criu = await engine.criu();
   const runc = await run([engine.runtime.runc, '--version']).catch(() => undefined);
   return {
@@ -236,6 +259,7 @@ async function makeMeta(engine: Engine, c: ContainerConfig, o: CheckpointOptions
     arch: process.arch,
     options: { tcpEstablished: !!o.tcpEstablished, fileLocks: !!o.fileLocks, extUnixSk: !!o.extUnixSk, shellJob: !!o.shellJob, withPrevious: !!o.withPrevious },
     stats,
+    network: c.network?.mode === 'bridge' && n ? { name: n.network, ip: n.ip, mac: n.mac, ports: c.network.ports } : undefined,
   };
 }
 
@@ -264,8 +288,23 @@ export async function restore(engine: Engine, ref: string, o: RestoreOptions): P
     await checkCompatible(engine, meta);
     if (o.autoDedup && o.keep) throw new FerryError('EINVAL', '--auto-dedup consumes the checkpoint while restoring, so it cannot be combined with --keep');
     if (o.tcpClose && o.tcpEstablished) throw new FerryError('EINVAL', '--tcp-close and --tcp-established cannot be used together');
+    // Established connections live only at the old address.
+    const newIp = !!o.ignoreStaticIp || !meta.network?.ip;
+    if (newIp && meta.network && o.tcpEstablished) {
+      throw new FerryError('EINVAL', '--tcp-established needs the container\'s old IP address, so it cannot be combined with -n/--name or --ignore-static-ip: use --tcp-close');
+    }
+    if (newIp && meta.network && meta.options.tcpEstablished && !o.tcpClose) {
+      throw new FerryError('EINVAL', `the checkpoint holds established TCP connections, which need its old IP address ${meta.network.ip}: restore with --tcp-close to have them closed, or keep the address`);
+    }
     // A checkpoint with established connections can only be restored with them (or closed).
     const tcpEstablished = o.tcpEstablished || (meta.options.tcpEstablished && !o.tcpClose);
+    if (o.publish && rec.config.network?.mode === 'bridge') rec.config.network.ports = o.publish;
+    else if (o.publish?.length) throw new FerryError('EINVAL', `container ${name} is not on a bridge network, so it cannot publish ports`);
+    const netReq = {
+      ip: newIp ? undefined : meta.network?.ip,
+      mac: o.ignoreStaticMac ? undefined : meta.network?.mac,
+      ports: rec.config.network?.ports,
+    };
 
     // 2. Prepare: rootfs mounted, bundle written, any stale runtime record gone.
     engine.beginOp(rec, 'restore');
@@ -274,7 +313,7 @@ export async function restore(engine: Engine, ref: string, o: RestoreOptions): P
     let runtimeMs = 0;
     try {
       await engine.runtime.delete(id, true);
-      await engine.prepareBundle(rec);
+      await engine.prepareBundle(rec, netReq);
       const tr = performance.now();
       const started = await engine.runtime.createWithConmon({
         id,
@@ -411,10 +450,18 @@ export async function repairInterruptedCheckpoint(engine: Engine, rec: Container
   const finalDir = o.preCheckpoint ? path.join(engine.paths.containerDir(id), PRE_DIR) : engine.paths.checkpointDir(id);
   const tmp = `${finalDir}.tmp`;
   const log = readLog(path.join(engine.paths.bundle(id), o.preCheckpoint ? 'predump.log' : 'dump.log'));
-  const complete = fs.existsSync(tmp) && /Dumping finished successfully/.test(log);
-  if (complete) {
+  const complete = fs.existsSync(path.join(tmp, 'inventory.img')) && /dumping finished successfully/i.test(log);
+  // Killed after the rename (while waiting for conmon, or before saving): already committed.
+  const meta = complete || o.preCheckpoint ? undefined : readJsonIfExists<CheckpointMeta>(path.join(finalDir, META_FILE));
+  const committed = !!meta && Date.parse(meta.createdAt) >= Date.parse(op.since);
+  if (committed) {
+    fs.rmSync(tmp, { recursive: true, force: true });
+    Object.assign(rec.state, { checkpointed: true, checkpointedAt: meta.createdAt, checkpointPath: finalDir });
+  } else if (complete) {
     if (!o.preCheckpoint) {
-      writeJsonAtomic(path.join(tmp, META_FILE), await makeMeta(engine, rec.config, o, readDumpStats(path.join(engine.paths.bundle(id), 'stats-dump'))));
+      writeJsonAtomic(path.join(tmp, META_FILE), await makeMeta(engine, rec, o, readDumpStats(path.join(engine.paths.bundle(id), 'stats-dump'))));
+      const spec = path.join(engine.paths.bundle(id), 'config.json');
+      if (fs.existsSync(spec)) fs.copyFileSync(spec, path.join(tmp, 'spec.dump')); // as a normal checkpoint has
     }
     commitDir(tmp, finalDir);
     if (!o.preCheckpoint) Object.assign(rec.state, { checkpointed: true, checkpointedAt: new Date().toISOString(), checkpointPath: finalDir });
@@ -425,5 +472,5 @@ export async function repairInterruptedCheckpoint(engine: Engine, rec: Container
   if (alive) return; // still running, nothing else to fix
   await engine.releaseRuntime(rec);
   Object.assign(rec.state, { status: 'exited', pid: 0, conmonPid: 0, finishedAt: new Date().toISOString() });
-  if (!complete) rec.state.exitCode = 137;
+  if (!complete && !committed) rec.state.exitCode = 137;
 }

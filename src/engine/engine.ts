@@ -11,8 +11,9 @@ import { ImageStore, DEFAULT_PATH, type ImageRecord } from '../drivers/storage/i
 import { VolumeStore } from '../drivers/storage/volumes.js';
 import { createLayer, mountLayer, removeLayer, unmountLayer } from '../drivers/storage/overlay.js';
 import { findCriu, probeCriu, type CriuInfo } from '../drivers/criu/criu.js';
+import { attach, detach, inSubnet, NetworkStore, parseIPv4, parsePublish, validMac, DEFAULT_NETWORK, type PortMapping } from '../drivers/network/cni.js';
 import { Paths } from './paths.js';
-import { initialState, type ContainerConfig, type ContainerRecord, type MountSpec, type PendingOp } from './types.js';
+import { initialState, type ContainerConfig, type ContainerRecord, type MountSpec, type NetworkConfig, type PendingOp } from './types.js';
 
 export interface EngineOptions {
   root: string;
@@ -36,6 +37,19 @@ export interface CreateOptions {
   stopSignal?: string;
   stopTimeout?: number;
   createCommand?: string[];
+  /** bridge (the default network), none, host, or a network's name. */
+  network?: string;
+  ip?: string;
+  mac?: string;
+  /** -p [[IP:]HOSTPORT:]CTRPORT[/tcp|udp] */
+  publish?: string[];
+}
+
+/** Where a container's network should come up (restore keeps its old address). */
+export interface NetworkRequest {
+  ip?: string;
+  mac?: string;
+  ports?: PortMapping[];
 }
 
 /**
@@ -48,6 +62,7 @@ export class Engine {
   readonly paths: Paths;
   readonly images: ImageStore;
   readonly volumes: VolumeStore;
+  readonly networks: NetworkStore;
   readonly runtime: RuncRuntime;
   private readonly self?: string[];
 
@@ -55,6 +70,7 @@ export class Engine {
     this.paths = new Paths(path.resolve(opts.root), path.resolve(opts.runroot));
     this.images = new ImageStore(this.paths.images);
     this.volumes = new VolumeStore(this.paths.volumes);
+    this.networks = new NetworkStore(path.join(this.paths.root, 'networks'));
     this.runtime = new RuncRuntime({ runcRoot: this.paths.runcRoot, criuPath: findCriu() });
     this.self = opts.self;
     for (const d of [this.paths.root, this.paths.containers]) mkdirp(d, 0o700);
@@ -197,8 +213,14 @@ export class Engine {
   /** An operation's process died half-way: decide from runc's view what is true now. */
   private async repairInterrupted(rec: ContainerRecord, op: PendingOp): Promise<void> {
     const id = rec.config.id;
-    const rs = await this.runtime.state(id);
     const cp = this.paths.conmon(id);
+    if (op.name === 'start' || op.name === 'restore') {
+      // conmon outlives the killed ferry and may still be running `runc restore` (or create):
+      // wait until runc has written the container's PID or conmon has given up, then decide.
+      const conmonPid = Number(readText(cp.conmonPidFile)) || 0;
+      await waitFor(() => !processAlive(conmonPid) || fs.existsSync(cp.pidFile), 120_000, 50);
+    }
+    const rs = await this.runtime.state(id);
     if (op.name === 'checkpoint') {
       const { repairInterruptedCheckpoint } = await import('./checkpoint.js');
       await repairInterruptedCheckpoint(this, rec);
@@ -208,8 +230,8 @@ export class Engine {
       Object.assign(rec.state, { status: rs.status, pid: rs.pid, conmonPid, conmonStartTime: procStartTime(conmonPid) });
       rec.state.startedAt ??= new Date().toISOString();
       if (op.name === 'restore') {
-        rec.state.restored = true;
-        rec.state.restoredAt = new Date().toISOString();
+        // The checkpoint directory stays (as with --keep): the restore's options are unknown.
+        Object.assign(rec.state, { restored: true, restoredAt: new Date().toISOString(), checkpointed: false, exitCode: 0, finishedAt: undefined });
       }
     } else if (rs?.status === 'created') {
       // start died between `runc create` and `runc start`: undo, the user can start again.
@@ -226,10 +248,40 @@ export class Engine {
     this.save(rec);
   }
 
-  /** Deletes runc's record and unmounts the rootfs of a container that no longer runs. */
+  /** Deletes runc's record, the network and the rootfs mount of a container that no longer runs. */
   async releaseRuntime(rec: ContainerRecord): Promise<void> {
     await this.runtime.delete(rec.config.id, true);
+    if (rec.state.net) {
+      const a = rec.state.net;
+      await withLock(this.paths.networkLock, () => detach(this.networks, a, rec.config.id), { what: 'network setup' });
+      delete rec.state.net;
+      this.save(rec);
+    }
     await unmountLayer(this.paths.layer(rec.config.id));
+  }
+
+  /** Attaches the container to its network (a namespace of its own); caller holds its lock. */
+  private async setupNetwork(rec: ContainerRecord, req: NetworkRequest): Promise<void> {
+    const n = rec.config.network;
+    if (!n || n.mode !== 'bridge' || rec.state.net) return;
+    const network = this.networks.get(n.name ?? DEFAULT_NETWORK);
+    if (req.ip) {
+      // Say who holds a wanted address, rather than let IPAM fail obscurely.
+      const holder = this.allRecords().find((r) => r.config.id !== rec.config.id && r.state.net?.ip === req.ip && r.state.net?.network === network.name);
+      const other = holder ? undefined : this.networks.holderOf(network.name, req.ip);
+      if (holder || other) {
+        const who = holder ? `container ${holder.config.name}` : `container ${other!.slice(0, 12)} (of another ferry root or a crashed run)`;
+        throw new FerryError('EEXIST', `IP address ${req.ip} is already in use by ${who}: free it, or use --ignore-static-ip for a new address`);
+      }
+    }
+    const a = await withLock(
+      this.paths.networkLock,
+      () => attach(this.networks, { containerId: rec.config.id, network, ip: req.ip, mac: req.mac, ports: req.ports ?? n.ports }),
+      { what: 'network setup' },
+    );
+    rec.state.net = a;
+    rec.state.address = { ip: a.ip, mac: a.mac };
+    this.save(rec); // saved at once: a crash from here on is repaired by releasing it
   }
 
   // ---------------------------------------------------------------- containers
@@ -248,6 +300,7 @@ export class Engine {
       throw new FerryError('EINVAL', `invalid container name "${o.name}": use letters, digits, '_', '.', '-', starting with a letter or digit`);
     }
     const mounts = this.parseMounts(o.volumes ?? [], o.tmpfs ?? []);
+    const network = this.parseNetwork(o);
     const command = o.command.length ? o.command : img.Config.Cmd;
     const id = newId();
     const config: ContainerConfig = {
@@ -266,6 +319,7 @@ export class Engine {
       stopSignal: o.stopSignal ?? 'TERM',
       stopTimeout: o.stopTimeout ?? 10,
       createCommand: o.createCommand,
+      network,
     };
     return withLock(
       this.paths.namesLock,
@@ -287,6 +341,30 @@ export class Engine {
       },
       { what: 'the container name registry' },
     );
+  }
+
+  private parseNetwork(o: CreateOptions): NetworkConfig {
+    const want = o.network ?? 'bridge';
+    const ports = (o.publish ?? []).map(parsePublish);
+    const seen = new Set<string>();
+    for (const p of ports) {
+      const k = `${p.hostIP ?? ''}:${p.hostPort}/${p.protocol}`;
+      if (seen.has(k)) throw new FerryError('EINVAL', `host port ${p.hostPort}/${p.protocol} is published twice`);
+      seen.add(k);
+    }
+    if (want === 'none' || want === 'host') {
+      if (o.ip || o.mac || ports.length) throw new FerryError('EINVAL', `--ip, --mac-address and --publish need a bridge network, not --network ${want}`);
+      return { mode: want, ports: [] };
+    }
+    const name = want === 'bridge' ? DEFAULT_NETWORK : want;
+    const net = this.networks.get(name);
+    if (o.ip !== undefined) {
+      if (parseIPv4(o.ip) === undefined) throw new FerryError('EINVAL', `invalid --ip "${o.ip}": give an IPv4 address`);
+      if (!net.subnets.some((s) => inSubnet(o.ip!, s.subnet))) throw new FerryError('EINVAL', `--ip ${o.ip} is not in network ${name}'s subnet ${net.subnets[0]!.subnet}`);
+      if (net.subnets.some((s) => s.gateway === o.ip)) throw new FerryError('EINVAL', `--ip ${o.ip} is the gateway of network ${name}: choose another`);
+    }
+    if (o.mac !== undefined && !validMac(o.mac)) throw new FerryError('EINVAL', `invalid --mac-address "${o.mac}": give six hex pairs such as 02:42:ac:11:00:02 (unicast)`);
+    return { mode: 'bridge', name, ip: o.ip, mac: o.mac?.toLowerCase(), ports };
   }
 
   private parseMounts(volumes: string[], tmpfs: string[]): MountSpec[] {
@@ -317,8 +395,11 @@ export class Engine {
     return out;
   }
 
-  /** Mounts the rootfs and writes the OCI bundle for the container's next start or restore. */
-  async prepareBundle(rec: ContainerRecord): Promise<void> {
+  /**
+   * Mounts the rootfs, brings up the network and writes the OCI bundle for the container's
+   * next start or restore.
+   */
+  async prepareBundle(rec: ContainerRecord, net: NetworkRequest = {}): Promise<void> {
     const id = rec.config.id;
     const img = this.images.list().find((i) => i.Id === rec.config.imageId);
     if (!img) throw new FerryError('ENOTFOUND', `the image of container ${rec.config.name} (${rec.config.imageName}) is gone: import it again`);
@@ -327,14 +408,16 @@ export class Engine {
     await mountLayer(layer, this.images.rootfs(img.Id));
     const bundle = this.paths.bundle(id);
     mkdirp(bundle, 0o700);
+    await this.setupNetwork(rec, net);
+    const ip = rec.state.net?.ip;
     const etc: Mount[] = [];
-    for (const [file, content] of [
-      ['hostname', `${rec.config.hostname}\n`],
-      ['hosts', `127.0.0.1\tlocalhost\n::1\tlocalhost\n127.0.1.1\t${rec.config.hostname} ${rec.config.name}\n`],
-      ['resolv.conf', readText('/etc/resolv.conf') ?? ''],
+    for (const [file, content, always] of [
+      ['hostname', `${rec.config.hostname}\n`, false],
+      ['hosts', `127.0.0.1\tlocalhost\n::1\tlocalhost\n${ip ?? '127.0.1.1'}\t${rec.config.hostname} ${rec.config.name}\n`, true],
+      ['resolv.conf', readText('/etc/resolv.conf') ?? '', false],
     ] as const) {
       const p = path.join(bundle, file);
-      if (!fs.existsSync(p)) writeFileAtomic(p, content);
+      if (always || !fs.existsSync(p)) writeFileAtomic(p, content);
       etc.push({ destination: `/etc/${file}`, type: 'bind', source: p, options: ['rbind', 'rprivate'] });
     }
     const mounts: Mount[] = [...etc];
@@ -353,6 +436,8 @@ export class Engine {
       cwd: rec.config.workdir,
       hostname: rec.config.hostname,
       mounts,
+      namespacePaths: rec.state.net ? { network: rec.state.net.netnsPath } : undefined,
+      hostNetwork: rec.config.network?.mode === 'host',
       cgroupsPath: `/ferry/${id}`,
       annotations: { 'io.ferry.name': rec.config.name },
     });
@@ -377,7 +462,7 @@ export class Engine {
       this.beginOp(rec, 'start');
       try {
         await this.runtime.delete(rec.config.id, true); // stale runc state from a crash
-        await this.prepareBundle(rec);
+        await this.prepareBundle(rec, { ip: rec.config.network?.ip, mac: rec.config.network?.mac });
         const started = await this.runtime.createWithConmon({
           id: rec.config.id,
           name: rec.config.name,
@@ -509,11 +594,16 @@ export class Engine {
     return out.sort((a, b) => b.config.created.localeCompare(a.config.created));
   }
 
-  /** Syncs one container if its lock is free right now; otherwise returns what is recorded. */
+  /**
+   * Syncs one container once its lock is free; if it stays taken, returns what is recorded.
+   * Only called for a record that is stale (dead conmon, or an op whose ferry died): whoever
+   * holds the lock is finishing or repairing it, so wait for that rather than show a dead
+   * container as running.
+   */
   private async trySync(id: string): Promise<ContainerRecord | undefined> {
     let lock: FileLock | undefined;
     try {
-      lock = await FileLock.acquire(this.paths.containerLock(id), { timeoutMs: 0 });
+      lock = await FileLock.acquire(this.paths.containerLock(id), { timeoutMs: 15_000 });
     } catch {
       return this.load(id);
     }
@@ -528,7 +618,8 @@ export class Engine {
 
   async inspect(ref: string): Promise<ContainerRecord> {
     const rec = this.lookup(ref);
-    if (this.looksDead(rec) || rec.state.op) return (await this.trySync(rec.config.id)) ?? rec;
+    const op = rec.state.op;
+    if (this.looksDead(rec) || (op && !processAlive(op.pid, op.startTime))) return (await this.trySync(rec.config.id)) ?? rec;
     return rec;
   }
 

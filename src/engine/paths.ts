@@ -34,6 +34,11 @@ export class Paths {
   get namesLock(): string { return path.join(this.locks, 'names.lock'); }
   get imagesLock(): string { return path.join(this.locks, 'images.lock'); }
   get volumesLock(): string { return path.join(this.locks, 'volumes.lock'); }
+  /**
+   * CNI plugins race on bridges and iptables chains, which every Ferry root on this machine
+   * (in this network namespace) shares: one network change at a time, machine-wide.
+   */
+  get networkLock(): string { return '/run/lock/ferry-cni.lock'; }
 
   conmon(id: string): ConmonPaths {
     const run = this.runDir(id);

@@ -152,6 +152,9 @@ export async function importCheckpoint(engine: Engine, o: ImportOptions): Promis
         `the archive bind-mounts host path ${hostMounts.map((m) => m.source).join(', ')} into the container: pass --allow-host-mounts if you trust it; nothing was created`,
       );
     }
+    if (stored.network?.mode === 'bridge' && !engine.networks.find(stored.network.name ?? 'ferry')) {
+      throw new FerryError('ENOTFOUND', `the archive's container is on network "${stored.network.name}", which this host does not have: create it with \`ferry network create\`; nothing was created`);
+    }
     for (const m of stored.mounts) {
       if (m.type === 'bind' && !fs.existsSync(m.source)) throw new FerryError('ENOTFOUND', `bind mount source ${m.source} does not exist on this host; nothing was created`);
       if (m.type === 'volume' && !validName(m.source)) throw new FerryError('EARCHIVE', `bad checkpoint archive: invalid volume name "${m.source}"; nothing was created`);
@@ -209,8 +212,10 @@ export async function importCheckpoint(engine: Engine, o: ImportOptions): Promis
     }
     fs.rmSync(staging, { recursive: true, force: true });
 
-    // 4. Restore through the same path as an in-place restore.
-    return await restore(engine, created.config.id, o);
+    // 4. Restore through the same path as an in-place restore. A copy under a new name gets a
+    //    new address: two containers cannot share one.
+    const renamed = o.name !== undefined && o.name !== stored.name;
+    return await restore(engine, created.config.id, { ...o, ignoreStaticIp: o.ignoreStaticIp || renamed, ignoreStaticMac: o.ignoreStaticMac || renamed });
   } catch (e) {
     // A bad archive or a failed restore creates nothing: undo every step above.
     fs.rmSync(staging, { recursive: true, force: true });

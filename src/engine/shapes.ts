@@ -28,11 +28,11 @@ export function psEntry(r: ContainerRecord): Record<string, unknown> {
     Mounts: c.mounts.map((m) => m.destination),
     Names: [c.name],
     Namespaces: {},
-    Networks: [],
+    Networks: c.network?.mode === 'bridge' ? [c.network.name ?? 'ferry'] : [],
     Pid: running ? s.pid : 0,
     Pod: '',
     PodName: '',
-    Ports: null,
+    Ports: c.network?.ports.length ? c.network.ports.map((p) => ({ host_ip: p.hostIP ?? '', container_port: p.containerPort, host_port: p.hostPort, range: 1, protocol: p.protocol })) : null,
     StartedAt: s.startedAt ? Math.floor(Date.parse(s.startedAt) / 1000) : -62135596800,
     State: s.status,
     Status: statusText(r),
@@ -102,7 +102,7 @@ export function inspectEntry(r: ContainerRecord, paths: Paths): Record<string, u
       Propagation: 'rprivate',
     })),
     Dependencies: [],
-    NetworkSettings: { IPAddress: '', MacAddress: '', Ports: {} },
+    NetworkSettings: networkSettings(r),
     IsInfra: false,
     Config: {
       Hostname: c.hostname,
@@ -127,6 +127,27 @@ export function inspectEntry(r: ContainerRecord, paths: Paths): Record<string, u
       CreateCommand: c.createCommand ?? [],
     },
     HostConfig: { AutoRemove: c.autoRemove, Binds: c.mounts.filter((m) => m.type !== 'tmpfs').map((m) => `${m.source}:${m.destination}`), Tmpfs: Object.fromEntries(c.mounts.filter((m) => m.type === 'tmpfs').map((m) => [m.destination, m.options.join(',')])) },
+  };
+}
+
+/** Podman's NetworkSettings: the address while the container has one. */
+function networkSettings(r: ContainerRecord): Record<string, unknown> {
+  const n = r.state.net;
+  const ports: Record<string, { HostIp: string; HostPort: string }[]> = {};
+  for (const p of r.config.network?.ports ?? []) (ports[`${p.containerPort}/${p.protocol}`] ??= []).push({ HostIp: p.hostIP ?? '', HostPort: String(p.hostPort) });
+  const settings = {
+    EndpointID: '',
+    Gateway: n?.gateway ?? '',
+    IPAddress: n?.ip ?? '',
+    IPPrefixLen: n?.prefixLength ?? 0,
+    MacAddress: n?.mac ?? '',
+  };
+  return {
+    ...settings,
+    Bridge: '',
+    SandboxKey: n?.netnsPath ?? '',
+    Ports: ports,
+    Networks: n ? { [n.network]: { ...settings, NetworkID: n.network, IPAMConfig: null } } : {},
   };
 }
 

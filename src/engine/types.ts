@@ -1,3 +1,5 @@
+import type { Attachment, PortMapping } from '../drivers/network/cni.js';
+
 /** The container record Ferry keeps (ROOT/containers/ID/container.json), written atomically. */
 
 export type ContainerStatus = 'created' | 'running' | 'paused' | 'stopped' | 'exited';
@@ -8,6 +10,17 @@ export interface MountSpec {
   source: string;
   destination: string;
   options: string[];
+}
+
+export interface NetworkConfig {
+  /** bridge: a network namespace of its own on a CNI bridge network; none: only lo; host: the host's. */
+  mode: 'bridge' | 'none' | 'host';
+  /** Network name for bridge mode. */
+  name?: string;
+  /** Requested static address (--ip, --mac-address). */
+  ip?: string;
+  mac?: string;
+  ports: PortMapping[];
 }
 
 export interface ContainerConfig {
@@ -28,6 +41,8 @@ export interface ContainerConfig {
   stopTimeout: number;
   /** The ferry command line that created it (Podman's CreateCommand). */
   createCommand?: string[];
+  /** Absent in records made before networking: those have mode none. */
+  network?: NetworkConfig;
 }
 
 /** A multi-step operation in flight; if its process dies, the next command repairs the state. */
@@ -59,6 +74,10 @@ export interface ContainerState {
   restoredAt?: string;
   restoreLog?: string;
   op?: PendingOp;
+  /** The network attachment while the container has one (running, or being set up). */
+  net?: Attachment;
+  /** The last address it had, kept for restore (same IP, so TCP connections continue). */
+  address?: { ip: string; mac: string };
 }
 
 export interface ContainerRecord {

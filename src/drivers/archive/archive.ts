@@ -89,6 +89,11 @@ export class ArchiveWriter {
     const hash = memberHash(h);
     await new Promise<void>((resolve, reject) => {
       const sink = this.pack.entry(h, (err) => (err ? reject(err) : resolve()));
+      // The output failing (ENOSPC, closed pipe) destroys the pack and this entry with it.
+      (sink as unknown as Writable).on('error', (err) => {
+        if (body !== undefined && !Buffer.isBuffer(body)) body.destroy();
+        reject(err);
+      });
       if (body === undefined) return (sink as unknown as Writable).end();
       if (Buffer.isBuffer(body)) {
         hash.update(body);

@@ -1,6 +1,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { spawn } from 'node:child_process';
+import * as net from 'node:net';
 import { FerryError } from '../../lib/errors.js';
 import { lastLine, run, runOk, which, type RunResult } from '../../lib/exec.js';
 import { mkdirp } from '../../lib/fsutil.js';
@@ -160,16 +161,26 @@ export class RuncRuntime {
       for (const a of o.exitCommand.slice(1)) args.push('--exit-command-arg', a);
     }
     const logFd = fs.openSync(p.conmonLog, 'a');
+    // The sync pipe is a FIFO that conmon holds open for reading and writing: if this ferry is
+    // killed before it reads the message, conmon's write still succeeds. (On a pipe whose reader
+    // died, conmon gets EPIPE and drops its log pipes: the container runs with its output lost.)
+    const fifo = path.join(path.dirname(p.pidFile), 'sync.fifo');
+    fs.rmSync(fifo, { force: true });
+    await runOk(['mkfifo', '-m', '600', fifo], { what: 'mkfifo' });
+    const syncRd = fs.openSync(fifo, fs.constants.O_RDONLY | fs.constants.O_NONBLOCK);
+    const syncWr = fs.openSync(fifo, fs.constants.O_RDWR);
+    fs.rmSync(fifo, { force: true });
     const msg = await new Promise<{ data: number; message?: string }>((resolve, reject) => {
       const child = spawn(this.conmon, args, {
-        stdio: ['ignore', logFd, logFd, 'pipe'],
+        stdio: ['ignore', logFd, logFd, syncWr],
         env: { ...process.env, _OCI_SYNCPIPE: '3' },
         detached: true, // its own session: a Ctrl-C at the terminal must not reach the container
       });
       child.on('error', (e: NodeJS.ErrnoException) =>
         reject(e.code === 'ENOENT' ? new FerryError('EDEPEND', 'conmon is not installed: run `npm run setup` (as root)') : e),
       );
-      const sync = child.stdio[3] as NodeJS.ReadableStream;
+      fs.closeSync(syncWr);
+      const sync = new net.Socket({ fd: syncRd, readable: true, writable: false });
       let buf = '';
       let done = false;
       const finish = (v: { data: number; message?: string } | Error): void => {

@@ -1,0 +1,387 @@
+/**
+ * Container networking through the standard CNI plugins (bridge + host-local IPAM, portmap,
+ * firewall; loopback for lo), invoked directly per the CNI spec: one process per plugin, the
+ * network config on stdin, CNI_* in the environment, the previous plugin's result chained in.
+ * Each container gets a named network namespace of its own that runc joins by path, so the
+ * namespace (and its IP) outlives a checkpoint only as long as Ferry wants it to.
+ */
+import { spawn } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { FerryError } from '../../lib/errors.js';
+import { run } from '../../lib/exec.js';
+import { mkdirp, readJsonIfExists, writeJsonAtomic } from '../../lib/fsutil.js';
+import { validName } from '../../lib/ids.js';
+
+export const CNI_PATH = ['/usr/lib/cni', '/opt/cni/bin'];
+export const DEFAULT_NETWORK = 'ferry';
+export const DEFAULT_SUBNET = '10.89.0.0/16';
+
+export interface NetworkRecord {
+  name: string;
+  id: string;
+  driver: 'bridge';
+  network_interface: string;
+  created: string;
+  subnets: { subnet: string; gateway: string }[];
+  ipv6_enabled: boolean;
+  internal: boolean;
+  dns_enabled: boolean;
+  ipam_options: { driver: 'host-local' };
+}
+
+export interface PortMapping {
+  hostPort: number;
+  containerPort: number;
+  protocol: 'tcp' | 'udp';
+  hostIP?: string;
+}
+
+/** What a container's network attachment is, saved with the container. */
+export interface Attachment {
+  network: string;
+  netnsName: string;
+  netnsPath: string;
+  ip: string;
+  prefixLength: number;
+  gateway: string;
+  mac: string;
+  ports: PortMapping[];
+  /** The chained ADD result, handed back to DEL as the spec asks. */
+  result: unknown;
+}
+
+// ------------------------------------------------------------------------- addresses
+
+export function parseIPv4(s: string): number | undefined {
+  const m = s.match(/^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/);
+  if (!m) return undefined;
+  const parts = m.slice(1).map(Number);
+  if (parts.some((p) => p > 255)) return undefined;
+  return ((parts[0]! << 24) | (parts[1]! << 16) | (parts[2]! << 8) | parts[3]!) >>> 0;
+}
+
+export function formatIPv4(n: number): string {
+  return [n >>> 24, (n >>> 16) & 255, (n >>> 8) & 255, n & 255].join('.');
+}
+
+export function parseCidr(s: string): { base: number; prefix: number } | undefined {
+  const [a, p] = s.split('/');
+  const base = parseIPv4(a ?? '');
+  const prefix = Number(p);
+  if (base === undefined || !Number.isInteger(prefix) || prefix < 8 || prefix > 30) return undefined;
+  const mask = prefix === 0 ? 0 : (~0 << (32 - prefix)) >>> 0;
+  return { base: (base & mask) >>> 0, prefix };
+}
+
+export function inSubnet(ip: string, cidr: string): boolean {
+  const n = parseIPv4(ip);
+  const c = parseCidr(cidr);
+  if (n === undefined || !c) return false;
+  const mask = (~0 << (32 - c.prefix)) >>> 0;
+  return ((n & mask) >>> 0) === c.base;
+}
+
+function overlaps(a: string, b: string): boolean {
+  const x = parseCidr(a);
+  const y = parseCidr(b);
+  if (!x || !y) return false;
+  const p = Math.min(x.prefix, y.prefix);
+  const mask = (~0 << (32 - p)) >>> 0;
+  return ((x.base & mask) >>> 0) === ((y.base & mask) >>> 0);
+}
+
+export function validMac(mac: string): boolean {
+  return /^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/i.test(mac) && (parseInt(mac.slice(0, 2), 16) & 1) === 0;
+}
+
+/** -p [[IP:]HOSTPORT:]CTRPORT[/tcp|udp] */
+export function parsePublish(spec: string): PortMapping {
+  const [addr, protoRaw] = spec.split('/');
+  const protocol = (protoRaw ?? 'tcp').toLowerCase();
+  if (protocol !== 'tcp' && protocol !== 'udp') throw new FerryError('EINVAL', `invalid port "${spec}": the protocol must be tcp or udp`);
+  const parts = (addr ?? '').split(':');
+  let hostIP: string | undefined;
+  let host: string | undefined;
+  let ctr: string | undefined;
+  if (parts.length === 1) [ctr] = parts;
+  else if (parts.length === 2) [host, ctr] = parts;
+  else if (parts.length === 3) [hostIP, host, ctr] = parts;
+  const port = (v: string | undefined): number | undefined => (v && /^\d+$/.test(v) && Number(v) > 0 && Number(v) < 65536 ? Number(v) : undefined);
+  const containerPort = port(ctr);
+  const hostPort = host === undefined || host === '' ? containerPort : port(host);
+  if (!containerPort || !hostPort || (hostIP && parseIPv4(hostIP) === undefined)) {
+    throw new FerryError('EINVAL', `invalid port "${spec}": use [[HOST_IP:]HOST_PORT:]CONTAINER_PORT[/tcp|udp]`);
+  }
+  return { hostPort, containerPort, protocol, ...(hostIP ? { hostIP } : {}) };
+}
+
+// ------------------------------------------------------------------------- networks
+
+/** Networks: one JSON record each under ROOT/networks; the default one is made on first use. */
+export class NetworkStore {
+  constructor(private readonly dir: string) {}
+
+  get ipamDir(): string {
+    return path.join(this.dir, 'ipam');
+  }
+
+  private file(name: string): string {
+    return path.join(this.dir, `${name}.json`);
+  }
+
+  list(): NetworkRecord[] {
+    this.ensureDefault();
+    return fs
+      .readdirSync(this.dir)
+      .filter((f) => f.endsWith('.json'))
+      .map((f) => readJsonIfExists<NetworkRecord>(path.join(this.dir, f)))
+      .filter((n): n is NetworkRecord => !!n)
+      .sort((a, b) => a.name.localeCompare(b.name));
+  }
+
+  find(name: string): NetworkRecord | undefined {
+    if (!validName(name)) return undefined;
+    if (name === DEFAULT_NETWORK) this.ensureDefault();
+    return readJsonIfExists<NetworkRecord>(this.file(name));
+  }
+
+  get(name: string): NetworkRecord {
+    const n = this.find(name);
+    if (!n) throw new FerryError('ENOTFOUND', `no network named "${name}": create it with \`ferry network create ${name}\``);
+    return n;
+  }
+
+  private ensureDefault(): void {
+    mkdirp(this.dir, 0o700);
+    if (!fs.existsSync(this.file(DEFAULT_NETWORK))) this.write(DEFAULT_NETWORK, 'ferry0', DEFAULT_SUBNET, undefined);
+  }
+
+  private write(name: string, iface: string, subnet: string, gateway: string | undefined): NetworkRecord {
+    const c = parseCidr(subnet)!;
+    const rec: NetworkRecord = {
+      name,
+      id: randomBytes(32).toString('hex'),
+      driver: 'bridge',
+      network_interface: iface,
+      created: new Date().toISOString(),
+      subnets: [{ subnet: `${formatIPv4(c.base)}/${c.prefix}`, gateway: gateway ?? formatIPv4(c.base + 1) }],
+      ipv6_enabled: false,
+      internal: false,
+      dns_enabled: false,
+      ipam_options: { driver: 'host-local' },
+    };
+    writeJsonAtomic(this.file(name), rec);
+    return rec;
+  }
+
+  create(name: string, o: { subnet?: string; gateway?: string } = {}): NetworkRecord {
+    this.ensureDefault();
+    if (!validName(name)) throw new FerryError('EINVAL', `invalid network name "${name}": use letters, digits, '_', '.', '-'`);
+    if (this.find(name)) throw new FerryError('EEXIST', `network "${name}" already exists`);
+    const existing = this.list();
+    let subnet = o.subnet;
+    if (subnet) {
+      if (!parseCidr(subnet)) throw new FerryError('EINVAL', `invalid --subnet "${subnet}": use an IPv4 CIDR such as 10.90.3.0/24 (prefix 8 to 30)`);
+      const clash = existing.find((n) => n.subnets.some((s) => overlaps(s.subnet, subnet!)));
+      if (clash) throw new FerryError('EEXIST', `subnet ${subnet} overlaps network "${clash.name}" (${clash.subnets[0]!.subnet}): choose another`);
+    } else {
+      // Like Podman: the next free /24, here from 10.90.0.0 (10.88/16 is Podman's, 10.89/16 ours).
+      for (let i = 0; i < 256 * 8 && !subnet; i++) {
+        const cand = `${formatIPv4(((10 << 24) | ((90 + (i >> 8)) << 16) | ((i & 255) << 8)) >>> 0)}/24`;
+        if (!existing.some((n) => n.subnets.some((s) => overlaps(s.subnet, cand)))) subnet = cand;
+      }
+      if (!subnet) throw new FerryError('EINVAL', 'no free subnet left: pass --subnet');
+    }
+    if (o.gateway && !inSubnet(o.gateway, subnet)) throw new FerryError('EINVAL', `gateway ${o.gateway} is not in subnet ${subnet}`);
+    const used = new Set(existing.map((n) => n.network_interface));
+    let idx = 1;
+    while (used.has(`ferry${idx}`)) idx++;
+    return this.write(name, `ferry${idx}`, subnet, o.gateway);
+  }
+
+  remove(name: string): void {
+    if (name === DEFAULT_NETWORK) throw new FerryError('EINVAL', `the default network "${DEFAULT_NETWORK}" cannot be removed`);
+    this.get(name);
+    fs.rmSync(this.file(name), { force: true });
+  }
+
+  /** The container that holds ip on this network, per host-local's records. */
+  holderOf(network: string, ip: string): string | undefined {
+    try {
+      return fs.readFileSync(path.join(this.ipamDir, network, ip), 'utf8').split('\n')[0]?.trim();
+    } catch {
+      return undefined;
+    }
+  }
+
+  /** The CNI conflist for a network (not written anywhere: handed to the plugins directly). */
+  conflist(n: NetworkRecord): { cniVersion: string; name: string; plugins: Record<string, unknown>[] } {
+    return {
+      cniVersion: '1.0.0',
+      name: n.name,
+      plugins: [
+        {
+          type: 'bridge',
+          bridge: n.network_interface,
+          isGateway: true,
+          ipMasq: true,
+          hairpinMode: true,
+          ipam: {
+            type: 'host-local',
+            dataDir: this.ipamDir,
+            ranges: n.subnets.map((s) => [{ subnet: s.subnet, gateway: s.gateway }]),
+            routes: [{ dst: '0.0.0.0/0' }],
+          },
+        },
+        { type: 'portmap', capabilities: { portMappings: true }, snat: true },
+        { type: 'firewall', backend: 'iptables' },
+      ],
+    };
+  }
+}
+
+// ------------------------------------------------------------------------- plugins
+
+interface PluginCall {
+  command: 'ADD' | 'DEL' | 'CHECK';
+  containerId: string;
+  netns: string;
+  ifname: string;
+  args?: string;
+  config: Record<string, unknown>;
+}
+
+async function callPlugin(c: PluginCall): Promise<unknown> {
+  const type = String(c.config.type);
+  const bin = CNI_PATH.map((d) => path.join(d, type)).find((p) => fs.existsSync(p));
+  if (!bin) throw new FerryError('EDEPEND', `CNI plugin "${type}" is not installed: run \`npm run setup\` (as root)`);
+  const env: NodeJS.ProcessEnv = {
+    PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin',
+    CNI_COMMAND: c.command,
+    CNI_CONTAINERID: c.containerId,
+    CNI_NETNS: c.netns,
+    CNI_IFNAME: c.ifname,
+    CNI_PATH: CNI_PATH.join(':'),
+    ...(c.args ? { CNI_ARGS: c.args } : {}),
+  };
+  return new Promise((resolve, reject) => {
+    const child = spawn(bin, [], { env, stdio: ['pipe', 'pipe', 'pipe'] });
+    let out = '';
+    let err = '';
+    child.stdout.on('data', (b: Buffer) => (out += b.toString()));
+    child.stderr.on('data', (b: Buffer) => (err += b.toString()));
+    child.on('error', reject);
+    child.on('close', (code) => {
+      if (code === 0) return resolve(out.trim() ? JSON.parse(out) : undefined);
+      let msg = err.trim() || `exit ${code}`;
+      try {
+        const e = JSON.parse(out) as { msg?: string; details?: string };
+        msg = [e.msg, e.details].filter(Boolean).join(': ');
+      } catch {
+        /* not JSON */
+      }
+      reject(new FerryError('ERUNTIME', `network setup failed (${type} ${c.command}): ${msg}`));
+    });
+    child.stdin.end(JSON.stringify(c.config));
+  });
+}
+
+/** Runs a conflist's plugins in order (ADD) with results chained, or in reverse (DEL). */
+async function callList(
+  command: 'ADD' | 'DEL',
+  list: ReturnType<NetworkStore['conflist']>,
+  base: Omit<PluginCall, 'command' | 'config'>,
+  runtimeConfig: Record<string, unknown>,
+  prevResult?: unknown,
+): Promise<unknown> {
+  let prev = prevResult;
+  const plugins = command === 'ADD' ? list.plugins : [...list.plugins].reverse();
+  let lastErr: unknown;
+  for (const p of plugins) {
+    const caps = (p.capabilities ?? {}) as Record<string, boolean>;
+    const rc = Object.fromEntries(Object.entries(runtimeConfig).filter(([k]) => caps[k]));
+    const config: Record<string, unknown> = { ...p, cniVersion: list.cniVersion, name: list.name, ...(Object.keys(rc).length ? { runtimeConfig: rc } : {}) };
+    delete config.capabilities;
+    if (prev !== undefined) config.prevResult = prev;
+    try {
+      const r = await callPlugin({ ...base, command, config });
+      if (command === 'ADD') prev = r;
+    } catch (e) {
+      if (command === 'ADD') throw e;
+      lastErr = e; // DEL goes on through every plugin, as the spec asks
+    }
+  }
+  if (lastErr) throw lastErr;
+  return prev;
+}
+
+// ------------------------------------------------------------------------- namespaces
+
+export async function createNetns(): Promise<{ name: string; path: string }> {
+  const name = `ferry-${randomBytes(6).toString('hex')}`;
+  const r = await run(['ip', 'netns', 'add', name]);
+  if (r.code !== 0) throw new FerryError('ERUNTIME', `creating a network namespace failed: ${r.stderr.trim()}`);
+  return { name, path: `/run/netns/${name}` };
+}
+
+export async function deleteNetns(name: string): Promise<void> {
+  if (!fs.existsSync(`/run/netns/${name}`)) return;
+  await run(['ip', 'netns', 'delete', name]);
+}
+
+export interface AttachOptions {
+  containerId: string;
+  network: NetworkRecord;
+  ip?: string;
+  mac?: string;
+  ports: PortMapping[];
+}
+
+/**
+ * Makes a network namespace and attaches it: lo up, eth0 on the network's bridge with the
+ * requested (or next free) IP and MAC, ports published. On failure everything it made is
+ * undone (veth, IPAM entry, iptables rules, namespace).
+ */
+export async function attach(store: NetworkStore, o: AttachOptions): Promise<Attachment> {
+  const ns = await createNetns();
+  const list = store.conflist(o.network);
+  const base = { containerId: o.containerId, netns: ns.path, ifname: 'eth0' };
+  const args = ['IgnoreUnknown=1', ...(o.ip ? [`IP=${o.ip}`] : []), ...(o.mac ? [`MAC=${o.mac}`] : [])].join(';');
+  const runtimeConfig = { portMappings: o.ports.map((p) => ({ hostPort: p.hostPort, containerPort: p.containerPort, protocol: p.protocol, hostIP: p.hostIP ?? '' })) };
+  let result: { ips?: { address: string; gateway?: string }[]; interfaces?: { name: string; mac: string; sandbox?: string }[] } | undefined;
+  try {
+    await callPlugin({ ...base, ifname: 'lo', command: 'ADD', config: { cniVersion: '1.0.0', name: 'lo', type: 'loopback' } });
+    result = (await callList('ADD', list, { ...base, args }, runtimeConfig)) as typeof result;
+  } catch (e) {
+    await callList('DEL', list, { ...base, args }, runtimeConfig).catch(() => undefined);
+    await deleteNetns(ns.name);
+    throw e;
+  }
+  const ipc = result?.ips?.[0];
+  const iface = result?.interfaces?.find((i) => i.name === 'eth0' && i.sandbox) ?? result?.interfaces?.find((i) => i.name === 'eth0');
+  const [ip, prefix] = (ipc?.address ?? '').split('/');
+  return {
+    network: o.network.name,
+    netnsName: ns.name,
+    netnsPath: ns.path,
+    ip: ip ?? '',
+    prefixLength: Number(prefix ?? 0),
+    gateway: ipc?.gateway ?? '',
+    mac: iface?.mac ?? '',
+    ports: o.ports,
+    result,
+  };
+}
+
+/** Undoes attach(): DEL through every plugin (releases the IP, the rules, the veth), then the namespace. */
+export async function detach(store: NetworkStore, a: Attachment, containerId: string): Promise<void> {
+  const network = store.find(a.network);
+  if (network) {
+    const list = store.conflist(network);
+    const runtimeConfig = { portMappings: a.ports.map((p) => ({ hostPort: p.hostPort, containerPort: p.containerPort, protocol: p.protocol, hostIP: p.hostIP ?? '' })) };
+    await callList('DEL', list, { containerId, netns: a.netnsPath, ifname: 'eth0' }, runtimeConfig, a.result).catch(() => undefined);
+  }
+  await deleteNetns(a.netnsName);
+}
