@@ -87,13 +87,13 @@ function printLogEntries(entries: LogEntry[], timestamps: boolean): void {
   }
 }
 
-/** Streams a container's log until it stops running. */
-async function followLogs(ctx: Ctx, rec: ContainerRecord, from: number, timestamps: boolean): Promise<void> {
+/** Streams a container's log until it stops running (or `until` says to stop). */
+async function followLogs(ctx: Ctx, rec: ContainerRecord, from: number, timestamps: boolean, until?: () => boolean): Promise<void> {
   const engine = getEngine(ctx);
   const file = engine.paths.logPath(rec.config.id);
   let pos = from;
   for (;;) {
-    const alive = await engine.running(rec.config.id);
+    const alive = (await engine.running(rec.config.id)) && !until?.();
     const r = readLogFrom(file, pos);
     printLogEntries(r.entries, timestamps);
     pos = r.next;
@@ -155,10 +155,19 @@ export function registerContainerCommands(parent: Command, ctx: Ctx, top: boolea
         const forward = (sig: NodeJS.Signals): void => void engine.kill(rec.config.id, sig).catch(() => undefined);
         process.on('SIGINT', forward);
         process.on('SIGTERM', forward);
+        if (f.rm) {
+          // conmon waits for its exit command, which waits for our attach lock: the exit file,
+          // not conmon's end, says the container is done.
+          await followLogs(ctx, rec, 0, false, () => engine.exitCodeOf(rec.config.id) !== undefined);
+          const code = engine.exitCodeOf(rec.config.id);
+          const done = engine.find(rec.config.id) ? await engine.inspect(rec.config.id) : undefined;
+          process.exitCode = code ?? done?.state.exitCode ?? 0;
+          if (done) await engine.remove(rec.config.id, { force: true }).catch(() => undefined);
+          return;
+        }
         await followLogs(ctx, rec, 0, false);
         const done = engine.find(rec.config.id) ? await engine.inspect(rec.config.id) : undefined;
         process.exitCode = done?.state.exitCode ?? 0;
-        if (done && f.rm) await engine.remove(rec.config.id, { force: true }).catch(() => undefined);
       } finally {
         attach?.release();
       }

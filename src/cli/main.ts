@@ -4,10 +4,19 @@ import { registerContainerCommands } from './containers.js';
 import { registerImageCommands, registerVolumeCommands } from './images.js';
 import { registerSystemCommands } from './system.js';
 import { registerNetworkCommands } from './networks.js';
+import { registerMigrateCommands } from './migrate.js';
 import { VERSION } from '../lib/version.js';
 import type { Ctx } from './context.js';
 
 export async function main(argv: string[]): Promise<number> {
+  // A reader that goes away (`ferry ps | head`) is not an error.
+  process.stdout.on('error', (e: NodeJS.ErrnoException) => {
+    if (e.code === 'EPIPE') process.exit(process.exitCode ?? 0);
+  });
+  // runc, iptables and ip live in sbin, which a login over ssh may leave out of PATH.
+  const dirs = (process.env.PATH ?? '').split(':').filter(Boolean);
+  for (const d of ['/usr/local/sbin', '/usr/local/bin', '/usr/sbin', '/usr/bin', '/sbin', '/bin']) if (!dirs.includes(d)) dirs.push(d);
+  process.env.PATH = dirs.join(':');
   const ctx: Ctx = {
     root: process.env.FERRY_ROOT ?? '/var/lib/ferry',
     runroot: process.env.FERRY_RUNROOT ?? '/run/ferry',
@@ -38,6 +47,7 @@ export async function main(argv: string[]): Promise<number> {
   registerVolumeCommands(program, ctx);
   registerNetworkCommands(program, ctx);
   registerSystemCommands(program, ctx);
+  registerMigrateCommands(program, ctx);
 
   try {
     await program.parseAsync(argv);

@@ -1,5 +1,6 @@
 import type { Command } from 'commander';
 import { FerryError } from '../lib/errors.js';
+import { DEFAULT_NETWORK } from '../drivers/network/cni.js';
 import { formatOutput, table } from './format.js';
 import { getEngine, out, type Ctx } from './context.js';
 
@@ -38,6 +39,8 @@ export function registerNetworkCommands(program: Command, ctx: Ctx): void {
     .action(async (names: string[], f: { force?: boolean }) => {
       const engine = getEngine(ctx);
       for (const n of names) {
+        // Refused before looking at users: -f must not remove the default network's containers.
+        if (n === DEFAULT_NETWORK) throw new FerryError('EINVAL', `the default network "${DEFAULT_NETWORK}" cannot be removed`);
         engine.networks.get(n);
         const users = (await engine.list({ all: true })).filter((r) => r.config.network?.mode === 'bridge' && r.config.network.name === n);
         if (users.length && !f.force) throw new FerryError('ESTATE', `network ${n} is used by container ${users.map((u) => u.config.name).join(', ')}: remove them first or use --force`);

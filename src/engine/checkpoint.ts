@@ -62,6 +62,10 @@ export interface RestoreOptions {
   ignoreStaticMac?: boolean;
   /** Replaces the published ports. */
   publish?: PortMapping[];
+  /** Memory comes from a lazy-pages daemon (post-copy) instead of the images. */
+  lazyPages?: boolean;
+  /** Runs after the bundle is ready and before runc restore (starts the lazy-pages daemon). */
+  beforeRestore?: (bundle: string, imageDir: string) => Promise<void>;
   tcpEstablished?: boolean;
   tcpClose?: boolean;
   fileLocks?: boolean;
@@ -125,7 +129,7 @@ export async function checkpoint(engine: Engine, ref: string, o: CheckpointOptio
     }
     if (o.export && o.preCheckpoint) throw new FerryError('EINVAL', '--export cannot be used with --pre-checkpoint: export the final checkpoint');
     // An export that cannot be written is refused before the container is stopped.
-    if (o.export && o.export.target !== '-') {
+    if (o.export && typeof o.export.target === 'string' && o.export.target !== '-') {
       const outDir = path.dirname(path.resolve(o.export.target));
       if (!fs.existsSync(outDir) || !fs.statSync(outDir).isDirectory()) {
         throw new FerryError('ENOTFOUND', `cannot export to ${o.export.target}: directory ${outDir} does not exist; the container is still running`);
@@ -243,6 +247,13 @@ async function requirePreCopy(engine: Engine): Promise<void> {
   }
 }
 
+/** Writes the metadata that makes a CRIU image dir a Ferry checkpoint (lazy dumps use it). */
+export async function writeCheckpointMeta(engine: Engine, rec: ContainerRecord, dir: string, o: CheckpointOptions): Promise<void> {
+  writeJsonAtomic(path.join(dir, META_FILE), await makeMeta(engine, rec, o, readDumpStats(path.join(engine.paths.bundle(rec.config.id), 'stats-dump'))));
+  const spec = path.join(engine.paths.bundle(rec.config.id), 'config.json');
+  if (fs.existsSync(spec)) fs.copyFileSync(spec, path.join(dir, 'spec.dump'));
+}
+
 async function makeMeta(engine: Engine, rec: ContainerRecord, o: CheckpointOptions, stats?: DumpStats): Promise<CheckpointMeta> {
   const c = rec.config;
   const n = rec.state.net ?? (rec.state.address ? { ...rec.state.address, network: c.network?.name ?? '' } : undefined);
@@ -314,6 +325,8 @@ export async function restore(engine: Engine, ref: string, o: RestoreOptions): P
     try {
       await engine.runtime.delete(id, true);
       await engine.prepareBundle(rec, netReq);
+      if (o.tcpClose) useCriuConfig(engine.paths.bundle(id), 'tcp-close\n');
+      await o.beforeRestore?.(engine.paths.bundle(id), dir);
       const tr = performance.now();
       const started = await engine.runtime.createWithConmon({
         id,
@@ -330,6 +343,7 @@ export async function restore(engine: Engine, ref: string, o: RestoreOptions): P
             shellJob: o.shellJob || meta.options.shellJob,
             manageCgroupsMode: o.manageCgroupsMode,
             autoDedup: o.autoDedup,
+            lazyPages: o.lazyPages,
           }),
         },
       });
@@ -350,6 +364,7 @@ export async function restore(engine: Engine, ref: string, o: RestoreOptions): P
       });
     } catch (e) {
       // 3. A failed restore: nothing left running or mounted; the checkpoint stays as it was.
+      fs.rmSync(path.join(engine.paths.bundle(id), CRIU_CONF), { force: true });
       await engine.runtime.kill(id, 'KILL', true).catch(() => undefined);
       await engine.releaseRuntime(rec).catch(() => undefined);
       rec.state.error = (e as Error).message;
@@ -358,6 +373,7 @@ export async function restore(engine: Engine, ref: string, o: RestoreOptions): P
       throw e;
     }
 
+    fs.rmSync(path.join(engine.paths.bundle(id), CRIU_CONF), { force: true });
     // 4. Success: the checkpoint is used up unless --keep.
     const stats = readRestoreStats(path.join(engine.paths.bundle(id), 'stats-restore'));
     if (!o.keep) {
@@ -368,6 +384,23 @@ export async function restore(engine: Engine, ref: string, o: RestoreOptions): P
     engine.endOp(rec);
     return { id, name, totalMs: performance.now() - t0, runtimeMs, criu: stats };
   });
+}
+
+const CRIU_CONF = 'criu-restore.conf';
+
+/**
+ * CRIU options runc has no flag for (runc 1.1 has no --tcp-close): a CRIU configuration file
+ * named by the bundle's `org.criu.config` annotation, which runc hands to CRIU. The file is
+ * deleted after the restore (CRIU ignores a missing one), so later dumps of the container,
+ * whose runc state keeps the annotation, do not inherit the options.
+ */
+function useCriuConfig(bundle: string, content: string): void {
+  const conf = path.join(bundle, CRIU_CONF);
+  fs.writeFileSync(conf, content, { mode: 0o600 });
+  const specFile = path.join(bundle, 'config.json');
+  const spec = JSON.parse(fs.readFileSync(specFile, 'utf8')) as { annotations?: Record<string, string> };
+  spec.annotations = { ...spec.annotations, 'org.criu.config': conf };
+  writeJsonAtomic(specFile, spec);
 }
 
 /** A checkpoint restores only with a compatible CRIU and CPU: say what differs, up front. */

@@ -75,6 +75,21 @@ export class Engine {
     this.self = opts.self;
     for (const d of [this.paths.root, this.paths.containers]) mkdirp(d, 0o700);
     mkdirp(this.paths.locks, 0o700);
+    this.sweepAbandonedImports();
+  }
+
+  /** Staging dirs of imports (or migrations in) whose ferry was killed: nothing may stay. */
+  private sweepAbandonedImports(): void {
+    let names: string[];
+    try {
+      names = fs.readdirSync(this.paths.root).filter((n) => n.startsWith('.import-'));
+    } catch {
+      return;
+    }
+    for (const n of names) {
+      const pid = Number(n.split('-')[1]);
+      if (Number.isInteger(pid) && pid > 0 && !processAlive(pid)) fs.rmSync(path.join(this.paths.root, n), { recursive: true, force: true });
+    }
   }
 
   // ---------------------------------------------------------------- records
@@ -183,17 +198,20 @@ export class Engine {
     if (op && op.pid !== process.pid && !processAlive(op.pid, op.startTime)) {
       await this.repairInterrupted(rec, op);
     }
-    if (this.looksDead(rec)) {
-      const exit = this.readExitCode(rec.config.id);
-      rec.state.status = 'exited';
-      rec.state.exitCode = exit?.code ?? -1;
-      rec.state.finishedAt = exit?.at ?? new Date().toISOString();
-      rec.state.pid = 0;
-      rec.state.conmonPid = 0;
-      await this.releaseRuntime(rec);
-      this.save(rec);
-      await this.autoRemove(rec);
-    }
+    if (this.looksDead(rec)) await this.recordExit(rec);
+  }
+
+  /** Records the exit conmon wrote and releases the runtime (network, mount); caller holds the lock. */
+  private async recordExit(rec: ContainerRecord): Promise<void> {
+    const exit = this.readExitCode(rec.config.id);
+    rec.state.status = 'exited';
+    rec.state.exitCode = exit?.code ?? -1;
+    rec.state.finishedAt = exit?.at ?? new Date().toISOString();
+    rec.state.pid = 0;
+    rec.state.conmonPid = 0;
+    await this.releaseRuntime(rec);
+    this.save(rec);
+    await this.autoRemove(rec);
   }
 
   /**
@@ -268,7 +286,12 @@ export class Engine {
     if (req.ip) {
       // Say who holds a wanted address, rather than let IPAM fail obscurely.
       const holder = this.allRecords().find((r) => r.config.id !== rec.config.id && r.state.net?.ip === req.ip && r.state.net?.network === network.name);
-      const other = holder ? undefined : this.networks.holderOf(network.name, req.ip);
+      let other = holder ? undefined : this.networks.holderOf(network.name, req.ip);
+      if (other === rec.config.id) {
+        // Our own reservation, left by a ferry killed half-way through a network setup.
+        await withLock(this.paths.networkLock, () => detach(this.networks, { network: network.name, netnsName: '', netnsPath: '', ip: req.ip!, prefixLength: 0, gateway: '', mac: '', ports: n.ports, result: undefined }, rec.config.id), { what: 'network setup' });
+        other = undefined;
+      }
       if (holder || other) {
         const who = holder ? `container ${holder.config.name}` : `container ${other!.slice(0, 12)} (of another ferry root or a crashed run)`;
         throw new FerryError('EEXIST', `IP address ${req.ip} is already in use by ${who}: free it, or use --ignore-static-ip for a new address`);
@@ -276,7 +299,19 @@ export class Engine {
     }
     const a = await withLock(
       this.paths.networkLock,
-      () => attach(this.networks, { containerId: rec.config.id, network, ip: req.ip, mac: req.mac, ports: req.ports ?? n.ports }),
+      () =>
+        attach(this.networks, {
+          containerId: rec.config.id,
+          network,
+          ip: req.ip,
+          mac: req.mac,
+          ports: req.ports ?? n.ports,
+          // Recorded before the plugins run: a ferry killed in the middle leaves something to undo.
+          onNetns: (partial) => {
+            rec.state.net = partial;
+            this.save(rec);
+          },
+        }),
       { what: 'network setup' },
     );
     rec.state.net = a;
@@ -578,7 +613,19 @@ export class Engine {
     if (!rec) return;
     // A foreground `run --rm` holds this until it has read the exit code: let it finish first.
     if (rec.config.autoRemove) await withLock(this.paths.attachLock(rec.config.id), async () => undefined, { timeoutMs: 600_000 }).catch(() => undefined);
-    await this.withContainer(ref, async () => undefined, { timeoutMs: 600_000 }).catch(() => undefined);
+    await this.withContainer(
+      ref,
+      async (r) => {
+        // conmon runs this after writing the exit file, and waits for it: conmon is alive, so
+        // sync() cannot tell the container is gone. The exit file and runc can (as Podman's
+        // cleanup does): release the network and the rootfs now, not at the next command.
+        if ((r.state.status === 'running' || r.state.status === 'paused') && !r.state.op && this.readExitCode(r.config.id) !== undefined) {
+          const rs = await this.runtime.state(r.config.id);
+          if (!rs || rs.status === 'stopped') await this.recordExit(r);
+        }
+      },
+      { timeoutMs: 600_000 },
+    ).catch(() => undefined);
   }
 
   /** All containers, with state brought up to date for those whose process died unseen. */
@@ -681,6 +728,11 @@ export class Engine {
   async running(id: string): Promise<boolean> {
     const rec = this.load(id);
     return !!rec && (rec.state.status === 'running' || rec.state.status === 'paused') && processAlive(rec.state.conmonPid, rec.state.conmonStartTime);
+  }
+
+  /** The exit code conmon recorded for the container's last run, once it has exited. */
+  exitCodeOf(id: string): number | undefined {
+    return this.readExitCode(id)?.code;
   }
 
   sleep = sleep;

@@ -29,8 +29,8 @@ import type { Engine } from './engine.js';
 import type { ContainerRecord } from './types.js';
 
 export interface ExportOptions {
-  /** A file path, or '-' for standard output. */
-  target: string;
+  /** A file path, '-' for standard output, or a stream (a migration channel). */
+  target: string | Writable;
   compression: Compression;
   ignoreRootfs?: boolean;
   ignoreVolumes?: boolean;
@@ -69,13 +69,14 @@ export async function exportCheckpoint(engine: Engine, rec: ContainerRecord, o: 
   };
 
   // A file is written beside its final name and renamed when complete: never a half archive.
-  const toStdout = o.target === '-';
-  const tmp = toStdout ? '' : `${path.resolve(o.target)}.tmp-${process.pid}`;
+  const file = typeof o.target === 'string' && o.target !== '-' ? path.resolve(o.target) : undefined;
+  const toStdout = !file;
+  const tmp = file ? `${file}.tmp-${process.pid}` : '';
   let out: Writable;
-  if (toStdout) out = process.stdout;
+  if (!file) out = o.target === '-' ? process.stdout : (o.target as Writable);
   else {
-    if (!fs.existsSync(path.dirname(path.resolve(o.target)))) {
-      throw new FerryError('ENOTFOUND', `cannot export to ${o.target}: directory ${path.dirname(path.resolve(o.target))} does not exist`);
+    if (!fs.existsSync(path.dirname(file))) {
+      throw new FerryError('ENOTFOUND', `cannot export to ${file}: directory ${path.dirname(file)} does not exist`);
     }
     out = fs.createWriteStream(tmp, { mode: 0o600 });
   }
@@ -88,7 +89,7 @@ export async function exportCheckpoint(engine: Engine, rec: ContainerRecord, o: 
     if (!o.ignoreRootfs) await w.addTree('rootfs', engine.paths.layer(id).upper);
     for (const v of volumes) await w.addTree(`volumes/${v}`, engine.volumes.get(v).Mountpoint);
     const stats = await w.finish();
-    if (!toStdout) fs.renameSync(tmp, path.resolve(o.target));
+    if (file) fs.renameSync(tmp, file);
     return stats;
   } catch (e) {
     w.abort(e as Error);
@@ -99,14 +100,16 @@ export async function exportCheckpoint(engine: Engine, rec: ContainerRecord, o: 
 }
 
 export interface ImportOptions extends RestoreOptions {
-  /** A file path, or '-' for standard input. */
-  source: string;
+  /** A file path, '-' for standard input, or a stream (a migration channel). */
+  source: string | Readable;
   name?: string;
   ignoreRootfs?: boolean;
   ignoreVolumes?: boolean;
   /** Allow the archive's bind mounts of host paths (never done without asking). */
   allowHostMounts?: boolean;
 }
+
+export type { RestoreOptions };
 
 /** Imports an archive as a new container and restores it. On failure nothing is left behind. */
 export async function importCheckpoint(engine: Engine, o: ImportOptions): Promise<RestoreReport> {
@@ -115,11 +118,13 @@ export async function importCheckpoint(engine: Engine, o: ImportOptions): Promis
   }
   let input: Readable;
   if (o.source === '-') input = process.stdin;
+  else if (typeof o.source !== 'string') input = o.source;
   else {
     if (!fs.existsSync(o.source)) throw new FerryError('ENOTFOUND', `${o.source}: no such file`);
     input = fs.createReadStream(o.source);
   }
-  const staging = path.join(engine.paths.root, `.import-${randomBytes(6).toString('hex')}`);
+  // Named after this process, so that a later ferry can sweep it if this one is killed.
+  const staging = path.join(engine.paths.root, `.import-${process.pid}-${randomBytes(6).toString('hex')}`);
   mkdirp(staging, 0o700);
   let created: ContainerRecord | undefined;
   const createdVolumes: string[] = [];
@@ -156,6 +161,8 @@ export async function importCheckpoint(engine: Engine, o: ImportOptions): Promis
       throw new FerryError('ENOTFOUND', `the archive's container is on network "${stored.network.name}", which this host does not have: create it with \`ferry network create\`; nothing was created`);
     }
     for (const m of stored.mounts) {
+      // Anything but these three would be set up as a bind mount of its source: refuse it.
+      if (!['volume', 'bind', 'tmpfs'].includes(m.type)) throw new FerryError('EARCHIVE', `bad checkpoint archive: a mount of unknown type "${String(m.type)}"; nothing was created`);
       if (m.type === 'bind' && !fs.existsSync(m.source)) throw new FerryError('ENOTFOUND', `bind mount source ${m.source} does not exist on this host; nothing was created`);
       if (m.type === 'volume' && !validName(m.source)) throw new FerryError('EARCHIVE', `bad checkpoint archive: invalid volume name "${m.source}"; nothing was created`);
     }
@@ -174,6 +181,7 @@ export async function importCheckpoint(engine: Engine, o: ImportOptions): Promis
       engine.paths.namesLock,
       async () => {
         const name = o.name ?? stored.name;
+        if (typeof name !== 'string' || !validName(name)) throw new FerryError('EARCHIVE', `bad checkpoint archive: invalid container name "${String(name)}"; nothing was created`);
         if (engine.find(name)) throw new FerryError('EEXIST', `the container name "${name}" is already in use: pass -n/--name with another name; nothing was created`);
         const keepId = o.name === undefined && !fs.existsSync(engine.paths.containerDir(stored.id)) && /^[0-9a-f]{64}$/.test(stored.id);
         const id = keepId ? stored.id : newId();
@@ -210,6 +218,13 @@ export async function importCheckpoint(engine: Engine, o: ImportOptions): Promis
         fs.renameSync(path.join(staging, 'volumes', v), vol.Mountpoint);
       }
     }
+    // Volumes whose contents did not travel (or were ignored) start empty, as with `run -v`.
+    for (const m of stored.mounts) {
+      if (m.type === 'volume' && !engine.volumes.find(m.source)) {
+        engine.volumes.create(m.source);
+        createdVolumes.push(m.source);
+      }
+    }
     fs.rmSync(staging, { recursive: true, force: true });
 
     // 4. Restore through the same path as an in-place restore. A copy under a new name gets a
@@ -219,8 +234,20 @@ export async function importCheckpoint(engine: Engine, o: ImportOptions): Promis
   } catch (e) {
     // A bad archive or a failed restore creates nothing: undo every step above.
     fs.rmSync(staging, { recursive: true, force: true });
+    let message = e instanceof Error ? e.message : String(e);
     if (created) {
       const id = created.config.id;
+      // The error names CRIU's log, which goes with the container: keep a copy outside it.
+      const log = path.join(engine.paths.bundle(id), 'restore.log');
+      if (message.includes(log) && fs.existsSync(log)) {
+        const kept = path.join(os.tmpdir(), `ferry-import-${id.slice(0, 12)}-restore.log`);
+        try {
+          fs.copyFileSync(log, kept);
+          message = message.replace(log, kept);
+        } catch {
+          /* the message keeps the original path */
+        }
+      }
       await engine.remove(id, { force: true }).catch(() => undefined);
       fs.rmSync(engine.paths.containerDir(id), { recursive: true, force: true });
       fs.rmSync(engine.paths.layer(id).dir, { recursive: true, force: true });
@@ -232,9 +259,9 @@ export async function importCheckpoint(engine: Engine, o: ImportOptions): Promis
         /* already gone */
       }
     }
-    if (input !== process.stdin) input.destroy();
+    if (input !== process.stdin && typeof o.source === 'string') input.destroy();
     if (e instanceof FerryError && e.code === 'ECRIU') {
-      throw new FerryError('ECRIU', e.message.replace('the checkpoint is kept, so you can retry', 'the archive is unchanged and nothing was created'), { detail: e.detail });
+      throw new FerryError('ECRIU', message.replace('the checkpoint is kept, so you can retry', 'the archive is unchanged and nothing was created'), { detail: e.detail });
     }
     throw e;
   }

@@ -35,6 +35,14 @@ export function busyboxTarball(): string {
   return BUSYBOX_TAR;
 }
 
+export interface RunOpts {
+  input?: string;
+  timeoutMs?: number;
+  env?: NodeJS.ProcessEnv;
+  /** argv prefix to run ferry under, e.g. ['setpriv', '--reuid=65534', ...]. */
+  wrap?: string[];
+}
+
 export class Host {
   readonly dir: string;
   readonly root: string;
@@ -52,9 +60,10 @@ export class Host {
   }
 
   /** Runs `ferry --root R --runroot RR ...args` and collects its output. */
-  run(args: string[], opts: { input?: string; timeoutMs?: number; env?: NodeJS.ProcessEnv } = {}): Promise<Result> {
+  run(args: string[], opts: RunOpts = {}): Promise<Result> {
     return new Promise((resolve, reject) => {
-      const child = spawn(process.execPath, [FERRY_BIN, ...this.args(), ...args], {
+      const argv = [...(opts.wrap ?? []), process.execPath, FERRY_BIN, ...this.args(), ...args];
+      const child = spawn(argv[0]!, argv.slice(1), {
         stdio: [opts.input !== undefined ? 'pipe' : 'ignore', 'pipe', 'pipe'],
         env: { ...process.env, ...opts.env },
       });
@@ -73,15 +82,15 @@ export class Host {
   }
 
   /** Runs ferry and fails with its stderr unless it exits 0; returns stdout trimmed. */
-  async ok(args: string[], opts: { input?: string; timeoutMs?: number } = {}): Promise<string> {
+  async ok(args: string[], opts: RunOpts = {}): Promise<string> {
     const r = await this.run(args, opts);
     if (r.code !== 0) throw new Error(`ferry ${args.join(' ')} exited ${r.code}: ${r.stderr.trim()}`);
     return r.stdout.trim();
   }
 
   /** Runs ferry expecting failure; returns the result for the caller to check the message. */
-  async fails(args: string[]): Promise<Result> {
-    const r = await this.run(args);
+  async fails(args: string[], opts: RunOpts = {}): Promise<Result> {
+    const r = await this.run(args, opts);
     if (r.code === 0) throw new Error(`expected ferry ${args.join(' ')} to fail, but it succeeded: ${r.stdout}`);
     return r;
   }
@@ -98,10 +107,40 @@ export class Host {
     return (await this.ok(['logs', ref])).split('\n').filter(Boolean);
   }
 
+  /** Mount points below this host's dir (a container's rootfs while it runs, ...). */
+  mounts(): string[] {
+    return fs
+      .readFileSync('/proc/self/mountinfo', 'utf8')
+      .split('\n')
+      .map((l) => l.split(' ')[4])
+      .filter((m): m is string => !!m && m.startsWith(this.dir + '/'));
+  }
+
+  /** Directory names under ROOT/containers (records, and any half-made or half-removed ones). */
+  containerDirs(): string[] {
+    try {
+      return fs.readdirSync(path.join(this.root, 'containers')).sort();
+    } catch {
+      return [];
+    }
+  }
+
+  /** Names from `ps -a`, sorted. */
+  async names(all = true): Promise<string[]> {
+    const out = await this.ok(['ps', ...(all ? ['-a'] : []), '--format', '{{.Names}}']);
+    return out.split('\n').filter(Boolean).sort();
+  }
+
   /** Removes every container and every file of this host (mounts included). */
   async destroy(): Promise<void> {
+    // Network namespaces and host veths the records name: gone after `rm`, unless it failed.
+    const nets = recordedNets(this.root);
     if (fs.existsSync(this.root)) {
       await this.run(['rm', '-a', '-f']).catch(() => undefined);
+    }
+    for (const n of nets) {
+      if (n.veth) spawnSync('ip', ['link', 'del', n.veth], { stdio: 'ignore' });
+      if (fs.existsSync(`/run/netns/${n.netns}`)) spawnSync('ip', ['netns', 'delete', n.netns], { stdio: 'ignore' });
     }
     // Anything still mounted below our dir (a test that failed half-way) goes too.
     const mounts = fs.readFileSync('/proc/self/mountinfo', 'utf8').split('\n').map((l) => l.split(' ')[4]).filter((m): m is string => !!m && m.startsWith(this.dir));
@@ -111,8 +150,56 @@ export class Host {
     if (fs.existsSync(runcRoot)) {
       for (const id of fs.readdirSync(runcRoot)) spawnSync('runc', ['--root', runcRoot, 'delete', '--force', id]);
     }
-    fs.rmSync(this.dir, { recursive: true, force: true });
+    // conmon runs `ferry container cleanup` after a container exits; one still running would
+    // re-create ROOT/containers under our feet. Give them time to finish, then stop the rest.
+    const end = Date.now() + 15_000;
+    while (this.processes().length && Date.now() < end) await sleep(100);
+    for (const pid of this.processes()) {
+      try {
+        process.kill(pid, 'SIGKILL');
+      } catch {
+        /* gone */
+      }
+    }
+    fs.rmSync(this.dir, { recursive: true, force: true, maxRetries: 5, retryDelay: 100 });
   }
+
+  /** PIDs of processes (conmon, ferry cleanup) whose command line names this host's dir. */
+  processes(): number[] {
+    const out: number[] = [];
+    for (const p of fs.readdirSync('/proc')) {
+      if (!/^[0-9]+$/.test(p) || Number(p) === process.pid) continue;
+      try {
+        if (fs.readFileSync(`/proc/${p}/cmdline`, 'utf8').includes(this.dir + '/')) out.push(Number(p));
+      } catch {
+        /* exited */
+      }
+    }
+    return out;
+  }
+}
+
+/** The network attachments (netns name, host veth) recorded in a root's container records. */
+export function recordedNets(root: string): { netns: string; veth?: string }[] {
+  const base = path.join(root, 'containers');
+  const out: { netns: string; veth?: string }[] = [];
+  let ids: string[] = [];
+  try {
+    ids = fs.readdirSync(base);
+  } catch {
+    return out;
+  }
+  for (const id of ids) {
+    try {
+      const net = JSON.parse(fs.readFileSync(path.join(base, id, 'container.json'), 'utf8')).state?.net;
+      if (!net?.netnsName) continue;
+      const ifs: { name: string; sandbox?: string }[] = net.result?.interfaces ?? [];
+      out.push({ netns: net.netnsName, veth: ifs.find((i) => !i.sandbox && i.name.startsWith('veth'))?.name });
+    } catch {
+      /* half-written or removed meanwhile */
+    }
+  }
+  return out;
 }
 
 /** Polls until fn returns a truthy value or the time is up. */
@@ -137,4 +224,97 @@ export async function lastCount(h: Host, ref: string): Promise<number> {
   return Number(lines[lines.length - 1]);
 }
 
+/** Asserts the Podman-style failure shape: non-zero exit, one line `Error: ...` on stderr. */
+export function assertCleanError(r: Result, re: RegExp, code = 125): void {
+  const lines = r.stderr.split('\n').filter(Boolean);
+  if (r.code !== code) throw new Error(`expected exit ${code}, got ${r.code}; stderr: ${r.stderr}`);
+  if (lines.length !== 1 || !lines[0]!.startsWith('Error: ')) throw new Error(`expected one "Error: ..." line on stderr, got: ${JSON.stringify(r.stderr)}`);
+  if (!re.test(lines[0]!)) throw new Error(`stderr ${JSON.stringify(lines[0])} does not match ${re}`);
+}
+
 export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+// ---------------------------------------------------------------- checkpoint test helpers
+
+/** Like LOOPER, but counts every 0.2 s (busybox usleep), so progress shows up quickly. */
+export const FAST_LOOPER = ['sh', '-c', 'i=0; while true; do echo $i; i=$(expr $i + 1); usleep 200000; done'];
+
+/** Every numeric line the container printed, in order. */
+export async function counts(h: Host, ref: string): Promise<number[]> {
+  return (await h.logs(ref)).filter((l) => /^[0-9]+$/.test(l)).map(Number);
+}
+
+/** Waits until the counter has gone up by at least `by` from its current value; returns the new value. */
+export async function countsOn(h: Host, ref: string, by = 2, timeoutMs = 10_000): Promise<number> {
+  const c = await counts(h, ref);
+  const from = c.length ? c[c.length - 1]! : -1;
+  return eventually(async () => {
+    const n = await counts(h, ref);
+    const last = n.length ? n[n.length - 1]! : -1;
+    return last >= from + by ? last : 0;
+  }, timeoutMs);
+}
+
+/** The container's directory under --root (by full ID). */
+export function containerDir(h: Host, id: string): string {
+  return path.join(h.root, 'containers', id);
+}
+
+/** True if the container's overlay rootfs is mounted (as /proc/self/mountinfo says). */
+export function overlayMounted(h: Host, id: string): boolean {
+  const merged = path.join(h.root, 'overlay', id, 'merged');
+  return fs.readFileSync('/proc/self/mountinfo', 'utf8').split('\n').some((l) => l.split(' ')[4] === merged);
+}
+
+/** IDs of the containers runc knows under this host's runroot. */
+export function runcIds(h: Host): string[] {
+  const r = spawnSync('runc', ['--root', path.join(h.runroot, 'runc'), 'list', '-q'], { encoding: 'utf8' });
+  return r.status === 0 ? r.stdout.split('\n').filter(Boolean) : [];
+}
+
+/**
+ * What a refused command must not change: every container's record and the files of its
+ * directory (names, and sizes of all but the growing log), sorted.
+ */
+export function stateSnapshot(h: Host): string {
+  const base = path.join(h.root, 'containers');
+  const out: string[] = [];
+  const walk = (d: string): void => {
+    let entries: fs.Dirent[];
+    try {
+      entries = fs.readdirSync(d, { withFileTypes: true });
+    } catch {
+      return;
+    }
+    for (const e of entries.sort((a, b) => a.name.localeCompare(b.name))) {
+      const p = path.join(d, e.name);
+      const rel = path.relative(base, p);
+      if (e.isDirectory()) {
+        out.push(`${rel}/`);
+        walk(p);
+      } else if (e.name === 'container.json') {
+        out.push(`${rel}: ${fs.readFileSync(p, 'utf8')}`);
+      } else if (e.name === 'ctr.log') {
+        out.push(rel);
+      } else {
+        out.push(`${rel} ${fs.lstatSync(p).size}`);
+      }
+    }
+  };
+  walk(base);
+  return out.join('\n');
+}
+
+/** Runs ferry in the background; the caller may signal it before it finishes. */
+export function spawnFerry(h: Host, args: string[]): { child: import('node:child_process').ChildProcess; done: Promise<Result> } {
+  const child = spawn(process.execPath, [FERRY_BIN, ...h.args(), ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let stdout = '';
+  let stderr = '';
+  child.stdout!.on('data', (b: Buffer) => (stdout += b.toString()));
+  child.stderr!.on('data', (b: Buffer) => (stderr += b.toString()));
+  const done = new Promise<Result>((resolve, reject) => {
+    child.on('error', reject);
+    child.on('close', (code, signal) => resolve({ code: code ?? (signal ? 128 + (os.constants.signals[signal] ?? 0) : null), stdout, stderr }));
+  });
+  return { child, done };
+}

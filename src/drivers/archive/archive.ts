@@ -117,7 +117,10 @@ export class ArchiveWriter {
 
   async addFile(name: string, file: string): Promise<void> {
     const st = fs.statSync(file);
-    await this.entry({ name, size: st.size, mode: st.mode & 0o7777, mtime: st.mtime, type: 'file' }, fs.createReadStream(file));
+    // Only the bytes stat saw: a file that grows meanwhile (the log of a container left
+    // running with -R) must not overrun its header's size.
+    const body = st.size === 0 ? Buffer.alloc(0) : fs.createReadStream(file, { start: 0, end: st.size - 1 });
+    await this.entry({ name, size: st.size, mode: st.mode & 0o7777, mtime: st.mtime, type: 'file' }, body);
   }
 
   /** A directory of regular files (CRIU's images), recursively. */
@@ -177,7 +180,7 @@ export class ArchiveWriter {
     })();
     await Promise.all([pipeline(child.stdout, ex as unknown as Writable), consume]);
     const code = await exited;
-    if (code !== 0) throw new FerryError('EARCHIVE', `reading ${dir} failed: ${stderr.trim().split('\n').pop()}`);
+    if (code !== 0) throw new FerryError('EARCHIVE', `reading ${dir} failed: ${tarError(stderr)}`);
   }
 
   /** Writes the checksums member and waits until every byte reached the output. */
@@ -246,7 +249,7 @@ class TreeSink {
     asReadable(this.pack).pipe(child.stdin);
     child.stdin.on('error', () => undefined);
     this.exited = new Promise((resolve, reject) =>
-      child.on('close', (code) => (code === 0 ? resolve() : reject(bad(`extracting ${path.basename(dir)} failed: ${stderr.trim().split('\n').pop()}`)))),
+      child.on('close', (code) => (code === 0 ? resolve() : reject(bad(`extracting ${path.basename(dir)} failed: ${tarError(stderr)}`)))),
     );
     this.exited.catch(() => undefined);
   }
@@ -330,6 +333,7 @@ export async function readArchive(input: Readable, dest: string, policy: ReadPol
           const target = checkMemberName(h.linkname ?? '');
           if (sectionOf(target).section !== section || sums[target] === undefined) throw bad(`hard link "${name}" points outside its tree`);
           linkname = sectionOf(target).rest;
+          if (symlinks.has(target)) symlinks.add(name); // a second name for a symlink is one too
         } else if (!['file', 'contiguous-file', 'directory', 'symlink', 'character-device'].includes(h.type ?? 'file')) {
           throw bad(`member "${name}" is a ${h.type}, which a checkpoint never holds`);
         }
@@ -364,6 +368,8 @@ export async function readArchive(input: Readable, dest: string, policy: ReadPol
     await Promise.all([pipeline(stream, codec.stream, ex as unknown as Writable), consume, codec.done]);
   } catch (e) {
     for (const s of sinks.values()) s.pack.destroy();
+    // Stop reading: nothing (a decompressor, stdin) may keep ferry alive after a refusal.
+    for (const s of [ex as unknown as Readable, codec.stream, stream, input]) s.destroy();
     if (e instanceof FerryError) throw e;
     throw bad(`it is corrupt or truncated (${(e as Error).message})`);
   } finally {
@@ -379,6 +385,12 @@ export async function readArchive(input: Readable, dest: string, policy: ReadPol
   }
   for (const name of Object.keys(checksums)) if (sums[name] === undefined) throw bad(`member "${name}" is missing (truncated?)`);
   return { header, members, compression, sections };
+}
+
+/** GNU tar's first real complaint (its last line is only "Exiting with failure status"). */
+function tarError(stderr: string): string {
+  const lines = stderr.trim().split('\n').filter((l) => l && !/Exiting with failure status/.test(l));
+  return lines[0] ?? (stderr.trim() || 'tar failed');
 }
 
 async function readAll(s: Readable, hash: Hash): Promise<Buffer> {

@@ -34,6 +34,11 @@ function processCodec(argv: string[], what: string): Codec {
   // A duplex made of the child's stdin (writable side) and stdout (readable side).
   const stream = Duplex.from({ writable: child.stdin!, readable: child.stdout! });
   stream.on('error', () => undefined);
+  // Torn down half-way (the archive was refused, the output failed): the helper must not stay
+  // blocked on its pipes, or it keeps ferry from exiting.
+  stream.on('close', () => {
+    if (child.exitCode === null && child.signalCode === null && !(stream.readableEnded && stream.writableFinished)) child.kill('SIGKILL');
+  });
   return { stream, done };
 }
 

@@ -5,7 +5,7 @@
  * Each container gets a named network namespace of its own that runc joins by path, so the
  * namespace (and its IP) outlives a checkpoint only as long as Ferry wants it to.
  */
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { randomBytes } from 'node:crypto';
@@ -197,14 +197,22 @@ export class NetworkStore {
     if (o.gateway && !inSubnet(o.gateway, subnet)) throw new FerryError('EINVAL', `gateway ${o.gateway} is not in subnet ${subnet}`);
     const used = new Set(existing.map((n) => n.network_interface));
     let idx = 1;
-    while (used.has(`ferry${idx}`)) idx++;
+    // Like Podman, also skip bridges that exist on the host (another root's, or a removed
+    // network's still in use): the bridge plugin refuses one whose address differs.
+    while (used.has(`ferry${idx}`) || fs.existsSync(`/sys/class/net/ferry${idx}`)) idx++;
     return this.write(name, `ferry${idx}`, subnet, o.gateway);
   }
 
   remove(name: string): void {
     if (name === DEFAULT_NETWORK) throw new FerryError('EINVAL', `the default network "${DEFAULT_NETWORK}" cannot be removed`);
-    this.get(name);
+    const n = this.get(name);
     fs.rmSync(this.file(name), { force: true });
+    fs.rmSync(path.join(this.ipamDir, name), { recursive: true, force: true });
+    // Its bridge goes too once nothing is attached to it (another root may still use it).
+    const brif = `/sys/class/net/${n.network_interface}/brif`;
+    if (/^ferry\d+$/.test(n.network_interface) && fs.existsSync(brif) && fs.readdirSync(brif).length === 0) {
+      spawnSync('ip', ['link', 'del', n.network_interface], { stdio: 'ignore' });
+    }
   }
 
   /** The container that holds ip on this network, per host-local's records. */
@@ -214,6 +222,32 @@ export class NetworkStore {
     } catch {
       return undefined;
     }
+  }
+
+  /**
+   * The address host-local would hand out next (round robin after its last reservation), but
+   * skipping those taken in this root's records or in `taken` (other roots' namespaces).
+   */
+  nextFree(n: NetworkRecord, taken: Map<string, string>): string | undefined {
+    const s = n.subnets[0];
+    const c = s && parseCidr(s.subnet);
+    if (!s || !c) return undefined;
+    const dir = path.join(this.ipamDir, n.name);
+    const first = c.base + 1;
+    const count = 2 ** (32 - c.prefix) - 2; // network and broadcast addresses excluded
+    let last: number | undefined;
+    try {
+      last = parseIPv4(fs.readFileSync(path.join(dir, 'last_reserved_ip.0'), 'utf8').trim());
+    } catch {
+      /* nothing reserved yet */
+    }
+    const from = last !== undefined && last >= first && last < first + count ? last - first + 1 : 0;
+    for (let i = 0; i < count; i++) {
+      const ip = formatIPv4(first + ((from + i) % count));
+      if (ip === s.gateway || taken.has(ip) || fs.existsSync(path.join(dir, ip))) continue;
+      return ip;
+    }
+    return undefined;
   }
 
   /** The CNI conflist for a network (not written anywhere: handed to the plugins directly). */
@@ -326,8 +360,24 @@ export async function createNetns(): Promise<{ name: string; path: string }> {
   return { name, path: `/run/netns/${name}` };
 }
 
+/** IPv4 addresses (but loopback) in every ferry network namespace on this machine, with the namespace's name. */
+export async function addressesInUse(): Promise<Map<string, string>> {
+  const out = new Map<string, string>();
+  // Only namespaces attached here: their veth peer is in this network namespace (another
+  // "host" on the same machine has bridges of its own, with addresses of its own).
+  const links = await run(['ip', '-o', 'link', 'show', 'type', 'veth']).catch(() => undefined);
+  const names = [...new Set([...(links?.stdout.matchAll(/link-netns (ferry-[0-9a-f]+)/g) ?? [])].map((m) => m[1]!))];
+  await Promise.all(
+    names.map(async (n) => {
+      const r = await run(['ip', '-n', n, '-4', '-o', 'addr', 'show']).catch(() => undefined);
+      for (const m of r?.stdout.matchAll(/inet (\d+\.\d+\.\d+\.\d+)\//g) ?? []) if (!m[1]!.startsWith('127.')) out.set(m[1]!, n);
+    }),
+  );
+  return out;
+}
+
 export async function deleteNetns(name: string): Promise<void> {
-  if (!fs.existsSync(`/run/netns/${name}`)) return;
+  if (!name || !fs.existsSync(`/run/netns/${name}`)) return;
   await run(['ip', 'netns', 'delete', name]);
 }
 
@@ -337,6 +387,8 @@ export interface AttachOptions {
   ip?: string;
   mac?: string;
   ports: PortMapping[];
+  /** Called once the namespace exists, before any plugin runs, so it can be recorded first. */
+  onNetns?: (partial: Attachment) => void;
 }
 
 /**
@@ -345,10 +397,19 @@ export interface AttachOptions {
  * undone (veth, IPAM entry, iptables rules, namespace).
  */
 export async function attach(store: NetworkStore, o: AttachOptions): Promise<Attachment> {
+  // Every ferry root on this machine shares the bridges but keeps its own IPAM records, so an
+  // address is also checked against the other roots' namespaces (callers hold the machine-wide
+  // network lock, so none can take one meanwhile).
+  const inUse = await addressesInUse();
+  if (o.ip && inUse.has(o.ip)) {
+    throw new FerryError('EEXIST', `IP address ${o.ip} is already in use on this machine by network namespace ${inUse.get(o.ip)} (a container of another ferry root): free it, or use --ignore-static-ip for a new address`);
+  }
+  const want = o.ip ?? store.nextFree(o.network, inUse);
   const ns = await createNetns();
+  o.onNetns?.({ network: o.network.name, netnsName: ns.name, netnsPath: ns.path, ip: '', prefixLength: 0, gateway: '', mac: '', ports: o.ports, result: undefined });
   const list = store.conflist(o.network);
   const base = { containerId: o.containerId, netns: ns.path, ifname: 'eth0' };
-  const args = ['IgnoreUnknown=1', ...(o.ip ? [`IP=${o.ip}`] : []), ...(o.mac ? [`MAC=${o.mac}`] : [])].join(';');
+  const args = ['IgnoreUnknown=1', ...(want ? [`IP=${want}`] : []), ...(o.mac ? [`MAC=${o.mac}`] : [])].join(';');
   const runtimeConfig = { portMappings: o.ports.map((p) => ({ hostPort: p.hostPort, containerPort: p.containerPort, protocol: p.protocol, hostIP: p.hostIP ?? '' })) };
   let result: { ips?: { address: string; gateway?: string }[]; interfaces?: { name: string; mac: string; sandbox?: string }[] } | undefined;
   try {

@@ -98,7 +98,7 @@ export function checkpointArgs(o: RuncCheckpointOptions): string[] {
 export function restoreArgs(o: RuncRestoreOptions): string[] {
   const a: string[] = [];
   if (o.tcpEstablished) a.push('--tcp-established');
-  if (o.tcpClose) a.push('--tcp-close');
+  // runc 1.1 has no --tcp-close: the engine passes it to CRIU in a configuration file.
   if (o.fileLocks) a.push('--file-locks');
   if (o.extUnixSk) a.push('--ext-unix-sk');
   if (o.shellJob) a.push('--shell-job');

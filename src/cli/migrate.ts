@@ -1,0 +1,95 @@
+import type { Command } from 'commander';
+import { FerryError } from '../lib/errors.js';
+import { COMPRESSIONS, type Compression } from '../drivers/archive/compress.js';
+import { migrate, receiveMigration, type Progress } from '../engine/migrate.js';
+import { collect, getEngine, out, type Ctx } from './context.js';
+import { humanSize } from './format.js';
+
+const HELP_AFTER = `
+Modes:
+  (default)   stop-and-copy: freeze, stream the checkpoint over ssh, restore on the destination.
+  --lazy      post-copy: the destination runs the container before its memory has moved; pages
+              follow on demand through the ssh tunnel. Caveat: until every page has been sent,
+              part of the container's memory lives only on the source — if the source dies
+              then, the container is lost.
+  --pre-copy  iterative pre-dumps while running (needs soft-dirty memory tracking).
+
+The destination runs \`ferry\` from its PATH (or --remote-command) over the system's ssh client,
+which applies your ssh configuration. The container runs in exactly one place in the end: if
+anything fails before the destination runs it, it runs again here.`;
+
+export function registerMigrateCommands(program: Command, ctx: Ctx): void {
+  program
+    .command('migrate')
+    .description('move a running container to another host, with minimal downtime')
+    .argument('<container>')
+    .argument('<destination>', 'ssh://[user@]host[:port]')
+    .option('--lazy', 'post-copy: run on the destination first, move memory on demand')
+    .option('--pre-copy [rounds]', 'pre-dump memory while running before the final dump')
+    .option('--remote-command <cmd>', 'the destination\'s ferry command line (default: ferry)')
+    .option('--identity <file>', 'ssh private key')
+    .option('--ssh-option <KEY=VALUE>', 'extra ssh -o option (repeatable)', collect, [])
+    .option('--tcp-established', 'move established TCP connections (the IP address moves too)')
+    .option('-c, --compress <method>', 'stream compression: zstd, gzip or none', 'zstd')
+    .option('--print-stats', 'print the figures as JSON')
+    .addHelpText('after', HELP_AFTER)
+    .action(async (ref: string, dest: string, f: { lazy?: boolean; preCopy?: string | boolean; remoteCommand?: string; identity?: string; sshOption: string[]; tcpEstablished?: boolean; compress: string; printStats?: boolean }) => {
+      if (!COMPRESSIONS.includes(f.compress as Compression)) throw new FerryError('EINVAL', `invalid --compress "${f.compress}": use zstd, gzip or none`);
+      let preCopy: number | undefined;
+      if (f.preCopy !== undefined) {
+        preCopy = f.preCopy === true ? 3 : Number(f.preCopy);
+        if (!Number.isInteger(preCopy) || preCopy < 1 || preCopy > 20) throw new FerryError('EINVAL', `invalid --pre-copy "${String(f.preCopy)}": give a number of rounds from 1 to 20`);
+      }
+      if (preCopy !== undefined && f.lazy) throw new FerryError('EINVAL', '--pre-copy and --lazy cannot be combined yet');
+      const tty = process.stderr.isTTY && !f.printStats;
+      let last = '';
+      const onProgress = (p: Progress): void => {
+        if (!tty) return;
+        const line = `\r\x1b[K${p.phase.padEnd(12)} ${humanSize(p.bytes)}`;
+        if (line !== last) process.stderr.write(line);
+        last = line;
+      };
+      let interrupted = false;
+      const onSig = (): void => {
+        if (!interrupted) process.stderr.write('\nferry: interrupted; finishing the migration step in progress so the container is not lost\n');
+        interrupted = true;
+      };
+      process.on('SIGINT', onSig);
+      process.on('SIGTERM', onSig);
+      try {
+        const r = await migrate(getEngine(ctx), ref, {
+          destination: dest,
+          lazy: f.lazy,
+          preCopy,
+          remoteCommand: f.remoteCommand,
+          identity: f.identity,
+          sshOptions: f.sshOption,
+          tcpEstablished: f.tcpEstablished,
+          compression: f.compress as Compression,
+          onProgress,
+        });
+        if (tty) process.stderr.write('\r\x1b[K');
+        if (f.printStats) {
+          out(JSON.stringify({ container: r.container, destination: r.destination, mode: r.mode, downtime_ms: Math.round(r.downtimeMs), total_ms: Math.round(r.totalMs), bytes_sent: r.bytesSent, id: r.newId }, null, 4) + '\n');
+        } else {
+          out(`migrated ${r.container} to ${r.destination} (${r.mode}): downtime ${Math.round(r.downtimeMs)} ms, total ${(r.totalMs / 1000).toFixed(2)} s, ${humanSize(r.bytesSent)} sent\n`);
+        }
+      } finally {
+        if (tty) process.stderr.write('\r\x1b[K');
+        process.off('SIGINT', onSig);
+        process.off('SIGTERM', onSig);
+        if (interrupted) process.exitCode = 130;
+      }
+    });
+
+  const system = program.commands.find((c) => c.name() === 'system');
+  (system ?? program)
+    .command('migrate-receive', { hidden: true })
+    .description('the destination end of `ferry migrate` (started over ssh)')
+    .action(async () => {
+      // SIGHUP (ssh gone) must not kill us before we have removed an uncommitted container.
+      process.on('SIGHUP', () => undefined);
+      process.on('SIGPIPE', () => undefined);
+      process.exitCode = await receiveMigration(getEngine(ctx), process.stdin, process.stdout);
+    });
+}

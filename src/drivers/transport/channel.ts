@@ -1,0 +1,220 @@
+/**
+ * The migration channel between two ferries: the source speaks frames, the destination
+ * answers in JSON lines.
+ *
+ *   source -> destination: frames of [type byte][u32 big-endian length][payload]
+ *       'J' a JSON control message, 'D' a chunk of archive data, 'E' the end of the archive
+ *   destination -> source: one JSON object per line on stdout (its stderr is for humans)
+ *
+ * Over ssh the destination is `ferry system migrate-receive` started by the source, so the
+ * channel is ssh's stdin/stdout: authenticated and encrypted by ssh, and no daemon listens.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { PassThrough, Writable, type Readable } from 'node:stream';
+import { FerryError } from '../../lib/errors.js';
+
+export type Message = { type: string } & Record<string, unknown>;
+
+const HEADER = 5;
+const MAX_JSON = 1 << 20;
+
+/** Writes frames to the destination. */
+export class FrameWriter {
+  constructor(private readonly out: Writable) {}
+
+  private frame(type: 'J' | 'D' | 'E', payload: Buffer): Promise<void> {
+    const h = Buffer.alloc(HEADER);
+    h.write(type, 0, 'latin1');
+    h.writeUInt32BE(payload.length, 1);
+    return new Promise((resolve, reject) => {
+      this.out.write(Buffer.concat([h, payload]), (e) => (e ? reject(e) : resolve()));
+    });
+  }
+
+  send(msg: Message): Promise<void> {
+    return this.frame('J', Buffer.from(JSON.stringify(msg)));
+  }
+
+  /** A Writable whose bytes travel as D frames; ending it sends E. */
+  dataStream(): Writable {
+    return new Writable({
+      write: (chunk: Buffer, _enc, cb) => {
+        this.frame('D', chunk).then(() => cb(), cb);
+      },
+      final: (cb) => {
+        this.frame('E', Buffer.alloc(0)).then(() => cb(), cb);
+      },
+    });
+  }
+}
+
+/** Reads frames on the destination: control messages one by one, archive data as a stream. */
+export class FrameReader {
+  private buf: Buffer = Buffer.alloc(0);
+  private waiting: ((m: Message | undefined) => void) | undefined;
+  private queue: Message[] = [];
+  private data: PassThrough | undefined;
+  private ended = false;
+
+  constructor(input: Readable) {
+    input.on('data', (b: Buffer) => this.push(b));
+    input.on('end', () => this.finish());
+    input.on('error', () => this.finish());
+  }
+
+  private finish(): void {
+    this.ended = true;
+    this.data?.destroy(new FerryError('EARCHIVE', 'the source closed the connection in the middle of the archive'));
+    this.data = undefined;
+    this.waiting?.(undefined);
+    this.waiting = undefined;
+  }
+
+  private push(b: Buffer): void {
+    this.buf = this.buf.length ? Buffer.concat([this.buf, b]) : b;
+    while (this.buf.length >= HEADER) {
+      const type = String.fromCharCode(this.buf[0]!);
+      const len = this.buf.readUInt32BE(1);
+      if (type === 'J' && len > MAX_JSON) return this.finish();
+      if (this.buf.length < HEADER + len) return;
+      const payload = this.buf.subarray(HEADER, HEADER + len);
+      this.buf = this.buf.subarray(HEADER + len);
+      if (type === 'J') {
+        let m: Message;
+        try {
+          m = JSON.parse(payload.toString('utf8')) as Message;
+        } catch {
+          return this.finish();
+        }
+        if (this.waiting) {
+          const w = this.waiting;
+          this.waiting = undefined;
+          w(m);
+        } else this.queue.push(m);
+      } else if (type === 'D') {
+        (this.data ??= new PassThrough()).write(Buffer.from(payload));
+      } else if (type === 'E') {
+        this.data?.end();
+        this.data = undefined;
+      } else {
+        return this.finish();
+      }
+    }
+  }
+
+  /** The next control message, or undefined when the source has gone. */
+  next(timeoutMs?: number): Promise<Message | undefined> {
+    const m = this.queue.shift();
+    if (m) return Promise.resolve(m);
+    if (this.ended) return Promise.resolve(undefined);
+    return new Promise((resolve) => {
+      let t: NodeJS.Timeout | undefined;
+      this.waiting = (v) => {
+        if (t) clearTimeout(t);
+        resolve(v);
+      };
+      if (timeoutMs) t = setTimeout(() => (this.waiting = undefined, resolve(undefined)), timeoutMs);
+    });
+  }
+
+  /** The archive that follows: call before the first D frame can arrive. */
+  archive(): Readable {
+    this.data ??= new PassThrough();
+    return this.data;
+  }
+}
+
+/** Reads the destination's JSON lines on the source. */
+export class LineReader {
+  private buf = '';
+  private queue: Message[] = [];
+  private waiting: ((m: Message | undefined) => void) | undefined;
+  private ended = false;
+
+  constructor(input: Readable) {
+    input.on('data', (b: Buffer) => {
+      this.buf += b.toString();
+      let nl: number;
+      while ((nl = this.buf.indexOf('\n')) >= 0) {
+        const line = this.buf.slice(0, nl).trim();
+        this.buf = this.buf.slice(nl + 1);
+        if (!line) continue;
+        let m: Message;
+        try {
+          m = JSON.parse(line) as Message;
+        } catch {
+          continue; // not ours (a login banner, say)
+        }
+        if (this.waiting) {
+          const w = this.waiting;
+          this.waiting = undefined;
+          w(m);
+        } else this.queue.push(m);
+      }
+    });
+    const end = (): void => {
+      this.ended = true;
+      this.waiting?.(undefined);
+      this.waiting = undefined;
+    };
+    input.on('end', end);
+    input.on('error', end);
+  }
+
+  next(timeoutMs?: number): Promise<Message | undefined> {
+    const m = this.queue.shift();
+    if (m) return Promise.resolve(m);
+    if (this.ended) return Promise.resolve(undefined);
+    return new Promise((resolve) => {
+      let t: NodeJS.Timeout | undefined;
+      this.waiting = (v) => {
+        if (t) clearTimeout(t);
+        resolve(v);
+      };
+      if (timeoutMs) t = setTimeout(() => (this.waiting = undefined, resolve(undefined)), timeoutMs);
+    });
+  }
+}
+
+export interface SshTarget {
+  user?: string;
+  host: string;
+  port?: number;
+}
+
+/** ssh://[user@]host[:port] */
+export function parseSshUrl(url: string): SshTarget {
+  const m = url.match(/^ssh:\/\/(?:([a-zA-Z0-9._-]+)@)?(\[[0-9a-fA-F:]+\]|[a-zA-Z0-9._-]+)(?::(\d{1,5}))?\/?$/);
+  if (!m) throw new FerryError('EINVAL', `invalid destination "${url}": use ssh://[user@]host[:port]`);
+  const port = m[3] ? Number(m[3]) : undefined;
+  if (port !== undefined && (port < 1 || port > 65535)) throw new FerryError('EINVAL', `invalid port in "${url}"`);
+  return { user: m[1], host: m[2]!.replace(/^\[|\]$/g, ''), port };
+}
+
+/** Quotes one word for the remote shell that ssh hands its command to. */
+export function shellQuote(s: string): string {
+  return /^[a-zA-Z0-9_./:=@%+-]+$/.test(s) ? s : `'${s.replace(/'/g, `'\\''`)}'`;
+}
+
+export interface SshOptions {
+  identity?: string;
+  /** Extra `-o KEY=VALUE` options; the user's own ssh configuration applies as well. */
+  options?: string[];
+  /** Remote port forwards: [remotePort, localHost, localPort]. */
+  remoteForwards?: [number, string, number][];
+}
+
+/**
+ * Starts `remoteCommand args...` on the target through the system's ssh client. The remote
+ * command is the user's (`--remote-command`, a shell command line by nature); every argument
+ * Ferry adds is quoted for the remote shell.
+ */
+export function sshSpawn(target: SshTarget, remoteCommand: string, args: string[], o: SshOptions = {}): ChildProcess {
+  const argv = ['-T', '-o', 'BatchMode=yes', '-o', 'ExitOnForwardFailure=yes'];
+  if (target.port) argv.push('-p', String(target.port));
+  if (o.identity) argv.push('-i', o.identity);
+  for (const opt of o.options ?? []) argv.push('-o', opt);
+  for (const [rport, lhost, lport] of o.remoteForwards ?? []) argv.push('-R', `127.0.0.1:${rport}:${lhost}:${lport}`);
+  argv.push(target.user ? `${target.user}@${target.host}` : target.host, '--', [remoteCommand, ...args.map(shellQuote)].join(' '));
+  return spawn('ssh', argv, { stdio: ['pipe', 'pipe', 'pipe'] });
+}

@@ -1,0 +1,422 @@
+/**
+ * Live migration of a running container to another host, in one command.
+ *
+ * Source (`ferry migrate CTR ssh://host`)            Destination (`ferry system migrate-receive`)
+ *   1. hello: what the container needs          ->    checks image, name, IP, CRIU, arch, lazy
+ *                                               <-    ready | error (nothing frozen yet)
+ *   2. freeze: checkpoint, streaming the archive ->   streams it into a new container and
+ *      (stop-and-copy); or, with --lazy, all          restores it (with --lazy: restores at once,
+ *      but memory, which a CRIU page server           faulting pages in through the tunnel)
+ *      serves through an ssh tunnel             <-    restored (downtime ends) | error
+ *   3. commit                                   ->    keeps the container
+ *                                               <-    committed
+ *   4. source removes its copy
+ *
+ * Exactly once: until the source has sent commit, a failure anywhere puts the container back
+ * running on the source from its local checkpoint, and the destination removes whatever it
+ * made (it also rolls back if the channel closes before commit). If the channel is lost after
+ * commit was sent, nobody can know whether it arrived: the source keeps its checkpoint, does
+ * not restore it, and says so.
+ *
+ * Post-copy caveat: once a --lazy destination runs the container, its memory still partly
+ * lives on the source until every page is sent; losing the source then loses the container.
+ */
+import * as fs from 'node:fs';
+import * as net from 'node:net';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import type { Readable, Writable } from 'node:stream';
+import { FerryError } from '../lib/errors.js';
+import { waitFor } from '../lib/proc.js';
+import { FrameReader, FrameWriter, LineReader, parseSshUrl, sshSpawn, type Message } from '../drivers/transport/channel.js';
+import type { Compression } from '../drivers/archive/compress.js';
+import { checkpoint, restore, writeCheckpointMeta } from './checkpoint.js';
+import { importCheckpoint } from './portable.js';
+import type { Engine } from './engine.js';
+
+export interface MigrateOptions {
+  destination: string;
+  /** The destination's ferry command line (default `ferry`). */
+  remoteCommand?: string;
+  identity?: string;
+  sshOptions?: string[];
+  lazy?: boolean;
+  preCopy?: number;
+  tcpEstablished?: boolean;
+  compression?: Compression;
+  onProgress?: (p: Progress) => void;
+}
+
+export interface Progress {
+  phase: 'connecting' | 'checking' | 'freezing' | 'transferring' | 'restoring' | 'committing' | 'pages' | 'done';
+  bytes: number;
+}
+
+export interface MigrateReport {
+  container: string;
+  destination: string;
+  mode: 'stop-and-copy' | 'lazy';
+  /** From freezing on the source to running on the destination. */
+  downtimeMs: number;
+  totalMs: number;
+  bytesSent: number;
+  newId: string;
+}
+
+const REPLY_TIMEOUT_MS = 120_000;
+const COMMIT_TIMEOUT_MS = 30_000;
+
+// ------------------------------------------------------------------------------ source
+
+export async function migrate(engine: Engine, ref: string, o: MigrateOptions): Promise<MigrateReport> {
+  const t0 = performance.now();
+  const progress = (phase: Progress['phase'], bytes = 0): void => o.onProgress?.({ phase, bytes });
+  const target = parseSshUrl(o.destination);
+  const rec = await engine.inspect(ref);
+  const name = rec.config.name;
+  if (rec.state.status !== 'running') throw new FerryError('ESTATE', `container ${name} is not running: only a running container can be migrated`);
+  if (rec.config.network?.mode === 'host') throw new FerryError('EUNSUPPORTED', `container ${name} uses the host's network, which cannot move to another host`);
+  if (rec.config.mounts.some((m) => m.type === 'bind')) {
+    throw new FerryError('EUNSUPPORTED', `container ${name} bind-mounts host paths (${rec.config.mounts.filter((m) => m.type === 'bind').map((m) => m.source).join(', ')}), which do not move with it: use named volumes`);
+  }
+  if (o.preCopy !== undefined) {
+    const criu = await engine.criu();
+    if (!criu.features.memDirtyTrack) {
+      throw new FerryError('EUNSUPPORTED', 'pre-copy needs soft-dirty memory tracking, which this kernel lacks (`criu check --feature mem_dirty_track`): migrate without --pre-copy, or with --lazy');
+    }
+    throw new FerryError('EUNSUPPORTED', '--pre-copy migration rounds are not implemented yet: use stop-and-copy or --lazy');
+  }
+  const criu = await engine.criu();
+  if (o.lazy && !(criu.features.uffdNoncoop && criu.features.lazyPipeSize)) {
+    throw new FerryError('EUNSUPPORTED', criu.features.uffdNoncoop ? 'lazy migration needs fs.pipe-max-size >= 4194304 on this host: run `npm run setup`' : 'lazy migration needs userfaultfd, which this kernel lacks: migrate without --lazy');
+  }
+
+  // 1. Connect and let the destination check everything before anything is frozen.
+  progress('connecting');
+  const lazyPort = o.lazy ? await freePort() : 0;
+  const remotePort = o.lazy ? 20000 + Math.floor(Math.random() * 20000) : 0;
+  const remote = o.remoteCommand ?? 'ferry';
+  const ssh = sshSpawn(target, remote, ['system', 'migrate-receive'], {
+    identity: o.identity,
+    options: o.sshOptions,
+    remoteForwards: o.lazy ? [[remotePort, '127.0.0.1', lazyPort]] : [],
+  });
+  const sshErr: string[] = [];
+  ssh.stderr!.on('data', (b: Buffer) => sshErr.push(b.toString()));
+  ssh.stdin!.on('error', () => undefined);
+  const writer = new FrameWriter(ssh.stdin!);
+  const replies = new LineReader(ssh.stdout!);
+  const lost = (): FerryError => {
+    const why = sshErr.join('').trim().split('\n').filter((l) => !/^Warning: Permanently added/.test(l)).pop();
+    return new FerryError('ERUNTIME', `lost the connection to ${target.host}${why ? `: ${why}` : ''}`);
+  };
+  let restoredHere = false;
+  let lazyDumpStarted = false;
+  try {
+    const meta = rec.state.address;
+    await writer.send({
+      type: 'hello',
+      name,
+      imageId: rec.config.imageId,
+      imageName: rec.config.imageName,
+      network: rec.config.network?.mode === 'bridge' ? rec.config.network.name ?? 'ferry' : undefined,
+      ip: meta?.ip,
+      criuVersion: criu.version,
+      arch: process.arch,
+      lazy: !!o.lazy,
+      lazyPort: remotePort,
+    });
+    progress('checking');
+    const ready = await replies.next(REPLY_TIMEOUT_MS);
+    if (!ready) throw lost();
+    if (ready.type === 'error') throw new FerryError('ESTATE', `${target.host} refused the migration: ${String(ready.message)}; ${name} was not touched`);
+    if (ready.type !== 'ready') throw new FerryError('ERUNTIME', `unexpected reply from ${target.host}: ${ready.type}`);
+
+    // 2. Freeze and stream.
+    progress('freezing');
+    const tFreeze = performance.now();
+    let bytes = 0;
+    const data = writer.dataStream();
+    data.on('error', () => undefined); // destroyed on purpose when the destination gives up
+    const counted = countingTap(data, (n) => {
+      bytes += n;
+      progress('transferring', bytes);
+    });
+    await writer.send({ type: 'archive' });
+    let lazyDump: LazyDump | undefined;
+    // The destination may answer (fail) while we still stream: watch for that, or a stalled
+    // channel would block the export forever.
+    const replyP = replies.next();
+    const exportP = (async () => {
+      if (o.lazy) {
+        lazyDump = await lazyCheckpoint(engine, rec.config.id, lazyPort, o.tcpEstablished);
+        lazyDumpStarted = true;
+        const { exportCheckpoint } = await import('./portable.js');
+        await engine.withContainer(rec.config.id, async (r) => {
+          await exportCheckpoint(engine, r, { target: counted, compression: o.compression ?? 'zstd' });
+        });
+      } else {
+        await checkpoint(engine, rec.config.id, { tcpEstablished: o.tcpEstablished, export: { target: counted, compression: o.compression ?? 'zstd' } });
+      }
+    })();
+    exportP.catch(() => undefined);
+    const first = await Promise.race([exportP.then(() => 'exported' as const, () => 'failed' as const), replyP.then(() => 'reply' as const)]);
+    if (first !== 'exported') {
+      // Checkpoint failed: the container still runs. Export failed or the destination gave up:
+      // the container is restored below from its local checkpoint.
+      const early = first === 'reply' ? await replyP : undefined;
+      data.destroy(new Error('the destination stopped the transfer'));
+      const err = await exportP.then(() => undefined, (e: Error) => e);
+      if (early?.type === 'error') throw new FerryError('ECRIU', `${target.host} could not take ${name}: ${String(early.message)}`);
+      if (first === 'reply' && !early) throw lost();
+      throw err ?? lost();
+    }
+    progress('restoring', bytes);
+    const restored = await withTimeout(replyP, REPLY_TIMEOUT_MS);
+    if (!restored) throw lost();
+    if (restored.type === 'error') throw new FerryError('ECRIU', `${target.host} could not restore ${name}: ${String(restored.message)}`);
+    const downtimeMs = performance.now() - tFreeze;
+
+    // 3. Commit. From here on the destination owns the container.
+    progress('committing', bytes);
+    await writer.send({ type: 'commit' });
+    const committed = await replies.next(COMMIT_TIMEOUT_MS);
+    if (!committed || committed.type !== 'committed') {
+      throw Object.assign(
+        new FerryError(
+          'ERUNTIME',
+          `the connection to ${target.host} was lost after the commit was sent: ${name} may be running there. Check with \`ferry ps\` there; if it does not run, \`ferry container restore ${name}\` here (its checkpoint is kept)`,
+        ),
+        { ambiguous: true },
+      );
+    }
+    if (lazyDump) {
+      progress('pages', bytes);
+      await lazyDump.done; // every page has been served
+      const pagesDone = await replies.next(REPLY_TIMEOUT_MS);
+      if (pagesDone?.type === 'error') process.stderr.write(`ferry: warning: ${String(pagesDone.message)}\n`);
+    }
+    // 4. The container now lives on the destination only.
+    await engine.remove(rec.config.id, { force: true });
+    await writer.send({ type: 'bye' }).catch(() => undefined);
+    ssh.stdin!.end();
+    progress('done', bytes);
+    return { container: name, destination: o.destination, mode: o.lazy ? 'lazy' : 'stop-and-copy', downtimeMs, totalMs: performance.now() - t0, bytesSent: bytes, newId: String(restored.id ?? '') };
+  } catch (e) {
+    if ((e as { ambiguous?: boolean }).ambiguous) {
+      ssh.kill();
+      throw e;
+    }
+    // Before commit: tell the destination to drop what it made, and run the container here again.
+    await writer.send({ type: 'abort' }).catch(() => undefined);
+    ssh.stdin!.end();
+    const now = await engine.inspect(rec.config.id).catch(() => undefined);
+    if (now && now.state.status !== 'running' && now.state.checkpointed) {
+      // After a lazy dump the memory is only in the local page server: fault it back in here.
+      let localDaemon: ChildProcess | undefined;
+      const hook = lazyDumpStarted ? await lazyRestoreHook(engine, lazyPort, (d) => (localDaemon = d)) : undefined;
+      await restore(engine, rec.config.id, { beforeRestore: hook, lazyPages: !!hook }).then(
+        () => (restoredHere = true),
+        (re: Error) => process.stderr.write(`ferry: could not restart ${name} here: ${re.message}\n`),
+      );
+      if (localDaemon) await waitExit(localDaemon, 120_000);
+    }
+    await waitExit(ssh, 5000);
+    const msg = (e as Error).message;
+    throw new FerryError((e as FerryError).code ?? 'ERUNTIME', `migration of ${name} failed: ${msg}${restoredHere ? `; ${name} is running here again` : ''}`);
+  }
+}
+
+/** Resolves like p, or with undefined after ms; the timer never outlives the race. */
+function withTimeout<T>(p: Promise<T>, ms: number): Promise<T | undefined> {
+  let t: NodeJS.Timeout | undefined;
+  return Promise.race([p, new Promise<undefined>((r) => (t = setTimeout(() => r(undefined), ms)))]).finally(() => clearTimeout(t));
+}
+
+function spawnSyncOk(argv: string[]): void {
+  const r = spawnSync(argv[0]!, argv.slice(1), { encoding: 'utf8' });
+  if (r.status !== 0) throw new FerryError('ERUNTIME', `${argv[0]} failed: ${r.stderr.trim()}`);
+}
+
+function countingTap(out: Writable, onBytes: (n: number) => void): Writable {
+  const origWrite = out.write.bind(out);
+  (out as { write: Writable['write'] }).write = ((chunk: Buffer, ...rest: unknown[]) => {
+    onBytes(chunk.length);
+    return (origWrite as (...a: unknown[]) => boolean)(chunk, ...rest);
+  }) as Writable['write'];
+  return out;
+}
+
+function waitExit(p: ChildProcess, ms: number): Promise<void> {
+  if (p.exitCode !== null || p.signalCode !== null) return Promise.resolve();
+  return new Promise((resolve) => {
+    const t = setTimeout(() => {
+      p.kill('SIGKILL');
+      resolve();
+    }, ms);
+    p.on('close', () => {
+      clearTimeout(t);
+      resolve();
+    });
+  });
+}
+
+async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = net.createServer();
+    s.listen(0, '127.0.0.1', () => {
+      const port = (s.address() as net.AddressInfo).port;
+      s.close(() => resolve(port));
+    });
+    s.on('error', reject);
+  });
+}
+
+// ------------------------------------------------------------------------------ lazy (source)
+
+interface LazyDump {
+  /** Resolves when CRIU has served every page and exited. */
+  done: Promise<void>;
+  abort(): void;
+}
+
+/**
+ * Dumps everything but memory; CRIU then serves pages on 127.0.0.1:port (reached by the
+ * destination only through the ssh tunnel) until the destination has them all.
+ */
+async function lazyCheckpoint(engine: Engine, id: string, port: number, tcpEstablished?: boolean): Promise<LazyDump> {
+  let result: LazyDump | undefined;
+  await engine.withContainer(id, async (rec) => {
+    const dir = engine.paths.checkpointDir(id);
+    fs.rmSync(dir, { recursive: true, force: true });
+    fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
+    const workDir = engine.paths.bundle(id);
+    // runc wants a writable descriptor for --status-fd: a FIFO, written by runc, read here.
+    const fifo = path.join(engine.paths.runDir(id), 'lazy-status');
+    fs.rmSync(fifo, { force: true });
+    spawnSyncOk(['mkfifo', '-m', '600', fifo]);
+    const readFd = fs.openSync(fifo, fs.constants.O_RDONLY | fs.constants.O_NONBLOCK);
+    const writeFd = fs.openSync(fifo, fs.constants.O_WRONLY);
+    const status = new net.Socket({ fd: readFd, readable: true, writable: false });
+    const child = spawn(
+      engine.runtime.runc,
+      [...engine.runtime.globalArgs(), 'checkpoint', '--image-path', dir, '--work-path', workDir, '--lazy-pages', '--page-server', `127.0.0.1:${port}`, '--status-fd', '3', ...(tcpEstablished ? ['--tcp-established'] : []), id],
+      { stdio: ['ignore', 'ignore', 'pipe', writeFd], detached: true },
+    );
+    fs.closeSync(writeFd);
+    let stderr = '';
+    child.stderr!.on('data', (b: Buffer) => (stderr += b.toString()));
+    const exited = new Promise<number | null>((resolve) => child.on('close', resolve));
+    exited.then(() => status.destroy());
+    const ready = new Promise<void>((resolve, reject) => {
+      status.once('data', () => resolve());
+      status.on('error', () => undefined);
+      exited.then((code) => reject(new FerryError('ECRIU', `lazy checkpoint failed: ${stderr.trim().split('\n').pop() ?? `exit ${code}`} (details: ${path.join(workDir, 'dump.log')})`)));
+    });
+    await ready;
+    // Memory stays on this host, in CRIU, until the destination has faulted it all in.
+    await writeCheckpointMeta(engine, rec, dir, { tcpEstablished: !!tcpEstablished });
+    rec.state.checkpointed = true;
+    rec.state.checkpointedAt = new Date().toISOString();
+    engine.save(rec);
+    result = { done: exited.then(() => undefined), abort: () => child.kill('SIGKILL') };
+  });
+  return result!;
+}
+
+/** Starts `criu lazy-pages` for a restore: it serves page faults from a page server. */
+function startLazyDaemon(engine: Engine, port: number, bundle: string, imageDir: string): ChildProcess {
+  return spawn(
+    engine.runtime.cfg.criuPath ?? 'criu',
+    ['lazy-pages', '--page-server', '--address', '127.0.0.1', '--port', String(port), '-D', imageDir, '-W', bundle, '-o', path.join(bundle, 'lazy-pages.log'), '-v4'],
+    { stdio: 'ignore', detached: true },
+  );
+}
+
+async function lazyRestoreHook(engine: Engine, port: number, started: (d: ChildProcess) => void): Promise<(bundle: string, imageDir: string) => Promise<void>> {
+  return async (bundle, imageDir) => {
+    fs.rmSync(path.join(bundle, 'lazy-pages.socket'), { force: true });
+    const d = startLazyDaemon(engine, port, bundle, imageDir);
+    started(d);
+    // runc restore connects to the daemon's socket in the work dir: wait for it.
+    if (!(await waitFor(() => fs.existsSync(path.join(bundle, 'lazy-pages.socket')), 5000))) {
+      d.kill('SIGKILL');
+      throw new FerryError('ECRIU', `criu lazy-pages did not start (details: ${path.join(bundle, 'lazy-pages.log')})`);
+    }
+  };
+}
+
+// ------------------------------------------------------------------------------ destination
+
+/**
+ * The destination end (`ferry system migrate-receive`): frames in on input, JSON lines out.
+ * Everything it makes is removed again unless the source commits.
+ */
+export async function receiveMigration(engine: Engine, input: Readable, output: Writable): Promise<number> {
+  const frames = new FrameReader(input);
+  const reply = (m: Message): void => {
+    output.write(JSON.stringify(m) + '\n');
+  };
+  const hello = await frames.next(REPLY_TIMEOUT_MS);
+  if (!hello || hello.type !== 'hello') return 1;
+  const name = String(hello.name);
+  let lazyDaemon: ChildProcess | undefined;
+  try {
+    // 1. Checks, before the source freezes anything.
+    const criu = await engine.criu();
+    if (!criu.version || !criu.features.check) throw new FerryError('EDEPEND', 'CRIU does not work on this host: run `npm run setup`');
+    if (hello.criuVersion !== criu.version) throw new FerryError('EINVAL', `the source has CRIU ${String(hello.criuVersion)}, this host has ${criu.version}: use the same version on both`);
+    if (hello.arch !== process.arch) throw new FerryError('EINVAL', `the source is ${String(hello.arch)}, this host is ${process.arch}`);
+    if (!engine.images.list().some((i) => i.Id === hello.imageId)) throw new FerryError('ENOTFOUND', `image ${String(hello.imageName)} is not on ${os.hostname()}: import it there first`);
+    if (engine.find(name)) throw new FerryError('EEXIST', `the name ${name} is already in use on ${os.hostname()}`);
+    if (hello.network && !engine.networks.find(String(hello.network))) throw new FerryError('ENOTFOUND', `network ${String(hello.network)} does not exist on ${os.hostname()}`);
+    if (hello.ip && hello.network) {
+      const holder = (await engine.list()).find((r) => r.state.net?.ip === hello.ip);
+      if (holder) throw new FerryError('EEXIST', `IP address ${String(hello.ip)} is in use by container ${holder.config.name} on ${os.hostname()}`);
+    }
+    if (hello.lazy && !(criu.features.uffdNoncoop && criu.features.lazyPipeSize)) {
+      throw new FerryError('EUNSUPPORTED', criu.features.uffdNoncoop ? `fs.pipe-max-size is below 4194304 on ${os.hostname()}: run \`npm run setup\` there` : `${os.hostname()} lacks userfaultfd for lazy pages`);
+    }
+    reply({ type: 'ready' });
+  } catch (e) {
+    reply({ type: 'error', message: (e as Error).message });
+    return 1;
+  }
+
+  // 2. The archive, straight into a new container, restored.
+  const begin = await frames.next(REPLY_TIMEOUT_MS);
+  if (!begin || begin.type !== 'archive') return 1;
+  let id: string | undefined;
+  try {
+    const r = await importCheckpoint(engine, {
+      source: frames.archive(),
+      tcpEstablished: undefined,
+      beforeRestore: hello.lazy ? await lazyRestoreHook(engine, Number(hello.lazyPort), (d) => (lazyDaemon = d)) : undefined,
+      lazyPages: !!hello.lazy,
+    });
+    id = r.id;
+    reply({ type: 'restored', id });
+  } catch (e) {
+    lazyDaemon?.kill('SIGKILL');
+    reply({ type: 'error', message: (e as Error).message });
+    return 1;
+  }
+
+  // 3. Keep it only if the source commits; otherwise remove it (exactly once).
+  const commit = await frames.next(COMMIT_TIMEOUT_MS);
+  if (!commit || commit.type !== 'commit') {
+    lazyDaemon?.kill('SIGKILL');
+    await engine.remove(id, { force: true }).catch(() => undefined);
+    return 1;
+  }
+  reply({ type: 'committed' });
+  if (lazyDaemon) {
+    const d = lazyDaemon;
+    await new Promise<void>((resolve) => (d.exitCode !== null ? resolve() : d.on('close', () => resolve())));
+    reply({ type: 'pages-done' });
+  }
+  await frames.next(5000); // bye
+  return 0;
+}
+

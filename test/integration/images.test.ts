@@ -1,0 +1,87 @@
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { spawnSync } from 'node:child_process';
+import { Host, assertCleanError, busyboxTarball } from '../helpers/ferry.js';
+
+const h = new Host('img');
+let tar = '';
+before(() => {
+  tar = busyboxTarball();
+});
+after(() => h.destroy());
+
+const imageDirs = (): string[] => {
+  try {
+    return fs.readdirSync(path.join(h.root, 'images')).sort();
+  } catch {
+    return [];
+  }
+};
+
+test('import, images, image inspect; a second name for the same tarball is the same image', async () => {
+  const id = await h.ok(['import', tar, 'busybox']);
+  assert.match(id, /^[0-9a-f]{64}$/);
+  const lines = (await h.ok(['images'])).split('\n');
+  assert.match(lines[0]!, /^REPOSITORY\s+TAG\s+IMAGE ID\s+CREATED\s+SIZE$/);
+  assert.match(lines[1]!, new RegExp(`^localhost/busybox\\s+latest\\s+${id.slice(0, 12)}\\s+.* ago\\s+[0-9.]+ [kM]B$`));
+  assert.equal(await h.ok(['images', '-q']), id.slice(0, 12));
+  assert.equal(await h.ok(['images', '-q', '--no-trunc']), id);
+  assert.equal(await h.ok(['import', tar, 'other:v1']), id, 'same content, same ID');
+  const js = JSON.parse(await h.ok(['images', '--format', 'json'])) as { Id: string; Names: string[]; Size: number; Created: number }[];
+  assert.equal(js.length, 1);
+  assert.deepEqual(js[0]!.Names.sort(), ['localhost/busybox:latest', 'localhost/other:v1']);
+  assert.ok(js[0]!.Size > 100_000);
+  assert.equal(typeof js[0]!.Created, 'number');
+  const ins = JSON.parse(await h.ok(['image', 'inspect', 'other:v1'])) as { Id: string; Config: { Cmd: string[] } }[];
+  assert.equal(ins[0]!.Id, id);
+  assert.deepEqual(ins[0]!.Config.Cmd, ['/bin/sh']);
+  // Found by full name, short name and ID prefix.
+  for (const ref of ['localhost/busybox:latest', 'busybox:latest', 'busybox', id.slice(0, 6), `sha256:${id}`]) {
+    assert.equal((await h.run(['run', '--rm', ref, 'true'])).code, 0, ref);
+  }
+  assertCleanError(await h.fails(['image', 'inspect', 'busybox:nope']), /image "busybox:nope" not found/);
+});
+
+test('a compressed tarball imports too', async () => {
+  const gz = path.join(h.dir, 'bb.tar.gz');
+  assert.equal(spawnSync('sh', ['-c', `gzip -1 -c '${tar}' > '${gz}'`]).status, 0);
+  const id = await h.ok(['import', gz, 'gzbox']);
+  assert.equal(await h.ok(['run', '--rm', 'gzbox', 'echo', 'ok']), 'ok');
+  await h.ok(['rmi', id]);
+  assertCleanError(await h.fails(['run', '--rm', 'gzbox', 'true']), /image "gzbox" not found/);
+});
+
+test('a bad tarball fails cleanly and leaves no image behind', async () => {
+  const junk = path.join(h.dir, 'junk.tar');
+  fs.writeFileSync(junk, 'this is not a tar archive'.repeat(100));
+  const before = imageDirs();
+  const r = await h.fails(['import', junk, 'junk']);
+  assert.match(r.stderr, /^Error: unpacking the image tarball failed/);
+  assert.deepEqual(imageDirs(), before);
+});
+
+test('rmi is refused while a container uses the image; -f removes the containers too', async () => {
+  await h.ok(['run', '-d', '--name', 'user1', 'busybox', 'sleep', '1000']);
+  await h.ok(['create', '--name', 'user2', 'other:v1', 'true']);
+  const r = await h.fails(['rmi', 'busybox']);
+  assertCleanError(r, /image busybox is in use by container (user1, user2|user2, user1): remove them first or use --force/);
+  assert.equal((await h.inspect('user1')).State.Status, 'running', 'untouched');
+  assert.equal(imageDirs().length, 1);
+  const out = await h.ok(['rmi', '-f', 'busybox']);
+  assert.match(out, /^Untagged: .*localhost\/busybox:latest/m);
+  assert.match(out, /^Deleted: [0-9a-f]{64}$/m);
+  assert.deepEqual(await h.names(), []);
+  assert.deepEqual(h.mounts(), []);
+  assert.deepEqual(imageDirs(), []);
+  assert.equal(await h.ok(['images', '-q']), '');
+  assertCleanError(await h.fails(['rmi', 'busybox']), /image "busybox" not found/);
+});
+
+test('image rm and image ls are aliases', async () => {
+  const id = await h.ok(['image', 'import', tar, 'again']);
+  assert.match(await h.ok(['image', 'ls']), /localhost\/again\s+latest/);
+  await h.ok(['image', 'rm', 'again']);
+  assert.ok(!(await h.ok(['image', 'list', '-q', '--no-trunc'])).includes(id));
+});
