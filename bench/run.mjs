@@ -164,7 +164,7 @@ function firstLine(argv) {
 
 /**
  * The workload's progress as seen in its output. Tiny looper: it prints 0, 1, 2, ...;
- * memhog: "ready", then "ok 1", "ok 2", ... or "CORRUPT".
+ * memhog: "filled ...", then "ok 0", "ok 1", ... or "CORRUPT".
  * `mark` is the last number printed before the checkpoint; a process that was really restored
  * (memory intact, not started again) prints mark+1 next, and nothing else in between.
  */
@@ -195,7 +195,7 @@ function checkRestored(text, kind, mark) {
   }
   for (const l of lines.slice(from)) {
     if (l.includes('CORRUPT')) return `the workload reported memory corruption: "${l}"`;
-    if (l.startsWith('ready')) return 'the workload started again instead of being restored ("ready" printed again)';
+    if (l.startsWith('filled')) return 'the workload started again instead of being restored ("filled" printed again)';
     const n = num(l);
     if (n === undefined) continue;
     return n === mark + 1 ? undefined : `after restore the workload printed ${n}, expected ${mark + 1} (it was not restored where it stopped)`;
@@ -543,10 +543,10 @@ async function settle(large, during) {
 }
 
 function workload(size, ctx) {
-  return size === 'tiny' ? { kind: 'tiny', argv: LOOPER } : { kind: 'memhog', argv: ['/opt/memhog', String(size)], opt: ctx.optDir };
+  return size === 'tiny' ? { kind: 'tiny', argv: LOOPER } : { kind: 'memhog', argv: ['/opt/memhog', String(size), '500'], opt: ctx.optDir };
 }
 
-/** Waits until the workload is up: the looper printed a line, the memhog said "ready" and one "ok". */
+/** Waits until the workload is up: the looper printed a line, the memhog said "filled" and one "ok". */
 async function waitStarted(e, name, w, timeoutMs = 60_000) {
   const end = performance.now() + timeoutMs;
   for (;;) {
@@ -893,7 +893,7 @@ async function main() {
   fs.mkdirSync(ctx.optDir, { mode: 0o755 });
   fs.mkdirSync(ctx.archives);
   await ok(['bash', path.join(REPO, 'scripts/make-busybox-image.sh'), ctx.tarball]);
-  await ok(['gcc', '-static', '-O2', '-o', path.join(ctx.optDir, 'memhog'), path.join(HERE, 'memhog.c')]);
+  await ok(['gcc', '-static', '-O2', '-o', path.join(ctx.optDir, 'memhog'), path.join(HERE, '..', 'test', 'fixtures', 'memhog.c')]);
 
   const make = { ferry: () => new FerryEngine(path.join(tmp, 'f')), bare: () => new BareEngine(path.join(tmp, 'b')), podman: () => new PodmanEngine(path.join(tmp, 'p')) };
   for (const n of engineNames) {

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what the benchmark needs on top of `npm run setup`: a C compiler (static libc) for
-# bench/memhog.c, zstd for the bare runc archives, and Debian's podman as the peer engine.
+# test/fixtures/memhog.c, zstd for the bare runc archives, and Debian's podman as the peer engine.
 # Idempotent: when everything is present it changes nothing and returns at once.
 # Usage: bench/setup.sh [--no-podman]
 # Prints one line per thing it installed; exits non-zero only when a required tool is missing.

@@ -31,9 +31,10 @@ export function registerMigrateCommands(program: Command, ctx: Ctx): void {
     .option('--ssh-option <KEY=VALUE>', 'extra ssh -o option (repeatable)', collect, [])
     .option('--tcp-established', 'move established TCP connections (the IP address moves too)')
     .option('-c, --compress <method>', 'stream compression: zstd, gzip or none', 'zstd')
+    .option('--with-image', 'send the image too if the destination lacks it')
     .option('--print-stats', 'print the figures as JSON')
     .addHelpText('after', HELP_AFTER)
-    .action(async (ref: string, dest: string, f: { lazy?: boolean; preCopy?: string | boolean; remoteCommand?: string; identity?: string; sshOption: string[]; tcpEstablished?: boolean; compress: string; printStats?: boolean }) => {
+    .action(async (ref: string, dest: string, f: { lazy?: boolean; preCopy?: string | boolean; remoteCommand?: string; identity?: string; sshOption: string[]; tcpEstablished?: boolean; compress: string; printStats?: boolean; withImage?: boolean }) => {
       if (!COMPRESSIONS.includes(f.compress as Compression)) throw new FerryError('EINVAL', `invalid --compress "${f.compress}": use zstd, gzip or none`);
       let preCopy: number | undefined;
       if (f.preCopy !== undefined) {
@@ -66,6 +67,7 @@ export function registerMigrateCommands(program: Command, ctx: Ctx): void {
           sshOptions: f.sshOption,
           tcpEstablished: f.tcpEstablished,
           compression: f.compress as Compression,
+          withImage: f.withImage,
           onProgress,
         });
         if (tty) process.stderr.write('\r\x1b[K');

@@ -27,6 +27,8 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import type { Readable, Writable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import type { ImageRecord } from '../drivers/storage/images.js';
 import { FerryError } from '../lib/errors.js';
 import { waitFor } from '../lib/proc.js';
 import { FrameReader, FrameWriter, LineReader, parseSshUrl, sshSpawn, type Message } from '../drivers/transport/channel.js';
@@ -45,6 +47,8 @@ export interface MigrateOptions {
   preCopy?: number;
   tcpEstablished?: boolean;
   compression?: Compression;
+  /** Send the image too when the destination lacks it. */
+  withImage?: boolean;
   onProgress?: (p: Progress) => void;
 }
 
@@ -126,12 +130,26 @@ export async function migrate(engine: Engine, ref: string, o: MigrateOptions): P
       arch: process.arch,
       lazy: !!o.lazy,
       lazyPort: remotePort,
+      withImage: !!o.withImage,
     });
     progress('checking');
     const ready = await replies.next(REPLY_TIMEOUT_MS);
     if (!ready) throw lost();
     if (ready.type === 'error') throw new FerryError('ESTATE', `${target.host} refused the migration: ${String(ready.message)}; ${name} was not touched`);
     if (ready.type !== 'ready') throw new FerryError('ERUNTIME', `unexpected reply from ${target.host}: ${ready.type}`);
+    if (ready.needImage) {
+      // --with-image: the image's rootfs goes first, while the container still runs.
+      progress('transferring');
+      const img = engine.images.list().find((i) => i.Id === rec.config.imageId);
+      if (!img) throw new FerryError('ENOTFOUND', `the image of ${name} is gone from this host`);
+      await writer.send({ type: 'image', image: img });
+      const src = engine.images.send(img.Id);
+      const sink = writer.dataStream();
+      await Promise.all([pipeline(src.stream, sink), src.done]);
+      const got = await replies.next(REPLY_TIMEOUT_MS);
+      if (!got) throw lost();
+      if (got.type === 'error') throw new FerryError('ESTATE', `${target.host} could not store the image: ${String(got.message)}; ${name} was not touched`);
+    }
 
     // 2. Freeze and stream.
     progress('freezing');
@@ -362,13 +380,17 @@ export async function receiveMigration(engine: Engine, input: Readable, output: 
   if (!hello || hello.type !== 'hello') return 1;
   const name = String(hello.name);
   let lazyDaemon: ChildProcess | undefined;
+  let needImage = false;
   try {
     // 1. Checks, before the source freezes anything.
     const criu = await engine.criu();
     if (!criu.version || !criu.features.check) throw new FerryError('EDEPEND', 'CRIU does not work on this host: run `npm run setup`');
     if (hello.criuVersion !== criu.version) throw new FerryError('EINVAL', `the source has CRIU ${String(hello.criuVersion)}, this host has ${criu.version}: use the same version on both`);
     if (hello.arch !== process.arch) throw new FerryError('EINVAL', `the source is ${String(hello.arch)}, this host is ${process.arch}`);
-    if (!engine.images.list().some((i) => i.Id === hello.imageId)) throw new FerryError('ENOTFOUND', `image ${String(hello.imageName)} is not on ${os.hostname()}: import it there first`);
+    needImage = !engine.images.list().some((i) => i.Id === hello.imageId);
+    if (needImage && !hello.withImage) {
+      throw new FerryError('ENOTFOUND', `image ${String(hello.imageName)} is not on ${os.hostname()}: import it there first, or migrate with --with-image`);
+    }
     if (engine.find(name)) throw new FerryError('EEXIST', `the name ${name} is already in use on ${os.hostname()}`);
     if (hello.network && !engine.networks.find(String(hello.network))) throw new FerryError('ENOTFOUND', `network ${String(hello.network)} does not exist on ${os.hostname()}`);
     if (hello.ip && hello.network) {
@@ -378,10 +400,21 @@ export async function receiveMigration(engine: Engine, input: Readable, output: 
     if (hello.lazy && !(criu.features.uffdNoncoop && criu.features.lazyPipeSize)) {
       throw new FerryError('EUNSUPPORTED', criu.features.uffdNoncoop ? `fs.pipe-max-size is below 4194304 on ${os.hostname()}: run \`npm run setup\` there` : `${os.hostname()} lacks userfaultfd for lazy pages`);
     }
-    reply({ type: 'ready' });
+    reply({ type: 'ready', needImage });
   } catch (e) {
     reply({ type: 'error', message: (e as Error).message });
     return 1;
+  }
+  if (needImage) {
+    const m = await frames.next(REPLY_TIMEOUT_MS);
+    if (!m || m.type !== 'image') return 1;
+    try {
+      await engine.images.receive(m.image as ImageRecord, frames.archive());
+      reply({ type: 'image-stored' });
+    } catch (e) {
+      reply({ type: 'error', message: (e as Error).message });
+      return 1;
+    }
   }
 
   // 2. The archive, straight into a new container, restored.

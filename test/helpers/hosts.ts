@@ -8,7 +8,7 @@ import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_pr
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { FERRY_BIN, Host, type Result } from './ferry.js';
+import { FERRY_BIN, Host, type Result, type RunOpts } from './ferry.js';
 
 export const SSH_PORT = 2222;
 
@@ -67,24 +67,8 @@ export class NetHost extends Host {
   }
 
   /** ferry inside this host's network namespace. */
-  override run(args: string[], opts: { input?: string; timeoutMs?: number; env?: NodeJS.ProcessEnv } = {}): Promise<Result> {
-    return new Promise((resolve, reject) => {
-      const child = spawn('nsenter', [`--net=/run/netns/${this.netns}`, process.execPath, FERRY_BIN, ...this.args(), ...args], {
-        stdio: [opts.input !== undefined ? 'pipe' : 'ignore', 'pipe', 'pipe'],
-        env: { ...process.env, ...opts.env },
-      });
-      let stdout = '';
-      let stderr = '';
-      child.stdout!.on('data', (b: Buffer) => (stdout += b.toString()));
-      child.stderr!.on('data', (b: Buffer) => (stderr += b.toString()));
-      const t = setTimeout(() => child.kill('SIGKILL'), opts.timeoutMs ?? 120_000);
-      child.on('error', reject);
-      child.on('close', (code) => {
-        clearTimeout(t);
-        resolve({ code, stdout, stderr });
-      });
-      if (opts.input !== undefined) child.stdin?.end(opts.input);
-    });
+  override run(args: string[], opts: RunOpts = {}): Promise<Result> {
+    return super.run(args, { ...opts, wrap: ['nsenter', `--net=/run/netns/${this.netns}`, ...(opts.wrap ?? [])] });
   }
 
   /** The command line the other host uses to run ferry here (--remote-command). */

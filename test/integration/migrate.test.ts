@@ -85,7 +85,7 @@ test('pre-copy is refused clearly where the kernel lacks soft-dirty tracking', {
   await a.ok(['rm', '-f', 'pc']);
 });
 
-test('destination without the image: refused before freezing, container untouched', { skip }, async () => {
+test('destination without the image: refused before freezing, container untouched; --with-image sends it', { skip }, async () => {
   await b.ok(['rmi', 'busybox']);
   try {
     await a.ok(['run', '-d', '--name', 'noimg', 'busybox', ...LOOPER]);
@@ -97,7 +97,17 @@ test('destination without the image: refused before freezing, container untouche
     assert.equal(ins.State.Running, true);
     assert.equal(ins.State.Pid, pid, 'the same process: never frozen');
     assert.deepEqual(await names(b), []);
+    assert.match(r.stderr, /--with-image/, 'the error says how to send it');
+
+    // --with-image sends it first, under the same ID, and the migration goes through.
+    await a.ok(migrateArgs(a, b, 'noimg', ['--with-image']));
+    const idA = (await a.ok(['images', '-q', '--no-trunc'])).trim();
+    assert.equal((await b.ok(['images', '-q', '--no-trunc'])).trim(), idA);
+    assert.match(await b.ok(['images']), /localhost\/busybox/);
+    await assertContinues(b, 'noimg', await lastCount(b, 'noimg'));
+    assert.deepEqual(await names(a), []);
   } finally {
+    await b.run(['rm', '-f', 'noimg']);
     await b.ok(['import', busyboxTarball(), 'busybox']);
     await a.run(['rm', '-f', 'noimg']);
   }

@@ -1,6 +1,9 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { createHash } from 'node:crypto';
+import { spawn } from 'node:child_process';
+import type { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
 import { FerryError } from '../../lib/errors.js';
 import { runOk } from '../../lib/exec.js';
 import { commitDir, duBytes, mkdirp, readJson, readJsonIfExists, writeJsonAtomic } from '../../lib/fsutil.js';
@@ -119,6 +122,49 @@ export class ImageStore {
       fs.rmSync(tmp, { recursive: true, force: true });
       throw e;
     }
+  }
+
+  /**
+   * Stores an image sent by another ferry (`migrate --with-image`): its record as the sender
+   * gave it, its rootfs from a tar stream. The ID is the sender's, so checkpoints that name it
+   * restore here; the channel is the user's authenticated ssh session.
+   */
+  async receive(rec: ImageRecord, tarStream: Readable): Promise<ImageRecord> {
+    if (!/^[0-9a-f]{64}$/.test(rec.Id)) throw new FerryError('EINVAL', 'the sender gave an invalid image ID');
+    const existing = readJsonIfExists<ImageRecord>(path.join(this.imageDir(rec.Id), 'image.json'));
+    if (existing) return existing;
+    mkdirp(this.dir, 0o700);
+    const tmp = path.join(this.dir, `.tmp-${rec.Id}-${process.pid}`);
+    fs.rmSync(tmp, { recursive: true, force: true });
+    mkdirp(path.join(tmp, 'rootfs'));
+    try {
+      const child = spawn('tar', ['-x', '-f', '-', '-C', path.join(tmp, 'rootfs'), '--numeric-owner', '--xattrs', '--xattrs-include=*'], { stdio: ['pipe', 'ignore', 'pipe'] });
+      let stderr = '';
+      child.stderr.on('data', (b: Buffer) => (stderr += b.toString()));
+      const exited = new Promise<number | null>((resolve) => child.on('close', resolve));
+      await pipeline(tarStream, child.stdin);
+      if ((await exited) !== 0) throw new FerryError('EARCHIVE', `receiving image ${rec.Names[0] ?? rec.Id} failed: ${stderr.trim().split('\n').pop()}`);
+      const clean: ImageRecord = { Id: rec.Id, Names: [], Created: rec.Created, Size: duBytes(path.join(tmp, 'rootfs')), Config: rec.Config };
+      writeJsonAtomic(path.join(tmp, 'image.json'), clean);
+      commitDir(tmp, this.imageDir(rec.Id));
+      for (const n of rec.Names) this.tag(clean, normalizeImageName(n));
+      return readJson<ImageRecord>(path.join(this.imageDir(rec.Id), 'image.json'));
+    } catch (e) {
+      fs.rmSync(tmp, { recursive: true, force: true });
+      throw e;
+    }
+  }
+
+  /** The image's rootfs as a tar stream (for `migrate --with-image`). */
+  send(id: string): { stream: Readable; done: Promise<void> } {
+    const child = spawn('tar', ['-c', '-f', '-', '--numeric-owner', '--xattrs', '-C', this.rootfs(id), '.'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let stderr = '';
+    child.stderr.on('data', (b: Buffer) => (stderr += b.toString()));
+    const done = new Promise<void>((resolve, reject) =>
+      child.on('close', (code) => (code === 0 ? resolve() : reject(new FerryError('EARCHIVE', `reading image ${id.slice(0, 12)} failed: ${stderr.trim().split('\n').pop()}`)))),
+    );
+    done.catch(() => undefined);
+    return { stream: child.stdout, done };
   }
 
   /** Gives the image a name, taking it away from any other image that had it. */

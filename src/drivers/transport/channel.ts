@@ -16,6 +16,41 @@ import { FerryError } from '../../lib/errors.js';
 export type Message = { type: string } & Record<string, unknown>;
 
 const HEADER = 5;
+
+/** Messages in arrival order, handed to whoever waits for the next one. */
+class MessageQueue {
+  private queue: Message[] = [];
+  private waiting: ((m: Message | undefined) => void) | undefined;
+  private ended = false;
+
+  push(m: Message): void {
+    const w = this.waiting;
+    this.waiting = undefined;
+    if (w) w(m);
+    else this.queue.push(m);
+  }
+
+  end(): void {
+    this.ended = true;
+    this.waiting?.(undefined);
+    this.waiting = undefined;
+  }
+
+  /** The next message, or undefined once the peer has gone (or after timeoutMs). */
+  next(timeoutMs?: number): Promise<Message | undefined> {
+    const m = this.queue.shift();
+    if (m) return Promise.resolve(m);
+    if (this.ended) return Promise.resolve(undefined);
+    return new Promise((resolve) => {
+      let t: NodeJS.Timeout | undefined;
+      this.waiting = (v) => {
+        if (t) clearTimeout(t);
+        resolve(v);
+      };
+      if (timeoutMs) t = setTimeout(() => ((this.waiting = undefined), resolve(undefined)), timeoutMs);
+    });
+  }
+}
 const MAX_JSON = 1 << 20;
 
 /** Writes frames to the destination. */
@@ -51,10 +86,8 @@ export class FrameWriter {
 /** Reads frames on the destination: control messages one by one, archive data as a stream. */
 export class FrameReader {
   private buf: Buffer = Buffer.alloc(0);
-  private waiting: ((m: Message | undefined) => void) | undefined;
-  private queue: Message[] = [];
+  private readonly messages = new MessageQueue();
   private data: PassThrough | undefined;
-  private ended = false;
 
   constructor(input: Readable) {
     input.on('data', (b: Buffer) => this.push(b));
@@ -63,11 +96,9 @@ export class FrameReader {
   }
 
   private finish(): void {
-    this.ended = true;
     this.data?.destroy(new FerryError('EARCHIVE', 'the source closed the connection in the middle of the archive'));
     this.data = undefined;
-    this.waiting?.(undefined);
-    this.waiting = undefined;
+    this.messages.end();
   }
 
   private push(b: Buffer): void {
@@ -86,11 +117,7 @@ export class FrameReader {
         } catch {
           return this.finish();
         }
-        if (this.waiting) {
-          const w = this.waiting;
-          this.waiting = undefined;
-          w(m);
-        } else this.queue.push(m);
+        this.messages.push(m);
       } else if (type === 'D') {
         (this.data ??= new PassThrough()).write(Buffer.from(payload));
       } else if (type === 'E') {
@@ -104,17 +131,7 @@ export class FrameReader {
 
   /** The next control message, or undefined when the source has gone. */
   next(timeoutMs?: number): Promise<Message | undefined> {
-    const m = this.queue.shift();
-    if (m) return Promise.resolve(m);
-    if (this.ended) return Promise.resolve(undefined);
-    return new Promise((resolve) => {
-      let t: NodeJS.Timeout | undefined;
-      this.waiting = (v) => {
-        if (t) clearTimeout(t);
-        resolve(v);
-      };
-      if (timeoutMs) t = setTimeout(() => (this.waiting = undefined, resolve(undefined)), timeoutMs);
-    });
+    return this.messages.next(timeoutMs);
   }
 
   /** The archive that follows: call before the first D frame can arrive. */
@@ -127,9 +144,7 @@ export class FrameReader {
 /** Reads the destination's JSON lines on the source. */
 export class LineReader {
   private buf = '';
-  private queue: Message[] = [];
-  private waiting: ((m: Message | undefined) => void) | undefined;
-  private ended = false;
+  private readonly messages = new MessageQueue();
 
   constructor(input: Readable) {
     input.on('data', (b: Buffer) => {
@@ -145,35 +160,18 @@ export class LineReader {
         } catch {
           continue; // not ours (a login banner, say)
         }
-        if (this.waiting) {
-          const w = this.waiting;
-          this.waiting = undefined;
-          w(m);
-        } else this.queue.push(m);
+        this.messages.push(m);
       }
     });
-    const end = (): void => {
-      this.ended = true;
-      this.waiting?.(undefined);
-      this.waiting = undefined;
-    };
-    input.on('end', end);
-    input.on('error', end);
+    input.on('end', () => this.messages.end());
+    input.on('error', () => this.messages.end());
   }
 
+  /** The next reply, or undefined when the destination has gone (or after timeoutMs). */
   next(timeoutMs?: number): Promise<Message | undefined> {
-    const m = this.queue.shift();
-    if (m) return Promise.resolve(m);
-    if (this.ended) return Promise.resolve(undefined);
-    return new Promise((resolve) => {
-      let t: NodeJS.Timeout | undefined;
-      this.waiting = (v) => {
-        if (t) clearTimeout(t);
-        resolve(v);
-      };
-      if (timeoutMs) t = setTimeout(() => (this.waiting = undefined, resolve(undefined)), timeoutMs);
-    });
+    return this.messages.next(timeoutMs);
   }
+
 }
 
 export interface SshTarget {
