@@ -137,7 +137,7 @@ export function registerCheckpointCommands(parent: Command, ctx: Ctx, top: boole
       if (f.printStats) say(JSON.stringify(statsDoc('checkpoint', reports), null, 4) + '\n');
     });
 
-  const rs = parent
+  parent
     .command('restore')
     .description('restore one or more checkpointed containers where they left off')
     .argument('[containers...]')
@@ -237,7 +237,6 @@ export function registerCheckpointCommands(parent: Command, ctx: Ctx, top: boole
         }
       });
   }
-  void rs;
 }
 
 /** Podman's --print-stats shape (durations in microseconds, CRIU's figures by CRIU's names). */

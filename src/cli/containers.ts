@@ -1,5 +1,6 @@
-import { Command, Option } from 'commander';
+import { Command } from 'commander';
 import { FerryError } from '../lib/errors.js';
+import { sleep } from '../lib/proc.js';
 import { FileLock } from '../lib/lock.js';
 import { readLogFrom, type LogEntry } from '../drivers/runtime/logs.js';
 import { inspectEntry, psEntry, statusText, humanDuration } from '../engine/shapes.js';
@@ -101,7 +102,7 @@ async function followLogs(ctx: Ctx, rec: ContainerRecord, from: number, timestam
       printLogEntries(readLogFrom(file, pos).entries, timestamps);
       return;
     }
-    await engine.sleep(100);
+    await sleep(100);
   }
 }
 
@@ -350,7 +351,7 @@ export function registerContainerCommands(parent: Command, ctx: Ctx, top: boolea
       const engine = getEngine(ctx);
       for (const ref of await resolveRefs(ctx, refs, f)) {
         const rec = engine.lookup(ref);
-        while (await engine.running(rec.config.id)) await engine.sleep(100);
+        while (await engine.running(rec.config.id)) await sleep(100);
         out(`${(await engine.inspect(rec.config.id)).state.exitCode}\n`);
       }
     });
@@ -381,5 +382,4 @@ export function registerContainerCommands(parent: Command, ctx: Ctx, top: boolea
   }
 
   registerCheckpointCommands(parent, ctx, top);
-  void Option;
 }

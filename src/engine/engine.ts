@@ -4,7 +4,7 @@ import { FerryError } from '../lib/errors.js';
 import { mkdirp, readJsonIfExists, writeJsonAtomic, writeFileAtomic } from '../lib/fsutil.js';
 import { FileLock, withLock } from '../lib/lock.js';
 import { newId, randomName, validName } from '../lib/ids.js';
-import { processAlive, procStartTime, sleep, waitFor } from '../lib/proc.js';
+import { processAlive, procStartTime, waitFor } from '../lib/proc.js';
 import { RuncRuntime } from '../drivers/runtime/runc.js';
 import { buildSpec, type Mount } from '../drivers/runtime/spec.js';
 import { ImageStore, DEFAULT_PATH, type ImageRecord } from '../drivers/storage/images.js';
@@ -491,9 +491,7 @@ export class Engine {
     return this.withContainer(ref, async (rec) => {
       if (rec.state.status === 'running') return rec;
       if (rec.state.status === 'paused') throw new FerryError('ESTATE', `container ${rec.config.name} is paused: unpause it instead`);
-      if (rec.state.checkpointed && fs.existsSync(this.paths.checkpointDir(rec.config.id))) {
-        // Podman starts a checkpointed container afresh too; keep the checkpoint for restore.
-      }
+      // A checkpointed container starts afresh, as with Podman; its checkpoint stays for restore.
       this.beginOp(rec, 'start');
       try {
         await this.runtime.delete(rec.config.id, true); // stale runc state from a crash
@@ -735,7 +733,6 @@ export class Engine {
     return this.readExitCode(id)?.code;
   }
 
-  sleep = sleep;
 }
 
 export function mergeEnv(base: string[], extra: string[]): string[] {
