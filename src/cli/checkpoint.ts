@@ -78,6 +78,7 @@ interface RestoreFlags {
   ignoreStaticIp?: boolean;
   ignoreStaticMac?: boolean;
   publish: string[];
+  pod?: string;
 }
 
 export function registerCheckpointCommands(parent: Command, ctx: Ctx, top: boolean): void {
@@ -157,6 +158,7 @@ export function registerCheckpointCommands(parent: Command, ctx: Ctx, top: boole
     .option('--ignore-rootfs', 'with --import: do not restore the archive\'s filesystem changes')
     .option('--ignore-volumes', 'with --import: do not restore volumes\' contents')
     .option('--allow-host-mounts', 'with --import: allow the archive\'s bind mounts of host paths')
+    .option('--pod <pod>', 'with --import: restore into this pod (only a container checkpointed out of a pod)')
     .option('--ignore-static-ip', 'give the container a new IP address (established TCP connections are then closed)')
     .option('--ignore-static-mac', 'give the container a new MAC address')
     .option('-p, --publish <[ip:]host:ctr[/proto]>', 'replace the published ports (repeatable)', collect, [])
@@ -178,12 +180,12 @@ export function registerCheckpointCommands(parent: Command, ctx: Ctx, top: boole
       if (f.import !== undefined) {
         if (refs.length || f.all || f.latest) throw new FerryError('EINVAL', '--import restores a new container from the archive: do not name containers, --all or --latest with it');
         const r = await uninterruptible('restore', () =>
-          importCheckpoint(engine, { ...opts, source: f.import!, name: f.name, ignoreRootfs: f.ignoreRootfs, ignoreVolumes: f.ignoreVolumes, allowHostMounts: f.allowHostMounts }),
+          importCheckpoint(engine, { ...opts, source: f.import!, name: f.name, ignoreRootfs: f.ignoreRootfs, ignoreVolumes: f.ignoreVolumes, allowHostMounts: f.allowHostMounts, pod: f.pod }),
         );
         out(f.printStats ? JSON.stringify(statsDoc('restore', [r]), null, 4) + '\n' : `${r.id}\n`);
         return;
       }
-      if (f.name || f.ignoreRootfs || f.ignoreVolumes || f.allowHostMounts) throw new FerryError('EINVAL', '--name, --ignore-rootfs, --ignore-volumes and --allow-host-mounts only apply with --import');
+      if (f.name || f.ignoreRootfs || f.ignoreVolumes || f.allowHostMounts || f.pod) throw new FerryError('EINVAL', '--name, --ignore-rootfs, --ignore-volumes, --allow-host-mounts and --pod only apply with --import');
       let targets: string[];
       if (f.all) {
         if (refs.length || f.latest) throw new FerryError('EINVAL', '--all, --latest and container names cannot be used together: pick one');

@@ -25,6 +25,7 @@ interface CreateFlags {
   ip?: string;
   macAddress?: string;
   publish: string[];
+  pod?: string;
 }
 
 function addCreateFlags(cmd: Command): Command {
@@ -44,6 +45,7 @@ function addCreateFlags(cmd: Command): Command {
     .option('--ip <address>', 'static IPv4 address on the network')
     .option('--mac-address <mac>', 'static MAC address')
     .option('-p, --publish <[ip:]host:ctr[/proto]>', 'publish a container port on the host (repeatable)', collect, [])
+    .option('--pod <pod>', 'run in this pod (sharing its namespaces)')
     .argument('<image>', 'image to run')
     .argument('[command...]', 'command and arguments')
     .passThroughOptions();
@@ -78,6 +80,7 @@ function createOptions(image: string, command: string[], f: CreateFlags): Create
     ip: f.ip,
     mac: f.macAddress,
     publish: f.publish,
+    pod: f.pod,
   };
 }
 

@@ -5,6 +5,7 @@ import { registerImageCommands, registerVolumeCommands } from './images.js';
 import { registerSystemCommands } from './system.js';
 import { registerNetworkCommands } from './networks.js';
 import { registerMigrateCommands } from './migrate.js';
+import { registerPodCommands } from './pods.js';
 import { VERSION } from '../lib/version.js';
 import type { Ctx } from './context.js';
 
@@ -48,6 +49,7 @@ export async function main(argv: string[]): Promise<number> {
   registerNetworkCommands(program, ctx);
   registerSystemCommands(program, ctx);
   registerMigrateCommands(program, ctx);
+  registerPodCommands(program, ctx);
 
   try {
     await program.parseAsync(argv);

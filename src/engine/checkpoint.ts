@@ -29,6 +29,12 @@ import type { WriteStats } from '../drivers/archive/archive.js';
 import type { PortMapping } from '../drivers/network/cni.js';
 import type { Engine } from './engine.js';
 import { exportCheckpoint, type ExportOptions } from './portable.js';
+import { findPod, resetPodHostname } from './pods.js';
+
+function podInfo(engine: Engine, podId: string | undefined): CheckpointMeta['pod'] {
+  const pod = podId ? findPod(engine, podId) : undefined;
+  return pod ? { name: pod.name, share: pod.share } : undefined;
+}
 import type { ContainerConfig, ContainerRecord } from './types.js';
 
 export const CHECKPOINT_FORMAT = 1;
@@ -89,6 +95,8 @@ export interface CheckpointMeta {
   stats?: DumpStats;
   /** The address the container had, so a restore (here or elsewhere) can keep it. */
   network?: { name: string; ip: string; mac: string; ports: PortMapping[] };
+  /** The pod it was checkpointed out of, and the namespaces it shared with it. */
+  pod?: { name: string; share: string[] };
 }
 
 export interface CheckpointReport {
@@ -134,6 +142,9 @@ export async function checkpoint(engine: Engine, ref: string, o: CheckpointOptio
       if (!fs.existsSync(outDir) || !fs.statSync(outDir).isDirectory()) {
         throw new FerryError('ENOTFOUND', `cannot export to ${o.export.target}: directory ${outDir} does not exist; the container is still running`);
       }
+    }
+    if (rec.config.infraOf) {
+      throw new FerryError('EUNSUPPORTED', `container ${name} is the infra container of a pod: checkpoint the pod's members instead`);
     }
     if (rec.config.network?.mode === 'host') {
       throw new FerryError('EUNSUPPORTED', `container ${name} uses the host's network (--network host), whose sockets belong to the host: it cannot be checkpointed`);
@@ -271,6 +282,7 @@ async function makeMeta(engine: Engine, rec: ContainerRecord, o: CheckpointOptio
     options: { tcpEstablished: !!o.tcpEstablished, fileLocks: !!o.fileLocks, extUnixSk: !!o.extUnixSk, shellJob: !!o.shellJob, withPrevious: !!o.withPrevious },
     stats,
     network: c.network?.mode === 'bridge' && n ? { name: n.network, ip: n.ip, mac: n.mac, ports: c.network.ports } : undefined,
+    pod: podInfo(engine, c.pod),
   };
 }
 
@@ -382,6 +394,8 @@ export async function restore(engine: Engine, ref: string, o: RestoreOptions): P
       rec.state.checkpointPath = undefined;
     }
     engine.endOp(rec);
+    const pod = rec.config.pod ? findPod(engine, rec.config.pod) : undefined;
+    if (pod) await resetPodHostname(engine, pod);
     return { id, name, totalMs: performance.now() - t0, runtimeMs, criu: stats };
   });
 }

@@ -13,6 +13,7 @@ import { createLayer, mountLayer, removeLayer, unmountLayer } from '../drivers/s
 import { findCriu, probeCriu, type CriuInfo } from '../drivers/criu/criu.js';
 import { attach, detach, inSubnet, NetworkStore, parseIPv4, parsePublish, validMac, DEFAULT_NETWORK, type PortMapping } from '../drivers/network/cni.js';
 import { Paths } from './paths.js';
+import { ensureInfra, findPod, getPod, podNamespaces } from './pods.js';
 import { initialState, type ContainerConfig, type ContainerRecord, type MountSpec, type NetworkConfig, type PendingOp } from './types.js';
 
 export interface EngineOptions {
@@ -43,6 +44,10 @@ export interface CreateOptions {
   mac?: string;
   /** -p [[IP:]HOSTPORT:]CTRPORT[/tcp|udp] */
   publish?: string[];
+  /** Pod (name or ID) to join. */
+  pod?: string;
+  /** Internal: this is the infra container of that pod (ID). */
+  infraOf?: string;
 }
 
 /** Where a container's network should come up (restore keeps its old address). */
@@ -335,7 +340,11 @@ export class Engine {
       throw new FerryError('EINVAL', `invalid container name "${o.name}": use letters, digits, '_', '.', '-', starting with a letter or digit`);
     }
     const mounts = this.parseMounts(o.volumes ?? [], o.tmpfs ?? []);
-    const network = this.parseNetwork(o);
+    const pod = o.pod !== undefined ? getPod(this, o.pod) : undefined;
+    if (pod && (o.network || o.ip || o.mac || o.publish?.length)) {
+      throw new FerryError('EINVAL', `containers in pod ${pod.name} use the pod's network: give --network/-p/--ip to \`ferry pod create\` instead`);
+    }
+    const network = pod ? undefined : this.parseNetwork(o);
     const command = o.command.length ? o.command : img.Config.Cmd;
     const id = newId();
     const config: ContainerConfig = {
@@ -347,7 +356,7 @@ export class Engine {
       command,
       env: mergeEnv(img.Config.Env, o.env ?? []),
       workdir: o.workdir ?? img.Config.WorkingDir ?? '/',
-      hostname: o.hostname ?? id.slice(0, 12),
+      hostname: o.hostname ?? (pod?.share.includes('uts') ? pod.hostname : id.slice(0, 12)),
       mounts,
       autoRemove: o.autoRemove ?? false,
       labels: o.labels ?? {},
@@ -355,6 +364,8 @@ export class Engine {
       stopTimeout: o.stopTimeout ?? 10,
       createCommand: o.createCommand,
       network,
+      pod: pod?.id ?? o.infraOf,
+      infraOf: o.infraOf,
     };
     return withLock(
       this.paths.namesLock,
@@ -444,6 +455,13 @@ export class Engine {
     const bundle = this.paths.bundle(id);
     mkdirp(bundle, 0o700);
     await this.setupNetwork(rec, net);
+    // A pod member joins its infra's namespaces (started first if need be).
+    let joined: Partial<Record<'network' | 'ipc' | 'uts', string>> | undefined;
+    if (rec.config.pod && !rec.config.infraOf) {
+      const pod = findPod(this, rec.config.pod);
+      if (!pod) throw new FerryError('ENOTFOUND', `the pod of container ${rec.config.name} is gone: remove the container`);
+      joined = podNamespaces(pod, await ensureInfra(this, pod));
+    }
     const ip = rec.state.net?.ip;
     const etc: Mount[] = [];
     for (const [file, content, always] of [
@@ -471,7 +489,7 @@ export class Engine {
       cwd: rec.config.workdir,
       hostname: rec.config.hostname,
       mounts,
-      namespacePaths: rec.state.net ? { network: rec.state.net.netnsPath } : undefined,
+      namespacePaths: joined ?? (rec.state.net ? { network: rec.state.net.netnsPath } : undefined),
       hostNetwork: rec.config.network?.mode === 'host',
       cgroupsPath: `/ferry/${id}`,
       annotations: { 'io.ferry.name': rec.config.name },
@@ -579,11 +597,16 @@ export class Engine {
 
   async remove(ref: string, opts: { force?: boolean; volumes?: boolean } = {}): Promise<ContainerRecord> {
     return this.withContainer(ref, async (rec) => {
+      if (rec.config.infraOf && findPod(this, rec.config.infraOf) && !opts.force) {
+        throw new FerryError('ESTATE', `container ${rec.config.name} is the infra container of a pod: remove the pod with \`ferry pod rm\``);
+      }
       if ((rec.state.status === 'running' || rec.state.status === 'paused') && !opts.force) {
         throw new FerryError('ESTATE', `container ${rec.config.name} is running: stop it first or use --force`);
       }
       await this.stopLocked(rec, 0);
       await this.removeFiles(rec);
+      // Without its infra a pod is gone too.
+      if (rec.config.infraOf) fs.rmSync(path.join(this.paths.root, 'pods', `${rec.config.infraOf}.json`), { force: true });
       return rec;
     });
   }

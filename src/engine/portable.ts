@@ -24,6 +24,7 @@ import { VERSION } from '../lib/version.js';
 import { ArchiveWriter, ARCHIVE_FORMAT, HEADER_MEMBER, readArchive, type WriteStats } from '../drivers/archive/archive.js';
 import type { Compression } from '../drivers/archive/compress.js';
 import { createLayer } from '../drivers/storage/overlay.js';
+import { getPod } from './pods.js';
 import { META_FILE, checkCompatible, restore, type CheckpointMeta, type RestoreOptions, type RestoreReport } from './checkpoint.js';
 import type { Engine } from './engine.js';
 import type { ContainerRecord } from './types.js';
@@ -107,6 +108,8 @@ export interface ImportOptions extends RestoreOptions {
   ignoreVolumes?: boolean;
   /** Allow the archive's bind mounts of host paths (never done without asking). */
   allowHostMounts?: boolean;
+  /** Restore into this pod (the container must have been checkpointed out of a pod). */
+  pod?: string;
 }
 
 export type { RestoreOptions };
@@ -149,7 +152,21 @@ export async function importCheckpoint(engine: Engine, o: ImportOptions): Promis
     const meta = readJsonIfExists<CheckpointMeta>(path.join(staging, 'checkpoint', META_FILE));
     if (!meta) throw new FerryError('EARCHIVE', 'bad checkpoint archive: it holds no checkpoint metadata; nothing was created');
 
-    // 2. What the archive asks of this host: image, name, volumes, host paths.
+    // 2. What the archive asks of this host: pod, image, name, volumes, host paths.
+    const targetPod = o.pod !== undefined ? getPod(engine, o.pod) : undefined;
+    if (stored.infraOf) throw new FerryError('EARCHIVE', 'the archive holds a pod infra container, which is never checkpointed; nothing was created');
+    if (meta.pod && !targetPod) {
+      throw new FerryError('EINVAL', `the container was checkpointed out of pod ${meta.pod.name}: restore it into a pod with --pod POD; nothing was created`);
+    }
+    if (!meta.pod && targetPod) {
+      throw new FerryError('EINVAL', 'the container was not in a pod when it was checkpointed, so it cannot be restored into one (its PID namespace is its own); nothing was created');
+    }
+    if (meta.pod && targetPod) {
+      const missing = meta.pod.share.filter((ns) => !targetPod.share.includes(ns as never));
+      if (missing.length) {
+        throw new FerryError('EINVAL', `pod ${targetPod.name} does not share the ${missing.join(', ')} namespace${missing.length > 1 ? 's' : ''} that the container shared in pod ${meta.pod.name}: use a pod created with --share ${meta.pod.share.join(',')}; nothing was created`);
+      }
+    }
     const hostMounts = stored.mounts.filter((m) => m.type === 'bind');
     if (hostMounts.length && !o.allowHostMounts) {
       throw new FerryError(
@@ -185,7 +202,7 @@ export async function importCheckpoint(engine: Engine, o: ImportOptions): Promis
         if (engine.find(name)) throw new FerryError('EEXIST', `the container name "${name}" is already in use: pass -n/--name with another name; nothing was created`);
         const keepId = o.name === undefined && !fs.existsSync(engine.paths.containerDir(stored.id)) && /^[0-9a-f]{64}$/.test(stored.id);
         const id = keepId ? stored.id : newId();
-        const config = { ...stored, id, name, created: new Date().toISOString() };
+        const config = { ...stored, id, name, created: new Date().toISOString(), pod: targetPod?.id };
         const rec: ContainerRecord = {
           config,
           state: { status: 'exited', pid: 0, conmonPid: 0, exitCode: 0, checkpointed: true, checkpointedAt: meta.createdAt, restored: false },

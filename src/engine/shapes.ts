@@ -30,7 +30,7 @@ export function psEntry(r: ContainerRecord): Record<string, unknown> {
     Namespaces: {},
     Networks: c.network?.mode === 'bridge' ? [c.network.name ?? 'ferry'] : [],
     Pid: running ? s.pid : 0,
-    Pod: '',
+    Pod: c.pod && !c.infraOf ? c.pod : '',
     PodName: '',
     Ports: c.network?.ports.length ? c.network.ports.map((p) => ({ host_ip: p.hostIP ?? '', container_port: p.containerPort, host_port: p.hostPort, range: 1, protocol: p.protocol })) : null,
     StartedAt: s.startedAt ? Math.floor(Date.parse(s.startedAt) / 1000) : -62135596800,

@@ -43,6 +43,10 @@ export interface ContainerConfig {
   createCommand?: string[];
   /** Absent in records made before networking: those have mode none. */
   network?: NetworkConfig;
+  /** The pod (ID) the container belongs to; it joins the pod infra's shared namespaces. */
+  pod?: string;
+  /** Set on a pod's infra container: the pod (ID) whose namespaces it holds. */
+  infraOf?: string;
 }
 
 /** A multi-step operation in flight; if its process dies, the next command repairs the state. */

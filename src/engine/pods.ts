@@ -1,0 +1,194 @@
+/**
+ * Pods: containers that share namespaces (net, ipc, uts by default) held by an infra
+ * container. The infra is an ordinary container record marked `infra`, running a static
+ * busybox `sleep`; members join its namespaces by path, so a member can be checkpointed alone
+ * and restored into the namespaces of another pod's infra.
+ *
+ * Hostname: CRIU writes a member's dumped hostname into the UTS namespace it joins, so after
+ * restoring a member into a pod, Ferry sets the pod's own hostname again: every member of a
+ * pod always sees the pod's hostname.
+ */
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { FerryError } from '../lib/errors.js';
+import { run, runOk, which } from '../lib/exec.js';
+import { mkdirp, readJsonIfExists, writeJsonAtomic } from '../lib/fsutil.js';
+import { newId, validName } from '../lib/ids.js';
+import { withLock } from '../lib/lock.js';
+import type { Engine } from './engine.js';
+import type { ContainerRecord } from './types.js';
+
+export type SharedNs = 'net' | 'ipc' | 'uts';
+export const SHAREABLE: SharedNs[] = ['net', 'ipc', 'uts'];
+const INFRA_IMAGE = 'localhost/ferry-infra:latest';
+
+export interface PodRecord {
+  id: string;
+  name: string;
+  created: string;
+  infraId: string;
+  share: SharedNs[];
+  hostname: string;
+}
+
+export interface PodCreateOptions {
+  name?: string;
+  share?: string[];
+  hostname?: string;
+  publish?: string[];
+  network?: string;
+}
+
+function podsDir(engine: Engine): string {
+  return path.join(engine.paths.root, 'pods');
+}
+
+function podFile(engine: Engine, id: string): string {
+  return path.join(podsDir(engine), `${id}.json`);
+}
+
+export function listPods(engine: Engine): PodRecord[] {
+  let files: string[];
+  try {
+    files = fs.readdirSync(podsDir(engine)).filter((f) => f.endsWith('.json'));
+  } catch {
+    return [];
+  }
+  return files.map((f) => readJsonIfExists<PodRecord>(path.join(podsDir(engine), f))).filter((p): p is PodRecord => !!p);
+}
+
+export function findPod(engine: Engine, ref: string): PodRecord | undefined {
+  const all = listPods(engine);
+  return all.find((p) => p.id === ref || p.name === ref) ?? (/^[0-9a-f]{3,}$/.test(ref) ? all.filter((p) => p.id.startsWith(ref)).at(0) : undefined);
+}
+
+export function getPod(engine: Engine, ref: string): PodRecord {
+  const p = findPod(engine, ref);
+  if (!p) throw new FerryError('ENOTFOUND', `no pod with name or ID "${ref}" found: see \`ferry pod ps\``);
+  return p;
+}
+
+export function parseShare(share: string[] | undefined): SharedNs[] {
+  const list = (share ?? ['net,ipc,uts']).flatMap((s) => s.split(',')).map((s) => s.trim()).filter(Boolean);
+  for (const s of list) {
+    if (!SHAREABLE.includes(s as SharedNs)) throw new FerryError('EINVAL', `cannot share namespace "${s}" in a pod: use any of ${SHAREABLE.join(', ')}`);
+  }
+  return [...new Set(list as SharedNs[])].sort();
+}
+
+/** The infra image: a static busybox, made on first use from the host's busybox-static. */
+async function infraImage(engine: Engine): Promise<string> {
+  const have = engine.images.find(INFRA_IMAGE);
+  if (have) return have.Id;
+  const bb = ['/bin/busybox', which('busybox')].find((p) => p && fs.existsSync(p));
+  if (!bb) throw new FerryError('EDEPEND', 'busybox-static is not installed (pods need it for their infra container): run `npm run setup`');
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ferry-infra-'));
+  try {
+    mkdirp(path.join(dir, 'rootfs', 'bin'));
+    fs.copyFileSync(bb, path.join(dir, 'rootfs', 'bin', 'busybox'));
+    fs.chmodSync(path.join(dir, 'rootfs', 'bin', 'busybox'), 0o755);
+    for (const d of ['proc', 'sys', 'dev', 'etc', 'tmp']) mkdirp(path.join(dir, 'rootfs', d));
+    const tar = path.join(dir, 'infra.tar');
+    await runOk(['tar', '--sort=name', '--mtime=2024-01-01 00:00Z', '--owner=0', '--group=0', '--numeric-owner', '-C', path.join(dir, 'rootfs'), '-cf', tar, '.'], { what: 'making the infra image' });
+    return (await engine.importImage(tar, INFRA_IMAGE)).Id;
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+export async function createPod(engine: Engine, o: PodCreateOptions): Promise<PodRecord> {
+  const share = parseShare(o.share);
+  if (o.name !== undefined && !validName(o.name)) throw new FerryError('EINVAL', `invalid pod name "${o.name}": use letters, digits, '_', '.', '-'`);
+  if ((o.publish?.length || o.network) && !share.includes('net')) throw new FerryError('EINVAL', '-p and --network need a pod that shares its network (--share net)');
+  const id = newId();
+  const name = o.name ?? `pod_${id.slice(0, 8)}`;
+  const img = await infraImage(engine);
+  return withLock(
+    path.join(engine.paths.locks, 'pods.lock'),
+    async () => {
+      if (findPod(engine, name)) throw new FerryError('EEXIST', `the pod name "${name}" is already in use: choose another`);
+      const infra = await engine.create({
+        image: img,
+        command: ['/bin/busybox', 'sleep', '2147483647'],
+        name: `${id.slice(0, 12)}-infra`,
+        hostname: o.hostname ?? name,
+        network: share.includes('net') ? o.network : 'none',
+        publish: o.publish,
+        stopSignal: 'KILL',
+        stopTimeout: 0,
+        labels: { 'io.ferry.pod': id },
+        infraOf: id,
+      });
+      const pod: PodRecord = { id, name, created: new Date().toISOString(), infraId: infra.config.id, share, hostname: o.hostname ?? name };
+      mkdirp(podsDir(engine), 0o700);
+      writeJsonAtomic(podFile(engine, id), pod);
+      return pod;
+    },
+    { what: 'the pod registry' },
+  );
+}
+
+export function podMembers(pod: PodRecord, recs: ContainerRecord[]): ContainerRecord[] {
+  return recs.filter((r) => r.config.pod === pod.id && !r.config.infraOf);
+}
+
+/** Starts the pod's infra if it is not running; returns its current record. */
+export async function ensureInfra(engine: Engine, pod: PodRecord): Promise<ContainerRecord> {
+  const infra = engine.find(pod.infraId);
+  if (!infra) throw new FerryError('ENOTFOUND', `the infra container of pod ${pod.name} is gone: remove the pod and create it again`);
+  if (infra.state.status === 'running') return infra;
+  return engine.start(pod.infraId);
+}
+
+/** Namespace paths a member of pod joins (the infra must be running). */
+export function podNamespaces(pod: PodRecord, infra: ContainerRecord): Partial<Record<'network' | 'ipc' | 'uts', string>> {
+  const pid = infra.state.pid;
+  const ns: Partial<Record<'network' | 'ipc' | 'uts', string>> = {};
+  if (pod.share.includes('net')) ns.network = infra.state.net?.netnsPath ?? `/proc/${pid}/ns/net`;
+  if (pod.share.includes('ipc')) ns.ipc = `/proc/${pid}/ns/ipc`;
+  if (pod.share.includes('uts')) ns.uts = `/proc/${pid}/ns/uts`;
+  return ns;
+}
+
+/** CRIU restored a member's old hostname into the pod's UTS namespace: put the pod's back. */
+export async function resetPodHostname(engine: Engine, pod: PodRecord): Promise<void> {
+  if (!pod.share.includes('uts')) return;
+  const infra = engine.find(pod.infraId);
+  if (!infra || infra.state.status !== 'running') return;
+  await run(['nsenter', `--uts=/proc/${infra.state.pid}/ns/uts`, '--', '/bin/sh', '-c', 'echo "$0" > /proc/sys/kernel/hostname', pod.hostname]);
+}
+
+export async function startPod(engine: Engine, ref: string): Promise<PodRecord> {
+  const pod = getPod(engine, ref);
+  await ensureInfra(engine, pod);
+  for (const m of podMembers(pod, await engine.list({ all: true }))) {
+    if (m.state.status !== 'running' && !m.state.checkpointed) await engine.start(m.config.id);
+  }
+  return pod;
+}
+
+export async function stopPod(engine: Engine, ref: string, timeoutSec?: number): Promise<PodRecord> {
+  const pod = getPod(engine, ref);
+  for (const m of podMembers(pod, await engine.list({ all: true }))) await engine.stop(m.config.id, timeoutSec);
+  await engine.stop(pod.infraId, 0);
+  return pod;
+}
+
+export async function killPod(engine: Engine, ref: string, signal: string): Promise<PodRecord> {
+  const pod = getPod(engine, ref);
+  for (const m of podMembers(pod, await engine.list())) await engine.kill(m.config.id, signal);
+  return pod;
+}
+
+export async function removePod(engine: Engine, ref: string, force: boolean): Promise<PodRecord> {
+  const pod = getPod(engine, ref);
+  const members = podMembers(pod, await engine.list({ all: true }));
+  if (members.length && !force) {
+    throw new FerryError('ESTATE', `pod ${pod.name} has containers (${members.map((m) => m.config.name).join(', ')}): remove them first or use --force`);
+  }
+  for (const m of members) await engine.remove(m.config.id, { force: true });
+  if (engine.find(pod.infraId)) await engine.remove(pod.infraId, { force: true });
+  fs.rmSync(podFile(engine, pod.id), { force: true });
+  return pod;
+}
