@@ -260,10 +260,9 @@ export class Engine {
       // start died between `runc create` and `runc start`: undo, the user can start again.
       await this.runtime.kill(id, 'KILL');
       await this.releaseRuntime(rec);
-      rec.state.status = rec.state.checkpointed ? 'exited' : rec.state.startedAt ? 'exited' : 'created';
-    } else if (rec.state.status === 'running' && !processAlive(rec.state.conmonPid, rec.state.conmonStartTime)) {
-      // handled by the exit path in sync()
+      rec.state.status = rec.state.checkpointed || rec.state.startedAt ? 'exited' : 'created';
     } else if (rec.state.status !== 'running') {
+      // (A "running" record whose conmon is gone is handled by the exit path in sync().)
       await this.releaseRuntime(rec);
     }
     rec.state.error = `a ferry ${op.name} was interrupted; state repaired`;

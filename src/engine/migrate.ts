@@ -84,14 +84,16 @@ export async function migrate(engine: Engine, ref: string, o: MigrateOptions): P
   if (rec.config.mounts.some((m) => m.type === 'bind')) {
     throw new FerryError('EUNSUPPORTED', `container ${name} bind-mounts host paths (${rec.config.mounts.filter((m) => m.type === 'bind').map((m) => m.source).join(', ')}), which do not move with it: use named volumes`);
   }
+  if (rec.config.pod) {
+    throw new FerryError('EUNSUPPORTED', `container ${name} is in a pod, whose namespaces stay here: export it and restore it with --import --pod on the other host`);
+  }
+  const criu = await engine.criu();
   if (o.preCopy !== undefined) {
-    const criu = await engine.criu();
     if (!criu.features.memDirtyTrack) {
       throw new FerryError('EUNSUPPORTED', 'pre-copy needs soft-dirty memory tracking, which this kernel lacks (`criu check --feature mem_dirty_track`): migrate without --pre-copy, or with --lazy');
     }
     throw new FerryError('EUNSUPPORTED', '--pre-copy migration rounds are not implemented yet: use stop-and-copy or --lazy');
   }
-  const criu = await engine.criu();
   if (o.lazy && !(criu.features.uffdNoncoop && criu.features.lazyPipeSize)) {
     throw new FerryError('EUNSUPPORTED', criu.features.uffdNoncoop ? 'lazy migration needs fs.pipe-max-size >= 4194304 on this host: run `npm run setup`' : 'lazy migration needs userfaultfd, which this kernel lacks: migrate without --lazy');
   }
