@@ -3,7 +3,7 @@
 // floor: what runc and CRIU cost by themselves) and on Podman (the peer). See bench/README.md.
 //
 //   node bench/run.mjs [--quick] [--smoke] [--iterations N] [--only ferry,bare,podman]
-//                      [--out DIR] [--no-setup]
+//                      [--out DIR] [--no-setup] [--migration | --no-migration | --only-migration]
 //
 // Everything it creates (containers, mounts, storage, Podman's config) lives in one temporary
 // directory and is removed at the end, also on failure and on Ctrl-C.
@@ -28,18 +28,21 @@ const SMALL_PAUSE_MS = 300;
 
 function usage(code) {
   process.stdout.write(`usage: node bench/run.mjs [options]
-  --quick            tiny + 256 MiB workloads, 3 iterations (under 5 minutes)
+  --quick            tiny + 256 MiB workloads (migration: tiny + 64 MiB), 3 iterations (~6 minutes)
   --smoke            tiny workload only, 1 iteration (for the smoke test)
   --iterations N     runs per figure (default 5; --quick 3; --smoke 1)
   --only LIST        engines to run, comma-separated: ferry,bare,podman (default all)
   --out DIR          where to write <timestamp>.json and latest.json (default bench/results)
   --no-setup         do not run bench/setup.sh first
+  --migration        also measure live migration in --smoke mode (on by default otherwise)
+  --no-migration     leave the migration figures out
+  --only-migration   measure only the migration figures
 `);
   process.exit(code);
 }
 
 function parseArgs(argv) {
-  const o = { quick: false, smoke: false, iterations: undefined, only: [...ALL_ENGINES], out: path.join(HERE, 'results'), setup: true };
+  const o = { quick: false, smoke: false, iterations: undefined, only: [...ALL_ENGINES], out: path.join(HERE, 'results'), setup: true, migration: undefined, onlyMigration: false };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     const val = () => {
@@ -52,12 +55,15 @@ function parseArgs(argv) {
     else if (a.startsWith('--iterations')) {
       o.iterations = Number(val());
       if (!Number.isInteger(o.iterations) || o.iterations < 1) throw new Error('--iterations takes a whole number >= 1');
-    } else if (a.startsWith('--only')) {
+    } else if (a === '--only-migration') o.onlyMigration = o.migration = true;
+    else if (a === '--only' || a.startsWith('--only=')) {
       o.only = val().split(',').map((s) => s.trim()).filter(Boolean);
       for (const e of o.only) if (!ALL_ENGINES.includes(e)) throw new Error(`--only: unknown engine "${e}" (use ${ALL_ENGINES.join(', ')})`);
       if (!o.only.includes('ferry')) throw new Error('--only must include ferry: every figure compares Ferry with the others');
     } else if (a.startsWith('--out')) o.out = path.resolve(val());
     else if (a === '--no-setup') o.setup = false;
+    else if (a === '--migration') o.migration = true;
+    else if (a === '--no-migration') o.migration = false;
     else if (a === '-h' || a === '--help') usage(0);
     else throw new Error(`unknown option ${a}`);
   }
@@ -65,6 +71,9 @@ function parseArgs(argv) {
   o.crSizes = o.smoke ? ['tiny'] : o.quick ? ['tiny', 256] : ['tiny', 256, 1024];
   o.exportSizes = o.smoke ? ['tiny'] : o.quick ? ['tiny', 256] : ['tiny', 1024];
   o.mode = o.smoke ? 'smoke' : o.quick ? 'quick' : 'full';
+  // Live migration between two "hosts" (network namespaces with their own sshd) on this machine.
+  o.migration ??= !o.smoke;
+  o.migSizes = o.smoke || o.quick ? ['tiny', 64] : ['tiny', 64, 256];
   return o;
 }
 
@@ -496,6 +505,11 @@ function targetsFor(o) {
     'cr.1024.checkpoint': { bareMax: 1.1, text: '≤1.1× bare' },
     'cr.1024.restore': { bareMax: 1.1, text: '≤1.1× bare' },
   };
+  // Live migration (issue 8): post-copy downtime under 300 ms; stop-and-copy total ≤ 1.2× bare.
+  for (const size of o.migSizes) {
+    t[`migrate.lazy.${size}.downtime`] = { max: 300, text: '< 300 ms' };
+    t[`migrate.stop.${size}.total`] = { bareMax: 1.2, text: '≤1.2× bare' };
+  }
   if (big !== 'tiny') {
     const note = big === 1024 ? '' : ' (1 GiB target)';
     t[`export.${big}.export`] = { bareMax: 1.2, podmanMax: 1, strict: true, text: `≤1.2× bare, < podman${note}` };
@@ -522,6 +536,7 @@ class Results {
     const s = this.slot(id, title, engine);
     s.samples.push(Math.round(ms * 10) / 10);
     if (extra?.bytes !== undefined) (s.sizeBytes ??= []).push(extra.bytes);
+    if (extra?.wallMs !== undefined) (s.wallMs ??= []).push(Math.round(extra.wallMs * 10) / 10);
   }
   fail(ids, engine, msg) {
     for (const [id, title] of ids) {
@@ -708,6 +723,263 @@ async function benchExport(e, R, o, ctx, size) {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Live migration: two "hosts" on this machine exactly as the tests make them
+// (build/test/helpers/hosts.js: a network namespace each, joined by a veth pair, each with its
+// own sshd on port 2222 and its own Ferry root). Samples alternate A -> B, B -> A, ...
+
+const MIG_TITLES = {
+  stop: 'migrate stop-and-copy',
+  lazy: 'migrate --lazy',
+};
+
+/** Reads a Ferry container's output (its logs travel with it) on a NetHost. */
+const ferryOn = (h) => ({
+  name: 'ferry',
+  output: async (n) => {
+    const r = await h.run(['logs', n]);
+    return r.stdout + r.stderr;
+  },
+});
+
+/**
+ * After a migration: the workload goes on from `from` (the last number seen before it), every
+ * number after it in order, at least two of them, no CORRUPT and no restart ("filled").
+ */
+async function verifyContinues(e, name, w, from, timeoutMs = 30_000) {
+  const end = performance.now() + timeoutMs;
+  for (;;) {
+    const { lines, num } = progress(await e.output(name), w.kind);
+    let i = -1;
+    for (let k = lines.length - 1; k >= 0; k--) if (num(lines[k]) === from) { i = k; break; }
+    const after = lines.slice(i + 1);
+    const bad = after.find((l) => l.includes('CORRUPT') || l.startsWith('filled'));
+    if (bad) throw new Error(`${e.name}: check after migration failed: "${bad}"`);
+    if (i < 0) throw new Error(`${e.name}: check after migration failed: ${from} is not in the output on the destination`);
+    const nums = after.map(num).filter((n) => n !== undefined);
+    const k = nums.findIndex((n, j) => n !== from + 1 + j);
+    if (k >= 0) throw new Error(`${e.name}: check after migration failed: printed ${nums[k]} where ${from + 1 + k} was due (not restored where it stopped)`);
+    if (nums.length >= 2) return;
+    if (performance.now() > end) throw new Error(`${e.name}: check after migration failed: fewer than 2 numbers after ${from} within ${timeoutMs / 1000} s`);
+    await sleep(150);
+  }
+}
+
+/** The bare baseline's "host": a BareEngine whose runc runs inside the host's network namespace. */
+function bareOn(h, dir) {
+  const e = new BareEngine(dir);
+  e.R = ['nsenter', `--net=/run/netns/${h.netns}`, ...e.R];
+  e.host = h;
+  return e;
+}
+
+function dirBytes(d) {
+  let n = 0;
+  for (const f of fs.readdirSync(d, { withFileTypes: true })) n += f.isDirectory() ? dirBytes(path.join(d, f.name)) : fs.statSync(path.join(d, f.name)).size;
+  return n;
+}
+
+/**
+ * Bare migration of `name` from bare engine `src` to `dst`: a fresh overlay + bundle on the
+ * destination (before the freeze), then `runc checkpoint` on the source, `tar -c | ssh ... 'tar
+ * -x'` into the destination's image dir (ssh from the source's netns to the destination's sshd,
+ * the same key and options Ferry gets) and `runc restore -d` there. Downtime: checkpoint start
+ * to restore done; total: also the destination's preparation and the source's removal.
+ */
+async function bareMigrate(pair, src, dst, name, w) {
+  const t0 = performance.now();
+  const c = await dst.prepare(name, w);
+  const img = path.join(c.dir, 'ckpt');
+  const t1 = performance.now();
+  await src.checkpoint(name);
+  const ssh = ['ssh', '-i', pair.key, '-o', 'StrictHostKeyChecking=no', '-o', 'UserKnownHostsFile=/dev/null', '-o', 'LogLevel=ERROR', '-p', '2222', `root@${dst.host.ip}`];
+  const srcImg = path.join(src.ctrs.get(name).dir, 'ckpt');
+  const r = await exec(['nsenter', `--net=/run/netns/${src.host.netns}`, 'bash', '-c', 'set -o pipefail; tar -C "$1" -c . | "${@:3}" "mkdir -p $2 && tar -x -C $2"', 'bash', srcImg, img, ...ssh]);
+  if (r.code !== 0) throw cmdError('bare tar | ssh tar -x', r);
+  await dst.detached(c, ['restore', '-d', '--image-path', img, '--work-path', path.join(c.dir, 'logs'), '--bundle', c.dir, name], 'runc restore -d');
+  const t2 = performance.now();
+  // The source's last output may still be on its way through `cat`: keep reading it, and take
+  // the mark (the last number printed before the freeze) later, in the untimed pause.
+  const old = src.ctrs.get(name);
+  const streams = old.streams;
+  old.streams = [];
+  await src.rm(name);
+  const t3 = performance.now();
+  const bytes = dirBytes(img);
+  fs.rmSync(img, { recursive: true, force: true });
+  const mark = async () => {
+    await sleep(200);
+    for (const st of streams) st.destroy();
+    return progress(old.out, w.kind).last;
+  };
+  return { downtime: t2 - t1, total: t3 - t0, bytes, mark };
+}
+
+async function benchMigration(R, o, ctx, engineNames, skipped) {
+  if (!fs.existsSync('/usr/sbin/sshd') || spawnSync('ssh', ['-V']).status !== 0) {
+    skipped.migration = 'openssh-server / ssh is not installed (npm run setup installs it)';
+    log(`bench: skipping migration: ${skipped.migration}`);
+    return;
+  }
+  const helper = path.join(REPO, 'build/test/helpers/hosts.js');
+  if (!fs.existsSync(helper)) throw new Error(`${helper} is missing: run \`npm run build\` (npm run bench does)`);
+  const { HostPair } = await import(helper);
+  const pair = new HostPair();
+  migration.pair = pair;
+  const { a, b } = pair;
+  const bare = engineNames.includes('bare') ? [bareOn(a, path.join(tmp, 'ma')), bareOn(b, path.join(tmp, 'mb'))] : undefined;
+  try {
+    log('bench: migration: setting up two hosts (network namespaces with sshd)');
+    await pair.setup();
+    for (const h of [a, b]) await h.ok(['import', ctx.tarball, 'busybox']);
+    if (bare) for (const e of bare) (engines[`bare-${e.host.netns}`] = e), await e.setup(ctx);
+    const info = JSON.parse(await a.ok(['info', '--format', 'json']));
+    const lazy = !!info.host?.checkpointModes?.lazyPages;
+    if (!lazy) {
+      skipped['migrate --lazy'] = `lazy pages unavailable here: ${(info.host?.notes ?? []).join('; ')}`;
+      log(`bench: migration: no --lazy figures: ${skipped['migrate --lazy']}`);
+    }
+    for (const size of o.migSizes) {
+      for (const mode of ['stop', ...(lazy ? ['lazy'] : [])]) {
+        checkAbort();
+        log(`bench: ${MIG_TITLES[mode]} ${sizeLabel(size)} [ferry]`);
+        await migrateFerry(R, o, ctx, pair, size, mode);
+      }
+      if (bare) {
+        checkAbort();
+        log(`bench: ${MIG_TITLES.stop} ${sizeLabel(size)} [bare]`);
+        await migrateBare(R, o, ctx, pair, bare, size);
+      }
+    }
+  } finally {
+    log('bench: migration: removing the two hosts');
+    for (const e of bare ?? []) {
+      for (const n of [...e.ctrs.keys()]) await rmQuiet(e, n);
+      e.cleanup();
+    }
+    await pair.destroy().catch((err) => log(`bench: removing the migration hosts: ${err.message}`));
+    migration.pair = undefined;
+  }
+}
+
+function migIds(mode, size) {
+  const t = `${MIG_TITLES[mode]} ${sizeLabel(size)}`;
+  return [
+    [`migrate.${mode}.${size}.downtime`, `${t} downtime`],
+    [`migrate.${mode}.${size}.total`, `${t} total`],
+  ];
+}
+
+async function migrateFerry(R, o, ctx, pair, size, mode) {
+  const large = size !== 'tiny';
+  const ids = migIds(mode, size);
+  const name = uniq(`mg${mode}${size}`);
+  const vol = `${name}-bin`;
+  let at = pair.a;
+  let started = false;
+  const w = size === 'tiny' ? { kind: 'tiny', argv: LOOPER } : { kind: 'memhog', argv: ['/opt/memhog', String(size), '500'] };
+  try {
+    await settle(large);
+    let runArgs = ['run', '-d', '--name', name, 'busybox', ...w.argv];
+    if (large) {
+      // Migration refuses host bind mounts: the binary travels with the container in a volume.
+      await at.ok(['volume', 'create', vol]);
+      const mp = JSON.parse(await at.ok(['volume', 'inspect', vol]))[0].Mountpoint;
+      fs.copyFileSync(path.join(ctx.optDir, 'memhog'), path.join(mp, 'memhog'));
+      fs.chmodSync(path.join(mp, 'memhog'), 0o755);
+      runArgs = ['run', '-d', '--name', name, '-v', `${vol}:/opt`, 'busybox', ...w.argv];
+    }
+    await at.ok(runArgs);
+    started = true;
+    await waitStarted(ferryOn(at), name, w);
+    let pendingCheck;
+    for (let i = 0; i < o.iterations; i++) {
+      await settle(large, pendingCheck);
+      const to = at === pair.a ? pair.b : pair.a;
+      const from = progress(await ferryOn(at).output(name), w.kind).last;
+      const args = ['migrate', name, to.url(), '--remote-command', to.remoteCommand(), ...pair.sshArgs(), '--print-stats', ...(mode === 'lazy' ? ['--lazy'] : [])];
+      const t0 = performance.now();
+      const out = await at.ok(args, { timeoutMs: 120_000 });
+      const wall = performance.now() - t0;
+      at = to;
+      const st = JSON.parse(out);
+      R.add(...ids[0], 'ferry', st.downtime_ms);
+      R.add(...ids[1], 'ferry', st.total_ms, { bytes: st.bytes_sent, wallMs: wall });
+      const here = at;
+      const left = at === pair.a ? pair.b : pair.a;
+      pendingCheck = async () => {
+        await verifyContinues(ferryOn(here), name, w, from);
+        // The volume went with the container: Ferry removes the source's copy itself.
+        if (large && (await left.run(['volume', 'inspect', vol])).code === 0) throw new Error(`the source kept volume ${vol} after migrating its container`);
+      };
+    }
+    if (pendingCheck) await pendingCheck();
+  } catch (err) {
+    if (err instanceof Aborted) throw err;
+    R.fail(ids, 'ferry', err.message);
+    log(`  ferry: ${err.message}`);
+  } finally {
+    for (const h of [pair.a, pair.b]) {
+      if (started) await h.run(['rm', '-f', name]);
+      if (large) await h.run(['volume', 'rm', vol]);
+    }
+  }
+}
+
+async function migrateBare(R, o, ctx, pair, [ea, eb], size) {
+  const large = size !== 'tiny';
+  const ids = migIds('stop', size);
+  const name = uniq(`mgbare${size}`);
+  // The bare container bind-mounts the memhog binary from the bench's directory (on this one
+  // machine both "hosts" see it; CRIU only needs the same path on the destination).
+  const w = workload(size, ctx);
+  let at = ea;
+  try {
+    await settle(large);
+    await at.run(name, w);
+    await waitStarted(at, name, w);
+    let pendingCheck;
+    for (let i = 0; i < o.iterations; i++) {
+      await settle(large, pendingCheck);
+      const to = at === ea ? eb : ea;
+      const st = await bareMigrate(pair, at, to, name, w);
+      at = to;
+      R.add(...ids[0], 'bare', st.downtime);
+      R.add(...ids[1], 'bare', st.total, { bytes: st.bytes });
+      const here = at;
+      pendingCheck = async () => verifyRestored(here, name, w, await st.mark());
+    }
+    if (pendingCheck) await pendingCheck();
+  } catch (err) {
+    if (err instanceof Aborted) throw err;
+    R.fail(ids, 'bare', err.message);
+    log(`  bare: ${err.message}`);
+  } finally {
+    for (const e of [ea, eb]) if (e.ctrs.has(name)) await rmQuiet(e, name);
+  }
+}
+
+/** The migration hosts, for the synchronous last-resort cleanup (a second Ctrl-C). */
+const migration = { pair: undefined };
+function cleanupMigrationSync() {
+  const pair = migration.pair;
+  if (!pair) return;
+  migration.pair = undefined;
+  for (const h of [pair.a, pair.b]) {
+    if (fs.existsSync(h.root)) spawnSync('nsenter', [`--net=/run/netns/${h.netns}`, process.execPath, FERRY_BIN, ...h.args(), 'rm', '-a', '-f'], { stdio: 'ignore', timeout: 60_000 });
+    const rr = path.join(h.runroot, 'runc');
+    if (fs.existsSync(rr)) for (const id of fs.readdirSync(rr)) spawnSync('runc', ['--root', rr, 'delete', '--force', id], { stdio: 'ignore' });
+    try {
+      h.sshd?.kill('SIGKILL');
+    } catch {
+      /* gone */
+    }
+    spawnSync('ip', ['netns', 'delete', h.netns], { stdio: 'ignore' });
+    for (const m of mountsUnder(h.dir).sort().reverse()) spawnSync('umount', ['-l', m], { stdio: 'ignore' });
+    fs.rmSync(h.dir, { recursive: true, force: true, maxRetries: 3 });
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
 // Summary, table, JSON
 
 function summarize(R, o, engineNames) {
@@ -727,6 +999,7 @@ function summarize(R, o, engineNames) {
     const t = targets[f.id];
     if (t) {
       const checks = [];
+      if (t.max !== undefined) checks.push(fe?.ok ? fe.median < t.max : false);
       if (t.bareMax !== undefined) checks.push(engineNames.includes('bare') ? (f.ratios.ferry_bare === undefined ? false : f.ratios.ferry_bare <= t.bareMax) : null);
       if (t.podmanMax !== undefined) {
         if (!engineNames.includes('podman')) checks.push(null);
@@ -772,9 +1045,11 @@ function renderTable(figures, engineNames) {
   let s = [line(head), sep, ...rows.map(line)].join('\n') + '\n';
   const sized = figures.filter((f) => Object.values(f.engines).some((x) => x.sizeBytesMedian !== undefined));
   if (sized.length) {
-    s += `\nArchive sizes (median): ${sized
-      .map((f) => `${f.title.replace('checkpoint --export ', '')}: ${engineNames.map((e) => `${e} ${fmtSize(f.engines[e]?.sizeBytesMedian)}`).join(', ')}`)
-      .join('; ')}\n`;
+    const line = (fs_) => fs_.map((f) => `${f.title.replace('checkpoint --export ', '').replace(/ total$/, '')}: ${engineNames.map((e) => `${e} ${fmtSize(f.engines[e]?.sizeBytesMedian)}`).join(', ')}`).join('; ');
+    const archives = sized.filter((f) => !f.id.startsWith('migrate.'));
+    const sent = sized.filter((f) => f.id.startsWith('migrate.'));
+    if (archives.length) s += `\nArchive sizes (median): ${line(archives)}\n`;
+    if (sent.length) s += `\nMigrated bytes (median; Ferry: bytes_sent, zstd stream; bare: CRIU images, plain tar): ${line(sent)}\n`;
   }
   const errors = figures.flatMap((f) => Object.entries(f.engines).filter(([, x]) => x.error).map(([e, x]) => `${f.title} [${e}]: ${x.error}`));
   if (errors.length) s += `\nErrors:\n${[...new Set(errors)].map((e) => `  - ${e}`).join('\n')}\n`;
@@ -820,6 +1095,11 @@ let cleanedUp = false;
 function cleanup() {
   if (cleanedUp) return;
   cleanedUp = true;
+  try {
+    cleanupMigrationSync();
+  } catch (err) {
+    log(`bench: cleanup of the migration hosts: ${err.message}`);
+  }
   for (const e of Object.values(engines)) {
     try {
       e.cleanup();
@@ -919,9 +1199,14 @@ async function main() {
       await fn(e);
     }
   };
-  await step('CLI latency', (e) => benchCli(e, R, o));
-  for (const size of o.crSizes) await step(`checkpoint/restore ${sizeLabel(size)}`, (e) => benchCheckpoint(e, R, o, ctx, size));
-  for (const size of o.exportSizes) await step(`export/import ${sizeLabel(size)}`, (e) => benchExport(e, R, o, ctx, size));
+  if (!o.onlyMigration) {
+    await step('CLI latency', (e) => benchCli(e, R, o));
+    for (const size of o.crSizes) await step(`checkpoint/restore ${sizeLabel(size)}`, (e) => benchCheckpoint(e, R, o, ctx, size));
+    for (const size of o.exportSizes) await step(`export/import ${sizeLabel(size)}`, (e) => benchExport(e, R, o, ctx, size));
+  }
+  // Podman has no migrate command (its checkpoint --export + scp + restore --import could be
+  // scripted later); migration compares Ferry with bare runc + CRIU only.
+  if (o.migration) await benchMigration(R, o, ctx, engineNames, skipped);
 
   const figures = summarize(R, o, engineNames);
   const table = renderTable(figures, engineNames);
@@ -950,6 +1235,9 @@ async function main() {
       bare: 'runc run -d / checkpoint / restore -d with the same CRIU; run includes the overlay mount; export = runc checkpoint + tar | zstd -T0 -3; import = zstd -d | tar -x + overlay mount + runc restore -d',
       ferry: 'run --network none',
       podman: 'rootful, runc, cgroupfs, --network none, rm -f -t 0, k8s-file logs, file locks',
+      migration: o.migration
+        ? 'two hosts = two network namespaces with their own sshd (test/helpers/hosts.ts), samples alternate A->B, B->A. ferry: migrate NAME ssh://root@IP:2222 --remote-command ... --print-stats [--lazy] (default bridge network, zstd stream, memhog binary in a named volume); downtime/total = downtime_ms/total_ms from --print-stats, wallMs = the whole command. bare: fresh overlay+bundle on the destination, then runc checkpoint | tar -c | ssh tar -x | runc restore -d (all inside the hosts\' netns); downtime = checkpoint start to restore done, total = also the destination bundle and the source removal. podman: no migrate command, not measured'
+        : undefined,
     },
     figures,
     table,

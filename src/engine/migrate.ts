@@ -133,6 +133,7 @@ export async function migrate(engine: Engine, ref: string, o: MigrateOptions): P
       lazy: !!o.lazy,
       lazyPort: remotePort,
       withImage: !!o.withImage,
+      volumes: rec.config.mounts.filter((m) => m.type === 'volume').map((m) => m.source),
     });
     progress('checking');
     const ready = await replies.next(REPLY_TIMEOUT_MS);
@@ -217,8 +218,14 @@ export async function migrate(engine: Engine, ref: string, o: MigrateOptions): P
       const pagesDone = await replies.next(REPLY_TIMEOUT_MS);
       if (pagesDone?.type === 'error') process.stderr.write(`ferry: warning: ${String(pagesDone.message)}\n`);
     }
-    // 4. The container now lives on the destination only.
+    // 4. The container now lives on the destination only, and so do its volumes' data:
+    //    volumes no other container here uses moved with it.
     await engine.remove(rec.config.id, { force: true });
+    const others = await engine.list({ all: true });
+    for (const m of rec.config.mounts) {
+      if (m.type !== 'volume' || others.some((r) => r.config.mounts.some((x) => x.type === 'volume' && x.source === m.source))) continue;
+      await engine.removeVolume(m.source).catch(() => undefined);
+    }
     await writer.send({ type: 'bye' }).catch(() => undefined);
     ssh.stdin!.end();
     progress('done', bytes);
@@ -394,6 +401,9 @@ export async function receiveMigration(engine: Engine, input: Readable, output: 
       throw new FerryError('ENOTFOUND', `image ${String(hello.imageName)} is not on ${os.hostname()}: import it there first, or migrate with --with-image`);
     }
     if (engine.find(name)) throw new FerryError('EEXIST', `the name ${name} is already in use on ${os.hostname()}`);
+    for (const v of (hello.volumes as string[] | undefined) ?? []) {
+      if (engine.volumes.find(v)) throw new FerryError('EEXIST', `volume ${v} already exists on ${os.hostname()}: remove it there first (the container brings its own)`);
+    }
     if (hello.network && !engine.networks.find(String(hello.network))) throw new FerryError('ENOTFOUND', `network ${String(hello.network)} does not exist on ${os.hostname()}`);
     if (hello.ip && hello.network) {
       const holder = (await engine.list()).find((r) => r.state.net?.ip === hello.ip);

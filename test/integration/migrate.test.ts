@@ -184,3 +184,22 @@ test('ssh connection cut mid-stream: the container runs again on the source, des
   await a.ok(['rm', '-f', 'sever']);
   await a.ok(['volume', 'rm', 'sever-bin']);
 });
+
+test('a named volume moves with the container, both ways; a volume in the way is refused before freezing', { skip }, async () => {
+  await startMemhog(a, 'vol', 32);
+  await a.ok(migrateArgs(a, b, 'vol'));
+  assert.equal((await a.ok(['volume', 'ls', '-q'])).trim(), '', 'the volume left the source with its container');
+  assert.equal((await b.ok(['volume', 'ls', '-q'])).trim(), 'vol-bin');
+  await memhogHealthy(b, 'vol');
+  // A volume of that name on the destination: refused at once, the container untouched.
+  await a.ok(['volume', 'create', 'vol-bin']);
+  const pid = (await b.inspect('vol')).State.Pid;
+  const r = await b.fails(migrateArgs(b, a, 'vol', ['--lazy']));
+  assert.match(r.stderr, /volume vol-bin already exists/);
+  assert.equal((await b.inspect('vol')).State.Pid, pid, 'never frozen');
+  await a.ok(['volume', 'rm', 'vol-bin']);
+  await b.ok(migrateArgs(b, a, 'vol'));
+  await memhogHealthy(a, 'vol');
+  await a.ok(['rm', '-f', 'vol']);
+  await a.ok(['volume', 'rm', 'vol-bin']);
+});
