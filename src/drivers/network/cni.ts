@@ -353,8 +353,12 @@ async function callList(
 
 // ------------------------------------------------------------------------- namespaces
 
-export async function createNetns(): Promise<{ name: string; path: string }> {
+export function netnsName(): { name: string; path: string } {
   const name = `ferry-${randomBytes(6).toString('hex')}`;
+  return { name, path: `/run/netns/${name}` };
+}
+
+export async function createNetns(name: string): Promise<{ name: string; path: string }> {
   const r = await run(['ip', 'netns', 'add', name]);
   if (r.code !== 0) throw new FerryError('ERUNTIME', `creating a network namespace failed: ${r.stderr.trim()}`);
   return { name, path: `/run/netns/${name}` };
@@ -405,8 +409,11 @@ export async function attach(store: NetworkStore, o: AttachOptions): Promise<Att
     throw new FerryError('EEXIST', `IP address ${o.ip} is already in use on this machine by network namespace ${inUse.get(o.ip)} (a container of another ferry root): free it, or use --ignore-static-ip for a new address`);
   }
   const want = o.ip ?? store.nextFree(o.network, inUse);
-  const ns = await createNetns();
+  // The name is recorded before the namespace exists: a ferry killed at any point leaves
+  // nothing that the record does not name.
+  const ns = netnsName();
   o.onNetns?.({ network: o.network.name, netnsName: ns.name, netnsPath: ns.path, ip: '', prefixLength: 0, gateway: '', mac: '', ports: o.ports, result: undefined });
+  await createNetns(ns.name);
   const list = store.conflist(o.network);
   const base = { containerId: o.containerId, netns: ns.path, ifname: 'eth0' };
   const args = ['IgnoreUnknown=1', ...(want ? [`IP=${want}`] : []), ...(o.mac ? [`MAC=${o.mac}`] : [])].join(';');
