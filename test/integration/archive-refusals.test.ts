@@ -11,12 +11,12 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import tar from 'tar-stream';
 import { FAST_LOOPER, FERRY_BIN, Host, assertCleanError, eventually, lastCount, runcIds, type Result } from '../helpers/ferry.js';
+import { memberHash } from '../../src/drivers/archive/archive.js';
 
 const A = new Host('refA'); // exports
 const B = new Host('refB'); // imports
@@ -98,23 +98,9 @@ async function pack(entries: Entry[]): Promise<Buffer> {
   return Buffer.concat(chunks);
 }
 
-/** The sha256 Ferry's archive format keeps per member: its metadata as JSON, then its bytes. */
+/** The sha256 Ferry's archive format keeps per member (the format's own definition). */
 function memberSum(h: Hdr, data: Buffer): string {
-  const type = h.type === 'contiguous-file' ? 'file' : (h.type ?? 'file');
-  const xattrs: Record<string, string> = {};
-  for (const [k, v] of Object.entries(h.pax ?? {})) if (k.startsWith('SCHILY.xattr.')) xattrs[k] = String(v);
-  const meta = {
-    type,
-    mode: h.mode ?? 0,
-    uid: h.uid ?? 0,
-    gid: h.gid ?? 0,
-    linkname: h.linkname ?? '',
-    devmajor: h.devmajor ?? 0,
-    devminor: h.devminor ?? 0,
-    size: type === 'file' ? (h.size ?? 0) : 0,
-    xattrs,
-  };
-  return createHash('sha256').update(JSON.stringify(meta)).update(data).digest('hex');
+  return memberHash(h as Parameters<typeof memberHash>[0]).update(data).digest('hex');
 }
 
 const CHECKSUMS = 'checksums.json';

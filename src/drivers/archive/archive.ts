@@ -34,17 +34,21 @@ type Header = Partial<tar.Header> & { name: string };
 /** tar-stream's streams are streamx streams: Node-compatible at run time, typed apart. */
 const asReadable = (s: unknown): Readable => s as Readable;
 
-/** What a member's checksum covers: its metadata and its bytes. */
-function memberHash(h: Header): Hash {
+/**
+ * What a member's checksum covers: its metadata (as a reader sees it: a contiguous file is a
+ * file, and only files have a size) and then its bytes, fed to the returned hash.
+ */
+export function memberHash(h: Header): Hash {
+  const type = h.type === 'contiguous-file' ? 'file' : (h.type ?? 'file');
   const meta = {
-    type: h.type ?? 'file',
+    type,
     mode: h.mode ?? 0,
     uid: h.uid ?? 0,
     gid: h.gid ?? 0,
     linkname: h.linkname ?? '',
     devmajor: h.devmajor ?? 0,
     devminor: h.devminor ?? 0,
-    size: h.size ?? 0,
+    size: type === 'file' ? (h.size ?? 0) : 0,
     xattrs: xattrsOf(h),
   };
   return createHash("sha256").update(JSON.stringify(meta));
@@ -286,7 +290,7 @@ export async function readArchive(input: Readable, dest: string, policy: ReadPol
       if (sums[name] !== undefined) throw bad(`member "${name}" appears twice`);
       const first = members === 0;
       members++;
-      const hash = memberHash({ ...h, size: h.type === 'file' || h.type === 'contiguous-file' ? h.size : 0, type: h.type === 'contiguous-file' ? 'file' : h.type });
+      const hash = memberHash(h);
       if (first && name !== HEADER_MEMBER) throw bad(`it does not start with ${HEADER_MEMBER} (not a ferry checkpoint archive?)`);
       const { section, rest } = sectionOf(name);
       if (section) sections.add(section);
