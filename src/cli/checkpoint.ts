@@ -12,7 +12,7 @@ import { collect, getEngine, out, resolveRefs, type Ctx } from './context.js';
  * Runs fn with SIGINT/SIGTERM deferred: a checkpoint or restore cut half-way is how users lose
  * work, so an interrupt lets the current operation finish (or fail cleanly) and then exits 130.
  */
-async function uninterruptible<T>(what: string, fn: () => Promise<T>): Promise<T> {
+export async function uninterruptible<T>(what: string, fn: () => Promise<T>): Promise<T> {
   let interrupted = false;
   const onSignal = (): void => {
     if (!interrupted) process.stderr.write(`ferry: interrupted; finishing the ${what} in progress so that nothing is lost\n`);

@@ -28,6 +28,7 @@ export async function main(argv: string[]): Promise<number> {
     .version(VERSION, '-v, --version')
     .option('--root <dir>', 'persistent storage directory', ctx.root)
     .option('--runroot <dir>', 'runtime state directory', ctx.runroot)
+    .option('--runtime <path>', 'the OCI runtime binary: runc or a runc-compatible one (default: runc from PATH)', process.env.FERRY_RUNTIME)
     .enablePositionalOptions()
     .exitOverride()
     // Usage errors look like every other error: one line, `Error: ...` (Podman's shape).
@@ -36,9 +37,10 @@ export async function main(argv: string[]): Promise<number> {
       outputError: (s, write) => write(`Error: ${s.trim().replace(/^error:\s*/i, '')} (run with --help for usage)\n`),
     })
     .hook('preAction', (cmd) => {
-      const g = cmd.optsWithGlobals() as { root: string; runroot: string };
+      const g = cmd.optsWithGlobals() as { root: string; runroot: string; runtime?: string };
       ctx.root = g.root;
       ctx.runroot = g.runroot;
+      ctx.runtime = g.runtime;
     });
 
   registerContainerCommands(program, ctx, true);

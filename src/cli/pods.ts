@@ -2,6 +2,9 @@ import type { Command } from 'commander';
 import { FerryError } from '../lib/errors.js';
 import { createPod, getPod, killPod, listPods, podMembers, removePod, startPod, stopPod } from '../engine/pods.js';
 import { humanDuration } from '../engine/shapes.js';
+import { checkpointPod, importPod, restorePod } from '../engine/podcheckpoint.js';
+import { COMPRESSIONS, type Compression } from '../drivers/archive/compress.js';
+import { uninterruptible } from './checkpoint.js';
 import { collect, getEngine, out, type Ctx } from './context.js';
 import { formatOutput, table } from './format.js';
 
@@ -49,6 +52,68 @@ export function registerPodCommands(program: Command, ctx: Ctx): void {
         const p = getPod(engine, r);
         return { Id: p.id, Name: p.name, Created: p.created, Hostname: p.hostname, SharedNamespaces: p.share, InfraContainerID: p.infraId, Containers: podMembers(p, recs).map((m) => ({ Id: m.config.id, Name: m.config.name, State: m.state.status })) };
       }), null, 4) + '\n');
+    });
+
+  pod
+    .command('checkpoint')
+    .description('checkpoint a whole pod: every member frozen together (one consistent cut), then dumped')
+    .argument('<pod>')
+    .option('-R, --leave-running', 'leave the pod running after the checkpoint')
+    .option('-k, --keep', 'keep CRIU\'s log files')
+    .option('--tcp-established', 'checkpoint established TCP connections')
+    .option('--file-locks', 'checkpoint file locks')
+    .option('-e, --export <file>', 'also write the pod and all its members as one archive (- for stdout)')
+    .option('-c, --compress <method>', 'archive compression: zstd, gzip or none', 'zstd')
+    .option('--ignore-rootfs', 'leave the members\' filesystem changes out of the archive')
+    .option('--ignore-volumes', 'leave named volumes\' contents out of the archive')
+    .option('--print-stats', 'print the figures as JSON')
+    .action(async (ref: string, f: { leaveRunning?: boolean; keep?: boolean; tcpEstablished?: boolean; fileLocks?: boolean; export?: string; compress: string; ignoreRootfs?: boolean; ignoreVolumes?: boolean; printStats?: boolean }) => {
+      if (!COMPRESSIONS.includes(f.compress as Compression)) throw new FerryError('EINVAL', `invalid --compress "${f.compress}": use zstd, gzip or none`);
+      if ((f.ignoreRootfs || f.ignoreVolumes) && !f.export) throw new FerryError('EINVAL', '--ignore-rootfs and --ignore-volumes only apply with --export');
+      const say = f.export === '-' ? (s: string) => process.stderr.write(s) : out;
+      const r = await uninterruptible('pod checkpoint', () =>
+        checkpointPod(getEngine(ctx), ref, {
+          leaveRunning: f.leaveRunning,
+          keep: f.keep,
+          tcpEstablished: f.tcpEstablished,
+          fileLocks: f.fileLocks,
+          export: f.export ? { target: f.export, compression: f.compress as Compression, ignoreRootfs: f.ignoreRootfs, ignoreVolumes: f.ignoreVolumes } : undefined,
+        }),
+      );
+      if (f.printStats) say(JSON.stringify({ Id: r.id, Name: r.name, FrozenMs: Math.round(r.frozenMs), TotalMs: Math.round(r.totalMs), Archive: r.archive, Containers: r.members.map((m) => ({ Id: m.id, Name: m.name, runtime_checkpoint_duration: Math.round(m.runtimeMs * 1000), criu_statistics: m.criu })) }, null, 4) + '\n');
+      else say(`${r.id}\n`);
+    });
+
+  pod
+    .command('restore')
+    .description('restore a checkpointed pod, or a pod archive as a new pod (--import)')
+    .argument('[pod]')
+    .option('-i, --import <file>', 'restore a pod archive made by `pod checkpoint --export` (- for stdin)')
+    .option('-n, --name <name>', 'with --import: a new name for the pod (its members get new addresses)')
+    .option('-k, --keep', 'keep the checkpoint after restoring')
+    .option('--tcp-established', 'restore established TCP connections')
+    .option('--tcp-close', 'close the checkpoint\'s established TCP connections instead')
+    .option('--file-locks', 'restore file locks')
+    .option('--ignore-static-ip', 'give the pod a new IP address')
+    .option('--ignore-static-mac', 'give the pod a new MAC address')
+    .option('--ignore-rootfs', 'with --import: do not restore the members\' filesystem changes')
+    .option('--ignore-volumes', 'with --import: do not restore named volumes\' contents')
+    .option('--allow-host-mounts', 'with --import: accept host paths bind-mounted into members')
+    .option('--print-stats', 'print the figures as JSON')
+    .action(async (ref: string | undefined, f: { import?: string; name?: string; keep?: boolean; tcpEstablished?: boolean; tcpClose?: boolean; fileLocks?: boolean; ignoreStaticIp?: boolean; ignoreStaticMac?: boolean; ignoreRootfs?: boolean; ignoreVolumes?: boolean; allowHostMounts?: boolean; printStats?: boolean }) => {
+      if (f.import && ref) throw new FerryError('EINVAL', 'give either a pod or --import FILE, not both');
+      if (!f.import && !ref) throw new FerryError('EINVAL', 'name the pod to restore, or give --import FILE');
+      if (!f.import && (f.name || f.ignoreRootfs || f.ignoreVolumes || f.allowHostMounts)) throw new FerryError('EINVAL', '--name, --ignore-rootfs, --ignore-volumes and --allow-host-mounts only apply with --import');
+      if (f.tcpClose && f.tcpEstablished) throw new FerryError('EINVAL', '--tcp-close and --tcp-established cannot be used together');
+      const common = { keep: f.keep, tcpEstablished: f.tcpEstablished, tcpClose: f.tcpClose, fileLocks: f.fileLocks, ignoreStaticIp: f.ignoreStaticIp, ignoreStaticMac: f.ignoreStaticMac };
+      const engine = getEngine(ctx);
+      const r = await uninterruptible('pod restore', () =>
+        f.import
+          ? importPod(engine, { ...common, source: f.import, name: f.name, ignoreRootfs: f.ignoreRootfs, ignoreVolumes: f.ignoreVolumes, allowHostMounts: f.allowHostMounts })
+          : restorePod(engine, ref!, common),
+      );
+      if (f.printStats) out(JSON.stringify({ Id: r.id, Name: r.name, TotalMs: Math.round(r.totalMs), Containers: r.members.map((m) => ({ Id: m.id, Name: m.name, runtime_restore_duration: Math.round(m.runtimeMs * 1000), criu_statistics: m.criu })) }, null, 4) + '\n');
+      else out(`${r.id}\n`);
     });
 
   const each = (name: string, desc: string, fn: (ref: string, f: Record<string, string | boolean | undefined>) => Promise<unknown>, extra?: (c: Command) => Command): void => {

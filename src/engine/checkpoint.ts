@@ -18,7 +18,6 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { FerryError } from '../lib/errors.js';
-import { run } from '../lib/exec.js';
 import { commitDir, duBytes, mkdirp, readJsonIfExists, writeJsonAtomic } from '../lib/fsutil.js';
 import { processAlive, procStartTime, waitFor } from '../lib/proc.js';
 import { VERSION } from '../lib/version.js';
@@ -29,7 +28,7 @@ import type { WriteStats } from '../drivers/archive/archive.js';
 import type { PortMapping } from '../drivers/network/cni.js';
 import type { Engine } from './engine.js';
 import { exportCheckpoint, type ExportOptions } from './portable.js';
-import { findPod, resetPodHostname } from './pods.js';
+import { findPod, requirePodRestore, resetPodHostname } from './pods.js';
 
 function podInfo(engine: Engine, podId: string | undefined): CheckpointMeta['pod'] {
   const pod = podId ? findPod(engine, podId) : undefined;
@@ -58,6 +57,8 @@ export interface CheckpointOptions {
   withPrevious?: boolean;
   /** Also write the checkpoint as a portable archive. */
   export?: ExportOptions;
+  /** Set by a pod checkpoint, which freezes its members before dumping them. */
+  podFreeze?: boolean;
 }
 
 export interface RestoreOptions {
@@ -123,8 +124,13 @@ export interface RestoreReport {
 // ------------------------------------------------------------------------- checkpoint
 
 export async function checkpoint(engine: Engine, ref: string, o: CheckpointOptions): Promise<CheckpointReport> {
+  return engine.withContainer(ref, (rec) => checkpointLocked(engine, rec, o));
+}
+
+/** checkpoint() for a container whose lock the caller holds (a pod checkpoint holds them all). */
+export async function checkpointLocked(engine: Engine, rec: ContainerRecord, o: CheckpointOptions): Promise<CheckpointReport> {
   const t0 = performance.now();
-  return engine.withContainer(ref, async (rec) => {
+  {
     const id = rec.config.id;
     const name = rec.config.name;
     // 1. Refuse what cannot work, before touching anything.
@@ -197,7 +203,8 @@ export async function checkpoint(engine: Engine, ref: string, o: CheckpointOptio
       fs.rmSync(tmp, { recursive: true, force: true });
       const still = await engine.runtime.state(id);
       delete rec.state.op;
-      if (!still || still.status !== 'running') {
+      // A pod checkpoint dumps its members frozen: paused is alive too.
+      if (!still || (still.status !== 'running' && still.status !== 'paused')) {
         // Should not happen (CRIU resumes tasks on failure), but never leave a lie in state.
         rec.state.status = 'exited';
         rec.state.error = 'the container stopped during a failed checkpoint';
@@ -245,7 +252,7 @@ export async function checkpoint(engine: Engine, ref: string, o: CheckpointOptio
       if (rec.config.autoRemove && !o.leaveRunning) await engine.removeFiles(rec);
     }
     return { id, name, path: finalDir, totalMs: performance.now() - t0, runtimeMs, criu: stats, archive };
-  });
+  }
 }
 
 async function requirePreCopy(engine: Engine): Promise<void> {
@@ -269,14 +276,14 @@ async function makeMeta(engine: Engine, rec: ContainerRecord, o: CheckpointOptio
   const c = rec.config;
   const n = rec.state.net ?? (rec.state.address ? { ...rec.state.address, network: c.network?.name ?? '' } : undefined);
   const criu = await engine.criu();
-  const runc = await run([engine.runtime.runc, '--version']).catch(() => undefined);
+  const runcVersion = await engine.runtimeVersion();
   return {
     formatVersion: CHECKPOINT_FORMAT,
     createdAt: new Date().toISOString(),
     container: c,
     ferryVersion: VERSION,
     criuVersion: criu.version ?? 'unknown',
-    runcVersion: runc?.stdout.match(/runc version ([^\s]+)/)?.[1] ?? 'unknown',
+    runcVersion,
     kernel: os.release(),
     arch: process.arch,
     options: { tcpEstablished: !!o.tcpEstablished, fileLocks: !!o.fileLocks, extUnixSk: !!o.extUnixSk, shellJob: !!o.shellJob, withPrevious: !!o.withPrevious },
@@ -297,8 +304,13 @@ function criuFailure(what: 'checkpoint' | 'restore', name: string, stderr: strin
 // ------------------------------------------------------------------------- restore
 
 export async function restore(engine: Engine, ref: string, o: RestoreOptions): Promise<RestoreReport> {
+  return engine.withContainer(ref, (rec) => restoreLocked(engine, rec, o));
+}
+
+/** restore() for a container whose lock the caller holds. */
+export async function restoreLocked(engine: Engine, rec: ContainerRecord, o: RestoreOptions): Promise<RestoreReport> {
   const t0 = performance.now();
-  return engine.withContainer(ref, async (rec) => {
+  {
     const id = rec.config.id;
     const name = rec.config.name;
     const dir = engine.paths.checkpointDir(id);
@@ -309,6 +321,7 @@ export async function restore(engine: Engine, ref: string, o: RestoreOptions): P
     const meta = readJsonIfExists<CheckpointMeta>(path.join(dir, META_FILE));
     if (!meta) throw new FerryError('ESTATE', `container ${name} has no checkpoint to restore: checkpoint it first with \`ferry container checkpoint ${name}\``);
     await checkCompatible(engine, meta);
+    if (rec.config.pod) await requirePodRestore(engine);
     if (o.autoDedup && o.keep) throw new FerryError('EINVAL', '--auto-dedup consumes the checkpoint while restoring, so it cannot be combined with --keep');
     if (o.tcpClose && o.tcpEstablished) throw new FerryError('EINVAL', '--tcp-close and --tcp-established cannot be used together');
     // Established connections live only at the old address.
@@ -397,7 +410,7 @@ export async function restore(engine: Engine, ref: string, o: RestoreOptions): P
     const pod = rec.config.pod ? findPod(engine, rec.config.pod) : undefined;
     if (pod) await resetPodHostname(engine, pod);
     return { id, name, totalMs: performance.now() - t0, runtimeMs, criu: stats };
-  });
+  }
 }
 
 const CRIU_CONF = 'criu-restore.conf';
@@ -468,7 +481,12 @@ export async function listCheckpoints(engine: Engine): Promise<CheckpointEntry[]
 
 /** Deletes a container's checkpoint; the container itself stays (as an exited container). */
 export async function removeCheckpoint(engine: Engine, ref: string): Promise<void> {
-  await engine.withContainer(ref, async (rec) => {
+  await engine.withContainer(ref, async (rec) => removeCheckpointLocked(engine, rec));
+}
+
+/** removeCheckpoint() for a container whose lock the caller holds. */
+export async function removeCheckpointLocked(engine: Engine, rec: ContainerRecord): Promise<void> {
+  {
     const dir = engine.paths.checkpointDir(rec.config.id);
     if (!fs.existsSync(dir)) throw new FerryError('ENOTFOUND', `container ${rec.config.name} has no checkpoint`);
     const trash = `${dir}.rm`;
@@ -478,7 +496,7 @@ export async function removeCheckpoint(engine: Engine, ref: string): Promise<voi
     fs.rmSync(path.join(engine.paths.containerDir(rec.config.id), PRE_DIR), { recursive: true, force: true });
     Object.assign(rec.state, { checkpointed: false, checkpointPath: undefined });
     engine.save(rec);
-  });
+  }
 }
 
 // ------------------------------------------------------------------------- repair
@@ -515,7 +533,9 @@ export async function repairInterruptedCheckpoint(engine: Engine, rec: Container
   } else {
     fs.rmSync(tmp, { recursive: true, force: true });
   }
-  const alive = rs?.status === 'running' && processAlive(rs.pid);
+  const alive = (rs?.status === 'running' || rs?.status === 'paused') && processAlive(rs.pid);
+  // A pod checkpoint freezes its members while it dumps them: thaw what it left frozen.
+  if (alive && rs.status === 'paused' && o.podFreeze) await engine.runtime.resume(id);
   if (alive) return; // still running, nothing else to fix
   await engine.releaseRuntime(rec);
   Object.assign(rec.state, { status: 'exited', pid: 0, conmonPid: 0, finishedAt: new Date().toISOString() });

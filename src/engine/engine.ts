@@ -1,6 +1,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { FerryError } from '../lib/errors.js';
+import { run, which } from '../lib/exec.js';
 import { mkdirp, readJsonIfExists, writeJsonAtomic, writeFileAtomic } from '../lib/fsutil.js';
 import { FileLock, withLock } from '../lib/lock.js';
 import { newId, randomName, validName } from '../lib/ids.js';
@@ -21,6 +22,8 @@ export interface EngineOptions {
   runroot: string;
   /** argv prefix that runs this ferry (for conmon's exit command), e.g. [node, ferry.js]. */
   self?: string[];
+  /** The OCI runtime binary (default: runc from PATH). */
+  runtime?: string;
 }
 
 export interface CreateOptions {
@@ -70,13 +73,26 @@ export class Engine {
   readonly networks: NetworkStore;
   readonly runtime: RuncRuntime;
   private readonly self?: string[];
+  private readonly runtimeOpt?: string;
 
   constructor(opts: EngineOptions) {
     this.paths = new Paths(path.resolve(opts.root), path.resolve(opts.runroot));
     this.images = new ImageStore(this.paths.images);
     this.volumes = new VolumeStore(this.paths.volumes);
     this.networks = new NetworkStore(path.join(this.paths.root, 'networks'));
-    this.runtime = new RuncRuntime({ runcRoot: this.paths.runcRoot, criuPath: findCriu() });
+    if (opts.runtime !== undefined) {
+      const found = which(opts.runtime);
+      let ok = false;
+      try {
+        ok = !!found && fs.statSync(found).isFile() && (fs.accessSync(found, fs.constants.X_OK), true);
+      } catch {
+        ok = false;
+      }
+      if (!ok) throw new FerryError('ENOTFOUND', `--runtime ${opts.runtime}: no such executable; give the path of runc or a runc-compatible runtime`);
+      opts = { ...opts, runtime: path.resolve(found!) };
+    }
+    this.runtime = new RuncRuntime({ runcRoot: this.paths.runcRoot, criuPath: findCriu(), runc: opts.runtime });
+    this.runtimeOpt = opts.runtime;
     this.self = opts.self;
     for (const d of [this.paths.root, this.paths.containers]) mkdirp(d, 0o700);
     mkdirp(this.paths.locks, 0o700);
@@ -500,10 +516,12 @@ export class Engine {
   /** The exit command conmon runs when the container exits: `ferry container cleanup ID`. */
   exitCommand(id: string): string[] | undefined {
     if (!this.self) return undefined;
-    return [...this.self, '--root', this.paths.root, '--runroot', this.paths.runroot, 'container', 'cleanup', id];
+    const runtime = this.runtimeOpt ? ['--runtime', this.runtime.runc] : [];
+    return [...this.self, '--root', this.paths.root, '--runroot', this.paths.runroot, ...runtime, 'container', 'cleanup', id];
   }
 
-  async start(ref: string): Promise<ContainerRecord> {
+  /** Starts a container; `address` asks for the IP/MAC it had before (a pod's restored infra). */
+  async start(ref: string, o: { address?: { ip: string; mac: string } } = {}): Promise<ContainerRecord> {
     this.requireRuntime();
     return this.withContainer(ref, async (rec) => {
       if (rec.state.status === 'running') return rec;
@@ -512,7 +530,7 @@ export class Engine {
       this.beginOp(rec, 'start');
       try {
         await this.runtime.delete(rec.config.id, true); // stale runc state from a crash
-        await this.prepareBundle(rec, { ip: rec.config.network?.ip, mac: rec.config.network?.mac });
+        await this.prepareBundle(rec, { ip: o.address?.ip ?? rec.config.network?.ip, mac: o.address?.mac ?? rec.config.network?.mac });
         const started = await this.runtime.createWithConmon({
           id: rec.config.id,
           name: rec.config.name,
@@ -742,6 +760,29 @@ export class Engine {
 
   async criu(): Promise<CriuInfo> {
     return probeCriu(path.join(this.paths.runroot, 'criu-features.json'));
+  }
+
+  /**
+   * runc's version (recorded in every checkpoint), cached in RUNROOT keyed by the binary's
+   * mtime: asking runc costs a process start on every checkpoint.
+   */
+  async runtimeVersion(): Promise<string> {
+    const file = path.join(this.paths.runroot, 'runc-version.json');
+    let mtimeMs = 0;
+    try {
+      mtimeMs = fs.statSync(this.runtime.runc).mtimeMs;
+    } catch {
+      return 'unknown';
+    }
+    const cached = readJsonIfExists<{ runc: string; mtimeMs: number; version: string }>(file);
+    if (cached && cached.runc === this.runtime.runc && cached.mtimeMs === mtimeMs) return cached.version;
+    const r = await run([this.runtime.runc, '--version']).catch(() => undefined);
+    const version = r?.stdout.match(/runc version ([^\s]+)/)?.[1] ?? 'unknown';
+    if (version !== 'unknown') {
+      mkdirp(this.paths.runroot, 0o700);
+      writeJsonAtomic(file, { runc: this.runtime.runc, mtimeMs, version });
+    }
+    return version;
   }
 
   /** Polls a container's log and exit; used by foreground run and logs --follow. */

@@ -16,6 +16,7 @@ import { run, runOk, which } from '../lib/exec.js';
 import { mkdirp, readJsonIfExists, writeJsonAtomic } from '../lib/fsutil.js';
 import { newId, validName } from '../lib/ids.js';
 import { withLock } from '../lib/lock.js';
+import { versionAtLeast } from '../drivers/criu/criu.js';
 import type { Engine } from './engine.js';
 import type { ContainerRecord } from './types.js';
 
@@ -30,6 +31,10 @@ export interface PodRecord {
   infraId: string;
   share: SharedNs[];
   hostname: string;
+  /** Set while the whole pod is checkpointed (`ferry pod checkpoint`): its members and address. */
+  checkpoint?: { at: string; members: string[]; address?: { ip: string; mac: string }; tcpEstablished: boolean };
+  /** A pod operation in flight, which may have left members frozen if its ferry died. */
+  op?: { name: 'checkpoint'; pid: number; startTime?: number; since: string };
 }
 
 export interface PodCreateOptions {
@@ -46,6 +51,26 @@ function podsDir(engine: Engine): string {
 
 function podFile(engine: Engine, id: string): string {
   return path.join(podsDir(engine), `${id}.json`);
+}
+
+export function savePod(engine: Engine, pod: PodRecord): void {
+  writeJsonAtomic(podFile(engine, pod.id), pod);
+}
+
+/** Podman's minimum for restoring into a pod (CRIU 3.16), and a runc that joins namespaces by path on restore. */
+const POD_CRIU = [3, 16] as const;
+const POD_RUNC = [1, 1] as const;
+
+/** Refuses when this host's CRIU or runc cannot restore a container into a pod's namespaces. */
+export async function requirePodRestore(engine: Engine): Promise<void> {
+  const criu = (await engine.criu()).version;
+  if (!versionAtLeast(criu, POD_CRIU)) {
+    throw new FerryError('EDEPEND', `restoring into a pod needs CRIU ${POD_CRIU.join('.')} or newer, this host has ${criu ?? 'none'}: upgrade CRIU (\`npm run setup\` installs one that works)`);
+  }
+  const runc = (await engine.runtimeVersion()).replace(/[^0-9.].*$/, '');
+  if (!versionAtLeast(runc, POD_RUNC)) {
+    throw new FerryError('EDEPEND', `restoring into a pod needs runc ${POD_RUNC.join('.')} or newer (it joins the pod's namespaces on restore), this host has ${runc || 'an unknown version'}: upgrade runc`);
+  }
 }
 
 export function listPods(engine: Engine): PodRecord[] {
@@ -191,4 +216,24 @@ export async function removePod(engine: Engine, ref: string, force: boolean): Pr
   if (engine.find(pod.infraId)) await engine.remove(pod.infraId, { force: true });
   fs.rmSync(podFile(engine, pod.id), { force: true });
   return pod;
+}
+
+const LOCK_CHAIN = 'FERRY-POD-LOCK';
+
+/**
+ * Holds all traffic in a pod's network namespace while its members are restored one by one.
+ * Two members connected over localhost are restored separately: without this, the first one
+ * restored talks to a peer socket that does not exist yet, gets a reset, and the connection
+ * dies. With the lock, packets are dropped until every member is back, and TCP retransmits
+ * them then. The chain is our own, so CRIU's own lock and unlock (chain CRIU) leave it alone.
+ */
+export async function lockPodNetwork(pod: PodRecord, infra: ContainerRecord): Promise<() => Promise<void>> {
+  const netns = podNamespaces(pod, infra).network;
+  if (!netns) return async () => undefined;
+  const ipt = (rules: string): Promise<unknown> =>
+    runOk(['nsenter', `--net=${netns}`, '--', 'iptables-restore', '-w', '--noflush'], { input: rules, what: 'locking the pod network' });
+  await ipt(`*filter\n:${LOCK_CHAIN} - [0:0]\n-A ${LOCK_CHAIN} -j DROP\n-I INPUT -j ${LOCK_CHAIN}\n-I OUTPUT -j ${LOCK_CHAIN}\nCOMMIT\n`);
+  return async () => {
+    await ipt(`*filter\n-D INPUT -j ${LOCK_CHAIN}\n-D OUTPUT -j ${LOCK_CHAIN}\n-F ${LOCK_CHAIN}\n-X ${LOCK_CHAIN}\nCOMMIT\n`);
+  };
 }

@@ -21,10 +21,10 @@ import { mkdirp, readJson, readJsonIfExists, writeJsonAtomic } from '../lib/fsut
 import { newId, validName } from '../lib/ids.js';
 import { withLock } from '../lib/lock.js';
 import { VERSION } from '../lib/version.js';
-import { ArchiveWriter, ARCHIVE_FORMAT, HEADER_MEMBER, readArchive, type WriteStats } from '../drivers/archive/archive.js';
+import { ArchiveWriter, ARCHIVE_FORMAT, HEADER_MEMBER, POD_ARCHIVE_KIND, readArchive, type WriteStats } from '../drivers/archive/archive.js';
 import type { Compression } from '../drivers/archive/compress.js';
 import { createLayer } from '../drivers/storage/overlay.js';
-import { getPod } from './pods.js';
+import { getPod, requirePodRestore, type PodRecord } from './pods.js';
 import { META_FILE, checkCompatible, restore, type CheckpointMeta, type RestoreOptions, type RestoreReport } from './checkpoint.js';
 import type { Engine } from './engine.js';
 import type { ContainerRecord } from './types.js';
@@ -55,7 +55,7 @@ export async function exportCheckpoint(engine: Engine, rec: ContainerRecord, o: 
   const id = rec.config.id;
   const dir = engine.paths.checkpointDir(id);
   const meta = readJson<CheckpointMeta>(path.join(dir, META_FILE));
-  const volumes = o.ignoreVolumes ? [] : rec.config.mounts.filter((m) => m.type === 'volume').map((m) => m.source);
+  const volumes = exportedVolumes(rec, o);
   const header: ArchiveHeader = {
     format: ARCHIVE_FORMAT,
     kind: 'ferry-checkpoint',
@@ -84,11 +84,7 @@ export async function exportCheckpoint(engine: Engine, rec: ContainerRecord, o: 
   const w = new ArchiveWriter(out, o.compression);
   try {
     await w.addJson(HEADER_MEMBER, header);
-    await w.addJson('container.json', { config: rec.config });
-    if (fs.existsSync(engine.paths.logPath(id))) await w.addFile('ctr.log', engine.paths.logPath(id));
-    await w.addPlainDir('checkpoint', dir);
-    if (!o.ignoreRootfs) await w.addTree('rootfs', engine.paths.layer(id).upper);
-    for (const v of volumes) await w.addTree(`volumes/${v}`, engine.volumes.get(v).Mountpoint);
+    await writeContainerMembers(engine, rec, w, '', o);
     const stats = await w.finish();
     if (file) fs.renameSync(tmp, file);
     return stats;
@@ -98,6 +94,21 @@ export async function exportCheckpoint(engine: Engine, rec: ContainerRecord, o: 
     const why = e instanceof FerryError ? e.message : (e as Error).message;
     throw new FerryError('EARCHIVE', `exporting ${rec.config.name} failed: ${why}; the checkpoint is kept on this host (\`ferry container restore ${rec.config.name}\`)`);
   }
+}
+
+/** The volumes an export of rec carries. */
+export function exportedVolumes(rec: ContainerRecord, o: { ignoreVolumes?: boolean }): string[] {
+  return o.ignoreVolumes ? [] : rec.config.mounts.filter((m) => m.type === 'volume').map((m) => m.source);
+}
+
+/** A checkpointed container's members (record, log, CRIU images, rootfs, volumes) under prefix. */
+export async function writeContainerMembers(engine: Engine, rec: ContainerRecord, w: ArchiveWriter, prefix: string, o: { ignoreRootfs?: boolean; ignoreVolumes?: boolean }): Promise<void> {
+  const id = rec.config.id;
+  await w.addJson(`${prefix}container.json`, { config: rec.config });
+  if (fs.existsSync(engine.paths.logPath(id))) await w.addFile(`${prefix}ctr.log`, engine.paths.logPath(id));
+  await w.addPlainDir(`${prefix}checkpoint`, engine.paths.checkpointDir(id));
+  if (!o.ignoreRootfs) await w.addTree(`${prefix}rootfs`, engine.paths.layer(id).upper);
+  for (const v of exportedVolumes(rec, o)) await w.addTree(`${prefix}volumes/${v}`, engine.volumes.get(v).Mountpoint);
 }
 
 export interface ImportOptions extends RestoreOptions {
@@ -113,6 +124,117 @@ export interface ImportOptions extends RestoreOptions {
 }
 
 export type { RestoreOptions };
+
+/**
+ * Checks a staged container (dir holds container.json, checkpoint/, rootfs/, volumes/, as read
+ * from an archive) against this host and places it as a new, checkpointed container: refused
+ * before anything is created when it cannot be. Volumes it creates are added to createdVolumes
+ * as they are made, so that a caller can undo them.
+ */
+export async function placeStaged(
+  engine: Engine,
+  dir: string,
+  o: { name?: string; ignoreRootfs?: boolean; ignoreVolumes?: boolean; allowHostMounts?: boolean },
+  targetPod: PodRecord | undefined,
+  createdVolumes: string[],
+): Promise<ContainerRecord> {
+  const stored = readJson<{ config: ContainerRecord['config'] }>(path.join(dir, 'container.json')).config;
+  const meta = readJsonIfExists<CheckpointMeta>(path.join(dir, 'checkpoint', META_FILE));
+  if (!meta) throw new FerryError('EARCHIVE', 'bad checkpoint archive: it holds no checkpoint metadata; nothing was created');
+
+  // 2. What the archive asks of this host: pod, image, name, volumes, host paths.
+  if (stored.infraOf) throw new FerryError('EARCHIVE', 'the archive holds a pod infra container, which is never checkpointed; nothing was created');
+  if (meta.pod && !targetPod) {
+    throw new FerryError('EINVAL', `the container was checkpointed out of pod ${meta.pod.name}: restore it into a pod with --pod POD; nothing was created`);
+  }
+  if (!meta.pod && targetPod) {
+    throw new FerryError('EINVAL', 'the container was not in a pod when it was checkpointed, so it cannot be restored into one (its PID namespace is its own); nothing was created');
+  }
+  if (meta.pod && targetPod) {
+    await requirePodRestore(engine);
+    const missing = meta.pod.share.filter((ns) => !targetPod.share.includes(ns as never));
+    if (missing.length) {
+      throw new FerryError('EINVAL', `pod ${targetPod.name} does not share the ${missing.join(', ')} namespace${missing.length > 1 ? 's' : ''} that the container shared in pod ${meta.pod.name}: use a pod created with --share ${meta.pod.share.join(',')}; nothing was created`);
+    }
+  }
+  const hostMounts = stored.mounts.filter((m) => m.type === 'bind');
+  if (hostMounts.length && !o.allowHostMounts) {
+    throw new FerryError(
+      'ESTATE',
+      `the archive bind-mounts host path ${hostMounts.map((m) => m.source).join(', ')} into the container: pass --allow-host-mounts if you trust it; nothing was created`,
+    );
+  }
+  if (stored.network?.mode === 'bridge' && !engine.networks.find(stored.network.name ?? 'ferry')) {
+    throw new FerryError('ENOTFOUND', `the archive's container is on network "${stored.network.name}", which this host does not have: create it with \`ferry network create\`; nothing was created`);
+  }
+  for (const m of stored.mounts) {
+    // Anything but these three would be set up as a bind mount of its source: refuse it.
+    if (!['volume', 'bind', 'tmpfs'].includes(m.type)) throw new FerryError('EARCHIVE', `bad checkpoint archive: a mount of unknown type "${String(m.type)}"; nothing was created`);
+    if (m.type === 'bind' && !fs.existsSync(m.source)) throw new FerryError('ENOTFOUND', `bind mount source ${m.source} does not exist on this host; nothing was created`);
+    if (m.type === 'volume' && !validName(m.source)) throw new FerryError('EARCHIVE', `bad checkpoint archive: invalid volume name "${m.source}"; nothing was created`);
+  }
+  const carriedVolumes = stored.mounts.filter((m) => m.type === 'volume' && fs.existsSync(path.join(dir, 'volumes', m.source))).map((m) => m.source);
+  if (!o.ignoreVolumes) {
+    for (const v of carriedVolumes) {
+      if (engine.volumes.find(v)) {
+        throw new FerryError('EEXIST', `volume "${v}" already exists on this host: remove it, or pass --ignore-volumes to use it as it is; nothing was created`);
+      }
+    }
+  }
+  // An archive exported with --ignore-rootfs has no rootfs/: the image's files are used.
+
+  // 3. Place the container: record, checkpoint, log, rootfs, volumes.
+  const created = await withLock(
+    engine.paths.namesLock,
+    async () => {
+      const name = o.name ?? stored.name;
+      if (typeof name !== 'string' || !validName(name)) throw new FerryError('EARCHIVE', `bad checkpoint archive: invalid container name "${String(name)}"; nothing was created`);
+      if (engine.find(name)) throw new FerryError('EEXIST', `the container name "${name}" is already in use: pass -n/--name with another name; nothing was created`);
+      const keepId = o.name === undefined && !fs.existsSync(engine.paths.containerDir(stored.id)) && /^[0-9a-f]{64}$/.test(stored.id);
+      const id = keepId ? stored.id : newId();
+      const config = { ...stored, id, name, created: new Date().toISOString(), pod: targetPod?.id };
+      const rec: ContainerRecord = {
+        config,
+        state: { status: 'exited', pid: 0, conmonPid: 0, exitCode: 0, checkpointed: true, checkpointedAt: meta.createdAt, restored: false },
+      };
+      const cdir = engine.paths.containerDir(id);
+      const tmp = path.join(engine.paths.containers, `.tmp-${id}`);
+      fs.rmSync(tmp, { recursive: true, force: true });
+      mkdirp(path.join(tmp, 'userdata'), 0o700);
+      fs.renameSync(path.join(dir, 'checkpoint'), path.join(tmp, 'checkpoint'));
+      if (fs.existsSync(path.join(dir, 'ctr.log'))) fs.renameSync(path.join(dir, 'ctr.log'), path.join(tmp, 'userdata', 'ctr.log'));
+      rec.state.checkpointPath = path.join(cdir, 'checkpoint');
+      writeJsonAtomic(path.join(tmp, 'container.json'), rec, 0o600);
+      const layer = engine.paths.layer(id);
+      fs.rmSync(layer.dir, { recursive: true, force: true });
+      createLayer(layer.dir);
+      if (!o.ignoreRootfs && fs.existsSync(path.join(dir, 'rootfs'))) {
+        fs.rmSync(layer.upper, { recursive: true, force: true });
+        fs.renameSync(path.join(dir, 'rootfs'), layer.upper);
+      }
+      fs.renameSync(tmp, cdir); // the container exists from here on
+      return rec;
+    },
+    { what: 'the container name registry' },
+  );
+  if (!o.ignoreVolumes) {
+    for (const v of carriedVolumes) {
+      const vol = engine.volumes.create(v);
+      createdVolumes.push(v);
+      fs.rmSync(vol.Mountpoint, { recursive: true, force: true });
+      fs.renameSync(path.join(dir, 'volumes', v), vol.Mountpoint);
+    }
+  }
+  // Volumes whose contents did not travel (or were ignored) start empty, as with `run -v`.
+  for (const m of stored.mounts) {
+    if (m.type === 'volume' && !engine.volumes.find(m.source)) {
+      engine.volumes.create(m.source);
+      createdVolumes.push(m.source);
+    }
+  }
+  return created;
+}
+
 
 /** Imports an archive as a new container and restores it. On failure nothing is left behind. */
 export async function importCheckpoint(engine: Engine, o: ImportOptions): Promise<RestoreReport> {
@@ -136,6 +258,7 @@ export async function importCheckpoint(engine: Engine, o: ImportOptions): Promis
     await readArchive(input, staging, {
       onHeader: async (h) => {
         const hdr = h as unknown as ArchiveHeader;
+        if ((hdr.kind as string) === POD_ARCHIVE_KIND) throw new FerryError('EINVAL', 'this archive holds a whole pod: restore it with `ferry pod restore --import`; nothing was created');
         if (hdr.kind !== 'ferry-checkpoint') throw new FerryError('EARCHIVE', 'not a ferry checkpoint archive; nothing was created');
         if (typeof hdr.format !== 'number' || hdr.format > ARCHIVE_FORMAT) {
           throw new FerryError('EARCHIVE', `the archive has format version ${hdr.format}, this ferry reads up to ${ARCHIVE_FORMAT}: upgrade ferry; nothing was created`);
@@ -148,105 +271,14 @@ export async function importCheckpoint(engine: Engine, o: ImportOptions): Promis
         if (engine.find(name)) throw new FerryError('EEXIST', `the container name "${name}" is already in use: pass -n/--name with another name; nothing was created`);
       },
     });
-    const stored = readJson<{ config: ContainerRecord['config'] }>(path.join(staging, 'container.json')).config;
-    const meta = readJsonIfExists<CheckpointMeta>(path.join(staging, 'checkpoint', META_FILE));
-    if (!meta) throw new FerryError('EARCHIVE', 'bad checkpoint archive: it holds no checkpoint metadata; nothing was created');
-
-    // 2. What the archive asks of this host: pod, image, name, volumes, host paths.
     const targetPod = o.pod !== undefined ? getPod(engine, o.pod) : undefined;
-    if (stored.infraOf) throw new FerryError('EARCHIVE', 'the archive holds a pod infra container, which is never checkpointed; nothing was created');
-    if (meta.pod && !targetPod) {
-      throw new FerryError('EINVAL', `the container was checkpointed out of pod ${meta.pod.name}: restore it into a pod with --pod POD; nothing was created`);
-    }
-    if (!meta.pod && targetPod) {
-      throw new FerryError('EINVAL', 'the container was not in a pod when it was checkpointed, so it cannot be restored into one (its PID namespace is its own); nothing was created');
-    }
-    if (meta.pod && targetPod) {
-      const missing = meta.pod.share.filter((ns) => !targetPod.share.includes(ns as never));
-      if (missing.length) {
-        throw new FerryError('EINVAL', `pod ${targetPod.name} does not share the ${missing.join(', ')} namespace${missing.length > 1 ? 's' : ''} that the container shared in pod ${meta.pod.name}: use a pod created with --share ${meta.pod.share.join(',')}; nothing was created`);
-      }
-    }
-    const hostMounts = stored.mounts.filter((m) => m.type === 'bind');
-    if (hostMounts.length && !o.allowHostMounts) {
-      throw new FerryError(
-        'ESTATE',
-        `the archive bind-mounts host path ${hostMounts.map((m) => m.source).join(', ')} into the container: pass --allow-host-mounts if you trust it; nothing was created`,
-      );
-    }
-    if (stored.network?.mode === 'bridge' && !engine.networks.find(stored.network.name ?? 'ferry')) {
-      throw new FerryError('ENOTFOUND', `the archive's container is on network "${stored.network.name}", which this host does not have: create it with \`ferry network create\`; nothing was created`);
-    }
-    for (const m of stored.mounts) {
-      // Anything but these three would be set up as a bind mount of its source: refuse it.
-      if (!['volume', 'bind', 'tmpfs'].includes(m.type)) throw new FerryError('EARCHIVE', `bad checkpoint archive: a mount of unknown type "${String(m.type)}"; nothing was created`);
-      if (m.type === 'bind' && !fs.existsSync(m.source)) throw new FerryError('ENOTFOUND', `bind mount source ${m.source} does not exist on this host; nothing was created`);
-      if (m.type === 'volume' && !validName(m.source)) throw new FerryError('EARCHIVE', `bad checkpoint archive: invalid volume name "${m.source}"; nothing was created`);
-    }
-    const carriedVolumes = stored.mounts.filter((m) => m.type === 'volume' && fs.existsSync(path.join(staging, 'volumes', m.source))).map((m) => m.source);
-    if (!o.ignoreVolumes) {
-      for (const v of carriedVolumes) {
-        if (engine.volumes.find(v)) {
-          throw new FerryError('EEXIST', `volume "${v}" already exists on this host: remove it, or pass --ignore-volumes to use it as it is; nothing was created`);
-        }
-      }
-    }
-    // An archive exported with --ignore-rootfs has no rootfs/: the image's files are used.
-
-    // 3. Place the container: record, checkpoint, log, rootfs, volumes.
-    created = await withLock(
-      engine.paths.namesLock,
-      async () => {
-        const name = o.name ?? stored.name;
-        if (typeof name !== 'string' || !validName(name)) throw new FerryError('EARCHIVE', `bad checkpoint archive: invalid container name "${String(name)}"; nothing was created`);
-        if (engine.find(name)) throw new FerryError('EEXIST', `the container name "${name}" is already in use: pass -n/--name with another name; nothing was created`);
-        const keepId = o.name === undefined && !fs.existsSync(engine.paths.containerDir(stored.id)) && /^[0-9a-f]{64}$/.test(stored.id);
-        const id = keepId ? stored.id : newId();
-        const config = { ...stored, id, name, created: new Date().toISOString(), pod: targetPod?.id };
-        const rec: ContainerRecord = {
-          config,
-          state: { status: 'exited', pid: 0, conmonPid: 0, exitCode: 0, checkpointed: true, checkpointedAt: meta.createdAt, restored: false },
-        };
-        const cdir = engine.paths.containerDir(id);
-        const tmp = path.join(engine.paths.containers, `.tmp-${id}`);
-        fs.rmSync(tmp, { recursive: true, force: true });
-        mkdirp(path.join(tmp, 'userdata'), 0o700);
-        fs.renameSync(path.join(staging, 'checkpoint'), path.join(tmp, 'checkpoint'));
-        if (fs.existsSync(path.join(staging, 'ctr.log'))) fs.renameSync(path.join(staging, 'ctr.log'), path.join(tmp, 'userdata', 'ctr.log'));
-        rec.state.checkpointPath = path.join(cdir, 'checkpoint');
-        writeJsonAtomic(path.join(tmp, 'container.json'), rec, 0o600);
-        const layer = engine.paths.layer(id);
-        fs.rmSync(layer.dir, { recursive: true, force: true });
-        createLayer(layer.dir);
-        if (!o.ignoreRootfs && fs.existsSync(path.join(staging, 'rootfs'))) {
-          fs.rmSync(layer.upper, { recursive: true, force: true });
-          fs.renameSync(path.join(staging, 'rootfs'), layer.upper);
-        }
-        fs.renameSync(tmp, cdir); // the container exists from here on
-        return rec;
-      },
-      { what: 'the container name registry' },
-    );
-    if (!o.ignoreVolumes) {
-      for (const v of carriedVolumes) {
-        const vol = engine.volumes.create(v);
-        createdVolumes.push(v);
-        fs.rmSync(vol.Mountpoint, { recursive: true, force: true });
-        fs.renameSync(path.join(staging, 'volumes', v), vol.Mountpoint);
-      }
-    }
-    // Volumes whose contents did not travel (or were ignored) start empty, as with `run -v`.
-    for (const m of stored.mounts) {
-      if (m.type === 'volume' && !engine.volumes.find(m.source)) {
-        engine.volumes.create(m.source);
-        createdVolumes.push(m.source);
-      }
-    }
+    const renamedFrom = readJson<{ config: ContainerRecord['config'] }>(path.join(staging, 'container.json')).config.name;
+    created = await placeStaged(engine, staging, o, targetPod, createdVolumes);
     fs.rmSync(staging, { recursive: true, force: true });
 
     // 4. Restore through the same path as an in-place restore. A copy under a new name gets a
     //    new address: two containers cannot share one.
-    const renamed = o.name !== undefined && o.name !== stored.name;
+    const renamed = o.name !== undefined && o.name !== renamedFrom;
     return await restore(engine, created.config.id, { ...o, ignoreStaticIp: o.ignoreStaticIp || renamed, ignoreStaticMac: o.ignoreStaticMac || renamed });
   } catch (e) {
     // A bad archive or a failed restore creates nothing: undo every step above.
@@ -265,21 +297,29 @@ export async function importCheckpoint(engine: Engine, o: ImportOptions): Promis
           /* the message keeps the original path */
         }
       }
-      await engine.remove(id, { force: true }).catch(() => undefined);
-      fs.rmSync(engine.paths.containerDir(id), { recursive: true, force: true });
-      fs.rmSync(engine.paths.layer(id).dir, { recursive: true, force: true });
     }
-    for (const v of createdVolumes) {
-      try {
-        engine.volumes.remove(v);
-      } catch {
-        /* already gone */
-      }
-    }
+    await removePlaced(engine, created ? [created] : [], createdVolumes);
     if (input !== process.stdin && typeof o.source === 'string') input.destroy();
     if (e instanceof FerryError && e.code === 'ECRIU') {
       throw new FerryError('ECRIU', message.replace('the checkpoint is kept, so you can retry', 'the archive is unchanged and nothing was created'), { detail: e.detail });
     }
     throw e;
+  }
+}
+
+/** Undoes placeStaged (and a restore that followed): the containers and volumes go. */
+export async function removePlaced(engine: Engine, recs: ContainerRecord[], volumes: string[]): Promise<void> {
+  for (const rec of recs) {
+    const id = rec.config.id;
+    await engine.remove(id, { force: true }).catch(() => undefined);
+    fs.rmSync(engine.paths.containerDir(id), { recursive: true, force: true });
+    fs.rmSync(engine.paths.layer(id).dir, { recursive: true, force: true });
+  }
+  for (const v of volumes) {
+    try {
+      engine.volumes.remove(v);
+    } catch {
+      /* already gone */
+    }
   }
 }

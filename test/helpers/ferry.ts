@@ -136,6 +136,8 @@ export class Host {
     // Network namespaces and host veths the records name: gone after `rm`, unless it failed.
     const nets = recordedNets(this.root);
     if (fs.existsSync(this.root)) {
+      const pods = await this.run(['pod', 'ps', '-q']).catch(() => undefined);
+      for (const p of pods?.stdout.split('\n').filter(Boolean) ?? []) await this.run(['pod', 'rm', '-f', p]).catch(() => undefined);
       await this.run(['rm', '-a', '-f']).catch(() => undefined);
     }
     for (const n of nets) {

@@ -10,6 +10,9 @@
  *   checksums.json             last: sha256 of every member (content and header), so a
  *                              truncated, corrupt or tampered archive is refused
  *
+ * A whole pod's archive (header kind ferry-pod-checkpoint) has pod.json after the header and
+ * each member's container.json, ctr.log, checkpoint/, rootfs/ and volumes/ under members/NAME/.
+ *
  * Written and read as streams; nothing holds the whole archive in memory. Trees with special
  * files (whiteouts are 0/0 character devices; opaque dirs are xattrs) are read and written by
  * GNU tar, which Node cannot do itself (no mknod, no xattrs), with each entry passing through
@@ -29,6 +32,8 @@ import { compressor, decompressor, sniff, type Compression } from './compress.js
 export const ARCHIVE_FORMAT = 1;
 export const HEADER_MEMBER = 'ferry-archive.json';
 export const CHECKSUMS_MEMBER = 'checksums.json';
+/** A whole pod's archive: pod.json, then each member's container archive under members/NAME/. */
+export const POD_ARCHIVE_KIND = 'ferry-pod-checkpoint';
 
 type Header = Partial<tar.Header> & { name: string };
 /** tar-stream's streams are streamx streams: Node-compatible at run time, typed apart. */
@@ -230,12 +235,25 @@ export function checkMemberName(name: string): string {
   return parts.join('/');
 }
 
-/** Splits a member name into its section (rootfs, volumes/NAME, checkpoint) and the rest. */
-function sectionOf(name: string): { section: string; rest: string } {
-  const parts = name.split('/');
-  if (parts.length === 1 && [HEADER_MEMBER, CHECKSUMS_MEMBER, 'container.json', 'ctr.log'].includes(name)) return { section: '', rest: name };
-  if (parts[0] === 'checkpoint' || parts[0] === 'rootfs') return { section: parts[0], rest: parts.slice(1).join('/') };
-  if (parts[0] === 'volumes' && parts[1] && validName(parts[1])) return { section: `volumes/${parts[1]}`, rest: parts.slice(2).join('/') };
+type Kind = 'file' | 'checkpoint' | 'rootfs' | 'volume';
+
+/**
+ * Splits a member name into its section (rootfs, volumes/NAME, checkpoint; in a pod archive
+ * each under members/NAME/), the section's kind, and the rest.
+ */
+function sectionOf(name: string, pod: boolean): { section: string; kind: Kind; rest: string } {
+  let parts = name.split('/');
+  if (parts.length === 1 && [HEADER_MEMBER, CHECKSUMS_MEMBER].includes(name)) return { section: '', kind: 'file', rest: name };
+  if (parts.length === 1 && pod && name === 'pod.json') return { section: '', kind: 'file', rest: name };
+  let prefix = '';
+  if (pod) {
+    if (parts[0] !== 'members' || !parts[1] || !validName(parts[1]) || parts.length < 3) throw bad(`unexpected member "${name}"`);
+    prefix = `members/${parts[1]}/`;
+    parts = parts.slice(2);
+  }
+  if (parts.length === 1 && ['container.json', 'ctr.log'].includes(parts[0])) return { section: '', kind: 'file', rest: name };
+  if (parts[0] === 'checkpoint' || parts[0] === 'rootfs') return { section: prefix + parts[0], kind: parts[0], rest: parts.slice(1).join('/') };
+  if (parts[0] === 'volumes' && parts[1] && validName(parts[1])) return { section: `${prefix}volumes/${parts[1]}`, kind: 'volume', rest: parts.slice(2).join('/') };
   throw bad(`unexpected member "${name}"`);
 }
 
@@ -281,6 +299,7 @@ export async function readArchive(input: Readable, dest: string, policy: ReadPol
   const symlinks = new Set<string>();
   const sections = new Set<string>();
   let members = 0;
+  let podLayout = false;
 
   const consume = (async () => {
     for await (const e of ex) {
@@ -292,12 +311,12 @@ export async function readArchive(input: Readable, dest: string, policy: ReadPol
       members++;
       const hash = memberHash(h);
       if (first && name !== HEADER_MEMBER) throw bad(`it does not start with ${HEADER_MEMBER} (not a ferry checkpoint archive?)`);
-      const { section, rest } = sectionOf(name);
+      const { section, kind, rest } = sectionOf(name, podLayout);
       if (section) sections.add(section);
 
-      if (section === '') {
+      if (kind === 'file') {
         if (h.type !== 'file') throw bad(`member "${name}" is not a regular file`);
-        if ((h.size ?? 0) > 64 * 1024 * 1024 && name !== 'ctr.log') throw bad(`member "${name}" is implausibly large`);
+        if ((h.size ?? 0) > 64 * 1024 * 1024 && path.posix.basename(name) !== 'ctr.log') throw bad(`member "${name}" is implausibly large`);
         if (name === HEADER_MEMBER || name === CHECKSUMS_MEMBER) {
           const buf = await readAll(asReadable(e), hash);
           let doc: Record<string, unknown>;
@@ -308,15 +327,17 @@ export async function readArchive(input: Readable, dest: string, policy: ReadPol
           }
           if (name === HEADER_MEMBER) {
             header = doc;
+            podLayout = doc.kind === POD_ARCHIVE_KIND;
             await policy.onHeader(doc);
           } else {
             checksums = (doc.members ?? {}) as Record<string, string>;
             continue; // not part of its own checksum list
           }
         } else {
+          fs.mkdirSync(path.dirname(path.join(dest, name)), { recursive: true, mode: 0o700 });
           await writeFile(asReadable(e), path.join(dest, name), hash, 0o600);
         }
-      } else if (section === 'checkpoint') {
+      } else if (kind === 'checkpoint') {
         if (h.type === 'directory') {
           fs.mkdirSync(path.join(dest, name), { recursive: true, mode: 0o700 });
           e.resume();
@@ -335,16 +356,17 @@ export async function readArchive(input: Readable, dest: string, policy: ReadPol
         let linkname = h.linkname;
         if (h.type === 'link') {
           const target = checkMemberName(h.linkname ?? '');
-          if (sectionOf(target).section !== section || sums[target] === undefined) throw bad(`hard link "${name}" points outside its tree`);
-          linkname = sectionOf(target).rest;
+          const t = sectionOf(target, podLayout);
+          if (t.section !== section || sums[target] === undefined) throw bad(`hard link "${name}" points outside its tree`);
+          linkname = t.rest;
           if (symlinks.has(target)) symlinks.add(name); // a second name for a symlink is one too
         } else if (!['file', 'contiguous-file', 'directory', 'symlink', 'character-device'].includes(h.type ?? 'file')) {
           throw bad(`member "${name}" is a ${h.type}, which a checkpoint never holds`);
         }
-        if (h.type === 'character-device' && (h.devmajor !== 0 || h.devminor !== 0 || section !== 'rootfs')) {
+        if (h.type === 'character-device' && (h.devmajor !== 0 || h.devminor !== 0 || kind !== 'rootfs')) {
           throw bad(`member "${name}" is a device node (only overlay whiteouts are allowed)`);
         }
-        if ((h.mode ?? 0) & 0o6000 && h.uid === 0 && section !== 'rootfs') throw bad(`member "${name}" is set-uid in a volume`);
+        if ((h.mode ?? 0) & 0o6000 && h.uid === 0 && kind !== 'rootfs') throw bad(`member "${name}" is set-uid in a volume`);
         let sink = sinks.get(section);
         if (!sink) {
           sink = new TreeSink(path.join(dest, section));

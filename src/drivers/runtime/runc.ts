@@ -239,6 +239,17 @@ export class RuncRuntime {
     return run(this.runcArgv('kill', ...(all ? ['--all'] : []), id, signal));
   }
 
+  /** Freezes every process of the container (cgroup freezer). */
+  async pause(id: string): Promise<void> {
+    await runOk(this.runcArgv('pause', id), { what: 'runc pause' });
+  }
+
+  /** Thaws a paused container; a container that is not paused is left alone. */
+  async resume(id: string): Promise<void> {
+    const r = await run(this.runcArgv('resume', id));
+    if (r.code !== 0 && !/not paused|does not exist/i.test(r.stderr)) throw new FerryError('ERUNTIME', `runc resume failed: ${lastLine(r.stderr)}`);
+  }
+
   async delete(id: string, force = true): Promise<void> {
     const r = await run(this.runcArgv('delete', ...(force ? ['--force'] : []), id));
     if (r.code !== 0 && !/does not exist|not exist|container .* not found/i.test(r.stderr)) {
