@@ -25,7 +25,7 @@ import { FerryError } from '../lib/errors.js';
 import { mkdirp, readJson } from '../lib/fsutil.js';
 import { validName } from '../lib/ids.js';
 import { withLock } from '../lib/lock.js';
-import { processAlive, procStartTime } from '../lib/proc.js';
+import { procStartTime } from '../lib/proc.js';
 import { VERSION } from '../lib/version.js';
 import { ArchiveWriter, ARCHIVE_FORMAT, HEADER_MEMBER, POD_ARCHIVE_KIND, readArchive, type WriteStats } from '../drivers/archive/archive.js';
 import type { Compression } from '../drivers/archive/compress.js';
@@ -42,7 +42,7 @@ import {
   type RestoreReport,
 } from './checkpoint.js';
 import type { Engine } from './engine.js';
-import { createPod, findPod, getPod, lockPodNetwork, podMembers, removePod, requirePodRestore, resetPodHostname, savePod, type PodRecord, type SharedNs } from './pods.js';
+import { createPod, findPod, getPod, lockPodNetwork, podMembers, removePod, repairPod, requirePodRestore, resetPodHostname, savePod, type PodRecord, type SharedNs } from './pods.js';
 import { placeStaged, removePlaced, writeContainerMembers } from './portable.js';
 import type { ContainerRecord } from './types.js';
 
@@ -112,16 +112,6 @@ async function withContainers<T>(engine: Engine, ids: string[], fn: (recs: Conta
           return step(i + 1);
         });
   return step(0);
-}
-
-/** A pod command killed while members were frozen: thaw them (each member's own repair does the rest). */
-async function repairPod(engine: Engine, pod: PodRecord): Promise<PodRecord> {
-  const op = pod.op;
-  if (!op || processAlive(op.pid, op.startTime)) return pod;
-  for (const m of podMembers(pod, await engine.list({ all: true }))) await engine.runtime.resume(m.config.id).catch(() => undefined);
-  delete pod.op;
-  savePod(engine, pod);
-  return pod;
 }
 
 /** Kills a member frozen or restored by a pod operation and records it as checkpointed-and-exited. */

@@ -16,6 +16,7 @@ import { run, runOk, which } from '../lib/exec.js';
 import { mkdirp, readJsonIfExists, writeJsonAtomic } from '../lib/fsutil.js';
 import { newId, validName } from '../lib/ids.js';
 import { withLock } from '../lib/lock.js';
+import { processAlive } from '../lib/proc.js';
 import { versionAtLeast } from '../drivers/criu/criu.js';
 import type { Engine } from './engine.js';
 import type { ContainerRecord } from './types.js';
@@ -184,8 +185,18 @@ export async function resetPodHostname(engine: Engine, pod: PodRecord): Promise<
   await run(['nsenter', `--uts=/proc/${infra.state.pid}/ns/uts`, '--', '/bin/sh', '-c', 'echo "$0" > /proc/sys/kernel/hostname', pod.hostname]);
 }
 
+/** A pod command killed while members were frozen: thaw them (each member's own repair does the rest). */
+export async function repairPod(engine: Engine, pod: PodRecord): Promise<PodRecord> {
+  const op = pod.op;
+  if (!op || processAlive(op.pid, op.startTime)) return pod;
+  for (const m of podMembers(pod, await engine.list({ all: true }))) await engine.runtime.resume(m.config.id).catch(() => undefined);
+  delete pod.op;
+  savePod(engine, pod);
+  return pod;
+}
+
 export async function startPod(engine: Engine, ref: string): Promise<PodRecord> {
-  const pod = getPod(engine, ref);
+  const pod = await repairPod(engine, getPod(engine, ref));
   await ensureInfra(engine, pod);
   for (const m of podMembers(pod, await engine.list({ all: true }))) {
     if (m.state.status !== 'running' && !m.state.checkpointed) await engine.start(m.config.id);
@@ -194,20 +205,20 @@ export async function startPod(engine: Engine, ref: string): Promise<PodRecord> 
 }
 
 export async function stopPod(engine: Engine, ref: string, timeoutSec?: number): Promise<PodRecord> {
-  const pod = getPod(engine, ref);
+  const pod = await repairPod(engine, getPod(engine, ref));
   for (const m of podMembers(pod, await engine.list({ all: true }))) await engine.stop(m.config.id, timeoutSec);
   await engine.stop(pod.infraId, 0);
   return pod;
 }
 
 export async function killPod(engine: Engine, ref: string, signal: string): Promise<PodRecord> {
-  const pod = getPod(engine, ref);
+  const pod = await repairPod(engine, getPod(engine, ref));
   for (const m of podMembers(pod, await engine.list())) await engine.kill(m.config.id, signal);
   return pod;
 }
 
 export async function removePod(engine: Engine, ref: string, force: boolean): Promise<PodRecord> {
-  const pod = getPod(engine, ref);
+  const pod = await repairPod(engine, getPod(engine, ref));
   const members = podMembers(pod, await engine.list({ all: true }));
   if (members.length && !force) {
     throw new FerryError('ESTATE', `pod ${pod.name} has containers (${members.map((m) => m.config.name).join(', ')}): remove them first or use --force`);
