@@ -28,7 +28,7 @@ const SMALL_PAUSE_MS = 300;
 
 function usage(code) {
   process.stdout.write(`usage: node bench/run.mjs [options]
-  --quick            tiny + 256 MiB workloads (migration: tiny + 64 MiB), 3 iterations (~6 minutes)
+  --quick            tiny + 256 MiB workloads (migration: tiny + 64 MiB), 3 iterations (~7 minutes)
   --smoke            tiny workload only, 1 iteration (for the smoke test)
   --iterations N     runs per figure (default 5; --quick 3; --smoke 1)
   --only LIST        engines to run, comma-separated: ferry,bare,podman (default all)
@@ -73,7 +73,7 @@ function parseArgs(argv) {
   o.mode = o.smoke ? 'smoke' : o.quick ? 'quick' : 'full';
   // Live migration between two "hosts" (network namespaces with their own sshd) on this machine.
   o.migration ??= !o.smoke;
-  o.migSizes = o.smoke || o.quick ? ['tiny', 64] : ['tiny', 64, 256];
+  o.migSizes = o.smoke || o.quick ? ['tiny', 64] : ['tiny', 64, 256, 1024];
   return o;
 }
 
@@ -289,7 +289,8 @@ class FerryEngine extends CliEngine {
 }
 
 class PodmanEngine extends CliEngine {
-  constructor(dir) {
+  /** `wrap` runs every podman command inside something (the migration hosts: `nsenter --net=...`). */
+  constructor(dir, wrap = []) {
     const bin = path.join(dir, 'bin');
     const env = {
       ...process.env,
@@ -298,8 +299,9 @@ class PodmanEngine extends CliEngine {
       // Podman's runc finds CRIU through PATH: the same CRIU 4.2 Ferry uses.
       PATH: `${bin}:${process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin'}`,
     };
-    const argv0 = ['podman', '--root', path.join(dir, 'root'), '--runroot', path.join(dir, 'run'), '--storage-driver', 'overlay', '--runtime-flag', `root=${path.join(dir, 'runc')}`];
-    super('podman', argv0, env, 'localhost/busybox:latest');
+    const podman = ['podman', '--root', path.join(dir, 'root'), '--runroot', path.join(dir, 'run'), '--storage-driver', 'overlay', '--runtime-flag', `root=${path.join(dir, 'runc')}`];
+    super('podman', [...wrap, ...podman], env, 'localhost/busybox:latest');
+    this.podman = podman; // without the wrap: for the synchronous cleanup, which needs no netns
     this.dir = dir;
   }
   writeConfig() {
@@ -315,6 +317,9 @@ class PodmanEngine extends CliEngine {
 [containers]
 default_ulimits = ["nofile=20000:20000", "nproc=32768:32768"]
 log_driver = "k8s-file"
+# No networking unless asked for (every container here also gets --network none): Podman's
+# default bridge (10.88.0.0/16) is never set up, next to Ferry's 10.89.0.0/16.
+netns = "none"
 
 [engine]
 runtime = "runc"
@@ -348,7 +353,7 @@ network_config_dir = "${d}/net"
     return ['run', '-d', '--network', 'none', '--name', name, ...(w.opt ? ['-v', `${w.opt}:/opt:ro`] : []), this.image, ...w.argv];
   }
   cleanup() {
-    if (fs.existsSync(path.join(this.dir, 'root'))) spawnSync('podman', [...this.argv0.slice(1), 'rm', '-a', '-f', '-t', '0'], { env: this.env, stdio: 'ignore', timeout: 120_000 });
+    if (fs.existsSync(path.join(this.dir, 'root'))) spawnSync(this.podman[0], [...this.podman.slice(1), 'rm', '-a', '-f', '-t', '0'], { env: this.env, stdio: 'ignore', timeout: 120_000 });
     const runc = path.join(this.dir, 'runc');
     if (fs.existsSync(runc)) for (const id of fs.readdirSync(runc)) spawnSync('runc', ['--root', runc, 'delete', '--force', id], { stdio: 'ignore' });
   }
@@ -405,6 +410,9 @@ class BareEngine {
     const r = await exec(['bash', '-c', 'exec "$@" > >(exec cat) 2> >(exec cat >&2)', 'bash', ...this.R, ...args], { keepStreams: true });
     const { child } = r;
     if (child) {
+      // What the workload printed before runc returned went to exec's own listeners (a restored
+      // process may print before `restore -d` exits): take it first, then follow the streams.
+      c.out += r.stdout + r.stderr;
       for (const s of [child.stdout, child.stderr]) {
         c.streams.push(s);
         s.on('data', (b) => (c.out += b));
@@ -505,7 +513,8 @@ function targetsFor(o) {
     'cr.1024.checkpoint': { bareMax: 1.1, text: '≤1.1× bare' },
     'cr.1024.restore': { bareMax: 1.1, text: '≤1.1× bare' },
   };
-  // Live migration (issue 8): post-copy downtime under 300 ms; stop-and-copy total ≤ 1.2× bare.
+  // Live migration (issue 8): post-copy downtime under 300 ms (and flat as memory grows: see
+  // LAZY_FLAT); stop-and-copy total ≤ 1.2× bare.
   for (const size of o.migSizes) {
     t[`migrate.lazy.${size}.downtime`] = { max: 300, text: '< 300 ms' };
     t[`migrate.stop.${size}.total`] = { bareMax: 1.2, text: '≤1.2× bare' };
@@ -517,6 +526,12 @@ function targetsFor(o) {
   }
   return t;
 }
+
+/**
+ * "Flat as memory grows" (issue 8, `--lazy` downtime): the largest median over the migration
+ * sizes is at most this many times the smallest.
+ */
+const LAZY_FLAT = 1.25;
 
 class Results {
   constructor(engines) {
@@ -814,6 +829,53 @@ async function bareMigrate(pair, src, dst, name, w) {
   return { downtime: t2 - t1, total: t3 - t0, bytes, mark };
 }
 
+/**
+ * The Podman baseline's "host": a Podman of its own (storage, run root, runc root, locks, tmp,
+ * events log, network config: all below `dir`) whose commands run inside the host's network
+ * namespace, with the same busybox image imported into its own store.
+ */
+function podmanOn(h, dir) {
+  const e = new PodmanEngine(dir, ['nsenter', `--net=/run/netns/${h.netns}`]);
+  e.host = h;
+  e.xfer = path.join(dir, 'xfer');
+  return e;
+}
+
+/**
+ * Podman migration of `name` from Podman `src` to `dst` (both with --network none): on the
+ * source `podman container checkpoint --export F --compress zstd` (zstd is Podman's default and
+ * Ferry's stream), `scp` of F over the veth link into the destination's directory (from the
+ * source's netns to the destination's sshd, the same key and options Ferry and bare get), and
+ * `podman container restore --import F` on the destination, which returns once the container
+ * runs again. Downtime = total = checkpoint start to restore done. Not timed: reading the mark
+ * from the source's log, removing the checkpointed container there, deleting both archives.
+ */
+async function podmanMigrate(pair, src, dst, name, w) {
+  const file = path.join(src.xfer, `${name}.tar.zst`);
+  const dest = path.join(dst.xfer, `${name}.tar.zst`);
+  fs.rmSync(file, { force: true });
+  fs.rmSync(dest, { force: true });
+  const t1 = performance.now();
+  await src.timed(['container', 'checkpoint', '--export', file, '--compress', 'zstd', name], 'container checkpoint --export');
+  // -O: the legacy scp protocol (OpenSSH >= 9 uses SFTP, which the hosts' sshd does not serve).
+  const scp = ['scp', '-O', '-q', '-i', pair.key, '-o', 'StrictHostKeyChecking=no', '-o', 'UserKnownHostsFile=/dev/null', '-o', 'LogLevel=ERROR', '-P', '2222'];
+  const r = await exec(['nsenter', `--net=/run/netns/${src.host.netns}`, ...scp, file, `root@${dst.host.ip}:${dest}`]);
+  if (r.code !== 0) throw cmdError('podman baseline scp', r);
+  await dst.timed(['container', 'restore', '--import', dest], 'container restore --import');
+  const t2 = performance.now();
+  const bytes = fs.statSync(dest).size;
+  // Untimed, in the pause before the next step: the mark from the source's log (the container
+  // is stopped there, its log kept), then the source's container and both archives go.
+  const mark = async () => {
+    const m = await markOf(src, name, w);
+    await src.rm(name);
+    fs.rmSync(file, { force: true });
+    fs.rmSync(dest, { force: true });
+    return m;
+  };
+  return { downtime: t2 - t1, total: t2 - t1, bytes, mark };
+}
+
 async function benchMigration(R, o, ctx, engineNames, skipped) {
   if (!fs.existsSync('/usr/sbin/sshd') || spawnSync('ssh', ['-V']).status !== 0) {
     skipped.migration = 'openssh-server / ssh is not installed (npm run setup installs it)';
@@ -827,11 +889,26 @@ async function benchMigration(R, o, ctx, engineNames, skipped) {
   migration.pair = pair;
   const { a, b } = pair;
   const bare = engineNames.includes('bare') ? [bareOn(a, path.join(tmp, 'ma')), bareOn(b, path.join(tmp, 'mb'))] : undefined;
+  let podman = engineNames.includes('podman') ? [podmanOn(a, path.join(tmp, 'pa')), podmanOn(b, path.join(tmp, 'pb'))] : undefined;
   try {
     log('bench: migration: setting up two hosts (network namespaces with sshd)');
     await pair.setup();
     for (const h of [a, b]) await h.ok(['import', ctx.tarball, 'busybox']);
     if (bare) for (const e of bare) (engines[`bare-${e.host.netns}`] = e), await e.setup(ctx);
+    if (podman) {
+      try {
+        for (const e of podman) {
+          engines[`podman-${e.host.netns}`] = e;
+          await e.setup(ctx);
+          fs.mkdirSync(e.xfer, { recursive: true });
+        }
+      } catch (err) {
+        skipped['migrate podman'] = `Podman could not be set up on the migration hosts: ${err.message}`;
+        log(`bench: migration: no Podman figures: ${skipped['migrate podman']}`);
+        for (const e of podman) e.cleanup();
+        podman = undefined;
+      }
+    }
     const info = JSON.parse(await a.ok(['info', '--format', 'json']));
     const lazy = !!info.host?.checkpointModes?.lazyPages;
     if (!lazy) {
@@ -849,6 +926,11 @@ async function benchMigration(R, o, ctx, engineNames, skipped) {
         log(`bench: ${MIG_TITLES.stop} ${sizeLabel(size)} [bare]`);
         await migrateBare(R, o, ctx, pair, bare, size);
       }
+      if (podman) {
+        checkAbort();
+        log(`bench: ${MIG_TITLES.stop} ${sizeLabel(size)} [podman]`);
+        await migratePodman(R, o, ctx, pair, podman, size);
+      }
     }
   } finally {
     log('bench: migration: removing the two hosts');
@@ -856,10 +938,14 @@ async function benchMigration(R, o, ctx, engineNames, skipped) {
       for (const n of [...e.ctrs.keys()]) await rmQuiet(e, n);
       e.cleanup();
     }
+    for (const e of podman ?? []) e.cleanup();
     await pair.destroy().catch((err) => log(`bench: removing the migration hosts: ${err.message}`));
     migration.pair = undefined;
   }
 }
+
+/** How long a migrated workload may take to print again (untimed checks; 1 GiB is slow to verify). */
+const checkTimeout = (size) => (size === 'tiny' || size < 1024 ? 30_000 : 90_000);
 
 function migIds(mode, size) {
   const t = `${MIG_TITLES[mode]} ${sizeLabel(size)}`;
@@ -898,7 +984,7 @@ async function migrateFerry(R, o, ctx, pair, size, mode) {
       const from = progress(await ferryOn(at).output(name), w.kind).last;
       const args = ['migrate', name, to.url(), '--remote-command', to.remoteCommand(), ...pair.sshArgs(), '--print-stats', ...(mode === 'lazy' ? ['--lazy'] : [])];
       const t0 = performance.now();
-      const out = await at.ok(args, { timeoutMs: 120_000 });
+      const out = await at.ok(args, { timeoutMs: size === 1024 ? 300_000 : 120_000 });
       const wall = performance.now() - t0;
       at = to;
       const st = JSON.parse(out);
@@ -907,7 +993,8 @@ async function migrateFerry(R, o, ctx, pair, size, mode) {
       const here = at;
       const left = at === pair.a ? pair.b : pair.a;
       pendingCheck = async () => {
-        await verifyContinues(ferryOn(here), name, w, from);
+        // After --lazy the first pass over 1 GiB faults every page in over the network.
+        await verifyContinues(ferryOn(here), name, w, from, checkTimeout(size));
         // The volume went with the container: Ferry removes the source's copy itself.
         if (large && (await left.run(['volume', 'inspect', vol])).code === 0) throw new Error(`the source kept volume ${vol} after migrating its container`);
       };
@@ -946,7 +1033,7 @@ async function migrateBare(R, o, ctx, pair, [ea, eb], size) {
       R.add(...ids[0], 'bare', st.downtime);
       R.add(...ids[1], 'bare', st.total, { bytes: st.bytes });
       const here = at;
-      pendingCheck = async () => verifyRestored(here, name, w, await st.mark());
+      pendingCheck = async () => verifyRestored(here, name, w, await st.mark(), checkTimeout(size));
     }
     if (pendingCheck) await pendingCheck();
   } catch (err) {
@@ -955,6 +1042,48 @@ async function migrateBare(R, o, ctx, pair, [ea, eb], size) {
     log(`  bare: ${err.message}`);
   } finally {
     for (const e of [ea, eb]) if (e.ctrs.has(name)) await rmQuiet(e, name);
+  }
+}
+
+/**
+ * The Podman baseline: one container, migrated A -> B, B -> A, ... with checkpoint --export +
+ * scp + restore --import; each restore checked like bare's (the next number after the mark).
+ */
+async function migratePodman(R, o, ctx, pair, [ea, eb], size) {
+  const large = size !== 'tiny';
+  const ids = migIds('stop', size);
+  const name = uniq(`mgpod${size}`);
+  // --network none (PodmanEngine.runArgs); the memhog binary is bind-mounted from the bench's
+  // directory, as for bare (both "hosts" see it; restore --import mounts the same path).
+  const w = workload(size, ctx);
+  let at = ea;
+  try {
+    await settle(large);
+    await at.run(name, w);
+    await waitStarted(at, name, w);
+    let pendingCheck;
+    for (let i = 0; i < o.iterations; i++) {
+      await settle(large, pendingCheck);
+      const to = at === ea ? eb : ea;
+      const st = await podmanMigrate(pair, at, to, name, w);
+      at = to;
+      R.add(...ids[0], 'podman', st.downtime);
+      R.add(...ids[1], 'podman', st.total, { bytes: st.bytes });
+      const here = at;
+      pendingCheck = async () => verifyRestored(here, name, w, await st.mark(), checkTimeout(size));
+    }
+    if (pendingCheck) await pendingCheck();
+  } catch (err) {
+    if (err instanceof Aborted) throw err;
+    R.fail(ids, 'podman', err.message);
+    log(`  podman: ${err.message}`);
+  } finally {
+    // Whatever is left of the container on either side (running, or checkpointed and stopped).
+    for (const e of [ea, eb]) {
+      const r = await e.x(['rm', '-f', '-t', '0', '--ignore', name]);
+      if (r.code !== 0) log(`  (podman: removing ${name} on ${e.host.netns} failed: ${(r.stderr || r.stdout).trim()})`);
+      for (const f of fs.readdirSync(e.xfer)) fs.rmSync(path.join(e.xfer, f), { force: true });
+    }
   }
 }
 
@@ -993,9 +1122,15 @@ function summarize(R, o, engineNames) {
       if (s.error) s.ok = false;
       else s.ok = s.samples.length > 0;
     }
+  }
+  for (const f of R.figures.values()) {
     const fe = f.engines.ferry;
-    const ratio = (other) => (fe?.ok && f.engines[other]?.ok ? Math.round((fe.median / f.engines[other].median) * 100) / 100 : undefined);
-    f.ratios = { ferry_bare: ratio('bare'), ferry_podman: ratio('podman') };
+    // The baselines have no post-copy mode: a `--lazy` figure is compared with their
+    // stop-and-copy figure of the same size (marked `†` in the table, `against` in the JSON).
+    const lazy = /^migrate\.lazy\./.test(f.id);
+    const base = lazy ? R.figures.get(f.id.replace('migrate.lazy.', 'migrate.stop.'))?.engines ?? {} : f.engines;
+    const ratio = (other) => (fe?.ok && base[other]?.ok ? Math.round((fe.median / base[other].median) * 100) / 100 : undefined);
+    f.ratios = { ferry_bare: ratio('bare'), ferry_podman: ratio('podman'), ...(lazy ? { against: 'the baselines\' stop-and-copy figure' } : {}) };
     const t = targets[f.id];
     if (t) {
       const checks = [];
@@ -1015,7 +1150,47 @@ function summarize(R, o, engineNames) {
     }
     out.push(f);
   }
-  return out;
+  // One verdict per target, in the order of the figures, plus "--lazy downtime flat as memory grows".
+  const verdicts = out
+    .filter((f) => f.target)
+    .map((f) => ({ id: f.id, title: f.title, target: f.target.text, pass: f.target.pass, partial: f.target.partial, ferryMedianMs: f.engines.ferry?.median, ratios: f.ratios }));
+  const lazyIds = o.migSizes.map((size) => `migrate.lazy.${size}.downtime`);
+  const lazyFigs = lazyIds.map((id) => R.figures.get(id)).filter(Boolean);
+  if (o.migration && lazyFigs.length) {
+    // One size (--smoke --migration) cannot show a trend: n/a.
+    const meds = lazyFigs.map((f) => (f.engines.ferry?.ok ? f.engines.ferry.median : undefined));
+    const okMeds = meds.filter((m) => m !== undefined);
+    const all = okMeds.length === lazyIds.length && okMeds.length >= 2;
+    const lo = all ? Math.min(...okMeds) : undefined;
+    const hi = all ? Math.max(...okMeds) : undefined;
+    verdicts.push({
+      id: 'migrate.lazy.flat',
+      title: `migrate --lazy downtime flat (${o.migSizes.map(sizeLabel).join(', ')})`,
+      target: `max ≤ ${LAZY_FLAT}× min of the medians`,
+      pass: lazyIds.length < 2 ? null : all ? hi <= LAZY_FLAT * lo : false,
+      partial: false,
+      mediansMs: Object.fromEntries(o.migSizes.map((size, i) => [sizeLabel(size), lazyFigs[i]?.engines.ferry?.median])),
+      ratio: all ? Math.round((hi / lo) * 100) / 100 : undefined,
+    });
+  }
+  return { figures: out, verdicts };
+}
+
+function renderVerdicts(verdicts) {
+  if (!verdicts.length) return '';
+  const ms = (v) => (v === undefined ? '–' : v >= 10_000 ? `${(v / 1000).toFixed(1)} s` : `${Math.round(v)} ms`);
+  const lines = verdicts.map((v) => {
+    const res = v.pass === null ? 'n/a ' : `${v.pass ? 'PASS' : 'FAIL'}${v.partial ? '*' : ' '}`;
+    let detail;
+    if (v.id === 'migrate.lazy.flat') {
+      detail = `medians ${Object.entries(v.mediansMs).map(([k, m]) => `${k} ${ms(m)}`).join(', ')}${v.ratio !== undefined ? `: max/min ${v.ratio.toFixed(2)}×` : ''}`;
+    } else {
+      const rs = [v.ratios.ferry_bare !== undefined ? `F/bare ${fmtRatio(v.ratios.ferry_bare)}` : '', v.ratios.ferry_podman !== undefined ? `F/podman ${fmtRatio(v.ratios.ferry_podman)}` : ''].filter(Boolean);
+      detail = `ferry median ${ms(v.ferryMedianMs)}${rs.length ? `, ${rs.join(', ')}` : ''}`;
+    }
+    return `  ${res} ${v.title}: ${v.target} (${detail})`;
+  });
+  return `\nTargets (issue 8, on the medians):\n${lines.join('\n')}\n`;
 }
 
 function fmtMs(v) {
@@ -1033,8 +1208,9 @@ function renderTable(figures, engineNames) {
       const s = f.engines[e];
       cells.push(!s ? '–' : s.error ? 'ERROR' : `${fmtMs(s.min)} / ${fmtMs(s.median)}`);
     }
-    if (engineNames.includes('bare')) cells.push(fmtRatio(f.ratios.ferry_bare));
-    if (engineNames.includes('podman')) cells.push(fmtRatio(f.ratios.ferry_podman));
+    const mark = (r) => (r !== undefined && f.ratios.against ? `${fmtRatio(r)}†` : fmtRatio(r));
+    if (engineNames.includes('bare')) cells.push(mark(f.ratios.ferry_bare));
+    if (engineNames.includes('podman')) cells.push(mark(f.ratios.ferry_podman));
     cells.push(f.target?.text ?? '');
     cells.push(!f.target ? '' : f.target.pass === null ? 'n/a' : `${f.target.pass ? 'PASS' : 'FAIL'}${f.target.partial ? '*' : ''}`);
     return cells;
@@ -1049,10 +1225,11 @@ function renderTable(figures, engineNames) {
     const archives = sized.filter((f) => !f.id.startsWith('migrate.'));
     const sent = sized.filter((f) => f.id.startsWith('migrate.'));
     if (archives.length) s += `\nArchive sizes (median): ${line(archives)}\n`;
-    if (sent.length) s += `\nMigrated bytes (median; Ferry: bytes_sent, zstd stream; bare: CRIU images, plain tar): ${line(sent)}\n`;
+    if (sent.length) s += `\nMigrated bytes (median; Ferry: bytes_sent, zstd stream; bare: CRIU images, plain tar; podman: the --export archive, zstd): ${line(sent)}\n`;
   }
   const errors = figures.flatMap((f) => Object.entries(f.engines).filter(([, x]) => x.error).map(([e, x]) => `${f.title} [${e}]: ${x.error}`));
   if (errors.length) s += `\nErrors:\n${[...new Set(errors)].map((e) => `  - ${e}`).join('\n')}\n`;
+  if (figures.some((f) => f.ratios.against && (f.ratios.ferry_bare !== undefined || f.ratios.ferry_podman !== undefined))) s += '\n† Ferry --lazy against the baseline\'s stop-and-copy figure of the same size (the baselines have no post-copy mode)\n';
   if (figures.some((f) => f.target?.partial)) s += '\n* judged only against the engines that ran\n';
   return s;
 }
@@ -1204,12 +1381,13 @@ async function main() {
     for (const size of o.crSizes) await step(`checkpoint/restore ${sizeLabel(size)}`, (e) => benchCheckpoint(e, R, o, ctx, size));
     for (const size of o.exportSizes) await step(`export/import ${sizeLabel(size)}`, (e) => benchExport(e, R, o, ctx, size));
   }
-  // Podman has no migrate command (its checkpoint --export + scp + restore --import could be
-  // scripted later); migration compares Ferry with bare runc + CRIU only.
+  // Migration: Ferry (stop-and-copy, --lazy) against bare runc + CRIU (checkpoint + tar over
+  // ssh + restore) and Podman (checkpoint --export + scp + restore --import), each between two
+  // "hosts" with their own state.
   if (o.migration) await benchMigration(R, o, ctx, engineNames, skipped);
 
-  const figures = summarize(R, o, engineNames);
-  const table = renderTable(figures, engineNames);
+  const { figures, verdicts } = summarize(R, o, engineNames);
+  const table = renderTable(figures, engineNames) + renderVerdicts(verdicts);
   const doc = {
     version: 1,
     startedAt: started.toISOString(),
@@ -1236,10 +1414,11 @@ async function main() {
       ferry: 'run --network none',
       podman: 'rootful, runc, cgroupfs, --network none, rm -f -t 0, k8s-file logs, file locks',
       migration: o.migration
-        ? 'two hosts = two network namespaces with their own sshd (test/helpers/hosts.ts), samples alternate A->B, B->A. ferry: migrate NAME ssh://root@IP:2222 --remote-command ... --print-stats [--lazy] (default bridge network, zstd stream, memhog binary in a named volume); downtime/total = downtime_ms/total_ms from --print-stats, wallMs = the whole command. bare: fresh overlay+bundle on the destination, then runc checkpoint | tar -c | ssh tar -x | runc restore -d (all inside the hosts\' netns); downtime = checkpoint start to restore done, total = also the destination bundle and the source removal. podman: no migrate command, not measured'
+        ? 'two hosts = two network namespaces with their own sshd (test/helpers/hosts.ts), samples alternate A->B, B->A. ferry: migrate NAME ssh://root@IP:2222 --remote-command ... --print-stats [--lazy] (default bridge network, zstd stream, memhog binary in a named volume); downtime/total = downtime_ms/total_ms from --print-stats, wallMs = the whole command. bare: fresh overlay+bundle on the destination, then runc checkpoint | tar -c | ssh tar -x | runc restore -d (all inside the hosts\' netns); downtime = checkpoint start to restore done, total = also the destination bundle and the source removal. podman (no migrate command): a Podman state of its own on each host (--root/--runroot, runc root, tmp, locks, network config; the same image imported), --network none, podman container checkpoint --export F --compress zstd | scp -O F over the veth link | podman container restore --import F (podman run inside the hosts\' netns); downtime = total = checkpoint start to restore done (the source\'s container is removed untimed). --lazy figures: ratios against the baselines\' stop-and-copy figure of the same size. lazy flat: max <= ' + LAZY_FLAT + 'x min of the --lazy downtime medians over the sizes'
         : undefined,
     },
     figures,
+    targets: verdicts,
     table,
   };
   fs.mkdirSync(o.out, { recursive: true });
