@@ -7,34 +7,41 @@ import { humanSize } from './format.js';
 
 const HELP_AFTER = `
 Modes:
-  (default)   stop-and-copy: freeze, stream the checkpoint over ssh, restore on the destination.
+  (default)   stop-and-copy: freeze, stream the checkpoint, restore on the destination.
   --lazy      post-copy: the destination runs the container before its memory has moved; pages
-              follow on demand through the ssh tunnel. Caveat: until every page has been sent,
-              part of the container's memory lives only on the source — if the source dies
-              then, the container is lost.
+              follow on demand through the ssh tunnel (or the ferry service's authenticated
+              tunnel). Caveat: until every page has been sent, part of the container's memory
+              lives only on the source — if the source dies then, the container is lost.
   --pre-copy  iterative pre-dumps while running (needs soft-dirty memory tracking).
 
-The destination runs \`ferry\` from its PATH (or --remote-command) over the system's ssh client,
-which applies your ssh configuration. The container runs in exactly one place in the end: if
-anything fails before the destination runs it, it runs again here.`;
+Destinations:
+  ssh://[user@]host[:port]   the destination runs \`ferry\` from its PATH (or --remote-command)
+                             over the system's ssh client, which applies your ssh configuration.
+  ferry://host:port          a \`ferry system service\` listening there (tcp://host:port works
+                             too): TLS with the pre-shared key in --secret-file (the same file
+                             the service was started with); no ssh needed.
+
+The container runs in exactly one place in the end: if anything fails before the destination
+runs it, it runs again here.`;
 
 export function registerMigrateCommands(program: Command, ctx: Ctx): void {
   program
     .command('migrate')
     .description('move a running container to another host, with minimal downtime')
     .argument('<container>')
-    .argument('<destination>', 'ssh://[user@]host[:port]')
+    .argument('<destination>', 'ssh://[user@]host[:port] or ferry://host:port')
     .option('--lazy', 'post-copy: run on the destination first, move memory on demand')
     .option('--pre-copy [rounds]', 'pre-dump memory while running before the final dump')
     .option('--remote-command <cmd>', 'the destination\'s ferry command line (default: ferry)')
     .option('--identity <file>', 'ssh private key')
     .option('--ssh-option <KEY=VALUE>', 'extra ssh -o option (repeatable)', collect, [])
+    .option('--secret-file <file>', 'ferry:// only: the shared secret of the destination\'s ferry service')
     .option('--tcp-established', 'move established TCP connections (the IP address moves too)')
     .option('-c, --compress <method>', 'stream compression: zstd, gzip or none', 'zstd')
     .option('--with-image', 'send the image too if the destination lacks it')
     .option('--print-stats', 'print the figures as JSON')
     .addHelpText('after', HELP_AFTER)
-    .action(async (ref: string, dest: string, f: { lazy?: boolean; preCopy?: string | boolean; remoteCommand?: string; identity?: string; sshOption: string[]; tcpEstablished?: boolean; compress: string; printStats?: boolean; withImage?: boolean }) => {
+    .action(async (ref: string, dest: string, f: { lazy?: boolean; preCopy?: string | boolean; remoteCommand?: string; identity?: string; sshOption: string[]; secretFile?: string; tcpEstablished?: boolean; compress: string; printStats?: boolean; withImage?: boolean }) => {
       if (!COMPRESSIONS.includes(f.compress as Compression)) throw new FerryError('EINVAL', `invalid --compress "${f.compress}": use zstd, gzip or none`);
       let preCopy: number | undefined;
       if (f.preCopy !== undefined) {
@@ -65,6 +72,7 @@ export function registerMigrateCommands(program: Command, ctx: Ctx): void {
           remoteCommand: f.remoteCommand,
           identity: f.identity,
           sshOptions: f.sshOption,
+          secretFile: f.secretFile,
           tcpEstablished: f.tcpEstablished,
           compression: f.compress as Compression,
           withImage: f.withImage,

@@ -5,6 +5,20 @@ import { run } from '../lib/exec.js';
 import { getEngine, out, type Ctx } from './context.js';
 import { renderTemplate } from './format.js';
 import { VERSION } from '../lib/version.js';
+import { checkServiceOptions, runService } from '../engine/service.js';
+
+const SERVICE_HELP = `
+Takes migrations from \`ferry migrate CTR ferry://HOST:PORT --secret-file FILE\` without ssh.
+Every connection is TLS 1.2 with a pre-shared key derived from FILE (the same file, copied
+securely, on both hosts), so it is authenticated and encrypted; there is no unauthenticated
+mode. FILE must be readable by its owner only and hold at least 32 bytes of key material:
+
+  head -c 32 /dev/urandom | base64 > /etc/ferry/secret; chmod 600 /etc/ferry/secret
+  ferry system service --listen tcp://0.0.0.0:7797 --secret-file /etc/ferry/secret
+
+Migrations land in this service's --root/--runroot. Runs in the foreground; SIGTERM or SIGINT
+stops it, letting migrations in progress finish first (a second signal cuts them; uncommitted
+ones roll back and run again on their source).`;
 
 async function versionOf(argv: string[], re: RegExp): Promise<string> {
   try {
@@ -72,6 +86,16 @@ export function registerSystemCommands(program: Command, ctx: Ctx): void {
   program.command('info').description('show host, runtime and CRIU information').option('-f, --format <format>', 'json or a Go template').action(info);
   const system = program.command('system').description('manage ferry');
   system.command('info').option('-f, --format <format>', 'json or a Go template').action(info);
+  system
+    .command('service')
+    .description('listen for migrations over TCP (TLS with a pre-shared key)')
+    .option('--listen <url>', 'tcp://ADDR:PORT to listen on')
+    .option('--secret-file <file>', 'the shared secret (required): at least 32 bytes, mode 600')
+    .addHelpText('after', SERVICE_HELP)
+    .action(async (f: { listen?: string; secretFile?: string }) => {
+      checkServiceOptions(f); // refuse bad options before anything else
+      await runService(getEngine(ctx), { listen: f.listen!, secretFile: f.secretFile! });
+    });
   program
     .command('version')
     .description('show the ferry version')

@@ -20,25 +20,35 @@
  *
  * Post-copy caveat: once a --lazy destination runs the container, its memory still partly
  * lives on the source until every page is sent; losing the source then loses the container.
+ *
+ * Transport (a Link): ssh running `ferry system migrate-receive` (ssh://), or a TLS-PSK
+ * connection to `ferry system service` (ferry://, see service.ts), which hands it to the same
+ * receiveMigration(). The protocol above is the same on both.
  */
 import * as fs from 'node:fs';
 import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { randomBytes } from 'node:crypto';
+import type { TLSSocket } from 'node:tls';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import type { Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { ImageRecord } from '../drivers/storage/images.js';
 import { FerryError } from '../lib/errors.js';
 import { waitFor } from '../lib/proc.js';
-import { FrameReader, FrameWriter, LineReader, parseSshUrl, sshSpawn, type Message } from '../drivers/transport/channel.js';
+import { FrameReader, FrameWriter, LineReader, parseSshUrl, sshSpawn, type Message, type SshTarget } from '../drivers/transport/channel.js';
+import { PROTOCOL, connectService, displayTarget, isServiceUrl, parseServiceUrl, readSecretFile, servePagesTunnel, type ServiceTarget } from '../drivers/transport/service.js';
 import type { Compression } from '../drivers/archive/compress.js';
 import { checkpoint, restore, writeCheckpointMeta } from './checkpoint.js';
 import { importCheckpoint } from './portable.js';
 import type { Engine } from './engine.js';
 
 export interface MigrateOptions {
+  /** ssh://[user@]host[:port], or ferry://host:port for a `ferry system service`. */
   destination: string;
+  /** The ferry service's shared secret (ferry:// destinations only). */
+  secretFile?: string;
   /** The destination's ferry command line (default `ferry`). */
   remoteCommand?: string;
   identity?: string;
@@ -76,7 +86,8 @@ const COMMIT_TIMEOUT_MS = 30_000;
 export async function migrate(engine: Engine, ref: string, o: MigrateOptions): Promise<MigrateReport> {
   const t0 = performance.now();
   const progress = (phase: Progress['phase'], bytes = 0): void => o.onProgress?.({ phase, bytes });
-  const target = parseSshUrl(o.destination);
+  const dest = parseDestination(o);
+  const host = dest.host;
   const rec = await engine.inspect(ref);
   const name = rec.config.name;
   if (rec.state.status !== 'running') throw new FerryError('ESTATE', `container ${name} is not running: only a running container can be migrated`);
@@ -101,21 +112,12 @@ export async function migrate(engine: Engine, ref: string, o: MigrateOptions): P
   // 1. Connect and let the destination check everything before anything is frozen.
   progress('connecting');
   const lazyPort = o.lazy ? await freePort() : 0;
-  const remotePort = o.lazy ? 20000 + Math.floor(Math.random() * 20000) : 0;
-  const remote = o.remoteCommand ?? 'ferry';
-  const ssh = sshSpawn(target, remote, ['system', 'migrate-receive'], {
-    identity: o.identity,
-    options: o.sshOptions,
-    remoteForwards: o.lazy ? [[remotePort, '127.0.0.1', lazyPort]] : [],
-  });
-  const sshErr: string[] = [];
-  ssh.stderr!.on('data', (b: Buffer) => sshErr.push(b.toString()));
-  ssh.stdin!.on('error', () => undefined);
-  const writer = new FrameWriter(ssh.stdin!);
-  const replies = new LineReader(ssh.stdout!);
+  const link = dest.kind === 'ssh' ? sshLink(dest.ssh, o, lazyPort) : await serviceLink(dest.service, dest.psk, lazyPort, !!o.lazy);
+  const writer = new FrameWriter(link.output);
+  const replies = new LineReader(link.input);
   const lost = (): FerryError => {
-    const why = sshErr.join('').trim().split('\n').filter((l) => !/^Warning: Permanently added/.test(l)).pop();
-    return new FerryError('ERUNTIME', `lost the connection to ${target.host}${why ? `: ${why}` : ''}`);
+    const why = link.lostReason();
+    return new FerryError('ERUNTIME', `lost the connection to ${link.where}${why ? `: ${why}` : ''}`);
   };
   let restoredHere = false;
   let lazyDumpStarted = false;
@@ -131,15 +133,16 @@ export async function migrate(engine: Engine, ref: string, o: MigrateOptions): P
       criuVersion: criu.version,
       arch: process.arch,
       lazy: !!o.lazy,
-      lazyPort: remotePort,
+      lazyPort: link.remoteLazyPort,
       withImage: !!o.withImage,
       volumes: rec.config.mounts.filter((m) => m.type === 'volume').map((m) => m.source),
     });
     progress('checking');
     const ready = await replies.next(REPLY_TIMEOUT_MS);
     if (!ready) throw lost();
-    if (ready.type === 'error') throw new FerryError('ESTATE', `${target.host} refused the migration: ${String(ready.message)}; ${name} was not touched`);
-    if (ready.type !== 'ready') throw new FerryError('ERUNTIME', `unexpected reply from ${target.host}: ${ready.type}`);
+    if (ready.type === 'error') throw new FerryError('ESTATE', `${host} refused the migration: ${String(ready.message)}; ${name} was not touched`);
+    if (ready.type !== 'ready') throw new FerryError('ERUNTIME', `unexpected reply from ${host}: ${ready.type}`);
+    await link.ready();
     if (ready.needImage) {
       // --with-image: the image's rootfs goes first, while the container still runs.
       progress('transferring');
@@ -151,7 +154,7 @@ export async function migrate(engine: Engine, ref: string, o: MigrateOptions): P
       await Promise.all([pipeline(src.stream, sink), src.done]);
       const got = await replies.next(REPLY_TIMEOUT_MS);
       if (!got) throw lost();
-      if (got.type === 'error') throw new FerryError('ESTATE', `${target.host} could not store the image: ${String(got.message)}; ${name} was not touched`);
+      if (got.type === 'error') throw new FerryError('ESTATE', `${host} could not store the image: ${String(got.message)}; ${name} was not touched`);
     }
 
     // 2. Freeze and stream.
@@ -189,14 +192,14 @@ export async function migrate(engine: Engine, ref: string, o: MigrateOptions): P
       const early = first === 'reply' ? await replyP : undefined;
       data.destroy(new Error('the destination stopped the transfer'));
       const err = await exportP.then(() => undefined, (e: Error) => e);
-      if (early?.type === 'error') throw new FerryError('ECRIU', `${target.host} could not take ${name}: ${String(early.message)}`);
+      if (early?.type === 'error') throw new FerryError('ECRIU', `${host} could not take ${name}: ${String(early.message)}`);
       if (first === 'reply' && !early) throw lost();
       throw err ?? lost();
     }
     progress('restoring', bytes);
     const restored = await withTimeout(replyP, REPLY_TIMEOUT_MS);
     if (!restored) throw lost();
-    if (restored.type === 'error') throw new FerryError('ECRIU', `${target.host} could not restore ${name}: ${String(restored.message)}`);
+    if (restored.type === 'error') throw new FerryError('ECRIU', `${host} could not restore ${name}: ${String(restored.message)}`);
     const downtimeMs = performance.now() - tFreeze;
 
     // 3. Commit. From here on the destination owns the container.
@@ -207,7 +210,7 @@ export async function migrate(engine: Engine, ref: string, o: MigrateOptions): P
       throw Object.assign(
         new FerryError(
           'ERUNTIME',
-          `the connection to ${target.host} was lost after the commit was sent: ${name} may be running there. Check with \`ferry ps\` there; if it does not run, \`ferry container restore ${name}\` here (its checkpoint is kept)`,
+          `the connection to ${host} was lost after the commit was sent: ${name} may be running there. Check with \`ferry ps\` there; if it does not run, \`ferry container restore ${name}\` here (its checkpoint is kept)`,
         ),
         { ambiguous: true },
       );
@@ -227,17 +230,17 @@ export async function migrate(engine: Engine, ref: string, o: MigrateOptions): P
       await engine.removeVolume(m.source).catch(() => undefined);
     }
     await writer.send({ type: 'bye' }).catch(() => undefined);
-    ssh.stdin!.end();
+    link.end();
     progress('done', bytes);
     return { container: name, destination: o.destination, mode: o.lazy ? 'lazy' : 'stop-and-copy', downtimeMs, totalMs: performance.now() - t0, bytesSent: bytes, newId: String(restored.id ?? '') };
   } catch (e) {
     if ((e as { ambiguous?: boolean }).ambiguous) {
-      ssh.kill();
+      link.destroy();
       throw e;
     }
     // Before commit: tell the destination to drop what it made, and run the container here again.
     await writer.send({ type: 'abort' }).catch(() => undefined);
-    ssh.stdin!.end();
+    link.end();
     const now = await engine.inspect(rec.config.id).catch(() => undefined);
     if (now && now.state.status !== 'running' && now.state.checkpointed) {
       // After a lazy dump the memory is only in the local page server: fault it back in here.
@@ -249,10 +252,122 @@ export async function migrate(engine: Engine, ref: string, o: MigrateOptions): P
       );
       if (localDaemon) await waitExit(localDaemon, 120_000);
     }
-    await waitExit(ssh, 5000);
+    await link.closed(5000);
     const msg = (e as Error).message;
     throw new FerryError((e as FerryError).code ?? 'ERUNTIME', `migration of ${name} failed: ${msg}${restoredHere ? `; ${name} is running here again` : ''}`);
   }
+}
+
+// ------------------------------------------------------------------------------ links
+
+type Destination = { kind: 'ssh'; host: string; ssh: SshTarget } | { kind: 'service'; host: string; service: ServiceTarget; psk: Buffer };
+
+/** Which transport the destination URL names, with the options that belong to it checked. */
+function parseDestination(o: MigrateOptions): Destination {
+  if (isServiceUrl(o.destination)) {
+    const service = parseServiceUrl(o.destination);
+    const sshOnly = [o.identity && '--identity', o.sshOptions?.length && '--ssh-option', o.remoteCommand && '--remote-command'].filter(Boolean);
+    if (sshOnly.length) throw new FerryError('EINVAL', `${sshOnly.join(', ')} ${sshOnly.length > 1 ? 'apply' : 'applies'} only to ssh:// destinations, not to ${o.destination}`);
+    if (!o.secretFile) throw new FerryError('EINVAL', `migrating to a ferry service (${o.destination}) needs --secret-file FILE, the secret the service was started with`);
+    return { kind: 'service', host: displayTarget(service), service, psk: readSecretFile(o.secretFile) };
+  }
+  if (o.secretFile) throw new FerryError('EINVAL', '--secret-file only applies to ferry://host:port destinations (ssh:// uses your ssh keys)');
+  if (!/^ssh:\/\//.test(o.destination)) throw new FerryError('EINVAL', `invalid destination "${o.destination}": use ssh://[user@]host[:port] or ferry://host:port`);
+  const ssh = parseSshUrl(o.destination);
+  return { kind: 'ssh', host: ssh.host, ssh };
+}
+
+/**
+ * How the source reaches the destination's receiver (receiveMigration): the stdio of ssh
+ * running `ferry system migrate-receive`, or a TLS-PSK connection to a `ferry system service`.
+ * The protocol on top is the same.
+ */
+interface Link {
+  /** For messages: "hostB", "the ferry service at hostB:7797". */
+  where: string;
+  /** Frames to the destination. */
+  output: Writable;
+  /** JSON lines from the destination. */
+  input: Readable;
+  /** The port sent in hello for the destination's `criu lazy-pages` (0: the receiver picks). */
+  remoteLazyPort: number;
+  /** After `ready`, before anything is frozen: anything more the transport has to set up. */
+  ready(): Promise<void>;
+  /** What the transport said about why it went away, if anything. */
+  lostReason(): string | undefined;
+  /** Ends our side gracefully. */
+  end(): void;
+  /** Cuts the link at once. */
+  destroy(): void;
+  /** Resolves when the link has closed, cutting it after ms. */
+  closed(ms: number): Promise<void>;
+}
+
+/** ssh running `ferry system migrate-receive`; lazy pages through `ssh -R`. */
+function sshLink(target: SshTarget, o: MigrateOptions, lazyPort: number): Link {
+  const remotePort = o.lazy ? 20000 + Math.floor(Math.random() * 20000) : 0;
+  const ssh = sshSpawn(target, o.remoteCommand ?? 'ferry', ['system', 'migrate-receive'], {
+    identity: o.identity,
+    options: o.sshOptions,
+    remoteForwards: o.lazy ? [[remotePort, '127.0.0.1', lazyPort]] : [],
+  });
+  const sshErr: string[] = [];
+  ssh.stderr!.on('data', (b: Buffer) => sshErr.push(b.toString()));
+  ssh.stdin!.on('error', () => undefined);
+  return {
+    where: target.host,
+    output: ssh.stdin!,
+    input: ssh.stdout!,
+    remoteLazyPort: remotePort,
+    ready: async () => undefined,
+    lostReason: () => sshErr.join('').trim().split('\n').filter((l) => !/^Warning: Permanently added/.test(l)).pop(),
+    end: () => ssh.stdin!.end(),
+    destroy: () => ssh.kill(),
+    closed: (ms) => waitExit(ssh, ms),
+  };
+}
+
+/**
+ * A TLS-PSK connection to a `ferry system service`. With --lazy a second one, tagged with the
+ * session's token, carries the destination's page faults to CRIU's page server on this
+ * host's loopback (the service's counterpart of `ssh -R`).
+ */
+async function serviceLink(target: ServiceTarget, psk: Buffer, lazyPort: number, lazy: boolean): Promise<Link> {
+  const where = `the ferry service at ${displayTarget(target)}`;
+  const token = randomBytes(16).toString('hex');
+  const sock = await connectService(target, psk, `${PROTOCOL} migrate ${token}`);
+  let why: string | undefined;
+  sock.on('error', (e: NodeJS.ErrnoException) => (why ??= e.code ?? e.message));
+  let tunnel: TLSSocket | undefined;
+  const closedP = new Promise<void>((r) => (sock.destroyed ? r() : sock.once('close', () => r())));
+  return {
+    where,
+    output: sock,
+    input: sock,
+    remoteLazyPort: 0,
+    ready: async () => {
+      if (!lazy) return;
+      tunnel = await connectService(target, psk, `${PROTOCOL} pages ${token}`);
+      servePagesTunnel(tunnel, lazyPort).catch(() => undefined);
+    },
+    lostReason: () => why,
+    end: () => {
+      sock.end();
+      tunnel?.destroy(); // every page has been served, or none is wanted any more
+    },
+    destroy: () => {
+      sock.destroy();
+      tunnel?.destroy();
+    },
+    closed: async (ms) => {
+      const t = setTimeout(() => sock.destroy(), ms);
+      await closedP;
+      clearTimeout(t);
+      // The pages tunnel lives only as long as the page server, which has exited by now (or
+      // is no longer needed: the migration failed).
+      tunnel?.destroy();
+    },
+  };
 }
 
 /** Resolves like p, or with undefined after ms; the timer never outlives the race. */
@@ -310,7 +425,8 @@ interface LazyDump {
 
 /**
  * Dumps everything but memory; CRIU then serves pages on 127.0.0.1:port (reached by the
- * destination only through the ssh tunnel) until the destination has them all.
+ * destination only through the ssh tunnel or the ferry service's pages connection) until the
+ * destination has them all.
  */
 async function lazyCheckpoint(engine: Engine, id: string, port: number, tcpEstablished?: boolean): Promise<LazyDump> {
   let result: LazyDump | undefined;
@@ -380,7 +496,25 @@ async function lazyRestoreHook(engine: Engine, port: number, started: (d: ChildP
  * The destination end (`ferry system migrate-receive`): frames in on input, JSON lines out.
  * Everything it makes is removed again unless the source commits.
  */
-export async function receiveMigration(engine: Engine, input: Readable, output: Writable): Promise<number> {
+export interface ReceiveOptions {
+  /**
+   * The loopback port this host's `criu lazy-pages` dials to reach the source's page server.
+   * Default: the port the source sent in hello (its `ssh -R` forward). The service opens one
+   * of its own, tunnelled to the source; close() is called when the session ends.
+   */
+  lazyEndpoint?: (hello: Message) => Promise<{ port: number; close(): void }>;
+}
+
+export async function receiveMigration(engine: Engine, input: Readable, output: Writable, opts: ReceiveOptions = {}): Promise<number> {
+  let endpoint: { port: number; close(): void } | undefined;
+  try {
+    return await receive(engine, input, output, opts, (e) => (endpoint = e));
+  } finally {
+    endpoint?.close();
+  }
+}
+
+async function receive(engine: Engine, input: Readable, output: Writable, opts: ReceiveOptions, setEndpoint: (e: { port: number; close(): void }) => void): Promise<number> {
   const frames = new FrameReader(input);
   const reply = (m: Message): void => {
     output.write(JSON.stringify(m) + '\n');
@@ -389,6 +523,7 @@ export async function receiveMigration(engine: Engine, input: Readable, output: 
   if (!hello || hello.type !== 'hello') return 1;
   const name = String(hello.name);
   let lazyDaemon: ChildProcess | undefined;
+  let lazyPort = Number(hello.lazyPort);
   let needImage = false;
   try {
     // 1. Checks, before the source freezes anything.
@@ -411,6 +546,11 @@ export async function receiveMigration(engine: Engine, input: Readable, output: 
     }
     if (hello.lazy && !(criu.features.uffdNoncoop && criu.features.lazyPipeSize)) {
       throw new FerryError('EUNSUPPORTED', criu.features.uffdNoncoop ? `fs.pipe-max-size is below 4194304 on ${os.hostname()}: run \`npm run setup\` there` : `${os.hostname()} lacks userfaultfd for lazy pages`);
+    }
+    if (hello.lazy && opts.lazyEndpoint) {
+      const ep = await opts.lazyEndpoint(hello);
+      setEndpoint(ep);
+      lazyPort = ep.port;
     }
     reply({ type: 'ready', needImage });
   } catch (e) {
@@ -437,7 +577,7 @@ export async function receiveMigration(engine: Engine, input: Readable, output: 
     const r = await importCheckpoint(engine, {
       source: frames.archive(),
       tcpEstablished: undefined,
-      beforeRestore: hello.lazy ? await lazyRestoreHook(engine, Number(hello.lazyPort), (d) => (lazyDaemon = d)) : undefined,
+      beforeRestore: hello.lazy ? await lazyRestoreHook(engine, lazyPort, (d) => (lazyDaemon = d)) : undefined,
       lazyPages: !!hello.lazy,
     });
     id = r.id;

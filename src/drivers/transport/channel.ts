@@ -8,6 +8,7 @@
  *
  * Over ssh the destination is `ferry system migrate-receive` started by the source, so the
  * channel is ssh's stdin/stdout: authenticated and encrypted by ssh, and no daemon listens.
+ * To a `ferry system service` it is a TLS-PSK socket instead (service.ts).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { PassThrough, Writable, type Readable } from 'node:stream';
@@ -93,6 +94,7 @@ export class FrameReader {
     input.on('data', (b: Buffer) => this.push(b));
     input.on('end', () => this.finish());
     input.on('error', () => this.finish());
+    input.on('close', () => this.finish()); // a socket destroyed here emits neither of those
   }
 
   private finish(): void {
@@ -165,6 +167,7 @@ export class LineReader {
     });
     input.on('end', () => this.messages.end());
     input.on('error', () => this.messages.end());
+    input.on('close', () => this.messages.end());
   }
 
   /** The next reply, or undefined when the destination has gone (or after timeoutMs). */

@@ -1,0 +1,216 @@
+/**
+ * The ferry service's transport: TLS 1.2 with a pre-shared key (RFC 4279/5489), so every
+ * connection is both authenticated and encrypted, with no certificates to manage. Both ends
+ * read the same secret file; a peer without it fails the handshake before it can say anything.
+ *
+ * After the handshake the client speaks first, one line that selects the protocol:
+ *
+ *   FERRY/1 migrate TOKEN\n   a migration session: then the migration channel (channel.ts)
+ *   FERRY/1 pages TOKEN\n     the lazy-pages tunnel of migration session TOKEN (see below)
+ *
+ * Anything else is refused for now; an HTTP request line ("GET /... HTTP/1.1") is how a future
+ * REST API on the same listener will be told apart.
+ *
+ * Lazy pages: the destination's `criu lazy-pages` connects to a loopback port the service
+ * opens for the session; when it does, the service writes "GO\n" on the session's pages
+ * tunnel and pipes the two together, and the source then connects the tunnel to CRIU's page
+ * server on its own loopback. CRIU's page server never listens on anything but 127.0.0.1.
+ */
+import * as crypto from 'node:crypto';
+import * as fs from 'node:fs';
+import * as net from 'node:net';
+import * as tls from 'node:tls';
+import type { Readable } from 'node:stream';
+import { FerryError } from '../../lib/errors.js';
+
+export const PROTOCOL = 'FERRY/1';
+const PSK_IDENTITY = 'ferry/1';
+/** Forward-secret ECDHE-PSK first; plain PSK as a fallback. TLS 1.2 only: Node's PSK is TLS 1.2. */
+const CIPHERS = 'ECDHE-PSK-CHACHA20-POLY1305:PSK-AES256-GCM-SHA384';
+const MIN_KEY_BYTES = 32;
+const CONNECT_TIMEOUT_MS = 15_000;
+
+export const MAKE_SECRET_HINT = (file: string): string => `make one with \`head -c 32 /dev/urandom | base64 > ${file}; chmod 600 ${file}\``;
+
+/**
+ * Reads a secret file: it must be a regular file that only its owner can read, holding at
+ * least 32 bytes of key material (base64 text is decoded; anything else is taken as raw bytes).
+ * Returns the PSK both ends derive from it.
+ */
+export function readSecretFile(file: string): Buffer {
+  let st: fs.Stats;
+  try {
+    st = fs.statSync(file);
+  } catch (e) {
+    throw new FerryError('EINVAL', `cannot read secret file ${file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}; ${MAKE_SECRET_HINT(file)}`);
+  }
+  if (!st.isFile()) throw new FerryError('EINVAL', `secret file ${file} is not a regular file; ${MAKE_SECRET_HINT(file)}`);
+  if (st.mode & 0o077) {
+    throw new FerryError('EINVAL', `secret file ${file} is accessible by group or others (mode ${(st.mode & 0o777).toString(8).padStart(3, '0')}): \`chmod 600 ${file}\``);
+  }
+  let raw: Buffer;
+  try {
+    raw = fs.readFileSync(file);
+  } catch (e) {
+    throw new FerryError('EINVAL', `cannot read secret file ${file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+  }
+  const material = keyMaterial(raw);
+  if (material.length < MIN_KEY_BYTES) {
+    throw new FerryError('EINVAL', `secret file ${file} holds ${material.length} bytes of key material, fewer than ${MIN_KEY_BYTES}; ${MAKE_SECRET_HINT(file)}`);
+  }
+  return crypto.createHmac('sha256', material).update('ferry service psk v1').digest();
+}
+
+/** The key material of a secret file's content: base64 decoded if it is base64 text. */
+export function keyMaterial(raw: Buffer): Buffer {
+  const text = raw.toString('latin1').trim();
+  if (text.length && text.length % 4 === 0 && /^[A-Za-z0-9+/]+={0,2}$/.test(text)) return Buffer.from(text, 'base64');
+  return raw;
+}
+
+export interface ServiceTarget {
+  host: string;
+  port: number;
+}
+
+/** ferry://host:port (tcp://host:port is an alias). */
+export function parseServiceUrl(url: string): ServiceTarget {
+  const m = url.match(/^(?:ferry|tcp):\/\/(\[[0-9a-fA-F:]+\]|[a-zA-Z0-9._-]+):(\d{1,5})\/?$/);
+  if (!m) throw new FerryError('EINVAL', `invalid address "${url}": use ferry://host:port`);
+  const port = Number(m[2]);
+  if (port < 1 || port > 65535) throw new FerryError('EINVAL', `invalid port in "${url}"`);
+  return { host: m[1]!.replace(/^\[|\]$/g, ''), port };
+}
+
+export function isServiceUrl(url: string): boolean {
+  return /^(ferry|tcp):\/\//.test(url);
+}
+
+/** tcp://ADDR:PORT for `system service --listen`. */
+export function parseListenUrl(url: string): ServiceTarget {
+  const m = url.match(/^tcp:\/\/(\[[0-9a-fA-F:]+\]|[a-zA-Z0-9._-]+):(\d{1,5})\/?$/);
+  if (!m) throw new FerryError('EINVAL', `invalid --listen "${url}": use tcp://ADDR:PORT (e.g. tcp://0.0.0.0:7797)`);
+  const port = Number(m[2]);
+  if (port < 1 || port > 65535) throw new FerryError('EINVAL', `invalid port in --listen "${url}"`);
+  return { host: m[1]!.replace(/^\[|\]$/g, ''), port };
+}
+
+export function displayTarget(t: ServiceTarget): string {
+  return `${t.host.includes(':') ? `[${t.host}]` : t.host}:${t.port}`;
+}
+
+const tlsBase = { ciphers: CIPHERS, minVersion: 'TLSv1.2', maxVersion: 'TLSv1.2' } as const;
+
+/** A TLS-PSK server; connections that fail authentication never reach `onConnection`. */
+export function createServiceServer(psk: Buffer, onConnection: (s: tls.TLSSocket) => void): tls.Server {
+  return tls.createServer(
+    {
+      ...tlsBase,
+      pskCallback: (_socket, identity) => (identity === PSK_IDENTITY ? psk : null),
+      handshakeTimeout: CONNECT_TIMEOUT_MS,
+    },
+    onConnection,
+  );
+}
+
+const UNREACHABLE = new Set(['ECONNREFUSED', 'EHOSTUNREACH', 'ENETUNREACH', 'ETIMEDOUT', 'ENOTFOUND', 'EAI_AGAIN', 'EADDRNOTAVAIL']);
+
+/**
+ * Connects and authenticates to a ferry service, then sends the protocol line. A wrong secret
+ * fails here, before anything else happens.
+ */
+export function connectService(target: ServiceTarget, psk: Buffer, preamble: string): Promise<tls.TLSSocket> {
+  const where = displayTarget(target);
+  return new Promise((resolve, reject) => {
+    const s = tls.connect({
+      ...tlsBase,
+      host: target.host,
+      port: target.port,
+      pskCallback: () => ({ psk, identity: PSK_IDENTITY }),
+      checkServerIdentity: () => undefined, // PSK: the key is the identity
+    });
+    const timer = setTimeout(() => s.destroy(Object.assign(new Error('timed out'), { code: 'ETIMEDOUT' })), CONNECT_TIMEOUT_MS);
+    const fail = (e: NodeJS.ErrnoException): void => {
+      clearTimeout(timer);
+      s.destroy();
+      if (e.code && UNREACHABLE.has(e.code)) reject(new FerryError('ERUNTIME', `cannot reach the ferry service at ${where}: ${e.code}`));
+      else reject(new FerryError('EPERM', `authentication with the ferry service at ${where} failed: check --secret-file`, { detail: e.message }));
+    };
+    s.once('error', fail);
+    // A service that closes before the handshake completes rejected us as well.
+    s.once('close', () => fail(Object.assign(new Error('closed during the handshake'), { code: 'ECONNRESET' })));
+    s.once('secureConnect', () => {
+      clearTimeout(timer);
+      s.removeListener('error', fail);
+      s.removeAllListeners('close');
+      s.setNoDelay(true);
+      s.write(`${preamble}\n`);
+      resolve(s);
+    });
+  });
+}
+
+/**
+ * Reads one line (without its newline) from a stream, leaving everything after it unread for
+ * the next consumer. The stream is left paused: the next consumer resumes it (pipe() does). Undefined if the stream ends first, the line is too long, or time is up.
+ */
+export function readLine(s: Readable, maxBytes = 512, timeoutMs = 30_000): Promise<string | undefined> {
+  return new Promise((resolve) => {
+    let buf: Buffer = Buffer.alloc(0);
+    const done = (v: string | undefined, rest?: Buffer): void => {
+      clearTimeout(t);
+      s.removeListener('data', onData);
+      s.removeListener('end', onEnd);
+      s.removeListener('error', onEnd);
+      s.pause();
+      if (rest?.length) s.unshift(rest);
+      resolve(v);
+    };
+    const onData = (b: Buffer): void => {
+      buf = buf.length ? Buffer.concat([buf, b]) : b;
+      const nl = buf.indexOf(0x0a);
+      if (nl >= 0) return done(buf.subarray(0, nl).toString('utf8').replace(/\r$/, ''), buf.subarray(nl + 1));
+      if (buf.length > maxBytes) done(undefined);
+    };
+    const onEnd = (): void => done(undefined);
+    const t = setTimeout(() => done(undefined), timeoutMs);
+    s.on('data', onData);
+    s.once('end', onEnd);
+    s.once('error', onEnd);
+  });
+}
+
+/** Pipes two sockets together both ways; resolves when both are closed. */
+export function splice(a: net.Socket, b: net.Socket): Promise<void> {
+  a.on('error', () => b.destroy());
+  b.on('error', () => a.destroy());
+  a.pipe(b);
+  b.pipe(a);
+  const closed = (s: net.Socket): Promise<void> => new Promise((r) => (s.destroyed ? r() : s.once('close', () => r())));
+  a.once('close', () => b.destroy());
+  b.once('close', () => a.destroy());
+  return Promise.all([closed(a), closed(b)]).then(() => undefined);
+}
+
+/**
+ * The source's end of a lazy-pages tunnel: waits for the service's "GO" (the destination's
+ * CRIU has connected), then connects the tunnel to the page server on 127.0.0.1:pagePort.
+ */
+export async function servePagesTunnel(tunnel: tls.TLSSocket, pagePort: number): Promise<void> {
+  tunnel.on('error', () => undefined);
+  const go = await readLine(tunnel, 16, 24 * 3600_000);
+  if (go !== 'GO') {
+    tunnel.destroy();
+    return;
+  }
+  const local = net.connect({ host: '127.0.0.1', port: pagePort });
+  await new Promise<void>((resolve) => {
+    local.once('connect', resolve);
+    local.once('error', () => resolve());
+  });
+  if (local.destroyed) {
+    tunnel.destroy();
+    return;
+  }
+  await splice(tunnel, local); // pipe() resumes the tunnel, bytes after GO included
+}
