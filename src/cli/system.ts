@@ -5,7 +5,7 @@ import { run } from '../lib/exec.js';
 import { getEngine, out, type Ctx } from './context.js';
 import { renderTemplate } from './format.js';
 import { VERSION } from '../lib/version.js';
-import { checkServiceOptions, runService } from '../engine/service.js';
+import { checkServiceOptions, runService } from '../api/service.js';
 
 const SERVICE_HELP = `
 Takes migrations from \`ferry migrate CTR ferry://HOST:PORT --secret-file FILE\` without ssh.

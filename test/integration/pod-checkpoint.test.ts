@@ -149,3 +149,28 @@ test('a CRIU or runc too old for pods is refused before anything is created', as
   await h.ok(['pod', 'rm', '-f', 'src']);
   await h.ok(['pod', 'rm', '-f', 'dst']);
 });
+
+test('a member checkpointed out of a pod on one root is restored into a pod on another root; its new siblings reach it', async () => {
+  const SERVER = ['sh', '-c', 'i=0; while true; do i=$(expr $i + 1); echo "reply $i" | nc -l -p 8000; done'];
+  const ask = (host: Host, sibling: string): Promise<number> =>
+    eventually(async () => {
+      const r = await host.run(['exec', sibling, 'nc', '127.0.0.1', '8000']);
+      return r.code === 0 && /^reply \d+/.test(r.stdout) ? Number(r.stdout.trim().split(' ')[1]) : 0;
+    }, 10_000, 200);
+  await h.ok(['pod', 'create', '--name', 'ma', '--hostname', 'ahost']);
+  await h.ok(['run', '-d', '--pod', 'ma', '--name', 'srv', 'busybox', ...SERVER]);
+  await h.ok(['run', '-d', '--pod', 'ma', '--name', 'sibA', 'busybox', 'sleep', '1000']);
+  await ask(h, 'sibA');
+  const first = await ask(h, 'sibA');
+  const archive = path.join(h.dir, 'srv.tar.zst');
+  await h.ok(['checkpoint', 'srv', '--export', archive]);
+
+  await h2.ok(['pod', 'create', '--name', 'mb', '--hostname', 'bhost']);
+  await h2.ok(['run', '-d', '--pod', 'mb', '--name', 'sibB', 'busybox', 'sleep', '1000']);
+  await h2.ok(['restore', '--import', archive, '--pod', 'mb']);
+  const next = await ask(h2, 'sibB');
+  assert.ok(next > first && next <= first + 3, `the server goes on with its own counter (restored, not restarted): ${first} then ${next}`);
+  assert.equal(await h2.ok(['exec', 'srv', 'hostname']), 'bhost', 'the restored member sees its new pod\'s hostname');
+  await h.ok(['pod', 'rm', '-f', 'ma']);
+  await h2.ok(['pod', 'rm', '-f', 'mb']);
+});

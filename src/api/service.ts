@@ -21,8 +21,8 @@ import * as net from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import { FerryError } from '../lib/errors.js';
 import { createServiceServer, displayTarget, parseListenUrl, PROTOCOL, readLine, readSecretFile, splice } from '../drivers/transport/service.js';
-import { receiveMigration } from './migrate.js';
-import type { Engine } from './engine.js';
+import { receiveMigration } from '../engine/migrate.js';
+import type { Engine } from '../engine/engine.js';
 
 export interface ServiceOptions {
   /** tcp://ADDR:PORT */
