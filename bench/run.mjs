@@ -924,12 +924,12 @@ async function benchMigration(R, o, ctx, engineNames, skipped) {
       if (bare) {
         checkAbort();
         log(`bench: ${MIG_TITLES.stop} ${sizeLabel(size)} [bare]`);
-        await migrateBare(R, o, ctx, pair, bare, size);
+        await migrateBaseline(R, o, ctx, pair, bare, size, 'bare');
       }
       if (podman) {
         checkAbort();
         log(`bench: ${MIG_TITLES.stop} ${sizeLabel(size)} [podman]`);
-        await migratePodman(R, o, ctx, pair, podman, size);
+        await migrateBaseline(R, o, ctx, pair, podman, size, 'podman');
       }
     }
   } finally {
@@ -1012,49 +1012,17 @@ async function migrateFerry(R, o, ctx, pair, size, mode) {
   }
 }
 
-async function migrateBare(R, o, ctx, pair, [ea, eb], size) {
-  const large = size !== 'tiny';
-  const ids = migIds('stop', size);
-  const name = uniq(`mgbare${size}`);
-  // The bare container bind-mounts the memhog binary from the bench's directory (on this one
-  // machine both "hosts" see it; CRIU only needs the same path on the destination).
-  const w = workload(size, ctx);
-  let at = ea;
-  try {
-    await settle(large);
-    await at.run(name, w);
-    await waitStarted(at, name, w);
-    let pendingCheck;
-    for (let i = 0; i < o.iterations; i++) {
-      await settle(large, pendingCheck);
-      const to = at === ea ? eb : ea;
-      const st = await bareMigrate(pair, at, to, name, w);
-      at = to;
-      R.add(...ids[0], 'bare', st.downtime);
-      R.add(...ids[1], 'bare', st.total, { bytes: st.bytes });
-      const here = at;
-      pendingCheck = async () => verifyRestored(here, name, w, await st.mark(), checkTimeout(size));
-    }
-    if (pendingCheck) await pendingCheck();
-  } catch (err) {
-    if (err instanceof Aborted) throw err;
-    R.fail(ids, 'bare', err.message);
-    log(`  bare: ${err.message}`);
-  } finally {
-    for (const e of [ea, eb]) if (e.ctrs.has(name)) await rmQuiet(e, name);
-  }
-}
-
 /**
- * The Podman baseline: one container, migrated A -> B, B -> A, ... with checkpoint --export +
- * scp + restore --import; each restore checked like bare's (the next number after the mark).
+ * A baseline's migrations of one container, A -> B, B -> A, ... (bare: runc checkpoint + copy +
+ * runc restore; podman: checkpoint --export + scp + restore --import), each restore checked
+ * like the next one (the number after the mark). The workload's memhog binary is bind-mounted
+ * from the bench's directory, which both "hosts" see (a restore needs the same path).
  */
-async function migratePodman(R, o, ctx, pair, [ea, eb], size) {
+async function migrateBaseline(R, o, ctx, pair, [ea, eb], size, engine) {
   const large = size !== 'tiny';
   const ids = migIds('stop', size);
-  const name = uniq(`mgpod${size}`);
-  // --network none (PodmanEngine.runArgs); the memhog binary is bind-mounted from the bench's
-  // directory, as for bare (both "hosts" see it; restore --import mounts the same path).
+  const name = uniq(engine === 'bare' ? `mgbare${size}` : `mgpod${size}`);
+  const move = engine === 'bare' ? bareMigrate : podmanMigrate;
   const w = workload(size, ctx);
   let at = ea;
   try {
@@ -1065,21 +1033,25 @@ async function migratePodman(R, o, ctx, pair, [ea, eb], size) {
     for (let i = 0; i < o.iterations; i++) {
       await settle(large, pendingCheck);
       const to = at === ea ? eb : ea;
-      const st = await podmanMigrate(pair, at, to, name, w);
+      const st = await move(pair, at, to, name, w);
       at = to;
-      R.add(...ids[0], 'podman', st.downtime);
-      R.add(...ids[1], 'podman', st.total, { bytes: st.bytes });
+      R.add(...ids[0], engine, st.downtime);
+      R.add(...ids[1], engine, st.total, { bytes: st.bytes });
       const here = at;
       pendingCheck = async () => verifyRestored(here, name, w, await st.mark(), checkTimeout(size));
     }
     if (pendingCheck) await pendingCheck();
   } catch (err) {
     if (err instanceof Aborted) throw err;
-    R.fail(ids, 'podman', err.message);
-    log(`  podman: ${err.message}`);
+    R.fail(ids, engine, err.message);
+    log(`  ${engine}: ${err.message}`);
   } finally {
-    // Whatever is left of the container on either side (running, or checkpointed and stopped).
     for (const e of [ea, eb]) {
+      if (engine === 'bare') {
+        if (e.ctrs.has(name)) await rmQuiet(e, name);
+        continue;
+      }
+      // Whatever is left of the container on either side (running, or checkpointed and stopped).
       const r = await e.x(['rm', '-f', '-t', '0', '--ignore', name]);
       if (r.code !== 0) log(`  (podman: removing ${name} on ${e.host.netns} failed: ${(r.stderr || r.stdout).trim()})`);
       for (const f of fs.readdirSync(e.xfer)) fs.rmSync(path.join(e.xfer, f), { force: true });

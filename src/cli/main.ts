@@ -7,6 +7,7 @@ import { registerNetworkCommands } from './networks.js';
 import { registerMigrateCommands } from './migrate.js';
 import { registerPodCommands } from './pods.js';
 import { VERSION } from '../lib/version.js';
+import { debug, setLogLevel } from '../lib/log.js';
 import type { Ctx } from './context.js';
 
 export async function main(argv: string[]): Promise<number> {
@@ -28,6 +29,7 @@ export async function main(argv: string[]): Promise<number> {
     .version(VERSION, '-v, --version')
     .option('--root <dir>', 'persistent storage directory', ctx.root)
     .option('--runroot <dir>', 'runtime state directory', ctx.runroot)
+    .option('--log-level <level>', 'error, warn, info or debug (debug: every step with its time)', process.env.FERRY_LOG_LEVEL ?? 'error')
     .option('--runtime <path>', 'the OCI runtime binary: runc or a runc-compatible one (default: runc from PATH)', process.env.FERRY_RUNTIME)
     .enablePositionalOptions()
     .exitOverride()
@@ -37,7 +39,13 @@ export async function main(argv: string[]): Promise<number> {
       outputError: (s, write) => write(`Error: ${s.trim().replace(/^error:\s*/i, '')} (run with --help for usage)\n`),
     })
     .hook('preAction', (cmd) => {
-      const g = cmd.optsWithGlobals() as { root: string; runroot: string; runtime?: string };
+      const g = cmd.optsWithGlobals() as { root: string; runroot: string; runtime?: string; logLevel: string };
+      try {
+        setLogLevel(g.logLevel);
+      } catch (e) {
+        throw new FerryError('EINVAL', (e as Error).message);
+      }
+      debug(() => `ferry ${process.argv.slice(2).join(' ')}`);
       ctx.root = g.root;
       ctx.runroot = g.runroot;
       ctx.runtime = g.runtime;

@@ -18,6 +18,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { FerryError } from '../lib/errors.js';
+import { debug } from '../lib/log.js';
 import { commitDir, duBytes, mkdirp, readJsonIfExists, writeJsonAtomic } from '../lib/fsutil.js';
 import { processAlive, procStartTime, waitFor } from '../lib/proc.js';
 import { VERSION } from '../lib/version.js';
@@ -196,6 +197,7 @@ export async function checkpointLocked(engine: Engine, rec: ContainerRecord, o: 
       },
     );
     const runtimeMs = performance.now() - tr;
+    debug(`checkpoint ${name}: runc checkpoint took ${runtimeMs.toFixed(1)}ms (exit ${r.code})`);
     const logFile = path.join(workDir, o.preCheckpoint ? 'predump.log' : 'dump.log');
 
     // 3. A failed dump: CRIU resumed the container; make sure, clean up, explain.
@@ -222,13 +224,16 @@ export async function checkpointLocked(engine: Engine, rec: ContainerRecord, o: 
     }
     commitDir(tmp, finalDir);
     if (!o.keep) fs.rmSync(logFile, { force: true }); // Podman's --keep keeps CRIU's logs
+    debug(`checkpoint ${name}: committed`);
 
     // 5. The container is gone unless asked to keep running: release its runtime.
     if (!o.leaveRunning && !o.preCheckpoint) {
       // conmon writes the exit file, then runs its exit command, which waits for our lock:
       // wait for the file, not for conmon.
       await engine.waitExit(rec, 5000);
+      debug(`checkpoint ${name}: conmon saw the exit`);
       await engine.releaseRuntime(rec);
+      debug(`checkpoint ${name}: runtime released`);
       Object.assign(rec.state, { status: 'exited', pid: 0, conmonPid: 0, exitCode: 0, finishedAt: new Date().toISOString() });
     }
     if (!o.preCheckpoint) {
@@ -350,6 +355,7 @@ export async function restoreLocked(engine: Engine, rec: ContainerRecord, o: Res
     try {
       await engine.runtime.delete(id, true);
       await engine.prepareBundle(rec, netReq);
+      debug(`restore ${name}: bundle ready`);
       if (o.tcpClose) useCriuConfig(engine.paths.bundle(id), 'tcp-close\n');
       await o.beforeRestore?.(engine.paths.bundle(id), dir);
       const tr = performance.now();
@@ -373,6 +379,7 @@ export async function restoreLocked(engine: Engine, rec: ContainerRecord, o: Res
         },
       });
       runtimeMs = performance.now() - tr;
+      debug(`restore ${name}: conmon + runc restore took ${runtimeMs.toFixed(1)}ms`);
       Object.assign(rec.state, {
         status: 'running',
         pid: started.pid,

@@ -1,6 +1,7 @@
 import * as fs from 'node:fs';
 import { spawn, type SpawnOptions } from 'node:child_process';
 import { FerryError } from './errors.js';
+import { debug, debugEnabled } from './log.js';
 
 export interface RunResult {
   code: number | null;
@@ -29,6 +30,7 @@ export function run(argv: readonly string[], opts: RunOptions = {}): Promise<Run
   const [file, ...args] = argv;
   if (!file) throw new FerryError('EINTERNAL', 'run: empty argv');
   const stdio: SpawnOptions['stdio'] = [opts.input !== undefined ? 'pipe' : 'ignore', 'pipe', 'pipe', ...(opts.extraFds ?? [])];
+  const t0 = performance.now();
   return new Promise((resolve, reject) => {
     const child = spawn(file, args, { env: opts.env ?? process.env, cwd: opts.cwd, stdio, detached: opts.detached ?? false });
     const out: Buffer[] = [];
@@ -44,6 +46,7 @@ export function run(argv: readonly string[], opts: RunOptions = {}): Promise<Run
     });
     child.on('close', (code, signal) => {
       if (timer) clearTimeout(timer);
+      if (debugEnabled()) debug(`ran ${argv.slice(0, 4).map((a) => (a.length > 40 ? `…${a.slice(-30)}` : a)).join(' ')} in ${(performance.now() - t0).toFixed(1)}ms: exit ${code ?? signal}`);
       resolve({ code, signal, stdout: Buffer.concat(out).toString(), stderr: Buffer.concat(err).toString() });
     });
     if (opts.input !== undefined) child.stdin?.end(opts.input);

@@ -3,6 +3,7 @@ import * as path from 'node:path';
 import { spawn } from 'node:child_process';
 import * as net from 'node:net';
 import { FerryError } from '../../lib/errors.js';
+import { debug } from '../../lib/log.js';
 import { lastLine, run, runOk, which, type RunResult } from '../../lib/exec.js';
 import { mkdirp } from '../../lib/fsutil.js';
 import { processAlive, procStartTime, sleep } from '../../lib/proc.js';
@@ -210,7 +211,9 @@ export class RuncRuntime {
     if (msg.data < 0) {
       throw new FerryError(o.restore ? 'ECRIU' : 'ERUNTIME', cleanRuntimeMessage(msg.message ?? 'runtime failed'), { detail: msg.message });
     }
+    debug(`conmon: ${o.restore ? 'restored' : 'created'} ${o.name}, PID ${msg.data}`);
     const conmonPid = await readPidFile(p.conmonPidFile, 5000);
+    debug(`conmon: PID file read`);
     return { pid: msg.data, conmonPid, conmonStartTime: procStartTime(conmonPid) };
   }
 
