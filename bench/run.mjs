@@ -965,14 +965,15 @@ async function migrateFerry(R, o, ctx, pair, size, mode) {
   const w = size === 'tiny' ? { kind: 'tiny', argv: LOOPER } : { kind: 'memhog', argv: ['/opt/memhog', String(size), '500'] };
   try {
     await settle(large);
-    let runArgs = ['run', '-d', '--name', name, 'busybox', ...w.argv];
+    // --network none, as the bare and Podman baselines run it: the same workload everywhere.
+    let runArgs = ['run', '-d', '--network', 'none', '--name', name, 'busybox', ...w.argv];
     if (large) {
       // Migration refuses host bind mounts: the binary travels with the container in a volume.
       await at.ok(['volume', 'create', vol]);
       const mp = JSON.parse(await at.ok(['volume', 'inspect', vol]))[0].Mountpoint;
       fs.copyFileSync(path.join(ctx.optDir, 'memhog'), path.join(mp, 'memhog'));
       fs.chmodSync(path.join(mp, 'memhog'), 0o755);
-      runArgs = ['run', '-d', '--name', name, '-v', `${vol}:/opt`, 'busybox', ...w.argv];
+      runArgs = ['run', '-d', '--network', 'none', '--name', name, '-v', `${vol}:/opt`, 'busybox', ...w.argv];
     }
     await at.ok(runArgs);
     started = true;

@@ -226,36 +226,40 @@ export async function checkpointLocked(engine: Engine, rec: ContainerRecord, o: 
     if (!o.keep) fs.rmSync(logFile, { force: true }); // Podman's --keep keeps CRIU's logs
     debug(`checkpoint ${name}: committed`);
 
-    // 5. The container is gone unless asked to keep running: release its runtime.
-    if (!o.leaveRunning && !o.preCheckpoint) {
-      // conmon writes the exit file, then runs its exit command, which waits for our lock:
-      // wait for the file, not for conmon.
-      await engine.waitExit(rec, 5000);
-      debug(`checkpoint ${name}: conmon saw the exit`);
-      await engine.releaseRuntime(rec);
-      debug(`checkpoint ${name}: runtime released`);
-      Object.assign(rec.state, { status: 'exited', pid: 0, conmonPid: 0, exitCode: 0, finishedAt: new Date().toISOString() });
-    }
-    if (!o.preCheckpoint) {
-      Object.assign(rec.state, {
-        checkpointed: true,
-        checkpointedAt: new Date().toISOString(),
-        checkpointPath: finalDir,
-        checkpointLog: o.keep ? logFile : undefined,
-        error: undefined,
-      });
-      if (!o.leaveRunning) rec.state.restored = false;
-    }
-    delete rec.state.op;
-    engine.save(rec);
-
-    // 6. Export: the checkpoint is committed first, so a failed export loses nothing.
-    let archive: WriteStats | undefined;
-    if (o.export) {
-      archive = await exportCheckpoint(engine, rec, o.export);
-      // A --rm container lives on only in its archive (as with Podman).
-      if (rec.config.autoRemove && !o.leaveRunning) await engine.removeFiles(rec);
-    }
+    // 5. The container is gone unless asked to keep running: release its runtime. Meanwhile
+    //    (6.) the export streams out: the checkpoint is committed, so a failed export loses
+    //    nothing, and the archive needs neither the network nor the mount being released (in
+    //    a migration, this keeps the network teardown out of the downtime).
+    const release = async (): Promise<void> => {
+      if (!o.leaveRunning && !o.preCheckpoint) {
+        // conmon writes the exit file, then runs its exit command, which waits for our lock:
+        // wait for the file, not for conmon.
+        await engine.waitExit(rec, 5000);
+        debug(`checkpoint ${name}: conmon saw the exit`);
+        await engine.releaseRuntime(rec);
+        debug(`checkpoint ${name}: runtime released`);
+        Object.assign(rec.state, { status: 'exited', pid: 0, conmonPid: 0, exitCode: 0, finishedAt: new Date().toISOString() });
+      }
+      if (!o.preCheckpoint) {
+        Object.assign(rec.state, {
+          checkpointed: true,
+          checkpointedAt: new Date().toISOString(),
+          checkpointPath: finalDir,
+          checkpointLog: o.keep ? logFile : undefined,
+          error: undefined,
+        });
+        if (!o.leaveRunning) rec.state.restored = false;
+      }
+      delete rec.state.op;
+      engine.save(rec);
+    };
+    const [released, exported] = await Promise.allSettled([release(), o.export ? exportCheckpoint(engine, rec, o.export) : Promise.resolve(undefined)]);
+    if (released.status === 'rejected') throw released.reason;
+    if (exported.status === 'rejected') throw exported.reason;
+    const archive: WriteStats | undefined = exported.value;
+    if (archive) debug(`checkpoint ${name}: exported ${archive.bytes} bytes`);
+    // A --rm container lives on only in its archive (as with Podman).
+    if (o.export && rec.config.autoRemove && !o.leaveRunning) await engine.removeFiles(rec);
     return { id, name, path: finalDir, totalMs: performance.now() - t0, runtimeMs, criu: stats, archive };
   }
 }
@@ -354,10 +358,11 @@ export async function restoreLocked(engine: Engine, rec: ContainerRecord, o: Res
     let runtimeMs = 0;
     try {
       await engine.runtime.delete(id, true);
-      await engine.prepareBundle(rec, netReq);
+      // The lazy-pages daemon (post-copy) starts while the bundle is being prepared.
+      const prep = await Promise.allSettled([engine.prepareBundle(rec, netReq), o.beforeRestore?.(engine.paths.bundle(id), dir)]);
+      for (const p of prep) if (p.status === 'rejected') throw p.reason;
       debug(`restore ${name}: bundle ready`);
       if (o.tcpClose) useCriuConfig(engine.paths.bundle(id), 'tcp-close\n');
-      await o.beforeRestore?.(engine.paths.bundle(id), dir);
       const tr = performance.now();
       const started = await engine.runtime.createWithConmon({
         id,

@@ -36,6 +36,7 @@ import type { Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { ImageRecord } from '../drivers/storage/images.js';
 import { FerryError } from '../lib/errors.js';
+import { debug } from '../lib/log.js';
 import { waitFor } from '../lib/proc.js';
 import { FrameReader, FrameWriter, LineReader, parseSshUrl, sshSpawn, type Message, type SshTarget } from '../drivers/transport/channel.js';
 import { PROTOCOL, connectService, displayTarget, isServiceUrl, parseServiceUrl, readSecretFile, servePagesTunnel, type ServiceTarget } from '../drivers/transport/service.js';
@@ -143,6 +144,7 @@ export async function migrate(engine: Engine, ref: string, o: MigrateOptions): P
     if (ready.type === 'error') throw new FerryError('ESTATE', `${host} refused the migration: ${String(ready.message)}; ${name} was not touched`);
     if (ready.type !== 'ready') throw new FerryError('ERUNTIME', `unexpected reply from ${host}: ${ready.type}`);
     await link.ready();
+    debug(`migrate ${name}: ${host} is ready`);
     if (ready.needImage) {
       // --with-image: the image's rootfs goes first, while the container still runs.
       progress('transferring');
@@ -160,6 +162,7 @@ export async function migrate(engine: Engine, ref: string, o: MigrateOptions): P
     // 2. Freeze and stream.
     progress('freezing');
     const tFreeze = performance.now();
+    debug(`migrate ${name}: freezing`);
     let bytes = 0;
     const data = writer.dataStream();
     data.on('error', () => undefined); // destroyed on purpose when the destination gives up
@@ -197,10 +200,12 @@ export async function migrate(engine: Engine, ref: string, o: MigrateOptions): P
       throw err ?? lost();
     }
     progress('restoring', bytes);
+    debug(`migrate ${name}: archive sent (${bytes} bytes)`);
     const restored = await withTimeout(replyP, REPLY_TIMEOUT_MS);
     if (!restored) throw lost();
     if (restored.type === 'error') throw new FerryError('ECRIU', `${host} could not restore ${name}: ${String(restored.message)}`);
     const downtimeMs = performance.now() - tFreeze;
+    debug(`migrate ${name}: running on ${host} after ${downtimeMs.toFixed(1)}ms of downtime`);
 
     // 3. Commit. From here on the destination owns the container.
     progress('committing', bytes);
@@ -553,6 +558,7 @@ async function receive(engine: Engine, input: Readable, output: Writable, opts: 
       lazyPort = ep.port;
     }
     reply({ type: 'ready', needImage });
+    debug(`receive ${name}: ready`);
   } catch (e) {
     reply({ type: 'error', message: (e as Error).message });
     return 1;
@@ -572,6 +578,7 @@ async function receive(engine: Engine, input: Readable, output: Writable, opts: 
   // 2. The archive, straight into a new container, restored.
   const begin = await frames.next(REPLY_TIMEOUT_MS);
   if (!begin || begin.type !== 'archive') return 1;
+  debug(`receive ${name}: archive begins`);
   let id: string | undefined;
   try {
     const r = await importCheckpoint(engine, {
@@ -582,6 +589,7 @@ async function receive(engine: Engine, input: Readable, output: Writable, opts: 
     });
     id = r.id;
     reply({ type: 'restored', id });
+    debug(`receive ${name}: restored`);
   } catch (e) {
     lazyDaemon?.kill('SIGKILL');
     reply({ type: 'error', message: (e as Error).message });

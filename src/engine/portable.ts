@@ -17,6 +17,7 @@ import * as path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import type { Readable, Writable } from 'node:stream';
 import { FerryError } from '../lib/errors.js';
+import { debug } from '../lib/log.js';
 import { mkdirp, readJson, readJsonIfExists, writeJsonAtomic } from '../lib/fsutil.js';
 import { newId, validName } from '../lib/ids.js';
 import { withLock } from '../lib/lock.js';
@@ -271,6 +272,7 @@ export async function importCheckpoint(engine: Engine, o: ImportOptions): Promis
         if (engine.find(name)) throw new FerryError('EEXIST', `the container name "${name}" is already in use: pass -n/--name with another name; nothing was created`);
       },
     });
+    debug('import: archive read and verified');
     const targetPod = o.pod !== undefined ? getPod(engine, o.pod) : undefined;
     const renamedFrom = readJson<{ config: ContainerRecord['config'] }>(path.join(staging, 'container.json')).config.name;
     created = await placeStaged(engine, staging, o, targetPod, createdVolumes);
