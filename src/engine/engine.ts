@@ -286,8 +286,11 @@ export class Engine {
     this.save(rec);
   }
 
-  /** Deletes runc's record, the network and the rootfs mount of a container that no longer runs. */
-  async releaseRuntime(rec: ContainerRecord): Promise<void> {
+  /**
+   * Deletes runc's record, the network and (unless keepRootfs) the rootfs mount of a container
+   * that no longer runs.
+   */
+  async releaseRuntime(rec: ContainerRecord, o: { keepRootfs?: boolean } = {}): Promise<void> {
     await this.runtime.delete(rec.config.id, true);
     if (rec.state.net) {
       const a = rec.state.net;
@@ -295,7 +298,7 @@ export class Engine {
       delete rec.state.net;
       this.save(rec);
     }
-    await unmountLayer(this.paths.layer(rec.config.id));
+    if (!o.keepRootfs) await unmountLayer(this.paths.layer(rec.config.id));
   }
 
   /** Attaches the container to its network (a namespace of its own); caller holds its lock. */

@@ -182,3 +182,20 @@ test('--print-stats: Podman-shaped JSON with plausible figures', async () => {
   assert.equal((await h.inspect('stats')).State.Running, true);
   await h.ok(['rm', '-f', 'stats']);
 });
+
+test('a checkpointed container keeps its rootfs mounted (no sync in the checkpoint); restore reuses it; rm unmounts', async () => {
+  const id = await h.ok(['run', '-d', '--network', 'none', '--name', 'mnt', 'busybox', ...FAST_LOOPER]);
+  await countsOn(h, 'mnt', 2);
+  const merged = path.join(h.root, 'overlay', id, 'merged');
+  await h.ok(['container', 'checkpoint', 'mnt']);
+  assert.deepEqual(h.mounts(), [merged], 'only the checkpointed container\'s rootfs');
+  const at = (await counts(h, 'mnt')).at(-1)!;
+  await h.ok(['container', 'restore', 'mnt']);
+  await countsOn(h, 'mnt', 2);
+  const c = await counts(h, 'mnt');
+  assert.equal(c[c.lastIndexOf(at) + 1], at + 1, 'restored where it stopped');
+  assert.deepEqual(h.mounts(), [merged]);
+  await h.ok(['container', 'checkpoint', 'mnt']);
+  await h.ok(['rm', 'mnt']);
+  assert.deepEqual(h.mounts(), [], 'nothing left mounted');
+});

@@ -254,6 +254,8 @@ export class RuncRuntime {
   }
 
   async delete(id: string, force = true): Promise<void> {
+    // No state directory, nothing to delete: spare a runc process (checkpoint and restore paths).
+    if (!fs.existsSync(path.join(this.cfg.runcRoot, id))) return;
     const r = await run(this.runcArgv('delete', ...(force ? ['--force'] : []), id));
     if (r.code !== 0 && !/does not exist|not exist|container .* not found/i.test(r.stderr)) {
       throw new FerryError('ERUNTIME', `runc delete failed: ${lastLine(r.stderr)}`);
