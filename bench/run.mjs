@@ -28,7 +28,7 @@ const SMALL_PAUSE_MS = 300;
 
 function usage(code) {
   process.stdout.write(`usage: node bench/run.mjs [options]
-  --quick            tiny + 256 MiB workloads (migration: tiny + 64 MiB), 3 iterations (~7 minutes)
+  --quick            tiny + 256 MiB workloads (migration: tiny), 3 iterations (under 5 minutes)
   --smoke            tiny workload only, 1 iteration (for the smoke test)
   --iterations N     runs per figure (default 5; --quick 3; --smoke 1)
   --only LIST        engines to run, comma-separated: ferry,bare,podman (default all)
@@ -73,7 +73,7 @@ function parseArgs(argv) {
   o.mode = o.smoke ? 'smoke' : o.quick ? 'quick' : 'full';
   // Live migration between two "hosts" (network namespaces with their own sshd) on this machine.
   o.migration ??= !o.smoke;
-  o.migSizes = o.smoke || o.quick ? ['tiny', 64] : ['tiny', 64, 256, 1024];
+  o.migSizes = o.smoke ? ['tiny', 64] : o.quick ? ['tiny'] : ['tiny', 64, 256, 1024];
   return o;
 }
 
@@ -1315,7 +1315,7 @@ async function main() {
     if (r.status !== 0) throw new Error('bench/setup.sh failed');
   }
   if (!fs.existsSync(CRIU)) throw new Error(`${CRIU} is missing: run \`npm run setup\``);
-  if (!fs.existsSync(path.join(REPO, 'dist/ferry.mjs'))) throw new Error('Ferry is not built: run `npm run build`');
+  if (!fs.existsSync(path.join(REPO, 'dist/ferry.cjs'))) throw new Error('Ferry is not built: run `npm run build`');
 
   // Short path: conmon's attach socket path must fit in 108 bytes.
   tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'fyb-'));
