@@ -8,7 +8,8 @@ import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_pr
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { FERRY_BIN, Host, type Result, type RunOpts } from './ferry.js';
+import assert from 'node:assert/strict';
+import { FERRY_BIN, Host, eventually, lastCount, type Result, type RunOpts } from './ferry.js';
 
 export const SSH_PORT = 2222;
 
@@ -128,3 +129,35 @@ export function hasSshd(): boolean {
 }
 
 export { execFileSync };
+
+// ------------------------------------------------------------------ migration assertions
+
+/** The container names on h (all of them, or the running ones). */
+export async function names(h: NetHost, all = true): Promise<string[]> {
+  return (await h.ok(['ps', ...(all ? ['-a'] : []), '--format', '{{.Names}}'])).split('\n').filter(Boolean);
+}
+
+/** The containers runc knows on h. */
+export function runcContainers(h: NetHost): string[] {
+  const r = spawnSync('runc', ['--root', `${h.runroot}/runc`, 'list', '-q'], { encoding: 'utf8' });
+  return r.stdout.split('\n').filter(Boolean);
+}
+
+/** The looper's count goes on from where it was on the other host (logs travel with it). */
+export async function assertContinues(h: NetHost, ref: string, from: number): Promise<void> {
+  await eventually(async () => (await lastCount(h, ref)) >= from + 2, 15_000);
+  const nums = (await h.logs(ref)).map(Number);
+  const i = nums.lastIndexOf(from);
+  assert.ok(i >= 0, `count ${from} is in the log`);
+  const rest = nums.slice(i + 1);
+  assert.ok(rest.length >= 2 && rest.every((n, k) => n === from + 1 + k), `continues after ${from}: ${nums.slice(-8).join(',')}`);
+}
+
+/** A migration's destination after a failure: no container, runc state, staging or volume. */
+export async function assertHostClean(h: NetHost): Promise<void> {
+  assert.deepEqual(await names(h), [], 'no container on the destination');
+  assert.deepEqual(runcContainers(h), []);
+  // The ps above ran ferry there, which sweeps a killed receiver's staging.
+  assert.deepEqual(fs.readdirSync(h.root).filter((f) => f.startsWith('.import-') || f.startsWith('.tmp-')), [], 'no staging left');
+  assert.equal((await h.ok(['volume', 'ls', '-q'])).trim(), '', 'no volume left');
+}

@@ -9,7 +9,7 @@ import * as path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { FERRY_BIN, LOOPER, REPO, assertCleanError, busyboxTarball, eventually, lastCount } from '../helpers/ferry.js';
-import { HostPair, hasSshd, type NetHost } from '../helpers/hosts.js';
+import { HostPair, assertContinues, assertHostClean, hasSshd, names, runcContainers, type NetHost } from '../helpers/hosts.js';
 
 // HostPair starts an sshd per host; the service itself needs none.
 const skip = hasSshd() ? false : 'openssh-server is not installed (npm run setup installs it)';
@@ -82,30 +82,17 @@ function dest(): string {
   return `ferry://${b.ip}:${PORT}`;
 }
 
-async function names(h: NetHost, all = true): Promise<string[]> {
-  return (await h.ok(['ps', ...(all ? ['-a'] : []), '--format', '{{.Names}}'])).split('\n').filter(Boolean);
-}
 
-function runcContainers(h: NetHost): string[] {
-  const r = spawnSync('runc', ['--root', `${h.runroot}/runc`, 'list', '-q'], { encoding: 'utf8' });
-  return r.stdout.split('\n').filter(Boolean);
-}
 
-/** The looper's count goes on from where it was on the other host (logs travel with it). */
-async function assertContinues(h: NetHost, ref: string, from: number): Promise<void> {
-  await eventually(async () => (await lastCount(h, ref)) >= from + 2, 15_000);
-  const nums = (await h.logs(ref)).map(Number);
-  const i = nums.lastIndexOf(from);
-  assert.ok(i >= 0, `count ${from} is in the log`);
-  const rest = nums.slice(i + 1);
-  assert.ok(rest.length >= 2 && rest.every((n, k) => n === from + 1 + k), `continues after ${from}: ${nums.slice(-8).join(',')}`);
-}
 
-async function assertDestinationClean(): Promise<void> {
-  assert.deepEqual(await names(b), [], 'no container on the destination');
-  assert.deepEqual(runcContainers(b), []);
-  assert.deepEqual(fs.readdirSync(b.root).filter((f) => f.startsWith('.import-') || f.startsWith('.tmp-')), [], 'no staging left');
-  assert.equal((await b.ok(['volume', 'ls', '-q'])).trim(), '', 'no volume left');
+
+
+/** After a fault test: a fresh service on B, and the memhog container and its volume gone from A. */
+async function restartServiceAndRemove(name: string): Promise<void> {
+  await service!.stop(5000);
+  service = await Service.start(b, secretB);
+  await a.run(['rm', '-f', name]);
+  await a.run(['volume', 'rm', `${name}-bin`]);
 }
 
 test('the service refuses to start without a secret, or with a weak or exposed one', { skip }, async () => {
@@ -206,12 +193,9 @@ test('service killed during the transfer: the container runs again on A, B clean
   try {
     const r = await migrateAndInterrupt('cut', () => service!.child.kill('SIGKILL'));
     await assertBackOnA('cut', r, oks);
-    await assertDestinationClean(); // the ps in there sweeps the killed service's staging
+    await assertHostClean(b); // the ps in there sweeps the killed service's staging
   } finally {
-    await service!.stop(5000);
-    service = await Service.start(b, secretB);
-    await a.run(['rm', '-f', 'cut']);
-    await a.run(['volume', 'rm', 'cut-bin']);
+    await restartServiceAndRemove('cut');
   }
 });
 
@@ -232,12 +216,9 @@ test('a second SIGTERM cuts a migration in progress: the service rolls it back i
     // Before any other ferry runs on B (which would sweep): the service left nothing behind.
     assert.deepEqual(fs.readdirSync(b.root).filter((f) => f.startsWith('.import-') || f.startsWith('.tmp-')), []);
     await assertBackOnA('sever', r, oks);
-    await assertDestinationClean();
+    await assertHostClean(b);
   } finally {
-    await service!.stop(5000);
-    service = await Service.start(b, secretB);
-    await a.run(['rm', '-f', 'sever']);
-    await a.run(['volume', 'rm', 'sever-bin']);
+    await restartServiceAndRemove('sever');
   }
 });
 

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import { spawnSync } from 'node:child_process';
 import { LOOPER, REPO, eventually, lastCount, busyboxTarball } from '../helpers/ferry.js';
-import { HostPair, hasSshd, type NetHost } from '../helpers/hosts.js';
+import { HostPair, assertContinues, assertHostClean, hasSshd, names, runcContainers, type NetHost } from '../helpers/hosts.js';
 
 const skip = hasSshd() ? false : 'openssh-server is not installed (npm run setup installs it)';
 const pair = new HostPair();
@@ -21,24 +21,8 @@ function migrateArgs(from: NetHost, to: NetHost, ref: string, extra: string[] = 
   return ['migrate', ref, to.url(), '--remote-command', to.remoteCommand(), ...pair.sshArgs(), ...extra];
 }
 
-async function names(h: NetHost, all = true): Promise<string[]> {
-  return (await h.ok(['ps', ...(all ? ['-a'] : []), '--format', '{{.Names}}'])).split('\n').filter(Boolean);
-}
 
-/** The looper's count goes on from where it was on the other host (logs travel with it). */
-async function assertContinues(h: NetHost, ref: string, before: number): Promise<void> {
-  await eventually(async () => (await lastCount(h, ref)) >= before + 2, 15_000);
-  const nums = (await h.logs(ref)).map(Number);
-  const i = nums.lastIndexOf(before);
-  assert.ok(i >= 0, `count ${before} is in the log`);
-  const after = nums.slice(i + 1);
-  assert.ok(after.length >= 2 && after.every((n, k) => n === before + 1 + k), `continues after ${before}: ${nums.slice(-8).join(',')}`);
-}
 
-function runcContainers(h: NetHost): string[] {
-  const r = spawnSync('runc', ['--root', `${h.runroot}/runc`, 'list', '-q'], { encoding: 'utf8' });
-  return r.stdout.split('\n').filter(Boolean);
-}
 
 test('stop-and-copy migration A -> B and back: the counter continues, exactly one copy', { skip }, async () => {
   await a.ok(['run', '-d', '--name', 'looper', 'busybox', ...LOOPER]);
@@ -152,13 +136,6 @@ async function migrateAndKill(name: string, victim: () => number[]): Promise<{ c
   return running;
 }
 
-async function assertDestinationClean(): Promise<void> {
-  assert.deepEqual(await names(b), [], 'no container on the destination');
-  assert.deepEqual(runcContainers(b), []);
-  // The ps above ran ferry on the destination, which sweeps a killed receiver's staging.
-  assert.deepEqual(fs.readdirSync(b.root).filter((f) => f.startsWith('.import-') || f.startsWith('.tmp-')), [], 'no staging left');
-  assert.equal((await b.ok(['volume', 'ls', '-q'])).trim(), '', 'no volume left');
-}
 
 test('destination killed during the transfer: the container runs again on the source, destination clean', { skip }, async () => {
   await startMemhog(a, 'cut', 192);
@@ -167,7 +144,7 @@ test('destination killed during the transfer: the container runs again on the so
   assert.match(r.stderr, /migration of cut failed: .*cut is running here again/);
   assert.equal((await a.inspect('cut')).State.Running, true);
   await memhogHealthy(a, 'cut');
-  await assertDestinationClean();
+  await assertHostClean(b);
   await a.ok(['rm', '-f', 'cut']);
   await a.ok(['volume', 'rm', 'cut-bin']);
 });
@@ -180,7 +157,7 @@ test('ssh connection cut mid-stream: the container runs again on the source, des
   await memhogHealthy(a, 'sever');
   // The receiver saw its input end mid-archive and removed what it made.
   await eventually(async () => pidsMatching(/migrate-receive/).filter((p) => fs.readFileSync(`/proc/${p}/cmdline`, 'utf8').includes(b.root)).length === 0, 20_000);
-  await assertDestinationClean();
+  await assertHostClean(b);
   await a.ok(['rm', '-f', 'sever']);
   await a.ok(['volume', 'rm', 'sever-bin']);
 });
