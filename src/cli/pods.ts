@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import { FerryError } from '../lib/errors.js';
-import { createPod, getPod, killPod, listPods, podMembers, removePod, startPod, stopPod } from '../engine/pods.js';
+import { createPod, getPod, killPod, listPodsRepaired, podMembers, removePod, repairPod, startPod, stopPod } from '../engine/pods.js';
 import { humanDuration } from '../engine/shapes.js';
 import { checkpointPod, importPod, restorePod } from '../engine/podcheckpoint.js';
 import { COMPRESSIONS, type Compression } from '../drivers/archive/compress.js';
@@ -25,8 +25,9 @@ export function registerPodCommands(program: Command, ctx: Ctx): void {
 
   const ps = async (f: { quiet?: boolean; format?: string }): Promise<void> => {
     const engine = getEngine(ctx);
+    const pods = await listPodsRepaired(engine);
     const recs = await engine.list({ all: true });
-    const rows = listPods(engine).map((p) => {
+    const rows = pods.map((p) => {
       const infra = recs.find((r) => r.config.id === p.infraId);
       const members = podMembers(p, recs);
       const running = members.filter((m) => m.state.status === 'running').length;
@@ -47,9 +48,10 @@ export function registerPodCommands(program: Command, ctx: Ctx): void {
     .argument('<pods...>')
     .action(async (refs: string[]) => {
       const engine = getEngine(ctx);
+      const pods = [];
+      for (const r of refs) pods.push(await repairPod(engine, getPod(engine, r)));
       const recs = await engine.list({ all: true });
-      out(JSON.stringify(refs.map((r) => {
-        const p = getPod(engine, r);
+      out(JSON.stringify(pods.map((p) => {
         return { Id: p.id, Name: p.name, Created: p.created, Hostname: p.hostname, SharedNamespaces: p.share, InfraContainerID: p.infraId, Containers: podMembers(p, recs).map((m) => ({ Id: m.config.id, Name: m.config.name, State: m.state.status })) };
       }), null, 4) + '\n');
     });

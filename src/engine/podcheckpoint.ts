@@ -42,7 +42,7 @@ import {
   type RestoreReport,
 } from './checkpoint.js';
 import type { Engine } from './engine.js';
-import { createPod, findPod, getPod, lockPodNetwork, podMembers, removePod, repairPod, requirePodRestore, resetPodHostname, savePod, type PodRecord, type SharedNs } from './pods.js';
+import { createPod, findPod, getPod, lockPodNetwork, podMembers, removePod, repairPod, requirePodRestore, resetPodHostname, savePod, takeDown, type PodRecord, type SharedNs } from './pods.js';
 import { placeStaged, removePlaced, writeContainerMembers } from './portable.js';
 import type { ContainerRecord } from './types.js';
 
@@ -114,15 +114,6 @@ async function withContainers<T>(engine: Engine, ids: string[], fn: (recs: Conta
   return step(0);
 }
 
-/** Kills a member frozen or restored by a pod operation and records it as checkpointed-and-exited. */
-async function takeDown(engine: Engine, rec: ContainerRecord): Promise<void> {
-  await engine.runtime.kill(rec.config.id, 'KILL').catch(() => undefined);
-  await engine.runtime.resume(rec.config.id).catch(() => undefined); // a frozen task dies once thawed
-  await engine.waitExit(rec, 5000);
-  await engine.releaseRuntime(rec);
-  Object.assign(rec.state, { status: 'exited', pid: 0, conmonPid: 0, exitCode: 0, finishedAt: new Date().toISOString(), restored: false });
-  engine.save(rec);
-}
 
 // ------------------------------------------------------------------------- checkpoint
 
@@ -163,13 +154,18 @@ export async function checkpointPod(engine: Engine, ref: string, o: PodCheckpoin
       }
       const frozenMs = performance.now() - tf;
       const address = infra.state.net ? { ip: infra.state.net.ip, mac: infra.state.net.mac } : infra.state.address;
+      const members = recs.map((r) => r.config.id);
       if (o.leaveRunning) {
         for (const r of recs) await engine.runtime.resume(r.config.id);
       } else {
+        // Every dump is committed: from here a killed ferry's repair finishes the job (stops
+        // the members still frozen) rather than thawing them, so the pod is never half-stopped.
+        Object.assign(pod.op, { phase: 'stopping', members, address, tcpEstablished: !!o.tcpEstablished });
+        savePod(engine, pod);
         for (const r of recs) await takeDown(engine, r);
         await engine.stop(pod.infraId, 0);
       }
-      pod.checkpoint = { at: new Date().toISOString(), members: recs.map((r) => r.config.id), address, tcpEstablished: !!o.tcpEstablished };
+      pod.checkpoint = { at: new Date().toISOString(), members, address, tcpEstablished: !!o.tcpEstablished };
       delete pod.op;
       savePod(engine, pod);
       const archive = o.export ? await exportPod(engine, pod, recs, o.export) : undefined;

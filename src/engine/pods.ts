@@ -16,7 +16,7 @@ import { run, runOk, which } from '../lib/exec.js';
 import { mkdirp, readJsonIfExists, writeJsonAtomic } from '../lib/fsutil.js';
 import { newId, validName } from '../lib/ids.js';
 import { withLock } from '../lib/lock.js';
-import { processAlive } from '../lib/proc.js';
+import { processAlive, waitFor } from '../lib/proc.js';
 import { versionAtLeast } from '../drivers/criu/criu.js';
 import type { Engine } from './engine.js';
 import type { ContainerRecord } from './types.js';
@@ -34,8 +34,20 @@ export interface PodRecord {
   hostname: string;
   /** Set while the whole pod is checkpointed (`ferry pod checkpoint`): its members and address. */
   checkpoint?: { at: string; members: string[]; address?: { ip: string; mac: string }; tcpEstablished: boolean };
-  /** A pod operation in flight, which may have left members frozen if its ferry died. */
-  op?: { name: 'checkpoint'; pid: number; startTime?: number; since: string };
+  /**
+   * A pod checkpoint in flight: while `freezing`, a killed ferry leaves members frozen (repair
+   * thaws them); once `stopping`, every dump is committed (repair stops the rest, as asked).
+   */
+  op?: {
+    name: 'checkpoint';
+    pid: number;
+    startTime?: number;
+    since: string;
+    phase?: 'stopping';
+    members?: string[];
+    address?: { ip: string; mac: string };
+    tcpEstablished?: boolean;
+  };
 }
 
 export interface PodCreateOptions {
@@ -72,6 +84,13 @@ export async function requirePodRestore(engine: Engine): Promise<void> {
   if (!versionAtLeast(runc, POD_RUNC)) {
     throw new FerryError('EDEPEND', `restoring into a pod needs runc ${POD_RUNC.join('.')} or newer (it joins the pod's namespaces on restore), this host has ${runc || 'an unknown version'}: upgrade runc`);
   }
+}
+
+/** Every pod, each repaired first if a killed pod command left it half-way. */
+export async function listPodsRepaired(engine: Engine): Promise<PodRecord[]> {
+  const out: PodRecord[] = [];
+  for (const p of listPods(engine)) out.push(p.op ? await repairPod(engine, p) : p);
+  return out;
 }
 
 export function listPods(engine: Engine): PodRecord[] {
@@ -185,14 +204,46 @@ export async function resetPodHostname(engine: Engine, pod: PodRecord): Promise<
   await run(['nsenter', `--uts=/proc/${infra.state.pid}/ns/uts`, '--', '/bin/sh', '-c', 'echo "$0" > /proc/sys/kernel/hostname', pod.hostname]);
 }
 
-/** A pod command killed while members were frozen: thaw them (each member's own repair does the rest). */
+/**
+ * A pod checkpoint whose ferry died: before its dumps were all committed, thaw every member (the
+ * pod runs on; a dump still in progress is waited for, as CRIU re-freezes what it dumped); after,
+ * finish it: stop the members still frozen and the infra, and record the pod as checkpointed.
+ * Idempotent, so two commands repairing at once agree.
+ */
 export async function repairPod(engine: Engine, pod: PodRecord): Promise<PodRecord> {
   const op = pod.op;
   if (!op || processAlive(op.pid, op.startTime)) return pod;
-  for (const m of podMembers(pod, await engine.list({ all: true }))) await engine.runtime.resume(m.config.id).catch(() => undefined);
+  const members = podMembers(pod, await engine.list({ all: true }));
+  if (op.phase === 'stopping' && op.members) {
+    for (const id of op.members) {
+      await engine
+        .withContainer(id, async (r) => {
+          if (r.state.status === 'running' || r.state.status === 'paused') await takeDown(engine, r);
+        })
+        .catch(() => undefined);
+    }
+    await engine.stop(pod.infraId, 0).catch(() => undefined);
+    pod.checkpoint = { at: new Date().toISOString(), members: op.members, address: op.address, tcpEstablished: !!op.tcpEstablished };
+  } else {
+    for (const m of members) {
+      const helper = m.state.op?.helperPid;
+      if (helper) await waitFor(() => !processAlive(helper), 120_000, 50);
+    }
+    for (const m of members) await engine.runtime.resume(m.config.id).catch(() => undefined);
+  }
   delete pod.op;
   savePod(engine, pod);
   return pod;
+}
+
+/** Kills a member frozen or restored by a pod operation and records it as checkpointed-and-exited. */
+export async function takeDown(engine: Engine, rec: ContainerRecord): Promise<void> {
+  await engine.runtime.kill(rec.config.id, 'KILL').catch(() => undefined);
+  await engine.runtime.resume(rec.config.id).catch(() => undefined); // a frozen task dies once thawed
+  await engine.waitExit(rec, 5000);
+  await engine.releaseRuntime(rec);
+  Object.assign(rec.state, { status: 'exited', pid: 0, conmonPid: 0, exitCode: 0, finishedAt: new Date().toISOString(), restored: false });
+  engine.save(rec);
 }
 
 export async function startPod(engine: Engine, ref: string): Promise<PodRecord> {

@@ -2,7 +2,8 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { Host, assertCleanError, counts, eventually } from '../helpers/ferry.js';
+import { spawnSync } from 'node:child_process';
+import { FAST_LOOPER, Host, assertCleanError, counts, countsOn, eventually, sleep, spawnFerry } from '../helpers/ferry.js';
 
 // Two members of one pod: rx counts in its log and receives over localhost what tx sends, tx's
 // own counter, through one TCP connection that must survive the pod's checkpoint and restore.
@@ -173,4 +174,44 @@ test('a member checkpointed out of a pod on one root is restored into a pod on a
   assert.equal(await h2.ok(['exec', 'srv', 'hostname']), 'bhost', 'the restored member sees its new pod\'s hostname');
   await h.ok(['pod', 'rm', '-f', 'ma']);
   await h2.ok(['pod', 'rm', '-f', 'mb']);
+});
+
+test('a pod checkpoint killed at any moment: the next pod command leaves every member running, or the whole pod checkpointed', async () => {
+  const outcomes: string[] = [];
+  const runcStatus = (id: string): string | undefined => {
+    const r = spawnSync('runc', ['--root', path.join(h.runroot, 'runc'), 'state', id], { encoding: 'utf8' });
+    return r.status === 0 ? (JSON.parse(r.stdout) as { status: string }).status : undefined;
+  };
+  for (const delay of [80, 200, 320, 450, 650, 900]) {
+    await h.ok(['pod', 'create', '--name', 'pk']);
+    for (const n of ['k1', 'k2']) await h.ok(['run', '-d', '--pod', 'pk', '--name', n, 'busybox', ...FAST_LOOPER]);
+    await eventually(async () => (await counts(h, 'k1')).length >= 2 && (await counts(h, 'k2')).length >= 2);
+    const { child, done } = spawnFerry(h, ['pod', 'checkpoint', 'pk']);
+    await sleep(delay);
+    child.kill('SIGKILL');
+    await done;
+    await h.ok(['pod', 'ps']); // the next pod command repairs
+    const states: string[] = [];
+    for (const n of ['k1', 'k2']) {
+      const ins = await h.inspect(n);
+      assert.notEqual(runcStatus(ins.Id), 'paused', `${n} is not left frozen`);
+      states.push(ins.State.Running ? 'running' : ins.State.Checkpointed ? 'checkpointed' : String(ins.State.Status));
+    }
+    assert.equal(states[0], states[1], `the pod is in one state, not half-checkpointed: ${states.join(', ')} (killed after ${delay} ms)`);
+    if (states[0] === 'running') {
+      for (const n of ['k1', 'k2']) await countsOn(h, n, 2);
+    } else {
+      assert.equal(states[0], 'checkpointed');
+      const last = { k1: (await counts(h, 'k1')).at(-1)!, k2: (await counts(h, 'k2')).at(-1)! };
+      await h.ok(['pod', 'restore', 'pk']);
+      for (const n of ['k1', 'k2'] as const) {
+        await countsOn(h, n, 2);
+        const c = await counts(h, n);
+        assert.equal(c[c.lastIndexOf(last[n]) + 1], last[n] + 1, `${n} continues where the pod's checkpoint cut it`);
+      }
+    }
+    outcomes.push(`${delay}:${states[0]}`);
+    await h.ok(['pod', 'rm', '-f', 'pk']);
+  }
+  process.stdout.write(`# pod checkpoint SIGKILL outcomes: ${outcomes.join(' ')}\n`);
 });
