@@ -131,140 +131,138 @@ export async function checkpoint(engine: Engine, ref: string, o: CheckpointOptio
 /** checkpoint() for a container whose lock the caller holds (a pod checkpoint holds them all). */
 export async function checkpointLocked(engine: Engine, rec: ContainerRecord, o: CheckpointOptions): Promise<CheckpointReport> {
   const t0 = performance.now();
-  {
-    const id = rec.config.id;
-    const name = rec.config.name;
-    // 1. Refuse what cannot work, before touching anything.
-    if (rec.state.status !== 'running') {
-      throw new FerryError('ESTATE', `container ${name} is not running (${rec.state.status}): only a running container can be checkpointed`);
-    }
-    // As Podman: even with --leave-running, a --rm container's checkpoint would go when it stops.
-    if (rec.config.autoRemove && !o.export) {
-      throw new FerryError('ESTATE', `container ${name} was started with --rm and would be removed with its checkpoint when it stops: checkpoint it with --export`);
-    }
-    if (o.export && o.preCheckpoint) throw new FerryError('EINVAL', '--export cannot be used with --pre-checkpoint: export the final checkpoint');
-    // An export that cannot be written is refused before the container is stopped.
-    if (o.export && typeof o.export.target === 'string' && o.export.target !== '-') {
-      const outDir = path.dirname(path.resolve(o.export.target));
-      if (!fs.existsSync(outDir) || !fs.statSync(outDir).isDirectory()) {
-        throw new FerryError('ENOTFOUND', `cannot export to ${o.export.target}: directory ${outDir} does not exist; the container is still running`);
-      }
-    }
-    if (rec.config.infraOf) {
-      throw new FerryError('EUNSUPPORTED', `container ${name} is the infra container of a pod: checkpoint the pod's members instead`);
-    }
-    if (rec.config.network?.mode === 'host') {
-      throw new FerryError('EUNSUPPORTED', `container ${name} uses the host's network (--network host), whose sockets belong to the host: it cannot be checkpointed`);
-    }
-    if (o.preCheckpoint && o.withPrevious) throw new FerryError('EINVAL', '--pre-checkpoint and --with-previous cannot be used together: pre-checkpoint first, then checkpoint --with-previous');
-    if (o.preCheckpoint || o.withPrevious) await requirePreCopy(engine);
-    const preDir = path.join(engine.paths.containerDir(id), PRE_DIR);
-    if (o.withPrevious && !fs.existsSync(path.join(preDir, 'inventory.img'))) {
-      throw new FerryError('ESTATE', `container ${name} has no pre-checkpoint: run \`ferry container checkpoint --pre-checkpoint ${name}\` first`);
-    }
-
-    // 2. Dump into a temporary directory; only a complete dump is ever renamed into place.
-    const finalDir = o.preCheckpoint ? preDir : engine.paths.checkpointDir(id);
-    const tmp = `${finalDir}.tmp`;
-    fs.rmSync(tmp, { recursive: true, force: true });
-    mkdirp(tmp, 0o700);
-    const workDir = engine.paths.bundle(id);
-    // A log left by an earlier --keep must not pass for this dump's (repair reads it).
-    fs.rmSync(path.join(workDir, o.preCheckpoint ? 'predump.log' : 'dump.log'), { force: true });
-    rec.state.op = { name: 'checkpoint', pid: process.pid, startTime: procStartTime(process.pid), since: new Date().toISOString(), args: { ...o } };
-    engine.save(rec);
-    const tr = performance.now();
-    const r = await engine.runtime.checkpoint(
-      id,
-      {
-        imagePath: tmp,
-        workPath: workDir,
-        leaveRunning: o.leaveRunning || o.preCheckpoint,
-        tcpEstablished: o.tcpEstablished,
-        fileLocks: o.fileLocks,
-        extUnixSk: o.extUnixSk,
-        shellJob: o.shellJob,
-        manageCgroupsMode: o.manageCgroupsMode,
-        emptyNs: o.emptyNs,
-        autoDedup: o.autoDedup,
-        preDump: o.preCheckpoint,
-        // Relative to the image dir, so it still resolves after tmp is renamed.
-        parentPath: o.withPrevious ? path.join('..', PRE_DIR) : undefined,
-      },
-      (pid) => {
-        rec.state.op!.helperPid = pid;
-        engine.save(rec);
-      },
-    );
-    const runtimeMs = performance.now() - tr;
-    debug(`checkpoint ${name}: runc checkpoint took ${runtimeMs.toFixed(1)}ms (exit ${r.code})`);
-    const logFile = path.join(workDir, o.preCheckpoint ? 'predump.log' : 'dump.log');
-
-    // 3. A failed dump: CRIU resumed the container; make sure, clean up, explain.
-    if (r.code !== 0) {
-      fs.rmSync(tmp, { recursive: true, force: true });
-      const still = await engine.runtime.state(id);
-      delete rec.state.op;
-      // A pod checkpoint dumps its members frozen: paused is alive too.
-      if (!still || (still.status !== 'running' && still.status !== 'paused')) {
-        // Should not happen (CRIU resumes tasks on failure), but never leave a lie in state.
-        rec.state.status = 'exited';
-        rec.state.error = 'the container stopped during a failed checkpoint';
-        await engine.releaseRuntime(rec);
-      }
-      engine.save(rec);
-      throw criuFailure('checkpoint', name, r.stderr, logFile);
-    }
-
-    // 4. Commit: metadata, then the rename that makes the checkpoint exist.
-    const stats = readDumpStats(path.join(workDir, 'stats-dump')); // CRIU writes stats into the work dir
-    if (!o.preCheckpoint) {
-      writeJsonAtomic(path.join(tmp, META_FILE), await makeMeta(engine, rec, o, stats));
-      writeJsonAtomic(path.join(tmp, 'spec.dump'), JSON.parse(fs.readFileSync(path.join(workDir, 'config.json'), 'utf8')));
-    }
-    commitDir(tmp, finalDir);
-    if (!o.keep) fs.rmSync(logFile, { force: true }); // Podman's --keep keeps CRIU's logs
-    debug(`checkpoint ${name}: committed`);
-
-    // 5. The container is gone unless asked to keep running: release its runtime. Meanwhile
-    //    (6.) the export streams out: the checkpoint is committed, so a failed export loses
-    //    nothing, and the archive needs neither the network nor the mount being released (in
-    //    a migration, this keeps the network teardown out of the downtime).
-    const release = async (): Promise<void> => {
-      if (!o.leaveRunning && !o.preCheckpoint) {
-        // conmon writes the exit file, then runs its exit command, which waits for our lock:
-        // wait for the file, not for conmon.
-        await engine.waitExit(rec, 5000);
-        debug(`checkpoint ${name}: conmon saw the exit`);
-        // The rootfs stays mounted until the container is restored (which reuses the mount) or
-        // removed: unmounting an overlay syncs the whole upper filesystem, CRIU's fresh images
-        // included, which would add a second per 1 GiB of memory to the checkpoint for nothing.
-        await engine.releaseRuntime(rec, { keepRootfs: true });
-        debug(`checkpoint ${name}: runtime released`);
-        Object.assign(rec.state, { status: 'exited', pid: 0, conmonPid: 0, exitCode: 0, finishedAt: new Date().toISOString() });
-      }
-      if (!o.preCheckpoint) {
-        Object.assign(rec.state, {
-          checkpointed: true,
-          checkpointedAt: new Date().toISOString(),
-          checkpointPath: finalDir,
-          checkpointLog: o.keep ? logFile : undefined,
-          error: undefined,
-        });
-        if (!o.leaveRunning) rec.state.restored = false;
-      }
-      delete rec.state.op;
-      engine.save(rec);
-    };
-    const [released, exported] = await Promise.allSettled([release(), o.export ? exportCheckpoint(engine, rec, o.export) : Promise.resolve(undefined)]);
-    if (released.status === 'rejected') throw released.reason;
-    if (exported.status === 'rejected') throw exported.reason;
-    const archive: WriteStats | undefined = exported.value;
-    if (archive) debug(`checkpoint ${name}: exported ${archive.bytes} bytes`);
-    // A --rm container lives on only in its archive (as with Podman).
-    if (o.export && rec.config.autoRemove && !o.leaveRunning) await engine.removeFiles(rec);
-    return { id, name, path: finalDir, totalMs: performance.now() - t0, runtimeMs, criu: stats, archive };
+  const id = rec.config.id;
+  const name = rec.config.name;
+  // 1. Refuse what cannot work, before touching anything.
+  if (rec.state.status !== 'running') {
+    throw new FerryError('ESTATE', `container ${name} is not running (${rec.state.status}): only a running container can be checkpointed`);
   }
+  // As Podman: even with --leave-running, a --rm container's checkpoint would go when it stops.
+  if (rec.config.autoRemove && !o.export) {
+    throw new FerryError('ESTATE', `container ${name} was started with --rm and would be removed with its checkpoint when it stops: checkpoint it with --export`);
+  }
+  if (o.export && o.preCheckpoint) throw new FerryError('EINVAL', '--export cannot be used with --pre-checkpoint: export the final checkpoint');
+  // An export that cannot be written is refused before the container is stopped.
+  if (o.export && typeof o.export.target === 'string' && o.export.target !== '-') {
+    const outDir = path.dirname(path.resolve(o.export.target));
+    if (!fs.existsSync(outDir) || !fs.statSync(outDir).isDirectory()) {
+      throw new FerryError('ENOTFOUND', `cannot export to ${o.export.target}: directory ${outDir} does not exist; the container is still running`);
+    }
+  }
+  if (rec.config.infraOf) {
+    throw new FerryError('EUNSUPPORTED', `container ${name} is the infra container of a pod: checkpoint the pod's members instead`);
+  }
+  if (rec.config.network?.mode === 'host') {
+    throw new FerryError('EUNSUPPORTED', `container ${name} uses the host's network (--network host), whose sockets belong to the host: it cannot be checkpointed`);
+  }
+  if (o.preCheckpoint && o.withPrevious) throw new FerryError('EINVAL', '--pre-checkpoint and --with-previous cannot be used together: pre-checkpoint first, then checkpoint --with-previous');
+  if (o.preCheckpoint || o.withPrevious) await requirePreCopy(engine);
+  const preDir = path.join(engine.paths.containerDir(id), PRE_DIR);
+  if (o.withPrevious && !fs.existsSync(path.join(preDir, 'inventory.img'))) {
+    throw new FerryError('ESTATE', `container ${name} has no pre-checkpoint: run \`ferry container checkpoint --pre-checkpoint ${name}\` first`);
+  }
+
+  // 2. Dump into a temporary directory; only a complete dump is ever renamed into place.
+  const finalDir = o.preCheckpoint ? preDir : engine.paths.checkpointDir(id);
+  const tmp = `${finalDir}.tmp`;
+  fs.rmSync(tmp, { recursive: true, force: true });
+  mkdirp(tmp, 0o700);
+  const workDir = engine.paths.bundle(id);
+  // A log left by an earlier --keep must not pass for this dump's (repair reads it).
+  fs.rmSync(path.join(workDir, o.preCheckpoint ? 'predump.log' : 'dump.log'), { force: true });
+  rec.state.op = { name: 'checkpoint', pid: process.pid, startTime: procStartTime(process.pid), since: new Date().toISOString(), args: { ...o } };
+  engine.save(rec);
+  const tr = performance.now();
+  const r = await engine.runtime.checkpoint(
+    id,
+    {
+      imagePath: tmp,
+      workPath: workDir,
+      leaveRunning: o.leaveRunning || o.preCheckpoint,
+      tcpEstablished: o.tcpEstablished,
+      fileLocks: o.fileLocks,
+      extUnixSk: o.extUnixSk,
+      shellJob: o.shellJob,
+      manageCgroupsMode: o.manageCgroupsMode,
+      emptyNs: o.emptyNs,
+      autoDedup: o.autoDedup,
+      preDump: o.preCheckpoint,
+      // Relative to the image dir, so it still resolves after tmp is renamed.
+      parentPath: o.withPrevious ? path.join('..', PRE_DIR) : undefined,
+    },
+    (pid) => {
+      rec.state.op!.helperPid = pid;
+      engine.save(rec);
+    },
+  );
+  const runtimeMs = performance.now() - tr;
+  debug(`checkpoint ${name}: runc checkpoint took ${runtimeMs.toFixed(1)}ms (exit ${r.code})`);
+  const logFile = path.join(workDir, o.preCheckpoint ? 'predump.log' : 'dump.log');
+
+  // 3. A failed dump: CRIU resumed the container; make sure, clean up, explain.
+  if (r.code !== 0) {
+    fs.rmSync(tmp, { recursive: true, force: true });
+    const still = await engine.runtime.state(id);
+    delete rec.state.op;
+    // A pod checkpoint dumps its members frozen: paused is alive too.
+    if (!still || (still.status !== 'running' && still.status !== 'paused')) {
+      // Should not happen (CRIU resumes tasks on failure), but never leave a lie in state.
+      rec.state.status = 'exited';
+      rec.state.error = 'the container stopped during a failed checkpoint';
+      await engine.releaseRuntime(rec);
+    }
+    engine.save(rec);
+    throw criuFailure('checkpoint', name, r.stderr, logFile);
+  }
+
+  // 4. Commit: metadata, then the rename that makes the checkpoint exist.
+  const stats = readDumpStats(path.join(workDir, 'stats-dump')); // CRIU writes stats into the work dir
+  if (!o.preCheckpoint) {
+    writeJsonAtomic(path.join(tmp, META_FILE), await makeMeta(engine, rec, o, stats));
+    writeJsonAtomic(path.join(tmp, 'spec.dump'), JSON.parse(fs.readFileSync(path.join(workDir, 'config.json'), 'utf8')));
+  }
+  commitDir(tmp, finalDir);
+  if (!o.keep) fs.rmSync(logFile, { force: true }); // Podman's --keep keeps CRIU's logs
+  debug(`checkpoint ${name}: committed`);
+
+  // 5. The container is gone unless asked to keep running: release its runtime. Meanwhile
+  //    (6.) the export streams out: the checkpoint is committed, so a failed export loses
+  //    nothing, and the archive needs neither the network nor the mount being released (in
+  //    a migration, this keeps the network teardown out of the downtime).
+  const release = async (): Promise<void> => {
+    if (!o.leaveRunning && !o.preCheckpoint) {
+      // conmon writes the exit file, then runs its exit command, which waits for our lock:
+      // wait for the file, not for conmon.
+      await engine.waitExit(rec, 5000);
+      debug(`checkpoint ${name}: conmon saw the exit`);
+      // The rootfs stays mounted until the container is restored (which reuses the mount) or
+      // removed: unmounting an overlay syncs the whole upper filesystem, CRIU's fresh images
+      // included, which would add a second per 1 GiB of memory to the checkpoint for nothing.
+      await engine.releaseRuntime(rec, { keepRootfs: true });
+      debug(`checkpoint ${name}: runtime released`);
+      Object.assign(rec.state, { status: 'exited', pid: 0, conmonPid: 0, exitCode: 0, finishedAt: new Date().toISOString() });
+    }
+    if (!o.preCheckpoint) {
+      Object.assign(rec.state, {
+        checkpointed: true,
+        checkpointedAt: new Date().toISOString(),
+        checkpointPath: finalDir,
+        checkpointLog: o.keep ? logFile : undefined,
+        error: undefined,
+      });
+      if (!o.leaveRunning) rec.state.restored = false;
+    }
+    delete rec.state.op;
+    engine.save(rec);
+  };
+  const [released, exported] = await Promise.allSettled([release(), o.export ? exportCheckpoint(engine, rec, o.export) : Promise.resolve(undefined)]);
+  if (released.status === 'rejected') throw released.reason;
+  if (exported.status === 'rejected') throw exported.reason;
+  const archive: WriteStats | undefined = exported.value;
+  if (archive) debug(`checkpoint ${name}: exported ${archive.bytes} bytes`);
+  // A --rm container lives on only in its archive (as with Podman).
+  if (o.export && rec.config.autoRemove && !o.leaveRunning) await engine.removeFiles(rec);
+  return { id, name, path: finalDir, totalMs: performance.now() - t0, runtimeMs, criu: stats, archive };
 }
 
 async function requirePreCopy(engine: Engine): Promise<void> {
@@ -322,110 +320,108 @@ export async function restore(engine: Engine, ref: string, o: RestoreOptions): P
 /** restore() for a container whose lock the caller holds. */
 export async function restoreLocked(engine: Engine, rec: ContainerRecord, o: RestoreOptions): Promise<RestoreReport> {
   const t0 = performance.now();
-  {
-    const id = rec.config.id;
-    const name = rec.config.name;
-    const dir = engine.paths.checkpointDir(id);
-    // 1. Refuse what cannot work, before touching anything.
-    if (rec.state.status === 'running' || rec.state.status === 'paused') {
-      throw new FerryError('ESTATE', `container ${name} is running: checkpoint or stop it before restoring`);
-    }
-    const meta = readJsonIfExists<CheckpointMeta>(path.join(dir, META_FILE));
-    if (!meta) throw new FerryError('ESTATE', `container ${name} has no checkpoint to restore: checkpoint it first with \`ferry container checkpoint ${name}\``);
-    await checkCompatible(engine, meta);
-    if (rec.config.pod) await requirePodRestore(engine);
-    if (o.autoDedup && o.keep) throw new FerryError('EINVAL', '--auto-dedup consumes the checkpoint while restoring, so it cannot be combined with --keep');
-    if (o.tcpClose && o.tcpEstablished) throw new FerryError('EINVAL', '--tcp-close and --tcp-established cannot be used together');
-    // Established connections live only at the old address.
-    const newIp = !!o.ignoreStaticIp || !meta.network?.ip;
-    if (newIp && meta.network && o.tcpEstablished) {
-      throw new FerryError('EINVAL', '--tcp-established needs the container\'s old IP address, so it cannot be combined with -n/--name or --ignore-static-ip: use --tcp-close');
-    }
-    if (newIp && meta.network && meta.options.tcpEstablished && !o.tcpClose) {
-      throw new FerryError('EINVAL', `the checkpoint holds established TCP connections, which need its old IP address ${meta.network.ip}: restore with --tcp-close to have them closed, or keep the address`);
-    }
-    // A checkpoint with established connections can only be restored with them (or closed).
-    const tcpEstablished = o.tcpEstablished || (meta.options.tcpEstablished && !o.tcpClose);
-    if (o.publish && rec.config.network?.mode === 'bridge') rec.config.network.ports = o.publish;
-    else if (o.publish?.length) throw new FerryError('EINVAL', `container ${name} is not on a bridge network, so it cannot publish ports`);
-    const netReq = {
-      ip: newIp ? undefined : meta.network?.ip,
-      mac: o.ignoreStaticMac ? undefined : meta.network?.mac,
-      ports: rec.config.network?.ports,
-    };
-
-    // 2. Prepare: rootfs mounted, bundle written, any stale runtime record gone.
-    engine.beginOp(rec, 'restore');
-    const logFile = path.join(engine.paths.bundle(id), 'restore.log');
-    fs.rmSync(logFile, { force: true });
-    let runtimeMs = 0;
-    try {
-      await engine.runtime.delete(id, true);
-      // The lazy-pages daemon (post-copy) starts while the bundle is being prepared.
-      const prep = await Promise.allSettled([engine.prepareBundle(rec, netReq), o.beforeRestore?.(engine.paths.bundle(id), dir)]);
-      for (const p of prep) if (p.status === 'rejected') throw p.reason;
-      debug(`restore ${name}: bundle ready`);
-      if (o.tcpClose) useCriuConfig(engine.paths.bundle(id), 'tcp-close\n');
-      const tr = performance.now();
-      const started = await engine.runtime.createWithConmon({
-        id,
-        name,
-        paths: engine.paths.conmon(id),
-        exitCommand: engine.exitCommand(id),
-        restore: {
-          imagePath: dir,
-          runtimeOpts: restoreArgs({
-            tcpEstablished,
-            tcpClose: o.tcpClose,
-            fileLocks: o.fileLocks || meta.options.fileLocks,
-            extUnixSk: o.extUnixSk || meta.options.extUnixSk,
-            shellJob: o.shellJob || meta.options.shellJob,
-            manageCgroupsMode: o.manageCgroupsMode,
-            autoDedup: o.autoDedup,
-            lazyPages: o.lazyPages,
-          }),
-        },
-      });
-      runtimeMs = performance.now() - tr;
-      debug(`restore ${name}: conmon + runc restore took ${runtimeMs.toFixed(1)}ms`);
-      Object.assign(rec.state, {
-        status: 'running',
-        pid: started.pid,
-        conmonPid: started.conmonPid,
-        conmonStartTime: started.conmonStartTime,
-        exitCode: 0,
-        startedAt: new Date().toISOString(),
-        finishedAt: undefined,
-        error: undefined,
-        checkpointed: false,
-        restored: true,
-        restoredAt: new Date().toISOString(),
-        restoreLog: logFile,
-      });
-    } catch (e) {
-      // 3. A failed restore: nothing left running or mounted; the checkpoint stays as it was.
-      fs.rmSync(path.join(engine.paths.bundle(id), CRIU_CONF), { force: true });
-      await engine.runtime.kill(id, 'KILL', true).catch(() => undefined);
-      await engine.releaseRuntime(rec).catch(() => undefined);
-      rec.state.error = (e as Error).message;
-      engine.endOp(rec);
-      if (e instanceof FerryError && (e.code === 'ECRIU' || e.code === 'ERUNTIME')) throw criuFailure('restore', name, e.detail ?? e.message, logFile);
-      throw e;
-    }
-
-    fs.rmSync(path.join(engine.paths.bundle(id), CRIU_CONF), { force: true });
-    // 4. Success: the checkpoint is used up unless --keep.
-    const stats = readRestoreStats(path.join(engine.paths.bundle(id), 'stats-restore'));
-    if (!o.keep) {
-      fs.rmSync(dir, { recursive: true, force: true });
-      fs.rmSync(path.join(engine.paths.containerDir(id), PRE_DIR), { recursive: true, force: true });
-      rec.state.checkpointPath = undefined;
-    }
-    engine.endOp(rec);
-    const pod = rec.config.pod ? findPod(engine, rec.config.pod) : undefined;
-    if (pod) await resetPodHostname(engine, pod);
-    return { id, name, totalMs: performance.now() - t0, runtimeMs, criu: stats };
+  const id = rec.config.id;
+  const name = rec.config.name;
+  const dir = engine.paths.checkpointDir(id);
+  // 1. Refuse what cannot work, before touching anything.
+  if (rec.state.status === 'running' || rec.state.status === 'paused') {
+    throw new FerryError('ESTATE', `container ${name} is running: checkpoint or stop it before restoring`);
   }
+  const meta = readJsonIfExists<CheckpointMeta>(path.join(dir, META_FILE));
+  if (!meta) throw new FerryError('ESTATE', `container ${name} has no checkpoint to restore: checkpoint it first with \`ferry container checkpoint ${name}\``);
+  await checkCompatible(engine, meta);
+  if (rec.config.pod) await requirePodRestore(engine);
+  if (o.autoDedup && o.keep) throw new FerryError('EINVAL', '--auto-dedup consumes the checkpoint while restoring, so it cannot be combined with --keep');
+  if (o.tcpClose && o.tcpEstablished) throw new FerryError('EINVAL', '--tcp-close and --tcp-established cannot be used together');
+  // Established connections live only at the old address.
+  const newIp = !!o.ignoreStaticIp || !meta.network?.ip;
+  if (newIp && meta.network && o.tcpEstablished) {
+    throw new FerryError('EINVAL', '--tcp-established needs the container\'s old IP address, so it cannot be combined with -n/--name or --ignore-static-ip: use --tcp-close');
+  }
+  if (newIp && meta.network && meta.options.tcpEstablished && !o.tcpClose) {
+    throw new FerryError('EINVAL', `the checkpoint holds established TCP connections, which need its old IP address ${meta.network.ip}: restore with --tcp-close to have them closed, or keep the address`);
+  }
+  // A checkpoint with established connections can only be restored with them (or closed).
+  const tcpEstablished = o.tcpEstablished || (meta.options.tcpEstablished && !o.tcpClose);
+  if (o.publish && rec.config.network?.mode === 'bridge') rec.config.network.ports = o.publish;
+  else if (o.publish?.length) throw new FerryError('EINVAL', `container ${name} is not on a bridge network, so it cannot publish ports`);
+  const netReq = {
+    ip: newIp ? undefined : meta.network?.ip,
+    mac: o.ignoreStaticMac ? undefined : meta.network?.mac,
+    ports: rec.config.network?.ports,
+  };
+
+  // 2. Prepare: rootfs mounted, bundle written, any stale runtime record gone.
+  engine.beginOp(rec, 'restore');
+  const logFile = path.join(engine.paths.bundle(id), 'restore.log');
+  fs.rmSync(logFile, { force: true });
+  let runtimeMs = 0;
+  try {
+    await engine.runtime.delete(id, true);
+    // The lazy-pages daemon (post-copy) starts while the bundle is being prepared.
+    const prep = await Promise.allSettled([engine.prepareBundle(rec, netReq), o.beforeRestore?.(engine.paths.bundle(id), dir)]);
+    for (const p of prep) if (p.status === 'rejected') throw p.reason;
+    debug(`restore ${name}: bundle ready`);
+    if (o.tcpClose) useCriuConfig(engine.paths.bundle(id), 'tcp-close\n');
+    const tr = performance.now();
+    const started = await engine.runtime.createWithConmon({
+      id,
+      name,
+      paths: engine.paths.conmon(id),
+      exitCommand: engine.exitCommand(id),
+      restore: {
+        imagePath: dir,
+        runtimeOpts: restoreArgs({
+          tcpEstablished,
+          tcpClose: o.tcpClose,
+          fileLocks: o.fileLocks || meta.options.fileLocks,
+          extUnixSk: o.extUnixSk || meta.options.extUnixSk,
+          shellJob: o.shellJob || meta.options.shellJob,
+          manageCgroupsMode: o.manageCgroupsMode,
+          autoDedup: o.autoDedup,
+          lazyPages: o.lazyPages,
+        }),
+      },
+    });
+    runtimeMs = performance.now() - tr;
+    debug(`restore ${name}: conmon + runc restore took ${runtimeMs.toFixed(1)}ms`);
+    Object.assign(rec.state, {
+      status: 'running',
+      pid: started.pid,
+      conmonPid: started.conmonPid,
+      conmonStartTime: started.conmonStartTime,
+      exitCode: 0,
+      startedAt: new Date().toISOString(),
+      finishedAt: undefined,
+      error: undefined,
+      checkpointed: false,
+      restored: true,
+      restoredAt: new Date().toISOString(),
+      restoreLog: logFile,
+    });
+  } catch (e) {
+    // 3. A failed restore: nothing left running or mounted; the checkpoint stays as it was.
+    fs.rmSync(path.join(engine.paths.bundle(id), CRIU_CONF), { force: true });
+    await engine.runtime.kill(id, 'KILL', true).catch(() => undefined);
+    await engine.releaseRuntime(rec).catch(() => undefined);
+    rec.state.error = (e as Error).message;
+    engine.endOp(rec);
+    if (e instanceof FerryError && (e.code === 'ECRIU' || e.code === 'ERUNTIME')) throw criuFailure('restore', name, e.detail ?? e.message, logFile);
+    throw e;
+  }
+
+  fs.rmSync(path.join(engine.paths.bundle(id), CRIU_CONF), { force: true });
+  // 4. Success: the checkpoint is used up unless --keep.
+  const stats = readRestoreStats(path.join(engine.paths.bundle(id), 'stats-restore'));
+  if (!o.keep) {
+    fs.rmSync(dir, { recursive: true, force: true });
+    fs.rmSync(path.join(engine.paths.containerDir(id), PRE_DIR), { recursive: true, force: true });
+    rec.state.checkpointPath = undefined;
+  }
+  engine.endOp(rec);
+  const pod = rec.config.pod ? findPod(engine, rec.config.pod) : undefined;
+  if (pod) await resetPodHostname(engine, pod);
+  return { id, name, totalMs: performance.now() - t0, runtimeMs, criu: stats };
 }
 
 const CRIU_CONF = 'criu-restore.conf';
@@ -501,17 +497,15 @@ export async function removeCheckpoint(engine: Engine, ref: string): Promise<voi
 
 /** removeCheckpoint() for a container whose lock the caller holds. */
 export async function removeCheckpointLocked(engine: Engine, rec: ContainerRecord): Promise<void> {
-  {
-    const dir = engine.paths.checkpointDir(rec.config.id);
-    if (!fs.existsSync(dir)) throw new FerryError('ENOTFOUND', `container ${rec.config.name} has no checkpoint`);
-    const trash = `${dir}.rm`;
-    fs.rmSync(trash, { recursive: true, force: true });
-    fs.renameSync(dir, trash);
-    fs.rmSync(trash, { recursive: true, force: true });
-    fs.rmSync(path.join(engine.paths.containerDir(rec.config.id), PRE_DIR), { recursive: true, force: true });
-    Object.assign(rec.state, { checkpointed: false, checkpointPath: undefined });
-    engine.save(rec);
-  }
+  const dir = engine.paths.checkpointDir(rec.config.id);
+  if (!fs.existsSync(dir)) throw new FerryError('ENOTFOUND', `container ${rec.config.name} has no checkpoint`);
+  const trash = `${dir}.rm`;
+  fs.rmSync(trash, { recursive: true, force: true });
+  fs.renameSync(dir, trash);
+  fs.rmSync(trash, { recursive: true, force: true });
+  fs.rmSync(path.join(engine.paths.containerDir(rec.config.id), PRE_DIR), { recursive: true, force: true });
+  Object.assign(rec.state, { checkpointed: false, checkpointPath: undefined });
+  engine.save(rec);
 }
 
 // ------------------------------------------------------------------------- repair
