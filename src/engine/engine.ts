@@ -82,14 +82,8 @@ export class Engine {
     this.networks = new NetworkStore(path.join(this.paths.root, 'networks'));
     if (opts.runtime !== undefined) {
       const found = which(opts.runtime);
-      let ok = false;
-      try {
-        ok = !!found && fs.statSync(found).isFile() && (fs.accessSync(found, fs.constants.X_OK), true);
-      } catch {
-        ok = false;
-      }
-      if (!ok) throw new FerryError('ENOTFOUND', `--runtime ${opts.runtime}: no such executable; give the path of runc or a runc-compatible runtime`);
-      opts = { ...opts, runtime: path.resolve(found!) };
+      if (!found || !isExecutableFile(found)) throw new FerryError('ENOTFOUND', `--runtime ${opts.runtime}: no such executable; give the path of runc or a runc-compatible runtime`);
+      opts = { ...opts, runtime: path.resolve(found) };
     }
     this.runtime = new RuncRuntime({ runcRoot: this.paths.runcRoot, criuPath: findCriu(), runc: opts.runtime });
     this.runtimeOpt = opts.runtime;
@@ -799,6 +793,15 @@ export class Engine {
     return this.readExitCode(id)?.code;
   }
 
+}
+
+function isExecutableFile(file: string): boolean {
+  try {
+    fs.accessSync(file, fs.constants.X_OK);
+    return fs.statSync(file).isFile();
+  } catch {
+    return false;
+  }
 }
 
 export function mergeEnv(base: string[], extra: string[]): string[] {

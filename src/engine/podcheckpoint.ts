@@ -27,12 +27,12 @@ import { validName } from '../lib/ids.js';
 import { withLock } from '../lib/lock.js';
 import { procStartTime } from '../lib/proc.js';
 import { VERSION } from '../lib/version.js';
-import { ArchiveWriter, ARCHIVE_FORMAT, HEADER_MEMBER, POD_ARCHIVE_KIND, readArchive, type WriteStats } from '../drivers/archive/archive.js';
+import { ARCHIVE_FORMAT, HEADER_MEMBER, POD_ARCHIVE_KIND, readArchive, type WriteStats } from '../drivers/archive/archive.js';
 import type { Compression } from '../drivers/archive/compress.js';
 import type { PortMapping } from '../drivers/network/cni.js';
 import {
-  checkCompatible,
   checkpointLocked,
+  META_FILE,
   removeCheckpointLocked,
   restoreLocked,
   type CheckpointMeta,
@@ -43,7 +43,7 @@ import {
 } from './checkpoint.js';
 import type { Engine } from './engine.js';
 import { createPod, findPod, getPod, lockPodNetwork, podMembers, removePod, repairPod, requirePodRestore, resetPodHostname, savePod, takeDown, type PodRecord, type SharedNs } from './pods.js';
-import { placeStaged, removePlaced, writeContainerMembers } from './portable.js';
+import { checkArchiveHost, placeStaged, removePlaced, writeArchive, writeContainerMembers } from './portable.js';
 import type { ContainerRecord } from './types.js';
 
 export interface PodCheckpointOptions {
@@ -114,7 +114,6 @@ async function withContainers<T>(engine: Engine, ids: string[], fn: (recs: Conta
   return step(0);
 }
 
-
 // ------------------------------------------------------------------------- checkpoint
 
 export async function checkpointPod(engine: Engine, ref: string, o: PodCheckpointOptions): Promise<PodCheckpointReport> {
@@ -176,7 +175,7 @@ export async function checkpointPod(engine: Engine, ref: string, o: PodCheckpoin
 
 /** Writes a checkpointed pod and its members as one archive. Caller holds the locks. */
 async function exportPod(engine: Engine, pod: PodRecord, recs: ContainerRecord[], o: NonNullable<PodCheckpointOptions['export']>): Promise<WriteStats> {
-  const meta = readJson<CheckpointMeta>(path.join(engine.paths.checkpointDir(recs[0]!.config.id), 'ferry-checkpoint.json'));
+  const meta = readJson<CheckpointMeta>(path.join(engine.paths.checkpointDir(recs[0]!.config.id), META_FILE));
   const infra = engine.find(pod.infraId);
   const header: PodArchiveHeader = {
     format: ARCHIVE_FORMAT,
@@ -198,22 +197,16 @@ async function exportPod(engine: Engine, pod: PodRecord, recs: ContainerRecord[]
     members: recs.map((r) => r.config.name),
     tcpEstablished: !!pod.checkpoint?.tcpEstablished,
   };
-  const file = typeof o.target === 'string' && o.target !== '-' ? path.resolve(o.target) : undefined;
-  const tmp = file ? `${file}.tmp-${process.pid}` : '';
-  const out: Writable = file ? fs.createWriteStream(tmp, { mode: 0o600 }) : o.target === '-' ? process.stdout : (o.target as Writable);
-  const w = new ArchiveWriter(out, o.compression);
-  try {
-    await w.addJson(HEADER_MEMBER, header);
-    await w.addJson('pod.json', doc);
-    for (const r of recs) await writeContainerMembers(engine, r, w, `members/${r.config.name}/`, o);
-    const stats = await w.finish();
-    if (file) fs.renameSync(tmp, file);
-    return stats;
-  } catch (e) {
-    w.abort(e as Error);
-    if (file) fs.rmSync(tmp, { force: true });
-    throw new FerryError('EARCHIVE', `exporting pod ${pod.name} failed: ${(e as Error).message}; its checkpoint is kept on this host (\`ferry pod restore ${pod.name}\`)`);
-  }
+  return writeArchive(
+    o.target,
+    o.compression,
+    async (w) => {
+      await w.addJson(HEADER_MEMBER, header);
+      await w.addJson('pod.json', doc);
+      for (const r of recs) await writeContainerMembers(engine, r, w, `members/${r.config.name}/`, o);
+    },
+    (why) => new FerryError('EARCHIVE', `exporting pod ${pod.name} failed: ${why}; its checkpoint is kept on this host (\`ferry pod restore ${pod.name}\`)`),
+  );
 }
 
 // ------------------------------------------------------------------------- restore
@@ -231,7 +224,7 @@ export async function restorePod(engine: Engine, ref: string, o: PodRestoreOptio
     return withContainers(engine, cp.members, async (recs) => {
       const running = recs.filter((r) => r.state.status === 'running' || r.state.status === 'paused');
       if (running.length) throw new FerryError('ESTATE', `${running.map((r) => r.config.name).join(', ')} of pod ${pod.name} ${running.length > 1 ? 'are' : 'is'} running: stop the pod before restoring it (\`ferry pod stop ${pod.name}\`)`);
-      const noCp = recs.filter((r) => !fs.existsSync(path.join(engine.paths.checkpointDir(r.config.id), 'ferry-checkpoint.json')));
+      const noCp = recs.filter((r) => !fs.existsSync(path.join(engine.paths.checkpointDir(r.config.id), META_FILE)));
       if (noCp.length) throw new FerryError('ESTATE', `${noCp.map((r) => r.config.name).join(', ')} of pod ${pod.name} no longer ${noCp.length > 1 ? 'have' : 'has'} a checkpoint: the pod cannot be restored as a whole`);
       const reports = await restoreMembers(engine, pod, recs, o, o.ignoreStaticIp ? undefined : cp.address);
       delete pod.checkpoint;
@@ -310,13 +303,11 @@ export async function importPod(engine: Engine, o: PodImportOptions): Promise<Po
         const hdr = h as unknown as PodArchiveHeader;
         if ((hdr.kind as string) === 'ferry-checkpoint') throw new FerryError('EINVAL', "this archive holds one container's checkpoint, not a pod's: restore it with `ferry container restore --import`; nothing was created");
         if (hdr.kind !== POD_ARCHIVE_KIND) throw new FerryError('EARCHIVE', 'not a ferry pod checkpoint archive; nothing was created');
-        if (typeof hdr.format !== 'number' || hdr.format > ARCHIVE_FORMAT) throw new FerryError('EARCHIVE', `the archive has format version ${hdr.format}, this ferry reads up to ${ARCHIVE_FORMAT}: upgrade ferry; nothing was created`);
-        await checkCompatible(engine, { formatVersion: 1, arch: hdr.arch, criuVersion: hdr.criuVersion } as CheckpointMeta);
+        await checkArchiveHost(engine, hdr, hdr.members ?? []);
         const name = o.name ?? hdr.pod?.name;
         if (typeof name !== 'string' || !validName(name)) throw new FerryError('EARCHIVE', 'bad pod archive: invalid pod name; nothing was created');
         if (findPod(engine, name)) throw new FerryError('EEXIST', `the pod name "${name}" is already in use: pass --name with another name; nothing was created`);
         for (const m of hdr.members ?? []) {
-          if (!engine.images.list().some((i) => i.Id === m.imageId)) throw new FerryError('ENOTFOUND', `the archive needs image ${m.imageName} (ID ${String(m.imageId).slice(0, 12)}), which this host does not have: import it first; nothing was created`);
           if (engine.find(m.name)) throw new FerryError('EEXIST', `the pod's container name "${m.name}" is already in use on this host: remove that container first; nothing was created`);
         }
       },

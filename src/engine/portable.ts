@@ -70,30 +70,55 @@ export async function exportCheckpoint(engine: Engine, rec: ContainerRecord, o: 
     includes: { rootfs: !o.ignoreRootfs, volumes },
   };
 
-  // A file is written beside its final name and renamed when complete: never a half archive.
-  const file = typeof o.target === 'string' && o.target !== '-' ? path.resolve(o.target) : undefined;
-  const toStdout = !file;
-  const tmp = file ? `${file}.tmp-${process.pid}` : '';
-  let out: Writable;
-  if (!file) out = o.target === '-' ? process.stdout : (o.target as Writable);
-  else {
-    if (!fs.existsSync(path.dirname(file))) {
-      throw new FerryError('ENOTFOUND', `cannot export to ${file}: directory ${path.dirname(file)} does not exist`);
-    }
-    out = fs.createWriteStream(tmp, { mode: 0o600 });
+  return writeArchive(
+    o.target,
+    o.compression,
+    async (w) => {
+      await w.addJson(HEADER_MEMBER, header);
+      await writeContainerMembers(engine, rec, w, '', o);
+    },
+    (why) => new FerryError('EARCHIVE', `exporting ${rec.config.name} failed: ${why}; the checkpoint is kept on this host (\`ferry container restore ${rec.config.name}\`)`),
+  );
+}
+
+/**
+ * Writes an archive, its members added by fill, to target: a file (written beside its name and
+ * renamed when complete: never half an archive), '-' for standard output, or a stream (a
+ * migration channel). On failure a partial file is removed and failed(why) is thrown.
+ */
+export async function writeArchive(target: string | Writable, compression: Compression, fill: (w: ArchiveWriter) => Promise<void>, failed: (why: string) => FerryError): Promise<WriteStats> {
+  const file = typeof target === 'string' && target !== '-' ? path.resolve(target) : undefined;
+  if (file && !fs.existsSync(path.dirname(file))) {
+    throw new FerryError('ENOTFOUND', `cannot export to ${file}: directory ${path.dirname(file)} does not exist`);
   }
-  const w = new ArchiveWriter(out, o.compression);
+  const tmp = file ? `${file}.tmp-${process.pid}` : '';
+  const out: Writable = file ? fs.createWriteStream(tmp, { mode: 0o600 }) : target === '-' ? process.stdout : (target as Writable);
+  const w = new ArchiveWriter(out, compression);
   try {
-    await w.addJson(HEADER_MEMBER, header);
-    await writeContainerMembers(engine, rec, w, '', o);
+    await fill(w);
     const stats = await w.finish();
     if (file) fs.renameSync(tmp, file);
     return stats;
   } catch (e) {
     w.abort(e as Error);
-    if (!toStdout) fs.rmSync(tmp, { force: true });
-    const why = e instanceof FerryError ? e.message : (e as Error).message;
-    throw new FerryError('EARCHIVE', `exporting ${rec.config.name} failed: ${why}; the checkpoint is kept on this host (\`ferry container restore ${rec.config.name}\`)`);
+    if (file) fs.rmSync(tmp, { force: true });
+    throw failed((e as Error).message);
+  }
+}
+
+/**
+ * What any checkpoint archive's header asks of this host, refused before anything large is
+ * read: a format this ferry reads, the same CRIU and CPU, and the images its containers use.
+ */
+export async function checkArchiveHost(engine: Engine, hdr: { format: unknown; arch: string; criuVersion: string }, images: { imageId: string; imageName: string }[]): Promise<void> {
+  if (typeof hdr.format !== 'number' || hdr.format > ARCHIVE_FORMAT) {
+    throw new FerryError('EARCHIVE', `the archive has format version ${String(hdr.format)}, this ferry reads up to ${ARCHIVE_FORMAT}: upgrade ferry; nothing was created`);
+  }
+  await checkCompatible(engine, { formatVersion: 1, arch: hdr.arch, criuVersion: hdr.criuVersion } as CheckpointMeta);
+  for (const m of images) {
+    if (!engine.images.list().some((i) => i.Id === m.imageId)) {
+      throw new FerryError('ENOTFOUND', `the archive needs image ${m.imageName} (ID ${String(m.imageId).slice(0, 12)}), which this host does not have: import it first; nothing was created`);
+    }
   }
 }
 
@@ -261,13 +286,7 @@ export async function importCheckpoint(engine: Engine, o: ImportOptions): Promis
         const hdr = h as unknown as ArchiveHeader;
         if ((hdr.kind as string) === POD_ARCHIVE_KIND) throw new FerryError('EINVAL', 'this archive holds a whole pod: restore it with `ferry pod restore --import`; nothing was created');
         if (hdr.kind !== 'ferry-checkpoint') throw new FerryError('EARCHIVE', 'not a ferry checkpoint archive; nothing was created');
-        if (typeof hdr.format !== 'number' || hdr.format > ARCHIVE_FORMAT) {
-          throw new FerryError('EARCHIVE', `the archive has format version ${hdr.format}, this ferry reads up to ${ARCHIVE_FORMAT}: upgrade ferry; nothing was created`);
-        }
-        await checkCompatible(engine, { formatVersion: 1, arch: hdr.arch, criuVersion: hdr.criuVersion } as CheckpointMeta);
-        if (!engine.images.list().some((i) => i.Id === hdr.container.imageId)) {
-          throw new FerryError('ENOTFOUND', `the archive needs image ${hdr.container.imageName} (ID ${hdr.container.imageId.slice(0, 12)}), which this host does not have: import it first; nothing was created`);
-        }
+        await checkArchiveHost(engine, hdr, [hdr.container]);
         const name = o.name ?? hdr.container.name;
         if (engine.find(name)) throw new FerryError('EEXIST', `the container name "${name}" is already in use: pass -n/--name with another name; nothing was created`);
       },
