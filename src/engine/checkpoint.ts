@@ -165,13 +165,15 @@ export async function checkpointLocked(engine: Engine, rec: ContainerRecord, o: 
   // 2. Dump into a temporary directory; only a complete dump is ever renamed into place.
   const finalDir = o.preCheckpoint ? preDir : engine.paths.checkpointDir(id);
   const tmp = `${finalDir}.tmp`;
-  fs.rmSync(tmp, { recursive: true, force: true });
-  mkdirp(tmp, 0o700);
   const workDir = engine.paths.bundle(id);
-  // A log left by an earlier --keep must not pass for this dump's (repair reads it).
-  fs.rmSync(path.join(workDir, o.preCheckpoint ? 'predump.log' : 'dump.log'), { force: true });
+  // The op is recorded before anything is written, so a ferry killed from here on leaves
+  // nothing that the next command's repair does not know about.
   rec.state.op = { name: 'checkpoint', pid: process.pid, startTime: procStartTime(process.pid), since: new Date().toISOString(), args: { ...o } };
   engine.save(rec);
+  fs.rmSync(tmp, { recursive: true, force: true });
+  mkdirp(tmp, 0o700);
+  // A log left by an earlier --keep must not pass for this dump's (repair reads it).
+  fs.rmSync(path.join(workDir, o.preCheckpoint ? 'predump.log' : 'dump.log'), { force: true });
   const tr = performance.now();
   const r = await engine.runtime.checkpoint(
     id,

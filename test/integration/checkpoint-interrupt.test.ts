@@ -28,6 +28,16 @@ async function looper(name: string): Promise<string> {
   return id;
 }
 
+/** Runs `body` on a fresh counting container, which is removed afterwards even when `body` fails. */
+async function withLooper<T>(name: string, body: (id: string) => Promise<T>): Promise<T> {
+  const id = await looper(name);
+  try {
+    return await body(id);
+  } finally {
+    await h.run(['rm', '-f', name]).catch(() => undefined);
+  }
+}
+
 /** Asserts the counter goes on (consecutively) from the last value it printed before `skip`. */
 async function continuesFrom(name: string, skip: number): Promise<void> {
   await eventually(async () => (await counts(h, name)).length >= skip + 3);
@@ -71,80 +81,82 @@ async function consistent(name: string, id: string): Promise<'checkpointed' | 'r
 
 test('SIGKILL during checkpoint: the next command finds a consistent state', async () => {
   const outcomes: string[] = [];
-  // Once while runc/CRIU is dumping for sure, and at a few fixed delays around it.
-  for (const [i, delay] of [[0, 'dumping'], [1, 100], [2, 150], [3, 300]] as const) {
+  // Once while runc/CRIU is dumping for sure, once just after the operation is recorded, and at
+  // a few fixed delays around them.
+  for (const [i, delay] of [[0, 'dumping'], [1, 'op'], [2, 100], [3, 150], [4, 300]] as const) {
     const name = `kc${i}`;
-    const id = await looper(name);
-    const { child, done } = spawnFerry(h, ['container', 'checkpoint', name]);
-    if (delay === 'dumping') await dumping(id);
-    else await sleep(delay);
-    child.kill('SIGKILL');
-    const r = await done;
-    outcomes.push(`${delay}:${r.code === 0 ? 'finished' : 'killed'}->${await consistent(name, id)}`);
-    await h.ok(['rm', '-f', name]);
+    await withLooper(name, async (id) => {
+      const { child, done } = spawnFerry(h, ['container', 'checkpoint', name]);
+      if (delay === 'dumping') await dumping(id);
+      else if (delay === 'op') await eventually(() => record(id).state.op?.name === 'checkpoint', 10_000, 2);
+      else await sleep(delay);
+      child.kill('SIGKILL');
+      const r = await done;
+      outcomes.push(`${delay}:${r.code === 0 ? 'finished' : 'killed'}->${await consistent(name, id)}`);
+    });
   }
   console.log(`# checkpoint SIGKILL outcomes: ${outcomes.join(' ')}`);
 });
 
 test('SIGINT during checkpoint: the checkpoint completes, exit code 130', async () => {
   const name = 'intc';
-  const id = await looper(name);
-  const { child, done } = spawnFerry(h, ['container', 'checkpoint', name]);
-  await dumping(id);
-  child.kill('SIGINT');
-  const r = await done;
-  assert.equal(r.code, 130, `exit code: ${r.stderr}`);
-  assert.match(r.stderr, /interrupted; finishing the checkpoint/);
-  const ins = await h.inspect(name);
-  assert.equal(ins.State.Checkpointed, true);
-  assert.equal(ins.State.Running, false);
-  assert.equal(ins.State.Error, '');
-  assert.equal(record(id).state.op, undefined);
-  assert.equal(await consistent(name, id), 'checkpointed');
-  await h.ok(['rm', '-f', name]);
+  await withLooper(name, async (id) => {
+    const { child, done } = spawnFerry(h, ['container', 'checkpoint', name]);
+    await dumping(id);
+    child.kill('SIGINT');
+    const r = await done;
+    assert.equal(r.code, 130, `exit code: ${r.stderr}`);
+    assert.match(r.stderr, /interrupted; finishing the checkpoint/);
+    const ins = await h.inspect(name);
+    assert.equal(ins.State.Checkpointed, true);
+    assert.equal(ins.State.Running, false);
+    assert.equal(ins.State.Error, '');
+    assert.equal(record(id).state.op, undefined);
+    assert.equal(await consistent(name, id), 'checkpointed');
+  });
 });
 
 test('SIGKILL during restore: running and counting, or still checkpointed and restorable', async () => {
   const outcomes: string[] = [];
   for (const [i, delay] of [[0, 'op'], [1, 150], [2, 300], [3, 400]] as const) {
     const name = `kr${i}`;
-    const id = await looper(name);
-    await h.ok(['container', 'checkpoint', name]);
-    const { child, done } = spawnFerry(h, ['container', 'restore', name]);
-    if (delay === 'op') await eventually(() => record(id).state.op?.name === 'restore', 10_000, 5);
-    else await sleep(delay);
-    child.kill('SIGKILL');
-    const r = await done;
-    const state = await consistent(name, id);
-    if (state === 'running') {
-      const ins = await h.inspect(name);
-      assert.equal(ins.State.Restored, true);
-      assert.equal(ins.State.Checkpointed, false);
-    }
-    outcomes.push(`${delay}:${r.code === 0 ? 'finished' : 'killed'}->${state}`);
-    // Whatever happened, the container still checkpoints and restores normally.
-    await h.ok(['container', 'checkpoint', name]);
-    const n = (await counts(h, name)).length;
-    await h.ok(['container', 'restore', name]);
-    await continuesFrom(name, n);
-    await h.ok(['rm', '-f', name]);
+    await withLooper(name, async (id) => {
+      await h.ok(['container', 'checkpoint', name]);
+      const { child, done } = spawnFerry(h, ['container', 'restore', name]);
+      if (delay === 'op') await eventually(() => record(id).state.op?.name === 'restore', 10_000, 5);
+      else await sleep(delay);
+      child.kill('SIGKILL');
+      const r = await done;
+      const state = await consistent(name, id);
+      if (state === 'running') {
+        const ins = await h.inspect(name);
+        assert.equal(ins.State.Restored, true);
+        assert.equal(ins.State.Checkpointed, false);
+      }
+      outcomes.push(`${delay}:${r.code === 0 ? 'finished' : 'killed'}->${state}`);
+      // Whatever happened, the container still checkpoints and restores normally.
+      await h.ok(['container', 'checkpoint', name]);
+      const n = (await counts(h, name)).length;
+      await h.ok(['container', 'restore', name]);
+      await continuesFrom(name, n);
+    });
   }
   console.log(`# restore SIGKILL outcomes: ${outcomes.join(' ')}`);
 });
 
 test('SIGINT during restore: the restore completes, exit code 130', async () => {
   const name = 'intr';
-  const id = await looper(name);
-  await h.ok(['container', 'checkpoint', name]);
-  const n = (await counts(h, name)).length;
-  const { child, done } = spawnFerry(h, ['container', 'restore', name]);
-  await eventually(() => record(id).state.op?.name === 'restore', 10_000, 5);
-  child.kill('SIGINT');
-  const r = await done;
-  assert.equal(r.code, 130, `exit code: ${r.stderr}`);
-  const ins = await h.inspect(name);
-  assert.equal(ins.State.Running, true);
-  assert.equal(ins.State.Restored, true);
-  await continuesFrom(name, n);
-  await h.ok(['rm', '-f', name]);
+  await withLooper(name, async (id) => {
+    await h.ok(['container', 'checkpoint', name]);
+    const n = (await counts(h, name)).length;
+    const { child, done } = spawnFerry(h, ['container', 'restore', name]);
+    await eventually(() => record(id).state.op?.name === 'restore', 10_000, 5);
+    child.kill('SIGINT');
+    const r = await done;
+    assert.equal(r.code, 130, `exit code: ${r.stderr}`);
+    const ins = await h.inspect(name);
+    assert.equal(ins.State.Running, true);
+    assert.equal(ins.State.Restored, true);
+    await continuesFrom(name, n);
+  });
 });
