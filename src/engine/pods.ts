@@ -225,10 +225,9 @@ export async function repairPod(engine: Engine, pod: PodRecord): Promise<PodReco
     await engine.stop(pod.infraId, 0).catch(() => undefined);
     pod.checkpoint = { at: new Date().toISOString(), members: op.members, address: op.address, tcpEstablished: !!op.tcpEstablished };
   } else {
-    for (const m of members) {
-      const helper = m.state.op?.helperPid;
-      if (helper) await waitFor(() => !processAlive(helper), 120_000, 50);
-    }
+    // Before thawing, let every runc the dead ferry started finish (a dump, or a `runc pause`
+    // still on its way, which would otherwise freeze a member again after the thaw).
+    await waitFor(() => members.every((m) => !engine.runtime.busy(m.config.id).length), 120_000, 50);
     for (const m of members) await engine.runtime.resume(m.config.id).catch(() => undefined);
   }
   delete pod.op;

@@ -242,6 +242,28 @@ export class RuncRuntime {
     return run(this.runcArgv('kill', ...(all ? ['--all'] : []), id, signal));
   }
 
+  /**
+   * PIDs of runc commands on container id (under our --root) that are still running, such as
+   * those a killed ferry left behind: a repair waits for them before deciding anything, or a
+   * late `runc pause` would freeze what the repair had just thawed.
+   */
+  busy(id: string): number[] {
+    const pids: number[] = [];
+    for (const p of fs.readdirSync('/proc')) {
+      if (!/^\d+$/.test(p) || Number(p) === process.pid) continue;
+      let argv: string[];
+      try {
+        argv = fs.readFileSync(`/proc/${p}/cmdline`, 'utf8').split('\0');
+      } catch {
+        continue; // gone
+      }
+      if (argv[0] !== this.runc || !argv.includes(id)) continue;
+      const root = argv.indexOf('--root');
+      if (root >= 0 && argv[root + 1] === this.cfg.runcRoot) pids.push(Number(p));
+    }
+    return pids;
+  }
+
   /** Freezes every process of the container (cgroup freezer). */
   async pause(id: string): Promise<void> {
     await runOk(this.runcArgv('pause', id), { what: 'runc pause' });
