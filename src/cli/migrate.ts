@@ -12,7 +12,11 @@ Modes:
               follow on demand through the ssh tunnel (or the ferry service's authenticated
               tunnel). Caveat: until every page has been sent, part of the container's memory
               lives only on the source — if the source dies then, the container is lost.
-  --pre-copy  iterative pre-dumps while running (needs soft-dirty memory tracking).
+  --pre-copy[=N]
+              pre-copy: up to N rounds (default 3) of memory sent while the container runs,
+              each only what changed since the round before; the rounds stop early once they
+              stop shrinking. The final dump then sends only the rest. Needs soft-dirty memory
+              tracking (\`criu check --feature mem_dirty_track\`). Combines with --lazy.
 
 Destinations:
   ssh://[user@]host[:port]   the destination runs \`ferry\` from its PATH (or --remote-command)
@@ -31,7 +35,7 @@ export function registerMigrateCommands(program: Command, ctx: Ctx): void {
     .argument('<container>')
     .argument('<destination>', 'ssh://[user@]host[:port] or ferry://host:port')
     .option('--lazy', 'post-copy: run on the destination first, move memory on demand')
-    .option('--pre-copy [rounds]', 'pre-dump memory while running before the final dump')
+    .option('--pre-copy [rounds]', 'send memory in rounds while running (at most N, default 3), then freeze')
     .option('--remote-command <cmd>', 'the destination\'s ferry command line (default: ferry)')
     .option('--identity <file>', 'ssh private key')
     .option('--ssh-option <KEY=VALUE>', 'extra ssh -o option (repeatable)', collect, [])
@@ -48,7 +52,6 @@ export function registerMigrateCommands(program: Command, ctx: Ctx): void {
         preCopy = f.preCopy === true ? 3 : Number(f.preCopy);
         if (!Number.isInteger(preCopy) || preCopy < 1 || preCopy > 20) throw new FerryError('EINVAL', `invalid --pre-copy "${String(f.preCopy)}": give a number of rounds from 1 to 20`);
       }
-      if (preCopy !== undefined && f.lazy) throw new FerryError('EINVAL', '--pre-copy and --lazy cannot be combined yet');
       const tty = process.stderr.isTTY && !f.printStats;
       let last = '';
       const onProgress = (p: Progress): void => {
@@ -80,9 +83,11 @@ export function registerMigrateCommands(program: Command, ctx: Ctx): void {
         });
         if (tty) process.stderr.write('\r\x1b[K');
         if (f.printStats) {
-          out(JSON.stringify({ container: r.container, destination: r.destination, mode: r.mode, downtime_ms: Math.round(r.downtimeMs), total_ms: Math.round(r.totalMs), bytes_sent: r.bytesSent, id: r.newId }, null, 4) + '\n');
+          const rounds = r.preCopyRounds.map((p) => ({ pages: p.pages, bytes: p.bytes, ms: Math.round(p.ms) }));
+          out(JSON.stringify({ container: r.container, destination: r.destination, mode: r.mode, downtime_ms: Math.round(r.downtimeMs), total_ms: Math.round(r.totalMs), bytes_sent: r.bytesSent, id: r.newId, pre_copy_rounds: rounds }, null, 4) + '\n');
         } else {
-          out(`migrated ${r.container} to ${r.destination} (${r.mode}): downtime ${Math.round(r.downtimeMs)} ms, total ${(r.totalMs / 1000).toFixed(2)} s, ${humanSize(r.bytesSent)} sent\n`);
+          const rounds = r.preCopyRounds.length ? ` after ${r.preCopyRounds.length} pre-copy round${r.preCopyRounds.length > 1 ? 's' : ''}` : '';
+          out(`migrated ${r.container} to ${r.destination} (${r.mode}): downtime ${Math.round(r.downtimeMs)} ms${rounds}, total ${(r.totalMs / 1000).toFixed(2)} s, ${humanSize(r.bytesSent)} sent\n`);
         }
       } finally {
         if (tty) process.stderr.write('\r\x1b[K');

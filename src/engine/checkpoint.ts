@@ -40,6 +40,8 @@ import type { ContainerConfig, ContainerRecord } from './types.js';
 export const CHECKPOINT_FORMAT = 1;
 export const META_FILE = 'ferry-checkpoint.json';
 const PRE_DIR = 'pre-checkpoint';
+/** The directories pre-dumps live in, beside checkpoint/: pre-checkpoint, or pre-1, pre-2, ... */
+const PRE_DUMP_NAME = /^pre-(checkpoint|[1-9][0-9]{0,2})$/;
 
 export interface CheckpointOptions {
   leaveRunning?: boolean;
@@ -56,6 +58,13 @@ export interface CheckpointOptions {
   preCheckpoint?: boolean;
   /** Final dump that writes only the pages changed since the pre-checkpoint. */
   withPrevious?: boolean;
+  /**
+   * Pre-copy in several rounds (migration): the directory in the container's directory a
+   * pre-dump goes to (default pre-checkpoint), and the pre-dump a pre-dump or final dump builds
+   * on (default for --with-previous: pre-checkpoint). Names match PRE_DUMP_NAME.
+   */
+  preDumpDir?: string;
+  parentDir?: string;
   /** Also write the checkpoint as a portable archive. */
   export?: ExportOptions;
   /** Set by a pod checkpoint, which freezes its members before dumping them. */
@@ -157,13 +166,14 @@ export async function checkpointLocked(engine: Engine, rec: ContainerRecord, o: 
   }
   if (o.preCheckpoint && o.withPrevious) throw new FerryError('EINVAL', '--pre-checkpoint and --with-previous cannot be used together: pre-checkpoint first, then checkpoint --with-previous');
   if (o.preCheckpoint || o.withPrevious) await requirePreCopy(engine);
-  const preDir = path.join(engine.paths.containerDir(id), PRE_DIR);
-  if (o.withPrevious && !fs.existsSync(path.join(preDir, 'inventory.img'))) {
+  const parent = o.withPrevious ? o.parentDir ?? PRE_DIR : o.preCheckpoint ? o.parentDir : undefined;
+  for (const d of [o.preDumpDir, parent]) if (d !== undefined && !PRE_DUMP_NAME.test(d)) throw new FerryError('EINVAL', `invalid pre-dump directory name "${d}"`);
+  if (parent && !fs.existsSync(path.join(engine.paths.containerDir(id), parent, 'inventory.img'))) {
     throw new FerryError('ESTATE', `container ${name} has no pre-checkpoint: run \`ferry container checkpoint --pre-checkpoint ${name}\` first`);
   }
 
   // 2. Dump into a temporary directory; only a complete dump is ever renamed into place.
-  const finalDir = o.preCheckpoint ? preDir : engine.paths.checkpointDir(id);
+  const finalDir = o.preCheckpoint ? path.join(engine.paths.containerDir(id), o.preDumpDir ?? PRE_DIR) : engine.paths.checkpointDir(id);
   const tmp = `${finalDir}.tmp`;
   const workDir = engine.paths.bundle(id);
   // The op is recorded before anything is written, so a ferry killed from here on leaves
@@ -190,7 +200,7 @@ export async function checkpointLocked(engine: Engine, rec: ContainerRecord, o: 
       autoDedup: o.autoDedup,
       preDump: o.preCheckpoint,
       // Relative to the image dir, so it still resolves after tmp is renamed.
-      parentPath: o.withPrevious ? path.join('..', PRE_DIR) : undefined,
+      parentPath: parent ? path.join('..', parent) : undefined,
     },
     (pid) => {
       rec.state.op!.helperPid = pid;
@@ -417,7 +427,7 @@ export async function restoreLocked(engine: Engine, rec: ContainerRecord, o: Res
   const stats = readRestoreStats(path.join(engine.paths.bundle(id), 'stats-restore'));
   if (!o.keep) {
     fs.rmSync(dir, { recursive: true, force: true });
-    fs.rmSync(path.join(engine.paths.containerDir(id), PRE_DIR), { recursive: true, force: true });
+    removePreDumps(engine.paths.containerDir(id));
     rec.state.checkpointPath = undefined;
   }
   engine.endOp(rec);
@@ -505,9 +515,57 @@ export async function removeCheckpointLocked(engine: Engine, rec: ContainerRecor
   fs.rmSync(trash, { recursive: true, force: true });
   fs.renameSync(dir, trash);
   fs.rmSync(trash, { recursive: true, force: true });
-  fs.rmSync(path.join(engine.paths.containerDir(rec.config.id), PRE_DIR), { recursive: true, force: true });
+  removePreDumps(engine.paths.containerDir(rec.config.id));
   Object.assign(rec.state, { checkpointed: false, checkpointPath: undefined });
   engine.save(rec);
+}
+
+// ------------------------------------------------------------------------- pre-dumps
+
+/** Removes every pre-dump beside a container's checkpoint (pre-checkpoint, pre-1, ...). */
+export function removePreDumps(containerDir: string): void {
+  for (const e of fs.readdirSync(containerDir)) {
+    if (PRE_DUMP_NAME.test(e) || PRE_DUMP_NAME.test(e.replace(/\.tmp$/, ''))) fs.rmSync(path.join(containerDir, e), { recursive: true, force: true });
+  }
+}
+
+/**
+ * The pre-dumps a CRIU image dir builds on, oldest first: its `parent` link, that one's, and
+ * so on. Each link must name a pre-dump beside it (`../pre-...`); anything else is refused.
+ */
+export function preDumpChain(imageDir: string): string[] {
+  const chain: string[] = [];
+  for (let dir = imageDir; ; ) {
+    let target: string;
+    try {
+      target = fs.readlinkSync(path.join(dir, 'parent'));
+    } catch {
+      return chain.reverse();
+    }
+    const m = /^\.\.\/([^/]+)\/?$/.exec(target);
+    if (!m || !PRE_DUMP_NAME.test(m[1]!)) throw new FerryError('ESTATE', `${path.join(dir, 'parent')} points to ${target}, not to a pre-dump beside it`);
+    dir = path.join(path.dirname(imageDir), m[1]!);
+    if (chain.includes(dir) || chain.length > 100) throw new FerryError('ESTATE', `the pre-dumps of ${imageDir} link in a loop`);
+    chain.push(dir);
+  }
+}
+
+/**
+ * Places pre-dumps (oldest first) beside the image dir checkpoint/ in containerDir as pre-1,
+ * pre-2, ..., each linked to the one before, and the checkpoint to the last: the layout CRIU
+ * follows to find the pages a dump on top of pre-dumps did not write. The links are made here,
+ * never taken from an archive. The sources are moved.
+ */
+export function placePreDumps(containerDir: string, sources: string[]): void {
+  sources.forEach((src, i) => {
+    const dir = path.join(containerDir, `pre-${i + 1}`);
+    fs.renameSync(src, dir);
+    fs.rmSync(path.join(dir, 'parent'), { force: true });
+    if (i > 0) fs.symlinkSync(`../pre-${i}`, path.join(dir, 'parent'));
+  });
+  const link = path.join(containerDir, 'checkpoint', 'parent');
+  fs.rmSync(link, { force: true });
+  if (sources.length) fs.symlinkSync(`../pre-${sources.length}`, link);
 }
 
 // ------------------------------------------------------------------------- repair
@@ -523,7 +581,7 @@ export async function repairInterruptedCheckpoint(engine: Engine, rec: Container
   const o = (op.args ?? {}) as CheckpointOptions;
   if (op.helperPid) await waitFor(() => !processAlive(op.helperPid), 120_000, 50);
   const rs = await engine.runtime.state(id);
-  const finalDir = o.preCheckpoint ? path.join(engine.paths.containerDir(id), PRE_DIR) : engine.paths.checkpointDir(id);
+  const finalDir = o.preCheckpoint ? path.join(engine.paths.containerDir(id), o.preDumpDir ?? PRE_DIR) : engine.paths.checkpointDir(id);
   const tmp = `${finalDir}.tmp`;
   const log = readLog(path.join(engine.paths.bundle(id), o.preCheckpoint ? 'predump.log' : 'dump.log'));
   const complete = fs.existsSync(path.join(tmp, 'inventory.img')) && /dumping finished successfully/i.test(log);

@@ -4,6 +4,8 @@
  * Source (`ferry migrate CTR ssh://host`)            Destination (`ferry system migrate-receive`)
  *   1. hello: what the container needs          ->    checks image, name, IP, CRIU, arch, lazy
  *                                               <-    ready | error (nothing frozen yet)
+ *   (--pre-copy) pre-dump rounds while running  ->    each stored aside
+ *      until they stop converging               <-    pre-dump-stored | error
  *   2. freeze: checkpoint, streaming the archive ->   streams it into a new container and
  *      (stop-and-copy); or, with --lazy, all          restores it (with --lazy: restores at once,
  *      but memory, which a CRIU page server           faulting pages in through the tunnel)
@@ -17,6 +19,10 @@
  * made (it also rolls back if the channel closes before commit). If the channel is lost after
  * commit was sent, nobody can know whether it arrived: the source keeps its checkpoint, does
  * not restore it, and says so.
+ *
+ * Pre-copy: each round writes the memory changed since the round before (soft-dirty tracking);
+ * the final dump (or lazy dump) then writes only what changed since the last round, and the
+ * destination links the rounds under the restored checkpoint as CRIU expects (parent links).
  *
  * Post-copy caveat: once a --lazy destination runs the container, its memory still partly
  * lives on the source until every page is sent; losing the source then loses the container.
@@ -41,8 +47,9 @@ import { waitFor } from '../lib/proc.js';
 import { FrameReader, FrameWriter, LineReader, parseSshUrl, sshSpawn, type Message, type SshTarget } from '../drivers/transport/channel.js';
 import { PROTOCOL, connectService, displayTarget, isServiceUrl, parseServiceUrl, readSecretFile, servePagesTunnel, type ServiceTarget } from '../drivers/transport/service.js';
 import type { Compression } from '../drivers/archive/compress.js';
-import { checkpoint, restore, writeCheckpointMeta } from './checkpoint.js';
-import { importCheckpoint } from './portable.js';
+import { ARCHIVE_FORMAT, HEADER_MEMBER, readArchive } from '../drivers/archive/archive.js';
+import { checkpoint, removePreDumps, restore, writeCheckpointMeta } from './checkpoint.js';
+import { importCheckpoint, writeArchive } from './portable.js';
 import type { Engine } from './engine.js';
 
 export interface MigrateOptions {
@@ -64,22 +71,51 @@ export interface MigrateOptions {
 }
 
 export interface Progress {
-  phase: 'connecting' | 'checking' | 'freezing' | 'transferring' | 'restoring' | 'committing' | 'pages' | 'done';
+  phase: 'connecting' | 'checking' | 'pre-copy' | 'freezing' | 'transferring' | 'restoring' | 'committing' | 'pages' | 'done';
   bytes: number;
 }
 
 export interface MigrateReport {
   container: string;
   destination: string;
-  mode: 'stop-and-copy' | 'lazy';
+  mode: 'stop-and-copy' | 'lazy' | 'pre-copy' | 'pre-copy+lazy';
   /** From freezing on the source to running on the destination. */
   downtimeMs: number;
   totalMs: number;
   bytesSent: number;
   newId: string;
+  /** The pre-copy rounds: pages CRIU wrote, bytes sent, time taken (while running). */
+  preCopyRounds: PreCopyRound[];
+}
+
+export interface PreCopyRound {
+  pages: number;
+  bytes: number;
+  ms: number;
+}
+
+/** A round that writes no more than this many pages leaves little for the final dump. */
+const PRE_COPY_SMALL_PAGES = 256;
+/** A round writing at least this share of the one before is not converging. */
+const PRE_COPY_CONVERGING = 0.75;
+
+/**
+ * Whether another pre-copy round is worth it, given the pages each round so far wrote: not
+ * past max rounds, not when the last round was already small, and not when the rounds have
+ * stopped shrinking (memory is dirtied about as fast as it is sent: more rounds only delay).
+ */
+export function anotherPreCopyRound(pages: number[], max: number): boolean {
+  const n = pages.length;
+  if (n >= max) return false;
+  const last = pages[n - 1] ?? Infinity;
+  if (last <= PRE_COPY_SMALL_PAGES) return false;
+  if (n >= 2 && last >= PRE_COPY_CONVERGING * pages[n - 2]!) return false;
+  return true;
 }
 
 const REPLY_TIMEOUT_MS = 120_000;
+/** The header kind of a pre-copy round's archive (parents/N only). */
+const PRE_DUMP_KIND = 'ferry-pre-dump';
 const COMMIT_TIMEOUT_MS = 30_000;
 
 // ------------------------------------------------------------------------------ source
@@ -101,10 +137,10 @@ export async function migrate(engine: Engine, ref: string, o: MigrateOptions): P
   }
   const criu = await engine.criu();
   if (o.preCopy !== undefined) {
+    if (!Number.isInteger(o.preCopy) || o.preCopy < 1) throw new FerryError('EINVAL', `invalid number of pre-copy rounds: ${o.preCopy}`);
     if (!criu.features.memDirtyTrack) {
       throw new FerryError('EUNSUPPORTED', 'pre-copy needs soft-dirty memory tracking, which this kernel lacks (`criu check --feature mem_dirty_track`): migrate without --pre-copy, or with --lazy');
     }
-    throw new FerryError('EUNSUPPORTED', '--pre-copy migration rounds are not implemented yet: use stop-and-copy or --lazy');
   }
   if (o.lazy && !(criu.features.uffdNoncoop && criu.features.lazyPipeSize)) {
     throw new FerryError('EUNSUPPORTED', criu.features.uffdNoncoop ? 'lazy migration needs fs.pipe-max-size >= 4194304 on this host: run `npm run setup`' : 'lazy migration needs userfaultfd, which this kernel lacks: migrate without --lazy');
@@ -122,6 +158,7 @@ export async function migrate(engine: Engine, ref: string, o: MigrateOptions): P
   };
   let restoredHere = false;
   let lazyDumpStarted = false;
+  const preCopyRounds: PreCopyRound[] = [];
   try {
     const meta = rec.state.address;
     await writer.send({
@@ -159,32 +196,67 @@ export async function migrate(engine: Engine, ref: string, o: MigrateOptions): P
       if (got.type === 'error') throw new FerryError('ESTATE', `${host} could not store the image: ${String(got.message)}; ${name} was not touched`);
     }
 
+    let bytes = 0;
+    const dataStream = (): Writable => {
+      const data = writer.dataStream();
+      data.on('error', () => undefined); // destroyed on purpose when the destination gives up
+      return countingTap(data, (n) => {
+        bytes += n;
+        progress(parent ? 'pre-copy' : 'transferring', bytes);
+      });
+    };
+
+    // (--pre-copy) Rounds of memory while the container runs, each only what changed since
+    // the round before, until they stop converging.
+    let parent: string | undefined;
+    for (let k = 1; o.preCopy && (k === 1 || anotherPreCopyRound(preCopyRounds.map((r) => r.pages), o.preCopy)); k++) {
+      progress('pre-copy', bytes);
+      const tr = performance.now();
+      const before = bytes;
+      const dir = `pre-${k}`;
+      const rep = await checkpoint(engine, rec.config.id, { preCheckpoint: true, preDumpDir: dir, parentDir: parent });
+      parent = dir;
+      await writer.send({ type: 'pre-dump', round: k });
+      await writeArchive(
+        dataStream(),
+        o.compression ?? 'zstd',
+        async (w) => {
+          await w.addJson(HEADER_MEMBER, { format: ARCHIVE_FORMAT, kind: PRE_DUMP_KIND, round: k, container: name });
+          await w.addPlainDir(`parents/${k}`, path.join(engine.paths.containerDir(rec.config.id), dir));
+        },
+        (why) => new FerryError('ERUNTIME', `sending pre-copy round ${k} failed: ${why}`),
+      );
+      const stored = await replies.next(REPLY_TIMEOUT_MS);
+      if (!stored) throw lost();
+      if (stored.type === 'error') throw new FerryError('ESTATE', `${host} could not store pre-copy round ${k}: ${String(stored.message)}`);
+      preCopyRounds.push({ pages: rep.criu?.pagesWritten ?? 0, bytes: bytes - before, ms: performance.now() - tr });
+      debug(`migrate ${name}: pre-copy round ${k}: ${rep.criu?.pagesWritten ?? '?'} pages, ${bytes - before} bytes`);
+    }
+
     // 2. Freeze and stream.
-    progress('freezing');
+    progress('freezing', bytes);
     const tFreeze = performance.now();
     debug(`migrate ${name}: freezing`);
-    let bytes = 0;
-    const data = writer.dataStream();
-    data.on('error', () => undefined); // destroyed on purpose when the destination gives up
-    const counted = countingTap(data, (n) => {
-      bytes += n;
-      progress('transferring', bytes);
-    });
+    const counted = dataStream();
+    const data = counted;
+    const finalParent = parent;
+    parent = undefined; // progress: transferring from here on
     await writer.send({ type: 'archive' });
     let lazyDump: LazyDump | undefined;
     // The destination may answer (fail) while we still stream: watch for that, or a stalled
     // channel would block the export forever.
     const replyP = replies.next();
     const exportP = (async () => {
+      const target = { target: counted, compression: o.compression ?? 'zstd', withoutPreDumps: true } as const;
       if (o.lazy) {
-        lazyDump = await lazyCheckpoint(engine, rec.config.id, lazyPort, o.tcpEstablished);
+        lazyDump = await lazyCheckpoint(engine, rec.config.id, lazyPort, o.tcpEstablished, finalParent);
         lazyDumpStarted = true;
         const { exportCheckpoint } = await import('./portable.js');
         await engine.withContainer(rec.config.id, async (r) => {
-          await exportCheckpoint(engine, r, { target: counted, compression: o.compression ?? 'zstd' });
+          await exportCheckpoint(engine, r, target);
         });
       } else {
-        await checkpoint(engine, rec.config.id, { tcpEstablished: o.tcpEstablished, export: { target: counted, compression: o.compression ?? 'zstd' } });
+        await checkpoint(engine, rec.config.id, { tcpEstablished: o.tcpEstablished, withPrevious: !!finalParent, parentDir: finalParent, export: target });
       }
     })();
     exportP.catch(() => undefined);
@@ -237,7 +309,8 @@ export async function migrate(engine: Engine, ref: string, o: MigrateOptions): P
     await writer.send({ type: 'bye' }).catch(() => undefined);
     link.end();
     progress('done', bytes);
-    return { container: name, destination: o.destination, mode: o.lazy ? 'lazy' : 'stop-and-copy', downtimeMs, totalMs: performance.now() - t0, bytesSent: bytes, newId: String(restored.id ?? '') };
+    const mode = o.preCopy ? (o.lazy ? 'pre-copy+lazy' : 'pre-copy') : o.lazy ? 'lazy' : 'stop-and-copy';
+    return { container: name, destination: o.destination, mode, downtimeMs, totalMs: performance.now() - t0, bytesSent: bytes, newId: String(restored.id ?? ''), preCopyRounds };
   } catch (e) {
     if ((e as { ambiguous?: boolean }).ambiguous) {
       link.destroy();
@@ -256,6 +329,9 @@ export async function migrate(engine: Engine, ref: string, o: MigrateOptions): P
         (re: Error) => process.stderr.write(`ferry: could not restart ${name} here: ${re.message}\n`),
       );
       if (localDaemon) await waitExit(localDaemon, 120_000);
+    } else if (now?.state.status === 'running' && preCopyRounds.length) {
+      // Failed before freezing: it runs on, and its pre-copy rounds are of no more use.
+      await engine.withContainer(rec.config.id, async () => removePreDumps(engine.paths.containerDir(rec.config.id))).catch(() => undefined);
     }
     await link.closed(5000);
     const msg = (e as Error).message;
@@ -433,7 +509,7 @@ interface LazyDump {
  * destination only through the ssh tunnel or the ferry service's pages connection) until the
  * destination has them all.
  */
-async function lazyCheckpoint(engine: Engine, id: string, port: number, tcpEstablished?: boolean): Promise<LazyDump> {
+async function lazyCheckpoint(engine: Engine, id: string, port: number, tcpEstablished?: boolean, parent?: string): Promise<LazyDump> {
   let result: LazyDump | undefined;
   await engine.withContainer(id, async (rec) => {
     const dir = engine.paths.checkpointDir(id);
@@ -449,7 +525,7 @@ async function lazyCheckpoint(engine: Engine, id: string, port: number, tcpEstab
     const status = new net.Socket({ fd: readFd, readable: true, writable: false });
     const child = spawn(
       engine.runtime.runc,
-      [...engine.runtime.globalArgs(), 'checkpoint', '--image-path', dir, '--work-path', workDir, '--lazy-pages', '--page-server', `127.0.0.1:${port}`, '--status-fd', '3', ...(tcpEstablished ? ['--tcp-established'] : []), id],
+      [...engine.runtime.globalArgs(), 'checkpoint', '--image-path', dir, '--work-path', workDir, '--lazy-pages', '--page-server', `127.0.0.1:${port}`, '--status-fd', '3', ...(tcpEstablished ? ['--tcp-established'] : []), ...(parent ? ['--parent-path', path.join('..', parent)] : []), id],
       { stdio: ['ignore', 'ignore', 'pipe', writeFd], detached: true },
     );
     fs.closeSync(writeFd);
@@ -464,7 +540,7 @@ async function lazyCheckpoint(engine: Engine, id: string, port: number, tcpEstab
     });
     await ready;
     // Memory stays on this host, in CRIU, until the destination has faulted it all in.
-    await writeCheckpointMeta(engine, rec, dir, { tcpEstablished: !!tcpEstablished });
+    await writeCheckpointMeta(engine, rec, dir, { tcpEstablished: !!tcpEstablished, withPrevious: !!parent });
     rec.state.checkpointed = true;
     rec.state.checkpointedAt = new Date().toISOString();
     engine.save(rec);
@@ -527,7 +603,6 @@ async function receive(engine: Engine, input: Readable, output: Writable, opts: 
   const hello = await frames.next(REPLY_TIMEOUT_MS);
   if (!hello || hello.type !== 'hello') return 1;
   const name = String(hello.name);
-  let lazyDaemon: ChildProcess | undefined;
   let lazyPort = Number(hello.lazyPort);
   let needImage = false;
   try {
@@ -575,10 +650,44 @@ async function receive(engine: Engine, input: Readable, output: Writable, opts: 
     }
   }
 
+  // (--pre-copy) Rounds of memory, kept aside until the archive's checkpoint claims them.
+  const stage = path.join(engine.paths.containers, `.pre-copy-${randomBytes(6).toString('hex')}`);
+  try {
+    return await receiveArchive(engine, frames, reply, hello, stage, lazyPort);
+  } finally {
+    fs.rmSync(stage, { recursive: true, force: true });
+  }
+}
+
+async function receiveArchive(engine: Engine, frames: FrameReader, reply: (m: Message) => void, hello: Message, stage: string, lazyPort: number): Promise<number> {
+  let lazyDaemon: ChildProcess | undefined;
+  const preDumps: string[] = [];
+  let begin = await frames.next(REPLY_TIMEOUT_MS);
+  while (begin?.type === 'pre-dump') {
+    const k = preDumps.length + 1;
+    try {
+      if (begin.round !== k) throw new FerryError('EINVAL', `pre-copy round ${String(begin.round)} came when round ${k} was due`);
+      const dir = path.join(stage, String(k));
+      fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
+      const r = await readArchive(frames.archive(), dir, {
+        onHeader: (h) => {
+          if (h.kind !== PRE_DUMP_KIND || h.round !== k) throw new FerryError('EARCHIVE', `pre-copy round ${k} is not a pre-dump archive`);
+        },
+      });
+      if ([...r.sections].some((sec) => sec !== `parents/${k}`)) throw new FerryError('EARCHIVE', `pre-copy round ${k} holds more than its pre-dump`);
+      preDumps.push(path.join(dir, 'parents', String(k)));
+      reply({ type: 'pre-dump-stored', round: k });
+      debug(`receive ${String(hello.name)}: pre-copy round ${k} stored`);
+    } catch (e) {
+      reply({ type: 'error', message: (e as Error).message });
+      return 1;
+    }
+    begin = await frames.next(REPLY_TIMEOUT_MS);
+  }
+
   // 2. The archive, straight into a new container, restored.
-  const begin = await frames.next(REPLY_TIMEOUT_MS);
   if (!begin || begin.type !== 'archive') return 1;
-  debug(`receive ${name}: archive begins`);
+  debug(`receive ${String(hello.name)}: archive begins`);
   let id: string | undefined;
   try {
     const r = await importCheckpoint(engine, {
@@ -586,10 +695,11 @@ async function receive(engine: Engine, input: Readable, output: Writable, opts: 
       tcpEstablished: undefined,
       beforeRestore: hello.lazy ? await lazyRestoreHook(engine, lazyPort, (d) => (lazyDaemon = d)) : undefined,
       lazyPages: !!hello.lazy,
+      preDumps,
     });
     id = r.id;
     reply({ type: 'restored', id });
-    debug(`receive ${name}: restored`);
+    debug(`receive ${String(hello.name)}: restored`);
   } catch (e) {
     lazyDaemon?.kill('SIGKILL');
     reply({ type: 'error', message: (e as Error).message });

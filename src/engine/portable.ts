@@ -26,7 +26,7 @@ import { ArchiveWriter, ARCHIVE_FORMAT, HEADER_MEMBER, POD_ARCHIVE_KIND, readArc
 import type { Compression } from '../drivers/archive/compress.js';
 import { createLayer } from '../drivers/storage/overlay.js';
 import { getPod, requirePodRestore, type PodRecord } from './pods.js';
-import { META_FILE, checkCompatible, restore, type CheckpointMeta, type RestoreOptions, type RestoreReport } from './checkpoint.js';
+import { META_FILE, checkCompatible, placePreDumps, preDumpChain, restore, type CheckpointMeta, type RestoreOptions, type RestoreReport } from './checkpoint.js';
 import type { Engine } from './engine.js';
 import type { ContainerRecord } from './types.js';
 
@@ -36,6 +36,8 @@ export interface ExportOptions {
   compression: Compression;
   ignoreRootfs?: boolean;
   ignoreVolumes?: boolean;
+  /** Leave out the pre-dumps the checkpoint builds on (a pre-copy migration sent them ahead). */
+  withoutPreDumps?: boolean;
 }
 
 export interface ArchiveHeader {
@@ -127,12 +129,18 @@ export function exportedVolumes(rec: ContainerRecord, o: { ignoreVolumes?: boole
   return o.ignoreVolumes ? [] : rec.config.mounts.filter((m) => m.type === 'volume').map((m) => m.source);
 }
 
-/** A checkpointed container's members (record, log, CRIU images, rootfs, volumes) under prefix. */
-export async function writeContainerMembers(engine: Engine, rec: ContainerRecord, w: ArchiveWriter, prefix: string, o: { ignoreRootfs?: boolean; ignoreVolumes?: boolean }): Promise<void> {
+/**
+ * A checkpointed container's members (record, log, CRIU images, the pre-dumps they build on,
+ * rootfs, volumes) under prefix. A migration that sent the pre-dumps already leaves them out.
+ */
+export async function writeContainerMembers(engine: Engine, rec: ContainerRecord, w: ArchiveWriter, prefix: string, o: { ignoreRootfs?: boolean; ignoreVolumes?: boolean; withoutPreDumps?: boolean }): Promise<void> {
   const id = rec.config.id;
   await w.addJson(`${prefix}container.json`, { config: rec.config });
   if (fs.existsSync(engine.paths.logPath(id))) await w.addFile(`${prefix}ctr.log`, engine.paths.logPath(id));
   await w.addPlainDir(`${prefix}checkpoint`, engine.paths.checkpointDir(id));
+  if (!o.withoutPreDumps) {
+    for (const [i, d] of preDumpChain(engine.paths.checkpointDir(id)).entries()) await w.addPlainDir(`${prefix}parents/${i + 1}`, d);
+  }
   if (!o.ignoreRootfs) await w.addTree(`${prefix}rootfs`, engine.paths.layer(id).upper);
   for (const v of exportedVolumes(rec, o)) await w.addTree(`${prefix}volumes/${v}`, engine.volumes.get(v).Mountpoint);
 }
@@ -147,6 +155,8 @@ export interface ImportOptions extends RestoreOptions {
   allowHostMounts?: boolean;
   /** Restore into this pod (the container must have been checkpointed out of a pod). */
   pod?: string;
+  /** Pre-dumps the archive's checkpoint builds on that came separately (a pre-copy migration), oldest first. */
+  preDumps?: string[];
 }
 
 export type { RestoreOptions };
@@ -160,13 +170,23 @@ export type { RestoreOptions };
 export async function placeStaged(
   engine: Engine,
   dir: string,
-  o: { name?: string; ignoreRootfs?: boolean; ignoreVolumes?: boolean; allowHostMounts?: boolean },
+  o: { name?: string; ignoreRootfs?: boolean; ignoreVolumes?: boolean; allowHostMounts?: boolean; preDumps?: string[] },
   targetPod: PodRecord | undefined,
   createdVolumes: string[],
 ): Promise<ContainerRecord> {
   const stored = readJson<{ config: ContainerRecord['config'] }>(path.join(dir, 'container.json')).config;
   const meta = readJsonIfExists<CheckpointMeta>(path.join(dir, 'checkpoint', META_FILE));
   if (!meta) throw new FerryError('EARCHIVE', 'bad checkpoint archive: it holds no checkpoint metadata; nothing was created');
+  // A checkpoint dumped on top of pre-dumps needs them all: carried as parents/1..N, or sent
+  // ahead by a pre-copy migration.
+  const carried = fs.existsSync(path.join(dir, 'parents')) ? fs.readdirSync(path.join(dir, 'parents')).sort((x, y) => Number(x) - Number(y)) : [];
+  if (carried.some((n, i) => n !== String(i + 1))) throw new FerryError('EARCHIVE', `bad checkpoint archive: its pre-dumps are not numbered 1..${carried.length}; nothing was created`);
+  const preDumps = [...carried.map((n) => path.join(dir, 'parents', n)), ...(o.preDumps ?? [])];
+  if (carried.length && o.preDumps?.length) throw new FerryError('EARCHIVE', 'bad checkpoint archive: it carries pre-dumps that were also sent separately; nothing was created');
+  if (meta.options.withPrevious && !preDumps.length) {
+    throw new FerryError('EARCHIVE', 'bad checkpoint archive: its checkpoint was dumped on top of a pre-checkpoint (--with-previous) that it does not carry; nothing was created');
+  }
+  if (!meta.options.withPrevious && preDumps.length) throw new FerryError('EARCHIVE', 'bad checkpoint archive: it carries pre-dumps that its checkpoint does not build on; nothing was created');
 
   // 2. What the archive asks of this host: pod, image, name, volumes, host paths.
   if (stored.infraOf) throw new FerryError('EARCHIVE', 'the archive holds a pod infra container, which is never checkpointed; nothing was created');
@@ -228,6 +248,7 @@ export async function placeStaged(
       fs.rmSync(tmp, { recursive: true, force: true });
       mkdirp(path.join(tmp, 'userdata'), 0o700);
       fs.renameSync(path.join(dir, 'checkpoint'), path.join(tmp, 'checkpoint'));
+      placePreDumps(tmp, preDumps);
       if (fs.existsSync(path.join(dir, 'ctr.log'))) fs.renameSync(path.join(dir, 'ctr.log'), path.join(tmp, 'userdata', 'ctr.log'));
       rec.state.checkpointPath = path.join(cdir, 'checkpoint');
       writeJsonAtomic(path.join(tmp, 'container.json'), rec, 0o600);

@@ -137,6 +137,50 @@ async function migrateAndKill(name: string, victim: () => number[]): Promise<{ c
 }
 
 
+const noDirtyTracking = 'this kernel lacks soft-dirty memory tracking (`criu check --feature mem_dirty_track`), which pre-copy needs';
+
+test('pre-copy migration A -> B and back: rounds while running, then only the rest; memory intact', { skip }, async (t) => {
+  const info = JSON.parse(await a.ok(['info', '--format', 'json']));
+  if (!info.host.checkpointModes.preCopy) return t.skip(noDirtyTracking);
+  await startMemhog(a, 'pcm', 32);
+  const st = JSON.parse(await a.ok([...migrateArgs(a, b, 'pcm'), '--pre-copy=3', '--print-stats']));
+  assert.equal(st.mode, 'pre-copy');
+  assert.ok(st.pre_copy_rounds.length >= 1 && st.pre_copy_rounds.length <= 3, JSON.stringify(st));
+  assert.ok(st.pre_copy_rounds[0].pages >= 0.9 * 8192, 'the first round carries the 32 MiB');
+  assert.deepEqual(await names(a), []);
+  assert.deepEqual(runcContainers(a), []);
+  await memhogHealthy(b, 'pcm');
+  // Back again, combined with post-copy where this kernel has it too.
+  const lazy = info.host.checkpointModes.lazyPages;
+  const back = JSON.parse(await b.ok([...migrateArgs(b, a, 'pcm'), '--pre-copy', ...(lazy ? ['--lazy'] : []), '--print-stats']));
+  assert.equal(back.mode, lazy ? 'pre-copy+lazy' : 'pre-copy');
+  assert.deepEqual(await names(b), []);
+  await memhogHealthy(a, 'pcm');
+  await assertHostClean(b);
+  await a.ok(['rm', '-f', 'pcm']);
+  await a.ok(['volume', 'rm', 'pcm-bin']);
+});
+
+test('checkpoint --with-previous --export carries its pre-checkpoint: imported on B, memory intact', { skip }, async (t) => {
+  const info = JSON.parse(await a.ok(['info', '--format', 'json']));
+  if (!info.host.checkpointModes.preCopy) return t.skip(noDirtyTracking);
+  await startMemhog(a, 'wp', 32);
+  await a.ok(['container', 'checkpoint', '--pre-checkpoint', 'wp']);
+  assert.equal((await a.inspect('wp')).State.Running, true);
+  const file = `${b.root}/wp.tar.zst`;
+  await a.ok(['container', 'checkpoint', '--with-previous', '--export', file, 'wp']);
+  try {
+    await b.ok(['container', 'restore', '--import', file]);
+    await memhogHealthy(b, 'wp');
+    await b.ok(['rm', '-f', 'wp']);
+  } finally {
+    fs.rmSync(file, { force: true });
+    await b.run(['volume', 'rm', '-f', 'wp-bin']);
+    await a.run(['rm', '-f', 'wp']);
+    await a.run(['volume', 'rm', '-f', 'wp-bin']);
+  }
+});
+
 test('destination killed during the transfer: the container runs again on the source, destination clean', { skip }, async () => {
   await startMemhog(a, 'cut', 192);
   const r = await migrateAndKill('cut', () => pidsMatching(new RegExp(`migrate-receive`)).filter((p) => fs.readFileSync(`/proc/${p}/cmdline`, 'utf8').includes(b.root)));

@@ -143,8 +143,9 @@ export class ArchiveWriter {
       } else if (e.isFile()) {
         await this.addFile(name, p);
       }
-      // CRIU's images dir holds nothing else worth carrying (a pre-dump's `parent` link is
-      // resolved by the exporter, which sends only complete checkpoints).
+      // CRIU's images dir holds nothing else worth carrying: a `parent` link to the pre-dump
+      // it builds on is not carried; the pre-dumps travel as parents/N and the importer links
+      // them again.
     }
   }
 
@@ -238,8 +239,8 @@ export function checkMemberName(name: string): string {
 type Kind = 'file' | 'checkpoint' | 'rootfs' | 'volume';
 
 /**
- * Splits a member name into its section (rootfs, volumes/NAME, checkpoint; in a pod archive
- * each under members/NAME/), the section's kind, and the rest.
+ * Splits a member name into its section (rootfs, volumes/NAME, checkpoint, parents/N; in a pod
+ * archive each under members/NAME/), the section's kind, and the rest.
  */
 function sectionOf(name: string, pod: boolean): { section: string; kind: Kind; rest: string } {
   let parts = name.split('/');
@@ -253,6 +254,8 @@ function sectionOf(name: string, pod: boolean): { section: string; kind: Kind; r
   }
   if (parts.length === 1 && ['container.json', 'ctr.log'].includes(parts[0])) return { section: '', kind: 'file', rest: name };
   if (parts[0] === 'checkpoint' || parts[0] === 'rootfs') return { section: prefix + parts[0], kind: parts[0], rest: parts.slice(1).join('/') };
+  // The pre-dumps a checkpoint builds on (pre-copy), oldest first: CRIU images too.
+  if (parts[0] === 'parents' && /^[1-9][0-9]{0,2}$/.test(parts[1] ?? '')) return { section: `${prefix}parents/${parts[1]}`, kind: 'checkpoint', rest: parts.slice(2).join('/') };
   if (parts[0] === 'volumes' && parts[1] && validName(parts[1])) return { section: `${prefix}volumes/${parts[1]}`, kind: 'volume', rest: parts.slice(2).join('/') };
   throw bad(`unexpected member "${name}"`);
 }
