@@ -237,7 +237,10 @@ export async function repairPod(engine: Engine, pod: PodRecord): Promise<PodReco
 
 /** Kills a member frozen or restored by a pod operation and records it as checkpointed-and-exited. */
 export async function takeDown(engine: Engine, rec: ContainerRecord): Promise<void> {
-  await engine.runtime.kill(rec.config.id, 'KILL').catch(() => undefined);
+  // Every process, while still frozen: killing only the init would let the others run on
+  // for a moment after the thaw (until the PID namespace is torn down) and change files the
+  // dump recorded (a child writing out what was still buffered: "File ... has bad size").
+  await engine.runtime.kill(rec.config.id, 'KILL', true).catch(() => undefined);
   await engine.runtime.resume(rec.config.id).catch(() => undefined); // a frozen task dies once thawed
   await engine.waitExit(rec, 5000);
   await engine.releaseRuntime(rec);
