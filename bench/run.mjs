@@ -9,6 +9,7 @@
 // directory and is removed at the end, also on failure and on Ctrl-C.
 import { spawn, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
+import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -804,17 +805,122 @@ async function bareMigrate(pair, src, dst, name, w) {
   const t0 = performance.now();
   const c = await dst.prepare(name, w);
   const img = path.join(c.dir, 'ckpt');
+  const conn = await sshMaster(pair, src, dst);
+  const ssh = conn.ssh;
   const t1 = performance.now();
-  await src.checkpoint(name);
-  const ssh = ['ssh', '-i', pair.key, '-o', 'StrictHostKeyChecking=no', '-o', 'UserKnownHostsFile=/dev/null', '-o', 'LogLevel=ERROR', '-p', '2222', `root@${dst.host.ip}`];
+  try {
+    await src.checkpoint(name);
+  } catch (err) {
+    await conn.close();
+    throw err;
+  }
   const srcImg = path.join(src.ctrs.get(name).dir, 'ckpt');
   const r = await exec(['nsenter', `--net=/run/netns/${src.host.netns}`, 'bash', '-c', 'set -o pipefail; tar -C "$1" -c . | "${@:3}" "mkdir -p $2 && tar -x -C $2"', 'bash', srcImg, img, ...ssh]);
+  await conn.close();
   if (r.code !== 0) throw cmdError('bare tar | ssh tar -x', r);
   await dst.detached(c, ['restore', '-d', '--image-path', img, '--work-path', path.join(c.dir, 'logs'), '--bundle', c.dir, name], 'runc restore -d');
   const t2 = performance.now();
   // The source's last output may still be on its way through `cat`: keep reading it, and take
   // the mark (the last number printed before the freeze) later, in the untimed pause.
   const old = src.ctrs.get(name);
+  const streams = old.streams;
+  old.streams = [];
+  await src.rm(name);
+  const t3 = performance.now();
+  const bytes = dirBytes(img);
+  fs.rmSync(img, { recursive: true, force: true });
+  const mark = async () => {
+    await sleep(200);
+    for (const st of streams) st.destroy();
+    return progress(old.out, w.kind).last;
+  };
+  return { downtime: t2 - t1, total: t3 - t0, bytes, mark };
+}
+
+/**
+ * The bare baselines' ssh connection to the destination, opened before the freeze (as Ferry
+ * connects before it freezes): an ssh master in the source's namespace, whose socket the
+ * transfer's `ssh` reuses, so the key exchange is in the total and not in the downtime.
+ */
+async function sshMaster(pair, src, dst) {
+  const sock = path.join(os.tmpdir(), `ferry-bench-ssh-${process.pid}-${Math.random().toString(36).slice(2, 8)}`);
+  const base = ['ssh', '-i', pair.key, '-o', 'StrictHostKeyChecking=no', '-o', 'UserKnownHostsFile=/dev/null', '-o', 'LogLevel=ERROR', '-o', `ControlPath=${sock}`, '-p', '2222', `root@${dst.host.ip}`];
+  const master = spawn('nsenter', [`--net=/run/netns/${src.host.netns}`, ...base.slice(0, 1), '-M', '-N', '-o', 'ControlPersist=no', ...base.slice(1)], { stdio: 'ignore' });
+  const until = performance.now() + 15_000;
+  while (!fs.existsSync(sock)) {
+    if (master.exitCode !== null || performance.now() > until) {
+      master.kill();
+      throw new Error(`bare baseline: the ssh master connection to ${dst.host.ip} did not come up`);
+    }
+    await sleep(5);
+  }
+  return {
+    ssh: [...base.slice(0, 1), '-o', 'ControlMaster=no', ...base.slice(1)],
+    close: async () => {
+      master.kill();
+      await new Promise((resolve) => (master.exitCode !== null ? resolve() : master.on('close', resolve)));
+      fs.rmSync(sock, { force: true });
+    },
+  };
+}
+
+/**
+ * Bare post-copy migration, as runc documents it: on the source `runc checkpoint --lazy-pages
+ * --page-server SRC_IP:PORT --status-fd`, which dumps everything but memory and then serves
+ * pages; once it reports ready, `tar -c | ssh ... 'tar -x'` of those images (as bareMigrate);
+ * on the destination `criu lazy-pages --page-server --address SRC_IP --port PORT` and `runc
+ * restore -d --lazy-pages`. The page server is reached straight over the veth link (no tunnel,
+ * no authentication: the floor, not a way to run it). Downtime: checkpoint start to restore
+ * done; total: also the destination's preparation, every page served, the source's removal.
+ */
+async function bareLazyMigrate(pair, src, dst, name, w) {
+  const t0 = performance.now();
+  const c = await dst.prepare(name, w);
+  const img = path.join(c.dir, 'ckpt');
+  const old = src.ctrs.get(name);
+  const srcImg = path.join(old.dir, 'ckpt');
+  fs.rmSync(srcImg, { recursive: true, force: true });
+  const fifo = path.join(old.dir, 'lazy-status');
+  fs.rmSync(fifo, { force: true });
+  await ok(['mkfifo', '-m', '600', fifo]);
+  const readFd = fs.openSync(fifo, fs.constants.O_RDONLY | fs.constants.O_NONBLOCK);
+  const writeFd = fs.openSync(fifo, fs.constants.O_WRONLY);
+  const status = new net.Socket({ fd: readFd, readable: true, writable: false });
+  const port = 21000 + Math.floor(Math.random() * 9000);
+  const conn = await sshMaster(pair, src, dst);
+  const ssh = conn.ssh;
+  const t1 = performance.now();
+  const dump = spawn(src.R[0], [...src.R.slice(1), 'checkpoint', '--lazy-pages', '--page-server', `${src.host.ip}:${port}`, '--status-fd', '3', '--image-path', srcImg, '--work-path', path.join(old.dir, 'logs'), name], { stdio: ['ignore', 'ignore', 'pipe', writeFd] });
+  fs.closeSync(writeFd);
+  let dumpErr = '';
+  dump.stderr.on('data', (b) => (dumpErr += b));
+  const dumped = new Promise((resolve) => dump.on('close', resolve));
+  const ready = await Promise.race([new Promise((resolve) => status.once('data', () => resolve(true))), dumped.then(() => false)]);
+  status.destroy();
+  if (!ready) {
+    await conn.close();
+    throw new Error(`bare runc checkpoint --lazy-pages failed: ${dumpErr.trim().split('\n').pop()}`);
+  }
+  const r = await exec(['nsenter', `--net=/run/netns/${src.host.netns}`, 'bash', '-c', 'set -o pipefail; tar -C "$1" -c . | "${@:3}" "mkdir -p $2 && tar -x -C $2"', 'bash', srcImg, img, ...ssh]);
+  await conn.close();
+  if (r.code !== 0) throw cmdError('bare tar | ssh tar -x', r);
+  const logs = path.join(c.dir, 'logs');
+  fs.rmSync(path.join(logs, 'lazy-pages.socket'), { force: true });
+  const daemon = spawn('nsenter', [`--net=/run/netns/${dst.host.netns}`, CRIU, 'lazy-pages', '--page-server', '--address', src.host.ip, '--port', String(port), '-D', img, '-W', logs, '-o', 'lazy-pages.log', '-v4'], { stdio: 'ignore' });
+  const served = new Promise((resolve) => daemon.on('close', resolve));
+  const until = performance.now() + 5000;
+  while (!fs.existsSync(path.join(logs, 'lazy-pages.socket'))) {
+    if (performance.now() > until) throw new Error('bare criu lazy-pages did not start');
+    await sleep(2);
+  }
+  await dst.detached(c, ['restore', '-d', '--lazy-pages', '--image-path', img, '--work-path', logs, '--bundle', c.dir, name], 'runc restore -d --lazy-pages');
+  const t2 = performance.now();
+  const allServed = await Promise.race([Promise.all([dumped, served]).then(() => true), sleep(180_000).then(() => false)]);
+  if (!allServed) {
+    dump.kill('SIGKILL');
+    daemon.kill('SIGKILL');
+    throw new Error('bare lazy migration: the pages were not all served within 180 s');
+  }
   const streams = old.streams;
   old.streams = [];
   await src.rm(name);
@@ -921,10 +1027,10 @@ async function benchMigration(R, o, ctx, engineNames, skipped) {
         log(`bench: ${MIG_TITLES[mode]} ${sizeLabel(size)} [ferry]`);
         await migrateFerry(R, o, ctx, pair, size, mode);
       }
-      if (bare) {
+      for (const mode of bare ? ['stop', ...(lazy ? ['lazy'] : [])] : []) {
         checkAbort();
-        log(`bench: ${MIG_TITLES.stop} ${sizeLabel(size)} [bare]`);
-        await migrateBaseline(R, o, ctx, pair, bare, size, 'bare');
+        log(`bench: ${MIG_TITLES[mode]} ${sizeLabel(size)} [bare]`);
+        await migrateBaseline(R, o, ctx, pair, bare, size, 'bare', mode);
       }
       if (podman) {
         checkAbort();
@@ -1019,11 +1125,11 @@ async function migrateFerry(R, o, ctx, pair, size, mode) {
  * like the next one (the number after the mark). The workload's memhog binary is bind-mounted
  * from the bench's directory, which both "hosts" see (a restore needs the same path).
  */
-async function migrateBaseline(R, o, ctx, pair, [ea, eb], size, engine) {
+async function migrateBaseline(R, o, ctx, pair, [ea, eb], size, engine, mode = 'stop') {
   const large = size !== 'tiny';
-  const ids = migIds('stop', size);
-  const name = uniq(engine === 'bare' ? `mgbare${size}` : `mgpod${size}`);
-  const move = engine === 'bare' ? bareMigrate : podmanMigrate;
+  const ids = migIds(mode, size);
+  const name = uniq(engine === 'bare' ? `mgbare${mode}${size}` : `mgpod${size}`);
+  const move = engine === 'bare' ? (mode === 'lazy' ? bareLazyMigrate : bareMigrate) : podmanMigrate;
   const w = workload(size, ctx);
   let at = ea;
   try {
@@ -1098,12 +1204,14 @@ function summarize(R, o, engineNames) {
   }
   for (const f of R.figures.values()) {
     const fe = f.engines.ferry;
-    // The baselines have no post-copy mode: a `--lazy` figure is compared with their
-    // stop-and-copy figure of the same size (marked `†` in the table, `against` in the JSON).
+    // Podman has no post-copy mode: its `--lazy` ratio is against its stop-and-copy figure of
+    // the same size (marked `†` in the table, `against` in the JSON). Bare runc + CRIU has one.
     const lazy = /^migrate\.lazy\./.test(f.id);
-    const base = lazy ? R.figures.get(f.id.replace('migrate.lazy.', 'migrate.stop.'))?.engines ?? {} : f.engines;
+    const stop = lazy ? R.figures.get(f.id.replace('migrate.lazy.', 'migrate.stop.'))?.engines ?? {} : {};
+    const against = lazy ? ['bare', 'podman'].filter((e) => !f.engines[e] && stop[e]) : [];
+    const base = { ...f.engines, ...Object.fromEntries(against.map((e) => [e, stop[e]])) };
     const ratio = (other) => (fe?.ok && base[other]?.ok ? Math.round((fe.median / base[other].median) * 100) / 100 : undefined);
-    f.ratios = { ferry_bare: ratio('bare'), ferry_podman: ratio('podman'), ...(lazy ? { against: 'the baselines\' stop-and-copy figure' } : {}) };
+    f.ratios = { ferry_bare: ratio('bare'), ferry_podman: ratio('podman'), ...(against.length ? { against: `the stop-and-copy figure of ${against.join(' and ')}`, againstStop: against } : {}) };
     const t = targets[f.id];
     if (t) {
       const checks = [];
@@ -1181,9 +1289,9 @@ function renderTable(figures, engineNames) {
       const s = f.engines[e];
       cells.push(!s ? '–' : s.error ? 'ERROR' : `${fmtMs(s.min)} / ${fmtMs(s.median)}`);
     }
-    const mark = (r) => (r !== undefined && f.ratios.against ? `${fmtRatio(r)}†` : fmtRatio(r));
-    if (engineNames.includes('bare')) cells.push(mark(f.ratios.ferry_bare));
-    if (engineNames.includes('podman')) cells.push(mark(f.ratios.ferry_podman));
+    const mark = (r, e) => (r !== undefined && f.ratios.againstStop?.includes(e) ? `${fmtRatio(r)}†` : fmtRatio(r));
+    if (engineNames.includes('bare')) cells.push(mark(f.ratios.ferry_bare, 'bare'));
+    if (engineNames.includes('podman')) cells.push(mark(f.ratios.ferry_podman, 'podman'));
     cells.push(f.target?.text ?? '');
     cells.push(!f.target ? '' : f.target.pass === null ? 'n/a' : `${f.target.pass ? 'PASS' : 'FAIL'}${f.target.partial ? '*' : ''}`);
     return cells;
@@ -1202,7 +1310,7 @@ function renderTable(figures, engineNames) {
   }
   const errors = figures.flatMap((f) => Object.entries(f.engines).filter(([, x]) => x.error).map(([e, x]) => `${f.title} [${e}]: ${x.error}`));
   if (errors.length) s += `\nErrors:\n${[...new Set(errors)].map((e) => `  - ${e}`).join('\n')}\n`;
-  if (figures.some((f) => f.ratios.against && (f.ratios.ferry_bare !== undefined || f.ratios.ferry_podman !== undefined))) s += '\n† Ferry --lazy against the baseline\'s stop-and-copy figure of the same size (the baselines have no post-copy mode)\n';
+  if (figures.some((f) => f.ratios.againstStop?.length)) s += '\n† Ferry --lazy against that engine\'s stop-and-copy figure of the same size (Podman has no post-copy mode)\n';
   if (figures.some((f) => f.target?.partial)) s += '\n* judged only against the engines that ran\n';
   return s;
 }
@@ -1387,7 +1495,7 @@ async function main() {
       ferry: 'run --network none',
       podman: 'rootful, runc, cgroupfs, --network none, rm -f -t 0, k8s-file logs, file locks',
       migration: o.migration
-        ? 'two hosts = two network namespaces with their own sshd (test/helpers/hosts.ts), samples alternate A->B, B->A. ferry: migrate NAME ssh://root@IP:2222 --remote-command ... --print-stats [--lazy] (default bridge network, zstd stream, memhog binary in a named volume); downtime/total = downtime_ms/total_ms from --print-stats, wallMs = the whole command. bare: fresh overlay+bundle on the destination, then runc checkpoint | tar -c | ssh tar -x | runc restore -d (all inside the hosts\' netns); downtime = checkpoint start to restore done, total = also the destination bundle and the source removal. podman (no migrate command): a Podman state of its own on each host (--root/--runroot, runc root, tmp, locks, network config; the same image imported), --network none, podman container checkpoint --export F --compress zstd | scp -O F over the veth link | podman container restore --import F (podman run inside the hosts\' netns); downtime = total = checkpoint start to restore done (the source\'s container is removed untimed). --lazy figures: ratios against the baselines\' stop-and-copy figure of the same size. lazy flat: max <= ' + LAZY_FLAT + 'x min of the --lazy downtime medians over the sizes'
+        ? 'two hosts = two network namespaces with their own sshd (test/helpers/hosts.ts), samples alternate A->B, B->A. ferry: migrate NAME ssh://root@IP:2222 --remote-command ... --print-stats [--lazy] (default bridge network, zstd stream, memhog binary in a named volume); downtime/total = downtime_ms/total_ms from --print-stats, wallMs = the whole command. bare: fresh overlay+bundle on the destination, then runc checkpoint | tar -c | ssh tar -x | runc restore -d (all inside the hosts\' netns); downtime = checkpoint start to restore done, total = also the destination bundle and the source removal. podman (no migrate command): a Podman state of its own on each host (--root/--runroot, runc root, tmp, locks, network config; the same image imported), --network none, podman container checkpoint --export F --compress zstd | scp -O F over the veth link | podman container restore --import F (podman run inside the hosts\' netns); downtime = total = checkpoint start to restore done (the source\'s container is removed untimed). bare --lazy: runc checkpoint --lazy-pages --page-server SRC_IP:PORT --status-fd, the non-memory images by tar | ssh tar -x, criu lazy-pages --page-server on the destination reaching the source\'s page server straight over the veth, runc restore -d --lazy-pages; downtime = checkpoint start to restore done, total = also every page served and the source removal. --lazy ratios against Podman: its stop-and-copy figure of the same size. lazy flat: max <= ' + LAZY_FLAT + 'x min of the --lazy downtime medians over the sizes'
         : undefined,
     },
     figures,

@@ -84,7 +84,7 @@ export interface MigrateReport {
   totalMs: number;
   bytesSent: number;
   newId: string;
-  /** The pre-copy rounds: pages CRIU wrote, bytes sent, time taken (while running). */
+  /** The pre-copy rounds: memory pages in each round's images, bytes sent, time taken (while running). */
   preCopyRounds: PreCopyRound[];
 }
 
@@ -158,6 +158,7 @@ export async function migrate(engine: Engine, ref: string, o: MigrateOptions): P
   };
   let restoredHere = false;
   let lazyDumpStarted = false;
+  let dumpP: Promise<unknown> | undefined;
   const preCopyRounds: PreCopyRound[] = [];
   try {
     const meta = rec.state.address;
@@ -214,8 +215,9 @@ export async function migrate(engine: Engine, ref: string, o: MigrateOptions): P
       const tr = performance.now();
       const before = bytes;
       const dir = `pre-${k}`;
-      const rep = await checkpoint(engine, rec.config.id, { preCheckpoint: true, preDumpDir: dir, parentDir: parent });
+      await checkpoint(engine, rec.config.id, { preCheckpoint: true, preDumpDir: dir, parentDir: parent });
       parent = dir;
+      const pages = pagesIn(path.join(engine.paths.containerDir(rec.config.id), dir));
       await writer.send({ type: 'pre-dump', round: k });
       await writeArchive(
         dataStream(),
@@ -229,8 +231,8 @@ export async function migrate(engine: Engine, ref: string, o: MigrateOptions): P
       const stored = await replies.next(REPLY_TIMEOUT_MS);
       if (!stored) throw lost();
       if (stored.type === 'error') throw new FerryError('ESTATE', `${host} could not store pre-copy round ${k}: ${String(stored.message)}`);
-      preCopyRounds.push({ pages: rep.criu?.pagesWritten ?? 0, bytes: bytes - before, ms: performance.now() - tr });
-      debug(`migrate ${name}: pre-copy round ${k}: ${rep.criu?.pagesWritten ?? '?'} pages, ${bytes - before} bytes`);
+      preCopyRounds.push({ pages, bytes: bytes - before, ms: performance.now() - tr });
+      debug(`migrate ${name}: pre-copy round ${k}: ${pages} pages, ${bytes - before} bytes`);
     }
 
     // 2. Freeze and stream.
@@ -259,8 +261,12 @@ export async function migrate(engine: Engine, ref: string, o: MigrateOptions): P
         await checkpoint(engine, rec.config.id, { tcpEstablished: o.tcpEstablished, withPrevious: !!finalParent, parentDir: finalParent, export: target });
       }
     })();
+    dumpP = exportP;
     exportP.catch(() => undefined);
-    const first = await Promise.race([exportP.then(() => 'exported' as const, () => 'failed' as const), replyP.then(() => 'reply' as const)]);
+    // The archive is complete once its stream has ended; the checkpoint may still be releasing
+    // the source's runtime then, which the destination does not wait for.
+    const sent = new Promise<'exported'>((resolve) => counted.once('finish', () => resolve('exported')));
+    const first = await Promise.race([sent, exportP.then(() => 'exported' as const, () => 'failed' as const), replyP.then(() => 'reply' as const)]);
     if (first !== 'exported') {
       // Checkpoint failed: the container still runs. Export failed or the destination gave up:
       // the container is restored below from its local checkpoint.
@@ -300,6 +306,8 @@ export async function migrate(engine: Engine, ref: string, o: MigrateOptions): P
     }
     // 4. The container now lives on the destination only, and so do its volumes' data:
     //    volumes no other container here uses moved with it.
+    const late = await exportP.then(() => undefined, (e: Error) => e);
+    if (late) process.stderr.write(`ferry: warning: after the checkpoint of ${name}: ${late.message}\n`);
     await engine.remove(rec.config.id, { force: true });
     const others = await engine.list({ all: true });
     for (const m of rec.config.mounts) {
@@ -316,9 +324,11 @@ export async function migrate(engine: Engine, ref: string, o: MigrateOptions): P
       link.destroy();
       throw e;
     }
-    // Before commit: tell the destination to drop what it made, and run the container here again.
+    // Before commit: tell the destination to drop what it made, and run the container here again
+    // (once the checkpoint, which may still be releasing the runtime, has settled).
     await writer.send({ type: 'abort' }).catch(() => undefined);
     link.end();
+    await dumpP?.catch(() => undefined);
     const now = await engine.inspect(rec.config.id).catch(() => undefined);
     if (now && now.state.status !== 'running' && now.state.checkpointed) {
       // After a lazy dump the memory is only in the local page server: fault it back in here.
@@ -449,6 +459,13 @@ async function serviceLink(target: ServiceTarget, psk: Buffer, lazyPort: number,
       tunnel?.destroy();
     },
   };
+}
+
+/** The memory pages a CRIU image dir holds (its pages-N.img files), in 4 KiB pages. */
+function pagesIn(dir: string): number {
+  let bytes = 0;
+  for (const f of fs.readdirSync(dir)) if (/^pages-\d+\.img$/.test(f)) bytes += fs.statSync(path.join(dir, f)).size;
+  return Math.ceil(bytes / 4096);
 }
 
 /** Resolves like p, or with undefined after ms; the timer never outlives the race. */
