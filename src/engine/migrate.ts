@@ -668,7 +668,8 @@ async function receive(engine: Engine, input: Readable, output: Writable, opts: 
   }
 
   // (--pre-copy) Rounds of memory, kept aside until the archive's checkpoint claims them.
-  const stage = path.join(engine.paths.containers, `.pre-copy-${randomBytes(6).toString('hex')}`);
+  // Named like an import's staging dir, so that a later ferry sweeps it if this one is killed.
+  const stage = path.join(engine.paths.root, `.import-${process.pid}-pre-copy-${randomBytes(6).toString('hex')}`);
   try {
     return await receiveArchive(engine, frames, reply, hello, stage, lazyPort);
   } finally {
