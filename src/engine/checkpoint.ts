@@ -579,7 +579,9 @@ export async function repairInterruptedCheckpoint(engine: Engine, rec: Container
   const op = rec.state.op!;
   const id = rec.config.id;
   const o = (op.args ?? {}) as CheckpointOptions;
-  if (op.helperPid) await waitFor(() => !processAlive(op.helperPid), 120_000, 50);
+  // Wait for the runc it started: the one recorded, and any it had no time to record (killed
+  // while spawning it), which would otherwise still be writing into the dump we remove.
+  await waitFor(() => !processAlive(op.helperPid) && !engine.runtime.busy(id).length, 120_000, 50);
   const rs = await engine.runtime.state(id);
   const finalDir = o.preCheckpoint ? path.join(engine.paths.containerDir(id), o.preDumpDir ?? PRE_DIR) : engine.paths.checkpointDir(id);
   const tmp = `${finalDir}.tmp`;
