@@ -30,6 +30,8 @@ import { validName } from '../../lib/ids.js';
 import { compressor, decompressor, sniff, type Compression } from './compress.js';
 
 export const ARCHIVE_FORMAT = 1;
+/** Read and write CRIU's images in large chunks: memory images are most of an archive. */
+const IO_CHUNK = 1 << 20;
 export const HEADER_MEMBER = 'ferry-archive.json';
 export const CHECKSUMS_MEMBER = 'checksums.json';
 /** A whole pod's archive: pod.json, then each member's container archive under members/NAME/. */
@@ -128,7 +130,7 @@ export class ArchiveWriter {
     const st = fs.statSync(file);
     // Only the bytes stat saw: a file that grows meanwhile (the log of a container left
     // running with -R) must not overrun its header's size.
-    const body = st.size === 0 ? Buffer.alloc(0) : fs.createReadStream(file, { start: 0, end: st.size - 1 });
+    const body = st.size === 0 ? Buffer.alloc(0) : fs.createReadStream(file, { start: 0, end: st.size - 1, highWaterMark: IO_CHUNK });
     await this.entry({ name, size: st.size, mode: st.mode & 0o7777, mtime: st.mtime, type: 'file' }, body);
   }
 
@@ -437,5 +439,5 @@ async function readAll(s: Readable, hash: Hash): Promise<Buffer> {
 async function writeFile(s: Readable, file: string, hash: Hash, mode: number): Promise<void> {
   s.on('data', (b: Buffer) => hash.update(b));
   // 'wx': never write through something that already exists (a link planted earlier).
-  await pipeline(s, fs.createWriteStream(file, { flags: 'wx', mode }));
+  await pipeline(s, fs.createWriteStream(file, { flags: 'wx', mode, highWaterMark: IO_CHUNK }));
 }

@@ -87,8 +87,15 @@ export class FrameWriter {
 /** Reads frames on the destination: control messages one by one, archive data as a stream. */
 export class FrameReader {
   private buf: Buffer = Buffer.alloc(0);
+  /** Bytes of the current data frame still to come. */
+  private dataLeft = 0;
   private readonly messages = new MessageQueue();
-  private data: PassThrough | undefined;
+  /** The archive whose data is arriving now (from its first D frame to its E). */
+  private current: PassThrough | undefined;
+  /** Archives that began arriving before archive() asked for them, oldest first. */
+  private readonly begun: PassThrough[] = [];
+  /** The stream archive() handed out before its data began. */
+  private taken: PassThrough | undefined;
 
   constructor(input: Readable) {
     input.on('data', (b: Buffer) => this.push(b));
@@ -98,20 +105,52 @@ export class FrameReader {
   }
 
   private finish(): void {
-    this.data?.destroy(new FerryError('EARCHIVE', 'the source closed the connection in the middle of the archive'));
-    this.data = undefined;
+    for (const s of [this.current, this.taken]) s?.destroy(new FerryError('EARCHIVE', 'the source closed the connection in the middle of the archive'));
+    this.current = this.taken = undefined;
     this.messages.end();
   }
 
+  /** The stream the next archive's data goes to. */
+  private begin(): PassThrough {
+    if (!this.current) {
+      this.current = this.taken ?? new PassThrough();
+      if (!this.taken) this.begun.push(this.current);
+      this.taken = undefined;
+    }
+    return this.current;
+  }
+
+  /**
+   * Parses frames as bytes arrive. A data frame's payload is passed on piece by piece as it
+   * comes (never gathered first: a 1 MiB frame arriving in 64 KiB reads would be copied over
+   * and over); only headers and JSON messages are gathered.
+   */
   private push(b: Buffer): void {
-    this.buf = this.buf.length ? Buffer.concat([this.buf, b]) : b;
-    while (this.buf.length >= HEADER) {
+    while (b.length) {
+      if (this.dataLeft > 0) {
+        const n = Math.min(this.dataLeft, b.length);
+        this.begin().write(b.subarray(0, n));
+        this.dataLeft -= n;
+        b = b.subarray(n);
+        continue;
+      }
+      this.buf = this.buf.length ? Buffer.concat([this.buf, b]) : b;
+      b = Buffer.alloc(0);
+      if (this.buf.length < HEADER) return;
       const type = String.fromCharCode(this.buf[0]!);
       const len = this.buf.readUInt32BE(1);
+      if (type === 'D') {
+        this.dataLeft = len;
+        b = this.buf.subarray(HEADER);
+        this.buf = Buffer.alloc(0);
+        this.begin();
+        continue;
+      }
       if (type === 'J' && len > MAX_JSON) return this.finish();
       if (this.buf.length < HEADER + len) return;
       const payload = this.buf.subarray(HEADER, HEADER + len);
-      this.buf = this.buf.subarray(HEADER + len);
+      b = this.buf.subarray(HEADER + len);
+      this.buf = Buffer.alloc(0);
       if (type === 'J') {
         let m: Message;
         try {
@@ -120,11 +159,9 @@ export class FrameReader {
           return this.finish();
         }
         this.messages.push(m);
-      } else if (type === 'D') {
-        (this.data ??= new PassThrough()).write(Buffer.from(payload));
       } else if (type === 'E') {
-        this.data?.end();
-        this.data = undefined;
+        this.begin().end();
+        this.current = undefined;
       } else {
         return this.finish();
       }
@@ -136,10 +173,12 @@ export class FrameReader {
     return this.messages.next(timeoutMs);
   }
 
-  /** The archive that follows: call before the first D frame can arrive. */
+  /** The next archive: one that has begun (or even ended) arriving, or the one to come. */
   archive(): Readable {
-    this.data ??= new PassThrough();
-    return this.data;
+    const early = this.begun.shift();
+    if (early) return early;
+    this.taken ??= new PassThrough();
+    return this.taken;
   }
 }
 
