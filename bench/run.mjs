@@ -806,7 +806,6 @@ async function bareMigrate(pair, src, dst, name, w) {
   const c = await dst.prepare(name, w);
   const img = path.join(c.dir, 'ckpt');
   const conn = await sshMaster(pair, src, dst);
-  const ssh = conn.ssh;
   const t1 = performance.now();
   try {
     await src.checkpoint(name);
@@ -815,13 +814,26 @@ async function bareMigrate(pair, src, dst, name, w) {
     throw err;
   }
   const srcImg = path.join(src.ctrs.get(name).dir, 'ckpt');
-  const r = await exec(['nsenter', `--net=/run/netns/${src.host.netns}`, 'bash', '-c', 'set -o pipefail; tar -C "$1" -c . | "${@:3}" "mkdir -p $2 && tar -x -C $2"', 'bash', srcImg, img, ...ssh]);
-  await conn.close();
-  if (r.code !== 0) throw cmdError('bare tar | ssh tar -x', r);
+  await bareCopy(src, conn, srcImg, img);
   await dst.detached(c, ['restore', '-d', '--image-path', img, '--work-path', path.join(c.dir, 'logs'), '--bundle', c.dir, name], 'runc restore -d');
   const t2 = performance.now();
-  // The source's last output may still be on its way through `cat`: keep reading it, and take
-  // the mark (the last number printed before the freeze) later, in the untimed pause.
+  return bareFinish(src, name, w, img, t0, t1, t2);
+}
+
+/** The bare baselines' copy of CRIU's images: `tar -c | ssh ... 'tar -x'` over the open connection. */
+async function bareCopy(src, conn, srcImg, img) {
+  const r = await exec(['nsenter', `--net=/run/netns/${src.host.netns}`, 'bash', '-c', 'set -o pipefail; tar -C "$1" -c . | "${@:3}" "mkdir -p $2 && tar -x -C $2"', 'bash', srcImg, img, ...conn.ssh]);
+  await conn.close();
+  if (r.code !== 0) throw cmdError('bare tar | ssh tar -x', r);
+}
+
+/**
+ * After a bare migration: the source's container goes (timed, ending the total), the images'
+ * size is noted and they go. The source's last output may still be on its way through `cat`:
+ * it is still read, and the mark (the last number printed before the freeze) is taken later, in
+ * the untimed pause.
+ */
+async function bareFinish(src, name, w, img, t0, t1, t2) {
   const old = src.ctrs.get(name);
   const streams = old.streams;
   old.streams = [];
@@ -888,7 +900,6 @@ async function bareLazyMigrate(pair, src, dst, name, w) {
   const status = new net.Socket({ fd: readFd, readable: true, writable: false });
   const port = 21000 + Math.floor(Math.random() * 9000);
   const conn = await sshMaster(pair, src, dst);
-  const ssh = conn.ssh;
   const t1 = performance.now();
   const dump = spawn(src.R[0], [...src.R.slice(1), 'checkpoint', '--lazy-pages', '--page-server', `${src.host.ip}:${port}`, '--status-fd', '3', '--image-path', srcImg, '--work-path', path.join(old.dir, 'logs'), name], { stdio: ['ignore', 'ignore', 'pipe', writeFd] });
   fs.closeSync(writeFd);
@@ -901,38 +912,31 @@ async function bareLazyMigrate(pair, src, dst, name, w) {
     await conn.close();
     throw new Error(`bare runc checkpoint --lazy-pages failed: ${dumpErr.trim().split('\n').pop()}`);
   }
-  const r = await exec(['nsenter', `--net=/run/netns/${src.host.netns}`, 'bash', '-c', 'set -o pipefail; tar -C "$1" -c . | "${@:3}" "mkdir -p $2 && tar -x -C $2"', 'bash', srcImg, img, ...ssh]);
-  await conn.close();
-  if (r.code !== 0) throw cmdError('bare tar | ssh tar -x', r);
-  const logs = path.join(c.dir, 'logs');
-  fs.rmSync(path.join(logs, 'lazy-pages.socket'), { force: true });
-  const daemon = spawn('nsenter', [`--net=/run/netns/${dst.host.netns}`, CRIU, 'lazy-pages', '--page-server', '--address', src.host.ip, '--port', String(port), '-D', img, '-W', logs, '-o', 'lazy-pages.log', '-v4'], { stdio: 'ignore' });
-  const served = new Promise((resolve) => daemon.on('close', resolve));
-  const until = performance.now() + 5000;
-  while (!fs.existsSync(path.join(logs, 'lazy-pages.socket'))) {
-    if (performance.now() > until) throw new Error('bare criu lazy-pages did not start');
-    await sleep(2);
-  }
-  await dst.detached(c, ['restore', '-d', '--lazy-pages', '--image-path', img, '--work-path', logs, '--bundle', c.dir, name], 'runc restore -d --lazy-pages');
-  const t2 = performance.now();
-  const allServed = await Promise.race([Promise.all([dumped, served]).then(() => true), sleep(180_000).then(() => false)]);
-  if (!allServed) {
+  // From here a failure must not leave the page server (or the daemon) waiting forever.
+  let daemon;
+  try {
+    await bareCopy(src, conn, srcImg, img);
+    const logs = path.join(c.dir, 'logs');
+    fs.rmSync(path.join(logs, 'lazy-pages.socket'), { force: true });
+    daemon = spawn('nsenter', [`--net=/run/netns/${dst.host.netns}`, CRIU, 'lazy-pages', '--page-server', '--address', src.host.ip, '--port', String(port), '-D', img, '-W', logs, '-o', 'lazy-pages.log', '-v4'], { stdio: 'ignore' });
+    const served = new Promise((resolve) => daemon.on('close', resolve));
+    const until = performance.now() + 5000;
+    while (!fs.existsSync(path.join(logs, 'lazy-pages.socket'))) {
+      if (performance.now() > until) throw new Error('bare criu lazy-pages did not start');
+      await sleep(2);
+    }
+    await dst.detached(c, ['restore', '-d', '--lazy-pages', '--image-path', img, '--work-path', logs, '--bundle', c.dir, name], 'runc restore -d --lazy-pages');
+    const t2 = performance.now();
+    let timer;
+    const allServed = await Promise.race([Promise.all([dumped, served]).then(() => true), new Promise((r) => (timer = setTimeout(() => r(false), 180_000)))]);
+    clearTimeout(timer);
+    if (!allServed) throw new Error('bare lazy migration: the pages were not all served within 180 s');
+    return bareFinish(src, name, w, img, t0, t1, t2);
+  } catch (err) {
     dump.kill('SIGKILL');
-    daemon.kill('SIGKILL');
-    throw new Error('bare lazy migration: the pages were not all served within 180 s');
+    daemon?.kill('SIGKILL');
+    throw err;
   }
-  const streams = old.streams;
-  old.streams = [];
-  await src.rm(name);
-  const t3 = performance.now();
-  const bytes = dirBytes(img);
-  fs.rmSync(img, { recursive: true, force: true });
-  const mark = async () => {
-    await sleep(200);
-    for (const st of streams) st.destroy();
-    return progress(old.out, w.kind).last;
-  };
-  return { downtime: t2 - t1, total: t3 - t0, bytes, mark };
 }
 
 /**
