@@ -66,6 +66,7 @@ test('parents/N refuses links, other numbers and other names', async (t) => {
     ['zero', (w) => w.addBuffer('parents/0/pages-1.img', 'x'), /unexpected member "parents\/0\/pages-1.img"/],
     ['name', (w) => w.addBuffer('parents/x/pages-1.img', 'x'), /unexpected member "parents\/x\/pages-1.img"/],
     ['bare', (w) => w.addBuffer('parents', 'x'), /unexpected member "parents"/],
+    ['file', (w) => w.addBuffer('parents/1', 'x'), /member "parents\/1" should be a directory of CRIU images/],
   ];
   for (const [label, add, why] of cases) {
     const dest = path.join(d, label);

@@ -343,6 +343,7 @@ export async function readArchive(input: Readable, dest: string, policy: ReadPol
           await writeFile(asReadable(e), path.join(dest, name), hash, 0o600);
         }
       } else if (kind === 'checkpoint') {
+        if (!rest && h.type !== 'directory') throw bad(`member "${name}" should be a directory of CRIU images`);
         if (h.type === 'directory') {
           fs.mkdirSync(path.join(dest, name), { recursive: true, mode: 0o700 });
           e.resume();
