@@ -397,20 +397,7 @@ export async function restoreLocked(engine: Engine, rec: ContainerRecord, o: Res
     });
     runtimeMs = performance.now() - tr;
     debug(`restore ${name}: conmon + runc restore took ${runtimeMs.toFixed(1)}ms`);
-    Object.assign(rec.state, {
-      status: 'running',
-      pid: started.pid,
-      conmonPid: started.conmonPid,
-      conmonStartTime: started.conmonStartTime,
-      exitCode: 0,
-      startedAt: new Date().toISOString(),
-      finishedAt: undefined,
-      error: undefined,
-      checkpointed: false,
-      restored: true,
-      restoredAt: new Date().toISOString(),
-      restoreLog: logFile,
-    });
+    engine.markRunning(rec, started, { restored: true, restoredAt: new Date().toISOString(), restoreLog: logFile });
   } catch (e) {
     // 3. A failed restore: nothing left running or mounted; the checkpoint stays as it was.
     fs.rmSync(path.join(engine.paths.bundle(id), CRIU_CONF), { force: true });
@@ -525,7 +512,7 @@ export async function removeCheckpointLocked(engine: Engine, rec: ContainerRecor
 /** Removes every pre-dump beside a container's checkpoint (pre-checkpoint, pre-1, ...). */
 export function removePreDumps(containerDir: string): void {
   for (const e of fs.readdirSync(containerDir)) {
-    if (PRE_DUMP_NAME.test(e) || PRE_DUMP_NAME.test(e.replace(/\.tmp$/, ''))) fs.rmSync(path.join(containerDir, e), { recursive: true, force: true });
+    if (PRE_DUMP_NAME.test(e.replace(/\.tmp$/, ''))) fs.rmSync(path.join(containerDir, e), { recursive: true, force: true });
   }
 }
 

@@ -6,7 +6,7 @@ import { mkdirp, readJsonIfExists, writeJsonAtomic, writeFileAtomic } from '../l
 import { FileLock, withLock } from '../lib/lock.js';
 import { newId, randomName, validName } from '../lib/ids.js';
 import { processAlive, procStartTime, waitFor } from '../lib/proc.js';
-import { RuncRuntime } from '../drivers/runtime/runc.js';
+import { RuncRuntime, type Started } from '../drivers/runtime/runc.js';
 import { buildSpec, type Mount } from '../drivers/runtime/spec.js';
 import { ImageStore, DEFAULT_PATH, type ImageRecord } from '../drivers/storage/images.js';
 import { VolumeStore } from '../drivers/storage/volumes.js';
@@ -175,6 +175,23 @@ export class Engine {
   beginOp(rec: ContainerRecord, name: PendingOp['name']): void {
     rec.state.op = { name, pid: process.pid, startTime: procStartTime(process.pid), since: new Date().toISOString() };
     this.save(rec);
+  }
+
+  /** Records that conmon has started (or restored) the container: running, with fresh PIDs. */
+  markRunning(rec: ContainerRecord, started: Started, extra: Partial<ContainerRecord['state']> = {}): void {
+    Object.assign(rec.state, {
+      status: 'running',
+      pid: started.pid,
+      conmonPid: started.conmonPid,
+      conmonStartTime: started.conmonStartTime,
+      exitCode: 0,
+      startedAt: new Date().toISOString(),
+      finishedAt: undefined,
+      error: undefined,
+      checkpointed: false,
+      restored: false,
+      ...extra,
+    });
   }
 
   endOp(rec: ContainerRecord): void {
@@ -535,18 +552,7 @@ export class Engine {
           exitCommand: this.exitCommand(rec.config.id),
         });
         await this.runtime.start(rec.config.id);
-        Object.assign(rec.state, {
-          status: 'running',
-          pid: started.pid,
-          conmonPid: started.conmonPid,
-          conmonStartTime: started.conmonStartTime,
-          exitCode: 0,
-          startedAt: new Date().toISOString(),
-          finishedAt: undefined,
-          error: undefined,
-          checkpointed: false,
-          restored: false,
-        });
+        this.markRunning(rec, started);
         this.endOp(rec);
         return rec;
       } catch (e) {

@@ -198,12 +198,12 @@ export async function migrate(engine: Engine, ref: string, o: MigrateOptions): P
     }
 
     let bytes = 0;
-    const dataStream = (): Writable => {
+    const dataStream = (phase: Progress['phase']): Writable => {
       const data = writer.dataStream();
       data.on('error', () => undefined); // destroyed on purpose when the destination gives up
       return countingTap(data, (n) => {
         bytes += n;
-        progress(parent ? 'pre-copy' : 'transferring', bytes);
+        progress(phase, bytes);
       });
     };
 
@@ -220,7 +220,7 @@ export async function migrate(engine: Engine, ref: string, o: MigrateOptions): P
       const pages = pagesIn(path.join(engine.paths.containerDir(rec.config.id), dir));
       await writer.send({ type: 'pre-dump', round: k });
       await writeArchive(
-        dataStream(),
+        dataStream('pre-copy'),
         o.compression ?? 'zstd',
         async (w) => {
           await w.addJson(HEADER_MEMBER, { format: ARCHIVE_FORMAT, kind: PRE_DUMP_KIND, round: k, container: name });
@@ -239,10 +239,7 @@ export async function migrate(engine: Engine, ref: string, o: MigrateOptions): P
     progress('freezing', bytes);
     const tFreeze = performance.now();
     debug(`migrate ${name}: freezing`);
-    const counted = dataStream();
-    const data = counted;
-    const finalParent = parent;
-    parent = undefined; // progress: transferring from here on
+    const counted = dataStream('transferring');
     await writer.send({ type: 'archive' });
     let lazyDump: LazyDump | undefined;
     // The destination may answer (fail) while we still stream: watch for that, or a stalled
@@ -251,14 +248,14 @@ export async function migrate(engine: Engine, ref: string, o: MigrateOptions): P
     const exportP = (async () => {
       const target = { target: counted, compression: o.compression ?? 'zstd', withoutPreDumps: true } as const;
       if (o.lazy) {
-        lazyDump = await lazyCheckpoint(engine, rec.config.id, lazyPort, o.tcpEstablished, finalParent);
+        lazyDump = await lazyCheckpoint(engine, rec.config.id, lazyPort, o.tcpEstablished, parent);
         lazyDumpStarted = true;
         const { exportCheckpoint } = await import('./portable.js');
         await engine.withContainer(rec.config.id, async (r) => {
           await exportCheckpoint(engine, r, target);
         });
       } else {
-        await checkpoint(engine, rec.config.id, { tcpEstablished: o.tcpEstablished, withPrevious: !!finalParent, parentDir: finalParent, export: target });
+        await checkpoint(engine, rec.config.id, { tcpEstablished: o.tcpEstablished, withPrevious: !!parent, parentDir: parent, export: target });
       }
     })();
     dumpP = exportP;
@@ -271,7 +268,7 @@ export async function migrate(engine: Engine, ref: string, o: MigrateOptions): P
       // Checkpoint failed: the container still runs. Export failed or the destination gave up:
       // the container is restored below from its local checkpoint.
       const early = first === 'reply' ? await replyP : undefined;
-      data.destroy(new Error('the destination stopped the transfer'));
+      counted.destroy(new Error('the destination stopped the transfer'));
       const err = await exportP.then(() => undefined, (e: Error) => e);
       if (early?.type === 'error') throw new FerryError('ECRIU', `${host} could not take ${name}: ${String(early.message)}`);
       if (first === 'reply' && !early) throw lost();
