@@ -19,8 +19,9 @@ PIPE_MAX=4194304                         # CRIU's lazy-pages transfer asks for a
 SYSCTL_CONF=/etc/sysctl.d/90-ferry.conf
 LOG=${FERRY_SETUP_LOG:-/var/log/ferry-setup.log}
 
+# gcc and libc6-dev build the tests' memory workload (test/fixtures/memhog.c, linked statically).
 PACKAGES=(runc conmon iptables containernetworking-plugins busybox-static zstd
-  openssh-server openssh-client util-linux iproute2 tar)
+  openssh-server openssh-client util-linux iproute2 tar gcc libc6-dev)
 
 # Packages in the dependency closure of criu that the binary does not need: toolchain
 # bookkeeping, iconv modules, and anything that is not a library (filtered by name below).
