@@ -9,6 +9,7 @@ import { registerPodCommands } from './pods.js';
 import { VERSION } from '../lib/version.js';
 import { debug, setLogLevel } from '../lib/log.js';
 import type { Ctx } from './context.js';
+import { DEFAULT_ROOT } from '../engine/paths.js';
 
 export async function main(argv: string[]): Promise<number> {
   // A reader that goes away (`ferry ps | head`) is not an error.
@@ -20,7 +21,7 @@ export async function main(argv: string[]): Promise<number> {
   for (const d of ['/usr/local/sbin', '/usr/local/bin', '/usr/sbin', '/usr/bin', '/sbin', '/bin']) if (!dirs.includes(d)) dirs.push(d);
   process.env.PATH = dirs.join(':');
   const ctx: Ctx = {
-    root: process.env.FERRY_ROOT ?? '/var/lib/ferry',
+    root: process.env.FERRY_ROOT ?? DEFAULT_ROOT,
     runroot: process.env.FERRY_RUNROOT ?? '/run/ferry',
     self: [process.execPath, argv[1] ?? 'ferry'],
   };

@@ -520,7 +520,7 @@ export class Engine {
       mounts,
       namespacePaths: joined ?? (rec.state.net ? { network: rec.state.net.netnsPath } : undefined),
       hostNetwork: rec.config.network?.mode === 'host',
-      cgroupsPath: `/ferry/${id}`,
+      cgroupsPath: this.paths.cgroup(id),
       annotations: { 'io.ferry.name': rec.config.name },
     });
     writeJsonAtomic(path.join(bundle, 'config.json'), spec);

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import * as path from 'node:path';
 import type { ConmonPaths } from '../drivers/runtime/runc.js';
 import { layerPaths, type ContainerLayer } from '../drivers/storage/overlay.js';
@@ -6,6 +7,8 @@ import { layerPaths, type ContainerLayer } from '../drivers/storage/overlay.js';
  * Where everything lives. ROOT (default /var/lib/ferry) holds what survives a reboot;
  * RUNROOT (default /run/ferry) holds runtime state: runc's state, conmon files, locks.
  */
+export const DEFAULT_ROOT = '/var/lib/ferry';
+
 export class Paths {
   constructor(readonly root: string, readonly runroot: string) {}
 
@@ -17,6 +20,15 @@ export class Paths {
   get locks(): string { return path.join(this.runroot, 'locks'); }
   get exits(): string { return path.join(this.runroot, 'exits'); }
 
+  /**
+   * The container's cgroup. Engines with other roots on the same kernel (a second Ferry, the
+   * two "hosts" of a test, a migration between them) may hold a container with the same ID:
+   * their cgroups carry the root's tag, so they never share one.
+   */
+  cgroup(id: string): string {
+    return path.resolve(this.root) === DEFAULT_ROOT ? `/ferry/${id}` : `/ferry/${createHash('sha256').update(path.resolve(this.root)).digest('hex').slice(0, 8)}-${id}`;
+  }
+
   containerDir(id: string): string { return path.join(this.containers, id); }
   containerRecord(id: string): string { return path.join(this.containerDir(id), 'container.json'); }
   /** The OCI bundle: config.json, and runc's work dir for restore. */
@@ -27,6 +39,8 @@ export class Paths {
   checkpointDir(id: string): string { return path.join(this.containerDir(id), 'checkpoint'); }
   /** Where a checkpoint is written before it is committed by a rename. */
   checkpointTmp(id: string): string { return path.join(this.containerDir(id), 'checkpoint.tmp'); }
+  /** A migration's dump of everything but memory (which went to the destination), while frozen. */
+  migrateDump(id: string): string { return path.join(this.containerDir(id), 'migrate-dump'); }
   runDir(id: string): string { return path.join(this.runroot, 'containers', id); }
   containerLock(id: string): string { return path.join(this.locks, `ctr-${id}.lock`); }
   /** Held by a foreground `run --rm` until it has the exit code (the --rm removal waits for it). */
