@@ -18,6 +18,7 @@ import { newId, validName } from '../lib/ids.js';
 import { withLock } from '../lib/lock.js';
 import { processAlive, waitFor } from '../lib/proc.js';
 import { versionAtLeast } from '../drivers/criu/criu.js';
+import { holdTraffic } from '../drivers/network/cni.js';
 import type { Engine } from './engine.js';
 import type { ContainerRecord } from './types.js';
 
@@ -282,22 +283,14 @@ export async function removePod(engine: Engine, ref: string, force: boolean): Pr
   return pod;
 }
 
-const LOCK_CHAIN = 'FERRY-POD-LOCK';
-
 /**
  * Holds all traffic in a pod's network namespace while its members are restored one by one.
  * Two members connected over localhost are restored separately: without this, the first one
  * restored talks to a peer socket that does not exist yet, gets a reset, and the connection
- * dies. With the lock, packets are dropped until every member is back, and TCP retransmits
- * them then. The chain is our own, so CRIU's own lock and unlock (chain CRIU) leave it alone.
+ * dies. With the hold, packets are dropped until every member is back, and TCP retransmits
+ * them then.
  */
 export async function lockPodNetwork(pod: PodRecord, infra: ContainerRecord): Promise<() => Promise<void>> {
   const netns = podNamespaces(pod, infra).network;
-  if (!netns) return async () => undefined;
-  const ipt = (rules: string): Promise<unknown> =>
-    runOk(['nsenter', `--net=${netns}`, '--', 'iptables-restore', '-w', '--noflush'], { input: rules, what: 'locking the pod network' });
-  await ipt(`*filter\n:${LOCK_CHAIN} - [0:0]\n-A ${LOCK_CHAIN} -j DROP\n-I INPUT -j ${LOCK_CHAIN}\n-I OUTPUT -j ${LOCK_CHAIN}\nCOMMIT\n`);
-  return async () => {
-    await ipt(`*filter\n-D INPUT -j ${LOCK_CHAIN}\n-D OUTPUT -j ${LOCK_CHAIN}\n-F ${LOCK_CHAIN}\n-X ${LOCK_CHAIN}\nCOMMIT\n`);
-  };
+  return netns ? holdTraffic(netns) : async () => undefined;
 }

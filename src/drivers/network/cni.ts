@@ -10,7 +10,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { FerryError } from '../../lib/errors.js';
-import { run } from '../../lib/exec.js';
+import { run, runOk } from '../../lib/exec.js';
 import { mkdirp, readJsonIfExists, writeJsonAtomic } from '../../lib/fsutil.js';
 import { validName } from '../../lib/ids.js';
 
@@ -452,4 +452,26 @@ export async function detach(store: NetworkStore, a: Attachment, containerId: st
     await callList('DEL', list, { containerId, netns: a.netnsPath, ifname: 'eth0' }, runtimeConfig, a.result).catch(() => undefined);
   }
   await deleteNetns(a.netnsName);
+}
+
+const HOLD_CHAIN = 'FERRY-HOLD';
+
+/**
+ * Drops every packet in and out of a network namespace until the returned release is called.
+ * TCP retransmits what was dropped once the traffic flows again; a socket that is closed while
+ * it holds sends its peer nothing (no FIN, no reset). The chain is Ferry's own, so CRIU's own
+ * network lock and unlock (chain CRIU) leave it alone.
+ */
+export async function holdTraffic(netnsPath: string): Promise<() => Promise<void>> {
+  await ipt(netnsPath, `*filter\n:${HOLD_CHAIN} - [0:0]\n-A ${HOLD_CHAIN} -j DROP\n-I INPUT -j ${HOLD_CHAIN}\n-I OUTPUT -j ${HOLD_CHAIN}\nCOMMIT\n`);
+  return () => releaseTraffic(netnsPath);
+}
+
+/** Lets the traffic holdTraffic() held flow again. */
+export async function releaseTraffic(netnsPath: string): Promise<void> {
+  await ipt(netnsPath, `*filter\n-D INPUT -j ${HOLD_CHAIN}\n-D OUTPUT -j ${HOLD_CHAIN}\n-F ${HOLD_CHAIN}\n-X ${HOLD_CHAIN}\nCOMMIT\n`);
+}
+
+function ipt(netnsPath: string, rules: string): Promise<unknown> {
+  return runOk(['nsenter', `--net=${netnsPath}`, '--', 'iptables-restore', '-w', '--noflush'], { input: rules, what: 'holding the network traffic' });
 }
