@@ -9,9 +9,11 @@
  * line gets 501 until the REST API lands on the same listener.
  *
  * Each `migrate` connection is served by receiveMigration(), exactly like migrate-receive (same
- * checks, same rollback when the connection goes before commit). For --lazy, the session's
- * `criu lazy-pages` dials a port on 127.0.0.1 that the service pipes into the session's `pages`
- * connection, which the source connects to CRIU's page server on its own loopback.
+ * checks, same rollback when the connection goes before commit). The session's `pages`
+ * connection carries its memory: for --lazy, the session's `criu lazy-pages` dials a port on
+ * 127.0.0.1 that the service pipes into it, and the source connects it to CRIU's page server on
+ * its own loopback; for stop-and-copy, the service connects it to the session's page server on
+ * 127.0.0.1, and the source pipes its CRIU dump into it.
  *
  * SIGTERM/SIGINT: stop accepting, give migrations in progress a grace period to finish, then cut
  * them (uncommitted ones roll back: the container runs again on its source); a second signal
@@ -20,7 +22,7 @@
 import * as net from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import { FerryError } from '../lib/errors.js';
-import { createServiceServer, displayTarget, parseListenUrl, PROTOCOL, readLine, readSecretFile, splice } from '../drivers/transport/service.js';
+import { connectPagesTunnel, createServiceServer, displayTarget, parseListenUrl, PROTOCOL, readLine, readSecretFile, splice } from '../drivers/transport/service.js';
 import { receiveMigration } from '../engine/migrate.js';
 import type { Engine } from '../engine/engine.js';
 
@@ -73,6 +75,27 @@ export async function runService(engine: Engine, o: ServiceOptions): Promise<voi
     s.once('close', () => sockets.delete(s));
   };
 
+  /** The session's `pages` connection, once the source has opened it. */
+  const tunnelOf = (session: Session): Promise<TLSSocket | undefined> =>
+    session.tunnel
+      ? Promise.resolve(session.tunnel)
+      : new Promise<TLSSocket | undefined>((resolve) => {
+          const t = setTimeout(() => resolve(undefined), PAGES_TUNNEL_WAIT_MS);
+          session.tunnelArrived = () => {
+            clearTimeout(t);
+            resolve(session.tunnel);
+          };
+        });
+
+  /** A stop-and-copy session's page server, on port: the source's dump reaches it through the session's `pages` connection. */
+  const pageServerTunnel = (session: Session, port: number): { close(): void } => {
+    void tunnelOf(session).then((tunnel) => {
+      if (!tunnel) return log(`session from ${session.peer}: the source's pages connection never came`);
+      connectPagesTunnel(tunnel, port);
+    });
+    return { close: () => session.tunnel?.destroy() };
+  };
+
   /** The loopback port a lazy session's `criu lazy-pages` dials, tunnelled to the source. */
   const lazyEndpoint = async (session: Session): Promise<{ port: number; close(): void }> => {
     let local: net.Socket | undefined;
@@ -82,16 +105,7 @@ export async function runService(engine: Engine, o: ServiceOptions): Promise<voi
       local = c;
       busy.add(c);
       c.pause();
-      const tunnelP = session.tunnel
-        ? Promise.resolve(session.tunnel)
-        : new Promise<TLSSocket | undefined>((resolve) => {
-            const t = setTimeout(() => resolve(undefined), PAGES_TUNNEL_WAIT_MS);
-            session.tunnelArrived = () => {
-              clearTimeout(t);
-              resolve(session.tunnel);
-            };
-          });
-      void tunnelP.then((tunnel) => {
+      void tunnelOf(session).then((tunnel) => {
         if (!tunnel || c.destroyed) {
           log(`session from ${session.peer}: the source's pages connection never came`);
           return c.destroy();
@@ -122,7 +136,7 @@ export async function runService(engine: Engine, o: ServiceOptions): Promise<voi
     sessions.set(token, session);
     log(`migration from ${peer}: started`);
     try {
-      const received = receiveMigration(engine, sock, sock, { lazyEndpoint: () => lazyEndpoint(session) });
+      const received = receiveMigration(engine, sock, sock, { lazyEndpoint: () => lazyEndpoint(session), pageServerTunnel: (port) => pageServerTunnel(session, port) });
       sock.resume(); // readLine() left it paused; the receiver listens by now
       const code = await received;
       log(`migration from ${peer}: ${code === 0 ? 'committed' : 'not committed (anything received was removed)'}`);

@@ -223,6 +223,28 @@ export function registerContainerCommands(parent: Command, ctx: Ctx, top: boolea
       }
     });
 
+  for (const [cmd, what, act] of [
+    ['pause', 'freeze every process of one or more running containers', (e: ReturnType<typeof getEngine>, r: string) => e.pause(r)],
+    ['unpause', 'thaw one or more paused containers', (e: ReturnType<typeof getEngine>, r: string) => e.unpause(r)],
+  ] as const) {
+    parent
+      .command(cmd)
+      .description(what)
+      .argument('[containers...]')
+      .option('-a, --all', `${cmd} all ${cmd === 'pause' ? 'running' : 'paused'} containers`)
+      .option('-l, --latest', 'act on the latest container')
+      .action(async (refs: string[], f: { all?: boolean; latest?: boolean }) => {
+        const engine = getEngine(ctx);
+        const targets = f.all
+          ? (await engine.list()).filter((r) => r.state.status === (cmd === 'pause' ? 'running' : 'paused')).map((r) => r.config.id)
+          : await resolveRefs(ctx, refs, f);
+        for (const ref of targets) {
+          await act(engine, ref);
+          out(`${ref}\n`);
+        }
+      });
+  }
+
   parent
     .command('rm')
     .description('remove one or more containers')

@@ -7,7 +7,10 @@ import { humanSize } from './format.js';
 
 const HELP_AFTER = `
 Modes:
-  (default)   stop-and-copy: freeze, stream the checkpoint, restore on the destination.
+  (default)   stop-and-copy: freeze; CRIU sends the memory straight to a page server on the
+              destination while it dumps (no copy of it on this host's disk), the rest of the
+              checkpoint follows as a stream; restore there. Until the destination runs it, the
+              container stays frozen here, and any failure thaws it.
   --lazy      post-copy: the destination runs the container before its memory has moved; pages
               follow on demand through the ssh tunnel (or the ferry service's authenticated
               tunnel). Caveat: until every page has been sent, part of the container's memory
@@ -41,7 +44,7 @@ export function registerMigrateCommands(program: Command, ctx: Ctx): void {
     .option('--ssh-option <KEY=VALUE>', 'extra ssh -o option (repeatable)', collect, [])
     .option('--secret-file <file>', 'ferry:// only: the shared secret of the destination\'s ferry service')
     .option('--tcp-established', 'move established TCP connections (the IP address moves too)')
-    .option('-c, --compress <method>', 'stream compression: zstd, gzip or none', 'zstd')
+    .option('-c, --compress <method>', 'compression of the checkpoint stream (a stop-and-copy sends memory uncompressed, straight to the page server): zstd, gzip or none', 'zstd')
     .option('--with-image', 'send the image too if the destination lacks it')
     .option('--print-stats', 'print the figures as JSON')
     .addHelpText('after', HELP_AFTER)

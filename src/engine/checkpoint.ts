@@ -316,7 +316,7 @@ async function makeMeta(engine: Engine, rec: ContainerRecord, o: CheckpointOptio
 }
 
 /** A plain-words error from runc's stderr and CRIU's log, with the log's path for details. */
-function criuFailure(what: 'checkpoint' | 'restore', name: string, stderr: string, logFile: string): FerryError {
+export function criuFailure(what: 'checkpoint' | 'restore', name: string, stderr: string, logFile: string): FerryError {
   const d = diagnoseCriuLog(readLog(logFile) + '\n' + stderr);
   const cause = d.cause ?? d.firstError ?? stderr.trim().split('\n').pop() ?? 'unknown error';
   const after = what === 'checkpoint' ? 'the container is still running' : 'the checkpoint is kept, so you can retry';
@@ -556,6 +556,28 @@ export function placePreDumps(containerDir: string, sources: string[]): void {
 }
 
 // ------------------------------------------------------------------------- repair
+
+/** The memory images a CRIU page server writes (it writes nothing else). */
+const PAGE_IMAGE = /^(pages|pagemap)-[0-9]{1,10}\.img$/;
+
+/**
+ * Moves the memory images a CRIU page server wrote for a dump (a migration's memory, sent
+ * while the source dumped) into the rest of that dump's images: regular files with CRIU's
+ * page image names only, never replacing one the dump already has.
+ */
+export function adoptPageImages(from: string, imageDir: string): number {
+  let bytes = 0;
+  const names = fs.readdirSync(from).filter((f) => PAGE_IMAGE.test(f));
+  if (!names.some((f) => f.startsWith('pagemap-'))) throw new FerryError('EARCHIVE', 'the memory of the checkpoint never arrived (no page images from the page server)');
+  for (const f of names) {
+    const st = fs.lstatSync(path.join(from, f));
+    if (!st.isFile()) throw new FerryError('EARCHIVE', `bad page image ${f}: not a regular file`);
+    if (fs.existsSync(path.join(imageDir, f))) throw new FerryError('EARCHIVE', `bad checkpoint: ${f} came both in the archive and from the page server`);
+    bytes += st.size;
+  }
+  for (const f of names) fs.renameSync(path.join(from, f), path.join(imageDir, f));
+  return bytes;
+}
 
 /**
  * A ferry died during a checkpoint. Wait for the runc it started, then: a complete dump is

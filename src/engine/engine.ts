@@ -12,7 +12,7 @@ import { ImageStore, DEFAULT_PATH, type ImageRecord } from '../drivers/storage/i
 import { VolumeStore } from '../drivers/storage/volumes.js';
 import { createLayer, mountLayer, removeLayer, unmountLayer } from '../drivers/storage/overlay.js';
 import { findCriu, probeCriu, type CriuInfo } from '../drivers/criu/criu.js';
-import { attach, detach, inSubnet, NetworkStore, parseIPv4, parsePublish, validMac, DEFAULT_NETWORK, type PortMapping } from '../drivers/network/cni.js';
+import { attach, detach, inSubnet, NetworkStore, parseIPv4, parsePublish, validMac, DEFAULT_NETWORK, releaseTraffic, type PortMapping } from '../drivers/network/cni.js';
 import { Paths } from './paths.js';
 import { ensureInfra, findPod, getPod, podNamespaces } from './pods.js';
 import { initialState, type ContainerConfig, type ContainerRecord, type MountSpec, type NetworkConfig, type PendingOp } from './types.js';
@@ -270,6 +270,18 @@ export class Engine {
       const conmonPid = Number(readText(cp.conmonPidFile)) || 0;
       await waitFor(() => !processAlive(conmonPid) || fs.existsSync(cp.pidFile), 120_000, 50);
     }
+    if (op.name === 'migrate') {
+      // A migration froze the container and sent its memory to the destination. Before its
+      // commit the destination rolls back (the channel is gone), so it thaws here; after the
+      // commit nobody knows which side has it: it stays frozen and the error says what to do.
+      await waitFor(() => !processAlive(op.helperPid) && !this.runtime.busy(id).length, 120_000, 50);
+      fs.rmSync(this.paths.migrateDump(id), { recursive: true, force: true });
+      if (op.args?.phase !== 'committing') {
+        if ((await this.runtime.state(id))?.status === 'paused') await this.runtime.resume(id);
+        if (rec.state.trafficHeld && rec.state.net) await releaseTraffic(rec.state.net.netnsPath).catch(() => undefined);
+        delete rec.state.trafficHeld;
+      }
+    }
     const rs = await this.runtime.state(id);
     if (op.name === 'checkpoint') {
       const { repairInterruptedCheckpoint } = await import('./checkpoint.js');
@@ -292,7 +304,10 @@ export class Engine {
       // (A "running" record whose conmon is gone is handled by the exit path in sync().)
       await this.releaseRuntime(rec);
     }
-    rec.state.error = `a ferry ${op.name} was interrupted; state repaired`;
+    rec.state.error =
+      op.name === 'migrate' && op.args?.phase === 'committing'
+        ? `a ferry migrate to ${String(op.args.destination)} was interrupted after its commit: the container is paused here; if it runs there, \`ferry rm -f ${rec.config.name}\` here, otherwise \`ferry unpause ${rec.config.name}\``
+        : `a ferry ${op.name} was interrupted; state repaired`;
     delete rec.state.op;
     this.save(rec);
   }
@@ -307,6 +322,7 @@ export class Engine {
       const a = rec.state.net;
       await withLock(this.paths.networkLock, () => detach(this.networks, a, rec.config.id), { what: 'network setup' });
       delete rec.state.net;
+      delete rec.state.trafficHeld; // the namespace is gone, and its rules with it
       this.save(rec);
     }
     if (!o.keepRootfs) await unmountLayer(this.paths.layer(rec.config.id));
@@ -587,6 +603,8 @@ export class Engine {
     }
     if (code === undefined) {
       await this.runtime.kill(id, 'KILL', true);
+      // A frozen task dies only once thawed.
+      if ((await this.runtime.state(id))?.status === 'paused') await this.runtime.resume(id).catch(() => undefined);
       code = await this.waitExit(rec, 10_000);
     }
     await this.releaseRuntime(rec);
@@ -611,6 +629,30 @@ export class Engine {
       }
       const r = await this.runtime.kill(rec.config.id, sig);
       if (r.code !== 0) throw new FerryError('ERUNTIME', `could not send ${sig} to ${rec.config.name}: ${r.stderr.trim().split('\n').pop()}`);
+      return rec;
+    });
+  }
+
+  /** Freezes every process of a running container (Podman's pause). */
+  async pause(ref: string): Promise<ContainerRecord> {
+    return this.withContainer(ref, async (rec) => {
+      if (rec.state.status === 'paused') throw new FerryError('ESTATE', `container ${rec.config.name} is already paused`);
+      if (rec.state.status !== 'running') throw new FerryError('ESTATE', `container ${rec.config.name} is not running: only a running container can be paused`);
+      await this.runtime.pause(rec.config.id);
+      rec.state.status = 'paused';
+      this.save(rec);
+      return rec;
+    });
+  }
+
+  /** Thaws a paused container. */
+  async unpause(ref: string): Promise<ContainerRecord> {
+    return this.withContainer(ref, async (rec) => {
+      if (rec.state.status !== 'paused') throw new FerryError('ESTATE', `container ${rec.config.name} is not paused`);
+      await this.runtime.resume(rec.config.id);
+      if (rec.state.trafficHeld && rec.state.net) await releaseTraffic(rec.state.net.netnsPath);
+      Object.assign(rec.state, { status: 'running', error: undefined, trafficHeld: undefined });
+      this.save(rec);
       return rec;
     });
   }

@@ -43,13 +43,16 @@ import { pipeline } from 'node:stream/promises';
 import type { ImageRecord } from '../drivers/storage/images.js';
 import { FerryError } from '../lib/errors.js';
 import { debug } from '../lib/log.js';
-import { waitFor } from '../lib/proc.js';
+import { procStartTime, waitFor } from '../lib/proc.js';
 import { FrameReader, FrameWriter, LineReader, parseSshUrl, sshSpawn, type Message, type SshTarget } from '../drivers/transport/channel.js';
-import { PROTOCOL, connectService, displayTarget, isServiceUrl, parseServiceUrl, readSecretFile, servePagesTunnel, type ServiceTarget } from '../drivers/transport/service.js';
+import { PROTOCOL, connectService, displayTarget, isServiceUrl, listenPagesTunnel, parseServiceUrl, readSecretFile, servePagesTunnel, type ServiceTarget } from '../drivers/transport/service.js';
 import type { Compression } from '../drivers/archive/compress.js';
 import { ARCHIVE_FORMAT, HEADER_MEMBER, readArchive } from '../drivers/archive/archive.js';
-import { checkpoint, removePreDumps, restore, writeCheckpointMeta } from './checkpoint.js';
-import { importCheckpoint, writeArchive } from './portable.js';
+import { holdTraffic } from '../drivers/network/cni.js';
+import { checkpoint, criuFailure, removePreDumps, restore, writeCheckpointMeta } from './checkpoint.js';
+import { exportCheckpoint, importCheckpoint, writeArchive } from './portable.js';
+import { takeDown } from './pods.js';
+import type { ContainerRecord } from './types.js';
 import type { Engine } from './engine.js';
 
 export interface MigrateOptions {
@@ -146,18 +149,31 @@ export async function migrate(engine: Engine, ref: string, o: MigrateOptions): P
     throw new FerryError('EUNSUPPORTED', criu.features.uffdNoncoop ? 'lazy migration needs fs.pipe-max-size >= 4194304 on this host: run `npm run setup`' : 'lazy migration needs userfaultfd, which this kernel lacks: migrate without --lazy');
   }
 
+  // Stop-and-copy sends memory from CRIU to a CRIU page server on the destination while it
+  // dumps, through the link's tunnel; the archive then carries everything else.
+  const pages: PagesMode = o.lazy ? 'lazy' : o.preCopy ? 'none' : 'page-server';
+
   // 1. Connect and let the destination check everything before anything is frozen.
   progress('connecting');
-  const lazyPort = o.lazy ? await freePort() : 0;
-  const link = dest.kind === 'ssh' ? sshLink(dest.ssh, o, lazyPort) : await serviceLink(dest.service, dest.psk, lazyPort, !!o.lazy);
+  const pagesPort = pages === 'none' ? 0 : await freePort();
+  const link = dest.kind === 'ssh' ? sshLink(dest.ssh, o, pages, pagesPort) : await serviceLink(dest.service, dest.psk, pages, pagesPort);
   const writer = new FrameWriter(link.output);
   const replies = new LineReader(link.input);
+  let bytes = 0;
+  /** What the destination's page server has received so far (it says so while the dump runs). */
+  let pageBytes = 0;
+  replies.onProgress = (m) => {
+    pageBytes = Number(m.pageBytes) || 0;
+    progress('transferring', bytes + pageBytes);
+  };
   const lost = (): FerryError => {
     const why = link.lostReason();
     return new FerryError('ERUNTIME', `lost the connection to ${link.where}${why ? `: ${why}` : ''}`);
   };
   let restoredHere = false;
   let lazyDumpStarted = false;
+  /** The container was frozen here for a stop-and-copy (and is thawed by any failure before the commit). */
+  let frozen = false;
   let dumpP: Promise<unknown> | undefined;
   const preCopyRounds: PreCopyRound[] = [];
   try {
@@ -172,7 +188,9 @@ export async function migrate(engine: Engine, ref: string, o: MigrateOptions): P
       criuVersion: criu.version,
       arch: process.arch,
       lazy: !!o.lazy,
-      lazyPort: link.remoteLazyPort,
+      lazyPort: pages === 'lazy' ? link.remotePagesPort : undefined,
+      pageServer: pages === 'page-server',
+      pageServerPort: pages === 'page-server' ? link.remotePagesPort : undefined,
       withImage: !!o.withImage,
       volumes: rec.config.mounts.filter((m) => m.type === 'volume').map((m) => m.source),
     });
@@ -197,7 +215,6 @@ export async function migrate(engine: Engine, ref: string, o: MigrateOptions): P
       if (got.type === 'error') throw new FerryError('ESTATE', `${host} could not store the image: ${String(got.message)}; ${name} was not touched`);
     }
 
-    let bytes = 0;
     const dataStream = (phase: Progress['phase']): Writable => {
       const data = writer.dataStream();
       data.on('error', () => undefined); // destroyed on purpose when the destination gives up
@@ -237,63 +254,71 @@ export async function migrate(engine: Engine, ref: string, o: MigrateOptions): P
 
     // 2. Freeze and stream.
     progress('freezing', bytes);
-    const tFreeze = performance.now();
     debug(`migrate ${name}: freezing`);
+    const commit = async (): Promise<void> => {
+      progress('committing', bytes + pageBytes);
+      await writer.send({ type: 'commit' });
+      const committed = await replies.next(COMMIT_TIMEOUT_MS);
+      if (!committed || committed.type !== 'committed') {
+        const here =
+          pages === 'page-server'
+            ? `if it does not run there, \`ferry unpause ${name}\` here (it is paused here); if it does, \`ferry rm -f ${name}\` here`
+            : `if it does not run, \`ferry container restore ${name}\` here (its checkpoint is kept)`;
+        throw Object.assign(new FerryError('ERUNTIME', `the connection to ${host} was lost after the commit was sent: ${name} may be running there. Check with \`ferry ps\` there; ${here}`), { ambiguous: true });
+      }
+    };
     const counted = dataStream('transferring');
     await writer.send({ type: 'archive' });
+    let downtimeMs: number;
+    let restored: Message;
     let lazyDump: LazyDump | undefined;
-    // The destination may answer (fail) while we still stream: watch for that, or a stalled
-    // channel would block the export forever.
-    const replyP = replies.next();
-    const exportP = (async () => {
-      const target = { target: counted, compression: o.compression ?? 'zstd', withoutPreDumps: true } as const;
-      if (o.lazy) {
-        lazyDump = await lazyCheckpoint(engine, rec.config.id, lazyPort, o.tcpEstablished, parent);
-        lazyDumpStarted = true;
-        const { exportCheckpoint } = await import('./portable.js');
-        await engine.withContainer(rec.config.id, async (r) => {
-          await exportCheckpoint(engine, r, target);
-        });
-      } else {
-        await checkpoint(engine, rec.config.id, { tcpEstablished: o.tcpEstablished, withPrevious: !!parent, parentDir: parent, export: target });
-      }
-    })();
-    dumpP = exportP;
-    exportP.catch(() => undefined);
-    // The archive is complete once its stream has ended; the checkpoint may still be releasing
-    // the source's runtime then, which the destination does not wait for.
-    const sent = new Promise<'exported'>((resolve) => counted.once('finish', () => resolve('exported')));
-    const first = await Promise.race([sent, exportP.then(() => 'exported' as const, () => 'failed' as const), replyP.then(() => 'reply' as const)]);
-    if (first !== 'exported') {
-      // Checkpoint failed: the container still runs. Export failed or the destination gave up:
-      // the container is restored below from its local checkpoint.
-      const early = first === 'reply' ? await replyP : undefined;
-      counted.destroy(new Error('the destination stopped the transfer'));
-      const err = await exportP.then(() => undefined, (e: Error) => e);
-      if (early?.type === 'error') throw new FerryError('ECRIU', `${host} could not take ${name}: ${String(early.message)}`);
-      if (first === 'reply' && !early) throw lost();
-      throw err ?? lost();
-    }
-    progress('restoring', bytes);
-    debug(`migrate ${name}: archive sent (${bytes} bytes)`);
-    const restored = await withTimeout(replyP, REPLY_TIMEOUT_MS);
-    if (!restored) throw lost();
-    if (restored.type === 'error') throw new FerryError('ECRIU', `${host} could not restore ${name}: ${String(restored.message)}`);
-    const downtimeMs = performance.now() - tFreeze;
-    debug(`migrate ${name}: running on ${host} after ${downtimeMs.toFixed(1)}ms of downtime`);
+    if (pages === 'page-server') {
+      frozen = true;
+      ({ downtimeMs, restored } = await engine.withContainer(rec.config.id, (locked) =>
+        frozenStopAndCopy(engine, locked, {
+          pagesPort,
+          tcpEstablished: o.tcpEstablished,
+          target: counted,
+          compression: o.compression ?? 'zstd',
+          reply: replies.next(),
+          host,
+          destination: o.destination,
+          lost,
+          commit,
+        }),
+      ));
+      pageBytes = Number(restored.pageBytes) || pageBytes;
+    } else {
+      const tFreeze = performance.now();
+      // The destination may answer (fail) while we still stream: watch for that, or a stalled
+      // channel would block the export forever.
+      const replyP = replies.next();
+      const exportP = (async () => {
+        const target = { target: counted, compression: o.compression ?? 'zstd', withoutPreDumps: true } as const;
+        if (o.lazy) {
+          lazyDump = await lazyCheckpoint(engine, rec.config.id, pagesPort, o.tcpEstablished, parent);
+          lazyDumpStarted = true;
+          await engine.withContainer(rec.config.id, async (r) => {
+            await exportCheckpoint(engine, r, target);
+          });
+        } else {
+          await checkpoint(engine, rec.config.id, { tcpEstablished: o.tcpEstablished, withPrevious: !!parent, parentDir: parent, export: target });
+        }
+      })();
+      dumpP = exportP;
+      exportP.catch(() => undefined);
+      // The archive is complete once its stream has ended; the checkpoint may still be releasing
+      // the source's runtime then, which the destination does not wait for.
+      const sent = new Promise<void>((resolve) => counted.once('finish', () => resolve()));
+      await archiveSent(sent, exportP, replyP, counted, { host, name, lost });
+      progress('restoring', bytes);
+      debug(`migrate ${name}: archive sent (${bytes} bytes)`);
+      restored = await restoredReply(replyP, { host, name, lost });
+      downtimeMs = performance.now() - tFreeze;
+      debug(`migrate ${name}: running on ${host} after ${downtimeMs.toFixed(1)}ms of downtime`);
 
-    // 3. Commit. From here on the destination owns the container.
-    progress('committing', bytes);
-    await writer.send({ type: 'commit' });
-    const committed = await replies.next(COMMIT_TIMEOUT_MS);
-    if (!committed || committed.type !== 'committed') {
-      throw Object.assign(
-        new FerryError(
-          'ERUNTIME',
-          `the connection to ${host} was lost after the commit was sent: ${name} may be running there. Check with \`ferry ps\` there; if it does not run, \`ferry container restore ${name}\` here (its checkpoint is kept)`,
-        ),
-        { ambiguous: true },
-      );
+      // 3. Commit. From here on the destination owns the container.
+      await commit();
     }
     if (lazyDump) {
       progress('pages', bytes);
@@ -301,9 +326,10 @@ export async function migrate(engine: Engine, ref: string, o: MigrateOptions): P
       const pagesDone = await replies.next(REPLY_TIMEOUT_MS);
       if (pagesDone?.type === 'error') process.stderr.write(`ferry: warning: ${String(pagesDone.message)}\n`);
     }
+    bytes += pageBytes;
     // 4. The container now lives on the destination only, and so do its volumes' data:
     //    volumes no other container here uses moved with it.
-    const late = await exportP.then(() => undefined, (e: Error) => e);
+    const late = await dumpP?.then(() => undefined, (e: Error) => e);
     if (late) process.stderr.write(`ferry: warning: after the checkpoint of ${name}: ${late.message}\n`);
     await engine.remove(rec.config.id, { force: true });
     const others = await engine.list({ all: true });
@@ -330,12 +356,14 @@ export async function migrate(engine: Engine, ref: string, o: MigrateOptions): P
     if (now && now.state.status !== 'running' && now.state.checkpointed) {
       // After a lazy dump the memory is only in the local page server: fault it back in here.
       let localDaemon: ChildProcess | undefined;
-      const hook = lazyDumpStarted ? await lazyRestoreHook(engine, lazyPort, (d) => (localDaemon = d)) : undefined;
+      const hook = lazyDumpStarted ? await lazyRestoreHook(engine, pagesPort, (d) => (localDaemon = d)) : undefined;
       await restore(engine, rec.config.id, { beforeRestore: hook, lazyPages: !!hook }).then(
         () => (restoredHere = true),
         (re: Error) => process.stderr.write(`ferry: could not restart ${name} here: ${re.message}\n`),
       );
       if (localDaemon) await waitExit(localDaemon, 120_000);
+    } else if (now?.state.status === 'running' && pages === 'page-server' && frozen) {
+      restoredHere = true; // it was frozen, and thawed again
     } else if (now?.state.status === 'running' && preCopyRounds.length) {
       // Failed before freezing: it runs on, and its pre-copy rounds are of no more use.
       await engine.withContainer(rec.config.id, async () => removePreDumps(engine.paths.containerDir(rec.config.id))).catch(() => undefined);
@@ -343,6 +371,129 @@ export async function migrate(engine: Engine, ref: string, o: MigrateOptions): P
     await link.closed(5000);
     const msg = (e as Error).message;
     throw new FerryError((e as FerryError).code ?? 'ERUNTIME', `migration of ${name} failed: ${msg}${restoredHere ? `; ${name} is running here again` : ''}`);
+  }
+}
+
+// ------------------------------------------------------------------------------ freeze (source)
+
+/** How memory travels: in the archive (pre-copy), from CRIU to a page server there, or on demand (lazy). */
+type PagesMode = 'none' | 'page-server' | 'lazy';
+
+interface Peer {
+  host: string;
+  name: string;
+  lost: () => FerryError;
+}
+
+/**
+ * Waits until the archive has gone out (sent). Throws if the export failed, or the
+ * destination answered before it was all sent (always an error, or the channel went).
+ */
+async function archiveSent(sent: Promise<void>, exportP: Promise<unknown>, replyP: Promise<Message | undefined>, stream: Writable, p: Peer): Promise<void> {
+  const first = await Promise.race([sent.then(() => 'sent' as const), exportP.then(() => 'sent' as const, () => 'failed' as const), replyP.then(() => 'reply' as const)]);
+  if (first === 'sent') return;
+  const early = first === 'reply' ? await replyP : undefined;
+  stream.destroy(new Error('the destination stopped the transfer'));
+  const err = await exportP.then(() => undefined, (e: Error) => e);
+  if (early?.type === 'error') throw new FerryError('ECRIU', `${p.host} could not take ${p.name}: ${String(early.message)}`);
+  if (first === 'reply' && !early) throw p.lost();
+  throw err ?? p.lost();
+}
+
+/** The destination's answer once it has the archive: `restored`, or a thrown error. */
+async function restoredReply(replyP: Promise<Message | undefined>, p: Peer): Promise<Message> {
+  const restored = await withTimeout(replyP, REPLY_TIMEOUT_MS);
+  if (!restored) throw p.lost();
+  if (restored.type === 'error') throw new FerryError('ECRIU', `${p.host} could not restore ${p.name}: ${String(restored.message)}`);
+  return restored;
+}
+
+interface FrozenCopy {
+  /** This host's loopback port that leads to the destination's CRIU page server. */
+  pagesPort: number;
+  tcpEstablished?: boolean;
+  /** Where the archive (everything but memory) goes. */
+  target: Writable;
+  compression: Compression;
+  /** The destination's answer to the archive. */
+  reply: Promise<Message | undefined>;
+  host: string;
+  destination: string;
+  lost: () => FerryError;
+  /** Sends commit and waits for committed; throws an `ambiguous` error when no answer comes. */
+  commit: () => Promise<void>;
+}
+
+/**
+ * Stop-and-copy with no copy of the memory on this host: the container is frozen, CRIU dumps
+ * it leaving it frozen (a --leave-running dump of a frozen container) and sends its memory to
+ * the destination's page server as it goes, the rest of the dump follows as an archive. The
+ * frozen container is the way back: until the commit is sent, any failure thaws it, unharmed
+ * (the destination removes what it made); once the destination has committed it is killed
+ * while still frozen. With --tcp-established its network is held from before the freeze, so
+ * that neither this kernel's ACKs after the dump nor the close of its sockets reach the peer.
+ * Caller holds the container's lock; the migrate op records the phase for a repair.
+ */
+async function frozenStopAndCopy(engine: Engine, rec: ContainerRecord, f: FrozenCopy): Promise<{ downtimeMs: number; restored: Message }> {
+  const id = rec.config.id;
+  const name = rec.config.name;
+  if (rec.state.status !== 'running') throw new FerryError('ESTATE', `container ${name} is no longer running (${rec.state.status}); nothing was frozen`);
+  const dir = engine.paths.migrateDump(id);
+  const workDir = engine.paths.bundle(id);
+  rec.state.op = { name: 'migrate', pid: process.pid, startTime: procStartTime(process.pid), since: new Date().toISOString(), args: { phase: 'freezing', destination: f.destination } };
+  engine.save(rec);
+  fs.rmSync(dir, { recursive: true, force: true });
+  fs.mkdirSync(dir, { mode: 0o700 });
+  fs.rmSync(path.join(workDir, 'dump.log'), { force: true });
+  const peer = { host: f.host, name, lost: f.lost };
+  let committing = false;
+  let release: (() => Promise<void>) | undefined;
+  const tFreeze = performance.now();
+  try {
+    if (f.tcpEstablished && rec.state.net) {
+      rec.state.trafficHeld = true; // recorded first: a repair releases it (or finds nothing to release)
+      engine.save(rec);
+      release = await holdTraffic(rec.state.net.netnsPath);
+    }
+    await engine.runtime.pause(id);
+    const r = await engine.runtime.checkpoint(id, { imagePath: dir, workPath: workDir, leaveRunning: true, tcpEstablished: f.tcpEstablished, pageServer: `127.0.0.1:${f.pagesPort}` }, (pid) => {
+      rec.state.op!.helperPid = pid;
+      engine.save(rec);
+    });
+    debug(`migrate ${name}: dumped in ${(performance.now() - tFreeze).toFixed(1)}ms (exit ${r.code}), memory sent to the page server`);
+    if (r.code !== 0) throw criuFailure('checkpoint', name, r.stderr, path.join(workDir, 'dump.log'));
+    await writeCheckpointMeta(engine, rec, dir, { tcpEstablished: f.tcpEstablished });
+    const exportP = exportCheckpoint(engine, rec, { target: f.target, compression: f.compression, imageDir: dir });
+    exportP.catch(() => undefined);
+    await archiveSent(exportP.then(() => undefined), exportP, f.reply, f.target, peer);
+    debug(`migrate ${name}: archive sent`);
+    const restored = await restoredReply(f.reply, peer);
+    const downtimeMs = performance.now() - tFreeze;
+    debug(`migrate ${name}: running on ${f.host} after ${downtimeMs.toFixed(1)}ms of downtime`);
+
+    // 3. Commit. Once it is sent, the frozen copy here must never run again.
+    committing = true;
+    rec.state.op!.args = { ...rec.state.op!.args, phase: 'committing' };
+    engine.save(rec);
+    await f.commit();
+    await takeDown(engine, rec).catch((e: Error) => process.stderr.write(`ferry: warning: stopping the frozen copy of ${name} here: ${e.message}\n`));
+    fs.rmSync(dir, { recursive: true, force: true });
+    delete rec.state.op;
+    engine.save(rec);
+    return { downtimeMs, restored };
+  } catch (e) {
+    fs.rmSync(dir, { recursive: true, force: true });
+    if (committing) {
+      // Nobody knows whether the destination kept it: stay frozen, say so (the error does).
+      Object.assign(rec.state, { status: 'paused', error: `a migration to ${f.destination} lost its connection after the commit` });
+    } else {
+      await engine.runtime.resume(id).catch(() => undefined);
+      await release?.().catch(() => undefined);
+      delete rec.state.trafficHeld;
+    }
+    delete rec.state.op;
+    engine.save(rec);
+    throw e;
   }
 }
 
@@ -377,8 +528,11 @@ interface Link {
   output: Writable;
   /** JSON lines from the destination. */
   input: Readable;
-  /** The port sent in hello for the destination's `criu lazy-pages` (0: the receiver picks). */
-  remoteLazyPort: number;
+  /**
+   * The destination's loopback port of the memory tunnel, sent in hello (0: the receiver
+   * picks): where its `criu lazy-pages` dials (lazy), or where its page server listens.
+   */
+  remotePagesPort: number;
   /** After `ready`, before anything is frozen: anything more the transport has to set up. */
   ready(): Promise<void>;
   /** What the transport said about why it went away, if anything. */
@@ -391,13 +545,18 @@ interface Link {
   closed(ms: number): Promise<void>;
 }
 
-/** ssh running `ferry system migrate-receive`; lazy pages through `ssh -R`. */
-function sshLink(target: SshTarget, o: MigrateOptions, lazyPort: number): Link {
-  const remotePort = o.lazy ? 20000 + Math.floor(Math.random() * 20000) : 0;
+/**
+ * ssh running `ferry system migrate-receive`. Memory goes through the same ssh connection:
+ * lazy pages through `ssh -R` (the destination dials this host's page server), a stop-and-copy
+ * dump through `ssh -L` (this host's CRIU dials the destination's page server).
+ */
+function sshLink(target: SshTarget, o: MigrateOptions, pages: PagesMode, pagesPort: number): Link {
+  const remotePort = pages === 'none' ? 0 : 20000 + Math.floor(Math.random() * 20000);
   const ssh = sshSpawn(target, o.remoteCommand ?? 'ferry', ['system', 'migrate-receive'], {
     identity: o.identity,
     options: o.sshOptions,
-    remoteForwards: o.lazy ? [[remotePort, '127.0.0.1', lazyPort]] : [],
+    remoteForwards: pages === 'lazy' ? [[remotePort, '127.0.0.1', pagesPort]] : [],
+    localForwards: pages === 'page-server' ? [[pagesPort, '127.0.0.1', remotePort]] : [],
   });
   const sshErr: string[] = [];
   ssh.stderr!.on('data', (b: Buffer) => sshErr.push(b.toString()));
@@ -406,7 +565,7 @@ function sshLink(target: SshTarget, o: MigrateOptions, lazyPort: number): Link {
     where: target.host,
     output: ssh.stdin!,
     input: ssh.stdout!,
-    remoteLazyPort: remotePort,
+    remotePagesPort: remotePort,
     ready: async () => undefined,
     lostReason: () => sshErr.join('').trim().split('\n').filter((l) => !/^Warning: Permanently added/.test(l)).pop(),
     end: () => ssh.stdin!.end(),
@@ -416,36 +575,41 @@ function sshLink(target: SshTarget, o: MigrateOptions, lazyPort: number): Link {
 }
 
 /**
- * A TLS-PSK connection to a `ferry system service`. With --lazy a second one, tagged with the
- * session's token, carries the destination's page faults to CRIU's page server on this
- * host's loopback (the service's counterpart of `ssh -R`).
+ * A TLS-PSK connection to a `ferry system service`. A second one, tagged with the session's
+ * token, carries the memory: with --lazy the destination's page faults to CRIU's page server
+ * on this host's loopback (the service's counterpart of `ssh -R`); for stop-and-copy this
+ * host's CRIU dump, which dials pagesPort here, to the destination's page server (`ssh -L`).
  */
-async function serviceLink(target: ServiceTarget, psk: Buffer, lazyPort: number, lazy: boolean): Promise<Link> {
+async function serviceLink(target: ServiceTarget, psk: Buffer, pages: PagesMode, pagesPort: number): Promise<Link> {
   const where = `the ferry service at ${displayTarget(target)}`;
   const token = randomBytes(16).toString('hex');
   const sock = await connectService(target, psk, `${PROTOCOL} migrate ${token}`);
   let why: string | undefined;
   sock.on('error', (e: NodeJS.ErrnoException) => (why ??= e.code ?? e.message));
   let tunnel: TLSSocket | undefined;
+  let listener: net.Server | undefined;
   const closedP = new Promise<void>((r) => (sock.destroyed ? r() : sock.once('close', () => r())));
   return {
     where,
     output: sock,
     input: sock,
-    remoteLazyPort: 0,
+    remotePagesPort: 0,
     ready: async () => {
-      if (!lazy) return;
+      if (pages === 'none') return;
       tunnel = await connectService(target, psk, `${PROTOCOL} pages ${token}`);
-      servePagesTunnel(tunnel, lazyPort).catch(() => undefined);
+      if (pages === 'lazy') servePagesTunnel(tunnel, pagesPort).catch(() => undefined);
+      else listener = await listenPagesTunnel(tunnel, pagesPort);
     },
     lostReason: () => why,
     end: () => {
       sock.end();
       tunnel?.destroy(); // every page has been served, or none is wanted any more
+      listener?.close();
     },
     destroy: () => {
       sock.destroy();
       tunnel?.destroy();
+      listener?.close();
     },
     closed: async (ms) => {
       const t = setTimeout(() => sock.destroy(), ms);
@@ -454,6 +618,7 @@ async function serviceLink(target: ServiceTarget, psk: Buffer, lazyPort: number,
       // The pages tunnel lives only as long as the page server, which has exited by now (or
       // is no longer needed: the migration failed).
       tunnel?.destroy();
+      listener?.close();
     },
   };
 }
@@ -598,24 +763,54 @@ export interface ReceiveOptions {
    * of its own, tunnelled to the source; close() is called when the session ends.
    */
   lazyEndpoint?: (hello: Message) => Promise<{ port: number; close(): void }>;
+  /**
+   * Stop-and-copy: the page server listens on this loopback port; the service connects the
+   * source's memory tunnel to it. Without it (ssh), the page server listens on the port the
+   * source sent in hello (its `ssh -L` forward leads there).
+   */
+  pageServerTunnel?: (port: number) => { close(): void };
 }
 
 export async function receiveMigration(engine: Engine, input: Readable, output: Writable, opts: ReceiveOptions = {}): Promise<number> {
-  let endpoint: { port: number; close(): void } | undefined;
+  const endpoints: { close(): void }[] = [];
   try {
-    return await receive(engine, input, output, opts, (e) => (endpoint = e));
+    return await receive(engine, input, output, opts, (e) => endpoints.push(e));
   } finally {
-    endpoint?.close();
+    for (const e of endpoints) e.close();
   }
 }
 
-async function receive(engine: Engine, input: Readable, output: Writable, opts: ReceiveOptions, setEndpoint: (e: { port: number; close(): void }) => void): Promise<number> {
+async function receive(engine: Engine, input: Readable, output: Writable, opts: ReceiveOptions, setEndpoint: (e: { close(): void }) => void): Promise<number> {
   const frames = new FrameReader(input);
   const reply = (m: Message): void => {
     output.write(JSON.stringify(m) + '\n');
   };
   const hello = await frames.next(REPLY_TIMEOUT_MS);
   if (!hello || hello.type !== 'hello') return 1;
+  // What arrives besides the archive (pre-copy rounds, the page server's memory images) is
+  // kept here until the archive's checkpoint claims it. Named like an import's staging dir,
+  // so that a later ferry sweeps it if this one is killed.
+  const stage = path.join(engine.paths.root, `.import-${process.pid}-migrate-${randomBytes(6).toString('hex')}`);
+  const session: { pageServer?: PageServer } = {};
+  try {
+    return await receiveChecked(engine, frames, reply, hello, opts, stage, session, setEndpoint);
+  } finally {
+    session.pageServer?.kill();
+    fs.rmSync(stage, { recursive: true, force: true });
+  }
+}
+
+/** Checks everything before the source freezes anything; then the image if asked, then the archive. */
+async function receiveChecked(
+  engine: Engine,
+  frames: FrameReader,
+  reply: (m: Message) => void,
+  hello: Message,
+  opts: ReceiveOptions,
+  stage: string,
+  session: { pageServer?: PageServer },
+  setEndpoint: (e: { close(): void }) => void,
+): Promise<number> {
   const name = String(hello.name);
   let lazyPort = Number(hello.lazyPort);
   let needImage = false;
@@ -646,6 +841,13 @@ async function receive(engine: Engine, input: Readable, output: Writable, opts: 
       setEndpoint(ep);
       lazyPort = ep.port;
     }
+    if (hello.pageServer) {
+      // Stop-and-copy: the source's CRIU sends the memory here while it dumps.
+      const port = opts.pageServerTunnel ? await freePort() : Number(hello.pageServerPort);
+      if (!Number.isInteger(port) || port < 1024 || port > 65535) throw new FerryError('EINVAL', `invalid page server port ${String(hello.pageServerPort)}`);
+      session.pageServer = await startPageServer(engine, stage, port);
+      if (opts.pageServerTunnel) setEndpoint(opts.pageServerTunnel(port));
+    }
     reply({ type: 'ready', needImage });
     debug(`receive ${name}: ready`);
   } catch (e) {
@@ -664,17 +866,72 @@ async function receive(engine: Engine, input: Readable, output: Writable, opts: 
     }
   }
 
-  // (--pre-copy) Rounds of memory, kept aside until the archive's checkpoint claims them.
-  // Named like an import's staging dir, so that a later ferry sweeps it if this one is killed.
-  const stage = path.join(engine.paths.root, `.import-${process.pid}-pre-copy-${randomBytes(6).toString('hex')}`);
+  return receiveArchive(engine, frames, reply, hello, stage, lazyPort, session.pageServer);
+}
+
+/** A `criu page-server` receiving a stop-and-copy dump's memory into DIR/pages. */
+interface PageServer {
+  dir: string;
+  /** Resolves with its exit code once it has written everything the dump sent. */
+  done: Promise<number | null>;
+  /** The memory received so far. */
+  bytes(): number;
+  kill(): void;
+}
+
+const PAGE_SERVER_START_MS = 10_000;
+/** After the archive is in, how long the memory may still take to land. */
+const PAGE_SERVER_FINISH_MS = 60_000;
+
+/** Starts `criu page-server` on 127.0.0.1:port; resolves once it listens. */
+async function startPageServer(engine: Engine, stage: string, port: number): Promise<PageServer> {
+  const dir = path.join(stage, 'pages');
+  fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
+  const log = path.join(stage, 'page-server.log');
+  const child = spawn(engine.runtime.cfg.criuPath ?? 'criu', ['page-server', '-D', dir, '--address', '127.0.0.1', '--port', String(port), '--status-fd', '3', '-o', log, '-v2'], {
+    stdio: ['ignore', 'ignore', 'ignore', 'pipe'],
+    detached: true,
+  });
+  child.on('error', () => undefined);
+  const done = new Promise<number | null>((resolve) => child.on('close', (code) => resolve(code)));
+  const status = child.stdio[3] as Readable;
+  status.on('error', () => undefined);
+  const listening = await withTimeout(Promise.race([new Promise<boolean>((resolve) => status.once('data', () => resolve(true))), done.then(() => false)]), PAGE_SERVER_START_MS);
+  status.destroy();
+  if (!listening) {
+    child.kill('SIGKILL');
+    const why = readLogTail(log);
+    throw new FerryError('ECRIU', `criu page-server could not listen on 127.0.0.1:${port} on ${os.hostname()}${why ? `: ${why}` : ''}`);
+  }
+  return {
+    dir,
+    done,
+    bytes: () => {
+      let n = 0;
+      try {
+        for (const f of fs.readdirSync(dir)) if (/^pages-\d+\.img$/.test(f)) n += fs.statSync(path.join(dir, f)).size;
+      } catch {
+        /* not there yet, or gone */
+      }
+      return n;
+    },
+    kill: () => {
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+    },
+  };
+}
+
+/** The last error line of a CRIU log, if any. */
+function readLogTail(file: string): string | undefined {
   try {
-    return await receiveArchive(engine, frames, reply, hello, stage, lazyPort);
-  } finally {
-    fs.rmSync(stage, { recursive: true, force: true });
+    const lines = fs.readFileSync(file, 'utf8').trim().split('\n');
+    return (lines.filter((l) => /Error|error/.test(l)).pop() ?? lines.pop())?.replace(/^\(\s*[\d.]+\)\s*/, '');
+  } catch {
+    return undefined;
   }
 }
 
-async function receiveArchive(engine: Engine, frames: FrameReader, reply: (m: Message) => void, hello: Message, stage: string, lazyPort: number): Promise<number> {
+async function receiveArchive(engine: Engine, frames: FrameReader, reply: (m: Message) => void, hello: Message, stage: string, lazyPort: number, pageServer: PageServer | undefined): Promise<number> {
   let lazyDaemon: ChildProcess | undefined;
   const preDumps: string[] = [];
   let begin = await frames.next(REPLY_TIMEOUT_MS);
@@ -704,6 +961,10 @@ async function receiveArchive(engine: Engine, frames: FrameReader, reply: (m: Me
   if (!begin || begin.type !== 'archive') return 1;
   debug(`receive ${String(hello.name)}: archive begins`);
   let id: string | undefined;
+  // While the source dumps, say how much memory has arrived (its progress bar shows it).
+  let pageBytes = 0;
+  const ticker = pageServer ? setInterval(() => reply({ type: 'progress', pageBytes: pageServer.bytes() }), 250) : undefined;
+  void pageServer?.done.then(() => clearInterval(ticker));
   try {
     const r = await importCheckpoint(engine, {
       source: frames.archive(),
@@ -711,11 +972,21 @@ async function receiveArchive(engine: Engine, frames: FrameReader, reply: (m: Me
       beforeRestore: hello.lazy ? await lazyRestoreHook(engine, lazyPort, (d) => (lazyDaemon = d)) : undefined,
       lazyPages: !!hello.lazy,
       preDumps,
+      pageImages: pageServer
+        ? async () => {
+            const code = await withTimeout(pageServer.done, PAGE_SERVER_FINISH_MS);
+            if (code !== 0) throw new FerryError('ECRIU', `the page server receiving the memory ${code === undefined ? 'did not finish' : `failed (exit ${code})`}: ${readLogTail(path.join(stage, 'page-server.log')) ?? 'no log'}`);
+            pageBytes = pageServer.bytes();
+            return pageServer.dir;
+          }
+        : undefined,
     });
     id = r.id;
-    reply({ type: 'restored', id });
+    clearInterval(ticker);
+    reply({ type: 'restored', id, pageBytes });
     debug(`receive ${String(hello.name)}: restored`);
   } catch (e) {
+    clearInterval(ticker);
     lazyDaemon?.kill('SIGKILL');
     reply({ type: 'error', message: (e as Error).message });
     return 1;

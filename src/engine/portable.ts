@@ -26,7 +26,7 @@ import { ArchiveWriter, ARCHIVE_FORMAT, HEADER_MEMBER, POD_ARCHIVE_KIND, readArc
 import type { Compression } from '../drivers/archive/compress.js';
 import { createLayer } from '../drivers/storage/overlay.js';
 import { getPod, requirePodRestore, type PodRecord } from './pods.js';
-import { META_FILE, checkCompatible, placePreDumps, preDumpChain, restore, type CheckpointMeta, type RestoreOptions, type RestoreReport } from './checkpoint.js';
+import { META_FILE, adoptPageImages, checkCompatible, placePreDumps, preDumpChain, restore, type CheckpointMeta, type RestoreOptions, type RestoreReport } from './checkpoint.js';
 import type { Engine } from './engine.js';
 import type { ContainerRecord } from './types.js';
 
@@ -38,6 +38,8 @@ export interface ExportOptions {
   ignoreVolumes?: boolean;
   /** Leave out the pre-dumps the checkpoint builds on (a pre-copy migration sent them ahead). */
   withoutPreDumps?: boolean;
+  /** The CRIU images to send instead of the committed checkpoint (a migration's frozen dump). */
+  imageDir?: string;
 }
 
 export interface ArchiveHeader {
@@ -56,7 +58,7 @@ export interface ArchiveHeader {
 /** Writes the container's committed checkpoint as an archive. Caller holds the container's lock. */
 export async function exportCheckpoint(engine: Engine, rec: ContainerRecord, o: ExportOptions): Promise<WriteStats> {
   const id = rec.config.id;
-  const dir = engine.paths.checkpointDir(id);
+  const dir = o.imageDir ?? engine.paths.checkpointDir(id);
   const meta = readJson<CheckpointMeta>(path.join(dir, META_FILE));
   const volumes = exportedVolumes(rec, o);
   const header: ArchiveHeader = {
@@ -133,13 +135,14 @@ export function exportedVolumes(rec: ContainerRecord, o: { ignoreVolumes?: boole
  * A checkpointed container's members (record, log, CRIU images, the pre-dumps they build on,
  * rootfs, volumes) under prefix. A migration that sent the pre-dumps already leaves them out.
  */
-export async function writeContainerMembers(engine: Engine, rec: ContainerRecord, w: ArchiveWriter, prefix: string, o: { ignoreRootfs?: boolean; ignoreVolumes?: boolean; withoutPreDumps?: boolean }): Promise<void> {
+export async function writeContainerMembers(engine: Engine, rec: ContainerRecord, w: ArchiveWriter, prefix: string, o: { ignoreRootfs?: boolean; ignoreVolumes?: boolean; withoutPreDumps?: boolean; imageDir?: string }): Promise<void> {
   const id = rec.config.id;
+  const images = o.imageDir ?? engine.paths.checkpointDir(id);
   await w.addJson(`${prefix}container.json`, { config: rec.config });
   if (fs.existsSync(engine.paths.logPath(id))) await w.addFile(`${prefix}ctr.log`, engine.paths.logPath(id));
-  await w.addPlainDir(`${prefix}checkpoint`, engine.paths.checkpointDir(id));
+  await w.addPlainDir(`${prefix}checkpoint`, images);
   if (!o.withoutPreDumps) {
-    for (const [i, d] of preDumpChain(engine.paths.checkpointDir(id)).entries()) await w.addPlainDir(`${prefix}parents/${i + 1}`, d);
+    for (const [i, d] of preDumpChain(images).entries()) await w.addPlainDir(`${prefix}parents/${i + 1}`, d);
   }
   if (!o.ignoreRootfs) await w.addTree(`${prefix}rootfs`, engine.paths.layer(id).upper);
   for (const v of exportedVolumes(rec, o)) await w.addTree(`${prefix}volumes/${v}`, engine.volumes.get(v).Mountpoint);
@@ -157,6 +160,11 @@ export interface ImportOptions extends RestoreOptions {
   pod?: string;
   /** Pre-dumps the archive's checkpoint builds on that came separately (a pre-copy migration), oldest first. */
   preDumps?: string[];
+  /**
+   * The checkpoint's memory came separately (a migration's page server): resolves, once all
+   * of it has arrived, with the directory holding its page images.
+   */
+  pageImages?: () => Promise<string>;
 }
 
 export type { RestoreOptions };
@@ -313,6 +321,7 @@ export async function importCheckpoint(engine: Engine, o: ImportOptions): Promis
       },
     });
     debug('import: archive read and verified');
+    if (o.pageImages) adoptPageImages(await o.pageImages(), path.join(staging, 'checkpoint'));
     const targetPod = o.pod !== undefined ? getPod(engine, o.pod) : undefined;
     const renamedFrom = readJson<{ config: ContainerRecord['config'] }>(path.join(staging, 'container.json')).config.name;
     created = await placeStaged(engine, staging, o, targetPod, createdVolumes);

@@ -51,7 +51,7 @@ export interface ContainerConfig {
 
 /** A multi-step operation in flight; if its process dies, the next command repairs the state. */
 export interface PendingOp {
-  name: 'start' | 'stop' | 'checkpoint' | 'restore' | 'remove';
+  name: 'start' | 'stop' | 'checkpoint' | 'restore' | 'remove' | 'migrate';
   pid: number;
   startTime?: number;
   since: string;
@@ -82,6 +82,8 @@ export interface ContainerState {
   net?: Attachment;
   /** The last address it had, kept for restore (same IP, so TCP connections continue). */
   address?: { ip: string; mac: string };
+  /** Every packet in and out of its network namespace is dropped (a migration's frozen copy). */
+  trafficHeld?: boolean;
 }
 
 export interface ContainerRecord {

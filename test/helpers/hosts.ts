@@ -161,3 +161,32 @@ export async function assertHostClean(h: NetHost): Promise<void> {
   assert.deepEqual(fs.readdirSync(h.root).filter((f) => f.startsWith('.import-') || f.startsWith('.tmp-')), [], 'no staging left');
   assert.equal((await h.ok(['volume', 'ls', '-q'])).trim(), '', 'no volume left');
 }
+
+/**
+ * Bytes a migration has landed on its destination so far: everything under the receiver's
+ * staging dirs (the archive as it is unpacked, and the memory a page server writes).
+ */
+export function bytesArrived(h: NetHost): number {
+  let n = 0;
+  const walk = (dir: string): void => {
+    let entries: fs.Dirent[];
+    try {
+      entries = fs.readdirSync(dir, { withFileTypes: true });
+    } catch {
+      return; // gone meanwhile
+    }
+    for (const e of entries) {
+      const p = path.join(dir, e.name);
+      if (e.isDirectory()) walk(p);
+      else if (e.isFile()) {
+        try {
+          n += fs.statSync(p).size;
+        } catch {
+          /* gone meanwhile */
+        }
+      }
+    }
+  };
+  for (const d of fs.readdirSync(h.root)) if (d.startsWith('.import-')) walk(path.join(h.root, d));
+  return n;
+}

@@ -274,3 +274,28 @@ test('ps --format json and inspect have Podman\'s shapes', async () => {
   assert.ok(!(JSON.parse(await h.ok(['ps', '--format', 'json'])) as { Id: string }[]).some((p) => p.Id === id), 'ps json without -a omits it');
   await h.ok(['rm', 'shape']);
 });
+
+test('pause freezes a container and unpause thaws it; rm -f removes a paused one; wrong states are refused', async () => {
+  await h.ok(['run', '-d', '--name', 'frozen', 'busybox', 'sh', '-c', 'i=0; while true; do echo $i; i=$(expr $i + 1); usleep 100000; done']);
+  const id = (await h.inspect('frozen')).Id as string;
+  const count = async (): Promise<number> => Number((await h.ok(['logs', 'frozen'])).trim().split('\n').pop());
+  await eventually(async () => (await count()) >= 2);
+  assert.equal(await h.ok(['pause', 'frozen']), 'frozen');
+  const i = await h.inspect('frozen');
+  assert.equal(i.State.Status, 'paused');
+  assert.equal(i.State.Paused, true);
+  assert.equal(runcState(id), 'paused');
+  const held = await count();
+  await new Promise((r) => setTimeout(r, 600));
+  assert.equal(await count(), held, 'no output while paused');
+  const again = await h.fails(['pause', 'frozen']);
+  assert.match(again.stderr, /^Error: container frozen is already paused\n$/);
+  assert.equal(await h.ok(['unpause', 'frozen']), 'frozen');
+  assert.equal((await h.inspect('frozen')).State.Status, 'running');
+  await eventually(async () => (await count()) > held + 2);
+  assert.match((await h.fails(['unpause', 'frozen'])).stderr, /^Error: container frozen is not paused\n$/);
+  await h.ok(['pause', 'frozen']);
+  await h.ok(['rm', '-f', 'frozen']); // a frozen task dies only once thawed: rm -f thaws it
+  assert.equal(runcState(id), undefined);
+  assert.deepEqual(await h.names(), []);
+});

@@ -9,7 +9,7 @@ import * as path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { FERRY_BIN, LOOPER, REPO, assertCleanError, busyboxTarball, eventually, lastCount } from '../helpers/ferry.js';
-import { HostPair, assertContinues, assertHostClean, hasSshd, names, runcContainers, type NetHost } from '../helpers/hosts.js';
+import { HostPair, assertContinues, assertHostClean, bytesArrived, hasSshd, names, runcContainers, type NetHost } from '../helpers/hosts.js';
 
 // HostPair starts an sshd per host; the service itself needs none.
 const skip = hasSshd() ? false : 'openssh-server is not installed (npm run setup installs it)';
@@ -174,7 +174,8 @@ async function startMemhog(name: string, mib: number): Promise<() => Promise<num
 /** Migrates `name` to B and calls `interrupt` once the archive is flowing into B. */
 async function migrateAndInterrupt(name: string, interrupt: () => unknown): Promise<{ code: number | null; stderr: string }> {
   const running = a.run(['migrate', name, dest(), '--secret-file', secretA, '--compress', 'none'], { timeoutMs: 180_000 });
-  await eventually(() => fs.readdirSync(b.root).some((f) => f.startsWith('.import-')), 60_000, 10);
+  // Memory is flowing into the destination (the container is frozen by now).
+  await eventually(() => bytesArrived(b) > 16 << 20, 60_000, 10);
   await interrupt();
   return running;
 }

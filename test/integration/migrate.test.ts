@@ -1,9 +1,9 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
-import { spawnSync } from 'node:child_process';
+import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { LOOPER, REPO, eventually, lastCount, busyboxTarball } from '../helpers/ferry.js';
-import { HostPair, assertContinues, assertHostClean, hasSshd, names, runcContainers, type NetHost } from '../helpers/hosts.js';
+import { HostPair, assertContinues, assertHostClean, bytesArrived, hasSshd, names, runcContainers, type NetHost } from '../helpers/hosts.js';
 
 const skip = hasSshd() ? false : 'openssh-server is not installed (npm run setup installs it)';
 const pair = new HostPair();
@@ -128,8 +128,8 @@ function pidsMatching(re: RegExp): number[] {
 /** Starts a migration of a big container and kills `victim` once the archive is flowing. */
 async function migrateAndKill(name: string, victim: () => number[]): Promise<{ code: number | null; stderr: string }> {
   const running = a.run([...migrateArgs(a, b, name), '--compress', 'none'], { timeoutMs: 180_000 });
-  // The destination's staging dir appears when the archive starts to arrive.
-  await eventually(() => fs.readdirSync(b.root).some((f) => f.startsWith('.import-')), 60_000, 10);
+  // Memory is flowing into the destination (the container is frozen by now).
+  await eventually(() => bytesArrived(b) > 16 << 20, 60_000, 10);
   const pids = victim();
   assert.ok(pids.length > 0, 'found the process to kill');
   for (const pid of pids) process.kill(pid, 'SIGKILL');
@@ -204,6 +204,99 @@ test('ssh connection cut mid-stream: the container runs again on the source, des
   await assertHostClean(b);
   await a.ok(['rm', '-f', 'sever']);
   await a.ok(['volume', 'rm', 'sever-bin']);
+});
+
+test('the source ferry killed while the container is frozen: the next command thaws it there, the destination rolls back', { skip }, async () => {
+  await startMemhog(a, 'frz', 192);
+  try {
+    const running = a.run(migrateArgs(a, b, 'frz'), { timeoutMs: 180_000 });
+    await eventually(() => bytesArrived(b) > 16 << 20, 60_000, 10);
+    const src = pidsMatching(/ migrate frz ssh:/).filter((p) => fs.readFileSync(`/proc/${p}/cmdline`, 'utf8').includes(a.root));
+    assert.equal(src.length, 1, 'found the migrating ferry');
+    process.kill(src[0]!, 'SIGKILL');
+    assert.notEqual((await running).code, 0);
+    // The next command repairs: the frozen container runs on here, its memory unharmed.
+    const st = await a.inspect('frz');
+    assert.equal(st.State.Status, 'running');
+    assert.match(st.State.Error, /a ferry migrate was interrupted; state repaired/);
+    await memhogHealthy(a, 'frz');
+    // The receiver lost its channel before any commit and removed what it made.
+    await eventually(() => pidsMatching(/migrate-receive/).filter((p) => fs.readFileSync(`/proc/${p}/cmdline`, 'utf8').includes(b.root)).length === 0, 20_000);
+    await assertHostClean(b);
+  } finally {
+    await a.run(['rm', '-f', 'frz']);
+    await a.run(['volume', 'rm', '-f', 'frz-bin']);
+  }
+});
+
+/**
+ * A TCP client in a host's network namespace, from that host's own address (not its bridge's),
+ * so that the container can answer it from either host once the network routes it there.
+ */
+class Peer {
+  private out = '';
+  private ended: string | undefined;
+  private readonly child: ChildProcess;
+
+  constructor(h: NetHost, ip: string, port: number) {
+    const js = [
+      "const net = require('net');",
+      'let tries = 0;',
+      'const go = () => {',
+      '  const s = net.connect({ host: process.argv[1], port: Number(process.argv[2]), localAddress: process.argv[3] });',
+      "  s.once('connect', () => { process.stdin.pipe(s); s.pipe(process.stdout); s.once('close', () => process.exit(3)); });",
+      "  s.once('error', (e) => { if (s.connecting && ++tries < 100) setTimeout(go, 100); else { process.stderr.write(String(e)); process.exit(2); } });",
+      '};',
+      'go();',
+    ].join('\n');
+    this.child = spawn('nsenter', [`--net=/run/netns/${h.netns}`, process.execPath, '-e', js, ip, String(port), h.ip], { stdio: ['pipe', 'pipe', 'pipe'] });
+    this.child.stdout!.on('data', (b: Buffer) => (this.out += b.toString()));
+    this.child.stderr!.on('data', (b: Buffer) => (this.ended = (this.ended ?? '') + b.toString()));
+    this.child.on('close', (code) => (this.ended = `${this.ended ?? ''} (client exited ${code})`));
+  }
+
+  /** Sends a line and waits for it to come back on the same connection. */
+  async echo(line: string): Promise<void> {
+    this.child.stdin!.write(`${line}\n`);
+    await eventually(() => {
+      if (this.ended) throw new Error(`the connection broke before "${line}" came back: ${this.ended}`);
+      return this.out.includes(`${line}\n`);
+    }, 10_000, 20);
+  }
+
+  close(): void {
+    this.child.kill('SIGKILL');
+  }
+}
+
+test('--tcp-established: a connection from outside survives the move, and the source closes nothing', { skip }, async () => {
+  await a.ok(['run', '-d', '--name', 'echo', 'busybox', 'nc', '-ll', '-p', '7000', '-e', 'cat']);
+  const ip = (await a.inspect('echo')).NetworkSettings.IPAddress as string;
+  const peer = new Peer(a, ip, 7000);
+  let routed = false;
+  try {
+    await peer.echo('on-a');
+    // B forwards between the peer and its bridge and, as a routed network does, does not
+    // masquerade what the container sends the peer (the restored socket speaks first, and B's
+    // conntrack has never seen the connection).
+    execFileSync('nsenter', [`--net=/run/netns/${b.netns}`, 'sysctl', '-qw', 'net.ipv4.ip_forward=1']);
+    execFileSync('nsenter', [`--net=/run/netns/${b.netns}`, 'iptables', '-w', '-t', 'nat', '-I', 'POSTROUTING', '-d', `${a.ip}/32`, '-j', 'ACCEPT']);
+    const st = JSON.parse(await a.ok([...migrateArgs(a, b, 'echo'), '--tcp-established', '--print-stats']));
+    assert.equal(st.mode, 'stop-and-copy');
+    assert.deepEqual(await names(a), []);
+    // The network now routes the container's address to B.
+    execFileSync('ip', ['-n', a.netns, 'route', 'add', `${ip}/32`, 'via', b.ip]);
+    routed = true;
+    // Had the source's frozen copy sent a FIN or a reset when it was taken down, this breaks.
+    await peer.echo('on-b');
+    await peer.echo('on-b-again');
+    assert.equal((await b.inspect('echo')).NetworkSettings.IPAddress, ip);
+  } finally {
+    peer.close();
+    if (routed) execFileSync('ip', ['-n', a.netns, 'route', 'del', `${ip}/32`]);
+    await a.run(['rm', '-f', 'echo']);
+    await b.run(['rm', '-f', 'echo']);
+  }
 });
 
 test('a named volume moves with the container, both ways; a volume in the way is refused before freezing', { skip }, async () => {

@@ -186,6 +186,11 @@ export class FrameReader {
 export class LineReader {
   private buf = '';
   private readonly messages = new MessageQueue();
+  /**
+   * Receives `progress` notices (what the destination has received so far), which are never
+   * replies: they do not reach next().
+   */
+  onProgress?: (m: Message) => void;
 
   constructor(input: Readable) {
     input.on('data', (b: Buffer) => {
@@ -201,7 +206,8 @@ export class LineReader {
         } catch {
           continue; // not ours (a login banner, say)
         }
-        this.messages.push(m);
+        if (m.type === 'progress') this.onProgress?.(m);
+        else this.messages.push(m);
       }
     });
     input.on('end', () => this.messages.end());
@@ -242,6 +248,8 @@ export interface SshOptions {
   options?: string[];
   /** Remote port forwards: [remotePort, localHost, localPort]. */
   remoteForwards?: [number, string, number][];
+  /** Local port forwards (listening on this host's 127.0.0.1): [localPort, remoteHost, remotePort]. */
+  localForwards?: [number, string, number][];
 }
 
 /**
@@ -255,6 +263,7 @@ export function sshSpawn(target: SshTarget, remoteCommand: string, args: string[
   if (o.identity) argv.push('-i', o.identity);
   for (const opt of o.options ?? []) argv.push('-o', opt);
   for (const [rport, lhost, lport] of o.remoteForwards ?? []) argv.push('-R', `127.0.0.1:${rport}:${lhost}:${lport}`);
+  for (const [lport, rhost, rport] of o.localForwards ?? []) argv.push('-L', `127.0.0.1:${lport}:${rhost}:${rport}`);
   argv.push(target.user ? `${target.user}@${target.host}` : target.host, '--', [remoteCommand, ...args.map(shellQuote)].join(' '));
   return spawn('ssh', argv, { stdio: ['pipe', 'pipe', 'pipe'] });
 }

@@ -6,7 +6,7 @@
  * After the handshake the client speaks first, one line that selects the protocol:
  *
  *   FERRY/1 migrate TOKEN\n   a migration session: then the migration channel (channel.ts)
- *   FERRY/1 pages TOKEN\n     the lazy-pages tunnel of migration session TOKEN (see below)
+ *   FERRY/1 pages TOKEN\n     the memory tunnel of migration session TOKEN (see below)
  *
  * Anything else is refused for now; an HTTP request line ("GET /... HTTP/1.1") is how a future
  * REST API on the same listener will be told apart.
@@ -14,7 +14,9 @@
  * Lazy pages: the destination's `criu lazy-pages` connects to a loopback port the service
  * opens for the session; when it does, the service writes "GO\n" on the session's pages
  * tunnel and pipes the two together, and the source then connects the tunnel to CRIU's page
- * server on its own loopback. CRIU's page server never listens on anything but 127.0.0.1.
+ * server on its own loopback. Stop-and-copy runs the other way: the service connects the
+ * tunnel to the destination's page server on 127.0.0.1, and the source pipes the connection
+ * its CRIU dump makes to a loopback port into it. CRIU never listens on anything but 127.0.0.1.
  */
 import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
@@ -213,4 +215,37 @@ export async function servePagesTunnel(tunnel: tls.TLSSocket, pagePort: number):
     return;
   }
   await splice(tunnel, local); // pipe() resumes the tunnel, bytes after GO included
+}
+
+/**
+ * The source's end of a page-server tunnel (stop-and-copy): listens on 127.0.0.1:port for the
+ * one connection CRIU's dump makes and pipes it into the tunnel, at whose other end the
+ * service has connected the destination's page server.
+ */
+export async function listenPagesTunnel(tunnel: tls.TLSSocket, port: number): Promise<net.Server> {
+  tunnel.on('error', () => undefined);
+  let taken = false;
+  const server = net.createServer((c) => {
+    if (taken) return void c.destroy(); // CRIU connects once
+    taken = true;
+    server.close();
+    c.setNoDelay(true);
+    void splice(c, tunnel);
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, '127.0.0.1', () => resolve());
+  });
+  return server;
+}
+
+/**
+ * The service's end of a page-server tunnel: connects the tunnel to the page server
+ * listening on 127.0.0.1:port and pipes the two together.
+ */
+export function connectPagesTunnel(tunnel: net.Socket, port: number): void {
+  const local = net.connect({ host: '127.0.0.1', port });
+  local.setNoDelay(true);
+  local.once('connect', () => void splice(tunnel, local));
+  local.once('error', () => tunnel.destroy());
 }
