@@ -6,19 +6,22 @@
  *                                               <-    ready | error (nothing frozen yet)
  *   (--pre-copy) pre-dump rounds while running  ->    each stored aside
  *      until they stop converging               <-    pre-dump-stored | error
- *   2. freeze: checkpoint, streaming the archive ->   streams it into a new container and
- *      (stop-and-copy); or, with --lazy, all          restores it (with --lazy: restores at once,
- *      but memory, which a CRIU page server           faulting pages in through the tunnel)
- *      serves through an ssh tunnel             <-    restored (downtime ends) | error
+ *   2. freeze and dump: stop-and-copy sends    ->    (its CRIU page server writes the memory)
+ *      the memory to the destination's page           streams the archive into a new container,
+ *      server while dumping, then the rest of         adds the memory, restores it (with --lazy:
+ *      the dump as the archive; --lazy dumps all      restores at once, faulting pages in
+ *      but memory, which a page server here serves    through the tunnel)
+ *                                               <-    restored (downtime ends) | error
  *   3. commit                                   ->    keeps the container
  *                                               <-    committed
  *   4. source removes its copy
  *
  * Exactly once: until the source has sent commit, a failure anywhere puts the container back
- * running on the source from its local checkpoint, and the destination removes whatever it
- * made (it also rolls back if the channel closes before commit). If the channel is lost after
- * commit was sent, nobody can know whether it arrived: the source keeps its checkpoint, does
- * not restore it, and says so.
+ * running on the source (stop-and-copy: the container was only frozen, and is thawed; lazy and
+ * pre-copy: restored from the local checkpoint), and the destination removes whatever it made
+ * (it also rolls back if the channel closes before commit). If the channel is lost after commit
+ * was sent, nobody can know whether it arrived: the source keeps its frozen container (or its
+ * checkpoint), does not run it, and says so.
  *
  * Pre-copy: each round writes the memory changed since the round before (soft-dirty tracking);
  * the final dump (or lazy dump) then writes only what changed since the last round, and the
@@ -29,7 +32,9 @@
  *
  * Transport (a Link): ssh running `ferry system migrate-receive` (ssh://), or a TLS-PSK
  * connection to `ferry system service` (ferry://, see service.ts), which hands it to the same
- * receiveMigration(). The protocol above is the same on both.
+ * receiveMigration(). The protocol above is the same on both; memory goes through a tunnel of
+ * the same link (ssh -L / -R, or the service's pages connection), between CRIUs that listen on
+ * loopback only.
  */
 import * as fs from 'node:fs';
 import * as net from 'node:net';
@@ -285,6 +290,7 @@ export async function migrate(engine: Engine, ref: string, o: MigrateOptions): P
           destination: o.destination,
           lost,
           commit,
+          onSent: () => progress('restoring', bytes + pageBytes),
         }),
       ));
       pageBytes = Number(restored.pageBytes) || pageBytes;
@@ -422,6 +428,8 @@ interface FrozenCopy {
   lost: () => FerryError;
   /** Sends commit and waits for committed; throws an `ambiguous` error when no answer comes. */
   commit: () => Promise<void>;
+  /** The archive has gone out: the destination restores now. */
+  onSent: () => void;
 }
 
 /**
@@ -467,6 +475,7 @@ async function frozenStopAndCopy(engine: Engine, rec: ContainerRecord, f: Frozen
     exportP.catch(() => undefined);
     await archiveSent(exportP.then(() => undefined), exportP, f.reply, f.target, peer);
     debug(`migrate ${name}: archive sent`);
+    f.onSent();
     const restored = await restoredReply(f.reply, peer);
     const downtimeMs = performance.now() - tFreeze;
     debug(`migrate ${name}: running on ${f.host} after ${downtimeMs.toFixed(1)}ms of downtime`);
