@@ -475,3 +475,36 @@ export async function releaseTraffic(netnsPath: string): Promise<void> {
 function ipt(netnsPath: string, rules: string): Promise<unknown> {
   return runOk(['nsenter', `--net=${netnsPath}`, '--', 'iptables-restore', '-w', '--noflush'], { input: rules, what: 'holding the network traffic' });
 }
+
+const GUARD_PREFIX = 'FERRY-LO-';
+
+/**
+ * Lets only the given users (root, and whoever ssh'd in to run this ferry through sudo) connect
+ * to a TCP port on this namespace's loopback, until the returned release is called. CRIU's
+ * page servers and the tunnels that reach them listen on 127.0.0.1 with no authentication of
+ * their own, and take the first connection that comes: without this, any local user could
+ * feed a migration memory, or read it, by connecting first. The chain is named after this
+ * process, so that a later migration removes what a killed one left (sweepLoopbackGuards).
+ */
+export async function guardLoopbackPort(port: number, uids: number[]): Promise<() => Promise<void>> {
+  const chain = `${GUARD_PREFIX}${process.pid}-${port}`;
+  const allow = [...new Set([0, ...uids])].map((u) => `-A ${chain} -m owner --uid-owner ${u} -j RETURN`).join('\n');
+  await iptables(`*filter\n:${chain} - [0:0]\n${allow}\n-A ${chain} -p tcp -j REJECT --reject-with tcp-reset\n-I OUTPUT -o lo -p tcp --dport ${port} -j ${chain}\nCOMMIT\n`);
+  return () => dropGuard(chain, port);
+}
+
+async function dropGuard(chain: string, port: number): Promise<void> {
+  await iptables(`*filter\n-D OUTPUT -o lo -p tcp --dport ${port} -j ${chain}\n-F ${chain}\n-X ${chain}\nCOMMIT\n`);
+}
+
+/** Removes the loopback guards of ferry processes that are gone (killed mid-migration). */
+export async function sweepLoopbackGuards(alive: (pid: number) => boolean): Promise<void> {
+  const r = await run(['iptables', '-w', '-S', 'OUTPUT']);
+  for (const m of r.stdout.matchAll(/--dport (\d+) -j (FERRY-LO-(\d+)-\d+)/g)) {
+    if (!alive(Number(m[3]))) await dropGuard(m[2]!, Number(m[1])).catch(() => undefined);
+  }
+}
+
+function iptables(rules: string): Promise<unknown> {
+  return runOk(['iptables-restore', '-w', '--noflush'], { input: rules, what: 'guarding a loopback port' });
+}
