@@ -52,6 +52,7 @@ import { processAlive, procStartTime, waitFor } from '../lib/proc.js';
 import { FrameReader, FrameWriter, LineReader, parseSshUrl, sshSpawn, type Message, type SshTarget } from '../drivers/transport/channel.js';
 import { PROTOCOL, connectService, displayTarget, isServiceUrl, listenPagesTunnel, parseServiceUrl, readSecretFile, servePagesTunnel, type ServiceTarget } from '../drivers/transport/service.js';
 import type { Compression } from '../drivers/archive/compress.js';
+import type { CriuInfo } from '../drivers/criu/criu.js';
 import { ARCHIVE_FORMAT, HEADER_MEMBER, readArchive } from '../drivers/archive/archive.js';
 import { guardLoopbackPort, holdTraffic, sweepLoopbackGuards } from '../drivers/network/cni.js';
 import { checkpoint, criuFailure, removePreDumps, restore, writeCheckpointMeta } from './checkpoint.js';
@@ -165,225 +166,244 @@ export async function migrate(engine: Engine, ref: string, o: MigrateOptions): P
   await sweepLoopbackGuards((pid) => processAlive(pid));
   const unguard = pages === 'none' ? undefined : await guardLoopbackPort(pagesPort, []);
   try {
-    const link = dest.kind === 'ssh' ? sshLink(dest.ssh, o, pages, pagesPort) : await serviceLink(dest.service, dest.psk, pages, pagesPort);
-    const writer = new FrameWriter(link.output);
-    const replies = new LineReader(link.input);
-    let bytes = 0;
-    /** What the destination's page server has received so far (it says so while the dump runs). */
-    let pageBytes = 0;
-    replies.onProgress = (m) => {
-      pageBytes = Number(m.pageBytes) || 0;
-      progress('transferring', bytes + pageBytes);
-    };
-    const lost = (): FerryError => {
-      const why = link.lostReason();
-      return new FerryError('ERUNTIME', `lost the connection to ${link.where}${why ? `: ${why}` : ''}`);
-    };
-    let restoredHere = false;
-    let lazyDumpStarted = false;
-    /** The container was frozen here for a stop-and-copy (and is thawed by any failure before the commit). */
-    let frozen = false;
-    let dumpP: Promise<unknown> | undefined;
-    const preCopyRounds: PreCopyRound[] = [];
-    try {
-      const meta = rec.state.address;
-      await writer.send({
-        type: 'hello',
-        name,
-        imageId: rec.config.imageId,
-        imageName: rec.config.imageName,
-        network: rec.config.network?.mode === 'bridge' ? rec.config.network.name ?? 'ferry' : undefined,
-        ip: meta?.ip,
-        criuVersion: criu.version,
-        arch: process.arch,
-        lazy: !!o.lazy,
-        lazyPort: pages === 'lazy' ? link.remotePagesPort : undefined,
-        pageServer: pages === 'page-server',
-        pageServerPort: pages === 'page-server' ? link.remotePagesPort : undefined,
-        withImage: !!o.withImage,
-        volumes: rec.config.mounts.filter((m) => m.type === 'volume').map((m) => m.source),
-      });
-      progress('checking');
-      const ready = await replies.next(REPLY_TIMEOUT_MS);
-      if (!ready) throw lost();
-      if (ready.type === 'error') throw new FerryError('ESTATE', `${host} refused the migration: ${String(ready.message)}; ${name} was not touched`);
-      if (ready.type !== 'ready') throw new FerryError('ERUNTIME', `unexpected reply from ${host}: ${ready.type}`);
-      await link.ready();
-      debug(`migrate ${name}: ${host} is ready`);
-      if (ready.needImage) {
-        // --with-image: the image's rootfs goes first, while the container still runs.
-        progress('transferring');
-        const img = engine.images.list().find((i) => i.Id === rec.config.imageId);
-        if (!img) throw new FerryError('ENOTFOUND', `the image of ${name} is gone from this host`);
-        await writer.send({ type: 'image', image: img });
-        const src = engine.images.send(img.Id);
-        const sink = writer.dataStream();
-        await Promise.all([pipeline(src.stream, sink), src.done]);
-        const got = await replies.next(REPLY_TIMEOUT_MS);
-        if (!got) throw lost();
-        if (got.type === 'error') throw new FerryError('ESTATE', `${host} could not store the image: ${String(got.message)}; ${name} was not touched`);
-      }
-
-      const dataStream = (phase: Progress['phase']): Writable => {
-        const data = writer.dataStream();
-        data.on('error', () => undefined); // destroyed on purpose when the destination gives up
-        return countingTap(data, (n) => {
-          bytes += n;
-          progress(phase, bytes);
-        });
-      };
-
-      // (--pre-copy) Rounds of memory while the container runs, each only what changed since
-      // the round before, until they stop converging.
-      let parent: string | undefined;
-      for (let k = 1; o.preCopy && (k === 1 || anotherPreCopyRound(preCopyRounds.map((r) => r.pages), o.preCopy)); k++) {
-        progress('pre-copy', bytes);
-        const tr = performance.now();
-        const before = bytes;
-        const dir = `pre-${k}`;
-        await checkpoint(engine, rec.config.id, { preCheckpoint: true, preDumpDir: dir, parentDir: parent });
-        parent = dir;
-        const pages = pagesIn(path.join(engine.paths.containerDir(rec.config.id), dir));
-        await writer.send({ type: 'pre-dump', round: k });
-        await writeArchive(
-          dataStream('pre-copy'),
-          o.compression ?? 'zstd',
-          async (w) => {
-            await w.addJson(HEADER_MEMBER, { format: ARCHIVE_FORMAT, kind: PRE_DUMP_KIND, round: k, container: name });
-            await w.addPlainDir(`parents/${k}`, path.join(engine.paths.containerDir(rec.config.id), dir));
-          },
-          (why) => new FerryError('ERUNTIME', `sending pre-copy round ${k} failed: ${why}`),
-        );
-        const stored = await replies.next(REPLY_TIMEOUT_MS);
-        if (!stored) throw lost();
-        if (stored.type === 'error') throw new FerryError('ESTATE', `${host} could not store pre-copy round ${k}: ${String(stored.message)}`);
-        preCopyRounds.push({ pages, bytes: bytes - before, ms: performance.now() - tr });
-        debug(`migrate ${name}: pre-copy round ${k}: ${pages} pages, ${bytes - before} bytes`);
-      }
-
-      // 2. Freeze and stream.
-      progress('freezing', bytes);
-      debug(`migrate ${name}: freezing`);
-      const commit = async (): Promise<void> => {
-        progress('committing', bytes + pageBytes);
-        await writer.send({ type: 'commit' });
-        const committed = await replies.next(COMMIT_TIMEOUT_MS);
-        if (!committed || committed.type !== 'committed') {
-          const here =
-            pages === 'page-server'
-              ? `if it does not run there, \`ferry unpause ${name}\` here (it is paused here); if it does, \`ferry rm -f ${name}\` here`
-              : `if it does not run, \`ferry container restore ${name}\` here (its checkpoint is kept)`;
-          throw Object.assign(new FerryError('ERUNTIME', `the connection to ${host} was lost after the commit was sent: ${name} may be running there. Check with \`ferry ps\` there; ${here}`), { ambiguous: true });
-        }
-      };
-      const counted = dataStream('transferring');
-      await writer.send({ type: 'archive' });
-      let downtimeMs: number;
-      let restored: Message;
-      let lazyDump: LazyDump | undefined;
-      if (pages === 'page-server') {
-        frozen = true;
-        ({ downtimeMs, restored } = await engine.withContainer(rec.config.id, (locked) =>
-          frozenStopAndCopy(engine, locked, {
-            pagesPort,
-            tcpEstablished: o.tcpEstablished,
-            target: counted,
-            compression: o.compression ?? 'zstd',
-            reply: replies.next(),
-            host,
-            destination: o.destination,
-            lost,
-            commit,
-            onSent: () => progress('restoring', bytes + pageBytes),
-          }),
-        ));
-        pageBytes = Number(restored.pageBytes) || pageBytes;
-      } else {
-        const tFreeze = performance.now();
-        // The destination may answer (fail) while we still stream: watch for that, or a stalled
-        // channel would block the export forever.
-        const replyP = replies.next();
-        const exportP = (async () => {
-          const target = { target: counted, compression: o.compression ?? 'zstd', withoutPreDumps: true } as const;
-          if (o.lazy) {
-            lazyDump = await lazyCheckpoint(engine, rec.config.id, pagesPort, o.tcpEstablished, parent);
-            lazyDumpStarted = true;
-            await engine.withContainer(rec.config.id, async (r) => {
-              await exportCheckpoint(engine, r, target);
-            });
-          } else {
-            await checkpoint(engine, rec.config.id, { tcpEstablished: o.tcpEstablished, withPrevious: !!parent, parentDir: parent, export: target });
-          }
-        })();
-        dumpP = exportP;
-        exportP.catch(() => undefined);
-        // The archive is complete once its stream has ended; the checkpoint may still be releasing
-        // the source's runtime then, which the destination does not wait for.
-        const sent = new Promise<void>((resolve) => counted.once('finish', () => resolve()));
-        await archiveSent(sent, exportP, replyP, counted, { host, name, lost });
-        progress('restoring', bytes);
-        debug(`migrate ${name}: archive sent (${bytes} bytes)`);
-        restored = await restoredReply(replyP, { host, name, lost });
-        downtimeMs = performance.now() - tFreeze;
-        debug(`migrate ${name}: running on ${host} after ${downtimeMs.toFixed(1)}ms of downtime`);
-
-        // 3. Commit. From here on the destination owns the container.
-        await commit();
-      }
-      if (lazyDump) {
-        progress('pages', bytes);
-        await lazyDump.done; // every page has been served
-        const pagesDone = await replies.next(REPLY_TIMEOUT_MS);
-        if (pagesDone?.type === 'error') process.stderr.write(`ferry: warning: ${String(pagesDone.message)}\n`);
-      }
-      bytes += pageBytes;
-      // 4. The container now lives on the destination only, and so do its volumes' data:
-      //    volumes no other container here uses moved with it.
-      const late = await dumpP?.then(() => undefined, (e: Error) => e);
-      if (late) process.stderr.write(`ferry: warning: after the checkpoint of ${name}: ${late.message}\n`);
-      await engine.remove(rec.config.id, { force: true });
-      const others = await engine.list({ all: true });
-      for (const m of rec.config.mounts) {
-        if (m.type !== 'volume' || others.some((r) => r.config.mounts.some((x) => x.type === 'volume' && x.source === m.source))) continue;
-        await engine.removeVolume(m.source).catch(() => undefined);
-      }
-      await writer.send({ type: 'bye' }).catch(() => undefined);
-      link.end();
-      progress('done', bytes);
-      const mode = o.preCopy ? (o.lazy ? 'pre-copy+lazy' : 'pre-copy') : o.lazy ? 'lazy' : 'stop-and-copy';
-      return { container: name, destination: o.destination, mode, downtimeMs, totalMs: performance.now() - t0, bytesSent: bytes, newId: String(restored.id ?? ''), preCopyRounds };
-    } catch (e) {
-      if ((e as { ambiguous?: boolean }).ambiguous) {
-        link.destroy();
-        throw e;
-      }
-      // Before commit: tell the destination to drop what it made, and run the container here again
-      // (once the checkpoint, which may still be releasing the runtime, has settled).
-      await writer.send({ type: 'abort' }).catch(() => undefined);
-      link.end();
-      await dumpP?.catch(() => undefined);
-      const now = await engine.inspect(rec.config.id).catch(() => undefined);
-      if (now && now.state.status !== 'running' && now.state.checkpointed) {
-        // After a lazy dump the memory is only in the local page server: fault it back in here.
-        let localDaemon: ChildProcess | undefined;
-        const hook = lazyDumpStarted ? await lazyRestoreHook(engine, pagesPort, (d) => (localDaemon = d)) : undefined;
-        await restore(engine, rec.config.id, { beforeRestore: hook, lazyPages: !!hook }).then(
-          () => (restoredHere = true),
-          (re: Error) => process.stderr.write(`ferry: could not restart ${name} here: ${re.message}\n`),
-        );
-        if (localDaemon) await waitExit(localDaemon, 120_000);
-      } else if (now?.state.status === 'running' && pages === 'page-server' && frozen) {
-        restoredHere = true; // it was frozen, and thawed again
-      } else if (now?.state.status === 'running' && preCopyRounds.length) {
-        // Failed before freezing: it runs on, and its pre-copy rounds are of no more use.
-        await engine.withContainer(rec.config.id, async () => removePreDumps(engine.paths.containerDir(rec.config.id))).catch(() => undefined);
-      }
-      await link.closed(5000);
-      const msg = (e as Error).message;
-      throw new FerryError((e as FerryError).code ?? 'ERUNTIME', `migration of ${name} failed: ${msg}${restoredHere ? `; ${name} is running here again` : ''}`);
-    }
+    return await migrateOverLink(engine, o, { rec, name, host, dest, criu, pages, pagesPort, t0, progress });
   } finally {
     await unguard?.().catch(() => undefined);
+  }
+}
+
+/** What migrate() has decided before it connects. */
+interface Plan {
+  rec: ContainerRecord;
+  name: string;
+  host: string;
+  dest: Destination;
+  criu: CriuInfo;
+  pages: PagesMode;
+  pagesPort: number;
+  t0: number;
+  progress: (phase: Progress['phase'], bytes?: number) => void;
+}
+
+/** Steps 1-4 of the protocol, over a link to the destination. */
+async function migrateOverLink(engine: Engine, o: MigrateOptions, p: Plan): Promise<MigrateReport> {
+  const { rec, name, host, dest, criu, pages, pagesPort, t0, progress } = p;
+  const link = dest.kind === 'ssh' ? sshLink(dest.ssh, o, pages, pagesPort) : await serviceLink(dest.service, dest.psk, pages, pagesPort);
+  const writer = new FrameWriter(link.output);
+  const replies = new LineReader(link.input);
+  let bytes = 0;
+  /** What the destination's page server has received so far (it says so while the dump runs). */
+  let pageBytes = 0;
+  replies.onProgress = (m) => {
+    pageBytes = Number(m.pageBytes) || 0;
+    progress('transferring', bytes + pageBytes);
+  };
+  const lost = (): FerryError => {
+    const why = link.lostReason();
+    return new FerryError('ERUNTIME', `lost the connection to ${link.where}${why ? `: ${why}` : ''}`);
+  };
+  let restoredHere = false;
+  let lazyDumpStarted = false;
+  /** The container was frozen here for a stop-and-copy (and is thawed by any failure before the commit). */
+  let frozen = false;
+  let dumpP: Promise<unknown> | undefined;
+  const preCopyRounds: PreCopyRound[] = [];
+  try {
+    const meta = rec.state.address;
+    await writer.send({
+      type: 'hello',
+      name,
+      imageId: rec.config.imageId,
+      imageName: rec.config.imageName,
+      network: rec.config.network?.mode === 'bridge' ? rec.config.network.name ?? 'ferry' : undefined,
+      ip: meta?.ip,
+      criuVersion: criu.version,
+      arch: process.arch,
+      lazy: !!o.lazy,
+      lazyPort: pages === 'lazy' ? link.remotePagesPort : undefined,
+      pageServer: pages === 'page-server',
+      pageServerPort: pages === 'page-server' ? link.remotePagesPort : undefined,
+      withImage: !!o.withImage,
+      volumes: rec.config.mounts.filter((m) => m.type === 'volume').map((m) => m.source),
+    });
+    progress('checking');
+    const ready = await replies.next(REPLY_TIMEOUT_MS);
+    if (!ready) throw lost();
+    if (ready.type === 'error') throw new FerryError('ESTATE', `${host} refused the migration: ${String(ready.message)}; ${name} was not touched`);
+    if (ready.type !== 'ready') throw new FerryError('ERUNTIME', `unexpected reply from ${host}: ${ready.type}`);
+    await link.ready();
+    debug(`migrate ${name}: ${host} is ready`);
+    if (ready.needImage) {
+      // --with-image: the image's rootfs goes first, while the container still runs.
+      progress('transferring');
+      const img = engine.images.list().find((i) => i.Id === rec.config.imageId);
+      if (!img) throw new FerryError('ENOTFOUND', `the image of ${name} is gone from this host`);
+      await writer.send({ type: 'image', image: img });
+      const src = engine.images.send(img.Id);
+      const sink = writer.dataStream();
+      await Promise.all([pipeline(src.stream, sink), src.done]);
+      const got = await replies.next(REPLY_TIMEOUT_MS);
+      if (!got) throw lost();
+      if (got.type === 'error') throw new FerryError('ESTATE', `${host} could not store the image: ${String(got.message)}; ${name} was not touched`);
+    }
+
+    const dataStream = (phase: Progress['phase']): Writable => {
+      const data = writer.dataStream();
+      data.on('error', () => undefined); // destroyed on purpose when the destination gives up
+      return countingTap(data, (n) => {
+        bytes += n;
+        progress(phase, bytes);
+      });
+    };
+
+    // (--pre-copy) Rounds of memory while the container runs, each only what changed since
+    // the round before, until they stop converging.
+    let parent: string | undefined;
+    for (let k = 1; o.preCopy && (k === 1 || anotherPreCopyRound(preCopyRounds.map((r) => r.pages), o.preCopy)); k++) {
+      progress('pre-copy', bytes);
+      const tr = performance.now();
+      const before = bytes;
+      const dir = `pre-${k}`;
+      await checkpoint(engine, rec.config.id, { preCheckpoint: true, preDumpDir: dir, parentDir: parent });
+      parent = dir;
+      const pages = pagesIn(path.join(engine.paths.containerDir(rec.config.id), dir));
+      await writer.send({ type: 'pre-dump', round: k });
+      await writeArchive(
+        dataStream('pre-copy'),
+        o.compression ?? 'zstd',
+        async (w) => {
+          await w.addJson(HEADER_MEMBER, { format: ARCHIVE_FORMAT, kind: PRE_DUMP_KIND, round: k, container: name });
+          await w.addPlainDir(`parents/${k}`, path.join(engine.paths.containerDir(rec.config.id), dir));
+        },
+        (why) => new FerryError('ERUNTIME', `sending pre-copy round ${k} failed: ${why}`),
+      );
+      const stored = await replies.next(REPLY_TIMEOUT_MS);
+      if (!stored) throw lost();
+      if (stored.type === 'error') throw new FerryError('ESTATE', `${host} could not store pre-copy round ${k}: ${String(stored.message)}`);
+      preCopyRounds.push({ pages, bytes: bytes - before, ms: performance.now() - tr });
+      debug(`migrate ${name}: pre-copy round ${k}: ${pages} pages, ${bytes - before} bytes`);
+    }
+
+    // 2. Freeze and stream.
+    progress('freezing', bytes);
+    debug(`migrate ${name}: freezing`);
+    const commit = async (): Promise<void> => {
+      progress('committing', bytes + pageBytes);
+      await writer.send({ type: 'commit' });
+      const committed = await replies.next(COMMIT_TIMEOUT_MS);
+      if (!committed || committed.type !== 'committed') {
+        const here =
+          pages === 'page-server'
+            ? `if it does not run there, \`ferry unpause ${name}\` here (it is paused here); if it does, \`ferry rm -f ${name}\` here`
+            : `if it does not run, \`ferry container restore ${name}\` here (its checkpoint is kept)`;
+        throw Object.assign(new FerryError('ERUNTIME', `the connection to ${host} was lost after the commit was sent: ${name} may be running there. Check with \`ferry ps\` there; ${here}`), { ambiguous: true });
+      }
+    };
+    const counted = dataStream('transferring');
+    await writer.send({ type: 'archive' });
+    let downtimeMs: number;
+    let restored: Message;
+    let lazyDump: LazyDump | undefined;
+    if (pages === 'page-server') {
+      frozen = true;
+      ({ downtimeMs, restored } = await engine.withContainer(rec.config.id, (locked) =>
+        frozenStopAndCopy(engine, locked, {
+          pagesPort,
+          tcpEstablished: o.tcpEstablished,
+          target: counted,
+          compression: o.compression ?? 'zstd',
+          reply: replies.next(),
+          host,
+          destination: o.destination,
+          lost,
+          commit,
+          onSent: () => progress('restoring', bytes + pageBytes),
+        }),
+      ));
+      pageBytes = Number(restored.pageBytes) || pageBytes;
+    } else {
+      const tFreeze = performance.now();
+      // The destination may answer (fail) while we still stream: watch for that, or a stalled
+      // channel would block the export forever.
+      const replyP = replies.next();
+      const exportP = (async () => {
+        const target = { target: counted, compression: o.compression ?? 'zstd', withoutPreDumps: true } as const;
+        if (o.lazy) {
+          lazyDump = await lazyCheckpoint(engine, rec.config.id, pagesPort, o.tcpEstablished, parent);
+          lazyDumpStarted = true;
+          await engine.withContainer(rec.config.id, async (r) => {
+            await exportCheckpoint(engine, r, target);
+          });
+        } else {
+          await checkpoint(engine, rec.config.id, { tcpEstablished: o.tcpEstablished, withPrevious: !!parent, parentDir: parent, export: target });
+        }
+      })();
+      dumpP = exportP;
+      exportP.catch(() => undefined);
+      // The archive is complete once its stream has ended; the checkpoint may still be releasing
+      // the source's runtime then, which the destination does not wait for.
+      const sent = new Promise<void>((resolve) => counted.once('finish', () => resolve()));
+      await archiveSent(sent, exportP, replyP, counted, { host, name, lost });
+      progress('restoring', bytes);
+      debug(`migrate ${name}: archive sent (${bytes} bytes)`);
+      restored = await restoredReply(replyP, { host, name, lost });
+      downtimeMs = performance.now() - tFreeze;
+      debug(`migrate ${name}: running on ${host} after ${downtimeMs.toFixed(1)}ms of downtime`);
+
+      // 3. Commit. From here on the destination owns the container.
+      await commit();
+    }
+    if (lazyDump) {
+      progress('pages', bytes);
+      await lazyDump.done; // every page has been served
+      const pagesDone = await replies.next(REPLY_TIMEOUT_MS);
+      if (pagesDone?.type === 'error') process.stderr.write(`ferry: warning: ${String(pagesDone.message)}\n`);
+    }
+    bytes += pageBytes;
+    // 4. The container now lives on the destination only, and so do its volumes' data:
+    //    volumes no other container here uses moved with it.
+    const late = await dumpP?.then(() => undefined, (e: Error) => e);
+    if (late) process.stderr.write(`ferry: warning: after the checkpoint of ${name}: ${late.message}\n`);
+    await engine.remove(rec.config.id, { force: true });
+    const others = await engine.list({ all: true });
+    for (const m of rec.config.mounts) {
+      if (m.type !== 'volume' || others.some((r) => r.config.mounts.some((x) => x.type === 'volume' && x.source === m.source))) continue;
+      await engine.removeVolume(m.source).catch(() => undefined);
+    }
+    await writer.send({ type: 'bye' }).catch(() => undefined);
+    link.end();
+    progress('done', bytes);
+    const mode = o.preCopy ? (o.lazy ? 'pre-copy+lazy' : 'pre-copy') : o.lazy ? 'lazy' : 'stop-and-copy';
+    return { container: name, destination: o.destination, mode, downtimeMs, totalMs: performance.now() - t0, bytesSent: bytes, newId: String(restored.id ?? ''), preCopyRounds };
+  } catch (e) {
+    if ((e as { ambiguous?: boolean }).ambiguous) {
+      link.destroy();
+      throw e;
+    }
+    // Before commit: tell the destination to drop what it made, and run the container here again
+    // (once the checkpoint, which may still be releasing the runtime, has settled).
+    await writer.send({ type: 'abort' }).catch(() => undefined);
+    link.end();
+    await dumpP?.catch(() => undefined);
+    const now = await engine.inspect(rec.config.id).catch(() => undefined);
+    if (now && now.state.status !== 'running' && now.state.checkpointed) {
+      // After a lazy dump the memory is only in the local page server: fault it back in here.
+      let localDaemon: ChildProcess | undefined;
+      const hook = lazyDumpStarted ? await lazyRestoreHook(engine, pagesPort, (d) => (localDaemon = d)) : undefined;
+      await restore(engine, rec.config.id, { beforeRestore: hook, lazyPages: !!hook }).then(
+        () => (restoredHere = true),
+        (re: Error) => process.stderr.write(`ferry: could not restart ${name} here: ${re.message}\n`),
+      );
+      if (localDaemon) await waitExit(localDaemon, 120_000);
+    } else if (now?.state.status === 'running' && frozen) {
+      restoredHere = true; // it was frozen, and thawed again
+    } else if (now?.state.status === 'running' && preCopyRounds.length) {
+      // Failed before freezing: it runs on, and its pre-copy rounds are of no more use.
+      await engine.withContainer(rec.config.id, async () => removePreDumps(engine.paths.containerDir(rec.config.id))).catch(() => undefined);
+    }
+    await link.closed(5000);
+    const msg = (e as Error).message;
+    throw new FerryError((e as FerryError).code ?? 'ERUNTIME', `migration of ${name} failed: ${msg}${restoredHere ? `; ${name} is running here again` : ''}`);
   }
 }
 
