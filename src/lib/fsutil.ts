@@ -62,7 +62,10 @@ export function mkdirp(dir: string, mode = 0o755): string {
   return dir;
 }
 
-/** Sum of the apparent sizes of regular files below dir (no links followed). */
+/**
+ * Sum of the apparent sizes of regular files below dir (no links followed). A tree that
+ * changes meanwhile is fine: what is gone by the time it is looked at counts as nothing.
+ */
 export function duBytes(dir: string): number {
   let total = 0;
   const walk = (d: string): void => {
@@ -75,7 +78,13 @@ export function duBytes(dir: string): number {
     for (const e of entries) {
       const p = path.join(d, e.name);
       if (e.isDirectory()) walk(p);
-      else if (e.isFile()) total += fs.lstatSync(p).size;
+      else if (e.isFile()) {
+        try {
+          total += fs.lstatSync(p).size;
+        } catch {
+          /* gone meanwhile */
+        }
+      }
     }
   };
   walk(dir);

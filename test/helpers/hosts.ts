@@ -10,6 +10,7 @@ import * as path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import assert from 'node:assert/strict';
 import { FERRY_BIN, Host, eventually, lastCount, type Result, type RunOpts } from './ferry.js';
+import { duBytes } from '../../src/lib/fsutil.js';
 
 export const SSH_PORT = 2222;
 
@@ -168,25 +169,6 @@ export async function assertHostClean(h: NetHost): Promise<void> {
  */
 export function bytesArrived(h: NetHost): number {
   let n = 0;
-  const walk = (dir: string): void => {
-    let entries: fs.Dirent[];
-    try {
-      entries = fs.readdirSync(dir, { withFileTypes: true });
-    } catch {
-      return; // gone meanwhile
-    }
-    for (const e of entries) {
-      const p = path.join(dir, e.name);
-      if (e.isDirectory()) walk(p);
-      else if (e.isFile()) {
-        try {
-          n += fs.statSync(p).size;
-        } catch {
-          /* gone meanwhile */
-        }
-      }
-    }
-  };
-  for (const d of fs.readdirSync(h.root)) if (d.startsWith('.import-')) walk(path.join(h.root, d));
+  for (const d of fs.readdirSync(h.root)) if (d.startsWith('.import-')) n += duBytes(path.join(h.root, d));
   return n;
 }
