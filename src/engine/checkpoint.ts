@@ -555,8 +555,6 @@ export function placePreDumps(containerDir: string, sources: string[]): void {
   if (sources.length) fs.symlinkSync(`../pre-${sources.length}`, link);
 }
 
-// ------------------------------------------------------------------------- repair
-
 /** The memory images a CRIU page server writes (it writes nothing else). */
 const PAGE_IMAGE = /^(pages|pagemap)-[0-9]{1,10}\.img$/;
 
@@ -578,6 +576,8 @@ export function adoptPageImages(from: string, imageDir: string): number {
   for (const f of names) fs.renameSync(path.join(from, f), path.join(imageDir, f));
   return bytes;
 }
+
+// ------------------------------------------------------------------------- repair
 
 /**
  * A ferry died during a checkpoint. Wait for the runc it started, then: a complete dump is

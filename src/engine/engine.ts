@@ -650,7 +650,8 @@ export class Engine {
     return this.withContainer(ref, async (rec) => {
       if (rec.state.status !== 'paused') throw new FerryError('ESTATE', `container ${rec.config.name} is not paused`);
       await this.runtime.resume(rec.config.id);
-      if (rec.state.trafficHeld && rec.state.net) await releaseTraffic(rec.state.net.netnsPath);
+      // A migration's frozen copy had its traffic held: it flows again (no chain, nothing to do).
+      if (rec.state.trafficHeld && rec.state.net) await releaseTraffic(rec.state.net.netnsPath).catch(() => undefined);
       Object.assign(rec.state, { status: 'running', error: undefined, trafficHeld: undefined });
       this.save(rec);
       return rec;
