@@ -3,12 +3,12 @@ import * as path from 'node:path';
 import type { ConmonPaths } from '../drivers/runtime/runc.js';
 import { layerPaths, type ContainerLayer } from '../drivers/storage/overlay.js';
 
+export const DEFAULT_ROOT = '/var/lib/ferry';
+
 /**
  * Where everything lives. ROOT (default /var/lib/ferry) holds what survives a reboot;
  * RUNROOT (default /run/ferry) holds runtime state: runc's state, conmon files, locks.
  */
-export const DEFAULT_ROOT = '/var/lib/ferry';
-
 export class Paths {
   constructor(readonly root: string, readonly runroot: string) {}
 

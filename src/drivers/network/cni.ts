@@ -479,8 +479,8 @@ function ipt(netnsPath: string, rules: string): Promise<unknown> {
 const GUARD_PREFIX = 'FERRY-LO-';
 
 /**
- * Lets only the given users (root, and whoever ssh'd in to run this ferry through sudo) connect
- * to a TCP port on this namespace's loopback, until the returned release is called. CRIU's
+ * Lets only root and the given users connect to a TCP port on this namespace's loopback,
+ * until the returned release is called. CRIU's
  * page servers and the tunnels that reach them listen on 127.0.0.1 with no authentication of
  * their own, and take the first connection that comes: without this, any local user could
  * feed a migration memory, or read it, by connecting first. The chain is named after this
