@@ -558,6 +558,26 @@ export function placePreDumps(containerDir: string, sources: string[]): void {
 /** The memory images a CRIU page server writes (it writes nothing else). */
 const PAGE_IMAGE = /^(pages|pagemap)-[0-9]{1,10}\.img$/;
 
+/** The memory an image dir holds so far (its pages-N.img files); 0 for a dir not there (yet). */
+export function pageImageBytes(dir: string): number {
+  let bytes = 0;
+  let names: string[] = [];
+  try {
+    names = fs.readdirSync(dir);
+  } catch {
+    return 0;
+  }
+  for (const f of names) {
+    if (!f.startsWith('pages-') || !PAGE_IMAGE.test(f)) continue;
+    try {
+      bytes += fs.statSync(path.join(dir, f)).size;
+    } catch {
+      /* gone meanwhile */
+    }
+  }
+  return bytes;
+}
+
 /**
  * Moves the memory images a CRIU page server wrote for a dump (a migration's memory, sent
  * while the source dumped) into the rest of that dump's images: regular files with CRIU's

@@ -52,10 +52,10 @@ import { processAlive, procStartTime, waitFor } from '../lib/proc.js';
 import { FrameReader, FrameWriter, LineReader, parseSshUrl, sshSpawn, type Message, type SshTarget } from '../drivers/transport/channel.js';
 import { PROTOCOL, connectService, displayTarget, isServiceUrl, listenPagesTunnel, parseServiceUrl, readSecretFile, servePagesTunnel, type ServiceTarget } from '../drivers/transport/service.js';
 import type { Compression } from '../drivers/archive/compress.js';
-import type { CriuInfo } from '../drivers/criu/criu.js';
+import { diagnoseCriuLog, readLog, type CriuInfo } from '../drivers/criu/criu.js';
 import { ARCHIVE_FORMAT, HEADER_MEMBER, readArchive } from '../drivers/archive/archive.js';
 import { guardLoopbackPort, holdTraffic, sweepLoopbackGuards } from '../drivers/network/cni.js';
-import { checkpoint, criuFailure, removePreDumps, restore, writeCheckpointMeta } from './checkpoint.js';
+import { checkpoint, criuFailure, pageImageBytes, removePreDumps, restore, writeCheckpointMeta } from './checkpoint.js';
 import { exportCheckpoint, importCheckpoint, writeArchive } from './portable.js';
 import { takeDown } from './pods.js';
 import type { ContainerRecord } from './types.js';
@@ -266,7 +266,7 @@ async function migrateOverLink(engine: Engine, o: MigrateOptions, p: Plan): Prom
       const dir = `pre-${k}`;
       await checkpoint(engine, rec.config.id, { preCheckpoint: true, preDumpDir: dir, parentDir: parent });
       parent = dir;
-      const pages = pagesIn(path.join(engine.paths.containerDir(rec.config.id), dir));
+      const pages = Math.ceil(pageImageBytes(path.join(engine.paths.containerDir(rec.config.id), dir)) / 4096);
       await writer.send({ type: 'pre-dump', round: k });
       await writeArchive(
         dataStream('pre-copy'),
@@ -659,13 +659,6 @@ async function serviceLink(target: ServiceTarget, psk: Buffer, pages: PagesMode,
   };
 }
 
-/** The memory pages a CRIU image dir holds (its pages-N.img files), in 4 KiB pages. */
-function pagesIn(dir: string): number {
-  let bytes = 0;
-  for (const f of fs.readdirSync(dir)) if (/^pages-\d+\.img$/.test(f)) bytes += fs.statSync(path.join(dir, f)).size;
-  return Math.ceil(bytes / 4096);
-}
-
 /** Resolves like p, or with undefined after ms; the timer never outlives the race. */
 function withTimeout<T>(p: Promise<T>, ms: number): Promise<T | undefined> {
   let t: NodeJS.Timeout | undefined;
@@ -956,35 +949,23 @@ async function startPageServer(engine: Engine, stage: string, port: number): Pro
   status.destroy();
   if (!listening) {
     child.kill('SIGKILL');
-    const why = readLogTail(log);
+    const why = logReason(log);
     throw new FerryError('ECRIU', `criu page-server could not listen on 127.0.0.1:${port} on ${os.hostname()}${why ? `: ${why}` : ''}`);
   }
   return {
     dir,
     done,
-    bytes: () => {
-      let n = 0;
-      try {
-        for (const f of fs.readdirSync(dir)) if (/^pages-\d+\.img$/.test(f)) n += fs.statSync(path.join(dir, f)).size;
-      } catch {
-        /* not there yet, or gone */
-      }
-      return n;
-    },
+    bytes: () => pageImageBytes(dir),
     kill: () => {
       if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
     },
   };
 }
 
-/** The last error line of a CRIU log, if any. */
-function readLogTail(file: string): string | undefined {
-  try {
-    const lines = fs.readFileSync(file, 'utf8').trim().split('\n');
-    return (lines.filter((l) => /Error|error/.test(l)).pop() ?? lines.pop())?.replace(/^\(\s*[\d.]+\)\s*/, '');
-  } catch {
-    return undefined;
-  }
+/** Why a CRIU log says CRIU failed, in plain words where known. */
+function logReason(file: string): string | undefined {
+  const d = diagnoseCriuLog(readLog(file));
+  return d.cause ?? d.firstError;
 }
 
 async function receiveArchive(engine: Engine, frames: FrameReader, reply: (m: Message) => void, hello: Message, stage: string, lazyPort: number, pageServer: PageServer | undefined): Promise<number> {
@@ -1031,7 +1012,7 @@ async function receiveArchive(engine: Engine, frames: FrameReader, reply: (m: Me
       pageImages: pageServer
         ? async () => {
             const code = await withTimeout(pageServer.done, PAGE_SERVER_FINISH_MS);
-            if (code !== 0) throw new FerryError('ECRIU', `the page server receiving the memory ${code === undefined ? 'did not finish' : `failed (exit ${code})`}: ${readLogTail(path.join(stage, 'page-server.log')) ?? 'no log'}`);
+            if (code !== 0) throw new FerryError('ECRIU', `the page server receiving the memory ${code === undefined ? 'did not finish' : `failed (exit ${code})`}: ${logReason(path.join(stage, 'page-server.log')) ?? 'no log'}`);
             pageBytes = pageServer.bytes();
             return pageServer.dir;
           }

@@ -7,7 +7,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { PassThrough } from 'node:stream';
-import { adoptPageImages } from '../../src/engine/checkpoint.js';
+import { adoptPageImages, pageImageBytes } from '../../src/engine/checkpoint.js';
 import { LineReader } from '../../src/drivers/transport/channel.js';
 import { Paths } from '../../src/engine/paths.js';
 
@@ -27,6 +27,8 @@ test('adoptPageImages moves the page server\'s pagemap and pages images into the
   fs.writeFileSync(path.join(from, 'pagemap-1.img'), 'pm');
   fs.writeFileSync(path.join(from, 'pages-65537.img'), Buffer.alloc(8192));
   fs.writeFileSync(path.join(from, 'page-server.log'), 'not an image');
+  assert.equal(pageImageBytes(from), 8192, 'what has arrived: the pages, not their map');
+  assert.equal(pageImageBytes(path.join(from, 'not-yet')), 0);
   assert.equal(adoptPageImages(from, images), 8194);
   assert.deepEqual(fs.readdirSync(images).sort(), ['inventory.img', 'pagemap-1.img', 'pages-65537.img']);
   assert.deepEqual(fs.readdirSync(from), ['page-server.log'], 'only page images are taken');
