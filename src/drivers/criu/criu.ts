@@ -1,5 +1,6 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { FerryError } from '../../lib/errors.js';
 import { run } from '../../lib/exec.js';
 import { readJsonIfExists, writeJsonAtomic } from '../../lib/fsutil.js';
 
@@ -30,6 +31,26 @@ export interface CriuInfo {
   path: string;
   version?: string; // e.g. 4.2.1
   features: CriuFeatures;
+}
+
+/** Checkpoint modes that need something of the kernel or host beyond CRIU itself. */
+export type Capability = 'preCopy' | 'lazyPages';
+
+/** What this host lacks for a checkpoint mode, in plain words, or undefined when it has it all. */
+export function missingFor(info: CriuInfo, c: Capability): string | undefined {
+  if (c === 'preCopy') return info.features.memDirtyTrack ? undefined : 'soft-dirty memory tracking, which this kernel lacks (`criu check --feature mem_dirty_track`)';
+  if (!info.features.uffdNoncoop) return 'userfaultfd, which this kernel lacks';
+  if (!info.features.lazyPipeSize) return 'fs.pipe-max-size >= 4194304 (`npm run setup` sets it)';
+  return undefined;
+}
+
+/**
+ * Refuses a checkpoint mode this host cannot do: one line saying what is missing (where: on
+ * which host, when not this one) and what to do instead.
+ */
+export function requireCapability(info: CriuInfo, c: Capability, instead: string, where?: string): void {
+  const why = missingFor(info, c);
+  if (why) throw new FerryError('EUNSUPPORTED', `${c === 'preCopy' ? 'pre-copy' : 'lazy pages'} need${where ? ` on ${where}` : ''} ${why}: ${instead}`);
 }
 
 export function parseCriuVersion(out: string): string | undefined {

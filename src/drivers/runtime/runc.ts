@@ -1,6 +1,6 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import * as net from 'node:net';
 import { FerryError } from '../../lib/errors.js';
 import { debug } from '../../lib/log.js';
@@ -220,18 +220,51 @@ export class RuncRuntime {
   /**
    * Runs `runc checkpoint` in its own process group (a Ctrl-C at the terminal must not reach
    * CRIU mid-dump). onSpawn gets runc's PID so the caller can record it before waiting.
+   * `ready` settles when the dump is done: at runc's exit, or for a lazy dump (--lazy-pages)
+   * when CRIU says through runc's --status-fd that everything but memory is dumped and it
+   * serves the pages (then `done` settles once every page is served). `ready` resolves with
+   * runc's result when runc has exited by then, with undefined while a lazy dump serves.
    */
-  checkpoint(id: string, o: RuncCheckpointOptions, onSpawn?: (pid: number) => void): Promise<RunResult> {
-    return new Promise((resolve, reject) => {
-      const child = spawn(this.runc, [...this.globalArgs(), 'checkpoint', ...checkpointArgs(o), id], { stdio: ['ignore', 'pipe', 'pipe'], detached: true });
-      const out: Buffer[] = [];
-      const err: Buffer[] = [];
-      child.stdout.on('data', (b: Buffer) => out.push(b));
-      child.stderr.on('data', (b: Buffer) => err.push(b));
-      child.on('error', reject);
-      if (child.pid && onSpawn) onSpawn(child.pid);
-      child.on('close', (code, signal) => resolve({ code, signal, stdout: Buffer.concat(out).toString(), stderr: Buffer.concat(err).toString() }));
+  startCheckpoint(id: string, o: RuncCheckpointOptions, onSpawn?: (pid: number) => void): { ready: Promise<RunResult | undefined>; done: Promise<RunResult> } {
+    // runc wants a writable descriptor for --status-fd: a FIFO in the work dir, read here.
+    let status: net.Socket | undefined;
+    let statusWr: number | undefined;
+    if (o.lazyPages) {
+      const fifo = path.join(o.workPath, 'lazy-status');
+      fs.rmSync(fifo, { force: true });
+      const r = spawnSync('mkfifo', ['-m', '600', fifo]);
+      if (r.status !== 0) throw new FerryError('ERUNTIME', `mkfifo ${fifo} failed: ${String(r.stderr).trim()}`);
+      const rd = fs.openSync(fifo, fs.constants.O_RDONLY | fs.constants.O_NONBLOCK);
+      statusWr = fs.openSync(fifo, fs.constants.O_WRONLY);
+      fs.rmSync(fifo, { force: true });
+      status = new net.Socket({ fd: rd, readable: true, writable: false });
+      status.on('error', () => undefined);
+    }
+    const args = checkpointArgs({ ...o, statusFd: statusWr === undefined ? undefined : 3 });
+    const child = spawn(this.runc, [...this.globalArgs(), 'checkpoint', ...args, id], {
+      stdio: ['ignore', 'pipe', 'pipe', ...(statusWr === undefined ? [] : [statusWr])],
+      detached: true,
     });
+    if (statusWr !== undefined) fs.closeSync(statusWr);
+    const out: Buffer[] = [];
+    const err: Buffer[] = [];
+    child.stdout!.on('data', (b: Buffer) => out.push(b));
+    child.stderr!.on('data', (b: Buffer) => err.push(b));
+    const done = new Promise<RunResult>((resolve, reject) => {
+      child.on('error', reject);
+      child.on('close', (code, signal) => {
+        status?.destroy();
+        resolve({ code, signal, stdout: Buffer.concat(out).toString(), stderr: Buffer.concat(err).toString() });
+      });
+    });
+    if (child.pid && onSpawn) onSpawn(child.pid);
+    const ready = status ? Promise.race([new Promise<undefined>((resolve) => status!.once('data', () => resolve(undefined))), done]) : done;
+    return { ready, done };
+  }
+
+  /** A dump that is complete when runc exits (not lazy): startCheckpoint's result. */
+  checkpoint(id: string, o: RuncCheckpointOptions, onSpawn?: (pid: number) => void): Promise<RunResult> {
+    return this.startCheckpoint(id, o, onSpawn).done;
   }
 
   async start(id: string): Promise<void> {
