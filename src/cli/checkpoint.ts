@@ -1,6 +1,7 @@
 import type { Command } from 'commander';
 import { FerryError } from '../lib/errors.js';
-import { checkpoint, listCheckpoints, removeCheckpoint, restore, type CheckpointOptions, type CheckpointReport, type RestoreOptions, type RestoreReport } from '../engine/checkpoint.js';
+import { checkpoint, listCheckpoints, removeCheckpoint, type CheckpointOptions, type CheckpointReport } from '../engine/checkpoint.js';
+import { restore, type RestoreOptions, type RestoreReport } from '../engine/restore.js';
 import { importCheckpoint } from '../engine/portable.js';
 import { COMPRESSIONS, type Compression } from '../drivers/archive/compress.js';
 import { parsePublish } from '../drivers/network/cni.js';

@@ -1,4 +1,5 @@
-import { Engine } from '../engine/engine.js';
+import type { Engine } from '../engine/engine.js';
+import { openEngine } from '../engine/index.js';
 import { FerryError } from '../lib/errors.js';
 
 export interface Ctx {
@@ -14,7 +15,7 @@ export interface Ctx {
 export function getEngine(ctx: Ctx): Engine {
   if (!ctx.engine) {
     if (process.getuid?.() !== 0) throw new FerryError('EPERM', 'ferry needs root privileges: run it as root (e.g. with sudo)');
-    ctx.engine = new Engine({ root: ctx.root, runroot: ctx.runroot, self: ctx.self, runtime: ctx.runtime });
+    ctx.engine = openEngine({ root: ctx.root, runroot: ctx.runroot, self: ctx.self, runtime: ctx.runtime });
   }
   return ctx.engine;
 }

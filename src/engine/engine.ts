@@ -6,7 +6,7 @@ import { mkdirp, readJsonIfExists, writeJsonAtomic, writeFileAtomic } from '../l
 import { FileLock, withLock } from '../lib/lock.js';
 import { newId, randomName, validName } from '../lib/ids.js';
 import { processAlive, procStartTime, waitFor } from '../lib/proc.js';
-import { RuncRuntime, type Started } from '../drivers/runtime/runc.js';
+import { RuncRuntime } from '../drivers/runtime/runc.js';
 import { buildSpec, type Mount } from '../drivers/runtime/spec.js';
 import { ImageStore, DEFAULT_PATH, type ImageRecord } from '../drivers/storage/images.js';
 import { VolumeStore } from '../drivers/storage/volumes.js';
@@ -15,7 +15,8 @@ import { findCriu, probeCriu, type CriuInfo } from '../drivers/criu/criu.js';
 import { attach, detach, inSubnet, NetworkStore, parseIPv4, parsePublish, validMac, DEFAULT_NETWORK, releaseTraffic, type PortMapping } from '../drivers/network/cni.js';
 import { Paths } from './paths.js';
 import { ensureInfra, findPod, getPod, podNamespaces } from './pods.js';
-import { initialState, type ContainerConfig, type ContainerRecord, type MountSpec, type NetworkConfig, type PendingOp } from './types.js';
+import { toAdopted, toExited, toPaused, toRunning, toUnpaused } from './state.js';
+import { initialState, type ContainerConfig, type ContainerRecord, type MountSpec, type NetworkConfig, type OpArgs, type OpKind, type OpOf, type PendingOp } from './types.js';
 
 export interface EngineOptions {
   root: string;
@@ -53,6 +54,15 @@ export interface CreateOptions {
   infraOf?: string;
 }
 
+/**
+ * How each kind of interrupted operation is repaired: the handler of the module that owns the
+ * operation. The engine's own (start, stop, remove) are built in; the rest come from the modules
+ * that own them (wired in index.ts). A handler may return the message the container's state
+ * shows (default: "a ferry NAME was interrupted; state repaired").
+ */
+export type RepairHandler<K extends OpKind> = (engine: Engine, rec: ContainerRecord, op: OpOf<K>) => Promise<string | void>;
+export type RepairHandlers = { [K in OpKind]: RepairHandler<K> };
+
 /** Where a container's network should come up (restore keeps its old address). */
 export interface NetworkRequest {
   ip?: string;
@@ -74,8 +84,9 @@ export class Engine {
   readonly runtime: RuncRuntime;
   private readonly self?: string[];
   private readonly runtimeOpt?: string;
+  private readonly repairs: RepairHandlers;
 
-  constructor(opts: EngineOptions) {
+  constructor(opts: EngineOptions, repairs: Pick<RepairHandlers, 'checkpoint' | 'restore' | 'migrate'>) {
     this.paths = new Paths(path.resolve(opts.root), path.resolve(opts.runroot));
     this.images = new ImageStore(this.paths.images);
     this.volumes = new VolumeStore(this.paths.volumes);
@@ -88,6 +99,11 @@ export class Engine {
     this.runtime = new RuncRuntime({ runcRoot: this.paths.runcRoot, criuPath: findCriu(), runc: opts.runtime });
     this.runtimeOpt = opts.runtime;
     this.self = opts.self;
+    const own = async (_e: Engine, rec: ContainerRecord, op: PendingOp): Promise<void> => {
+      if (op.name === 'start') await this.waitForConmon(rec);
+      await this.adoptFromRuntime(rec);
+    };
+    this.repairs = { start: own, stop: own, remove: own, ...repairs };
     for (const d of [this.paths.root, this.paths.containers]) mkdirp(d, 0o700);
     mkdirp(this.paths.locks, 0o700);
     this.sweepAbandonedImports();
@@ -171,29 +187,24 @@ export class Engine {
     );
   }
 
-  /** Records that an operation is in flight (so a crash half-way is noticed and repaired). */
-  beginOp(rec: ContainerRecord, name: PendingOp['name']): void {
-    rec.state.op = { name, pid: process.pid, startTime: procStartTime(process.pid), since: new Date().toISOString() };
+  /**
+   * Records that an operation is in flight, with what its repair needs (so a crash half-way is
+   * noticed and repaired by the next command), and saves the record.
+   */
+  beginOp<K extends OpKind>(rec: ContainerRecord, name: K, args: OpArgs[K]): void {
+    rec.state.op = { name, args, pid: process.pid, startTime: procStartTime(process.pid), since: new Date().toISOString() } as PendingOp;
     this.save(rec);
   }
 
-  /** Records that conmon has started (or restored) the container: running, with fresh PIDs. */
-  markRunning(rec: ContainerRecord, started: Started, extra: Partial<ContainerRecord['state']> = {}): void {
-    Object.assign(rec.state, {
-      status: 'running',
-      pid: started.pid,
-      conmonPid: started.conmonPid,
-      conmonStartTime: started.conmonStartTime,
-      exitCode: 0,
-      startedAt: new Date().toISOString(),
-      finishedAt: undefined,
-      error: undefined,
-      checkpointed: false,
-      restored: false,
-      ...extra,
-    });
+  /** Records how far the operation in flight has got (a migration's phase), and saves it. */
+  updateOp<K extends OpKind>(rec: ContainerRecord, name: K, patch: Partial<OpArgs[K]>): void {
+    const op = rec.state.op;
+    if (op?.name !== name) throw new FerryError('ESTATE', `internal error: no ${name} operation in flight on ${rec.config.name}`);
+    Object.assign(op.args, patch);
+    this.save(rec);
   }
 
+  /** The operation is over (done, or failed cleanly): saves the record without it. */
   endOp(rec: ContainerRecord): void {
     delete rec.state.op;
     this.save(rec);
@@ -236,11 +247,7 @@ export class Engine {
   /** Records the exit conmon wrote and releases the runtime (network, mount); caller holds the lock. */
   private async recordExit(rec: ContainerRecord): Promise<void> {
     const exit = this.readExitCode(rec.config.id);
-    rec.state.status = 'exited';
-    rec.state.exitCode = exit?.code ?? -1;
-    rec.state.finishedAt = exit?.at ?? new Date().toISOString();
-    rec.state.pid = 0;
-    rec.state.conmonPid = 0;
+    toExited(rec.state, exit?.code ?? -1, exit?.at);
     await this.releaseRuntime(rec);
     this.save(rec);
     await this.autoRemove(rec);
@@ -260,43 +267,35 @@ export class Engine {
     await this.removeFiles(rec);
   }
 
-  /** An operation's process died half-way: decide from runc's view what is true now. */
+  /** An operation's process died half-way: its owner's repair decides what is true now. */
   private async repairInterrupted(rec: ContainerRecord, op: PendingOp): Promise<void> {
+    const message = await (this.repairs[op.name] as RepairHandler<OpKind>)(this, rec, op);
+    rec.state.error = message || `a ferry ${op.name} was interrupted; state repaired`;
+    delete rec.state.op;
+    this.save(rec);
+  }
+
+  /**
+   * conmon outlives a killed ferry and may still be running `runc restore` (or create): waits
+   * until runc has written the container's PID or conmon has given up.
+   */
+  async waitForConmon(rec: ContainerRecord): Promise<void> {
+    const conmonPid = Number(readText(this.paths.conmon(rec.config.id).conmonPidFile)) || 0;
+    await waitFor(() => !processAlive(conmonPid) || fs.existsSync(this.paths.conmon(rec.config.id).pidFile), 120_000, 50);
+  }
+
+  /**
+   * After an interrupted operation, records what runc says is true: a container that runs is
+   * adopted (restored: a restore got that far), one that was only created is undone (the user
+   * can start it again), and anything else is released.
+   */
+  async adoptFromRuntime(rec: ContainerRecord, o: { restored?: boolean } = {}): Promise<void> {
     const id = rec.config.id;
-    const cp = this.paths.conmon(id);
-    if (op.name === 'start' || op.name === 'restore') {
-      // conmon outlives the killed ferry and may still be running `runc restore` (or create):
-      // wait until runc has written the container's PID or conmon has given up, then decide.
-      const conmonPid = Number(readText(cp.conmonPidFile)) || 0;
-      await waitFor(() => !processAlive(conmonPid) || fs.existsSync(cp.pidFile), 120_000, 50);
-    }
-    if (op.name === 'migrate') {
-      // A migration froze the container and sent its memory to the destination. Before its
-      // commit the destination rolls back (the channel is gone), so it thaws here; after the
-      // commit nobody knows which side has it: it stays frozen and the error says what to do.
-      await waitFor(() => !processAlive(op.helperPid) && !this.runtime.busy(id).length, 120_000, 50);
-      fs.rmSync(this.paths.migrateDump(id), { recursive: true, force: true });
-      if (op.args?.phase !== 'committing') {
-        if ((await this.runtime.state(id))?.status === 'paused') await this.runtime.resume(id);
-        if (rec.state.trafficHeld && rec.state.net) await releaseTraffic(rec.state.net.netnsPath).catch(() => undefined);
-        delete rec.state.trafficHeld;
-      }
-    }
     const rs = await this.runtime.state(id);
-    if (op.name === 'checkpoint') {
-      const { repairInterruptedCheckpoint } = await import('./checkpoint.js');
-      await repairInterruptedCheckpoint(this, rec);
-    } else if (rs && (rs.status === 'running' || rs.status === 'paused') && processAlive(rs.pid)) {
-      // The container runs: adopt it (start or restore got that far).
-      const conmonPid = Number(readText(cp.conmonPidFile)) || 0;
-      Object.assign(rec.state, { status: rs.status, pid: rs.pid, conmonPid, conmonStartTime: procStartTime(conmonPid) });
-      rec.state.startedAt ??= new Date().toISOString();
-      if (op.name === 'restore') {
-        // The checkpoint directory stays (as with --keep): the restore's options are unknown.
-        Object.assign(rec.state, { restored: true, restoredAt: new Date().toISOString(), checkpointed: false, exitCode: 0, finishedAt: undefined });
-      }
+    if (rs && (rs.status === 'running' || rs.status === 'paused') && processAlive(rs.pid)) {
+      const conmonPid = Number(readText(this.paths.conmon(id).conmonPidFile)) || 0;
+      toAdopted(rec.state, rs.status, rs.pid, conmonPid, procStartTime(conmonPid), !!o.restored);
     } else if (rs?.status === 'created') {
-      // start died between `runc create` and `runc start`: undo, the user can start again.
       await this.runtime.kill(id, 'KILL');
       await this.releaseRuntime(rec);
       rec.state.status = rec.state.checkpointed || rec.state.startedAt ? 'exited' : 'created';
@@ -304,12 +303,6 @@ export class Engine {
       // (A "running" record whose conmon is gone is handled by the exit path in sync().)
       await this.releaseRuntime(rec);
     }
-    rec.state.error =
-      op.name === 'migrate' && op.args?.phase === 'committing'
-        ? `a ferry migrate to ${String(op.args.destination)} was interrupted after its commit: the container is paused here; if it runs there, \`ferry rm -f ${rec.config.name}\` here, otherwise \`ferry unpause ${rec.config.name}\``
-        : `a ferry ${op.name} was interrupted; state repaired`;
-    delete rec.state.op;
-    this.save(rec);
   }
 
   /**
@@ -557,7 +550,7 @@ export class Engine {
       if (rec.state.status === 'running') return rec;
       if (rec.state.status === 'paused') throw new FerryError('ESTATE', `container ${rec.config.name} is paused: unpause it instead`);
       // A checkpointed container starts afresh, as with Podman; its checkpoint stays for restore.
-      this.beginOp(rec, 'start');
+      this.beginOp(rec, 'start', {});
       try {
         await this.runtime.delete(rec.config.id, true); // stale runc state from a crash
         await this.prepareBundle(rec, { ip: o.address?.ip ?? rec.config.network?.ip, mac: o.address?.mac ?? rec.config.network?.mac });
@@ -568,7 +561,7 @@ export class Engine {
           exitCommand: this.exitCommand(rec.config.id),
         });
         await this.runtime.start(rec.config.id);
-        this.markRunning(rec, started);
+        toRunning(rec.state, started);
         this.endOp(rec);
         return rec;
       } catch (e) {
@@ -594,7 +587,7 @@ export class Engine {
   /** Stops a running container: its stop signal, then SIGKILL after timeoutSec. Caller holds the lock. */
   async stopLocked(rec: ContainerRecord, timeoutSec: number): Promise<void> {
     if (rec.state.status !== 'running' && rec.state.status !== 'paused') return;
-    this.beginOp(rec, 'stop');
+    this.beginOp(rec, 'stop', {});
     const id = rec.config.id;
     let code: number | undefined;
     if (timeoutSec > 0) {
@@ -608,7 +601,7 @@ export class Engine {
       code = await this.waitExit(rec, 10_000);
     }
     await this.releaseRuntime(rec);
-    Object.assign(rec.state, { status: 'exited', exitCode: code ?? 137, pid: 0, conmonPid: 0, finishedAt: new Date().toISOString() });
+    toExited(rec.state, code ?? 137);
     this.endOp(rec);
   }
 
@@ -639,7 +632,7 @@ export class Engine {
       if (rec.state.status === 'paused') throw new FerryError('ESTATE', `container ${rec.config.name} is already paused`);
       if (rec.state.status !== 'running') throw new FerryError('ESTATE', `container ${rec.config.name} is not running: only a running container can be paused`);
       await this.runtime.pause(rec.config.id);
-      rec.state.status = 'paused';
+      toPaused(rec.state);
       this.save(rec);
       return rec;
     });
@@ -652,7 +645,7 @@ export class Engine {
       await this.runtime.resume(rec.config.id);
       // A migration's frozen copy had its traffic held: it flows again (no chain, nothing to do).
       if (rec.state.trafficHeld && rec.state.net) await releaseTraffic(rec.state.net.netnsPath).catch(() => undefined);
-      Object.assign(rec.state, { status: 'running', error: undefined, trafficHeld: undefined });
+      toUnpaused(rec.state);
       this.save(rec);
       return rec;
     });
@@ -677,7 +670,7 @@ export class Engine {
   /** Deletes every file of a stopped container (caller holds the lock). */
   async removeFiles(rec: ContainerRecord): Promise<void> {
     const id = rec.config.id;
-    this.beginOp(rec, 'remove');
+    this.beginOp(rec, 'remove', {});
     await this.releaseRuntime(rec);
     await removeLayer(this.paths.layer(id));
     // Renaming the directory away is the commit point: from then on the container is gone.

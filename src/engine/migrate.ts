@@ -42,20 +42,24 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import type { TLSSocket } from 'node:tls';
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import type { Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { ImageRecord } from '../drivers/storage/images.js';
 import { FerryError } from '../lib/errors.js';
 import { debug } from '../lib/log.js';
-import { processAlive, procStartTime, waitFor } from '../lib/proc.js';
+import { processAlive, waitFor } from '../lib/proc.js';
 import { FrameReader, FrameWriter, LineReader, parseSshUrl, sshSpawn, type Message, type SshTarget } from '../drivers/transport/channel.js';
 import { PROTOCOL, connectService, displayTarget, isServiceUrl, listenPagesTunnel, parseServiceUrl, readSecretFile, servePagesTunnel, type ServiceTarget } from '../drivers/transport/service.js';
 import type { Compression } from '../drivers/archive/compress.js';
 import { diagnoseCriuLog, readLog, type CriuInfo } from '../drivers/criu/criu.js';
 import { ARCHIVE_FORMAT, HEADER_MEMBER, readArchive } from '../drivers/archive/archive.js';
 import { guardLoopbackPort, holdTraffic, sweepLoopbackGuards } from '../drivers/network/cni.js';
-import { checkpoint, criuFailure, pageImageBytes, removePreDumps, restore, writeCheckpointMeta } from './checkpoint.js';
+import { checkpoint } from './checkpoint.js';
+import { checkpointMetaOptions, pageImageBytes, removePreDumps } from './checkpoint-dir.js';
+import { dump } from './dump.js';
+import { toCheckpointed } from './state.js';
+import { restore } from './restore.js';
 import { exportCheckpoint, importCheckpoint, writeArchive } from './portable.js';
 import { takeDown } from './pods.js';
 import type { ContainerRecord } from './types.js';
@@ -289,6 +293,8 @@ async function migrateOverLink(engine: Engine, o: MigrateOptions, p: Plan): Prom
     debug(`migrate ${name}: freezing`);
     const commit = async (): Promise<void> => {
       progress('committing', bytes + pageBytes);
+      // A lazy dump's op says from here on that the destination may own the container.
+      if (pages === 'lazy') await engine.withContainer(rec.config.id, async (r) => engine.updateOp(r, 'migrate', { phase: 'committing' }));
       await writer.send({ type: 'commit' });
       const committed = await replies.next(COMMIT_TIMEOUT_MS);
       if (!committed || committed.type !== 'committed') {
@@ -329,7 +335,7 @@ async function migrateOverLink(engine: Engine, o: MigrateOptions, p: Plan): Prom
       const exportP = (async () => {
         const target = { target: counted, compression: o.compression ?? 'zstd', withoutPreDumps: true } as const;
         if (o.lazy) {
-          lazyDump = await lazyCheckpoint(engine, rec.config.id, pagesPort, o.tcpEstablished, parent);
+          lazyDump = await lazyCheckpoint(engine, rec.config.id, pagesPort, o.destination, o.tcpEstablished, parent);
           lazyDumpStarted = true;
           await engine.withContainer(rec.config.id, async (r) => {
             await exportCheckpoint(engine, r, target);
@@ -475,8 +481,7 @@ async function frozenStopAndCopy(engine: Engine, rec: ContainerRecord, f: Frozen
   if (rec.state.status !== 'running') throw new FerryError('ESTATE', `container ${name} is no longer running (${rec.state.status}); nothing was frozen`);
   const dir = engine.paths.migrateDump(id);
   const workDir = engine.paths.bundle(id);
-  rec.state.op = { name: 'migrate', pid: process.pid, startTime: procStartTime(process.pid), since: new Date().toISOString(), args: { phase: 'freezing', destination: f.destination } };
-  engine.save(rec);
+  engine.beginOp(rec, 'migrate', { mode: 'page-server', phase: 'freezing', destination: f.destination });
   fs.rmSync(dir, { recursive: true, force: true });
   fs.mkdirSync(dir, { mode: 0o700 });
   fs.rmSync(path.join(workDir, 'dump.log'), { force: true });
@@ -491,13 +496,12 @@ async function frozenStopAndCopy(engine: Engine, rec: ContainerRecord, f: Frozen
       release = await holdTraffic(rec.state.net.netnsPath);
     }
     await engine.runtime.pause(id);
-    const r = await engine.runtime.checkpoint(id, { imagePath: dir, workPath: workDir, leaveRunning: true, tcpEstablished: f.tcpEstablished, pageServer: `127.0.0.1:${f.pagesPort}` }, (pid) => {
-      rec.state.op!.helperPid = pid;
-      engine.save(rec);
+    await dump(engine, rec, {
+      imageDir: dir,
+      criu: { leaveRunning: true, tcpEstablished: f.tcpEstablished, pageServer: `127.0.0.1:${f.pagesPort}` },
+      meta: checkpointMetaOptions({ tcpEstablished: f.tcpEstablished }),
     });
-    debug(`migrate ${name}: dumped in ${(performance.now() - tFreeze).toFixed(1)}ms (exit ${r.code}), memory sent to the page server`);
-    if (r.code !== 0) throw criuFailure('checkpoint', name, r.stderr, path.join(workDir, 'dump.log'));
-    await writeCheckpointMeta(engine, rec, dir, { tcpEstablished: f.tcpEstablished });
+    debug(`migrate ${name}: dumped in ${(performance.now() - tFreeze).toFixed(1)}ms, memory sent to the page server`);
     const exportP = exportCheckpoint(engine, rec, { target: f.target, compression: f.compression, imageDir: dir });
     exportP.catch(() => undefined);
     await archiveSent(exportP.then(() => undefined), exportP, f.reply, f.target, peer);
@@ -509,8 +513,7 @@ async function frozenStopAndCopy(engine: Engine, rec: ContainerRecord, f: Frozen
 
     // 3. Commit. Once it is sent, the frozen copy here must never run again.
     committing = true;
-    rec.state.op!.args = { ...rec.state.op!.args, phase: 'committing' };
-    engine.save(rec);
+    engine.updateOp(rec, 'migrate', { phase: 'committing' });
     await f.commit();
     await takeDown(engine, rec).catch((e: Error) => process.stderr.write(`ferry: warning: stopping the frozen copy of ${name} here: ${e.message}\n`));
     fs.rmSync(dir, { recursive: true, force: true });
@@ -665,11 +668,6 @@ function withTimeout<T>(p: Promise<T>, ms: number): Promise<T | undefined> {
   return Promise.race([p, new Promise<undefined>((r) => (t = setTimeout(() => r(undefined), ms)))]).finally(() => clearTimeout(t));
 }
 
-function spawnSyncOk(argv: string[]): void {
-  const r = spawnSync(argv[0]!, argv.slice(1), { encoding: 'utf8' });
-  if (r.status !== 0) throw new FerryError('ERUNTIME', `${argv[0]} failed: ${r.stderr.trim()}`);
-}
-
 function countingTap(out: Writable, onBytes: (n: number) => void): Writable {
   const origWrite = out.write.bind(out);
   (out as { write: Writable['write'] }).write = ((chunk: Buffer, ...rest: unknown[]) => {
@@ -709,52 +707,36 @@ async function freePort(): Promise<number> {
 interface LazyDump {
   /** Resolves when CRIU has served every page and exited. */
   done: Promise<void>;
-  abort(): void;
 }
 
 /**
  * Dumps everything but memory; CRIU then serves pages on 127.0.0.1:port (reached by the
  * destination only through the ssh tunnel or the ferry service's pages connection) until the
- * destination has them all.
+ * destination has them all. The migrate op is recorded first: a ferry killed from here on is
+ * repaired (repair.ts).
  */
-async function lazyCheckpoint(engine: Engine, id: string, port: number, tcpEstablished?: boolean, parent?: string): Promise<LazyDump> {
-  let result: LazyDump | undefined;
-  await engine.withContainer(id, async (rec) => {
+async function lazyCheckpoint(engine: Engine, id: string, port: number, destination: string, tcpEstablished?: boolean, parent?: string): Promise<LazyDump> {
+  return engine.withContainer(id, async (rec) => {
     const dir = engine.paths.checkpointDir(id);
+    engine.beginOp(rec, 'migrate', { mode: 'lazy', phase: 'freezing', destination });
     fs.rmSync(dir, { recursive: true, force: true });
     fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
-    const workDir = engine.paths.bundle(id);
-    // runc wants a writable descriptor for --status-fd: a FIFO, written by runc, read here.
-    const fifo = path.join(engine.paths.runDir(id), 'lazy-status');
-    fs.rmSync(fifo, { force: true });
-    spawnSyncOk(['mkfifo', '-m', '600', fifo]);
-    const readFd = fs.openSync(fifo, fs.constants.O_RDONLY | fs.constants.O_NONBLOCK);
-    const writeFd = fs.openSync(fifo, fs.constants.O_WRONLY);
-    const status = new net.Socket({ fd: readFd, readable: true, writable: false });
-    const child = spawn(
-      engine.runtime.runc,
-      [...engine.runtime.globalArgs(), 'checkpoint', '--image-path', dir, '--work-path', workDir, '--lazy-pages', '--page-server', `127.0.0.1:${port}`, '--status-fd', '3', ...(tcpEstablished ? ['--tcp-established'] : []), ...(parent ? ['--parent-path', path.join('..', parent)] : []), id],
-      { stdio: ['ignore', 'ignore', 'pipe', writeFd], detached: true },
-    );
-    fs.closeSync(writeFd);
-    let stderr = '';
-    child.stderr!.on('data', (b: Buffer) => (stderr += b.toString()));
-    const exited = new Promise<number | null>((resolve) => child.on('close', resolve));
-    exited.then(() => status.destroy());
-    const ready = new Promise<void>((resolve, reject) => {
-      status.once('data', () => resolve());
-      status.on('error', () => undefined);
-      exited.then((code) => reject(new FerryError('ECRIU', `lazy checkpoint failed: ${stderr.trim().split('\n').pop() ?? `exit ${code}`} (details: ${path.join(workDir, 'dump.log')})`)));
-    });
-    await ready;
-    // Memory stays on this host, in CRIU, until the destination has faulted it all in.
-    await writeCheckpointMeta(engine, rec, dir, { tcpEstablished: !!tcpEstablished, withPrevious: !!parent });
-    rec.state.checkpointed = true;
-    rec.state.checkpointedAt = new Date().toISOString();
-    engine.save(rec);
-    result = { done: exited.then(() => undefined), abort: () => child.kill('SIGKILL') };
+    try {
+      const d = await dump(engine, rec, {
+        imageDir: dir,
+        criu: { lazyPages: true, pageServer: `127.0.0.1:${port}`, tcpEstablished, parentPath: parent ? path.join('..', parent) : undefined },
+        meta: checkpointMetaOptions({ tcpEstablished, withPrevious: !!parent }),
+      });
+      // Memory stays on this host, in CRIU, until the destination has faulted it all in.
+      toCheckpointed(rec.state, dir, { stopped: false });
+      engine.save(rec);
+      return { done: d.served! };
+    } catch (e) {
+      fs.rmSync(dir, { recursive: true, force: true });
+      engine.endOp(rec);
+      throw e;
+    }
   });
-  return result!;
 }
 
 /** Starts `criu lazy-pages` for a restore: it serves page faults from a page server. */

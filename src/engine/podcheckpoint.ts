@@ -30,18 +30,11 @@ import { VERSION } from '../lib/version.js';
 import { ARCHIVE_FORMAT, HEADER_MEMBER, POD_ARCHIVE_KIND, readArchive, type WriteStats } from '../drivers/archive/archive.js';
 import type { Compression } from '../drivers/archive/compress.js';
 import type { PortMapping } from '../drivers/network/cni.js';
-import {
-  checkpointLocked,
-  META_FILE,
-  removeCheckpointLocked,
-  restoreLocked,
-  type CheckpointMeta,
-  type CheckpointOptions,
-  type CheckpointReport,
-  type RestoreOptions,
-  type RestoreReport,
-} from './checkpoint.js';
+import { checkpointLocked, removeCheckpointLocked, type CheckpointOptions, type CheckpointReport } from './checkpoint.js';
+import { META_FILE, type CheckpointMeta } from './checkpoint-dir.js';
+import { restoreLocked, type RestoreOptions, type RestoreReport } from './restore.js';
 import type { Engine } from './engine.js';
+import { toCheckpointed } from './state.js';
 import { createPod, findPod, getPod, lockPodNetwork, podMembers, removePod, repairPod, requirePodRestore, resetPodHostname, savePod, takeDown, type PodRecord, type SharedNs } from './pods.js';
 import { checkArchiveHost, placeStaged, removePlaced, writeArchive, writeContainerMembers } from './portable.js';
 import type { ContainerRecord } from './types.js';
@@ -262,7 +255,7 @@ async function restoreMembers(engine: Engine, pod: PodRecord, recs: ContainerRec
   } catch (e) {
     for (const r of done) {
       await takeDown(engine, r).catch(() => undefined);
-      Object.assign(r.state, { checkpointed: true, checkpointPath: engine.paths.checkpointDir(r.config.id) });
+      toCheckpointed(r.state, engine.paths.checkpointDir(r.config.id), { at: r.state.checkpointedAt, stopped: true });
       engine.save(r);
     }
     await engine.stop(pod.infraId, 0).catch(() => undefined);

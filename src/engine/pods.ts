@@ -20,6 +20,7 @@ import { processAlive, waitFor } from '../lib/proc.js';
 import { versionAtLeast } from '../drivers/criu/criu.js';
 import { holdTraffic } from '../drivers/network/cni.js';
 import type { Engine } from './engine.js';
+import { toExited } from './state.js';
 import type { ContainerRecord } from './types.js';
 
 export type SharedNs = 'net' | 'ipc' | 'uts';
@@ -245,7 +246,8 @@ export async function takeDown(engine: Engine, rec: ContainerRecord): Promise<vo
   await engine.runtime.resume(rec.config.id).catch(() => undefined); // a frozen task dies once thawed
   await engine.waitExit(rec, 5000);
   await engine.releaseRuntime(rec);
-  Object.assign(rec.state, { status: 'exited', pid: 0, conmonPid: 0, exitCode: 0, finishedAt: new Date().toISOString(), restored: false });
+  toExited(rec.state, 0);
+  rec.state.restored = false;
   engine.save(rec);
 }
 

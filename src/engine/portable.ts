@@ -26,7 +26,8 @@ import { ArchiveWriter, ARCHIVE_FORMAT, HEADER_MEMBER, POD_ARCHIVE_KIND, readArc
 import type { Compression } from '../drivers/archive/compress.js';
 import { createLayer } from '../drivers/storage/overlay.js';
 import { getPod, requirePodRestore, type PodRecord } from './pods.js';
-import { META_FILE, adoptPageImages, checkCompatible, placePreDumps, preDumpChain, restore, type CheckpointMeta, type RestoreOptions, type RestoreReport } from './checkpoint.js';
+import { META_FILE, adoptPageImages, checkCompatible, placePreDumps, preDumpChain, type CheckpointMeta } from './checkpoint-dir.js';
+import { restore, type RestoreOptions, type RestoreReport } from './restore.js';
 import type { Engine } from './engine.js';
 import type { ContainerRecord } from './types.js';
 
@@ -118,7 +119,7 @@ export async function checkArchiveHost(engine: Engine, hdr: { format: unknown; a
   if (typeof hdr.format !== 'number' || hdr.format > ARCHIVE_FORMAT) {
     throw new FerryError('EARCHIVE', `the archive has format version ${String(hdr.format)}, this ferry reads up to ${ARCHIVE_FORMAT}: upgrade ferry; nothing was created`);
   }
-  await checkCompatible(engine, { formatVersion: 1, arch: hdr.arch, criuVersion: hdr.criuVersion } as CheckpointMeta);
+  await checkCompatible(engine, { arch: hdr.arch, criuVersion: hdr.criuVersion });
   for (const m of images) {
     if (!engine.images.list().some((i) => i.Id === m.imageId)) {
       throw new FerryError('ENOTFOUND', `the archive needs image ${m.imageName} (ID ${String(m.imageId).slice(0, 12)}), which this host does not have: import it first; nothing was created`);

@@ -49,17 +49,65 @@ export interface ContainerConfig {
   infraOf?: string;
 }
 
-/** A multi-step operation in flight; if its process dies, the next command repairs the state. */
-export interface PendingOp {
-  name: 'start' | 'stop' | 'checkpoint' | 'restore' | 'remove' | 'migrate';
+/**
+ * The operation journal: a multi-step operation records itself in the container's state before
+ * it changes anything, with what a repair needs to know; if its process dies, the next command
+ * hands the record to the repair handler of the module that owns the operation.
+ */
+export interface OpArgs {
+  start: Record<string, never>;
+  stop: Record<string, never>;
+  remove: Record<string, never>;
+  restore: Record<string, never>;
+  checkpoint: CheckpointOpArgs;
+  migrate: MigrateOpArgs;
+}
+
+export type OpKind = keyof OpArgs;
+
+/** A CRIU dump into imageDir.tmp, committed by renaming it to imageDir. */
+export interface CheckpointOpArgs {
+  /** The directory the dump becomes: checkpoint/, or a pre-dump (pre-checkpoint, pre-N). */
+  imageDir: string;
+  /** A memory-only pre-dump (pre-copy round): no metadata, the container runs on. */
+  preDump: boolean;
+  /** The dump of a pod member, frozen with the others: a repair thaws what it left frozen. */
+  podFreeze: boolean;
+  /** What the checkpoint's metadata records (a repair that commits the dump writes it). */
+  meta: CheckpointMetaOptions;
+}
+
+/** The CRIU options a checkpoint records in its metadata (a restore reuses them). */
+export interface CheckpointMetaOptions {
+  tcpEstablished: boolean;
+  fileLocks: boolean;
+  extUnixSk: boolean;
+  shellJob: boolean;
+  withPrevious: boolean;
+}
+
+/** The source side of a migration whose dump froze the container or holds its memory. */
+export interface MigrateOpArgs {
+  /** page-server: frozen, memory sent while dumping; lazy: CRIU serves the memory until the destination has it all. */
+  mode: 'page-server' | 'lazy';
+  /** Before `committing`, the destination rolls back when the channel goes: the container belongs here. */
+  phase: 'freezing' | 'committing';
+  destination: string;
+}
+
+interface OpBase {
   pid: number;
   startTime?: number;
   since: string;
   /** A helper the operation started (runc checkpoint) that may outlive a killed ferry. */
   helperPid?: number;
-  /** What the operation was asked to do, so that a repair can finish it the same way. */
-  args?: Record<string, unknown>;
 }
+
+/** A multi-step operation in flight; if its process dies, the next command repairs the state. */
+export type PendingOp = { [K in OpKind]: OpBase & { name: K; args: OpArgs[K] } }[OpKind];
+
+/** The op record of one kind. */
+export type OpOf<K extends OpKind> = Extract<PendingOp, { name: K }>;
 
 export interface ContainerState {
   status: ContainerStatus;

@@ -229,6 +229,47 @@ test('the source ferry killed while the container is frozen: the next command th
   }
 });
 
+test('the source ferry killed during a --lazy dump: the container ends up running on exactly one host', { skip }, async (t) => {
+  const info = JSON.parse(await a.ok(['info', '--format', 'json']));
+  if (!info.host.checkpointModes.lazyPages) return t.skip(`lazy pages unavailable here: ${info.host.notes.join('; ')}`);
+  await startMemhog(a, 'lzk', 64);
+  const id: string = (await a.inspect('lzk')).Id;
+  const record = (): { state: { op?: { name: string; helperPid?: number; args?: { mode?: string } } } } =>
+    JSON.parse(fs.readFileSync(`${a.root}/containers/${id}/container.json`, 'utf8'));
+  try {
+    const running = a.run([...migrateArgs(a, b, 'lzk'), '--lazy'], { timeoutMs: 180_000 });
+    // The lazy dump has begun: its op and runc's PID are recorded.
+    await eventually(() => {
+      const op = record().state.op;
+      return op?.name === 'migrate' && op.args?.mode === 'lazy' && !!op.helperPid;
+    }, 60_000, 2);
+    const src = pidsMatching(/ migrate lzk ssh:/).filter((p) => fs.readFileSync(`/proc/${p}/cmdline`, 'utf8').includes(a.root));
+    assert.equal(src.length, 1, 'found the migrating ferry');
+    process.kill(src[0]!, 'SIGKILL');
+    assert.notEqual((await running).code, 0);
+    // The next command repairs the source; the destination rolls back or keeps it, never both.
+    await a.run(['ps', '-a']);
+    assert.equal(record().state.op, undefined, 'the interrupted migration was repaired');
+    let where: NetHost | undefined;
+    await eventually(async () => {
+      const onA = (await names(a, false)).includes('lzk');
+      const onB = (await names(b, false)).includes('lzk');
+      assert.ok(!(onA && onB), 'running on both hosts');
+      where = onA ? a : onB ? b : undefined;
+      return !!where && pidsMatching(/migrate-receive/).filter((p) => fs.readFileSync(`/proc/${p}/cmdline`, 'utf8').includes(b.root)).length === 0;
+    }, 30_000, 100);
+    assert.ok(where, 'running on neither host');
+    await memhogHealthy(where!, 'lzk');
+    if (where === a) await assertHostClean(b);
+    else assert.deepEqual(await names(a), [], 'gone from the source');
+  } finally {
+    for (const h of [a, b]) {
+      await h.run(['rm', '-f', 'lzk']);
+      await h.run(['volume', 'rm', '-f', 'lzk-bin']);
+    }
+  }
+});
+
 /**
  * A TCP client in a host's network namespace, from that host's own address (not its bridge's),
  * so that the container can answer it from either host once the network routes it there.

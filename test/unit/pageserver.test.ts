@@ -7,7 +7,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { PassThrough } from 'node:stream';
-import { adoptPageImages, pageImageBytes } from '../../src/engine/checkpoint.js';
+import { adoptPageImages, pageImageBytes } from '../../src/engine/checkpoint-dir.js';
 import { LineReader } from '../../src/drivers/transport/channel.js';
 import { Paths } from '../../src/engine/paths.js';
 

@@ -9,7 +9,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { PassThrough } from 'node:stream';
 import { ArchiveWriter, HEADER_MEMBER, readArchive } from '../../src/drivers/archive/archive.js';
-import { placePreDumps, preDumpChain, removePreDumps } from '../../src/engine/checkpoint.js';
+import { placePreDumps, preDumpChain, removePreDumps } from '../../src/engine/checkpoint-dir.js';
 import { anotherPreCopyRound } from '../../src/engine/migrate.js';
 
 function tmpdir(t: { after: (fn: () => void) => void }): string {

@@ -1,0 +1,68 @@
+/**
+ * The one place a container is dumped with CRIU, always through the runtime driver: a
+ * checkpoint in place (also with --export, -R, or as a pod member frozen with the others), a
+ * pre-copy round, a migration's frozen stop-and-copy (memory sent to the destination's page
+ * server while dumping) and a --lazy migration's dump (memory served from here afterwards).
+ *
+ * The caller has recorded its operation in the container's state before calling (so a ferry
+ * killed from then on leaves nothing a repair does not know about); the dump adds runc's PID
+ * to that record, so that a repair waits for (or stops) the runc a dead ferry left working.
+ * What a failure means for the container is the caller's to decide: the dump only says why,
+ * in plain words, with the path of CRIU's log.
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { FerryError } from '../lib/errors.js';
+import { debug } from '../lib/log.js';
+import type { RuncCheckpointOptions } from '../drivers/runtime/runc.js';
+import { readDumpStats, type DumpStats } from '../drivers/criu/stats.js';
+import { criuFailure, writeCheckpointMeta } from './checkpoint-dir.js';
+import type { Engine } from './engine.js';
+import type { CheckpointMetaOptions, ContainerRecord } from './types.js';
+
+export interface DumpRequest {
+  /** Where CRIU writes the images. */
+  imageDir: string;
+  /** What CRIU is asked (runc's checkpoint flags); parentPath is relative to imageDir. */
+  criu: Omit<RuncCheckpointOptions, 'imagePath' | 'workPath' | 'statusFd'>;
+  /** Make the images a Ferry checkpoint (metadata and spec); absent for a pre-copy round. */
+  meta?: CheckpointMetaOptions;
+}
+
+export interface Dump {
+  /** The runc checkpoint call alone (for a lazy dump: until CRIU serves the memory). */
+  runtimeMs: number;
+  stats?: DumpStats;
+  /** CRIU's log of this dump. */
+  logFile: string;
+  /** A lazy dump: settles once the destination has every page (CRIU then exits). */
+  served?: Promise<void>;
+}
+
+export async function dump(engine: Engine, rec: ContainerRecord, req: DumpRequest): Promise<Dump> {
+  const id = rec.config.id;
+  const name = rec.config.name;
+  const op = rec.state.op;
+  if (!op || op.pid !== process.pid) throw new FerryError('ESTATE', `internal error: dump of ${name} without its operation recorded`);
+  const workDir = engine.paths.bundle(id);
+  const logFile = path.join(workDir, req.criu.preDump ? 'predump.log' : 'dump.log');
+  // A log left by an earlier --keep must not pass for this dump's (a repair reads it).
+  fs.rmSync(logFile, { force: true });
+  const t0 = performance.now();
+  const run = engine.runtime.startCheckpoint(id, { ...req.criu, imagePath: req.imageDir, workPath: workDir }, (pid) => {
+    op.helperPid = pid;
+    engine.save(rec);
+  });
+  const r = await run.ready;
+  const runtimeMs = performance.now() - t0;
+  debug(`dump ${name}: runc checkpoint took ${runtimeMs.toFixed(1)}ms (${r ? `exit ${r.code}` : 'serving memory'})`);
+  if (r && r.code !== 0) throw criuFailure('checkpoint', name, r.stderr, logFile);
+  if (req.meta) await writeCheckpointMeta(engine, rec, req.imageDir, req.meta);
+  const served = r
+    ? undefined
+    : run.done.then((d) => {
+        if (d.code !== 0) throw criuFailure('checkpoint', name, d.stderr, logFile);
+      });
+  served?.catch(() => undefined); // the caller may never wait for it (a failed migration)
+  return { runtimeMs, stats: readDumpStats(path.join(workDir, 'stats-dump')), logFile, served };
+}
