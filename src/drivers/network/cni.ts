@@ -54,8 +54,9 @@ export interface Attachment {
 
 // ------------------------------------------------------------------------- addresses
 
+/** A dotted quad without leading zeros (which the CNI plugins refuse, and some tools read as octal). */
 export function parseIPv4(s: string): number | undefined {
-  const m = s.match(/^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/);
+  const m = s.match(/^(0|[1-9]\d{0,2})\.(0|[1-9]\d{0,2})\.(0|[1-9]\d{0,2})\.(0|[1-9]\d{0,2})$/);
   if (!m) return undefined;
   const parts = m.slice(1).map(Number);
   if (parts.some((p) => p > 255)) return undefined;
