@@ -68,11 +68,11 @@ export function formatIPv4(n: number): string {
 }
 
 export function parseCidr(s: string): { base: number; prefix: number } | undefined {
-  const [a, p] = s.split('/');
-  const base = parseIPv4(a ?? '');
-  const prefix = Number(p);
-  if (base === undefined || !Number.isInteger(prefix) || prefix < 8 || prefix > 30) return undefined;
-  const mask = prefix === 0 ? 0 : (~0 << (32 - prefix)) >>> 0;
+  const m = s.match(/^([^/]*)\/(\d{1,2})$/);
+  const base = parseIPv4(m?.[1] ?? '');
+  const prefix = Number(m?.[2]);
+  if (base === undefined || prefix < 8 || prefix > 30) return undefined;
+  const mask = (~0 << (32 - prefix)) >>> 0;
   return { base: (base & mask) >>> 0, prefix };
 }
 
