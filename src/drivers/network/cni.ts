@@ -99,7 +99,7 @@ export function validMac(mac: string): boolean {
 
 /** -p [[IP:]HOSTPORT:]CTRPORT[/tcp|udp] */
 export function parsePublish(spec: string): PortMapping {
-  const [addr, protoRaw] = spec.split('/');
+  const [addr, protoRaw, ...rest] = spec.split('/');
   const protocol = (protoRaw ?? 'tcp').toLowerCase();
   if (protocol !== 'tcp' && protocol !== 'udp') throw new FerryError('EINVAL', `invalid port "${spec}": the protocol must be tcp or udp`);
   const parts = (addr ?? '').split(':');
@@ -112,7 +112,7 @@ export function parsePublish(spec: string): PortMapping {
   const port = (v: string | undefined): number | undefined => (v && /^\d+$/.test(v) && Number(v) > 0 && Number(v) < 65536 ? Number(v) : undefined);
   const containerPort = port(ctr);
   const hostPort = host === undefined || host === '' ? containerPort : port(host);
-  if (!containerPort || !hostPort || (hostIP && parseIPv4(hostIP) === undefined)) {
+  if (!containerPort || !hostPort || (hostIP && parseIPv4(hostIP) === undefined) || rest.length) {
     throw new FerryError('EINVAL', `invalid port "${spec}": use [[HOST_IP:]HOST_PORT:]CONTAINER_PORT[/tcp|udp]`);
   }
   return { hostPort, containerPort, protocol, ...(hostIP ? { hostIP } : {}) };
