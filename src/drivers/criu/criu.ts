@@ -125,8 +125,9 @@ const DIAGNOSES: { re: RegExp; say: string }[] = [
   { re: /Tracking memory is not available|mem_dirty_track|soft.dirty/i, say: 'this kernel lacks soft-dirty memory tracking, which pre-copy needs' },
   { re: /vdso: ELF header magic mismatch|Unexpected rt vDSO/i, say: 'the checkpoint was made by a different CRIU version than the one restoring it' },
   { re: /Can't bind inet socket|Address already in use/i, say: 'an address the container listened on is already in use' },
-  { re: /Error \(.*\): .*(task|pid) .* (is|has been) (busy|in use)|PID .* is busy/i, say: 'a process ID the checkpoint needs is already taken on this host' },
-  { re: /tty|Can't find tty|pty/i, say: 'the container has a terminal: add --shell-job' },
+  { re: /Error \(.*\): .*(task|pid) .* (is|has been) (busy|in use)|PID .* is busy|Can't fork for \d+: File exists/i, say: 'a process ID the checkpoint needs is already taken on this host' },
+  // Not inside a word: CRIU's "empty mntns", "--emptyns" and "--pretty" are no terminal.
+  { re: /(?<![a-z])(tty|pty)/i, say: 'the container has a terminal: add --shell-job' },
   { re: /page-pipe: splice.*Bad file descriptor|Lazy pages transfer FAILED/i, say: 'lazy pages need fs.pipe-max-size >= 4194304: run `npm run setup`' },
 ];
 

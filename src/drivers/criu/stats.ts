@@ -56,6 +56,7 @@ export function decodeMessage(buf: Buffer): Map<number, number | Buffer> {
     } else if (wire === 2) {
       let len: number;
       [len, pos] = varint(buf, pos);
+      if (!(pos + len <= buf.length)) throw new Error('truncated field');
       out.set(field, buf.subarray(pos, pos + len));
       pos += len;
     } else if (wire === 5) {
@@ -84,6 +85,7 @@ function statsEntry(file: string, field: 1 | 2): Map<number, number | Buffer> | 
     if (m0 === IMG_COMMON_MAGIC || m0 === IMG_SERVICE_MAGIC) pos = 8;
     else pos = 4;
     const len = buf.readUInt32LE(pos);
+    if (pos + 4 + len > buf.length) return undefined; // cut short: no numbers rather than zeros
     const entry = decodeMessage(buf.subarray(pos + 4, pos + 4 + len));
     const sub = entry.get(field);
     return Buffer.isBuffer(sub) ? decodeMessage(sub) : undefined;

@@ -54,8 +54,9 @@ export interface Attachment {
 
 // ------------------------------------------------------------------------- addresses
 
+/** A dotted quad without leading zeros (which the CNI plugins refuse, and some tools read as octal). */
 export function parseIPv4(s: string): number | undefined {
-  const m = s.match(/^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/);
+  const m = s.match(/^(0|[1-9]\d{0,2})\.(0|[1-9]\d{0,2})\.(0|[1-9]\d{0,2})\.(0|[1-9]\d{0,2})$/);
   if (!m) return undefined;
   const parts = m.slice(1).map(Number);
   if (parts.some((p) => p > 255)) return undefined;
@@ -67,11 +68,11 @@ export function formatIPv4(n: number): string {
 }
 
 export function parseCidr(s: string): { base: number; prefix: number } | undefined {
-  const [a, p] = s.split('/');
-  const base = parseIPv4(a ?? '');
-  const prefix = Number(p);
-  if (base === undefined || !Number.isInteger(prefix) || prefix < 8 || prefix > 30) return undefined;
-  const mask = prefix === 0 ? 0 : (~0 << (32 - prefix)) >>> 0;
+  const m = s.match(/^([^/]*)\/(\d{1,2})$/);
+  const base = parseIPv4(m?.[1] ?? '');
+  const prefix = Number(m?.[2]);
+  if (base === undefined || prefix < 8 || prefix > 30) return undefined;
+  const mask = (~0 << (32 - prefix)) >>> 0;
   return { base: (base & mask) >>> 0, prefix };
 }
 
@@ -98,7 +99,7 @@ export function validMac(mac: string): boolean {
 
 /** -p [[IP:]HOSTPORT:]CTRPORT[/tcp|udp] */
 export function parsePublish(spec: string): PortMapping {
-  const [addr, protoRaw] = spec.split('/');
+  const [addr, protoRaw, ...rest] = spec.split('/');
   const protocol = (protoRaw ?? 'tcp').toLowerCase();
   if (protocol !== 'tcp' && protocol !== 'udp') throw new FerryError('EINVAL', `invalid port "${spec}": the protocol must be tcp or udp`);
   const parts = (addr ?? '').split(':');
@@ -111,7 +112,7 @@ export function parsePublish(spec: string): PortMapping {
   const port = (v: string | undefined): number | undefined => (v && /^\d+$/.test(v) && Number(v) > 0 && Number(v) < 65536 ? Number(v) : undefined);
   const containerPort = port(ctr);
   const hostPort = host === undefined || host === '' ? containerPort : port(host);
-  if (!containerPort || !hostPort || (hostIP && parseIPv4(hostIP) === undefined)) {
+  if (!containerPort || !hostPort || (hostIP && parseIPv4(hostIP) === undefined) || rest.length) {
     throw new FerryError('EINVAL', `invalid port "${spec}": use [[HOST_IP:]HOST_PORT:]CONTAINER_PORT[/tcp|udp]`);
   }
   return { hostPort, containerPort, protocol, ...(hostIP ? { hostIP } : {}) };

@@ -382,13 +382,18 @@ async function readPidFile(file: string, timeoutMs: number): Promise<number> {
   }
 }
 
-/** runc's errors arrive wrapped in JSON log lines; keep the human part. */
+/**
+ * runc's errors arrive wrapped in log lines (JSON, or logrus text on stderr); keep the human
+ * part of the last line. A message with nothing left after that is returned as it came.
+ */
 export function cleanRuntimeMessage(m: string): string {
   let s = m.trim();
   const json = s.match(/\{"level":"error","msg":"((?:[^"\\]|\\.)*)"/);
   if (json) s = JSON.parse(`"${json[1]}"`) as string;
-  s = s.replace(/^runtime failed:?\s*/i, '').replace(/^time="[^"]*" level=error msg="?/, '').replace(/"$/, '');
-  return s.split('\n').filter(Boolean).pop() ?? s;
+  s = s.replace(/^runtime failed:?\s*/i, '');
+  const last = s.split('\n').filter((l) => l.trim()).pop()?.trim() ?? '';
+  const text = last.match(/^time="[^"]*" level=error msg="?(.*?)"?$/);
+  return (text ? text[1]! : last) || m.trim();
 }
 
 export { processAlive };

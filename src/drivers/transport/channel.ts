@@ -231,7 +231,8 @@ export interface SshTarget {
 /** ssh://[user@]host[:port] */
 export function parseSshUrl(url: string): SshTarget {
   const m = url.match(/^ssh:\/\/(?:([a-zA-Z0-9._-]+)@)?(\[[0-9a-fA-F:]+\]|[a-zA-Z0-9._-]+)(?::(\d{1,5}))?\/?$/);
-  if (!m) throw new FerryError('EINVAL', `invalid destination "${url}": use ssh://[user@]host[:port]`);
+  // A user or host that begins with "-" would reach ssh's argv as an option (-F reads a config file).
+  if (!m || m[1]?.startsWith('-') || m[2]!.startsWith('-')) throw new FerryError('EINVAL', `invalid destination "${url}": use ssh://[user@]host[:port]`);
   const port = m[3] ? Number(m[3]) : undefined;
   if (port !== undefined && (port < 1 || port > 65535)) throw new FerryError('EINVAL', `invalid port in "${url}"`);
   return { user: m[1], host: m[2]!.replace(/^\[|\]$/g, ''), port };
