@@ -51,7 +51,7 @@ export interface CheckpointOptions {
   parentDir?: string;
   /** Also write the checkpoint as a portable archive. */
   export?: ExportOptions;
-  /** Set by a pod checkpoint, which freezes its members before dumping them. */
+  /** Set by a pod checkpoint, which freezes its members before dumping them (and thaws them). */
   podFreeze?: boolean;
 }
 
@@ -115,7 +115,9 @@ export async function checkpointLocked(engine: Engine, rec: ContainerRecord, o: 
   const meta = checkpointMetaOptions(o);
   // The op is recorded before anything is written, so a ferry killed from here on leaves
   // nothing that the next command's repair does not know about.
-  engine.beginOp(rec, 'checkpoint', { imageDir: finalDir, preDump: !!o.preCheckpoint, podFreeze: !!o.podFreeze, meta });
+  // A final dump freezes the container first (a pod checkpoint has frozen its members already).
+  const freeze = !o.preCheckpoint && !o.podFreeze;
+  engine.beginOp(rec, 'checkpoint', { imageDir: finalDir, preDump: !!o.preCheckpoint, frozen: freeze || !!o.podFreeze, meta });
   fs.rmSync(tmp, { recursive: true, force: true });
   fs.mkdirSync(tmp, { recursive: true, mode: 0o700 });
   let d: Awaited<ReturnType<typeof dump>>;
@@ -123,6 +125,7 @@ export async function checkpointLocked(engine: Engine, rec: ContainerRecord, o: 
     d = await dump(engine, rec, {
       imageDir: tmp,
       meta: o.preCheckpoint ? undefined : meta,
+      freeze,
       criu: {
         leaveRunning: o.leaveRunning || o.preCheckpoint,
         tcpEstablished: o.tcpEstablished,
@@ -249,13 +252,14 @@ export interface CheckpointFindings {
   complete: boolean;
   /** What runc says of the container's processes. */
   runtime: 'running' | 'paused' | 'gone';
-  podFreeze: boolean;
+  /** The op froze the container for the dump (or its pod checkpoint did). */
+  frozen: boolean;
 }
 
 export interface CheckpointRepair {
   /** keep: already committed; commit: finish the rename (metadata first); discard: delete tmp. */
   images: 'keep' | 'commit' | 'discard';
-  /** Thaw a pod member the dead ferry left frozen. */
+  /** Thaw what the dead ferry froze for the dump and left frozen. */
   thaw: boolean;
   /** The container no longer runs: release it, recorded with this exit code (undefined: as it was). */
   exited?: { exitCode: number | undefined };
@@ -264,7 +268,7 @@ export interface CheckpointRepair {
 /** The repair decision, from the findings alone. */
 export function decideCheckpointRepair(f: CheckpointFindings): CheckpointRepair {
   const images = f.committed ? 'keep' : f.complete ? 'commit' : 'discard';
-  if (f.runtime !== 'gone') return { images, thaw: f.runtime === 'paused' && f.podFreeze };
+  if (f.runtime !== 'gone') return { images, thaw: f.runtime === 'paused' && f.frozen };
   // Killed by the dump (not --leave-running) with no usable dump: it died as if SIGKILLed.
   return { images, thaw: false, exited: { exitCode: images === 'discard' ? 137 : undefined } };
 }
@@ -276,7 +280,7 @@ export function decideCheckpointRepair(f: CheckpointFindings): CheckpointRepair 
  */
 export async function repairCheckpoint(engine: Engine, rec: ContainerRecord, op: OpOf<'checkpoint'>): Promise<void> {
   const id = rec.config.id;
-  const { imageDir, preDump, podFreeze } = op.args;
+  const { imageDir, preDump, frozen } = op.args;
   // Wait for the runc it started: the one recorded, and any it had no time to record (killed
   // while spawning it), which would otherwise still be writing into the dump we remove.
   await waitFor(() => !processAlive(op.helperPid) && !engine.runtime.busy(id).length, 120_000, 50);
@@ -290,7 +294,7 @@ export async function repairCheckpoint(engine: Engine, rec: ContainerRecord, op:
     committed: !!meta && Date.parse(meta.createdAt) >= Date.parse(op.since),
     complete,
     runtime: alive ? (rs.status as 'running' | 'paused') : 'gone',
-    podFreeze,
+    frozen,
   });
   if (plan.images === 'keep') {
     fs.rmSync(tmp, { recursive: true, force: true });

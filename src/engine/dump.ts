@@ -27,6 +27,11 @@ export interface DumpRequest {
   criu: Omit<RuncCheckpointOptions, 'imagePath' | 'workPath' | 'statusFd'>;
   /** Make the images a Ferry checkpoint (metadata and spec); absent for a pre-copy round. */
   meta?: CheckpointMetaOptions;
+  /**
+   * Freeze the container before CRIU starts: CRIU seizes a frozen container at once instead of
+   * polling the freezer in 100 ms steps. A dump that leaves it running (or fails) thaws it.
+   */
+  freeze?: boolean;
 }
 
 export interface Dump {
@@ -49,6 +54,10 @@ export async function dump(engine: Engine, rec: ContainerRecord, req: DumpReques
   // A log left by an earlier --keep must not pass for this dump's (a repair reads it).
   fs.rmSync(logFile, { force: true });
   const t0 = performance.now();
+  if (req.freeze) await engine.runtime.freeze(id, rec.state.pid);
+  const thaw = async (): Promise<void> => {
+    if (req.freeze) await engine.runtime.resume(id);
+  };
   const run = engine.runtime.startCheckpoint(id, { ...req.criu, imagePath: req.imageDir, workPath: workDir }, (pid) => {
     op.helperPid = pid;
     engine.save(rec);
@@ -56,7 +65,11 @@ export async function dump(engine: Engine, rec: ContainerRecord, req: DumpReques
   const r = await run.ready;
   const runtimeMs = performance.now() - t0;
   debug(`dump ${name}: runc checkpoint took ${runtimeMs.toFixed(1)}ms (${r ? `exit ${r.code}` : 'serving memory'})`);
-  if (r && r.code !== 0) throw criuFailure('checkpoint', name, r.stderr, logFile);
+  if (r && r.code !== 0) {
+    await thaw().catch(() => undefined); // CRIU put the freezer back as it found it: frozen
+    throw criuFailure('checkpoint', name, r.stderr, logFile);
+  }
+  if (req.criu.leaveRunning) await thaw();
   if (req.meta) await writeCheckpointMeta(engine, rec, req.imageDir, req.meta);
   const served = r
     ? undefined

@@ -71,8 +71,8 @@ export interface CheckpointOpArgs {
   imageDir: string;
   /** A memory-only pre-dump (pre-copy round): no metadata, the container runs on. */
   preDump: boolean;
-  /** The dump of a pod member, frozen with the others: a repair thaws what it left frozen. */
-  podFreeze: boolean;
+  /** The container is frozen for the dump (by the dump, or by its pod's checkpoint): a repair thaws what it left frozen. */
+  frozen: boolean;
   /** What the checkpoint's metadata records (a repair that commits the dump writes it). */
   meta: CheckpointMetaOptions;
 }

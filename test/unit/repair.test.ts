@@ -6,26 +6,26 @@ import { decideCheckpointRepair } from '../../src/engine/checkpoint.js';
 import { decideMigrationRepair } from '../../src/engine/migrate/repair.js';
 
 test('checkpoint repair: a dump committed before the ferry died is kept; the container is as runc says', () => {
-  assert.deepEqual(decideCheckpointRepair({ committed: true, complete: false, runtime: 'gone', podFreeze: false }), { images: 'keep', thaw: false, exited: { exitCode: undefined } });
-  assert.deepEqual(decideCheckpointRepair({ committed: true, complete: false, runtime: 'running', podFreeze: false }), { images: 'keep', thaw: false });
+  assert.deepEqual(decideCheckpointRepair({ committed: true, complete: false, runtime: 'gone', frozen: false }), { images: 'keep', thaw: false, exited: { exitCode: undefined } });
+  assert.deepEqual(decideCheckpointRepair({ committed: true, complete: false, runtime: 'running', frozen: false }), { images: 'keep', thaw: false });
 });
 
 test('checkpoint repair: a complete dump in tmp is committed, as the user asked', () => {
-  assert.deepEqual(decideCheckpointRepair({ committed: false, complete: true, runtime: 'gone', podFreeze: false }), { images: 'commit', thaw: false, exited: { exitCode: undefined } });
+  assert.deepEqual(decideCheckpointRepair({ committed: false, complete: true, runtime: 'gone', frozen: false }), { images: 'commit', thaw: false, exited: { exitCode: undefined } });
   // --leave-running (or a pre-dump): committed, and the container runs on.
-  assert.deepEqual(decideCheckpointRepair({ committed: false, complete: true, runtime: 'running', podFreeze: false }), { images: 'commit', thaw: false });
+  assert.deepEqual(decideCheckpointRepair({ committed: false, complete: true, runtime: 'running', frozen: false }), { images: 'commit', thaw: false });
 });
 
 test('checkpoint repair: an incomplete dump is discarded; a container the dump killed exited 137', () => {
-  assert.deepEqual(decideCheckpointRepair({ committed: false, complete: false, runtime: 'running', podFreeze: false }), { images: 'discard', thaw: false });
-  assert.deepEqual(decideCheckpointRepair({ committed: false, complete: false, runtime: 'gone', podFreeze: false }), { images: 'discard', thaw: false, exited: { exitCode: 137 } });
+  assert.deepEqual(decideCheckpointRepair({ committed: false, complete: false, runtime: 'running', frozen: false }), { images: 'discard', thaw: false });
+  assert.deepEqual(decideCheckpointRepair({ committed: false, complete: false, runtime: 'gone', frozen: false }), { images: 'discard', thaw: false, exited: { exitCode: 137 } });
 });
 
-test('checkpoint repair: only a pod member left frozen by its pod checkpoint is thawed', () => {
-  assert.equal(decideCheckpointRepair({ committed: false, complete: false, runtime: 'paused', podFreeze: true }).thaw, true);
+test('checkpoint repair: only a container the dead ferry froze for its dump is thawed', () => {
+  assert.equal(decideCheckpointRepair({ committed: false, complete: false, runtime: 'paused', frozen: true }).thaw, true);
   // A container the user paused stays paused.
-  assert.equal(decideCheckpointRepair({ committed: false, complete: false, runtime: 'paused', podFreeze: false }).thaw, false);
-  assert.equal(decideCheckpointRepair({ committed: false, complete: true, runtime: 'running', podFreeze: true }).thaw, false);
+  assert.equal(decideCheckpointRepair({ committed: false, complete: false, runtime: 'paused', frozen: false }).thaw, false);
+  assert.equal(decideCheckpointRepair({ committed: false, complete: true, runtime: 'running', frozen: true }).thaw, false);
 });
 
 test('migration repair before the commit: the container belongs to the source and is thawed', () => {
