@@ -4,7 +4,7 @@
 # Idempotent: when everything is present it changes nothing and returns at once.
 # Usage: bench/setup.sh [--no-podman]
 # Prints one line per thing it installed; exits non-zero only when a required tool is missing.
-# A failed podman installation is reported on stderr (exit 0): run.mjs then explains and
+# A failed podman installation is reported on stderr (exit 0): the bench then explains and
 # benchmarks Ferry and bare runc only.
 set -uo pipefail
 

@@ -117,6 +117,11 @@ export class NetHost extends Host {
     throw new Error(`sshd did not come up: ${err}`);
   }
 
+  /** Kills this host's sshd at once (a synchronous last resort, e.g. for the bench on a second Ctrl-C). */
+  killSshd(): void {
+    this.sshd?.kill('SIGKILL');
+  }
+
   override async destroy(): Promise<void> {
     await super.destroy().catch(() => undefined);
     this.sshd?.kill('SIGKILL');

@@ -1,0 +1,78 @@
+// The one interface every engine is measured through: Ferry and Podman through their CLIs,
+// bare runc + CRIU by hand. Each operation returns the milliseconds it took (what a figure
+// records) and throws when the engine's command failed.
+import type { HostPair, NetHost } from '../../../test/helpers/hosts.js';
+import type { EngineName } from '../options.js';
+import { errorMessage, log } from '../proc.js';
+import type { BenchContext, OutputSource, Workload } from '../workloads.js';
+
+export interface Engine extends OutputSource {
+  readonly name: EngineName;
+  /** The engine's version line, known after setup. */
+  readonly version: string | undefined;
+  /** Imports the busybox image (or unpacks it) and checks the engine works. */
+  setup(ctx: BenchContext): Promise<void>;
+  /** `run -d`: the workload in a busybox container without networking. */
+  run(name: string, w: Workload): Promise<number>;
+  /** `rm -f`: kill and remove at once. */
+  rm(name: string): Promise<number>;
+  ps(): Promise<number>;
+  inspect(name: string): Promise<number>;
+  /** Checkpoint in place: the container stops, its images stay on this host. */
+  checkpoint(name: string): Promise<number>;
+  restore(name: string): Promise<number>;
+  /** Checkpoint into a zstd-compressed archive `file`. */
+  export(name: string, file: string): Promise<number>;
+  /** Restore the archive `file` as a new container `newName`. */
+  import(file: string, newName: string, w: Workload): Promise<number>;
+  /** What the container printed so far. */
+  output(name: string): Promise<string>;
+  /** Synchronous last resort: removes every container the engine still has (exit, Ctrl-C). */
+  cleanup(): void;
+}
+
+export type MigrationMode = 'stop' | 'lazy';
+
+/** One migration by a baseline engine (times in ms). */
+export interface MigrationSample {
+  /** From the freeze on the source to the container running on the destination. */
+  downtime: number;
+  /** The whole migration. */
+  total: number;
+  /** What went over the link. */
+  bytes: number;
+  /**
+   * The last number the workload printed on the source before the freeze, read afterwards in
+   * the untimed pause (with whatever else is left to do untimed on the source).
+   */
+  mark(): Promise<number>;
+}
+
+/** A baseline engine living on one of the two migration hosts. */
+export interface HostEngine extends Engine {
+  readonly host: NetHost;
+  /** Moves `name` from this host to the same engine on the other one. */
+  migrate(pair: HostPair, to: this, name: string, w: Workload, mode: MigrationMode): Promise<MigrationSample>;
+  /** Removes whatever is left of `name` here (running, or checkpointed and stopped); never throws. */
+  discard(name: string): Promise<void>;
+}
+
+/** The bare baseline's ssh and Podman's scp options: the same key and options Ferry's migrate gets. */
+export function sshOptions(pair: HostPair): string[] {
+  return ['-i', pair.key, '-o', 'StrictHostKeyChecking=no', '-o', 'UserKnownHostsFile=/dev/null', '-o', 'LogLevel=ERROR'];
+}
+
+/** `nsenter` into a migration host's network namespace (never `ip netns exec`, which hides the cgroup tree from runc). */
+export const inNetns = (h: NetHost): string[] => ['nsenter', `--net=/run/netns/${h.netns}`];
+
+export async function rmQuiet(e: Engine, name: string): Promise<void> {
+  try {
+    await e.rm(name);
+  } catch (err) {
+    log(`  (${e.name}: removing ${name} failed: ${errorMessage(err)})`);
+  }
+}
+
+let seq = 0;
+/** A container name not used before in this run. */
+export const uniq = (base: string): string => `${base}-${++seq}`;

@@ -1,0 +1,272 @@
+// The figures: the pause before each step, the samples each engine gave, their min and median,
+// the ratios of the medians, and the targets (issue 8) they are judged against.
+import { performance } from 'node:perf_hooks';
+import { checkAbort } from './abort.js';
+import type { EngineName, Options } from './options.js';
+import { exec, sleep } from './proc.js';
+import { sizeLabel } from './workloads.js';
+
+// ---------------------------------------------------------------------------------------------
+// Timing
+
+export const LARGE_PAUSE_MS = 3000; // host-notes: the VM hands freed memory back ~2 s late
+export const SMALL_PAUSE_MS = 300;
+
+/** sync, then wait out the pause (doing `during` meanwhile: checks of the previous step). */
+export async function settle<T>(large: boolean, during: () => Promise<T>): Promise<T>;
+export async function settle(large: boolean, during?: () => Promise<unknown>): Promise<unknown>;
+export async function settle(large: boolean, during?: () => Promise<unknown>): Promise<unknown> {
+  const t0 = performance.now();
+  await exec(['sync']);
+  const r = during ? await during() : undefined;
+  const rest = (large ? LARGE_PAUSE_MS : SMALL_PAUSE_MS) - (performance.now() - t0);
+  if (rest > 0) await sleep(rest);
+  checkAbort();
+  return r;
+}
+
+export function median(xs: readonly number[]): number | undefined {
+  const s = [...xs].sort((a, b) => a - b);
+  const n = s.length;
+  if (!n) return undefined;
+  return n % 2 ? s[(n - 1) / 2] : (s[n / 2 - 1]! + s[n / 2]!) / 2;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Samples
+
+/** One engine's part of a figure (the JSON keeps this shape). */
+export interface EngineFigure {
+  /** ms, one decimal. */
+  samples: number[];
+  /** Archive or migrated bytes, per sample. */
+  sizeBytes?: number[];
+  /** Ferry's migrations: the whole `ferry migrate` command, per sample. */
+  wallMs?: number[];
+  /** Why the figure failed for this engine (the first error). */
+  error?: string;
+  // Set by summarize():
+  min?: number;
+  median?: number;
+  sizeBytesMedian?: number;
+  ok?: boolean;
+}
+
+export interface Figure {
+  id: string;
+  title: string;
+  unit: 'ms';
+  engines: { [E in EngineName]?: EngineFigure };
+}
+
+/** A figure's ID and its title in the table. */
+export type FigureKey = readonly [id: string, title: string];
+
+/** The samples as they come in, by figure and engine. */
+export class Results {
+  readonly figures = new Map<string, Figure>();
+
+  private fig(id: string, title: string): Figure {
+    let f = this.figures.get(id);
+    if (!f) {
+      f = { id, title, unit: 'ms', engines: {} };
+      this.figures.set(id, f);
+    }
+    return f;
+  }
+
+  private slot([id, title]: FigureKey, engine: EngineName): EngineFigure {
+    const f = this.fig(id, title);
+    return (f.engines[engine] ??= { samples: [] });
+  }
+
+  add(key: FigureKey, engine: EngineName, ms: number, extra?: { bytes?: number; wallMs?: number }): void {
+    const s = this.slot(key, engine);
+    s.samples.push(Math.round(ms * 10) / 10);
+    if (extra?.bytes !== undefined) (s.sizeBytes ??= []).push(extra.bytes);
+    if (extra?.wallMs !== undefined) (s.wallMs ??= []).push(Math.round(extra.wallMs * 10) / 10);
+  }
+
+  /** Marks the figures failed for an engine (keeping the first error). */
+  fail(keys: readonly FigureKey[], engine: EngineName, msg: string): void {
+    for (const key of keys) {
+      const s = this.slot(key, engine);
+      s.error ??= msg;
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Targets
+
+interface Target {
+  text: string;
+  /** Ferry's median below this many ms. */
+  max?: number;
+  /** Ferry/bare at most this. */
+  bareMax?: number;
+  /** Ferry/Podman at most this (below it when strict). */
+  podmanMax?: number;
+  strict?: boolean;
+}
+
+/** Targets from issue 8. Keys are figure IDs; the large export target applies to the largest export measured. */
+function targetsFor(o: Options): Record<string, Target> {
+  const big = o.exportSizes.at(-1);
+  const t: Record<string, Target> = {
+    'cli.ps': { podmanMax: 1, text: '≤ podman' },
+    'cli.inspect': { podmanMax: 1, text: '≤ podman' },
+    'cr.tiny.checkpoint': { bareMax: 1.15, podmanMax: 1, strict: true, text: '≤1.15× bare, < podman' },
+    'cr.tiny.restore': { bareMax: 1.15, podmanMax: 1, strict: true, text: '≤1.15× bare, < podman' },
+    'cr.1024.checkpoint': { bareMax: 1.1, text: '≤1.1× bare' },
+    'cr.1024.restore': { bareMax: 1.1, text: '≤1.1× bare' },
+  };
+  // Live migration (issue 8): post-copy downtime under 300 ms (and flat as memory grows: see
+  // LAZY_FLAT); stop-and-copy total ≤ 1.2× bare.
+  for (const size of o.migSizes) {
+    t[`migrate.lazy.${size}.downtime`] = { max: 300, text: '< 300 ms' };
+    t[`migrate.stop.${size}.total`] = { bareMax: 1.2, text: '≤1.2× bare' };
+  }
+  if (big !== 'tiny') {
+    const note = big === 1024 ? '' : ' (1 GiB target)';
+    t[`export.${big}.export`] = { bareMax: 1.2, podmanMax: 1, strict: true, text: `≤1.2× bare, < podman${note}` };
+    t[`export.${big}.import`] = { bareMax: 1.2, podmanMax: 1, strict: true, text: `≤1.2× bare, < podman${note}` };
+  }
+  return t;
+}
+
+/**
+ * "Flat as memory grows" (issue 8, `--lazy` downtime): the largest median over the migration
+ * sizes is at most this many times the smallest.
+ */
+export const LAZY_FLAT = 1.25;
+
+// ---------------------------------------------------------------------------------------------
+// Summary: min, median, ratios, verdicts
+
+export interface Ratios {
+  ferry_bare: number | undefined;
+  ferry_podman: number | undefined;
+  /** `--lazy` figures: which engines' ratio is against their stop-and-copy figure. */
+  against?: string;
+  againstStop?: EngineName[];
+}
+
+export interface FigureTarget {
+  text: string;
+  /** null: nothing to judge it on (its engines were left out). */
+  pass: boolean | null;
+  /** Judged on only some of the engines it names. */
+  partial: boolean;
+}
+
+export interface JudgedFigure extends Figure {
+  ratios: Ratios;
+  target?: FigureTarget;
+}
+
+/** The verdict on one figure's target. */
+export interface FigureVerdict {
+  id: string;
+  title: string;
+  target: string;
+  pass: boolean | null;
+  partial: boolean;
+  ferryMedianMs: number | undefined;
+  ratios: Ratios;
+}
+
+export const LAZY_FLAT_ID = 'migrate.lazy.flat';
+
+/** The verdict on "`--lazy` downtime flat as memory grows", over all migration sizes. */
+export interface FlatVerdict {
+  id: typeof LAZY_FLAT_ID;
+  title: string;
+  target: string;
+  pass: boolean | null;
+  partial: false;
+  mediansMs: Record<string, number | undefined>;
+  ratio: number | undefined;
+}
+
+export type Verdict = FigureVerdict | FlatVerdict;
+
+export const isFlatVerdict = (v: Verdict): v is FlatVerdict => v.id === LAZY_FLAT_ID;
+
+/** The median of an engine that measured the figure without error. */
+const okMedian = (s: EngineFigure | undefined): number | undefined => (s?.ok ? s.median : undefined);
+
+export function summarize(R: Results, o: Options, engineNames: readonly EngineName[]): { figures: JudgedFigure[]; verdicts: Verdict[] } {
+  const targets = targetsFor(o);
+  const out: JudgedFigure[] = [];
+  for (const f of R.figures.values()) {
+    for (const s of Object.values(f.engines)) {
+      s.min = s.samples.length ? Math.min(...s.samples) : undefined;
+      s.median = median(s.samples);
+      if (s.sizeBytes) s.sizeBytesMedian = median(s.sizeBytes);
+      if (s.error) s.ok = false;
+      else s.ok = s.samples.length > 0;
+    }
+  }
+  for (const f of R.figures.values()) {
+    const fe = f.engines.ferry;
+    // Podman has no post-copy mode: its `--lazy` ratio is against its stop-and-copy figure of
+    // the same size (marked `†` in the table, `against` in the JSON). Bare runc + CRIU has one.
+    const lazy = /^migrate\.lazy\./.test(f.id);
+    const stop: Figure['engines'] = lazy ? (R.figures.get(f.id.replace('migrate.lazy.', 'migrate.stop.'))?.engines ?? {}) : {};
+    const against = lazy ? (['bare', 'podman'] as const).filter((e) => !f.engines[e] && stop[e]) : [];
+    const base: Figure['engines'] = { ...f.engines, ...Object.fromEntries(against.map((e) => [e, stop[e]])) };
+    const ratio = (other: EngineName): number | undefined => {
+      const a = okMedian(fe);
+      const b = okMedian(base[other]);
+      return a !== undefined && b !== undefined ? Math.round((a / b) * 100) / 100 : undefined;
+    };
+    const judged: JudgedFigure = Object.assign(f, {
+      ratios: { ferry_bare: ratio('bare'), ferry_podman: ratio('podman'), ...(against.length ? { against: `the stop-and-copy figure of ${against.join(' and ')}`, againstStop: against } : {}) },
+    });
+    const t = targets[f.id];
+    if (t) {
+      const checks: (boolean | null)[] = [];
+      const fm = okMedian(fe);
+      if (t.max !== undefined) checks.push(fm !== undefined ? fm < t.max : false);
+      if (t.bareMax !== undefined) checks.push(engineNames.includes('bare') ? (judged.ratios.ferry_bare === undefined ? false : judged.ratios.ferry_bare <= t.bareMax) : null);
+      if (t.podmanMax !== undefined) {
+        const pm = okMedian(f.engines.podman);
+        if (!engineNames.includes('podman')) checks.push(null);
+        else if (judged.ratios.ferry_podman === undefined || fm === undefined || pm === undefined) checks.push(false);
+        else {
+          const r = fm / pm;
+          checks.push(t.strict ? r < t.podmanMax : r <= t.podmanMax);
+        }
+      }
+      const evaluated = checks.filter((c) => c !== null);
+      const pass = evaluated.length === 0 ? null : evaluated.every(Boolean);
+      judged.target = { text: t.text, pass, partial: evaluated.length < checks.length };
+    }
+    out.push(judged);
+  }
+  // One verdict per target, in the order of the figures, plus "--lazy downtime flat as memory grows".
+  const verdicts: Verdict[] = out.flatMap((f) =>
+    f.target ? [{ id: f.id, title: f.title, target: f.target.text, pass: f.target.pass, partial: f.target.partial, ferryMedianMs: f.engines.ferry?.median, ratios: f.ratios }] : [],
+  );
+  const lazyIds = o.migSizes.map((size) => `migrate.lazy.${size}.downtime`);
+  const lazyFigs = lazyIds.map((id) => R.figures.get(id)).filter((f): f is Figure => !!f);
+  if (o.migration && lazyFigs.length) {
+    // One size (--smoke --migration) cannot show a trend: n/a.
+    const meds = lazyFigs.map((f) => okMedian(f.engines.ferry));
+    const okMeds = meds.filter((m): m is number => m !== undefined);
+    const all = okMeds.length === lazyIds.length && okMeds.length >= 2;
+    const lo = Math.min(...okMeds);
+    const hi = Math.max(...okMeds);
+    verdicts.push({
+      id: LAZY_FLAT_ID,
+      title: `migrate --lazy downtime flat (${o.migSizes.map(sizeLabel).join(', ')})`,
+      target: `max ≤ ${LAZY_FLAT}× min of the medians`,
+      pass: lazyIds.length < 2 ? null : all ? hi <= LAZY_FLAT * lo : false,
+      partial: false,
+      mediansMs: Object.fromEntries(o.migSizes.map((size, i) => [sizeLabel(size), lazyFigs[i]?.engines.ferry?.median])),
+      ratio: all ? Math.round((hi / lo) * 100) / 100 : undefined,
+    });
+  }
+  return { figures: out, verdicts };
+}

@@ -1,0 +1,231 @@
+// Live migration: two "hosts" on this machine exactly as the tests make them
+// (test/helpers/hosts.ts: a network namespace each, joined by a veth pair, each with its own
+// sshd on port 2222 and its own Ferry root), Ferry's stop-and-copy and --lazy against the bare
+// runc + CRIU and Podman baselines, each with a state of its own on both hosts. Samples
+// alternate A -> B, B -> A, ... on one container per engine, mode and size.
+import { spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { HostPair, hasSshd, type NetHost } from '../../test/helpers/hosts.js';
+import { Aborted, checkAbort } from './abort.js';
+import type { Cleanup } from './cleanup.js';
+import { BareHost } from './engines/bare.js';
+import { uniq, type HostEngine, type MigrationMode } from './engines/engine.js';
+import { ferryMigrate, ferryOn } from './engines/ferry.js';
+import { PodmanHost } from './engines/podman.js';
+import { settle, type FigureKey, type Results } from './figures.js';
+import type { EngineName, Options } from './options.js';
+import { FERRY_BIN } from './paths.js';
+import { errorMessage, log, mountsUnder } from './proc.js';
+import { TINY, memhogArgv, progress, sizeLabel, verifyContinues, verifyRestored, waitStarted, workload, type BenchContext, type Size, type Workload } from './workloads.js';
+
+const MIG_TITLES: Record<MigrationMode, string> = {
+  stop: 'migrate stop-and-copy',
+  lazy: 'migrate --lazy',
+};
+
+/** How long a migrated workload may take to print again (untimed checks; 1 GiB is slow to verify). */
+const checkTimeout = (size: Size): number => (size === 'tiny' || size < 1024 ? 30_000 : 90_000);
+
+function migIds(mode: MigrationMode, size: Size): [FigureKey, FigureKey] {
+  const t = `${MIG_TITLES[mode]} ${sizeLabel(size)}`;
+  return [
+    [`migrate.${mode}.${size}.downtime`, `${t} downtime`],
+    [`migrate.${mode}.${size}.total`, `${t} total`],
+  ];
+}
+
+/** What `ferry info --format json` says about lazy pages. */
+interface FerryInfo {
+  host?: { checkpointModes?: { lazyPages?: boolean }; notes?: string[] };
+}
+
+/**
+ * The migration figures: sets up the two hosts (with a bare and a Podman baseline on each when
+ * those engines run), measures every size and mode, and removes the hosts again, also after a
+ * failure. What cannot be measured here goes into `skipped`.
+ */
+export async function benchMigration(R: Results, o: Options, ctx: BenchContext, engineNames: readonly EngineName[], skipped: Record<string, string>, cleanup: Cleanup): Promise<void> {
+  if (!hasSshd()) {
+    skipped.migration = 'openssh-server / ssh is not installed (npm run setup installs it)';
+    log(`bench: skipping migration: ${skipped.migration}`);
+    return;
+  }
+  const pair = new HostPair();
+  cleanup.setMigrationHosts(() => destroyHostsSync(pair));
+  const { a, b } = pair;
+  const bare: [BareHost, BareHost] | undefined = engineNames.includes('bare') ? [new BareHost(a, path.join(ctx.dir, 'ma')), new BareHost(b, path.join(ctx.dir, 'mb'))] : undefined;
+  let podman: [PodmanHost, PodmanHost] | undefined = engineNames.includes('podman') ? [new PodmanHost(a, path.join(ctx.dir, 'pa')), new PodmanHost(b, path.join(ctx.dir, 'pb'))] : undefined;
+  try {
+    log('bench: migration: setting up two hosts (network namespaces with sshd)');
+    await pair.setup();
+    for (const h of [a, b]) await h.ok(['import', ctx.tarball, 'busybox']);
+    if (bare) {
+      for (const e of bare) {
+        cleanup.track(`bare-${e.host.netns}`, e);
+        await e.setup(ctx);
+      }
+    }
+    if (podman) {
+      try {
+        for (const e of podman) {
+          cleanup.track(`podman-${e.host.netns}`, e);
+          await e.setup(ctx);
+        }
+      } catch (err) {
+        skipped['migrate podman'] = `Podman could not be set up on the migration hosts: ${errorMessage(err)}`;
+        log(`bench: migration: no Podman figures: ${skipped['migrate podman']}`);
+        for (const e of podman) e.cleanup();
+        podman = undefined;
+      }
+    }
+    const info = JSON.parse(await a.ok(['info', '--format', 'json'])) as FerryInfo;
+    const lazy = !!info.host?.checkpointModes?.lazyPages;
+    if (!lazy) {
+      skipped['migrate --lazy'] = `lazy pages unavailable here: ${(info.host?.notes ?? []).join('; ')}`;
+      log(`bench: migration: no --lazy figures: ${skipped['migrate --lazy']}`);
+    }
+    const modes: MigrationMode[] = ['stop', ...(lazy ? (['lazy'] as const) : [])];
+    for (const size of o.migSizes) {
+      for (const mode of modes) {
+        checkAbort();
+        log(`bench: ${MIG_TITLES[mode]} ${sizeLabel(size)} [ferry]`);
+        await migrateFerry(R, o, ctx, pair, size, mode);
+      }
+      if (bare) {
+        for (const mode of modes) {
+          checkAbort();
+          log(`bench: ${MIG_TITLES[mode]} ${sizeLabel(size)} [bare]`);
+          await migrateBaseline(R, o, ctx, pair, bare, size, mode);
+        }
+      }
+      if (podman) {
+        checkAbort();
+        log(`bench: ${MIG_TITLES.stop} ${sizeLabel(size)} [podman]`);
+        await migrateBaseline(R, o, ctx, pair, podman, size, 'stop');
+      }
+    }
+  } finally {
+    log('bench: migration: removing the two hosts');
+    for (const e of bare ?? []) {
+      await e.removeAll();
+      e.cleanup();
+    }
+    for (const e of podman ?? []) e.cleanup();
+    await pair.destroy().catch((err: unknown) => log(`bench: removing the migration hosts: ${errorMessage(err)}`));
+    cleanup.setMigrationHosts(undefined);
+  }
+}
+
+/**
+ * Ferry's migrations of one container, A -> B, B -> A, ...: `ferry migrate --print-stats`
+ * gives downtime and total; after each, the workload must go on where it stopped.
+ */
+async function migrateFerry(R: Results, o: Options, ctx: BenchContext, pair: HostPair, size: Size, mode: MigrationMode): Promise<void> {
+  const large = size !== 'tiny';
+  const ids = migIds(mode, size);
+  const name = uniq(`mg${mode}${size}`);
+  const vol = `${name}-bin`;
+  let at: NetHost = pair.a;
+  let started = false;
+  const w: Workload = size === 'tiny' ? TINY : { kind: 'memhog', argv: memhogArgv(size) };
+  try {
+    await settle(large);
+    // --network none, as the bare and Podman baselines run it: the same workload everywhere.
+    let runArgs = ['run', '-d', '--network', 'none', '--name', name, 'busybox', ...w.argv];
+    if (large) {
+      // Migration refuses host bind mounts: the binary travels with the container in a volume.
+      await at.ok(['volume', 'create', vol]);
+      const mp = (JSON.parse(await at.ok(['volume', 'inspect', vol])) as { Mountpoint: string }[])[0]!.Mountpoint;
+      fs.copyFileSync(path.join(ctx.optDir, 'memhog'), path.join(mp, 'memhog'));
+      fs.chmodSync(path.join(mp, 'memhog'), 0o755);
+      runArgs = ['run', '-d', '--network', 'none', '--name', name, '-v', `${vol}:/opt`, 'busybox', ...w.argv];
+    }
+    await at.ok(runArgs);
+    started = true;
+    await waitStarted(ferryOn(at), name, w);
+    let pendingCheck: (() => Promise<void>) | undefined;
+    for (let i = 0; i < o.iterations; i++) {
+      await settle(large, pendingCheck);
+      const to = at === pair.a ? pair.b : pair.a;
+      const from = progress(await ferryOn(at).output(name), w.kind).last;
+      const { stats: st, wallMs } = await ferryMigrate(pair, at, to, name, mode, size === 1024 ? 300_000 : 120_000);
+      at = to;
+      R.add(ids[0], 'ferry', st.downtime_ms);
+      R.add(ids[1], 'ferry', st.total_ms, { bytes: st.bytes_sent, wallMs });
+      const here = at;
+      const left = at === pair.a ? pair.b : pair.a;
+      pendingCheck = async () => {
+        // After --lazy the first pass over 1 GiB faults every page in over the network.
+        await verifyContinues(ferryOn(here), name, w, from, checkTimeout(size));
+        // The volume went with the container: Ferry removes the source's copy itself.
+        if (large && (await left.run(['volume', 'inspect', vol])).code === 0) throw new Error(`the source kept volume ${vol} after migrating its container`);
+      };
+    }
+    if (pendingCheck) await pendingCheck();
+  } catch (err) {
+    if (err instanceof Aborted) throw err;
+    R.fail(ids, 'ferry', errorMessage(err));
+    log(`  ferry: ${errorMessage(err)}`);
+  } finally {
+    for (const h of [pair.a, pair.b]) {
+      if (started) await h.run(['rm', '-f', name]);
+      if (large) await h.run(['volume', 'rm', vol]);
+    }
+  }
+}
+
+/**
+ * A baseline's migrations of one container, A -> B, B -> A, ... (bare: runc checkpoint + copy +
+ * runc restore; podman: checkpoint --export + scp + restore --import), each restore checked
+ * like the next one (the number after the mark). The workload's memhog binary is bind-mounted
+ * from the bench's directory, which both "hosts" see (a restore needs the same path).
+ */
+async function migrateBaseline<E extends HostEngine>(R: Results, o: Options, ctx: BenchContext, pair: HostPair, [ea, eb]: readonly [E, E], size: Size, mode: MigrationMode): Promise<void> {
+  const large = size !== 'tiny';
+  const ids = migIds(mode, size);
+  const engine = ea.name;
+  const name = uniq(engine === 'bare' ? `mgbare${mode}${size}` : `mgpod${size}`);
+  const w = workload(size, ctx);
+  let at = ea;
+  try {
+    await settle(large);
+    await at.run(name, w);
+    await waitStarted(at, name, w);
+    let pendingCheck: (() => Promise<void>) | undefined;
+    for (let i = 0; i < o.iterations; i++) {
+      await settle(large, pendingCheck);
+      const to = at === ea ? eb : ea;
+      const st = await at.migrate(pair, to, name, w, mode);
+      at = to;
+      R.add(ids[0], engine, st.downtime);
+      R.add(ids[1], engine, st.total, { bytes: st.bytes });
+      const here = at;
+      pendingCheck = async () => verifyRestored(here, name, w, await st.mark(), checkTimeout(size));
+    }
+    if (pendingCheck) await pendingCheck();
+  } catch (err) {
+    if (err instanceof Aborted) throw err;
+    R.fail(ids, engine, errorMessage(err));
+    log(`  ${engine}: ${errorMessage(err)}`);
+  } finally {
+    for (const e of [ea, eb]) await e.discard(name);
+  }
+}
+
+/** The synchronous last resort for the migration hosts (a second Ctrl-C): what destroy() does. */
+function destroyHostsSync(pair: HostPair): void {
+  for (const h of [pair.a, pair.b]) {
+    if (fs.existsSync(h.root)) spawnSync('nsenter', [`--net=/run/netns/${h.netns}`, process.execPath, FERRY_BIN, ...h.args(), 'rm', '-a', '-f'], { stdio: 'ignore', timeout: 60_000 });
+    const rr = path.join(h.runroot, 'runc');
+    if (fs.existsSync(rr)) for (const id of fs.readdirSync(rr)) spawnSync('runc', ['--root', rr, 'delete', '--force', id], { stdio: 'ignore' });
+    try {
+      h.killSshd();
+    } catch {
+      /* gone */
+    }
+    spawnSync('ip', ['netns', 'delete', h.netns], { stdio: 'ignore' });
+    for (const m of mountsUnder(h.dir).sort().reverse()) spawnSync('umount', ['-l', m], { stdio: 'ignore' });
+    fs.rmSync(h.dir, { recursive: true, force: true, maxRetries: 3 });
+  }
+}

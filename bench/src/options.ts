@@ -1,0 +1,100 @@
+// The command line: flags, defaults, and what each mode measures.
+import * as path from 'node:path';
+import { BENCH_DIR } from './paths.js';
+import type { Size } from './workloads.js';
+
+export const ALL_ENGINES = ['ferry', 'bare', 'podman'] as const;
+export type EngineName = (typeof ALL_ENGINES)[number];
+
+export type Mode = 'smoke' | 'quick' | 'full';
+
+export interface Options {
+  quick: boolean;
+  smoke: boolean;
+  /** Runs per figure. */
+  iterations: number;
+  only: EngineName[];
+  /** Where <timestamp>.json and latest.json go. */
+  out: string;
+  /** Run bench/setup.sh first. */
+  setup: boolean;
+  migration: boolean;
+  onlyMigration: boolean;
+  mode: Mode;
+  /** Checkpoint/restore in place. */
+  crSizes: Size[];
+  exportSizes: Size[];
+  migSizes: Size[];
+}
+
+export function usage(code: number): never {
+  process.stdout.write(`usage: node build/bench/src/main.js [options]
+  --quick            tiny + 256 MiB workloads (migration: tiny), 3 iterations (under 5 minutes)
+  --smoke            tiny workload only, 1 iteration (for the smoke test)
+  --iterations N     runs per figure (default 5; --quick 3; --smoke 1)
+  --only LIST        engines to run, comma-separated: ferry,bare,podman (default all)
+  --out DIR          where to write <timestamp>.json and latest.json (default bench/results)
+  --no-setup         do not run bench/setup.sh first
+  --migration        also measure live migration in --smoke mode (on by default otherwise)
+  --no-migration     leave the migration figures out
+  --only-migration   measure only the migration figures
+`);
+  process.exit(code);
+}
+
+const isEngine = (e: string): e is EngineName => (ALL_ENGINES as readonly string[]).includes(e);
+
+/** Parses the flags; throws on a bad one (the caller prints usage), exits on --help. */
+export function parseArgs(argv: readonly string[]): Options {
+  let quick = false;
+  let smoke = false;
+  let iterations: number | undefined;
+  let only: EngineName[] = [...ALL_ENGINES];
+  let out = path.join(BENCH_DIR, 'results');
+  let setup = true;
+  let migration: boolean | undefined;
+  let onlyMigration = false;
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!;
+    const val = (): string => {
+      const v = a.includes('=') ? a.slice(a.indexOf('=') + 1) : argv[++i];
+      if (v === undefined) throw new Error(`${a} needs a value`);
+      return v;
+    };
+    if (a === '--quick') quick = true;
+    else if (a === '--smoke') smoke = true;
+    else if (a.startsWith('--iterations')) {
+      iterations = Number(val());
+      if (!Number.isInteger(iterations) || iterations < 1) throw new Error('--iterations takes a whole number >= 1');
+    } else if (a === '--only-migration') onlyMigration = migration = true;
+    else if (a === '--only' || a.startsWith('--only=')) {
+      const names = val().split(',').map((s) => s.trim()).filter(Boolean);
+      only = [];
+      for (const e of names) {
+        if (!isEngine(e)) throw new Error(`--only: unknown engine "${e}" (use ${ALL_ENGINES.join(', ')})`);
+        only.push(e);
+      }
+      if (!only.includes('ferry')) throw new Error('--only must include ferry: every figure compares Ferry with the others');
+    } else if (a.startsWith('--out')) out = path.resolve(val());
+    else if (a === '--no-setup') setup = false;
+    else if (a === '--migration') migration = true;
+    else if (a === '--no-migration') migration = false;
+    else if (a === '-h' || a === '--help') usage(0);
+    else throw new Error(`unknown option ${a}`);
+  }
+  return {
+    quick,
+    smoke,
+    iterations: iterations ?? (smoke ? 1 : quick ? 3 : 5),
+    only,
+    out,
+    setup,
+    // Live migration between two "hosts" (network namespaces with their own sshd) on this machine.
+    migration: migration ?? !smoke,
+    onlyMigration,
+    mode: smoke ? 'smoke' : quick ? 'quick' : 'full',
+    crSizes: smoke ? ['tiny'] : quick ? ['tiny', 256] : ['tiny', 256, 1024],
+    exportSizes: smoke ? ['tiny'] : quick ? ['tiny', 256] : ['tiny', 1024],
+    migSizes: smoke ? ['tiny', 64] : quick ? ['tiny'] : ['tiny', 64, 256, 1024],
+  };
+}
