@@ -6,7 +6,7 @@ import { COMPRESSIONS, type Compression } from '../drivers/archive/compress.js';
 import { parsePublish } from '../drivers/network/cni.js';
 import { humanDuration } from '../engine/shapes.js';
 import { formatOutput, humanSize, table } from './format.js';
-import { collect, getEngine, out, resolveRefs, type Ctx } from './context.js';
+import { collect, getEngine, out, type Ctx } from './context.js';
 
 /**
  * Runs fn with SIGINT/SIGTERM deferred: a checkpoint or restore cut half-way is how users lose
@@ -123,7 +123,7 @@ export function registerCheckpointCommands(parent: Command, ctx: Ctx, top: boole
         export: f.export ? { target: f.export, compression: f.compress as Compression, ignoreRootfs: f.ignoreRootfs, ignoreVolumes: f.ignoreVolumes } : undefined,
       };
       const engine = getEngine(ctx);
-      const targets = await resolveRefs(ctx, refs, f, true);
+      const targets = await engine.select({ refs, all: f.all, latest: f.latest }, 'checkpoint');
       if (f.export && targets.length !== 1) throw new FerryError('EINVAL', '--export takes exactly one container');
       // With `-e -` stdout carries the archive: say nothing else there.
       const say = f.export === '-' ? (s: string) => process.stderr.write(s) : out;
@@ -186,13 +186,7 @@ export function registerCheckpointCommands(parent: Command, ctx: Ctx, top: boole
         return;
       }
       if (f.name || f.ignoreRootfs || f.ignoreVolumes || f.allowHostMounts || f.pod) throw new FerryError('EINVAL', '--name, --ignore-rootfs, --ignore-volumes, --allow-host-mounts and --pod only apply with --import');
-      let targets: string[];
-      if (f.all) {
-        if (refs.length || f.latest) throw new FerryError('EINVAL', '--all, --latest and container names cannot be used together: pick one');
-        targets = (await engine.list({ all: true })).filter((r) => r.state.checkpointed && r.state.status !== 'running').map((r) => r.config.id);
-      } else {
-        targets = await resolveRefs(ctx, refs, f);
-      }
+      const targets = await engine.select({ refs, all: f.all, latest: f.latest }, 'restore');
       const reports: RestoreReport[] = [];
       await uninterruptible('restore', async () => {
         for (const ref of targets) {

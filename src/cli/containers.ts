@@ -7,7 +7,7 @@ import { inspectEntry, psEntry, statusText, humanDuration } from '../engine/shap
 import type { ContainerRecord } from '../engine/types.js';
 import type { CreateOptions } from '../engine/engine.js';
 import { formatOutput, table } from './format.js';
-import { collect, getEngine, out, resolveRefs, type Ctx } from './context.js';
+import { collect, getEngine, out, type Ctx } from './context.js';
 import { registerCheckpointCommands } from './checkpoint.js';
 
 interface CreateFlags {
@@ -185,7 +185,7 @@ export function registerContainerCommands(parent: Command, ctx: Ctx, top: boolea
     .option('-l, --latest', 'act on the latest container')
     .action(async (refs: string[], f: { all?: boolean; latest?: boolean }) => {
       const engine = getEngine(ctx);
-      for (const ref of await resolveRefs(ctx, refs, f)) {
+      for (const ref of await engine.select({ refs, all: f.all, latest: f.latest }, 'start')) {
         await engine.start(ref);
         out(`${ref}\n`);
       }
@@ -202,7 +202,7 @@ export function registerContainerCommands(parent: Command, ctx: Ctx, top: boolea
       const t = f.time === undefined ? undefined : Number(f.time);
       if (t !== undefined && (!Number.isInteger(t) || t < 0)) throw new FerryError('EINVAL', `invalid --time "${f.time}": give whole seconds`);
       const engine = getEngine(ctx);
-      for (const ref of await resolveRefs(ctx, refs, f, true)) {
+      for (const ref of await engine.select({ refs, all: f.all, latest: f.latest }, 'stop')) {
         await engine.stop(ref, t);
         out(`${ref}\n`);
       }
@@ -217,7 +217,7 @@ export function registerContainerCommands(parent: Command, ctx: Ctx, top: boolea
     .option('-s, --signal <signal>', 'signal to send', 'KILL')
     .action(async (refs: string[], f: { all?: boolean; latest?: boolean; signal: string }) => {
       const engine = getEngine(ctx);
-      for (const ref of await resolveRefs(ctx, refs, f, true)) {
+      for (const ref of await engine.select({ refs, all: f.all, latest: f.latest }, 'kill')) {
         await engine.kill(ref, f.signal);
         out(`${ref}\n`);
       }
@@ -235,10 +235,7 @@ export function registerContainerCommands(parent: Command, ctx: Ctx, top: boolea
       .option('-l, --latest', 'act on the latest container')
       .action(async (refs: string[], f: { all?: boolean; latest?: boolean }) => {
         const engine = getEngine(ctx);
-        const targets = f.all
-          ? (await engine.list()).filter((r) => r.state.status === (cmd === 'pause' ? 'running' : 'paused')).map((r) => r.config.id)
-          : await resolveRefs(ctx, refs, f);
-        for (const ref of targets) {
+        for (const ref of await engine.select({ refs, all: f.all, latest: f.latest }, cmd)) {
           await act(engine, ref);
           out(`${ref}\n`);
         }
@@ -255,15 +252,8 @@ export function registerContainerCommands(parent: Command, ctx: Ctx, top: boolea
     .option('-i, --ignore', 'ignore errors when a container does not exist')
     .action(async (refs: string[], f: { all?: boolean; latest?: boolean; force?: boolean; ignore?: boolean }) => {
       const engine = getEngine(ctx);
-      const wanted = f.ignore ? refs.filter((r) => engine.find(r)) : refs;
-      if (f.ignore && refs.length && !wanted.length) return;
-      for (const ref of await resolveRefs(ctx, wanted, f)) {
-        try {
-          const rec = await engine.remove(ref, { force: f.force });
-          out(`${f.all ? rec.config.id : ref}\n`);
-        } catch (e) {
-          if (!(f.ignore && e instanceof FerryError && e.code === 'ENOTFOUND')) throw e;
-        }
+      for (const ref of await engine.select({ refs, all: f.all, latest: f.latest, ignoreMissing: f.ignore }, 'rm')) {
+        if (await engine.removeSelected(ref, { force: f.force, ignoreMissing: f.ignore })) out(`${ref}\n`);
       }
     });
 
@@ -277,9 +267,7 @@ export function registerContainerCommands(parent: Command, ctx: Ctx, top: boolea
       .option('--no-trunc', 'do not truncate output')
       .option('--format <format>', 'json or a Go template such as {{.Names}}')
       .action(async (f: { all?: boolean; latest?: boolean; quiet?: boolean; trunc: boolean; format?: string }) => {
-        const engine = getEngine(ctx);
-        let recs = await engine.list({ all: f.all || f.latest });
-        if (f.latest) recs = recs.slice(0, 1);
+        const recs = await getEngine(ctx).listContainers({ all: f.all, latest: f.latest });
         if (f.quiet) return out(recs.map((r) => (f.trunc ? r.config.id.slice(0, 12) : r.config.id) + '\n').join(''));
         // JSON has Podman's JSON shape; a Go template sees Podman's ps view (.Names a string ...).
         const items = f.format === 'json' ? recs.map(psEntry) : recs.map(psTemplateView);
@@ -316,7 +304,7 @@ export function registerContainerCommands(parent: Command, ctx: Ctx, top: boolea
     .option('-n, --tail <lines>', 'show only the last N lines')
     .action(async (ref: string | undefined, f: { follow?: boolean; latest?: boolean; timestamps?: boolean; tail?: string }) => {
       const engine = getEngine(ctx);
-      const [id] = await resolveRefs(ctx, ref ? [ref] : [], f);
+      const [id] = await engine.select({ refs: ref ? [ref] : [], latest: f.latest }, 'logs');
       const rec = engine.lookup(id!);
       const r = readLogFrom(engine.paths.logPath(rec.config.id), 0);
       let entries = r.entries;
@@ -338,7 +326,7 @@ export function registerContainerCommands(parent: Command, ctx: Ctx, top: boolea
     .action(async (refs: string[], f: { latest?: boolean; format?: string }) => {
       const engine = getEngine(ctx);
       const items: unknown[] = [];
-      for (const ref of await resolveRefs(ctx, refs, f)) {
+      for (const ref of await engine.select({ refs, latest: f.latest }, 'inspect')) {
         items.push(inspectEntry(await engine.inspect(ref), engine.paths));
       }
       out(f.format ? formatOutput(f.format, items, () => '') : JSON.stringify(items, null, 4) + '\n');
@@ -374,7 +362,7 @@ export function registerContainerCommands(parent: Command, ctx: Ctx, top: boolea
     .option('-l, --latest', 'act on the latest container')
     .action(async (refs: string[], f: { latest?: boolean }) => {
       const engine = getEngine(ctx);
-      for (const ref of await resolveRefs(ctx, refs, f)) {
+      for (const ref of await engine.select({ refs, latest: f.latest }, 'wait')) {
         const rec = engine.lookup(ref);
         while (await engine.running(rec.config.id)) await sleep(100);
         out(`${(await engine.inspect(rec.config.id)).state.exitCode}\n`);
@@ -389,7 +377,7 @@ export function registerContainerCommands(parent: Command, ctx: Ctx, top: boolea
     .option('-l, --latest', 'act on the latest container')
     .action(async (ref: string | undefined, port: string | undefined, f: { latest?: boolean }) => {
       const engine = getEngine(ctx);
-      const [id] = await resolveRefs(ctx, ref ? [ref] : [], f);
+      const [id] = await engine.select({ refs: ref ? [ref] : [], latest: f.latest }, 'port');
       const rec = engine.lookup(id!);
       const [num, proto] = (port ?? '').split('/');
       for (const p of rec.config.network?.ports ?? []) {

@@ -16,6 +16,7 @@ import { attach, detach, inSubnet, NetworkStore, parseIPv4, parsePublish, validM
 import { Paths } from './paths.js';
 import { ensureInfra, findPod, getPod, podNamespaces } from './pods.js';
 import { initialState, type ContainerConfig, type ContainerRecord, type MountSpec, type NetworkConfig, type PendingOp } from './types.js';
+import { checkSelection, pickedByAll, type Selection, type SelectPurpose } from './select.js';
 
 export interface EngineOptions {
   root: string;
@@ -842,6 +843,44 @@ export class Engine {
     return this.readExitCode(id)?.code;
   }
 
+  // ---------------------------------------------------------------- operations as the CLI and the API ask for them
+  // Each takes plain options and holds the operation's whole rule, so that a command of the CLI
+  // and an endpoint of the API are one call each.
+
+  /**
+   * The containers an operation acts on: the names or IDs given (each checked to exist before
+   * anything is done, and returned as given), every container `--all` picks for the purpose
+   * (see pickedByAll), or the newest with `--latest` (both as IDs).
+   */
+  async select(sel: Selection, purpose: SelectPurpose): Promise<string[]> {
+    let refs = sel.refs ?? [];
+    if (sel.ignoreMissing) {
+      const found = refs.filter((r) => this.find(r));
+      if (refs.length && !found.length) return [];
+      refs = found;
+    }
+    checkSelection({ ...sel, refs });
+    if (sel.latest) return [this.latest().config.id];
+    if (sel.all) return (await this.list({ all: true })).filter((r) => pickedByAll(purpose, r.state)).map((r) => r.config.id);
+    for (const r of refs) this.lookup(r); // fail before acting on any of them
+    return refs;
+  }
+
+  /** `ps`: the live containers, or all with `all`, or only the newest (even a stopped one) with `latest`; newest first. */
+  async listContainers(o: { all?: boolean; latest?: boolean } = {}): Promise<ContainerRecord[]> {
+    const recs = await this.list({ all: o.all || o.latest });
+    return o.latest ? recs.slice(0, 1) : recs;
+  }
+
+  /** Removes one container of a selection made with ignoreMissing: one removed meanwhile is then no error (undefined). */
+  async removeSelected(ref: string, o: { force?: boolean; ignoreMissing?: boolean } = {}): Promise<ContainerRecord | undefined> {
+    try {
+      return await this.remove(ref, { force: o.force });
+    } catch (e) {
+      if (o.ignoreMissing && e instanceof FerryError && e.code === 'ENOTFOUND') return undefined;
+      throw e;
+    }
+  }
 }
 
 function isExecutableFile(file: string): boolean {
