@@ -5,7 +5,7 @@ import { run, which } from '../lib/exec.js';
 import { mkdirp, readJsonIfExists, writeJsonAtomic, writeFileAtomic } from '../lib/fsutil.js';
 import { FileLock, withLock } from '../lib/lock.js';
 import { newId, randomName, validName } from '../lib/ids.js';
-import { processAlive, procStartTime, waitFor } from '../lib/proc.js';
+import { processAlive, procStartTime, sleep, waitFor } from '../lib/proc.js';
 import { RuncRuntime, type Started } from '../drivers/runtime/runc.js';
 import { buildSpec, type Mount } from '../drivers/runtime/spec.js';
 import { ImageStore, DEFAULT_PATH, type ImageRecord } from '../drivers/storage/images.js';
@@ -15,8 +15,9 @@ import { findCriu, probeCriu, type CriuInfo } from '../drivers/criu/criu.js';
 import { attach, detach, inSubnet, NetworkStore, parseIPv4, parsePublish, validMac, DEFAULT_NETWORK, releaseTraffic, type PortMapping } from '../drivers/network/cni.js';
 import { Paths } from './paths.js';
 import { ensureInfra, findPod, getPod, podNamespaces } from './pods.js';
-import { initialState, type ContainerConfig, type ContainerRecord, type MountSpec, type NetworkConfig, type PendingOp } from './types.js';
+import { initialState, type ContainerConfig, type ContainerRecord, type ContainerStatus, type MountSpec, type NetworkConfig, type PendingOp } from './types.js';
 import { checkSelection, pickedByAll, type Selection, type SelectPurpose } from './select.js';
+import { checkLogsOptions, readLog, type LogEntry, type LogsOptions } from './logs.js';
 
 export interface EngineOptions {
   root: string;
@@ -872,6 +873,84 @@ export class Engine {
     return o.latest ? recs.slice(0, 1) : recs;
   }
 
+  /**
+   * Creates and starts a container (removed again if it cannot start). Detached, that is all.
+   * In the foreground the result holds an attachment: the output, signals, and the exit code.
+   * A foreground --rm container is held (the attach lock) so that conmon's exit cleanup does not
+   * remove it before its exit code is read; exitCode() removes it then.
+   */
+  async run(o: CreateOptions, r: RunOptions = {}): Promise<RunResult> {
+    const created = await this.create(o);
+    const id = created.config.id;
+    const lock = !r.detach && created.config.autoRemove ? await FileLock.acquire(this.paths.attachLock(id)) : undefined;
+    let released = false;
+    const release = (): void => {
+      if (!released) lock?.release();
+      released = true;
+    };
+    let record: ContainerRecord;
+    try {
+      record = await this.start(id);
+    } catch (e) {
+      await this.remove(id, { force: true }).catch(() => undefined);
+      release();
+      throw e;
+    }
+    if (r.detach) return { record };
+    // conmon waits for its exit command, which waits for the attach lock: for a held container
+    // the exit file, not conmon's end, says it is done.
+    const done = async (): Promise<boolean> => !(await this.running(id)) || (!!lock && this.exitCodeOf(id) !== undefined);
+    const exitCode = async (): Promise<number> => {
+      try {
+        while (!(await done())) await sleep(100);
+        const code = lock ? this.exitCodeOf(id) : undefined;
+        const last = this.find(id) ? await this.inspect(id) : undefined;
+        if (lock && last) await this.remove(id, { force: true }).catch(() => undefined);
+        return code ?? last?.state.exitCode ?? 0;
+      } finally {
+        release();
+      }
+    };
+    return {
+      record,
+      attached: {
+        output: () => readLog(this.paths.logPath(id), { follow: true }, done),
+        signal: (sig) => void this.kill(id, sig).catch(() => undefined),
+        exitCode,
+        release,
+      },
+    };
+  }
+
+  /**
+   * Waits until the container no longer runs (or, with conditions, until its status is one of
+   * them) and returns its exit code; refused after timeoutMs.
+   */
+  async wait(ref: string, o: WaitOptions = {}): Promise<number> {
+    const conditions = o.conditions?.length ? o.conditions : undefined;
+    for (const c of conditions ?? []) {
+      if (!WAIT_CONDITIONS.includes(c)) throw new FerryError('EINVAL', `invalid wait condition "${c}": use any of ${WAIT_CONDITIONS.join(', ')}`);
+    }
+    const rec = this.lookup(ref);
+    const id = rec.config.id;
+    const end = o.timeoutMs === undefined ? Infinity : Date.now() + o.timeoutMs;
+    for (;;) {
+      if (conditions ? conditions.includes((await this.inspect(id)).state.status) : !(await this.running(id))) break;
+      if (Date.now() >= end) {
+        throw new FerryError('ESTATE', `container ${rec.config.name} did not ${conditions ? `become ${conditions.join(' or ')}` : 'stop'} within ${o.timeoutMs} ms`);
+      }
+      await sleep(100);
+    }
+    return (await this.inspect(id)).state.exitCode;
+  }
+
+  /** A container's output: what is logged so far (picked by since/until/tail), and with follow what comes until it stops. */
+  logs(ref: string, o: LogsOptions = {}): AsyncIterable<LogEntry> {
+    checkLogsOptions(o);
+    const id = this.lookup(ref).config.id;
+    return readLog(this.paths.logPath(id), o, async () => !(await this.running(id)));
+  }
+
   /** Removes one container of a selection made with ignoreMissing: one removed meanwhile is then no error (undefined). */
   async removeSelected(ref: string, o: { force?: boolean; ignoreMissing?: boolean } = {}): Promise<ContainerRecord | undefined> {
     try {
@@ -881,6 +960,37 @@ export class Engine {
       throw e;
     }
   }
+}
+
+export interface RunOptions {
+  /** Return once the container runs, without attaching to it. */
+  detach?: boolean;
+}
+
+/** A foreground run's hold on its container. */
+export interface Attached {
+  /** The container's output from its start until it is done. */
+  output(): AsyncIterable<LogEntry>;
+  /** Forwards a signal to the container (one that has exited already is no error). */
+  signal(sig: string): void;
+  /** Waits until the container is done and returns its exit code (an --rm container is removed then); ends the attachment. */
+  exitCode(): Promise<number>;
+  /** Ends the attachment without waiting (an --rm container is then removed by its exit cleanup). Idempotent. */
+  release(): void;
+}
+
+export interface RunResult {
+  record: ContainerRecord;
+  /** Only for a foreground run. */
+  attached?: Attached;
+}
+
+const WAIT_CONDITIONS: ContainerStatus[] = ['created', 'running', 'paused', 'stopped', 'exited'];
+
+export interface WaitOptions {
+  /** Statuses that end the wait (default: as soon as the container no longer runs). */
+  conditions?: ContainerStatus[];
+  timeoutMs?: number;
 }
 
 function isExecutableFile(file: string): boolean {
