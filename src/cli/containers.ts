@@ -71,7 +71,7 @@ function createOptions(image: string, command: string[], f: CreateFlags): Create
     hostname: f.hostname,
     autoRemove: !!f.rm,
     labels,
-    stopSignal: f.stopSignal?.replace(/^SIG/i, '').toUpperCase(),
+    stopSignal: f.stopSignal,
     stopTimeout,
     createCommand: process.argv.slice(1),
     network: f.network ?? (f as { net?: string }).net,

@@ -407,7 +407,7 @@ export class Engine {
       mounts,
       autoRemove: o.autoRemove ?? false,
       labels: o.labels ?? {},
-      stopSignal: o.stopSignal ?? 'TERM',
+      stopSignal: o.stopSignal?.replace(/^SIG/i, '').toUpperCase() ?? 'TERM',
       stopTimeout: o.stopTimeout ?? 10,
       createCommand: o.createCommand,
       network,
