@@ -26,3 +26,24 @@ export function out(s: string): void {
 export function collect(v: string, prev: string[]): string[] {
   return [...prev, v];
 }
+
+/**
+ * Runs fn with SIGINT/SIGTERM deferred: a checkpoint or restore cut half-way is how users lose
+ * work, so an interrupt lets the current operation finish (or fail cleanly) and then exits 130.
+ */
+export async function uninterruptible<T>(what: string, fn: () => Promise<T>): Promise<T> {
+  let interrupted = false;
+  const onSignal = (): void => {
+    if (!interrupted) process.stderr.write(`ferry: interrupted; finishing the ${what} in progress so that nothing is lost\n`);
+    interrupted = true;
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+  try {
+    return await fn();
+  } finally {
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+    if (interrupted) process.exitCode = 130;
+  }
+}
