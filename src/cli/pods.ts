@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import { FerryError } from '../lib/errors.js';
-import { createPod, getPod, killPod, listPodsRepaired, podMembers, removePod, repairPod, startPod, stopPod } from '../engine/pods.js';
-import { humanDuration } from '../engine/shapes.js';
+import { createPod, inspectPods, killPod, listPodViews, removePod, startPod, stopPod } from '../engine/pods.js';
+import { humanDuration, podInspectEntry, podPsEntry } from '../engine/shapes.js';
 import { checkpointPodRequest, restorePodRequest } from '../engine/podcheckpoint.js';
 import { COMPRESSIONS, type Compression } from '../drivers/archive/compress.js';
 import { collect, getEngine, out, uninterruptible, type Ctx } from './context.js';
@@ -23,20 +23,11 @@ export function registerPodCommands(program: Command, ctx: Ctx): void {
     });
 
   const ps = async (f: { quiet?: boolean; format?: string }): Promise<void> => {
-    const engine = getEngine(ctx);
-    const pods = await listPodsRepaired(engine);
-    const recs = await engine.list({ all: true });
-    const rows = pods.map((p) => {
-      const infra = recs.find((r) => r.config.id === p.infraId);
-      const members = podMembers(p, recs);
-      const running = members.filter((m) => m.state.status === 'running').length;
-      const status = !infra ? 'Dead' : infra.state.status !== 'running' ? (members.length ? 'Stopped' : 'Created') : running === members.length ? 'Running' : 'Degraded';
-      return { Id: p.id, Name: p.name, Status: status, Created: p.created, InfraId: p.infraId, Share: p.share, Hostname: p.hostname, NumberOfContainers: members.length + (infra ? 1 : 0), Containers: members.map((m) => ({ Id: m.config.id, Names: m.config.name, Status: m.state.status })) };
-    });
-    if (f.quiet) return out(rows.map((r) => `${r.Id.slice(0, 12)}\n`).join(''));
+    const views = await listPodViews(getEngine(ctx));
+    if (f.quiet) return out(views.map((v) => `${v.pod.id.slice(0, 12)}\n`).join(''));
     out(
-      formatOutput(f.format, rows, () =>
-        table(['POD ID', 'NAME', 'STATUS', 'CREATED', 'INFRA ID', '# OF CONTAINERS'], rows.map((r) => [r.Id.slice(0, 12), r.Name, r.Status, `${humanDuration(Date.now() - Date.parse(r.Created))} ago`, r.InfraId.slice(0, 12), String(r.NumberOfContainers)])),
+      formatOutput(f.format, views.map(podPsEntry), () =>
+        table(['POD ID', 'NAME', 'STATUS', 'CREATED', 'INFRA ID', '# OF CONTAINERS'], views.map((v) => [v.pod.id.slice(0, 12), v.pod.name, v.status, `${humanDuration(Date.now() - Date.parse(v.pod.created))} ago`, v.pod.infraId.slice(0, 12), String(v.containers)])),
       ),
     );
   };
@@ -46,13 +37,7 @@ export function registerPodCommands(program: Command, ctx: Ctx): void {
     .command('inspect')
     .argument('<pods...>')
     .action(async (refs: string[]) => {
-      const engine = getEngine(ctx);
-      const pods = [];
-      for (const r of refs) pods.push(await repairPod(engine, getPod(engine, r)));
-      const recs = await engine.list({ all: true });
-      out(JSON.stringify(pods.map((p) => {
-        return { Id: p.id, Name: p.name, Created: p.created, Hostname: p.hostname, SharedNamespaces: p.share, InfraContainerID: p.infraId, Containers: podMembers(p, recs).map((m) => ({ Id: m.config.id, Name: m.config.name, State: m.state.status })) };
-      }), null, 4) + '\n');
+      out(JSON.stringify((await inspectPods(getEngine(ctx), refs)).map(podInspectEntry), null, 4) + '\n');
     });
 
   pod
