@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { FerryError } from '../lib/errors.js';
@@ -9,10 +10,10 @@ import { processAlive, procStartTime, sleep, waitFor } from '../lib/proc.js';
 import { RuncRuntime, type Started } from '../drivers/runtime/runc.js';
 import { buildSpec, type Mount } from '../drivers/runtime/spec.js';
 import { ImageStore, DEFAULT_PATH, type ImageRecord } from '../drivers/storage/images.js';
-import { VolumeStore } from '../drivers/storage/volumes.js';
+import { VolumeStore, type VolumeRecord } from '../drivers/storage/volumes.js';
 import { createLayer, mountLayer, removeLayer, unmountLayer } from '../drivers/storage/overlay.js';
 import { findCriu, probeCriu, type CriuInfo } from '../drivers/criu/criu.js';
-import { attach, detach, inSubnet, NetworkStore, parseIPv4, parsePublish, validMac, DEFAULT_NETWORK, releaseTraffic, type PortMapping } from '../drivers/network/cni.js';
+import { attach, detach, inSubnet, NetworkStore, parseIPv4, parsePublish, validMac, DEFAULT_NETWORK, releaseTraffic, type NetworkRecord, type PortMapping } from '../drivers/network/cni.js';
 import { Paths } from './paths.js';
 import { ensureInfra, findPod, getPod, podNamespaces } from './pods.js';
 import { initialState, type ContainerConfig, type ContainerRecord, type ContainerStatus, type MountSpec, type NetworkConfig, type PendingOp } from './types.js';
@@ -959,6 +960,28 @@ export class Engine {
       if (o.ignoreMissing && e instanceof FerryError && e.code === 'ENOTFOUND') return undefined;
       throw e;
     }
+  }
+
+  /** Creates a named volume; without a name it gets a random one (as Podman's). */
+  createVolume(name: string | undefined, labels: Record<string, string> = {}): VolumeRecord {
+    return this.volumes.create(name ?? randomBytes(32).toString('hex'), labels);
+  }
+
+  /** Creates a network; only the bridge driver exists. */
+  createNetwork(name: string, o: { subnet?: string; gateway?: string; driver?: string } = {}): NetworkRecord {
+    if (o.driver !== undefined && o.driver !== 'bridge') throw new FerryError('EINVAL', `unsupported network driver "${o.driver}": only bridge`);
+    return this.networks.create(name, { subnet: o.subnet, gateway: o.gateway });
+  }
+
+  /** Removes a network: refused while containers use it, unless force (which removes them first). */
+  async removeNetwork(name: string, force = false): Promise<void> {
+    // Refused before looking at users: force must not remove the default network's containers.
+    if (name === DEFAULT_NETWORK) throw new FerryError('EINVAL', `the default network "${DEFAULT_NETWORK}" cannot be removed`);
+    this.networks.get(name);
+    const users = (await this.list({ all: true })).filter((r) => r.config.network?.mode === 'bridge' && r.config.network.name === name);
+    if (users.length && !force) throw new FerryError('ESTATE', `network ${name} is used by container ${users.map((u) => u.config.name).join(', ')}: remove them first or use --force`);
+    for (const u of users) await this.remove(u.config.id, { force: true });
+    this.networks.remove(name);
   }
 }
 
