@@ -1,34 +1,11 @@
 import type { Command } from 'commander';
 import { FerryError } from '../lib/errors.js';
-import { checkpoint, listCheckpoints, removeCheckpoint, type CheckpointOptions, type CheckpointReport } from '../engine/checkpoint.js';
-import { restore, type RestoreOptions, type RestoreReport } from '../engine/restore.js';
-import { importCheckpoint } from '../engine/portable.js';
+import { checkpointContainers, listCheckpoints, removeCheckpoints, restoreContainers, type CheckpointOptions } from '../engine/checkpoint.js';
 import { COMPRESSIONS, type Compression } from '../drivers/archive/compress.js';
 import { parsePublish } from '../drivers/network/cni.js';
-import { humanDuration } from '../engine/shapes.js';
+import { checkpointStats, humanDuration } from '../engine/shapes.js';
 import { formatOutput, humanSize, table } from './format.js';
-import { collect, getEngine, out, resolveRefs, type Ctx } from './context.js';
-
-/**
- * Runs fn with SIGINT/SIGTERM deferred: a checkpoint or restore cut half-way is how users lose
- * work, so an interrupt lets the current operation finish (or fail cleanly) and then exits 130.
- */
-export async function uninterruptible<T>(what: string, fn: () => Promise<T>): Promise<T> {
-  let interrupted = false;
-  const onSignal = (): void => {
-    if (!interrupted) process.stderr.write(`ferry: interrupted; finishing the ${what} in progress so that nothing is lost\n`);
-    interrupted = true;
-  };
-  process.on('SIGINT', onSignal);
-  process.on('SIGTERM', onSignal);
-  try {
-    return await fn();
-  } finally {
-    process.off('SIGINT', onSignal);
-    process.off('SIGTERM', onSignal);
-    if (interrupted) process.exitCode = 130;
-  }
-}
+import { collect, getEngine, out, uninterruptible, type Ctx } from './context.js';
 
 const CGROUP_MODES = ['soft', 'full', 'strict', 'ignore'];
 
@@ -107,36 +84,39 @@ export function registerCheckpointCommands(parent: Command, ctx: Ctx, top: boole
     .option('--ignore-volumes', 'leave named volumes\' contents out of the archive')
     .action(async (refs: string[], f: CheckpointFlags) => {
       if (!COMPRESSIONS.includes(f.compress as Compression)) throw new FerryError('EINVAL', `invalid --compress "${f.compress}": use zstd, gzip or none`);
-      if ((f.ignoreRootfs || f.ignoreVolumes) && !f.export) throw new FerryError('EINVAL', '--ignore-rootfs and --ignore-volumes only apply with --export');
-      for (const ns of f.emptyNs) if (ns !== 'network') throw new FerryError('EINVAL', `invalid --empty-ns "${ns}": only network is supported`);
-      const opts: CheckpointOptions = {
-        leaveRunning: f.leaveRunning,
-        keep: f.keep,
-        tcpEstablished: f.tcpEstablished,
-        fileLocks: f.fileLocks,
-        autoDedup: f.autoDedup,
-        manageCgroupsMode: cgroupMode(f.manageCgroupsMode),
-        extUnixSk: f.extUnixSk,
-        shellJob: f.shellJob,
-        emptyNs: f.emptyNs,
-        preCheckpoint: f.preCheckpoint,
-        withPrevious: f.withPrevious,
-        export: f.export ? { target: f.export, compression: f.compress as Compression, ignoreRootfs: f.ignoreRootfs, ignoreVolumes: f.ignoreVolumes } : undefined,
-      };
+      const manageCgroupsMode = cgroupMode(f.manageCgroupsMode);
       const engine = getEngine(ctx);
-      const targets = await resolveRefs(ctx, refs, f, true);
-      if (f.export && targets.length !== 1) throw new FerryError('EINVAL', '--export takes exactly one container');
       // With `-e -` stdout carries the archive: say nothing else there.
       const say = f.export === '-' ? (s: string) => process.stderr.write(s) : out;
-      const reports: CheckpointReport[] = [];
-      await uninterruptible('checkpoint', async () => {
-        for (const ref of targets) {
-          const r = await checkpoint(engine, ref, opts);
-          reports.push(r);
-          if (!f.printStats) say(`${f.all ? r.id : ref}\n`);
-        }
-      });
-      if (f.printStats) say(JSON.stringify(statsDoc('checkpoint', reports), null, 4) + '\n');
+      const reports = await uninterruptible('checkpoint', () =>
+        checkpointContainers(
+          engine,
+          {
+            refs,
+            all: f.all,
+            latest: f.latest,
+            leaveRunning: f.leaveRunning,
+            keep: f.keep,
+            tcpEstablished: f.tcpEstablished,
+            fileLocks: f.fileLocks,
+            autoDedup: f.autoDedup,
+            manageCgroupsMode,
+            extUnixSk: f.extUnixSk,
+            shellJob: f.shellJob,
+            emptyNs: f.emptyNs,
+            preCheckpoint: f.preCheckpoint,
+            withPrevious: f.withPrevious,
+            export: f.export,
+            compression: f.compress as Compression,
+            ignoreRootfs: f.ignoreRootfs,
+            ignoreVolumes: f.ignoreVolumes,
+          },
+          (ref) => {
+            if (!f.printStats) say(`${ref}\n`);
+          },
+        ),
+      );
+      if (f.printStats) say(JSON.stringify(checkpointStats('checkpoint', reports), null, 4) + '\n');
     });
 
   parent
@@ -164,45 +144,40 @@ export function registerCheckpointCommands(parent: Command, ctx: Ctx, top: boole
     .option('--ignore-static-mac', 'give the container a new MAC address')
     .option('-p, --publish <[ip:]host:ctr[/proto]>', 'replace the published ports (repeatable)', collect, [])
     .action(async (refs: string[], f: RestoreFlags) => {
-      const opts: RestoreOptions = {
-        keep: f.keep,
-        tcpEstablished: f.tcpEstablished,
-        tcpClose: f.tcpClose,
-        fileLocks: f.fileLocks,
-        autoDedup: f.autoDedup,
-        manageCgroupsMode: cgroupMode(f.manageCgroupsMode),
-        extUnixSk: f.extUnixSk,
-        shellJob: f.shellJob,
-        ignoreStaticIp: f.ignoreStaticIp,
-        ignoreStaticMac: f.ignoreStaticMac,
-        publish: f.publish.length ? f.publish.map(parsePublish) : undefined,
-      };
+      const manageCgroupsMode = cgroupMode(f.manageCgroupsMode);
+      const publish = f.publish.length ? f.publish.map(parsePublish) : undefined;
       const engine = getEngine(ctx);
-      if (f.import !== undefined) {
-        if (refs.length || f.all || f.latest) throw new FerryError('EINVAL', '--import restores a new container from the archive: do not name containers, --all or --latest with it');
-        const r = await uninterruptible('restore', () =>
-          importCheckpoint(engine, { ...opts, source: f.import!, name: f.name, ignoreRootfs: f.ignoreRootfs, ignoreVolumes: f.ignoreVolumes, allowHostMounts: f.allowHostMounts, pod: f.pod }),
-        );
-        out(f.printStats ? JSON.stringify(statsDoc('restore', [r]), null, 4) + '\n' : `${r.id}\n`);
-        return;
-      }
-      if (f.name || f.ignoreRootfs || f.ignoreVolumes || f.allowHostMounts || f.pod) throw new FerryError('EINVAL', '--name, --ignore-rootfs, --ignore-volumes, --allow-host-mounts and --pod only apply with --import');
-      let targets: string[];
-      if (f.all) {
-        if (refs.length || f.latest) throw new FerryError('EINVAL', '--all, --latest and container names cannot be used together: pick one');
-        targets = (await engine.list({ all: true })).filter((r) => r.state.checkpointed && r.state.status !== 'running').map((r) => r.config.id);
-      } else {
-        targets = await resolveRefs(ctx, refs, f);
-      }
-      const reports: RestoreReport[] = [];
-      await uninterruptible('restore', async () => {
-        for (const ref of targets) {
-          const r = await restore(engine, ref, opts);
-          reports.push(r);
-          if (!f.printStats) out(`${f.all ? r.id : ref}\n`);
-        }
-      });
-      if (f.printStats) out(JSON.stringify(statsDoc('restore', reports), null, 4) + '\n');
+      const reports = await uninterruptible('restore', () =>
+        restoreContainers(
+          engine,
+          {
+            refs,
+            all: f.all,
+            latest: f.latest,
+            keep: f.keep,
+            tcpEstablished: f.tcpEstablished,
+            tcpClose: f.tcpClose,
+            fileLocks: f.fileLocks,
+            autoDedup: f.autoDedup,
+            manageCgroupsMode,
+            extUnixSk: f.extUnixSk,
+            shellJob: f.shellJob,
+            ignoreStaticIp: f.ignoreStaticIp,
+            ignoreStaticMac: f.ignoreStaticMac,
+            publish,
+            import: f.import,
+            name: f.name,
+            ignoreRootfs: f.ignoreRootfs,
+            ignoreVolumes: f.ignoreVolumes,
+            allowHostMounts: f.allowHostMounts,
+            pod: f.pod,
+          },
+          (ref) => {
+            if (!f.printStats) out(`${ref}\n`);
+          },
+        ),
+      );
+      if (f.printStats) out(JSON.stringify(checkpointStats('restore', reports), null, 4) + '\n');
     });
 
   if (top) {
@@ -231,29 +206,7 @@ export function registerCheckpointCommands(parent: Command, ctx: Ctx, top: boole
       .argument('[containers...]')
       .option('-a, --all', 'delete every checkpoint on this host')
       .action(async (names: string[], f: { all?: boolean }) => {
-        const engine = getEngine(ctx);
-        const targets = f.all ? (await listCheckpoints(engine)).map((c) => c.id) : names;
-        if (!targets.length && !f.all) throw new FerryError('EINVAL', 'give at least one container name or ID, or --all');
-        for (const t of targets) {
-          await removeCheckpoint(engine, t);
-          out(`${t}\n`);
-        }
+        await removeCheckpoints(getEngine(ctx), { refs: names, all: f.all }, (t) => out(`${t}\n`));
       });
   }
-}
-
-/** Podman's --print-stats shape (durations in microseconds, CRIU's figures by CRIU's names). */
-function statsDoc(kind: 'checkpoint' | 'restore', reports: (CheckpointReport | RestoreReport)[]): object {
-  const us = (ms: number): number => Math.round(ms * 1000);
-  const snake = (o: object | undefined): Record<string, number> | null =>
-    o ? Object.fromEntries(Object.entries(o).map(([k, v]) => [k.replace(/Us$/, '').replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`), v as number])) : null;
-  return {
-    [`podman_${kind}_duration`]: us(reports.reduce((a, r) => a + r.totalMs, 0)),
-    container_statistics: reports.map((r) => ({
-      Id: r.id,
-      [`runtime_${kind}_duration`]: us(r.runtimeMs),
-      engine_duration: us(r.totalMs),
-      criu_statistics: snake(r.criu),
-    })),
-  };
 }

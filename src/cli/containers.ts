@@ -1,13 +1,11 @@
 import { Command } from 'commander';
 import { FerryError } from '../lib/errors.js';
-import { sleep } from '../lib/proc.js';
-import { FileLock } from '../lib/lock.js';
-import { readLogFrom, type LogEntry } from '../drivers/runtime/logs.js';
 import { inspectEntry, psEntry, statusText, humanDuration } from '../engine/shapes.js';
 import type { ContainerRecord } from '../engine/types.js';
 import type { CreateOptions } from '../engine/engine.js';
+import type { LogEntry } from '../engine/logs.js';
 import { formatOutput, table } from './format.js';
-import { collect, getEngine, out, resolveRefs, type Ctx } from './context.js';
+import { collect, getEngine, out, type Ctx } from './context.js';
 import { registerCheckpointCommands } from './checkpoint.js';
 
 interface CreateFlags {
@@ -73,7 +71,7 @@ function createOptions(image: string, command: string[], f: CreateFlags): Create
     hostname: f.hostname,
     autoRemove: !!f.rm,
     labels,
-    stopSignal: f.stopSignal?.replace(/^SIG/i, '').toUpperCase(),
+    stopSignal: f.stopSignal,
     stopTimeout,
     createCommand: process.argv.slice(1),
     network: f.network ?? (f as { net?: string }).net,
@@ -84,28 +82,11 @@ function createOptions(image: string, command: string[], f: CreateFlags): Create
   };
 }
 
-function printLogEntries(entries: LogEntry[], timestamps: boolean): void {
-  for (const e of entries) {
+/** Prints a container's log entries as they come: stdout's to stdout, stderr's to stderr. */
+async function printLog(entries: AsyncIterable<LogEntry>, timestamps: boolean): Promise<void> {
+  for await (const e of entries) {
     const text = (timestamps ? `${e.time} ` : '') + e.content + (e.partial ? '' : '\n');
     (e.stream === 'stderr' ? process.stderr : process.stdout).write(text);
-  }
-}
-
-/** Streams a container's log until it stops running (or `until` says to stop). */
-async function followLogs(ctx: Ctx, rec: ContainerRecord, from: number, timestamps: boolean, until?: () => boolean): Promise<void> {
-  const engine = getEngine(ctx);
-  const file = engine.paths.logPath(rec.config.id);
-  let pos = from;
-  for (;;) {
-    const alive = (await engine.running(rec.config.id)) && !until?.();
-    const r = readLogFrom(file, pos);
-    printLogEntries(r.entries, timestamps);
-    pos = r.next;
-    if (!alive) {
-      printLogEntries(readLogFrom(file, pos).entries, timestamps);
-      return;
-    }
-    await sleep(100);
   }
 }
 
@@ -139,41 +120,17 @@ export function registerContainerCommands(parent: Command, ctx: Ctx, top: boolea
     .option('-i, --interactive', 'keep stdin open (not supported yet for run; use exec -i)')
     .action(async (image: string, command: string[], f: CreateFlags & { detach?: boolean; interactive?: boolean }) => {
       if (f.interactive) throw new FerryError('EINVAL', '-i is not supported by `ferry run` yet: run with -d and use `ferry exec -i`');
-      const engine = getEngine(ctx);
-      const rec = await engine.create(createOptions(image, command, f));
-      // A foreground --rm run holds the attach lock so that the container's exit cleanup does
-      // not remove it before we have its exit code (we remove it ourselves below).
-      const attach = !f.detach && f.rm ? await FileLock.acquire(engine.paths.attachLock(rec.config.id)) : undefined;
+      const { record, attached } = await getEngine(ctx).run(createOptions(image, command, f), { detach: f.detach });
+      if (!attached) return out(`${record.config.id}\n`);
+      // Foreground: stream the output, forward Ctrl-C/TERM, exit with the container's code.
+      const forward = (sig: NodeJS.Signals): void => attached.signal(sig);
+      process.on('SIGINT', forward);
+      process.on('SIGTERM', forward);
       try {
-        try {
-          await engine.start(rec.config.id);
-        } catch (e) {
-          await engine.remove(rec.config.id, { force: true }).catch(() => undefined);
-          throw e;
-        }
-        if (f.detach) {
-          out(`${rec.config.id}\n`);
-          return;
-        }
-        // Foreground: stream the output, forward Ctrl-C/TERM, exit with the container's code.
-        const forward = (sig: NodeJS.Signals): void => void engine.kill(rec.config.id, sig).catch(() => undefined);
-        process.on('SIGINT', forward);
-        process.on('SIGTERM', forward);
-        if (f.rm) {
-          // conmon waits for its exit command, which waits for our attach lock: the exit file,
-          // not conmon's end, says the container is done.
-          await followLogs(ctx, rec, 0, false, () => engine.exitCodeOf(rec.config.id) !== undefined);
-          const code = engine.exitCodeOf(rec.config.id);
-          const done = engine.find(rec.config.id) ? await engine.inspect(rec.config.id) : undefined;
-          process.exitCode = code ?? done?.state.exitCode ?? 0;
-          if (done) await engine.remove(rec.config.id, { force: true }).catch(() => undefined);
-          return;
-        }
-        await followLogs(ctx, rec, 0, false);
-        const done = engine.find(rec.config.id) ? await engine.inspect(rec.config.id) : undefined;
-        process.exitCode = done?.state.exitCode ?? 0;
+        await printLog(attached.output(), false);
+        process.exitCode = await attached.exitCode();
       } finally {
-        attach?.release();
+        attached.release();
       }
     });
 
@@ -185,7 +142,7 @@ export function registerContainerCommands(parent: Command, ctx: Ctx, top: boolea
     .option('-l, --latest', 'act on the latest container')
     .action(async (refs: string[], f: { all?: boolean; latest?: boolean }) => {
       const engine = getEngine(ctx);
-      for (const ref of await resolveRefs(ctx, refs, f)) {
+      for (const ref of await engine.select({ refs, all: f.all, latest: f.latest }, 'start')) {
         await engine.start(ref);
         out(`${ref}\n`);
       }
@@ -202,7 +159,7 @@ export function registerContainerCommands(parent: Command, ctx: Ctx, top: boolea
       const t = f.time === undefined ? undefined : Number(f.time);
       if (t !== undefined && (!Number.isInteger(t) || t < 0)) throw new FerryError('EINVAL', `invalid --time "${f.time}": give whole seconds`);
       const engine = getEngine(ctx);
-      for (const ref of await resolveRefs(ctx, refs, f, true)) {
+      for (const ref of await engine.select({ refs, all: f.all, latest: f.latest }, 'stop')) {
         await engine.stop(ref, t);
         out(`${ref}\n`);
       }
@@ -217,7 +174,7 @@ export function registerContainerCommands(parent: Command, ctx: Ctx, top: boolea
     .option('-s, --signal <signal>', 'signal to send', 'KILL')
     .action(async (refs: string[], f: { all?: boolean; latest?: boolean; signal: string }) => {
       const engine = getEngine(ctx);
-      for (const ref of await resolveRefs(ctx, refs, f, true)) {
+      for (const ref of await engine.select({ refs, all: f.all, latest: f.latest }, 'kill')) {
         await engine.kill(ref, f.signal);
         out(`${ref}\n`);
       }
@@ -235,10 +192,7 @@ export function registerContainerCommands(parent: Command, ctx: Ctx, top: boolea
       .option('-l, --latest', 'act on the latest container')
       .action(async (refs: string[], f: { all?: boolean; latest?: boolean }) => {
         const engine = getEngine(ctx);
-        const targets = f.all
-          ? (await engine.list()).filter((r) => r.state.status === (cmd === 'pause' ? 'running' : 'paused')).map((r) => r.config.id)
-          : await resolveRefs(ctx, refs, f);
-        for (const ref of targets) {
+        for (const ref of await engine.select({ refs, all: f.all, latest: f.latest }, cmd)) {
           await act(engine, ref);
           out(`${ref}\n`);
         }
@@ -255,15 +209,8 @@ export function registerContainerCommands(parent: Command, ctx: Ctx, top: boolea
     .option('-i, --ignore', 'ignore errors when a container does not exist')
     .action(async (refs: string[], f: { all?: boolean; latest?: boolean; force?: boolean; ignore?: boolean }) => {
       const engine = getEngine(ctx);
-      const wanted = f.ignore ? refs.filter((r) => engine.find(r)) : refs;
-      if (f.ignore && refs.length && !wanted.length) return;
-      for (const ref of await resolveRefs(ctx, wanted, f)) {
-        try {
-          const rec = await engine.remove(ref, { force: f.force });
-          out(`${f.all ? rec.config.id : ref}\n`);
-        } catch (e) {
-          if (!(f.ignore && e instanceof FerryError && e.code === 'ENOTFOUND')) throw e;
-        }
+      for (const ref of await engine.select({ refs, all: f.all, latest: f.latest, ignoreMissing: f.ignore }, 'rm')) {
+        if (await engine.removeSelected(ref, { force: f.force, ignoreMissing: f.ignore })) out(`${ref}\n`);
       }
     });
 
@@ -277,9 +224,7 @@ export function registerContainerCommands(parent: Command, ctx: Ctx, top: boolea
       .option('--no-trunc', 'do not truncate output')
       .option('--format <format>', 'json or a Go template such as {{.Names}}')
       .action(async (f: { all?: boolean; latest?: boolean; quiet?: boolean; trunc: boolean; format?: string }) => {
-        const engine = getEngine(ctx);
-        let recs = await engine.list({ all: f.all || f.latest });
-        if (f.latest) recs = recs.slice(0, 1);
+        const recs = await getEngine(ctx).listContainers({ all: f.all, latest: f.latest });
         if (f.quiet) return out(recs.map((r) => (f.trunc ? r.config.id.slice(0, 12) : r.config.id) + '\n').join(''));
         // JSON has Podman's JSON shape; a Go template sees Podman's ps view (.Names a string ...).
         const items = f.format === 'json' ? recs.map(psEntry) : recs.map(psTemplateView);
@@ -316,17 +261,10 @@ export function registerContainerCommands(parent: Command, ctx: Ctx, top: boolea
     .option('-n, --tail <lines>', 'show only the last N lines')
     .action(async (ref: string | undefined, f: { follow?: boolean; latest?: boolean; timestamps?: boolean; tail?: string }) => {
       const engine = getEngine(ctx);
-      const [id] = await resolveRefs(ctx, ref ? [ref] : [], f);
-      const rec = engine.lookup(id!);
-      const r = readLogFrom(engine.paths.logPath(rec.config.id), 0);
-      let entries = r.entries;
-      if (f.tail !== undefined) {
-        const n = Number(f.tail);
-        if (!Number.isInteger(n) || n < 0) throw new FerryError('EINVAL', `invalid --tail "${f.tail}": give a number of lines`);
-        entries = n === 0 ? [] : entries.slice(-n);
-      }
-      printLogEntries(entries, !!f.timestamps);
-      if (f.follow) await followLogs(ctx, rec, r.next, !!f.timestamps);
+      const [id] = await engine.select({ refs: ref ? [ref] : [], latest: f.latest }, 'logs');
+      const tail = f.tail === undefined ? undefined : Number(f.tail);
+      if (tail !== undefined && (!Number.isInteger(tail) || tail < 0)) throw new FerryError('EINVAL', `invalid --tail "${f.tail}": give a number of lines`);
+      await printLog(engine.logs(id!, { follow: f.follow, tail }), !!f.timestamps);
     });
 
   parent
@@ -338,7 +276,7 @@ export function registerContainerCommands(parent: Command, ctx: Ctx, top: boolea
     .action(async (refs: string[], f: { latest?: boolean; format?: string }) => {
       const engine = getEngine(ctx);
       const items: unknown[] = [];
-      for (const ref of await resolveRefs(ctx, refs, f)) {
+      for (const ref of await engine.select({ refs, latest: f.latest }, 'inspect')) {
         items.push(inspectEntry(await engine.inspect(ref), engine.paths));
       }
       out(f.format ? formatOutput(f.format, items, () => '') : JSON.stringify(items, null, 4) + '\n');
@@ -374,11 +312,7 @@ export function registerContainerCommands(parent: Command, ctx: Ctx, top: boolea
     .option('-l, --latest', 'act on the latest container')
     .action(async (refs: string[], f: { latest?: boolean }) => {
       const engine = getEngine(ctx);
-      for (const ref of await resolveRefs(ctx, refs, f)) {
-        const rec = engine.lookup(ref);
-        while (await engine.running(rec.config.id)) await sleep(100);
-        out(`${(await engine.inspect(rec.config.id)).state.exitCode}\n`);
-      }
+      for (const ref of await engine.select({ refs, latest: f.latest }, 'wait')) out(`${await engine.wait(ref)}\n`);
     });
 
   parent
@@ -389,7 +323,7 @@ export function registerContainerCommands(parent: Command, ctx: Ctx, top: boolea
     .option('-l, --latest', 'act on the latest container')
     .action(async (ref: string | undefined, port: string | undefined, f: { latest?: boolean }) => {
       const engine = getEngine(ctx);
-      const [id] = await resolveRefs(ctx, ref ? [ref] : [], f);
+      const [id] = await engine.select({ refs: ref ? [ref] : [], latest: f.latest }, 'port');
       const rec = engine.lookup(id!);
       const [num, proto] = (port ?? '').split('/');
       for (const p of rec.config.network?.ports ?? []) {

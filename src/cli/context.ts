@@ -28,17 +28,23 @@ export function collect(v: string, prev: string[]): string[] {
   return [...prev, v];
 }
 
-/** Resolves CONTAINER... / --all / --latest to container IDs, as Podman does. */
-export async function resolveRefs(ctx: Ctx, refs: string[], f: { all?: boolean; latest?: boolean }, runningOnly = false): Promise<string[]> {
-  const engine = getEngine(ctx);
-  const n = (refs.length ? 1 : 0) + (f.all ? 1 : 0) + (f.latest ? 1 : 0);
-  if (n > 1) throw new FerryError('EINVAL', '--all, --latest and container names cannot be used together: pick one');
-  if (f.latest) return [engine.latest().config.id];
-  if (f.all) {
-    const recs = await engine.list({ all: !runningOnly });
-    return recs.map((r) => r.config.id);
+/**
+ * Runs fn with SIGINT/SIGTERM deferred: a checkpoint or restore cut half-way is how users lose
+ * work, so an interrupt lets the current operation finish (or fail cleanly) and then exits 130.
+ */
+export async function uninterruptible<T>(what: string, fn: () => Promise<T>): Promise<T> {
+  let interrupted = false;
+  const onSignal = (): void => {
+    if (!interrupted) process.stderr.write(`ferry: interrupted; finishing the ${what} in progress so that nothing is lost\n`);
+    interrupted = true;
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+  try {
+    return await fn();
+  } finally {
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+    if (interrupted) process.exitCode = 130;
   }
-  if (!refs.length) throw new FerryError('EINVAL', 'give at least one container name or ID, or use --all or --latest');
-  for (const r of refs) engine.lookup(r); // fail before acting on any of them
-  return refs;
 }

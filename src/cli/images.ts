@@ -75,7 +75,7 @@ export function registerVolumeCommands(program: Command, ctx: Ctx): void {
     .option('-l, --label <k=v>', 'label (repeatable)', (v: string, p: string[]) => [...p, v], [] as string[])
     .action((name: string | undefined, f: { label: string[] }) => {
       const labels = Object.fromEntries(f.label.map((l) => [l.split('=')[0]!, l.split('=').slice(1).join('=')]));
-      const v = getEngine(ctx).volumes.create(name ?? randomVolumeName(), labels);
+      const v = getEngine(ctx).createVolume(name, labels);
       out(`${v.Name}\n`);
     });
   vol
@@ -103,8 +103,4 @@ export function registerVolumeCommands(program: Command, ctx: Ctx): void {
         out(`${n}\n`);
       }
     });
-}
-
-function randomVolumeName(): string {
-  return [...crypto.getRandomValues(new Uint8Array(32))].map((b) => b.toString(16).padStart(2, '0')).join('');
 }

@@ -1,6 +1,4 @@
 import type { Command } from 'commander';
-import { FerryError } from '../lib/errors.js';
-import { DEFAULT_NETWORK } from '../drivers/network/cni.js';
 import { formatOutput, table } from './format.js';
 import { getEngine, out, type Ctx } from './context.js';
 
@@ -14,8 +12,7 @@ export function registerNetworkCommands(program: Command, ctx: Ctx): void {
     .option('--gateway <ip>', 'gateway address (default: the subnet\'s first)')
     .option('-d, --driver <driver>', 'network driver (only bridge)', 'bridge')
     .action((name: string, f: { subnet?: string; gateway?: string; driver: string }) => {
-      if (f.driver !== 'bridge') throw new FerryError('EINVAL', `unsupported network driver "${f.driver}": only bridge`);
-      out(`${getEngine(ctx).networks.create(name, f).name}\n`);
+      out(`${getEngine(ctx).createNetwork(name, f).name}\n`);
     });
   net
     .command('ls')
@@ -39,13 +36,7 @@ export function registerNetworkCommands(program: Command, ctx: Ctx): void {
     .action(async (names: string[], f: { force?: boolean }) => {
       const engine = getEngine(ctx);
       for (const n of names) {
-        // Refused before looking at users: -f must not remove the default network's containers.
-        if (n === DEFAULT_NETWORK) throw new FerryError('EINVAL', `the default network "${DEFAULT_NETWORK}" cannot be removed`);
-        engine.networks.get(n);
-        const users = (await engine.list({ all: true })).filter((r) => r.config.network?.mode === 'bridge' && r.config.network.name === n);
-        if (users.length && !f.force) throw new FerryError('ESTATE', `network ${n} is used by container ${users.map((u) => u.config.name).join(', ')}: remove them first or use --force`);
-        for (const u of users) await engine.remove(u.config.id, { force: true });
-        engine.networks.remove(n);
+        await engine.removeNetwork(n, !!f.force);
         out(`${n}\n`);
       }
     });

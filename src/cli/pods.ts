@@ -1,11 +1,10 @@
 import type { Command } from 'commander';
 import { FerryError } from '../lib/errors.js';
-import { createPod, getPod, killPod, listPodsRepaired, podMembers, removePod, repairPod, startPod, stopPod } from '../engine/pods.js';
-import { humanDuration } from '../engine/shapes.js';
-import { checkpointPod, importPod, restorePod } from '../engine/podcheckpoint.js';
+import { createPod, inspectPods, killPod, listPodViews, removePod, startPod, stopPod } from '../engine/pods.js';
+import { humanDuration, podInspectEntry, podPsEntry } from '../engine/shapes.js';
+import { checkpointPodRequest, restorePodRequest } from '../engine/podcheckpoint.js';
 import { COMPRESSIONS, type Compression } from '../drivers/archive/compress.js';
-import { uninterruptible } from './checkpoint.js';
-import { collect, getEngine, out, type Ctx } from './context.js';
+import { collect, getEngine, out, uninterruptible, type Ctx } from './context.js';
 import { formatOutput, table } from './format.js';
 
 export function registerPodCommands(program: Command, ctx: Ctx): void {
@@ -24,20 +23,11 @@ export function registerPodCommands(program: Command, ctx: Ctx): void {
     });
 
   const ps = async (f: { quiet?: boolean; format?: string }): Promise<void> => {
-    const engine = getEngine(ctx);
-    const pods = await listPodsRepaired(engine);
-    const recs = await engine.list({ all: true });
-    const rows = pods.map((p) => {
-      const infra = recs.find((r) => r.config.id === p.infraId);
-      const members = podMembers(p, recs);
-      const running = members.filter((m) => m.state.status === 'running').length;
-      const status = !infra ? 'Dead' : infra.state.status !== 'running' ? (members.length ? 'Stopped' : 'Created') : running === members.length ? 'Running' : 'Degraded';
-      return { Id: p.id, Name: p.name, Status: status, Created: p.created, InfraId: p.infraId, Share: p.share, Hostname: p.hostname, NumberOfContainers: members.length + (infra ? 1 : 0), Containers: members.map((m) => ({ Id: m.config.id, Names: m.config.name, Status: m.state.status })) };
-    });
-    if (f.quiet) return out(rows.map((r) => `${r.Id.slice(0, 12)}\n`).join(''));
+    const views = await listPodViews(getEngine(ctx));
+    if (f.quiet) return out(views.map((v) => `${v.pod.id.slice(0, 12)}\n`).join(''));
     out(
-      formatOutput(f.format, rows, () =>
-        table(['POD ID', 'NAME', 'STATUS', 'CREATED', 'INFRA ID', '# OF CONTAINERS'], rows.map((r) => [r.Id.slice(0, 12), r.Name, r.Status, `${humanDuration(Date.now() - Date.parse(r.Created))} ago`, r.InfraId.slice(0, 12), String(r.NumberOfContainers)])),
+      formatOutput(f.format, views.map(podPsEntry), () =>
+        table(['POD ID', 'NAME', 'STATUS', 'CREATED', 'INFRA ID', '# OF CONTAINERS'], views.map((v) => [v.pod.id.slice(0, 12), v.pod.name, v.status, `${humanDuration(Date.now() - Date.parse(v.pod.created))} ago`, v.pod.infraId.slice(0, 12), String(v.containers)])),
       ),
     );
   };
@@ -47,13 +37,7 @@ export function registerPodCommands(program: Command, ctx: Ctx): void {
     .command('inspect')
     .argument('<pods...>')
     .action(async (refs: string[]) => {
-      const engine = getEngine(ctx);
-      const pods = [];
-      for (const r of refs) pods.push(await repairPod(engine, getPod(engine, r)));
-      const recs = await engine.list({ all: true });
-      out(JSON.stringify(pods.map((p) => {
-        return { Id: p.id, Name: p.name, Created: p.created, Hostname: p.hostname, SharedNamespaces: p.share, InfraContainerID: p.infraId, Containers: podMembers(p, recs).map((m) => ({ Id: m.config.id, Name: m.config.name, State: m.state.status })) };
-      }), null, 4) + '\n');
+      out(JSON.stringify((await inspectPods(getEngine(ctx), refs)).map(podInspectEntry), null, 4) + '\n');
     });
 
   pod
@@ -71,15 +55,18 @@ export function registerPodCommands(program: Command, ctx: Ctx): void {
     .option('--print-stats', 'print the figures as JSON')
     .action(async (ref: string, f: { leaveRunning?: boolean; keep?: boolean; tcpEstablished?: boolean; fileLocks?: boolean; export?: string; compress: string; ignoreRootfs?: boolean; ignoreVolumes?: boolean; printStats?: boolean }) => {
       if (!COMPRESSIONS.includes(f.compress as Compression)) throw new FerryError('EINVAL', `invalid --compress "${f.compress}": use zstd, gzip or none`);
-      if ((f.ignoreRootfs || f.ignoreVolumes) && !f.export) throw new FerryError('EINVAL', '--ignore-rootfs and --ignore-volumes only apply with --export');
+      const engine = getEngine(ctx);
       const say = f.export === '-' ? (s: string) => process.stderr.write(s) : out;
       const r = await uninterruptible('pod checkpoint', () =>
-        checkpointPod(getEngine(ctx), ref, {
+        checkpointPodRequest(engine, ref, {
           leaveRunning: f.leaveRunning,
           keep: f.keep,
           tcpEstablished: f.tcpEstablished,
           fileLocks: f.fileLocks,
-          export: f.export ? { target: f.export, compression: f.compress as Compression, ignoreRootfs: f.ignoreRootfs, ignoreVolumes: f.ignoreVolumes } : undefined,
+          export: f.export,
+          compression: f.compress as Compression,
+          ignoreRootfs: f.ignoreRootfs,
+          ignoreVolumes: f.ignoreVolumes,
         }),
       );
       if (f.printStats) say(JSON.stringify({ Id: r.id, Name: r.name, FrozenMs: Math.round(r.frozenMs), TotalMs: Math.round(r.totalMs), Archive: r.archive, Containers: r.members.map((m) => ({ Id: m.id, Name: m.name, runtime_checkpoint_duration: Math.round(m.runtimeMs * 1000), criu_statistics: m.criu })) }, null, 4) + '\n');
@@ -103,16 +90,22 @@ export function registerPodCommands(program: Command, ctx: Ctx): void {
     .option('--allow-host-mounts', 'with --import: accept host paths bind-mounted into members')
     .option('--print-stats', 'print the figures as JSON')
     .action(async (ref: string | undefined, f: { import?: string; name?: string; keep?: boolean; tcpEstablished?: boolean; tcpClose?: boolean; fileLocks?: boolean; ignoreStaticIp?: boolean; ignoreStaticMac?: boolean; ignoreRootfs?: boolean; ignoreVolumes?: boolean; allowHostMounts?: boolean; printStats?: boolean }) => {
-      if (f.import && ref) throw new FerryError('EINVAL', 'give either a pod or --import FILE, not both');
-      if (!f.import && !ref) throw new FerryError('EINVAL', 'name the pod to restore, or give --import FILE');
-      if (!f.import && (f.name || f.ignoreRootfs || f.ignoreVolumes || f.allowHostMounts)) throw new FerryError('EINVAL', '--name, --ignore-rootfs, --ignore-volumes and --allow-host-mounts only apply with --import');
-      if (f.tcpClose && f.tcpEstablished) throw new FerryError('EINVAL', '--tcp-close and --tcp-established cannot be used together');
-      const common = { keep: f.keep, tcpEstablished: f.tcpEstablished, tcpClose: f.tcpClose, fileLocks: f.fileLocks, ignoreStaticIp: f.ignoreStaticIp, ignoreStaticMac: f.ignoreStaticMac };
       const engine = getEngine(ctx);
       const r = await uninterruptible('pod restore', () =>
-        f.import
-          ? importPod(engine, { ...common, source: f.import, name: f.name, ignoreRootfs: f.ignoreRootfs, ignoreVolumes: f.ignoreVolumes, allowHostMounts: f.allowHostMounts })
-          : restorePod(engine, ref!, common),
+        restorePodRequest(engine, {
+          pod: ref,
+          import: f.import,
+          name: f.name,
+          keep: f.keep,
+          tcpEstablished: f.tcpEstablished,
+          tcpClose: f.tcpClose,
+          fileLocks: f.fileLocks,
+          ignoreStaticIp: f.ignoreStaticIp,
+          ignoreStaticMac: f.ignoreStaticMac,
+          ignoreRootfs: f.ignoreRootfs,
+          ignoreVolumes: f.ignoreVolumes,
+          allowHostMounts: f.allowHostMounts,
+        }),
       );
       if (f.printStats) out(JSON.stringify({ Id: r.id, Name: r.name, TotalMs: Math.round(r.totalMs), Containers: r.members.map((m) => ({ Id: m.id, Name: m.name, runtime_restore_duration: Math.round(m.runtimeMs * 1000), criu_statistics: m.criu })) }, null, 4) + '\n');
       else out(`${r.id}\n`);

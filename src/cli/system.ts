@@ -1,7 +1,5 @@
-import * as fs from 'node:fs';
-import * as os from 'node:os';
 import type { Command } from 'commander';
-import { run } from '../lib/exec.js';
+import { goArch, hostInfo } from '../engine/host.js';
 import { getEngine, out, type Ctx } from './context.js';
 import { renderTemplate } from './format.js';
 import { VERSION } from '../lib/version.js';
@@ -20,65 +18,9 @@ Migrations land in this service's --root/--runroot. Runs in the foreground; SIGT
 stops it, letting migrations in progress finish first (a second signal cuts them; uncommitted
 ones roll back and run again on their source).`;
 
-async function versionOf(argv: string[], re: RegExp): Promise<string> {
-  try {
-    const r = await run(argv);
-    return (r.stdout + r.stderr).match(re)?.[1] ?? 'unknown';
-  } catch {
-    return 'not installed';
-  }
-}
-
 export function registerSystemCommands(program: Command, ctx: Ctx): void {
   const info = async (f: { format?: string }): Promise<void> => {
-    const engine = getEngine(ctx);
-    const [runc, conmon, criu] = await Promise.all([
-      versionOf([engine.runtime.runc, '--version'], /runc version ([^\s]+)/),
-      versionOf([engine.runtime.conmon, '--version'], /conmon version ([^\s]+)/),
-      engine.criu(),
-    ]);
-    const recs = await engine.list({ all: true });
-    const doc = {
-      host: {
-        arch: process.arch === 'x64' ? 'amd64' : process.arch,
-        kernel: os.release(),
-        os: 'linux',
-        hostname: os.hostname(),
-        cgroupVersion: fs.existsSync('/sys/fs/cgroup/cgroup.controllers') ? 'v2' : 'v1',
-        ociRuntime: { name: 'runc', path: engine.runtime.runc, version: runc },
-        conmon: { path: engine.runtime.conmon, version: conmon },
-        criu: {
-          path: criu.path,
-          version: criu.version ?? 'not installed',
-          works: criu.features.check,
-        },
-        checkpointModes: {
-          stopAndCopy: criu.features.check,
-          tcpEstablished: criu.features.check,
-          preCopy: criu.features.memDirtyTrack,
-          lazyPages: criu.features.uffdNoncoop && criu.features.lazyPipeSize,
-        },
-        notes: [
-          ...(criu.features.memDirtyTrack ? [] : ['pre-copy (--pre-checkpoint, --pre-copy) is unavailable: this kernel lacks soft-dirty memory tracking']),
-          ...(criu.features.uffdNoncoop ? [] : ['lazy pages (--lazy) are unavailable: this kernel lacks non-cooperative userfaultfd']),
-          ...(criu.features.uffdNoncoop && !criu.features.lazyPipeSize ? ['lazy pages need fs.pipe-max-size >= 4194304: run `npm run setup`'] : []),
-        ],
-      },
-      store: {
-        graphRoot: engine.paths.root,
-        runRoot: engine.paths.runroot,
-        graphDriverName: 'overlay',
-        containerStore: {
-          number: recs.length,
-          running: recs.filter((r) => r.state.status === 'running').length,
-          paused: recs.filter((r) => r.state.status === 'paused').length,
-          stopped: recs.filter((r) => r.state.status !== 'running' && r.state.status !== 'paused').length,
-        },
-        imageStore: { number: engine.images.list().length },
-        volumeStore: { number: engine.volumes.list().length },
-      },
-      version: { Version: VERSION, NodeVersion: process.version },
-    };
+    const doc = await hostInfo(getEngine(ctx));
     if (f.format === 'json') return out(JSON.stringify(doc, null, 4) + '\n');
     if (f.format) return out(renderTemplate(f.format, [doc]));
     out(toYaml(doc));
@@ -99,7 +41,7 @@ export function registerSystemCommands(program: Command, ctx: Ctx): void {
   program
     .command('version')
     .description('show the ferry version')
-    .action(() => out(`Version:      ${VERSION}\nNode Version: ${process.version}\nOS/Arch:      linux/${process.arch === 'x64' ? 'amd64' : process.arch}\n`));
+    .action(() => out(`Version:      ${VERSION}\nNode Version: ${process.version}\nOS/Arch:      linux/${goArch()}\n`));
 }
 
 function toYaml(v: unknown, indent = ''): string {

@@ -26,6 +26,9 @@ import type { Engine } from './engine.js';
 import { exportCheckpoint, type ExportOptions } from './portable.js';
 import { toCheckpointed, toExited, withoutCheckpoint } from './state.js';
 import type { ContainerRecord, OpOf } from './types.js';
+import { importCheckpoint, type ImportOptions } from './portable.js';
+import { restore, type RestoreOptions, type RestoreReport } from './restore.js';
+import type { Selection } from './select.js';
 
 export interface CheckpointOptions {
   leaveRunning?: boolean;
@@ -310,4 +313,97 @@ export async function repairCheckpoint(engine: Engine, rec: ContainerRecord, op:
   if (!plan.exited) return; // still running, nothing else to fix
   await engine.releaseRuntime(rec);
   toExited(rec.state, plan.exited.exitCode ?? rec.state.exitCode);
+}
+
+// ------------------------------------------------------------------------- as users ask for them
+
+/**
+ * A checkpoint as a user asks for it (the CLI's flags, the API's parameters): which containers,
+ * and the options, with the export's given flat.
+ */
+export interface CheckpointRequest extends Selection, Omit<CheckpointOptions, 'export' | 'preDumpDir' | 'parentDir' | 'podFreeze'> {
+  /** Also write the checkpoint as an archive: a file, '-' for standard output, or a stream. */
+  export?: ExportOptions['target'];
+  compression?: ExportOptions['compression'];
+  /** With export: leave the container's filesystem changes out of the archive. */
+  ignoreRootfs?: boolean;
+  /** With export: leave named volumes' contents out of the archive. */
+  ignoreVolumes?: boolean;
+}
+
+/**
+ * Checkpoints the selected containers one by one (`--all`: the live ones); onEach hears of each
+ * as it is done (with the reference it was selected by). Refused before any is touched: export
+ * options without an export, an export of other than exactly one container, a namespace other
+ * than network for emptyNs.
+ */
+export async function checkpointContainers(engine: Engine, req: CheckpointRequest, onEach?: (ref: string, r: CheckpointReport) => void): Promise<CheckpointReport[]> {
+  const { refs, all, latest, ignoreMissing, export: target, compression, ignoreRootfs, ignoreVolumes, ...o } = req;
+  if ((ignoreRootfs || ignoreVolumes) && !target) throw new FerryError('EINVAL', '--ignore-rootfs and --ignore-volumes only apply with --export');
+  for (const ns of o.emptyNs ?? []) if (ns !== 'network') throw new FerryError('EINVAL', `invalid --empty-ns "${ns}": only network is supported`);
+  const opts: CheckpointOptions = { ...o, export: target ? { target, compression: compression ?? 'zstd', ignoreRootfs, ignoreVolumes } : undefined };
+  const targets = await engine.select({ refs, all, latest, ignoreMissing }, 'checkpoint');
+  if (target && targets.length !== 1) throw new FerryError('EINVAL', '--export takes exactly one container');
+  const reports: CheckpointReport[] = [];
+  for (const ref of targets) {
+    const r = await checkpoint(engine, ref, opts);
+    reports.push(r);
+    onEach?.(ref, r);
+  }
+  return reports;
+}
+
+/**
+ * A restore as a user asks for it: the selected containers restored from their checkpoints,
+ * or (import) a new container restored from an archive.
+ */
+export interface RestoreRequest extends Selection, Omit<RestoreOptions, 'lazyPages' | 'beforeRestore'> {
+  /** Restore a new container from this archive (a file, '-' for standard input, or a stream). */
+  import?: ImportOptions['source'];
+  /** With import: the new container's name (it gets a new ID too). */
+  name?: string;
+  /** With import: do not restore the archive's filesystem changes. */
+  ignoreRootfs?: boolean;
+  /** With import: do not restore named volumes' contents. */
+  ignoreVolumes?: boolean;
+  /** With import: accept the archive's bind mounts of host paths. */
+  allowHostMounts?: boolean;
+  /** With import: restore into this pod. */
+  pod?: string;
+}
+
+/**
+ * Restores the selected containers one by one (`--all`: the checkpointed ones not running), or
+ * imports the archive; onEach hears of each as it is done (with the reference it was selected
+ * by, or the new container's ID). Import options are refused without an import, and a
+ * selection with one.
+ */
+export async function restoreContainers(engine: Engine, req: RestoreRequest, onEach?: (ref: string, r: RestoreReport) => void): Promise<RestoreReport[]> {
+  const { refs, all, latest, ignoreMissing, import: source, name, ignoreRootfs, ignoreVolumes, allowHostMounts, pod, ...o } = req;
+  if (source !== undefined) {
+    if (refs?.length || all || latest) throw new FerryError('EINVAL', '--import restores a new container from the archive: do not name containers, --all or --latest with it');
+    const r = await importCheckpoint(engine, { ...o, source, name, ignoreRootfs, ignoreVolumes, allowHostMounts, pod });
+    onEach?.(r.id, r);
+    return [r];
+  }
+  if (name || ignoreRootfs || ignoreVolumes || allowHostMounts || pod) throw new FerryError('EINVAL', '--name, --ignore-rootfs, --ignore-volumes, --allow-host-mounts and --pod only apply with --import');
+  const targets = await engine.select({ refs, all, latest, ignoreMissing }, 'restore');
+  const reports: RestoreReport[] = [];
+  for (const ref of targets) {
+    const r = await restore(engine, ref, o);
+    reports.push(r);
+    onEach?.(ref, r);
+  }
+  return reports;
+}
+
+/** Deletes the checkpoints of the containers named, or every checkpoint on this host (all); onEach hears of each. */
+export async function removeCheckpoints(engine: Engine, req: { refs?: string[]; all?: boolean }, onEach?: (ref: string) => void): Promise<string[]> {
+  const targets = req.all ? (await listCheckpoints(engine)).map((c) => c.id) : (req.refs ?? []);
+  if (!targets.length && !req.all) throw new FerryError('EINVAL', 'give at least one container name or ID, or --all');
+  for (const t of targets) {
+    await removeCheckpoint(engine, t);
+    onEach?.(t);
+  }
+  return targets;
 }

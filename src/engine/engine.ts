@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { FerryError } from '../lib/errors.js';
@@ -5,18 +6,20 @@ import { run, which } from '../lib/exec.js';
 import { mkdirp, readJsonIfExists, writeJsonAtomic, writeFileAtomic } from '../lib/fsutil.js';
 import { FileLock, withLock } from '../lib/lock.js';
 import { newId, randomName, validName } from '../lib/ids.js';
-import { processAlive, procStartTime, waitFor } from '../lib/proc.js';
+import { processAlive, procStartTime, sleep, waitFor } from '../lib/proc.js';
 import { RuncRuntime } from '../drivers/runtime/runc.js';
 import { buildSpec, type Mount } from '../drivers/runtime/spec.js';
 import { ImageStore, DEFAULT_PATH, type ImageRecord } from '../drivers/storage/images.js';
-import { VolumeStore } from '../drivers/storage/volumes.js';
+import { VolumeStore, type VolumeRecord } from '../drivers/storage/volumes.js';
 import { createLayer, mountLayer, removeLayer, unmountLayer } from '../drivers/storage/overlay.js';
 import { findCriu, probeCriu, type CriuInfo } from '../drivers/criu/criu.js';
-import { attach, detach, inSubnet, NetworkStore, parseIPv4, parsePublish, validMac, DEFAULT_NETWORK, releaseTraffic, type PortMapping } from '../drivers/network/cni.js';
+import { attach, detach, inSubnet, NetworkStore, parseIPv4, parsePublish, validMac, DEFAULT_NETWORK, releaseTraffic, type NetworkRecord, type PortMapping } from '../drivers/network/cni.js';
 import { Paths } from './paths.js';
 import { ensureInfra, findPod, getPod, podNamespaces } from './pods.js';
 import { toAdopted, toExited, toPaused, toRunning, toUnpaused } from './state.js';
-import { initialState, type ContainerConfig, type ContainerRecord, type MountSpec, type NetworkConfig, type OpArgs, type OpKind, type OpOf, type PendingOp } from './types.js';
+import { initialState, type ContainerConfig, type ContainerRecord, type ContainerStatus, type MountSpec, type NetworkConfig, type OpArgs, type OpKind, type OpOf, type PendingOp } from './types.js';
+import { checkSelection, pickedByAll, type Selection, type SelectPurpose } from './select.js';
+import { checkLogsOptions, readLog, type LogEntry, type LogsOptions } from './logs.js';
 
 export interface EngineOptions {
   root: string;
@@ -398,7 +401,7 @@ export class Engine {
       mounts,
       autoRemove: o.autoRemove ?? false,
       labels: o.labels ?? {},
-      stopSignal: o.stopSignal ?? 'TERM',
+      stopSignal: o.stopSignal?.replace(/^SIG/i, '').toUpperCase() ?? 'TERM',
       stopTimeout: o.stopTimeout ?? 10,
       createCommand: o.createCommand,
       network,
@@ -835,6 +838,175 @@ export class Engine {
     return this.readExitCode(id)?.code;
   }
 
+  // ---------------------------------------------------------------- operations as the CLI and the API ask for them
+  // Each takes plain options and holds the operation's whole rule, so that a command of the CLI
+  // and an endpoint of the API are one call each.
+
+  /**
+   * The containers an operation acts on: the names or IDs given (each checked to exist before
+   * anything is done, and returned as given), every container `--all` picks for the purpose
+   * (see pickedByAll), or the newest with `--latest` (both as IDs).
+   */
+  async select(sel: Selection, purpose: SelectPurpose): Promise<string[]> {
+    let refs = sel.refs ?? [];
+    if (sel.ignoreMissing) {
+      const found = refs.filter((r) => this.find(r));
+      if (refs.length && !found.length) return [];
+      refs = found;
+    }
+    checkSelection({ ...sel, refs });
+    if (sel.latest) return [this.latest().config.id];
+    if (sel.all) return (await this.list({ all: true })).filter((r) => pickedByAll(purpose, r.state)).map((r) => r.config.id);
+    for (const r of refs) this.lookup(r); // fail before acting on any of them
+    return refs;
+  }
+
+  /** `ps`: the live containers, or all with `all`, or only the newest (even a stopped one) with `latest`; newest first. */
+  async listContainers(o: { all?: boolean; latest?: boolean } = {}): Promise<ContainerRecord[]> {
+    const recs = await this.list({ all: o.all || o.latest });
+    return o.latest ? recs.slice(0, 1) : recs;
+  }
+
+  /**
+   * Creates and starts a container (removed again if it cannot start). Detached, that is all.
+   * In the foreground the result holds an attachment: the output, signals, and the exit code.
+   * A foreground --rm container is held (the attach lock) so that conmon's exit cleanup does not
+   * remove it before its exit code is read; exitCode() removes it then.
+   */
+  async run(o: CreateOptions, r: RunOptions = {}): Promise<RunResult> {
+    const created = await this.create(o);
+    const id = created.config.id;
+    const lock = !r.detach && created.config.autoRemove ? await FileLock.acquire(this.paths.attachLock(id)) : undefined;
+    let released = false;
+    const release = (): void => {
+      if (!released) lock?.release();
+      released = true;
+    };
+    let record: ContainerRecord;
+    try {
+      record = await this.start(id);
+    } catch (e) {
+      await this.remove(id, { force: true }).catch(() => undefined);
+      release();
+      throw e;
+    }
+    if (r.detach) return { record };
+    // conmon waits for its exit command, which waits for the attach lock: for a held container
+    // the exit file, not conmon's end, says it is done.
+    const done = async (): Promise<boolean> => !(await this.running(id)) || (!!lock && this.exitCodeOf(id) !== undefined);
+    const exitCode = async (): Promise<number> => {
+      try {
+        while (!(await done())) await sleep(100);
+        const code = lock ? this.exitCodeOf(id) : undefined;
+        const last = this.find(id) ? await this.inspect(id) : undefined;
+        if (lock && last) await this.remove(id, { force: true }).catch(() => undefined);
+        return code ?? last?.state.exitCode ?? 0;
+      } finally {
+        release();
+      }
+    };
+    return {
+      record,
+      attached: {
+        output: () => readLog(this.paths.logPath(id), { follow: true }, done),
+        signal: (sig) => void this.kill(id, sig).catch(() => undefined),
+        exitCode,
+        release,
+      },
+    };
+  }
+
+  /**
+   * Waits until the container no longer runs (or, with conditions, until its status is one of
+   * them) and returns its exit code; refused after timeoutMs.
+   */
+  async wait(ref: string, o: WaitOptions = {}): Promise<number> {
+    const conditions = o.conditions?.length ? o.conditions : undefined;
+    for (const c of conditions ?? []) {
+      if (!WAIT_CONDITIONS.includes(c)) throw new FerryError('EINVAL', `invalid wait condition "${c}": use any of ${WAIT_CONDITIONS.join(', ')}`);
+    }
+    const rec = this.lookup(ref);
+    const id = rec.config.id;
+    const end = o.timeoutMs === undefined ? Infinity : Date.now() + o.timeoutMs;
+    for (;;) {
+      if (conditions ? conditions.includes((await this.inspect(id)).state.status) : !(await this.running(id))) break;
+      if (Date.now() >= end) {
+        throw new FerryError('ESTATE', `container ${rec.config.name} did not ${conditions ? `become ${conditions.join(' or ')}` : 'stop'} within ${o.timeoutMs} ms`);
+      }
+      await sleep(100);
+    }
+    return (await this.inspect(id)).state.exitCode;
+  }
+
+  /** A container's output: what is logged so far (picked by since/until/tail), and with follow what comes until it stops. */
+  logs(ref: string, o: LogsOptions = {}): AsyncIterable<LogEntry> {
+    checkLogsOptions(o);
+    const id = this.lookup(ref).config.id;
+    return readLog(this.paths.logPath(id), o, async () => !(await this.running(id)));
+  }
+
+  /** Removes one container of a selection made with ignoreMissing: one removed meanwhile is then no error (undefined). */
+  async removeSelected(ref: string, o: { force?: boolean; ignoreMissing?: boolean } = {}): Promise<ContainerRecord | undefined> {
+    try {
+      return await this.remove(ref, { force: o.force });
+    } catch (e) {
+      if (o.ignoreMissing && e instanceof FerryError && e.code === 'ENOTFOUND') return undefined;
+      throw e;
+    }
+  }
+
+  /** Creates a named volume; without a name it gets a random one (as Podman's). */
+  createVolume(name: string | undefined, labels: Record<string, string> = {}): VolumeRecord {
+    return this.volumes.create(name ?? randomBytes(32).toString('hex'), labels);
+  }
+
+  /** Creates a network; only the bridge driver exists. */
+  createNetwork(name: string, o: { subnet?: string; gateway?: string; driver?: string } = {}): NetworkRecord {
+    if (o.driver !== undefined && o.driver !== 'bridge') throw new FerryError('EINVAL', `unsupported network driver "${o.driver}": only bridge`);
+    return this.networks.create(name, { subnet: o.subnet, gateway: o.gateway });
+  }
+
+  /** Removes a network: refused while containers use it, unless force (which removes them first). */
+  async removeNetwork(name: string, force = false): Promise<void> {
+    // Refused before looking at users: force must not remove the default network's containers.
+    if (name === DEFAULT_NETWORK) throw new FerryError('EINVAL', `the default network "${DEFAULT_NETWORK}" cannot be removed`);
+    this.networks.get(name);
+    const users = (await this.list({ all: true })).filter((r) => r.config.network?.mode === 'bridge' && r.config.network.name === name);
+    if (users.length && !force) throw new FerryError('ESTATE', `network ${name} is used by container ${users.map((u) => u.config.name).join(', ')}: remove them first or use --force`);
+    for (const u of users) await this.remove(u.config.id, { force: true });
+    this.networks.remove(name);
+  }
+}
+
+export interface RunOptions {
+  /** Return once the container runs, without attaching to it. */
+  detach?: boolean;
+}
+
+/** A foreground run's hold on its container. */
+export interface Attached {
+  /** The container's output from its start until it is done. */
+  output(): AsyncIterable<LogEntry>;
+  /** Forwards a signal to the container (one that has exited already is no error). */
+  signal(sig: string): void;
+  /** Waits until the container is done and returns its exit code (an --rm container is removed then); ends the attachment. */
+  exitCode(): Promise<number>;
+  /** Ends the attachment without waiting (an --rm container is then removed by its exit cleanup). Idempotent. */
+  release(): void;
+}
+
+export interface RunResult {
+  record: ContainerRecord;
+  /** Only for a foreground run. */
+  attached?: Attached;
+}
+
+const WAIT_CONDITIONS: ContainerStatus[] = ['created', 'running', 'paused', 'stopped', 'exited'];
+
+export interface WaitOptions {
+  /** Statuses that end the wait (default: as soon as the container no longer runs). */
+  conditions?: ContainerStatus[];
+  timeoutMs?: number;
 }
 
 function isExecutableFile(file: string): boolean {

@@ -333,3 +333,45 @@ export async function importPod(engine: Engine, o: PodImportOptions): Promise<Po
     throw e;
   }
 }
+
+// ------------------------------------------------------------------------- as users ask for them
+
+/** A pod checkpoint as a user asks for it (the CLI's flags, the API's parameters), the export's options given flat. */
+export interface PodCheckpointRequest extends Omit<PodCheckpointOptions, 'export'> {
+  /** Also write the pod as one archive: a file, '-' for standard output, or a stream. */
+  export?: string | Writable;
+  compression?: Compression;
+  /** With export: leave the members' filesystem changes out of the archive. */
+  ignoreRootfs?: boolean;
+  /** With export: leave named volumes' contents out of the archive. */
+  ignoreVolumes?: boolean;
+}
+
+/** checkpointPod() for a request; export options without an export are refused. */
+export async function checkpointPodRequest(engine: Engine, ref: string, req: PodCheckpointRequest): Promise<PodCheckpointReport> {
+  const { export: target, compression, ignoreRootfs, ignoreVolumes, ...o } = req;
+  if ((ignoreRootfs || ignoreVolumes) && !target) throw new FerryError('EINVAL', '--ignore-rootfs and --ignore-volumes only apply with --export');
+  return checkpointPod(engine, ref, { ...o, export: target ? { target, compression: compression ?? 'zstd', ignoreRootfs, ignoreVolumes } : undefined });
+}
+
+/** A pod restore as a user asks for it: a checkpointed pod, or (import) a pod archive as a new pod. */
+export interface PodRestoreRequest extends PodRestoreOptions {
+  pod?: string;
+  /** The pod archive to restore as a new pod (a file, or '-' for standard input). */
+  import?: string;
+  /** With import: a new name for the pod (its members get new addresses). */
+  name?: string;
+  ignoreRootfs?: boolean;
+  ignoreVolumes?: boolean;
+  allowHostMounts?: boolean;
+}
+
+/** restorePod() or importPod() for a request: a pod or an archive (not both), import options only with an import. */
+export async function restorePodRequest(engine: Engine, req: PodRestoreRequest): Promise<PodRestoreReport> {
+  const { pod, import: source, name, ignoreRootfs, ignoreVolumes, allowHostMounts, ...o } = req;
+  if (source && pod) throw new FerryError('EINVAL', 'give either a pod or --import FILE, not both');
+  if (!source && !pod) throw new FerryError('EINVAL', 'name the pod to restore, or give --import FILE');
+  if (!source && (name || ignoreRootfs || ignoreVolumes || allowHostMounts)) throw new FerryError('EINVAL', '--name, --ignore-rootfs, --ignore-volumes and --allow-host-mounts only apply with --import');
+  if (o.tcpClose && o.tcpEstablished) throw new FerryError('EINVAL', '--tcp-close and --tcp-established cannot be used together');
+  return source ? importPod(engine, { ...o, source, name, ignoreRootfs, ignoreVolumes, allowHostMounts }) : restorePod(engine, pod!, o);
+}

@@ -296,3 +296,49 @@ export async function lockPodNetwork(pod: PodRecord, infra: ContainerRecord): Pr
   const netns = podNamespaces(pod, infra).network;
   return netns ? holdTraffic(netns) : async () => undefined;
 }
+
+// ------------------------------------------------------------------------- status
+
+/** A pod's status in Podman's words. */
+export type PodStatus = 'Created' | 'Running' | 'Degraded' | 'Stopped' | 'Dead';
+
+/**
+ * Dead without its infra; Created or Stopped (with members) while the infra does not run;
+ * Running when every member runs too, Degraded when some do not.
+ */
+export function podStatus(infra: ContainerRecord | undefined, members: ContainerRecord[]): PodStatus {
+  if (!infra) return 'Dead';
+  if (infra.state.status !== 'running') return members.length ? 'Stopped' : 'Created';
+  return members.every((m) => m.state.status === 'running') ? 'Running' : 'Degraded';
+}
+
+/** A pod as `pod ps` and `pod inspect` show it: its record, containers and status. */
+export interface PodView {
+  pod: PodRecord;
+  infra?: ContainerRecord;
+  members: ContainerRecord[];
+  status: PodStatus;
+  /** The members plus the infra (when it exists). */
+  containers: number;
+}
+
+function podView(pod: PodRecord, recs: ContainerRecord[]): PodView {
+  const infra = recs.find((r) => r.config.id === pod.infraId);
+  const members = podMembers(pod, recs);
+  return { pod, infra, members, status: podStatus(infra, members), containers: members.length + (infra ? 1 : 0) };
+}
+
+/** Every pod, each repaired first if a killed pod command left it half-way. */
+export async function listPodViews(engine: Engine): Promise<PodView[]> {
+  const pods = await listPodsRepaired(engine);
+  const recs = await engine.list({ all: true });
+  return pods.map((p) => podView(p, recs));
+}
+
+/** The pods named (each must exist), each repaired first if a killed pod command left it half-way. */
+export async function inspectPods(engine: Engine, refs: string[]): Promise<PodView[]> {
+  const pods: PodRecord[] = [];
+  for (const r of refs) pods.push(await repairPod(engine, getPod(engine, r)));
+  const recs = await engine.list({ all: true });
+  return pods.map((p) => podView(p, recs));
+}

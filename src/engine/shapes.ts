@@ -5,6 +5,9 @@
 import type { ContainerRecord } from './types.js';
 import type { ImageRecord } from '../drivers/storage/images.js';
 import type { Paths } from './paths.js';
+import type { PodView } from './pods.js';
+import type { CheckpointReport } from './checkpoint.js';
+import type { RestoreReport } from './restore.js';
 
 const ZERO_TIME = '0001-01-01T00:00:00Z';
 
@@ -198,4 +201,50 @@ export function humanDuration(ms: number): string {
   if (h < 24 * 30 * 2) return `${Math.floor(h / 24 / 7)} weeks`;
   if (h < 24 * 365 * 2) return `${Math.floor(h / 24 / 30)} months`;
   return `${Math.floor(h / 24 / 365)} years`;
+}
+
+/** A pod in `pod ps --format json` (Podman's ListPodsReport fields). */
+export function podPsEntry(v: PodView): Record<string, unknown> {
+  const p = v.pod;
+  return {
+    Id: p.id,
+    Name: p.name,
+    Status: v.status,
+    Created: p.created,
+    InfraId: p.infraId,
+    Share: p.share,
+    Hostname: p.hostname,
+    NumberOfContainers: v.containers,
+    Containers: v.members.map((m) => ({ Id: m.config.id, Names: m.config.name, Status: m.state.status })),
+  };
+}
+
+/** A pod in `pod inspect` (Podman's field names). */
+export function podInspectEntry(v: PodView): Record<string, unknown> {
+  const p = v.pod;
+  return {
+    Id: p.id,
+    Name: p.name,
+    Created: p.created,
+    Hostname: p.hostname,
+    SharedNamespaces: p.share,
+    InfraContainerID: p.infraId,
+    Containers: v.members.map((m) => ({ Id: m.config.id, Name: m.config.name, State: m.state.status })),
+  };
+}
+
+/** Podman's --print-stats document of a checkpoint or restore: durations in microseconds, CRIU's figures by CRIU's names. */
+export function checkpointStats(kind: 'checkpoint' | 'restore', reports: (CheckpointReport | RestoreReport)[]): Record<string, unknown> {
+  const us = (ms: number): number => Math.round(ms * 1000);
+  const snake = (o: object | undefined): Record<string, number> | null =>
+    o ? Object.fromEntries(Object.entries(o).map(([k, v]) => [k.replace(/Us$/, '').replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`), v as number])) : null;
+  return {
+    [`podman_${kind}_duration`]: us(reports.reduce((a, r) => a + r.totalMs, 0)),
+    container_statistics: reports.map((r) => ({
+      Id: r.id,
+      [`runtime_${kind}_duration`]: us(r.runtimeMs),
+      engine_duration: us(r.totalMs),
+      criu_statistics: snake(r.criu),
+    })),
+  };
 }
