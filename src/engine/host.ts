@@ -6,7 +6,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import { run } from '../lib/exec.js';
 import { VERSION } from '../lib/version.js';
-import type { CriuFeatures } from '../drivers/criu/criu.js';
+import { missingFor, type CriuFeatures } from '../drivers/criu/criu.js';
 import type { Engine } from './engine.js';
 
 export interface CheckpointSupport {
@@ -17,17 +17,13 @@ export interface CheckpointSupport {
 
 /** The checkpoint modes CRIU's features allow on this host, and why the others are unavailable. */
 export function checkpointSupport(f: CriuFeatures): CheckpointSupport {
+  const preCopy = missingFor(f, 'preCopy');
+  const lazy = missingFor(f, 'lazyPages');
   return {
-    modes: {
-      stopAndCopy: f.check,
-      tcpEstablished: f.check,
-      preCopy: f.memDirtyTrack,
-      lazyPages: f.uffdNoncoop && f.lazyPipeSize,
-    },
+    modes: { stopAndCopy: f.check, tcpEstablished: f.check, preCopy: !preCopy, lazyPages: !lazy },
     notes: [
-      ...(f.memDirtyTrack ? [] : ['pre-copy (--pre-checkpoint, --pre-copy) is unavailable: this kernel lacks soft-dirty memory tracking']),
-      ...(f.uffdNoncoop ? [] : ['lazy pages (--lazy) are unavailable: this kernel lacks non-cooperative userfaultfd']),
-      ...(f.uffdNoncoop && !f.lazyPipeSize ? ['lazy pages need fs.pipe-max-size >= 4194304: run `npm run setup`'] : []),
+      ...(preCopy ? [`pre-copy (--pre-checkpoint, --pre-copy) is unavailable: it needs ${preCopy}`] : []),
+      ...(lazy ? [`lazy pages (--lazy) are unavailable: they need ${lazy}`] : []),
     ],
   };
 }

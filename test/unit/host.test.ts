@@ -13,7 +13,7 @@ test('checkpointSupport: each mode from the CRIU feature it needs, and a note fo
   assert.match(none.notes[1]!, /^lazy pages .* userfaultfd/);
   const pipe = checkpointSupport({ check: true, memDirtyTrack: true, uffdNoncoop: true, lazyPipeSize: false });
   assert.equal(pipe.modes.lazyPages, false);
-  assert.deepEqual(pipe.notes, ['lazy pages need fs.pipe-max-size >= 4194304: run `npm run setup`']);
+  assert.deepEqual(pipe.notes, ['lazy pages (--lazy) are unavailable: they need fs.pipe-max-size >= 4194304 (`npm run setup` sets it)']);
 });
 
 test('goArch: Go\'s names', () => {

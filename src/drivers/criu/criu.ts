@@ -37,10 +37,10 @@ export interface CriuInfo {
 export type Capability = 'preCopy' | 'lazyPages';
 
 /** What this host lacks for a checkpoint mode, in plain words, or undefined when it has it all. */
-export function missingFor(info: CriuInfo, c: Capability): string | undefined {
-  if (c === 'preCopy') return info.features.memDirtyTrack ? undefined : 'soft-dirty memory tracking, which this kernel lacks (`criu check --feature mem_dirty_track`)';
-  if (!info.features.uffdNoncoop) return 'userfaultfd, which this kernel lacks';
-  if (!info.features.lazyPipeSize) return 'fs.pipe-max-size >= 4194304 (`npm run setup` sets it)';
+export function missingFor(f: CriuFeatures, c: Capability): string | undefined {
+  if (c === 'preCopy') return f.memDirtyTrack ? undefined : 'soft-dirty memory tracking, which this kernel lacks (`criu check --feature mem_dirty_track`)';
+  if (!f.uffdNoncoop) return 'non-cooperative userfaultfd, which this kernel lacks';
+  if (!f.lazyPipeSize) return 'fs.pipe-max-size >= 4194304 (`npm run setup` sets it)';
   return undefined;
 }
 
@@ -49,7 +49,7 @@ export function missingFor(info: CriuInfo, c: Capability): string | undefined {
  * which host, when not this one) and what to do instead.
  */
 export function requireCapability(info: CriuInfo, c: Capability, instead: string, where?: string): void {
-  const why = missingFor(info, c);
+  const why = missingFor(info.features, c);
   if (why) throw new FerryError('EUNSUPPORTED', `${c === 'preCopy' ? 'pre-copy' : 'lazy pages'} need${where ? ` on ${where}` : ''} ${why}: ${instead}`);
 }
 
