@@ -15,7 +15,7 @@ import { diagnoseCriuLog, readLog } from '../drivers/criu/criu.js';
 import { readDumpStats, type DumpStats } from '../drivers/criu/stats.js';
 import type { PortMapping } from '../drivers/network/cni.js';
 import type { Engine } from './engine.js';
-import { findPod } from './pods.js';
+import { findPod } from './podstore.js';
 import type { CheckpointMetaOptions, ContainerConfig, ContainerRecord } from './types.js';
 
 export const CHECKPOINT_FORMAT = 1;

@@ -15,7 +15,7 @@ import { createLayer, mountLayer, removeLayer, unmountLayer } from '../drivers/s
 import { findCriu, probeCriu, type CriuInfo } from '../drivers/criu/criu.js';
 import { attach, detach, inSubnet, NetworkStore, parseIPv4, parsePublish, validMac, DEFAULT_NETWORK, releaseTraffic, type NetworkRecord, type PortMapping } from '../drivers/network/cni.js';
 import { Paths } from './paths.js';
-import { ensureInfra, findPod, getPod, podNamespaces } from './pods.js';
+import { findPod, getPod, podNamespaces, removePodRecord, type PodRecord } from './podstore.js';
 import { toAdopted, toExited, toPaused, toRunning, toUnpaused } from './state.js';
 import { initialState, type ContainerConfig, type ContainerRecord, type ContainerStatus, type MountSpec, type NetworkConfig, type OpArgs, type OpKind, type OpOf, type PendingOp } from './types.js';
 import { checkSelection, pickedByAll, type Selection, type SelectPurpose } from './select.js';
@@ -66,6 +66,13 @@ export interface CreateOptions {
 export type RepairHandler<K extends OpKind> = (engine: Engine, rec: ContainerRecord, op: OpOf<K>) => Promise<string | void>;
 export type RepairHandlers = { [K in OpKind]: RepairHandler<K> };
 
+/** What the Engine is handed by the modules above it (index.ts wires them in). */
+export interface EngineWiring {
+  repairs: Pick<RepairHandlers, 'checkpoint' | 'restore' | 'migrate'>;
+  /** Starts a pod's infra if it is not running (a member joins its namespaces); returns its record. */
+  ensureInfra: (engine: Engine, pod: PodRecord) => Promise<ContainerRecord>;
+}
+
 /** Where a container's network should come up (restore keeps its old address). */
 export interface NetworkRequest {
   ip?: string;
@@ -88,8 +95,9 @@ export class Engine {
   private readonly self?: string[];
   private readonly runtimeOpt?: string;
   private readonly repairs: RepairHandlers;
+  private readonly ensureInfra: EngineWiring['ensureInfra'];
 
-  constructor(opts: EngineOptions, repairs: Pick<RepairHandlers, 'checkpoint' | 'restore' | 'migrate'>) {
+  constructor(opts: EngineOptions, wiring: EngineWiring) {
     this.paths = new Paths(path.resolve(opts.root), path.resolve(opts.runroot));
     this.images = new ImageStore(this.paths.images);
     this.volumes = new VolumeStore(this.paths.volumes);
@@ -106,7 +114,8 @@ export class Engine {
       if (op.name === 'start') await this.waitForConmon(rec);
       await this.adoptFromRuntime(rec);
     };
-    this.repairs = { start: own, stop: own, remove: own, ...repairs };
+    this.repairs = { start: own, stop: own, remove: own, ...wiring.repairs };
+    this.ensureInfra = wiring.ensureInfra;
     for (const d of [this.paths.root, this.paths.containers]) mkdirp(d, 0o700);
     mkdirp(this.paths.locks, 0o700);
     this.sweepAbandonedImports();
@@ -501,7 +510,7 @@ export class Engine {
     if (rec.config.pod && !rec.config.infraOf) {
       const pod = findPod(this, rec.config.pod);
       if (!pod) throw new FerryError('ENOTFOUND', `the pod of container ${rec.config.name} is gone: remove the container`);
-      joined = podNamespaces(pod, await ensureInfra(this, pod));
+      joined = podNamespaces(pod, await this.ensureInfra(this, pod));
     }
     const ip = rec.state.net?.ip;
     const etc: Mount[] = [];
@@ -665,7 +674,7 @@ export class Engine {
       await this.stopLocked(rec, 0);
       await this.removeFiles(rec);
       // Without its infra a pod is gone too.
-      if (rec.config.infraOf) fs.rmSync(path.join(this.paths.root, 'pods', `${rec.config.infraOf}.json`), { force: true });
+      if (rec.config.infraOf) removePodRecord(this, rec.config.infraOf);
       return rec;
     });
   }

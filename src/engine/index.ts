@@ -6,8 +6,9 @@
 import { repairCheckpoint } from './checkpoint.js';
 import { Engine, type EngineOptions } from './engine.js';
 import { repairMigration } from './migrate/repair.js';
+import { ensureInfra } from './pods.js';
 import { repairRestore } from './restore.js';
 
 export function openEngine(opts: EngineOptions): Engine {
-  return new Engine(opts, { checkpoint: repairCheckpoint, restore: repairRestore, migrate: repairMigration });
+  return new Engine(opts, { repairs: { checkpoint: repairCheckpoint, restore: repairRestore, migrate: repairMigration }, ensureInfra });
 }

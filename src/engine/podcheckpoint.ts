@@ -35,7 +35,8 @@ import { META_FILE, type CheckpointMeta } from './checkpoint-dir.js';
 import { restoreLocked, type RestoreOptions, type RestoreReport } from './restore.js';
 import type { Engine } from './engine.js';
 import { toCheckpointed } from './state.js';
-import { createPod, findPod, getPod, lockPodNetwork, podMembers, removePod, repairPod, requirePodRestore, resetPodHostname, savePod, takeDown, type PodRecord, type SharedNs } from './pods.js';
+import { createPod, lockPodNetwork, podMembers, removePod, repairPod, requirePodRestore, resetPodHostname, takeDown } from './pods.js';
+import { findPod, getPod, savePod, type PodRecord, type SharedNs } from './podstore.js';
 import { checkArchiveHost, placeStaged, removePlaced, writeArchive, writeContainerMembers } from './portable.js';
 import type { ContainerRecord } from './types.js';
 

@@ -13,44 +13,18 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { FerryError } from '../lib/errors.js';
 import { run, runOk, which } from '../lib/exec.js';
-import { mkdirp, readJsonIfExists, writeJsonAtomic } from '../lib/fsutil.js';
+import { mkdirp } from '../lib/fsutil.js';
 import { newId, validName } from '../lib/ids.js';
 import { withLock } from '../lib/lock.js';
 import { processAlive, waitFor } from '../lib/proc.js';
 import { versionAtLeast } from '../drivers/criu/criu.js';
 import { holdTraffic } from '../drivers/network/cni.js';
 import type { Engine } from './engine.js';
+import { findPod, getPod, listPods, podNamespaces, removePodRecord, savePod, SHAREABLE, type PodRecord, type SharedNs } from './podstore.js';
 import { toExited } from './state.js';
 import type { ContainerRecord } from './types.js';
 
-export type SharedNs = 'net' | 'ipc' | 'uts';
-export const SHAREABLE: SharedNs[] = ['net', 'ipc', 'uts'];
 const INFRA_IMAGE = 'localhost/ferry-infra:latest';
-
-export interface PodRecord {
-  id: string;
-  name: string;
-  created: string;
-  infraId: string;
-  share: SharedNs[];
-  hostname: string;
-  /** Set while the whole pod is checkpointed (`ferry pod checkpoint`): its members and address. */
-  checkpoint?: { at: string; members: string[]; address?: { ip: string; mac: string }; tcpEstablished: boolean };
-  /**
-   * A pod checkpoint in flight: while `freezing`, a killed ferry leaves members frozen (repair
-   * thaws them); once `stopping`, every dump is committed (repair stops the rest, as asked).
-   */
-  op?: {
-    name: 'checkpoint';
-    pid: number;
-    startTime?: number;
-    since: string;
-    phase?: 'stopping';
-    members?: string[];
-    address?: { ip: string; mac: string };
-    tcpEstablished?: boolean;
-  };
-}
 
 export interface PodCreateOptions {
   name?: string;
@@ -58,18 +32,6 @@ export interface PodCreateOptions {
   hostname?: string;
   publish?: string[];
   network?: string;
-}
-
-function podsDir(engine: Engine): string {
-  return path.join(engine.paths.root, 'pods');
-}
-
-function podFile(engine: Engine, id: string): string {
-  return path.join(podsDir(engine), `${id}.json`);
-}
-
-export function savePod(engine: Engine, pod: PodRecord): void {
-  writeJsonAtomic(podFile(engine, pod.id), pod);
 }
 
 /** Podman's minimum for restoring into a pod (CRIU 3.16), and a runc that joins namespaces by path on restore. */
@@ -93,27 +55,6 @@ export async function listPodsRepaired(engine: Engine): Promise<PodRecord[]> {
   const out: PodRecord[] = [];
   for (const p of listPods(engine)) out.push(p.op ? await repairPod(engine, p) : p);
   return out;
-}
-
-export function listPods(engine: Engine): PodRecord[] {
-  let files: string[];
-  try {
-    files = fs.readdirSync(podsDir(engine)).filter((f) => f.endsWith('.json'));
-  } catch {
-    return [];
-  }
-  return files.map((f) => readJsonIfExists<PodRecord>(path.join(podsDir(engine), f))).filter((p): p is PodRecord => !!p);
-}
-
-export function findPod(engine: Engine, ref: string): PodRecord | undefined {
-  const all = listPods(engine);
-  return all.find((p) => p.id === ref || p.name === ref) ?? (/^[0-9a-f]{3,}$/.test(ref) ? all.filter((p) => p.id.startsWith(ref)).at(0) : undefined);
-}
-
-export function getPod(engine: Engine, ref: string): PodRecord {
-  const p = findPod(engine, ref);
-  if (!p) throw new FerryError('ENOTFOUND', `no pod with name or ID "${ref}" found: see \`ferry pod ps\``);
-  return p;
 }
 
 export function parseShare(share: string[] | undefined): SharedNs[] {
@@ -168,8 +109,7 @@ export async function createPod(engine: Engine, o: PodCreateOptions): Promise<Po
         infraOf: id,
       });
       const pod: PodRecord = { id, name, created: new Date().toISOString(), infraId: infra.config.id, share, hostname: o.hostname ?? name };
-      mkdirp(podsDir(engine), 0o700);
-      writeJsonAtomic(podFile(engine, id), pod);
+      savePod(engine, pod);
       return pod;
     },
     { what: 'the pod registry' },
@@ -188,15 +128,6 @@ export async function ensureInfra(engine: Engine, pod: PodRecord): Promise<Conta
   return engine.start(pod.infraId);
 }
 
-/** Namespace paths a member of pod joins (the infra must be running). */
-export function podNamespaces(pod: PodRecord, infra: ContainerRecord): Partial<Record<'network' | 'ipc' | 'uts', string>> {
-  const pid = infra.state.pid;
-  const ns: Partial<Record<'network' | 'ipc' | 'uts', string>> = {};
-  if (pod.share.includes('net')) ns.network = infra.state.net?.netnsPath ?? `/proc/${pid}/ns/net`;
-  if (pod.share.includes('ipc')) ns.ipc = `/proc/${pid}/ns/ipc`;
-  if (pod.share.includes('uts')) ns.uts = `/proc/${pid}/ns/uts`;
-  return ns;
-}
 
 /** CRIU restored a member's old hostname into the pod's UTS namespace: put the pod's back. */
 export async function resetPodHostname(engine: Engine, pod: PodRecord): Promise<void> {
@@ -281,7 +212,7 @@ export async function removePod(engine: Engine, ref: string, force: boolean): Pr
   }
   for (const m of members) await engine.remove(m.config.id, { force: true });
   if (engine.find(pod.infraId)) await engine.remove(pod.infraId, { force: true });
-  fs.rmSync(podFile(engine, pod.id), { force: true });
+  removePodRecord(engine, pod.id);
   return pod;
 }
 

@@ -19,7 +19,8 @@ import { readRestoreStats, type RestoreStats } from '../drivers/criu/stats.js';
 import type { PortMapping } from '../drivers/network/cni.js';
 import { META_FILE, checkCompatible, criuFailure, removePreDumps, type CheckpointMeta } from './checkpoint-dir.js';
 import type { Engine } from './engine.js';
-import { findPod, requirePodRestore, resetPodHostname } from './pods.js';
+import { requirePodRestore, resetPodHostname } from './pods.js';
+import { findPod } from './podstore.js';
 import { toRunning, withoutCheckpoint } from './state.js';
 import type { ContainerRecord, OpOf } from './types.js';
 

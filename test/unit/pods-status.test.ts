@@ -1,6 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { podStatus, type PodRecord, type PodView } from '../../src/engine/pods.js';
+import { podStatus, type PodView } from '../../src/engine/pods.js';
+import type { PodRecord } from '../../src/engine/podstore.js';
 import { podInspectEntry, podPsEntry } from '../../src/engine/shapes.js';
 import { initialState, type ContainerRecord, type ContainerStatus } from '../../src/engine/types.js';
 
