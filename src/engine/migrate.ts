@@ -42,13 +42,17 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import type { TLSSocket } from 'node:tls';
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import type { Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { ImageRecord } from '../drivers/storage/images.js';
 import { FerryError } from '../lib/errors.js';
 import { debug } from '../lib/log.js';
-import { processAlive, procStartTime, waitFor } from '../lib/proc.js';
+import { processAlive, procStartTime, waitExit, waitFor } from '../lib/proc.js';
+import { withTimeout } from '../lib/async.js';
+import { freePort } from '../lib/net.js';
+import { countingTap } from '../lib/stream.js';
+import { runSyncOk } from '../lib/exec.js';
 import { FrameReader, FrameWriter, LineReader, parseSshUrl, sshSpawn, type Message, type SshTarget } from '../drivers/transport/channel.js';
 import { PROTOCOL, connectService, displayTarget, isServiceUrl, listenPagesTunnel, parseServiceUrl, readSecretFile, servePagesTunnel, type ServiceTarget } from '../drivers/transport/service.js';
 import type { Compression } from '../drivers/archive/compress.js';
@@ -659,51 +663,6 @@ async function serviceLink(target: ServiceTarget, psk: Buffer, pages: PagesMode,
   };
 }
 
-/** Resolves like p, or with undefined after ms; the timer never outlives the race. */
-function withTimeout<T>(p: Promise<T>, ms: number): Promise<T | undefined> {
-  let t: NodeJS.Timeout | undefined;
-  return Promise.race([p, new Promise<undefined>((r) => (t = setTimeout(() => r(undefined), ms)))]).finally(() => clearTimeout(t));
-}
-
-function spawnSyncOk(argv: string[]): void {
-  const r = spawnSync(argv[0]!, argv.slice(1), { encoding: 'utf8' });
-  if (r.status !== 0) throw new FerryError('ERUNTIME', `${argv[0]} failed: ${r.stderr.trim()}`);
-}
-
-function countingTap(out: Writable, onBytes: (n: number) => void): Writable {
-  const origWrite = out.write.bind(out);
-  (out as { write: Writable['write'] }).write = ((chunk: Buffer, ...rest: unknown[]) => {
-    onBytes(chunk.length);
-    return (origWrite as (...a: unknown[]) => boolean)(chunk, ...rest);
-  }) as Writable['write'];
-  return out;
-}
-
-function waitExit(p: ChildProcess, ms: number): Promise<void> {
-  if (p.exitCode !== null || p.signalCode !== null) return Promise.resolve();
-  return new Promise((resolve) => {
-    const t = setTimeout(() => {
-      p.kill('SIGKILL');
-      resolve();
-    }, ms);
-    p.on('close', () => {
-      clearTimeout(t);
-      resolve();
-    });
-  });
-}
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as net.AddressInfo).port;
-      s.close(() => resolve(port));
-    });
-    s.on('error', reject);
-  });
-}
-
 // ------------------------------------------------------------------------------ lazy (source)
 
 interface LazyDump {
@@ -727,7 +686,7 @@ async function lazyCheckpoint(engine: Engine, id: string, port: number, tcpEstab
     // runc wants a writable descriptor for --status-fd: a FIFO, written by runc, read here.
     const fifo = path.join(engine.paths.runDir(id), 'lazy-status');
     fs.rmSync(fifo, { force: true });
-    spawnSyncOk(['mkfifo', '-m', '600', fifo]);
+    runSyncOk(['mkfifo', '-m', '600', fifo]);
     const readFd = fs.openSync(fifo, fs.constants.O_RDONLY | fs.constants.O_NONBLOCK);
     const writeFd = fs.openSync(fifo, fs.constants.O_WRONLY);
     const status = new net.Socket({ fd: readFd, readable: true, writable: false });
