@@ -41,7 +41,6 @@ import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { randomBytes } from 'node:crypto';
-import type { TLSSocket } from 'node:tls';
 import { spawn, type ChildProcess } from 'node:child_process';
 import type { Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -53,8 +52,8 @@ import { withTimeout } from '../lib/async.js';
 import { freePort } from '../lib/net.js';
 import { countingTap } from '../lib/stream.js';
 import { runSyncOk } from '../lib/exec.js';
-import { FrameReader, FrameWriter, LineReader, parseSshUrl, sshSpawn, type Message, type SshTarget } from '../drivers/transport/channel.js';
-import { PROTOCOL, connectService, displayTarget, isServiceUrl, listenPagesTunnel, parseServiceUrl, readSecretFile, servePagesTunnel, type ServiceTarget } from '../drivers/transport/service.js';
+import { FrameReader, FrameWriter, LineReader, type Message } from '../drivers/transport/channel.js';
+import { openLink, parseDestination, type Destination, type DestinationOptions, type PagesMode } from '../drivers/transport/link.js';
 import type { Compression } from '../drivers/archive/compress.js';
 import { diagnoseCriuLog, readLog, type CriuInfo } from '../drivers/criu/criu.js';
 import { ARCHIVE_FORMAT, HEADER_MEMBER, readArchive } from '../drivers/archive/archive.js';
@@ -65,15 +64,7 @@ import { takeDown } from './pods.js';
 import type { ContainerRecord } from './types.js';
 import type { Engine } from './engine.js';
 
-export interface MigrateOptions {
-  /** ssh://[user@]host[:port], or ferry://host:port for a `ferry system service`. */
-  destination: string;
-  /** The ferry service's shared secret (ferry:// destinations only). */
-  secretFile?: string;
-  /** The destination's ferry command line (default `ferry`). */
-  remoteCommand?: string;
-  identity?: string;
-  sshOptions?: string[];
+export interface MigrateOptions extends DestinationOptions {
   lazy?: boolean;
   preCopy?: number;
   tcpEstablished?: boolean;
@@ -192,7 +183,7 @@ interface Plan {
 /** Steps 1-4 of the protocol, over a link to the destination. */
 async function migrateOverLink(engine: Engine, o: MigrateOptions, p: Plan): Promise<MigrateReport> {
   const { rec, name, host, dest, criu, pages, pagesPort, t0, progress } = p;
-  const link = dest.kind === 'ssh' ? sshLink(dest.ssh, o, pages, pagesPort) : await serviceLink(dest.service, dest.psk, pages, pagesPort);
+  const link = await openLink(dest, o, pages, pagesPort);
   const writer = new FrameWriter(link.output);
   const replies = new LineReader(link.input);
   let bytes = 0;
@@ -413,9 +404,6 @@ async function migrateOverLink(engine: Engine, o: MigrateOptions, p: Plan): Prom
 
 // ------------------------------------------------------------------------------ freeze (source)
 
-/** How memory travels: in the archive (pre-copy), from CRIU to a page server there, or on demand (lazy). */
-type PagesMode = 'none' | 'page-server' | 'lazy';
-
 interface Peer {
   host: string;
   name: string;
@@ -535,132 +523,6 @@ async function frozenStopAndCopy(engine: Engine, rec: ContainerRecord, f: Frozen
     engine.save(rec);
     throw e;
   }
-}
-
-// ------------------------------------------------------------------------------ links
-
-type Destination = { kind: 'ssh'; host: string; ssh: SshTarget } | { kind: 'service'; host: string; service: ServiceTarget; psk: Buffer };
-
-/** Which transport the destination URL names, with the options that belong to it checked. */
-function parseDestination(o: MigrateOptions): Destination {
-  if (isServiceUrl(o.destination)) {
-    const service = parseServiceUrl(o.destination);
-    const sshOnly = [o.identity && '--identity', o.sshOptions?.length && '--ssh-option', o.remoteCommand && '--remote-command'].filter(Boolean);
-    if (sshOnly.length) throw new FerryError('EINVAL', `${sshOnly.join(', ')} ${sshOnly.length > 1 ? 'apply' : 'applies'} only to ssh:// destinations, not to ${o.destination}`);
-    if (!o.secretFile) throw new FerryError('EINVAL', `migrating to a ferry service (${o.destination}) needs --secret-file FILE, the secret the service was started with`);
-    return { kind: 'service', host: displayTarget(service), service, psk: readSecretFile(o.secretFile) };
-  }
-  if (o.secretFile) throw new FerryError('EINVAL', '--secret-file only applies to ferry://host:port destinations (ssh:// uses your ssh keys)');
-  if (!/^ssh:\/\//.test(o.destination)) throw new FerryError('EINVAL', `invalid destination "${o.destination}": use ssh://[user@]host[:port] or ferry://host:port`);
-  const ssh = parseSshUrl(o.destination);
-  return { kind: 'ssh', host: ssh.host, ssh };
-}
-
-/**
- * How the source reaches the destination's receiver (receiveMigration): the stdio of ssh
- * running `ferry system migrate-receive`, or a TLS-PSK connection to a `ferry system service`.
- * The protocol on top is the same.
- */
-interface Link {
-  /** For messages: "hostB", "the ferry service at hostB:7797". */
-  where: string;
-  /** Frames to the destination. */
-  output: Writable;
-  /** JSON lines from the destination. */
-  input: Readable;
-  /**
-   * The destination's loopback port of the memory tunnel, sent in hello (0: the receiver
-   * picks): where its `criu lazy-pages` dials (lazy), or where its page server listens.
-   */
-  remotePagesPort: number;
-  /** After `ready`, before anything is frozen: anything more the transport has to set up. */
-  ready(): Promise<void>;
-  /** What the transport said about why it went away, if anything. */
-  lostReason(): string | undefined;
-  /** Ends our side gracefully. */
-  end(): void;
-  /** Cuts the link at once. */
-  destroy(): void;
-  /** Resolves when the link has closed, cutting it after ms. */
-  closed(ms: number): Promise<void>;
-}
-
-/**
- * ssh running `ferry system migrate-receive`. Memory goes through the same ssh connection:
- * lazy pages through `ssh -R` (the destination dials this host's page server), a stop-and-copy
- * dump through `ssh -L` (this host's CRIU dials the destination's page server).
- */
-function sshLink(target: SshTarget, o: MigrateOptions, pages: PagesMode, pagesPort: number): Link {
-  const remotePort = pages === 'none' ? 0 : 20000 + Math.floor(Math.random() * 20000);
-  const ssh = sshSpawn(target, o.remoteCommand ?? 'ferry', ['system', 'migrate-receive'], {
-    identity: o.identity,
-    options: o.sshOptions,
-    remoteForwards: pages === 'lazy' ? [[remotePort, '127.0.0.1', pagesPort]] : [],
-    localForwards: pages === 'page-server' ? [[pagesPort, '127.0.0.1', remotePort]] : [],
-  });
-  const sshErr: string[] = [];
-  ssh.stderr!.on('data', (b: Buffer) => sshErr.push(b.toString()));
-  ssh.stdin!.on('error', () => undefined);
-  return {
-    where: target.host,
-    output: ssh.stdin!,
-    input: ssh.stdout!,
-    remotePagesPort: remotePort,
-    ready: async () => undefined,
-    lostReason: () => sshErr.join('').trim().split('\n').filter((l) => !/^Warning: Permanently added/.test(l)).pop(),
-    end: () => ssh.stdin!.end(),
-    destroy: () => ssh.kill(),
-    closed: (ms) => waitExit(ssh, ms),
-  };
-}
-
-/**
- * A TLS-PSK connection to a `ferry system service`. A second one, tagged with the session's
- * token, carries the memory: with --lazy the destination's page faults to CRIU's page server
- * on this host's loopback (the service's counterpart of `ssh -R`); for stop-and-copy this
- * host's CRIU dump, which dials pagesPort here, to the destination's page server (`ssh -L`).
- */
-async function serviceLink(target: ServiceTarget, psk: Buffer, pages: PagesMode, pagesPort: number): Promise<Link> {
-  const where = `the ferry service at ${displayTarget(target)}`;
-  const token = randomBytes(16).toString('hex');
-  const sock = await connectService(target, psk, `${PROTOCOL} migrate ${token}`);
-  let why: string | undefined;
-  sock.on('error', (e: NodeJS.ErrnoException) => (why ??= e.code ?? e.message));
-  let tunnel: TLSSocket | undefined;
-  let listener: net.Server | undefined;
-  const closedP = new Promise<void>((r) => (sock.destroyed ? r() : sock.once('close', () => r())));
-  return {
-    where,
-    output: sock,
-    input: sock,
-    remotePagesPort: 0,
-    ready: async () => {
-      if (pages === 'none') return;
-      tunnel = await connectService(target, psk, `${PROTOCOL} pages ${token}`);
-      if (pages === 'lazy') servePagesTunnel(tunnel, pagesPort).catch(() => undefined);
-      else listener = await listenPagesTunnel(tunnel, pagesPort);
-    },
-    lostReason: () => why,
-    end: () => {
-      sock.end();
-      tunnel?.destroy(); // every page has been served, or none is wanted any more
-      listener?.close();
-    },
-    destroy: () => {
-      sock.destroy();
-      tunnel?.destroy();
-      listener?.close();
-    },
-    closed: async (ms) => {
-      const t = setTimeout(() => sock.destroy(), ms);
-      await closedP;
-      clearTimeout(t);
-      // The pages tunnel lives only as long as the page server, which has exited by now (or
-      // is no longer needed: the migration failed).
-      tunnel?.destroy();
-      listener?.close();
-    },
-  };
 }
 
 // ------------------------------------------------------------------------------ lazy (source)
