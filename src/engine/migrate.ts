@@ -47,7 +47,7 @@ import { pipeline } from 'node:stream/promises';
 import type { ImageRecord } from '../drivers/storage/images.js';
 import { FerryError } from '../lib/errors.js';
 import { debug } from '../lib/log.js';
-import { processAlive, procStartTime, waitExit, waitFor } from '../lib/proc.js';
+import { processAlive, procStartTime, waitExit } from '../lib/proc.js';
 import { withTimeout } from '../lib/async.js';
 import { freePort } from '../lib/net.js';
 import { countingTap } from '../lib/stream.js';
@@ -55,7 +55,8 @@ import { runSyncOk } from '../lib/exec.js';
 import { FrameReader, FrameWriter, LineReader, type Message } from '../drivers/transport/channel.js';
 import { openLink, parseDestination, type Destination, type DestinationOptions, type PagesMode } from '../drivers/transport/link.js';
 import type { Compression } from '../drivers/archive/compress.js';
-import { diagnoseCriuLog, readLog, type CriuInfo } from '../drivers/criu/criu.js';
+import type { CriuInfo } from '../drivers/criu/criu.js';
+import { criuLogReason, startLazyPages, startPageServer, type PageServer } from '../drivers/criu/daemons.js';
 import { ARCHIVE_FORMAT, HEADER_MEMBER, readArchive } from '../drivers/archive/archive.js';
 import { guardLoopbackPort, holdTraffic, sweepLoopbackGuards } from '../drivers/network/cni.js';
 import { checkpoint, criuFailure, pageImageBytes, removePreDumps, restore, writeCheckpointMeta } from './checkpoint.js';
@@ -384,7 +385,7 @@ async function migrateOverLink(engine: Engine, o: MigrateOptions, p: Plan): Prom
     if (now && now.state.status !== 'running' && now.state.checkpointed) {
       // After a lazy dump the memory is only in the local page server: fault it back in here.
       let localDaemon: ChildProcess | undefined;
-      const hook = lazyDumpStarted ? await lazyRestoreHook(engine, pagesPort, (d) => (localDaemon = d)) : undefined;
+      const hook = lazyDumpStarted ? lazyRestoreHook(engine, pagesPort, (d) => (localDaemon = d)) : undefined;
       await restore(engine, rec.config.id, { beforeRestore: hook, lazyPages: !!hook }).then(
         () => (restoredHere = true),
         (re: Error) => process.stderr.write(`ferry: could not restart ${name} here: ${re.message}\n`),
@@ -578,26 +579,9 @@ async function lazyCheckpoint(engine: Engine, id: string, port: number, tcpEstab
   return result!;
 }
 
-/** Starts `criu lazy-pages` for a restore: it serves page faults from a page server. */
-function startLazyDaemon(engine: Engine, port: number, bundle: string, imageDir: string): ChildProcess {
-  return spawn(
-    engine.runtime.cfg.criuPath ?? 'criu',
-    ['lazy-pages', '--page-server', '--address', '127.0.0.1', '--port', String(port), '-D', imageDir, '-W', bundle, '-o', path.join(bundle, 'lazy-pages.log'), '-v4'],
-    { stdio: 'ignore', detached: true },
-  );
-}
-
-async function lazyRestoreHook(engine: Engine, port: number, started: (d: ChildProcess) => void): Promise<(bundle: string, imageDir: string) => Promise<void>> {
-  return async (bundle, imageDir) => {
-    fs.rmSync(path.join(bundle, 'lazy-pages.socket'), { force: true });
-    const d = startLazyDaemon(engine, port, bundle, imageDir);
-    started(d);
-    // runc restore connects to the daemon's socket in the work dir: wait for it.
-    if (!(await waitFor(() => fs.existsSync(path.join(bundle, 'lazy-pages.socket')), 5000))) {
-      d.kill('SIGKILL');
-      throw new FerryError('ECRIU', `criu lazy-pages did not start (details: ${path.join(bundle, 'lazy-pages.log')})`);
-    }
-  };
+/** A restore's beforeRestore hook that starts `criu lazy-pages` for it, faulting pages in from 127.0.0.1:port. */
+function lazyRestoreHook(engine: Engine, port: number, started: (d: ChildProcess) => void): (bundle: string, imageDir: string) => Promise<void> {
+  return async (bundle, imageDir) => started(await startLazyPages(engine.runtime.cfg.criuPath ?? 'criu', port, bundle, imageDir));
 }
 
 // ------------------------------------------------------------------------------ destination
@@ -709,7 +693,7 @@ async function receiveChecked(
       const port = opts.pageServerTunnel ? await freePort() : Number(hello.pageServerPort);
       if (!Number.isInteger(port) || port < 1024 || port > 65535) throw new FerryError('EINVAL', `invalid page server port ${String(hello.pageServerPort)}`);
       await guard(port);
-      session.pageServer = await startPageServer(engine, stage, port);
+      session.pageServer = await startPageServer(engine.runtime.cfg.criuPath ?? 'criu', stage, port);
       if (opts.pageServerTunnel) setEndpoint(opts.pageServerTunnel(port));
     }
     reply({ type: 'ready', needImage });
@@ -739,55 +723,8 @@ function sudoUid(): number[] {
   return process.env.SUDO_UID && Number.isInteger(u) && u > 0 ? [u] : [];
 }
 
-/** A `criu page-server` receiving a stop-and-copy dump's memory into DIR/pages. */
-interface PageServer {
-  dir: string;
-  /** Resolves with its exit code once it has written everything the dump sent. */
-  done: Promise<number | null>;
-  /** The memory received so far. */
-  bytes(): number;
-  kill(): void;
-}
-
-const PAGE_SERVER_START_MS = 10_000;
 /** After the archive is in, how long the memory may still take to land. */
 const PAGE_SERVER_FINISH_MS = 60_000;
-
-/** Starts `criu page-server` on 127.0.0.1:port; resolves once it listens. */
-async function startPageServer(engine: Engine, stage: string, port: number): Promise<PageServer> {
-  const dir = path.join(stage, 'pages');
-  fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
-  const log = path.join(stage, 'page-server.log');
-  const child = spawn(engine.runtime.cfg.criuPath ?? 'criu', ['page-server', '-D', dir, '--address', '127.0.0.1', '--port', String(port), '--status-fd', '3', '-o', log, '-v2'], {
-    stdio: ['ignore', 'ignore', 'ignore', 'pipe'],
-    detached: true,
-  });
-  child.on('error', () => undefined);
-  const done = new Promise<number | null>((resolve) => child.on('close', (code) => resolve(code)));
-  const status = child.stdio[3] as Readable;
-  status.on('error', () => undefined);
-  const listening = await withTimeout(Promise.race([new Promise<boolean>((resolve) => status.once('data', () => resolve(true))), done.then(() => false)]), PAGE_SERVER_START_MS);
-  status.destroy();
-  if (!listening) {
-    child.kill('SIGKILL');
-    const why = logReason(log);
-    throw new FerryError('ECRIU', `criu page-server could not listen on 127.0.0.1:${port} on ${os.hostname()}${why ? `: ${why}` : ''}`);
-  }
-  return {
-    dir,
-    done,
-    bytes: () => pageImageBytes(dir),
-    kill: () => {
-      if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
-    },
-  };
-}
-
-/** Why a CRIU log says CRIU failed, in plain words where known. */
-function logReason(file: string): string | undefined {
-  const d = diagnoseCriuLog(readLog(file));
-  return d.cause ?? d.firstError;
-}
 
 async function receiveArchive(engine: Engine, frames: FrameReader, reply: (m: Message) => void, hello: Message, stage: string, lazyPort: number, pageServer: PageServer | undefined): Promise<number> {
   let lazyDaemon: ChildProcess | undefined;
@@ -821,20 +758,20 @@ async function receiveArchive(engine: Engine, frames: FrameReader, reply: (m: Me
   let id: string | undefined;
   // While the source dumps, say how much memory has arrived (its progress bar shows it).
   let pageBytes = 0;
-  const ticker = pageServer ? setInterval(() => reply({ type: 'progress', pageBytes: pageServer.bytes() }), 250) : undefined;
+  const ticker = pageServer ? setInterval(() => reply({ type: 'progress', pageBytes: pageImageBytes(pageServer.dir) }), 250) : undefined;
   void pageServer?.done.then(() => clearInterval(ticker));
   try {
     const r = await importCheckpoint(engine, {
       source: frames.archive(),
       tcpEstablished: undefined,
-      beforeRestore: hello.lazy ? await lazyRestoreHook(engine, lazyPort, (d) => (lazyDaemon = d)) : undefined,
+      beforeRestore: hello.lazy ? lazyRestoreHook(engine, lazyPort, (d) => (lazyDaemon = d)) : undefined,
       lazyPages: !!hello.lazy,
       preDumps,
       pageImages: pageServer
         ? async () => {
             const code = await withTimeout(pageServer.done, PAGE_SERVER_FINISH_MS);
-            if (code !== 0) throw new FerryError('ECRIU', `the page server receiving the memory ${code === undefined ? 'did not finish' : `failed (exit ${code})`}: ${logReason(path.join(stage, 'page-server.log')) ?? 'no log'}`);
-            pageBytes = pageServer.bytes();
+            if (code !== 0) throw new FerryError('ECRIU', `the page server receiving the memory ${code === undefined ? 'did not finish' : `failed (exit ${code})`}: ${criuLogReason(pageServer.log) ?? 'no log'}`);
+            pageBytes = pageImageBytes(pageServer.dir);
             return pageServer.dir;
           }
         : undefined,
