@@ -44,7 +44,6 @@ import { randomBytes } from 'node:crypto';
 import { spawn, type ChildProcess } from 'node:child_process';
 import type { Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import type { ImageRecord } from '../drivers/storage/images.js';
 import { FerryError } from '../lib/errors.js';
 import { debug } from '../lib/log.js';
 import { processAlive, procStartTime, waitExit } from '../lib/proc.js';
@@ -52,7 +51,8 @@ import { withTimeout } from '../lib/async.js';
 import { freePort } from '../lib/net.js';
 import { countingTap } from '../lib/stream.js';
 import { runSyncOk } from '../lib/exec.js';
-import { FrameReader, FrameWriter, LineReader, type Message } from '../drivers/transport/channel.js';
+import { FrameReader, FrameWriter, LineReader } from '../drivers/transport/channel.js';
+import { BYE_TIMEOUT_MS, COMMIT_TIMEOUT_MS, PAGE_SERVER_FINISH_MS, PRE_DUMP_KIND, REPLY_TIMEOUT_MS, parseReply, parseSourceMessage, type Hello, type Reply, type Restored, type SourceMessage, isTunnelPort } from './migrate/protocol.js';
 import { openLink, parseDestination, type Destination, type DestinationOptions, type PagesMode } from '../drivers/transport/link.js';
 import type { Compression } from '../drivers/archive/compress.js';
 import type { CriuInfo } from '../drivers/criu/criu.js';
@@ -118,10 +118,6 @@ export function anotherPreCopyRound(pages: number[], max: number): boolean {
   return true;
 }
 
-const REPLY_TIMEOUT_MS = 120_000;
-/** The header kind of a pre-copy round's archive (parents/N only). */
-const PRE_DUMP_KIND = 'ferry-pre-dump';
-const COMMIT_TIMEOUT_MS = 30_000;
 
 // ------------------------------------------------------------------------------ source
 
@@ -185,13 +181,13 @@ interface Plan {
 async function migrateOverLink(engine: Engine, o: MigrateOptions, p: Plan): Promise<MigrateReport> {
   const { rec, name, host, dest, criu, pages, pagesPort, t0, progress } = p;
   const link = await openLink(dest, o, pages, pagesPort);
-  const writer = new FrameWriter(link.output);
-  const replies = new LineReader(link.input);
+  const writer = new FrameWriter<SourceMessage>(link.output);
+  const replies = new LineReader(link.input, parseReply);
   let bytes = 0;
   /** What the destination's page server has received so far (it says so while the dump runs). */
   let pageBytes = 0;
   replies.onProgress = (m) => {
-    pageBytes = Number(m.pageBytes) || 0;
+    pageBytes = m.pageBytes;
     progress('transferring', bytes + pageBytes);
   };
   const lost = (): FerryError => {
@@ -216,16 +212,16 @@ async function migrateOverLink(engine: Engine, o: MigrateOptions, p: Plan): Prom
       criuVersion: criu.version,
       arch: process.arch,
       lazy: !!o.lazy,
-      lazyPort: pages === 'lazy' ? link.remotePagesPort : undefined,
+      lazyPort: pages === 'lazy' && link.remotePagesPort ? link.remotePagesPort : undefined,
       pageServer: pages === 'page-server',
-      pageServerPort: pages === 'page-server' ? link.remotePagesPort : undefined,
+      pageServerPort: pages === 'page-server' && link.remotePagesPort ? link.remotePagesPort : undefined,
       withImage: !!o.withImage,
       volumes: rec.config.mounts.filter((m) => m.type === 'volume').map((m) => m.source),
     });
     progress('checking');
     const ready = await replies.next(REPLY_TIMEOUT_MS);
     if (!ready) throw lost();
-    if (ready.type === 'error') throw new FerryError('ESTATE', `${host} refused the migration: ${String(ready.message)}; ${name} was not touched`);
+    if (ready.type === 'error') throw new FerryError('ESTATE', `${host} refused the migration: ${ready.message}; ${name} was not touched`);
     if (ready.type !== 'ready') throw new FerryError('ERUNTIME', `unexpected reply from ${host}: ${ready.type}`);
     await link.ready();
     debug(`migrate ${name}: ${host} is ready`);
@@ -240,7 +236,8 @@ async function migrateOverLink(engine: Engine, o: MigrateOptions, p: Plan): Prom
       await Promise.all([pipeline(src.stream, sink), src.done]);
       const got = await replies.next(REPLY_TIMEOUT_MS);
       if (!got) throw lost();
-      if (got.type === 'error') throw new FerryError('ESTATE', `${host} could not store the image: ${String(got.message)}; ${name} was not touched`);
+      if (got.type === 'error') throw new FerryError('ESTATE', `${host} could not store the image: ${got.message}; ${name} was not touched`);
+      if (got.type !== 'image-stored') throw new FerryError('ERUNTIME', `unexpected reply from ${host}: ${got.type}`);
     }
 
     const dataStream = (phase: Progress['phase']): Writable => {
@@ -275,7 +272,8 @@ async function migrateOverLink(engine: Engine, o: MigrateOptions, p: Plan): Prom
       );
       const stored = await replies.next(REPLY_TIMEOUT_MS);
       if (!stored) throw lost();
-      if (stored.type === 'error') throw new FerryError('ESTATE', `${host} could not store pre-copy round ${k}: ${String(stored.message)}`);
+      if (stored.type === 'error') throw new FerryError('ESTATE', `${host} could not store pre-copy round ${k}: ${stored.message}`);
+      if (stored.type !== 'pre-dump-stored' || stored.round !== k) throw new FerryError('ERUNTIME', `unexpected reply from ${host}: ${stored.type}`);
       preCopyRounds.push({ pages, bytes: bytes - before, ms: performance.now() - tr });
       debug(`migrate ${name}: pre-copy round ${k}: ${pages} pages, ${bytes - before} bytes`);
     }
@@ -286,7 +284,7 @@ async function migrateOverLink(engine: Engine, o: MigrateOptions, p: Plan): Prom
     const commit = async (): Promise<void> => {
       progress('committing', bytes + pageBytes);
       await writer.send({ type: 'commit' });
-      const committed = await replies.next(COMMIT_TIMEOUT_MS);
+      const committed = await replies.next(COMMIT_TIMEOUT_MS).catch(() => undefined);
       if (!committed || committed.type !== 'committed') {
         const here =
           pages === 'page-server'
@@ -298,7 +296,7 @@ async function migrateOverLink(engine: Engine, o: MigrateOptions, p: Plan): Prom
     const counted = dataStream('transferring');
     await writer.send({ type: 'archive' });
     let downtimeMs: number;
-    let restored: Message;
+    let restored: Restored;
     let lazyDump: LazyDump | undefined;
     if (pages === 'page-server') {
       frozen = true;
@@ -316,7 +314,7 @@ async function migrateOverLink(engine: Engine, o: MigrateOptions, p: Plan): Prom
           onSent: () => progress('restoring', bytes + pageBytes),
         }),
       ));
-      pageBytes = Number(restored.pageBytes) || pageBytes;
+      pageBytes = restored.pageBytes || pageBytes;
     } else {
       const tFreeze = performance.now();
       // The destination may answer (fail) while we still stream: watch for that, or a stalled
@@ -352,8 +350,8 @@ async function migrateOverLink(engine: Engine, o: MigrateOptions, p: Plan): Prom
     if (lazyDump) {
       progress('pages', bytes);
       await lazyDump.done; // every page has been served
-      const pagesDone = await replies.next(REPLY_TIMEOUT_MS);
-      if (pagesDone?.type === 'error') process.stderr.write(`ferry: warning: ${String(pagesDone.message)}\n`);
+      const pagesDone = await replies.next(REPLY_TIMEOUT_MS).catch((e: Error) => ({ type: 'error' as const, message: e.message }));
+      if (pagesDone?.type === 'error') process.stderr.write(`ferry: warning: ${pagesDone.message}\n`);
     }
     bytes += pageBytes;
     // 4. The container now lives on the destination only, and so do its volumes' data:
@@ -370,7 +368,7 @@ async function migrateOverLink(engine: Engine, o: MigrateOptions, p: Plan): Prom
     link.end();
     progress('done', bytes);
     const mode = o.preCopy ? (o.lazy ? 'pre-copy+lazy' : 'pre-copy') : o.lazy ? 'lazy' : 'stop-and-copy';
-    return { container: name, destination: o.destination, mode, downtimeMs, totalMs: performance.now() - t0, bytesSent: bytes, newId: String(restored.id ?? ''), preCopyRounds };
+    return { container: name, destination: o.destination, mode, downtimeMs, totalMs: performance.now() - t0, bytesSent: bytes, newId: restored.id, preCopyRounds };
   } catch (e) {
     if ((e as { ambiguous?: boolean }).ambiguous) {
       link.destroy();
@@ -415,22 +413,24 @@ interface Peer {
  * Waits until the archive has gone out (sent). Throws if the export failed, or the
  * destination answered before it was all sent (always an error, or the channel went).
  */
-async function archiveSent(sent: Promise<void>, exportP: Promise<unknown>, replyP: Promise<Message | undefined>, stream: Writable, p: Peer): Promise<void> {
-  const first = await Promise.race([sent.then(() => 'sent' as const), exportP.then(() => 'sent' as const, () => 'failed' as const), replyP.then(() => 'reply' as const)]);
+async function archiveSent(sent: Promise<void>, exportP: Promise<unknown>, replyP: Promise<Reply | undefined>, stream: Writable, p: Peer): Promise<void> {
+  const first = await Promise.race([sent.then(() => 'sent' as const), exportP.then(() => 'sent' as const, () => 'failed' as const), replyP.then(() => 'reply' as const, () => 'reply' as const)]);
   if (first === 'sent') return;
-  const early = first === 'reply' ? await replyP : undefined;
+  const early = first === 'reply' ? await replyP.catch((e: Error) => e) : undefined;
   stream.destroy(new Error('the destination stopped the transfer'));
   const err = await exportP.then(() => undefined, (e: Error) => e);
-  if (early?.type === 'error') throw new FerryError('ECRIU', `${p.host} could not take ${p.name}: ${String(early.message)}`);
+  if (early instanceof Error) throw early;
+  if (early?.type === 'error') throw new FerryError('ECRIU', `${p.host} could not take ${p.name}: ${early.message}`);
   if (first === 'reply' && !early) throw p.lost();
   throw err ?? p.lost();
 }
 
 /** The destination's answer once it has the archive: `restored`, or a thrown error. */
-async function restoredReply(replyP: Promise<Message | undefined>, p: Peer): Promise<Message> {
+async function restoredReply(replyP: Promise<Reply | undefined>, p: Peer): Promise<Restored> {
   const restored = await withTimeout(replyP, REPLY_TIMEOUT_MS);
   if (!restored) throw p.lost();
-  if (restored.type === 'error') throw new FerryError('ECRIU', `${p.host} could not restore ${p.name}: ${String(restored.message)}`);
+  if (restored.type === 'error') throw new FerryError('ECRIU', `${p.host} could not restore ${p.name}: ${restored.message}`);
+  if (restored.type !== 'restored') throw new FerryError('ERUNTIME', `unexpected reply from ${p.host}: ${restored.type}`);
   return restored;
 }
 
@@ -442,7 +442,7 @@ interface FrozenCopy {
   target: Writable;
   compression: Compression;
   /** The destination's answer to the archive. */
-  reply: Promise<Message | undefined>;
+  reply: Promise<Reply | undefined>;
   host: string;
   destination: string;
   lost: () => FerryError;
@@ -462,7 +462,7 @@ interface FrozenCopy {
  * that neither this kernel's ACKs after the dump nor the close of its sockets reach the peer.
  * Caller holds the container's lock; the migrate op records the phase for a repair.
  */
-async function frozenStopAndCopy(engine: Engine, rec: ContainerRecord, f: FrozenCopy): Promise<{ downtimeMs: number; restored: Message }> {
+async function frozenStopAndCopy(engine: Engine, rec: ContainerRecord, f: FrozenCopy): Promise<{ downtimeMs: number; restored: Restored }> {
   const id = rec.config.id;
   const name = rec.config.name;
   if (rec.state.status !== 'running') throw new FerryError('ESTATE', `container ${name} is no longer running (${rec.state.status}); nothing was frozen`);
@@ -596,7 +596,7 @@ export interface ReceiveOptions {
    * Default: the port the source sent in hello (its `ssh -R` forward). The service opens one
    * of its own, tunnelled to the source; close() is called when the session ends.
    */
-  lazyEndpoint?: (hello: Message) => Promise<{ port: number; close(): void }>;
+  lazyEndpoint?: (hello: Hello) => Promise<{ port: number; close(): void }>;
   /**
    * Stop-and-copy: the page server listens on this loopback port; the service connects the
    * source's memory tunnel to it. Without it (ssh), the page server listens on the port the
@@ -619,12 +619,31 @@ interface Endpoint {
   close(): unknown;
 }
 
+/** The source's messages, as the destination reads them. */
+interface Inbox {
+  /**
+   * The next message, or undefined when the source has gone (or after ms). A message that
+   * fails its check is answered with `error` and ends the session as the source going would.
+   */
+  next(ms: number): Promise<SourceMessage | undefined>;
+  /** The archive that follows an `image`, `pre-dump` or `archive` message. */
+  archive(): Readable;
+}
+
 async function receive(engine: Engine, input: Readable, output: Writable, opts: ReceiveOptions, setEndpoint: (e: Endpoint) => void): Promise<number> {
-  const frames = new FrameReader(input);
-  const reply = (m: Message): void => {
+  const frames = new FrameReader(input, parseSourceMessage);
+  const reply = (m: Reply): void => {
     output.write(JSON.stringify(m) + '\n');
   };
-  const hello = await frames.next(REPLY_TIMEOUT_MS);
+  const inbox: Inbox = {
+    next: (ms) =>
+      frames.next(ms).catch((e: Error) => {
+        reply({ type: 'error', message: e.message });
+        return undefined;
+      }),
+    archive: () => frames.archive(),
+  };
+  const hello = await inbox.next(REPLY_TIMEOUT_MS);
   if (!hello || hello.type !== 'hello') return 1;
   // What arrives besides the archive (pre-copy rounds, the page server's memory images) is
   // kept here until the archive's checkpoint claims it. Named like an import's staging dir,
@@ -632,7 +651,7 @@ async function receive(engine: Engine, input: Readable, output: Writable, opts: 
   const stage = path.join(engine.paths.root, `.import-${process.pid}-migrate-${randomBytes(6).toString('hex')}`);
   const session: { pageServer?: PageServer } = {};
   try {
-    return await receiveChecked(engine, frames, reply, hello, opts, stage, session, setEndpoint);
+    return await receiveChecked(engine, inbox, reply, hello, opts, stage, session, setEndpoint);
   } finally {
     session.pageServer?.kill();
     fs.rmSync(stage, { recursive: true, force: true });
@@ -642,35 +661,35 @@ async function receive(engine: Engine, input: Readable, output: Writable, opts: 
 /** Checks everything before the source freezes anything; then the image if asked, then the archive. */
 async function receiveChecked(
   engine: Engine,
-  frames: FrameReader,
-  reply: (m: Message) => void,
-  hello: Message,
+  frames: Inbox,
+  reply: (m: Reply) => void,
+  hello: Hello,
   opts: ReceiveOptions,
   stage: string,
   session: { pageServer?: PageServer },
   setEndpoint: (e: Endpoint) => void,
 ): Promise<number> {
-  const name = String(hello.name);
-  let lazyPort = Number(hello.lazyPort);
+  const name = hello.name;
+  let lazyPort = hello.lazyPort;
   let needImage = false;
   try {
     // 1. Checks, before the source freezes anything.
     const criu = await engine.criu();
     if (!criu.version || !criu.features.check) throw new FerryError('EDEPEND', 'CRIU does not work on this host: run `npm run setup`');
     if (hello.criuVersion !== criu.version) throw new FerryError('EINVAL', `the source has CRIU ${String(hello.criuVersion)}, this host has ${criu.version}: use the same version on both`);
-    if (hello.arch !== process.arch) throw new FerryError('EINVAL', `the source is ${String(hello.arch)}, this host is ${process.arch}`);
+    if (hello.arch !== process.arch) throw new FerryError('EINVAL', `the source is ${hello.arch}, this host is ${process.arch}`);
     needImage = !engine.images.list().some((i) => i.Id === hello.imageId);
     if (needImage && !hello.withImage) {
-      throw new FerryError('ENOTFOUND', `image ${String(hello.imageName)} is not on ${os.hostname()}: import it there first, or migrate with --with-image`);
+      throw new FerryError('ENOTFOUND', `image ${hello.imageName} is not on ${os.hostname()}: import it there first, or migrate with --with-image`);
     }
     if (engine.find(name)) throw new FerryError('EEXIST', `the name ${name} is already in use on ${os.hostname()}`);
-    for (const v of (hello.volumes as string[] | undefined) ?? []) {
+    for (const v of hello.volumes) {
       if (engine.volumes.find(v)) throw new FerryError('EEXIST', `volume ${v} already exists on ${os.hostname()}: remove it there first (the container brings its own)`);
     }
-    if (hello.network && !engine.networks.find(String(hello.network))) throw new FerryError('ENOTFOUND', `network ${String(hello.network)} does not exist on ${os.hostname()}`);
+    if (hello.network && !engine.networks.find(hello.network)) throw new FerryError('ENOTFOUND', `network ${hello.network} does not exist on ${os.hostname()}`);
     if (hello.ip && hello.network) {
       const holder = (await engine.list()).find((r) => r.state.net?.ip === hello.ip);
-      if (holder) throw new FerryError('EEXIST', `IP address ${String(hello.ip)} is in use by container ${holder.config.name} on ${os.hostname()}`);
+      if (holder) throw new FerryError('EEXIST', `IP address ${hello.ip} is in use by container ${holder.config.name} on ${os.hostname()}`);
     }
     if (hello.lazy && !(criu.features.uffdNoncoop && criu.features.lazyPipeSize)) {
       throw new FerryError('EUNSUPPORTED', criu.features.uffdNoncoop ? `fs.pipe-max-size is below 4194304 on ${os.hostname()}: run \`npm run setup\` there` : `${os.hostname()} lacks userfaultfd for lazy pages`);
@@ -685,13 +704,13 @@ async function receiveChecked(
       lazyPort = ep.port;
     }
     if (hello.lazy) {
-      if (!Number.isInteger(lazyPort) || lazyPort < 1024 || lazyPort > 65535) throw new FerryError('EINVAL', `invalid lazy pages port ${String(hello.lazyPort)}`);
+      if (!isTunnelPort(lazyPort)) throw new FerryError('EINVAL', `invalid lazy pages port ${String(lazyPort)}`);
       await guard(lazyPort);
     }
     if (hello.pageServer) {
       // Stop-and-copy: the source's CRIU sends the memory here while it dumps.
-      const port = opts.pageServerTunnel ? await freePort() : Number(hello.pageServerPort);
-      if (!Number.isInteger(port) || port < 1024 || port > 65535) throw new FerryError('EINVAL', `invalid page server port ${String(hello.pageServerPort)}`);
+      const port = opts.pageServerTunnel ? await freePort() : hello.pageServerPort;
+      if (!isTunnelPort(port)) throw new FerryError('EINVAL', `invalid page server port ${String(port)}`);
       await guard(port);
       session.pageServer = await startPageServer(engine.runtime.cfg.criuPath ?? 'criu', stage, port);
       if (opts.pageServerTunnel) setEndpoint(opts.pageServerTunnel(port));
@@ -706,7 +725,7 @@ async function receiveChecked(
     const m = await frames.next(REPLY_TIMEOUT_MS);
     if (!m || m.type !== 'image') return 1;
     try {
-      await engine.images.receive(m.image as ImageRecord, frames.archive());
+      await engine.images.receive(m.image, frames.archive());
       reply({ type: 'image-stored' });
     } catch (e) {
       reply({ type: 'error', message: (e as Error).message });
@@ -723,17 +742,14 @@ function sudoUid(): number[] {
   return process.env.SUDO_UID && Number.isInteger(u) && u > 0 ? [u] : [];
 }
 
-/** After the archive is in, how long the memory may still take to land. */
-const PAGE_SERVER_FINISH_MS = 60_000;
-
-async function receiveArchive(engine: Engine, frames: FrameReader, reply: (m: Message) => void, hello: Message, stage: string, lazyPort: number, pageServer: PageServer | undefined): Promise<number> {
+async function receiveArchive(engine: Engine, frames: Inbox, reply: (m: Reply) => void, hello: Hello, stage: string, lazyPort: number | undefined, pageServer: PageServer | undefined): Promise<number> {
   let lazyDaemon: ChildProcess | undefined;
   const preDumps: string[] = [];
   let begin = await frames.next(REPLY_TIMEOUT_MS);
   while (begin?.type === 'pre-dump') {
     const k = preDumps.length + 1;
     try {
-      if (begin.round !== k) throw new FerryError('EINVAL', `pre-copy round ${String(begin.round)} came when round ${k} was due`);
+      if (begin.round !== k) throw new FerryError('EINVAL', `pre-copy round ${begin.round} came when round ${k} was due`);
       const dir = path.join(stage, String(k));
       fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
       const r = await readArchive(frames.archive(), dir, {
@@ -744,7 +760,7 @@ async function receiveArchive(engine: Engine, frames: FrameReader, reply: (m: Me
       if ([...r.sections].some((sec) => sec !== `parents/${k}`)) throw new FerryError('EARCHIVE', `pre-copy round ${k} holds more than its pre-dump`);
       preDumps.push(path.join(dir, 'parents', String(k)));
       reply({ type: 'pre-dump-stored', round: k });
-      debug(`receive ${String(hello.name)}: pre-copy round ${k} stored`);
+      debug(`receive ${hello.name}: pre-copy round ${k} stored`);
     } catch (e) {
       reply({ type: 'error', message: (e as Error).message });
       return 1;
@@ -754,7 +770,7 @@ async function receiveArchive(engine: Engine, frames: FrameReader, reply: (m: Me
 
   // 2. The archive, straight into a new container, restored.
   if (!begin || begin.type !== 'archive') return 1;
-  debug(`receive ${String(hello.name)}: archive begins`);
+  debug(`receive ${hello.name}: archive begins`);
   let id: string | undefined;
   // While the source dumps, say how much memory has arrived (its progress bar shows it).
   let pageBytes = 0;
@@ -764,8 +780,8 @@ async function receiveArchive(engine: Engine, frames: FrameReader, reply: (m: Me
     const r = await importCheckpoint(engine, {
       source: frames.archive(),
       tcpEstablished: undefined,
-      beforeRestore: hello.lazy ? lazyRestoreHook(engine, lazyPort, (d) => (lazyDaemon = d)) : undefined,
-      lazyPages: !!hello.lazy,
+      beforeRestore: hello.lazy && lazyPort ? lazyRestoreHook(engine, lazyPort, (d) => (lazyDaemon = d)) : undefined,
+      lazyPages: hello.lazy,
       preDumps,
       pageImages: pageServer
         ? async () => {
@@ -779,7 +795,7 @@ async function receiveArchive(engine: Engine, frames: FrameReader, reply: (m: Me
     id = r.id;
     clearInterval(ticker);
     reply({ type: 'restored', id, pageBytes });
-    debug(`receive ${String(hello.name)}: restored`);
+    debug(`receive ${hello.name}: restored`);
   } catch (e) {
     clearInterval(ticker);
     lazyDaemon?.kill('SIGKILL');
@@ -800,7 +816,7 @@ async function receiveArchive(engine: Engine, frames: FrameReader, reply: (m: Me
     await new Promise<void>((resolve) => (d.exitCode !== null ? resolve() : d.on('close', () => resolve())));
     reply({ type: 'pages-done' });
   }
-  await frames.next(5000); // bye
+  await frames.next(BYE_TIMEOUT_MS); // bye
   return 0;
 }
 
