@@ -1,7 +1,8 @@
 import type { Command } from 'commander';
 import { FerryError } from '../lib/errors.js';
 import { COMPRESSIONS, type Compression } from '../drivers/archive/compress.js';
-import { migrate, receiveMigration, type Progress } from '../engine/migrate.js';
+import { migrate, type Progress } from '../engine/migrate/source.js';
+import { receiveMigration } from '../engine/migrate/destination.js';
 import { collect, getEngine, out, type Ctx } from './context.js';
 import { humanSize } from './format.js';
 

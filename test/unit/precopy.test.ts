@@ -10,7 +10,7 @@ import * as path from 'node:path';
 import { PassThrough } from 'node:stream';
 import { ArchiveWriter, HEADER_MEMBER, readArchive } from '../../src/drivers/archive/archive.js';
 import { placePreDumps, preDumpChain, removePreDumps } from '../../src/engine/checkpoint.js';
-import { anotherPreCopyRound } from '../../src/engine/migrate.js';
+import { anotherPreCopyRound } from '../../src/engine/migrate/precopy.js';
 
 function tmpdir(t: { after: (fn: () => void) => void }): string {
   const d = fs.mkdtempSync(path.join(os.tmpdir(), 'ferry-precopy-'));
