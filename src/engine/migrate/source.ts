@@ -59,7 +59,7 @@ import { takeDown } from '../pods.js';
 import type { ContainerRecord } from '../types.js';
 import type { Engine } from '../engine.js';
 import { COMMIT_TIMEOUT_MS, PRE_DUMP_KIND, REPLY_TIMEOUT_MS, parseReply, type Ready, type Reply, type Restored, type SourceMessage } from './protocol.js';
-import { anotherPreCopyRound } from './precopy.js';
+import { anotherPreCopyRound, checkPreCopyRounds } from './precopy.js';
 
 export interface MigrateOptions extends DestinationOptions {
   lazy?: boolean;
@@ -97,6 +97,7 @@ export interface PreCopyRound {
 
 export async function migrate(engine: Engine, ref: string, o: MigrateOptions): Promise<MigrateReport> {
   const t0 = performance.now();
+  checkPreCopyRounds(o.preCopy);
   const dest = parseDestination(o);
   const rec = await engine.inspect(ref);
   refuseImmovable(rec);
@@ -134,11 +135,8 @@ function refuseImmovable(rec: ContainerRecord): void {
 
 /** What this host's kernel and CRIU cannot do of what was asked. */
 function refuseUnsupported(criu: CriuInfo, o: MigrateOptions): void {
-  if (o.preCopy !== undefined) {
-    if (!Number.isInteger(o.preCopy) || o.preCopy < 1) throw new FerryError('EINVAL', `invalid number of pre-copy rounds: ${o.preCopy}`);
-    if (!criu.features.memDirtyTrack) {
-      throw new FerryError('EUNSUPPORTED', 'pre-copy needs soft-dirty memory tracking, which this kernel lacks (`criu check --feature mem_dirty_track`): migrate without --pre-copy, or with --lazy');
-    }
+  if (o.preCopy !== undefined && !criu.features.memDirtyTrack) {
+    throw new FerryError('EUNSUPPORTED', 'pre-copy needs soft-dirty memory tracking, which this kernel lacks (`criu check --feature mem_dirty_track`): migrate without --pre-copy, or with --lazy');
   }
   if (o.lazy && !(criu.features.uffdNoncoop && criu.features.lazyPipeSize)) {
     throw new FerryError('EUNSUPPORTED', criu.features.uffdNoncoop ? 'lazy migration needs fs.pipe-max-size >= 4194304 on this host: run `npm run setup`' : 'lazy migration needs userfaultfd, which this kernel lacks: migrate without --lazy');
