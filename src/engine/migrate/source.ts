@@ -155,6 +155,317 @@ interface Plan {
   t0: number;
 }
 
+// ------------------------------------------------------------------------------ phases
+
+/** One migration in progress, as its phases share it. */
+class Session {
+  readonly writer: FrameWriter<SourceMessage>;
+  readonly replies: LineReader<Reply>;
+  /** Archive bytes sent so far. */
+  bytes = 0;
+  /** What the destination's page server has received so far (it says so while the dump runs). */
+  pageBytes = 0;
+  readonly rounds: PreCopyRound[] = [];
+  /** What a failure now undoes: each phase registers its own (onFailure). */
+  rollback: Rollback = { kind: 'untouched' };
+  /** The final dump, lazy or after pre-copy, which may still be settling when the archive has gone. */
+  dump?: Promise<unknown>;
+
+  constructor(
+    readonly engine: Engine,
+    readonly o: MigrateOptions,
+    readonly p: Plan,
+    readonly link: Link,
+  ) {
+    this.writer = new FrameWriter<SourceMessage>(link.output);
+    this.replies = new LineReader(link.input, parseReply);
+    this.replies.onProgress = (m) => {
+      this.pageBytes = m.pageBytes;
+      this.progress('transferring', this.bytes + this.pageBytes);
+    };
+  }
+
+  get id(): string {
+    return this.p.rec.config.id;
+  }
+
+  get name(): string {
+    return this.p.rec.config.name;
+  }
+
+  get host(): string {
+    return this.p.host;
+  }
+
+  onFailure(r: Rollback): void {
+    this.rollback = r;
+  }
+
+  progress(phase: Progress['phase'], bytes = 0): void {
+    this.o.onProgress?.({ phase, bytes });
+  }
+
+  lost(): FerryError {
+    const why = this.link.lostReason();
+    return new FerryError('ERUNTIME', `lost the connection to ${this.link.where}${why ? `: ${why}` : ''}`);
+  }
+
+  peer(): Peer {
+    return { host: this.host, name: this.name, lost: () => this.lost() };
+  }
+
+  /** The destination's next reply, to be awaited later: a refused one rejects only where it is awaited. */
+  laterReply(): Promise<Reply | undefined> {
+    const p = this.replies.next();
+    p.catch(() => undefined);
+    return p;
+  }
+
+  /** An archive's way out, counted into bytes and the progress of phase. */
+  dataStream(phase: Progress['phase']): Writable {
+    const data = this.writer.dataStream();
+    data.on('error', () => undefined); // destroyed on purpose when the destination gives up
+    return countingTap(data, (n) => {
+      this.bytes += n;
+      this.progress(phase, this.bytes);
+    });
+  }
+}
+
+/** The phases in order; a failure in any runs the rollback registered last. */
+async function runPhases(s: Session): Promise<MigrateReport> {
+  try {
+    const ready = await connectAndCheck(s);
+    if (ready.needImage) await sendImage(s);
+    const parent = await preCopy(s);
+    const moved = await freezeAndSend(s, parent);
+    // Stop-and-copy has committed already, from under the frozen container's lock.
+    if (!moved.committed) await commit(s);
+    return await cleanUp(s, moved);
+  } catch (e) {
+    throw await rollBack(s, e as Error);
+  }
+}
+
+/** 1. hello, and the destination checks everything before anything is frozen. Rollback: untouched. */
+async function connectAndCheck(s: Session): Promise<Ready> {
+  const { rec, criu, pages } = s.p;
+  s.onFailure({ kind: 'untouched' });
+  const meta = rec.state.address;
+  const remotePort = s.link.remotePagesPort || undefined; // none: the receiver picks its own
+  await s.writer.send({
+    type: 'hello',
+    name: s.name,
+    imageId: rec.config.imageId,
+    imageName: rec.config.imageName,
+    network: rec.config.network?.mode === 'bridge' ? rec.config.network.name ?? 'ferry' : undefined,
+    ip: meta?.ip,
+    criuVersion: criu.version,
+    arch: process.arch,
+    lazy: !!s.o.lazy,
+    lazyPort: pages === 'lazy' ? remotePort : undefined,
+    pageServer: pages === 'page-server',
+    pageServerPort: pages === 'page-server' ? remotePort : undefined,
+    withImage: !!s.o.withImage,
+    volumes: rec.config.mounts.filter((m) => m.type === 'volume').map((m) => m.source),
+  });
+  s.progress('checking');
+  const ready = await s.replies.next(REPLY_TIMEOUT_MS);
+  if (!ready) throw s.lost();
+  if (ready.type === 'error') throw new FerryError('ESTATE', `${s.host} refused the migration: ${ready.message}; ${s.name} was not touched`);
+  if (ready.type !== 'ready') throw new FerryError('ERUNTIME', `unexpected reply from ${s.host}: ${ready.type}`);
+  await s.link.ready();
+  debug(`migrate ${s.name}: ${s.host} is ready`);
+  return ready;
+}
+
+/** 2. --with-image: the image's rootfs goes first, while the container still runs. Rollback: untouched. */
+async function sendImage(s: Session): Promise<void> {
+  s.progress('transferring');
+  const img = s.engine.images.list().find((i) => i.Id === s.p.rec.config.imageId);
+  if (!img) throw new FerryError('ENOTFOUND', `the image of ${s.name} is gone from this host`);
+  await s.writer.send({ type: 'image', image: img });
+  const src = s.engine.images.send(img.Id);
+  const sink = s.writer.dataStream();
+  await Promise.all([pipeline(src.stream, sink), src.done]);
+  const got = await s.replies.next(REPLY_TIMEOUT_MS);
+  if (!got) throw s.lost();
+  if (got.type === 'error') throw new FerryError('ESTATE', `${s.host} could not store the image: ${got.message}; ${s.name} was not touched`);
+  if (got.type !== 'image-stored') throw new FerryError('ERUNTIME', `unexpected reply from ${s.host}: ${got.type}`);
+}
+
+/**
+ * 3. (--pre-copy) Rounds of memory while the container runs, each only what changed since
+ * the round before, until they stop converging. Resolves with the last round's dir (the
+ * final dump's parent). Rollback, once a round is written: drop the rounds.
+ */
+async function preCopy(s: Session): Promise<string | undefined> {
+  const { engine, o, name } = s;
+  const id = s.id;
+  let parent: string | undefined;
+  for (let k = 1; o.preCopy && (k === 1 || anotherPreCopyRound(s.rounds.map((r) => r.pages), o.preCopy)); k++) {
+    s.progress('pre-copy', s.bytes);
+    const tr = performance.now();
+    const before = s.bytes;
+    const dir = `pre-${k}`;
+    await checkpoint(engine, id, { preCheckpoint: true, preDumpDir: dir, parentDir: parent });
+    s.onFailure({ kind: 'drop-rounds' });
+    parent = dir;
+    const pages = Math.ceil(pageImageBytes(path.join(engine.paths.containerDir(id), dir)) / 4096);
+    await s.writer.send({ type: 'pre-dump', round: k });
+    await writeArchive(
+      s.dataStream('pre-copy'),
+      o.compression ?? 'zstd',
+      async (w) => {
+        await w.addJson(HEADER_MEMBER, { format: ARCHIVE_FORMAT, kind: PRE_DUMP_KIND, round: k, container: name });
+        await w.addPlainDir(`parents/${k}`, path.join(engine.paths.containerDir(id), dir));
+      },
+      (why) => new FerryError('ERUNTIME', `sending pre-copy round ${k} failed: ${why}`),
+    );
+    const stored = await s.replies.next(REPLY_TIMEOUT_MS);
+    if (!stored) throw s.lost();
+    if (stored.type === 'error') throw new FerryError('ESTATE', `${s.host} could not store pre-copy round ${k}: ${stored.message}`);
+    if (stored.type !== 'pre-dump-stored' || stored.round !== k) throw new FerryError('ERUNTIME', `unexpected reply from ${s.host}: ${stored.type}`);
+    s.rounds.push({ pages, bytes: s.bytes - before, ms: performance.now() - tr });
+    debug(`migrate ${name}: pre-copy round ${k}: ${pages} pages, ${s.bytes - before} bytes`);
+  }
+  return parent;
+}
+
+/** How the container got to the destination. */
+interface Moved {
+  downtimeMs: number;
+  restored: Restored;
+  /** Stop-and-copy commits before its frozen copy is taken down, under the container's lock. */
+  committed: boolean;
+  /** (lazy) CRIU here, serving the destination's page faults until it has every page. */
+  lazyDump?: LazyDump;
+}
+
+/** 4. Freeze and send, until the destination runs the container. */
+async function freezeAndSend(s: Session, parent: string | undefined): Promise<Moved> {
+  s.progress('freezing', s.bytes);
+  debug(`migrate ${s.name}: freezing`);
+  const counted = s.dataStream('transferring');
+  await s.writer.send({ type: 'archive' });
+  return s.p.pages === 'page-server' ? stopAndCopy(s, counted) : dumpAndSend(s, counted, parent);
+}
+
+/**
+ * Stop-and-copy: frozen, dumped to the destination's page server, the rest as the archive;
+ * then (5.) commit, before the frozen copy is taken down. Rollback: thawed.
+ */
+async function stopAndCopy(s: Session, counted: Writable): Promise<Moved> {
+  const { engine, o } = s;
+  s.onFailure({ kind: 'thawed' });
+  const { downtimeMs, restored } = await engine.withContainer(s.id, (locked) =>
+    frozenStopAndCopy(engine, locked, {
+      pagesPort: s.p.pagesPort,
+      tcpEstablished: o.tcpEstablished,
+      target: counted,
+      compression: o.compression ?? 'zstd',
+      reply: s.laterReply(),
+      host: s.host,
+      destination: o.destination,
+      lost: () => s.lost(),
+      commit: () => commit(s),
+      onSent: () => s.progress('restoring', s.bytes + s.pageBytes),
+    }),
+  );
+  s.pageBytes = restored.pageBytes || s.pageBytes;
+  return { downtimeMs, restored, committed: true };
+}
+
+/**
+ * Lazy, or after pre-copy: the final dump here (with parent the last round), streamed as
+ * the archive. Rollback: restore from the local checkpoint (lazy: with the memory served from
+ * here) if the dump got that far; otherwise the container still runs, and its rounds go.
+ */
+async function dumpAndSend(s: Session, counted: Writable, parent: string | undefined): Promise<Moved> {
+  const { engine, o, name } = s;
+  const rounds = parent !== undefined;
+  s.onFailure({ kind: 'restore', lazy: false, rounds });
+  const tFreeze = performance.now();
+  // The destination may answer (fail) while we still stream: watch for that, or a stalled
+  // channel would block the export forever.
+  const replyP = s.laterReply();
+  let lazyDump: LazyDump | undefined;
+  const exportP = (async () => {
+    const target = { target: counted, compression: o.compression ?? 'zstd', withoutPreDumps: true } as const;
+    if (o.lazy) {
+      lazyDump = await lazyCheckpoint(engine, s.id, s.p.pagesPort, o.tcpEstablished, parent);
+      // Its memory is in the page server here now, and nowhere else.
+      s.onFailure({ kind: 'restore', lazy: true, rounds });
+      await engine.withContainer(s.id, async (r) => {
+        await exportCheckpoint(engine, r, target);
+      });
+    } else {
+      await checkpoint(engine, s.id, { tcpEstablished: o.tcpEstablished, withPrevious: !!parent, parentDir: parent, export: target });
+    }
+  })();
+  s.dump = exportP;
+  exportP.catch(() => undefined);
+  // The archive is complete once its stream has ended; the checkpoint may still be releasing
+  // the source's runtime then, which the destination does not wait for.
+  const sent = new Promise<void>((resolve) => counted.once('finish', () => resolve()));
+  await archiveSent(sent, exportP, replyP, counted, s.peer());
+  s.progress('restoring', s.bytes);
+  debug(`migrate ${name}: archive sent (${s.bytes} bytes)`);
+  const restored = await restoredReply(replyP, s.peer());
+  const downtimeMs = performance.now() - tFreeze;
+  debug(`migrate ${name}: running on ${s.host} after ${downtimeMs.toFixed(1)}ms of downtime`);
+  return { downtimeMs, restored, committed: false, lazyDump };
+}
+
+/**
+ * 5. Commit. A failure to send it leaves the phase before's rollback; once it is sent the
+ * rollback is to keep the container stopped here (nobody knows whether it arrived), and once
+ * `committed` comes the destination owns the container.
+ */
+async function commit(s: Session): Promise<void> {
+  s.progress('committing', s.bytes + s.pageBytes);
+  await s.writer.send({ type: 'commit' });
+  s.onFailure({ kind: 'keep' });
+  const committed = await s.replies.next(COMMIT_TIMEOUT_MS).catch(() => undefined);
+  if (committed?.type !== 'committed') {
+    const name = s.name;
+    const here =
+      s.p.pages === 'page-server'
+        ? `if it does not run there, \`ferry unpause ${name}\` here (it is paused here); if it does, \`ferry rm -f ${name}\` here`
+        : `if it does not run, \`ferry container restore ${name}\` here (its checkpoint is kept)`;
+    throw new FerryError('ERUNTIME', `the connection to ${s.host} was lost after the commit was sent: ${name} may be running there. Check with \`ferry ps\` there; ${here}`);
+  }
+  s.onFailure({ kind: 'done' });
+}
+
+/**
+ * 6. The container lives on the destination only now (lazy: once every page has gone), and so
+ * do its volumes' data: volumes no other container here uses moved with it. Rollback: none.
+ */
+async function cleanUp(s: Session, moved: Moved): Promise<MigrateReport> {
+  const { engine, o, p, name } = s;
+  if (moved.lazyDump) {
+    s.progress('pages', s.bytes);
+    await moved.lazyDump.done; // every page has been served
+    const pagesDone = await s.replies.next(REPLY_TIMEOUT_MS).catch((e: Error) => ({ type: 'error' as const, message: e.message }));
+    if (pagesDone?.type === 'error') process.stderr.write(`ferry: warning: ${pagesDone.message}\n`);
+  }
+  s.bytes += s.pageBytes;
+  const late = await s.dump?.then(() => undefined, (e: Error) => e);
+  if (late) process.stderr.write(`ferry: warning: after the checkpoint of ${name}: ${late.message}\n`);
+  await engine.remove(s.id, { force: true });
+  const others = await engine.list({ all: true });
+  for (const m of p.rec.config.mounts) {
+    if (m.type !== 'volume' || others.some((r) => r.config.mounts.some((x) => x.type === 'volume' && x.source === m.source))) continue;
+    await engine.removeVolume(m.source).catch(() => undefined);
+  }
+  await s.writer.send({ type: 'bye' }).catch(() => undefined);
+  s.link.end();
+  s.progress('done', s.bytes);
+  const mode = o.preCopy ? (o.lazy ? 'pre-copy+lazy' : 'pre-copy') : o.lazy ? 'lazy' : 'stop-and-copy';
+  return { container: name, destination: o.destination, mode, downtimeMs: moved.downtimeMs, totalMs: performance.now() - p.t0, bytesSent: s.bytes, newId: moved.restored.id, preCopyRounds: s.rounds };
+}
+
 // ------------------------------------------------------------------------------ rollback
 
 /** What a failure undoes, registered by the phase the migration is in (see the table above). */
@@ -254,314 +565,6 @@ async function restoreHere(s: Session, lazy: boolean): Promise<boolean> {
 /** The container runs on here: its pre-copy rounds are of no more use. */
 async function dropRounds(s: Session): Promise<void> {
   await s.engine.withContainer(s.id, async () => removePreDumps(s.engine.paths.containerDir(s.id))).catch(() => undefined);
-}
-
-// ------------------------------------------------------------------------------ phases
-
-/** One migration in progress, as its phases share it. */
-class Session {
-  readonly writer: FrameWriter<SourceMessage>;
-  readonly replies: LineReader<Reply>;
-  /** Archive bytes sent so far. */
-  bytes = 0;
-  /** What the destination's page server has received so far (it says so while the dump runs). */
-  pageBytes = 0;
-  readonly rounds: PreCopyRound[] = [];
-  /** What a failure now undoes: each phase registers its own (onFailure). */
-  rollback: Rollback = { kind: 'untouched' };
-  /** The final dump, lazy or after pre-copy, which may still be settling when the archive has gone. */
-  dump?: Promise<unknown>;
-
-  constructor(
-    readonly engine: Engine,
-    readonly o: MigrateOptions,
-    readonly p: Plan,
-    readonly link: Link,
-  ) {
-    this.writer = new FrameWriter<SourceMessage>(link.output);
-    this.replies = new LineReader(link.input, parseReply);
-    this.replies.onProgress = (m) => {
-      this.pageBytes = m.pageBytes;
-      this.progress('transferring', this.bytes + this.pageBytes);
-    };
-  }
-
-  get id(): string {
-    return this.p.rec.config.id;
-  }
-
-  get name(): string {
-    return this.p.rec.config.name;
-  }
-
-  get host(): string {
-    return this.p.host;
-  }
-
-  onFailure(r: Rollback): void {
-    this.rollback = r;
-  }
-
-  progress(phase: Progress['phase'], bytes = 0): void {
-    this.o.onProgress?.({ phase, bytes });
-  }
-
-  lost(): FerryError {
-    const why = this.link.lostReason();
-    return new FerryError('ERUNTIME', `lost the connection to ${this.link.where}${why ? `: ${why}` : ''}`);
-  }
-
-  peer(): Peer {
-    return { host: this.host, name: this.name, lost: () => this.lost() };
-  }
-
-  /** The destination's next reply, to be awaited later: a refused one rejects only where it is awaited. */
-  laterReply(): Promise<Reply | undefined> {
-    const p = this.replies.next();
-    p.catch(() => undefined);
-    return p;
-  }
-
-  /** An archive's way out, counted into bytes and the progress of phase. */
-  dataStream(phase: Progress['phase']): Writable {
-    const data = this.writer.dataStream();
-    data.on('error', () => undefined); // destroyed on purpose when the destination gives up
-    return countingTap(data, (n) => {
-      this.bytes += n;
-      this.progress(phase, this.bytes);
-    });
-  }
-}
-
-/** The phases in order; a failure in any runs the rollback registered last. */
-async function runPhases(s: Session): Promise<MigrateReport> {
-  try {
-    const ready = await connectAndCheck(s);
-    if (ready.needImage) await sendImage(s);
-    const parent = await preCopy(s);
-    const moved = await freezeAndSend(s, parent);
-    return await cleanUp(s, moved);
-  } catch (e) {
-    throw await rollBack(s, e as Error);
-  }
-}
-
-/** 1. hello, and the destination checks everything before anything is frozen. Rollback: untouched. */
-async function connectAndCheck(s: Session): Promise<Ready> {
-  const { rec, criu, pages } = s.p;
-  s.onFailure({ kind: 'untouched' });
-  const meta = rec.state.address;
-  const remotePort = s.link.remotePagesPort || undefined; // none: the receiver picks its own
-  await s.writer.send({
-    type: 'hello',
-    name: s.name,
-    imageId: rec.config.imageId,
-    imageName: rec.config.imageName,
-    network: rec.config.network?.mode === 'bridge' ? rec.config.network.name ?? 'ferry' : undefined,
-    ip: meta?.ip,
-    criuVersion: criu.version,
-    arch: process.arch,
-    lazy: !!s.o.lazy,
-    lazyPort: pages === 'lazy' ? remotePort : undefined,
-    pageServer: pages === 'page-server',
-    pageServerPort: pages === 'page-server' ? remotePort : undefined,
-    withImage: !!s.o.withImage,
-    volumes: rec.config.mounts.filter((m) => m.type === 'volume').map((m) => m.source),
-  });
-  s.progress('checking');
-  const ready = await s.replies.next(REPLY_TIMEOUT_MS);
-  if (!ready) throw s.lost();
-  if (ready.type === 'error') throw new FerryError('ESTATE', `${s.host} refused the migration: ${ready.message}; ${s.name} was not touched`);
-  if (ready.type !== 'ready') throw new FerryError('ERUNTIME', `unexpected reply from ${s.host}: ${ready.type}`);
-  await s.link.ready();
-  debug(`migrate ${s.name}: ${s.host} is ready`);
-  return ready;
-}
-
-/** 2. --with-image: the image's rootfs goes first, while the container still runs. Rollback: untouched. */
-async function sendImage(s: Session): Promise<void> {
-  s.progress('transferring');
-  const img = s.engine.images.list().find((i) => i.Id === s.p.rec.config.imageId);
-  if (!img) throw new FerryError('ENOTFOUND', `the image of ${s.name} is gone from this host`);
-  await s.writer.send({ type: 'image', image: img });
-  const src = s.engine.images.send(img.Id);
-  const sink = s.writer.dataStream();
-  await Promise.all([pipeline(src.stream, sink), src.done]);
-  const got = await s.replies.next(REPLY_TIMEOUT_MS);
-  if (!got) throw s.lost();
-  if (got.type === 'error') throw new FerryError('ESTATE', `${s.host} could not store the image: ${got.message}; ${s.name} was not touched`);
-  if (got.type !== 'image-stored') throw new FerryError('ERUNTIME', `unexpected reply from ${s.host}: ${got.type}`);
-}
-
-/**
- * 3. (--pre-copy) Rounds of memory while the container runs, each only what changed since
- * the round before, until they stop converging. Resolves with the last round's dir (the
- * final dump's parent). Rollback, once a round is written: drop the rounds.
- */
-async function preCopy(s: Session): Promise<string | undefined> {
-  const { engine, o, name } = s;
-  const id = s.id;
-  let parent: string | undefined;
-  for (let k = 1; o.preCopy && (k === 1 || anotherPreCopyRound(s.rounds.map((r) => r.pages), o.preCopy)); k++) {
-    s.progress('pre-copy', s.bytes);
-    const tr = performance.now();
-    const before = s.bytes;
-    const dir = `pre-${k}`;
-    await checkpoint(engine, id, { preCheckpoint: true, preDumpDir: dir, parentDir: parent });
-    s.onFailure({ kind: 'drop-rounds' });
-    parent = dir;
-    const pages = Math.ceil(pageImageBytes(path.join(engine.paths.containerDir(id), dir)) / 4096);
-    await s.writer.send({ type: 'pre-dump', round: k });
-    await writeArchive(
-      s.dataStream('pre-copy'),
-      o.compression ?? 'zstd',
-      async (w) => {
-        await w.addJson(HEADER_MEMBER, { format: ARCHIVE_FORMAT, kind: PRE_DUMP_KIND, round: k, container: name });
-        await w.addPlainDir(`parents/${k}`, path.join(engine.paths.containerDir(id), dir));
-      },
-      (why) => new FerryError('ERUNTIME', `sending pre-copy round ${k} failed: ${why}`),
-    );
-    const stored = await s.replies.next(REPLY_TIMEOUT_MS);
-    if (!stored) throw s.lost();
-    if (stored.type === 'error') throw new FerryError('ESTATE', `${s.host} could not store pre-copy round ${k}: ${stored.message}`);
-    if (stored.type !== 'pre-dump-stored' || stored.round !== k) throw new FerryError('ERUNTIME', `unexpected reply from ${s.host}: ${stored.type}`);
-    s.rounds.push({ pages, bytes: s.bytes - before, ms: performance.now() - tr });
-    debug(`migrate ${name}: pre-copy round ${k}: ${pages} pages, ${s.bytes - before} bytes`);
-  }
-  return parent;
-}
-
-/** How the container got to the destination. */
-interface Moved {
-  downtimeMs: number;
-  restored: Restored;
-  /** (lazy) CRIU here, serving the destination's page faults until it has every page. */
-  lazyDump?: LazyDump;
-}
-
-/**
- * 4-5. Freeze, send, and commit once the destination runs it. Stop-and-copy commits from
- * under the frozen container's lock (frozenStopAndCopy); the rest after the dump.
- */
-async function freezeAndSend(s: Session, parent: string | undefined): Promise<Moved> {
-  s.progress('freezing', s.bytes);
-  debug(`migrate ${s.name}: freezing`);
-  const counted = s.dataStream('transferring');
-  await s.writer.send({ type: 'archive' });
-  return s.p.pages === 'page-server' ? stopAndCopy(s, counted) : dumpAndSend(s, counted, parent);
-}
-
-/** 4. Stop-and-copy: frozen, dumped to the destination's page server, the rest as the archive. Rollback: thawed. */
-async function stopAndCopy(s: Session, counted: Writable): Promise<Moved> {
-  const { engine, o } = s;
-  s.onFailure({ kind: 'thawed' });
-  const { downtimeMs, restored } = await engine.withContainer(s.id, (locked) =>
-    frozenStopAndCopy(engine, locked, {
-      pagesPort: s.p.pagesPort,
-      tcpEstablished: o.tcpEstablished,
-      target: counted,
-      compression: o.compression ?? 'zstd',
-      reply: s.laterReply(),
-      host: s.host,
-      destination: o.destination,
-      lost: () => s.lost(),
-      commit: () => commit(s),
-      onSent: () => s.progress('restoring', s.bytes + s.pageBytes),
-    }),
-  );
-  s.pageBytes = restored.pageBytes || s.pageBytes;
-  return { downtimeMs, restored };
-}
-
-/**
- * 4. Lazy, or after pre-copy: the final dump here (with parent the last round), streamed as
- * the archive. Rollback: restore from the local checkpoint (lazy: with the memory served from
- * here) if the dump got that far; otherwise the container still runs, and its rounds go.
- */
-async function dumpAndSend(s: Session, counted: Writable, parent: string | undefined): Promise<Moved> {
-  const { engine, o, name } = s;
-  const rounds = parent !== undefined;
-  s.onFailure({ kind: 'restore', lazy: false, rounds });
-  const tFreeze = performance.now();
-  // The destination may answer (fail) while we still stream: watch for that, or a stalled
-  // channel would block the export forever.
-  const replyP = s.laterReply();
-  let lazyDump: LazyDump | undefined;
-  const exportP = (async () => {
-    const target = { target: counted, compression: o.compression ?? 'zstd', withoutPreDumps: true } as const;
-    if (o.lazy) {
-      lazyDump = await lazyCheckpoint(engine, s.id, s.p.pagesPort, o.tcpEstablished, parent);
-      // Its memory is in the page server here now, and nowhere else.
-      s.onFailure({ kind: 'restore', lazy: true, rounds });
-      await engine.withContainer(s.id, async (r) => {
-        await exportCheckpoint(engine, r, target);
-      });
-    } else {
-      await checkpoint(engine, s.id, { tcpEstablished: o.tcpEstablished, withPrevious: !!parent, parentDir: parent, export: target });
-    }
-  })();
-  s.dump = exportP;
-  exportP.catch(() => undefined);
-  // The archive is complete once its stream has ended; the checkpoint may still be releasing
-  // the source's runtime then, which the destination does not wait for.
-  const sent = new Promise<void>((resolve) => counted.once('finish', () => resolve()));
-  await archiveSent(sent, exportP, replyP, counted, s.peer());
-  s.progress('restoring', s.bytes);
-  debug(`migrate ${name}: archive sent (${s.bytes} bytes)`);
-  const restored = await restoredReply(replyP, s.peer());
-  const downtimeMs = performance.now() - tFreeze;
-  debug(`migrate ${name}: running on ${s.host} after ${downtimeMs.toFixed(1)}ms of downtime`);
-  await commit(s);
-  return { downtimeMs, restored, lazyDump };
-}
-
-/**
- * 5. Commit. A failure to send it leaves the phase before's rollback; once it is sent the
- * rollback is to keep the container stopped here (nobody knows whether it arrived), and once
- * `committed` comes the destination owns the container.
- */
-async function commit(s: Session): Promise<void> {
-  s.progress('committing', s.bytes + s.pageBytes);
-  await s.writer.send({ type: 'commit' });
-  s.onFailure({ kind: 'keep' });
-  const committed = await s.replies.next(COMMIT_TIMEOUT_MS).catch(() => undefined);
-  if (committed?.type !== 'committed') {
-    const name = s.name;
-    const here =
-      s.p.pages === 'page-server'
-        ? `if it does not run there, \`ferry unpause ${name}\` here (it is paused here); if it does, \`ferry rm -f ${name}\` here`
-        : `if it does not run, \`ferry container restore ${name}\` here (its checkpoint is kept)`;
-    throw new FerryError('ERUNTIME', `the connection to ${s.host} was lost after the commit was sent: ${name} may be running there. Check with \`ferry ps\` there; ${here}`);
-  }
-  s.onFailure({ kind: 'done' });
-}
-
-/**
- * 6. The container lives on the destination only now (lazy: once every page has gone), and so
- * do its volumes' data: volumes no other container here uses moved with it. Rollback: none.
- */
-async function cleanUp(s: Session, moved: Moved): Promise<MigrateReport> {
-  const { engine, o, p, name } = s;
-  if (moved.lazyDump) {
-    s.progress('pages', s.bytes);
-    await moved.lazyDump.done; // every page has been served
-    const pagesDone = await s.replies.next(REPLY_TIMEOUT_MS).catch((e: Error) => ({ type: 'error' as const, message: e.message }));
-    if (pagesDone?.type === 'error') process.stderr.write(`ferry: warning: ${pagesDone.message}\n`);
-  }
-  s.bytes += s.pageBytes;
-  const late = await s.dump?.then(() => undefined, (e: Error) => e);
-  if (late) process.stderr.write(`ferry: warning: after the checkpoint of ${name}: ${late.message}\n`);
-  await engine.remove(s.id, { force: true });
-  const others = await engine.list({ all: true });
-  for (const m of p.rec.config.mounts) {
-    if (m.type !== 'volume' || others.some((r) => r.config.mounts.some((x) => x.type === 'volume' && x.source === m.source))) continue;
-    await engine.removeVolume(m.source).catch(() => undefined);
-  }
-  await s.writer.send({ type: 'bye' }).catch(() => undefined);
-  s.link.end();
-  s.progress('done', s.bytes);
-  const mode = o.preCopy ? (o.lazy ? 'pre-copy+lazy' : 'pre-copy') : o.lazy ? 'lazy' : 'stop-and-copy';
-  return { container: name, destination: o.destination, mode, downtimeMs: moved.downtimeMs, totalMs: performance.now() - p.t0, bytesSent: s.bytes, newId: moved.restored.id, preCopyRounds: s.rounds };
 }
 
 // ------------------------------------------------------------------------------ freeze
