@@ -23,7 +23,7 @@ import * as net from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import { FerryError } from '../lib/errors.js';
 import { connectPagesTunnel, createServiceServer, displayTarget, parseListenUrl, PROTOCOL, readLine, readSecretFile, splice } from '../drivers/transport/service.js';
-import { receiveMigration } from '../engine/migrate.js';
+import { receiveMigration } from '../engine/migrate/destination.js';
 import type { Engine } from '../engine/engine.js';
 
 export interface ServiceOptions {

@@ -1,7 +1,9 @@
 import type { Command } from 'commander';
 import { FerryError } from '../lib/errors.js';
 import { COMPRESSIONS, type Compression } from '../drivers/archive/compress.js';
-import { migrate, receiveMigration, type Progress } from '../engine/migrate.js';
+import { migrate, type Progress } from '../engine/migrate/source.js';
+import { badPreCopyRounds } from '../engine/migrate/precopy.js';
+import { receiveMigration } from '../engine/migrate/destination.js';
 import { collect, getEngine, out, type Ctx } from './context.js';
 import { humanSize } from './format.js';
 
@@ -50,10 +52,11 @@ export function registerMigrateCommands(program: Command, ctx: Ctx): void {
     .addHelpText('after', HELP_AFTER)
     .action(async (ref: string, dest: string, f: { lazy?: boolean; preCopy?: string | boolean; remoteCommand?: string; identity?: string; sshOption: string[]; secretFile?: string; tcpEstablished?: boolean; compress: string; printStats?: boolean; withImage?: boolean }) => {
       if (!COMPRESSIONS.includes(f.compress as Compression)) throw new FerryError('EINVAL', `invalid --compress "${f.compress}": use zstd, gzip or none`);
+      // The number only: migrate() checks that it is a number of rounds it takes.
       let preCopy: number | undefined;
       if (f.preCopy !== undefined) {
         preCopy = f.preCopy === true ? 3 : Number(f.preCopy);
-        if (!Number.isInteger(preCopy) || preCopy < 1 || preCopy > 20) throw new FerryError('EINVAL', `invalid --pre-copy "${String(f.preCopy)}": give a number of rounds from 1 to 20`);
+        if (Number.isNaN(preCopy) || (typeof f.preCopy === 'string' && !f.preCopy.trim())) throw badPreCopyRounds(String(f.preCopy));
       }
       const tty = process.stderr.isTTY && !f.printStats;
       let last = '';

@@ -1,5 +1,5 @@
 import * as fs from 'node:fs';
-import { spawn, type SpawnOptions } from 'node:child_process';
+import { spawn, spawnSync, type SpawnOptions } from 'node:child_process';
 import { FerryError } from './errors.js';
 import { debug, debugEnabled } from './log.js';
 
@@ -81,4 +81,10 @@ export function which(name: string): string | undefined {
     }
   }
   return undefined;
+}
+
+/** Runs a short program synchronously (argv array); a non-zero exit throws with its stderr. */
+export function runSyncOk(argv: readonly string[]): void {
+  const r = spawnSync(argv[0]!, argv.slice(1), { encoding: 'utf8' });
+  if (r.status !== 0) throw new FerryError('ERUNTIME', `${argv[0]} failed: ${r.stderr.trim()}`);
 }

@@ -1,4 +1,5 @@
 import * as fs from 'node:fs';
+import type { ChildProcess } from 'node:child_process';
 
 /** The start time of a process (clock ticks since boot), to tell a PID apart from a reused one. */
 export function procStartTime(pid: number): number | undefined {
@@ -37,4 +38,19 @@ export async function waitFor(cond: () => boolean, timeoutMs: number, intervalMs
     if (Date.now() >= end) return false;
     await sleep(intervalMs);
   }
+}
+
+/** Resolves when the child has exited, killing it (SIGKILL) if it has not after ms. */
+export function waitExit(p: ChildProcess, ms: number): Promise<void> {
+  if (p.exitCode !== null || p.signalCode !== null) return Promise.resolve();
+  return new Promise((resolve) => {
+    const t = setTimeout(() => {
+      p.kill('SIGKILL');
+      resolve();
+    }, ms);
+    p.on('close', () => {
+      clearTimeout(t);
+      resolve();
+    });
+  });
 }

@@ -9,6 +9,7 @@ import * as path from 'node:path';
 import { PassThrough } from 'node:stream';
 import { adoptPageImages, pageImageBytes } from '../../src/engine/checkpoint-dir.js';
 import { LineReader } from '../../src/drivers/transport/channel.js';
+import { parseReply } from '../../src/engine/migrate/protocol.js';
 import { Paths } from '../../src/engine/paths.js';
 
 function dirs(t: { after: (fn: () => void) => void }): { from: string; images: string } {
@@ -49,11 +50,12 @@ test('adoptPageImages refuses what a page server never writes, and an image the 
 
 test('LineReader: progress notices go to onProgress, never to next()', async () => {
   const input = new PassThrough();
-  const r = new LineReader(input);
+  const r = new LineReader(input, parseReply);
   const seen: number[] = [];
-  r.onProgress = (m) => seen.push(Number(m.pageBytes));
-  input.write('{"type":"progress","pageBytes":4096}\n{"type":"progress","pageBytes":8192}\n{"type":"restored","id":"x"}\n');
-  assert.deepEqual(await r.next(1000), { type: 'restored', id: 'x' });
+  r.onProgress = (m) => seen.push(m.pageBytes);
+  const id = 'c'.repeat(64);
+  input.write(`{"type":"progress","pageBytes":4096}\n{"type":"progress","pageBytes":8192}\n{"type":"restored","id":"${id}","pageBytes":8192}\n`);
+  assert.deepEqual(await r.next(1000), { type: 'restored', id, pageBytes: 8192 });
   assert.deepEqual(seen, [4096, 8192]);
   input.end('{"type":"progress","pageBytes":1}\n');
   assert.equal(await r.next(1000), undefined, 'a notice is no reply, even the last one');

@@ -10,7 +10,7 @@ import * as path from 'node:path';
 import { PassThrough } from 'node:stream';
 import { ArchiveWriter, HEADER_MEMBER, readArchive } from '../../src/drivers/archive/archive.js';
 import { placePreDumps, preDumpChain, removePreDumps } from '../../src/engine/checkpoint-dir.js';
-import { anotherPreCopyRound } from '../../src/engine/migrate.js';
+import { MAX_PRE_COPY_ROUNDS, anotherPreCopyRound, checkPreCopyRounds } from '../../src/engine/migrate/precopy.js';
 
 function tmpdir(t: { after: (fn: () => void) => void }): string {
   const d = fs.mkdtempSync(path.join(os.tmpdir(), 'ferry-precopy-'));
@@ -38,6 +38,14 @@ test('anotherPreCopyRound: up to max rounds, stops when small or no longer shrin
   assert.equal(anotherPreCopyRound([16384, 9000, 8000], 5), false, 'not converging (8000 >= 0.75 x 9000)');
   assert.equal(anotherPreCopyRound([16384, 9000, 4000], 5), true);
   assert.equal(anotherPreCopyRound([16384, 16384], 5), false, 'memory dirtied as fast as it is sent');
+});
+
+test('checkPreCopyRounds: 1 to 20 rounds, or none; anything else refused as the CLI words it', () => {
+  for (const n of [undefined, 1, 3, MAX_PRE_COPY_ROUNDS]) assert.doesNotThrow(() => checkPreCopyRounds(n), String(n));
+  assert.equal(MAX_PRE_COPY_ROUNDS, 20);
+  for (const n of [0, -1, 21, 2.5, NaN, Infinity]) {
+    assert.throws(() => checkPreCopyRounds(n), { code: 'EINVAL', message: `invalid --pre-copy "${n}": give a number of rounds from 1 to 20` }, String(n));
+  }
 });
 
 test('pre-dumps travel as parents/N: plain images only, read back into their sections', async (t) => {

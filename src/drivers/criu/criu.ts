@@ -50,7 +50,7 @@ export function missingFor(f: CriuFeatures, c: Capability): string | undefined {
  */
 export function requireCapability(info: CriuInfo, c: Capability, instead: string, where?: string): void {
   const why = missingFor(info.features, c);
-  if (why) throw new FerryError('EUNSUPPORTED', `${c === 'preCopy' ? 'pre-copy' : 'lazy pages'} need${where ? ` on ${where}` : ''} ${why}: ${instead}`);
+  if (why) throw new FerryError('EUNSUPPORTED', `${c === 'preCopy' ? 'pre-copy needs' : 'lazy pages need'}${where ? ` on ${where}` : ''} ${why}: ${instead}`);
 }
 
 export function parseCriuVersion(out: string): string | undefined {

@@ -1,10 +1,10 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { spawn, spawnSync } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import * as net from 'node:net';
 import { FerryError } from '../../lib/errors.js';
 import { debug } from '../../lib/log.js';
-import { lastLine, run, runOk, which, type RunResult } from '../../lib/exec.js';
+import { lastLine, run, runOk, runSyncOk, which, type RunResult } from '../../lib/exec.js';
 import { mkdirp } from '../../lib/fsutil.js';
 import { processAlive, procStartTime, sleep } from '../../lib/proc.js';
 
@@ -232,8 +232,7 @@ export class RuncRuntime {
     if (o.lazyPages) {
       const fifo = path.join(o.workPath, 'lazy-status');
       fs.rmSync(fifo, { force: true });
-      const r = spawnSync('mkfifo', ['-m', '600', fifo]);
-      if (r.status !== 0) throw new FerryError('ERUNTIME', `mkfifo ${fifo} failed: ${String(r.stderr).trim()}`);
+      runSyncOk(['mkfifo', '-m', '600', fifo]);
       const rd = fs.openSync(fifo, fs.constants.O_RDONLY | fs.constants.O_NONBLOCK);
       statusWr = fs.openSync(fifo, fs.constants.O_WRONLY);
       fs.rmSync(fifo, { force: true });

@@ -9,26 +9,52 @@
  * Over ssh the destination is `ferry system migrate-receive` started by the source, so the
  * channel is ssh's stdin/stdout: authenticated and encrypted by ssh, and no daemon listens.
  * To a `ferry system service` it is a TLS-PSK socket instead (service.ts).
+ *
+ * What a message may hold is the protocol's business, not the channel's: each reader is given
+ * the protocol's parser for its direction and applies it to every message as it arrives, so
+ * it hands out only checked, typed messages. A message the parser refuses takes its place in
+ * the order as that error: next() rejects with it.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { PassThrough, Writable, type Readable } from 'node:stream';
 import { FerryError } from '../../lib/errors.js';
 
-export type Message = { type: string } & Record<string, unknown>;
+/** A control message: a JSON object with a type; what else it holds is the protocol's. */
+export interface Message {
+  type: string;
+}
+
+/** Turns a message's parsed JSON into a checked, typed message; throws (a FerryError) if it is not one. */
+export type MessageParser<T extends Message> = (json: unknown) => T;
 
 const HEADER = 5;
 
+/** A message as it arrived: checked, or refused by the parser (and why). */
+type Entry<T> = { message: T } | { refused: Error };
+
+function parsed<T extends Message>(parse: MessageParser<T>, json: unknown): Entry<T> {
+  try {
+    return { message: parse(json) };
+  } catch (e) {
+    return { refused: e as Error };
+  }
+}
+
+function settle<T>(e: Entry<T>): Promise<T> {
+  return 'message' in e ? Promise.resolve(e.message) : Promise.reject(e.refused);
+}
+
 /** Messages in arrival order, handed to whoever waits for the next one. */
-class MessageQueue {
-  private queue: Message[] = [];
-  private waiting: ((m: Message | undefined) => void) | undefined;
+class MessageQueue<T> {
+  private queue: Entry<T>[] = [];
+  private waiting: ((e: Entry<T> | undefined) => void) | undefined;
   private ended = false;
 
-  push(m: Message): void {
+  push(e: Entry<T>): void {
     const w = this.waiting;
     this.waiting = undefined;
-    if (w) w(m);
-    else this.queue.push(m);
+    if (w) w(e);
+    else this.queue.push(e);
   }
 
   end(): void {
@@ -37,16 +63,20 @@ class MessageQueue {
     this.waiting = undefined;
   }
 
-  /** The next message, or undefined once the peer has gone (or after timeoutMs). */
-  next(timeoutMs?: number): Promise<Message | undefined> {
-    const m = this.queue.shift();
-    if (m) return Promise.resolve(m);
+  /**
+   * The next message, or undefined once the peer has gone (or after timeoutMs); rejects with
+   * the parser's error if what came next was refused.
+   */
+  next(timeoutMs?: number): Promise<T | undefined> {
+    const e = this.queue.shift();
+    if (e) return settle(e);
     if (this.ended) return Promise.resolve(undefined);
-    return new Promise((resolve) => {
+    return new Promise((resolve, reject) => {
       let t: NodeJS.Timeout | undefined;
       this.waiting = (v) => {
         if (t) clearTimeout(t);
-        resolve(v);
+        if (v) settle(v).then(resolve, reject);
+        else resolve(undefined);
       };
       if (timeoutMs) t = setTimeout(() => ((this.waiting = undefined), resolve(undefined)), timeoutMs);
     });
@@ -54,8 +84,8 @@ class MessageQueue {
 }
 const MAX_JSON = 1 << 20;
 
-/** Writes frames to the destination. */
-export class FrameWriter {
+/** Writes frames to the destination: control messages of type T, and archive data. */
+export class FrameWriter<T extends Message> {
   constructor(private readonly out: Writable) {}
 
   private frame(type: 'J' | 'D' | 'E', payload: Buffer): Promise<void> {
@@ -67,7 +97,7 @@ export class FrameWriter {
     });
   }
 
-  send(msg: Message): Promise<void> {
+  send(msg: T): Promise<void> {
     return this.frame('J', Buffer.from(JSON.stringify(msg)));
   }
 
@@ -84,12 +114,12 @@ export class FrameWriter {
   }
 }
 
-/** Reads frames on the destination: control messages one by one, archive data as a stream. */
-export class FrameReader {
+/** Reads frames on the destination: control messages (checked by parse) one by one, archive data as a stream. */
+export class FrameReader<T extends Message> {
   private buf: Buffer = Buffer.alloc(0);
   /** Bytes of the current data frame still to come. */
   private dataLeft = 0;
-  private readonly messages = new MessageQueue();
+  private readonly messages = new MessageQueue<T>();
   /** The archive whose data is arriving now (from its first D frame to its E). */
   private current: PassThrough | undefined;
   /** Archives that began arriving before archive() asked for them, oldest first. */
@@ -97,7 +127,10 @@ export class FrameReader {
   /** The stream archive() handed out before its data began. */
   private taken: PassThrough | undefined;
 
-  constructor(input: Readable) {
+  constructor(
+    input: Readable,
+    private readonly parse: MessageParser<T>,
+  ) {
     input.on('data', (b: Buffer) => this.push(b));
     input.on('end', () => this.finish());
     input.on('error', () => this.finish());
@@ -152,13 +185,13 @@ export class FrameReader {
       b = this.buf.subarray(HEADER + len);
       this.buf = Buffer.alloc(0);
       if (type === 'J') {
-        let m: Message;
+        let json: unknown;
         try {
-          m = JSON.parse(payload.toString('utf8')) as Message;
+          json = JSON.parse(payload.toString('utf8'));
         } catch {
           return this.finish();
         }
-        this.messages.push(m);
+        this.messages.push(parsed(this.parse, json));
       } else if (type === 'E') {
         this.begin().end();
         this.current = undefined;
@@ -168,8 +201,8 @@ export class FrameReader {
     }
   }
 
-  /** The next control message, or undefined when the source has gone. */
-  next(timeoutMs?: number): Promise<Message | undefined> {
+  /** The next control message, or undefined when the source has gone; rejects if it was refused. */
+  next(timeoutMs?: number): Promise<T | undefined> {
     return this.messages.next(timeoutMs);
   }
 
@@ -182,17 +215,20 @@ export class FrameReader {
   }
 }
 
-/** Reads the destination's JSON lines on the source. */
-export class LineReader {
+/** Reads the destination's JSON lines (checked by parse) on the source. */
+export class LineReader<T extends Message> {
   private buf = '';
-  private readonly messages = new MessageQueue();
+  private readonly messages = new MessageQueue<T>();
   /**
    * Receives `progress` notices (what the destination has received so far), which are never
    * replies: they do not reach next().
    */
-  onProgress?: (m: Message) => void;
+  onProgress?: (m: Extract<T, { type: 'progress' }>) => void;
 
-  constructor(input: Readable) {
+  constructor(
+    input: Readable,
+    private readonly parse: MessageParser<T>,
+  ) {
     input.on('data', (b: Buffer) => {
       this.buf += b.toString();
       let nl: number;
@@ -200,14 +236,15 @@ export class LineReader {
         const line = this.buf.slice(0, nl).trim();
         this.buf = this.buf.slice(nl + 1);
         if (!line) continue;
-        let m: Message;
+        let json: unknown;
         try {
-          m = JSON.parse(line) as Message;
+          json = JSON.parse(line);
         } catch {
           continue; // not ours (a login banner, say)
         }
-        if (m.type === 'progress') this.onProgress?.(m);
-        else this.messages.push(m);
+        const e = parsed(this.parse, json);
+        if ('message' in e && e.message.type === 'progress') this.onProgress?.(e.message as Extract<T, { type: 'progress' }>);
+        else this.messages.push(e);
       }
     });
     input.on('end', () => this.messages.end());
@@ -215,11 +252,10 @@ export class LineReader {
     input.on('close', () => this.messages.end());
   }
 
-  /** The next reply, or undefined when the destination has gone (or after timeoutMs). */
-  next(timeoutMs?: number): Promise<Message | undefined> {
+  /** The next reply, or undefined when the destination has gone (or after timeoutMs); rejects if it was refused. */
+  next(timeoutMs?: number): Promise<T | undefined> {
     return this.messages.next(timeoutMs);
   }
-
 }
 
 export interface SshTarget {

@@ -32,26 +32,35 @@ export function decideMigrationRepair(args: MigrateOpArgs): MigrationRepair {
 export async function repairMigration(engine: Engine, rec: ContainerRecord, op: OpOf<'migrate'>): Promise<string | void> {
   const id = rec.config.id;
   const plan = decideMigrationRepair(op.args);
-  // CRIU waits to serve the memory to a destination that went with the channel: stop it. Its
-  // tasks, seized but not yet killed, then run on with their memory where it was.
-  if (plan.stopCriu) for (const pid of engine.runtime.busy(id)) killGroup(pid);
-  // Nothing is decided while a runc of ours may still be working on the container.
-  await waitFor(() => !processAlive(op.helperPid) && !engine.runtime.busy(id).length, 120_000, 50);
+  if (plan.thaw) await reclaimBeforeCommit(engine, rec, plan);
+  else await waitFor(() => !processAlive(op.helperPid) && !engine.runtime.busy(id).length, 120_000, 50);
   fs.rmSync(engine.paths.migrateDump(id), { recursive: true, force: true });
-  if (plan.dropLazyImages) {
-    fs.rmSync(engine.paths.checkpointDir(id), { recursive: true, force: true });
-    withoutCheckpoint(rec.state);
-  }
-  if (plan.thaw) {
-    if ((await engine.runtime.state(id))?.status === 'paused') await engine.runtime.resume(id);
-    if (rec.state.trafficHeld && rec.state.net) await releaseTraffic(rec.state.net.netnsPath).catch(() => undefined);
-    delete rec.state.trafficHeld;
-  }
   await engine.adoptFromRuntime(rec);
   if (!plan.ambiguous) return;
   const rs = await engine.runtime.state(id);
   const status = rs && (rs.status === 'running' || rs.status === 'paused') && processAlive(rs.pid) ? rs.status : 'gone';
   return afterCommit(rec.config.name, op.args.destination, status);
+}
+
+/**
+ * Before the commit the container belongs here: stops the CRIU of a lazy dump (its tasks,
+ * seized but not killed, run on with their memory where it was) and drops that dump's images
+ * (no memory: no checkpoint), then thaws the container and lets its traffic flow. Used by the
+ * repair of a killed source and by a source whose migration fails. Caller holds the lock.
+ */
+export async function reclaimBeforeCommit(engine: Engine, rec: ContainerRecord, plan: Pick<MigrationRepair, 'stopCriu' | 'dropLazyImages'>): Promise<void> {
+  const id = rec.config.id;
+  if (plan.stopCriu) for (const pid of engine.runtime.busy(id)) killGroup(pid);
+  // Nothing is decided while a runc of ours may still be working on the container.
+  await waitFor(() => !engine.runtime.busy(id).length, 120_000, 50);
+  if (plan.dropLazyImages) {
+    fs.rmSync(engine.paths.checkpointDir(id), { recursive: true, force: true });
+    withoutCheckpoint(rec.state);
+  }
+  if ((await engine.runtime.state(id))?.status === 'paused') await engine.runtime.resume(id);
+  if (rec.state.trafficHeld && rec.state.net) await releaseTraffic(rec.state.net.netnsPath).catch(() => undefined);
+  delete rec.state.trafficHeld;
+  engine.save(rec);
 }
 
 /** What the state says after a repair past the commit, by what became of the copy here. */
