@@ -229,6 +229,28 @@ test('the source ferry killed while the container is frozen: the next command th
   }
 });
 
+test('the destination fails after a --lazy dump: the source takes the container back from CRIU, memory intact', { skip }, async (t) => {
+  const info = JSON.parse(await a.ok(['info', '--format', 'json']));
+  if (!info.host.checkpointModes.lazyPages) return t.skip(`lazy pages unavailable here: ${info.host.notes.join('; ')}`);
+  await startMemhog(a, 'lzf', 64);
+  // B's ferry runs a runc that refuses to restore: the archive arrives, the restore fails.
+  const wrapper = `${b.dir}/runc-no-restore`;
+  fs.writeFileSync(wrapper, '#!/bin/sh\nfor a in "$@"; do [ "$a" = restore ] && { echo "restore refused by the test" >&2; exit 1; }; done\nexec runc "$@"\n', { mode: 0o755 });
+  try {
+    const r = await a.run(['migrate', 'lzf', b.url(), '--remote-command', `${b.remoteCommand()} --runtime ${wrapper}`, ...pair.sshArgs(), '--lazy'], { timeoutMs: 180_000 });
+    assert.notEqual(r.code, 0);
+    assert.match(r.stderr, /migration of lzf failed: .*lzf is running here again/);
+    const st = await a.inspect('lzf');
+    assert.equal(st.State.Status, 'running');
+    assert.equal(runcContainers(a).length, 1);
+    await memhogHealthy(a, 'lzf');
+    await assertHostClean(b);
+  } finally {
+    await a.run(['rm', '-f', 'lzf']);
+    await a.run(['volume', 'rm', '-f', 'lzf-bin']);
+  }
+});
+
 test('the source ferry killed during a --lazy dump: the container ends up running on exactly one host', { skip }, async (t) => {
   const info = JSON.parse(await a.ok(['info', '--format', 'json']));
   if (!info.host.checkpointModes.lazyPages) return t.skip(`lazy pages unavailable here: ${info.host.notes.join('; ')}`);
