@@ -14,7 +14,7 @@ import * as path from 'node:path';
 import { FerryError } from '../lib/errors.js';
 import { debug } from '../lib/log.js';
 import { readJsonIfExists, writeJsonAtomic } from '../lib/fsutil.js';
-import { restoreArgs } from '../drivers/runtime/runc.js';
+import { restoreArgs, type RuncRestoreOptions } from '../drivers/runtime/runc.js';
 import { readRestoreStats, type RestoreStats } from '../drivers/criu/stats.js';
 import type { PortMapping } from '../drivers/network/cni.js';
 import { META_FILE, checkCompatible, criuFailure, removePreDumps, type CheckpointMeta } from './checkpoint-dir.js';
@@ -24,7 +24,8 @@ import { findPod } from './podstore.js';
 import { toRunning, withoutCheckpoint } from './state.js';
 import type { ContainerRecord, OpOf } from './types.js';
 
-export interface RestoreOptions {
+/** A restore: runc's (and CRIU's) restore options, and what Ferry decides around them. */
+export interface RestoreOptions extends RuncRestoreOptions {
   keep?: boolean;
   /** A new IP instead of the checkpointed one (then established TCP cannot be restored). */
   ignoreStaticIp?: boolean;
@@ -32,17 +33,8 @@ export interface RestoreOptions {
   ignoreStaticMac?: boolean;
   /** Replaces the published ports. */
   publish?: PortMapping[];
-  /** Memory comes from a lazy-pages daemon (post-copy) instead of the images. */
-  lazyPages?: boolean;
   /** Runs after the bundle is ready and before runc restore (starts the lazy-pages daemon). */
   beforeRestore?: (bundle: string, imageDir: string) => Promise<void>;
-  tcpEstablished?: boolean;
-  tcpClose?: boolean;
-  fileLocks?: boolean;
-  extUnixSk?: boolean;
-  shellJob?: boolean;
-  manageCgroupsMode?: 'soft' | 'full' | 'strict' | 'ignore';
-  autoDedup?: boolean;
 }
 
 export interface RestoreReport {
