@@ -4,7 +4,7 @@ import { COMPRESSIONS, type Compression } from '../drivers/archive/compress.js';
 import { migrate, type Progress } from '../engine/migrate/source.js';
 import { badPreCopyRounds } from '../engine/migrate/precopy.js';
 import { receiveMigration } from '../engine/migrate/destination.js';
-import { collect, getEngine, out, type Ctx } from './context.js';
+import { collect, getEngine, out, uninterruptible, type Ctx } from './context.js';
 import { humanSize } from './format.js';
 
 const HELP_AFTER = `
@@ -66,15 +66,9 @@ export function registerMigrateCommands(program: Command, ctx: Ctx): void {
         if (line !== last) process.stderr.write(line);
         last = line;
       };
-      let interrupted = false;
-      const onSig = (): void => {
-        if (!interrupted) process.stderr.write('\nferry: interrupted; finishing the migration step in progress so the container is not lost\n');
-        interrupted = true;
-      };
-      process.on('SIGINT', onSig);
-      process.on('SIGTERM', onSig);
       try {
-        const r = await migrate(getEngine(ctx), ref, {
+        // A migration cut half-way is how a container gets lost: the step in progress finishes first.
+        const r = await uninterruptible('migration step', () => migrate(getEngine(ctx), ref, {
           destination: dest,
           lazy: f.lazy,
           preCopy,
@@ -86,7 +80,7 @@ export function registerMigrateCommands(program: Command, ctx: Ctx): void {
           compression: f.compress as Compression,
           withImage: f.withImage,
           onProgress,
-        });
+        }));
         if (tty) process.stderr.write('\r\x1b[K');
         if (f.printStats) {
           const rounds = r.preCopyRounds.map((p) => ({ pages: p.pages, bytes: p.bytes, ms: Math.round(p.ms) }));
@@ -97,9 +91,6 @@ export function registerMigrateCommands(program: Command, ctx: Ctx): void {
         }
       } finally {
         if (tty) process.stderr.write('\r\x1b[K');
-        process.off('SIGINT', onSig);
-        process.off('SIGTERM', onSig);
-        if (interrupted) process.exitCode = 130;
       }
     });
 

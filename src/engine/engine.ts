@@ -16,7 +16,7 @@ import { findCriu, probeCriu, type CriuInfo } from '../drivers/criu/criu.js';
 import { attach, detach, inSubnet, NetworkStore, parseIPv4, parsePublish, validMac, DEFAULT_NETWORK, releaseTraffic, type NetworkRecord, type PortMapping } from '../drivers/network/cni.js';
 import { Paths } from './paths.js';
 import { findPod, getPod, podNamespaces, removePodRecord, type PodRecord } from './podstore.js';
-import { toAdopted, toExited, toPaused, toRunning, toUnpaused } from './state.js';
+import { toAdopted, toExited, toPaused, toRunning, toStartUndone, toUnpaused } from './state.js';
 import { initialState, type ContainerConfig, type ContainerRecord, type ContainerStatus, type MountSpec, type NetworkConfig, type OpArgs, type OpKind, type OpOf, type PendingOp } from './types.js';
 import { checkSelection, pickedByAll, type Selection, type SelectPurpose } from './select.js';
 import { checkLogsOptions, readLog, type LogEntry, type LogsOptions } from './logs.js';
@@ -310,7 +310,7 @@ export class Engine {
     } else if (rs?.status === 'created') {
       await this.runtime.kill(id, 'KILL');
       await this.releaseRuntime(rec);
-      rec.state.status = rec.state.checkpointed || rec.state.startedAt ? 'exited' : 'created';
+      toStartUndone(rec.state);
     } else if (rec.state.status !== 'running') {
       // (A "running" record whose conmon is gone is handled by the exit path in sync().)
       await this.releaseRuntime(rec);

@@ -37,6 +37,11 @@ export function toExited(s: ContainerState, exitCode: number, finishedAt = now()
   Object.assign(s, { status: 'exited', exitCode, pid: 0, conmonPid: 0, finishedAt });
 }
 
+/** A start that got only as far as `runc create` was undone: back to what it was before. */
+export function toStartUndone(s: ContainerState): void {
+  s.status = s.checkpointed || s.startedAt ? 'exited' : 'created';
+}
+
 /** Frozen by the cgroup freezer (pause, or a migration's frozen copy). */
 export function toPaused(s: ContainerState, error?: string): void {
   s.status = 'paused';
