@@ -14,6 +14,7 @@ const CLI = {
   rm: ['cli.rm', 'rm -f (tiny)'],
   ps: ['cli.ps', 'ps (1 running)'],
   inspect: ['cli.inspect', 'inspect'],
+  images: ['cli.images', 'images'],
 } as const satisfies Record<string, FigureKey>;
 
 /** Records the failure of a group of figures for an engine; a Ctrl-C goes on up. */
@@ -40,10 +41,11 @@ export async function benchCli(e: Engine, R: Results, o: Options): Promise<void>
       await waitStarted(e, n, w);
       R.add(CLI.ps, e.name, await e.ps());
       R.add(CLI.inspect, e.name, await e.inspect(n));
+      if (e.images) R.add(CLI.images, e.name, await e.images());
       R.add(CLI.rm, e.name, await e.rm(n));
     }
   } catch (err) {
-    failed(R, [CLI.run, CLI.rm, CLI.ps, CLI.inspect], e, err);
+    failed(R, [CLI.run, CLI.rm, CLI.ps, CLI.inspect, ...(e.images ? [CLI.images] : [])], e, err);
   }
 }
 

@@ -94,7 +94,7 @@ export function parseArgs(argv: readonly string[]): Options {
     onlyMigration,
     mode: smoke ? 'smoke' : quick ? 'quick' : 'full',
     crSizes: smoke ? ['tiny'] : quick ? ['tiny', 256] : ['tiny', 256, 1024],
-    exportSizes: smoke ? ['tiny'] : quick ? ['tiny', 256] : ['tiny', 1024],
+    exportSizes: smoke ? ['tiny'] : quick ? ['tiny', 256] : ['tiny', 256, 1024],
     migSizes: smoke ? ['tiny', 64] : quick ? ['tiny'] : ['tiny', 64, 256, 1024],
   };
 }

@@ -50,6 +50,9 @@ export abstract class CliEngine implements Engine {
   inspect(name: string): Promise<number> {
     return this.timed(['inspect', name], 'inspect');
   }
+  images(): Promise<number> {
+    return this.timed(['images'], 'images');
+  }
   checkpoint(name: string): Promise<number> {
     return this.timed(['container', 'checkpoint', name], 'container checkpoint');
   }

@@ -18,6 +18,8 @@ export interface Engine extends OutputSource {
   rm(name: string): Promise<number>;
   ps(): Promise<number>;
   inspect(name: string): Promise<number>;
+  /** `images`: the engine's image list (bare runc has none). */
+  images?(): Promise<number>;
   /** Checkpoint in place: the container stops, its images stay on this host. */
   checkpoint(name: string): Promise<number>;
   restore(name: string): Promise<number>;
