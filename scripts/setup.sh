@@ -295,8 +295,23 @@ install_private_criu() {
   say "installed CRIU $ver from Debian $CRIU_SUITE into $CRIU_PREFIX ($why_private)"
 }
 
+# CRIU reads each task's rlimits with prlimit(), which for a task of another user needs
+# CAP_SYS_RESOURCE; where root lacks it (as here), a container whose process is not root could
+# not be checkpointed. A small library preloaded into CRIU answers those reads from
+# /proc/PID/limits (scripts/criu-rlimits.c); rebuilt when its source changes.
+SHIM_SRC=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/criu-rlimits.c
+SHIM=$FERRY_LIB/lib/criu-rlimits.so
+shim_sum=$(sha256sum "$SHIM_SRC" | cut -d' ' -f1)
+if [[ ! -e $SHIM || $(cat "$SHIM.sha256" 2>/dev/null) != "$shim_sum" ]]; then
+  mkdir -p "$FERRY_LIB/lib"
+  run gcc -shared -fPIC -O2 -Wall -o "$SHIM.tmp" "$SHIM_SRC"
+  mv "$SHIM.tmp" "$SHIM"
+  echo "$shim_sum" >"$SHIM.sha256"
+  say "built $SHIM (CRIU reads another user's rlimits from /proc without CAP_SYS_RESOURCE)"
+fi
+
 if [[ -n $system_criu ]]; then
-  wrapper_body="exec $system_criu \"\$@\""
+  wrapper_body="LD_PRELOAD=$SHIM exec $system_criu \"\$@\""
   wrapper_note="uses the host's criu"
 else
   stamp_ok=0
@@ -305,7 +320,7 @@ else
     stamp_ok=1
   fi
   ((stamp_ok)) || install_private_criu
-  wrapper_body="exec $CRIU_PREFIX/usr/lib/$triplet/$ldso --library-path $CRIU_PREFIX/usr/lib/$triplet $CRIU_PREFIX/usr/sbin/criu \"\$@\""
+  wrapper_body="exec $CRIU_PREFIX/usr/lib/$triplet/$ldso --preload $SHIM --library-path $CRIU_PREFIX/usr/lib/$triplet $CRIU_PREFIX/usr/sbin/criu \"\$@\""
   wrapper_note="runs the private CRIU from Debian $CRIU_SUITE with its own glibc ($why_private)"
 fi
 wrapper="#!/bin/sh
