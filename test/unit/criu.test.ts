@@ -154,6 +154,25 @@ test('diagnoseCriuLog never takes the harmless RLIMIT_NOFILE line for the cause'
   assert.deepEqual(diagnoseCriuLog(''), { firstError: undefined });
 });
 
+test('diagnoseCriuLog blames CRIU\'s error lines, never an informational line that mentions an error', () => {
+  // nginx's workers (www-data) on a host where root lacks CAP_SYS_RESOURCE: the log names
+  // nginx's error.log in an fd dump line long before the real error.
+  const nginx = [
+    '(00.041200) Dumping path for 2 fd via self 20 [/var/log/nginx/error.log]',
+    '(00.041300) Dumping path for 5 fd via self 20 [/var/log/nginx/error.log]',
+    "(00.051200) Error (criu/cr-dump.c:389): Can't get rlimit 0: Operation not permitted",
+    '(00.051300) Error (criu/cr-dump.c:1557): Dump core (pid: 31) failed with -1',
+    '(00.070001) Error (criu/cr-dump.c:1975): Dumping FAILED.',
+  ].join('\n');
+  const d = diagnoseCriuLog(nginx);
+  assert.match(d.cause ?? '', /resource limits of a process of another user.*CAP_SYS_RESOURCE.*npm run setup/);
+  assert.equal(d.firstError, "(00.051200) Error (criu/cr-dump.c:389): Can't get rlimit 0: Operation not permitted");
+  // Without a known cause, the first of CRIU's error lines is the one shown.
+  assert.deepEqual(diagnoseCriuLog(['(00.041200) Dumping path for 2 fd via self 20 [/var/log/nginx/error.log]', '(00.051300) Error (criu/cr-dump.c:1557): Dump core (pid: 31) failed with -1'].join('\n')), {
+    firstError: 'Error (criu/cr-dump.c:1557): Dump core (pid: 31) failed with -1',
+  });
+});
+
 test('diagnoseCriuLog: "tty" and "pty" inside other words are no terminal', () => {
   for (const line of [
     '(00.052100) Error (criu/mount-v2.c:1186): mnt-v2: Failed to create empty mntns',

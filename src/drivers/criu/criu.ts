@@ -129,11 +129,22 @@ const DIAGNOSES: { re: RegExp; say: string }[] = [
   // Not inside a word: CRIU's "empty mntns", "--emptyns" and "--pretty" are no terminal.
   { re: /(?<![a-z])(tty|pty)/i, say: 'the container has a terminal: add --shell-job' },
   { re: /page-pipe: splice.*Bad file descriptor|Lazy pages transfer FAILED/i, say: 'lazy pages need fs.pipe-max-size >= 4194304: run `npm run setup`' },
+  {
+    re: /Can't get rlimit \d+: Operation not permitted/i,
+    say: "CRIU may not read the resource limits of a process of another user here (root lacks CAP_SYS_RESOURCE): run `npm run setup`, which installs the library Ferry's CRIU reads them through",
+  },
 ];
 
-/** Reads a CRIU log and names the cause in plain words; ignores the harmless RLIMIT_NOFILE line. */
+/**
+ * Reads a CRIU log and names the cause in plain words. CRIU's own error lines (`Error (file:line):`,
+ * `FAILED`) are read first; only a log without any is searched more loosely, so that an
+ * informational line that merely mentions an error (a path like /var/log/nginx/error.log) is
+ * never blamed. Ignores the harmless RLIMIT_NOFILE line every CRIU run here logs.
+ */
 export function diagnoseCriuLog(log: string): { cause?: string; firstError?: string } {
-  const lines = log.split('\n').filter((l) => /Error|error|FAIL|Can't/.test(l) && !/RLIMIT_NOFILE|rlimit: Can't setup/.test(l));
+  const all = log.split('\n').filter((l) => !/RLIMIT_NOFILE|rlimit: Can't setup/.test(l));
+  const errors = all.filter((l) => /\bError \(|FAIL/.test(l));
+  const lines = errors.length ? errors : all.filter((l) => /Error|error|FAIL|Can't/.test(l));
   const text = lines.join('\n');
   for (const d of DIAGNOSES) if (d.re.test(text)) return { cause: d.say, firstError: lines[0]?.trim() };
   return { firstError: lines[0]?.replace(/^\(\s*[0-9.]+\)\s*/, '').trim() };
