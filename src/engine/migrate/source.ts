@@ -11,9 +11,10 @@
  *   4. freeze and send:
  *      stop-and-copy                        the frozen container is thawed (frozenStopAndCopy
  *                                           does it, under the container's lock)
- *      lazy, or after pre-copy              the container is restored from its local checkpoint
- *                                           if the dump got that far (lazy: its memory faulted
- *                                           in from the page server here, which still has it)
+ *      after pre-copy                       the container is restored from its local checkpoint
+ *                                           if the dump got that far
+ *      lazy                                 the lazy dump's CRIU, which holds the container and
+ *                                           all its memory here, is stopped: it runs on
  *   5. commit, once sent                    nobody can know whether it arrived: the container
  *                                           stays stopped here (paused, or checkpointed) and the
  *                                           error says how to find out and what to do
@@ -423,6 +424,8 @@ async function dumpAndSend(s: Session, counted: Writable, parent: string | undef
  */
 async function commit(s: Session): Promise<void> {
   s.progress('committing', s.bytes + s.pageBytes);
+  // A lazy dump's op says from here on that the destination may own the container (repair.ts).
+  if (s.p.pages === 'lazy') await s.engine.withContainer(s.id, async (r) => s.engine.updateOp(r, 'migrate', { phase: 'committing' }));
   await s.writer.send({ type: 'commit' });
   s.onFailure({ kind: 'keep' });
   const committed = await s.replies.next(COMMIT_TIMEOUT_MS).catch(() => undefined);
