@@ -28,7 +28,12 @@ async function timed<T>(fn: () => Promise<T>): Promise<[T, number]> {
   return [v, Math.round(performance.now() - t0)];
 }
 
-/** A fresh connection to a Redis that answers PING (a restored server may need a moment). */
+/**
+ * A fresh connection to a Redis that answers PING. A container given an address that another,
+ * removed, container had shortly before can take ~8 s to answer from the host: the host's
+ * neighbour entry for it is stale (old MAC) and is only probed again after delay_first_probe_time.
+ * Seen for `run` and `restore -n` alike; IPAM hands out 10.89.0.x addresses again and again.
+ */
 async function connectRedis(ip: string): Promise<RespClient> {
   return eventually(async () => {
     const c = await RespClient.connect(ip, PORT, 2000);
