@@ -45,16 +45,20 @@ function deb822Stanzas(text: string): Map<string, string>[] {
     .filter((m) => m.size);
 }
 
+/** The machine's apt sources files: deb822 ones first, then the one-line sources.list. */
+function aptSourcesFiles(): string[] {
+  const dir = '/etc/apt/sources.list.d';
+  return [
+    ...(fs.existsSync(dir) ? fs.readdirSync(dir).filter((f) => f.endsWith('.sources')).sort().map((f) => path.join(dir, f)) : []),
+    '/etc/apt/sources.list',
+  ];
+}
+
 /**
  * The machine's own apt sources file that offers `suite` (deb822 .sources files first, then the
  * one-line sources.list), handed to mmdebstrap as is.
  */
-export function hostSourcesFile(suite: string): string {
-  const dir = '/etc/apt/sources.list.d';
-  const candidates = [
-    ...(fs.existsSync(dir) ? fs.readdirSync(dir).filter((f) => f.endsWith('.sources')).sort().map((f) => path.join(dir, f)) : []),
-    '/etc/apt/sources.list',
-  ];
+export function hostSourcesFile(suite: string, candidates = aptSourcesFiles()): string {
   for (const f of candidates) {
     let text: string;
     try {
