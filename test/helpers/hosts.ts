@@ -123,8 +123,10 @@ export class NetHost extends Host {
   }
 
   override async destroy(): Promise<void> {
-    await super.destroy().catch(() => undefined);
+    // sshd first: its command line names this host's dir, so Host.destroy would otherwise wait
+    // 15 s for it to exit on its own before killing it.
     this.sshd?.kill('SIGKILL');
+    await super.destroy().catch(() => undefined);
     // Container namespaces made inside this host are deleted by `rm -a -f`; the host's own last.
     spawnSync('ip', ['netns', 'delete', this.netns]);
   }

@@ -1,0 +1,107 @@
+/**
+ * Images of real applications for the tests, built from Debian's packages with mmdebstrap
+ * (installed by `npm run setup`) from the machine's own apt sources. Each image is a recipe
+ * (suite + packages); its tarball is cached under the checkout's .cache/ by a hash of the
+ * recipe and rebuilt only when the recipe changes. To add an application, add a recipe to APPS.
+ */
+import { spawnSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { REPO, type Host } from './ferry.js';
+
+export interface AppRecipe {
+  /** Debian suite the root filesystem comes from; the host's apt sources must offer it. */
+  suite: string;
+  /** Packages installed on top of mmdebstrap's minbase variant. */
+  packages: string[];
+}
+
+export const APPS = {
+  redis: { suite: 'bookworm', packages: ['redis-server', 'redis-tools'] },
+} satisfies Record<string, AppRecipe>;
+
+export type AppName = keyof typeof APPS;
+
+const CACHE = path.join(REPO, '.cache');
+
+/** The hash that names a recipe's cached tarball: what goes into the image, nothing else. */
+export function recipeHash(r: AppRecipe): string {
+  const canonical = JSON.stringify({ variant: 'minbase', suite: r.suite, packages: [...r.packages].sort() });
+  return createHash('sha256').update(canonical).digest('hex').slice(0, 16);
+}
+
+function deb822Stanzas(text: string): Map<string, string>[] {
+  return text
+    .split(/\n[ \t]*\n/)
+    .map((block) => {
+      const m = new Map<string, string>();
+      for (const line of block.split('\n')) {
+        const kv = /^([A-Za-z-]+):[ \t]*(.*)$/.exec(line);
+        if (kv) m.set(kv[1]!.toLowerCase(), kv[2]!.trim());
+      }
+      return m;
+    })
+    .filter((m) => m.size);
+}
+
+/** The machine's apt sources files: deb822 ones first, then the one-line sources.list. */
+function aptSourcesFiles(): string[] {
+  const dir = '/etc/apt/sources.list.d';
+  return [
+    ...(fs.existsSync(dir) ? fs.readdirSync(dir).filter((f) => f.endsWith('.sources')).sort().map((f) => path.join(dir, f)) : []),
+    '/etc/apt/sources.list',
+  ];
+}
+
+/**
+ * The machine's own apt sources file that offers `suite` (deb822 .sources files first, then the
+ * one-line sources.list), handed to mmdebstrap as is.
+ */
+export function hostSourcesFile(suite: string, candidates = aptSourcesFiles()): string {
+  for (const f of candidates) {
+    let text: string;
+    try {
+      text = fs.readFileSync(f, 'utf8');
+    } catch {
+      continue;
+    }
+    if (f.endsWith('.sources')) {
+      const offers = deb822Stanzas(text.replace(/^[ \t]*#.*(\n|$)/gm, '')).some(
+        (s) => (s.get('types') ?? '').split(/\s+/).includes('deb') && (s.get('suites') ?? '').split(/\s+/).includes(suite) && (s.get('enabled') ?? 'yes').toLowerCase() !== 'no',
+      );
+      if (offers) return f;
+    } else if (text.split('\n').some((l) => /^\s*deb\s/.test(l) && l.replace(/\[[^\]]*\]/, '').trim().split(/\s+/)[2] === suite)) {
+      return f;
+    }
+  }
+  throw new Error(`no apt sources file of this machine offers Debian ${suite} (looked at ${candidates.join(', ')})`);
+}
+
+/** The app's root filesystem tarball, built with mmdebstrap unless the cache has this recipe. */
+export function appTarball(name: AppName): string {
+  const recipe: AppRecipe = APPS[name];
+  const out = path.join(CACHE, `app-${name}-${recipeHash(recipe)}.tar`);
+  if (fs.statSync(out, { throwIfNoEntry: false })?.isFile()) return out;
+  fs.mkdirSync(CACHE, { recursive: true });
+  // mmdebstrap picks its output format from the name's ending: the partial file ends in .tar too.
+  const tmp = path.join(CACHE, `.tmp-app-${name}-${process.pid}.tar`);
+  const argv = ['--variant=minbase', `--include=${recipe.packages.join(',')}`, recipe.suite, tmp, hostSourcesFile(recipe.suite)];
+  const r = spawnSync('mmdebstrap', argv, { encoding: 'utf8', timeout: 600_000 });
+  if (r.status !== 0) {
+    fs.rmSync(tmp, { force: true, recursive: true });
+    const why = r.error ? String(r.error) : r.stderr.trim().split('\n').slice(-15).join('\n');
+    throw new Error(`mmdebstrap ${argv.join(' ')} failed (npm run setup installs mmdebstrap): ${why}`);
+  }
+  // Older builds of this app: a changed recipe replaces them.
+  for (const f of fs.readdirSync(CACHE)) {
+    if (f.startsWith(`app-${name}-`) && f.endsWith('.tar') && path.join(CACHE, f) !== out) fs.rmSync(path.join(CACHE, f), { force: true, recursive: true });
+  }
+  fs.renameSync(tmp, out);
+  return out;
+}
+
+/** Imports the app's image into a Ferry host under its name (e.g. `redis`). */
+export async function importApp(h: Host, name: AppName): Promise<void> {
+  await h.ok(['import', appTarball(name), name], { timeoutMs: 300_000 });
+}
