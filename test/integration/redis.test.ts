@@ -29,10 +29,9 @@ async function timed<T>(fn: () => Promise<T>): Promise<[T, number]> {
 }
 
 /**
- * A fresh connection to a Redis that answers PING. A container given an address that another,
- * removed, container had shortly before can take ~8 s to answer from the host: the host's
- * neighbour entry for it is stale (old MAC) and is only probed again after delay_first_probe_time.
- * Seen for `run` and `restore -n` alike; IPAM hands out 10.89.0.x addresses again and again.
+ * A fresh connection to a Redis that answers PING (a restored copy may take a moment). Ferry
+ * forgets the host's neighbour entry of an address it hands out again (a stale one, with an
+ * earlier container's MAC, made the first connection wait ~8 s for the kernel's re-probe).
  */
 async function connectRedis(ip: string): Promise<RespClient> {
   return eventually(async () => {

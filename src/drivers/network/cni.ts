@@ -431,6 +431,7 @@ export async function attach(store: NetworkStore, o: AttachOptions): Promise<Att
   const ipc = result?.ips?.[0];
   const iface = result?.interfaces?.find((i) => i.name === 'eth0' && i.sandbox) ?? result?.interfaces?.find((i) => i.name === 'eth0');
   const [ip, prefix] = (ipc?.address ?? '').split('/');
+  if (ip) await forgetNeighbour(ip, o.network.network_interface);
   return {
     network: o.network.name,
     netnsName: ns.name,
@@ -456,6 +457,22 @@ export async function detach(store: NetworkStore, a: Attachment, containerId: st
 }
 
 const HOLD_CHAIN = 'FERRY-HOLD';
+
+/**
+ * Addresses are handed out again and again: the host may still hold a neighbour (ARP) entry for
+ * the address with an earlier container's MAC, and would use it until its re-probe, 5-11 s
+ * during which the new container is unreachable from the host. Forgets such an entry.
+ */
+async function forgetNeighbour(ip: string, dev: string): Promise<void> {
+  let arp = '';
+  try {
+    arp = fs.readFileSync('/proc/net/arp', 'utf8');
+  } catch {
+    return;
+  }
+  if (!arp.split('\n').some((l) => l.split(/\s+/)[0] === ip)) return;
+  await run(['ip', 'neigh', 'del', ip, 'dev', dev]).catch(() => undefined);
+}
 
 /**
  * Drops every packet in and out of a network namespace until the returned release is called.
