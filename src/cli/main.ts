@@ -81,11 +81,22 @@ export async function main(argv: string[]): Promise<number> {
   }
 }
 
+let finished = false;
+// The event loop ran dry while the command still waited: nothing left could ever end that wait
+// (a runtime that does not keep the process alive for what it waits on). Say so and fail,
+// rather than exit 0 with the command half done.
+process.once('beforeExit', () => {
+  if (finished) return;
+  process.stderr.write('Error: internal error: ferry stopped while still waiting for an event that cannot come; the command did not finish\n');
+  process.exitCode = 125;
+});
 main(process.argv).then(
   (code) => {
+    finished = true;
     process.exitCode = code;
   },
   (e: unknown) => {
+    finished = true;
     process.stderr.write(`Error: ${String(e)}\n`);
     process.exitCode = 125;
   },

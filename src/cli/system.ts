@@ -2,7 +2,7 @@ import type { Command } from 'commander';
 import { goArch, hostInfo } from '../engine/host.js';
 import { getEngine, out, type Ctx } from './context.js';
 import { renderTemplate } from './format.js';
-import { VERSION } from '../lib/version.js';
+import { VERSION, bunVersion } from '../lib/version.js';
 import { checkServiceOptions, runService } from '../api/service.js';
 
 const SERVICE_HELP = `
@@ -41,7 +41,7 @@ export function registerSystemCommands(program: Command, ctx: Ctx): void {
   program
     .command('version')
     .description('show the ferry version')
-    .action(() => out(`Version:      ${VERSION}\nNode Version: ${process.version}\nOS/Arch:      linux/${goArch()}\n`));
+    .action(() => out(`Version:      ${VERSION}\nNode Version: ${process.version}\n${bunVersion() ? `Bun Version:  ${bunVersion()}\n` : ''}OS/Arch:      linux/${goArch()}\n`));
 }
 
 function toYaml(v: unknown, indent = ''): string {

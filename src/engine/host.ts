@@ -5,7 +5,7 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import { run } from '../lib/exec.js';
-import { VERSION } from '../lib/version.js';
+import { VERSION, bunVersion } from '../lib/version.js';
 import { missingFor, type CriuFeatures } from '../drivers/criu/criu.js';
 import type { Engine } from './engine.js';
 
@@ -81,7 +81,7 @@ export async function hostInfo(engine: Engine) {
       imageStore: { number: engine.images.list().length },
       volumeStore: { number: engine.volumes.list().length },
     },
-    version: { Version: VERSION, NodeVersion: process.version },
+    version: { Version: VERSION, NodeVersion: process.version, ...(bunVersion() ? { BunVersion: bunVersion() } : {}) },
   };
 }
 

@@ -1,9 +1,9 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { spawn } from 'node:child_process';
-import * as net from 'node:net';
 import { FerryError } from '../../lib/errors.js';
 import { debug } from '../../lib/log.js';
+import { FifoReader } from '../../lib/fifo.js';
 import { lastLine, run, runOk, runSyncOk, which, type RunResult } from '../../lib/exec.js';
 import { mkdirp } from '../../lib/fsutil.js';
 import { processAlive, procStartTime, sleep } from '../../lib/proc.js';
@@ -177,36 +177,26 @@ export class RuncRuntime {
         env: { ...process.env, _OCI_SYNCPIPE: '3' },
         detached: true, // its own session: a Ctrl-C at the terminal must not reach the container
       });
-      child.on('error', (e: NodeJS.ErrnoException) =>
-        reject(e.code === 'ENOENT' ? new FerryError('EDEPEND', 'conmon is not installed: run `npm run setup` (as root)') : e),
-      );
       fs.closeSync(syncWr);
-      const sync = new net.Socket({ fd: syncRd, readable: true, writable: false });
-      let buf = '';
-      let done = false;
-      const finish = (v: { data: number; message?: string } | Error): void => {
-        if (done) return;
-        done = true;
-        (sync as unknown as { destroy(): void }).destroy();
-        child.unref();
-        if (v instanceof Error) reject(v);
-        else resolve(v);
-      };
-      sync.on('data', (b: Buffer) => {
-        buf += b.toString();
-        const nl = buf.indexOf('\n');
-        const line = nl >= 0 ? buf.slice(0, nl) : buf;
-        try {
-          finish(JSON.parse(line) as { data: number; message?: string });
-        } catch {
-          /* wait for the rest of the line */
-        }
+      // One JSON line; conmon's exit without it (every writer gone: EOF) is a failure.
+      const sync = new FifoReader(syncRd, (d) => d.includes(10) || parseSyncLine(d) !== undefined);
+      child.on('error', (e: NodeJS.ErrnoException) => {
+        sync.cancel();
+        reject(e.code === 'ENOENT' ? new FerryError('EDEPEND', 'conmon is not installed: run `npm run setup` (as root)') : e);
       });
-      sync.on('end', () => {
-        const why = lastLine(readTail(p.conmonLog)).replace(/^\[conmon:.\]:\s*/, '');
-        finish(new FerryError('ERUNTIME', `conmon failed${why ? `: ${why}` : ''} (log: ${p.conmonLog})`));
-      });
-      sync.on('error', () => undefined);
+      sync.result.then(
+        ({ data }) => {
+          child.unref();
+          const m = parseSyncLine(data);
+          if (m) return resolve(m);
+          const why = lastLine(readTail(p.conmonLog)).replace(/^\[conmon:.\]:\s*/, '');
+          reject(new FerryError('ERUNTIME', `conmon failed${why ? `: ${why}` : ''} (log: ${p.conmonLog})`));
+        },
+        (e: Error) => {
+          child.unref();
+          reject(e);
+        },
+      );
     }).finally(() => fs.closeSync(logFd));
     if (msg.data < 0) {
       throw new FerryError(o.restore ? 'ECRIU' : 'ERUNTIME', cleanRuntimeMessage(msg.message ?? 'runtime failed'), { detail: msg.message });
@@ -227,7 +217,7 @@ export class RuncRuntime {
    */
   startCheckpoint(id: string, o: RuncCheckpointOptions, onSpawn?: (pid: number) => void): { ready: Promise<RunResult | undefined>; done: Promise<RunResult> } {
     // runc wants a writable descriptor for --status-fd: a FIFO in the work dir, read here.
-    let status: net.Socket | undefined;
+    let status: FifoReader | undefined;
     let statusWr: number | undefined;
     if (o.lazyPages) {
       const fifo = path.join(o.workPath, 'lazy-status');
@@ -236,8 +226,7 @@ export class RuncRuntime {
       const rd = fs.openSync(fifo, fs.constants.O_RDONLY | fs.constants.O_NONBLOCK);
       statusWr = fs.openSync(fifo, fs.constants.O_WRONLY);
       fs.rmSync(fifo, { force: true });
-      status = new net.Socket({ fd: rd, readable: true, writable: false });
-      status.on('error', () => undefined);
+      status = new FifoReader(rd, undefined, { keepOpen: true }); // closed when runc exits
     }
     const args = checkpointArgs({ ...o, statusFd: statusWr === undefined ? undefined : 3 });
     const child = spawn(this.runc, [...this.globalArgs(), 'checkpoint', ...args, id], {
@@ -252,12 +241,17 @@ export class RuncRuntime {
     const done = new Promise<RunResult>((resolve, reject) => {
       child.on('error', reject);
       child.on('close', (code, signal) => {
-        status?.destroy();
+        status?.cancel();
         resolve({ code, signal, stdout: Buffer.concat(out).toString(), stderr: Buffer.concat(err).toString() });
       });
     });
     if (child.pid && onSpawn) onSpawn(child.pid);
-    const ready = status ? Promise.race([new Promise<undefined>((resolve) => status!.once('data', () => resolve(undefined))), done]) : done;
+    // A byte means ready; EOF or a read error without one leaves it to runc's exit (done).
+    const statusByte = status?.result.then(
+      (r) => (r.data.length > 0 ? undefined : new Promise<never>(() => undefined)),
+      () => new Promise<never>(() => undefined),
+    );
+    const ready = statusByte ? Promise.race([statusByte, done]) : done;
     return { ready, done };
   }
 
@@ -401,6 +395,17 @@ function readFile(file: string): string {
 
 function sigNum(sig: NodeJS.Signals): number | undefined {
   return (fs.constants as unknown as Record<string, number>)[sig] ?? undefined;
+}
+
+/** conmon's sync message: the first line of what it wrote, when that is complete JSON. */
+function parseSyncLine(data: Buffer): { data: number; message?: string } | undefined {
+  const s = data.toString();
+  const nl = s.indexOf('\n');
+  try {
+    return JSON.parse(nl >= 0 ? s.slice(0, nl) : s) as { data: number; message?: string };
+  } catch {
+    return undefined;
+  }
 }
 
 function readTail(file: string): string {

@@ -115,6 +115,13 @@ export function createServiceServer(psk: Buffer, onConnection: (s: tls.TLSSocket
   );
 }
 
+/**
+ * TLS errors raised on our side before the service answers: the runtime's TLS offers none of
+ * CIPHERS with a PSK (Bun's node:tls ignores pskCallback, and its BoringSSL lacks
+ * PSK-AES256-GCM-SHA384). Node's OpenSSL has both suites.
+ */
+const LOCAL_TLS_LACKS_PSK = new Set(['ERR_SSL_NO_CIPHERS_AVAILABLE', 'ERR_SSL_NO_CIPHER_MATCH']);
+
 const UNREACHABLE = new Set(['ECONNREFUSED', 'EHOSTUNREACH', 'ENETUNREACH', 'ETIMEDOUT', 'ENOTFOUND', 'EAI_AGAIN', 'EADDRNOTAVAIL']);
 
 /**
@@ -136,7 +143,10 @@ export function connectService(target: ServiceTarget, psk: Buffer, preamble: str
       clearTimeout(timer);
       s.destroy();
       if (e.code && UNREACHABLE.has(e.code)) reject(new FerryError('ERUNTIME', `cannot reach the ferry service at ${where}: ${e.code}`));
-      else reject(new FerryError('EPERM', `authentication with the ferry service at ${where} failed: check --secret-file`, { detail: e.message }));
+      else if (e.code && LOCAL_TLS_LACKS_PSK.has(e.code)) {
+        // Our own TLS refused our own cipher list before anything was sent: not the secret's fault.
+        reject(new FerryError('EUNSUPPORTED', `this JavaScript runtime's TLS cannot do the TLS-PSK that the ferry service needs (${e.code}): run ferry under Node, or migrate over ssh://`, { detail: e.message }));
+      } else reject(new FerryError('EPERM', `authentication with the ferry service at ${where} failed: check --secret-file`, { detail: e.message }));
     };
     s.once('error', fail);
     // A service that closes before the handshake completes rejected us as well.

@@ -1,0 +1,52 @@
+import { test, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn, spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { FifoReader } from '../../src/lib/fifo.js';
+
+const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'fy-fifo-'));
+after(() => fs.rmSync(dir, { recursive: true, force: true }));
+
+/** A FIFO's read end (non-blocking) and a writer's end, as runc.ts opens them. */
+function fifo(name: string, writeOnly = false): { rd: number; wr: number } {
+  const f = path.join(dir, name);
+  assert.equal(spawnSync('mkfifo', ['-m', '600', f]).status, 0);
+  const rd = fs.openSync(f, fs.constants.O_RDONLY | fs.constants.O_NONBLOCK);
+  const wr = fs.openSync(f, writeOnly ? fs.constants.O_WRONLY : fs.constants.O_RDWR);
+  fs.rmSync(f);
+  return { rd, wr };
+}
+
+test('reads what a child writes later, up to what is enough', async () => {
+  const { rd, wr } = fifo('a');
+  const child = spawn('sh', ['-c', 'sleep 0.2; printf \'{"data": 42}\\nmore\' >&3; sleep 0.3'], { stdio: ['ignore', 'ignore', 'ignore', wr] });
+  fs.closeSync(wr);
+  const r = await new FifoReader(rd, (d) => d.includes(10)).result;
+  assert.equal(r.eof, false);
+  assert.match(r.data.toString(), /^\{"data": 42\}\n/);
+  await new Promise((res) => child.on('close', res));
+});
+
+test('reports EOF when every writer closes without enough', async () => {
+  const { rd, wr } = fifo('b');
+  spawn('sh', ['-c', 'printf partial >&3; sleep 0.1'], { stdio: ['ignore', 'ignore', 'ignore', wr] });
+  fs.closeSync(wr);
+  const r = await new FifoReader(rd, (d) => d.includes(10)).result;
+  assert.equal(r.eof, true);
+  assert.equal(r.data.toString(), 'partial');
+});
+
+test('keepOpen leaves the read end open until cancel, so a later write does not fail', async () => {
+  const { rd, wr } = fifo('c', true);
+  const reader = new FifoReader(rd, undefined, { keepOpen: true });
+  fs.writeSync(wr, 'x');
+  const r = await reader.result;
+  assert.equal(r.data.toString(), 'x');
+  fs.writeSync(wr, 'y'); // a FIFO without readers would raise EPIPE here
+  reader.cancel();
+  reader.cancel();
+  assert.throws(() => fs.writeSync(wr, 'z'), { code: 'EPIPE' });
+  fs.closeSync(wr);
+});
