@@ -134,7 +134,7 @@ export async function checkpointPod(engine: Engine, ref: string, o: PodCheckpoin
       const reports: CheckpointReport[] = [];
       const tf = performance.now();
       try {
-        for (const r of recs) await engine.runtime.pause(r.config.id);
+        for (const r of recs) await engine.runtime.freeze(r.config.id, r.state.pid);
         for (const r of recs) reports.push(await checkpointLocked(engine, r, each));
       } catch (e) {
         // Nothing changed while frozen: drop the dumps made and let the pod run on.

@@ -12,6 +12,26 @@ import * as path from 'node:path';
 import { eventually, recordedNets, type Host } from './ferry.js';
 
 /** One TCP connection to a line-echo server (`nc -ll -p PORT -e cat`), kept open across steps. */
+/** A TCP connection to host:port, or an error after timeoutMs. */
+export function connectTcp(host: string, port: number, timeoutMs = 5000): Promise<net.Socket> {
+  return new Promise((resolve, reject) => {
+    const s = net.connect({ host, port });
+    const t = setTimeout(() => {
+      s.destroy();
+      reject(new Error(`connect to ${host}:${port} timed out`));
+    }, timeoutMs);
+    s.once('connect', () => {
+      clearTimeout(t);
+      s.removeAllListeners('error');
+      resolve(s);
+    });
+    s.once('error', (e) => {
+      clearTimeout(t);
+      reject(e);
+    });
+  });
+}
+
 export class EchoClient {
   private buf = '';
   private closed: Error | undefined;
@@ -22,22 +42,8 @@ export class EchoClient {
     sock.on('close', () => (this.closed ??= new Error('connection closed')));
   }
 
-  static connect(host: string, port: number, timeoutMs = 5000): Promise<EchoClient> {
-    return new Promise((resolve, reject) => {
-      const s = net.connect({ host, port });
-      const t = setTimeout(() => {
-        s.destroy();
-        reject(new Error(`connect to ${host}:${port} timed out`));
-      }, timeoutMs);
-      s.once('connect', () => {
-        clearTimeout(t);
-        resolve(new EchoClient(s));
-      });
-      s.once('error', (e) => {
-        clearTimeout(t);
-        reject(e);
-      });
-    });
+  static async connect(host: string, port: number, timeoutMs = 5000): Promise<EchoClient> {
+    return new EchoClient(await connectTcp(host, port, timeoutMs));
   }
 
   /** Writes a line and waits until it comes back; rejects if the connection breaks or stays silent. */

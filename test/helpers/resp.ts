@@ -2,7 +2,8 @@
  * A minimal Redis (RESP2) client over one TCP connection that it never reopens: the tests hold
  * it across checkpoint/restore to show that the very same connection survives.
  */
-import * as net from 'node:net';
+import type * as net from 'node:net';
+import { connectTcp } from './net.js';
 
 export type Reply = string | number | null | Reply[];
 
@@ -69,23 +70,8 @@ export class RespClient {
     sock.on('close', () => this.fail(new Error('connection closed')));
   }
 
-  static connect(host: string, port: number, timeoutMs = 5000): Promise<RespClient> {
-    return new Promise((resolve, reject) => {
-      const s = net.connect({ host, port });
-      const t = setTimeout(() => {
-        s.destroy();
-        reject(new Error(`connect to ${host}:${port} timed out`));
-      }, timeoutMs);
-      s.once('connect', () => {
-        clearTimeout(t);
-        s.removeAllListeners('error');
-        resolve(new RespClient(s));
-      });
-      s.once('error', (e) => {
-        clearTimeout(t);
-        reject(e);
-      });
-    });
+  static async connect(host: string, port: number, timeoutMs = 5000): Promise<RespClient> {
+    return new RespClient(await connectTcp(host, port, timeoutMs));
   }
 
   private onData(d: Buffer): void {

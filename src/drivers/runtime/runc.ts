@@ -255,11 +255,6 @@ export class RuncRuntime {
     return { ready, done };
   }
 
-  /** A dump that is complete when runc exits (not lazy): startCheckpoint's result. */
-  checkpoint(id: string, o: RuncCheckpointOptions, onSpawn?: (pid: number) => void): Promise<RunResult> {
-    return this.startCheckpoint(id, o, onSpawn).done;
-  }
-
   async start(id: string): Promise<void> {
     await runOk(this.runcArgv('start', id), { what: 'runc start' });
   }
