@@ -51,8 +51,10 @@ export async function dump(engine: Engine, rec: ContainerRecord, req: DumpReques
   if (!op || op.pid !== process.pid) throw new FerryError('ESTATE', `internal error: dump of ${name} without its operation recorded`);
   const workDir = engine.paths.bundle(id);
   const logFile = path.join(workDir, req.criu.preDump ? 'predump.log' : 'dump.log');
-  // A log left by an earlier --keep must not pass for this dump's (a repair reads it).
+  // A log left by an earlier --keep must not pass for this dump's (a repair reads it), nor an
+  // earlier dump's statistics for this one's.
   fs.rmSync(logFile, { force: true });
+  fs.rmSync(path.join(workDir, 'stats-dump'), { force: true });
   const t0 = performance.now();
   if (req.freeze) await engine.runtime.freeze(id, rec.state.pid);
   const thaw = async (): Promise<void> => {
