@@ -19,6 +19,8 @@ export interface AppRecipe {
 
 export const APPS = {
   redis: { suite: 'bookworm', packages: ['redis-server', 'redis-tools'] },
+  // python3-minimal lacks http.server (it is in libpython3.11-stdlib, which python3 brings).
+  python: { suite: 'bookworm', packages: ['python3'] },
 } satisfies Record<string, AppRecipe>;
 
 export type AppName = keyof typeof APPS;
