@@ -21,7 +21,7 @@ import type { DumpStats } from '../drivers/criu/stats.js';
 import type { WriteStats } from '../drivers/archive/archive.js';
 import { readLog, requireCapability } from '../drivers/criu/criu.js';
 import { META_FILE, PRE_DIR, checkpointMetaOptions, PRE_DUMP_NAME, removePreDumps, writeCheckpointMeta, type CheckpointMeta } from './checkpoint-dir.js';
-import { dump } from './dump.js';
+import { dump, refuseUndumpable } from './dump.js';
 import type { Engine } from './engine.js';
 import { exportCheckpoint, type ExportOptions } from './portable.js';
 import { toCheckpointed, toExited, withoutCheckpoint } from './state.js';
@@ -104,6 +104,7 @@ export async function checkpointLocked(engine: Engine, rec: ContainerRecord, o: 
   if (rec.config.network?.mode === 'host') {
     throw new FerryError('EUNSUPPORTED', `container ${name} uses the host's network (--network host), whose sockets belong to the host: it cannot be checkpointed`);
   }
+  refuseUndumpable(rec);
   if (o.preCheckpoint && o.withPrevious) throw new FerryError('EINVAL', '--pre-checkpoint and --with-previous cannot be used together: pre-checkpoint first, then checkpoint --with-previous');
   if (o.preCheckpoint || o.withPrevious) requireCapability(await engine.criu(), 'preCopy', 'checkpoint without --pre-checkpoint/--with-previous');
   const parent = o.withPrevious ? o.parentDir ?? PRE_DIR : o.preCheckpoint ? o.parentDir : undefined;

@@ -14,7 +14,8 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { FerryError } from '../lib/errors.js';
 import { debug } from '../lib/log.js';
-import type { RuncCheckpointOptions } from '../drivers/runtime/runc.js';
+import { containerPids, type RuncCheckpointOptions } from '../drivers/runtime/runc.js';
+import { findUndumpable } from '../drivers/criu/criu.js';
 import { readDumpStats, type DumpStats } from '../drivers/criu/stats.js';
 import { criuFailure, writeCheckpointMeta } from './checkpoint-dir.js';
 import type { Engine } from './engine.js';
@@ -42,6 +43,20 @@ export interface Dump {
   logFile: string;
   /** A lazy dump: settles once the destination has every page (CRIU then exits). */
   served?: Promise<void>;
+}
+
+/**
+ * Refuses, before anything is frozen, a container holding what CRIU cannot dump (an io_uring
+ * instance): CRIU would freeze it and fail with an error nobody can act on ("send_fds failed").
+ */
+export function refuseUndumpable(rec: ContainerRecord): void {
+  const u = findUndumpable(containerPids(rec.state.pid))[0];
+  if (!u) return;
+  const node = /^(node|nodejs)$/.test(u.command) ? ' (Node.js: start it with UV_USE_IO_URING=0)' : '';
+  throw new FerryError(
+    'EUNSUPPORTED',
+    `container ${rec.config.name} cannot be checkpointed: its process ${u.pid} (${u.command}) uses ${u.what}, which CRIU cannot dump; nothing was frozen and it keeps running. Make the application use another I/O method${node}`,
+  );
 }
 
 export async function dump(engine: Engine, rec: ContainerRecord, req: DumpRequest): Promise<Dump> {

@@ -33,6 +33,7 @@ import type { PortMapping } from '../drivers/network/cni.js';
 import { checkpointLocked, removeCheckpointLocked, type CheckpointOptions, type CheckpointReport } from './checkpoint.js';
 import { META_FILE, type CheckpointMeta } from './checkpoint-dir.js';
 import { restoreLocked, type RestoreOptions, type RestoreReport } from './restore.js';
+import { refuseUndumpable } from './dump.js';
 import type { Engine } from './engine.js';
 import { toCheckpointed } from './state.js';
 import { createPod, lockPodNetwork, podMembers, removePod, repairPod, requirePodRestore, resetPodHostname, takeDown } from './pods.js';
@@ -128,6 +129,7 @@ export async function checkpointPod(engine: Engine, ref: string, o: PodCheckpoin
       if (idle.length) {
         throw new FerryError('ESTATE', `${idle.map((r) => `${r.config.name} (${r.state.status})`).join(', ')} of pod ${pod.name} ${idle.length > 1 ? 'are' : 'is'} not running: start or remove ${idle.length > 1 ? 'them' : 'it'} before checkpointing the pod`);
       }
+      for (const r of recs) refuseUndumpable(r); // before anything is recorded or frozen
       pod.op = { name: 'checkpoint', pid: process.pid, startTime: procStartTime(process.pid), since: new Date().toISOString() };
       savePod(engine, pod);
       const each: CheckpointOptions = { leaveRunning: true, keep: o.keep, tcpEstablished: o.tcpEstablished, fileLocks: o.fileLocks, podFreeze: true };

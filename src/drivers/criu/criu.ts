@@ -33,6 +33,49 @@ export interface CriuInfo {
   features: CriuFeatures;
 }
 
+/** An open file CRIU cannot dump, in the process that holds it. */
+export interface Undumpable {
+  pid: number;
+  command: string;
+  what: string;
+}
+
+/** The kinds of open file CRIU 4.2 cannot dump, by the link of /proc/PID/fd/N. */
+const UNDUMPABLE: { re: RegExp; what: string }[] = [{ re: /^anon_inode:\[io_uring\]$/, what: 'io_uring' }];
+
+/** What of the processes' open files CRIU cannot dump (one entry per process and kind). */
+export function findUndumpable(pids: number[]): Undumpable[] {
+  const out: Undumpable[] = [];
+  for (const pid of pids) {
+    let fds: string[];
+    try {
+      fds = fs.readdirSync(`/proc/${pid}/fd`);
+    } catch {
+      continue; // gone
+    }
+    const seen = new Set<string>();
+    for (const fd of fds) {
+      let link: string;
+      try {
+        link = fs.readlinkSync(`/proc/${pid}/fd/${fd}`);
+      } catch {
+        continue;
+      }
+      const u = UNDUMPABLE.find((k) => k.re.test(link));
+      if (!u || seen.has(u.what)) continue;
+      seen.add(u.what);
+      let command = '';
+      try {
+        command = fs.readFileSync(`/proc/${pid}/comm`, 'utf8').trim();
+      } catch {
+        /* gone */
+      }
+      out.push({ pid, command, what: u.what });
+    }
+  }
+  return out;
+}
+
 /** Checkpoint modes that need something of the kernel or host beyond CRIU itself. */
 export type Capability = 'preCopy' | 'lazyPages';
 

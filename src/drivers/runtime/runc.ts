@@ -365,6 +365,14 @@ export class RuncRuntime {
   }
 }
 
+/** The processes in the cgroup of pid (the container's init): its freezer cgroup's members, or pid alone. */
+export function containerPids(pid: number): number[] {
+  const f = freezerOf(pid);
+  const procs = f ? readFile(path.join(path.dirname(f.file), 'cgroup.procs')) : '';
+  const pids = procs.split('\n').map(Number).filter((n) => Number.isInteger(n) && n > 0);
+  return pids.length ? pids : [pid];
+}
+
 /** The freezer of a process's cgroup: v1's freezer.state, or v2's cgroup.freeze and cgroup.events. */
 function freezerOf(pid: number): { file: string; v2: boolean; events?: string } | undefined {
   const lines = readFile(`/proc/${pid}/cgroup`).split('\n');

@@ -54,7 +54,7 @@ import { ARCHIVE_FORMAT, HEADER_MEMBER } from '../../drivers/archive/archive.js'
 import { guardLoopbackPort, holdTraffic, sweepLoopbackGuards } from '../../drivers/network/cni.js';
 import { checkpoint } from '../checkpoint.js';
 import { checkpointMetaOptions, pageImageBytes, removePreDumps } from '../checkpoint-dir.js';
-import { dump } from '../dump.js';
+import { dump, refuseUndumpable } from '../dump.js';
 import { restore } from '../restore.js';
 import { toCheckpointed, toPaused } from '../state.js';
 import { reclaimBeforeCommit } from './repair.js';
@@ -128,6 +128,7 @@ export async function migrate(engine: Engine, ref: string, o: MigrateOptions): P
 function refuseImmovable(rec: ContainerRecord): void {
   const name = rec.config.name;
   if (rec.state.status !== 'running') throw new FerryError('ESTATE', `container ${name} is not running: only a running container can be migrated`);
+  refuseUndumpable(rec);
   if (rec.config.network?.mode === 'host') throw new FerryError('EUNSUPPORTED', `container ${name} uses the host's network, which cannot move to another host`);
   if (rec.config.mounts.some((m) => m.type === 'bind')) {
     throw new FerryError('EUNSUPPORTED', `container ${name} bind-mounts host paths (${rec.config.mounts.filter((m) => m.type === 'bind').map((m) => m.source).join(', ')}), which do not move with it: use named volumes`);
