@@ -30,6 +30,15 @@ export function isRoot(): boolean {
   return process.getuid?.() === 0;
 }
 
+/** Compiles test/fixtures/NAME.c, statically linked, into dir/NAME (for a container to run); returns its path. */
+export function buildFixture(name: string, dir: string): string {
+  fs.mkdirSync(dir, { recursive: true });
+  const out = path.join(dir, name);
+  const r = spawnSync('gcc', ['-static', '-O2', '-o', out, path.join(REPO, 'test/fixtures', `${name}.c`)], { encoding: 'utf8' });
+  if (r.status !== 0) throw new Error(`gcc ${name}.c failed: ${r.stderr}`);
+  return out;
+}
+
 /** Builds the busybox image tarball once per checkout. */
 export function busyboxTarball(): string {
   if (!fs.existsSync(BUSYBOX_TAR)) {

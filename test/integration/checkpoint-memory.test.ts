@@ -2,19 +2,17 @@
 // as checked by the process itself (test/fixtures/memhog.c re-verifies its pattern every 200 ms).
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { Host, REPO, eventually } from '../helpers/ferry.js';
+import { Host, buildFixture, eventually } from '../helpers/ferry.js';
 
 const MIB = 256;
 const h = new Host('cpmem');
 const bin = fs.mkdtempSync(path.join(os.tmpdir(), 'fy-memhog-'));
 
 before(async () => {
-  const r = spawnSync('gcc', ['-static', '-O2', '-o', path.join(bin, 'memhog'), path.join(REPO, 'test/fixtures/memhog.c')], { encoding: 'utf8' });
-  assert.equal(r.status, 0, `gcc failed: ${r.stderr}`);
+  buildFixture('memhog', bin);
   await h.importBusybox();
 });
 after(async () => {

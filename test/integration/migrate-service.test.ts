@@ -7,8 +7,8 @@ import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { FERRY_BIN, FERRY_RUNTIME, LOOPER, REPO, assertCleanError, busyboxTarball, eventually, lastCount } from '../helpers/ferry.js';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { FERRY_BIN, FERRY_RUNTIME, LOOPER, assertCleanError, buildFixture, busyboxTarball, eventually, lastCount } from '../helpers/ferry.js';
 import { HostPair, assertContinues, assertHostClean, bytesArrived, hasSshd, names, runcContainers, type NetHost } from '../helpers/hosts.js';
 
 // HostPair starts an sshd per host; the service itself needs none.
@@ -163,8 +163,7 @@ test('lazy (post-copy) A -> ferry://B: pages through the authenticated tunnel', 
 async function startMemhog(name: string, mib: number): Promise<() => Promise<number>> {
   await a.ok(['volume', 'create', `${name}-bin`]);
   const mp = JSON.parse(await a.ok(['volume', 'inspect', `${name}-bin`]))[0].Mountpoint;
-  const cc = spawnSync('gcc', ['-static', '-O2', '-o', `${mp}/memhog`, `${REPO}/test/fixtures/memhog.c`], { encoding: 'utf8' });
-  assert.equal(cc.status, 0, `gcc: ${cc.stderr}`);
+  buildFixture('memhog', mp);
   await a.ok(['run', '-d', '--name', name, '-v', `${name}-bin:/opt`, 'busybox', '/opt/memhog', String(mib)]);
   const oks = async (): Promise<number> => (await a.logs(name)).filter((l) => l.startsWith('ok')).length;
   await eventually(async () => (await oks()) >= 2, 30_000);

@@ -1,8 +1,8 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
-import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { LOOPER, REPO, eventually, lastCount, busyboxTarball } from '../helpers/ferry.js';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { LOOPER, buildFixture, eventually, lastCount, busyboxTarball } from '../helpers/ferry.js';
 import { HostPair, assertContinues, assertHostClean, bytesArrived, hasSshd, names, runcContainers, type NetHost } from '../helpers/hosts.js';
 
 const skip = hasSshd() ? false : 'openssh-server is not installed (npm run setup installs it)';
@@ -101,8 +101,7 @@ test('destination without the image: refused before freezing, container untouche
 async function startMemhog(h: NetHost, name: string, mib: number): Promise<void> {
   await h.ok(['volume', 'create', `${name}-bin`]);
   const mp = JSON.parse(await h.ok(['volume', 'inspect', `${name}-bin`]))[0].Mountpoint;
-  const r = spawnSync('gcc', ['-static', '-O2', '-o', `${mp}/memhog`, `${REPO}/test/fixtures/memhog.c`], { encoding: 'utf8' });
-  assert.equal(r.status, 0, `gcc: ${r.stderr}`);
+  buildFixture('memhog', mp);
   await h.ok(['run', '-d', '--name', name, '-v', `${name}-bin:/opt`, 'busybox', '/opt/memhog', String(mib)]);
   await eventually(async () => (await h.logs(name)).filter((l) => l.startsWith('ok')).length >= 2, 30_000);
 }

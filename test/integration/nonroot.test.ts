@@ -4,19 +4,14 @@
 // reads from /proc/PID/limits (scripts/criu-rlimits.c, preloaded by setup's wrapper).
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { spawnSync } from 'node:child_process';
-import { Host, REPO, eventually, lastCount } from '../helpers/ferry.js';
+import { Host, buildFixture, eventually, lastCount } from '../helpers/ferry.js';
 
 const h = new Host('nonroot');
 let bin = '';
 before(async () => {
   await h.importBusybox();
-  bin = path.join(h.dir, 'bin');
-  fs.mkdirSync(bin, { recursive: true });
-  const r = spawnSync('gcc', ['-static', '-O2', '-o', path.join(bin, 'asuser'), path.join(REPO, 'test/fixtures/asuser.c')], { encoding: 'utf8' });
-  assert.equal(r.status, 0, `gcc: ${r.stderr}`);
+  bin = path.dirname(buildFixture('asuser', path.join(h.dir, 'bin')));
 });
 after(() => h.destroy());
 

@@ -4,17 +4,13 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { spawnSync } from 'node:child_process';
-import { Host, REPO, eventually, lastCount } from '../helpers/ferry.js';
+import { Host, buildFixture, eventually, lastCount } from '../helpers/ferry.js';
 
 const h = new Host('undumpable');
 let bin = '';
 before(async () => {
   await h.importBusybox();
-  bin = path.join(h.dir, 'bin');
-  fs.mkdirSync(bin, { recursive: true });
-  const r = spawnSync('gcc', ['-static', '-O2', '-o', path.join(bin, 'uring'), path.join(REPO, 'test/fixtures/uring.c')], { encoding: 'utf8' });
-  assert.equal(r.status, 0, `gcc: ${r.stderr}`);
+  bin = path.dirname(buildFixture('uring', path.join(h.dir, 'bin')));
 });
 after(() => h.destroy());
 
