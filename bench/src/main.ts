@@ -1,8 +1,8 @@
 // Ferry's benchmark: the same workloads, in the same run, on Ferry, on bare runc + CRIU (the
 // floor: what runc and CRIU cost by themselves) and on Podman (the peer). See bench/README.md.
 //
-//   node build/bench/src/main.js [--quick] [--smoke] [--iterations N] [--only ferry,bare,podman]
-//                                [--out DIR] [--no-setup] [--migration | --no-migration | --only-migration]
+//   bun bench/src/main.ts [--quick] [--smoke] [--iterations N] [--only ferry,bare,podman]
+//                         [--out DIR] [--no-setup] [--migration | --no-migration | --only-migration]
 //
 // Everything it creates (containers, mounts, storage, Podman's config) lives in one temporary
 // directory and is removed at the end, also on failure and on Ctrl-C.
@@ -67,7 +67,7 @@ async function main(): Promise<number> {
     if (r.status !== 0) throw new Error('bench/setup.sh failed');
   }
   if (!fs.existsSync(CRIU)) throw new Error(`${CRIU} is missing: run \`npm run setup\``);
-  if (!fs.existsSync(path.join(REPO, 'dist/ferry.cjs'))) throw new Error('Ferry is not built: run `npm run build`');
+  if (!fs.existsSync(path.join(REPO, 'dist/ferry'))) throw new Error('Ferry is not built: run `npm run build`');
 
   // Short path: conmon's attach socket path must fit in 108 bytes.
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'fyb-'));

@@ -216,7 +216,7 @@ async function migrateBaseline<E extends HostEngine>(R: Results, o: Options, ctx
 /** The synchronous last resort for the migration hosts (a second Ctrl-C): what destroy() does. */
 function destroyHostsSync(pair: HostPair): void {
   for (const h of [pair.a, pair.b]) {
-    if (fs.existsSync(h.root)) spawnSync('nsenter', [`--net=/run/netns/${h.netns}`, process.execPath, FERRY_BIN, ...h.args(), 'rm', '-a', '-f'], { stdio: 'ignore', timeout: 60_000 });
+    if (fs.existsSync(h.root)) spawnSync('nsenter', [`--net=/run/netns/${h.netns}`, FERRY_BIN, ...h.args(), 'rm', '-a', '-f'], { stdio: 'ignore', timeout: 60_000 });
     const rr = path.join(h.runroot, 'runc');
     if (fs.existsSync(rr)) for (const id of fs.readdirSync(rr)) spawnSync('runc', ['--root', rr, 'delete', '--force', id], { stdio: 'ignore' });
     try {

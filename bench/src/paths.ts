@@ -1,9 +1,8 @@
-// Where things are. Once compiled this file is build/bench/src/paths.js, three levels below the
-// repository.
+// Where things are: this file is bench/src/paths.ts, two levels below the repository.
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-export const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
+export const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 /** bench/: setup.sh, and results/ (the default --out). */
 export const BENCH_DIR = path.join(REPO, 'bench');
 export const FERRY_BIN = path.join(REPO, 'bin/ferry');

@@ -23,7 +23,7 @@ export async function main(argv: string[]): Promise<number> {
   const ctx: Ctx = {
     root: process.env.FERRY_ROOT ?? DEFAULT_ROOT,
     runroot: process.env.FERRY_RUNROOT ?? '/run/ferry',
-    self: [process.execPath, argv[1] ?? 'ferry'],
+    self: selfCommand(argv),
   };
   const program = new Command('ferry')
     .description('A daemonless container engine built around checkpoint/restore and live migration')
@@ -101,3 +101,12 @@ main(process.argv).then(
     process.exitCode = 125;
   },
 );
+
+/**
+ * How this ferry runs itself again (conmon's exit command): the compiled executable alone
+ * (its script lives inside it, under /$bunfs/), or the runtime and the script.
+ */
+function selfCommand(argv: string[]): string[] {
+  const script = argv[1];
+  return !script || script.startsWith('/$bunfs/') ? [process.execPath] : [process.execPath, script];
+}

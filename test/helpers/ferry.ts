@@ -9,13 +9,9 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-export const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
+export const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+/** The CLI as users run it: the compiled executable `npm run build` makes. */
 export const FERRY_BIN = path.join(REPO, 'bin/ferry');
-/**
- * The JavaScript runtime that runs Ferry in these tests: this test runner's own (Node), or the
- * program FERRY_TEST_RUNTIME names, to check Ferry under another runtime (e.g. a Bun binary).
- */
-export const FERRY_RUNTIME = process.env.FERRY_TEST_RUNTIME || process.execPath;
 const BUSYBOX_TAR = path.join(REPO, '.cache/busybox.tar');
 
 export const LOOPER = ['sh', '-c', 'i=0; while true; do echo $i; i=$(expr $i + 1); sleep 1; done'];
@@ -76,7 +72,7 @@ export class Host {
   /** Runs `ferry --root R --runroot RR ...args` and collects its output. */
   run(args: string[], opts: RunOpts = {}): Promise<Result> {
     return new Promise((resolve, reject) => {
-      const argv = [...(opts.wrap ?? []), FERRY_RUNTIME, FERRY_BIN, ...this.args(), ...args];
+      const argv = [...(opts.wrap ?? []), FERRY_BIN, ...this.args(), ...args];
       const child = spawn(argv[0]!, argv.slice(1), {
         stdio: [opts.input !== undefined ? 'pipe' : 'ignore', 'pipe', 'pipe'],
         env: { ...process.env, ...opts.env },
@@ -323,7 +319,7 @@ export function stateSnapshot(h: Host): string {
 
 /** Runs ferry in the background; the caller may signal it before it finishes. */
 export function spawnFerry(h: Host, args: string[]): { child: import('node:child_process').ChildProcess; done: Promise<Result> } {
-  const child = spawn(FERRY_RUNTIME, [FERRY_BIN, ...h.args(), ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(FERRY_BIN, [...h.args(), ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
   let stdout = '';
   let stderr = '';
   child.stdout!.on('data', (b: Buffer) => (stdout += b.toString()));

@@ -9,7 +9,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import assert from 'node:assert/strict';
-import { FERRY_BIN, FERRY_RUNTIME, Host, eventually, lastCount, type Result, type RunOpts } from './ferry.js';
+import { FERRY_BIN, Host, eventually, lastCount, type Result, type RunOpts } from './ferry.js';
 import { duBytes } from '../../src/lib/fsutil.js';
 
 export const SSH_PORT = 2222;
@@ -75,7 +75,7 @@ export class NetHost extends Host {
 
   /** The command line the other host uses to run ferry here (--remote-command). */
   remoteCommand(): string {
-    return [FERRY_RUNTIME, FERRY_BIN, ...this.args()].join(' ');
+    return [FERRY_BIN, ...this.args()].join(' ');
   }
 
   url(): string {

@@ -15,7 +15,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import tar from 'tar-stream';
-import { FAST_LOOPER, FERRY_BIN, FERRY_RUNTIME, Host, assertCleanError, eventually, lastCount, runcIds, type Result } from '../helpers/ferry.js';
+import { FAST_LOOPER, FERRY_BIN, Host, assertCleanError, eventually, lastCount, runcIds, type Result } from '../helpers/ferry.js';
 import { memberHash } from '../../src/drivers/archive/archive.js';
 
 const A = new Host('refA'); // exports
@@ -359,8 +359,8 @@ test('refused through a pipe: the importer says why and exits; the exporter fail
   await A.ok(['run', '-d', '--name', 'p', '--network', 'none', 'busybox', ...FAST_LOOPER]);
   await eventually(async () => (await lastCount(A, 'p')) >= 2);
   const before = await footprint(C);
-  const exp = spawn(FERRY_RUNTIME, [FERRY_BIN, ...A.args(), 'container', 'checkpoint', 'p', '-e', '-'], { stdio: ['ignore', 'pipe', 'pipe'] });
-  const imp = spawn(FERRY_RUNTIME, [FERRY_BIN, ...C.args(), 'container', 'restore', '-i', '-'], { stdio: ['pipe', 'pipe', 'pipe'] });
+  const exp = spawn(FERRY_BIN, [...A.args(), 'container', 'checkpoint', 'p', '-e', '-'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const imp = spawn(FERRY_BIN, [...C.args(), 'container', 'restore', '-i', '-'], { stdio: ['pipe', 'pipe', 'pipe'] });
   exp.stdout!.pipe(imp.stdin!);
   imp.stdin!.on('error', () => undefined);
   const result = (c: ReturnType<typeof spawn>): Promise<Result> =>

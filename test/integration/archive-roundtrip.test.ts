@@ -11,7 +11,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { FAST_LOOPER, FERRY_BIN, FERRY_RUNTIME, Host, LOOPER, assertCleanError, counts, eventually, lastCount, runcIds } from '../helpers/ferry.js';
+import { FAST_LOOPER, FERRY_BIN, Host, LOOPER, assertCleanError, counts, eventually, lastCount, runcIds } from '../helpers/ferry.js';
 
 const A = new Host('arcA');
 const B = new Host('arcB');
@@ -212,8 +212,8 @@ test('`-e -` piped straight into `-i -` on the other host, no file in between', 
   // On the default bridge network: the copy under a new name gets a new address.
   await startLooper('piped', ['--network', 'bridge']);
   const filesBefore = fs.readdirSync(tmp).sort();
-  const exp = spawn(FERRY_RUNTIME, [FERRY_BIN, ...A.args(), 'container', 'checkpoint', 'piped', '-e', '-'], { stdio: ['ignore', 'pipe', 'pipe'] });
-  const imp = spawn(FERRY_RUNTIME, [FERRY_BIN, ...B.args(), 'container', 'restore', '-i', '-', '-n', 'piped-b'], { stdio: ['pipe', 'pipe', 'pipe'] });
+  const exp = spawn(FERRY_BIN, [...A.args(), 'container', 'checkpoint', 'piped', '-e', '-'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const imp = spawn(FERRY_BIN, [...B.args(), 'container', 'restore', '-i', '-', '-n', 'piped-b'], { stdio: ['pipe', 'pipe', 'pipe'] });
   exp.stdout!.pipe(imp.stdin!);
   const collect = (c: ReturnType<typeof spawn>): Promise<{ code: number | null; out: string; err: string }> =>
     new Promise((resolve) => {

@@ -1,4 +1,4 @@
-// Smoke test of the benchmark (bench/src/main.ts, run as build/bench/src/main.js; issue 8): one
+// Smoke test of the benchmark (bench/src/main.ts; issue 8): one
 // iteration, tiny workload only, Ferry and bare runc only. It checks that the bench runs end to
 // end, writes its JSON with every figure, and leaves nothing behind. The timings themselves are
 // not judged here.
@@ -26,7 +26,7 @@ test('bench --smoke runs Ferry and bare runc and writes every figure', { timeout
   try {
     const started = Date.now();
     const r = await new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve, reject) => {
-      const child = spawn(process.execPath, [path.join(REPO, 'build/bench/src/main.js'), '--smoke', '--iterations', '1', '--only', 'ferry,bare', '--out', out], {
+      const child = spawn(process.execPath, [path.join(REPO, 'bench/src/main.ts'), '--smoke', '--iterations', '1', '--only', 'ferry,bare', '--out', out], {
         cwd: REPO,
         stdio: ['ignore', 'pipe', 'pipe'],
       });

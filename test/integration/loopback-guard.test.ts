@@ -43,7 +43,7 @@ test('a guarded loopback port takes connections from root only, until released o
   assert.equal(spawnSync('ip', ['netns', 'add', ns]).status, 0);
   try {
     spawnSync('ip', ['-n', ns, 'link', 'set', 'lo', 'up']);
-    const r = spawnSync('nsenter', [`--net=/run/netns/${ns}`, process.execPath, '--input-type=module', '-e', SCENARIO, path.join(REPO, 'build/src/drivers/network/cni.js')], { encoding: 'utf8' });
+    const r = spawnSync('nsenter', [`--net=/run/netns/${ns}`, process.execPath, '-e', SCENARIO, path.join(REPO, 'src/drivers/network/cni.ts')], { encoding: 'utf8' });
     assert.equal(r.status, 0, r.stderr);
     assert.deepEqual(r.stdout.trim().split('\n'), ['before connects connects', 'guarded refused connects', 'released connects connects', 'swept connects connects']);
     const left = spawnSync('nsenter', [`--net=/run/netns/${ns}`, 'iptables', '-w', '-S'], { encoding: 'utf8' }).stdout;

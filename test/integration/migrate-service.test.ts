@@ -8,7 +8,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { FERRY_BIN, FERRY_RUNTIME, LOOPER, assertCleanError, buildFixture, busyboxTarball, eventually, lastCount } from '../helpers/ferry.js';
+import { FERRY_BIN, LOOPER, assertCleanError, buildFixture, busyboxTarball, eventually, lastCount } from '../helpers/ferry.js';
 import { HostPair, assertContinues, assertHostClean, bytesArrived, hasSshd, names, runcContainers, type NetHost } from '../helpers/hosts.js';
 
 // HostPair starts an sshd per host; the service itself needs none.
@@ -29,7 +29,7 @@ class Service {
   }
 
   static async start(h: NetHost, secretFile: string, port = PORT): Promise<Service> {
-    const child = spawn('nsenter', [`--net=/run/netns/${h.netns}`, FERRY_RUNTIME, FERRY_BIN, ...h.args(), 'system', 'service', '--listen', `tcp://${h.ip}:${port}`, '--secret-file', secretFile], {
+    const child = spawn('nsenter', [`--net=/run/netns/${h.netns}`, FERRY_BIN, ...h.args(), 'system', 'service', '--listen', `tcp://${h.ip}:${port}`, '--secret-file', secretFile], {
       stdio: ['ignore', 'ignore', 'pipe'],
     });
     const s = new Service(child);

@@ -12,7 +12,7 @@ import { fileURLToPath } from 'node:url';
 import { diagnoseCriuLog } from '../../src/drivers/criu/criu.js';
 import { decodeMessage, readDumpStats, readRestoreStats } from '../../src/drivers/criu/stats.js';
 
-const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
+const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const FIXTURES = path.join(REPO, 'test/fixtures/criu');
 
 function tmpdir(t: { after: (fn: () => void) => void }): string {

@@ -10,7 +10,7 @@ import { FerryError } from '../../src/lib/errors.js';
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'fy-lock-'));
 after(() => fs.rmSync(dir, { recursive: true, force: true }));
-const LOCK_JS = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../src/lib/lock.js');
+const LOCK_JS = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../src/lib/lock.ts');
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 test('two acquirers serialize: the second waits until the first releases', async () => {
@@ -49,7 +49,7 @@ test('withLock releases the lock when fn throws', async () => {
 
 test('a lock held by a process that is SIGKILLed is released', async () => {
   const f = path.join(dir, 'd.lock');
-  const child = spawn(process.execPath, ['--input-type=module', '-e', `
+  const child = spawn(process.execPath, ['-e', `
     const { FileLock } = await import(${JSON.stringify(LOCK_JS)});
     await FileLock.acquire(${JSON.stringify(f)});
     process.stdout.write('locked\\n');

@@ -13,12 +13,12 @@ import type { MigrationMode } from './engine.js';
 
 export class FerryEngine extends CliEngine {
   constructor(readonly dir: string) {
-    super('ferry', [process.execPath, FERRY_BIN, '--root', path.join(dir, 'root'), '--runroot', path.join(dir, 'run')], process.env, 'busybox');
+    super('ferry', [FERRY_BIN, '--root', path.join(dir, 'root'), '--runroot', path.join(dir, 'run')], process.env, 'busybox');
   }
 
   async setup(ctx: BenchContext): Promise<void> {
     await ok([...this.argv0, 'import', ctx.tarball, 'busybox']);
-    this.version = firstLine([process.execPath, FERRY_BIN, '--version']);
+    this.version = firstLine([FERRY_BIN, '--version']);
   }
 
   // run -d gets --network none (CliEngine): Ferry's default bridge network adds CNI setup and
