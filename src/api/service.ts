@@ -2,9 +2,9 @@
  * `ferry system service`: a foreground daemon that takes migrations over TCP from
  * `ferry migrate CTR ferry://host:port`, as `ferry system migrate-receive` does over ssh.
  *
- * There is no unauthenticated mode: every connection is TLS 1.2 with a pre-shared key read from
- * --secret-file (see drivers/transport/service.ts), so a peer without the secret fails the
- * handshake and never reaches the engine. After the handshake the first line selects the
+ * There is no unauthenticated mode: every connection is mutual TLS 1.3 with a certificate
+ * derived from the secret in --secret-file (see drivers/transport/service.ts), so a peer
+ * without the secret fails the handshake and never reaches the engine. After the handshake the first line selects the
  * protocol; today only Ferry's own (`FERRY/1 migrate|pages TOKEN`) is served, and an HTTP request
  * line gets 501 until the REST API lands on the same listener.
  *
@@ -22,7 +22,7 @@
 import * as net from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import { FerryError } from '../lib/errors.js';
-import { connectPagesTunnel, createServiceServer, displayTarget, parseListenUrl, PROTOCOL, readLine, readSecretFile, splice } from '../drivers/transport/service.js';
+import { connectPagesTunnel, createServiceServer, displayTarget, parseListenUrl, PROTOCOL, readLine, readSecretFile, splice, type ServiceIdentity } from '../drivers/transport/service.js';
 import { receiveMigration } from '../engine/migrate/destination.js';
 import type { Engine } from '../engine/engine.js';
 
@@ -49,17 +49,17 @@ interface Session {
 const PAGES_TUNNEL_WAIT_MS = 60_000;
 
 /** Checks the options; throws a FerryError before anything listens if they are not right. */
-export function checkServiceOptions(o: { listen?: string; secretFile?: string }): { listen: string; secretFile: string; psk: Buffer } {
+export function checkServiceOptions(o: { listen?: string; secretFile?: string }): { listen: string; secretFile: string; identity: ServiceIdentity } {
   if (!o.secretFile) {
     throw new FerryError('EINVAL', 'ferry system service needs --secret-file FILE: it never runs unauthenticated (make one with `head -c 32 /dev/urandom | base64 > FILE; chmod 600 FILE`)');
   }
   if (!o.listen) throw new FerryError('EINVAL', 'ferry system service needs --listen tcp://ADDR:PORT');
   parseListenUrl(o.listen);
-  return { listen: o.listen, secretFile: o.secretFile, psk: readSecretFile(o.secretFile) };
+  return { listen: o.listen, secretFile: o.secretFile, identity: readSecretFile(o.secretFile) };
 }
 
 export async function runService(engine: Engine, o: ServiceOptions): Promise<void> {
-  const { psk } = checkServiceOptions(o);
+  const { identity } = checkServiceOptions(o);
   const addr = parseListenUrl(o.listen);
   const log = o.log ?? ((l: string) => process.stderr.write(`ferry service: ${l}\n`));
   const sessions = new Map<string, Session>();
@@ -177,10 +177,7 @@ export async function runService(engine: Engine, o: ServiceOptions): Promise<voi
     void p.finally(() => active.delete(p));
   };
 
-  const server = createServiceServer(psk, onConnection);
-  server.on('tlsClientError', (e: NodeJS.ErrnoException, s: TLSSocket) => {
-    log(`refused a connection from ${s.remoteAddress ?? '?'}: TLS handshake failed (${/bad record mac|decrypt/i.test(e.message) ? 'wrong secret' : e.code ?? e.message})`);
-  });
+  const server = createServiceServer(identity, onConnection, (s, why) => log(`refused a connection from ${s.remoteAddress ?? '?'}: TLS handshake failed (${why})`));
   await new Promise<void>((resolve, reject) => {
     server.once('error', (e: NodeJS.ErrnoException) => reject(new FerryError('ERUNTIME', `cannot listen on ${o.listen}: ${e.code ?? e.message}`)));
     server.listen(addr.port, addr.host, () => resolve());
@@ -188,7 +185,7 @@ export async function runService(engine: Engine, o: ServiceOptions): Promise<voi
   server.on('error', (e: Error) => log(`listener error: ${e.message}`));
   const bound = server.address() as net.AddressInfo;
   const shown = `tcp://${displayTarget({ host: bound.address, port: bound.port })}`;
-  log(`listening on ${shown} (TLS-PSK; migrations to ferry://HOST:${bound.port})`);
+  log(`listening on ${shown} (mutual TLS, certificates derived from the secret; migrations to ferry://HOST:${bound.port})`);
   o.onListening?.(shown);
 
   // Run until a signal.

@@ -27,8 +27,8 @@ Destinations:
   ssh://[user@]host[:port]   the destination runs \`ferry\` from its PATH (or --remote-command)
                              over the system's ssh client, which applies your ssh configuration.
   ferry://host:port          a \`ferry system service\` listening there (tcp://host:port works
-                             too): TLS with the pre-shared key in --secret-file (the same file
-                             the service was started with); no ssh needed.
+                             too): mutual TLS with certificates derived from --secret-file
+                             (the same file the service was started with); no ssh needed.
 
 The container runs in exactly one place in the end: if anything fails before the destination
 runs it, it runs again here.`;

@@ -7,9 +7,9 @@ import { checkServiceOptions, runService } from '../api/service.js';
 
 const SERVICE_HELP = `
 Takes migrations from \`ferry migrate CTR ferry://HOST:PORT --secret-file FILE\` without ssh.
-Every connection is TLS 1.2 with a pre-shared key derived from FILE (the same file, copied
-securely, on both hosts), so it is authenticated and encrypted; there is no unauthenticated
-mode. FILE must be readable by its owner only and hold at least 32 bytes of key material:
+Every connection is mutual TLS 1.3 with a certificate derived from FILE (the same file,
+copied securely, on both hosts), so it is authenticated and encrypted; there is no
+unauthenticated mode. FILE must be readable by its owner only and hold at least 32 bytes of key material:
 
   head -c 32 /dev/urandom | base64 > /etc/ferry/secret; chmod 600 /etc/ferry/secret
   ferry system service --listen tcp://0.0.0.0:7797 --secret-file /etc/ferry/secret
@@ -30,7 +30,7 @@ export function registerSystemCommands(program: Command, ctx: Ctx): void {
   system.command('info').option('-f, --format <format>', 'json or a Go template').action(info);
   system
     .command('service')
-    .description('listen for migrations over TCP (TLS with a pre-shared key)')
+    .description('listen for migrations over TCP (mutual TLS, certificates derived from a shared secret)')
     .option('--listen <url>', 'tcp://ADDR:PORT to listen on')
     .option('--secret-file <file>', 'the shared secret (required): at least 32 bytes, mode 600')
     .addHelpText('after', SERVICE_HELP)

@@ -1,5 +1,5 @@
 /**
- * Migration to a `ferry system service` (ferry://host:port, TLS with a pre-shared key) instead
+ * Migration to a `ferry system service` (ferry://host:port, mutual TLS with certificates derived from a shared secret) instead
  * of ssh. The service runs inside host B's network namespace; A reaches it over the veth pair.
  */
 import { test, before, after } from 'node:test';

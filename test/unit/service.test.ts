@@ -1,10 +1,16 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
+import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import * as tls from 'node:tls';
+import { spawn, spawnSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
 import { PassThrough } from 'node:stream';
-import { keyMaterial, parseListenUrl, parseServiceUrl, readLine, readSecretFile } from '../../src/drivers/transport/service.js';
+import { connectService, createServiceServer, keyMaterial, parseListenUrl, parseServiceUrl, readLine, readSecretFile, type ServiceIdentity } from '../../src/drivers/transport/service.js';
+import { deriveServiceIdentity } from '../../src/drivers/transport/identity.js';
 import { FerryError } from '../../src/lib/errors.js';
 
 test('parseServiceUrl: ferry:// and its tcp:// alias, port required', () => {
@@ -28,14 +34,16 @@ test('keyMaterial: base64 text is decoded, anything else is taken as bytes', () 
   assert.equal(keyMaterial(Buffer.from('not base64!\n')).length, 12);
 });
 
-test('readSecretFile: owner-only, at least 32 bytes; same file, same key', () => {
+test('readSecretFile: owner-only, at least 32 bytes; same file, same identity', () => {
   const d = fs.mkdtempSync(path.join(os.tmpdir(), 'fy-secret-'));
   try {
     const f = path.join(d, 's');
     fs.writeFileSync(f, Buffer.alloc(32, 1).toString('base64'), { mode: 0o600 });
     const k = readSecretFile(f);
-    assert.equal(k.length, 32);
+    assert.deepEqual(k.der, deriveServiceIdentity(Buffer.alloc(32, 1)).der);
     assert.deepEqual(readSecretFile(f), k);
+    fs.writeFileSync(f, Buffer.alloc(32, 1)); // the same key material as raw bytes
+    assert.deepEqual(readSecretFile(f).der, k.der);
     fs.chmodSync(f, 0o640);
     assert.throws(() => readSecretFile(f), /accessible by group or others \(mode 640\): `chmod 600/);
     fs.writeFileSync(f, Buffer.alloc(24, 1).toString('base64'));
@@ -61,4 +69,154 @@ test('readLine: one line, the rest left for the next reader', async () => {
   const long = new PassThrough();
   long.write('x'.repeat(600));
   assert.equal(await readLine(long, 512), undefined);
+});
+
+test('deriveServiceIdentity: the same certificate for the same secret, another for another', () => {
+  const a = deriveServiceIdentity(Buffer.alloc(32, 1));
+  assert.deepEqual(deriveServiceIdentity(Buffer.alloc(32, 1)), a, 'byte for byte: key, certificate, fingerprint');
+  const b = deriveServiceIdentity(Buffer.alloc(32, 2));
+  assert.notDeepEqual(b.der, a.der);
+  assert.notEqual(b.key, a.key);
+  const x = new crypto.X509Certificate(a.cert);
+  assert.deepEqual(x.raw, a.der);
+  assert.equal(x.subject, 'CN=ferry-service');
+  assert.equal(x.issuer, 'CN=ferry-service');
+  assert.equal(x.subjectAltName, 'DNS:ferry-service');
+  assert.equal(x.ca, true);
+  assert.equal(x.serialNumber, '01');
+  assert.equal(new Date(x.validFrom).toISOString(), '2000-01-01T00:00:00.000Z');
+  assert.equal(new Date(x.validTo).getUTCFullYear(), 9999);
+  assert.equal(x.publicKey.asymmetricKeyType, 'ed25519');
+  assert.ok(x.verify(x.publicKey), 'self-signed');
+  assert.ok(!x.verify(new crypto.X509Certificate(b.cert).publicKey));
+  assert.ok(x.checkPrivateKey(crypto.createPrivateKey(a.key)));
+  assert.equal(a.fingerprint, crypto.createHash('sha256').update(a.der).digest('hex'));
+});
+
+const idA = deriveServiceIdentity(Buffer.alloc(32, 0xa));
+const idB = deriveServiceIdentity(Buffer.alloc(32, 0xb));
+
+/** A service on loopback that answers each authenticated connection's first line with "OK line". */
+async function loopbackService(id: ServiceIdentity): Promise<{ port: number; accepted: string[]; refused: string[]; close(): Promise<void> }> {
+  const accepted: string[] = [];
+  const refused: string[] = [];
+  const server = createServiceServer(
+    id,
+    (s) => {
+      s.on('error', () => undefined);
+      void readLine(s).then((line) => {
+        accepted.push(line ?? '');
+        s.end(`OK ${line}\n`);
+      });
+    },
+    (_s, why) => refused.push(why),
+  );
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+  return { port: (server.address() as net.AddressInfo).port, accepted, refused, close: () => new Promise((r) => server.close(() => r())) };
+}
+
+async function until(cond: () => boolean, ms = 5000): Promise<void> {
+  for (const end = Date.now() + ms; !cond(); ) {
+    if (Date.now() > end) throw new Error('timed out');
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+test('mutual TLS on loopback: the same secret gets in, another is refused at the handshake', async () => {
+  const svc = await loopbackService(idA);
+  try {
+    const s = await connectService({ host: '127.0.0.1', port: svc.port }, idA, 'FERRY/1 migrate x');
+    assert.equal(s.getProtocol(), 'TLSv1.3');
+    assert.equal(await readLine(s), 'OK FERRY/1 migrate x');
+    s.destroy();
+    await assert.rejects(connectService({ host: '127.0.0.1', port: svc.port }, idB, 'FERRY/1 migrate y'), (e: unknown) => {
+      assert.ok(e instanceof FerryError && e.code === 'EPERM');
+      assert.equal(e.message, `authentication with the ferry service at 127.0.0.1:${svc.port} failed: check --secret-file`);
+      return true;
+    });
+    await until(() => svc.refused.length === 1);
+    assert.deepEqual(svc.refused, ['wrong secret']);
+    // A client that does not check the service and sends at once: another certificate, or none.
+    for (const [opts, why] of [[{ key: idB.key, cert: idB.cert }, 'wrong secret'], [{}, 'no client certificate']] as const) {
+      const c = tls.connect({ host: '127.0.0.1', port: svc.port, rejectUnauthorized: false, ...opts });
+      c.on('error', () => undefined);
+      c.on('secureConnect', () => c.write('FERRY/1 migrate z\n'));
+      await new Promise((r) => c.once('close', r));
+      await until(() => svc.refused.at(-1) === why);
+    }
+    assert.deepEqual(svc.accepted, ['FERRY/1 migrate x'], 'nothing from a refused peer was read');
+    await assert.rejects(connectService({ host: '127.0.0.1', port: 1 }, idA, 'x'), /cannot reach the ferry service at 127\.0\.0\.1:1: ECONNREFUSED/);
+  } finally {
+    await svc.close();
+  }
+});
+
+/** The other JavaScript runtime, if there is one to try: Node under Bun, FERRY_TEST_RUNTIME (Bun) under Node. */
+function otherRuntime(): string | undefined {
+  if ((process.versions as Record<string, string | undefined>).bun) return spawnSync('node', ['--version']).status === 0 ? 'node' : undefined;
+  const r = process.env.FERRY_TEST_RUNTIME;
+  return r && r !== process.execPath ? r : undefined;
+}
+
+test('mutual TLS across runtimes: a Node client to a Bun service and the other way round', { skip: otherRuntime() ? false : 'no other runtime (set FERRY_TEST_RUNTIME to a Bun binary)' }, async () => {
+  const serviceJs = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../src/drivers/transport/service.js');
+  const identityJs = path.resolve(path.dirname(serviceJs), 'identity.js');
+  const d = fs.mkdtempSync(path.join(os.tmpdir(), 'fy-tls-'));
+  try {
+    // The child: a service on loopback (argv: serve), or a client of the port given.
+    const script = path.join(d, 'peer.mjs');
+    fs.writeFileSync(
+      script,
+      `import { connectService, createServiceServer, readLine } from ${JSON.stringify(serviceJs)};
+import { deriveServiceIdentity } from ${JSON.stringify(identityJs)};
+const id = deriveServiceIdentity(Buffer.alloc(32, Number(process.argv[3])));
+if (process.argv[2] === 'serve') {
+  const server = createServiceServer(id, (s) => void readLine(s).then((l) => s.end('OK ' + l + '\\n')), (_s, why) => console.log('REFUSED ' + why));
+  server.listen(0, '127.0.0.1', () => console.log('PORT ' + server.address().port));
+  process.stdin.on('end', () => process.exit(0)).resume();
+} else {
+  connectService({ host: '127.0.0.1', port: Number(process.argv[2]) }, id, 'FERRY/1 pages t').then(
+    async (s) => { console.log(await readLine(s)); s.destroy(); },
+    (e) => console.log('ERROR ' + e.message),
+  );
+}
+`,
+    );
+    const rt = otherRuntime()!;
+    // Their service, our client.
+    const child = spawn(rt, [script, 'serve', String(0xa)], { stdio: ['pipe', 'pipe', 'inherit'] });
+    let out = '';
+    child.stdout!.on('data', (b: Buffer) => (out += b.toString()));
+    try {
+      await until(() => /PORT \d+/.test(out), 15_000);
+      const port = Number(out.match(/PORT (\d+)/)![1]);
+      const s = await connectService({ host: '127.0.0.1', port }, idA, 'FERRY/1 migrate m');
+      assert.equal(await readLine(s), 'OK FERRY/1 migrate m');
+      s.destroy();
+      await assert.rejects(connectService({ host: '127.0.0.1', port }, idB, 'FERRY/1 migrate n'), /failed: check --secret-file/);
+      await until(() => out.includes('REFUSED wrong secret'));
+    } finally {
+      child.stdin!.end();
+    }
+    // Our service, their client.
+    const svc = await loopbackService(idA);
+    try {
+      // Not spawnSync: our service runs on this event loop.
+      const run = (secretByte: number): Promise<string> =>
+        new Promise((resolve) => {
+          const c = spawn(rt, [script, String(svc.port), String(secretByte)], { stdio: ['ignore', 'pipe', 'inherit'], timeout: 20_000 });
+          let o = '';
+          c.stdout!.on('data', (b: Buffer) => (o += b.toString()));
+          c.once('close', () => resolve(o.trim()));
+        });
+      assert.equal(await run(0xa), 'OK FERRY/1 pages t');
+      assert.equal(await run(0xb), `ERROR authentication with the ferry service at 127.0.0.1:${svc.port} failed: check --secret-file`);
+      await until(() => svc.refused.includes('wrong secret'));
+      assert.deepEqual(svc.accepted, ['FERRY/1 pages t']);
+    } finally {
+      await svc.close();
+    }
+  } finally {
+    fs.rmSync(d, { recursive: true, force: true });
+  }
 });

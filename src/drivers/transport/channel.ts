@@ -8,7 +8,8 @@
  *
  * Over ssh the destination is `ferry system migrate-receive` started by the source, so the
  * channel is ssh's stdin/stdout: authenticated and encrypted by ssh, and no daemon listens.
- * To a `ferry system service` it is a TLS-PSK socket instead (service.ts).
+ * To a `ferry system service` it is a mutual-TLS socket instead, with certificates derived
+ * from a shared secret (service.ts).
  *
  * What a message may hold is the protocol's business, not the channel's: each reader is given
  * the protocol's parser for its direction and applies it to every message as it arrives, so

@@ -1,6 +1,6 @@
 /**
  * How a migration's source reaches the destination's receiver: a Link. Either the stdio of ssh
- * running `ferry system migrate-receive` (ssh://), or a TLS-PSK connection to a
+ * running `ferry system migrate-receive` (ssh://), or a mutual-TLS connection to a
  * `ferry system service` (ferry://, see service.ts). The protocol on top (channel.ts) is the
  * same on both; so is the memory tunnel's shape, between CRIUs that listen on loopback only:
  * lazy pages go from a page server on the source to `criu lazy-pages` on the destination
@@ -16,12 +16,12 @@ import type { Readable, Writable } from 'node:stream';
 import { FerryError } from '../../lib/errors.js';
 import { waitExit } from '../../lib/proc.js';
 import { parseSshUrl, sshSpawn, type SshTarget } from './channel.js';
-import { PROTOCOL, connectService, displayTarget, isServiceUrl, listenPagesTunnel, parseServiceUrl, readSecretFile, servePagesTunnel, type ServiceTarget } from './service.js';
+import { PROTOCOL, connectService, displayTarget, isServiceUrl, listenPagesTunnel, parseServiceUrl, readSecretFile, servePagesTunnel, type ServiceIdentity, type ServiceTarget } from './service.js';
 
 /** How memory travels: in the archive (pre-copy), from CRIU to a page server there, or on demand (lazy). */
 export type PagesMode = 'none' | 'page-server' | 'lazy';
 
-export type Destination = { kind: 'ssh'; host: string; ssh: SshTarget } | { kind: 'service'; host: string; service: ServiceTarget; psk: Buffer };
+export type Destination = { kind: 'ssh'; host: string; ssh: SshTarget } | { kind: 'service'; host: string; service: ServiceTarget; identity: ServiceIdentity };
 
 /** What `ferry migrate` was told about the destination and how to reach it. */
 export interface DestinationOptions {
@@ -42,7 +42,7 @@ export function parseDestination(o: DestinationOptions): Destination {
     const sshOnly = [o.identity && '--identity', o.sshOptions?.length && '--ssh-option', o.remoteCommand && '--remote-command'].filter(Boolean);
     if (sshOnly.length) throw new FerryError('EINVAL', `${sshOnly.join(', ')} ${sshOnly.length > 1 ? 'apply' : 'applies'} only to ssh:// destinations, not to ${o.destination}`);
     if (!o.secretFile) throw new FerryError('EINVAL', `migrating to a ferry service (${o.destination}) needs --secret-file FILE, the secret the service was started with`);
-    return { kind: 'service', host: displayTarget(service), service, psk: readSecretFile(o.secretFile) };
+    return { kind: 'service', host: displayTarget(service), service, identity: readSecretFile(o.secretFile) };
   }
   if (o.secretFile) throw new FerryError('EINVAL', '--secret-file only applies to ferry://host:port destinations (ssh:// uses your ssh keys)');
   if (!/^ssh:\/\//.test(o.destination)) throw new FerryError('EINVAL', `invalid destination "${o.destination}": use ssh://[user@]host[:port] or ferry://host:port`);
@@ -52,7 +52,7 @@ export function parseDestination(o: DestinationOptions): Destination {
 
 /**
  * How the source reaches the destination's receiver: the stdio of ssh running
- * `ferry system migrate-receive`, or a TLS-PSK connection to a `ferry system service`.
+ * `ferry system migrate-receive`, or a mutual-TLS connection to a `ferry system service`.
  * The protocol on top is the same.
  */
 export interface Link {
@@ -81,7 +81,7 @@ export interface Link {
 
 /** Opens the link to a parsed destination; pagesPort is this host's loopback end of the memory tunnel. */
 export async function openLink(dest: Destination, o: DestinationOptions, pages: PagesMode, pagesPort: number): Promise<Link> {
-  return dest.kind === 'ssh' ? sshLink(dest.ssh, o, pages, pagesPort) : serviceLink(dest.service, dest.psk, pages, pagesPort);
+  return dest.kind === 'ssh' ? sshLink(dest.ssh, o, pages, pagesPort) : serviceLink(dest.service, dest.identity, pages, pagesPort);
 }
 
 /**
@@ -114,15 +114,15 @@ export function sshLink(target: SshTarget, o: Pick<DestinationOptions, 'remoteCo
 }
 
 /**
- * A TLS-PSK connection to a `ferry system service`. A second one, tagged with the session's
+ * A mutual-TLS connection to a `ferry system service` (certificates derived from the secret). A second one, tagged with the session's
  * token, carries the memory: with --lazy the destination's page faults to CRIU's page server
  * on this host's loopback (the service's counterpart of `ssh -R`); for stop-and-copy this
  * host's CRIU dump, which dials pagesPort here, to the destination's page server (`ssh -L`).
  */
-export async function serviceLink(target: ServiceTarget, psk: Buffer, pages: PagesMode, pagesPort: number): Promise<Link> {
+export async function serviceLink(target: ServiceTarget, identity: ServiceIdentity, pages: PagesMode, pagesPort: number): Promise<Link> {
   const where = `the ferry service at ${displayTarget(target)}`;
   const token = randomBytes(16).toString('hex');
-  const sock = await connectService(target, psk, `${PROTOCOL} migrate ${token}`);
+  const sock = await connectService(target, identity, `${PROTOCOL} migrate ${token}`);
   let why: string | undefined;
   sock.on('error', (e: NodeJS.ErrnoException) => (why ??= e.code ?? e.message));
   let tunnel: TLSSocket | undefined;
@@ -135,7 +135,7 @@ export async function serviceLink(target: ServiceTarget, psk: Buffer, pages: Pag
     remotePagesPort: 0,
     ready: async () => {
       if (pages === 'none') return;
-      tunnel = await connectService(target, psk, `${PROTOCOL} pages ${token}`);
+      tunnel = await connectService(target, identity, `${PROTOCOL} pages ${token}`);
       if (pages === 'lazy') servePagesTunnel(tunnel, pagesPort).catch(() => undefined);
       else listener = await listenPagesTunnel(tunnel, pagesPort);
     },

@@ -1,7 +1,9 @@
 /**
- * The ferry service's transport: TLS 1.2 with a pre-shared key (RFC 4279/5489), so every
- * connection is both authenticated and encrypted, with no certificates to manage. Both ends
- * read the same secret file; a peer without it fails the handshake before it can say anything.
+ * The ferry service's transport: mutual TLS 1.3 with certificates derived from a shared secret
+ * (identity.ts), so every connection is both authenticated and encrypted (forward secret:
+ * ECDHE), with no certificates to manage. Both ends read the same secret file and derive the
+ * same key and certificate from it; each presents that certificate and trusts only it, so a
+ * peer without the secret fails the handshake before it can say anything.
  *
  * After the handshake the client speaks first, one line that selects the protocol:
  *
@@ -18,17 +20,15 @@
  * tunnel to the destination's page server on 127.0.0.1, and the source pipes the connection
  * its CRIU dump makes to a loopback port into it. CRIU never listens on anything but 127.0.0.1.
  */
-import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
 import * as net from 'node:net';
 import * as tls from 'node:tls';
 import type { Readable } from 'node:stream';
 import { FerryError } from '../../lib/errors.js';
+import { deriveServiceIdentity, SERVICE_NAME, type ServiceIdentity } from './identity.js';
 
+export type { ServiceIdentity } from './identity.js';
 export const PROTOCOL = 'FERRY/1';
-const PSK_IDENTITY = 'ferry/1';
-/** Forward-secret ECDHE-PSK first; plain PSK as a fallback. TLS 1.2 only: Node's PSK is TLS 1.2. */
-const CIPHERS = 'ECDHE-PSK-CHACHA20-POLY1305:PSK-AES256-GCM-SHA384';
 const MIN_KEY_BYTES = 32;
 const CONNECT_TIMEOUT_MS = 15_000;
 
@@ -37,9 +37,9 @@ export const MAKE_SECRET_HINT = (file: string): string => `make one with \`head 
 /**
  * Reads a secret file: it must be a regular file that only its owner can read, holding at
  * least 32 bytes of key material (base64 text is decoded; anything else is taken as raw bytes).
- * Returns the PSK both ends derive from it.
+ * Returns the TLS identity both ends derive from it.
  */
-export function readSecretFile(file: string): Buffer {
+export function readSecretFile(file: string): ServiceIdentity {
   let st: fs.Stats;
   try {
     st = fs.statSync(file);
@@ -60,7 +60,7 @@ export function readSecretFile(file: string): Buffer {
   if (material.length < MIN_KEY_BYTES) {
     throw new FerryError('EINVAL', `secret file ${file} holds ${material.length} bytes of key material, fewer than ${MIN_KEY_BYTES}; ${MAKE_SECRET_HINT(file)}`);
   }
-  return crypto.createHmac('sha256', material).update('ferry service psk v1').digest();
+  return deriveServiceIdentity(material);
 }
 
 /** The key material of a secret file's content: base64 decoded if it is base64 text. */
@@ -101,52 +101,96 @@ export function displayTarget(t: ServiceTarget): string {
   return `${t.host.includes(':') ? `[${t.host}]` : t.host}:${t.port}`;
 }
 
-const tlsBase = { ciphers: CIPHERS, minVersion: 'TLSv1.2', maxVersion: 'TLSv1.2' } as const;
+/** TLS 1.3 only: its key exchange is always ephemeral (forward secret), and both runtimes have it. */
+const tlsBase = { minVersion: 'TLSv1.3' } as const;
 
-/** A TLS-PSK server; connections that fail authentication never reach `onConnection`. */
-export function createServiceServer(psk: Buffer, onConnection: (s: tls.TLSSocket) => void): tls.Server {
-  return tls.createServer(
-    {
-      ...tlsBase,
-      pskCallback: (_socket, identity) => (identity === PSK_IDENTITY ? psk : null),
-      handshakeTimeout: CONNECT_TIMEOUT_MS,
-    },
-    onConnection,
-  );
+/** Why a peer is not one of ours, or undefined if it is: it proved it holds our certificate's key. */
+function peerRefusal(s: tls.TLSSocket, id: ServiceIdentity): string | undefined {
+  const peer = s.getPeerCertificate();
+  if (s.authorized === true && peer?.raw && Buffer.isBuffer(peer.raw) && peer.raw.equals(id.der)) return undefined;
+  return peer?.raw ? 'wrong secret' : 'no client certificate';
 }
 
 /**
- * TLS errors raised on our side before the service answers: the runtime's TLS offers none of
- * CIPHERS with a PSK (Bun's node:tls ignores pskCallback, and its BoringSSL lacks
- * PSK-AES256-GCM-SHA384). Node's OpenSSL has both suites.
+ * What a failed server-side handshake means. A ferry client with another secret completes the
+ * handshake and is refused by peerRefusal(); these are the alerts a peer sends when it is the
+ * one refusing our certificate (OpenSSL and BoringSSL spell them alike).
  */
-const LOCAL_TLS_LACKS_PSK = new Set(['ERR_SSL_NO_CIPHERS_AVAILABLE', 'ERR_SSL_NO_CIPHER_MATCH']);
+function handshakeFailure(e: NodeJS.ErrnoException): string {
+  const what = `${e.code ?? ''} ${e.message}`;
+  if (/ALERT_(UNKNOWN_CA|BAD_CERTIFICATE|CERTIFICATE_UNKNOWN|DECRYPT_ERROR)|SELF_SIGNED/i.test(what)) return 'wrong secret';
+  if (/PEER_DID_NOT_RETURN_A_CERTIFICATE|CERTIFICATE_REQUIRED/i.test(what)) return 'no client certificate';
+  return e.code ?? e.message;
+}
+
+/**
+ * The ferry service's TLS server. Only peers that hold the secret reach `onConnection`; every
+ * other connection is closed before a byte of it is read, and reported to `onRefused` with why
+ * ("wrong secret", "no client certificate", or the TLS error).
+ *
+ * The certificate check is ours, the first thing done with a connection, rather than
+ * rejectUnauthorized's: Node drops a client whose certificate fails it without telling the
+ * server why, so the service could not log "wrong secret". The check is the same one (the
+ * runtime's chain verification against our certificate as the only CA), plus the peer's
+ * certificate must be ours byte for byte; the TLS handshake itself has proved that the peer
+ * holds that certificate's private key.
+ */
+export function createServiceServer(id: ServiceIdentity, onConnection: (s: tls.TLSSocket) => void, onRefused?: (s: tls.TLSSocket, why: string) => void): tls.Server {
+  const server = tls.createServer(
+    {
+      ...tlsBase,
+      key: id.key,
+      cert: id.cert,
+      ca: [id.cert],
+      requestCert: true,
+      rejectUnauthorized: false, // checked below, before anything else
+      handshakeTimeout: CONNECT_TIMEOUT_MS,
+    },
+    (s) => {
+      const refused = peerRefusal(s, id);
+      if (refused === undefined) return onConnection(s);
+      s.on('error', () => undefined);
+      onRefused?.(s, refused);
+      s.destroy();
+    },
+  );
+  server.on('tlsClientError', (e: NodeJS.ErrnoException, s: tls.TLSSocket) => onRefused?.(s, handshakeFailure(e)));
+  return server;
+}
 
 const UNREACHABLE = new Set(['ECONNREFUSED', 'EHOSTUNREACH', 'ENETUNREACH', 'ETIMEDOUT', 'ENOTFOUND', 'EAI_AGAIN', 'EADDRNOTAVAIL']);
 
 /**
  * Connects and authenticates to a ferry service, then sends the protocol line. A wrong secret
  * fails here, before anything else happens.
+ *
+ * The service's certificate is checked once the handshake is done rather than during it, so
+ * that ours reaches the service first and its log can say why it was refused; nothing of ours
+ * is sent to a service that fails the check (a certificate is public, and TLS 1.3 binds the
+ * proof that we hold its key to this one handshake).
  */
-export function connectService(target: ServiceTarget, psk: Buffer, preamble: string): Promise<tls.TLSSocket> {
+export function connectService(target: ServiceTarget, id: ServiceIdentity, preamble: string): Promise<tls.TLSSocket> {
   const where = displayTarget(target);
   return new Promise((resolve, reject) => {
     const s = tls.connect({
       ...tlsBase,
       host: target.host,
       port: target.port,
-      pskCallback: () => ({ psk, identity: PSK_IDENTITY }),
-      checkServerIdentity: () => undefined, // PSK: the key is the identity
+      key: id.key,
+      cert: id.cert,
+      ca: [id.cert],
+      servername: SERVICE_NAME,
+      rejectUnauthorized: false, // checked on secureConnect, below
+      // Not the host name: the service proves itself by holding the secret's certificate.
+      checkServerIdentity: (_host, cert) => (cert?.raw && Buffer.isBuffer(cert.raw) && cert.raw.equals(id.der) ? undefined : new Error('not the certificate of this secret')),
     });
     const timer = setTimeout(() => s.destroy(Object.assign(new Error('timed out'), { code: 'ETIMEDOUT' })), CONNECT_TIMEOUT_MS);
+    const denied = (detail: string): FerryError => new FerryError('EPERM', `authentication with the ferry service at ${where} failed: check --secret-file`, { detail });
     const fail = (e: NodeJS.ErrnoException): void => {
       clearTimeout(timer);
       s.destroy();
       if (e.code && UNREACHABLE.has(e.code)) reject(new FerryError('ERUNTIME', `cannot reach the ferry service at ${where}: ${e.code}`));
-      else if (e.code && LOCAL_TLS_LACKS_PSK.has(e.code)) {
-        // Our own TLS refused our own cipher list before anything was sent: not the secret's fault.
-        reject(new FerryError('EUNSUPPORTED', `this JavaScript runtime's TLS cannot do the TLS-PSK that the ferry service needs (${e.code}): run ferry under Node, or migrate over ssh://`, { detail: e.message }));
-      } else reject(new FerryError('EPERM', `authentication with the ferry service at ${where} failed: check --secret-file`, { detail: e.message }));
+      else reject(denied(e.message));
     };
     s.once('error', fail);
     // A service that closes before the handshake completes rejected us as well.
@@ -155,6 +199,14 @@ export function connectService(target: ServiceTarget, psk: Buffer, preamble: str
       clearTimeout(timer);
       s.removeListener('error', fail);
       s.removeAllListeners('close');
+      if (peerRefusal(s, id) !== undefined) {
+        // Not a service with our secret. end(), not destroy(): our certificate, still on its
+        // way, tells it so (see above). Nothing else is written.
+        s.on('error', () => undefined);
+        s.end();
+        setTimeout(() => s.destroy(), 2000).unref();
+        return reject(denied(`the service's certificate is not this secret's (${s.authorizationError ?? 'another certificate'})`));
+      }
       s.setNoDelay(true);
       s.write(`${preamble}\n`);
       resolve(s);
