@@ -6,8 +6,6 @@ import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import * as tls from 'node:tls';
-import { spawn, spawnSync } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
 import { PassThrough } from 'node:stream';
 import { connectService, createServiceServer, keyMaterial, parseListenUrl, parseServiceUrl, readLine, readSecretFile, type ServiceIdentity } from '../../src/drivers/transport/service.js';
 import { deriveServiceIdentity } from '../../src/drivers/transport/identity.js';
@@ -148,75 +146,5 @@ test('mutual TLS on loopback: the same secret gets in, another is refused at the
     await assert.rejects(connectService({ host: '127.0.0.1', port: 1 }, idA, 'x'), /cannot reach the ferry service at 127\.0\.0\.1:1: ECONNREFUSED/);
   } finally {
     await svc.close();
-  }
-});
-
-/** The other JavaScript runtime, if there is one to try: Node under Bun, FERRY_TEST_RUNTIME (Bun) under Node. */
-function otherRuntime(): string | undefined {
-  if ((process.versions as Record<string, string | undefined>).bun) return spawnSync('node', ['--version']).status === 0 ? 'node' : undefined;
-  const r = process.env.FERRY_TEST_RUNTIME;
-  return r && r !== process.execPath ? r : undefined;
-}
-
-test('mutual TLS across runtimes: a Node client to a Bun service and the other way round', { skip: otherRuntime() ? false : 'no other runtime (set FERRY_TEST_RUNTIME to a Bun binary)' }, async () => {
-  const serviceJs = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../src/drivers/transport/service.js');
-  const identityJs = path.resolve(path.dirname(serviceJs), 'identity.js');
-  const d = fs.mkdtempSync(path.join(os.tmpdir(), 'fy-tls-'));
-  try {
-    // The child: a service on loopback (argv: serve), or a client of the port given.
-    const script = path.join(d, 'peer.mjs');
-    fs.writeFileSync(
-      script,
-      `import { connectService, createServiceServer, readLine } from ${JSON.stringify(serviceJs)};
-import { deriveServiceIdentity } from ${JSON.stringify(identityJs)};
-const id = deriveServiceIdentity(Buffer.alloc(32, Number(process.argv[3])));
-if (process.argv[2] === 'serve') {
-  const server = createServiceServer(id, (s) => void readLine(s).then((l) => s.end('OK ' + l + '\\n')), (_s, why) => console.log('REFUSED ' + why));
-  server.listen(0, '127.0.0.1', () => console.log('PORT ' + server.address().port));
-  process.stdin.on('end', () => process.exit(0)).resume();
-} else {
-  connectService({ host: '127.0.0.1', port: Number(process.argv[2]) }, id, 'FERRY/1 pages t').then(
-    async (s) => { console.log(await readLine(s)); s.destroy(); },
-    (e) => console.log('ERROR ' + e.message),
-  );
-}
-`,
-    );
-    const rt = otherRuntime()!;
-    // Their service, our client.
-    const child = spawn(rt, [script, 'serve', String(0xa)], { stdio: ['pipe', 'pipe', 'inherit'] });
-    let out = '';
-    child.stdout!.on('data', (b: Buffer) => (out += b.toString()));
-    try {
-      await until(() => /PORT \d+/.test(out), 15_000);
-      const port = Number(out.match(/PORT (\d+)/)![1]);
-      const s = await connectService({ host: '127.0.0.1', port }, idA, 'FERRY/1 migrate m');
-      assert.equal(await readLine(s), 'OK FERRY/1 migrate m');
-      s.destroy();
-      await assert.rejects(connectService({ host: '127.0.0.1', port }, idB, 'FERRY/1 migrate n'), /failed: check --secret-file/);
-      await until(() => out.includes('REFUSED wrong secret'));
-    } finally {
-      child.stdin!.end();
-    }
-    // Our service, their client.
-    const svc = await loopbackService(idA);
-    try {
-      // Not spawnSync: our service runs on this event loop.
-      const run = (secretByte: number): Promise<string> =>
-        new Promise((resolve) => {
-          const c = spawn(rt, [script, String(svc.port), String(secretByte)], { stdio: ['ignore', 'pipe', 'inherit'], timeout: 20_000 });
-          let o = '';
-          c.stdout!.on('data', (b: Buffer) => (o += b.toString()));
-          c.once('close', () => resolve(o.trim()));
-        });
-      assert.equal(await run(0xa), 'OK FERRY/1 pages t');
-      assert.equal(await run(0xb), `ERROR authentication with the ferry service at 127.0.0.1:${svc.port} failed: check --secret-file`);
-      await until(() => svc.refused.includes('wrong secret'));
-      assert.deepEqual(svc.accepted, ['FERRY/1 pages t']);
-    } finally {
-      await svc.close();
-    }
-  } finally {
-    fs.rmSync(d, { recursive: true, force: true });
   }
 });
