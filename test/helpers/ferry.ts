@@ -330,3 +330,12 @@ export function spawnFerry(h: Host, args: string[]): { child: import('node:child
   });
   return { child, done };
 }
+
+/**
+ * Skips the running test for a reason this machine gives (a kernel feature it lacks), and says
+ * the reason where the runner's report only names the skipped test.
+ */
+export function skipWith(t: { skip(reason?: string): void }, reason: string): void {
+  process.stderr.write(`  skipped: ${reason}\n`);
+  t.skip(reason);
+}

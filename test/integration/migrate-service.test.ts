@@ -8,7 +8,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { FERRY_BIN, LOOPER, assertCleanError, buildFixture, busyboxTarball, eventually, lastCount } from '../helpers/ferry.js';
+import { FERRY_BIN, skipWith, LOOPER, assertCleanError, buildFixture, busyboxTarball, eventually, lastCount } from '../helpers/ferry.js';
 import { HostPair, assertContinues, assertHostClean, bytesArrived, hasSshd, names, runcContainers, type NetHost } from '../helpers/hosts.js';
 
 // HostPair starts an sshd per host; the service itself needs none.
@@ -145,7 +145,7 @@ test('stop-and-copy A -> ferry://B: the counter continues, exactly one copy, sou
 
 test('lazy (post-copy) A -> ferry://B: pages through the authenticated tunnel', { skip }, async (t) => {
   const info = JSON.parse(await a.ok(['info', '--format', 'json']));
-  if (!info.host.checkpointModes.lazyPages) return t.skip(`lazy pages unavailable here: ${info.host.notes.join('; ')}`);
+  if (!info.host.checkpointModes.lazyPages) return skipWith(t, `lazy pages unavailable here: ${info.host.notes.join('; ')}`);
   await a.ok(['run', '-d', '--name', 'lazy', 'busybox', ...LOOPER]);
   await eventually(async () => (await lastCount(a, 'lazy')) >= 2);
   const st = JSON.parse(await a.ok(['migrate', 'lazy', dest(), '--secret-file', secretA, '--lazy', '--print-stats']));

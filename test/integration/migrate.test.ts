@@ -2,7 +2,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { LOOPER, buildFixture, eventually, lastCount, busyboxTarball } from '../helpers/ferry.js';
+import { LOOPER, skipWith, buildFixture, eventually, lastCount, busyboxTarball } from '../helpers/ferry.js';
 import { HostPair, assertContinues, assertHostClean, bytesArrived, hasSshd, names, runcContainers, type NetHost } from '../helpers/hosts.js';
 
 const skip = hasSshd() ? false : 'openssh-server is not installed (npm run setup installs it)';
@@ -46,7 +46,7 @@ test('stop-and-copy migration A -> B and back: the counter continues, exactly on
 
 test('lazy (post-copy) migration A -> B and back', { skip }, async (t) => {
   const criu = JSON.parse(await a.ok(['info', '--format', 'json']));
-  if (!criu.host.checkpointModes.lazyPages) return t.skip(`lazy pages unavailable here: ${criu.host.notes.join('; ')}`);
+  if (!criu.host.checkpointModes.lazyPages) return skipWith(t, `lazy pages unavailable here: ${criu.host.notes.join('; ')}`);
   await a.ok(['run', '-d', '--name', 'lazy', 'busybox', ...LOOPER]);
   await eventually(async () => (await lastCount(a, 'lazy')) >= 2);
   const st = JSON.parse(await a.ok([...migrateArgs(a, b, 'lazy'), '--lazy', '--print-stats']));
@@ -61,7 +61,7 @@ test('lazy (post-copy) migration A -> B and back', { skip }, async (t) => {
 
 test('pre-copy is refused clearly where the kernel lacks soft-dirty tracking', { skip }, async (t) => {
   const info = JSON.parse(await a.ok(['info', '--format', 'json']));
-  if (info.host.checkpointModes.preCopy) return t.skip('this kernel has soft-dirty tracking');
+  if (info.host.checkpointModes.preCopy) return skipWith(t, 'this kernel has soft-dirty tracking');
   await a.ok(['run', '-d', '--name', 'pc', 'busybox', ...LOOPER]);
   const r = await a.fails(migrateArgs(a, b, 'pc', ['--pre-copy']));
   assert.match(r.stderr, /soft-dirty/);
@@ -140,7 +140,7 @@ const noDirtyTracking = 'this kernel lacks soft-dirty memory tracking (`criu che
 
 test('pre-copy migration A -> B and back: rounds while running, then only the rest; memory intact', { skip }, async (t) => {
   const info = JSON.parse(await a.ok(['info', '--format', 'json']));
-  if (!info.host.checkpointModes.preCopy) return t.skip(noDirtyTracking);
+  if (!info.host.checkpointModes.preCopy) return skipWith(t, noDirtyTracking);
   await startMemhog(a, 'pcm', 32);
   const st = JSON.parse(await a.ok([...migrateArgs(a, b, 'pcm'), '--pre-copy=3', '--print-stats']));
   assert.equal(st.mode, 'pre-copy');
@@ -162,7 +162,7 @@ test('pre-copy migration A -> B and back: rounds while running, then only the re
 
 test('checkpoint --with-previous --export carries its pre-checkpoint: imported on B, memory intact', { skip }, async (t) => {
   const info = JSON.parse(await a.ok(['info', '--format', 'json']));
-  if (!info.host.checkpointModes.preCopy) return t.skip(noDirtyTracking);
+  if (!info.host.checkpointModes.preCopy) return skipWith(t, noDirtyTracking);
   await startMemhog(a, 'wp', 32);
   await a.ok(['container', 'checkpoint', '--pre-checkpoint', 'wp']);
   assert.equal((await a.inspect('wp')).State.Running, true);
@@ -230,7 +230,7 @@ test('the source ferry killed while the container is frozen: the next command th
 
 test('the destination fails after a --lazy dump: the source takes the container back from CRIU, memory intact', { skip }, async (t) => {
   const info = JSON.parse(await a.ok(['info', '--format', 'json']));
-  if (!info.host.checkpointModes.lazyPages) return t.skip(`lazy pages unavailable here: ${info.host.notes.join('; ')}`);
+  if (!info.host.checkpointModes.lazyPages) return skipWith(t, `lazy pages unavailable here: ${info.host.notes.join('; ')}`);
   await startMemhog(a, 'lzf', 64);
   // B's ferry runs a runc that refuses to restore: the archive arrives, the restore fails.
   const wrapper = `${b.dir}/runc-no-restore`;
@@ -252,7 +252,7 @@ test('the destination fails after a --lazy dump: the source takes the container 
 
 test('the source ferry killed during a --lazy dump: the container ends up running on exactly one host', { skip }, async (t) => {
   const info = JSON.parse(await a.ok(['info', '--format', 'json']));
-  if (!info.host.checkpointModes.lazyPages) return t.skip(`lazy pages unavailable here: ${info.host.notes.join('; ')}`);
+  if (!info.host.checkpointModes.lazyPages) return skipWith(t, `lazy pages unavailable here: ${info.host.notes.join('; ')}`);
   await startMemhog(a, 'lzk', 64);
   const id: string = (await a.inspect('lzk')).Id;
   const record = (): { state: { op?: { name: string; helperPid?: number; args?: { mode?: string } } } } =>

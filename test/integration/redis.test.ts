@@ -10,7 +10,7 @@ import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { Host, eventually, isRoot } from '../helpers/ferry.js';
+import { Host, eventually, isRoot, skipWith } from '../helpers/ferry.js';
 import { HostPair, hasSshd, names, type NetHost } from '../helpers/hosts.js';
 import { freeIp } from '../helpers/net.js';
 import { importApp } from '../helpers/apps.js';
@@ -291,7 +291,7 @@ describe('Redis with 1M keys migrated to a second host while a client writes', {
 
   it('lazy B -> A: the same, with memory following on demand', async (t) => {
     const info = JSON.parse(await a.ok(['info', '--format', 'json']));
-    if (!info.host.checkpointModes.lazyPages) return t.skip(`lazy pages unavailable here: ${info.host.notes.join('; ')}`);
+    if (!info.host.checkpointModes.lazyPages) return skipWith(t, `lazy pages unavailable here: ${info.host.notes.join('; ')}`);
     const w = new Writer(a, ip, 'log2', 100_000);
     writers.push(w);
     await w.progress(300);
