@@ -3,7 +3,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { FerryError } from '../lib/errors.js';
 import { run, which } from '../lib/exec.js';
-import { mkdirp, readJsonIfExists, writeJsonAtomic, writeFileAtomic } from '../lib/fsutil.js';
+import { discardDir, mkdirp, readJsonIfExists, sweepTrash, writeJsonAtomic, writeFileAtomic } from '../lib/fsutil.js';
 import { FileLock, withLock } from '../lib/lock.js';
 import { newId, randomName, validName } from '../lib/ids.js';
 import { processAlive, procStartTime, sleep, waitFor } from '../lib/proc.js';
@@ -121,18 +121,27 @@ export class Engine {
     this.sweepAbandonedImports();
   }
 
-  /** Staging dirs of imports (or migrations in) whose ferry was killed: nothing may stay. */
+  /**
+   * Staging dirs of imports (or migrations in) whose ferry was killed: nothing may stay. And
+   * trash (discard()) whose background `rm` was killed.
+   */
   private sweepAbandonedImports(): void {
-    let names: string[];
+    let all: string[];
     try {
-      names = fs.readdirSync(this.paths.root).filter((n) => n.startsWith('.import-'));
+      all = fs.readdirSync(this.paths.root).filter((n) => n.startsWith('.'));
     } catch {
       return;
     }
-    for (const n of names) {
+    sweepTrash(this.paths.root, all);
+    for (const n of all.filter((x) => x.startsWith('.import-'))) {
       const pid = Number(n.split('-')[1]);
       if (Number.isInteger(pid) && pid > 0 && !processAlive(pid)) fs.rmSync(path.join(this.paths.root, n), { recursive: true, force: true });
     }
+  }
+
+  /** Deletes a tree below the root without waiting for it (a used-up checkpoint's pages). */
+  discard(dir: string): void {
+    discardDir(dir, this.paths.root);
   }
 
   // ---------------------------------------------------------------- records
@@ -685,11 +694,9 @@ export class Engine {
     this.beginOp(rec, 'remove', {});
     await this.releaseRuntime(rec);
     await removeLayer(this.paths.layer(id));
-    // Renaming the directory away is the commit point: from then on the container is gone.
-    const trash = path.join(this.paths.containers, `.rm-${id}`);
-    fs.rmSync(trash, { recursive: true, force: true });
-    fs.renameSync(this.paths.containerDir(id), trash);
-    fs.rmSync(trash, { recursive: true, force: true });
+    // Renaming the directory away (into the trash) is the commit point: from then on the
+    // container is gone; its files (a checkpoint's pages) are deleted in the background.
+    this.discard(this.paths.containerDir(id));
     fs.rmSync(this.paths.runDir(id), { recursive: true, force: true });
     fs.rmSync(this.exitFile(id), { force: true });
     fs.rmSync(this.paths.containerLock(id), { force: true });

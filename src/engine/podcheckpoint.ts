@@ -38,7 +38,7 @@ import type { Engine } from './engine.js';
 import { toCheckpointed } from './state.js';
 import { createPod, lockPodNetwork, podMembers, removePod, repairPod, requirePodRestore, resetPodHostname, takeDown } from './pods.js';
 import { findPod, getPod, savePod, type PodRecord, type SharedNs } from './podstore.js';
-import { checkArchiveHost, placeStaged, removePlaced, writeArchive, writeContainerMembers } from './portable.js';
+import { checkArchiveHost, openArchiveFile, placeStaged, removePlaced, writeArchive, writeContainerMembers } from './portable.js';
 import type { ContainerRecord } from './types.js';
 
 export interface PodCheckpointOptions {
@@ -285,9 +285,9 @@ export interface PodImportOptions extends PodRestoreOptions {
 export async function importPod(engine: Engine, o: PodImportOptions): Promise<PodRestoreReport> {
   const t0 = performance.now();
   if (o.name !== undefined && !validName(o.name)) throw new FerryError('EINVAL', `invalid pod name "${o.name}": use letters, digits, '_', '.', '-'`);
-  if (o.source !== '-' && !fs.existsSync(o.source)) throw new FerryError('ENOTFOUND', `${o.source}: no such file`);
   await requirePodRestore(engine);
-  const input = o.source === '-' ? process.stdin : fs.createReadStream(o.source);
+  // A file is read by its descriptor (readArchive closes it).
+  const input = o.source === '-' ? process.stdin : openArchiveFile(o.source);
   const staging = path.join(engine.paths.root, `.import-${process.pid}-${randomBytes(6).toString('hex')}`);
   mkdirp(staging, 0o700);
   let pod: PodRecord | undefined;
@@ -327,7 +327,7 @@ export async function importPod(engine: Engine, o: PodImportOptions): Promise<Po
     return { id: pod.id, name: pod.name, members: reports, totalMs: performance.now() - t0 };
   } catch (e) {
     fs.rmSync(staging, { recursive: true, force: true });
-    input.destroy();
+    if (typeof input !== 'number') input.destroy();
     await removePlaced(engine, placed, volumes);
     if (pod) await removePod(engine, pod.id, true).catch(() => undefined);
     if (e instanceof FerryError && /the pod's checkpoint is kept/.test(e.message)) {

@@ -88,6 +88,28 @@ export async function exportCheckpoint(engine: Engine, rec: ContainerRecord, o: 
 }
 
 /**
+ * Opens an archive to read: a regular file as a descriptor (a decompressor can read it
+ * itself), anything else (a pipe such as /dev/stdin) as a stream. Says plainly what is wrong.
+ */
+export function openArchiveFile(file: string): number | Readable {
+  let fd: number;
+  try {
+    fd = fs.openSync(file, 'r');
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT') throw new FerryError('ENOTFOUND', `${file}: no such file`);
+    throw new FerryError('EINVAL', `cannot read ${file}: ${code ?? (e as Error).message}`);
+  }
+  const st = fs.fstatSync(fd);
+  if (st.isFile()) return fd;
+  if (st.isDirectory()) {
+    fs.closeSync(fd);
+    throw new FerryError('EINVAL', `${file} is a directory, not a checkpoint archive`);
+  }
+  return fs.createReadStream('', { fd });
+}
+
+/**
  * Writes an archive, its members added by fill, to target: a file (written beside its name and
  * renamed when complete: never half an archive), '-' for standard output, or a stream (a
  * migration channel). On failure a partial file is removed and failed(why) is thrown.
@@ -98,8 +120,8 @@ export async function writeArchive(target: string | Writable, compression: Compr
     throw new FerryError('ENOTFOUND', `cannot export to ${file}: directory ${path.dirname(file)} does not exist`);
   }
   const tmp = file ? `${file}.tmp-${process.pid}` : '';
-  const out: Writable = file ? fs.createWriteStream(tmp, { mode: 0o600 }) : target === '-' ? process.stdout : (target as Writable);
-  const w = new ArchiveWriter(out, compression);
+  const fd = file ? fs.openSync(tmp, 'w', 0o600) : undefined;
+  const w = new ArchiveWriter(fd ?? (target === '-' ? process.stdout : (target as Writable)), compression);
   try {
     await fill(w);
     const stats = await w.finish();
@@ -298,13 +320,11 @@ export async function importCheckpoint(engine: Engine, o: ImportOptions): Promis
   if (o.name !== undefined && !validName(o.name)) {
     throw new FerryError('EINVAL', `invalid container name "${o.name}": use letters, digits, '_', '.', '-', starting with a letter or digit`);
   }
-  let input: Readable;
+  // A file is read by its descriptor (a decompressor may read it itself; readArchive closes it).
+  let input: Readable | number;
   if (o.source === '-') input = process.stdin;
   else if (typeof o.source !== 'string') input = o.source;
-  else {
-    if (!fs.existsSync(o.source)) throw new FerryError('ENOTFOUND', `${o.source}: no such file`);
-    input = fs.createReadStream(o.source);
-  }
+  else input = openArchiveFile(o.source);
   // Named after this process, so that a later ferry can sweep it if this one is killed.
   const staging = path.join(engine.paths.root, `.import-${process.pid}-${randomBytes(6).toString('hex')}`);
   mkdirp(staging, 0o700);
@@ -352,7 +372,7 @@ export async function importCheckpoint(engine: Engine, o: ImportOptions): Promis
       }
     }
     await removePlaced(engine, created ? [created] : [], createdVolumes);
-    if (input !== process.stdin && typeof o.source === 'string') input.destroy();
+    if (typeof input !== 'number' && input !== process.stdin && typeof o.source === 'string') input.destroy();
     if (e instanceof FerryError && e.code === 'ECRIU') {
       throw new FerryError('ECRIU', message.replace('the checkpoint is kept, so you can retry', 'the archive is unchanged and nothing was created'), { detail: e.detail });
     }

@@ -135,7 +135,7 @@ export async function restoreLocked(engine: Engine, rec: ContainerRecord, o: Res
   // 4. Success: the checkpoint is used up unless --keep.
   const stats = readRestoreStats(path.join(engine.paths.bundle(id), 'stats-restore'));
   if (!o.keep) {
-    fs.rmSync(dir, { recursive: true, force: true });
+    engine.discard(dir);
     removePreDumps(engine.paths.containerDir(id));
     withoutCheckpoint(rec.state);
   }

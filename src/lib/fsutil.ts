@@ -1,3 +1,5 @@
+import { spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 
@@ -89,4 +91,44 @@ export function duBytes(dir: string): number {
   };
   walk(dir);
   return total;
+}
+
+/** What discardDir() leaves for a background `rm` in trashParent: `.trash-PID-RANDOM`. */
+export const TRASH_PREFIX = '.trash-';
+
+/**
+ * Deletes a directory tree without waiting for it: renames it into trashParent (on the same
+ * filesystem; from then on it is gone from where it was) and leaves the deleting to a detached
+ * `rm`, so a command need not wait for a large checkpoint's pages to be freed. Whoever sweeps
+ * trashParent removes what a killed `rm` left (sweepTrash). Where the rename or the spawn fails
+ * the tree is deleted here, at once.
+ */
+export function discardDir(dir: string, trashParent: string): void {
+  const trash = path.join(trashParent, `${TRASH_PREFIX}${process.pid}-${randomBytes(6).toString('hex')}`);
+  try {
+    fs.renameSync(dir, trash);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'ENOENT') fs.rmSync(dir, { recursive: true, force: true });
+    return;
+  }
+  try {
+    const child = spawn('rm', ['-rf', '--one-file-system', '--', trash], { detached: true, stdio: 'ignore' });
+    child.on('error', () => fs.rmSync(trash, { recursive: true, force: true }));
+    child.unref();
+  } catch {
+    fs.rmSync(trash, { recursive: true, force: true });
+  }
+}
+
+/** Deletes trash that no `rm` can still be working on: moved there over a minute ago. */
+export function sweepTrash(trashParent: string, names: string[], now = Date.now()): void {
+  for (const n of names) {
+    if (!n.startsWith(TRASH_PREFIX)) continue;
+    const p = path.join(trashParent, n);
+    try {
+      if (now - fs.lstatSync(p).ctimeMs > 60_000) fs.rmSync(p, { recursive: true, force: true });
+    } catch {
+      /* gone meanwhile */
+    }
+  }
 }

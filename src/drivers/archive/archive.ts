@@ -27,7 +27,7 @@ import type { Readable, Writable } from 'node:stream';
 import tar from 'tar-stream';
 import { FerryError } from '../../lib/errors.js';
 import { validName } from '../../lib/ids.js';
-import { compressor, decompressor, sniff, type Compression } from './compress.js';
+import { compressor, compressorToFd, decompressor, decompressorFromFd, sniff, sniffFd, type Codec, type Compression } from './compress.js';
 
 export const ARCHIVE_FORMAT = 1;
 /** Read and write CRIU's images in large chunks: memory images are most of an archive. */
@@ -83,12 +83,22 @@ export class ArchiveWriter {
   private rawBytes = 0;
   private bytes = 0;
   private readonly done: Promise<void>;
+  /** The file the compressor writes to itself, if it does (its size is the bytes written). */
+  private outFd: number | undefined;
 
-  constructor(out: Writable, compression: Compression) {
-    const codec = compressor(compression);
+  /** out: a stream, or the descriptor of a file opened for writing, which the writer closes. */
+  constructor(out: Writable | number, compression: Compression) {
     this.pack.on('data', (b: unknown) => (this.rawBytes += (b as Buffer).length));
-    codec.stream.on('data', (b: Buffer) => (this.bytes += b.length));
-    this.done = Promise.all([pipeline(asReadable(this.pack), codec.stream, out), codec.done]).then(() => undefined);
+    const direct = typeof out === 'number' ? compressorToFd(compression, out) : undefined;
+    if (direct) {
+      this.outFd = out as number;
+      this.done = Promise.all([pipeline(asReadable(this.pack), direct.stream), direct.done]).then(() => undefined);
+    } else {
+      const codec = compressor(compression);
+      codec.stream.on('data', (b: Buffer) => (this.bytes += b.length));
+      const sink = typeof out === 'number' ? fs.createWriteStream('', { fd: out, highWaterMark: IO_CHUNK }) : out;
+      this.done = Promise.all([pipeline(asReadable(this.pack), codec.stream, sink), codec.done]).then(() => undefined);
+    }
     this.done.catch(() => undefined);
   }
 
@@ -201,12 +211,20 @@ export class ArchiveWriter {
     await this.addJson(CHECKSUMS_MEMBER, { algorithm: 'sha256', members: this.sums });
     this.pack.finalize();
     await this.done;
-    return { members, rawBytes: this.rawBytes, bytes: this.bytes };
+    const bytes = this.outFd === undefined ? this.bytes : fs.fstatSync(this.outFd).size;
+    this.closeOut();
+    return { members, rawBytes: this.rawBytes, bytes };
   }
 
   /** Abandons the archive (the output is left incomplete; the caller deletes it). */
   abort(e: Error): void {
     this.pack.destroy(e);
+    this.closeOut();
+  }
+
+  private closeOut(): void {
+    if (this.outFd !== undefined) fs.closeSync(this.outFd);
+    this.outFd = undefined;
   }
 }
 
@@ -293,9 +311,38 @@ class TreeSink {
  * earlier members of the same tree), and in the end every member's checksum. On any problem
  * it throws; the caller deletes dest.
  */
-export async function readArchive(input: Readable, dest: string, policy: ReadPolicy): Promise<ReadResult> {
-  const { compression, stream } = await sniff(input);
-  const codec = decompressor(compression);
+export async function readArchive(input: Readable | number, dest: string, policy: ReadPolicy): Promise<ReadResult> {
+  // A descriptor is ours to close: at once when a decompressor process has its own copy, or by
+  // the stream that reads it.
+  // A file (a descriptor) that zstd can read itself, or a stream we read and hand on.
+  let compression: Compression;
+  let src: Readable; // the archive's bytes as they come, or already decompressed (direct)
+  let codec: Codec | undefined; // what decompresses src, unless a process reads the file itself
+  let codecDone: Promise<void>;
+  if (typeof input === 'number') {
+    try {
+      compression = sniffFd(input);
+    } catch (e) {
+      fs.closeSync(input);
+      throw bad(`it cannot be read (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
+    }
+    const direct = decompressorFromFd(compression, input);
+    if (direct) {
+      fs.closeSync(input);
+      src = direct.stream;
+      codecDone = direct.done;
+    } else {
+      src = fs.createReadStream('', { fd: input, start: 0, highWaterMark: IO_CHUNK });
+      codec = decompressor(compression);
+      codecDone = codec.done;
+    }
+  } else {
+    const sniffed = await sniff(input);
+    compression = sniffed.compression;
+    src = sniffed.stream;
+    codec = decompressor(compression);
+    codecDone = codec.done;
+  }
   const ex = tar.extract();
   const sums: Record<string, string> = {};
   let header: Record<string, unknown> | undefined;
@@ -397,11 +444,12 @@ export async function readArchive(input: Readable, dest: string, policy: ReadPol
   })();
 
   try {
-    await Promise.all([pipeline(stream, codec.stream, ex as unknown as Writable), consume, codec.done]);
+    const piped = codec ? pipeline(src, codec.stream, ex as unknown as Writable) : pipeline(src, ex as unknown as Writable);
+    await Promise.all([piped, consume, codecDone]);
   } catch (e) {
     for (const s of sinks.values()) s.pack.destroy();
     // Stop reading: nothing (a decompressor, stdin) may keep ferry alive after a refusal.
-    for (const s of [ex as unknown as Readable, codec.stream, stream, input]) s.destroy();
+    for (const s of [ex as unknown as Readable, codec?.stream, src, typeof input === 'number' ? undefined : input]) s?.destroy();
     if (e instanceof FerryError) throw e;
     throw bad(`it is corrupt or truncated (${(e as Error).message})`);
   } finally {

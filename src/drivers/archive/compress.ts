@@ -1,5 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { Duplex, PassThrough, type Readable } from 'node:stream';
+import * as fs from 'node:fs';
+import { Duplex, PassThrough, type Readable, type Writable } from 'node:stream';
 import * as zlib from 'node:zlib';
 import { FerryError } from '../../lib/errors.js';
 
@@ -12,10 +13,25 @@ export interface Codec {
   done: Promise<void>;
 }
 
-function processCodec(argv: string[], what: string): Codec {
+/** A compressor that writes its output somewhere of its own: only its input is ours. */
+export interface Sink {
+  stream: Writable;
+  done: Promise<void>;
+}
+
+/** A decompressor that reads its input from somewhere of its own: only its output is ours. */
+export interface Source {
+  stream: Readable;
+  done: Promise<void>;
+}
+
+function processCodec(argv: string[], what: string): Codec;
+function processCodec(argv: string[], what: string, outFd: number): Sink;
+function processCodec(argv: string[], what: string, outFd: undefined, inFd: number): Source;
+function processCodec(argv: string[], what: string, outFd?: number, inFd?: number): Codec | Sink | Source {
   let child: ChildProcess;
   try {
-    child = spawn(argv[0]!, argv.slice(1), { stdio: ['pipe', 'pipe', 'pipe'] });
+    child = spawn(argv[0]!, argv.slice(1), { stdio: [inFd ?? 'pipe', outFd ?? 'pipe', 'pipe'] });
   } catch (e) {
     throw new FerryError('EDEPEND', `${argv[0]} is not installed: run \`npm run setup\` (as root)`, { cause: e });
   }
@@ -31,15 +47,28 @@ function processCodec(argv: string[], what: string): Codec {
     });
   });
   done.catch(() => undefined);
-  // A duplex made of the child's stdin (writable side) and stdout (readable side).
-  const stream = Duplex.from({ writable: child.stdin!, readable: child.stdout! });
+  // A duplex made of the child's stdin (writable side) and stdout (readable side); only its
+  // stdin when it writes to a file descriptor of its own.
+  const stream: Duplex | Writable | Readable = inFd !== undefined ? child.stdout! : outFd !== undefined ? child.stdin! : Duplex.from({ writable: child.stdin!, readable: child.stdout! });
   stream.on('error', () => undefined);
   // Torn down half-way (the archive was refused, the output failed): the helper must not stay
   // blocked on its pipes, or it keeps ferry from exiting.
   stream.on('close', () => {
-    if (child.exitCode === null && child.signalCode === null && !(stream.readableEnded && stream.writableFinished)) child.kill('SIGKILL');
+    // (child.stdin is a socket, itself a Duplex: what it reads is not ours to wait for.)
+    const readDone = outFd === undefined ? (stream as Readable).readableEnded : true;
+    const writeDone = inFd === undefined ? (stream as Writable).writableFinished : true;
+    if (child.exitCode === null && child.signalCode === null && !(readDone && writeDone)) child.kill('SIGKILL');
   });
-  return { stream, done };
+  return { stream, done } as Codec | Sink | Source;
+}
+
+/**
+ * A compressor that writes straight into a file descriptor (the archive file) rather than back
+ * to us: the compressed bytes never pass through JavaScript. Only for zstd, a process of its own;
+ * undefined for the others.
+ */
+export function compressorToFd(c: Compression, fd: number): Sink | undefined {
+  return c === 'zstd' ? processCodec(['zstd', '-q', '-c', '-T0', '-3'], 'compressing the archive failed', fd) : undefined;
 }
 
 export function compressor(c: Compression): Codec {
@@ -55,6 +84,26 @@ export function compressor(c: Compression): Codec {
       return { stream: s, done: Promise.resolve() };
     }
   }
+}
+
+function compressionOf(buf: Buffer): Compression {
+  if (buf.length >= 4 && buf.readUInt32LE(0) === 0xfd2fb528) return 'zstd';
+  if (buf.length >= 2 && buf[0] === 0x1f && buf[1] === 0x8b) return 'gzip';
+  return 'none';
+}
+
+/** A file's compression, from its first bytes (read at offset 0: the descriptor's offset stays). */
+export function sniffFd(fd: number): Compression {
+  const buf = Buffer.alloc(4);
+  return compressionOf(buf.subarray(0, fs.readSync(fd, buf, 0, 4, 0)));
+}
+
+/**
+ * A decompressor that reads a file descriptor (the archive file) itself: the compressed bytes
+ * never pass through JavaScript. Only for zstd, a process of its own; undefined for the others.
+ */
+export function decompressorFromFd(c: Compression, fd: number): Source | undefined {
+  return c === 'zstd' ? processCodec(['zstd', '-q', '-d', '-c'], 'bad checkpoint archive: it is corrupt or truncated; nothing was created', undefined, fd) : undefined;
 }
 
 /** Reads the first bytes of a stream to tell its compression (the file name does not decide). */
@@ -90,9 +139,7 @@ export async function sniff(input: Readable): Promise<{ compression: Compression
     input.once('error', onErr);
   });
   const buf = Buffer.concat(chunks);
-  let compression: Compression = 'none';
-  if (buf.length >= 4 && buf.readUInt32LE(0) === 0xfd2fb528) compression = 'zstd';
-  else if (buf.length >= 2 && buf[0] === 0x1f && buf[1] === 0x8b) compression = 'gzip';
+  const compression = compressionOf(buf);
   // Put the bytes we read back in front of the rest of the stream.
   const rest = new PassThrough();
   rest.write(buf);
