@@ -373,6 +373,13 @@ export function containerPids(pid: number): number[] {
   return pids.length ? pids : [pid];
 }
 
+/** The resident memory of a container's processes (VmRSS summed; what a dump writes as pages). */
+export function residentBytes(pid: number): number {
+  let kib = 0;
+  for (const p of containerPids(pid)) kib += Number(/^VmRSS:\s+(\d+) kB/m.exec(readFile(`/proc/${p}/status`))?.[1] ?? 0);
+  return kib * 1024;
+}
+
 /** The freezer of a process's cgroup: v1's freezer.state, or v2's cgroup.freeze and cgroup.events. */
 function freezerOf(pid: number): { file: string; v2: boolean; events?: string } | undefined {
   const lines = readFile(`/proc/${pid}/cgroup`).split('\n');
