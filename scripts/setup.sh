@@ -311,6 +311,19 @@ if [[ ! -e $SHIM || $(cat "$SHIM.sha256" 2>/dev/null) != "$shim_sum" ]]; then
   say "built $SHIM (CRIU reads another user's rlimits from /proc without CAP_SYS_RESOURCE)"
 fi
 
+# Node and Bun cannot open conmon's attach socket (SOCK_SEQPACKET): `run -it`, `attach` and
+# `start -ai` connect the terminal through this small program (scripts/ferry-attach.c).
+ATTACH_SRC=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/ferry-attach.c
+ATTACH=$FERRY_LIB/bin/ferry-attach
+attach_sum=$(sha256sum "$ATTACH_SRC" | cut -d' ' -f1)
+if [[ ! -x $ATTACH || $(cat "$FERRY_LIB/lib/ferry-attach.sha256" 2>/dev/null) != "$attach_sum" ]]; then
+  mkdir -p "$FERRY_LIB/lib"
+  run gcc -O2 -Wall -o "$ATTACH.tmp" "$ATTACH_SRC"
+  mv "$ATTACH.tmp" "$ATTACH"
+  echo "$attach_sum" >"$FERRY_LIB/lib/ferry-attach.sha256"
+  say "built $ATTACH (terminals and stdin of containers, through conmon's attach socket)"
+fi
+
 if [[ -n $system_criu ]]; then
   wrapper_body="LD_PRELOAD=$SHIM exec $system_criu \"\$@\""
   wrapper_note="uses the host's criu"

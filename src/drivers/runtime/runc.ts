@@ -28,6 +28,10 @@ export interface StartOptions {
   restore?: { imagePath: string; runtimeOpts: string[] };
   /** Program (argv) conmon runs after the container exits. */
   exitCommand?: string[];
+  /** The process has a terminal: conmon takes its master end through runc's console socket. */
+  terminal?: boolean;
+  /** Keep a stdin pipe open for attaching (without a terminal). */
+  stdin?: boolean;
 }
 
 export interface Started {
@@ -153,6 +157,8 @@ export class RuncRuntime {
       '--persist-dir', p.persistDir, '--socket-dir-path', p.socketDir, '--log-level', 'warning',
     ];
     for (const a of this.globalArgs()) args.push('--runtime-arg', a);
+    if (o.terminal) args.push('-t');
+    else if (o.stdin) args.push('-i');
     if (o.restore) {
       args.push('--restore', o.restore.imagePath);
       for (const opt of o.restore.runtimeOpts) args.push('--runtime-opt', opt);
