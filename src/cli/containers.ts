@@ -160,8 +160,8 @@ export function registerContainerCommands(parent: Command, ctx: Ctx, top: boolea
     .option('-d, --detach', 'run in the background and print the container ID')
     .option('--detach-keys <keys>', `key sequence that detaches from the container (default ${DEFAULT_DETACH_KEYS})`)
     .action(async (image: string, command: string[], f: CreateFlags & { detach?: boolean; detachKeys?: string }) => {
-      if (!f.detach) requireTerminal(!!f.tty, !!f.interactive);
       const attach = attachOptions(f);
+      if (!f.detach) requireTerminal(!!f.tty, !!f.interactive);
       const { record, attached } = await getEngine(ctx).run(createOptions(image, command, f), { detach: f.detach, attach });
       if (!attached) return out(`${record.config.id}\n`);
       // Foreground: stream the output, forward Ctrl-C/TERM, exit with the container's code.
@@ -192,8 +192,9 @@ export function registerContainerCommands(parent: Command, ctx: Ctx, top: boolea
       const engine = getEngine(ctx);
       const [id] = await engine.select({ refs: ref ? [ref] : [], latest: f.latest }, 'logs');
       const rec = await engine.inspect(id!);
+      const o = attachOptions(f, !f.stdin);
       requireTerminal(!!rec.config.tty, f.stdin && !!rec.config.stdin);
-      const session = await engine.attach(id!, attachOptions(f, !f.stdin));
+      const session = await engine.attach(id!, o);
       await followSession(session, () => engine.wait(id!));
     });
 
@@ -213,9 +214,10 @@ export function registerContainerCommands(parent: Command, ctx: Ctx, top: boolea
         if (f.all || refs.length !== 1) throw new FerryError('EINVAL', 'start --attach/--interactive takes exactly one container');
         const [id] = await engine.select({ refs }, 'start');
         const rec = engine.lookup(id!);
+        const o = attachOptions(f, !f.interactive);
         requireTerminal(!!rec.config.tty, !!f.interactive && !!rec.config.stdin);
         let session: AttachSession | undefined;
-        await engine.start(id!, { attach: { ...attachOptions(f, !f.interactive), onAttach: (s) => (session = s) } });
+        await engine.start(id!, { attach: { ...o, onAttach: (s) => (session = s) } });
         await followSession(session!, () => engine.wait(id!));
         return;
       }
