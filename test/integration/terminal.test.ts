@@ -6,7 +6,8 @@
 import { test, before, after, afterEach } from 'node:test';
 import assert from 'node:assert/strict';
 import * as path from 'node:path';
-import { Host, assertCleanError, eventually } from '../helpers/ferry.js';
+import { FERRY_BIN, FERRY_RUNTIME, Host, assertCleanError, busyboxTarball, eventually } from '../helpers/ferry.js';
+import { HostPair, hasSshd } from '../helpers/hosts.js';
 import { Terminal } from '../helpers/terminal.js';
 
 const h = new Host('tty');
@@ -128,6 +129,26 @@ test('a run -dit container checkpointed and restored keeps its terminal; also th
   await eventually(async () => (await h.inspect('cr')).State.Status === 'exited');
   assert.equal((await h.inspect('cr')).State.ExitCode, 6);
   await h.ok(['rm', 'cr']);
+});
+
+test('a terminal container migrated to another host keeps its shell and terminal there', { skip: hasSshd() ? false : 'openssh-server is not installed (npm run setup installs it)' }, async () => {
+  const pair = new HostPair();
+  const { a, b } = pair;
+  try {
+    await pair.setup();
+    for (const x of [a, b]) await x.ok(['import', busyboxTarball(), 'busybox']);
+    await a.ok(['run', '-dit', '--name', 'mig', 'busybox', 'sh']);
+    await a.ok(['exec', 'mig', 'sh', '-c', 'echo Z=on-a > /tmp/z']);
+    await a.ok(['migrate', 'mig', b.url(), '--remote-command', b.remoteCommand(), ...pair.sshArgs()]);
+    const t = term('mig').start(['nsenter', `--net=/run/netns/${b.netns}`, FERRY_RUNTIME, FERRY_BIN, ...b.args(), 'attach', 'mig'], { width: 77, height: 21 });
+    t.line('cat /tmp/z; tty; stty size');
+    await t.waitFor(/^Z=on-a\n\/dev\/pts\/\d+\n21 77$/m);
+    t.line('exit 9');
+    assert.equal(await t.exitStatus(), 9);
+  } finally {
+    for (const t of terms.splice(0)) t.kill(); // its shell names B's directories: before B goes
+    await pair.destroy();
+  }
 });
 
 test('run -i without a terminal streams stdin: pipes work, stdout and stderr apart, exit code', async () => {
