@@ -95,6 +95,12 @@ test('exec -it: a shell with its own terminal, its size, its exit code', async (
   t.line('tty; stty size; echo pid1=$(cat /proc/1/comm)');
   await t.waitFor(/^\/dev\/pts\/\d+\n25 70\npid1=sh$/m);
   await t.resizeShell(75, 21);
+  // A checkpoint would end the exec session unseen (CRIU dumps the container's init and its
+  // descendants): refused before anything is frozen, and the session goes on.
+  assertCleanError(await h.fails(['container', 'checkpoint', 'ex']), /cannot be checkpointed while an exec session runs in it \(process \d+, sh\): end it first; nothing was frozen/);
+  assert.equal((await h.inspect('ex')).State.Status, 'running');
+  t.line('echo session-alive');
+  await t.waitFor(/^session-alive$/m);
   t.line('exit 4');
   assert.equal(await t.exitStatus(), 4);
   assert.equal((await h.inspect('ex')).State.Status, 'running', 'the container stays');

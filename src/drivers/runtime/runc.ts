@@ -379,6 +379,27 @@ export function containerPids(pid: number): number[] {
   return pids.length ? pids : [pid];
 }
 
+/**
+ * Processes of the container that are not descendants of its init (pid): what `runc exec`
+ * started (their parent is outside the container). CRIU dumps only init's process tree, so a
+ * checkpoint would end them unseen.
+ */
+export function execSessions(pid: number): { pid: number; command: string }[] {
+  const pids = containerPids(pid);
+  const inside = new Set(pids);
+  const out: { pid: number; command: string }[] = [];
+  for (const p of pids) {
+    if (p === pid) continue;
+    const stat = readFile(`/proc/${p}/stat`);
+    // pid (comm) state ppid ...: comm may hold spaces and parentheses, so parse after the last ')'.
+    const close = stat.lastIndexOf(')');
+    const ppid = Number(stat.slice(close + 2).split(' ')[1]);
+    if (!Number.isInteger(ppid) || inside.has(ppid)) continue;
+    out.push({ pid: p, command: stat.slice(stat.indexOf('(') + 1, close) });
+  }
+  return out;
+}
+
 /** The freezer of a process's cgroup: v1's freezer.state, or v2's cgroup.freeze and cgroup.events. */
 function freezerOf(pid: number): { file: string; v2: boolean; events?: string } | undefined {
   const lines = readFile(`/proc/${pid}/cgroup`).split('\n');
