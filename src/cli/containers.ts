@@ -109,16 +109,19 @@ function attachOptions(f: { detachKeys?: string }, noStdin = false): AttachOptio
 
 /**
  * Follows an attach session to its end: on detach the container keeps running (exit 0); when
- * its output ends, waits for its exit code and exits with it.
+ * its output ends, waits for its exit code and exits with it. Ctrl-C and TERM (without a raw
+ * terminal; with one, Ctrl-C is a key for the container) are forwarded to the container.
  */
-async function followSession(session: AttachSession, exitCode: () => Promise<number>): Promise<void> {
-  const forward = (): void => undefined; // without a raw terminal, Ctrl-C is the container's (sent by exitCode's owner)
+async function followSession(session: AttachSession, signal: (sig: string) => void, exitCode: () => Promise<number>): Promise<void> {
+  const forward = (sig: NodeJS.Signals): void => signal(sig);
   process.on('SIGINT', forward);
+  process.on('SIGTERM', forward);
   try {
     if ((await session.done) === 'detached') return;
     process.exitCode = await exitCode();
   } finally {
     process.off('SIGINT', forward);
+    process.off('SIGTERM', forward);
     session.close();
   }
 }
@@ -195,7 +198,7 @@ export function registerContainerCommands(parent: Command, ctx: Ctx, top: boolea
       const o = attachOptions(f, !f.stdin);
       requireTerminal(!!rec.config.tty, f.stdin && !!rec.config.stdin);
       const session = await engine.attach(id!, o);
-      await followSession(session, () => engine.wait(id!));
+      await followSession(session, (sig) => void engine.kill(id!, sig).catch(() => undefined), () => engine.wait(id!));
     });
 
   parent
@@ -218,7 +221,7 @@ export function registerContainerCommands(parent: Command, ctx: Ctx, top: boolea
         requireTerminal(!!rec.config.tty, !!f.interactive && !!rec.config.stdin);
         let session: AttachSession | undefined;
         await engine.start(id!, { attach: { ...o, onAttach: (s) => (session = s) } });
-        await followSession(session!, () => engine.wait(id!));
+        await followSession(session!, (sig) => void engine.kill(id!, sig).catch(() => undefined), () => engine.wait(id!));
         return;
       }
       for (const ref of await engine.select({ refs, all: f.all, latest: f.latest }, 'start')) {
