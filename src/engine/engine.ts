@@ -8,7 +8,7 @@ import { FileLock, withLock } from '../lib/lock.js';
 import { newId, randomName, validName } from '../lib/ids.js';
 import { processAlive, procStartTime, sleep, waitFor } from '../lib/proc.js';
 import { RuncRuntime } from '../drivers/runtime/runc.js';
-import { openAttach, type AttachRequest, type AttachSession } from '../drivers/runtime/attach.js';
+import { attachHelper, openAttach, type AttachRequest, type AttachSession } from '../drivers/runtime/attach.js';
 import { buildSpec, type Mount } from '../drivers/runtime/spec.js';
 import { ImageStore, DEFAULT_PATH, type ImageRecord } from '../drivers/storage/images.js';
 import { VolumeStore, type VolumeRecord } from '../drivers/storage/volumes.js';
@@ -571,6 +571,7 @@ export class Engine {
    */
   async start(ref: string, o: StartOptions = {}): Promise<ContainerRecord> {
     this.requireRuntime();
+    if (o.attach) attachHelper();
     return this.withContainer(ref, async (rec) => {
       if (rec.state.status === 'running') {
         if (o.attach) o.attach.onAttach(await openAttach(this.paths.bundle(rec.config.id), this.attachRequest(rec, o.attach)));
@@ -924,6 +925,7 @@ export class Engine {
    * remove it before its exit code is read; exitCode() removes it then.
    */
   async run(o: CreateOptions, r: RunOptions = {}): Promise<RunResult> {
+    if (!r.detach && (o.tty || o.interactive)) attachHelper(); // missing: refused before anything is made
     const created = await this.create(o);
     const id = created.config.id;
     const lock = !r.detach && created.config.autoRemove ? await FileLock.acquire(this.paths.attachLock(id)) : undefined;

@@ -182,6 +182,8 @@ test('-t -i without a terminal is refused before anything is made; bad detach ke
   assertCleanError(await h.fails(['run', '-it', 'busybox', 'sh']), /^Error: the input device is not a TTY/);
   assertCleanError(await h.fails(['run', '-t', '-i', '--name', 'x', 'busybox', 'sh']), /the input device is not a TTY/);
   assertCleanError(await h.fails(['run', '-it', '--detach-keys', 'ctrl-', 'busybox', 'sh']), /invalid detach keys "ctrl-"/);
+  // Without the attach helper (installed by setup): said at once, nothing made.
+  assertCleanError(await h.fails(['run', '-i', 'busybox', 'cat'], { input: 'x\n', env: { FERRY_ATTACH: path.join(h.dir, 'no-such-helper') } }), /no-such-helper is missing .*run `npm run setup`/);
   assert.deepEqual(h.containerDirs(), before, 'nothing created');
   await h.ok(['run', '-dit', '--name', 'bg', 'busybox', 'sh']);
   assertCleanError(await h.fails(['exec', '-it', 'bg', 'sh']), /the input device is not a TTY/);
