@@ -317,7 +317,7 @@ ATTACH_SRC=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/ferry-attach.c
 ATTACH=$FERRY_LIB/bin/ferry-attach
 attach_sum=$(sha256sum "$ATTACH_SRC" | cut -d' ' -f1)
 if [[ ! -x $ATTACH || $(cat "$FERRY_LIB/lib/ferry-attach.sha256" 2>/dev/null) != "$attach_sum" ]]; then
-  mkdir -p "$FERRY_LIB/lib"
+  mkdir -p "$FERRY_LIB/lib" "$FERRY_LIB/bin"
   run gcc -O2 -Wall -o "$ATTACH.tmp" "$ATTACH_SRC"
   mv "$ATTACH.tmp" "$ATTACH"
   echo "$attach_sum" >"$FERRY_LIB/lib/ferry-attach.sha256"
