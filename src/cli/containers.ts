@@ -369,13 +369,14 @@ export function registerContainerCommands(parent: Command, ctx: Ctx, top: boolea
     .description('run a command in a running container')
     .option('-i, --interactive', 'keep stdin open')
     .option('-t, --tty', 'allocate a terminal')
+    .option('--detach-keys <keys>', `key sequence that detaches from the session (default ${DEFAULT_DETACH_KEYS})`)
     .option('-e, --env <KEY=VALUE>', 'set an environment variable (repeatable)', collect, [])
     .option('-w, --workdir <dir>', 'working directory')
     .option('-l, --latest', 'act on the latest container')
     .argument('[container]')
     .argument('[command...]')
     .passThroughOptions()
-    .action(async (ref: string | undefined, command: string[], f: { interactive?: boolean; tty?: boolean; env: string[]; workdir?: string; latest?: boolean }) => {
+    .action(async (ref: string | undefined, command: string[], f: { interactive?: boolean; tty?: boolean; detachKeys?: string; env: string[]; workdir?: string; latest?: boolean }) => {
       const engine = getEngine(ctx);
       let target = ref;
       let argv = command;
@@ -384,9 +385,9 @@ export function registerContainerCommands(parent: Command, ctx: Ctx, top: boolea
         argv = ref ? [ref, ...command] : command;
       }
       if (!target) throw new FerryError('EINVAL', 'exec needs a container and a command: ferry exec CONTAINER CMD...');
-      // runc runs the exec's terminal itself, from ours: it needs one on stdin or stdout.
-      requireTerminal(!!f.tty, !!f.interactive || !isatty(1));
-      process.exitCode = await engine.exec(target, argv, { stdin: !!f.interactive, tty: !!f.tty, env: f.env, workdir: f.workdir });
+      const detachKeys = parseDetachKeys(f.detachKeys ?? DEFAULT_DETACH_KEYS);
+      requireTerminal(!!f.tty, !!f.interactive);
+      process.exitCode = await engine.exec(target, argv, { stdin: !!f.interactive, tty: !!f.tty, env: f.env, workdir: f.workdir, detachKeys });
     });
 
   parent

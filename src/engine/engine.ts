@@ -9,6 +9,7 @@ import { newId, randomName, validName } from '../lib/ids.js';
 import { processAlive, procStartTime, sleep, waitFor } from '../lib/proc.js';
 import { RuncRuntime } from '../drivers/runtime/runc.js';
 import { attachHelper, openAttach, type AttachRequest, type AttachSession } from '../drivers/runtime/attach.js';
+import { execWithConmon } from '../drivers/runtime/conmon-exec.js';
 import { buildSpec, type Mount } from '../drivers/runtime/spec.js';
 import { ImageStore, DEFAULT_PATH, type ImageRecord } from '../drivers/storage/images.js';
 import { VolumeStore, type VolumeRecord } from '../drivers/storage/volumes.js';
@@ -801,12 +802,50 @@ export class Engine {
     return openAttach(this.paths.bundle(rec.config.id), this.attachRequest(rec, o));
   }
 
-  async exec(ref: string, argv: string[], o: { stdin: boolean; tty: boolean; env: string[]; workdir?: string }): Promise<number> {
+  /**
+   * Runs a command in a running container and returns its exit code. With a terminal it runs
+   * under a conmon of its own (as Podman's exec): our terminal is attached to it as to a
+   * container's, with detach keys (a detached session goes on; 0 is returned) and resizes.
+   */
+  async exec(ref: string, argv: string[], o: ExecOptions): Promise<number> {
     const rec = await this.inspect(ref);
     if (rec.state.status !== 'running') throw new FerryError('ESTATE', `container ${rec.config.name} is not running: start it first`);
     if (!argv.length) throw new FerryError('EINVAL', 'exec needs a command to run');
     for (const e of o.env) if (e.indexOf('=') <= 0) throw new FerryError('EINVAL', `invalid environment variable "${e}": use KEY=VALUE`);
-    return this.runtime.exec(rec.config.id, argv, o);
+    if (!o.tty) return this.runtime.exec(rec.config.id, argv, o);
+    attachHelper();
+    const id = rec.config.id;
+    // The session's files (a detached one's stay until the container is removed).
+    const dir = path.join(this.paths.runDir(id), `exec-${randomBytes(6).toString('hex')}`);
+    let x;
+    try {
+      x = await execWithConmon(this.runtime, {
+        id,
+        bundle: this.paths.bundle(id),
+        dir,
+        socketDir: this.paths.conmon(id).socketDir,
+        argv,
+        env: mergeEnv(rec.config.env, o.env),
+        cwd: o.workdir,
+        terminal: true,
+        stdin: o.stdin,
+        attach: (d) => openAttach(d, { stdin: o.stdin, tty: true, detachKeys: o.detachKeys ?? Buffer.from([16, 17]) }),
+      });
+    } catch (e) {
+      fs.rmSync(dir, { recursive: true, force: true });
+      throw e;
+    }
+    try {
+      if ((await x.session.done) === 'detached') {
+        x.release();
+        return 0;
+      }
+      const code = await x.exitCode;
+      fs.rmSync(dir, { recursive: true, force: true });
+      return code;
+    } finally {
+      x.session.close();
+    }
   }
 
   // ---------------------------------------------------------------- images and volumes
@@ -1054,6 +1093,15 @@ export interface AttachOptions {
   noStdin?: boolean;
   /** Our terminal's size, for a container started now. */
   consoleSize?: ConsoleSize;
+}
+
+export interface ExecOptions {
+  stdin: boolean;
+  tty: boolean;
+  env: string[];
+  workdir?: string;
+  /** With a terminal: the keys that detach from the session (default ctrl-p,ctrl-q). */
+  detachKeys?: Buffer;
 }
 
 export interface StartOptions {

@@ -88,7 +88,7 @@ test('detach with ctrl-p ctrl-q leaves it running; attach again, with its own de
   await h.ok(['rm', 'dt']);
 });
 
-test('exec -it: a shell with its own terminal, its size, its exit code', async () => {
+test('exec -it: a shell with its own terminal, its size, detach and exit code; exec -t without a terminal', async () => {
   await h.ok(['run', '-dit', '--name', 'ex', 'busybox', 'sh']);
   const t = term('exec').ferry(h, ['exec', '-it', 'ex', 'sh'], { width: 70, height: 25 });
   await t.waitFor(PROMPT);
@@ -104,6 +104,18 @@ test('exec -it: a shell with its own terminal, its size, its exit code', async (
   t.line('exit 4');
   assert.equal(await t.exitStatus(), 4);
   assert.equal((await h.inspect('ex')).State.Status, 'running', 'the container stays');
+  // Detaching from an exec session leaves it running in the container.
+  const d = term('exec2').ferry(h, ['exec', '-it', '--detach-keys', 'ctrl-x,d', 'ex', 'sh']);
+  await d.waitFor(PROMPT);
+  d.line('sleep 1234');
+  d.keys('C-x', 'd');
+  assert.equal(await d.exitStatus(), 0);
+  assert.match(await h.ok(['exec', 'ex', 'ps', '-o', 'args']), /^sleep 1234$/m);
+  // -t without a terminal of ours: the command still gets one.
+  const r = await h.run(['exec', '-t', 'ex', 'sh', '-c', 'tty; exit 3']);
+  assert.equal(r.code, 3, r.stderr);
+  assert.match(r.stdout, /^\/dev\/pts\/\d+\r\n$/);
+  assertCleanError(await h.fails(['exec', '-t', 'ex', 'no-such-cmd']), /no-such-cmd.*not found/, 127);
   await h.ok(['rm', '-f', 'ex']);
 });
 

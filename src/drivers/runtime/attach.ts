@@ -87,13 +87,17 @@ export async function openAttach(bundle: string, req: AttachRequest): Promise<At
     const why = first.replace(/^error:\s*/, '').trim() || 'the attach helper exited';
     throw new FerryError('ERUNTIME', `could not attach to the container: ${why}`);
   }
+  let closed = false;
+  const done = exited.then((code) => {
+    if (code === 3) return 'detached' as const;
+    if (code === 0 || closed) return 'ended' as const;
+    throw new FerryError('ERUNTIME', 'the connection to the container broke: see `ferry logs` for its output');
+  });
+  done.catch(() => undefined); // a session closed unawaited (a failed start) is no unhandled error
   return {
-    done: exited.then((code) => {
-      if (code === 3) return 'detached';
-      if (code === 0) return 'ended';
-      throw new FerryError('ERUNTIME', 'the connection to the container broke: see `ferry logs` for its output');
-    }),
+    done,
     close: () => {
+      closed = true;
       if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
     },
   };
