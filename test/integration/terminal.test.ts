@@ -186,6 +186,14 @@ test('run -i without a terminal streams stdin: pipes work, stdout and stderr apa
   assert.equal(l.code, 2, l.stderr);
   assert.equal(l.stdout, 'late input\n');
   await h.ok(['rm', 'later']);
+  // A -di container's open stdin survives a checkpoint and restore: attach feeds it afterwards.
+  await h.ok(['run', '-di', '--name', 'reader', 'busybox', 'sh', '-c', 'while read l; do echo "got $l"; done; exit 7']);
+  await h.ok(['container', 'checkpoint', 'reader']);
+  await h.ok(['container', 'restore', 'reader']);
+  const a = await h.run(['attach', 'reader'], { input: 'after restore\n' });
+  assert.equal(a.code, 7, a.stderr);
+  assert.equal(a.stdout, 'got after restore\n');
+  await h.ok(['rm', 'reader']);
   assert.deepEqual(await h.names(), before, 'the --rm containers are gone');
 });
 
