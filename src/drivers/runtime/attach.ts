@@ -77,7 +77,7 @@ export async function openAttach(bundle: string, req: AttachRequest): Promise<At
   fs.closeSync(wr);
   const exited = new Promise<number>((resolve) => {
     child.on('error', () => resolve(1));
-    child.on('exit', (code, sig) => resolve(code ?? (sig ? 1 : 1)));
+    child.on('exit', (code) => resolve(code ?? 1)); // killed by a signal: 1
   });
   const ready = new FifoReader(rd, (d) => d.includes(10));
   const first = await Promise.race([ready.result.then((r) => r.data.toString()), exited.then(() => '')]);
