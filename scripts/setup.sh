@@ -21,8 +21,9 @@ LOG=${FERRY_SETUP_LOG:-/var/log/ferry-setup.log}
 
 # gcc and libc6-dev build the tests' memory workload (test/fixtures/memhog.c, linked statically).
 # mmdebstrap builds the root filesystems of the tests' real applications (test/helpers/apps.ts).
+# gcc also builds ferry-attach (below); tmux is the tests' real terminal (test/helpers/terminal.ts).
 PACKAGES=(runc conmon iptables containernetworking-plugins busybox-static zstd
-  openssh-server openssh-client util-linux iproute2 tar gcc libc6-dev mmdebstrap)
+  openssh-server openssh-client util-linux iproute2 tar gcc libc6-dev mmdebstrap tmux)
 
 # Packages in the dependency closure of criu that the binary does not need: toolchain
 # bookkeeping, iconv modules, and anything that is not a library (filtered by name below).
