@@ -86,6 +86,16 @@ test('detach with ctrl-p ctrl-q leaves it running; attach again, with its own de
   assert.equal(await o.exitStatus(), 137);
   assert.equal((await h.inspect('dt')).State.ExitCode, 137);
   await h.ok(['rm', 'dt']);
+  // create -it, then start -ai: attached before its shell starts, detached the same way.
+  await h.ok(['create', '-it', '--name', 'st', 'busybox', 'sh']);
+  const st = term('start').ferry(h, ['start', '-ai', 'st'], { width: 88, height: 26 });
+  await st.waitFor(PROMPT);
+  st.line('stty size');
+  await st.waitFor(/^26 88$/m);
+  st.keys('C-p', 'C-q');
+  assert.equal(await st.exitStatus(), 0);
+  assert.equal((await h.inspect('st')).State.Status, 'running');
+  await h.ok(['rm', '-f', 'st']);
 });
 
 test('exec -it: a shell with its own terminal, its size, detach and exit code; exec -t without a terminal', async () => {
