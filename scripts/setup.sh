@@ -21,8 +21,9 @@ LOG=${FERRY_SETUP_LOG:-/var/log/ferry-setup.log}
 
 # gcc and libc6-dev build the tests' memory workload (test/fixtures/memhog.c, linked statically).
 # mmdebstrap builds the root filesystems of the tests' real applications (test/helpers/apps.ts).
+# gcc also builds ferry-attach (below); tmux is the tests' real terminal (test/helpers/terminal.ts).
 PACKAGES=(runc conmon iptables containernetworking-plugins busybox-static zstd
-  openssh-server openssh-client util-linux iproute2 tar gcc libc6-dev mmdebstrap)
+  openssh-server openssh-client util-linux iproute2 tar gcc libc6-dev mmdebstrap tmux)
 
 # Packages in the dependency closure of criu that the binary does not need: toolchain
 # bookkeeping, iconv modules, and anything that is not a library (filtered by name below).
@@ -309,6 +310,19 @@ if [[ ! -e $SHIM || $(cat "$SHIM.sha256" 2>/dev/null) != "$shim_sum" ]]; then
   mv "$SHIM.tmp" "$SHIM"
   echo "$shim_sum" >"$SHIM.sha256"
   say "built $SHIM (CRIU reads another user's rlimits from /proc without CAP_SYS_RESOURCE)"
+fi
+
+# Node and Bun cannot open conmon's attach socket (SOCK_SEQPACKET): `run -it`, `attach` and
+# `start -ai` connect the terminal through this small program (scripts/ferry-attach.c).
+ATTACH_SRC=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/ferry-attach.c
+ATTACH=$FERRY_LIB/bin/ferry-attach
+attach_sum=$(sha256sum "$ATTACH_SRC" | cut -d' ' -f1)
+if [[ ! -x $ATTACH || $(cat "$FERRY_LIB/lib/ferry-attach.sha256" 2>/dev/null) != "$attach_sum" ]]; then
+  mkdir -p "$FERRY_LIB/lib" "$FERRY_LIB/bin"
+  run gcc -O2 -Wall -o "$ATTACH.tmp" "$ATTACH_SRC"
+  mv "$ATTACH.tmp" "$ATTACH"
+  echo "$attach_sum" >"$FERRY_LIB/lib/ferry-attach.sha256"
+  say "built $ATTACH (terminals and stdin of containers, through conmon's attach socket)"
 fi
 
 if [[ -n $system_criu ]]; then

@@ -8,6 +8,8 @@ import { FileLock, withLock } from '../lib/lock.js';
 import { newId, randomName, validName } from '../lib/ids.js';
 import { processAlive, procStartTime, sleep, waitFor } from '../lib/proc.js';
 import { RuncRuntime } from '../drivers/runtime/runc.js';
+import { attachHelper, openAttach, type AttachRequest, type AttachSession } from '../drivers/runtime/attach.js';
+import { execWithConmon } from '../drivers/runtime/conmon-exec.js';
 import { buildSpec, type Mount } from '../drivers/runtime/spec.js';
 import { ImageStore, DEFAULT_PATH, type ImageRecord } from '../drivers/storage/images.js';
 import { VolumeStore, type VolumeRecord } from '../drivers/storage/volumes.js';
@@ -55,6 +57,10 @@ export interface CreateOptions {
   pod?: string;
   /** Internal: this is the infra container of that pod (ID). */
   infraOf?: string;
+  /** -t: give the process a terminal. */
+  tty?: boolean;
+  /** -i: keep its stdin open for attaching. */
+  interactive?: boolean;
 }
 
 /**
@@ -425,6 +431,8 @@ export class Engine {
       network,
       pod: pod?.id ?? o.infraOf,
       infraOf: o.infraOf,
+      ...(o.tty ? { tty: true } : {}),
+      ...(o.interactive ? { stdin: true } : {}),
     };
     return withLock(
       this.paths.namesLock,
@@ -504,7 +512,7 @@ export class Engine {
    * Mounts the rootfs, brings up the network and writes the OCI bundle for the container's
    * next start or restore.
    */
-  async prepareBundle(rec: ContainerRecord, net: NetworkRequest = {}): Promise<void> {
+  async prepareBundle(rec: ContainerRecord, net: NetworkRequest = {}, consoleSize?: ConsoleSize): Promise<void> {
     const id = rec.config.id;
     const img = this.images.list().find((i) => i.Id === rec.config.imageId);
     if (!img) throw new FerryError('ENOTFOUND', `the image of container ${rec.config.name} (${rec.config.imageName}) is gone: import it again`);
@@ -551,6 +559,8 @@ export class Engine {
       namespacePaths: joined ?? (rec.state.net ? { network: rec.state.net.netnsPath } : undefined),
       hostNetwork: rec.config.network?.mode === 'host',
       cgroupsPath: this.paths.cgroup(id),
+      terminal: !!rec.config.tty,
+      consoleSize,
       annotations: { 'io.ferry.name': rec.config.name },
     });
     writeJsonAtomic(path.join(bundle, 'config.json'), spec);
@@ -564,28 +574,44 @@ export class Engine {
     return [...this.self, '--root', this.paths.root, '--runroot', this.paths.runroot, ...runtime, 'container', 'cleanup', id];
   }
 
-  /** Starts a container; `address` asks for the IP/MAC it had before (a pod's restored infra). */
-  async start(ref: string, o: { address?: { ip: string; mac: string } } = {}): Promise<ContainerRecord> {
+  /**
+   * Starts a container; `address` asks for the IP/MAC it had before (a pod's restored infra).
+   * `attach` connects this process's stdio to it before its process starts (nothing of its
+   * output is lost); the session is handed to onAttach.
+   */
+  async start(ref: string, o: StartOptions = {}): Promise<ContainerRecord> {
     this.requireRuntime();
+    if (o.attach) attachHelper();
     return this.withContainer(ref, async (rec) => {
-      if (rec.state.status === 'running') return rec;
+      if (rec.state.status === 'running') {
+        if (o.attach) o.attach.onAttach(await openAttach(this.paths.bundle(rec.config.id), this.attachRequest(rec, o.attach)));
+        return rec;
+      }
       if (rec.state.status === 'paused') throw new FerryError('ESTATE', `container ${rec.config.name} is paused: unpause it instead`);
       // A checkpointed container starts afresh, as with Podman; its checkpoint stays for restore.
       this.beginOp(rec, 'start', {});
+      let session: AttachSession | undefined;
       try {
         await this.runtime.delete(rec.config.id, true); // stale runc state from a crash
-        await this.prepareBundle(rec, { ip: o.address?.ip ?? rec.config.network?.ip, mac: o.address?.mac ?? rec.config.network?.mac });
+        await this.prepareBundle(rec, { ip: o.address?.ip ?? rec.config.network?.ip, mac: o.address?.mac ?? rec.config.network?.mac }, o.attach?.consoleSize);
         const started = await this.runtime.createWithConmon({
           id: rec.config.id,
           name: rec.config.name,
           paths: this.paths.conmon(rec.config.id),
           exitCommand: this.exitCommand(rec.config.id),
+          terminal: !!rec.config.tty,
+          stdin: !!rec.config.stdin,
         });
+        if (o.attach) {
+          session = await openAttach(this.paths.bundle(rec.config.id), this.attachRequest(rec, o.attach));
+          o.attach.onAttach(session);
+        }
         await this.runtime.start(rec.config.id);
         toRunning(rec.state, started);
         this.endOp(rec);
         return rec;
       } catch (e) {
+        session?.close();
         await this.runtime.kill(rec.config.id, 'KILL').catch(() => undefined);
         await this.releaseRuntime(rec).catch(() => undefined);
         rec.state.error = (e as Error).message;
@@ -766,12 +792,67 @@ export class Engine {
     return rec;
   }
 
-  async exec(ref: string, argv: string[], o: { stdin: boolean; tty: boolean; env: string[]; workdir?: string }): Promise<number> {
+  /** What the attach helper is asked for a container: stdin only where the container keeps one open. */
+  attachRequest(rec: ContainerRecord, o: AttachOptions): AttachRequest {
+    return { stdin: !o.noStdin && !!rec.config.stdin, tty: !!rec.config.tty, detachKeys: o.detachKeys };
+  }
+
+  /**
+   * Connects this process's stdio to a running container (Podman's attach): its output from now
+   * on, our stdin to its stdin (when it was created with -i), our terminal's size to its terminal.
+   */
+  async attach(ref: string, o: AttachOptions): Promise<AttachSession> {
+    const rec = await this.inspect(ref);
+    if (rec.state.status !== 'running' && rec.state.status !== 'paused') {
+      throw new FerryError('ESTATE', `container ${rec.config.name} is not running: start it with \`ferry start -a ${rec.config.name}\``);
+    }
+    return openAttach(this.paths.bundle(rec.config.id), this.attachRequest(rec, o));
+  }
+
+  /**
+   * Runs a command in a running container and returns its exit code. With a terminal it runs
+   * under a conmon of its own (as Podman's exec): our terminal is attached to it as to a
+   * container's, with detach keys (a detached session goes on; 0 is returned) and resizes.
+   */
+  async exec(ref: string, argv: string[], o: ExecOptions): Promise<number> {
     const rec = await this.inspect(ref);
     if (rec.state.status !== 'running') throw new FerryError('ESTATE', `container ${rec.config.name} is not running: start it first`);
     if (!argv.length) throw new FerryError('EINVAL', 'exec needs a command to run');
     for (const e of o.env) if (e.indexOf('=') <= 0) throw new FerryError('EINVAL', `invalid environment variable "${e}": use KEY=VALUE`);
-    return this.runtime.exec(rec.config.id, argv, o);
+    if (!o.tty) return this.runtime.exec(rec.config.id, argv, o);
+    attachHelper();
+    const id = rec.config.id;
+    // The session's files (a detached one's stay until the container is removed).
+    const dir = path.join(this.paths.runDir(id), `exec-${randomBytes(6).toString('hex')}`);
+    let x;
+    try {
+      x = await execWithConmon(this.runtime, {
+        id,
+        bundle: this.paths.bundle(id),
+        dir,
+        socketDir: this.paths.conmon(id).socketDir,
+        argv,
+        env: mergeEnv(rec.config.env, o.env),
+        cwd: o.workdir,
+        terminal: true,
+        stdin: o.stdin,
+        attach: (d) => openAttach(d, { stdin: o.stdin, tty: true, detachKeys: o.detachKeys ?? Buffer.from([16, 17]) }),
+      });
+    } catch (e) {
+      fs.rmSync(dir, { recursive: true, force: true });
+      throw e;
+    }
+    try {
+      if ((await x.session.done) === 'detached') {
+        x.release();
+        return 0;
+      }
+      const code = await x.exitCode;
+      fs.rmSync(dir, { recursive: true, force: true });
+      return code;
+    } finally {
+      x.session.close();
+    }
   }
 
   // ---------------------------------------------------------------- images and volumes
@@ -890,6 +971,7 @@ export class Engine {
    * remove it before its exit code is read; exitCode() removes it then.
    */
   async run(o: CreateOptions, r: RunOptions = {}): Promise<RunResult> {
+    if (!r.detach && (o.tty || o.interactive)) attachHelper(); // missing: refused before anything is made
     const created = await this.create(o);
     const id = created.config.id;
     const lock = !r.detach && created.config.autoRemove ? await FileLock.acquire(this.paths.attachLock(id)) : undefined;
@@ -899,8 +981,11 @@ export class Engine {
       released = true;
     };
     let record: ContainerRecord;
+    let session: AttachSession | undefined;
+    // With a terminal or stdin, this process's stdio is connected through conmon's attach socket.
+    const attach = !r.detach && (created.config.tty || created.config.stdin) ? r.attach ?? { detachKeys: Buffer.from([16, 17]) } : undefined;
     try {
-      record = await this.start(id);
+      record = await this.start(id, attach ? { attach: { ...attach, onAttach: (s) => (session = s) } } : {});
     } catch (e) {
       await this.remove(id, { force: true }).catch(() => undefined);
       release();
@@ -924,6 +1009,7 @@ export class Engine {
     return {
       record,
       attached: {
+        session,
         output: () => readLog(this.paths.logPath(id), { follow: true }, done),
         signal: (sig) => void this.kill(id, sig).catch(() => undefined),
         exitCode,
@@ -997,10 +1083,47 @@ export class Engine {
 export interface RunOptions {
   /** Return once the container runs, without attaching to it. */
   detach?: boolean;
+  /** How a foreground container with a terminal or stdin is attached (default: ctrl-p,ctrl-q detaches). */
+  attach?: AttachOptions;
+}
+
+/** The terminal's size: rows and columns. */
+export interface ConsoleSize {
+  height: number;
+  width: number;
+}
+
+/** How this process attaches to a container. */
+export interface AttachOptions {
+  detachKeys: Buffer;
+  /** Do not forward stdin (attach --no-stdin). */
+  noStdin?: boolean;
+  /** Our terminal's size, for a container started now. */
+  consoleSize?: ConsoleSize;
+}
+
+export interface ExecOptions {
+  stdin: boolean;
+  tty: boolean;
+  env: string[];
+  workdir?: string;
+  /** With a terminal: the keys that detach from the session (default ctrl-p,ctrl-q). */
+  detachKeys?: Buffer;
+}
+
+export interface StartOptions {
+  address?: { ip: string; mac: string };
+  attach?: AttachOptions & { onAttach: (s: AttachSession) => void };
 }
 
 /** A foreground run's hold on its container. */
 export interface Attached {
+  /**
+   * Set when the container has a terminal or stdin: this process's stdio is connected to it
+   * (the output is not read from the log then); it ends with the container's output, or when
+   * the user detaches.
+   */
+  session?: AttachSession;
   /** The container's output from its start until it is done. */
   output(): AsyncIterable<LogEntry>;
   /** Forwards a signal to the container (one that has exited already is no error). */

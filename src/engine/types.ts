@@ -47,6 +47,10 @@ export interface ContainerConfig {
   pod?: string;
   /** Set on a pod's infra container: the pod (ID) whose namespaces it holds. */
   infraOf?: string;
+  /** -t: the process gets a terminal (conmon holds its master end). */
+  tty?: boolean;
+  /** -i: stdin is kept open for attaching (conmon holds a pipe, or the terminal's input). */
+  stdin?: boolean;
 }
 
 /**

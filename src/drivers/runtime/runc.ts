@@ -28,6 +28,10 @@ export interface StartOptions {
   restore?: { imagePath: string; runtimeOpts: string[] };
   /** Program (argv) conmon runs after the container exits. */
   exitCommand?: string[];
+  /** The process has a terminal: conmon takes its master end through runc's console socket. */
+  terminal?: boolean;
+  /** Keep a stdin pipe open for attaching (without a terminal). */
+  stdin?: boolean;
 }
 
 export interface Started {
@@ -153,6 +157,8 @@ export class RuncRuntime {
       '--persist-dir', p.persistDir, '--socket-dir-path', p.socketDir, '--log-level', 'warning',
     ];
     for (const a of this.globalArgs()) args.push('--runtime-arg', a);
+    if (o.terminal) args.push('-t');
+    else if (o.stdin) args.push('-i');
     if (o.restore) {
       args.push('--restore', o.restore.imagePath);
       for (const opt of o.restore.runtimeOpts) args.push('--runtime-opt', opt);
@@ -378,6 +384,27 @@ export function residentBytes(pid: number): number {
   let kib = 0;
   for (const p of containerPids(pid)) kib += Number(/^VmRSS:\s+(\d+) kB/m.exec(readFile(`/proc/${p}/status`))?.[1] ?? 0);
   return kib * 1024;
+}
+
+/**
+ * Processes of the container that are not descendants of its init (pid): what `runc exec`
+ * started (their parent is outside the container). CRIU dumps only init's process tree, so a
+ * checkpoint would end them unseen.
+ */
+export function execSessions(pid: number): { pid: number; command: string }[] {
+  const pids = containerPids(pid);
+  const inside = new Set(pids);
+  const out: { pid: number; command: string }[] = [];
+  for (const p of pids) {
+    if (p === pid) continue;
+    const stat = readFile(`/proc/${p}/stat`);
+    // pid (comm) state ppid ...: comm may hold spaces and parentheses, so parse after the last ')'.
+    const close = stat.lastIndexOf(')');
+    const ppid = Number(stat.slice(close + 2).split(' ')[1]);
+    if (!Number.isInteger(ppid) || inside.has(ppid)) continue;
+    out.push({ pid: p, command: stat.slice(stat.indexOf('(') + 1, close) });
+  }
+  return out;
 }
 
 /** The freezer of a process's cgroup: v1's freezer.state, or v2's cgroup.freeze and cgroup.events. */

@@ -21,6 +21,8 @@ export interface SpecOptions {
   hostNetwork?: boolean;
   cgroupsPath: string;
   terminal?: boolean;
+  /** The terminal's size at start (rows, columns), when known. */
+  consoleSize?: { height: number; width: number };
   annotations?: Record<string, string>;
 }
 
@@ -69,6 +71,7 @@ export function buildSpec(o: SpecOptions): object {
     ociVersion: '1.0.2',
     process: {
       terminal: o.terminal ?? false,
+      ...(o.terminal && o.consoleSize ? { consoleSize: o.consoleSize } : {}),
       user: { uid: 0, gid: 0 },
       args: o.args,
       env: o.env,
