@@ -2,8 +2,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { spawn } from 'node:child_process';
 import { FerryError } from '../../lib/errors.js';
-import { FifoReader } from '../../lib/fifo.js';
-import { runOk } from '../../lib/exec.js';
+import { FifoReader, makeFifo } from '../../lib/fifo.js';
 
 /**
  * Where `npm run setup` installs ferry-attach (scripts/ferry-attach.c): Node and Bun cannot open
@@ -68,7 +67,7 @@ export async function openAttach(bundle: string, req: AttachRequest): Promise<At
   args.push('-k', req.detachKeys.toString('hex'), '-r', '3', bundle);
   const fifo = path.join(bundle, `attach-ready.${process.pid}`);
   fs.rmSync(fifo, { force: true });
-  await runOk(['mkfifo', '-m', '600', fifo], { what: 'mkfifo' });
+  makeFifo(fifo);
   const rd = fs.openSync(fifo, fs.constants.O_RDONLY | fs.constants.O_NONBLOCK);
   const wr = fs.openSync(fifo, fs.constants.O_RDWR);
   fs.rmSync(fifo, { force: true });

@@ -2,8 +2,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { spawn } from 'node:child_process';
 import { FerryError } from '../../lib/errors.js';
-import { FifoReader } from '../../lib/fifo.js';
-import { runOk } from '../../lib/exec.js';
+import { FifoReader, makeFifo } from '../../lib/fifo.js';
 import { mkdirp } from '../../lib/fsutil.js';
 import { cleanRuntimeMessage, type RuncRuntime } from './runc.js';
 import type { AttachSession } from './attach.js';
@@ -36,7 +35,7 @@ export interface ConmonExec {
 
 /** A FIFO whose read end conmon gets (blocking) and whose write end this process keeps. */
 async function startPipe(file: string): Promise<{ rd: number; wr: number }> {
-  await runOk(['mkfifo', '-m', '600', file], { what: 'mkfifo' });
+  makeFifo(file);
   const wr = fs.openSync(file, fs.constants.O_RDWR);
   const rd = fs.openSync(file, fs.constants.O_RDONLY); // a writer exists: does not block
   fs.rmSync(file, { force: true });
@@ -45,7 +44,7 @@ async function startPipe(file: string): Promise<{ rd: number; wr: number }> {
 
 /** A FIFO conmon writes JSON lines to; read here, polled (any runtime). */
 async function messagePipe(file: string): Promise<{ rd: number; wr: number }> {
-  await runOk(['mkfifo', '-m', '600', file], { what: 'mkfifo' });
+  makeFifo(file);
   const rd = fs.openSync(file, fs.constants.O_RDONLY | fs.constants.O_NONBLOCK);
   const wr = fs.openSync(file, fs.constants.O_WRONLY);
   fs.rmSync(file, { force: true });

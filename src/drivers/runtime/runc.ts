@@ -3,8 +3,8 @@ import * as path from 'node:path';
 import { spawn } from 'node:child_process';
 import { FerryError } from '../../lib/errors.js';
 import { debug } from '../../lib/log.js';
-import { FifoReader } from '../../lib/fifo.js';
-import { lastLine, run, runOk, runSyncOk, which, type RunResult } from '../../lib/exec.js';
+import { FifoReader, makeFifo } from '../../lib/fifo.js';
+import { lastLine, run, runOk, which, type RunResult } from '../../lib/exec.js';
 import { mkdirp } from '../../lib/fsutil.js';
 import { processAlive, procStartTime, sleep } from '../../lib/proc.js';
 
@@ -173,7 +173,7 @@ export class RuncRuntime {
     // died, conmon gets EPIPE and drops its log pipes: the container runs with its output lost.)
     const fifo = path.join(path.dirname(p.pidFile), 'sync.fifo');
     fs.rmSync(fifo, { force: true });
-    await runOk(['mkfifo', '-m', '600', fifo], { what: 'mkfifo' });
+    makeFifo(fifo);
     const syncRd = fs.openSync(fifo, fs.constants.O_RDONLY | fs.constants.O_NONBLOCK);
     const syncWr = fs.openSync(fifo, fs.constants.O_RDWR);
     fs.rmSync(fifo, { force: true });
@@ -228,7 +228,7 @@ export class RuncRuntime {
     if (o.lazyPages) {
       const fifo = path.join(o.workPath, 'lazy-status');
       fs.rmSync(fifo, { force: true });
-      runSyncOk(['mkfifo', '-m', '600', fifo]);
+      makeFifo(fifo);
       const rd = fs.openSync(fifo, fs.constants.O_RDONLY | fs.constants.O_NONBLOCK);
       statusWr = fs.openSync(fifo, fs.constants.O_WRONLY);
       fs.rmSync(fifo, { force: true });
