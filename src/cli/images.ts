@@ -49,8 +49,8 @@ export function registerImageCommands(program: Command, ctx: Ctx): void {
       .option('-f, --force', 'also remove containers that use the image')
       .action(async (refs: string[], f: { force?: boolean }) => {
         for (const ref of refs) {
-          const img = await getEngine(ctx).removeImage(ref, !!f.force);
-          out(`Untagged: ${img.Names.join(', ') || '<none>'}\nDeleted: ${img.Id}\n`);
+          const r = await getEngine(ctx).removeImage(ref, !!f.force);
+          out(r.untagged.map((n) => `Untagged: ${n}\n`).join('') + (r.deleted ? `Deleted: ${r.deleted}\n` : ''));
         }
       });
 

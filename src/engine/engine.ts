@@ -9,7 +9,10 @@ import { newId, randomName, validName } from '../lib/ids.js';
 import { processAlive, procStartTime, sleep, waitFor } from '../lib/proc.js';
 import { RuncRuntime } from '../drivers/runtime/runc.js';
 import { buildSpec, type Mount } from '../drivers/runtime/spec.js';
-import { ImageStore, DEFAULT_PATH, type ImageRecord } from '../drivers/storage/images.js';
+import { ImageStore, DEFAULT_PATH, normalizeImageName, type ImageRecord } from '../drivers/storage/images.js';
+import { pullImage, type PullOptions } from '../drivers/registry/pull.js';
+import { isShortName, parseReference, shortNameError } from '../drivers/registry/reference.js';
+import { lookupCredentials } from '../drivers/registry/auth.js';
 import { VolumeStore, type VolumeRecord } from '../drivers/storage/volumes.js';
 import { createLayer, mountLayer, removeLayer, unmountLayer } from '../drivers/storage/overlay.js';
 import { findCriu, probeCriu, type CriuInfo } from '../drivers/criu/criu.js';
@@ -395,7 +398,8 @@ export class Engine {
       throw new FerryError('EINVAL', `containers in pod ${pod.name} use the pod's network: give --network/-p/--ip to \`ferry pod create\` instead`);
     }
     const network = pod ? undefined : this.parseNetwork(o);
-    const command = o.command.length ? o.command : img.Config.Cmd;
+    const command = [...(img.Config.Entrypoint ?? []), ...(o.command.length ? o.command : img.Config.Cmd ?? [])];
+    if (!command.length) throw new FerryError('EINVAL', `image ${o.image} has no command (no Entrypoint or Cmd): give one after the image name`);
     const id = newId();
     const config: ContainerConfig = {
       id,
@@ -404,8 +408,8 @@ export class Engine {
       imageId: img.Id,
       imageName: img.Names[0] ?? img.Id,
       command,
-      env: mergeEnv(img.Config.Env, o.env ?? []),
-      workdir: o.workdir ?? img.Config.WorkingDir ?? '/',
+      env: mergeEnv(img.Config.Env ?? [], o.env ?? []),
+      workdir: o.workdir ?? (img.Config.WorkingDir || '/'),
       hostname: o.hostname ?? (pod?.share.includes('uts') ? pod.hostname : id.slice(0, 12)),
       mounts,
       autoRemove: o.autoRemove ?? false,
@@ -501,7 +505,7 @@ export class Engine {
     if (!img) throw new FerryError('ENOTFOUND', `the image of container ${rec.config.name} (${rec.config.imageName}) is gone: import it again`);
     const layer = this.paths.layer(id);
     createLayer(layer.dir);
-    await mountLayer(layer, this.images.rootfs(img.Id));
+    await mountLayer(layer, this.images.lowerDirs(img));
     const bundle = this.paths.bundle(id);
     mkdirp(bundle, 0o700);
     await this.setupNetwork(rec, net);
@@ -774,18 +778,77 @@ export class Engine {
     return withLock(this.paths.imagesLock, () => this.images.importTarball(tarball, name), { what: 'the image store' });
   }
 
-  async removeImage(ref: string, force = false): Promise<ImageRecord> {
+  /**
+   * Pulls an image from a registry (the whole pull holds the image store's lock). A failure
+   * frees every layer and blob it stored, so nothing is left of it.
+   */
+  async pullImage(ref: string, o: PullOptions & { authfile?: string }): Promise<ImageRecord> {
+    const r = parseReference(ref);
+    const creds = o.creds ?? lookupCredentials(r.domain, o.authfile);
+    mkdirp(this.paths.images, 0o700);
+    return withLock(
+      this.paths.imagesLock,
+      async () => {
+        try {
+          return await pullImage(this.images, r, { ...o, creds });
+        } catch (e) {
+          this.images.collect();
+          throw e;
+        }
+      },
+      { what: 'the image store', timeoutMs: 600_000 },
+    );
+  }
+
+  /**
+   * The image a container is made from, pulled as `--pull` says: always, missing (the
+   * default: only when no local image has the name) or never. Short names are local only.
+   */
+  async imageForRun(ref: string, policy: 'always' | 'missing' | 'never' = 'missing', o: PullOptions & { authfile?: string } = { tlsVerify: true }): Promise<ImageRecord> {
+    if (!['always', 'missing', 'never'].includes(policy)) throw new FerryError('EINVAL', `invalid --pull "${policy}": use always, missing or never`);
+    const local = this.images.find(ref);
+    const plain = ref.split('@')[0]!.replace(/:[\w][\w.-]*$/, '');
+    const pullable = !isShortName(plain) && !/^localhost(\/|$)/.test(plain) && !/^(sha256:)?[0-9a-f]{3,64}$/.test(ref);
+    if (policy === 'never' || !pullable) {
+      if (local) return local;
+      if (!pullable && !/^(sha256:)?[0-9a-f]{3,64}$/.test(ref) && isShortName(plain)) throw shortNameError(ref);
+      return this.images.get(ref);
+    }
+    if (local && policy === 'missing') return local;
+    return this.pullImage(ref, o);
+  }
+
+  /**
+   * Podman's rmi: a name of an image that has others only loses that name; otherwise the image
+   * goes (refused while containers use it, unless force removes them), and with it every layer
+   * no other image uses.
+   */
+  async removeImage(ref: string, force = false): Promise<{ untagged: string[]; deleted?: string }> {
     return withLock(
       this.paths.imagesLock,
       async () => {
         const img = this.images.get(ref);
+        let byName: string | undefined;
+        try {
+          const n = normalizeImageName(ref);
+          byName = img.Names.find((x) => x === ref || x === n);
+        } catch {
+          byName = undefined;
+        }
+        if (byName && img.Names.length > 1) {
+          this.images.untag(img, byName);
+          return { untagged: [byName] };
+        }
+        if (!byName && img.Names.length > 1 && !force) {
+          throw new FerryError('ESTATE', `image ${ref} has several names (${img.Names.join(', ')}): remove them by name, or use --force`);
+        }
         const users = this.allRecords().filter((r) => r.config.imageId === img.Id);
         if (users.length && !force) {
           throw new FerryError('ESTATE', `image ${ref} is in use by container ${users.map((u) => u.config.name).join(', ')}: remove them first or use --force`);
         }
         for (const u of users) await this.remove(u.config.id, { force: true });
         this.images.remove(img.Id);
-        return img;
+        return { untagged: img.Names, deleted: img.Id };
       },
       { what: 'the image store' },
     );

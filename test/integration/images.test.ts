@@ -12,13 +12,16 @@ before(() => {
 });
 after(() => h.destroy());
 
-const imageDirs = (): string[] => {
+const ls = (d: string): string[] => {
   try {
-    return fs.readdirSync(path.join(h.root, 'images')).sort();
+    return fs.readdirSync(path.join(h.root, 'images', d)).sort();
   } catch {
     return [];
   }
 };
+/** Image records; layers (and their staging dirs), links, blobs. */
+const imageDirs = (): string[] => ls('').filter((d) => /^[0-9a-f]{64}$/.test(d));
+const storeContents = (): string[] => [...ls('layers').map((l) => `layers/${l}`), ...ls('l').map((l) => `l/${l}`), ...ls('blobs/sha256').map((b) => `blob/${b}`)];
 
 test('import, images, image inspect; a second name for the same tarball is the same image', async () => {
   const id = await h.ok(['import', tar, 'busybox']);
@@ -48,23 +51,27 @@ test('a compressed tarball imports too', async () => {
   const gz = path.join(h.dir, 'bb.tar.gz');
   assert.equal(spawnSync('sh', ['-c', `gzip -1 -c '${tar}' > '${gz}'`]).status, 0);
   const id = await h.ok(['import', gz, 'gzbox']);
+  assert.equal(id, JSON.parse(await h.ok(['image', 'inspect', 'busybox']))[0].Id, 'the same layer whatever the compression: the same image');
   assert.equal(await h.ok(['run', '--rm', 'gzbox', 'echo', 'ok']), 'ok');
-  await h.ok(['rmi', id]);
+  assert.equal(await h.ok(['rmi', 'gzbox']), 'Untagged: localhost/gzbox:latest', 'one of several names: only untagged');
   assertCleanError(await h.fails(['run', '--rm', 'gzbox', 'true']), /image "gzbox" not found/);
 });
 
 test('a bad tarball fails cleanly and leaves no image behind', async () => {
   const junk = path.join(h.dir, 'junk.tar');
   fs.writeFileSync(junk, 'this is not a tar archive'.repeat(100));
-  const before = imageDirs();
+  const before = [...imageDirs(), ...storeContents()];
   const r = await h.fails(['import', junk, 'junk']);
-  assert.match(r.stderr, /^Error: unpacking the image tarball failed/);
-  assert.deepEqual(imageDirs(), before);
+  assertCleanError(r, /^Error: unpacking the image tarball failed: it is not a tar archive; nothing was stored/);
+  assert.deepEqual([...imageDirs(), ...storeContents()], before);
 });
 
 test('rmi is refused while a container uses the image; -f removes the containers too', async () => {
   await h.ok(['run', '-d', '--name', 'user1', 'busybox', 'sleep', '1000']);
   await h.ok(['create', '--name', 'user2', 'other:v1', 'true']);
+  // One of several names: only that name goes, in use or not (as Podman does).
+  assert.equal(await h.ok(['rmi', 'other:v1']), 'Untagged: localhost/other:v1');
+  assert.equal((await h.inspect('user2')).State.Status, 'created');
   const r = await h.fails(['rmi', 'busybox']);
   assertCleanError(r, /image busybox is in use by container (user1, user2|user2, user1): remove them first or use --force/);
   assert.equal((await h.inspect('user1')).State.Status, 'running', 'untouched');
@@ -75,6 +82,7 @@ test('rmi is refused while a container uses the image; -f removes the containers
   assert.deepEqual(await h.names(), []);
   assert.deepEqual(h.mounts(), []);
   assert.deepEqual(imageDirs(), []);
+  assert.deepEqual(storeContents(), [], 'its layer, link and blobs are freed');
   assert.equal(await h.ok(['images', '-q']), '');
   assertCleanError(await h.fails(['rmi', 'busybox']), /image "busybox" not found/);
 });
