@@ -1,7 +1,36 @@
 import type { Command } from 'commander';
 import { humanDuration, imageEntry } from '../engine/shapes.js';
 import { formatOutput, humanSize, table } from './format.js';
-import { getEngine, out, type Ctx } from './context.js';
+import { boolValue, getEngine, out, type Ctx } from './context.js';
+import { parseCreds } from '../drivers/registry/auth.js';
+import type { PullOptions } from '../drivers/registry/pull.js';
+
+export interface RegistryFlags {
+  tlsVerify: string | boolean;
+  creds?: string;
+  authfile?: string;
+  platform?: string;
+}
+
+/** --tls-verify, --creds, --authfile, --platform, as pull, run and create take them. */
+export function registryFlags(c: Command): Command {
+  return c
+    .option('--tls-verify [bool]', 'require HTTPS with a verified certificate (default true)', true)
+    .option('--creds <user:pass>', 'credentials for the registry')
+    .option('--authfile <file>', 'the auth file (default: Podman\'s auth.json, then Docker\'s config.json)')
+    .option('--platform <os/arch>', 'the platform to pull from a multi-platform image (default: this host\'s)');
+}
+
+export function pullOptions(f: RegistryFlags, quiet: boolean): PullOptions & { authfile?: string } {
+  return {
+    tlsVerify: boolValue(f.tlsVerify),
+    creds: f.creds !== undefined ? parseCreds(f.creds) : undefined,
+    authfile: f.authfile,
+    platform: f.platform,
+    // Per-layer progress on a terminal only: piped, an error stays one line.
+    progress: quiet || !process.stderr.isTTY ? undefined : (line: string) => process.stderr.write(`${line}\n`),
+  };
+}
 
 export function registerImageCommands(program: Command, ctx: Ctx): void {
   const importCmd = (parent: Command): Command =>
@@ -54,11 +83,25 @@ export function registerImageCommands(program: Command, ctx: Ctx): void {
         }
       });
 
+  const pull = (parent: Command): Command =>
+    registryFlags(
+      parent
+        .command('pull')
+        .description('pull an image from a registry')
+        .argument('<reference>', 'REGISTRY[:PORT]/REPOSITORY[:TAG|@DIGEST]')
+        .option('-q, --quiet', 'print only the image ID'),
+    ).action(async (ref: string, f: RegistryFlags & { quiet?: boolean }) => {
+      const img = await getEngine(ctx).pullImage(ref, pullOptions(f, !!f.quiet));
+      out(`${img.Id}\n`);
+    });
+
+  pull(program);
   importCmd(program);
   ls(program, 'images');
   rm(program, 'rmi');
   const image = program.command('image').description('manage images');
   importCmd(image);
+  pull(image);
   ls(image, 'ls').alias('list');
   rm(image, 'rm');
   image

@@ -60,8 +60,6 @@ export interface LayoutImage {
   layers: Buffer[];
   compression?: 'gzip' | 'none';
   config?: Record<string, unknown>;
-  /** 'oci' (default) or 'docker' (Docker schema 2 media types). */
-  flavour?: 'oci' | 'docker';
   architecture?: string;
 }
 
@@ -77,7 +75,7 @@ export function writeLayout(dir: string, tag: string, img: LayoutImage): { confi
     fs.writeFileSync(path.join(blobs, d.slice(7)), b);
     return { digest: d, size: b.length };
   };
-  const docker = img.flavour === 'docker';
+  const docker = false; // Docker schema 2: have skopeo convert (Registry.push's format)
   const gz = (img.compression ?? 'gzip') === 'gzip';
   const layerDescs = img.layers.map((l) => {
     const blob = gz ? zlib.gzipSync(l) : l;

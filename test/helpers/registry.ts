@@ -71,9 +71,9 @@ export class Registry {
     throw new Error(`docker-registry did not start: ${this.log}`);
   }
 
-  /** skopeo copy of an OCI layout's tag into this registry as repo:tag. */
-  push(layoutDir: string, layoutTag: string, repoTag: string): void {
-    const r = spawnSync('skopeo', ['copy', '--quiet', '--dest-tls-verify=false', `oci:${layoutDir}:${layoutTag}`, `docker://${this.addr}/${repoTag}`], { encoding: 'utf8' });
+  /** skopeo copy of an OCI layout's tag into this registry as repo:tag (v2s2: as Docker schema 2). */
+  push(layoutDir: string, layoutTag: string, repoTag: string, format?: 'oci' | 'v2s2'): void {
+    const r = spawnSync('skopeo', ['copy', '--quiet', '--dest-tls-verify=false', ...(format ? ['--format', format] : []), `oci:${layoutDir}:${layoutTag}`, `docker://${this.addr}/${repoTag}`], { encoding: 'utf8' });
     if (r.status !== 0) throw new Error(`skopeo copy failed: ${r.stderr}`);
   }
 

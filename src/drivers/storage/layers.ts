@@ -151,6 +151,30 @@ export class LayerStore {
     }
   }
 
+  /**
+   * A registry blob: written to a staging file while its size and digest are checked, and
+   * unpacked only once it matched, so no unverified byte reaches the decompressor or tar.
+   */
+  async unpackBlob(src: Readable, expect: LayerExpect & { digest: string; size: number }, what: string): Promise<LayerRecord> {
+    mkdirp(this.layersDir, 0o700);
+    const file = path.join(this.layersDir, `.tmp-${process.pid}-${randomBytes(4).toString('hex')}.blob`);
+    try {
+      const meter = new Meter(expect.size, what);
+      await pipeline(src, meter, fs.createWriteStream(file, { mode: 0o600 }));
+      const got = `sha256:${meter.hash.digest('hex')}`;
+      if (meter.bytes !== expect.size) {
+        throw new FerryError('EARCHIVE', `${what} has ${meter.bytes} bytes, not the ${expect.size} its manifest says: the download was cut or the source is corrupt; nothing was stored`);
+      }
+      if (got !== expect.digest) throw new FerryError('EARCHIVE', `${what} does not match its digest (got ${got}): the source is corrupt or tampered with; nothing was stored`);
+      return await this.unpack(fs.createReadStream(file), expect, what);
+    } catch (e) {
+      if (isFerryError(e)) throw e;
+      throw new FerryError('EARCHIVE', `downloading ${what} failed: ${(e as Error).message}; nothing was stored`);
+    } finally {
+      fs.rmSync(file, { force: true });
+    }
+  }
+
   /** Records that a known layer also comes as this compressed blob (so a later pull skips it). */
   noteDigest(rec: LayerRecord, digest: string | undefined): LayerRecord {
     if (digest && !rec.CompressedDigests.includes(digest)) {

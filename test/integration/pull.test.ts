@@ -1,0 +1,143 @@
+/**
+ * Pulling OCI images from a real registry (Debian's docker-registry on 127.0.0.1, seeded by
+ * skopeo from OCI layouts the test writes): layers, whiteouts, sharing, every refusal.
+ */
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { Host, assertCleanError, busyboxTarball } from '../helpers/ferry.js';
+import { layerTar, writeLayout, type Member } from '../helpers/oci.js';
+import { Registry, TamperProxy, hasRegistryTools } from '../helpers/registry.js';
+
+const missing = hasRegistryTools();
+const h = new Host('pull');
+const reg = new Registry();
+let proxy: TamperProxy | undefined;
+let layout = '';
+let base: Buffer;
+const arch = process.arch === 'x64' ? 'amd64' : process.arch;
+
+/** Layers: busybox; files; whiteouts and an opaque dir over them. */
+const filesLayer: Member[] = [
+  { name: 'opt', type: 'dir' },
+  { name: 'opt/keep', type: 'dir' },
+  { name: 'opt/keep/k', type: 'file', data: 'kept\n' },
+  { name: 'opt/old', type: 'dir' },
+  { name: 'opt/old/a', type: 'file', data: 'a\n' },
+  { name: 'etc/gone', type: 'file', data: 'gone\n' },
+];
+const hidingLayer: Member[] = [
+  { name: 'etc', type: 'dir' },
+  { name: 'etc/.wh.gone', type: 'file' },
+  { name: 'opt', type: 'dir' },
+  { name: 'opt/old', type: 'dir', mode: 0o755 },
+  { name: 'opt/old/.wh..wh..opq', type: 'file' },
+  { name: 'opt/old/b', type: 'file', data: 'b\n' },
+];
+
+const storeContents = (): string[] => {
+  const ls = (d: string): string[] => {
+    try {
+      return fs.readdirSync(path.join(h.root, 'images', d)).map((x) => `${d}/${x}`);
+    } catch {
+      return [];
+    }
+  };
+  return [...ls('.').filter((x) => /[0-9a-f]{64}$/.test(x)), ...ls('layers'), ...ls('l'), ...ls('blobs/sha256')].sort();
+};
+const layerCount = (): number => {
+  try {
+    return fs.readdirSync(path.join(h.root, 'images', 'layers')).filter((d) => /^[0-9a-f]{64}$/.test(d)).length;
+  } catch {
+    return 0;
+  }
+};
+
+before(async () => {
+  if (missing) return;
+  base = fs.readFileSync(busyboxTarball());
+  await reg.start();
+  layout = path.join(reg.dir, 'layout');
+  const tmp = path.join(reg.dir, 'tars');
+  writeLayout(layout, 'multi', { layers: [base, layerTar(filesLayer, tmp), layerTar(hidingLayer, tmp)], architecture: arch });
+  writeLayout(layout, 'sibling', { layers: [base, layerTar([{ name: 'sibling', type: 'file', data: 'sib\n' }], tmp)], architecture: arch });
+  writeLayout(layout, 'escape', { layers: [base, layerTar([{ name: '../../../escaped-by-layer', type: 'file', data: 'x' }], tmp)], architecture: arch });
+  writeLayout(layout, 'plain', { layers: [layerTar([{ name: 'only', type: 'file', data: 'x' }], tmp)], architecture: arch, compression: 'none' });
+  writeLayout(layout, 'config', {
+    layers: [base],
+    architecture: arch,
+    config: { Entrypoint: ['/bin/echo', 'ep'], Cmd: ['default'], Env: ['PATH=/bin', 'GREETING=hi'], WorkingDir: '/tmp', User: 'nobody', Labels: { 'org.example': 'yes' }, StopSignal: 'SIGINT' },
+  });
+  for (const [tag, repo] of [['multi', 'app/multi:1'], ['escape', 'bad/escape:1'], ['plain', 'app/plain:1'], ['config', 'app/config:1']] as const) reg.push(layout, tag, repo);
+  reg.push(layout, 'sibling', 'app/sibling:1', 'v2s2');
+});
+
+after(async () => {
+  await h.destroy();
+  await proxy?.stop();
+  await reg.stop();
+});
+
+const pull = (ref: string, ...extra: string[]): string[] => ['pull', '--tls-verify=false', ...extra, ref];
+
+test('pull a multi-layer image: its whiteouts and opaque dir hide what lower layers had', { skip: missing }, async () => {
+  const r = await h.run(pull(`${reg.addr}/app/multi:1`));
+  assert.equal(r.code, 0, r.stderr);
+  assert.equal(r.stderr, '', 'no progress when stderr is not a terminal');
+  const id = r.stdout.trim();
+  assert.match(id, /^[0-9a-f]{64}$/);
+  assert.equal(layerCount(), 3);
+  const img = `${reg.addr}/app/multi:1`;
+  assert.equal(await h.ok(['run', '--rm', img, 'sh', '-c', 'cat /opt/keep/k; ls /opt/old; test -e /etc/gone || echo no-gone']), 'kept\nb\nno-gone');
+  // Pulled again: nothing to do, same image.
+  const again = await h.run(pull(img));
+  assert.equal(again.stdout.trim(), id);
+  assert.equal(layerCount(), 3);
+  assert.equal(await h.ok(['pull', '-q', '--tls-verify=false', img]), id, '-q prints only the ID');
+});
+
+test('two images sharing a base layer store it once; Docker schema 2 and uncompressed layers pull', { skip: missing }, async () => {
+  const before = layerCount();
+  const r = await h.run(pull(`${reg.addr}/app/sibling:1`));
+  assert.equal(r.code, 0, r.stderr);
+  assert.equal(layerCount(), before + 1, 'only the new layer is stored');
+  assert.equal(await h.ok(['run', '--rm', `${reg.addr}/app/sibling:1`, 'cat', '/sibling']), 'sib');
+  await h.ok(pull(`${reg.addr}/app/plain:1`));
+  assert.equal(layerCount(), before + 2);
+  // rmi frees only what no other image uses.
+  await h.ok(['rmi', `${reg.addr}/app/sibling:1`]);
+  assert.equal(layerCount(), before + 1);
+  await h.ok(['rmi', `${reg.addr}/app/plain:1`]);
+  assert.equal(layerCount(), before);
+  assert.equal(await h.ok(['run', '--rm', `${reg.addr}/app/multi:1`, 'cat', '/opt/keep/k']), 'kept', 'the shared base is still there');
+});
+
+test('bad references and registries: one line each, nothing stored', { skip: missing }, async () => {
+  const before = storeContents();
+  assertCleanError(await h.fails(pull(`${reg.addr}/app/nope:1`)), new RegExp(`^Error: 127\\.0\\.0\\.1:\\d+/app/nope:1 not found in the registry: check the repository name and tag$`));
+  assertCleanError(await h.fails(pull(`${reg.addr}/app/multi:nope`)), /app\/multi:nope not found in the registry/);
+  assertCleanError(await h.fails(['pull', 'busybox']), /^Error: short-name "busybox" is not an image stored here and names no registry: give a full reference/);
+  assertCleanError(await h.fails(pull(`${reg.addr}/App/x`)), /invalid image reference/);
+  assertCleanError(await h.fails(['pull', `${reg.addr}/app/multi:1`]), /over verified HTTPS.*--tls-verify=false/);
+  assertCleanError(await h.fails(pull(`${reg.addr}/app/multi:1`, '--platform', 'linux/s390x')), /is an image for linux\/amd64, not linux\/s390x/);
+  const r = await h.fails(pull(`${reg.addr}/bad/escape:1`));
+  assertCleanError(r, /^Error: unpacking layer sha256:[0-9a-f]{12}… failed: member "\.\.\/\.\.\/\.\.\/escaped-by-layer" leads out of the layer \('\.\.'\); nothing was stored$/);
+  assert.ok(!fs.existsSync(path.join(h.root, 'escaped-by-layer')) && !fs.existsSync(path.join(h.dir, 'escaped-by-layer')));
+  assert.deepEqual(storeContents(), before, 'nothing stored by any of them');
+});
+
+test('a registry serving a tampered blob: refused by its digest, nothing stored', { skip: missing }, async () => {
+  proxy = new TamperProxy(reg.port);
+  await proxy.start();
+  // The layer as the registry holds it (skopeo compressed it on the way in).
+  const res = await fetch(`http://${reg.addr}/v2/app/plain/manifests/1`, { headers: { Accept: 'application/vnd.oci.image.manifest.v1+json' } });
+  const layer = ((await res.json()) as { layers: { digest: string }[] }).layers[0]!.digest;
+  proxy.tamper.add(layer);
+  const before = storeContents();
+  const r = await h.fails(pull(`${proxy.addr}/app/plain:1`));
+  assertCleanError(r, new RegExp(`^Error: layer ${layer.slice(0, 19)}… does not match its digest \\(got sha256:[0-9a-f]{64}\\): the source is corrupt or tampered with; nothing was stored$`));
+  assert.deepEqual(storeContents(), before);
+  proxy.tamper.clear();
+  assert.match(await h.ok(pull(`${proxy.addr}/app/plain:1`)), /^[0-9a-f]{64}$/, 'through an honest proxy it pulls');
+});
