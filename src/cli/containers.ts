@@ -7,8 +7,9 @@ import type { LogEntry } from '../engine/logs.js';
 import { formatOutput, table } from './format.js';
 import { collect, getEngine, out, type Ctx } from './context.js';
 import { registerCheckpointCommands } from './checkpoint.js';
+import { pullOptions, registryFlags, type RegistryFlags } from './images.js';
 
-interface CreateFlags {
+interface CreateFlags extends RegistryFlags {
   name?: string;
   env: string[];
   volume: string[];
@@ -24,11 +25,17 @@ interface CreateFlags {
   macAddress?: string;
   publish: string[];
   pod?: string;
+  entrypoint?: string;
+  user?: string;
+  pull: string;
 }
 
 function addCreateFlags(cmd: Command): Command {
-  return cmd
+  return registryFlags(cmd)
     .option('--name <name>', 'assign a name to the container')
+    .option('--entrypoint <cmd>', "replace the image's Entrypoint (a command or a JSON array); clears its Cmd")
+    .option('-u, --user <user[:group]>', 'run as this user (name or UID, from the image\'s /etc/passwd)')
+    .option('--pull <policy>', 'pull the image: always, missing or never', 'missing')
     .option('-e, --env <KEY=VALUE>', 'set an environment variable (repeatable)', collect, [])
     .option('-v, --volume <VOL:/path[:ro]>', 'mount a named volume or host path (repeatable)', collect, [])
     .option('--tmpfs <path[:opts]>', 'mount a tmpfs (repeatable)', collect, [])
@@ -60,9 +67,14 @@ function createOptions(image: string, command: string[], f: CreateFlags): Create
     stopTimeout = Number(f.stopTimeout);
     if (!Number.isInteger(stopTimeout) || stopTimeout < 0) throw new FerryError('EINVAL', `invalid --stop-timeout "${f.stopTimeout}": give whole seconds`);
   }
+  if (!['always', 'missing', 'never'].includes(f.pull)) throw new FerryError('EINVAL', `invalid --pull "${f.pull}": use always, missing or never`);
   return {
     image,
     command,
+    entrypoint: f.entrypoint,
+    user: f.user,
+    pull: f.pull as CreateOptions['pull'],
+    pullOptions: pullOptions(f, false),
     name: f.name,
     env: f.env,
     volumes: f.volume,

@@ -9,6 +9,7 @@ import { newId, randomName, validName } from '../lib/ids.js';
 import { processAlive, procStartTime, sleep, waitFor } from '../lib/proc.js';
 import { RuncRuntime } from '../drivers/runtime/runc.js';
 import { buildSpec, type Mount } from '../drivers/runtime/spec.js';
+import { resolveUser } from '../drivers/runtime/user.js';
 import { ImageStore, DEFAULT_PATH, normalizeImageName, type ImageRecord } from '../drivers/storage/images.js';
 import { pullImage, type PullOptions } from '../drivers/registry/pull.js';
 import { isShortName, parseReference, shortNameError } from '../drivers/registry/reference.js';
@@ -36,6 +37,13 @@ export interface EngineOptions {
 export interface CreateOptions {
   image: string;
   command: string[];
+  /** --entrypoint: a command, or a JSON array; replaces the image's Entrypoint and clears its Cmd. */
+  entrypoint?: string;
+  /** -u/--user USER[:GROUP] (names from the container's /etc/passwd and /etc/group). */
+  user?: string;
+  /** --pull: always, missing (default) or never; with the registry options for a pull. */
+  pull?: 'always' | 'missing' | 'never';
+  pullOptions?: PullOptions & { authfile?: string };
   name?: string;
   env?: string[];
   workdir?: string;
@@ -388,7 +396,6 @@ export class Engine {
 
   async create(o: CreateOptions): Promise<ContainerRecord> {
     this.requireRuntime();
-    const img = this.images.get(o.image);
     if (o.name !== undefined && !validName(o.name)) {
       throw new FerryError('EINVAL', `invalid container name "${o.name}": use letters, digits, '_', '.', '-', starting with a letter or digit`);
     }
@@ -398,8 +405,14 @@ export class Engine {
       throw new FerryError('EINVAL', `containers in pod ${pod.name} use the pod's network: give --network/-p/--ip to \`ferry pod create\` instead`);
     }
     const network = pod ? undefined : this.parseNetwork(o);
-    const command = [...(img.Config.Entrypoint ?? []), ...(o.command.length ? o.command : img.Config.Cmd ?? [])];
+    const img = await this.imageForRun(o.image, o.pull ?? 'missing', o.pullOptions);
+    const c = img.Config;
+    // Docker's rules: run arguments replace Cmd; --entrypoint replaces Entrypoint and clears Cmd.
+    const entrypoint = o.entrypoint !== undefined ? parseEntrypoint(o.entrypoint) : c.Entrypoint ?? [];
+    const command = [...entrypoint, ...(o.command.length ? o.command : o.entrypoint !== undefined ? [] : c.Cmd ?? [])];
     if (!command.length) throw new FerryError('EINVAL', `image ${o.image} has no command (no Entrypoint or Cmd): give one after the image name`);
+    const user = o.user ?? c.User ?? '';
+    if (!/^[^:\s]*(:[^:\s]*)?$/.test(user)) throw new FerryError('EINVAL', `invalid --user "${o.user}": use USER[:GROUP], by name or number`);
     const id = newId();
     const config: ContainerConfig = {
       id,
@@ -408,13 +421,15 @@ export class Engine {
       imageId: img.Id,
       imageName: img.Names[0] ?? img.Id,
       command,
-      env: mergeEnv(img.Config.Env ?? [], o.env ?? []),
-      workdir: o.workdir ?? (img.Config.WorkingDir || '/'),
+      env: mergeEnv(c.Env ?? [], o.env ?? []),
+      workdir: o.workdir ?? (c.WorkingDir || '/'),
+      ...(user ? { user } : {}),
+      ...(entrypoint.length ? { entrypointLength: entrypoint.length } : {}),
       hostname: o.hostname ?? (pod?.share.includes('uts') ? pod.hostname : id.slice(0, 12)),
       mounts,
       autoRemove: o.autoRemove ?? false,
-      labels: o.labels ?? {},
-      stopSignal: o.stopSignal?.replace(/^SIG/i, '').toUpperCase() ?? 'TERM',
+      labels: { ...(c.Labels ?? {}), ...(o.labels ?? {}) },
+      stopSignal: (o.stopSignal ?? c.StopSignal)?.replace(/^SIG/i, '').toUpperCase() || 'TERM',
       stopTimeout: o.stopTimeout ?? 10,
       createCommand: o.createCommand,
       network,
@@ -536,10 +551,15 @@ export class Engine {
         mounts.push({ destination: m.destination, type: 'bind', source: src, options: ['rbind', 'rprivate', m.options.includes('ro') ? 'ro' : 'rw'] });
       }
     }
+    // The user is looked up in the container's own files, as runc does, at each start.
+    const user = rec.config.user ? resolveUser(layer.merged, rec.config.user) : undefined;
+    const home = user?.home ?? '/root';
+    const env = rec.config.env.some((e) => e.startsWith('HOME=')) ? rec.config.env : [...rec.config.env, `HOME=${home}`];
     const spec = buildSpec({
       rootfs: layer.merged,
       args: rec.config.command,
-      env: rec.config.env,
+      env,
+      user,
       cwd: rec.config.workdir,
       hostname: rec.config.hostname,
       mounts,
@@ -1088,6 +1108,21 @@ function isExecutableFile(file: string): boolean {
   } catch {
     return false;
   }
+}
+
+/** --entrypoint: a JSON array of strings, or one command (Podman's two forms). */
+export function parseEntrypoint(s: string): string[] {
+  if (s.trim().startsWith('[')) {
+    let v: unknown;
+    try {
+      v = JSON.parse(s);
+    } catch {
+      v = undefined;
+    }
+    if (!Array.isArray(v) || !v.every((x) => typeof x === 'string')) throw new FerryError('EINVAL', `invalid --entrypoint "${s}": give a command, or a JSON array of strings`);
+    return v as string[];
+  }
+  return s === '' ? [] : [s];
 }
 
 export function mergeEnv(base: string[], extra: string[]): string[] {

@@ -141,3 +141,57 @@ test('a registry serving a tampered blob: refused by its digest, nothing stored'
   proxy.tamper.clear();
   assert.match(await h.ok(pull(`${proxy.addr}/app/plain:1`)), /^[0-9a-f]{64}$/, 'through an honest proxy it pulls');
 });
+
+test("run honours the image's config: Entrypoint + Cmd, Env, WorkingDir, User, Labels, StopSignal; --pull", { skip: missing }, async () => {
+  const img = `${reg.addr}/app/config:1`;
+  assertCleanError(await h.fails(['run', '--rm', '--pull', 'never', img]), /image ".*app\/config:1" not found/);
+  // --pull missing (the default) pulls what is not here.
+  assert.equal(await h.ok(['run', '--rm', '--tls-verify=false', img]), 'ep default');
+  assert.equal(await h.ok(['run', '--rm', img, 'a', 'b']), 'ep a b', 'run arguments replace Cmd');
+  const probe = 'echo $GREETING $(pwd) $(id -u) $(id -g) $HOME';
+  assert.equal(await h.ok(['run', '--rm', '--entrypoint', '/bin/sh', img, '-c', probe]), 'hi /tmp 65534 65534 /', '--entrypoint replaces Entrypoint; Env, WorkingDir, User');
+  assert.equal(await h.ok(['run', '--rm', '--entrypoint', '["/bin/echo","x"]', img]), 'x', '--entrypoint clears Cmd');
+  assert.equal(await h.ok(['run', '--rm', '-e', 'GREETING=yo', '-w', '/', '-u', 'root', '--entrypoint', '/bin/sh', img, '-c', probe]), 'yo / 0 0 /root');
+  assert.equal(await h.ok(['run', '--rm', '-u', '65534:0', '--entrypoint', '/bin/sh', img, '-c', 'id -u; id -g']), '65534\n0');
+  assert.equal(await h.ok(['run', '--rm', '-u', '4242', '--entrypoint', '/bin/sh', img, '-c', 'id -u; id -g']), '4242\n0', 'a numeric UID needs no passwd entry');
+  const bad = await h.fails(['run', '--rm', '-u', 'nosuch', img]);
+  assertCleanError(bad, /unable to find user nosuch: no matching entries in the container's \/etc\/passwd/);
+  await h.ok(['create', '--name', 'cfg', '-l', 'mine=1', img]);
+  const ins = await h.inspect('cfg');
+  assert.deepEqual(ins.Config.Entrypoint, ['/bin/echo', 'ep']);
+  assert.deepEqual(ins.Config.Cmd, ['default']);
+  assert.equal(ins.Config.User, 'nobody');
+  assert.equal(ins.Config.Labels['org.example'], 'yes');
+  assert.equal(ins.Config.Labels.mine, '1');
+  assert.equal(ins.Config.StopSignal, 'INT');
+  await h.ok(['rm', 'cfg']);
+  assert.deepEqual(await h.names(), [], 'the refused run left no container');
+  // --pull always fetches again (the registry is reachable: the same image).
+  assert.equal(await h.ok(['run', '--rm', '--pull', 'always', '--tls-verify=false', img, 'again']), 'ep again');
+});
+
+test('a container of a pulled image checkpoints and restores, and moves to another root with --export/--import', { skip: missing }, async () => {
+  const img = `${reg.addr}/app/multi:1`;
+  const B = new Host('pullb');
+  try {
+    await h.ok(['run', '-d', '--name', 'pl', img, 'sh', '-c', 'i=0; while true; do echo $i; i=$((i+1)); sleep 0.2; done']);
+    await new Promise((r) => setTimeout(r, 800));
+    await h.ok(['container', 'checkpoint', 'pl']);
+    await h.ok(['container', 'restore', 'pl']);
+    assert.equal((await h.inspect('pl')).State.Status, 'running');
+    const file = path.join(h.dir, 'pl.tar.zst');
+    await h.ok(['container', 'checkpoint', 'pl', '--export', file]);
+    const n = Number((await h.logs('pl')).pop());
+    // A root without the image refuses, naming it; once pulled (same ID), the import restores.
+    assertCleanError(await B.fails(['container', 'restore', '--import', file]), new RegExp(`needs image ${img.replace(/[./]/g, '\\$&')}`));
+    await B.ok(['pull', '--tls-verify=false', img]);
+    await B.ok(['container', 'restore', '--import', file]);
+    await new Promise((r) => setTimeout(r, 800));
+    const counts = (await B.logs('pl')).map(Number);
+    assert.ok(counts.includes(n) && counts[counts.length - 1]! > n, `the count goes on from ${n}: ${counts.slice(-5).join(',')}`);
+    assert.equal(await B.ok(['exec', 'pl', 'sh', '-c', 'ls /opt/old; test -e /etc/gone || echo no-gone']), 'b\nno-gone');
+  } finally {
+    await B.destroy();
+    await h.run(['rm', '-f', 'pl']);
+  }
+});
