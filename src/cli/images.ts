@@ -1,6 +1,7 @@
 import type { Command } from 'commander';
-import { humanDuration, imageEntry } from '../engine/shapes.js';
-import { formatOutput, humanSize, table } from './format.js';
+import { humanDuration, imageEntry, imageHistory, imageInspectEntry } from '../engine/shapes.js';
+import { formatOutput, humanSize, renderTemplate, table } from './format.js';
+import { normalizeImageName, type ImageRecord } from '../drivers/storage/images.js';
 import { boolValue, getEngine, out, type Ctx } from './context.js';
 import { parseCreds } from '../drivers/registry/auth.js';
 import type { PullOptions } from '../drivers/registry/pull.js';
@@ -49,20 +50,36 @@ export function registerImageCommands(program: Command, ctx: Ctx): void {
     parent
       .command(name)
       .description('list images')
+      .argument('[reference]', 'only images with this name (NAME or NAME:TAG)')
+      .option('-a, --all', 'all images (Ferry keeps no intermediate images)')
       .option('-q, --quiet', 'print only IDs')
       .option('--no-trunc', 'do not truncate IDs')
+      .option('--digests', 'show digests')
       .option('--format <format>', 'json or a Go template')
-      .action((f: { quiet?: boolean; trunc: boolean; format?: string }) => {
-        const imgs = getEngine(ctx).images.list().sort((a, b) => b.Created.localeCompare(a.Created));
-        if (f.quiet) return out(imgs.map((i) => `${f.trunc ? i.Id.slice(0, 12) : i.Id}\n`).join(''));
+      .action((ref: string | undefined, f: { quiet?: boolean; trunc: boolean; digests?: boolean; format?: string }) => {
+        const engine = getEngine(ctx);
+        let imgs = engine.images.list().sort((a, b) => b.Created.localeCompare(a.Created) || a.Id.localeCompare(b.Id));
+        if (ref !== undefined) {
+          // As Podman: an image any of whose names matches (in full, by repository, or by a
+          // trailing path such as app/x for REGISTRY/app/x); all its names are then shown.
+          const hasTag = /:[^/]*$/.test(ref);
+          const repoOf = (n: string): string => n.slice(0, n.lastIndexOf(':'));
+          const norm = normalizeImageName(ref);
+          const match = (n: string): boolean =>
+            n === norm || (hasTag ? n.endsWith(`/${ref}`) : repoOf(n) === repoOf(norm) || repoOf(n).endsWith(`/${ref}`));
+          imgs = imgs.filter((i) => i.Names.some(match));
+        }
+        const id = (i: ImageRecord): string => (f.trunc ? i.Id.slice(0, 12) : `sha256:${i.Id}`);
+        if (f.quiet) return out([...new Set(imgs.map(id))].map((x) => `${x}\n`).join(''));
+        const users = engine.imageUsers();
         out(
-          formatOutput(f.format, imgs.map(imageEntry), () =>
+          formatOutput(f.format, imgs.map((i) => imageEntry(i, users.get(i.Id)?.length ?? 0)), () =>
             table(
-              ['REPOSITORY', 'TAG', 'IMAGE ID', 'CREATED', 'SIZE'],
+              ['REPOSITORY', 'TAG', ...(f.digests ? ['DIGEST'] : []), 'IMAGE ID', 'CREATED', 'SIZE'],
               imgs.flatMap((i) =>
                 (i.Names.length ? i.Names : ['<none>:<none>']).map((n) => {
                   const c = n.lastIndexOf(':');
-                  return [n.slice(0, c), n.slice(c + 1), f.trunc ? i.Id.slice(0, 12) : i.Id, `${humanDuration(Date.now() - Date.parse(i.Created))} ago`, humanSize(i.Size)];
+                  return [n.slice(0, c), n.slice(c + 1), ...(f.digests ? [i.Digest] : []), id(i), `${humanDuration(Date.now() - Date.parse(i.Created))} ago`, humanSize(i.Size)];
                 }),
               ),
             ),
@@ -83,6 +100,69 @@ export function registerImageCommands(program: Command, ctx: Ctx): void {
         }
       });
 
+  const tag = (parent: Command): Command =>
+    parent
+      .command('tag')
+      .description('give an image more names')
+      .argument('<image>')
+      .argument('<targets...>', 'NAME[:TAG] (a short name becomes localhost/NAME)')
+      .action(async (ref: string, targets: string[]) => {
+        await getEngine(ctx).tagImage(ref, targets);
+      });
+
+  const inspect = (parent: Command): Command =>
+    parent
+      .command('inspect')
+      .description('show images as JSON (Podman\'s shape)')
+      .argument('<images...>')
+      .option('-f, --format <format>', 'Go template such as {{.Id}}')
+      .action((refs: string[], f: { format?: string }) => {
+        const store = getEngine(ctx).images;
+        const entries = refs.map((r) => {
+          const img = store.get(r);
+          const m = store.manifest(img);
+          return imageInspectEntry(img, store.config(img), img.Layers.map((l) => store.layers.diffDir(l)), (m as { annotations?: Record<string, string> }).annotations ?? {});
+        });
+        out(f.format ? renderTemplate(f.format, entries) : JSON.stringify(entries, null, 4) + '\n');
+      });
+
+  const history = (parent: Command): Command =>
+    parent
+      .command('history')
+      .description("show an image's history")
+      .argument('<image>')
+      .option('-q, --quiet', 'print only IDs')
+      .option('--no-trunc', 'do not truncate')
+      .option('-H, --human [bool]', 'human-readable sizes and dates', true)
+      .option('--format <format>', 'json or a Go template')
+      .action((ref: string, f: { quiet?: boolean; trunc: boolean; format?: string }) => {
+        const store = getEngine(ctx).images;
+        const img = store.get(ref);
+        const rows = imageHistory(img, store.config(img), (d) => store.layers.get(d.replace(/^sha256:/, ''))?.Size ?? 0);
+        const id = (x: string): string => (x === '<missing>' || !f.trunc ? x : x.slice(0, 12));
+        if (f.quiet) return out(rows.map((r) => `${id(r.id)}\n`).join(''));
+        const json = rows.map((r) => ({ id: r.id, created: r.created, CreatedBy: r.createdBy, size: r.size, ...(r.comment ? { comment: r.comment } : {}), Created: r.created }));
+        out(
+          formatOutput(f.format, json, () =>
+            table(
+              ['ID', 'CREATED', 'CREATED BY', 'SIZE', 'COMMENT'],
+              rows.map((r) => [id(r.id), `${humanDuration(Date.now() - Date.parse(r.created))} ago`, f.trunc && r.createdBy.length > 45 ? `${r.createdBy.slice(0, 42)}...` : r.createdBy, humanSize(r.size), r.comment]),
+            ),
+          ),
+        );
+      });
+
+  const prune = (parent: Command): Command =>
+    parent
+      .command('prune')
+      .description('remove images without a name that no container uses (-a: every unused image)')
+      .option('-a, --all', 'every image no container uses')
+      .option('-f, --force', 'do not ask (Ferry never asks)')
+      .action(async (f: { all?: boolean }) => {
+        const gone = await getEngine(ctx).pruneImages(!!f.all);
+        out(gone.map((g) => `${g}\n`).join(''));
+      });
+
   const pull = (parent: Command): Command =>
     registryFlags(
       parent
@@ -99,15 +179,16 @@ export function registerImageCommands(program: Command, ctx: Ctx): void {
   importCmd(program);
   ls(program, 'images');
   rm(program, 'rmi');
+  tag(program);
   const image = program.command('image').description('manage images');
   importCmd(image);
   pull(image);
   ls(image, 'ls').alias('list');
   rm(image, 'rm');
-  image
-    .command('inspect')
-    .argument('<images...>')
-    .action((refs: string[]) => out(JSON.stringify(refs.map((r) => imageEntry(getEngine(ctx).images.get(r))), null, 4) + '\n'));
+  tag(image);
+  inspect(image);
+  history(image);
+  prune(image);
 }
 
 export function registerVolumeCommands(program: Command, ctx: Ctx): void {

@@ -838,6 +838,48 @@ export class Engine {
     return this.pullImage(ref, o);
   }
 
+  /** Containers (names) made from each image ID. */
+  imageUsers(): Map<string, string[]> {
+    const m = new Map<string, string[]>();
+    for (const r of this.allRecords()) m.set(r.config.imageId, [...(m.get(r.config.imageId) ?? []), r.config.name]);
+    return m;
+  }
+
+  /** `ferry tag`: more names for an image (a name another image had moves to this one). */
+  async tagImage(ref: string, targets: string[]): Promise<ImageRecord> {
+    const names = targets.map((t) => {
+      if (t.includes('@')) throw new FerryError('EINVAL', `cannot tag with a digest ("${t}"): give NAME[:TAG]`);
+      return normalizeImageName(t);
+    });
+    return withLock(
+      this.paths.imagesLock,
+      async () => {
+        const img = this.images.get(ref);
+        for (const n of names) this.images.tag(img, n);
+        return img;
+      },
+      { what: 'the image store' },
+    );
+  }
+
+  /** `ferry image prune`: images without a name (with all: every image) that no container uses. */
+  async pruneImages(all: boolean): Promise<string[]> {
+    return withLock(
+      this.paths.imagesLock,
+      async () => {
+        const used = this.imageUsers();
+        const gone: string[] = [];
+        for (const img of this.images.list()) {
+          if (used.has(img.Id) || (!all && img.Names.length)) continue;
+          this.images.remove(img.Id);
+          gone.push(img.Id);
+        }
+        return gone;
+      },
+      { what: 'the image store' },
+    );
+  }
+
   /**
    * Podman's rmi: a name of an image that has others only loses that name; otherwise the image
    * goes (refused while containers use it, unless force removes them), and with it every layer

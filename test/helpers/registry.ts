@@ -33,6 +33,8 @@ export class Registry {
   port = 0;
   private proc: ChildProcess | undefined;
   private log = '';
+  /** skopeo (like podman) keeps a blob-info cache below /var/lib/containers whatever it is told. */
+  private readonly hadVarLib = fs.existsSync('/var/lib/containers');
 
   constructor() {
     this.dir = fs.mkdtempSync(path.join(os.tmpdir(), 'fy-reg-'));
@@ -87,6 +89,7 @@ export class Registry {
       if (p.exitCode === null) p.kill('SIGKILL');
     }
     fs.rmSync(this.dir, { recursive: true, force: true });
+    if (!this.hadVarLib) fs.rmSync('/var/lib/containers', { recursive: true, force: true });
   }
 }
 

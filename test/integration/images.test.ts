@@ -30,7 +30,7 @@ test('import, images, image inspect; a second name for the same tarball is the s
   assert.match(lines[0]!, /^REPOSITORY\s+TAG\s+IMAGE ID\s+CREATED\s+SIZE$/);
   assert.match(lines[1]!, new RegExp(`^localhost/busybox\\s+latest\\s+${id.slice(0, 12)}\\s+.* ago\\s+[0-9.]+ [kM]B$`));
   assert.equal(await h.ok(['images', '-q']), id.slice(0, 12));
-  assert.equal(await h.ok(['images', '-q', '--no-trunc']), id);
+  assert.equal(await h.ok(['images', '-q', '--no-trunc']), `sha256:${id}`);
   assert.equal(await h.ok(['import', tar, 'other:v1']), id, 'same content, same ID');
   const js = JSON.parse(await h.ok(['images', '--format', 'json'])) as { Id: string; Names: string[]; Size: number; Created: number }[];
   assert.equal(js.length, 1);
@@ -54,7 +54,7 @@ test('a compressed tarball imports too', async () => {
   assert.equal(id, JSON.parse(await h.ok(['image', 'inspect', 'busybox']))[0].Id, 'the same layer whatever the compression: the same image');
   assert.equal(await h.ok(['run', '--rm', 'gzbox', 'echo', 'ok']), 'ok');
   assert.equal(await h.ok(['rmi', 'gzbox']), 'Untagged: localhost/gzbox:latest', 'one of several names: only untagged');
-  assertCleanError(await h.fails(['run', '--rm', 'gzbox', 'true']), /image "gzbox" not found/);
+  assertCleanError(await h.fails(['run', '--rm', 'gzbox', 'true']), /short-name "gzbox" is not an image stored here/);
 });
 
 test('a bad tarball fails cleanly and leaves no image behind', async () => {
@@ -92,4 +92,33 @@ test('image rm and image ls are aliases', async () => {
   assert.match(await h.ok(['image', 'ls']), /localhost\/again\s+latest/);
   await h.ok(['image', 'rm', 'again']);
   assert.ok(!(await h.ok(['image', 'list', '-q', '--no-trunc'])).includes(id));
+});
+
+test('tag, images REFERENCE, image history, image prune', async () => {
+  const id = await h.ok(['import', tar, 'base']);
+  await h.ok(['tag', 'base', 'mine:v2', 'example.com/team/app:1']);
+  const names = (JSON.parse(await h.ok(['image', 'inspect', 'base']))[0] as { RepoTags: string[] }).RepoTags;
+  assert.deepEqual(names.sort(), ['example.com/team/app:1', 'localhost/base:latest', 'localhost/mine:v2']);
+  // A reference selects the image; all its names are listed (as Podman does).
+  assert.equal((await h.ok(['images', 'mine'])).split('\n').length, 4);
+  assert.equal((await h.ok(['images', 'team/app:1'])).split('\n').length, 4);
+  assert.equal(await h.ok(['images', 'nothing']), 'REPOSITORY  TAG  IMAGE ID  CREATED  SIZE'.replace(/  /g, '   '));
+  assertCleanError(await h.fails(['tag', 'base', 'x@sha256:' + '0'.repeat(64)]), /cannot tag with a digest/);
+  assertCleanError(await h.fails(['tag', 'nope', 'x']), /image "nope" not found/);
+  const hist = await h.ok(['image', 'history', 'base']);
+  assert.match(hist, new RegExp(`^ID\\s+CREATED\\s+CREATED BY\\s+SIZE\\s+COMMENT\n${id.slice(0, 12)}\\s+.* ago\\s+ferry import\\s+[0-9.]+ [kM]B\\s+imported from a rootfs tarball$`));
+  // prune: a nameless image goes; -a: every unused one; an image in use stays.
+  await h.ok(['rmi', 'mine:v2', 'example.com/team/app:1']);
+  const gz = path.join(h.dir, 'other.tar');
+  assert.equal(spawnSync('sh', ['-c', `cat '${tar}' > '${gz}' && printf 'x' > '${h.dir}/extra' && tar -rf '${gz}' -C '${h.dir}' extra`]).status, 0);
+  const nameless = await h.ok(['import', gz]);
+  assert.notEqual(nameless, id);
+  assert.match(await h.ok(['images']), /<none>\s+<none>/);
+  await h.ok(['create', '--name', 'keeper', 'base', 'true']);
+  assert.equal(await h.ok(['image', 'prune']), nameless);
+  assert.equal(await h.ok(['image', 'prune', '-a']), '', 'base is in use');
+  await h.ok(['rm', 'keeper']);
+  assert.equal(await h.ok(['image', 'prune', '-a', '-f']), id);
+  assert.deepEqual(imageDirs(), []);
+  assert.deepEqual(storeContents(), []);
 });

@@ -6,6 +6,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { spawnSync } from 'node:child_process';
 import { Host, assertCleanError, busyboxTarball } from '../helpers/ferry.js';
 import { layerTar, writeLayout, type Member } from '../helpers/oci.js';
 import { Registry, TamperProxy, hasRegistryTools } from '../helpers/registry.js';
@@ -193,5 +194,36 @@ test('a container of a pulled image checkpoints and restores, and moves to anoth
   } finally {
     await B.destroy();
     await h.run(['rm', '-f', 'pl']);
+  }
+});
+
+test('image inspect, images --format json and image history match Podman\'s for the same pulled image', { skip: missing || (spawnSync('sh', ['-c', 'command -v podman']).status !== 0 && 'podman is not installed') }, async () => {
+  const img = `${reg.addr}/app/config:1`;
+  const pd = fs.mkdtempSync(path.join(h.dir, 'podman-'));
+  const hadVarLib = fs.existsSync('/var/lib/containers');
+  const podman = (...args: string[]): string => {
+    const r = spawnSync('podman', ['--root', path.join(pd, 'root'), '--runroot', path.join(pd, 'run'), '--storage-driver', 'vfs', ...args], { encoding: 'utf8' });
+    if (r.status !== 0) throw new Error(`podman ${args.join(' ')}: ${r.stderr}`);
+    return r.stdout;
+  };
+  try {
+    podman('pull', '-q', '--tls-verify=false', img);
+    await h.ok(['pull', '-q', '--tls-verify=false', img]);
+    const p = JSON.parse(podman('image', 'inspect', img))[0];
+    const f = JSON.parse(await h.ok(['image', 'inspect', img]))[0];
+    assert.deepEqual(Object.keys(f), Object.keys(p), 'the same fields in the same order');
+    for (const k of Object.keys(p)) if (k !== 'GraphDriver') assert.deepEqual(f[k], p[k], `image inspect .${k}`);
+    assert.equal(f.GraphDriver.Name, 'overlay');
+    const pi = (JSON.parse(podman('images', '--format', 'json')) as Record<string, unknown>[])[0]!;
+    const fi = (JSON.parse(await h.ok(['images', '--format', 'json', img])) as Record<string, unknown>[])[0]!;
+    assert.deepEqual(Object.keys(fi), Object.keys(pi));
+    for (const k of Object.keys(pi)) assert.deepEqual(fi[k], pi[k], `images --format json .${k}`);
+    assert.deepEqual(JSON.parse(await h.ok(['image', 'history', '--format', 'json', img])), JSON.parse(podman('image', 'history', '--format', 'json', img)));
+    assert.equal(await h.ok(['image', 'history', '-q', '--no-trunc', img]), podman('image', 'history', '-q', '--no-trunc', img).trim());
+  } finally {
+    spawnSync('podman', ['--root', path.join(pd, 'root'), '--runroot', path.join(pd, 'run'), '--storage-driver', 'vfs', 'rmi', '-a', '-f'], { stdio: 'ignore' });
+    fs.rmSync(pd, { recursive: true, force: true });
+    // Podman keeps a blob-info cache below /var/lib/containers whatever --root says.
+    if (!hadVarLib) fs.rmSync('/var/lib/containers', { recursive: true, force: true });
   }
 });

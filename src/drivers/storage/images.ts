@@ -323,7 +323,9 @@ export class ImageStore {
         Names: [],
         RepoDigests: [...o.repoDigests],
         Created: cfg.created && !Number.isNaN(Date.parse(cfg.created)) ? cfg.created : new Date().toISOString(),
-        Size: recs.reduce((s, l) => s + l.Size, 0),
+        // As Podman counts it: the layers, plus the config and manifest it stores (the
+        // manifest under two keys), so the same image has the same size in both.
+        Size: recs.reduce((s, l) => s + l.Size, 0) + o.config.length + 2 * o.manifest.length,
         Layers: layers,
         Config: cfg.config ?? {},
         Architecture: cfg.architecture ?? '',

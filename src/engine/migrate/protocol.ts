@@ -282,6 +282,19 @@ class Fields {
     const v = this.field(k, 'an image record', (x) => typeof x === 'object' && x !== null && !Array.isArray(x)) as Record<string, unknown>;
     const problem = imageRecordProblem(v);
     if (problem) throw this.bad(`${k}.${problem} is missing or malformed`);
-    return v as unknown as ImageRecord;
+    const r = v as unknown as ImageRecord;
+    return {
+      Id: r.Id,
+      Digest: r.Digest,
+      Names: r.Names,
+      RepoDigests: r.RepoDigests,
+      Created: r.Created,
+      Size: r.Size,
+      Layers: r.Layers,
+      Config: r.Config,
+      Architecture: r.Architecture,
+      Os: r.Os,
+      ManifestType: typeof r.ManifestType === 'string' ? r.ManifestType : '',
+    };
   }
 }
