@@ -98,7 +98,7 @@ export async function pullImage(store: ImageStore, ref: ImageReference, o: PullO
       }
       try {
         const body = await client.blob(d.digest);
-        await store.layers.unpackBlob(body, { digest: d.digest, size: d.size, diffId }, `layer ${d.digest.slice(0, 19)}…`);
+        await store.layers.unpackBlob(body, { digest: d.digest, size: d.size, diffId }, `layer ${d.digest.slice(0, 19)}…`, (f) => store.adoptBlob(f, d.digest));
       } catch (e) {
         failed = true;
         throw e;

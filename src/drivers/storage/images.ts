@@ -15,7 +15,7 @@ import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { FerryError } from '../../lib/errors.js';
 import { commitDir, mkdirp, readJsonIfExists, writeFileAtomic, writeJsonAtomic } from '../../lib/fsutil.js';
-import { LayerStore, digestHex, randomLink, type LayerRecord } from './layers.js';
+import { LayerStore, Meter, digestHex, randomLink, type LayerRecord } from './layers.js';
 
 /** The runtime part of an image config (OCI `config`), as the image gives it. */
 export interface ImageConfig {
@@ -192,6 +192,46 @@ export class ImageStore {
     return `sha256:${hex}`;
   }
 
+  hasBlob(digest: string): boolean {
+    return fs.existsSync(this.blobPath(digestHex(digest)));
+  }
+
+  blobFile(digest: string): string {
+    return this.blobPath(digestHex(digest));
+  }
+
+  /** Moves a file whose digest was verified into the blob store. */
+  adoptBlob(file: string, digest: string): void {
+    const p = this.blobPath(digestHex(digest));
+    mkdirp(path.dirname(p), 0o700);
+    fs.chmodSync(file, 0o644);
+    fs.renameSync(file, p);
+  }
+
+  /** Copies a file into the blob store; returns its digest, size and compression. */
+  async putBlobFile(file: string): Promise<{ digest: string; size: number; mediaType: string }> {
+    mkdirp(path.join(this.dir, 'blobs', 'sha256'), 0o700);
+    const tmp = path.join(this.dir, 'blobs', `.tmp-${process.pid}-${randomBytes(4).toString('hex')}`);
+    const meter = new Meter();
+    try {
+      await pipeline(fs.createReadStream(file), meter, fs.createWriteStream(tmp, { mode: 0o644 }));
+      const head = Buffer.alloc(4);
+      const fd = fs.openSync(tmp, 'r');
+      try {
+        fs.readSync(fd, head, 0, 4, 0);
+      } finally {
+        fs.closeSync(fd);
+      }
+      const size = meter.bytes;
+      const digest = `sha256:${meter.hash.digest('hex')}`;
+      fs.renameSync(tmp, this.blobPath(digestHex(digest)));
+      const mediaType = head[0] === 0x1f && head[1] === 0x8b ? MEDIA.ociLayerGzip : head.readUInt32LE(0) === 0xfd2fb528 ? MEDIA.ociLayerZstd : MEDIA.ociLayer;
+      return { digest, size, mediaType };
+    } finally {
+      fs.rmSync(tmp, { force: true });
+    }
+  }
+
   config(img: ImageRecord): OciImageConfig {
     return JSON.parse(this.blob(`sha256:${img.Id}`).toString('utf8')) as OciImageConfig;
   }
@@ -276,7 +316,15 @@ export class ImageStore {
     if (!fs.existsSync(tarball)) throw new FerryError('ENOTFOUND', `${tarball}: no such file`);
     const normName = name ? normalizeImageName(name) : undefined;
     mkdirp(this.dir, 0o700);
-    const layer = await this.layers.unpack(fs.createReadStream(tarball), {}, 'the image tarball');
+    // The tarball is kept as the layer's blob (push and save send it as it is).
+    const blob = await this.putBlobFile(tarball);
+    let layer: LayerRecord;
+    try {
+      layer = await this.layers.unpack(fs.createReadStream(this.blobFile(blob.digest)), { digest: blob.digest }, 'the image tarball');
+    } catch (e) {
+      this.collect();
+      throw e;
+    }
     const plat = hostPlatform();
     const cfg: OciImageConfig = {
       architecture: plat.architecture,
@@ -290,7 +338,7 @@ export class ImageStore {
       schemaVersion: 2,
       mediaType: MEDIA.ociManifest,
       config: { mediaType: MEDIA.ociConfig, digest: `sha256:${sha256(configBlob)}`, size: configBlob.length },
-      layers: [{ mediaType: MEDIA.ociLayer, digest: layer.DiffID, size: layer.Size }],
+      layers: [{ mediaType: blob.mediaType, digest: blob.digest, size: blob.size }],
     };
     return this.commit({ config: configBlob, manifest: Buffer.from(JSON.stringify(manifest)), names: normName ? [normName] : [], repoDigests: [] });
   }
@@ -339,6 +387,7 @@ export class ImageStore {
       commitDir(tmp, this.imageDir(id));
     }
     for (const n of o.names) this.tag(rec, n);
+    if (existing && existing.Digest !== manifestDigest) this.collect(); // the same image by another manifest: its blobs are not kept
     return rec;
   }
 
@@ -373,6 +422,13 @@ export class ImageStore {
     const imgs = this.list();
     this.layers.removeUnused(new Set(imgs.flatMap((i) => i.Layers)));
     const keep = new Set(imgs.flatMap((i) => [i.Id, digestHex(i.Digest)]));
+    for (const i of imgs) {
+      try {
+        for (const l of this.manifest(i).layers) keep.add(digestHex(l.digest));
+      } catch {
+        // a missing or unreadable manifest keeps nothing more
+      }
+    }
     const blobs = path.join(this.dir, 'blobs', 'sha256');
     let names: string[] = [];
     try {
@@ -380,7 +436,7 @@ export class ImageStore {
     } catch {
       return;
     }
-    for (const n of names) if (!keep.has(n)) fs.rmSync(path.join(blobs, n), { force: true });
+    for (const n of names) if (!keep.has(n) && !n.startsWith('.tmp-')) fs.rmSync(path.join(blobs, n), { force: true });
   }
 
   /**

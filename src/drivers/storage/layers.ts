@@ -49,7 +49,7 @@ export function digestHex(d: string): string {
 }
 
 /** Counts and hashes the bytes going through; fails once more than `limit` bytes went by. */
-class Meter extends Transform {
+export class Meter extends Transform {
   readonly hash: Hash = createHash('sha256');
   bytes = 0;
   constructor(private readonly limit = Infinity, private readonly what = '') {
@@ -155,7 +155,7 @@ export class LayerStore {
    * A registry blob: written to a staging file while its size and digest are checked, and
    * unpacked only once it matched, so no unverified byte reaches the decompressor or tar.
    */
-  async unpackBlob(src: Readable, expect: LayerExpect & { digest: string; size: number }, what: string): Promise<LayerRecord> {
+  async unpackBlob(src: Readable, expect: LayerExpect & { digest: string; size: number }, what: string, keep?: (verifiedFile: string) => void): Promise<LayerRecord> {
     mkdirp(this.layersDir, 0o700);
     const file = path.join(this.layersDir, `.tmp-${process.pid}-${randomBytes(4).toString('hex')}.blob`);
     try {
@@ -166,7 +166,9 @@ export class LayerStore {
         throw new FerryError('EARCHIVE', `${what} has ${meter.bytes} bytes, not the ${expect.size} its manifest says: the download was cut or the source is corrupt; nothing was stored`);
       }
       if (got !== expect.digest) throw new FerryError('EARCHIVE', `${what} does not match its digest (got ${got}): the source is corrupt or tampered with; nothing was stored`);
-      return await this.unpack(fs.createReadStream(file), expect, what);
+      const rec = await this.unpack(fs.createReadStream(file), expect, what);
+      keep?.(file); // the blob, kept as it came (push and save send it unchanged)
+      return rec;
     } catch (e) {
       if (isFerryError(e)) throw e;
       throw new FerryError('EARCHIVE', `downloading ${what} failed: ${(e as Error).message}; nothing was stored`);
