@@ -101,12 +101,34 @@ export function writeLayout(dir: string, tag: string, img: LayoutImage): { confi
     layers: layerDescs,
   };
   const man = put(Buffer.from(JSON.stringify(manifest)));
+  if (tag === '') return { configDigest: cfg.digest, manifestDigest: man.digest, diffIds };
   const indexFile = path.join(dir, 'index.json');
   const index = fs.existsSync(indexFile) ? (JSON.parse(fs.readFileSync(indexFile, 'utf8')) as { manifests: unknown[] }) : { schemaVersion: 2, manifests: [] as unknown[] };
   index.manifests.push({ mediaType: manifest.mediaType, ...man, annotations: { 'org.opencontainers.image.ref.name': tag } });
   fs.writeFileSync(indexFile, JSON.stringify(index));
   fs.writeFileSync(path.join(dir, 'oci-layout'), JSON.stringify({ imageLayoutVersion: '1.0.0' }));
   return { configDigest: cfg.digest, manifestDigest: man.digest, diffIds };
+}
+
+/**
+ * A multi-platform image: each image's blobs, then an OCI index naming them by platform,
+ * tagged `tag` in the layout. Returns the index's digest.
+ */
+export function writeMultiPlatform(dir: string, tag: string, images: (LayoutImage & { architecture: string })[]): string {
+  const manifests = images.map((img) => {
+    const { manifestDigest } = writeLayout(dir, '', img);
+    const size = fs.statSync(path.join(dir, 'blobs', 'sha256', manifestDigest.slice(7))).size;
+    return { mediaType: 'application/vnd.oci.image.manifest.v1+json', digest: manifestDigest, size, platform: { architecture: img.architecture, os: 'linux' } };
+  });
+  const index = Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: 'application/vnd.oci.image.index.v1+json', manifests }));
+  const d = sha(index);
+  fs.writeFileSync(path.join(dir, 'blobs', 'sha256', d.slice(7)), index);
+  const indexFile = path.join(dir, 'index.json');
+  const top = fs.existsSync(indexFile) ? (JSON.parse(fs.readFileSync(indexFile, 'utf8')) as { manifests: unknown[] }) : { schemaVersion: 2, manifests: [] as unknown[] };
+  top.manifests.push({ mediaType: 'application/vnd.oci.image.index.v1+json', digest: d, size: index.length, annotations: { 'org.opencontainers.image.ref.name': tag } });
+  fs.writeFileSync(indexFile, JSON.stringify(top));
+  fs.writeFileSync(path.join(dir, 'oci-layout'), JSON.stringify({ imageLayoutVersion: '1.0.0' }));
+  return d;
 }
 
 /** The busybox rootfs tarball's members re-rooted as a layer (used as a base layer). */

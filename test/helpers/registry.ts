@@ -6,6 +6,7 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as http from 'node:http';
+import * as https from 'node:https';
 import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -33,6 +34,7 @@ export class Registry {
   port = 0;
   private proc: ChildProcess | undefined;
   private log = '';
+  private tls = false;
   /** skopeo (like podman) keeps a blob-info cache below /var/lib/containers whatever it is told. */
   private readonly hadVarLib = fs.existsSync('/var/lib/containers');
 
@@ -44,8 +46,23 @@ export class Registry {
     return `127.0.0.1:${this.port}`;
   }
 
-  async start(opts: { htpasswd?: string } = {}): Promise<void> {
+  /** With `auth`: htpasswd (bcrypt) Basic auth; with `tls`: HTTPS with a self-signed certificate. */
+  async start(opts: { auth?: { user: string; password: string }; tls?: boolean } = {}): Promise<void> {
     this.port = await freePort();
+    let htpasswd: string | undefined;
+    if (opts.auth) {
+      const py = spawnSync('python3', ['-W', 'ignore', '-c', 'import crypt,sys; print(crypt.crypt(sys.argv[1], crypt.mksalt(crypt.METHOD_BLOWFISH)))', opts.auth.password], { encoding: 'utf8' });
+      if (py.status !== 0) throw new Error(`bcrypt failed: ${py.stderr}`);
+      htpasswd = path.join(this.dir, 'htpasswd');
+      fs.writeFileSync(htpasswd, `${opts.auth.user}:${py.stdout.trim()}\n`);
+    }
+    const cert = path.join(this.dir, 'cert.pem');
+    const key = path.join(this.dir, 'key.pem');
+    if (opts.tls) {
+      const r = spawnSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '1', '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1', '-keyout', key, '-out', cert], { encoding: 'utf8' });
+      if (r.status !== 0) throw new Error(`openssl failed: ${r.stderr}`);
+    }
+    this.tls = !!opts.tls;
     const cfg = [
       'version: 0.1',
       'log:',
@@ -57,7 +74,8 @@ export class Registry {
       '    enabled: true',
       'http:',
       `  addr: 127.0.0.1:${this.port}`,
-      ...(opts.htpasswd ? ['auth:', '  htpasswd:', '    realm: ferry-test', `    path: ${opts.htpasswd}`] : []),
+      ...(opts.tls ? ['  tls:', `    certificate: ${cert}`, `    key: ${key}`] : []),
+      ...(htpasswd ? ['auth:', '  htpasswd:', '    realm: ferry-test', `    path: ${htpasswd}`] : []),
     ].join('\n');
     const file = path.join(this.dir, 'config.yml');
     fs.writeFileSync(file, cfg + '\n');
@@ -65,7 +83,7 @@ export class Registry {
     this.proc.stdout!.on('data', (b: Buffer) => (this.log += b.toString()));
     this.proc.stderr!.on('data', (b: Buffer) => (this.log += b.toString()));
     for (let i = 0; i < 100; i++) {
-      if (await ping(this.port)) return;
+      if (await ping(this.port, this.tls)) return;
       if (this.proc.exitCode !== null) break;
       await new Promise((r) => setTimeout(r, 100));
     }
@@ -74,8 +92,8 @@ export class Registry {
   }
 
   /** skopeo copy of an OCI layout's tag into this registry as repo:tag (v2s2: as Docker schema 2). */
-  push(layoutDir: string, layoutTag: string, repoTag: string, format?: 'oci' | 'v2s2'): void {
-    const r = spawnSync('skopeo', ['copy', '--quiet', '--dest-tls-verify=false', ...(format ? ['--format', format] : []), `oci:${layoutDir}:${layoutTag}`, `docker://${this.addr}/${repoTag}`], { encoding: 'utf8' });
+  push(layoutDir: string, layoutTag: string, repoTag: string, format?: 'oci' | 'v2s2', extra: string[] = []): void {
+    const r = spawnSync('skopeo', ['copy', '--quiet', '--dest-tls-verify=false', ...extra, ...(format ? ['--format', format] : []), `oci:${layoutDir}:${layoutTag}`, `docker://${this.addr}/${repoTag}`], { encoding: 'utf8' });
     if (r.status !== 0) throw new Error(`skopeo copy failed: ${r.stderr}`);
   }
 
@@ -93,9 +111,10 @@ export class Registry {
   }
 }
 
-function ping(port: number): Promise<boolean> {
+function ping(port: number, tls: boolean): Promise<boolean> {
   return new Promise((resolve) => {
-    const req = http.get({ host: '127.0.0.1', port, path: '/v2/', timeout: 1000 }, (res) => {
+    const get = tls ? https.get : http.get;
+    const req = get({ host: '127.0.0.1', port, path: '/v2/', timeout: 1000, rejectUnauthorized: false }, (res) => {
       res.resume();
       resolve(res.statusCode === 200 || res.statusCode === 401);
     });
@@ -139,6 +158,65 @@ export class TamperProxy {
           res.writeHead(200, { ...ur.headers, 'content-length': String(b.length) });
           res.end(b);
         });
+      });
+      up.on('error', () => res.destroy());
+      req.pipe(up);
+    });
+    await new Promise<void>((resolve) => this.server!.listen(0, '127.0.0.1', resolve));
+    this.port = (this.server.address() as net.AddressInfo).port;
+  }
+
+  async stop(): Promise<void> {
+    const s = this.server;
+    this.server = undefined;
+    if (s) {
+      s.closeAllConnections?.();
+      await new Promise((r) => s.close(r));
+    }
+  }
+}
+
+/**
+ * A Bearer-token front for a registry, as Docker Hub and most registries do it: requests
+ * without a token get 401 with `WWW-Authenticate: Bearer realm=.../token`; /token gives a token
+ * for Basic credentials user:password; requests with the token go through to the registry.
+ */
+export class TokenProxy {
+  private server: http.Server | undefined;
+  port = 0;
+  readonly token = `tok-${Math.random().toString(36).slice(2)}`;
+  tokenRequests = 0;
+
+  constructor(private readonly upstreamPort: number, private readonly user: string, private readonly password: string) {}
+
+  get addr(): string {
+    return `127.0.0.1:${this.port}`;
+  }
+
+  async start(): Promise<void> {
+    this.server = http.createServer((req, res) => {
+      const url = new URL(req.url ?? '/', `http://${this.addr}`);
+      if (url.pathname === '/token') {
+        this.tokenRequests++;
+        const want = `Basic ${Buffer.from(`${this.user}:${this.password}`).toString('base64')}`;
+        if (req.headers.authorization !== want || url.searchParams.get('service') !== 'ferry-test' || !url.searchParams.get('scope')?.startsWith('repository:')) {
+          res.writeHead(401).end();
+          return;
+        }
+        res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ token: this.token }));
+        return;
+      }
+      if (req.headers.authorization !== `Bearer ${this.token}`) {
+        const repo = /^\/v2\/(.+)\/(?:manifests|blobs)\//.exec(url.pathname)?.[1] ?? '';
+        res.writeHead(401, { 'www-authenticate': `Bearer realm="http://${this.addr}/token",service="ferry-test",scope="repository:${repo}:pull"`, 'content-type': 'application/json' });
+        res.end('{"errors":[{"code":"UNAUTHORIZED","message":"authentication required"}]}');
+        return;
+      }
+      const headers = { ...req.headers };
+      delete headers.authorization;
+      const up = http.request({ host: '127.0.0.1', port: this.upstreamPort, path: req.url, method: req.method, headers }, (ur) => {
+        res.writeHead(ur.statusCode ?? 502, ur.headers);
+        ur.pipe(res);
       });
       up.on('error', () => res.destroy());
       req.pipe(up);
