@@ -3,7 +3,10 @@ import { humanDuration, imageEntry, imageHistory, imageInspectEntry } from '../e
 import { formatOutput, humanSize, renderTemplate, table } from './format.js';
 import { normalizeImageName, type ImageRecord } from '../drivers/storage/images.js';
 import { boolValue, getEngine, out, type Ctx } from './context.js';
-import { parseCreds } from '../drivers/registry/auth.js';
+import * as fs from 'node:fs';
+import { FerryError } from '../lib/errors.js';
+import { defaultAuthFile, parseCreds, removeCredentials } from '../drivers/registry/auth.js';
+import { registryDomain } from '../drivers/registry/reference.js';
 import type { PullOptions } from '../drivers/registry/pull.js';
 
 export interface RegistryFlags {
@@ -175,7 +178,65 @@ export function registerImageCommands(program: Command, ctx: Ctx): void {
       out(`${img.Id}\n`);
     });
 
+  const push = (parent: Command): Command =>
+    parent
+      .command('push')
+      .description('push an image to a registry')
+      .argument('<image>')
+      .argument('[destination]', 'REGISTRY[:PORT]/NAME[:TAG] (default: the image\'s own name)')
+      .option('--tls-verify [bool]', 'require HTTPS with a verified certificate (default true)', true)
+      .option('--creds <user:pass>', 'credentials for the registry')
+      .option('--authfile <file>', 'the auth file')
+      .option('-q, --quiet', 'no progress')
+      .option('--digestfile <file>', 'write the manifest digest to this file')
+      .action(async (ref: string, dest: string | undefined, f: RegistryFlags & { quiet?: boolean; digestfile?: string }) => {
+        const o = pullOptions(f, !!f.quiet);
+        const digest = await getEngine(ctx).pushImage(ref, dest, o);
+        if (f.digestfile) fs.writeFileSync(f.digestfile, digest);
+      });
+
+  program
+    .command('login')
+    .description('log in to a registry (credentials go to the auth file)')
+    .argument('<registry>', 'HOST[:PORT]')
+    .option('-u, --username <user>')
+    .option('-p, --password <pass>')
+    .option('--password-stdin', 'read the password from stdin')
+    .option('--authfile <file>', 'the auth file (default: Podman\'s auth.json)')
+    .option('--tls-verify [bool]', 'require HTTPS with a verified certificate (default true)', true)
+    .action(async (registry: string, f: { username?: string; password?: string; passwordStdin?: boolean; authfile?: string; tlsVerify: string | boolean }) => {
+      if (!f.username) throw new FerryError('EINVAL', 'give the user name with -u/--username');
+      let password = f.password;
+      if (f.passwordStdin) {
+        if (password !== undefined) throw new FerryError('EINVAL', 'give either -p/--password or --password-stdin');
+        const chunks: Buffer[] = [];
+        for await (const c of process.stdin) chunks.push(c as Buffer);
+        password = Buffer.concat(chunks).toString('utf8').replace(/\r?\n$/, '');
+      }
+      if (password === undefined) throw new FerryError('EINVAL', 'give the password with -p/--password or --password-stdin');
+      await getEngine(ctx).login(registry, { username: f.username, password }, { tlsVerify: boolValue(f.tlsVerify), authfile: f.authfile });
+      out('Login Succeeded!\n');
+    });
+
+  program
+    .command('logout')
+    .description('remove the credentials of a registry from the auth file')
+    .argument('[registry]', 'HOST[:PORT]')
+    .option('-a, --all', 'remove every registry\'s credentials')
+    .option('--authfile <file>', 'the auth file (default: Podman\'s auth.json)')
+    .action((registry: string | undefined, f: { all?: boolean; authfile?: string }) => {
+      if (!registry && !f.all) throw new FerryError('EINVAL', 'give a registry, or --all');
+      const domain = f.all ? undefined : registryDomain(registry!);
+      const file = f.authfile ?? defaultAuthFile();
+      if (!removeCredentials(file, domain)) {
+        if (f.all) return out('Removed login credentials for all registries\n');
+        throw new FerryError('ENOTFOUND', `not logged into ${domain}`);
+      }
+      out(f.all ? 'Removed login credentials for all registries\n' : `Removed login credentials for ${domain}\n`);
+    });
+
   pull(program);
+  push(program);
   importCmd(program);
   ls(program, 'images');
   rm(program, 'rmi');
@@ -183,6 +244,7 @@ export function registerImageCommands(program: Command, ctx: Ctx): void {
   const image = program.command('image').description('manage images');
   importCmd(image);
   pull(image);
+  push(image);
   ls(image, 'ls').alias('list');
   rm(image, 'rm');
   tag(image);

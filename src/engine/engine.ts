@@ -13,7 +13,10 @@ import { resolveUser } from '../drivers/runtime/user.js';
 import { ImageStore, DEFAULT_PATH, normalizeImageName, type ImageRecord } from '../drivers/storage/images.js';
 import { pullImage, type PullOptions } from '../drivers/registry/pull.js';
 import { isShortName, parseReference, shortNameError } from '../drivers/registry/reference.js';
-import { lookupCredentials } from '../drivers/registry/auth.js';
+import { defaultAuthFile, lookupCredentials, storeCredentials, type Credentials } from '../drivers/registry/auth.js';
+import { pushImage } from '../drivers/registry/push.js';
+import { RegistryClient, type ClientOptions } from '../drivers/registry/client.js';
+import { registryDomain } from '../drivers/registry/reference.js';
 import { VolumeStore, type VolumeRecord } from '../drivers/storage/volumes.js';
 import { createLayer, mountLayer, removeLayer, unmountLayer } from '../drivers/storage/overlay.js';
 import { findCriu, probeCriu, type CriuInfo } from '../drivers/criu/criu.js';
@@ -836,6 +839,37 @@ export class Engine {
     }
     if (local && policy === 'missing') return local;
     return this.pullImage(ref, o);
+  }
+
+  /**
+   * Pushes an image to a registry: to DEST, or to the image's own name when it names a
+   * registry. Returns the manifest digest.
+   */
+  async pushImage(ref: string, dest: string | undefined, o: ClientOptions & { authfile?: string; progress?: (line: string) => void }): Promise<string> {
+    const img = this.images.get(ref);
+    let target = dest;
+    if (target === undefined) {
+      let n: string | undefined;
+      try {
+        n = normalizeImageName(ref);
+      } catch {
+        n = undefined;
+      }
+      target = img.Names.find((x) => x === ref || x === n);
+      if (!target || target.startsWith('localhost/')) throw new FerryError('EINVAL', `image ${ref} names no registry: give a destination, e.g. \`ferry push ${ref} REGISTRY[:PORT]/NAME[:TAG]\``);
+    }
+    const r = parseReference(target.replace(/^docker:\/\//, ''));
+    const creds = o.creds ?? lookupCredentials(r.domain, o.authfile);
+    return pushImage(this.images, img, r, { ...o, creds });
+  }
+
+  /** `ferry login`: checks the credentials against the registry, then records them. */
+  async login(registry: string, creds: Credentials, o: { tlsVerify: boolean; authfile?: string }): Promise<string> {
+    const domain = registryDomain(registry);
+    await new RegistryClient({ domain, path: '' }, { tlsVerify: o.tlsVerify, creds }).check();
+    const file = o.authfile ?? defaultAuthFile();
+    storeCredentials(file, domain, creds);
+    return domain;
   }
 
   /** Containers (names) made from each image ID. */

@@ -7,6 +7,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { FerryError } from '../../lib/errors.js';
+import { mkdirp, writeFileAtomic } from '../../lib/fsutil.js';
 
 export interface Credentials {
   username: string;
@@ -56,4 +57,33 @@ export function lookupCredentials(domain: string, authfile?: string): Credential
     return fromFile(authfile, domain);
   }
   return fromFile(defaultAuthFile(), domain) ?? fromFile(path.join(os.homedir(), '.docker', 'config.json'), domain);
+}
+
+function readAuthFile(file: string): { auths: Record<string, unknown>; [k: string]: unknown } {
+  try {
+    const j = JSON.parse(fs.readFileSync(file, 'utf8')) as { auths?: Record<string, unknown> };
+    if (typeof j !== 'object' || j === null) throw new Error('not an object');
+    return { ...j, auths: typeof j.auths === 'object' && j.auths !== null ? j.auths : {} };
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return { auths: {} };
+    throw new FerryError('EINVAL', `the auth file ${file} is not valid JSON: fix or remove it`);
+  }
+}
+
+/** `ferry login`: records the credentials in the auth file (mode 0600, written atomically). */
+export function storeCredentials(file: string, domain: string, c: Credentials): void {
+  const j = readAuthFile(file);
+  j.auths[domain] = { auth: Buffer.from(`${c.username}:${c.password}`).toString('base64') };
+  mkdirp(path.dirname(file), 0o700);
+  writeFileAtomic(file, JSON.stringify(j, null, '\t') + '\n', 0o600);
+}
+
+/** `ferry logout`: removes one registry's entry (or all); false when there was none. */
+export function removeCredentials(file: string, domain: string | undefined): boolean {
+  const j = readAuthFile(file);
+  const keys = domain === undefined ? Object.keys(j.auths) : Object.keys(j.auths).filter((k) => k === domain || k.replace(/^https?:\/\//, '').replace(/\/.*$/, '') === domain);
+  if (!keys.length) return false;
+  for (const k of keys) delete j.auths[k];
+  writeFileAtomic(file, JSON.stringify(j, null, '\t') + '\n', 0o600);
+  return true;
 }

@@ -24,7 +24,12 @@ const TIMEOUT_MS = 60_000;
 export interface ClientOptions {
   tlsVerify: boolean;
   creds?: Credentials;
+  /** Ask tokens for push too (repository:NAME:pull,push). */
+  push?: boolean;
 }
+
+/** A request body: bytes, or a file-backed stream made afresh for each attempt. */
+type Body = Buffer | { length: number; open: () => Readable };
 
 interface Response {
   status: number;
@@ -47,29 +52,37 @@ export class RegistryClient {
     return this.ref.domain;
   }
 
-  private raw(method: string, url: URL, headers: Record<string, string>): Promise<Response> {
+  private raw(method: string, url: URL, headers: Record<string, string>, body?: Body): Promise<Response> {
     const mod = url.protocol === 'https:' ? https : http;
     return new Promise((resolve, reject) => {
+      const h: Record<string, string> = { 'User-Agent': 'ferry', ...headers };
+      if (body !== undefined) h['Content-Length'] = String(body.length);
       const req = mod.request(
         url,
-        { method, headers: { 'User-Agent': 'ferry', ...headers }, timeout: TIMEOUT_MS, ...(url.protocol === 'https:' ? { rejectUnauthorized: this.o.tlsVerify } : {}) },
+        { method, headers: h, timeout: TIMEOUT_MS, ...(url.protocol === 'https:' ? { rejectUnauthorized: this.o.tlsVerify } : {}) },
         (res) => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: res }),
       );
       req.on('timeout', () => req.destroy(new Error('timed out')));
       req.on('error', reject);
-      req.end();
+      if (body === undefined) req.end();
+      else if (Buffer.isBuffer(body)) req.end(body);
+      else {
+        const src = body.open();
+        src.on('error', (e) => req.destroy(e));
+        src.pipe(req);
+      }
     });
   }
 
   /** One request to the registry with auth and redirects handled; the caller consumes the body. */
-  private async request(method: string, pathAndQuery: string, headers: Record<string, string> = {}): Promise<Response> {
-    let url = await this.base(pathAndQuery);
+  private async request(method: string, pathAndQuery: string, headers: Record<string, string> = {}, body?: Body): Promise<Response> {
+    let url = pathAndQuery.startsWith('http://') || pathAndQuery.startsWith('https://') ? new URL(pathAndQuery) : await this.base(pathAndQuery);
     for (let attempt = 0, redirects = 0; ; ) {
       const sameHost = url.host === new URL(`${this.scheme}://${this.host}`).host;
       const auth = sameHost ? this.authHeader() : {};
       let res: Response;
       try {
-        res = await this.raw(method, url, { ...headers, ...auth });
+        res = await this.raw(method, url, { ...headers, ...auth }, body);
       } catch (e) {
         throw this.netError(e);
       }
@@ -111,7 +124,8 @@ export class RegistryClient {
     const realm = new URL(params.realm);
     if (realm.protocol !== 'https:' && realm.protocol !== 'http:') throw new FerryError('EARCHIVE', `${this.where} gave a token realm that is not HTTP`);
     if (params.service) realm.searchParams.set('service', params.service);
-    realm.searchParams.set('scope', params.scope ?? `repository:${this.ref.path}:pull`);
+    const scope = params.scope ?? (this.ref.path ? `repository:${this.ref.path}:${this.o.push ? 'pull,push' : 'pull'}` : undefined);
+    if (scope) realm.searchParams.set('scope', this.o.push && params.scope ? params.scope.replace(/:pull$/, ':pull,push') : scope);
     const headers: Record<string, string> = {};
     if (this.o.creds) headers.Authorization = `Basic ${Buffer.from(`${this.o.creds.username}:${this.o.creds.password}`).toString('base64')}`;
     let res: Response;
@@ -173,6 +187,43 @@ export class RegistryClient {
       }
     }
     return new URL(`${this.scheme}://${this.host}${p}`);
+  }
+
+  /** `GET /v2/`: checks the registry answers and takes the credentials (`ferry login`). */
+  async check(): Promise<void> {
+    const res = await this.request('GET', '/v2/');
+    res.body.resume();
+    if (res.status === 401 || res.status === 403) throw this.authError();
+    if (res.status !== 200) throw new FerryError('EARCHIVE', `${this.where} answered ${res.status} to /v2/: is it a container registry?`);
+  }
+
+  /** Whether the repository has this blob already. */
+  async hasBlob(digest: string): Promise<boolean> {
+    const res = await this.request('HEAD', `/v2/${this.ref.path}/blobs/${digest}`);
+    res.body.resume();
+    if (res.status === 401 || res.status === 403) throw this.authError();
+    return res.status === 200;
+  }
+
+  /** Uploads a blob in one request (POST for a session, then PUT with its digest). */
+  async putBlob(digest: string, body: Body): Promise<void> {
+    const start = await this.request('POST', `/v2/${this.ref.path}/blobs/uploads/`, {}, Buffer.alloc(0));
+    start.body.resume();
+    if (start.status === 401 || start.status === 403) throw this.authError();
+    if (start.status !== 202 || !start.headers.location) throw new FerryError('EARCHIVE', `${this.where} refused to start an upload to ${this.ref.path} (${start.status})`);
+    const url = new URL(start.headers.location, await this.base('/'));
+    url.searchParams.set('digest', digest);
+    const res = await this.request('PUT', url.toString(), { 'Content-Type': 'application/octet-stream' }, body);
+    const text = await readBody(res.body, 64 << 10, 'the answer').catch(() => Buffer.alloc(0));
+    if (res.status !== 201) throw new FerryError('EARCHIVE', `${this.where} refused blob ${digest.slice(0, 19)} for ${this.ref.path} (${res.status})${errorText(text)}`);
+  }
+
+  /** Puts a manifest under a tag (or digest). */
+  async putManifest(reference: string, mediaType: string, body: Buffer): Promise<void> {
+    const res = await this.request('PUT', `/v2/${this.ref.path}/manifests/${reference}`, { 'Content-Type': mediaType }, body);
+    const text = await readBody(res.body, 64 << 10, 'the answer').catch(() => Buffer.alloc(0));
+    if (res.status === 401 || res.status === 403) throw this.authError();
+    if (res.status !== 201) throw new FerryError('EARCHIVE', `${this.where} refused the manifest of ${this.ref.path}:${reference} (${res.status})${errorText(text)}`);
   }
 
   /** A manifest (or index) by tag or digest, its digest checked when asked by digest. */

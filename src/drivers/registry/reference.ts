@@ -78,3 +78,10 @@ export function referenceString(r: ImageReference): string {
 export function registryHost(domain: string): string {
   return domain === 'docker.io' ? 'registry-1.docker.io' : domain;
 }
+
+/** `ferry login REGISTRY`: a host[:port], optionally written as a URL or with a path. */
+export function registryDomain(s: string): string {
+  const d = s.trim().replace(/^https?:\/\//, '').replace(/\/.*$/, '').toLowerCase();
+  if (!DOMAIN_RE.test(d) || d === '') throw new FerryError('EINVAL', `invalid registry "${s}": give HOST[:PORT]`);
+  return d === 'index.docker.io' ? 'docker.io' : d;
+}
