@@ -4,6 +4,9 @@ import { formatOutput, humanSize, renderTemplate, table } from './format.js';
 import { normalizeImageName, type ImageRecord } from '../drivers/storage/images.js';
 import { boolValue, getEngine, out, type Ctx } from './context.js';
 import * as fs from 'node:fs';
+import * as path from 'node:path';
+import type { Readable } from 'node:stream';
+import type { SaveFormat } from '../drivers/storage/transfer.js';
 import { FerryError } from '../lib/errors.js';
 import { defaultAuthFile, parseCreds, removeCredentials } from '../drivers/registry/auth.js';
 import { registryDomain } from '../drivers/registry/reference.js';
@@ -235,8 +238,64 @@ export function registerImageCommands(program: Command, ctx: Ctx): void {
       out(f.all ? 'Removed login credentials for all registries\n' : `Removed login credentials for ${domain}\n`);
     });
 
+  const save = (parent: Command): Command =>
+    parent
+      .command('save')
+      .description('save images to an archive (docker-archive, oci-archive) or an OCI layout directory (oci-dir)')
+      .argument('<images...>')
+      .option('-o, --output <file>', 'the archive (or directory for oci-dir); stdout when omitted')
+      .option('--format <format>', 'docker-archive (default), oci-archive or oci-dir', 'docker-archive')
+      .option('-q, --quiet', 'no progress')
+      .action(async (refs: string[], f: { output?: string; format: string }) => {
+        const engine = getEngine(ctx);
+        const format = f.format as SaveFormat;
+        if (format === 'oci-dir') {
+          if (!f.output) throw new FerryError('EINVAL', '--format oci-dir needs -o DIR');
+          if (fs.existsSync(f.output)) throw new FerryError('EEXIST', `${f.output} exists: give a new directory`);
+          await engine.saveImages(refs, format, { dir: f.output });
+          return;
+        }
+        if (!f.output) {
+          if (process.stdout.isTTY) throw new FerryError('EINVAL', 'refusing to write an archive to a terminal: give -o FILE or redirect the output');
+          await engine.saveImages(refs, format, { out: process.stdout });
+          return;
+        }
+        const dir = path.dirname(path.resolve(f.output));
+        if (!fs.existsSync(dir)) throw new FerryError('ENOTFOUND', `${dir} does not exist: create it first`);
+        const tmp = path.join(dir, `.${path.basename(f.output)}.tmp-${process.pid}`);
+        const w = fs.createWriteStream(tmp, { mode: 0o644 });
+        try {
+          await engine.saveImages(refs, format, { out: w });
+          await new Promise<void>((resolve, reject) => w.end((e?: Error | null) => (e ? reject(e) : resolve())));
+          fs.renameSync(tmp, f.output);
+        } catch (e) {
+          w.destroy();
+          fs.rmSync(tmp, { force: true });
+          throw e;
+        }
+      });
+
+  const load = (parent: Command): Command =>
+    parent
+      .command('load')
+      .description('load images from a docker-archive, an OCI archive or an OCI layout directory')
+      .option('-i, --input <file>', 'the archive or directory; stdin when omitted')
+      .option('-q, --quiet', 'no progress')
+      .action(async (f: { input?: string }) => {
+        let input: { dir: string } | { stream: Readable };
+        if (f.input === undefined) {
+          if (process.stdin.isTTY) throw new FerryError('EINVAL', 'give -i FILE, or pipe an archive to stdin');
+          input = { stream: process.stdin };
+        } else if (!fs.existsSync(f.input)) throw new FerryError('ENOTFOUND', `${f.input}: no such file`);
+        else input = fs.statSync(f.input).isDirectory() ? { dir: f.input } : { stream: fs.createReadStream(f.input) };
+        const imgs = await getEngine(ctx).loadImages(input);
+        out(imgs.flatMap((i) => (i.names.length ? i.names : [`sha256:${i.img.Id}`]).map((n) => `Loaded image: ${n}\n`)).join(''));
+      });
+
   pull(program);
   push(program);
+  save(program);
+  load(program);
   importCmd(program);
   ls(program, 'images');
   rm(program, 'rmi');
@@ -245,6 +304,8 @@ export function registerImageCommands(program: Command, ctx: Ctx): void {
   importCmd(image);
   pull(image);
   push(image);
+  save(image);
+  load(image);
   ls(image, 'ls').alias('list');
   rm(image, 'rm');
   tag(image);

@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import type { Readable, Writable } from 'node:stream';
 import { FerryError } from '../lib/errors.js';
 import { run, which } from '../lib/exec.js';
 import { mkdirp, readJsonIfExists, writeJsonAtomic, writeFileAtomic } from '../lib/fsutil.js';
@@ -15,6 +16,7 @@ import { pullImage, type PullOptions } from '../drivers/registry/pull.js';
 import { isShortName, parseReference, shortNameError } from '../drivers/registry/reference.js';
 import { defaultAuthFile, lookupCredentials, storeCredentials, type Credentials } from '../drivers/registry/auth.js';
 import { pushImage } from '../drivers/registry/push.js';
+import { loadImages, saveImages, SAVE_FORMATS, type SaveFormat } from '../drivers/storage/transfer.js';
 import { RegistryClient, type ClientOptions } from '../drivers/registry/client.js';
 import { registryDomain } from '../drivers/registry/reference.js';
 import { VolumeStore, type VolumeRecord } from '../drivers/storage/volumes.js';
@@ -870,6 +872,34 @@ export class Engine {
     const file = o.authfile ?? defaultAuthFile();
     storeCredentials(file, domain, creds);
     return domain;
+  }
+
+  /** `ferry load`: images from an archive stream or an OCI layout directory. */
+  async loadImages(input: { dir: string } | { stream: Readable }): Promise<{ img: ImageRecord; names: string[] }[]> {
+    mkdirp(this.paths.images, 0o700);
+    return withLock(this.paths.imagesLock, () => loadImages(this.images, input), { what: 'the image store', timeoutMs: 600_000 });
+  }
+
+  /** `ferry save`: images as an archive written to `out`, or an OCI layout at `dir`. */
+  async saveImages(refs: string[], format: SaveFormat, target: { dir: string } | { out: Writable }): Promise<void> {
+    if (!SAVE_FORMATS.includes(format)) throw new FerryError('EINVAL', `invalid --format "${format}": use ${SAVE_FORMATS.join(', ')}`);
+    return withLock(
+      this.paths.imagesLock,
+      async () => {
+        const imgs = refs.map((r) => {
+          const img = this.images.get(r);
+          let n: string | undefined;
+          try {
+            n = normalizeImageName(r);
+          } catch {
+            n = undefined;
+          }
+          return { img, name: img.Names.find((x) => x === r || x === n) ?? img.Names[0] };
+        });
+        await saveImages(this.images, imgs, format, target);
+      },
+      { what: 'the image store', timeoutMs: 600_000 },
+    );
   }
 
   /** Containers (names) made from each image ID. */

@@ -155,19 +155,19 @@ export class LayerStore {
    * A registry blob: written to a staging file while its size and digest are checked, and
    * unpacked only once it matched, so no unverified byte reaches the decompressor or tar.
    */
-  async unpackBlob(src: Readable, expect: LayerExpect & { digest: string; size: number }, what: string, keep?: (verifiedFile: string) => void): Promise<LayerRecord> {
+  async unpackBlob(src: Readable, expect: LayerExpect, what: string, keep?: (verifiedFile: string, digest: string) => void): Promise<LayerRecord> {
     mkdirp(this.layersDir, 0o700);
     const file = path.join(this.layersDir, `.tmp-${process.pid}-${randomBytes(4).toString('hex')}.blob`);
     try {
-      const meter = new Meter(expect.size, what);
+      const meter = new Meter(expect.size ?? Infinity, what);
       await pipeline(src, meter, fs.createWriteStream(file, { mode: 0o600 }));
       const got = `sha256:${meter.hash.digest('hex')}`;
-      if (meter.bytes !== expect.size) {
+      if (expect.size !== undefined && meter.bytes !== expect.size) {
         throw new FerryError('EARCHIVE', `${what} has ${meter.bytes} bytes, not the ${expect.size} its manifest says: the download was cut or the source is corrupt; nothing was stored`);
       }
-      if (got !== expect.digest) throw new FerryError('EARCHIVE', `${what} does not match its digest (got ${got}): the source is corrupt or tampered with; nothing was stored`);
-      const rec = await this.unpack(fs.createReadStream(file), expect, what);
-      keep?.(file); // the blob, kept as it came (push and save send it unchanged)
+      if (expect.digest !== undefined && got !== expect.digest) throw new FerryError('EARCHIVE', `${what} does not match its digest (got ${got}): the source is corrupt or tampered with; nothing was stored`);
+      const rec = await this.unpack(fs.createReadStream(file), { ...expect, digest: got }, what);
+      keep?.(file, got); // the blob, kept as it came (push and save send it unchanged)
       return rec;
     } catch (e) {
       if (isFerryError(e)) throw e;
