@@ -134,6 +134,8 @@ export class TamperProxy {
   private server: http.Server | undefined;
   port = 0;
   readonly tamper = new Set<string>();
+  /** Blobs whose next download is cut half-way (once each). */
+  readonly cut = new Set<string>();
 
   constructor(private readonly upstreamPort: number) {}
 
@@ -145,6 +147,17 @@ export class TamperProxy {
     this.server = http.createServer((req, res) => {
       const up = http.request({ host: '127.0.0.1', port: this.upstreamPort, path: req.url, method: req.method, headers: req.headers }, (ur) => {
         const digest = /\/blobs\/(sha256:[0-9a-f]{64})$/.exec(req.url ?? '')?.[1];
+        if (digest && this.cut.has(digest) && ur.statusCode === 200 && req.method === 'GET') {
+          this.cut.delete(digest);
+          const chunks: Buffer[] = [];
+          ur.on('data', (c: Buffer) => chunks.push(c));
+          ur.on('end', () => {
+            const b = Buffer.concat(chunks);
+            res.writeHead(200, { ...ur.headers, 'content-length': String(b.length) });
+            res.write(b.subarray(0, b.length >> 1), () => res.socket?.destroy());
+          });
+          return;
+        }
         if (!digest || !this.tamper.has(digest) || ur.statusCode !== 200) {
           res.writeHead(ur.statusCode ?? 502, ur.headers);
           ur.pipe(res);

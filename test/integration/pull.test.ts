@@ -140,7 +140,27 @@ test('a registry serving a tampered blob: refused by its digest, nothing stored'
   assertCleanError(r, new RegExp(`^Error: layer ${layer.slice(0, 19)}… does not match its digest \\(got sha256:[0-9a-f]{64}\\): the source is corrupt or tampered with; nothing was stored$`));
   assert.deepEqual(storeContents(), before);
   proxy.tamper.clear();
+  // A download cut half-way: refused, nothing stored; the retry succeeds.
+  proxy.cut.add(layer);
+  assertCleanError(await h.fails(pull(`${proxy.addr}/app/plain:1`)), /^Error: downloading layer sha256:[0-9a-f]{12}… failed: .*; nothing was stored$/);
+  assert.deepEqual(storeContents(), before);
   assert.match(await h.ok(pull(`${proxy.addr}/app/plain:1`)), /^[0-9a-f]{64}$/, 'through an honest proxy it pulls');
+});
+
+test('a full disk: the pull fails in one line and leaves nothing stored', { skip: missing }, async () => {
+  const small = new Host('pullfull');
+  fs.mkdirSync(small.root, { recursive: true });
+  const m = spawnSync('mount', ['-t', 'tmpfs', '-o', 'size=1m', 'tmpfs', small.root]);
+  assert.equal(m.status, 0);
+  try {
+    const r = await small.fails(pull(`${reg.addr}/app/multi:1`));
+    assertCleanError(r, /^Error: storing layer sha256:[0-9a-f]{12}… failed: the disk holding .*\/images is full; free some space and try again; nothing was stored$/);
+    const left = fs.readdirSync(path.join(small.root, 'images', 'layers')).concat(fs.readdirSync(path.join(small.root, 'images', 'blobs', 'sha256')));
+    assert.deepEqual(left, []);
+  } finally {
+    spawnSync('umount', [small.root]);
+    await small.destroy();
+  }
 });
 
 test("run honours the image's config: Entrypoint + Cmd, Env, WorkingDir, User, Labels, StopSignal; --pull", { skip: missing }, async () => {

@@ -171,10 +171,15 @@ export class LayerStore {
       return rec;
     } catch (e) {
       if (isFerryError(e)) throw e;
+      if ((e as NodeJS.ErrnoException).code === 'ENOSPC') throw this.full(what);
       throw new FerryError('EARCHIVE', `downloading ${what} failed: ${(e as Error).message}; nothing was stored`);
     } finally {
       fs.rmSync(file, { force: true });
     }
+  }
+
+  private full(what: string): FerryError {
+    return new FerryError('EARCHIVE', `storing ${what} failed: the disk holding ${this.dir} is full; free some space and try again; nothing was stored`);
   }
 
   /** Records that a known layer also comes as this compressed blob (so a later pull skips it). */
@@ -219,10 +224,12 @@ export class LayerStore {
       return -1;
     });
     if (failure !== undefined) {
+      if (/No space left on device/.test(stderr)) throw this.full(what);
       if (isFerryError(failure, 'EARCHIVE')) throw new FerryError('EARCHIVE', `unpacking ${what} failed: ${failure.message}; nothing was stored`);
       if (isFerryError(failure)) throw failure;
       throw new FerryError('EARCHIVE', `unpacking ${what} failed: ${(failure as Error).message}; nothing was stored`);
     }
+    if (code !== 0 && /No space left on device/.test(stderr)) throw this.full(what);
     if (code !== 0) throw new FerryError('EARCHIVE', `unpacking ${what} failed: ${stderr.trim().split('\n').pop() || `tar exit ${code}`}; nothing was stored`);
     const gotDigest = `sha256:${packed.hash.digest('hex')}`;
     const gotDiff = `sha256:${unpacked.hash.digest('hex')}`;
