@@ -836,7 +836,7 @@ export class Engine {
     const pullable = !isShortName(plain) && !/^localhost(\/|$)/.test(plain) && !/^(sha256:)?[0-9a-f]{3,64}$/.test(ref);
     if (policy === 'never' || !pullable) {
       if (local) return local;
-      if (!pullable && !/^(sha256:)?[0-9a-f]{3,64}$/.test(ref) && isShortName(plain)) throw shortNameError(ref);
+      if (!pullable && !/^(sha256:)?[0-9a-f]{3,64}$/.test(ref) && isShortName(plain)) throw shortNameError(ref, true);
       return this.images.get(ref);
     }
     if (local && policy === 'missing') return local;

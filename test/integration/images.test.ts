@@ -54,7 +54,7 @@ test('a compressed tarball imports too', async () => {
   assert.equal(id, JSON.parse(await h.ok(['image', 'inspect', 'busybox']))[0].Id, 'the same layer whatever the compression: the same image');
   assert.equal(await h.ok(['run', '--rm', 'gzbox', 'echo', 'ok']), 'ok');
   assert.equal(await h.ok(['rmi', 'gzbox']), 'Untagged: localhost/gzbox:latest', 'one of several names: only untagged');
-  assertCleanError(await h.fails(['run', '--rm', 'gzbox', 'true']), /short-name "gzbox" is not an image stored here/);
+  assertCleanError(await h.fails(['run', '--rm', 'gzbox', 'true']), /image "gzbox" not found: a short name names only images stored here/);
 });
 
 test('a bad tarball fails cleanly and leaves no image behind', async () => {

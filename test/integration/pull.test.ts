@@ -118,7 +118,7 @@ test('bad references and registries: one line each, nothing stored', { skip: mis
   const before = storeContents();
   assertCleanError(await h.fails(pull(`${reg.addr}/app/nope:1`)), new RegExp(`^Error: 127\\.0\\.0\\.1:\\d+/app/nope:1 not found in the registry: check the repository name and tag$`));
   assertCleanError(await h.fails(pull(`${reg.addr}/app/multi:nope`)), /app\/multi:nope not found in the registry/);
-  assertCleanError(await h.fails(['pull', 'busybox']), /^Error: short-name "busybox" is not an image stored here and names no registry: give a full reference/);
+  assertCleanError(await h.fails(['pull', 'busybox']), /^Error: short-name "busybox" names no registry \(there are no search registries\): give a full reference/);
   assertCleanError(await h.fails(pull(`${reg.addr}/App/x`)), /invalid image reference/);
   assertCleanError(await h.fails(['pull', `${reg.addr}/app/multi:1`]), /over verified HTTPS.*--tls-verify=false/);
   assertCleanError(await h.fails(pull(`${reg.addr}/app/multi:1`, '--platform', 'linux/s390x')), /is an image for linux\/amd64, not linux\/s390x/);

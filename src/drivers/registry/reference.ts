@@ -58,10 +58,14 @@ export function parseReference(ref: string): ImageReference {
   return { domain, path, tag, digest };
 }
 
-export function shortNameError(ref: string): FerryError {
+/** A short name that is not stored here: for pull (no registry to ask), or for run/create (not found). */
+export function shortNameError(ref: string, lookup = false): FerryError {
+  const example = `registry.example.com:5000/${ref.replace(/^\/+/, '')}`;
   return new FerryError(
     'EINVAL',
-    `short-name "${ref}" is not an image stored here and names no registry: give a full reference such as registry.example.com:5000/${ref.replace(/^\/+/, '')}`,
+    lookup
+      ? `image "${ref}" not found: a short name names only images stored here (there are no search registries); pull it by its full name, such as ${example}, or import it`
+      : `short-name "${ref}" names no registry (there are no search registries): give a full reference such as ${example}`,
   );
 }
 
