@@ -122,3 +122,17 @@ test('tag, images REFERENCE, image history, image prune', async () => {
   assert.deepEqual(imageDirs(), []);
   assert.deepEqual(storeContents(), []);
 });
+
+test('a root whose image store an older Ferry made: a clear error, no crash', async () => {
+  const old = new Host('imgold');
+  try {
+    const id = 'a'.repeat(64);
+    fs.mkdirSync(path.join(old.root, 'images', id, 'rootfs'), { recursive: true });
+    fs.writeFileSync(path.join(old.root, 'images', id, 'image.json'), JSON.stringify({ Id: id, Names: ['localhost/old:latest'], Created: '2024-01-01T00:00:00Z', Size: 1, Config: { Env: [], Cmd: ['sh'], WorkingDir: '/' } }));
+    assertCleanError(await old.fails(['images']), /the image store .* was made by an older Ferry \(one rootfs per image\): remove its containers and that directory, then import or pull the images again/);
+    assertCleanError(await old.fails(['run', '--rm', 'old', 'true']), /made by an older Ferry/);
+    assert.equal((await old.run(['ps', '-a'])).code, 0, 'the rest works');
+  } finally {
+    await old.destroy();
+  }
+});
