@@ -15,7 +15,7 @@ import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { FerryError } from '../../lib/errors.js';
 import { commitDir, mkdirp, readJsonIfExists, writeFileAtomic, writeJsonAtomic } from '../../lib/fsutil.js';
-import { LayerStore, Meter, digestHex, randomLink, type LayerRecord } from './layers.js';
+import { LayerStore, digestHex, randomLink, type LayerRecord } from './layers.js';
 
 /** The runtime part of an image config (OCI `config`), as the image gives it. */
 export interface ImageConfig {
@@ -208,30 +208,6 @@ export class ImageStore {
     fs.renameSync(file, p);
   }
 
-  /** Copies a file into the blob store; returns its digest, size and compression. */
-  async putBlobFile(file: string): Promise<{ digest: string; size: number; mediaType: string }> {
-    mkdirp(path.join(this.dir, 'blobs', 'sha256'), 0o700);
-    const tmp = path.join(this.dir, 'blobs', `.tmp-${process.pid}-${randomBytes(4).toString('hex')}`);
-    const meter = new Meter();
-    try {
-      await pipeline(fs.createReadStream(file), meter, fs.createWriteStream(tmp, { mode: 0o644 }));
-      const head = Buffer.alloc(4);
-      const fd = fs.openSync(tmp, 'r');
-      try {
-        fs.readSync(fd, head, 0, 4, 0);
-      } finally {
-        fs.closeSync(fd);
-      }
-      const size = meter.bytes;
-      const digest = `sha256:${meter.hash.digest('hex')}`;
-      fs.renameSync(tmp, this.blobPath(digestHex(digest)));
-      const mediaType = head[0] === 0x1f && head[1] === 0x8b ? MEDIA.ociLayerGzip : head.readUInt32LE(0) === 0xfd2fb528 ? MEDIA.ociLayerZstd : MEDIA.ociLayer;
-      return { digest, size, mediaType };
-    } finally {
-      fs.rmSync(tmp, { force: true });
-    }
-  }
-
   config(img: ImageRecord): OciImageConfig {
     return JSON.parse(this.blob(`sha256:${img.Id}`).toString('utf8')) as OciImageConfig;
   }
@@ -316,12 +292,23 @@ export class ImageStore {
     if (!fs.existsSync(tarball)) throw new FerryError('ENOTFOUND', `${tarball}: no such file`);
     const normName = name ? normalizeImageName(name) : undefined;
     mkdirp(this.dir, 0o700);
-    // The tarball is kept as the layer's blob (push and save send it as it is).
-    const blob = await this.putBlobFile(tarball);
+    // The tarball is kept as the layer's blob (push and save send it as it is): copied by the
+    // kernel while it is unpacked, then stored under the digest the unpacking computed.
+    mkdirp(path.join(this.dir, 'blobs', 'sha256'), 0o700);
+    const tmpBlob = path.join(this.dir, 'blobs', `.tmp-${process.pid}-${randomBytes(4).toString('hex')}`);
+    const copied = fs.promises.copyFile(tarball, tmpBlob);
+    copied.catch(() => undefined);
     let layer: LayerRecord;
+    let blob: { digest: string; size: number; mediaType: string };
     try {
-      layer = await this.layers.unpack(fs.createReadStream(this.blobFile(blob.digest)), { digest: blob.digest }, 'the image tarball');
+      const r = await this.layers.unpackDigest(fs.createReadStream(tarball), {}, 'the image tarball');
+      await copied;
+      layer = r.rec;
+      blob = { digest: r.digest, size: fs.statSync(tmpBlob).size, mediaType: layerMediaType(tmpBlob) };
+      fs.renameSync(tmpBlob, this.blobPath(digestHex(r.digest)));
     } catch (e) {
+      await copied.catch(() => undefined);
+      fs.rmSync(tmpBlob, { force: true });
       this.collect();
       throw e;
     }
@@ -508,6 +495,18 @@ export class ImageStore {
     done.catch(() => undefined);
     return { stream: child.stdout!, done };
   }
+}
+
+/** A layer blob's media type from its first bytes. */
+export function layerMediaType(file: string): string {
+  const head = Buffer.alloc(4);
+  const fd = fs.openSync(file, 'r');
+  try {
+    fs.readSync(fd, head, 0, 4, 0);
+  } finally {
+    fs.closeSync(fd);
+  }
+  return head[0] === 0x1f && head[1] === 0x8b ? MEDIA.ociLayerGzip : head.readUInt32LE(0) === 0xfd2fb528 ? MEDIA.ociLayerZstd : MEDIA.ociLayer;
 }
 
 export async function sha256File(file: string): Promise<string> {

@@ -37,6 +37,8 @@ export interface LayerExpect {
   size?: number;
   /** The uncompressed digest as the image config gives it. */
   diffId?: string;
+  /** `digest` was checked already (the blob was verified on its way to disk): not hashed again. */
+  verified?: boolean;
 }
 
 const HEX64 = /^[0-9a-f]{64}$/;
@@ -52,13 +54,15 @@ export function digestHex(d: string): string {
 export class Meter extends Transform {
   readonly hash: Hash = createHash('sha256');
   bytes = 0;
+  /** Off when another Meter sees the same bytes or the digest is known already. */
+  hashing = true;
   constructor(private readonly limit = Infinity, private readonly what = '') {
     super();
   }
   override _transform(chunk: Buffer, _e: BufferEncoding, cb: TransformCallback): void {
     this.bytes += chunk.length;
     if (this.bytes > this.limit) return cb(new FerryError('EARCHIVE', `${this.what} is larger than its manifest says`));
-    this.hash.update(chunk);
+    if (this.hashing) this.hash.update(chunk);
     cb(null, chunk);
   }
 }
@@ -127,24 +131,29 @@ export class LayerStore {
    * (see tar.ts) and the digests it is expected to have. Any failure leaves nothing stored.
    */
   async unpack(src: Readable, expect: LayerExpect, what: string): Promise<LayerRecord> {
+    return (await this.unpackDigest(src, expect, what)).rec;
+  }
+
+  /** unpack(), also giving the digest of the stream as it came (compressed or not). */
+  async unpackDigest(src: Readable, expect: LayerExpect, what: string): Promise<{ rec: LayerRecord; digest: string }> {
     mkdirp(this.layersDir, 0o700);
     this.sweep();
     const tmp = path.join(this.layersDir, `.tmp-${process.pid}-${randomBytes(4).toString('hex')}`);
     const diff = mkdirp(path.join(tmp, 'diff'), 0o755);
     try {
-      const rec = await this.unpackInto(src, diff, expect, what);
+      const { rec, digest } = await this.unpackInto(src, diff, expect, what);
       const hex = digestHex(rec.DiffID);
       const final = path.join(this.layersDir, hex);
       const existing = this.get(hex);
       if (existing) {
         fs.rmSync(tmp, { recursive: true, force: true });
-        return this.noteDigest(existing, expect.digest);
+        return { rec: this.noteDigest(existing, digest === existing.DiffID ? undefined : digest), digest };
       }
       writeJsonAtomic(path.join(tmp, 'layer.json'), rec);
       fs.rmSync(final, { recursive: true, force: true }); // a half-removed one
       fs.renameSync(tmp, final);
       this.ensureLink(hex, rec.Link);
-      return rec;
+      return { rec, digest };
     } catch (e) {
       fs.rmSync(tmp, { recursive: true, force: true });
       throw e;
@@ -166,7 +175,7 @@ export class LayerStore {
         throw new FerryError('EARCHIVE', `${what} has ${meter.bytes} bytes, not the ${expect.size} its manifest says: the download was cut or the source is corrupt; nothing was stored`);
       }
       if (expect.digest !== undefined && got !== expect.digest) throw new FerryError('EARCHIVE', `${what} does not match its digest (got ${got}): the source is corrupt or tampered with; nothing was stored`);
-      const rec = await this.unpack(fs.createReadStream(file), { ...expect, digest: got }, what);
+      const rec = await this.unpack(fs.createReadStream(file), { ...expect, digest: got, verified: true }, what);
       keep?.(file, got); // the blob, kept as it came (push and save send it unchanged)
       return rec;
     } catch (e) {
@@ -191,9 +200,10 @@ export class LayerStore {
     return rec;
   }
 
-  private async unpackInto(src: Readable, diff: string, expect: LayerExpect, what: string): Promise<LayerRecord> {
+  private async unpackInto(src: Readable, diff: string, expect: LayerExpect, what: string): Promise<{ rec: LayerRecord; digest: string }> {
     const root = process.getuid?.() === 0;
     const packed = new Meter(expect.size ?? Infinity, what);
+    packed.hashing = !(expect.verified && expect.digest);
     const unpacked = new Meter();
     const sanitizer = new LayerSanitizer({ allowDevices: root, whiteouts: true });
     const tarArgs = ['-x', '-f', '-', '-C', diff, '--numeric-owner', '--xattrs', '--xattrs-include=*', ...(root ? [] : ['--no-same-owner'])];
@@ -212,6 +222,8 @@ export class LayerStore {
       const metered = src.pipe(packed);
       src.on('error', (e) => packed.destroy(e));
       const { compression, stream } = await sniff(metered);
+      // Uncompressed: the same bytes, hashed once.
+      if (compression === 'none' && packed.hashing) unpacked.hashing = false;
       const codec = decompressor(compression, `${what} is not valid ${compression} data`);
       codec.done.catch(() => undefined);
       await Promise.all([pipeline(stream, codec.stream, unpacked, sanitizer, child.stdin!), codec.done]);
@@ -231,8 +243,8 @@ export class LayerStore {
     }
     if (code !== 0 && /No space left on device/.test(stderr)) throw this.full(what);
     if (code !== 0) throw new FerryError('EARCHIVE', `unpacking ${what} failed: ${stderr.trim().split('\n').pop() || `tar exit ${code}`}; nothing was stored`);
-    const gotDigest = `sha256:${packed.hash.digest('hex')}`;
-    const gotDiff = `sha256:${unpacked.hash.digest('hex')}`;
+    const gotDigest = packed.hashing ? `sha256:${packed.hash.digest('hex')}` : expect.digest!;
+    const gotDiff = unpacked.hashing ? `sha256:${unpacked.hash.digest('hex')}` : gotDigest;
     if (expect.size !== undefined && packed.bytes !== expect.size) {
       throw new FerryError('EARCHIVE', `${what} has ${packed.bytes} bytes, not the ${expect.size} its manifest says: the source is corrupt or tampered with; nothing was stored`);
     }
@@ -242,13 +254,14 @@ export class LayerStore {
     if (expect.diffId !== undefined && gotDiff !== expect.diffId) {
       throw new FerryError('EARCHIVE', `${what} unpacks to ${gotDiff}, not the diff_id ${expect.diffId} its image config says: the source is corrupt or tampered with; nothing was stored`);
     }
-    return {
+    const rec: LayerRecord = {
       DiffID: gotDiff,
       Size: unpacked.bytes,
       Link: randomLink(),
       Created: new Date().toISOString(),
-      CompressedDigests: expect.digest && expect.digest !== gotDiff ? [expect.digest] : [],
+      CompressedDigests: gotDigest !== gotDiff ? [gotDigest] : [],
     };
+    return { rec, digest: gotDigest };
   }
 
   /** Removes every layer not in `keep` (hex diff IDs): the images' references are the refcounts. */

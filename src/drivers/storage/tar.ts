@@ -222,8 +222,8 @@ export class LayerSanitizer extends Transform {
           if (!this.buf.length) return;
           const n = Math.min(this.remaining, this.buf.length);
           const part = this.buf.subarray(0, n);
-          if (this.state === 'meta') this.metaChunks.push(Buffer.from(part));
-          else if (this.passData) this.push(Buffer.from(part));
+          if (this.state === 'meta') this.metaChunks.push(part);
+          else if (this.passData) this.push(part); // a view: the upstream buffer is never reused
           this.buf = this.buf.subarray(n);
           this.remaining -= n;
           if (this.remaining > 0) return;

@@ -16,7 +16,7 @@ import { mkdirp } from '../../lib/fsutil.js';
 import { decompressor, sniff } from '../archive/compress.js';
 import { LayerSanitizer } from './tar.js';
 import { Meter, digestHex } from './layers.js';
-import { hostPlatform, MEDIA, normalizeImageName, parseImageConfig, sha256, type Descriptor, type ImageManifest, type ImageRecord, type ImageStore } from './images.js';
+import { hostPlatform, layerMediaType, MEDIA, normalizeImageName, parseImageConfig, sha256, type Descriptor, type ImageManifest, type ImageRecord, type ImageStore } from './images.js';
 
 export type SaveFormat = 'docker-archive' | 'oci-archive' | 'oci-dir';
 export const SAVE_FORMATS: SaveFormat[] = ['docker-archive', 'oci-archive', 'oci-dir'];
@@ -196,12 +196,7 @@ async function loadDocker(store: ImageStore, dir: string): Promise<Loaded[]> {
         });
         digest ??= rec.CompressedDigests[0] ?? rec.DiffID;
       }
-      const head = Buffer.alloc(4);
-      const fd = fs.openSync(f, 'r');
-      fs.readSync(fd, head, 0, 4, 0);
-      fs.closeSync(fd);
-      const mediaType = head[0] === 0x1f && head[1] === 0x8b ? MEDIA.ociLayerGzip : head.readUInt32LE(0) === 0xfd2fb528 ? MEDIA.ociLayerZstd : MEDIA.ociLayer;
-      layers.push({ mediaType, digest: digest!, size });
+      layers.push({ mediaType: layerMediaType(f), digest: digest!, size });
     }
     const manifest: ImageManifest = {
       schemaVersion: 2,
