@@ -102,6 +102,16 @@ test('hostile layers are refused, nothing stored, nothing written outside', asyn
     ],
     /hard link "h" points to "lnk\/passwd", which is not a file earlier in the layer/,
   );
+  // A dir replaced by a symlink out: what was below it is no hard-link target any more.
+  await refused(
+    [
+      { name: 'a', type: 'dir' },
+      { name: 'a/f', type: 'file', data: 'x' },
+      { name: 'a', type: 'symlink', target: '/etc' },
+      { name: 'h', type: 'hardlink', target: 'a/f' },
+    ],
+    /hard link "h" points to "a\/f", which is not a file earlier in the layer/,
+  );
   if (!root) await refused([{ name: 'dev/null', type: 'char', major: 1, minor: 3 }], /device node/);
 });
 

@@ -365,12 +365,21 @@ export class LayerSanitizer extends Transform {
       e.linkname = target;
     }
     if (e.type === '2' && e.linkname.includes('\0')) throw bad(`symlink ${shown} has a NUL byte in its target`);
+    // A directory replaced by something else: what was made below it is gone (a later hard
+    // link must not name it, since the path may now lead through a symlink).
+    if (this.dirs.has(e.path) && e.type !== '5') this.forgetBelow(e.path);
     this.forget(e.path);
     if (e.type === '0' || e.type === '1') this.files.add(e.path);
     else if (e.type === '2') this.symlinks.add(e.path);
     else if (e.type === '5') this.dirs.set(e.path, e);
     this.push(entryHeaders(e));
     this.passData = e.type === '0' && e.size > 0;
+  }
+
+  private forgetBelow(dir: string): void {
+    const prefix = `${dir}/`;
+    for (const set of [this.files, this.symlinks]) for (const p of set) if (p.startsWith(prefix)) set.delete(p);
+    for (const p of this.dirs.keys()) if (p.startsWith(prefix)) this.dirs.delete(p);
   }
 
   /** A later member replaces an earlier one of the same name. */
