@@ -28,6 +28,7 @@ interface CreateFlags extends RegistryFlags {
   entrypoint?: string;
   user?: string;
   pull: string;
+  publishAll?: boolean;
 }
 
 function addCreateFlags(cmd: Command): Command {
@@ -50,6 +51,7 @@ function addCreateFlags(cmd: Command): Command {
     .option('--ip <address>', 'static IPv4 address on the network')
     .option('--mac-address <mac>', 'static MAC address')
     .option('-p, --publish <[ip:]host:ctr[/proto]>', 'publish a container port on the host (repeatable)', collect, [])
+    .option('-P, --publish-all', "publish every port the image exposes on a free host port")
     .option('--pod <pod>', 'run in this pod (sharing its namespaces)')
     .argument('<image>', 'image to run')
     .argument('[command...]', 'command and arguments')
@@ -73,6 +75,7 @@ function createOptions(image: string, command: string[], f: CreateFlags): Create
     command,
     entrypoint: f.entrypoint,
     user: f.user,
+    publishAll: !!f.publishAll,
     pull: f.pull as CreateOptions['pull'],
     pullOptions: pullOptions(f, false),
     name: f.name,

@@ -7,6 +7,7 @@ import { run, which } from '../lib/exec.js';
 import { mkdirp, readJsonIfExists, writeJsonAtomic, writeFileAtomic } from '../lib/fsutil.js';
 import { FileLock, withLock } from '../lib/lock.js';
 import { newId, randomName, validName } from '../lib/ids.js';
+import { freePort } from '../lib/net.js';
 import { processAlive, procStartTime, sleep, waitFor } from '../lib/proc.js';
 import { RuncRuntime } from '../drivers/runtime/runc.js';
 import { buildSpec, type Mount } from '../drivers/runtime/spec.js';
@@ -46,6 +47,8 @@ export interface CreateOptions {
   entrypoint?: string;
   /** -u/--user USER[:GROUP] (names from the container's /etc/passwd and /etc/group). */
   user?: string;
+  /** -P/--publish-all: the image's ExposedPorts on free host ports. */
+  publishAll?: boolean;
   /** --pull: always, missing (default) or never; with the registry options for a pull. */
   pull?: 'always' | 'missing' | 'never';
   pullOptions?: PullOptions & { authfile?: string };
@@ -409,9 +412,14 @@ export class Engine {
     if (pod && (o.network || o.ip || o.mac || o.publish?.length)) {
       throw new FerryError('EINVAL', `containers in pod ${pod.name} use the pod's network: give --network/-p/--ip to \`ferry pod create\` instead`);
     }
-    const network = pod ? undefined : this.parseNetwork(o);
+    // Checked before a pull: a bad --network or -p fails fast.
+    let network = pod ? undefined : this.parseNetwork(o);
     const img = await this.imageForRun(o.image, o.pull ?? 'missing', o.pullOptions);
     const c = img.Config;
+    if (o.publishAll && Object.keys(c.ExposedPorts ?? {}).length) {
+      if (pod) throw new FerryError('EINVAL', `containers in pod ${pod.name} use the pod's network: publish ports with \`ferry pod create -p\``);
+      network = this.parseNetwork({ ...o, publish: [...(o.publish ?? []), ...(await this.publishAll(c.ExposedPorts ?? {}, network!))] });
+    }
     // Docker's rules: run arguments replace Cmd; --entrypoint replaces Entrypoint and clears Cmd.
     const entrypoint = o.entrypoint !== undefined ? parseEntrypoint(o.entrypoint) : c.Entrypoint ?? [];
     const command = [...entrypoint, ...(o.command.length ? o.command : o.entrypoint !== undefined ? [] : c.Cmd ?? [])];
@@ -461,6 +469,26 @@ export class Engine {
       },
       { what: 'the container name registry' },
     );
+  }
+
+  /** -P: each port the image exposes and -p left out, on a free host port (as Podman picks them). */
+  private async publishAll(exposed: Record<string, object>, net: NetworkConfig): Promise<string[]> {
+    const taken = new Set(this.allRecords().flatMap((r) => (r.config.network?.ports ?? []).map((p) => p.hostPort)));
+    for (const p of net.ports) taken.add(p.hostPort);
+    const out: string[] = [];
+    for (const key of Object.keys(exposed)) {
+      const m = /^(\d{1,5})(?:\/(tcp|udp))?$/i.exec(key);
+      if (!m) continue; // ranges and other protocols: not published
+      const port = Number(m[1]);
+      const proto = (m[2] ?? 'tcp').toLowerCase();
+      if (port < 1 || port > 65535 || net.ports.some((p) => p.containerPort === port && p.protocol === proto)) continue;
+      let host: number;
+      do host = await freePort();
+      while (taken.has(host));
+      taken.add(host);
+      out.push(`${host}:${port}/${proto}`);
+    }
+    return out;
   }
 
   private parseNetwork(o: CreateOptions): NetworkConfig {

@@ -10,6 +10,7 @@ import { spawnSync } from 'node:child_process';
 import { Host, assertCleanError, busyboxTarball } from '../helpers/ferry.js';
 import { layerTar, writeLayout, type Member } from '../helpers/oci.js';
 import { Registry, TamperProxy, hasRegistryTools } from '../helpers/registry.js';
+import { freeIp, waitEcho } from '../helpers/net.js';
 
 const missing = hasRegistryTools();
 const h = new Host('pull');
@@ -68,7 +69,7 @@ before(async () => {
   writeLayout(layout, 'config', {
     layers: [base],
     architecture: arch,
-    config: { Entrypoint: ['/bin/echo', 'ep'], Cmd: ['default'], Env: ['PATH=/bin', 'GREETING=hi'], WorkingDir: '/tmp', User: 'nobody', Labels: { 'org.example': 'yes' }, StopSignal: 'SIGINT' },
+    config: { Entrypoint: ['/bin/echo', 'ep'], Cmd: ['default'], Env: ['PATH=/bin', 'GREETING=hi'], WorkingDir: '/tmp', User: 'nobody', Labels: { 'org.example': 'yes' }, StopSignal: 'SIGINT', ExposedPorts: { '7000/tcp': {}, '7001/udp': {} } },
   });
   for (const [tag, repo] of [['multi', 'app/multi:1'], ['escape', 'bad/escape:1'], ['plain', 'app/plain:1'], ['config', 'app/config:1']] as const) reg.push(layout, tag, repo);
   reg.push(layout, 'sibling', 'app/sibling:1', 'v2s2');
@@ -189,6 +190,25 @@ test("run honours the image's config: Entrypoint + Cmd, Env, WorkingDir, User, L
   assert.deepEqual(await h.names(), [], 'the refused run left no container');
   // --pull always fetches again (the registry is reachable: the same image).
   assert.equal(await h.ok(['run', '--rm', '--pull', 'always', '--tls-verify=false', img, 'again']), 'ep again');
+});
+
+test('-P publishes the ports the image exposes on free host ports; -p keeps its own', { skip: missing }, async () => {
+  const img = `${reg.addr}/app/config:1`;
+  const echo = ['--entrypoint', 'nc', '-u', 'root', img, '-ll', '-p', '7000', '-e', 'cat'];
+  try {
+    await h.ok(['run', '-d', '--name', 'web', '--ip', freeIp(), '-P', ...echo]);
+    const ports = (await h.ok(['port', 'web'])).split('\n').sort();
+    assert.equal(ports.length, 2, ports.join('; '));
+    const tcp = /^7000\/tcp -> 0\.0\.0\.0:(\d+)$/.exec(ports[0]!);
+    assert.ok(tcp, ports[0]);
+    assert.match(ports[1]!, /^7001\/udp -> 0\.0\.0\.0:\d+$/);
+    await waitEcho('127.0.0.1', Number(tcp[1]));
+    await h.ok(['rm', '-f', 'web']);
+    await h.ok(['create', '--name', 'web2', '-P', '-p', '7100:7000', ...echo]);
+    assert.match(await h.ok(['ps', '-a', '--format', '{{.Names}} {{.Ports}}']), /^web2 0\.0\.0\.0:7100->7000\/tcp, 0\.0\.0\.0:\d+->7001\/udp$/m);
+  } finally {
+    await h.run(['rm', '-f', '-i', 'web', 'web2']);
+  }
 });
 
 test('a container of a pulled image checkpoints and restores, and moves to another root with --export/--import', { skip: missing }, async () => {
