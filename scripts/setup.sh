@@ -80,6 +80,17 @@ if ((${#missing[@]})); then
   say "installing ${missing[*]} (missing Debian packages)"
   run apt-get update
   run apt-get install -y --no-install-recommends "${missing[@]}"
+  # The tests start registries of their own on 127.0.0.1: the package's system service (a
+  # registry on every address, port 5000) is not wanted. Only when this script installed it.
+  if [[ " ${missing[*]} " == *" docker-registry "* ]]; then
+    if command -v systemctl >/dev/null && [[ -d /run/systemd/system ]]; then
+      systemctl disable --now docker-registry.service >>"$LOG" 2>&1 || true
+    elif [[ -x /etc/init.d/docker-registry ]]; then
+      /etc/init.d/docker-registry stop >>"$LOG" 2>&1 || true
+      update-rc.d docker-registry disable >>"$LOG" 2>&1 || true
+    fi
+    say "the docker-registry system service is disabled (the tests start their own)"
+  fi
 fi
 
 # ---------------------------------------------------------------------------------------------
