@@ -7,7 +7,8 @@ import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { spawnSync } from 'node:child_process';
-import { Host, assertCleanError } from '../helpers/ferry.js';
+import { Host, assertCleanError, busyboxTarball } from '../helpers/ferry.js';
+import { layerTar, writeLayout } from '../helpers/oci.js';
 import { Registry, hasRegistryTools } from '../helpers/registry.js';
 
 const missing = hasRegistryTools();
@@ -59,6 +60,20 @@ test('push: skopeo sees the same digests; another root pulls the same image ID a
   assert.equal(JSON.parse(skopeo('inspect', '--tls-verify=false', `docker://${reg.addr}/app/self:2`)).Digest, local.Digest);
   assertCleanError(await h.fails(['push', '--tls-verify=false', 'busybox']), /image busybox names no registry: give a destination/);
   assertCleanError(await h.fails(['push', '--tls-verify=false', 'nope', dest]), /image "nope" not found/);
+});
+
+test('a pulled image whose layer this root has from an import (another blob) pushes as its manifest says', { skip: missing }, async () => {
+  const layout = path.join(h.dir, 'gzlayout');
+  writeLayout(layout, 'gz', { layers: [fs.readFileSync(busyboxTarball()), layerTar([{ name: 'top', type: 'file', data: 't' }], h.dir)], architecture: process.arch === 'x64' ? 'amd64' : process.arch });
+  reg.push(layout, 'gz', 'app/gz:1');
+  const layersBefore = fs.readdirSync(path.join(h.root, 'images', 'layers')).filter((d) => /^[0-9a-f]{64}$/.test(d)).length;
+  await h.ok(['pull', '-q', '--tls-verify=false', `${reg.addr}/app/gz:1`]);
+  const layersAfter = fs.readdirSync(path.join(h.root, 'images', 'layers')).filter((d) => /^[0-9a-f]{64}$/.test(d)).length;
+  assert.equal(layersAfter, layersBefore + 1, 'the busybox layer is not unpacked again');
+  await h.ok(['push', '--tls-verify=false', `${reg.addr}/app/gz:1`, `${reg.addr}/copy/gz:1`]);
+  const a = JSON.parse(skopeo('inspect', '--tls-verify=false', `docker://${reg.addr}/app/gz:1`));
+  const b = JSON.parse(skopeo('inspect', '--tls-verify=false', `docker://${reg.addr}/copy/gz:1`));
+  assert.equal(b.Digest, a.Digest);
 });
 
 test('Podman pulls what Ferry pushed: the same image ID', { skip: missing || (spawnSync('sh', ['-c', 'command -v podman']).status !== 0 && 'podman is not installed') }, async () => {

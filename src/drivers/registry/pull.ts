@@ -91,9 +91,21 @@ export async function pullImage(store: ImageStore, ref: ImageReference, o: PullO
     while (next < todo.length && !failed) {
       const { d, diffId } = todo[next++]!;
       const have = store.layers.get(digestHex(diffId));
-      if (have) {
-        store.layers.noteDigest(have, d.digest);
+      if (have && store.hasBlob(d.digest)) {
         say(`Copying blob ${d.digest.slice(7, 19)} skipped: already exists`);
+        continue;
+      }
+      if (have) {
+        // The layer came as another blob (other compression, an import): keep this one too,
+        // so push and save send the image as its manifest says.
+        try {
+          await store.putBlobStream(await client.blob(d.digest), d.digest, d.size, `layer ${d.digest.slice(0, 19)}…`);
+        } catch (e) {
+          failed = true;
+          throw e;
+        }
+        store.layers.noteDigest(have, d.digest);
+        say(`Copying blob ${d.digest.slice(7, 19)} done`);
         continue;
       }
       try {

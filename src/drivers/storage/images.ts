@@ -15,7 +15,7 @@ import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { FerryError } from '../../lib/errors.js';
 import { commitDir, mkdirp, readJsonIfExists, writeFileAtomic, writeJsonAtomic } from '../../lib/fsutil.js';
-import { LayerStore, digestHex, randomLink, type LayerRecord } from './layers.js';
+import { LayerStore, Meter, digestHex, randomLink, type LayerRecord } from './layers.js';
 
 /** The runtime part of an image config (OCI `config`), as the image gives it. */
 export interface ImageConfig {
@@ -206,6 +206,21 @@ export class ImageStore {
     mkdirp(path.dirname(p), 0o700);
     fs.chmodSync(file, 0o644);
     fs.renameSync(file, p);
+  }
+
+  /** Stores a blob from a stream once its size and digest match (a layer's blob whose layer is stored already). */
+  async putBlobStream(src: Readable, digest: string, size: number, what: string): Promise<void> {
+    const dir = mkdirp(path.join(this.dir, 'blobs', 'sha256'), 0o700);
+    const tmp = path.join(dir, `.tmp-${process.pid}-${randomBytes(4).toString('hex')}`);
+    try {
+      const meter = new Meter(size, what);
+      await pipeline(src, meter, fs.createWriteStream(tmp, { mode: 0o644 }));
+      const got = `sha256:${meter.hash.digest('hex')}`;
+      if (meter.bytes !== size || got !== digest) throw new FerryError('EARCHIVE', `${what} does not match its digest (got ${got}, ${meter.bytes} bytes): the source is corrupt or tampered with; nothing was stored`);
+      fs.renameSync(tmp, this.blobPath(digestHex(digest)));
+    } finally {
+      fs.rmSync(tmp, { force: true });
+    }
   }
 
   config(img: ImageRecord): OciImageConfig {
@@ -507,10 +522,4 @@ export function layerMediaType(file: string): string {
     fs.closeSync(fd);
   }
   return head[0] === 0x1f && head[1] === 0x8b ? MEDIA.ociLayerGzip : head.readUInt32LE(0) === 0xfd2fb528 ? MEDIA.ociLayerZstd : MEDIA.ociLayer;
-}
-
-export async function sha256File(file: string): Promise<string> {
-  const h = createHash('sha256');
-  for await (const chunk of fs.createReadStream(file)) h.update(chunk as Buffer);
-  return h.digest('hex');
 }

@@ -99,11 +99,6 @@ export class LayerStore {
     return names.map((h) => this.get(h)).filter((r): r is LayerRecord => r !== undefined);
   }
 
-  /** A layer whose blob has this compressed digest, if one was stored from it. */
-  byCompressedDigest(digest: string): LayerRecord | undefined {
-    return this.list().find((l) => l.CompressedDigests.includes(digest));
-  }
-
   /**
    * Overlay's lower directories for layers given base first: relative to the store's dir
    * (mount from there), top layer first as overlay wants them.
