@@ -222,10 +222,11 @@ export function registerContainerCommands(parent: Command, ctx: Ctx, top: boolea
     .option('-l, --latest', 'act on the latest container')
     .option('-f, --force', 'stop a running container first')
     .option('-i, --ignore', 'ignore errors when a container does not exist')
-    .action(async (refs: string[], f: { all?: boolean; latest?: boolean; force?: boolean; ignore?: boolean }) => {
+    .option('-v, --volumes', 'also remove its anonymous volumes (made for the image\'s VOLUMEs)')
+    .action(async (refs: string[], f: { all?: boolean; latest?: boolean; force?: boolean; ignore?: boolean; volumes?: boolean }) => {
       const engine = getEngine(ctx);
       for (const ref of await engine.select({ refs, all: f.all, latest: f.latest, ignoreMissing: f.ignore }, 'rm')) {
-        if (await engine.removeSelected(ref, { force: f.force, ignoreMissing: f.ignore })) out(`${ref}\n`);
+        if (await engine.removeSelected(ref, { force: f.force, ignoreMissing: f.ignore, volumes: f.volumes })) out(`${ref}\n`);
       }
     });
 

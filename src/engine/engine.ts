@@ -3,7 +3,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { Readable, Writable } from 'node:stream';
 import { FerryError } from '../lib/errors.js';
-import { run, which } from '../lib/exec.js';
+import { run, runOk, which } from '../lib/exec.js';
 import { mkdirp, readJsonIfExists, writeJsonAtomic, writeFileAtomic } from '../lib/fsutil.js';
 import { FileLock, withLock } from '../lib/lock.js';
 import { newId, randomName, validName } from '../lib/ids.js';
@@ -424,6 +424,13 @@ export class Engine {
     const entrypoint = o.entrypoint !== undefined ? parseEntrypoint(o.entrypoint) : c.Entrypoint ?? [];
     const command = [...entrypoint, ...(o.command.length ? o.command : o.entrypoint !== undefined ? [] : c.Cmd ?? [])];
     if (!command.length) throw new FerryError('EINVAL', `image ${o.image} has no command (no Entrypoint or Cmd): give one after the image name`);
+    // The image's VOLUMEs that no -v/--tmpfs covers get an anonymous volume each, as in Podman.
+    for (const v of Object.keys(c.Volumes ?? {})) {
+      if (!v.startsWith('/')) continue;
+      const dest = path.posix.normalize(v).replace(/(.)\/+$/, '$1');
+      if (dest === '/' || mounts.some((m) => m.destination === dest)) continue;
+      mounts.push({ type: 'volume', source: randomBytes(32).toString('hex'), destination: dest, options: [], anonymous: true });
+    }
     const user = o.user ?? c.User ?? '';
     if (!/^[^:\s]*(:[^:\s]*)?$/.test(user)) throw new FerryError('EINVAL', `invalid --user "${o.user}": use USER[:GROUP], by name or number`);
     const id = newId();
@@ -459,7 +466,7 @@ export class Engine {
           throw new FerryError('EEXIST', `the container name "${config.name}" is already in use: remove that container or choose another name`);
         }
         // Named volumes that do not exist yet are created, as Podman does.
-        for (const m of mounts) if (m.type === 'volume') this.volumes.create(m.source, {}, { ifMissing: true });
+        for (const m of mounts) if (m.type === 'volume') this.volumes.create(m.source, {}, { ifMissing: true, anonymous: m.anonymous });
         const rec: ContainerRecord = { config, state: initialState() };
         const tmp = path.join(this.paths.containers, `.tmp-${id}`);
         mkdirp(path.join(tmp, 'userdata'), 0o700);
@@ -584,6 +591,7 @@ export class Engine {
         mounts.push({ destination: m.destination, type: 'bind', source: src, options: ['rbind', 'rprivate', m.options.includes('ro') ? 'ro' : 'rw'] });
       }
     }
+    for (const m of rec.config.mounts) if (m.type === 'volume' && m.anonymous) await this.copyUp(m.source, layer.merged, m.destination);
     // The user is looked up in the container's own files, as runc does, at each start.
     const user = rec.config.user ? resolveUser(layer.merged, rec.config.user) : undefined;
     const home = user?.home ?? '/root';
@@ -729,15 +737,34 @@ export class Engine {
         throw new FerryError('ESTATE', `container ${rec.config.name} is running: stop it first or use --force`);
       }
       await this.stopLocked(rec, 0);
-      await this.removeFiles(rec);
+      await this.removeFiles(rec, { volumes: opts.volumes });
       // Without its infra a pod is gone too.
       if (rec.config.infraOf) removePodRecord(this, rec.config.infraOf);
       return rec;
     });
   }
 
-  /** Deletes every file of a stopped container (caller holds the lock). */
-  async removeFiles(rec: ContainerRecord): Promise<void> {
+  /**
+   * An anonymous volume's first start: the image's files at its path are copied in (as Podman
+   * does), unless the path leads out of the rootfs or is not a directory.
+   */
+  private async copyUp(volume: string, rootfs: string, dest: string): Promise<void> {
+    const v = this.volumes.find(volume);
+    if (!v?.NeedsCopyUp) return;
+    let src: string | undefined;
+    try {
+      const real = fs.realpathSync(path.join(rootfs, dest));
+      const root = fs.realpathSync(rootfs);
+      if (real.startsWith(`${root}/`) && fs.statSync(real).isDirectory()) src = real;
+    } catch {
+      src = undefined;
+    }
+    if (src) await runOk(['cp', '-a', '--', `${src}/.`, v.Mountpoint], { what: `copying the image's ${dest} into its volume` });
+    this.volumes.copiedUp(volume);
+  }
+
+  /** Deletes every file of a stopped container (caller holds the lock); its anonymous volumes too with --rm or `rm -v`. */
+  async removeFiles(rec: ContainerRecord, opts: { volumes?: boolean } = {}): Promise<void> {
     const id = rec.config.id;
     this.beginOp(rec, 'remove', {});
     await this.releaseRuntime(rec);
@@ -751,6 +778,13 @@ export class Engine {
     fs.rmSync(this.exitFile(id), { force: true });
     fs.rmSync(this.paths.containerLock(id), { force: true });
     fs.rmSync(this.paths.attachLock(id), { force: true });
+    if (opts.volumes || rec.config.autoRemove) {
+      for (const m of rec.config.mounts) {
+        if (m.type !== 'volume' || !m.anonymous) continue;
+        if (this.allRecords().some((r) => r.config.mounts.some((x) => x.type === 'volume' && x.source === m.source))) continue;
+        if (this.volumes.find(m.source)) this.volumes.remove(m.source);
+      }
+    }
   }
 
   /** conmon's exit command: record the exit, unmount, and remove --rm containers. */
@@ -1172,9 +1206,9 @@ export class Engine {
   }
 
   /** Removes one container of a selection made with ignoreMissing: one removed meanwhile is then no error (undefined). */
-  async removeSelected(ref: string, o: { force?: boolean; ignoreMissing?: boolean } = {}): Promise<ContainerRecord | undefined> {
+  async removeSelected(ref: string, o: { force?: boolean; ignoreMissing?: boolean; volumes?: boolean } = {}): Promise<ContainerRecord | undefined> {
     try {
-      return await this.remove(ref, { force: o.force });
+      return await this.remove(ref, { force: o.force, volumes: o.volumes });
     } catch (e) {
       if (o.ignoreMissing && e instanceof FerryError && e.code === 'ENOTFOUND') return undefined;
       throw e;

@@ -10,6 +10,8 @@ export interface MountSpec {
   source: string;
   destination: string;
   options: string[];
+  /** A volume made for one of the image's Volumes (a random name; `rm -v` and --rm remove it). */
+  anonymous?: boolean;
 }
 
 export interface NetworkConfig {

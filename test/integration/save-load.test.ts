@@ -56,7 +56,7 @@ before(() => {
   work = fs.mkdtempSync(path.join(A.dir, 'work-'));
   pd = path.join(work, 'podman');
   const layout = path.join(work, 'layout');
-  writeLayout(layout, 'app:1', { layers: [fs.readFileSync(busyboxTarball()), ...layered.map((m) => layerTar(m, work))], architecture: arch, config: { Cmd: ['cat', '/opt/old/b'] } });
+  writeLayout(layout, 'app:1', { layers: [fs.readFileSync(busyboxTarball()), ...layered.map((m) => layerTar(m, work))], architecture: arch, config: { Cmd: ['cat', '/opt/old/b'], Volumes: { '/opt/old': {} } } });
 });
 
 after(async () => {
@@ -71,7 +71,25 @@ test('an OCI layout dir loads; save in every format loads on another root as the
   const id = JSON.parse(await A.ok(['images', '--format', 'json']))[0].Id as string;
   await A.ok(['tag', id, 'example.com/app:1']);
   await A.ok(['rmi', 'app:1']);
+  // The image's VOLUME /opt/old: an anonymous volume holding the image's files (copy-up),
+  // removed with a --rm container, kept by `rm` and removed by `rm -v`.
   assert.equal(await A.ok(['run', '--rm', 'example.com/app:1']), 'b');
+  assert.equal(await A.ok(['volume', 'ls', '-q']), '', '--rm removed its anonymous volume');
+  await A.ok(['run', '-d', '--name', 'v1', 'example.com/app:1', 'sh', '-c', 'echo new > /opt/old/new; sleep 100']);
+  const vol = await A.ok(['volume', 'ls', '-q']);
+  assert.match(vol, /^[0-9a-f]{64}$/);
+  assert.equal(await A.ok(['exec', 'v1', 'sh', '-c', 'ls /opt/old; grep " /opt/old " /proc/mounts | wc -l']), 'b\nnew\n1');
+  await A.ok(['rm', '-f', 'v1']);
+  assert.equal(await A.ok(['volume', 'ls', '-q']), vol, 'rm without -v keeps it');
+  await A.ok(['volume', 'rm', vol]);
+  await A.ok(['create', '--name', 'v2', '-v', 'mine:/opt/old', 'example.com/app:1']);
+  assert.equal(await A.ok(['volume', 'ls', '-q']), 'mine', '-v over the VOLUME path: no anonymous one');
+  await A.ok(['rm', 'v2']);
+  await A.ok(['volume', 'rm', 'mine']);
+  await A.ok(['create', '--name', 'v3', 'example.com/app:1']);
+  assert.match(await A.ok(['volume', 'ls', '-q']), /^[0-9a-f]{64}$/);
+  await A.ok(['rm', '-v', 'v3']);
+  assert.equal(await A.ok(['volume', 'ls', '-q']), '', 'rm -v removed it');
   for (const format of ['docker-archive', 'oci-archive', 'oci-dir']) {
     const out = path.join(work, `save-${format}`);
     assert.equal(await A.ok(['save', '--format', format, '-o', out, 'example.com/app:1']), '');
