@@ -60,9 +60,10 @@ before(() => {
 });
 
 after(async () => {
+  // Podman's state lives below A's dir: emptied before A goes (a podman run afterwards would make it again).
+  if (hasPodman && fs.existsSync(pd)) spawnSync('podman', ['--root', path.join(pd, 'root'), '--runroot', path.join(pd, 'run'), '--storage-driver', 'vfs', 'rmi', '-a', '-f'], { stdio: 'ignore' });
   await A.destroy();
   await B.destroy();
-  if (hasPodman) spawnSync('podman', ['--root', path.join(pd, 'root'), '--runroot', path.join(pd, 'run'), '--storage-driver', 'vfs', 'rmi', '-a', '-f'], { stdio: 'ignore' });
   if (!hadVarLib) fs.rmSync('/var/lib/containers', { recursive: true, force: true });
 });
 
