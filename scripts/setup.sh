@@ -21,10 +21,10 @@ LOG=${FERRY_SETUP_LOG:-/var/log/ferry-setup.log}
 
 # gcc and libc6-dev build the tests' memory workload (test/fixtures/memhog.c, linked statically).
 # mmdebstrap builds the root filesystems of the tests' real applications (test/helpers/apps.ts).
-# docker-registry, skopeo and buildah are the real registry peers of the image tests (test/helpers/registry.ts).
+# docker-registry and skopeo are the real registry peers of the image tests (test/helpers/registry.ts).
 PACKAGES=(runc conmon iptables containernetworking-plugins busybox-static zstd
   openssh-server openssh-client util-linux iproute2 tar gcc libc6-dev mmdebstrap
-  docker-registry skopeo buildah)
+  docker-registry skopeo)
 
 # Packages in the dependency closure of criu that the binary does not need: toolchain
 # bookkeeping, iconv modules, and anything that is not a library (filtered by name below).
