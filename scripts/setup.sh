@@ -22,8 +22,10 @@ LOG=${FERRY_SETUP_LOG:-/var/log/ferry-setup.log}
 # gcc and libc6-dev build the tests' memory workload (test/fixtures/memhog.c, linked statically).
 # mmdebstrap builds the root filesystems of the tests' real applications (test/helpers/apps.ts).
 # gcc also builds ferry-attach (below); tmux is the tests' real terminal (test/helpers/terminal.ts).
+# docker-registry and skopeo are the real registry peers of the image tests (test/helpers/registry.ts).
 PACKAGES=(runc conmon iptables containernetworking-plugins busybox-static zstd
-  openssh-server openssh-client util-linux iproute2 tar gcc libc6-dev mmdebstrap tmux)
+  openssh-server openssh-client util-linux iproute2 tar gcc libc6-dev mmdebstrap tmux
+  docker-registry skopeo)
 
 # Packages in the dependency closure of criu that the binary does not need: toolchain
 # bookkeeping, iconv modules, and anything that is not a library (filtered by name below).
@@ -79,6 +81,17 @@ if ((${#missing[@]})); then
   say "installing ${missing[*]} (missing Debian packages)"
   run apt-get update
   run apt-get install -y --no-install-recommends "${missing[@]}"
+  # The tests start registries of their own on 127.0.0.1: the package's system service (a
+  # registry on every address, port 5000) is not wanted. Only when this script installed it.
+  if [[ " ${missing[*]} " == *" docker-registry "* ]]; then
+    if command -v systemctl >/dev/null && [[ -d /run/systemd/system ]]; then
+      systemctl disable --now docker-registry.service >>"$LOG" 2>&1 || true
+    elif [[ -x /etc/init.d/docker-registry ]]; then
+      /etc/init.d/docker-registry stop >>"$LOG" 2>&1 || true
+      update-rc.d docker-registry disable >>"$LOG" 2>&1 || true
+    fi
+    say "the docker-registry system service is disabled (the tests start their own)"
+  fi
 fi
 
 # ---------------------------------------------------------------------------------------------

@@ -9,8 +9,9 @@ import type { LogEntry } from '../engine/logs.js';
 import { formatOutput, table } from './format.js';
 import { collect, getEngine, out, type Ctx } from './context.js';
 import { registerCheckpointCommands } from './checkpoint.js';
+import { pullOptions, registryFlags, type RegistryFlags } from './images.js';
 
-interface CreateFlags {
+interface CreateFlags extends RegistryFlags {
   name?: string;
   env: string[];
   volume: string[];
@@ -28,11 +29,18 @@ interface CreateFlags {
   pod?: string;
   tty?: boolean;
   interactive?: boolean;
+  entrypoint?: string;
+  user?: string;
+  pull: string;
+  publishAll?: boolean;
 }
 
 function addCreateFlags(cmd: Command): Command {
-  return cmd
+  return registryFlags(cmd)
     .option('--name <name>', 'assign a name to the container')
+    .option('--entrypoint <cmd>', "replace the image's Entrypoint (a command or a JSON array); clears its Cmd")
+    .option('-u, --user <user[:group]>', 'run as this user (name or UID, from the image\'s /etc/passwd)')
+    .option('--pull <policy>', 'pull the image: always, missing or never', 'missing')
     .option('-e, --env <KEY=VALUE>', 'set an environment variable (repeatable)', collect, [])
     .option('-v, --volume <VOL:/path[:ro]>', 'mount a named volume or host path (repeatable)', collect, [])
     .option('--tmpfs <path[:opts]>', 'mount a tmpfs (repeatable)', collect, [])
@@ -47,6 +55,7 @@ function addCreateFlags(cmd: Command): Command {
     .option('--ip <address>', 'static IPv4 address on the network')
     .option('--mac-address <mac>', 'static MAC address')
     .option('-p, --publish <[ip:]host:ctr[/proto]>', 'publish a container port on the host (repeatable)', collect, [])
+    .option('-P, --publish-all', "publish every port the image exposes on a free host port")
     .option('--pod <pod>', 'run in this pod (sharing its namespaces)')
     .option('-t, --tty', 'allocate a terminal for the container')
     .option('-i, --interactive', 'keep stdin open, even when not attached')
@@ -66,9 +75,15 @@ function createOptions(image: string, command: string[], f: CreateFlags): Create
     stopTimeout = Number(f.stopTimeout);
     if (!Number.isInteger(stopTimeout) || stopTimeout < 0) throw new FerryError('EINVAL', `invalid --stop-timeout "${f.stopTimeout}": give whole seconds`);
   }
+  if (!['always', 'missing', 'never'].includes(f.pull)) throw new FerryError('EINVAL', `invalid --pull "${f.pull}": use always, missing or never`);
   return {
     image,
     command,
+    entrypoint: f.entrypoint,
+    user: f.user,
+    publishAll: !!f.publishAll,
+    pull: f.pull as CreateOptions['pull'],
+    pullOptions: pullOptions(f, false),
     name: f.name,
     env: f.env,
     volumes: f.volume,
@@ -289,10 +304,11 @@ export function registerContainerCommands(parent: Command, ctx: Ctx, top: boolea
     .option('-l, --latest', 'act on the latest container')
     .option('-f, --force', 'stop a running container first')
     .option('-i, --ignore', 'ignore errors when a container does not exist')
-    .action(async (refs: string[], f: { all?: boolean; latest?: boolean; force?: boolean; ignore?: boolean }) => {
+    .option('-v, --volumes', 'also remove its anonymous volumes (made for the image\'s VOLUMEs)')
+    .action(async (refs: string[], f: { all?: boolean; latest?: boolean; force?: boolean; ignore?: boolean; volumes?: boolean }) => {
       const engine = getEngine(ctx);
       for (const ref of await engine.select({ refs, all: f.all, latest: f.latest, ignoreMissing: f.ignore }, 'rm')) {
-        if (await engine.removeSelected(ref, { force: f.force, ignoreMissing: f.ignore })) out(`${ref}\n`);
+        if (await engine.removeSelected(ref, { force: f.force, ignoreMissing: f.ignore, volumes: f.volumes })) out(`${ref}\n`);
       }
     });
 

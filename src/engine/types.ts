@@ -10,6 +10,8 @@ export interface MountSpec {
   source: string;
   destination: string;
   options: string[];
+  /** A volume made for one of the image's Volumes (a random name; `rm -v` and --rm remove it). */
+  anonymous?: boolean;
 }
 
 export interface NetworkConfig {
@@ -29,10 +31,14 @@ export interface ContainerConfig {
   created: string; // ISO
   imageId: string;
   imageName: string;
-  /** Full argv of the container's process. */
+  /** Full argv of the container's process (its Entrypoint, then its Cmd). */
   command: string[];
+  /** How many of command's first words are the Entrypoint (absent: none). */
+  entrypointLength?: number;
   env: string[];
   workdir: string;
+  /** USER[:GROUP] as --user or the image gave it; resolved in the rootfs at each start. Absent: root. */
+  user?: string;
   hostname: string;
   mounts: MountSpec[];
   autoRemove: boolean;

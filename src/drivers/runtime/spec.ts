@@ -12,6 +12,8 @@ export interface SpecOptions {
   args: string[];
   env: string[];
   cwd: string;
+  /** The process's user (root when absent). */
+  user?: { uid: number; gid: number; additionalGids?: number[] };
   hostname: string;
   /** Bind mounts (volumes, /etc/hosts ...) and tmpfs mounts from --tmpfs. */
   mounts: Mount[];
@@ -72,7 +74,7 @@ export function buildSpec(o: SpecOptions): object {
     process: {
       terminal: o.terminal ?? false,
       ...(o.terminal && o.consoleSize ? { consoleSize: o.consoleSize } : {}),
-      user: { uid: 0, gid: 0 },
+      user: o.user ? { uid: o.user.uid, gid: o.user.gid, ...(o.user.additionalGids?.length ? { additionalGids: o.user.additionalGids } : {}) } : { uid: 0, gid: 0 },
       args: o.args,
       env: o.env,
       cwd: o.cwd,
