@@ -325,7 +325,7 @@ if [[ ! -e $SHIM || $(cat "$SHIM.sha256" 2>/dev/null) != "$shim_sum" ]]; then
   say "built $SHIM (CRIU reads another user's rlimits from /proc without CAP_SYS_RESOURCE)"
 fi
 
-# Node and Bun cannot open conmon's attach socket (SOCK_SEQPACKET): `run -it`, `attach` and
+# Bun cannot open conmon's attach socket (SOCK_SEQPACKET): `run -it`, `attach` and
 # `start -ai` connect the terminal through this small program (scripts/ferry-attach.c).
 ATTACH_SRC=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/ferry-attach.c
 ATTACH=$FERRY_LIB/bin/ferry-attach
@@ -336,6 +336,19 @@ if [[ ! -x $ATTACH || $(cat "$FERRY_LIB/lib/ferry-attach.sha256" 2>/dev/null) !=
   mv "$ATTACH.tmp" "$ATTACH"
   echo "$attach_sum" >"$FERRY_LIB/lib/ferry-attach.sha256"
   say "built $ATTACH (terminals and stdin of containers, through conmon's attach socket)"
+fi
+
+# The prestart hook that sets lo up in a container's own network namespace (--network none):
+# one small program rather than a shell, sed, nsenter and ip (scripts/ferry-lo-up.c).
+LOUP_SRC=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/ferry-lo-up.c
+LOUP=$FERRY_LIB/bin/ferry-lo-up
+loup_sum=$(sha256sum "$LOUP_SRC" | cut -d' ' -f1)
+if [[ ! -x $LOUP || $(cat "$FERRY_LIB/lib/ferry-lo-up.sha256" 2>/dev/null) != "$loup_sum" ]]; then
+  mkdir -p "$FERRY_LIB/lib" "$FERRY_LIB/bin"
+  run gcc -O2 -Wall -o "$LOUP.tmp" "$LOUP_SRC"
+  mv "$LOUP.tmp" "$LOUP"
+  echo "$loup_sum" >"$FERRY_LIB/lib/ferry-lo-up.sha256"
+  say "built $LOUP (loopback up in a container's own network namespace)"
 fi
 
 if [[ -n $system_criu ]]; then
