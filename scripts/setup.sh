@@ -325,31 +325,26 @@ if [[ ! -e $SHIM || $(cat "$SHIM.sha256" 2>/dev/null) != "$shim_sum" ]]; then
   say "built $SHIM (CRIU reads another user's rlimits from /proc without CAP_SYS_RESOURCE)"
 fi
 
-# Bun cannot open conmon's attach socket (SOCK_SEQPACKET): `run -it`, `attach` and
-# `start -ai` connect the terminal through this small program (scripts/ferry-attach.c).
-ATTACH_SRC=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/ferry-attach.c
-ATTACH=$FERRY_LIB/bin/ferry-attach
-attach_sum=$(sha256sum "$ATTACH_SRC" | cut -d' ' -f1)
-if [[ ! -x $ATTACH || $(cat "$FERRY_LIB/lib/ferry-attach.sha256" 2>/dev/null) != "$attach_sum" ]]; then
-  mkdir -p "$FERRY_LIB/lib" "$FERRY_LIB/bin"
-  run gcc -O2 -Wall -o "$ATTACH.tmp" "$ATTACH_SRC"
-  mv "$ATTACH.tmp" "$ATTACH"
-  echo "$attach_sum" >"$FERRY_LIB/lib/ferry-attach.sha256"
-  say "built $ATTACH (terminals and stdin of containers, through conmon's attach socket)"
-fi
-
-# The prestart hook that sets lo up in a container's own network namespace (--network none):
-# one small program rather than a shell, sed, nsenter and ip (scripts/ferry-lo-up.c).
-LOUP_SRC=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/ferry-lo-up.c
-LOUP=$FERRY_LIB/bin/ferry-lo-up
-loup_sum=$(sha256sum "$LOUP_SRC" | cut -d' ' -f1)
-if [[ ! -x $LOUP || $(cat "$FERRY_LIB/lib/ferry-lo-up.sha256" 2>/dev/null) != "$loup_sum" ]]; then
-  mkdir -p "$FERRY_LIB/lib" "$FERRY_LIB/bin"
-  run gcc -O2 -Wall -o "$LOUP.tmp" "$LOUP_SRC"
-  mv "$LOUP.tmp" "$LOUP"
-  echo "$loup_sum" >"$FERRY_LIB/lib/ferry-lo-up.sha256"
-  say "built $LOUP (loopback up in a container's own network namespace)"
-fi
+# Small helper programs in C, each rebuilt when its source changes: build_helper NAME WHAT.
+build_helper() {
+  local src out sum
+  src=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/$1.c
+  out=$FERRY_LIB/bin/$1
+  sum=$(sha256sum "$src" | cut -d' ' -f1)
+  if [[ ! -x $out || $(cat "$FERRY_LIB/lib/$1.sha256" 2>/dev/null) != "$sum" ]]; then
+    mkdir -p "$FERRY_LIB/lib" "$FERRY_LIB/bin"
+    run gcc -O2 -Wall -o "$out.tmp" "$src"
+    mv "$out.tmp" "$out"
+    echo "$sum" >"$FERRY_LIB/lib/$1.sha256"
+    say "built $out ($2)"
+  fi
+}
+# Bun cannot open conmon's attach socket (SOCK_SEQPACKET): `run -it`, `attach` and `start -ai`
+# connect the terminal through ferry-attach. ferry-lo-up is the prestart hook that sets lo up in
+# a container's own network namespace (--network none): one small program rather than a shell,
+# sed, nsenter and ip.
+build_helper ferry-attach "terminals and stdin of containers, through conmon's attach socket"
+build_helper ferry-lo-up "loopback up in a container's own network namespace"
 
 if [[ -n $system_criu ]]; then
   wrapper_body="LD_PRELOAD=$SHIM exec $system_criu \"\$@\""

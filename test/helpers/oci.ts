@@ -135,3 +135,18 @@ export function writeMultiPlatform(dir: string, tag: string, images: (LayoutImag
 export function readFileLayer(tarball: string): Buffer {
   return fs.readFileSync(tarball);
 }
+
+/**
+ * What a Ferry root's image store holds, as names (images, layers, link names, blobs): a failed
+ * pull or load must leave it exactly as it was.
+ */
+export function storedImageFiles(root: string): string[] {
+  const ls = (d: string): string[] => {
+    try {
+      return fs.readdirSync(path.join(root, 'images', d)).map((x) => `${d}/${x}`);
+    } catch {
+      return [];
+    }
+  };
+  return [...ls('.').filter((x) => /[0-9a-f]{64}$/.test(x)), ...ls('layers'), ...ls('l'), ...ls('blobs/sha256')].sort();
+}

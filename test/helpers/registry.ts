@@ -10,17 +10,7 @@ import * as https from 'node:https';
 import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
-
-export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.listen(0, '127.0.0.1', () => {
-      const p = (s.address() as net.AddressInfo).port;
-      s.close(() => resolve(p));
-    });
-    s.on('error', reject);
-  });
-}
+import { freePort } from '../../src/lib/net.js';
 
 export function hasRegistryTools(): string | undefined {
   for (const t of ['docker-registry', 'skopeo']) {
@@ -130,51 +120,19 @@ function ping(port: number, tls: boolean): Promise<boolean> {
  * A proxy to a registry that serves `tamper` blobs (by digest) with one byte changed: the
  * registry "is tampered with" for whoever pulls through it.
  */
-export class TamperProxy {
+/** An HTTP server on a free port of 127.0.0.1, stopped with every connection it holds. */
+abstract class LoopbackServer {
   private server: http.Server | undefined;
   port = 0;
-  readonly tamper = new Set<string>();
-  /** Blobs whose next download is cut half-way (once each). */
-  readonly cut = new Set<string>();
-
-  constructor(private readonly upstreamPort: number) {}
 
   get addr(): string {
     return `127.0.0.1:${this.port}`;
   }
 
+  protected abstract handle(req: http.IncomingMessage, res: http.ServerResponse): void;
+
   async start(): Promise<void> {
-    this.server = http.createServer((req, res) => {
-      const up = http.request({ host: '127.0.0.1', port: this.upstreamPort, path: req.url, method: req.method, headers: req.headers }, (ur) => {
-        const digest = /\/blobs\/(sha256:[0-9a-f]{64})$/.exec(req.url ?? '')?.[1];
-        if (digest && this.cut.has(digest) && ur.statusCode === 200 && req.method === 'GET') {
-          this.cut.delete(digest);
-          const chunks: Buffer[] = [];
-          ur.on('data', (c: Buffer) => chunks.push(c));
-          ur.on('end', () => {
-            const b = Buffer.concat(chunks);
-            res.writeHead(200, { ...ur.headers, 'content-length': String(b.length) });
-            res.write(b.subarray(0, b.length >> 1), () => res.socket?.destroy());
-          });
-          return;
-        }
-        if (!digest || !this.tamper.has(digest) || ur.statusCode !== 200) {
-          res.writeHead(ur.statusCode ?? 502, ur.headers);
-          ur.pipe(res);
-          return;
-        }
-        const chunks: Buffer[] = [];
-        ur.on('data', (c: Buffer) => chunks.push(c));
-        ur.on('end', () => {
-          const b = Buffer.concat(chunks);
-          b[b.length >> 1] = b[b.length >> 1]! ^ 0xff;
-          res.writeHead(200, { ...ur.headers, 'content-length': String(b.length) });
-          res.end(b);
-        });
-      });
-      up.on('error', () => res.destroy());
-      req.pipe(up);
-    });
+    this.server = http.createServer((req, res) => this.handle(req, res));
     await new Promise<void>((resolve) => this.server!.listen(0, '127.0.0.1', resolve));
     this.port = (this.server.address() as net.AddressInfo).port;
   }
@@ -189,61 +147,86 @@ export class TamperProxy {
   }
 }
 
+export class TamperProxy extends LoopbackServer {
+  readonly tamper = new Set<string>();
+  /** Blobs whose next download is cut half-way (once each). */
+  readonly cut = new Set<string>();
+
+  constructor(private readonly upstreamPort: number) {
+    super();
+  }
+
+  protected handle(req: http.IncomingMessage, res: http.ServerResponse): void {
+    const up = http.request({ host: '127.0.0.1', port: this.upstreamPort, path: req.url, method: req.method, headers: req.headers }, (ur) => {
+      const digest = /\/blobs\/(sha256:[0-9a-f]{64})$/.exec(req.url ?? '')?.[1];
+      if (digest && this.cut.has(digest) && ur.statusCode === 200 && req.method === 'GET') {
+        this.cut.delete(digest);
+        const chunks: Buffer[] = [];
+        ur.on('data', (c: Buffer) => chunks.push(c));
+        ur.on('end', () => {
+          const b = Buffer.concat(chunks);
+          res.writeHead(200, { ...ur.headers, 'content-length': String(b.length) });
+          res.write(b.subarray(0, b.length >> 1), () => res.socket?.destroy());
+        });
+        return;
+      }
+      if (!digest || !this.tamper.has(digest) || ur.statusCode !== 200) {
+        res.writeHead(ur.statusCode ?? 502, ur.headers);
+        ur.pipe(res);
+        return;
+      }
+      const chunks: Buffer[] = [];
+      ur.on('data', (c: Buffer) => chunks.push(c));
+      ur.on('end', () => {
+        const b = Buffer.concat(chunks);
+        b[b.length >> 1] = b[b.length >> 1]! ^ 0xff;
+        res.writeHead(200, { ...ur.headers, 'content-length': String(b.length) });
+        res.end(b);
+      });
+    });
+    up.on('error', () => res.destroy());
+    req.pipe(up);
+  }
+}
+
 /**
  * A Bearer-token front for a registry, as Docker Hub and most registries do it: requests
  * without a token get 401 with `WWW-Authenticate: Bearer realm=.../token`; /token gives a token
  * for Basic credentials user:password; requests with the token go through to the registry.
  */
-export class TokenProxy {
-  private server: http.Server | undefined;
-  port = 0;
+export class TokenProxy extends LoopbackServer {
   readonly token = `tok-${Math.random().toString(36).slice(2)}`;
   tokenRequests = 0;
 
-  constructor(private readonly upstreamPort: number, private readonly user: string, private readonly password: string) {}
-
-  get addr(): string {
-    return `127.0.0.1:${this.port}`;
+  constructor(private readonly upstreamPort: number, private readonly user: string, private readonly password: string) {
+    super();
   }
 
-  async start(): Promise<void> {
-    this.server = http.createServer((req, res) => {
-      const url = new URL(req.url ?? '/', `http://${this.addr}`);
-      if (url.pathname === '/token') {
-        this.tokenRequests++;
-        const want = `Basic ${Buffer.from(`${this.user}:${this.password}`).toString('base64')}`;
-        if (req.headers.authorization !== want || url.searchParams.get('service') !== 'ferry-test' || !url.searchParams.get('scope')?.startsWith('repository:')) {
-          res.writeHead(401).end();
-          return;
-        }
-        res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ token: this.token }));
+  protected handle(req: http.IncomingMessage, res: http.ServerResponse): void {
+    const url = new URL(req.url ?? '/', `http://${this.addr}`);
+    if (url.pathname === '/token') {
+      this.tokenRequests++;
+      const want = `Basic ${Buffer.from(`${this.user}:${this.password}`).toString('base64')}`;
+      if (req.headers.authorization !== want || url.searchParams.get('service') !== 'ferry-test' || !url.searchParams.get('scope')?.startsWith('repository:')) {
+        res.writeHead(401).end();
         return;
       }
-      if (req.headers.authorization !== `Bearer ${this.token}`) {
-        const repo = /^\/v2\/(.+)\/(?:manifests|blobs)\//.exec(url.pathname)?.[1] ?? '';
-        res.writeHead(401, { 'www-authenticate': `Bearer realm="http://${this.addr}/token",service="ferry-test",scope="repository:${repo}:pull"`, 'content-type': 'application/json' });
-        res.end('{"errors":[{"code":"UNAUTHORIZED","message":"authentication required"}]}');
-        return;
-      }
-      const headers = { ...req.headers };
-      delete headers.authorization;
-      const up = http.request({ host: '127.0.0.1', port: this.upstreamPort, path: req.url, method: req.method, headers }, (ur) => {
-        res.writeHead(ur.statusCode ?? 502, ur.headers);
-        ur.pipe(res);
-      });
-      up.on('error', () => res.destroy());
-      req.pipe(up);
-    });
-    await new Promise<void>((resolve) => this.server!.listen(0, '127.0.0.1', resolve));
-    this.port = (this.server.address() as net.AddressInfo).port;
-  }
-
-  async stop(): Promise<void> {
-    const s = this.server;
-    this.server = undefined;
-    if (s) {
-      s.closeAllConnections?.();
-      await new Promise((r) => s.close(r));
+      res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ token: this.token }));
+      return;
     }
+    if (req.headers.authorization !== `Bearer ${this.token}`) {
+      const repo = /^\/v2\/(.+)\/(?:manifests|blobs)\//.exec(url.pathname)?.[1] ?? '';
+      res.writeHead(401, { 'www-authenticate': `Bearer realm="http://${this.addr}/token",service="ferry-test",scope="repository:${repo}:pull"`, 'content-type': 'application/json' });
+      res.end('{"errors":[{"code":"UNAUTHORIZED","message":"authentication required"}]}');
+      return;
+    }
+    const headers = { ...req.headers };
+    delete headers.authorization;
+    const up = http.request({ host: '127.0.0.1', port: this.upstreamPort, path: req.url, method: req.method, headers }, (ur) => {
+      res.writeHead(ur.statusCode ?? 502, ur.headers);
+      ur.pipe(res);
+    });
+    up.on('error', () => res.destroy());
+    req.pipe(up);
   }
 }

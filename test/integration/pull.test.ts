@@ -8,7 +8,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { Host, assertCleanError, busyboxTarball } from '../helpers/ferry.js';
-import { layerTar, writeLayout, type Member } from '../helpers/oci.js';
+import { layerTar, storedImageFiles, writeLayout, type Member } from '../helpers/oci.js';
 import { Registry, TamperProxy, hasRegistryTools } from '../helpers/registry.js';
 import { freeIp, waitEcho } from '../helpers/net.js';
 
@@ -38,16 +38,7 @@ const hidingLayer: Member[] = [
   { name: 'opt/old/b', type: 'file', data: 'b\n' },
 ];
 
-const storeContents = (): string[] => {
-  const ls = (d: string): string[] => {
-    try {
-      return fs.readdirSync(path.join(h.root, 'images', d)).map((x) => `${d}/${x}`);
-    } catch {
-      return [];
-    }
-  };
-  return [...ls('.').filter((x) => /[0-9a-f]{64}$/.test(x)), ...ls('layers'), ...ls('l'), ...ls('blobs/sha256')].sort();
-};
+const storeContents = (): string[] => storedImageFiles(h.root);
 const layerCount = (): number => {
   try {
     return fs.readdirSync(path.join(h.root, 'images', 'layers')).filter((d) => /^[0-9a-f]{64}$/.test(d)).length;

@@ -8,7 +8,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { FERRY_BIN, Host, assertCleanError, busyboxTarball } from '../helpers/ferry.js';
-import { layerTar, writeLayout, type Member } from '../helpers/oci.js';
+import { layerTar, storedImageFiles, writeLayout, type Member } from '../helpers/oci.js';
 
 const hasPodman = spawnSync('sh', ['-c', 'command -v podman']).status === 0;
 const A = new Host('sva');
@@ -24,16 +24,7 @@ const podman = (...args: string[]): string => {
   return r.stdout.trim();
 };
 
-const stored = (h: Host): string[] => {
-  const ls = (d: string): string[] => {
-    try {
-      return fs.readdirSync(path.join(h.root, 'images', d)).map((x) => `${d}/${x}`);
-    } catch {
-      return [];
-    }
-  };
-  return [...ls('.').filter((x) => /[0-9a-f]{64}$/.test(x)), ...ls('layers'), ...ls('l'), ...ls('blobs/sha256')].sort();
-};
+const stored = (h: Host): string[] => storedImageFiles(h.root);
 
 const layered: Member[][] = [
   [

@@ -2,12 +2,12 @@
 // a user sees when runc fails, and the OCI spec (config.json) a container runs with.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { checkpointArgs, cleanRuntimeMessage, restoreArgs } from '../../src/drivers/runtime/runc.js';
-import { buildSpec, type SpecOptions } from '../../src/drivers/runtime/spec.js';
+import { LOOPBACK_UP_HELPER, buildSpec, loopbackUpHook, type SpecOptions } from '../../src/drivers/runtime/spec.js';
 
 // ------------------------------------------------------------------------- runc argv
 
@@ -160,7 +160,7 @@ test('buildSpec: process, root, hostname, cgroups path; a container of its own b
   assert.ok(s.linux.readonlyPaths.includes('/proc/sys'));
   // Its own network namespace: a prestart hook brings lo up (CRIU restores it down).
   assert.equal(s.hooks?.prestart.length, 1);
-  assert.equal(s.hooks!.prestart[0]!.path, '/bin/sh');
+  assert.equal(s.hooks!.prestart[0]!.path, LOOPBACK_UP_HELPER, 'the helper npm run setup builds');
   assert.equal(s.hooks!.prestart[0]!.timeout, 10);
   // All of it is plain JSON.
   assert.deepEqual(JSON.parse(JSON.stringify(s)), s);
@@ -213,23 +213,44 @@ test('buildSpec: --network host has no network namespace at all, even with a pat
 
 test('buildSpec: the lo hook finds the PID in the state runc gives it and brings lo up there', (t) => {
   const d = fs.mkdtempSync(path.join(os.tmpdir(), 'ferry-hook-'));
-  t.after(() => fs.rmSync(d, { recursive: true, force: true }));
-  // A stand-in nsenter that says what it was asked to do.
+  // A process in a network namespace of its own, lo down: what runc hands the hook.
+  const ns = spawn('unshare', ['-n', 'sleep', '60'], { stdio: 'ignore' });
+  t.after(() => {
+    ns.kill('SIGKILL');
+    fs.rmSync(d, { recursive: true, force: true });
+  });
+  const lo = (): string => spawnSync('nsenter', ['-t', String(ns.pid), '-n', 'ip', '-o', 'link', 'show', 'lo'], { encoding: 'utf8' }).stdout;
+  const runHook = (hook: ReturnType<typeof loopbackUpHook>, state: string, env: NodeJS.ProcessEnv = {}) =>
+    spawnSync(hook.path, hook.args.slice(1), { argv0: hook.args[0], input: state, encoding: 'utf8', env: { PATH: '/usr/sbin:/usr/bin:/sbin:/bin', ...env } });
+  const states = (pid: number): string[] => [
+    // runc's state as it writes it (compact JSON, an annotation that says "pid" after the real one), and spaced
+    `{"ociVersion":"1.0.2","id":"abc","status":"creating","pid":${pid},"bundle":"/b","annotations":{"pid":"7"}}`,
+    `{\n  "ociVersion": "1.0.2",\n  "id": "abc",\n  "status": "creating",\n  "pid": ${pid},\n  "bundle": "/b"\n}`,
+  ];
+  // The helper (scripts/ferry-lo-up.c): for real, in the namespace.
+  const helper = loopbackUpHook();
+  assert.equal(helper.path, LOOPBACK_UP_HELPER);
+  for (const state of states(ns.pid!)) {
+    spawnSync('nsenter', ['-t', String(ns.pid), '-n', 'ip', 'link', 'set', 'lo', 'down']);
+    assert.doesNotMatch(lo(), /[<,]UP[,>]/);
+    const r = runHook(helper, state);
+    assert.equal(r.status, 0, r.stderr);
+    assert.match(lo(), /<LOOPBACK,UP,LOWER_UP>/);
+  }
+  const bad = runHook(helper, '{"id":"abc"}');
+  assert.notEqual(bad.status, 0, 'no PID: the hook fails rather than touch another namespace');
+  assert.match(bad.stderr, /^ferry-lo-up: no "pid" in the container state on stdin$/m);
+  // Without the helper: a shell with sed, nsenter and ip (a stand-in nsenter says what it was asked).
+  const fallback = loopbackUpHook(path.join(d, 'missing'));
+  assert.equal(fallback.path, '/bin/sh');
+  assert.deepEqual(fallback.env, ['PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin']);
   fs.writeFileSync(path.join(d, 'nsenter'), '#!/bin/sh\necho "nsenter $*"\n', { mode: 0o755 });
-  const hook = spec().hooks!.prestart[0]!;
-  assert.deepEqual(hook.env, ['PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin']);
-  const runHook = (state: string) =>
-    spawnSync(hook.path, hook.args.slice(1), { argv0: hook.args[0], input: state, encoding: 'utf8', env: { PATH: `${d}:/usr/bin:/bin` } });
-  // runc's state as it writes it (compact JSON), and spaced as other runtimes do
-  for (const state of [
-    '{"ociVersion":"1.0.2","id":"abc","status":"creating","pid":4242,"bundle":"/b","annotations":{"pid":"7"}}',
-    '{\n  "ociVersion": "1.0.2",\n  "id": "abc",\n  "status": "creating",\n  "pid": 4242,\n  "bundle": "/b"\n}',
-  ]) {
-    const r = runHook(state);
+  for (const state of states(4242)) {
+    const r = runHook(fallback, state, { PATH: `${d}:/usr/bin:/bin` });
     assert.equal(r.status, 0, r.stderr);
     assert.equal(r.stdout, 'nsenter -t 4242 -n ip link set lo up\n');
   }
-  const none = runHook('{"id":"abc"}');
-  assert.notEqual(none.status, 0, 'no PID: the hook fails rather than touch another namespace');
+  const none = runHook(fallback, '{"id":"abc"}', { PATH: `${d}:/usr/bin:/bin` });
+  assert.notEqual(none.status, 0);
   assert.equal(none.stdout, '');
 });

@@ -47,8 +47,8 @@ export const LOOPBACK_UP_HELPER = '/usr/local/lib/ferry/bin/ferry-lo-up';
  * OCI prestart hook: lo up in the container's own network namespace (PID from the state on
  * stdin). The small helper when it is installed, else a shell with sed, nsenter and ip.
  */
-function loopbackUpHook(): object {
-  if (fs.existsSync(LOOPBACK_UP_HELPER)) return { path: LOOPBACK_UP_HELPER, args: ['ferry-lo-up'], timeout: 10 };
+export function loopbackUpHook(helper = LOOPBACK_UP_HELPER): { path: string; args: string[]; env?: string[]; timeout: number } {
+  if (fs.existsSync(helper)) return { path: helper, args: ['ferry-lo-up'], timeout: 10 };
   return {
     path: '/bin/sh',
     args: ['sh', '-c', 'pid=$(sed -n \'s/.*"pid": *\\([0-9][0-9]*\\).*/\\1/p\'); [ -n "$pid" ] && exec nsenter -t "$pid" -n ip link set lo up'],
