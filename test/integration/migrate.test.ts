@@ -1,8 +1,11 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { LOOPER, skipWith, buildFixture, eventually, lastCount, busyboxTarball } from '../helpers/ferry.js';
+import { layerTar, writeLayout } from '../helpers/oci.js';
 import { HostPair, assertContinues, assertHostClean, bytesArrived, hasSshd, names, runcContainers, type NetHost } from '../helpers/hosts.js';
 
 const skip = hasSshd() ? false : 'openssh-server is not installed (npm run setup installs it)';
@@ -94,6 +97,36 @@ test('destination without the image: refused before freezing, container untouche
     await b.run(['rm', '-f', 'noimg']);
     await b.ok(['import', busyboxTarball(), 'busybox']);
     await a.run(['rm', '-f', 'noimg']);
+  }
+});
+
+test('--with-image sends only the layers the destination lacks: a shared base layer stays home', { skip }, async () => {
+  // app:1 is busybox's layer (B has it: the same tarball imported there) plus a layer of its own.
+  const work = fs.mkdtempSync(path.join(os.tmpdir(), 'fy-layers-'));
+  try {
+    writeLayout(path.join(work, 'layout'), 'app:1', {
+      layers: [fs.readFileSync(busyboxTarball()), layerTar([{ name: 'opt/', type: 'dir' }, { name: 'opt/app/', type: 'dir' }, { name: 'opt/app/hello.txt', type: 'file', data: 'hello from layer 2\n' }], work)],
+      config: { Cmd: LOOPER },
+    });
+    await a.ok(['load', '-i', path.join(work, 'layout')]);
+    await a.ok(['run', '-d', '--name', 'layered', 'localhost/app:1']);
+    await eventually(async () => (await lastCount(a, 'layered')) >= 1);
+    const layersOf = (h: NetHost): string[] => fs.readdirSync(path.join(h.root, 'images', 'layers')).filter((l) => /^[0-9a-f]{64}$/.test(l)).sort();
+    const before = layersOf(b);
+    assert.equal(before.length, 1, 'B has busybox\'s layer only');
+    const r = await a.run(['--log-level', 'debug', ...migrateArgs(a, b, 'layered', ['--with-image'])]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stderr, /migrate layered: sending image [0-9a-f]{12}: 1 of 2 layers/);
+    assert.deepEqual(layersOf(b), layersOf(a), 'B now has both layers, the base one stored once');
+    assert.equal(layersOf(b).length, 2);
+    assert.equal((await b.ok(['exec', 'layered', 'cat', '/opt/app/hello.txt'])).trim(), 'hello from layer 2');
+    await assertContinues(b, 'layered', await lastCount(b, 'layered'));
+  } finally {
+    await b.run(['rm', '-f', 'layered']);
+    await b.run(['rmi', 'localhost/app:1']);
+    await a.run(['rm', '-f', 'layered']);
+    await a.run(['rmi', 'localhost/app:1']);
+    fs.rmSync(work, { recursive: true, force: true });
   }
 });
 

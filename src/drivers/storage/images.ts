@@ -488,15 +488,23 @@ export class ImageStore {
     }
   }
 
-  /** The image as receive() takes it: a tar stream of its config, manifest and layers. */
-  send(id: string): { stream: Readable; done: Promise<void> } {
+  /** Whether a layer (the hex of its diff ID) is stored here. */
+  hasLayer(hex: string): boolean {
+    return this.layers.has(hex);
+  }
+
+  /**
+   * The image as receive() takes it: a tar stream of its config, manifest and layers, but for
+   * the layers in skip (those the other host has).
+   */
+  send(id: string, skip: ReadonlySet<string> = new Set()): { stream: Readable; done: Promise<void> } {
     const img = this.byId(id);
     if (!img) throw new FerryError('ENOTFOUND', `image ${id.slice(0, 12)} is gone from this host`);
     const stage = fs.mkdtempSync(path.join(os.tmpdir(), 'ferry-send-'));
     fs.writeFileSync(path.join(stage, 'config.json'), this.blob(`sha256:${img.Id}`));
     fs.writeFileSync(path.join(stage, 'manifest.json'), this.blob(img.Digest));
     const args = ['-c', '-f', '-', '--numeric-owner', '--xattrs', '--xattrs-include=*', '-C', stage, 'config.json', 'manifest.json', '-C', this.layers.layersDir];
-    for (const l of img.Layers) args.push(`${l}/layer.json`, `${l}/diff`);
+    for (const l of img.Layers) if (!skip.has(l)) args.push(`${l}/layer.json`, `${l}/diff`);
     const child = spawn('tar', args, { stdio: ['ignore', 'pipe', 'pipe'] });
     let stderr = '';
     child.stderr!.on('data', (b: Buffer) => (stderr += b.toString()));

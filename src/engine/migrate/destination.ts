@@ -178,7 +178,9 @@ async function check(s: Session, opts: ReceiveOptions, setEndpoint: (e: Endpoint
       s.pageServer = await startPageServer(criuPath(engine), s.stage, port);
       if (opts.pageServerTunnel) setEndpoint(opts.pageServerTunnel(port));
     }
-    s.reply({ type: 'ready', needImage });
+    // The layers of the image it already has, which the source then leaves out.
+    const haveLayers = needImage ? (hello.imageLayers ?? []).filter((l) => engine.images.hasLayer(l)) : undefined;
+    s.reply({ type: 'ready', needImage, ...(haveLayers ? { haveLayers } : {}) });
     debug(`receive ${name}: ready`);
     return needImage;
   } catch (e) {

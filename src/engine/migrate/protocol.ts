@@ -57,6 +57,8 @@ export interface Hello {
   /** (page server, ssh) The loopback port the `ssh -L` tunnel leads to, where the page server listens. */
   pageServerPort?: number;
   withImage: boolean;
+  /** (--with-image) The image's layers (hex of their diff IDs), for the destination to say which it has. */
+  imageLayers?: string[];
   /** Named volumes that move with it. */
   volumes: string[];
 }
@@ -81,6 +83,11 @@ export interface Ready {
   type: 'ready';
   /** The destination lacks the image: the source sends it first (--with-image). */
   needImage: boolean;
+  /**
+   * With needImage: the image's layers (hex of their diff IDs) the destination already has,
+   * which the source leaves out (absent from older destinations: everything is sent).
+   */
+  haveLayers?: string[];
 }
 
 export interface ErrorReply {
@@ -131,6 +138,7 @@ export function parseSourceMessage(json: unknown): SourceMessage {
         pageServer: f.bool('pageServer'),
         pageServerPort: f.port('pageServerPort', 'page server port'),
         withImage: f.bool('withImage'),
+        imageLayers: f.optional('imageLayers', () => f.layerIds('imageLayers')),
         volumes: f.names('volumes', 'volume'),
       };
       if (m.lazy && m.pageServer) throw f.bad('it asks for both lazy pages and a page server');
@@ -156,7 +164,7 @@ export function parseReply(json: unknown): Reply {
   const type = f.type();
   switch (type) {
     case 'ready':
-      return { type, needImage: f.bool('needImage') };
+      return { type, needImage: f.bool('needImage'), haveLayers: f.optional('haveLayers', () => f.layerIds('haveLayers')) };
     case 'error':
       return { type, message: f.string('message') };
     case 'pre-dump-stored':
@@ -260,6 +268,13 @@ class Fields {
 
   imageId(k: string): string {
     return this.match(k, /^[0-9a-f]{64}$/, 'an image ID');
+  }
+
+  /** Layer IDs (the hex of diff IDs), at most as many as an image can have. */
+  layerIds(k: string): string[] {
+    const v = this.field(k, 'a list', (x) => Array.isArray(x) && x.length <= 1000) as unknown[];
+    for (const id of v) if (typeof id !== 'string' || !/^[0-9a-f]{64}$/.test(id)) throw this.bad(`${k}: ${shown(id)} is not a layer ID`);
+    return v as string[];
   }
 
   ip(k: string): string {

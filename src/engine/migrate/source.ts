@@ -249,7 +249,7 @@ class Session {
 async function runPhases(s: Session): Promise<MigrateReport> {
   try {
     const ready = await connectAndCheck(s);
-    if (ready.needImage) await sendImage(s);
+    if (ready.needImage) await sendImage(s, new Set(ready.haveLayers));
     const parent = await preCopy(s);
     const moved = await freezeAndSend(s, parent);
     // Stop-and-copy has committed already, from under the frozen container's lock.
@@ -280,6 +280,7 @@ async function connectAndCheck(s: Session): Promise<Ready> {
     pageServer: pages === 'page-server',
     pageServerPort: pages === 'page-server' ? remotePort : undefined,
     withImage: !!s.o.withImage,
+    imageLayers: s.o.withImage ? s.engine.images.list().find((i) => i.Id === rec.config.imageId)?.Layers : undefined,
     volumes: rec.config.mounts.filter((m) => m.type === 'volume').map((m) => m.source),
   });
   s.progress('checking');
@@ -293,12 +294,14 @@ async function connectAndCheck(s: Session): Promise<Ready> {
 }
 
 /** 2. --with-image: the image's rootfs goes first, while the container still runs. Rollback: untouched. */
-async function sendImage(s: Session): Promise<void> {
+async function sendImage(s: Session, haveLayers: Set<string>): Promise<void> {
   s.progress('transferring');
   const img = s.engine.images.list().find((i) => i.Id === s.p.rec.config.imageId);
   if (!img) throw new FerryError('ENOTFOUND', `the image of ${s.name} is gone from this host`);
   await s.writer.send({ type: 'image', image: img });
-  const src = s.engine.images.send(img.Id);
+  // Only the layers the destination lacks (a shared base layer is not sent again).
+  const src = s.engine.images.send(img.Id, haveLayers);
+  debug(`migrate ${s.name}: sending image ${img.Id.slice(0, 12)}: ${img.Layers.filter((l) => !haveLayers.has(l)).length} of ${img.Layers.length} layers`);
   const sink = s.writer.dataStream();
   await Promise.all([pipeline(src.stream, sink), src.done]);
   const got = await s.replies.next(REPLY_TIMEOUT_MS);
