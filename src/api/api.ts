@@ -5,6 +5,7 @@
  */
 import * as http from 'node:http';
 import type { Engine } from '../engine/engine.js';
+import { debug } from '../lib/log.js';
 import { DOCKER_API_VERSION, DOCKER_HEADERS, DOCKER_MIN_API_VERSION, dockerRoutes } from './docker.js';
 import { ApiError, errorReply, sendError, sendJson, type Router } from './http.js';
 import { LIBPOD_HEADERS, libpodRoutes } from './libpod.js';
@@ -74,7 +75,8 @@ export function createApiServer(engine: Engine, log: (line: string) => void): Ap
     });
     handle(req, res).catch((e: unknown) => {
       const { status, message } = errorReply(e);
-      if (status >= 500) log(`${req.method} ${req.url}: ${message}`);
+      if (status >= 500) log(`${req.method} ${req.url}: ${status} ${message}`);
+      else debug(`${req.method} ${req.url}: ${status} ${message}`);
       // libpod's errors carry the cause and the status too (Podman's ErrorModel).
       if (libpodReq && !res.headersSent) return sendJson(res, status, { cause: message.split('\n')[0], message: message.split('\n')[0], response: status });
       sendError(res, e);

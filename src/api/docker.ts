@@ -130,7 +130,7 @@ export function dockerRoutes(engine: Engine): Router {
 
   r.on('GET', '/containers/json', async ({ res, query }) => {
     const filters = parseFilters(query.get('filters'));
-    const limit = intParam(query, 'limit');
+    const limit = query.get('limit') === '-1' ? undefined : intParam(query, 'limit'); // -1: no limit
     // As Docker: a status filter looks at every container.
     let recs = (await engine.listContainers({ all: boolParam(query, 'all') || !!filters.status?.length })).filter((x) => matchesFilters(x, filters));
     if (limit !== undefined && limit > 0) recs = recs.slice(0, limit);
@@ -335,9 +335,11 @@ function portBindings(pb: Record<string, unknown> | undefined): string[] | undef
 export function logsOptions(q: URLSearchParams) {
   const time = (k: string): Date | undefined => {
     const v = q.get(k);
-    if (!v || v === '0') return undefined;
-    if (!/^[0-9]{1,12}(\.[0-9]{1,9})?$/.test(v)) throw new ApiError(400, `invalid ${k}=${v}: give Unix seconds`);
-    return new Date(Number(v) * 1000);
+    if (!v || v === '0' || v.startsWith('0001-01-01T')) return undefined; // Go's zero time: not given
+    if (/^[0-9]{1,12}(\.[0-9]{1,9})?$/.test(v)) return new Date(Number(v) * 1000);
+    const d = /^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9:.]+(Z|[+-][0-9]{2}:[0-9]{2})$/.test(v) ? new Date(v) : undefined;
+    if (!d || Number.isNaN(d.getTime())) throw new ApiError(400, `invalid ${k}=${v}: give Unix seconds or an RFC 3339 time`);
+    return d;
   };
   const tailText = q.get('tail');
   const tail = !tailText || tailText === 'all' || tailText === '-1' ? undefined : intParam(q, 'tail');

@@ -3,11 +3,12 @@
  * (engine/shapes.ts, the same as the CLI's JSON). Each endpoint is one engine call.
  */
 import * as os from 'node:os';
+import { PassThrough } from 'node:stream';
 import type { Engine } from '../engine/engine.js';
 import { checkpointContainers, restoreContainers } from '../engine/checkpoint.js';
 import { hostInfo } from '../engine/host.js';
 import { matchesFilters } from '../engine/select.js';
-import { checkpointStats, imageEntry, inspectEntry, psEntry } from '../engine/shapes.js';
+import { checkpointStats, imageEntry, libpodInspectEntry, libpodPsEntry } from '../engine/shapes.js';
 import { goArch } from '../engine/host.js';
 import { VERSION, bunVersion } from '../lib/version.js';
 import { ApiError, Router, boolParam, intParam, sendEmpty, sendJson } from './http.js';
@@ -54,10 +55,10 @@ export function libpodRoutes(engine: Engine): Router {
     const last = query.get('last');
     let recs = (await engine.listContainers({ all: boolParam(query, 'all') })).filter((x) => matchesFilters(x, filters));
     if (last !== null && last !== '-1') recs = recs.slice(0, intParam(query, 'last'));
-    sendJson(res, 200, recs.map(psEntry));
+    sendJson(res, 200, recs.map(libpodPsEntry));
   });
 
-  r.on('GET', '/containers/:name/json', async ({ res, params }) => sendJson(res, 200, inspectEntry(await engine.inspect(params.name!), engine.paths)));
+  r.on('GET', '/containers/:name/json', async ({ res, params }) => sendJson(res, 200, libpodInspectEntry(await engine.inspect(params.name!), engine.paths)));
 
   r.on('GET', '/containers/:name/exists', ({ res, params }) => {
     engine.lookup(params.name!);
@@ -66,8 +67,10 @@ export function libpodRoutes(engine: Engine): Router {
 
   r.on('GET', '/containers/:name/logs', async (req) => {
     const { query, params } = req;
-    const stdout = boolParam(query, 'stdout');
-    const stderr = boolParam(query, 'stderr');
+    // Podman's client sends neither when it wants both.
+    const both = !query.has('stdout') && !query.has('stderr');
+    const stdout = both || boolParam(query, 'stdout');
+    const stderr = both || boolParam(query, 'stderr');
     if (!stdout && !stderr) throw new ApiError(400, 'you must choose at least one stream');
     engine.lookup(params.name!);
     // libpod always frames (Podman's client demultiplexes), terminal or not.
@@ -115,8 +118,13 @@ export function libpodRoutes(engine: Engine): Router {
     };
     if (exported) {
       // The archive is the body, uncompressed as Podman's; an error before its first byte is JSON.
+      // The response ends only once the checkpoint is done (state saved), not when the archive is.
       res.setHeader('Content-Type', 'application/x-tar');
-      await checkpointContainers(engine, { ...req, export: res, compression: 'none' });
+      const body = new PassThrough();
+      body.pipe(res, { end: false });
+      const sent = new Promise<void>((resolve) => body.once('end', resolve));
+      await checkpointContainers(engine, { ...req, export: body, compression: 'none' });
+      await sent;
       res.end();
       return;
     }

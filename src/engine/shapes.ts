@@ -2,6 +2,7 @@
  * The JSON shapes Ferry shows the world, in Podman's field names. Defined once here so the
  * CLI (`ps --format json`, `inspect`) and the future REST API print the same thing.
  */
+import * as os from 'node:os';
 import type { ContainerRecord } from './types.js';
 import type { ImageRecord } from '../drivers/storage/images.js';
 import type { Paths } from './paths.js';
@@ -449,4 +450,26 @@ export function dockerImageEntry(i: ImageRecord): Record<string, unknown> {
     Labels: {},
     Containers: -1,
   };
+}
+
+// ------------------------------------------------------------------------- libpod API shapes
+
+/**
+ * A container of libpod's `GET /libpod/containers/json` (Podman 4.3.1's ListContainer):
+ * Created is a time there, where `ps --format json` prints Unix seconds.
+ */
+export function libpodPsEntry(r: ContainerRecord): Record<string, unknown> {
+  // Status is the health check's there (none: empty); the client words the state itself.
+  return { ...psEntry(r), Created: r.config.created, Status: '' };
+}
+
+/**
+ * libpod's `GET /libpod/containers/{name}/json` (Podman 4.3.1's InspectContainerData): its
+ * client reads Config.Entrypoint as a string and Config.StopSignal as a number.
+ */
+export function libpodInspectEntry(r: ContainerRecord, paths: Paths): Record<string, unknown> {
+  const e = inspectEntry(r, paths);
+  const config = e.Config as Record<string, unknown>;
+  const sig = (os.constants.signals as Record<string, number | undefined>)[`SIG${r.config.stopSignal}`] ?? (/^[0-9]+$/.test(r.config.stopSignal) ? Number(r.config.stopSignal) : 15);
+  return { ...e, Config: { ...config, Entrypoint: '', StopSignal: sig } };
 }
