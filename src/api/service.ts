@@ -73,12 +73,12 @@ export function checkServiceOptions(o: { listen?: string[]; secretFile?: string 
       parseListenUrl(l);
       tcp = l;
     } else {
-      throw new FerryError('EINVAL', `invalid --listen "${l}": use unix:///PATH (the API) or tcp://ADDR:PORT (migrations, with --secret-file)`);
+      throw new FerryError('EINVAL', `invalid --listen "${l}": use tcp://ADDR:PORT (migrations, with --secret-file) or unix:///PATH (the API)`);
     }
   }
   if (new Set(sockets).size !== sockets.length) throw new FerryError('EINVAL', 'the same --listen unix:// path is given twice');
   if (tcp && !o.secretFile) {
-    throw new FerryError('EINVAL', 'ferry system service needs --secret-file FILE with --listen tcp://: it never listens on TCP unauthenticated (make one with `head -c 32 /dev/urandom | base64 > FILE; chmod 600 FILE`)');
+    throw new FerryError('EINVAL', 'ferry system service needs --secret-file FILE: it never runs unauthenticated on TCP (make one with `head -c 32 /dev/urandom | base64 > FILE; chmod 600 FILE`)');
   }
   if (!tcp && o.secretFile) throw new FerryError('EINVAL', '--secret-file only applies with --listen tcp://ADDR:PORT');
   return { sockets, tcp, identity: tcp ? readSecretFile(o.secretFile!) : undefined };
@@ -147,6 +147,8 @@ async function listenUnix(server: net.Server, file: string): Promise<() => void>
 
 /** A listener the service runs until a signal. */
 interface Listener {
+  /** What it serves, for the log: migrations, API requests. */
+  what: string;
   /** Stop accepting; drop idle connections. Returns how much work is still in progress (for the log). */
   stop(): string | undefined;
   /** Cut everything still open. */
@@ -196,7 +198,7 @@ export async function runService(engine: Engine, o: ServiceOptions): Promise<voi
         grace = setTimeout(cut, o.graceMs ?? 30_000);
         void finish();
       } else {
-        log(`${sig}: cutting what is in progress`);
+        log(`${sig}: cutting the ${listeners.map((l) => l.what).join(' and ')} in progress`);
         cut();
       }
     };
@@ -215,6 +217,7 @@ async function startApi(engine: Engine, file: string, log: (line: string) => voi
   log(`listening on ${shown} (Docker Engine API ${'v1.41'} and libpod API; DOCKER_HOST=${shown})`);
   onListening?.(shown);
   return {
+    what: 'API requests',
     stop: () => {
       api.server.close();
       api.server.closeIdleConnections();
@@ -360,6 +363,7 @@ async function startMigrations(engine: Engine, listen: string, identity: Service
   onListening?.(shown);
 
   return {
+    what: 'migrations',
     stop: () => {
       stopping = true;
       server.close();
