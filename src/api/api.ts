@@ -6,7 +6,8 @@
 import * as http from 'node:http';
 import type { Engine } from '../engine/engine.js';
 import { debug } from '../lib/log.js';
-import { DOCKER_API_VERSION, DOCKER_HEADERS, DOCKER_MIN_API_VERSION, dockerRoutes } from './docker.js';
+import type { Duplex } from 'node:stream';
+import { DOCKER_API_VERSION, DOCKER_HEADERS, DOCKER_MIN_API_VERSION, dockerRoutes, serveAttach } from './docker.js';
 import { ApiError, errorReply, sendError, sendJson, type Router } from './http.js';
 import { LIBPOD_HEADERS, libpodRoutes } from './libpod.js';
 
@@ -27,6 +28,8 @@ export interface ApiServer {
   streams: Set<http.ServerResponse>;
   /** Requests in progress. */
   inFlight(): number;
+  /** Connections taken over by attach: cut when the service stops. */
+  hijacked: Set<Duplex>;
 }
 
 export function createApiServer(engine: Engine, log: (line: string) => void): ApiServer {
@@ -82,9 +85,39 @@ export function createApiServer(engine: Engine, log: (line: string) => void): Ap
       sendError(res, e);
     });
   });
+  // Attach hijacks the connection (Upgrade: tcp).
+  const hijacked = new Set<Duplex>();
+  server.on('upgrade', (req: http.IncomingMessage, sock: Duplex) => {
+    hijacked.add(sock);
+    sock.on('error', () => undefined);
+    sock.once('close', () => hijacked.delete(sock));
+    const refuse = (e: unknown): void => {
+      const { status, message } = errorReply(e);
+      const body = JSON.stringify({ message: message.split('\n')[0] }) + '\n';
+      if (!sock.destroyed) sock.end(`HTTP/1.1 ${status} ${http.STATUS_CODES[status] ?? 'Error'}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
+    };
+    try {
+      const url = new URL(req.url ?? '/', 'http://localhost');
+      const m = url.pathname.match(/^(?:\/v[0-9.]{1,12})?(\/libpod)?\/containers\/([^/]+)\/attach$/);
+      if (!m || req.method !== 'POST') throw new ApiError(404, `page not found: ${req.method} ${url.pathname}`);
+      let ref: string;
+      try {
+        ref = decodeURIComponent(m[2]!);
+      } catch {
+        throw new ApiError(404, `page not found: ${req.method} ${url.pathname}`);
+      }
+      serveAttach(engine, ref, url.searchParams, sock, m[1] ? LIBPOD_HEADERS : DOCKER_HEADERS).catch((e: unknown) => {
+        // Before the switch the client gets an HTTP error; after it, the stream ends.
+        if (((sock as { bytesWritten?: number }).bytesWritten ?? 0) === 0) refuse(e);
+        else sock.destroy();
+      });
+    } catch (e) {
+      refuse(e);
+    }
+  });
   // Logs and waits may take as long as their container: no request timeout.
   server.requestTimeout = 0;
   server.headersTimeout = 60_000;
   server.keepAliveTimeout = 5_000;
-  return { server, streams, inFlight: () => inFlight };
+  return { server, streams, inFlight: () => inFlight, hijacked };
 }

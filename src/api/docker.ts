@@ -4,6 +4,7 @@
  */
 import * as os from 'node:os';
 import type { ServerResponse } from 'node:http';
+import type { Duplex } from 'node:stream';
 import type { Engine, CreateOptions } from '../engine/engine.js';
 import { checkpoint, containerCheckpoints, removeCheckpoint } from '../engine/checkpoint.js';
 import { restore } from '../engine/restore.js';
@@ -197,9 +198,11 @@ export function dockerRoutes(engine: Engine): Router {
     // Headers now (the CLI waits for them before it starts the container), the code when it exits.
     res.writeHead(200, { 'Content-Type': 'application/json' });
     res.flushHeaders();
+    const gone = new AbortController();
+    res.once('close', () => gone.abort());
     let code: number;
     try {
-      code = await engine.wait(params.id!);
+      code = await engine.waitCondition(params.id!, condition as 'not-running' | 'next-exit' | 'removed', gone.signal);
     } catch (e) {
       res.end(JSON.stringify({ StatusCode: -1, Error: { Message: (e as Error).message } }) + '\n');
       return;
@@ -371,4 +374,33 @@ export async function streamLogs(req: Request, entries: AsyncIterable<LogEntry>,
     if (!res.write(o.framed ? muxFrame(e.stream, payload) : payload)) await new Promise<void>((r) => (gone ? r() : res.once('drain', r).once('close', r)));
   }
   res.end();
+}
+
+/**
+ * Docker's attach on a hijacked connection (`POST /containers/{id}/attach` with `Upgrade: tcp`),
+ * output only: what the container writes from now on (with logs=1, from its start), framed when
+ * it has no terminal, until it stops. Stdin is not forwarded yet (read and dropped).
+ */
+export async function serveAttach(engine: Engine, ref: string, q: URLSearchParams, sock: Duplex, headers: Record<string, string>): Promise<void> {
+  const stdout = boolParam(q, 'stdout');
+  const stderr = boolParam(q, 'stderr');
+  const logs = boolParam(q, 'logs');
+  const stream = boolParam(q, 'stream');
+  const rec = engine.lookup(ref);
+  const framed = !rec.config.tty;
+  const extra = Object.entries(headers).map(([k, v]) => `${k}: ${v}\r\n`).join('');
+  sock.write(`HTTP/1.1 101 UPGRADED\r\nContent-Type: application/vnd.docker.${framed ? 'multiplexed' : 'raw'}-stream\r\nConnection: Upgrade\r\nUpgrade: tcp\r\n${extra}\r\n`);
+  const gone = new AbortController();
+  sock.once('close', () => gone.abort());
+  sock.on('data', () => undefined); // stdin: not forwarded yet
+  const entries = stream ? engine.attachOutput(ref, { logs, abort: gone.signal }) : logs ? engine.logs(ref, {}) : undefined;
+  if (entries) {
+    for await (const e of entries) {
+      if (gone.signal.aborted) break;
+      if (e.stream === 'stdout' ? !stdout : !stderr) continue;
+      const payload = Buffer.from(`${e.content}${e.partial ? '' : '\n'}`, 'utf8');
+      if (!sock.write(framed ? muxFrame(e.stream, payload) : payload)) await new Promise<void>((r) => (gone.signal.aborted ? r() : sock.once('drain', r).once('close', r)));
+    }
+  }
+  sock.end();
 }

@@ -222,6 +222,7 @@ async function startApi(engine: Engine, file: string, log: (line: string) => voi
       api.server.close();
       api.server.closeIdleConnections();
       for (const s of api.streams) s.destroy(); // logs -f, wait: they would never finish
+      for (const s of api.hijacked) s.destroy(); // attach: neither
       const n = api.inFlight() - api.streams.size;
       return n > 0 ? `${n} API request(s) in progress` : undefined;
     },

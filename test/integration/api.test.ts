@@ -3,7 +3,7 @@
  * CLI (DOCKER_HOST=unix://...), the Docker SDK for Python, and `podman --remote`. Never dockerd.
  * A container made by either side shows on the other: the service and the CLI share one state.
  */
-import { test, before, after } from 'node:test';
+import { test, before, after, afterEach } from 'node:test';
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as http from 'node:http';
@@ -118,6 +118,11 @@ before(async () => {
   service = await Service.start();
 });
 
+// Whatever a test leaves (it failed half-way) goes before the next one starts.
+afterEach(async () => {
+  await h.run(['rm', '-a', '-f']);
+});
+
 after(async () => {
   await service?.stop(5000);
   await h.destroy(); // every container, mount and file of this host, even after a failure
@@ -183,7 +188,8 @@ test('bad requests: one Docker-shaped error line, nothing created', async () => 
 
 test('docker CLI: run -d, ps both ways, logs, inspect, checkpoint create/ls, start --checkpoint (the counter continues), checkpoint rm, stop, rm', { timeout: 240_000 }, async (t) => {
   if (!DOCKER) return skipWith(t, 'no docker CLI on this machine');
-  const id = await dockerOk(['run', '-d', '--name', 'looper', '--label', 'app=api-test', 'busybox', ...LOOPER]);
+  // No network: its address could be taken by another root's container while it is checkpointed.
+  const id = await dockerOk(['run', '-d', '--name', 'looper', '--network', 'none', '--label', 'app=api-test', 'busybox', ...LOOPER]);
   assert.match(id, /^[0-9a-f]{64}$/);
   // The container made through the API is the CLI's too, and the other way round.
   assert.deepEqual(await h.names(false), ['looper']);
@@ -206,7 +212,7 @@ test('docker CLI: run -d, ps both ways, logs, inspect, checkpoint create/ls, sta
   assert.equal(insp.State.Running, true);
   assert.ok(insp.State.Pid > 0 && fs.existsSync(`/proc/${insp.State.Pid}`));
   assert.equal(insp.Config.Labels.app, 'api-test');
-  assert.equal(insp.HostConfig.NetworkMode, 'ferry');
+  assert.equal(insp.HostConfig.NetworkMode, 'none');
   assert.equal(insp.Config.Tty, false);
 
   // Checkpoint: Docker keeps it behind the server's experimental flag, which /_ping reports.
@@ -258,6 +264,22 @@ test('docker CLI: run -d, ps both ways, logs, inspect, checkpoint create/ls, sta
   assert.deepEqual(await h.names(), []);
 });
 
+test('docker run in the foreground: output on the right streams, the exit code, --rm leaves nothing', { timeout: 120_000 }, async (t) => {
+  if (!DOCKER) return skipWith(t, 'no docker CLI on this machine');
+  const r = await docker(['run', '--rm', 'busybox', 'sh', '-c', 'echo out; echo err >&2; sleep 1; echo late; exit 3']);
+  assert.equal(r.code, 3, r.stderr);
+  assert.equal(r.stdout, 'out\nlate\n');
+  assert.equal(r.stderr, 'err\n');
+  assert.deepEqual(await h.names(), [], '--rm: removed once it exited');
+  const kept = await docker(['run', '--name', 'kept', 'busybox', 'sh', '-c', 'echo done; exit 4']);
+  assert.equal(kept.code, 4);
+  assert.equal(kept.stdout, 'done\n');
+  assert.equal((await h.inspect('kept')).State.ExitCode, 4);
+  assert.equal(await dockerOk(['wait', 'kept']), '4');
+  await dockerOk(['rm', 'kept']);
+  assert.deepEqual(await h.names(), []);
+});
+
 test('docker images lists the imported image', async (t) => {
   if (!DOCKER) return skipWith(t, 'no docker CLI on this machine');
   assert.match(await dockerOk(['images', '--format', '{{.Repository}}:{{.Tag}}']), /^localhost\/busybox:latest$/m);
@@ -294,7 +316,7 @@ print(json.dumps(out))
 
 test('podman --remote: ps, inspect, logs, stop, rm; checkpoint --export and restore --import over the API', { timeout: 240_000 }, async (t) => {
   if (!PODMAN) return skipWith(t, 'podman is not installed');
-  await h.ok(['run', '-d', '--name', 'pl', 'busybox', ...LOOPER]);
+  await h.ok(['run', '-d', '--name', 'pl', '--network', 'none', 'busybox', ...LOOPER]);
   assert.equal(await podmanOk(['ps', '--format', '{{.Names}}']), 'pl');
   const [insp] = JSON.parse(await podmanOk(['inspect', 'pl']));
   assert.equal(insp.Name, 'pl');
