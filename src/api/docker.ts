@@ -171,8 +171,7 @@ export function dockerRoutes(engine: Engine): Router {
 
   r.on('POST', '/containers/:id/restart', async ({ res, params, query }) => {
     const t = intParam(query, 't', 86_400);
-    await engine.stop(params.id!, t);
-    await engine.start(params.id!);
+    await engine.restart(params.id!, t);
     sendEmpty(res, 204);
   });
 

@@ -660,6 +660,12 @@ export class Engine {
     });
   }
 
+  /** Stops the container if it runs (as stop), then starts it again. */
+  async restart(ref: string, timeoutSec?: number): Promise<ContainerRecord> {
+    await this.withContainer(ref, (rec) => this.stopLocked(rec, timeoutSec ?? rec.config.stopTimeout));
+    return this.start(ref);
+  }
+
   async kill(ref: string, signal = 'KILL'): Promise<ContainerRecord> {
     const sig = signal.replace(/^SIG/i, '').toUpperCase();
     if (!/^([0-9]+|[A-Z0-9+-]+)$/.test(sig)) throw new FerryError('EINVAL', `invalid signal "${signal}"`);

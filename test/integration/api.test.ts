@@ -235,6 +235,10 @@ test('docker CLI: run -d, ps both ways, logs, inspect, checkpoint create/ls, sta
   // A second checkpoint, leaving it running; then removed by name.
   await dockerOk(['checkpoint', 'create', '--leave-running', 'looper', 'cp2']);
   assert.equal(await dockerOk(['inspect', '-f', '{{.State.Status}}', 'looper']), 'running');
+  // A container holds one checkpoint: another name is refused rather than replacing it.
+  const third = await docker(['checkpoint', 'create', '--leave-running', 'looper', 'cp3']);
+  assert.notEqual(third.code, 0);
+  assert.match(third.stderr, /already has checkpoint cp2/);
   const rmWrong = await docker(['checkpoint', 'rm', 'looper', 'cp1']);
   assert.notEqual(rmWrong.code, 0);
   await dockerOk(['checkpoint', 'rm', 'looper', 'cp2']);
@@ -276,6 +280,9 @@ test('docker run in the foreground: output on the right streams, the exit code, 
   assert.equal(kept.stdout, 'done\n');
   assert.equal((await h.inspect('kept')).State.ExitCode, 4);
   assert.equal(await dockerOk(['wait', 'kept']), '4');
+  await dockerOk(['restart', 'kept']);
+  assert.equal(await dockerOk(['wait', 'kept']), '4', 'it ran again and exited again');
+  assert.equal((await h.logs('kept')).filter((l) => l === 'done').length, 2);
   await dockerOk(['rm', 'kept']);
   assert.deepEqual(await h.names(), []);
 });
