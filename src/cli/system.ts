@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import { goArch, hostInfo } from '../engine/host.js';
-import { collect, getEngine, out, type Ctx } from './context.js';
+import { getEngine, out, type Ctx } from './context.js';
 import { renderTemplate } from './format.js';
 import { VERSION, bunVersion } from '../lib/version.js';
 import { DEFAULT_API_SOCKET, checkServiceOptions, runService } from '../api/service.js';
@@ -42,12 +42,12 @@ export function registerSystemCommands(program: Command, ctx: Ctx): void {
   system
     .command('service')
     .description('serve the Docker- and Podman-compatible API on a Unix socket, and/or migrations over TCP (mutual TLS)')
-    .option('--listen <url>', `unix:///PATH (the API; default ${DEFAULT_API_SOCKET}) or tcp://ADDR:PORT (migrations); repeatable`, collect, [])
+    .option('--listen <url>', `unix:///PATH (the API; default ${DEFAULT_API_SOCKET}) or tcp://ADDR:PORT (migrations); repeatable`, (v: string, prev: string[] = []) => [...prev, v])
     .option('--secret-file <file>', 'with tcp://: the shared secret (at least 32 bytes, mode 600)')
     .addHelpText('after', SERVICE_HELP)
-    .action(async (f: { listen: string[]; secretFile?: string }) => {
+    .action(async (f: { listen?: string[]; secretFile?: string }) => {
       checkServiceOptions(f); // refuse bad options before anything else
-      await runService(getEngine(ctx), { listen: f.listen, secretFile: f.secretFile });
+      await runService(getEngine(ctx), { listen: f.listen ?? [], secretFile: f.secretFile });
     });
   program
     .command('version')
