@@ -1,12 +1,17 @@
 /**
- * `ferry system service`: a foreground daemon that takes migrations over TCP from
- * `ferry migrate CTR ferry://host:port`, as `ferry system migrate-receive` does over ssh.
+ * `ferry system service`: a foreground service with two kinds of listener, in one process.
  *
- * There is no unauthenticated mode: every connection is mutual TLS 1.3 with a certificate
- * derived from the secret in --secret-file (see drivers/transport/service.ts), so a peer
- * without the secret fails the handshake and never reaches the engine. After the handshake the first line selects the
- * protocol; today only Ferry's own (`FERRY/1 migrate|pages TOKEN`) is served, and an HTTP request
- * line gets 501 until the REST API lands on the same listener.
+ * - `unix:///PATH` (the default, /run/ferry/ferry.sock): the REST API, Docker's Engine API and
+ *   Podman's libpod API (api.ts). The socket is mode 0660, owned by root: only root and its group
+ *   reach it. Every request is served by the same Engine as the CLI's (same state, same locks);
+ *   containers belong to conmon, so they keep running when the service stops.
+ * - `tcp://ADDR:PORT` with --secret-file: migrations from `ferry migrate CTR ferry://host:port`,
+ *   as `ferry system migrate-receive` takes them over ssh. There is no unauthenticated mode:
+ *   every connection is mutual TLS 1.3 with a certificate derived from the secret (see
+ *   drivers/transport/service.ts), so a peer without the secret fails the handshake and never
+ *   reaches the engine. After the handshake the first line selects the protocol; only Ferry's
+ *   own (`FERRY/1 migrate|pages TOKEN`) is served there (an HTTP request line gets 501: the API
+ *   is on the Unix socket).
  *
  * Each `migrate` connection is served by receiveMigration(), exactly like migrate-receive (same
  * checks, same rollback when the connection goes before commit). The session's `pages`
@@ -15,26 +20,33 @@
  * its own loopback; for stop-and-copy, the service connects it to the session's page server on
  * 127.0.0.1, and the source pipes its CRIU dump into it.
  *
- * SIGTERM/SIGINT: stop accepting, give migrations in progress a grace period to finish, then cut
- * them (uncommitted ones roll back: the container runs again on its source); a second signal
- * cuts them at once.
+ * SIGTERM/SIGINT: stop accepting, give migrations and API requests in progress a grace period
+ * to finish (streams such as `logs -f` end at once), then cut them (uncommitted migrations roll
+ * back: the container runs again on its source); a second signal cuts them at once. The socket
+ * file is removed.
  */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
 import * as net from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import { FerryError } from '../lib/errors.js';
 import { connectPagesTunnel, createServiceServer, displayTarget, parseListenUrl, PROTOCOL, readLine, readSecretFile, splice, type ServiceIdentity } from '../drivers/transport/service.js';
 import { receiveMigration } from '../engine/migrate/destination.js';
 import type { Engine } from '../engine/engine.js';
+import { createApiServer } from './api.js';
+
+/** Where the API listens when no --listen is given. */
+export const DEFAULT_API_SOCKET = 'unix:///run/ferry/ferry.sock';
 
 export interface ServiceOptions {
-  /** tcp://ADDR:PORT */
-  listen: string;
-  secretFile: string;
+  /** unix:///PATH (the API) and/or tcp://ADDR:PORT (migrations, with secretFile); default: the API on DEFAULT_API_SOCKET. */
+  listen: string[];
+  secretFile?: string;
   /** Human-readable log lines (default: stderr). */
   log?: (line: string) => void;
-  /** How long migrations in progress may take to finish after SIGTERM (default 30 s). */
+  /** How long migrations and requests in progress may take to finish after SIGTERM (default 30 s). */
   graceMs?: number;
-  /** Called once the service listens (tests, systemd notify one day). */
+  /** Called once per listener when it listens (tests, systemd notify one day). */
   onListening?: (address: string) => void;
 }
 
@@ -48,20 +60,183 @@ interface Session {
 
 const PAGES_TUNNEL_WAIT_MS = 60_000;
 
-/** Checks the options; throws a FerryError before anything listens if they are not right. */
-export function checkServiceOptions(o: { listen?: string; secretFile?: string }): { listen: string; secretFile: string; identity: ServiceIdentity } {
-  if (!o.secretFile) {
-    throw new FerryError('EINVAL', 'ferry system service needs --secret-file FILE: it never runs unauthenticated (make one with `head -c 32 /dev/urandom | base64 > FILE; chmod 600 FILE`)');
+/** What the options ask for, checked: throws a FerryError before anything listens if they are not right. */
+export function checkServiceOptions(o: { listen?: string[]; secretFile?: string }): { sockets: string[]; tcp?: string; identity?: ServiceIdentity } {
+  const listen = o.listen?.length ? o.listen : [DEFAULT_API_SOCKET];
+  const sockets: string[] = [];
+  let tcp: string | undefined;
+  for (const l of listen) {
+    if (l.startsWith('unix://')) {
+      sockets.push(parseUnixUrl(l));
+    } else if (l.startsWith('tcp://')) {
+      if (tcp) throw new FerryError('EINVAL', 'give at most one --listen tcp://ADDR:PORT');
+      parseListenUrl(l);
+      tcp = l;
+    } else {
+      throw new FerryError('EINVAL', `invalid --listen "${l}": use tcp://ADDR:PORT (migrations, with --secret-file) or unix:///PATH (the API)`);
+    }
   }
-  if (!o.listen) throw new FerryError('EINVAL', 'ferry system service needs --listen tcp://ADDR:PORT');
-  parseListenUrl(o.listen);
-  return { listen: o.listen, secretFile: o.secretFile, identity: readSecretFile(o.secretFile) };
+  if (new Set(sockets).size !== sockets.length) throw new FerryError('EINVAL', 'the same --listen unix:// path is given twice');
+  if (tcp && !o.secretFile) {
+    throw new FerryError('EINVAL', 'ferry system service needs --secret-file FILE: it never runs unauthenticated on TCP (make one with `head -c 32 /dev/urandom | base64 > FILE; chmod 600 FILE`)');
+  }
+  if (!tcp && o.secretFile) throw new FerryError('EINVAL', '--secret-file only applies with --listen tcp://ADDR:PORT');
+  return { sockets, tcp, identity: tcp ? readSecretFile(o.secretFile!) : undefined };
+}
+
+/** unix:///absolute/path -> the path. */
+export function parseUnixUrl(url: string): string {
+  const file = url.slice('unix://'.length);
+  if (!file.startsWith('/') || file.includes('\0') || path.normalize(file) !== file || file.endsWith('/')) {
+    throw new FerryError('EINVAL', `invalid --listen "${url}": use unix:///ABSOLUTE/PATH (e.g. ${DEFAULT_API_SOCKET})`);
+  }
+  if (Buffer.byteLength(file) > 107) throw new FerryError('EINVAL', `invalid --listen "${url}": a socket path has at most 107 bytes`);
+  return file;
+}
+
+/** Whether something accepts connections on the socket at file. */
+function socketLive(file: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const c = net.connect(file);
+    c.once('connect', () => {
+      c.destroy();
+      resolve(true);
+    });
+    c.once('error', () => resolve(false));
+  });
+}
+
+/**
+ * Listens on a Unix socket at file, mode 0660: a stale socket (nothing accepts on it) is
+ * replaced; a live one, or a file that is not a socket, is refused. Returns what removes it
+ * (only if the file is still ours).
+ */
+async function listenUnix(server: net.Server, file: string): Promise<() => void> {
+  fs.mkdirSync(path.dirname(file), { recursive: true, mode: 0o755 });
+  let st: fs.Stats | undefined;
+  try {
+    st = fs.lstatSync(file);
+  } catch {
+    st = undefined;
+  }
+  if (st) {
+    if (!st.isSocket()) throw new FerryError('EEXIST', `cannot listen on ${file}: it exists and is not a socket; remove it or choose another path`);
+    if (await socketLive(file)) throw new FerryError('EEXIST', `cannot listen on ${file}: another service is listening there; stop it first`);
+    fs.unlinkSync(file);
+  }
+  // Created without group/other access, then opened to the group: never reachable by others.
+  const umask = process.umask(0o177);
+  try {
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', (e: NodeJS.ErrnoException) => reject(new FerryError('ERUNTIME', `cannot listen on ${file}: ${e.code ?? e.message}`)));
+      server.listen(file, () => resolve());
+    });
+  } finally {
+    process.umask(umask);
+  }
+  fs.chmodSync(file, 0o660);
+  const ino = fs.statSync(file).ino;
+  return () => {
+    try {
+      if (fs.lstatSync(file).ino === ino) fs.unlinkSync(file);
+    } catch {
+      /* gone already */
+    }
+  };
+}
+
+/** A listener the service runs until a signal. */
+interface Listener {
+  /** What it serves, for the log: migrations, API requests. */
+  what: string;
+  /** Stop accepting; drop idle connections. Returns how much work is still in progress (for the log). */
+  stop(): string | undefined;
+  /** Cut everything still open. */
+  cut(): void;
+  /** Resolves when nothing is in progress any more. */
+  idle(): Promise<void>;
+  /** After it stopped: remove what it left (the socket file). */
+  close(): void;
 }
 
 export async function runService(engine: Engine, o: ServiceOptions): Promise<void> {
-  const { identity } = checkServiceOptions(o);
-  const addr = parseListenUrl(o.listen);
+  const { sockets, tcp, identity } = checkServiceOptions(o);
   const log = o.log ?? ((l: string) => process.stderr.write(`ferry service: ${l}\n`));
+  const listeners: Listener[] = [];
+  try {
+    for (const file of sockets) listeners.push(await startApi(engine, file, log, o.onListening));
+    if (tcp) listeners.push(await startMigrations(engine, tcp, identity!, log, o.onListening));
+  } catch (e) {
+    for (const l of listeners) {
+      l.stop();
+      l.cut();
+      l.close();
+    }
+    throw e;
+  }
+
+  // Run until a signal.
+  await new Promise<void>((resolve) => {
+    let signals = 0;
+    let grace: NodeJS.Timeout | undefined;
+    const cut = (): void => {
+      for (const l of listeners) l.cut();
+    };
+    const finish = async (): Promise<void> => {
+      await Promise.all(listeners.map((l) => l.idle()));
+      if (grace) clearTimeout(grace);
+      for (const l of listeners) l.close();
+      process.off('SIGTERM', onSig);
+      process.off('SIGINT', onSig);
+      resolve();
+    };
+    const onSig = (sig: NodeJS.Signals): void => {
+      signals++;
+      if (signals === 1) {
+        const busy = listeners.map((l) => l.stop()).filter(Boolean);
+        log(`${sig}: stopping${busy.length ? `; ${busy.join(' and ')} get ${Math.round((o.graceMs ?? 30_000) / 1000)} s to finish (signal again to cut them now; uncommitted migrations roll back)` : ''}`);
+        grace = setTimeout(cut, o.graceMs ?? 30_000);
+        void finish();
+      } else {
+        log(`${sig}: cutting the ${listeners.map((l) => l.what).join(' and ')} in progress`);
+        cut();
+      }
+    };
+    process.on('SIGTERM', onSig);
+    process.on('SIGINT', onSig);
+  });
+  log('stopped');
+}
+
+/** The REST API on a Unix socket. */
+async function startApi(engine: Engine, file: string, log: (line: string) => void, onListening?: (address: string) => void): Promise<Listener> {
+  const api = createApiServer(engine, log);
+  const remove = await listenUnix(api.server, file);
+  api.server.on('error', (e: Error) => log(`API listener error: ${e.message}`));
+  const shown = `unix://${file}`;
+  log(`listening on ${shown} (Docker Engine API ${'v1.41'} and libpod API; DOCKER_HOST=${shown})`);
+  onListening?.(shown);
+  return {
+    what: 'API requests',
+    stop: () => {
+      api.server.close();
+      api.server.closeIdleConnections();
+      for (const s of api.streams) s.destroy(); // logs -f, wait: they would never finish
+      for (const s of api.hijacked) s.destroy(); // attach: neither
+      const n = api.inFlight() - api.streams.size;
+      return n > 0 ? `${n} API request(s) in progress` : undefined;
+    },
+    cut: () => api.server.closeAllConnections(),
+    idle: async () => {
+      while (api.inFlight() > 0) await new Promise((r) => setTimeout(r, 50));
+    },
+    close: remove,
+  };
+}
+
+/** The migration listener: mutual TLS on TCP. */
+async function startMigrations(engine: Engine, listen: string, identity: ServiceIdentity, log: (line: string) => void, onListening?: (address: string) => void): Promise<Listener> {
+  const addr = parseListenUrl(listen);
   const sessions = new Map<string, Session>();
   const sockets = new Set<net.Socket>();
   const active = new Set<Promise<void>>();
@@ -167,8 +342,8 @@ export async function runService(engine: Engine, o: ServiceOptions): Promise<voi
       if (m?.[1] === 'migrate') return serveMigration(sock, m[2]!);
       if (m?.[1] === 'pages') return servePages(sock, m[2]!);
       if (/^[A-Z]+ \S+ HTTP\/1\.[01]$/.test(line)) {
-        // The REST API will live here; until then, say so in HTTP.
-        const body = 'the ferry REST API is not available yet\n';
+        // The REST API is served on the Unix socket only: say so in HTTP.
+        const body = 'the ferry REST API is served on its Unix socket (ferry system service --listen unix:///PATH), not here\n';
         return void sock.end(`HTTP/1.1 501 Not Implemented\r\nContent-Type: text/plain\r\nContent-Length: ${body.length}\r\nConnection: close\r\n\r\n${body}`);
       }
       sock.end(`${JSON.stringify({ type: 'error', message: `unknown protocol: this service speaks ${PROTOCOL}` })}\n`);
@@ -179,47 +354,30 @@ export async function runService(engine: Engine, o: ServiceOptions): Promise<voi
 
   const server = createServiceServer(identity, onConnection, (s, why) => log(`refused a connection from ${s.remoteAddress ?? '?'}: TLS handshake failed (${why})`));
   await new Promise<void>((resolve, reject) => {
-    server.once('error', (e: NodeJS.ErrnoException) => reject(new FerryError('ERUNTIME', `cannot listen on ${o.listen}: ${e.code ?? e.message}`)));
+    server.once('error', (e: NodeJS.ErrnoException) => reject(new FerryError('ERUNTIME', `cannot listen on ${listen}: ${e.code ?? e.message}`)));
     server.listen(addr.port, addr.host, () => resolve());
   });
   server.on('error', (e: Error) => log(`listener error: ${e.message}`));
   const bound = server.address() as net.AddressInfo;
   const shown = `tcp://${displayTarget({ host: bound.address, port: bound.port })}`;
   log(`listening on ${shown} (mutual TLS, certificates derived from the secret; migrations to ferry://HOST:${bound.port})`);
-  o.onListening?.(shown);
+  onListening?.(shown);
 
-  // Run until a signal.
-  await new Promise<void>((resolve) => {
-    let signals = 0;
-    let grace: NodeJS.Timeout | undefined;
-    const cut = (): void => {
+  return {
+    what: 'migrations',
+    stop: () => {
+      stopping = true;
+      server.close();
+      // Connections that have not started a migration yet go at once.
+      for (const s of sockets) if (!busy.has(s)) s.destroy();
+      return sessions.size ? `${sessions.size} migration(s) in progress` : undefined;
+    },
+    cut: () => {
       for (const s of sockets) s.destroy();
-    };
-    const finish = async (): Promise<void> => {
+    },
+    idle: async () => {
       while (active.size) await Promise.allSettled([...active]);
-      if (grace) clearTimeout(grace);
-      process.off('SIGTERM', onSig);
-      process.off('SIGINT', onSig);
-      resolve();
-    };
-    const onSig = (sig: NodeJS.Signals): void => {
-      signals++;
-      if (signals === 1) {
-        stopping = true;
-        server.close();
-        const n = sessions.size;
-        log(`${sig}: stopping${n ? `; ${n} migration(s) in progress get ${Math.round((o.graceMs ?? 30_000) / 1000)} s to finish (signal again to cut them now; uncommitted ones roll back)` : ''}`);
-        // Connections that have not started a migration yet go at once.
-        for (const s of sockets) if (!busy.has(s)) s.destroy();
-        grace = setTimeout(cut, o.graceMs ?? 30_000);
-        void finish();
-      } else {
-        log(`${sig}: cutting the migrations in progress`);
-        cut();
-      }
-    };
-    process.on('SIGTERM', onSig);
-    process.on('SIGINT', onSig);
-  });
-  log('stopped');
+    },
+    close: () => undefined,
+  };
 }

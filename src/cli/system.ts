@@ -3,20 +3,31 @@ import { goArch, hostInfo } from '../engine/host.js';
 import { getEngine, out, type Ctx } from './context.js';
 import { renderTemplate } from './format.js';
 import { VERSION, bunVersion } from '../lib/version.js';
-import { checkServiceOptions, runService } from '../api/service.js';
+import { DEFAULT_API_SOCKET, checkServiceOptions, runService } from '../api/service.js';
 
 const SERVICE_HELP = `
-Takes migrations from \`ferry migrate CTR ferry://HOST:PORT --secret-file FILE\` without ssh.
-Every connection is mutual TLS 1.3 with a certificate derived from FILE (the same file,
-copied securely, on both hosts), so it is authenticated and encrypted; there is no
-unauthenticated mode. FILE must be readable by its owner only and hold at least 32 bytes of key material:
+Serves, in the foreground, until SIGTERM or SIGINT:
+
+  --listen unix:///PATH   the REST API: Docker's Engine API (v1.41) and Podman's libpod API, on a
+                          Unix socket (mode 0660, root). The default, with no --listen:
+                          unix:///run/ferry/ferry.sock. Clients: DOCKER_HOST=unix:///run/ferry/ferry.sock
+                          docker ps; podman --remote --url unix:///run/ferry/ferry.sock ps.
+  --listen tcp://ADDR:PORT --secret-file FILE
+                          migrations from \`ferry migrate CTR ferry://HOST:PORT --secret-file FILE\`,
+                          without ssh. Every connection is mutual TLS 1.3 with a certificate derived
+                          from FILE (the same file, copied securely, on both hosts); there is no
+                          unauthenticated mode. FILE must be readable by its owner only and hold at
+                          least 32 bytes of key material.
+
+Both may be given (one process serves both):
 
   head -c 32 /dev/urandom | base64 > /etc/ferry/secret; chmod 600 /etc/ferry/secret
-  ferry system service --listen tcp://0.0.0.0:7797 --secret-file /etc/ferry/secret
+  ferry system service --listen unix:///run/ferry/ferry.sock --listen tcp://0.0.0.0:7797 --secret-file /etc/ferry/secret
 
-Migrations land in this service's --root/--runroot. Runs in the foreground; SIGTERM or SIGINT
-stops it, letting migrations in progress finish first (a second signal cuts them; uncommitted
-ones roll back and run again on their source).`;
+The service uses this --root/--runroot, with the same state and locks as the CLI; containers keep
+running when it stops. On a signal it stops accepting, lets requests and migrations in progress
+finish (a second signal cuts them; uncommitted migrations roll back and run again on their source),
+and removes its socket.`;
 
 export function registerSystemCommands(program: Command, ctx: Ctx): void {
   const info = async (f: { format?: string }): Promise<void> => {
@@ -30,13 +41,13 @@ export function registerSystemCommands(program: Command, ctx: Ctx): void {
   system.command('info').option('-f, --format <format>', 'json or a Go template').action(info);
   system
     .command('service')
-    .description('listen for migrations over TCP (mutual TLS, certificates derived from a shared secret)')
-    .option('--listen <url>', 'tcp://ADDR:PORT to listen on')
-    .option('--secret-file <file>', 'the shared secret (required): at least 32 bytes, mode 600')
+    .description('serve the Docker- and Podman-compatible API on a Unix socket, and/or migrations over TCP (mutual TLS)')
+    .option('--listen <url>', `unix:///PATH (the API; default ${DEFAULT_API_SOCKET}) or tcp://ADDR:PORT (migrations); repeatable`, (v: string, prev: string[] = []) => [...prev, v])
+    .option('--secret-file <file>', 'with tcp://: the shared secret (at least 32 bytes, mode 600)')
     .addHelpText('after', SERVICE_HELP)
-    .action(async (f: { listen?: string; secretFile?: string }) => {
+    .action(async (f: { listen?: string[]; secretFile?: string }) => {
       checkServiceOptions(f); // refuse bad options before anything else
-      await runService(getEngine(ctx), { listen: f.listen!, secretFile: f.secretFile! });
+      await runService(getEngine(ctx), { listen: f.listen ?? [], secretFile: f.secretFile });
     });
   program
     .command('version')

@@ -46,8 +46,8 @@ export interface CheckpointMeta {
 // ------------------------------------------------------------------------- metadata
 
 /** The options a checkpoint records, from whatever subset of them a caller has. */
-export function checkpointMetaOptions(o: Partial<Record<keyof CheckpointMetaOptions, boolean | undefined>>): CheckpointMetaOptions {
-  return { tcpEstablished: !!o.tcpEstablished, fileLocks: !!o.fileLocks, extUnixSk: !!o.extUnixSk, shellJob: !!o.shellJob, withPrevious: !!o.withPrevious };
+export function checkpointMetaOptions(o: Partial<Record<Exclude<keyof CheckpointMetaOptions, 'label'>, boolean | undefined>> & { label?: string }): CheckpointMetaOptions {
+  return { tcpEstablished: !!o.tcpEstablished, fileLocks: !!o.fileLocks, extUnixSk: !!o.extUnixSk, shellJob: !!o.shellJob, withPrevious: !!o.withPrevious, ...(o.label !== undefined ? { label: o.label } : {}) };
 }
 
 /** Writes the metadata that makes a CRIU image dir a Ferry checkpoint: ferry-checkpoint.json and the bundle's spec. */

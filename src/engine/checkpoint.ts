@@ -57,6 +57,8 @@ export interface CheckpointOptions {
   export?: ExportOptions;
   /** Set by a pod checkpoint, which freezes its members before dumping them (and thaws them). */
   podFreeze?: boolean;
+  /** A name for the checkpoint (Docker's checkpoint ID): a restore may ask for it by name. */
+  label?: string;
 }
 
 export interface CheckpointReport {
@@ -73,6 +75,14 @@ export interface CheckpointReport {
 }
 
 // ------------------------------------------------------------------------- checkpoint
+
+/** What a checkpoint's name may be (Docker's rule for checkpoint IDs, bounded). */
+export const CHECKPOINT_LABEL = /^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}$/;
+
+/** The name a checkpoint goes by: the one it was given, or `checkpoint`. */
+export function checkpointLabel(meta: Pick<CheckpointMeta, 'options'>): string {
+  return meta.options.label ?? 'checkpoint';
+}
 
 export async function checkpoint(engine: Engine, ref: string, o: CheckpointOptions): Promise<CheckpointReport> {
   return engine.withContainer(ref, (rec) => checkpointLocked(engine, rec, o));
@@ -106,6 +116,15 @@ export async function checkpointLocked(engine: Engine, rec: ContainerRecord, o: 
     throw new FerryError('EUNSUPPORTED', `container ${name} uses the host's network (--network host), whose sockets belong to the host: it cannot be checkpointed`);
   }
   refuseUndumpable(rec);
+  if (o.label !== undefined && !CHECKPOINT_LABEL.test(o.label)) {
+    throw new FerryError('EINVAL', `invalid checkpoint name "${o.label}": use letters, digits, '_', '.', '-', starting with a letter or digit (at most 128)`);
+  }
+  if (o.label !== undefined && o.preCheckpoint) throw new FerryError('EINVAL', 'a pre-checkpoint cannot be named: name the final checkpoint');
+  // A container holds one checkpoint: a named one never silently replaces another.
+  const existing = o.label !== undefined ? readJsonIfExists<CheckpointMeta>(path.join(engine.paths.checkpointDir(id), META_FILE)) : undefined;
+  if (existing && checkpointLabel(existing) !== o.label) {
+    throw new FerryError('EEXIST', `container ${name} already has checkpoint ${checkpointLabel(existing)} (a container holds one): remove it first`);
+  }
   if (o.preCheckpoint && o.withPrevious) throw new FerryError('EINVAL', '--pre-checkpoint and --with-previous cannot be used together: pre-checkpoint first, then checkpoint --with-previous');
   if (o.preCheckpoint || o.withPrevious) requireCapability(await engine.criu(), 'preCopy', 'checkpoint without --pre-checkpoint/--with-previous');
   const parent = o.withPrevious ? o.parentDir ?? PRE_DIR : o.preCheckpoint ? o.parentDir : undefined;
@@ -206,6 +225,8 @@ export interface CheckpointEntry {
   criuVersion: string;
   tcpEstablished: boolean;
   containerStatus: string;
+  /** The name it goes by (checkpointLabel). */
+  label: string;
 }
 
 /** The checkpoints this host holds (one per container at most). */
@@ -224,14 +245,33 @@ export async function listCheckpoints(engine: Engine): Promise<CheckpointEntry[]
       criuVersion: meta.criuVersion,
       tcpEstablished: meta.options.tcpEstablished,
       containerStatus: rec.state.status,
+      label: checkpointLabel(meta),
     });
   }
   return out;
 }
 
-/** Deletes a container's checkpoint; the container itself stays (as an exited container). */
-export async function removeCheckpoint(engine: Engine, ref: string): Promise<void> {
-  await engine.withContainer(ref, async (rec) => removeCheckpointLocked(engine, rec));
+/** The checkpoints of one container (none or one), by the name each goes by. */
+export async function containerCheckpoints(engine: Engine, ref: string): Promise<CheckpointEntry[]> {
+  const id = engine.lookup(ref).config.id;
+  return (await listCheckpoints(engine)).filter((c) => c.id === id);
+}
+
+/**
+ * Deletes a container's checkpoint; the container itself stays (as an exited container).
+ * With label, only the checkpoint of that name (refused if it goes by another).
+ */
+export async function removeCheckpoint(engine: Engine, ref: string, label?: string): Promise<void> {
+  await engine.withContainer(ref, async (rec) => {
+    if (label !== undefined) requireCheckpointLabel(engine, rec, label);
+    await removeCheckpointLocked(engine, rec);
+  });
+}
+
+/** Refuses unless the container's checkpoint goes by label. */
+export function requireCheckpointLabel(engine: Engine, rec: ContainerRecord, label: string): void {
+  const meta = readJsonIfExists<CheckpointMeta>(path.join(engine.paths.checkpointDir(rec.config.id), META_FILE));
+  if (!meta || checkpointLabel(meta) !== label) throw new FerryError('ENOTFOUND', `container ${rec.config.name} has no checkpoint named ${label}`);
 }
 
 /** removeCheckpoint() for a container whose lock the caller holds. */

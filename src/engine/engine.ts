@@ -725,6 +725,12 @@ export class Engine {
     });
   }
 
+  /** Stops the container if it runs (as stop), then starts it again. */
+  async restart(ref: string, timeoutSec?: number): Promise<ContainerRecord> {
+    await this.withContainer(ref, (rec) => this.stopLocked(rec, timeoutSec ?? rec.config.stopTimeout));
+    return this.start(ref);
+  }
+
   async kill(ref: string, signal = 'KILL'): Promise<ContainerRecord> {
     const sig = signal.replace(/^SIG/i, '').toUpperCase();
     if (!/^([0-9]+|[A-Z0-9+-]+)$/.test(sig)) throw new FerryError('EINVAL', `invalid signal "${signal}"`);
@@ -1289,6 +1295,67 @@ export class Engine {
       await sleep(100);
     }
     return (await this.inspect(id)).state.exitCode;
+  }
+
+  /**
+   * Docker's wait conditions. not-running: until it no longer runs; next-exit: until an exit that
+   * happens after this call (a container not started yet is waited for through its start);
+   * removed: until it is gone (an --rm container is held meanwhile, as a foreground run holds it,
+   * so that its exit code is read before its exit cleanup removes it). Returns the exit code;
+   * stops waiting (EINVAL) once abort fires.
+   */
+  async waitCondition(ref: string, condition: 'not-running' | 'next-exit' | 'removed', abort?: AbortSignal): Promise<number> {
+    const rec = this.lookup(ref);
+    const id = rec.config.id;
+    const since = rec.state.finishedAt;
+    const started = Date.now();
+    const live = (r: ContainerRecord): boolean => r.state.status === 'running' || r.state.status === 'paused';
+    const lock = condition === 'removed' && rec.config.autoRemove ? await FileLock.acquire(this.paths.attachLock(id), { timeoutMs: 10_000 }).catch(() => undefined) : undefined;
+    let code = rec.state.exitCode;
+    try {
+      for (;;) {
+        if (abort?.aborted) throw new FerryError('EINVAL', 'the waiting client went away');
+        if (lock) {
+          // Held, its exit cleanup waits: conmon's exit file (of an exit after this call) has the code.
+          const exit = this.readExitCode(id);
+          if (exit && Date.parse(exit.at) >= started - 1000) {
+            lock.release(); // the exit cleanup removes it now
+            while (this.find(id) && !abort?.aborted) await sleep(100);
+            return exit.code;
+          }
+        }
+        const r = this.find(id);
+        if (!r) return code;
+        const cur = await this.inspect(id).catch(() => undefined);
+        if (!cur) return code;
+        code = cur.state.exitCode;
+        if (condition === 'not-running' && !live(cur)) return code;
+        if (condition === 'next-exit' && !live(cur) && cur.state.finishedAt !== since) return code;
+        await sleep(100);
+      }
+    } finally {
+      lock?.release();
+    }
+  }
+
+  /**
+   * What a client attached to a container sees (Docker's attach, without stdin): its output from
+   * now on (with logs, from the start), once it has started, until it stops.
+   */
+  async *attachOutput(ref: string, o: { logs?: boolean; abort?: AbortSignal } = {}): AsyncGenerator<LogEntry> {
+    const rec = this.lookup(ref);
+    const id = rec.config.id;
+    const since = new Date();
+    const finished = rec.state.finishedAt;
+    // Not started yet: wait for its start (or for an exit that came too quickly to see it run).
+    for (;;) {
+      if (o.abort?.aborted) return;
+      const cur = this.load(id);
+      if (!cur) return;
+      if (cur.state.status === 'running' || cur.state.status === 'paused' || cur.state.finishedAt !== finished) break;
+      await sleep(50);
+    }
+    yield* readLog(this.paths.logPath(id), { follow: true, since: o.logs ? undefined : since }, async () => !!o.abort?.aborted || !(await this.running(id)) || this.exitCodeOf(id) !== undefined);
   }
 
   /** A container's output: what is logged so far (picked by since/until/tail), and with follow what comes until it stops. */

@@ -33,6 +33,8 @@ export interface RestoreOptions extends RuncRestoreOptions {
   ignoreStaticMac?: boolean;
   /** Replaces the published ports. */
   publish?: PortMapping[];
+  /** Restore only the checkpoint of this name (Docker's `start --checkpoint NAME`). */
+  label?: string;
   /** Runs after the bundle is ready and before runc restore (starts the lazy-pages daemon). */
   beforeRestore?: (bundle: string, imageDir: string) => Promise<void>;
 }
@@ -63,6 +65,7 @@ export async function restoreLocked(engine: Engine, rec: ContainerRecord, o: Res
   }
   const meta = readJsonIfExists<CheckpointMeta>(path.join(dir, META_FILE));
   if (!meta) throw new FerryError('ESTATE', `container ${name} has no checkpoint to restore: checkpoint it first with \`ferry container checkpoint ${name}\``);
+  if (o.label !== undefined && (meta.options.label ?? 'checkpoint') !== o.label) throw new FerryError('ENOTFOUND', `container ${name} has no checkpoint named ${o.label}`);
   await checkCompatible(engine, meta);
   if (rec.config.pod) await requirePodRestore(engine);
   if (o.autoDedup && o.keep) throw new FerryError('EINVAL', '--auto-dedup consumes the checkpoint while restoring, so it cannot be combined with --keep');

@@ -4,7 +4,7 @@
  * applies it to the containers that exist.
  */
 import { FerryError } from '../lib/errors.js';
-import type { ContainerState } from './types.js';
+import type { ContainerRecord, ContainerState } from './types.js';
 
 /** What a caller asked for: names or IDs, or every container the operation applies to, or the newest. */
 export interface Selection {
@@ -45,4 +45,46 @@ export function pickedByAll(purpose: SelectPurpose, s: Pick<ContainerState, 'sta
     default:
       return true;
   }
+}
+
+/** `ps` filters (Docker's and Podman's names): every key given must match, any value of a key may. */
+export interface ContainerFilters {
+  /** KEY or KEY=VALUE */
+  label?: string[];
+  /** A part of the name. */
+  name?: string[];
+  /** created, running, paused, exited (Ferry's stopped is exited too). */
+  status?: string[];
+  /** An ID prefix. */
+  id?: string[];
+}
+
+const FILTER_STATUSES = ['created', 'restarting', 'running', 'removing', 'paused', 'exited', 'dead', 'stopped'];
+
+/** Refuses filters no container can be picked by (an unknown key or status). */
+export function checkFilters(f: Record<string, unknown>): ContainerFilters {
+  const out: ContainerFilters = {};
+  for (const [k, v] of Object.entries(f)) {
+    if (k !== 'label' && k !== 'name' && k !== 'status' && k !== 'id') throw new FerryError('EINVAL', `invalid filter "${k}": use label, name, status or id`);
+    if (!Array.isArray(v) || !v.every((x) => typeof x === 'string')) throw new FerryError('EINVAL', `invalid filter "${k}": give a list of strings`);
+    if (k === 'status') for (const s of v as string[]) if (!FILTER_STATUSES.includes(s)) throw new FerryError('EINVAL', `invalid filter status "${s}": use any of ${FILTER_STATUSES.join(', ')}`);
+    out[k] = v as string[];
+  }
+  return out;
+}
+
+/** Whether a container is picked by the filters. */
+export function matchesFilters(r: ContainerRecord, f: ContainerFilters): boolean {
+  const c = r.config;
+  const status = r.state.status === 'stopped' ? 'exited' : r.state.status;
+  const any = (vals: string[] | undefined, pred: (v: string) => boolean): boolean => !vals?.length || vals.some(pred);
+  return (
+    any(f.label, (l) => {
+      const i = l.indexOf('=');
+      return i < 0 ? l in c.labels : c.labels[l.slice(0, i)] === l.slice(i + 1);
+    }) &&
+    any(f.name, (n) => c.name.includes(n.replace(/^\//, ''))) &&
+    any(f.status, (s) => (s === 'stopped' ? 'exited' : s) === status) &&
+    any(f.id, (p) => c.id.startsWith(p))
+  );
 }

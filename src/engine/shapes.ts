@@ -2,6 +2,7 @@
  * The JSON shapes Ferry shows the world, in Podman's field names. Defined once here so the
  * CLI (`ps --format json`, `inspect`) and the future REST API print the same thing.
  */
+import * as os from 'node:os';
 import type { ContainerRecord } from './types.js';
 import type { ImageRecord, OciImageConfig } from '../drivers/storage/images.js';
 import type { Paths } from './paths.js';
@@ -306,4 +307,228 @@ export function checkpointStats(kind: 'checkpoint' | 'restore', reports: (Checkp
       criu_statistics: snake(r.criu),
     })),
   };
+}
+
+// ------------------------------------------------------------------------- Docker's shapes
+
+/** Docker's container states: Ferry's `stopped` is Docker's `exited`. */
+export function dockerStatus(r: ContainerRecord): string {
+  return r.state.status === 'stopped' ? 'exited' : r.state.status;
+}
+
+/** Docker's STATUS text: "Up 5 minutes", "Exited (0) 3 seconds ago", "Created". */
+function dockerStatusText(r: ContainerRecord, now = Date.now()): string {
+  const s = r.state;
+  if (s.status === 'paused') return `Up ${humanDuration(now - Date.parse(s.startedAt ?? r.config.created))} (Paused)`;
+  if (s.status === 'exited' || s.status === 'stopped') return `Exited (${s.exitCode}) ${humanDuration(now - Date.parse(s.finishedAt ?? s.checkpointedAt ?? r.config.created))} ago`;
+  return statusText(r, now);
+}
+
+function dockerNetworkMode(r: ContainerRecord): string {
+  const n = r.config.network;
+  if (!n) return 'none';
+  return n.mode === 'bridge' ? n.name ?? 'bridge' : n.mode;
+}
+
+function dockerPorts(r: ContainerRecord): Record<string, unknown>[] {
+  return (r.config.network?.ports ?? []).map((p) => ({ IP: p.hostIP || '0.0.0.0', PrivatePort: p.containerPort, PublicPort: p.hostPort, Type: p.protocol }));
+}
+
+function dockerMounts(r: ContainerRecord): Record<string, unknown>[] {
+  return r.config.mounts.map((m) => ({
+    Type: m.type,
+    ...(m.type === 'volume' ? { Name: m.source, Driver: 'local' } : {}),
+    Source: m.source,
+    Destination: m.destination,
+    Mode: m.options.filter((o) => o !== 'rw' && o !== 'ro').join(','),
+    RW: !m.options.includes('ro'),
+    Propagation: m.type === 'bind' ? 'rprivate' : '',
+  }));
+}
+
+function dockerNetworks(r: ContainerRecord): Record<string, unknown> {
+  const n = r.state.net;
+  if (!n) return {};
+  return {
+    [n.network]: {
+      IPAMConfig: null,
+      Links: null,
+      Aliases: null,
+      NetworkID: n.network,
+      EndpointID: '',
+      Gateway: n.gateway ?? '',
+      IPAddress: n.ip,
+      IPPrefixLen: n.prefixLength ?? 0,
+      IPv6Gateway: '',
+      GlobalIPv6Address: '',
+      GlobalIPv6PrefixLen: 0,
+      MacAddress: n.mac,
+      DriverOpts: null,
+    },
+  };
+}
+
+/** One container of Docker's `GET /containers/json`. */
+export function dockerPsEntry(r: ContainerRecord): Record<string, unknown> {
+  const c = r.config;
+  return {
+    Id: c.id,
+    Names: [`/${c.name}`],
+    Image: c.imageName,
+    ImageID: `sha256:${c.imageId}`,
+    Command: c.command.join(' '),
+    Created: Math.floor(Date.parse(c.created) / 1000),
+    Ports: dockerPorts(r),
+    Labels: c.labels,
+    State: dockerStatus(r),
+    Status: dockerStatusText(r),
+    HostConfig: { NetworkMode: dockerNetworkMode(r) },
+    NetworkSettings: { Networks: dockerNetworks(r) },
+    Mounts: dockerMounts(r),
+  };
+}
+
+/** Docker's `GET /containers/{id}/json` (not Podman's: Docker's State, HostConfig, NetworkSettings). */
+export function dockerInspectEntry(r: ContainerRecord, paths: Paths): Record<string, unknown> {
+  const c = r.config;
+  const s = r.state;
+  const live = s.status === 'running' || s.status === 'paused';
+  const ports: Record<string, { HostIp: string; HostPort: string }[] | null> = {};
+  for (const p of c.network?.ports ?? []) (ports[`${p.containerPort}/${p.protocol}`] ??= []).push({ HostIp: p.hostIP ?? '', HostPort: String(p.hostPort) });
+  const n = s.net;
+  return {
+    Id: c.id,
+    Created: c.created,
+    Path: c.command[0] ?? '',
+    Args: c.command.slice(1),
+    State: {
+      Status: dockerStatus(r),
+      Running: s.status === 'running' || s.status === 'paused',
+      Paused: s.status === 'paused',
+      Restarting: false,
+      OOMKilled: false,
+      Dead: false,
+      Pid: live ? s.pid : 0,
+      ExitCode: s.exitCode,
+      Error: s.error ?? '',
+      StartedAt: s.startedAt ?? ZERO_TIME,
+      FinishedAt: s.finishedAt ?? ZERO_TIME,
+    },
+    Image: `sha256:${c.imageId}`,
+    ResolvConfPath: `${paths.bundle(c.id)}/resolv.conf`,
+    HostnamePath: `${paths.bundle(c.id)}/hostname`,
+    HostsPath: `${paths.bundle(c.id)}/hosts`,
+    LogPath: paths.logPath(c.id),
+    Name: `/${c.name}`,
+    RestartCount: 0,
+    Driver: 'overlay',
+    Platform: 'linux',
+    MountLabel: '',
+    ProcessLabel: '',
+    AppArmorProfile: '',
+    ExecIDs: null,
+    HostConfig: {
+      Binds: c.mounts.filter((m) => m.type !== 'tmpfs').map((m) => `${m.source}:${m.destination}${m.options.length ? `:${m.options.join(',')}` : ''}`),
+      ContainerIDFile: '',
+      LogConfig: { Type: 'k8s-file', Config: {} },
+      NetworkMode: dockerNetworkMode(r),
+      PortBindings: ports,
+      RestartPolicy: { Name: 'no', MaximumRetryCount: 0 },
+      AutoRemove: c.autoRemove,
+      VolumeDriver: '',
+      VolumesFrom: null,
+      CapAdd: null,
+      CapDrop: null,
+      Dns: [],
+      DnsOptions: [],
+      DnsSearch: [],
+      ExtraHosts: null,
+      Privileged: false,
+      PublishAllPorts: false,
+      ReadonlyRootfs: false,
+      Tmpfs: Object.fromEntries(c.mounts.filter((m) => m.type === 'tmpfs').map((m) => [m.destination, m.options.join(',')])),
+      Runtime: 'runc',
+    },
+    GraphDriver: { Name: 'overlay', Data: { UpperDir: paths.layer(c.id).upper, WorkDir: paths.layer(c.id).work, MergedDir: paths.layer(c.id).merged } },
+    Mounts: dockerMounts(r),
+    Config: {
+      Hostname: c.hostname,
+      Domainname: '',
+      User: '',
+      AttachStdin: false,
+      AttachStdout: false,
+      AttachStderr: false,
+      Tty: !!c.tty,
+      OpenStdin: !!c.stdin,
+      StdinOnce: false,
+      Env: c.env,
+      Cmd: c.command,
+      Image: c.imageName,
+      Volumes: null,
+      WorkingDir: c.workdir,
+      Entrypoint: null,
+      OnBuild: null,
+      Labels: c.labels,
+      StopSignal: `SIG${c.stopSignal}`,
+      StopTimeout: c.stopTimeout,
+    },
+    NetworkSettings: {
+      Bridge: '',
+      SandboxID: '',
+      HairpinMode: false,
+      LinkLocalIPv6Address: '',
+      LinkLocalIPv6PrefixLen: 0,
+      Ports: ports,
+      SandboxKey: n?.netnsPath ?? '',
+      SecondaryIPAddresses: null,
+      SecondaryIPv6Addresses: null,
+      EndpointID: '',
+      Gateway: n?.gateway ?? '',
+      GlobalIPv6Address: '',
+      GlobalIPv6PrefixLen: 0,
+      IPAddress: n?.ip ?? '',
+      IPPrefixLen: n?.prefixLength ?? 0,
+      IPv6Gateway: '',
+      MacAddress: n?.mac ?? '',
+      Networks: dockerNetworks(r),
+    },
+  };
+}
+
+/** One image of Docker's `GET /images/json`. */
+export function dockerImageEntry(i: ImageRecord): Record<string, unknown> {
+  return {
+    Id: `sha256:${i.Id}`,
+    ParentId: '',
+    RepoTags: i.Names,
+    RepoDigests: [],
+    Created: Math.floor(Date.parse(i.Created) / 1000),
+    Size: i.Size,
+    SharedSize: -1,
+    VirtualSize: i.Size,
+    Labels: {},
+    Containers: -1,
+  };
+}
+
+// ------------------------------------------------------------------------- libpod API shapes
+
+/**
+ * A container of libpod's `GET /libpod/containers/json` (Podman 4.3.1's ListContainer):
+ * Created is a time there, where `ps --format json` prints Unix seconds.
+ */
+export function libpodPsEntry(r: ContainerRecord): Record<string, unknown> {
+  // Status is the health check's there (none: empty); the client words the state itself.
+  return { ...psEntry(r), Created: r.config.created, Status: '' };
+}
+
+/**
+ * libpod's `GET /libpod/containers/{name}/json` (Podman 4.3.1's InspectContainerData): its
+ * client reads Config.Entrypoint as a string and Config.StopSignal as a number.
+ */
+export function libpodInspectEntry(r: ContainerRecord, paths: Paths): Record<string, unknown> {
+  const e = inspectEntry(r, paths);
+  const config = e.Config as Record<string, unknown>;
+  const sig = (os.constants.signals as Record<string, number | undefined>)[`SIG${r.config.stopSignal}`] ?? (/^[0-9]+$/.test(r.config.stopSignal) ? Number(r.config.stopSignal) : 15);
+  return { ...e, Config: { ...config, Entrypoint: '', StopSignal: sig } };
 }

@@ -94,6 +94,8 @@ export interface CheckpointMetaOptions {
   extUnixSk: boolean;
   shellJob: boolean;
   withPrevious: boolean;
+  /** The name the checkpoint was given (Docker's checkpoint ID), if any. */
+  label?: string;
 }
 
 /** The source side of a migration whose dump froze the container or holds its memory. */

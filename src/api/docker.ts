@@ -1,0 +1,405 @@
+/**
+ * The Docker Engine API (v1.41) over Ferry's engine: each endpoint reads its request, makes one
+ * engine call and answers in Docker's shapes (engine/shapes.ts). No lifecycle rule lives here.
+ */
+import * as os from 'node:os';
+import type { ServerResponse } from 'node:http';
+import type { Duplex } from 'node:stream';
+import type { Engine, CreateOptions } from '../engine/engine.js';
+import { checkpoint, containerCheckpoints, removeCheckpoint } from '../engine/checkpoint.js';
+import { restore } from '../engine/restore.js';
+import { checkFilters, matchesFilters } from '../engine/select.js';
+import { dockerImageEntry, dockerInspectEntry, dockerPsEntry } from '../engine/shapes.js';
+import { goArch } from '../engine/host.js';
+import type { LogEntry } from '../engine/logs.js';
+import { VERSION, bunVersion } from '../lib/version.js';
+import { ApiError, Router, bool, boolParam, intParam, muxFrame, obj, readJson, sendEmpty, sendJson, str, strList, strMap, type Request } from './http.js';
+
+export const DOCKER_API_VERSION = '1.41';
+export const DOCKER_MIN_API_VERSION = '1.24';
+
+/** Headers every Docker API answer carries (the CLI reads them from /_ping). */
+export const DOCKER_HEADERS: Record<string, string> = {
+  'Api-Version': DOCKER_API_VERSION,
+  'Docker-Experimental': 'true',
+  Ostype: 'linux',
+  Server: `Ferry/${VERSION} (linux)`,
+};
+
+/** Docker's architecture names (uname -m). */
+function unameArch(): string {
+  return process.arch === 'x64' ? 'x86_64' : process.arch === 'arm64' ? 'aarch64' : process.arch;
+}
+
+export function dockerRoutes(engine: Engine): Router {
+  const r = new Router();
+
+  r.on('GET', '/_ping', ({ res }) => {
+    res.writeHead(200, { 'Content-Type': 'text/plain; charset=utf-8', 'Content-Length': 2, 'Cache-Control': 'no-cache, no-store, must-revalidate', Pragma: 'no-cache', 'Builder-Version': '1' });
+    res.end(res.req.method === 'HEAD' ? undefined : 'OK');
+  });
+
+  r.on('GET', '/version', async ({ res }) => {
+    const runc = await engine.runtimeVersion().catch(() => 'unknown');
+    sendJson(res, 200, {
+      Platform: { Name: 'Ferry' },
+      Components: [
+        { Name: 'Engine', Version: VERSION, Details: { ApiVersion: DOCKER_API_VERSION, MinAPIVersion: DOCKER_MIN_API_VERSION, Os: 'linux', Arch: goArch(), KernelVersion: os.release(), Experimental: 'true', BunVersion: bunVersion() } },
+        { Name: 'runc', Version: runc, Details: {} },
+      ],
+      Version: VERSION,
+      ApiVersion: DOCKER_API_VERSION,
+      MinAPIVersion: DOCKER_MIN_API_VERSION,
+      GitCommit: '',
+      GoVersion: `bun${bunVersion()}`,
+      Os: 'linux',
+      Arch: goArch(),
+      KernelVersion: os.release(),
+      Experimental: true,
+      BuildTime: '',
+    });
+  });
+
+  r.on('GET', '/info', async ({ res }) => {
+    const recs = await engine.list({ all: true });
+    const count = (s: string): number => recs.filter((x) => x.state.status === s).length;
+    const running = count('running');
+    const paused = count('paused');
+    sendJson(res, 200, {
+      ID: '',
+      Containers: recs.length,
+      ContainersRunning: running,
+      ContainersPaused: paused,
+      ContainersStopped: recs.length - running - paused,
+      Images: engine.images.list().length,
+      Driver: 'overlay',
+      DriverStatus: [],
+      Plugins: { Volume: ['local'], Network: ['bridge', 'host', 'none'], Authorization: null, Log: ['k8s-file'] },
+      MemoryLimit: true,
+      SwapLimit: false,
+      KernelMemory: false,
+      CpuCfsPeriod: true,
+      CpuCfsQuota: true,
+      CPUShares: true,
+      CPUSet: true,
+      PidsLimit: true,
+      IPv4Forwarding: true,
+      BridgeNfIptables: true,
+      BridgeNfIp6tables: true,
+      Debug: false,
+      NFd: 0,
+      OomKillDisable: false,
+      NGoroutines: 0,
+      SystemTime: new Date().toISOString(),
+      LoggingDriver: 'k8s-file',
+      CgroupDriver: 'cgroupfs',
+      CgroupVersion: '1',
+      NEventsListener: 0,
+      KernelVersion: os.release(),
+      OperatingSystem: 'linux',
+      OSVersion: '',
+      OSType: 'linux',
+      Architecture: unameArch(),
+      IndexServerAddress: '',
+      RegistryConfig: null,
+      NCPU: os.cpus().length,
+      MemTotal: os.totalmem(),
+      GenericResources: null,
+      DockerRootDir: engine.paths.root,
+      HttpProxy: '',
+      HttpsProxy: '',
+      NoProxy: '',
+      Name: os.hostname(),
+      Labels: [],
+      ExperimentalBuild: true,
+      ServerVersion: VERSION,
+      Runtimes: { runc: { path: engine.runtime.runc } },
+      DefaultRuntime: 'runc',
+      Swarm: { NodeID: '', NodeAddr: '', LocalNodeState: 'inactive', ControlAvailable: false, Error: '', RemoteManagers: null },
+      LiveRestoreEnabled: true,
+      Isolation: '',
+      InitBinary: '',
+      ContainerdCommit: { ID: '', Expected: '' },
+      RuncCommit: { ID: '', Expected: '' },
+      InitCommit: { ID: '', Expected: '' },
+      SecurityOptions: [],
+      Warnings: [],
+    });
+  });
+
+  // ----------------------------------------------------------------------- containers
+
+  r.on('GET', '/containers/json', async ({ res, query }) => {
+    const filters = parseFilters(query.get('filters'));
+    const limit = query.get('limit') === '-1' ? undefined : intParam(query, 'limit'); // -1: no limit
+    // As Docker: a status filter looks at every container.
+    let recs = (await engine.listContainers({ all: boolParam(query, 'all') || !!filters.status?.length })).filter((x) => matchesFilters(x, filters));
+    if (limit !== undefined && limit > 0) recs = recs.slice(0, limit);
+    sendJson(res, 200, recs.map(dockerPsEntry));
+  });
+
+  r.on('POST', '/containers/create', async ({ raw, res, query }) => {
+    const o = createOptions(await readJson(raw), query.get('name') ?? undefined);
+    const rec = await engine.create(o);
+    sendJson(res, 201, { Id: rec.config.id, Warnings: [] });
+  });
+
+  r.on('GET', '/containers/:id/json', async ({ res, params }) => {
+    sendJson(res, 200, dockerInspectEntry(await engine.inspect(params.id!), engine.paths));
+  });
+
+  r.on('POST', '/containers/:id/start', async ({ res, params, query }) => {
+    const label = query.get('checkpoint') || undefined;
+    if (query.get('checkpoint-dir')) throw new ApiError(400, 'checkpoint-dir is not supported: Ferry keeps checkpoints with their containers');
+    const before = await engine.inspect(params.id!);
+    if (label !== undefined) {
+      await restore(engine, params.id!, { label });
+      return sendEmpty(res, 204);
+    }
+    if (before.state.status === 'running') return sendEmpty(res, 304);
+    await engine.start(params.id!);
+    sendEmpty(res, 204);
+  });
+
+  r.on('POST', '/containers/:id/stop', async ({ res, params, query }) => {
+    const t = intParam(query, 't', 86_400);
+    const before = await engine.inspect(params.id!);
+    if (before.state.status !== 'running' && before.state.status !== 'paused') return sendEmpty(res, 304);
+    await engine.stop(params.id!, t);
+    sendEmpty(res, 204);
+  });
+
+  r.on('POST', '/containers/:id/restart', async ({ res, params, query }) => {
+    const t = intParam(query, 't', 86_400);
+    await engine.restart(params.id!, t);
+    sendEmpty(res, 204);
+  });
+
+  r.on('POST', '/containers/:id/kill', async ({ res, params, query }) => {
+    await engine.kill(params.id!, query.get('signal') || 'KILL');
+    sendEmpty(res, 204);
+  });
+
+  r.on('POST', '/containers/:id/pause', async ({ res, params }) => {
+    await engine.pause(params.id!);
+    sendEmpty(res, 204);
+  });
+
+  r.on('POST', '/containers/:id/unpause', async ({ res, params }) => {
+    await engine.unpause(params.id!);
+    sendEmpty(res, 204);
+  });
+
+  r.on('POST', '/containers/:id/wait', async ({ res, params, query }) => {
+    const condition = query.get('condition') || 'not-running';
+    if (!['not-running', 'next-exit', 'removed'].includes(condition)) throw new ApiError(400, `invalid condition "${condition}": use not-running, next-exit or removed`);
+    engine.lookup(params.id!);
+    // Headers now (the CLI waits for them before it starts the container), the code when it exits.
+    res.writeHead(200, { 'Content-Type': 'application/json' });
+    res.flushHeaders();
+    const gone = new AbortController();
+    res.once('close', () => gone.abort());
+    let code: number;
+    try {
+      code = await engine.waitCondition(params.id!, condition as 'not-running' | 'next-exit' | 'removed', gone.signal);
+    } catch (e) {
+      res.end(JSON.stringify({ StatusCode: -1, Error: { Message: (e as Error).message } }) + '\n');
+      return;
+    }
+    res.end(JSON.stringify({ StatusCode: code, Error: null }) + '\n');
+  });
+
+  r.on('DELETE', '/containers/:id', async ({ res, params, query }) => {
+    await engine.remove(params.id!, { force: boolParam(query, 'force'), volumes: boolParam(query, 'v') });
+    sendEmpty(res, 204);
+  });
+
+  r.on('GET', '/containers/:id/logs', async (req) => {
+    const { query, params } = req;
+    const stdout = boolParam(query, 'stdout');
+    const stderr = boolParam(query, 'stderr');
+    if (!stdout && !stderr) throw new ApiError(400, 'Bad parameters: you must choose at least one stream');
+    const rec = await engine.inspect(params.id!);
+    await streamLogs(req, engine.logs(params.id!, logsOptions(query)), { stdout, stderr, timestamps: boolParam(query, 'timestamps'), framed: !rec.config.tty });
+  });
+
+  // ----------------------------------------------------------------------- checkpoints (Docker's experimental API)
+
+  r.on('POST', '/containers/:id/checkpoints', async ({ raw, res, params }) => {
+    const body = await readJson(raw);
+    const label = str(body, 'CheckpointID');
+    if (!label) throw new ApiError(400, 'CheckpointID is required');
+    if (str(body, 'CheckpointDir')) throw new ApiError(400, 'CheckpointDir is not supported: Ferry keeps checkpoints with their containers');
+    const exit = bool(body, 'Exit') ?? false;
+    await checkpoint(engine, params.id!, { label, leaveRunning: !exit });
+    sendEmpty(res, 201);
+  });
+
+  r.on('GET', '/containers/:id/checkpoints', async ({ res, params, query }) => {
+    if (query.get('dir')) throw new ApiError(400, 'dir is not supported: Ferry keeps checkpoints with their containers');
+    sendJson(res, 200, (await containerCheckpoints(engine, params.id!)).map((c) => ({ Name: c.label })));
+  });
+
+  r.on('DELETE', '/containers/:id/checkpoints/:name', async ({ res, params, query }) => {
+    if (query.get('dir')) throw new ApiError(400, 'dir is not supported: Ferry keeps checkpoints with their containers');
+    await removeCheckpoint(engine, params.id!, params.name!);
+    sendEmpty(res, 204);
+  });
+
+  // ----------------------------------------------------------------------- images
+
+  r.on('GET', '/images/json', ({ res }) => {
+    sendJson(res, 200, engine.images.list().map(dockerImageEntry));
+  });
+
+  return r;
+}
+
+/** Docker's `filters` query: JSON, {"key": ["v", ...]} or the old {"key": {"v": true}}. */
+export function parseFilters(text: string | null) {
+  if (!text) return {};
+  let v: unknown;
+  try {
+    v = JSON.parse(text);
+  } catch {
+    throw new ApiError(400, 'invalid filters: give JSON such as {"label":["app=web"]}');
+  }
+  if (v === null || typeof v !== 'object' || Array.isArray(v)) throw new ApiError(400, 'invalid filters: give a JSON object');
+  const lists = Object.fromEntries(Object.entries(v as Record<string, unknown>).map(([k, x]) => [k, x !== null && typeof x === 'object' && !Array.isArray(x) ? Object.keys(x) : x]));
+  return checkFilters(lists);
+}
+
+/** A list given as a string or a list of strings (Docker's StrSlice: Cmd, Entrypoint). */
+function strSlice(body: Record<string, unknown>, key: string): string[] | undefined {
+  const v = body[key];
+  if (typeof v === 'string') return [v];
+  return strList(body, key);
+}
+
+/** Docker's create request as Ferry's create options; anything Ferry would not honour is refused. */
+export function createOptions(body: Record<string, unknown>, name: string | undefined): CreateOptions {
+  const image = str(body, 'Image');
+  if (!image) throw new ApiError(400, 'Config.Image is required: name the image to create the container from');
+  if (str(body, 'User')) throw new ApiError(400, 'User is not supported yet: the container runs as the image\'s user');
+  const entrypoint = strSlice(body, 'Entrypoint');
+  const cmd = strSlice(body, 'Cmd');
+  const hc = obj(body, 'HostConfig') ?? {};
+  if (bool(hc, 'Privileged')) throw new ApiError(400, 'HostConfig.Privileged is not supported');
+  const mounts = hc.Mounts;
+  if (mounts !== undefined && mounts !== null && (!Array.isArray(mounts) || mounts.length)) throw new ApiError(400, 'HostConfig.Mounts is not supported yet: use HostConfig.Binds');
+  const restart = obj(hc, 'RestartPolicy');
+  if (restart && restart.Name !== undefined && restart.Name !== '' && restart.Name !== 'no') throw new ApiError(400, 'HostConfig.RestartPolicy is not supported: Ferry has no daemon to restart containers');
+  const networkMode = str(hc, 'NetworkMode');
+  const tmpfs = strMap(hc, 'Tmpfs');
+  const stopTimeout = body.StopTimeout;
+  if (stopTimeout !== undefined && stopTimeout !== null && (typeof stopTimeout !== 'number' || !Number.isInteger(stopTimeout) || stopTimeout < 0)) throw new ApiError(400, 'invalid StopTimeout: give a whole number of seconds');
+  return {
+    image,
+    name,
+    command: entrypoint?.length ? [...entrypoint, ...(cmd ?? [])] : cmd ?? [],
+    env: strList(body, 'Env'),
+    workdir: str(body, 'WorkingDir') || undefined,
+    hostname: str(body, 'Hostname') || undefined,
+    labels: strMap(body, 'Labels'),
+    stopSignal: str(body, 'StopSignal') || undefined,
+    stopTimeout: typeof stopTimeout === 'number' ? stopTimeout : undefined,
+    tty: bool(body, 'Tty'),
+    interactive: bool(body, 'OpenStdin'),
+    volumes: strList(hc, 'Binds'),
+    tmpfs: tmpfs ? Object.entries(tmpfs).map(([d, o]) => (o ? `${d}:${o}` : d)) : undefined,
+    network: !networkMode || networkMode === 'default' ? undefined : networkMode,
+    publish: portBindings(obj(hc, 'PortBindings')),
+    autoRemove: bool(hc, 'AutoRemove'),
+    createCommand: undefined,
+  };
+}
+
+/** HostConfig.PortBindings {"80/tcp": [{"HostIp": "", "HostPort": "8080"}]} as -p specs. */
+function portBindings(pb: Record<string, unknown> | undefined): string[] | undefined {
+  if (!pb) return undefined;
+  const out: string[] = [];
+  for (const [port, binds] of Object.entries(pb)) {
+    if (!/^[0-9]{1,5}(\/(tcp|udp))?$/.test(port)) throw new ApiError(400, `invalid port "${port}" in HostConfig.PortBindings: use PORT/tcp or PORT/udp`);
+    const [ctr, proto = 'tcp'] = port.split('/');
+    if (binds === null) continue;
+    if (!Array.isArray(binds)) throw new ApiError(400, `invalid HostConfig.PortBindings["${port}"]: give a list`);
+    for (const b of binds as Record<string, unknown>[]) {
+      const ip = b && typeof b === 'object' ? str(b, 'HostIp') : undefined;
+      const hp = b && typeof b === 'object' ? str(b, 'HostPort') : undefined;
+      if (!hp) throw new ApiError(400, `HostConfig.PortBindings["${port}"] needs a HostPort (random host ports are not supported yet)`);
+      out.push(`${ip ? `${ip}:` : ''}${hp}:${ctr}/${proto}`);
+    }
+  }
+  return out;
+}
+
+/** since (Unix seconds, fractions allowed), until, tail (N or all), follow. */
+export function logsOptions(q: URLSearchParams) {
+  const time = (k: string): Date | undefined => {
+    const v = q.get(k);
+    if (!v || v === '0' || v.startsWith('0001-01-01T')) return undefined; // Go's zero time: not given
+    if (/^[0-9]{1,12}(\.[0-9]{1,9})?$/.test(v)) return new Date(Number(v) * 1000);
+    const d = /^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9:.]+(Z|[+-][0-9]{2}:[0-9]{2})$/.test(v) ? new Date(v) : undefined;
+    if (!d || Number.isNaN(d.getTime())) throw new ApiError(400, `invalid ${k}=${v}: give Unix seconds or an RFC 3339 time`);
+    return d;
+  };
+  const tailText = q.get('tail');
+  const tail = !tailText || tailText === 'all' || tailText === '-1' ? undefined : intParam(q, 'tail');
+  return { follow: boolParam(q, 'follow'), tail, since: time('since'), until: time('until') };
+}
+
+/** Docker's timestamp: RFC 3339 with nanoseconds, in UTC. */
+function dockerTime(t: string): string {
+  return t.replace(/\+00:00$/, 'Z');
+}
+
+/**
+ * Streams a container's log: with framing (no terminal), each entry in the multiplexed stream
+ * framing; without, raw. Ends when the log does (follow: when the container stops) or the client goes.
+ */
+export async function streamLogs(req: Request, entries: AsyncIterable<LogEntry>, o: { stdout: boolean; stderr: boolean; timestamps: boolean; framed: boolean }): Promise<void> {
+  const res: ServerResponse = req.res;
+  res.writeHead(200, { 'Content-Type': o.framed ? 'application/vnd.docker.multiplexed-stream' : 'application/vnd.docker.raw-stream' });
+  res.flushHeaders();
+  let gone = false;
+  res.once('close', () => (gone = true));
+  let lineStart = true;
+  for await (const e of entries) {
+    if (gone) break;
+    if (e.stream === 'stdout' ? !o.stdout : !o.stderr) continue;
+    const text = `${o.timestamps && lineStart ? `${dockerTime(e.time)} ` : ''}${e.content}${e.partial ? '' : '\n'}`;
+    lineStart = !e.partial;
+    const payload = Buffer.from(text, 'utf8');
+    if (!res.write(o.framed ? muxFrame(e.stream, payload) : payload)) await new Promise<void>((r) => (gone ? r() : res.once('drain', r).once('close', r)));
+  }
+  res.end();
+}
+
+/**
+ * Docker's attach on a hijacked connection (`POST /containers/{id}/attach` with `Upgrade: tcp`),
+ * output only: what the container writes from now on (with logs=1, from its start), framed when
+ * it has no terminal, until it stops. Stdin is not forwarded yet (read and dropped).
+ */
+export async function serveAttach(engine: Engine, ref: string, q: URLSearchParams, sock: Duplex, headers: Record<string, string>): Promise<void> {
+  const stdout = boolParam(q, 'stdout');
+  const stderr = boolParam(q, 'stderr');
+  const logs = boolParam(q, 'logs');
+  const stream = boolParam(q, 'stream');
+  const rec = engine.lookup(ref);
+  const framed = !rec.config.tty;
+  const extra = Object.entries(headers).map(([k, v]) => `${k}: ${v}\r\n`).join('');
+  sock.write(`HTTP/1.1 101 UPGRADED\r\nContent-Type: application/vnd.docker.${framed ? 'multiplexed' : 'raw'}-stream\r\nConnection: Upgrade\r\nUpgrade: tcp\r\n${extra}\r\n`);
+  const gone = new AbortController();
+  sock.once('close', () => gone.abort());
+  sock.on('data', () => undefined); // stdin: not forwarded yet
+  const entries = stream ? engine.attachOutput(ref, { logs, abort: gone.signal }) : logs ? engine.logs(ref, {}) : undefined;
+  if (entries) {
+    for await (const e of entries) {
+      if (gone.signal.aborted) break;
+      if (e.stream === 'stdout' ? !stdout : !stderr) continue;
+      const payload = Buffer.from(`${e.content}${e.partial ? '' : '\n'}`, 'utf8');
+      if (!sock.write(framed ? muxFrame(e.stream, payload) : payload)) await new Promise<void>((r) => (gone.signal.aborted ? r() : sock.once('drain', r).once('close', r)));
+    }
+  }
+  sock.end();
+}

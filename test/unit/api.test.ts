@@ -1,0 +1,123 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { ApiError, Router, boolParam, muxFrame } from '../../src/api/http.js';
+import { createOptions, logsOptions, parseFilters } from '../../src/api/docker.js';
+import { DEFAULT_API_SOCKET, checkServiceOptions, parseUnixUrl } from '../../src/api/service.js';
+import { matchesFilters } from '../../src/engine/select.js';
+import { initialState, type ContainerRecord } from '../../src/engine/types.js';
+import { FerryError } from '../../src/lib/errors.js';
+
+const apiErr = (status: number, re: RegExp) => (e: unknown) => e instanceof ApiError && e.status === status && re.test(e.message);
+
+test('Router: params, 404 for an unknown path, 405 for a known path with another method, HEAD as GET', () => {
+  const r = new Router();
+  const h = (): void => undefined;
+  r.on('GET', '/containers/:id/json', h).on('DELETE', '/containers/:id/checkpoints/:name', h);
+  const m = r.match('GET', '/containers/abc%2Fx/json');
+  assert.ok(typeof m === 'object');
+  assert.deepEqual(m.params, { id: 'abc/x' });
+  assert.ok(typeof r.match('HEAD', '/containers/a/json') === 'object');
+  assert.equal(r.match('POST', '/containers/a/json'), 405);
+  assert.equal(r.match('GET', '/containers/a'), 404);
+  assert.equal(r.match('GET', '/containers/%E0%A4%A/json'), 404, 'a bad escape is no match, not a crash');
+  const d = r.match('DELETE', '/containers/c1/checkpoints/cp1');
+  assert.ok(typeof d === 'object');
+  assert.deepEqual(d.params, { id: 'c1', name: 'cp1' });
+});
+
+test('createOptions: Docker create JSON as Ferry create options; what Ferry would not honour is refused', () => {
+  const o = createOptions(
+    {
+      Image: 'busybox',
+      Entrypoint: ['sh', '-c'],
+      Cmd: ['echo hi'],
+      Env: ['A=1'],
+      WorkingDir: '/tmp',
+      Labels: { a: 'b' },
+      User: '',
+      HostConfig: { Binds: ['/src:/dst:ro'], NetworkMode: 'default', AutoRemove: true, PortBindings: { '80/tcp': [{ HostIp: '', HostPort: '8080' }] }, Tmpfs: { '/run': 'size=1m' }, RestartPolicy: { Name: 'no' }, Mounts: [] },
+    },
+    'web',
+  );
+  assert.deepEqual(o.command, ['sh', '-c', 'echo hi']);
+  assert.equal(o.name, 'web');
+  assert.deepEqual(o.env, ['A=1']);
+  assert.equal(o.workdir, '/tmp');
+  assert.deepEqual(o.labels, { a: 'b' });
+  assert.deepEqual(o.volumes, ['/src:/dst:ro']);
+  assert.equal(o.network, undefined, 'default is the bridge');
+  assert.equal(o.autoRemove, true);
+  assert.deepEqual(o.publish, ['8080:80/tcp']);
+  assert.deepEqual(o.tmpfs, ['/run:size=1m']);
+  assert.deepEqual(createOptions({ Image: 'busybox', Cmd: 'true' }, undefined).command, ['true']);
+  assert.deepEqual(createOptions({ Image: 'busybox' }, undefined).command, [], "the image's command");
+  assert.equal(createOptions({ Image: 'busybox', HostConfig: { NetworkMode: 'none' } }, undefined).network, 'none');
+  assert.throws(() => createOptions({}, undefined), apiErr(400, /Image is required/));
+  assert.throws(() => createOptions({ Image: 'b', User: 'nobody' }, undefined), apiErr(400, /User/));
+  assert.throws(() => createOptions({ Image: 'b', Env: 'A=1' }, undefined), apiErr(400, /invalid Env/));
+  assert.throws(() => createOptions({ Image: 'b', Labels: { a: 1 } }, undefined), apiErr(400, /invalid Labels/));
+  assert.throws(() => createOptions({ Image: 'b', HostConfig: { Privileged: true } }, undefined), apiErr(400, /Privileged/));
+  assert.throws(() => createOptions({ Image: 'b', HostConfig: { RestartPolicy: { Name: 'always' } } }, undefined), apiErr(400, /RestartPolicy/));
+  assert.throws(() => createOptions({ Image: 'b', HostConfig: { Mounts: [{}] } }, undefined), apiErr(400, /Mounts/));
+  assert.throws(() => createOptions({ Image: 'b', HostConfig: { PortBindings: { '80/sctp': [] } } }, undefined), apiErr(400, /invalid port/));
+  assert.throws(() => createOptions({ Image: 'b', HostConfig: { PortBindings: { '80/tcp': [{ HostPort: '' }] } } }, undefined), apiErr(400, /HostPort/));
+  assert.throws(() => createOptions({ Image: 'b', StopTimeout: -1 }, undefined), apiErr(400, /StopTimeout/));
+});
+
+const rec = (name: string, labels: Record<string, string>, status: ContainerRecord['state']['status']): ContainerRecord => ({
+  config: { id: `${name}`.padEnd(64, '0'), name, created: '', imageId: '', imageName: '', command: [], env: [], workdir: '/', hostname: '', mounts: [], autoRemove: false, labels, stopSignal: 'TERM', stopTimeout: 10 },
+  state: { ...initialState(), status },
+});
+
+test('filters: Docker JSON (both forms), label/name/status/id, refusals', () => {
+  const a = rec('abc', { app: 'web', tier: '1' }, 'running');
+  const b = rec('bcd', {}, 'stopped');
+  assert.deepEqual(parseFilters('{"label":{"app=web":true}}'), { label: ['app=web'] });
+  const pick = (f: string): string[] => [a, b].filter((r) => matchesFilters(r, parseFilters(f))).map((r) => r.config.name);
+  assert.deepEqual(pick('{"label":["app=web"]}'), ['abc']);
+  assert.deepEqual(pick('{"label":["tier"]}'), ['abc']);
+  assert.deepEqual(pick('{"label":["app=db"]}'), []);
+  assert.deepEqual(pick('{"name":["/bc"]}'), ['abc', 'bcd']);
+  assert.deepEqual(pick('{"status":["exited"]}'), ['bcd'], "Ferry's stopped is Docker's exited");
+  assert.deepEqual(pick('{"id":["bcd"]}'), ['bcd']);
+  assert.deepEqual(pick('{"status":["running"],"name":["bcd"]}'), []);
+  assert.deepEqual(pick(''), ['abc', 'bcd']);
+  assert.throws(() => parseFilters('{'), apiErr(400, /invalid filters/));
+  assert.throws(() => parseFilters('{"colour":["x"]}'), (e: unknown) => e instanceof FerryError && e.code === 'EINVAL');
+  assert.throws(() => parseFilters('{"status":["sleeping"]}'), /invalid filter status/);
+});
+
+test('query parameters: booleans, logs options (Unix seconds, RFC 3339, Go zero time, tail)', () => {
+  const q = (s: string): URLSearchParams => new URLSearchParams(s);
+  assert.equal(boolParam(q('a=1'), 'a'), true);
+  assert.equal(boolParam(q('a=false'), 'a'), false);
+  assert.equal(boolParam(q(''), 'a', true), true);
+  assert.throws(() => boolParam(q('a=yes'), 'a'), apiErr(400, /invalid a=yes/));
+  assert.deepEqual(logsOptions(q('follow=1&tail=all&since=0')), { follow: true, tail: undefined, since: undefined, until: undefined });
+  assert.equal(logsOptions(q('tail=5')).tail, 5);
+  assert.equal(logsOptions(q('since=1700000000.5')).since?.getTime(), 1_700_000_000_500);
+  assert.equal(logsOptions(q('since=2026-01-02T03:04:05Z')).since?.toISOString(), '2026-01-02T03:04:05.000Z');
+  assert.equal(logsOptions(q('until=0001-01-01T00:00:00Z')).until, undefined);
+  assert.throws(() => logsOptions(q('since=yesterday')), apiErr(400, /invalid since/));
+  assert.throws(() => logsOptions(q('tail=-5')), apiErr(400, /invalid tail/));
+});
+
+test('muxFrame: Docker multiplexed stream header', () => {
+  const f = muxFrame('stderr', Buffer.from('hi\n'));
+  assert.deepEqual([...f.subarray(0, 8)], [2, 0, 0, 0, 0, 0, 0, 3]);
+  assert.equal(f.subarray(8).toString(), 'hi\n');
+  assert.equal(muxFrame('stdout', Buffer.alloc(0))[0], 1);
+});
+
+test('service options: the API socket by default; TCP only with a secret; unix paths checked', () => {
+  assert.deepEqual(checkServiceOptions({}), { sockets: ['/run/ferry/ferry.sock'], tcp: undefined, identity: undefined });
+  assert.equal(DEFAULT_API_SOCKET, 'unix:///run/ferry/ferry.sock');
+  assert.throws(() => checkServiceOptions({ listen: ['tcp://0.0.0.0:7797'] }), /needs --secret-file FILE: it never runs unauthenticated/);
+  assert.throws(() => checkServiceOptions({ listen: ['unix:///run/x.sock'], secretFile: '/x' }), /--secret-file only applies with --listen tcp:/);
+  assert.throws(() => checkServiceOptions({ listen: ['http://x:1'] }), /use tcp:\/\/ADDR:PORT/);
+  assert.throws(() => checkServiceOptions({ listen: ['unix:///a.sock', 'unix:///a.sock'] }), /twice/);
+  assert.equal(parseUnixUrl('unix:///run/ferry/ferry.sock'), '/run/ferry/ferry.sock');
+  for (const bad of ['unix://relative.sock', 'unix:///a/../b.sock', 'unix:///dir/', `unix:///${'x'.repeat(120)}`]) {
+    assert.throws(() => parseUnixUrl(bad), (e: unknown) => e instanceof FerryError && e.code === 'EINVAL', bad);
+  }
+});
