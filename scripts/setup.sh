@@ -22,10 +22,12 @@ LOG=${FERRY_SETUP_LOG:-/var/log/ferry-setup.log}
 # gcc and libc6-dev build the tests' memory workload (test/fixtures/memhog.c, linked statically).
 # mmdebstrap builds the root filesystems of the tests' real applications (test/helpers/apps.ts).
 # gcc also builds ferry-attach (below); tmux is the tests' real terminal (test/helpers/terminal.ts).
-# docker-registry and skopeo are the real registry peers of the image tests (test/helpers/registry.ts).
+# docker-registry and skopeo are the real registry peers of the image tests (test/helpers/registry.ts);
+# podman is the peer engine of the API and archive tests (podman --remote, Podman's archives),
+# always run with a configuration of its own (runc from this list satisfies its runtime).
 PACKAGES=(runc conmon iptables containernetworking-plugins busybox-static zstd
   openssh-server openssh-client util-linux iproute2 tar gcc libc6-dev mmdebstrap tmux
-  docker-registry skopeo)
+  docker-registry skopeo podman)
 
 # Packages in the dependency closure of criu that the binary does not need: toolchain
 # bookkeeping, iconv modules, and anything that is not a library (filtered by name below).
