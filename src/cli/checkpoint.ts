@@ -34,6 +34,7 @@ interface CheckpointFlags {
   compress: string;
   ignoreRootfs?: boolean;
   ignoreVolumes?: boolean;
+  format?: string;
 }
 
 interface RestoreFlags {
@@ -82,6 +83,7 @@ export function registerCheckpointCommands(parent: Command, ctx: Ctx, top: boole
     .option('-c, --compress <method>', 'archive compression: zstd, gzip or none', 'zstd')
     .option('--ignore-rootfs', 'leave the container\'s filesystem changes out of the archive')
     .option('--ignore-volumes', 'leave named volumes\' contents out of the archive')
+    .option('--format <layout>', 'with --export: archive layout, ferry or podman (for `podman container restore --import`)')
     .action(async (refs: string[], f: CheckpointFlags) => {
       if (!COMPRESSIONS.includes(f.compress as Compression)) throw new FerryError('EINVAL', `invalid --compress "${f.compress}": use zstd, gzip or none`);
       const manageCgroupsMode = cgroupMode(f.manageCgroupsMode);
@@ -110,6 +112,7 @@ export function registerCheckpointCommands(parent: Command, ctx: Ctx, top: boole
             compression: f.compress as Compression,
             ignoreRootfs: f.ignoreRootfs,
             ignoreVolumes: f.ignoreVolumes,
+            format: f.format as 'ferry' | 'podman' | undefined,
           },
           (ref) => {
             if (!f.printStats) say(`${ref}\n`);
