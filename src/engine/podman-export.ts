@@ -24,6 +24,9 @@ import { engineMountFile, type ContainerRecord } from './types.js';
 
 type Json = Record<string, unknown>;
 
+/** A CRIU configuration file for the restore, unpacked into Podman's bundle with the rest. */
+const CRIU_CONF = 'criu-restore.conf';
+
 /** The name (and ID) of a container's image as Podman's config.dump gives it. */
 export function podmanImageRef(rec: ContainerRecord): { name: string; id: string } {
   // Podman resolves rootfsImageID in its own store; a name resolves there as an ID does.
@@ -75,9 +78,10 @@ export async function exportPodman(engine: Engine, rec: ContainerRecord, o: Expo
       o.target,
       o.compression,
       async (w) => {
-        await w.addJson('config.dump', podmanConfig(rec, spec, volumes));
+        await w.addJson('config.dump', podmanConfig(rec, spec));
         await w.addJson('spec.dump', podmanSpec(rec, spec));
         await w.addBuffer('network.status', 'null');
+        await w.addBuffer(CRIU_CONF, 'skip-file-rwx-check\n');
         if (fs.existsSync(engine.paths.logPath(id))) await w.addFile('ctr.log', engine.paths.logPath(id));
         await addImages(w, images);
         for (const [name, file] of files) await w.addFile(name, file);
@@ -131,6 +135,10 @@ function podmanSpec(rec: ContainerRecord, spec: Json): Json {
   const annotations = { ...((spec.annotations ?? {}) as Record<string, string>) };
   annotations['io.container.manager'] = 'libpod';
   annotations['io.podman.annotations.autoremove'] = rec.config.autoRemove ? 'TRUE' : 'FALSE';
+  // Podman's container root has its image's mode (0555 for an imported rootfs), Ferry's had its
+  // own when dumped, and CRIU checks it: runc hands CRIU this configuration file (relative to
+  // the bundle, where Podman unpacks the archive), which skips that check.
+  annotations['org.criu.config'] = CRIU_CONF;
   // Podman binds the spec's named volumes from their paths as given: relative to its bundle
   // dir (GRAPHROOT/<driver>-containers/ID/userdata), where it puts the restored volumes.
   const vols = new Map(rec.config.mounts.filter((m) => m.type === 'volume').map((m) => [m.destination, m.source]));
@@ -142,13 +150,12 @@ function podmanSpec(rec: ContainerRecord, spec: Json): Json {
 }
 
 /** config.dump: the fields of libpod's ContainerConfig that Podman's restore reads, with their JSON names and types. */
-function podmanConfig(rec: ContainerRecord, spec: Json, volumes: string[]): Json {
+function podmanConfig(rec: ContainerRecord, spec: Json): Json {
   const c = rec.config;
   const img = podmanImageRef(rec);
   const vols = c.mounts.filter((m) => m.type === 'volume');
   const shm = c.engineMounts?.includes('/dev/shm') ?? false;
   const sig = os.constants.signals[`SIG${c.stopSignal}` as keyof typeof os.constants.signals] ?? 15;
-  void volumes;
   return {
     spec,
     id: c.id,
