@@ -257,7 +257,7 @@ test('refused: a corrupt or tampered Podman archive', { skip }, async () => {
   // Not a checkpoint at all: a tar with neither Ferry's header nor Podman's dump files.
   const junk = path.join(tmp, 'junk.tar');
   fs.writeFileSync(junk, await pack([file('hello.txt')]));
-  await refused(F, junk, /neither a ferry checkpoint archive nor one of Podman's/);
+  await refused(F, junk, /does not start with ferry-archive\.json and is not a Podman checkpoint either/);
 });
 
 test('refused: Podman archives with paths that escape', { skip }, async () => {

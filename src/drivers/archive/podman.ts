@@ -32,7 +32,7 @@ import { pipeline } from 'node:stream/promises';
 import tar from 'tar-stream';
 import { FerryError } from '../../lib/errors.js';
 import { validName } from '../../lib/ids.js';
-import { checkMemberName, TreeExtract, type ForeignReader, type Header } from './archive.js';
+import { HEADER_MEMBER, checkMemberName, TreeExtract, type ForeignReader, type Header } from './archive.js';
 
 export const PODMAN_KIND = 'podman-checkpoint';
 /** Members holding JSON metadata: read whole, so they are kept small. */
@@ -86,7 +86,7 @@ export class PodmanReader implements ForeignReader {
     const config = this.docs.get('config.dump');
     const spec = this.docs.get('spec.dump');
     if (config === undefined || spec === undefined) {
-      throw bad(`it is neither a ferry checkpoint archive nor one of Podman's (no ${config === undefined ? 'config.dump' : 'spec.dump'} before the checkpoint)`);
+      throw bad(`it does not start with ${HEADER_MEMBER} and is not a Podman checkpoint either (no ${config === undefined ? 'config.dump' : 'spec.dump'} before the checkpoint)`);
     }
     if (!isPodmanDump(config, spec)) throw bad('its config.dump and spec.dump are not what Podman writes (not a checkpoint archive?)');
     this.headerDone = true;
