@@ -180,6 +180,8 @@ export async function writeContainerMembers(engine: Engine, rec: ContainerRecord
   }
   if (!o.ignoreRootfs) await w.addTree(`${prefix}rootfs`, engine.paths.layer(id).upper);
   for (const v of exportedVolumes(rec, o)) await w.addTree(`${prefix}volumes/${v}`, engine.volumes.get(v).Mountpoint);
+  const shm = path.join(engine.paths.bundle(id), engineMountFile('/dev/shm'));
+  if (rec.config.engineMounts?.includes('/dev/shm') && fs.existsSync(shm)) await w.addTree(`${prefix}devshm`, shm);
 }
 
 export interface ImportOptions extends RestoreOptions {

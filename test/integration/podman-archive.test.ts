@@ -17,13 +17,14 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import tar from 'tar-stream';
-import { Host, LOOPER, assertCleanError, eventually, counts, runcIds, type Result } from '../helpers/ferry.js';
+import { Host, LOOPER, assertCleanError, eventually, counts, runcIds } from '../helpers/ferry.js';
 import { Podman, hasPodman } from '../helpers/podman.js';
 
 const skip = !hasPodman() ? 'podman is not installed' : false;
 
 const F = new Host('pfA'); // Ferry, with the busybox image
 const C = new Host('pfC'); // Ferry, without any image
+const G = new Host('pfG'); // Ferry, a second root with the busybox image
 const P = new Podman('pdP');
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'fy-pda-'));
 const outside = path.join(tmp, 'outside');
@@ -31,13 +32,16 @@ const outside = path.join(tmp, 'outside');
 const POD_ZST = path.join(tmp, 'pod.tar.zst');
 const POD_TAR = path.join(tmp, 'pod.tar');
 
-/** The looper, after changing /etc/motd, deleting /etc/group and writing into the volume at /data. */
-const CHANGER = ['sh', '-c', `echo vol > /data/f; echo changed > /etc/motd; rm /etc/group; ${LOOPER[2]}`];
+/** The looper, after changing /etc/motd, deleting /etc/group, writing into the volume at /data and into /dev/shm. */
+const CHANGER = ['sh', '-c', `echo vol > /data/f; echo changed > /etc/motd; rm /etc/group; echo shm > /dev/shm/s; ${LOOPER[2]}`];
+/** What CHANGER's changes look like from inside. */
+const CHECK = ['sh', '-c', 'cat /data/f /etc/motd /dev/shm/s; test -e /etc/group && echo group-present || echo group-gone'];
+const CHANGED = 'vol\nchanged\nshm\ngroup-gone\n';
 
 before(async () => {
   if (skip) return;
   fs.mkdirSync(outside);
-  await Promise.all([F.importBusybox(), P.importBusybox(), C.run(['images'])]);
+  await Promise.all([F.importBusybox(), G.importBusybox(), P.importBusybox(), C.run(['images'])]);
   await P.ok(['run', '-d', '--name', 'pl', '--network', 'none', '-v', 'pdata:/data', 'localhost/busybox:latest', ...CHANGER]);
   await eventually(async () => (await P.counts('pl')).length >= 3);
   await P.ok(['container', 'checkpoint', '--export', POD_ZST, 'pl']);
@@ -47,6 +51,7 @@ before(async () => {
 after(async () => {
   await F.destroy();
   await C.destroy();
+  await G.destroy();
   await P.destroy();
   fs.rmSync(tmp, { recursive: true, force: true });
 });
@@ -56,9 +61,6 @@ function continuous(seq: number[], n: number): boolean {
   return seq.length > n && seq.every((v, i) => v === i);
 }
 
-async function ferryFiles(ref: string): Promise<Result> {
-  return F.run(['exec', ref, 'sh', '-c', 'cat /data/f /etc/motd; test -e /etc/group && echo group-present || echo group-gone']);
-}
 
 test('Podman\'s archive: its members are the ones Podman 4.3.1 writes', { skip }, async () => {
   const names = (await entries(POD_TAR)).map((e) => e.header.name.replace(/\/$/, ''));
@@ -73,8 +75,8 @@ test('Podman to Ferry: the looper continues, with its changed file, deleted file
   const id = (await P.inspect('pl')).Id;
   assert.equal(out, id, 'restored with the Podman container\'s ID');
   await eventually(async () => continuous(await counts(F, 'pl'), before + 2), 15_000);
-  const r = await ferryFiles('pl');
-  assert.equal(r.stdout, 'vol\nchanged\ngroup-gone\n', r.stderr);
+  const r = await F.run(['exec', 'pl', ...CHECK]);
+  assert.equal(r.stdout, CHANGED, r.stderr);
   assert.equal((await F.inspect('pl')).State.Status, 'running');
 });
 
@@ -86,8 +88,8 @@ test('Ferry to Podman: --format podman restores in Podman; the looper continues,
   const before = (await counts(F, 'fl')).length;
   await P.ok(['container', 'restore', '--import', archive]);
   await eventually(async () => continuous(await P.counts('fl'), before + 2), 15_000);
-  const r = await P.run(['exec', 'fl', 'sh', '-c', 'cat /data/f /etc/motd; test -e /etc/group && echo group-present || echo group-gone']);
-  assert.equal(r.stdout, 'vol\nchanged\ngroup-gone\n', r.stderr);
+  const r = await P.run(['exec', 'fl', ...CHECK]);
+  assert.equal(r.stdout, CHANGED, r.stderr);
   // The volume is Podman's own, with the archive's contents.
   const vol = JSON.parse(await P.ok(['volume', 'inspect', 'fdata']))[0];
   assert.equal(fs.readFileSync(path.join(vol.Mountpoint, 'f'), 'utf8'), 'vol\n');
@@ -103,8 +105,8 @@ test('and back: the container Ferry imported from Podman goes back to Podman, co
   const before = (await counts(F, 'pl')).length;
   await P.ok(['container', 'restore', '--import', archive]);
   await eventually(async () => continuous(await P.counts('pl'), before + 2), 15_000);
-  const r = await P.run(['exec', 'pl', 'sh', '-c', 'cat /data/f /etc/motd; test -e /etc/group && echo group-present || echo group-gone; mount | grep -c " /dev/shm "']);
-  assert.equal(r.stdout, 'vol\nchanged\ngroup-gone\n1\n', r.stderr);
+  const r = await P.run(['exec', 'pl', ...CHECK]);
+  assert.equal(r.stdout, CHANGED, r.stderr);
   await P.ok(['rm', '-f', '-t', '0', 'pl']);
   await P.ok(['volume', 'rm', 'pdata']);
 });
@@ -118,6 +120,18 @@ test('Podman\'s archive imports again under another name (-n), and without its f
   assert.ok(!r.stdout.includes('changed') && r.stdout.includes('group-present'), r.stdout);
   // The same archive, same name: refused, nothing made.
   await refused(F, POD_ZST, /name "pl" is already in use/);
+});
+
+test('a container from Podman moves on between Ferry roots in Ferry\'s format, its /dev/shm contents included', { skip }, async () => {
+  await F.ok(['container', 'restore', '--import', POD_ZST, '-n', 'mover', '--ignore-volumes']);
+  const archive = path.join(tmp, 'mover.tar.zst');
+  await F.ok(['container', 'checkpoint', '--export', archive, 'mover']);
+  const before = (await counts(F, 'mover')).length;
+  await G.ok(['container', 'restore', '--import', archive]);
+  await eventually(async () => continuous(await counts(G, 'mover'), before + 1), 15_000);
+  const r = await G.run(['exec', 'mover', ...CHECK]);
+  assert.equal(r.stdout, CHANGED, r.stderr);
+  await F.ok(['rm', '-f', 'mover']);
 });
 
 test('--format podman is refused before the checkpoint for a container on a network, and without --export', { skip }, async () => {

@@ -7,6 +7,7 @@
  *   checkpoint/...             CRIU's images (regular files only)
  *   rootfs/...                 the overlay upper dir: added/changed files, whiteouts, xattrs
  *   volumes/NAME/...           named volumes' contents
+ *   devshm/...                 a bind-mounted /dev/shm's contents (a container from Podman)
  *   checksums.json             last: sha256 of every member (content and header), so a
  *                              truncated, corrupt or tampered archive is refused
  *
@@ -292,6 +293,8 @@ function sectionOf(name: string, pod: boolean): { section: string; kind: Kind; r
   if (parts[0] === 'checkpoint' || parts[0] === 'rootfs') return { section: prefix + parts[0], kind: parts[0], rest: parts.slice(1).join('/') };
   // The pre-dumps a checkpoint builds on (pre-copy), oldest first: CRIU images too.
   if (parts[0] === 'parents' && /^[1-9][0-9]{0,2}$/.test(parts[1] ?? '')) return { section: `${prefix}parents/${parts[1]}`, kind: 'checkpoint', rest: parts.slice(2).join('/') };
+  // A bind-mounted /dev/shm's contents (a container imported from Podman): a tree like a volume.
+  if (parts[0] === 'devshm') return { section: prefix + 'devshm', kind: 'volume', rest: parts.slice(1).join('/') };
   if (parts[0] === 'volumes' && parts[1] && validName(parts[1])) return { section: `${prefix}volumes/${parts[1]}`, kind: 'volume', rest: parts.slice(2).join('/') };
   throw bad(`unexpected member "${name}"`);
 }
