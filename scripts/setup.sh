@@ -21,8 +21,11 @@ LOG=${FERRY_SETUP_LOG:-/var/log/ferry-setup.log}
 
 # gcc and libc6-dev build the tests' memory workload (test/fixtures/memhog.c, linked statically).
 # mmdebstrap builds the root filesystems of the tests' real applications (test/helpers/apps.ts).
+# gcc also builds ferry-attach (below); tmux is the tests' real terminal (test/helpers/terminal.ts).
+# docker-registry and skopeo are the real registry peers of the image tests (test/helpers/registry.ts).
 PACKAGES=(runc conmon iptables containernetworking-plugins busybox-static zstd
-  openssh-server openssh-client util-linux iproute2 tar gcc libc6-dev mmdebstrap)
+  openssh-server openssh-client util-linux iproute2 tar gcc libc6-dev mmdebstrap tmux
+  docker-registry skopeo)
 
 # Packages in the dependency closure of criu that the binary does not need: toolchain
 # bookkeeping, iconv modules, and anything that is not a library (filtered by name below).
@@ -78,6 +81,17 @@ if ((${#missing[@]})); then
   say "installing ${missing[*]} (missing Debian packages)"
   run apt-get update
   run apt-get install -y --no-install-recommends "${missing[@]}"
+  # The tests start registries of their own on 127.0.0.1: the package's system service (a
+  # registry on every address, port 5000) is not wanted. Only when this script installed it.
+  if [[ " ${missing[*]} " == *" docker-registry "* ]]; then
+    if command -v systemctl >/dev/null && [[ -d /run/systemd/system ]]; then
+      systemctl disable --now docker-registry.service >>"$LOG" 2>&1 || true
+    elif [[ -x /etc/init.d/docker-registry ]]; then
+      /etc/init.d/docker-registry stop >>"$LOG" 2>&1 || true
+      update-rc.d docker-registry disable >>"$LOG" 2>&1 || true
+    fi
+    say "the docker-registry system service is disabled (the tests start their own)"
+  fi
 fi
 
 # ---------------------------------------------------------------------------------------------
@@ -309,6 +323,32 @@ if [[ ! -e $SHIM || $(cat "$SHIM.sha256" 2>/dev/null) != "$shim_sum" ]]; then
   mv "$SHIM.tmp" "$SHIM"
   echo "$shim_sum" >"$SHIM.sha256"
   say "built $SHIM (CRIU reads another user's rlimits from /proc without CAP_SYS_RESOURCE)"
+fi
+
+# Bun cannot open conmon's attach socket (SOCK_SEQPACKET): `run -it`, `attach` and
+# `start -ai` connect the terminal through this small program (scripts/ferry-attach.c).
+ATTACH_SRC=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/ferry-attach.c
+ATTACH=$FERRY_LIB/bin/ferry-attach
+attach_sum=$(sha256sum "$ATTACH_SRC" | cut -d' ' -f1)
+if [[ ! -x $ATTACH || $(cat "$FERRY_LIB/lib/ferry-attach.sha256" 2>/dev/null) != "$attach_sum" ]]; then
+  mkdir -p "$FERRY_LIB/lib" "$FERRY_LIB/bin"
+  run gcc -O2 -Wall -o "$ATTACH.tmp" "$ATTACH_SRC"
+  mv "$ATTACH.tmp" "$ATTACH"
+  echo "$attach_sum" >"$FERRY_LIB/lib/ferry-attach.sha256"
+  say "built $ATTACH (terminals and stdin of containers, through conmon's attach socket)"
+fi
+
+# The prestart hook that sets lo up in a container's own network namespace (--network none):
+# one small program rather than a shell, sed, nsenter and ip (scripts/ferry-lo-up.c).
+LOUP_SRC=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/ferry-lo-up.c
+LOUP=$FERRY_LIB/bin/ferry-lo-up
+loup_sum=$(sha256sum "$LOUP_SRC" | cut -d' ' -f1)
+if [[ ! -x $LOUP || $(cat "$FERRY_LIB/lib/ferry-lo-up.sha256" 2>/dev/null) != "$loup_sum" ]]; then
+  mkdir -p "$FERRY_LIB/lib" "$FERRY_LIB/bin"
+  run gcc -O2 -Wall -o "$LOUP.tmp" "$LOUP_SRC"
+  mv "$LOUP.tmp" "$LOUP"
+  echo "$loup_sum" >"$FERRY_LIB/lib/ferry-lo-up.sha256"
+  say "built $LOUP (loopback up in a container's own network namespace)"
 fi
 
 if [[ -n $system_criu ]]; then

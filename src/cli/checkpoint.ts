@@ -6,6 +6,7 @@ import { parsePublish } from '../drivers/network/cni.js';
 import { checkpointStats, humanDuration } from '../engine/shapes.js';
 import { formatOutput, humanSize, table } from './format.js';
 import { collect, getEngine, out, uninterruptible, type Ctx } from './context.js';
+import { pullOptions, type RegistryFlags } from './images.js';
 
 const CGROUP_MODES = ['soft', 'full', 'strict', 'ignore'];
 
@@ -146,7 +147,10 @@ export function registerCheckpointCommands(parent: Command, ctx: Ctx, top: boole
     .option('--ignore-static-ip', 'give the container a new IP address (established TCP connections are then closed)')
     .option('--ignore-static-mac', 'give the container a new MAC address')
     .option('-p, --publish <[ip:]host:ctr[/proto]>', 'replace the published ports (repeatable)', collect, [])
-    .action(async (refs: string[], f: RestoreFlags) => {
+    .option('--tls-verify [bool]', 'with --import: pulling a missing image requires verified HTTPS (default true)', true)
+    .option('--creds <user:pass>', 'with --import: credentials to pull a missing image')
+    .option('--authfile <file>', 'with --import: the auth file to pull a missing image')
+    .action(async (refs: string[], f: RestoreFlags & RegistryFlags) => {
       const manageCgroupsMode = cgroupMode(f.manageCgroupsMode);
       const publish = f.publish.length ? f.publish.map(parsePublish) : undefined;
       const engine = getEngine(ctx);
@@ -174,6 +178,7 @@ export function registerCheckpointCommands(parent: Command, ctx: Ctx, top: boole
             ignoreVolumes: f.ignoreVolumes,
             allowHostMounts: f.allowHostMounts,
             pod: f.pod,
+            ...(f.import !== undefined ? { pullOptions: pullOptions(f, false) } : {}),
           },
           (ref) => {
             if (!f.printStats) out(`${ref}\n`);

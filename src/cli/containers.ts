@@ -1,14 +1,17 @@
+import { isatty } from 'node:tty';
 import { Command } from 'commander';
 import { FerryError } from '../lib/errors.js';
 import { inspectEntry, psEntry, statusText, humanDuration } from '../engine/shapes.js';
 import type { ContainerRecord } from '../engine/types.js';
-import type { CreateOptions } from '../engine/engine.js';
+import type { AttachOptions, ConsoleSize, CreateOptions } from '../engine/engine.js';
+import { DEFAULT_DETACH_KEYS, parseDetachKeys, type AttachSession } from '../drivers/runtime/attach.js';
 import type { LogEntry } from '../engine/logs.js';
 import { formatOutput, table } from './format.js';
 import { collect, getEngine, out, type Ctx } from './context.js';
 import { registerCheckpointCommands } from './checkpoint.js';
+import { pullOptions, registryFlags, type RegistryFlags } from './images.js';
 
-interface CreateFlags {
+interface CreateFlags extends RegistryFlags {
   name?: string;
   env: string[];
   volume: string[];
@@ -24,11 +27,20 @@ interface CreateFlags {
   macAddress?: string;
   publish: string[];
   pod?: string;
+  tty?: boolean;
+  interactive?: boolean;
+  entrypoint?: string;
+  user?: string;
+  pull: string;
+  publishAll?: boolean;
 }
 
 function addCreateFlags(cmd: Command): Command {
-  return cmd
+  return registryFlags(cmd)
     .option('--name <name>', 'assign a name to the container')
+    .option('--entrypoint <cmd>', "replace the image's Entrypoint (a command or a JSON array); clears its Cmd")
+    .option('-u, --user <user[:group]>', 'run as this user (name or UID, from the image\'s /etc/passwd)')
+    .option('--pull <policy>', 'pull the image: always, missing or never', 'missing')
     .option('-e, --env <KEY=VALUE>', 'set an environment variable (repeatable)', collect, [])
     .option('-v, --volume <VOL:/path[:ro]>', 'mount a named volume or host path (repeatable)', collect, [])
     .option('--tmpfs <path[:opts]>', 'mount a tmpfs (repeatable)', collect, [])
@@ -43,7 +55,10 @@ function addCreateFlags(cmd: Command): Command {
     .option('--ip <address>', 'static IPv4 address on the network')
     .option('--mac-address <mac>', 'static MAC address')
     .option('-p, --publish <[ip:]host:ctr[/proto]>', 'publish a container port on the host (repeatable)', collect, [])
+    .option('-P, --publish-all', "publish every port the image exposes on a free host port")
     .option('--pod <pod>', 'run in this pod (sharing its namespaces)')
+    .option('-t, --tty', 'allocate a terminal for the container')
+    .option('-i, --interactive', 'keep stdin open, even when not attached')
     .argument('<image>', 'image to run')
     .argument('[command...]', 'command and arguments')
     .passThroughOptions();
@@ -60,9 +75,15 @@ function createOptions(image: string, command: string[], f: CreateFlags): Create
     stopTimeout = Number(f.stopTimeout);
     if (!Number.isInteger(stopTimeout) || stopTimeout < 0) throw new FerryError('EINVAL', `invalid --stop-timeout "${f.stopTimeout}": give whole seconds`);
   }
+  if (!['always', 'missing', 'never'].includes(f.pull)) throw new FerryError('EINVAL', `invalid --pull "${f.pull}": use always, missing or never`);
   return {
     image,
     command,
+    entrypoint: f.entrypoint,
+    user: f.user,
+    publishAll: !!f.publishAll,
+    pull: f.pull as CreateOptions['pull'],
+    pullOptions: pullOptions(f, false),
     name: f.name,
     env: f.env,
     volumes: f.volume,
@@ -79,7 +100,45 @@ function createOptions(image: string, command: string[], f: CreateFlags): Create
     mac: f.macAddress,
     publish: f.publish,
     pod: f.pod,
+    tty: !!f.tty,
+    interactive: !!f.interactive,
   };
+}
+
+/** Docker's rule: attaching stdin to a container's terminal needs a terminal on our stdin. */
+function requireTerminal(tty: boolean, stdin: boolean): void {
+  if (tty && stdin && !isatty(0)) throw new FerryError('EINVAL', 'the input device is not a TTY: run it from a terminal, or without -t');
+}
+
+/** Our terminal's size (rows, columns), when stdout or stdin is one. */
+function consoleSize(): ConsoleSize | undefined {
+  for (const s of [process.stdout, process.stderr]) {
+    if (s.isTTY && s.columns > 0 && s.rows > 0) return { height: s.rows, width: s.columns };
+  }
+  return undefined;
+}
+
+function attachOptions(f: { detachKeys?: string }, noStdin = false): AttachOptions {
+  return { detachKeys: parseDetachKeys(f.detachKeys ?? DEFAULT_DETACH_KEYS), noStdin, consoleSize: consoleSize() };
+}
+
+/**
+ * Follows an attach session to its end: on detach the container keeps running (exit 0); when
+ * its output ends, waits for its exit code and exits with it. Ctrl-C and TERM (without a raw
+ * terminal; with one, Ctrl-C is a key for the container) are forwarded to the container.
+ */
+async function followSession(session: AttachSession, signal: (sig: string) => void, exitCode: () => Promise<number>): Promise<void> {
+  const forward = (sig: NodeJS.Signals): void => signal(sig);
+  process.on('SIGINT', forward);
+  process.on('SIGTERM', forward);
+  try {
+    if ((await session.done) === 'detached') return;
+    process.exitCode = await exitCode();
+  } finally {
+    process.off('SIGINT', forward);
+    process.off('SIGTERM', forward);
+    session.close();
+  }
 }
 
 /** Prints a container's log entries as they come: stdout's to stdout, stderr's to stderr. */
@@ -117,31 +176,69 @@ export function registerContainerCommands(parent: Command, ctx: Ctx, top: boolea
 
   addCreateFlags(parent.command('run').description('run a command in a new container'))
     .option('-d, --detach', 'run in the background and print the container ID')
-    .option('-i, --interactive', 'keep stdin open (not supported yet for run; use exec -i)')
-    .action(async (image: string, command: string[], f: CreateFlags & { detach?: boolean; interactive?: boolean }) => {
-      if (f.interactive) throw new FerryError('EINVAL', '-i is not supported by `ferry run` yet: run with -d and use `ferry exec -i`');
-      const { record, attached } = await getEngine(ctx).run(createOptions(image, command, f), { detach: f.detach });
+    .option('--detach-keys <keys>', `key sequence that detaches from the container (default ${DEFAULT_DETACH_KEYS})`)
+    .action(async (image: string, command: string[], f: CreateFlags & { detach?: boolean; detachKeys?: string }) => {
+      const attach = attachOptions(f);
+      if (!f.detach) requireTerminal(!!f.tty, !!f.interactive);
+      const { record, attached } = await getEngine(ctx).run(createOptions(image, command, f), { detach: f.detach, attach });
       if (!attached) return out(`${record.config.id}\n`);
       // Foreground: stream the output, forward Ctrl-C/TERM, exit with the container's code.
       const forward = (sig: NodeJS.Signals): void => attached.signal(sig);
       process.on('SIGINT', forward);
       process.on('SIGTERM', forward);
       try {
-        await printLog(attached.output(), false);
+        if (attached.session) {
+          if ((await attached.session.done) === 'detached') return;
+        } else {
+          await printLog(attached.output(), false);
+        }
         process.exitCode = await attached.exitCode();
       } finally {
+        attached.session?.close();
         attached.release();
       }
+    });
+
+  parent
+    .command('attach')
+    .description('attach to a running container\'s terminal or output')
+    .argument('[container]')
+    .option('--detach-keys <keys>', `key sequence that detaches from the container (default ${DEFAULT_DETACH_KEYS})`)
+    .option('--no-stdin', 'do not attach stdin')
+    .option('-l, --latest', 'act on the latest container')
+    .action(async (ref: string | undefined, f: { detachKeys?: string; stdin: boolean; latest?: boolean }) => {
+      const engine = getEngine(ctx);
+      const [id] = await engine.select({ refs: ref ? [ref] : [], latest: f.latest }, 'logs');
+      const rec = await engine.inspect(id!);
+      const o = attachOptions(f, !f.stdin);
+      requireTerminal(!!rec.config.tty, f.stdin && !!rec.config.stdin);
+      const session = await engine.attach(id!, o);
+      await followSession(session, (sig) => void engine.kill(id!, sig).catch(() => undefined), () => engine.wait(id!));
     });
 
   parent
     .command('start')
     .description('start one or more containers')
     .argument('[containers...]')
-    .option('-a, --all', 'start all containers')
+    .option('--all', 'start all containers')
+    .option('-a, --attach', 'attach to the container\'s output (and terminal)')
+    .option('-i, --interactive', 'attach stdin too')
+    .option('--detach-keys <keys>', `key sequence that detaches from the container (default ${DEFAULT_DETACH_KEYS})`)
     .option('-l, --latest', 'act on the latest container')
-    .action(async (refs: string[], f: { all?: boolean; latest?: boolean }) => {
+    .action(async (refs: string[], f: { all?: boolean; attach?: boolean; interactive?: boolean; detachKeys?: string; latest?: boolean }) => {
       const engine = getEngine(ctx);
+      if (f.attach || f.interactive) {
+        // Podman's start -a/-i: one container, attached before its process starts.
+        if (f.all || refs.length !== 1) throw new FerryError('EINVAL', 'start --attach/--interactive takes exactly one container');
+        const [id] = await engine.select({ refs }, 'start');
+        const rec = engine.lookup(id!);
+        const o = attachOptions(f, !f.interactive);
+        requireTerminal(!!rec.config.tty, !!f.interactive && !!rec.config.stdin);
+        let session: AttachSession | undefined;
+        await engine.start(id!, { attach: { ...o, onAttach: (s) => (session = s) } });
+        await followSession(session!, (sig) => void engine.kill(id!, sig).catch(() => undefined), () => engine.wait(id!));
+        return;
+      }
       for (const ref of await engine.select({ refs, all: f.all, latest: f.latest }, 'start')) {
         await engine.start(ref);
         out(`${ref}\n`);
@@ -207,10 +304,11 @@ export function registerContainerCommands(parent: Command, ctx: Ctx, top: boolea
     .option('-l, --latest', 'act on the latest container')
     .option('-f, --force', 'stop a running container first')
     .option('-i, --ignore', 'ignore errors when a container does not exist')
-    .action(async (refs: string[], f: { all?: boolean; latest?: boolean; force?: boolean; ignore?: boolean }) => {
+    .option('-v, --volumes', 'also remove its anonymous volumes (made for the image\'s VOLUMEs)')
+    .action(async (refs: string[], f: { all?: boolean; latest?: boolean; force?: boolean; ignore?: boolean; volumes?: boolean }) => {
       const engine = getEngine(ctx);
       for (const ref of await engine.select({ refs, all: f.all, latest: f.latest, ignoreMissing: f.ignore }, 'rm')) {
-        if (await engine.removeSelected(ref, { force: f.force, ignoreMissing: f.ignore })) out(`${ref}\n`);
+        if (await engine.removeSelected(ref, { force: f.force, ignoreMissing: f.ignore, volumes: f.volumes })) out(`${ref}\n`);
       }
     });
 
@@ -287,13 +385,14 @@ export function registerContainerCommands(parent: Command, ctx: Ctx, top: boolea
     .description('run a command in a running container')
     .option('-i, --interactive', 'keep stdin open')
     .option('-t, --tty', 'allocate a terminal')
+    .option('--detach-keys <keys>', `key sequence that detaches from the session (default ${DEFAULT_DETACH_KEYS})`)
     .option('-e, --env <KEY=VALUE>', 'set an environment variable (repeatable)', collect, [])
     .option('-w, --workdir <dir>', 'working directory')
     .option('-l, --latest', 'act on the latest container')
     .argument('[container]')
     .argument('[command...]')
     .passThroughOptions()
-    .action(async (ref: string | undefined, command: string[], f: { interactive?: boolean; tty?: boolean; env: string[]; workdir?: string; latest?: boolean }) => {
+    .action(async (ref: string | undefined, command: string[], f: { interactive?: boolean; tty?: boolean; detachKeys?: string; env: string[]; workdir?: string; latest?: boolean }) => {
       const engine = getEngine(ctx);
       let target = ref;
       let argv = command;
@@ -302,7 +401,9 @@ export function registerContainerCommands(parent: Command, ctx: Ctx, top: boolea
         argv = ref ? [ref, ...command] : command;
       }
       if (!target) throw new FerryError('EINVAL', 'exec needs a container and a command: ferry exec CONTAINER CMD...');
-      process.exitCode = await engine.exec(target, argv, { stdin: !!f.interactive, tty: !!f.tty, env: f.env, workdir: f.workdir });
+      const detachKeys = parseDetachKeys(f.detachKeys ?? DEFAULT_DETACH_KEYS);
+      requireTerminal(!!f.tty, !!f.interactive);
+      process.exitCode = await engine.exec(target, argv, { stdin: !!f.interactive, tty: !!f.tty, env: f.env, workdir: f.workdir, detachKeys });
     });
 
   parent

@@ -24,6 +24,13 @@ export function out(s: string): void {
   process.stdout.write(s);
 }
 
+/** A boolean flag that may be given a value: --tls-verify, --tls-verify=false. */
+export function boolValue(v: string | boolean): boolean {
+  if (v === true || v === 'true') return true;
+  if (v === false || v === 'false') return false;
+  throw new FerryError('EINVAL', `invalid boolean "${v}": use true or false`);
+}
+
 export function collect(v: string, prev: string[]): string[] {
   return [...prev, v];
 }

@@ -41,7 +41,7 @@ export function registerSystemCommands(program: Command, ctx: Ctx): void {
   program
     .command('version')
     .description('show the ferry version')
-    .action(() => out(`Version:      ${VERSION}\nNode Version: ${process.version}\n${bunVersion() ? `Bun Version:  ${bunVersion()}\n` : ''}OS/Arch:      linux/${goArch()}\n`));
+    .action(() => out(`Version:      ${VERSION}\nBun Version:  ${bunVersion()}\nOS/Arch:      linux/${goArch()}\n`));
 }
 
 function toYaml(v: unknown, indent = ''): string {

@@ -30,6 +30,7 @@ import type { ContainerRecord, OpOf } from './types.js';
 import { importCheckpoint, type ImportOptions } from './portable.js';
 import { restore, type RestoreOptions, type RestoreReport } from './restore.js';
 import type { Selection } from './select.js';
+import type { PullOptions } from '../drivers/registry/pull.js';
 
 export interface CheckpointOptions {
   leaveRunning?: boolean;
@@ -377,6 +378,8 @@ export interface RestoreRequest extends Selection, Omit<RestoreOptions, 'lazyPag
   allowHostMounts?: boolean;
   /** With import: restore into this pod. */
   pod?: string;
+  /** With import: how to pull the archive's image when this host lacks it (--tls-verify, --creds, --authfile). */
+  pullOptions?: PullOptions & { authfile?: string };
 }
 
 /**
@@ -386,10 +389,10 @@ export interface RestoreRequest extends Selection, Omit<RestoreOptions, 'lazyPag
  * selection with one.
  */
 export async function restoreContainers(engine: Engine, req: RestoreRequest, onEach?: (ref: string, r: RestoreReport) => void): Promise<RestoreReport[]> {
-  const { refs, all, latest, ignoreMissing, import: source, name, ignoreRootfs, ignoreVolumes, allowHostMounts, pod, ...o } = req;
+  const { refs, all, latest, ignoreMissing, import: source, name, ignoreRootfs, ignoreVolumes, allowHostMounts, pod, pullOptions, ...o } = req;
   if (source !== undefined) {
     if (refs?.length || all || latest) throw new FerryError('EINVAL', '--import restores a new container from the archive: do not name containers, --all or --latest with it');
-    const r = await importCheckpoint(engine, { ...o, source, name, ignoreRootfs, ignoreVolumes, allowHostMounts, pod });
+    const r = await importCheckpoint(engine, { ...o, source, name, ignoreRootfs, ignoreVolumes, allowHostMounts, pod, pullOptions });
     onEach?.(r.id, r);
     return [r];
   }

@@ -14,7 +14,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { FerryError } from '../lib/errors.js';
 import { debug } from '../lib/log.js';
-import { containerPids, type RuncCheckpointOptions } from '../drivers/runtime/runc.js';
+import { containerPids, execSessions, type RuncCheckpointOptions } from '../drivers/runtime/runc.js';
 import { findUndumpable } from '../drivers/criu/criu.js';
 import { readDumpStats, type DumpStats } from '../drivers/criu/stats.js';
 import { criuFailure, writeCheckpointMeta } from './checkpoint-dir.js';
@@ -47,9 +47,19 @@ export interface Dump {
 
 /**
  * Refuses, before anything is frozen, a container holding what CRIU cannot dump (an io_uring
- * instance): CRIU would freeze it and fail with an error nobody can act on ("send_fds failed").
+ * instance): CRIU would freeze it and fail with an error nobody can act on ("send_fds failed");
+ * and one with an exec session running, which the checkpoint would end.
  */
 export function refuseUndumpable(rec: ContainerRecord): void {
+  // As Podman: a process started by exec (a shell with its own terminal, say) is outside the
+  // process tree CRIU dumps, and would silently end with the checkpoint.
+  const x = execSessions(rec.state.pid)[0];
+  if (x) {
+    throw new FerryError(
+      'EUNSUPPORTED',
+      `container ${rec.config.name} cannot be checkpointed while an exec session runs in it (process ${x.pid}, ${x.command}): end it first; nothing was frozen and it keeps running`,
+    );
+  }
   const u = findUndumpable(containerPids(rec.state.pid))[0];
   if (!u) return;
   const node = /^(node|nodejs)$/.test(u.command) ? ' (Node.js: start it with UV_USE_IO_URING=0)' : '';

@@ -1,15 +1,27 @@
 import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import type { Readable, Writable } from 'node:stream';
 import { FerryError } from '../lib/errors.js';
-import { run, which } from '../lib/exec.js';
+import { run, runOk, which } from '../lib/exec.js';
 import { discardDir, mkdirp, readJsonIfExists, sweepTrash, writeJsonAtomic, writeFileAtomic } from '../lib/fsutil.js';
 import { FileLock, withLock } from '../lib/lock.js';
 import { newId, randomName, validName } from '../lib/ids.js';
+import { freePort } from '../lib/net.js';
 import { processAlive, procStartTime, sleep, waitFor } from '../lib/proc.js';
 import { RuncRuntime } from '../drivers/runtime/runc.js';
+import { attachHelper, openAttach, type AttachRequest, type AttachSession } from '../drivers/runtime/attach.js';
+import { execWithConmon } from '../drivers/runtime/conmon-exec.js';
 import { buildSpec, type Mount } from '../drivers/runtime/spec.js';
-import { ImageStore, DEFAULT_PATH, type ImageRecord } from '../drivers/storage/images.js';
+import { resolveUser } from '../drivers/runtime/user.js';
+import { ImageStore, DEFAULT_PATH, normalizeImageName, type ImageRecord } from '../drivers/storage/images.js';
+import { pullImage, type PullOptions } from '../drivers/registry/pull.js';
+import { isShortName, parseReference, shortNameError } from '../drivers/registry/reference.js';
+import { defaultAuthFile, lookupCredentials, storeCredentials, type Credentials } from '../drivers/registry/auth.js';
+import { pushImage } from '../drivers/registry/push.js';
+import { loadImages, saveImages, SAVE_FORMATS, type SaveFormat } from '../drivers/storage/transfer.js';
+import { RegistryClient, type ClientOptions } from '../drivers/registry/client.js';
+import { registryDomain } from '../drivers/registry/reference.js';
 import { VolumeStore, type VolumeRecord } from '../drivers/storage/volumes.js';
 import { createLayer, mountLayer, removeLayer, unmountLayer } from '../drivers/storage/overlay.js';
 import { findCriu, probeCriu, type CriuInfo } from '../drivers/criu/criu.js';
@@ -33,6 +45,15 @@ export interface EngineOptions {
 export interface CreateOptions {
   image: string;
   command: string[];
+  /** --entrypoint: a command, or a JSON array; replaces the image's Entrypoint and clears its Cmd. */
+  entrypoint?: string;
+  /** -u/--user USER[:GROUP] (names from the container's /etc/passwd and /etc/group). */
+  user?: string;
+  /** -P/--publish-all: the image's ExposedPorts on free host ports. */
+  publishAll?: boolean;
+  /** --pull: always, missing (default) or never; with the registry options for a pull. */
+  pull?: 'always' | 'missing' | 'never';
+  pullOptions?: PullOptions & { authfile?: string };
   name?: string;
   env?: string[];
   workdir?: string;
@@ -55,6 +76,10 @@ export interface CreateOptions {
   pod?: string;
   /** Internal: this is the infra container of that pod (ID). */
   infraOf?: string;
+  /** -t: give the process a terminal. */
+  tty?: boolean;
+  /** -i: keep its stdin open for attaching. */
+  interactive?: boolean;
 }
 
 /**
@@ -394,7 +419,6 @@ export class Engine {
 
   async create(o: CreateOptions): Promise<ContainerRecord> {
     this.requireRuntime();
-    const img = this.images.get(o.image);
     if (o.name !== undefined && !validName(o.name)) {
       throw new FerryError('EINVAL', `invalid container name "${o.name}": use letters, digits, '_', '.', '-', starting with a letter or digit`);
     }
@@ -403,8 +427,27 @@ export class Engine {
     if (pod && (o.network || o.ip || o.mac || o.publish?.length)) {
       throw new FerryError('EINVAL', `containers in pod ${pod.name} use the pod's network: give --network/-p/--ip to \`ferry pod create\` instead`);
     }
-    const network = pod ? undefined : this.parseNetwork(o);
-    const command = o.command.length ? o.command : img.Config.Cmd;
+    // Checked before a pull: a bad --network or -p fails fast.
+    let network = pod ? undefined : this.parseNetwork(o);
+    const img = await this.imageForRun(o.image, o.pull ?? 'missing', o.pullOptions);
+    const c = img.Config;
+    if (o.publishAll && Object.keys(c.ExposedPorts ?? {}).length) {
+      if (pod) throw new FerryError('EINVAL', `containers in pod ${pod.name} use the pod's network: publish ports with \`ferry pod create -p\``);
+      network = this.parseNetwork({ ...o, publish: [...(o.publish ?? []), ...(await this.publishAll(c.ExposedPorts ?? {}, network!))] });
+    }
+    // Docker's rules: run arguments replace Cmd; --entrypoint replaces Entrypoint and clears Cmd.
+    const entrypoint = o.entrypoint !== undefined ? parseEntrypoint(o.entrypoint) : c.Entrypoint ?? [];
+    const command = [...entrypoint, ...(o.command.length ? o.command : o.entrypoint !== undefined ? [] : c.Cmd ?? [])];
+    if (!command.length) throw new FerryError('EINVAL', `image ${o.image} has no command (no Entrypoint or Cmd): give one after the image name`);
+    // The image's VOLUMEs that no -v/--tmpfs covers get an anonymous volume each, as in Podman.
+    for (const v of Object.keys(c.Volumes ?? {})) {
+      if (!v.startsWith('/')) continue;
+      const dest = path.posix.normalize(v).replace(/(.)\/+$/, '$1');
+      if (dest === '/' || mounts.some((m) => m.destination === dest)) continue;
+      mounts.push({ type: 'volume', source: randomBytes(32).toString('hex'), destination: dest, options: [], anonymous: true });
+    }
+    const user = o.user ?? c.User ?? '';
+    if (!/^[^:\s]*(:[^:\s]*)?$/.test(user)) throw new FerryError('EINVAL', `invalid --user "${o.user}": use USER[:GROUP], by name or number`);
     const id = newId();
     const config: ContainerConfig = {
       id,
@@ -413,18 +456,22 @@ export class Engine {
       imageId: img.Id,
       imageName: img.Names[0] ?? img.Id,
       command,
-      env: mergeEnv(img.Config.Env, o.env ?? []),
-      workdir: o.workdir ?? img.Config.WorkingDir ?? '/',
+      env: mergeEnv(c.Env ?? [], o.env ?? []),
+      workdir: o.workdir ?? (c.WorkingDir || '/'),
+      ...(user ? { user } : {}),
+      ...(entrypoint.length ? { entrypointLength: entrypoint.length } : {}),
       hostname: o.hostname ?? (pod?.share.includes('uts') ? pod.hostname : id.slice(0, 12)),
       mounts,
       autoRemove: o.autoRemove ?? false,
-      labels: o.labels ?? {},
-      stopSignal: o.stopSignal?.replace(/^SIG/i, '').toUpperCase() ?? 'TERM',
+      labels: { ...(c.Labels ?? {}), ...(o.labels ?? {}) },
+      stopSignal: (o.stopSignal ?? c.StopSignal)?.replace(/^SIG/i, '').toUpperCase() || 'TERM',
       stopTimeout: o.stopTimeout ?? 10,
       createCommand: o.createCommand,
       network,
       pod: pod?.id ?? o.infraOf,
       infraOf: o.infraOf,
+      ...(o.tty ? { tty: true } : {}),
+      ...(o.interactive ? { stdin: true } : {}),
     };
     return withLock(
       this.paths.namesLock,
@@ -436,7 +483,7 @@ export class Engine {
           throw new FerryError('EEXIST', `the container name "${config.name}" is already in use: remove that container or choose another name`);
         }
         // Named volumes that do not exist yet are created, as Podman does.
-        for (const m of mounts) if (m.type === 'volume') this.volumes.create(m.source, {}, { ifMissing: true });
+        for (const m of mounts) if (m.type === 'volume') this.volumes.create(m.source, {}, { ifMissing: true, anonymous: m.anonymous });
         const rec: ContainerRecord = { config, state: initialState() };
         const tmp = path.join(this.paths.containers, `.tmp-${id}`);
         mkdirp(path.join(tmp, 'userdata'), 0o700);
@@ -446,6 +493,26 @@ export class Engine {
       },
       { what: 'the container name registry' },
     );
+  }
+
+  /** -P: each port the image exposes and -p left out, on a free host port (as Podman picks them). */
+  private async publishAll(exposed: Record<string, object>, net: NetworkConfig): Promise<string[]> {
+    const taken = new Set(this.allRecords().flatMap((r) => (r.config.network?.ports ?? []).map((p) => p.hostPort)));
+    for (const p of net.ports) taken.add(p.hostPort);
+    const out: string[] = [];
+    for (const key of Object.keys(exposed)) {
+      const m = /^(\d{1,5})(?:\/(tcp|udp))?$/i.exec(key);
+      if (!m) continue; // ranges and other protocols: not published
+      const port = Number(m[1]);
+      const proto = (m[2] ?? 'tcp').toLowerCase();
+      if (port < 1 || port > 65535 || net.ports.some((p) => p.containerPort === port && p.protocol === proto)) continue;
+      let host: number;
+      do host = await freePort();
+      while (taken.has(host));
+      taken.add(host);
+      out.push(`${host}:${port}/${proto}`);
+    }
+    return out;
   }
 
   private parseNetwork(o: CreateOptions): NetworkConfig {
@@ -504,14 +571,14 @@ export class Engine {
    * Mounts the rootfs, brings up the network and writes the OCI bundle for the container's
    * next start or restore.
    */
-  async prepareBundle(rec: ContainerRecord, net: NetworkRequest = {}): Promise<void> {
+  async prepareBundle(rec: ContainerRecord, net: NetworkRequest = {}, consoleSize?: ConsoleSize): Promise<void> {
     const id = rec.config.id;
     const img = this.images.list().find((i) => i.Id === rec.config.imageId);
     if (!img) throw new FerryError('ENOTFOUND', `the image of container ${rec.config.name} (${rec.config.imageName}) is gone: import it again`);
     const layer = this.paths.layer(id);
     createLayer(layer.dir);
     if (rec.config.rootMode !== undefined) fs.chmodSync(layer.upper, rec.config.rootMode & 0o7777);
-    await mountLayer(layer, this.images.rootfs(img.Id));
+    await mountLayer(layer, this.images.lowerDirs(img));
     const bundle = this.paths.bundle(id);
     mkdirp(bundle, 0o700);
     await this.setupNetwork(rec, net);
@@ -549,16 +616,24 @@ export class Engine {
         mounts.push({ destination: m.destination, type: 'bind', source: src, options: ['rbind', 'rprivate', m.options.includes('ro') ? 'ro' : 'rw'] });
       }
     }
+    for (const m of rec.config.mounts) if (m.type === 'volume' && m.anonymous) await this.copyUp(m.source, layer.merged, m.destination);
+    // The user is looked up in the container's own files, as runc does, at each start.
+    const user = rec.config.user ? resolveUser(layer.merged, rec.config.user) : undefined;
+    const home = user?.home ?? '/root';
+    const env = rec.config.env.some((e) => e.startsWith('HOME=')) ? rec.config.env : [...rec.config.env, `HOME=${home}`];
     const spec = buildSpec({
       rootfs: layer.merged,
       args: rec.config.command,
-      env: rec.config.env,
+      env,
+      user,
       cwd: rec.config.workdir,
       hostname: rec.config.hostname,
       mounts,
       namespacePaths: joined ?? (rec.state.net ? { network: rec.state.net.netnsPath } : undefined),
       hostNetwork: rec.config.network?.mode === 'host',
       cgroupsPath: this.paths.cgroup(id),
+      terminal: !!rec.config.tty,
+      consoleSize,
       annotations: { 'io.ferry.name': rec.config.name },
     });
     writeJsonAtomic(path.join(bundle, 'config.json'), spec);
@@ -572,28 +647,44 @@ export class Engine {
     return [...this.self, '--root', this.paths.root, '--runroot', this.paths.runroot, ...runtime, 'container', 'cleanup', id];
   }
 
-  /** Starts a container; `address` asks for the IP/MAC it had before (a pod's restored infra). */
-  async start(ref: string, o: { address?: { ip: string; mac: string } } = {}): Promise<ContainerRecord> {
+  /**
+   * Starts a container; `address` asks for the IP/MAC it had before (a pod's restored infra).
+   * `attach` connects this process's stdio to it before its process starts (nothing of its
+   * output is lost); the session is handed to onAttach.
+   */
+  async start(ref: string, o: StartOptions = {}): Promise<ContainerRecord> {
     this.requireRuntime();
+    if (o.attach) attachHelper();
     return this.withContainer(ref, async (rec) => {
-      if (rec.state.status === 'running') return rec;
+      if (rec.state.status === 'running') {
+        if (o.attach) o.attach.onAttach(await openAttach(this.paths.bundle(rec.config.id), this.attachRequest(rec, o.attach)));
+        return rec;
+      }
       if (rec.state.status === 'paused') throw new FerryError('ESTATE', `container ${rec.config.name} is paused: unpause it instead`);
       // A checkpointed container starts afresh, as with Podman; its checkpoint stays for restore.
       this.beginOp(rec, 'start', {});
+      let session: AttachSession | undefined;
       try {
         await this.runtime.delete(rec.config.id, true); // stale runc state from a crash
-        await this.prepareBundle(rec, { ip: o.address?.ip ?? rec.config.network?.ip, mac: o.address?.mac ?? rec.config.network?.mac });
+        await this.prepareBundle(rec, { ip: o.address?.ip ?? rec.config.network?.ip, mac: o.address?.mac ?? rec.config.network?.mac }, o.attach?.consoleSize);
         const started = await this.runtime.createWithConmon({
           id: rec.config.id,
           name: rec.config.name,
           paths: this.paths.conmon(rec.config.id),
           exitCommand: this.exitCommand(rec.config.id),
+          terminal: !!rec.config.tty,
+          stdin: !!rec.config.stdin,
         });
+        if (o.attach) {
+          session = await openAttach(this.paths.bundle(rec.config.id), this.attachRequest(rec, o.attach));
+          o.attach.onAttach(session);
+        }
         await this.runtime.start(rec.config.id);
         toRunning(rec.state, started);
         this.endOp(rec);
         return rec;
       } catch (e) {
+        session?.close();
         await this.runtime.kill(rec.config.id, 'KILL').catch(() => undefined);
         await this.releaseRuntime(rec).catch(() => undefined);
         rec.state.error = (e as Error).message;
@@ -689,15 +780,34 @@ export class Engine {
         throw new FerryError('ESTATE', `container ${rec.config.name} is running: stop it first or use --force`);
       }
       await this.stopLocked(rec, 0);
-      await this.removeFiles(rec);
+      await this.removeFiles(rec, { volumes: opts.volumes });
       // Without its infra a pod is gone too.
       if (rec.config.infraOf) removePodRecord(this, rec.config.infraOf);
       return rec;
     });
   }
 
-  /** Deletes every file of a stopped container (caller holds the lock). */
-  async removeFiles(rec: ContainerRecord): Promise<void> {
+  /**
+   * An anonymous volume's first start: the image's files at its path are copied in (as Podman
+   * does), unless the path leads out of the rootfs or is not a directory.
+   */
+  private async copyUp(volume: string, rootfs: string, dest: string): Promise<void> {
+    const v = this.volumes.find(volume);
+    if (!v?.NeedsCopyUp) return;
+    let src: string | undefined;
+    try {
+      const real = fs.realpathSync(path.join(rootfs, dest));
+      const root = fs.realpathSync(rootfs);
+      if (real.startsWith(`${root}/`) && fs.statSync(real).isDirectory()) src = real;
+    } catch {
+      src = undefined;
+    }
+    if (src) await runOk(['cp', '-a', '--', `${src}/.`, v.Mountpoint], { what: `copying the image's ${dest} into its volume` });
+    this.volumes.copiedUp(volume);
+  }
+
+  /** Deletes every file of a stopped container (caller holds the lock); its anonymous volumes too with --rm or `rm -v`. */
+  async removeFiles(rec: ContainerRecord, opts: { volumes?: boolean } = {}): Promise<void> {
     const id = rec.config.id;
     this.beginOp(rec, 'remove', {});
     await this.releaseRuntime(rec);
@@ -709,6 +819,13 @@ export class Engine {
     fs.rmSync(this.exitFile(id), { force: true });
     fs.rmSync(this.paths.containerLock(id), { force: true });
     fs.rmSync(this.paths.attachLock(id), { force: true });
+    if (opts.volumes || rec.config.autoRemove) {
+      for (const m of rec.config.mounts) {
+        if (m.type !== 'volume' || !m.anonymous) continue;
+        if (this.allRecords().some((r) => r.config.mounts.some((x) => x.type === 'volume' && x.source === m.source))) continue;
+        if (this.volumes.find(m.source)) this.volumes.remove(m.source);
+      }
+    }
   }
 
   /** conmon's exit command: record the exit, unmount, and remove --rm containers. */
@@ -774,12 +891,67 @@ export class Engine {
     return rec;
   }
 
-  async exec(ref: string, argv: string[], o: { stdin: boolean; tty: boolean; env: string[]; workdir?: string }): Promise<number> {
+  /** What the attach helper is asked for a container: stdin only where the container keeps one open. */
+  attachRequest(rec: ContainerRecord, o: AttachOptions): AttachRequest {
+    return { stdin: !o.noStdin && !!rec.config.stdin, tty: !!rec.config.tty, detachKeys: o.detachKeys };
+  }
+
+  /**
+   * Connects this process's stdio to a running container (Podman's attach): its output from now
+   * on, our stdin to its stdin (when it was created with -i), our terminal's size to its terminal.
+   */
+  async attach(ref: string, o: AttachOptions): Promise<AttachSession> {
+    const rec = await this.inspect(ref);
+    if (rec.state.status !== 'running' && rec.state.status !== 'paused') {
+      throw new FerryError('ESTATE', `container ${rec.config.name} is not running: start it with \`ferry start -a ${rec.config.name}\``);
+    }
+    return openAttach(this.paths.bundle(rec.config.id), this.attachRequest(rec, o));
+  }
+
+  /**
+   * Runs a command in a running container and returns its exit code. With a terminal it runs
+   * under a conmon of its own (as Podman's exec): our terminal is attached to it as to a
+   * container's, with detach keys (a detached session goes on; 0 is returned) and resizes.
+   */
+  async exec(ref: string, argv: string[], o: ExecOptions): Promise<number> {
     const rec = await this.inspect(ref);
     if (rec.state.status !== 'running') throw new FerryError('ESTATE', `container ${rec.config.name} is not running: start it first`);
     if (!argv.length) throw new FerryError('EINVAL', 'exec needs a command to run');
     for (const e of o.env) if (e.indexOf('=') <= 0) throw new FerryError('EINVAL', `invalid environment variable "${e}": use KEY=VALUE`);
-    return this.runtime.exec(rec.config.id, argv, o);
+    if (!o.tty) return this.runtime.exec(rec.config.id, argv, o);
+    attachHelper();
+    const id = rec.config.id;
+    // The session's files (a detached one's stay until the container is removed).
+    const dir = path.join(this.paths.runDir(id), `exec-${randomBytes(6).toString('hex')}`);
+    let x;
+    try {
+      x = await execWithConmon(this.runtime, {
+        id,
+        bundle: this.paths.bundle(id),
+        dir,
+        socketDir: this.paths.conmon(id).socketDir,
+        argv,
+        env: mergeEnv(rec.config.env, o.env),
+        cwd: o.workdir,
+        terminal: true,
+        stdin: o.stdin,
+        attach: (d) => openAttach(d, { stdin: o.stdin, tty: true, detachKeys: o.detachKeys ?? Buffer.from([16, 17]) }),
+      });
+    } catch (e) {
+      fs.rmSync(dir, { recursive: true, force: true });
+      throw e;
+    }
+    try {
+      if ((await x.session.done) === 'detached') {
+        x.release();
+        return 0;
+      }
+      const code = await x.exitCode;
+      fs.rmSync(dir, { recursive: true, force: true });
+      return code;
+    } finally {
+      x.session.close();
+    }
   }
 
   // ---------------------------------------------------------------- images and volumes
@@ -789,18 +961,178 @@ export class Engine {
     return withLock(this.paths.imagesLock, () => this.images.importTarball(tarball, name), { what: 'the image store' });
   }
 
-  async removeImage(ref: string, force = false): Promise<ImageRecord> {
+  /**
+   * Pulls an image from a registry (the whole pull holds the image store's lock). A failure
+   * frees every layer and blob it stored, so nothing is left of it.
+   */
+  async pullImage(ref: string, o: PullOptions & { authfile?: string }): Promise<ImageRecord> {
+    const r = parseReference(ref);
+    const creds = o.creds ?? lookupCredentials(r.domain, o.authfile);
+    mkdirp(this.paths.images, 0o700);
+    return withLock(
+      this.paths.imagesLock,
+      async () => {
+        try {
+          return await pullImage(this.images, r, { ...o, creds });
+        } catch (e) {
+          this.images.collect();
+          throw e;
+        }
+      },
+      { what: 'the image store', timeoutMs: 600_000 },
+    );
+  }
+
+  /**
+   * The image a container is made from, pulled as `--pull` says: always, missing (the
+   * default: only when no local image has the name) or never. Short names are local only.
+   */
+  async imageForRun(ref: string, policy: 'always' | 'missing' | 'never' = 'missing', o: PullOptions & { authfile?: string } = { tlsVerify: true }): Promise<ImageRecord> {
+    if (!['always', 'missing', 'never'].includes(policy)) throw new FerryError('EINVAL', `invalid --pull "${policy}": use always, missing or never`);
+    const local = this.images.find(ref);
+    const plain = ref.split('@')[0]!.replace(/:[\w][\w.-]*$/, '');
+    const pullable = !isShortName(plain) && !/^localhost(\/|$)/.test(plain) && !/^(sha256:)?[0-9a-f]{3,64}$/.test(ref);
+    if (policy === 'never' || !pullable) {
+      if (local) return local;
+      if (!pullable && !/^(sha256:)?[0-9a-f]{3,64}$/.test(ref) && isShortName(plain)) throw shortNameError(ref, true);
+      return this.images.get(ref);
+    }
+    if (local && policy === 'missing') return local;
+    return this.pullImage(ref, o);
+  }
+
+  /**
+   * Pushes an image to a registry: to DEST, or to the image's own name when it names a
+   * registry. Returns the manifest digest.
+   */
+  async pushImage(ref: string, dest: string | undefined, o: ClientOptions & { authfile?: string; progress?: (line: string) => void }): Promise<string> {
+    const img = this.images.get(ref);
+    let target = dest;
+    if (target === undefined) {
+      let n: string | undefined;
+      try {
+        n = normalizeImageName(ref);
+      } catch {
+        n = undefined;
+      }
+      target = img.Names.find((x) => x === ref || x === n);
+      if (!target || target.startsWith('localhost/')) throw new FerryError('EINVAL', `image ${ref} names no registry: give a destination, e.g. \`ferry push ${ref} REGISTRY[:PORT]/NAME[:TAG]\``);
+    }
+    const r = parseReference(target.replace(/^docker:\/\//, ''));
+    const creds = o.creds ?? lookupCredentials(r.domain, o.authfile);
+    return pushImage(this.images, img, r, { ...o, creds });
+  }
+
+  /** `ferry login`: checks the credentials against the registry, then records them. */
+  async login(registry: string, creds: Credentials, o: { tlsVerify: boolean; authfile?: string }): Promise<string> {
+    const domain = registryDomain(registry);
+    await new RegistryClient({ domain, path: '' }, { tlsVerify: o.tlsVerify, creds }).check();
+    const file = o.authfile ?? defaultAuthFile();
+    storeCredentials(file, domain, creds);
+    return domain;
+  }
+
+  /** `ferry load`: images from an archive stream or an OCI layout directory. */
+  async loadImages(input: { dir: string } | { stream: Readable }): Promise<{ img: ImageRecord; names: string[] }[]> {
+    mkdirp(this.paths.images, 0o700);
+    return withLock(this.paths.imagesLock, () => loadImages(this.images, input), { what: 'the image store', timeoutMs: 600_000 });
+  }
+
+  /** `ferry save`: images as an archive written to `out`, or an OCI layout at `dir`. */
+  async saveImages(refs: string[], format: SaveFormat, target: { dir: string } | { out: Writable }): Promise<void> {
+    if (!SAVE_FORMATS.includes(format)) throw new FerryError('EINVAL', `invalid --format "${format}": use ${SAVE_FORMATS.join(', ')}`);
+    return withLock(
+      this.paths.imagesLock,
+      async () => {
+        const imgs = refs.map((r) => {
+          const img = this.images.get(r);
+          let n: string | undefined;
+          try {
+            n = normalizeImageName(r);
+          } catch {
+            n = undefined;
+          }
+          return { img, name: img.Names.find((x) => x === r || x === n) ?? img.Names[0] };
+        });
+        await saveImages(this.images, imgs, format, target);
+      },
+      { what: 'the image store', timeoutMs: 600_000 },
+    );
+  }
+
+  /** Containers (names) made from each image ID. */
+  imageUsers(): Map<string, string[]> {
+    const m = new Map<string, string[]>();
+    for (const r of this.allRecords()) m.set(r.config.imageId, [...(m.get(r.config.imageId) ?? []), r.config.name]);
+    return m;
+  }
+
+  /** `ferry tag`: more names for an image (a name another image had moves to this one). */
+  async tagImage(ref: string, targets: string[]): Promise<ImageRecord> {
+    const names = targets.map((t) => {
+      if (t.includes('@')) throw new FerryError('EINVAL', `cannot tag with a digest ("${t}"): give NAME[:TAG]`);
+      return normalizeImageName(t);
+    });
     return withLock(
       this.paths.imagesLock,
       async () => {
         const img = this.images.get(ref);
+        for (const n of names) this.images.tag(img, n);
+        return img;
+      },
+      { what: 'the image store' },
+    );
+  }
+
+  /** `ferry image prune`: images without a name (with all: every image) that no container uses. */
+  async pruneImages(all: boolean): Promise<string[]> {
+    return withLock(
+      this.paths.imagesLock,
+      async () => {
+        const used = this.imageUsers();
+        const gone: string[] = [];
+        for (const img of this.images.list()) {
+          if (used.has(img.Id) || (!all && img.Names.length)) continue;
+          this.images.remove(img.Id);
+          gone.push(img.Id);
+        }
+        return gone;
+      },
+      { what: 'the image store' },
+    );
+  }
+
+  /**
+   * Podman's rmi: a name of an image that has others only loses that name; otherwise the image
+   * goes (refused while containers use it, unless force removes them), and with it every layer
+   * no other image uses.
+   */
+  async removeImage(ref: string, force = false): Promise<{ untagged: string[]; deleted?: string }> {
+    return withLock(
+      this.paths.imagesLock,
+      async () => {
+        const img = this.images.get(ref);
+        let byName: string | undefined;
+        try {
+          const n = normalizeImageName(ref);
+          byName = img.Names.find((x) => x === ref || x === n);
+        } catch {
+          byName = undefined;
+        }
+        if (byName && img.Names.length > 1) {
+          this.images.untag(img, byName);
+          return { untagged: [byName] };
+        }
+        if (!byName && img.Names.length > 1 && !force) {
+          throw new FerryError('ESTATE', `image ${ref} has several names (${img.Names.join(', ')}): remove them by name, or use --force`);
+        }
         const users = this.allRecords().filter((r) => r.config.imageId === img.Id);
         if (users.length && !force) {
           throw new FerryError('ESTATE', `image ${ref} is in use by container ${users.map((u) => u.config.name).join(', ')}: remove them first or use --force`);
         }
         for (const u of users) await this.remove(u.config.id, { force: true });
         this.images.remove(img.Id);
-        return img;
+        return { untagged: img.Names, deleted: img.Id };
       },
       { what: 'the image store' },
     );
@@ -898,6 +1230,7 @@ export class Engine {
    * remove it before its exit code is read; exitCode() removes it then.
    */
   async run(o: CreateOptions, r: RunOptions = {}): Promise<RunResult> {
+    if (!r.detach && (o.tty || o.interactive)) attachHelper(); // missing: refused before anything is made
     const created = await this.create(o);
     const id = created.config.id;
     const lock = !r.detach && created.config.autoRemove ? await FileLock.acquire(this.paths.attachLock(id)) : undefined;
@@ -907,8 +1240,11 @@ export class Engine {
       released = true;
     };
     let record: ContainerRecord;
+    let session: AttachSession | undefined;
+    // With a terminal or stdin, this process's stdio is connected through conmon's attach socket.
+    const attach = !r.detach && (created.config.tty || created.config.stdin) ? r.attach ?? { detachKeys: Buffer.from([16, 17]) } : undefined;
     try {
-      record = await this.start(id);
+      record = await this.start(id, attach ? { attach: { ...attach, onAttach: (s) => (session = s) } } : {});
     } catch (e) {
       await this.remove(id, { force: true }).catch(() => undefined);
       release();
@@ -932,6 +1268,7 @@ export class Engine {
     return {
       record,
       attached: {
+        session,
         output: () => readLog(this.paths.logPath(id), { follow: true }, done),
         signal: (sig) => void this.kill(id, sig).catch(() => undefined),
         exitCode,
@@ -970,9 +1307,9 @@ export class Engine {
   }
 
   /** Removes one container of a selection made with ignoreMissing: one removed meanwhile is then no error (undefined). */
-  async removeSelected(ref: string, o: { force?: boolean; ignoreMissing?: boolean } = {}): Promise<ContainerRecord | undefined> {
+  async removeSelected(ref: string, o: { force?: boolean; ignoreMissing?: boolean; volumes?: boolean } = {}): Promise<ContainerRecord | undefined> {
     try {
-      return await this.remove(ref, { force: o.force });
+      return await this.remove(ref, { force: o.force, volumes: o.volumes });
     } catch (e) {
       if (o.ignoreMissing && e instanceof FerryError && e.code === 'ENOTFOUND') return undefined;
       throw e;
@@ -1005,10 +1342,47 @@ export class Engine {
 export interface RunOptions {
   /** Return once the container runs, without attaching to it. */
   detach?: boolean;
+  /** How a foreground container with a terminal or stdin is attached (default: ctrl-p,ctrl-q detaches). */
+  attach?: AttachOptions;
+}
+
+/** The terminal's size: rows and columns. */
+export interface ConsoleSize {
+  height: number;
+  width: number;
+}
+
+/** How this process attaches to a container. */
+export interface AttachOptions {
+  detachKeys: Buffer;
+  /** Do not forward stdin (attach --no-stdin). */
+  noStdin?: boolean;
+  /** Our terminal's size, for a container started now. */
+  consoleSize?: ConsoleSize;
+}
+
+export interface ExecOptions {
+  stdin: boolean;
+  tty: boolean;
+  env: string[];
+  workdir?: string;
+  /** With a terminal: the keys that detach from the session (default ctrl-p,ctrl-q). */
+  detachKeys?: Buffer;
+}
+
+export interface StartOptions {
+  address?: { ip: string; mac: string };
+  attach?: AttachOptions & { onAttach: (s: AttachSession) => void };
 }
 
 /** A foreground run's hold on its container. */
 export interface Attached {
+  /**
+   * Set when the container has a terminal or stdin: this process's stdio is connected to it
+   * (the output is not read from the log then); it ends with the container's output, or when
+   * the user detaches.
+   */
+  session?: AttachSession;
   /** The container's output from its start until it is done. */
   output(): AsyncIterable<LogEntry>;
   /** Forwards a signal to the container (one that has exited already is no error). */
@@ -1040,6 +1414,21 @@ function isExecutableFile(file: string): boolean {
   } catch {
     return false;
   }
+}
+
+/** --entrypoint: a JSON array of strings, or one command (Podman's two forms). */
+export function parseEntrypoint(s: string): string[] {
+  if (s.trim().startsWith('[')) {
+    let v: unknown;
+    try {
+      v = JSON.parse(s);
+    } catch {
+      v = undefined;
+    }
+    if (!Array.isArray(v) || !v.every((x) => typeof x === 'string')) throw new FerryError('EINVAL', `invalid --entrypoint "${s}": give a command, or a JSON array of strings`);
+    return v as string[];
+  }
+  return s === '' ? [] : [s];
 }
 
 export function mergeEnv(base: string[], extra: string[]): string[] {

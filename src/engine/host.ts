@@ -81,7 +81,7 @@ export async function hostInfo(engine: Engine) {
       imageStore: { number: engine.images.list().length },
       volumeStore: { number: engine.volumes.list().length },
     },
-    version: { Version: VERSION, NodeVersion: process.version, ...(bunVersion() ? { BunVersion: bunVersion() } : {}) },
+    version: { Version: VERSION, BunVersion: bunVersion() },
   };
 }
 

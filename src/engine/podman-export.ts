@@ -114,15 +114,21 @@ async function toFile(t: { stream: Readable; done: Promise<void> }, file: string
  */
 async function rootfsDiff(engine: Engine, rec: ContainerRecord, scratch: string): Promise<{ tar: string; deleted: string[] }> {
   const upper = engine.paths.layer(rec.config.id).upper;
-  const lower = engine.images.rootfs(rec.config.imageId);
+  const img = engine.images.byId(rec.config.imageId);
+  if (!img) throw new FerryError('ENOTFOUND', `the image of container ${rec.config.name} (${rec.config.imageName}) is gone: import it again`);
+  const { cwd, lower } = engine.images.lowerDirs(img);
   const file = path.join(scratch, 'rootfs-diff.tar');
   const { deleted, opaque } = await upperToDiff(upper, file);
   for (const d of opaque) {
-    let names: string[] = [];
-    try {
-      names = fs.readdirSync(path.join(lower, d));
-    } catch {
-      continue; // not in the image
+    // What the image's layers have there (a name one of them whites out is listed too: Podman
+    // removes a path that is not there without complaint).
+    const names = new Set<string>();
+    for (const l of lower) {
+      try {
+        for (const n of fs.readdirSync(path.join(cwd, l, d))) names.add(n);
+      } catch {
+        /* not in this layer */
+      }
     }
     const present = new Set(fs.readdirSync(path.join(upper, d)));
     for (const n of names) if (!present.has(n)) deleted.push(`/${d}/${n}`);
@@ -146,7 +152,10 @@ function podmanSpec(rec: ContainerRecord, spec: Json): Json {
     const v = vols.get(String(m.destination));
     return v && m.type === 'bind' ? { ...m, source: `../../../volumes/${v}/_data` } : m;
   });
-  return { ...spec, annotations, mounts };
+  // Ferry's only hook (lo up, a program of Ferry's) is not on a Podman host.
+  const { hooks: _hooks, ...rest } = spec;
+  void _hooks;
+  return { ...rest, annotations, mounts };
 }
 
 /** config.dump: the fields of libpod's ContainerConfig that Podman's restore reads, with their JSON names and types. */

@@ -19,20 +19,32 @@ import type { PodmanHeader } from '../drivers/archive/podman.js';
 import { readDumpStats } from '../drivers/criu/stats.js';
 import { dumpedArch, dumpedRootMode } from '../drivers/criu/images.js';
 import type { ImageRecord } from '../drivers/storage/images.js';
+import type { PullOptions } from '../drivers/registry/pull.js';
+import { isShortName } from '../drivers/registry/reference.js';
 import { CHECKPOINT_FORMAT, META_FILE, checkpointMetaOptions, type CheckpointMeta } from './checkpoint-dir.js';
 import type { Engine } from './engine.js';
 import { ENGINE_MOUNTS, type ContainerConfig, type EngineMount, type MountSpec } from './types.js';
 
 /**
- * The base image an archive names, in this host's store. Ferry's image IDs are digests of the
- * rootfs tarballs they were imported from, not Podman's image IDs, so images are matched by
- * name. (The one place an archive's image is looked up: an OCI image store replaces it.)
+ * The base image an archive names, in this host's store, or pulled (with pull's options) when
+ * a registry names it, as Podman's restore pulls it. Ferry's image IDs and Podman's differ for
+ * the same rootfs imported into each, so images are matched by name. (The one place a foreign
+ * archive's image is looked up.)
  */
-export function findBaseImage(engine: Engine, name: string): ImageRecord | undefined {
+export async function findBaseImage(engine: Engine, name: string, pull?: PullOptions & { authfile?: string }): Promise<ImageRecord | undefined> {
+  let img: ImageRecord | undefined;
   try {
-    return engine.images.find(name);
+    img = engine.images.find(name);
   } catch {
     return undefined;
+  }
+  if (img || !pull) return img;
+  const plain = name.split('@')[0]!.replace(/:[\w][\w.-]*$/, '');
+  if (isShortName(plain) || /^localhost(\/|$)/.test(plain)) return undefined;
+  try {
+    return await engine.pullImage(name, pull);
+  } catch (e) {
+    throw new FerryError('ENOTFOUND', `the archive needs image ${name}, which this host does not have, and pulling it failed (${(e as Error).message.replace(/[.;:]?\s*$/, '')}): pull, load or import it first; nothing was created`);
   }
 }
 
@@ -54,7 +66,7 @@ function refuse(msg: string): FerryError {
  * container this ferry can represent (no pod, no network of Podman's, no joined namespaces),
  * the base image by name, a free name.
  */
-export async function checkPodmanArchive(engine: Engine, h: PodmanHeader, o: { name?: string }): Promise<void> {
+export async function checkPodmanArchive(engine: Engine, h: PodmanHeader, o: { name?: string; pullOptions?: PullOptions & { authfile?: string } }): Promise<void> {
   const c = h.config;
   const criu = await engine.criu();
   if (!criu.version) throw new FerryError('EDEPEND', 'CRIU is not installed: run `npm run setup` (as root)');
@@ -69,7 +81,7 @@ export async function checkPodmanArchive(engine: Engine, h: PodmanHeader, o: { n
   }
   if (!str(c.rootfsImageName)) throw refuse('the Podman container was made from a root file system directory (--rootfs), not an image: ferry cannot import it');
   const image = str(c.rootfsImageName)!;
-  if (!findBaseImage(engine, image)) {
+  if (!(await findBaseImage(engine, image, o.pullOptions ?? { tlsVerify: true }))) {
     throw new FerryError('ENOTFOUND', `the archive needs image ${image}, which this host does not have: import it first (\`ferry import TARBALL ${image}\`); nothing was created`);
   }
   const name = o.name ?? str(c.name) ?? '';
@@ -106,7 +118,7 @@ export async function stagePodman(engine: Engine, dir: string, h: PodmanHeader):
   const proc = (spec.process ?? {}) as Json;
   const command = strings(proc.args);
   if (!command?.length) throw refuse('bad checkpoint archive: spec.dump has no process arguments');
-  const image = findBaseImage(engine, str(c.rootfsImageName)!)!;
+  const image = (await findBaseImage(engine, str(c.rootfsImageName)!))!;
   const id = /^[0-9a-f]{64}$/.test(str(c.id) ?? '') ? str(c.id)! : newId();
   const volumes = new Map<string, string>(); // destination -> volume name
   for (const v of Array.isArray(c.namedVolumes) ? (c.namedVolumes as Json[]) : []) {

@@ -33,6 +33,8 @@ import { META_FILE, adoptPageImages, checkCompatible, placePreDumps, preDumpChai
 import { restore, type RestoreOptions, type RestoreReport } from './restore.js';
 import type { Engine } from './engine.js';
 import { ENGINE_MOUNTS, engineMountFile, type ContainerRecord } from './types.js';
+import type { PullOptions } from '../drivers/registry/pull.js';
+import { isShortName } from '../drivers/registry/reference.js';
 
 export interface ExportOptions {
   /** A file path, '-' for standard output, or a stream (a migration channel). */
@@ -148,16 +150,38 @@ export async function writeArchive(
  * What any checkpoint archive's header asks of this host, refused before anything large is
  * read: a format this ferry reads, the same CRIU and CPU, and the images its containers use.
  */
-export async function checkArchiveHost(engine: Engine, hdr: { format: unknown; arch: string; criuVersion: string }, images: { imageId: string; imageName: string }[]): Promise<void> {
+export async function checkArchiveHost(
+  engine: Engine,
+  hdr: { format: unknown; arch: string; criuVersion: string },
+  images: { imageId: string; imageName: string }[],
+  pull: PullOptions & { authfile?: string } = { tlsVerify: true },
+): Promise<void> {
   if (typeof hdr.format !== 'number' || hdr.format > ARCHIVE_FORMAT) {
     throw new FerryError('EARCHIVE', `the archive has format version ${String(hdr.format)}, this ferry reads up to ${ARCHIVE_FORMAT}: upgrade ferry; nothing was created`);
   }
   await checkCompatible(engine, { arch: hdr.arch, criuVersion: hdr.criuVersion });
   for (const m of images) {
-    if (!engine.images.list().some((i) => i.Id === m.imageId)) {
-      throw new FerryError('ENOTFOUND', `the archive needs image ${m.imageName} (ID ${String(m.imageId).slice(0, 12)}), which this host does not have: import it first; nothing was created`);
+    if (engine.images.byId(m.imageId)) continue;
+    const needs = `the archive needs image ${m.imageName} (ID ${String(m.imageId).slice(0, 12)}), which this host does not have`;
+    // An image named by a registry is pulled, as Podman does; it must be the very same image.
+    if (typeof m.imageName === 'string' && isPullable(m.imageName)) {
+      let img;
+      try {
+        img = await engine.pullImage(m.imageName, pull);
+      } catch (e) {
+        throw new FerryError('ENOTFOUND', `${needs}, and pulling it failed (${(e as Error).message.replace(/[.;:]?\s*$/, '')}): pull, load or import it first; nothing was created`);
+      }
+      if (img.Id === m.imageId) continue;
+      throw new FerryError('ENOTFOUND', `${needs}: ${m.imageName} in its registry is now another image (ID ${img.Id.slice(0, 12)}); load or pull the archive's image first; nothing was created`);
     }
+    throw new FerryError('ENOTFOUND', `${needs}: import it first (or pull or load it); nothing was created`);
   }
+}
+
+/** A name a registry can be asked for (not a short or localhost/ name, not an ID). */
+function isPullable(name: string): boolean {
+  const plain = name.split('@')[0]!.replace(/:[\w][\w.-]*$/, '');
+  return !isShortName(plain) && !/^localhost(\/|$)/.test(plain);
 }
 
 /** The volumes an export of rec carries. */
@@ -201,6 +225,8 @@ export interface ImportOptions extends RestoreOptions {
    * of it has arrived, with the directory holding its page images.
    */
   pageImages?: () => Promise<string>;
+  /** How to pull the archive's image when this host lacks it (as Podman does). */
+  pullOptions?: PullOptions & { authfile?: string };
 }
 
 export type { RestoreOptions };
@@ -359,7 +385,7 @@ export async function importCheckpoint(engine: Engine, o: ImportOptions): Promis
         const hdr = h as unknown as ArchiveHeader;
         if ((hdr.kind as string) === POD_ARCHIVE_KIND) throw new FerryError('EINVAL', 'this archive holds a whole pod: restore it with `ferry pod restore --import`; nothing was created');
         if (hdr.kind !== 'ferry-checkpoint') throw new FerryError('EARCHIVE', 'not a ferry checkpoint archive; nothing was created');
-        await checkArchiveHost(engine, hdr, [hdr.container]);
+        await checkArchiveHost(engine, hdr, [hdr.container], o.pullOptions);
         const name = o.name ?? hdr.container.name;
         if (engine.find(name)) throw new FerryError('EEXIST', `the container name "${name}" is already in use: pass -n/--name with another name; nothing was created`);
       },

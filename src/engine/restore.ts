@@ -103,6 +103,9 @@ export async function restoreLocked(engine: Engine, rec: ContainerRecord, o: Res
       name,
       paths: engine.paths.conmon(id),
       exitCommand: engine.exitCommand(id),
+      // A terminal's master end was outside the container: CRIU makes a new one and runc hands it to conmon.
+      terminal: !!rec.config.tty,
+      stdin: !!rec.config.stdin,
       restore: {
         imagePath: dir,
         runtimeOpts: restoreArgs({

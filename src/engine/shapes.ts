@@ -3,7 +3,7 @@
  * CLI (`ps --format json`, `inspect`) and the future REST API print the same thing.
  */
 import type { ContainerRecord } from './types.js';
-import type { ImageRecord } from '../drivers/storage/images.js';
+import type { ImageRecord, OciImageConfig } from '../drivers/storage/images.js';
 import type { Paths } from './paths.js';
 import type { PodView } from './pods.js';
 import type { CheckpointReport } from './checkpoint.js';
@@ -110,19 +110,19 @@ export function inspectEntry(r: ContainerRecord, paths: Paths): Record<string, u
     Config: {
       Hostname: c.hostname,
       Domainname: '',
-      User: '',
+      User: c.user ?? '',
       AttachStdin: false,
       AttachStdout: false,
       AttachStderr: false,
-      Tty: false,
-      OpenStdin: false,
+      Tty: !!c.tty,
+      OpenStdin: !!c.stdin,
       StdinOnce: false,
       Env: c.env,
-      Cmd: c.command,
+      Cmd: c.command.slice(c.entrypointLength ?? 0),
       Image: c.imageName,
       Volumes: null,
       WorkingDir: c.workdir,
-      Entrypoint: [],
+      Entrypoint: c.command.slice(0, c.entrypointLength ?? 0),
       Labels: c.labels,
       Annotations: {},
       StopSignal: c.stopSignal,
@@ -154,17 +154,76 @@ function networkSettings(r: ContainerRecord): Record<string, unknown> {
   };
 }
 
-export function imageEntry(i: ImageRecord): Record<string, unknown> {
+/** An image as `podman images --format json` shows it. */
+export function imageEntry(i: ImageRecord, containers = 0): Record<string, unknown> {
   return {
     Id: i.Id,
-    RepoTags: i.Names,
+    ParentId: '',
+    RepoTags: null,
+    RepoDigests: i.RepoDigests,
+    Size: i.Size,
+    SharedSize: 0,
+    VirtualSize: i.Size,
+    Labels: i.Config.Labels && Object.keys(i.Config.Labels).length ? i.Config.Labels : null,
+    Containers: containers,
     Names: i.Names,
+    Digest: i.Digest,
+    History: i.Names,
     Created: Math.floor(Date.parse(i.Created) / 1000),
     CreatedAt: i.Created,
+  };
+}
+
+/** An image as `podman image inspect` shows it (config blob and overlay dirs from the store). */
+export function imageInspectEntry(i: ImageRecord, cfg: OciImageConfig, layerDirs: string[], annotations: Record<string, string> = {}): Record<string, unknown> {
+  const dirs = [...layerDirs].reverse(); // top first
+  return {
+    Id: i.Id,
+    Digest: i.Digest,
+    RepoTags: i.Names,
+    RepoDigests: i.RepoDigests,
+    Parent: '',
+    Comment: cfg.history?.length ? cfg.history[cfg.history.length - 1]!.comment ?? '' : '',
+    Created: i.Created,
+    Config: cfg.config ?? {},
+    Version: '',
+    Author: cfg.author ?? '',
+    Architecture: i.Architecture,
+    Os: i.Os,
     Size: i.Size,
     VirtualSize: i.Size,
-    Config: i.Config,
+    GraphDriver: { Name: 'overlay', Data: { ...(dirs.length > 1 ? { LowerDir: dirs.slice(1).join(':') } : {}), ...(dirs.length ? { UpperDir: dirs[0] } : {}) } },
+    RootFS: { Type: 'layers', Layers: cfg.rootfs.diff_ids },
+    Labels: cfg.config?.Labels ?? null,
+    Annotations: annotations,
+    ManifestType: i.ManifestType,
+    User: cfg.config?.User ?? '',
+    History: cfg.history ?? [],
+    NamesHistory: i.Names,
   };
+}
+
+export interface HistoryRow {
+  id: string;
+  created: string;
+  createdBy: string;
+  size: number;
+  comment: string;
+}
+
+/** `podman image history`: the config's history, newest first, each non-empty step with its layer's size. */
+export function imageHistory(i: ImageRecord, cfg: OciImageConfig, layerSize: (diffId: string) => number): HistoryRow[] {
+  const rows: HistoryRow[] = [];
+  let layer = 0;
+  const hist = cfg.history?.length ? cfg.history : cfg.rootfs.diff_ids.map(() => ({}) as NonNullable<OciImageConfig['history']>[number]);
+  for (const h of hist) {
+    const empty = !!h.empty_layer;
+    const diff = empty ? undefined : cfg.rootfs.diff_ids[layer++];
+    rows.push({ id: '<missing>', created: h.created ?? i.Created, createdBy: h.created_by ?? '', size: diff ? layerSize(diff) : 0, comment: h.comment ?? '' });
+  }
+  rows.reverse();
+  if (rows[0]) rows[0].id = i.Id;
+  return rows;
 }
 
 /** Podman's STATUS column: "Up 5 minutes", "Exited (0) 3 seconds ago", "Created". */

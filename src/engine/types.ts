@@ -10,6 +10,8 @@ export interface MountSpec {
   source: string;
   destination: string;
   options: string[];
+  /** A volume made for one of the image's Volumes (a random name; `rm -v` and --rm remove it). */
+  anonymous?: boolean;
 }
 
 export interface NetworkConfig {
@@ -29,10 +31,14 @@ export interface ContainerConfig {
   created: string; // ISO
   imageId: string;
   imageName: string;
-  /** Full argv of the container's process. */
+  /** Full argv of the container's process (its Entrypoint, then its Cmd). */
   command: string[];
+  /** How many of command's first words are the Entrypoint (absent: none). */
+  entrypointLength?: number;
   env: string[];
   workdir: string;
+  /** USER[:GROUP] as --user or the image gave it; resolved in the rootfs at each start. Absent: root. */
+  user?: string;
   hostname: string;
   mounts: MountSpec[];
   autoRemove: boolean;
@@ -55,6 +61,10 @@ export interface ContainerConfig {
   engineMounts?: EngineMount[];
   /** The mode of the root directory (one imported from another engine keeps its own: CRIU checks it on restore). */
   rootMode?: number;
+  /** -t: the process gets a terminal (conmon holds its master end). */
+  tty?: boolean;
+  /** -i: stdin is kept open for attaching (conmon holds a pipe, or the terminal's input). */
+  stdin?: boolean;
 }
 
 /** Where a bind mount of the container's own may go, and what it is. */

@@ -1,9 +1,9 @@
 export const VERSION = '0.1.0';
 
 /**
- * Bun's version when Bun runs Ferry (it reports a Node version of its own as process.version,
- * which is not the runtime in use), else undefined.
+ * The version of Bun, the runtime compiled into ferry. (Bun also reports a Node version of its
+ * own as process.version, which is not the runtime in use.)
  */
-export function bunVersion(): string | undefined {
-  return (process.versions as Record<string, string | undefined>).bun;
+export function bunVersion(): string {
+  return (process.versions as Record<string, string | undefined>).bun ?? 'unknown';
 }

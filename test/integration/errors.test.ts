@@ -66,7 +66,7 @@ const CASES: [string[], RegExp][] = [
   [['rmi', 'nosuchimage'], /image "nosuchimage" not found/],
   [['import', '/no/such.tar', 'x'], /\/no\/such.tar: no such file/],
   [['import', '/dev/null', 'Bad Name'], /invalid image name "Bad Name"/],
-  [['run', '-i', 'busybox', 'true'], /-i is not supported by `ferry run`/],
+  [['run', '-it', 'busybox', 'true'], /the input device is not a TTY/],
 ];
 
 test('bad input: one `Error: ...` line, exit 125, nothing created or changed', async () => {

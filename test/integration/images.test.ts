@@ -12,13 +12,16 @@ before(() => {
 });
 after(() => h.destroy());
 
-const imageDirs = (): string[] => {
+const ls = (d: string): string[] => {
   try {
-    return fs.readdirSync(path.join(h.root, 'images')).sort();
+    return fs.readdirSync(path.join(h.root, 'images', d)).sort();
   } catch {
     return [];
   }
 };
+/** Image records; layers (and their staging dirs), links, blobs. */
+const imageDirs = (): string[] => ls('').filter((d) => /^[0-9a-f]{64}$/.test(d));
+const storeContents = (): string[] => [...ls('layers').map((l) => `layers/${l}`), ...ls('l').map((l) => `l/${l}`), ...ls('blobs/sha256').map((b) => `blob/${b}`)];
 
 test('import, images, image inspect; a second name for the same tarball is the same image', async () => {
   const id = await h.ok(['import', tar, 'busybox']);
@@ -27,7 +30,7 @@ test('import, images, image inspect; a second name for the same tarball is the s
   assert.match(lines[0]!, /^REPOSITORY\s+TAG\s+IMAGE ID\s+CREATED\s+SIZE$/);
   assert.match(lines[1]!, new RegExp(`^localhost/busybox\\s+latest\\s+${id.slice(0, 12)}\\s+.* ago\\s+[0-9.]+ [kM]B$`));
   assert.equal(await h.ok(['images', '-q']), id.slice(0, 12));
-  assert.equal(await h.ok(['images', '-q', '--no-trunc']), id);
+  assert.equal(await h.ok(['images', '-q', '--no-trunc']), `sha256:${id}`);
   assert.equal(await h.ok(['import', tar, 'other:v1']), id, 'same content, same ID');
   const js = JSON.parse(await h.ok(['images', '--format', 'json'])) as { Id: string; Names: string[]; Size: number; Created: number }[];
   assert.equal(js.length, 1);
@@ -48,23 +51,27 @@ test('a compressed tarball imports too', async () => {
   const gz = path.join(h.dir, 'bb.tar.gz');
   assert.equal(spawnSync('sh', ['-c', `gzip -1 -c '${tar}' > '${gz}'`]).status, 0);
   const id = await h.ok(['import', gz, 'gzbox']);
+  assert.equal(id, JSON.parse(await h.ok(['image', 'inspect', 'busybox']))[0].Id, 'the same layer whatever the compression: the same image');
   assert.equal(await h.ok(['run', '--rm', 'gzbox', 'echo', 'ok']), 'ok');
-  await h.ok(['rmi', id]);
-  assertCleanError(await h.fails(['run', '--rm', 'gzbox', 'true']), /image "gzbox" not found/);
+  assert.equal(await h.ok(['rmi', 'gzbox']), 'Untagged: localhost/gzbox:latest', 'one of several names: only untagged');
+  assertCleanError(await h.fails(['run', '--rm', 'gzbox', 'true']), /image "gzbox" not found: a short name names only images stored here/);
 });
 
 test('a bad tarball fails cleanly and leaves no image behind', async () => {
   const junk = path.join(h.dir, 'junk.tar');
   fs.writeFileSync(junk, 'this is not a tar archive'.repeat(100));
-  const before = imageDirs();
+  const before = [...imageDirs(), ...storeContents()];
   const r = await h.fails(['import', junk, 'junk']);
-  assert.match(r.stderr, /^Error: unpacking the image tarball failed/);
-  assert.deepEqual(imageDirs(), before);
+  assertCleanError(r, /^Error: unpacking the image tarball failed: it is not a tar archive; nothing was stored/);
+  assert.deepEqual([...imageDirs(), ...storeContents()], before);
 });
 
 test('rmi is refused while a container uses the image; -f removes the containers too', async () => {
   await h.ok(['run', '-d', '--name', 'user1', 'busybox', 'sleep', '1000']);
   await h.ok(['create', '--name', 'user2', 'other:v1', 'true']);
+  // One of several names: only that name goes, in use or not (as Podman does).
+  assert.equal(await h.ok(['rmi', 'other:v1']), 'Untagged: localhost/other:v1');
+  assert.equal((await h.inspect('user2')).State.Status, 'created');
   const r = await h.fails(['rmi', 'busybox']);
   assertCleanError(r, /image busybox is in use by container (user1, user2|user2, user1): remove them first or use --force/);
   assert.equal((await h.inspect('user1')).State.Status, 'running', 'untouched');
@@ -75,6 +82,7 @@ test('rmi is refused while a container uses the image; -f removes the containers
   assert.deepEqual(await h.names(), []);
   assert.deepEqual(h.mounts(), []);
   assert.deepEqual(imageDirs(), []);
+  assert.deepEqual(storeContents(), [], 'its layer, link and blobs are freed');
   assert.equal(await h.ok(['images', '-q']), '');
   assertCleanError(await h.fails(['rmi', 'busybox']), /image "busybox" not found/);
 });
@@ -84,4 +92,47 @@ test('image rm and image ls are aliases', async () => {
   assert.match(await h.ok(['image', 'ls']), /localhost\/again\s+latest/);
   await h.ok(['image', 'rm', 'again']);
   assert.ok(!(await h.ok(['image', 'list', '-q', '--no-trunc'])).includes(id));
+});
+
+test('tag, images REFERENCE, image history, image prune', async () => {
+  const id = await h.ok(['import', tar, 'base']);
+  await h.ok(['tag', 'base', 'mine:v2', 'example.com/team/app:1']);
+  const names = (JSON.parse(await h.ok(['image', 'inspect', 'base']))[0] as { RepoTags: string[] }).RepoTags;
+  assert.deepEqual(names.sort(), ['example.com/team/app:1', 'localhost/base:latest', 'localhost/mine:v2']);
+  // A reference selects the image; all its names are listed (as Podman does).
+  assert.equal((await h.ok(['images', 'mine'])).split('\n').length, 4);
+  assert.equal((await h.ok(['images', 'team/app:1'])).split('\n').length, 4);
+  assert.equal(await h.ok(['images', 'nothing']), 'REPOSITORY  TAG  IMAGE ID  CREATED  SIZE'.replace(/  /g, '   '));
+  assertCleanError(await h.fails(['tag', 'base', 'x@sha256:' + '0'.repeat(64)]), /cannot tag with a digest/);
+  assertCleanError(await h.fails(['tag', 'nope', 'x']), /image "nope" not found/);
+  const hist = await h.ok(['image', 'history', 'base']);
+  assert.match(hist, new RegExp(`^ID\\s+CREATED\\s+CREATED BY\\s+SIZE\\s+COMMENT\n${id.slice(0, 12)}\\s+.* ago\\s+ferry import\\s+[0-9.]+ [kM]B\\s+imported from a rootfs tarball$`));
+  // prune: a nameless image goes; -a: every unused one; an image in use stays.
+  await h.ok(['rmi', 'mine:v2', 'example.com/team/app:1']);
+  const gz = path.join(h.dir, 'other.tar');
+  assert.equal(spawnSync('sh', ['-c', `cat '${tar}' > '${gz}' && printf 'x' > '${h.dir}/extra' && tar -rf '${gz}' -C '${h.dir}' extra`]).status, 0);
+  const nameless = await h.ok(['import', gz]);
+  assert.notEqual(nameless, id);
+  assert.match(await h.ok(['images']), /<none>\s+<none>/);
+  await h.ok(['create', '--name', 'keeper', 'base', 'true']);
+  assert.equal(await h.ok(['image', 'prune']), nameless);
+  assert.equal(await h.ok(['image', 'prune', '-a']), '', 'base is in use');
+  await h.ok(['rm', 'keeper']);
+  assert.equal(await h.ok(['image', 'prune', '-a', '-f']), id);
+  assert.deepEqual(imageDirs(), []);
+  assert.deepEqual(storeContents(), []);
+});
+
+test('a root whose image store an older Ferry made: a clear error, no crash', async () => {
+  const old = new Host('imgold');
+  try {
+    const id = 'a'.repeat(64);
+    fs.mkdirSync(path.join(old.root, 'images', id, 'rootfs'), { recursive: true });
+    fs.writeFileSync(path.join(old.root, 'images', id, 'image.json'), JSON.stringify({ Id: id, Names: ['localhost/old:latest'], Created: '2024-01-01T00:00:00Z', Size: 1, Config: { Env: [], Cmd: ['sh'], WorkingDir: '/' } }));
+    assertCleanError(await old.fails(['images']), /the image store .* was made by an older Ferry \(one rootfs per image\): remove its containers and that directory, then import or pull the images again/);
+    assertCleanError(await old.fails(['run', '--rm', 'old', 'true']), /made by an older Ferry/);
+    assert.equal((await old.run(['ps', '-a'])).code, 0, 'the rest works');
+  } finally {
+    await old.destroy();
+  }
 });

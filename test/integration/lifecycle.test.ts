@@ -299,3 +299,15 @@ test('pause freezes a container and unpause thaws it; rm -f removes a paused one
   assert.equal(runcState(id), undefined);
   assert.deepEqual(await h.names(), []);
 });
+
+test('--network none: a namespace of its own with lo up (the prestart hook), also after a restore', async () => {
+  await h.ok(['run', '-d', '--network', 'none', '--name', 'lonly', 'busybox', 'sleep', '1000']);
+  const links = async (): Promise<string> => h.ok(['exec', 'lonly', 'ip', '-o', 'link', 'show']);
+  const before = await links();
+  assert.match(before, /^1: lo: <LOOPBACK,UP,LOWER_UP>/m);
+  assert.equal(before.trim().split('\n').length, 1, 'nothing but lo');
+  await h.ok(['container', 'checkpoint', 'lonly']);
+  await h.ok(['container', 'restore', 'lonly']);
+  assert.match(await links(), /^1: lo: <LOOPBACK,UP,LOWER_UP>/m);
+  await h.ok(['rm', '-f', 'lonly']);
+});

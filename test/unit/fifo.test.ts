@@ -4,7 +4,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { FifoReader } from '../../src/lib/fifo.js';
+import { FifoReader, makeFifo, mkfifoInProcess } from '../../src/lib/fifo.js';
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'fy-fifo-'));
 after(() => fs.rmSync(dir, { recursive: true, force: true }));
@@ -49,4 +49,19 @@ test('keepOpen leaves the read end open until cancel, so a later write does not 
   reader.cancel();
   assert.throws(() => fs.writeSync(wr, 'z'), { code: 'EPIPE' });
   fs.closeSync(wr);
+});
+
+test('makeFifo: a FIFO of mode 0600 made in this process; a path in the way is a clear error', () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'fy-mkfifo-'));
+  try {
+    const f = path.join(dir, 'sync.fifo');
+    assert.ok(mkfifoInProcess(), 'Bun calls libc: no mkfifo process per container start');
+    makeFifo(f);
+    const st = fs.statSync(f);
+    assert.ok(st.isFIFO());
+    assert.equal(st.mode & 0o777, 0o600);
+    assert.throws(() => makeFifo(f), /mkfifo .*sync\.fifo failed: .*File exists/);
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
 });

@@ -6,6 +6,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { FileLock, withLock } from '../../src/lib/lock.js';
+import { haveLibc, tryLockExclusive } from '../../src/lib/libc.js';
 import { FerryError } from '../../src/lib/errors.js';
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'fy-lock-'));
@@ -68,5 +69,19 @@ test('a lock held by a process that is SIGKILLed is released', async () => {
     l.release();
   } finally {
     if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+  }
+});
+
+test('locks are taken in this process (flock(2) through libc), not by a flock child per lock', () => {
+  assert.ok(haveLibc());
+  const f = path.join(dir, 'd.lock');
+  const fd1 = fs.openSync(f, 'w');
+  const fd2 = fs.openSync(f, 'r');
+  try {
+    assert.equal(tryLockExclusive(fd1), true);
+    assert.equal(tryLockExclusive(fd2), false, 'another open file description is refused');
+  } finally {
+    fs.closeSync(fd1);
+    fs.closeSync(fd2);
   }
 });

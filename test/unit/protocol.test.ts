@@ -54,7 +54,19 @@ test('parseSourceMessage: each message the source sends, typed, unknown fields d
   assert.equal(lazy.lazyPort, undefined);
   assert.equal(lazy.network, undefined);
   assert.equal((parseSourceMessage(hello({ lazy: true, pageServer: false, pageServerPort: undefined, lazyPort: 1024 })) as Hello).lazyPort, 1024);
-  const image = { Id: IMAGE_ID, Names: ['localhost/busybox:latest'], Created: '2024-01-01T00:00:00Z', Size: 1000, Config: { Env: ['PATH=/bin'], Cmd: ['sh'], WorkingDir: '/' } };
+  const image = {
+    Id: IMAGE_ID,
+    Digest: `sha256:${IMAGE_ID}`,
+    Names: ['localhost/busybox:latest'],
+    RepoDigests: [],
+    Created: '2024-01-01T00:00:00Z',
+    Size: 1000,
+    Layers: [IMAGE_ID],
+    Config: { Env: ['PATH=/bin'], Cmd: ['sh'], WorkingDir: '/' },
+    Architecture: 'amd64',
+    Os: 'linux',
+    ManifestType: 'application/vnd.oci.image.manifest.v1+json',
+  };
   assert.deepEqual(parseSourceMessage({ type: 'image', image: { ...image, Extra: 1 } }), { type: 'image', image });
   assert.deepEqual(parseSourceMessage({ type: 'pre-dump', round: 3 }), { type: 'pre-dump', round: 3 });
   for (const type of ['archive', 'commit', 'abort', 'bye'] as const) assert.deepEqual(parseSourceMessage({ type, x: 1 }), { type });
@@ -91,7 +103,8 @@ test('parseSourceMessage refuses what is not a message of its type', () => {
   refused(p, { type: 'pre-dump' }, /round is missing/);
   refused(p, { type: 'image' }, /bad "image" message from the source: image is missing/);
   refused(p, { type: 'image', image: { Id: 'x' } }, /image\.Id is missing or malformed/);
-  refused(p, { type: 'image', image: { Id: IMAGE_ID, Names: [], Created: 'now', Size: 1, Config: { Env: [], Cmd: 'sh', WorkingDir: '/' } } }, /image\.Config is missing or malformed/);
+  refused(p, { type: 'image', image: { Id: IMAGE_ID, Digest: `sha256:${IMAGE_ID}`, Names: [], RepoDigests: [], Created: 'now', Size: 1, Layers: ['../x'], Config: {} } }, /image\.Layers is missing or malformed/);
+  refused(p, { type: 'image', image: { Id: IMAGE_ID, Digest: `sha256:${IMAGE_ID}`, Names: [], RepoDigests: [], Created: 'now', Size: 1, Layers: [], Config: 'sh' } }, /image\.Config is missing or malformed/);
   // A long value is cut short: the message stays one short line.
   refused(p, hello({ name: 'x'.repeat(5000) + ' ' }), /name "x{30,40}\.\.\. is not a valid container name$/);
 });

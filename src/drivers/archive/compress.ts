@@ -151,10 +151,10 @@ export async function sniff(input: Readable): Promise<{ compression: Compression
   return { compression, stream: rest };
 }
 
-export function decompressor(c: Compression): Codec {
+export function decompressor(c: Compression, what = 'bad checkpoint archive: it is corrupt or truncated; nothing was created'): Codec {
   switch (c) {
     case 'zstd':
-      return processCodec(['zstd', '-q', '-d', '-c'], 'bad checkpoint archive: it is corrupt or truncated; nothing was created');
+      return processCodec(['zstd', '-q', '-d', '-c'], what);
     case 'gzip':
       return { stream: zlib.createGunzip(), done: Promise.resolve() };
     case 'none':

@@ -3,8 +3,8 @@ import * as path from 'node:path';
 import { spawn } from 'node:child_process';
 import { FerryError } from '../../lib/errors.js';
 import { debug } from '../../lib/log.js';
-import { FifoReader } from '../../lib/fifo.js';
-import { lastLine, run, runOk, runSyncOk, which, type RunResult } from '../../lib/exec.js';
+import { FifoReader, makeFifo } from '../../lib/fifo.js';
+import { lastLine, run, runOk, which, type RunResult } from '../../lib/exec.js';
 import { mkdirp } from '../../lib/fsutil.js';
 import { processAlive, procStartTime, sleep } from '../../lib/proc.js';
 
@@ -28,6 +28,10 @@ export interface StartOptions {
   restore?: { imagePath: string; runtimeOpts: string[] };
   /** Program (argv) conmon runs after the container exits. */
   exitCommand?: string[];
+  /** The process has a terminal: conmon takes its master end through runc's console socket. */
+  terminal?: boolean;
+  /** Keep a stdin pipe open for attaching (without a terminal). */
+  stdin?: boolean;
 }
 
 export interface Started {
@@ -153,6 +157,8 @@ export class RuncRuntime {
       '--persist-dir', p.persistDir, '--socket-dir-path', p.socketDir, '--log-level', 'warning',
     ];
     for (const a of this.globalArgs()) args.push('--runtime-arg', a);
+    if (o.terminal) args.push('-t');
+    else if (o.stdin) args.push('-i');
     if (o.restore) {
       args.push('--restore', o.restore.imagePath);
       for (const opt of o.restore.runtimeOpts) args.push('--runtime-opt', opt);
@@ -167,7 +173,7 @@ export class RuncRuntime {
     // died, conmon gets EPIPE and drops its log pipes: the container runs with its output lost.)
     const fifo = path.join(path.dirname(p.pidFile), 'sync.fifo');
     fs.rmSync(fifo, { force: true });
-    await runOk(['mkfifo', '-m', '600', fifo], { what: 'mkfifo' });
+    makeFifo(fifo);
     const syncRd = fs.openSync(fifo, fs.constants.O_RDONLY | fs.constants.O_NONBLOCK);
     const syncWr = fs.openSync(fifo, fs.constants.O_RDWR);
     fs.rmSync(fifo, { force: true });
@@ -222,7 +228,7 @@ export class RuncRuntime {
     if (o.lazyPages) {
       const fifo = path.join(o.workPath, 'lazy-status');
       fs.rmSync(fifo, { force: true });
-      runSyncOk(['mkfifo', '-m', '600', fifo]);
+      makeFifo(fifo);
       const rd = fs.openSync(fifo, fs.constants.O_RDONLY | fs.constants.O_NONBLOCK);
       statusWr = fs.openSync(fifo, fs.constants.O_WRONLY);
       fs.rmSync(fifo, { force: true });
@@ -378,6 +384,27 @@ export function residentBytes(pid: number): number {
   let kib = 0;
   for (const p of containerPids(pid)) kib += Number(/^VmRSS:\s+(\d+) kB/m.exec(readFile(`/proc/${p}/status`))?.[1] ?? 0);
   return kib * 1024;
+}
+
+/**
+ * Processes of the container that are not descendants of its init (pid): what `runc exec`
+ * started (their parent is outside the container). CRIU dumps only init's process tree, so a
+ * checkpoint would end them unseen.
+ */
+export function execSessions(pid: number): { pid: number; command: string }[] {
+  const pids = containerPids(pid);
+  const inside = new Set(pids);
+  const out: { pid: number; command: string }[] = [];
+  for (const p of pids) {
+    if (p === pid) continue;
+    const stat = readFile(`/proc/${p}/stat`);
+    // pid (comm) state ppid ...: comm may hold spaces and parentheses, so parse after the last ')'.
+    const close = stat.lastIndexOf(')');
+    const ppid = Number(stat.slice(close + 2).split(' ')[1]);
+    if (!Number.isInteger(ppid) || inside.has(ppid)) continue;
+    out.push({ pid: p, command: stat.slice(stat.indexOf('(') + 1, close) });
+  }
+  return out;
 }
 
 /** The freezer of a process's cgroup: v1's freezer.state, or v2's cgroup.freeze and cgroup.events. */

@@ -1,4 +1,5 @@
 /** Builds an OCI runtime spec (config.json) for runc, close to what Podman generates. */
+import * as fs from 'node:fs';
 
 export interface Mount {
   destination: string;
@@ -12,6 +13,8 @@ export interface SpecOptions {
   args: string[];
   env: string[];
   cwd: string;
+  /** The process's user (root when absent). */
+  user?: { uid: number; gid: number; additionalGids?: number[] };
   hostname: string;
   /** Bind mounts (volumes, /etc/hosts ...) and tmpfs mounts from --tmpfs. */
   mounts: Mount[];
@@ -21,6 +24,8 @@ export interface SpecOptions {
   hostNetwork?: boolean;
   cgroupsPath: string;
   terminal?: boolean;
+  /** The terminal's size at start (rows, columns), when known. */
+  consoleSize?: { height: number; width: number };
   annotations?: Record<string, string>;
 }
 
@@ -35,13 +40,22 @@ const MASKED = [
 ];
 const READONLY = ['/proc/asound', '/proc/bus', '/proc/fs', '/proc/irq', '/proc/sys', '/proc/sysrq-trigger'];
 
-/** OCI prestart hook: `ip link set lo up` in the container's network namespace (PID from the state on stdin). */
-const LOOPBACK_UP_HOOK = {
-  path: '/bin/sh',
-  args: ['sh', '-c', 'pid=$(sed -n \'s/.*"pid": *\\([0-9][0-9]*\\).*/\\1/p\'); [ -n "$pid" ] && exec nsenter -t "$pid" -n ip link set lo up'],
-  env: ['PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'],
-  timeout: 10,
-};
+/** Built by `npm run setup` (scripts/ferry-lo-up.c): sets lo up in the container's network namespace. */
+export const LOOPBACK_UP_HELPER = '/usr/local/lib/ferry/bin/ferry-lo-up';
+
+/**
+ * OCI prestart hook: lo up in the container's own network namespace (PID from the state on
+ * stdin). The small helper when it is installed, else a shell with sed, nsenter and ip.
+ */
+function loopbackUpHook(): object {
+  if (fs.existsSync(LOOPBACK_UP_HELPER)) return { path: LOOPBACK_UP_HELPER, args: ['ferry-lo-up'], timeout: 10 };
+  return {
+    path: '/bin/sh',
+    args: ['sh', '-c', 'pid=$(sed -n \'s/.*"pid": *\\([0-9][0-9]*\\).*/\\1/p\'); [ -n "$pid" ] && exec nsenter -t "$pid" -n ip link set lo up'],
+    env: ['PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'],
+    timeout: 10,
+  };
+}
 
 export function buildSpec(o: SpecOptions): object {
   const ns: { type: string; path?: string }[] = [];
@@ -70,7 +84,8 @@ export function buildSpec(o: SpecOptions): object {
     ociVersion: '1.0.2',
     process: {
       terminal: o.terminal ?? false,
-      user: { uid: 0, gid: 0 },
+      ...(o.terminal && o.consoleSize ? { consoleSize: o.consoleSize } : {}),
+      user: o.user ? { uid: o.user.uid, gid: o.user.gid, ...(o.user.additionalGids?.length ? { additionalGids: o.user.additionalGids } : {}) } : { uid: 0, gid: 0 },
       args: o.args,
       env: o.env,
       cwd: o.cwd,
@@ -81,7 +96,7 @@ export function buildSpec(o: SpecOptions): object {
     hostname: o.hostname,
     mounts,
     annotations: o.annotations ?? {},
-    ...(ownNetns ? { hooks: { prestart: [LOOPBACK_UP_HOOK] } } : {}),
+    ...(ownNetns ? { hooks: { prestart: [loopbackUpHook()] } } : {}),
     linux: {
       namespaces: ns,
       cgroupsPath: o.cgroupsPath,

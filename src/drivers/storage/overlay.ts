@@ -2,6 +2,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { runOk, run } from '../../lib/exec.js';
 import { mkdirp } from '../../lib/fsutil.js';
+import { FerryError } from '../../lib/errors.js';
 
 /** A container's writable layer: an overlay of its image's rootfs with an upper dir of its own. */
 export interface ContainerLayer {
@@ -44,13 +45,20 @@ function safeRealpath(p: string): string | undefined {
   }
 }
 
-export async function mountLayer(l: ContainerLayer, lowerDir: string): Promise<void> {
+/** The kernel takes one page of mount options. */
+const MOUNT_DATA_MAX = 4096;
+
+/**
+ * Mounts the container's overlay: `lower` are the image's layers, top first, relative to
+ * `cwd` (short link names, as containers/storage does, so deep images fit in the options).
+ */
+export async function mountLayer(l: ContainerLayer, lower: { cwd: string; lower: string[] }): Promise<void> {
   if (isMounted(l.merged)) return;
   for (const d of [l.upper, l.work, l.merged]) mkdirp(d);
-  // mount(8) with -o: the paths are ours (no commas or colons: IDs are hex).
-  await runOk(['mount', '-t', 'overlay', 'overlay', '-o', `lowerdir=${lowerDir},upperdir=${l.upper},workdir=${l.work}`, l.merged], {
-    what: 'mounting the container rootfs (overlay)',
-  });
+  // mount(8) with -o: the paths are ours (no commas or colons: IDs and link names are [A-Z0-9]).
+  const data = `lowerdir=${lower.lower.join(':')},upperdir=${path.resolve(l.upper)},workdir=${path.resolve(l.work)}`;
+  if (data.length >= MOUNT_DATA_MAX) throw new FerryError('EUNSUPPORTED', `the image has too many layers (${lower.lower.length}) for one overlay mount: flatten it (e.g. podman build --squash)`);
+  await runOk(['mount', '-t', 'overlay', 'overlay', '-o', data, path.resolve(l.merged)], { cwd: lower.cwd, what: 'mounting the container rootfs (overlay)' });
 }
 
 export async function unmountLayer(l: ContainerLayer): Promise<void> {

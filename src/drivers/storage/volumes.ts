@@ -10,6 +10,10 @@ export interface VolumeRecord {
   Mountpoint: string;
   CreatedAt: string;
   Labels: Record<string, string>;
+  /** Made for an image's VOLUME (Podman's anonymous volumes). */
+  Anonymous?: boolean;
+  /** The image's files at its path are copied in at the first start (then false). */
+  NeedsCopyUp?: boolean;
 }
 
 /** Named volumes: a directory each under the root, bind-mounted into containers. */
@@ -41,7 +45,7 @@ export class VolumeStore {
     return v;
   }
 
-  create(name: string, labels: Record<string, string> = {}, opts: { ifMissing?: boolean } = {}): VolumeRecord {
+  create(name: string, labels: Record<string, string> = {}, opts: { ifMissing?: boolean; anonymous?: boolean } = {}): VolumeRecord {
     if (!validName(name)) throw new FerryError('EINVAL', `invalid volume name "${name}": use letters, digits, '_', '.', '-', starting with a letter or digit`);
     const existing = this.find(name);
     if (existing) {
@@ -50,9 +54,15 @@ export class VolumeStore {
     }
     const d = this.volDir(name);
     mkdirp(path.join(d, '_data'));
-    const rec: VolumeRecord = { Name: name, Driver: 'local', Mountpoint: path.join(d, '_data'), CreatedAt: new Date().toISOString(), Labels: labels };
+    const rec: VolumeRecord = { Name: name, Driver: 'local', Mountpoint: path.join(d, '_data'), CreatedAt: new Date().toISOString(), Labels: labels, ...(opts.anonymous ? { Anonymous: true, NeedsCopyUp: true } : {}) };
     writeJsonAtomic(path.join(d, 'volume.json'), rec);
     return rec;
+  }
+
+  /** The copy-up is done: later starts leave the volume's data alone. */
+  copiedUp(name: string): void {
+    const v = this.get(name);
+    writeJsonAtomic(path.join(this.volDir(name), 'volume.json'), { ...v, NeedsCopyUp: false });
   }
 
   remove(name: string): void {

@@ -20,7 +20,7 @@
 import * as net from 'node:net';
 import { FerryError } from '../../lib/errors.js';
 import { validName } from '../../lib/ids.js';
-import type { ImageRecord } from '../../drivers/storage/images.js';
+import { imageRecordProblem, type ImageRecord } from '../../drivers/storage/images.js';
 
 // ------------------------------------------------------------------------------ constants
 
@@ -280,17 +280,21 @@ class Fields {
   /** An image record as `ferry images` keeps it. */
   image(k: string): ImageRecord {
     const v = this.field(k, 'an image record', (x) => typeof x === 'object' && x !== null && !Array.isArray(x)) as Record<string, unknown>;
-    const strings = (x: unknown): x is string[] => Array.isArray(x) && x.every((s) => typeof s === 'string');
-    const c = v.Config as Record<string, unknown> | undefined;
-    const problem =
-      typeof v.Id !== 'string' || !/^[0-9a-f]{64}$/.test(v.Id) ? 'Id'
-      : !strings(v.Names) ? 'Names'
-      : typeof v.Created !== 'string' ? 'Created'
-      : typeof v.Size !== 'number' || !(v.Size >= 0) ? 'Size'
-      : typeof c !== 'object' || c === null || !strings(c.Env) || !strings(c.Cmd) || typeof c.WorkingDir !== 'string' ? 'Config'
-      : undefined;
+    const problem = imageRecordProblem(v);
     if (problem) throw this.bad(`${k}.${problem} is missing or malformed`);
-    const config = c as { Env: string[]; Cmd: string[]; WorkingDir: string };
-    return { Id: v.Id as string, Names: v.Names as string[], Created: v.Created as string, Size: v.Size as number, Config: { Env: config.Env, Cmd: config.Cmd, WorkingDir: config.WorkingDir } };
+    const r = v as unknown as ImageRecord;
+    return {
+      Id: r.Id,
+      Digest: r.Digest,
+      Names: r.Names,
+      RepoDigests: r.RepoDigests,
+      Created: r.Created,
+      Size: r.Size,
+      Layers: r.Layers,
+      Config: r.Config,
+      Architecture: r.Architecture,
+      Os: r.Os,
+      ManifestType: typeof r.ManifestType === 'string' ? r.ManifestType : '',
+    };
   }
 }

@@ -1,0 +1,57 @@
+/**
+ * The few libc calls that JavaScript runtimes do not offer (mkfifo, flock), made in this process
+ * through Bun's FFI. Each spared a process per call (2-6 ms): Ferry makes FIFOs and takes locks
+ * in every run, restore and checkpoint. Where FFI is not available (another runtime), each
+ * function returns undefined and its caller runs the command-line tool as before.
+ */
+import { FerryError } from './errors.js';
+
+interface Libc {
+  mkfifo(path: Buffer, mode: number): number;
+  flock(fd: number, op: number): number;
+}
+
+let libc: Libc | null | undefined;
+
+function load(): Libc | null {
+  if (libc !== undefined) return libc;
+  try {
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    const ffi = require('bun:ffi') as typeof import('bun:ffi');
+    const { i32, u32, cstring } = ffi.FFIType;
+    const lib = ffi.dlopen('libc.so.6', {
+      mkfifo: { args: [cstring, u32], returns: i32 },
+      flock: { args: [i32, i32], returns: i32 },
+    });
+    libc = { mkfifo: (p, mode) => lib.symbols.mkfifo(p, mode), flock: (fd, op) => lib.symbols.flock(fd, op) };
+  } catch {
+    libc = null;
+  }
+  return libc;
+}
+
+/** Whether libc is called in this process (Bun), rather than through command-line tools. */
+export function haveLibc(): boolean {
+  return load() !== null;
+}
+
+/** mkfifo(3): true when made, false when it failed, undefined when libc cannot be called. */
+export function mkfifo(file: string, mode: number): boolean | undefined {
+  const c = load();
+  if (!c) return undefined;
+  if (file.includes('\0')) throw new FerryError('EINVAL', `invalid path ${JSON.stringify(file)}`);
+  return c.mkfifo(Buffer.from(`${file}\0`), mode) === 0;
+}
+
+const LOCK_EX = 2;
+const LOCK_NB = 4;
+
+/**
+ * flock(fd, LOCK_EX | LOCK_NB): true when taken, false when another open file description holds
+ * it (or the call failed), undefined when libc cannot be called.
+ */
+export function tryLockExclusive(fd: number): boolean | undefined {
+  const c = load();
+  if (!c) return undefined;
+  return c.flock(fd, LOCK_EX | LOCK_NB) === 0;
+}

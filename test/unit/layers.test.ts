@@ -1,0 +1,127 @@
+import { test, after } from 'node:test';
+import assert from 'node:assert/strict';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import * as zlib from 'node:zlib';
+import { spawnSync } from 'node:child_process';
+import { Readable } from 'node:stream';
+import { LayerStore } from '../../src/drivers/storage/layers.js';
+import { normalizeMemberPath } from '../../src/drivers/storage/tar.js';
+import { layerTar, sha, type Member } from '../helpers/oci.js';
+
+const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'fy-layers-'));
+after(() => fs.rmSync(dir, { recursive: true, force: true }));
+const store = new LayerStore(path.join(dir, 'store'));
+const root = process.getuid?.() === 0;
+
+const stored = (): string[] => {
+  try {
+    return fs.readdirSync(store.layersDir).sort();
+  } catch {
+    return [];
+  }
+};
+
+async function refused(members: Member[], re: RegExp): Promise<void> {
+  const before = stored();
+  await assert.rejects(store.unpack(Readable.from([layerTar(members, dir)]), {}, 'the layer'), (e: Error) => {
+    assert.match(e.message, re);
+    assert.match(e.message, /nothing was stored$/);
+    return true;
+  });
+  assert.deepEqual(stored(), before, 'nothing stored');
+  assert.ok(!fs.existsSync(path.join(dir, 'escaped')), 'nothing written outside');
+}
+
+test('member names: ./ dropped; absolute and .. refused', () => {
+  assert.equal(normalizeMemberPath('./a//b/'), 'a/b');
+  assert.equal(normalizeMemberPath('./'), '');
+  assert.throws(() => normalizeMemberPath('/etc/passwd'), /absolute path/);
+  assert.throws(() => normalizeMemberPath('a/../../x'), /leads out of the layer/);
+});
+
+test('a layer unpacks with whiteouts and an opaque dir as overlay wants them; digests recorded', { skip: !root && 'needs root (whiteouts are device nodes)' }, async () => {
+  const tar = layerTar(
+    [
+      { name: 'etc', type: 'dir' },
+      { name: 'etc/.wh.motd', type: 'file' },
+      { name: 'opt', type: 'dir', mode: 0o750 },
+      { name: 'opt/.wh..wh..opq', type: 'file' },
+      { name: 'opt/new', type: 'file', data: 'new\n' },
+      { name: 'bin', type: 'dir' },
+      { name: 'bin/tool', type: 'file', data: 'x', mode: 0o755 },
+      { name: 'bin/alias', type: 'hardlink', target: 'bin/tool' },
+      { name: 'bin/sh', type: 'symlink', target: '/bin/busybox' },
+    ],
+    dir,
+  );
+  const gz = zlib.gzipSync(tar);
+  const rec = await store.unpack(Readable.from([gz]), { digest: sha(gz), size: gz.length, diffId: sha(tar) }, 'the layer');
+  assert.equal(rec.DiffID, sha(tar));
+  assert.equal(rec.Size, tar.length);
+  assert.deepEqual(rec.CompressedDigests, [sha(gz)]);
+  const d = store.diffDir(rec.DiffID.slice(7));
+  const wh = fs.lstatSync(path.join(d, 'etc/motd'));
+  assert.ok(wh.isCharacterDevice() && wh.rdev === 0, 'whiteout is a 0/0 char device');
+  assert.ok(!fs.existsSync(path.join(d, 'etc/.wh.motd')));
+  assert.ok(!fs.existsSync(path.join(d, 'opt/.wh..wh..opq')));
+  const x = spawnSync('python3', ['-c', 'import os,sys;print(os.getxattr(sys.argv[1],"trusted.overlay.opaque").decode())', path.join(d, 'opt')], { encoding: 'utf8' });
+  assert.equal(x.stdout.trim(), 'y', 'opaque dir marked');
+  assert.equal(fs.statSync(path.join(d, 'opt')).mode & 0o777, 0o750, 'the dir keeps its mode');
+  assert.equal(fs.statSync(path.join(d, 'bin/alias')).ino, fs.statSync(path.join(d, 'bin/tool')).ino);
+  assert.equal(fs.readlinkSync(path.join(d, 'bin/sh')), '/bin/busybox');
+  // The same content as zstd is the same layer (stored once).
+  const zst = spawnSync('zstd', ['-q', '-c'], { input: tar });
+  const again = await store.unpack(Readable.from([zst.stdout]), { diffId: sha(tar) }, 'the layer');
+  assert.equal(again.DiffID, rec.DiffID);
+  assert.equal(store.list().length, 1);
+  // lower dirs: relative short links, top first
+  const lo = store.lowerDirs([rec.DiffID.slice(7)]);
+  assert.match(lo.lower[0]!, /^l\/[A-Z0-9]{26}$/);
+  assert.equal(fs.realpathSync(path.join(lo.cwd, lo.lower[0]!)), fs.realpathSync(d));
+  assert.deepEqual(store.removeUnused(new Set()), [rec.DiffID.slice(7)]);
+  assert.deepEqual(fs.readdirSync(store.linksDir), []);
+});
+
+test('hostile layers are refused, nothing stored, nothing written outside', async () => {
+  await refused([{ name: '../escaped', type: 'file', data: 'x' }], /leads out of the layer/);
+  await refused([{ name: '/escaped', type: 'file', data: 'x' }], /absolute path/);
+  await refused(
+    [
+      { name: 'lnk', type: 'symlink', target: dir },
+      { name: 'lnk/escaped', type: 'file', data: 'x' },
+    ],
+    /would be written through the symlink "lnk"/,
+  );
+  await refused([{ name: 'h', type: 'hardlink', target: '../../etc/passwd' }], /leads out of the layer/);
+  await refused(
+    [
+      { name: 'lnk', type: 'symlink', target: '/etc' },
+      { name: 'h', type: 'hardlink', target: 'lnk/passwd' },
+    ],
+    /hard link "h" points to "lnk\/passwd", which is not a file earlier in the layer/,
+  );
+  // A dir replaced by a symlink out: what was below it is no hard-link target any more.
+  await refused(
+    [
+      { name: 'a', type: 'dir' },
+      { name: 'a/f', type: 'file', data: 'x' },
+      { name: 'a', type: 'symlink', target: '/etc' },
+      { name: 'h', type: 'hardlink', target: 'a/f' },
+    ],
+    /hard link "h" points to "a\/f", which is not a file earlier in the layer/,
+  );
+  if (!root) await refused([{ name: 'dev/null', type: 'char', major: 1, minor: 3 }], /device node/);
+});
+
+test('digest mismatches are refused: compressed digest, size, diff_id', async () => {
+  const tar = layerTar([{ name: 'f', type: 'file', data: 'hello' }], dir);
+  const gz = zlib.gzipSync(tar);
+  const before = stored();
+  await assert.rejects(store.unpack(Readable.from([gz]), { digest: sha('other'), size: gz.length }, 'layer X'), /layer X does not match its digest .*tampered with; nothing was stored/);
+  await assert.rejects(store.unpack(Readable.from([gz]), { digest: sha(gz), size: gz.length - 1 }, 'layer X'), /larger than its manifest says/);
+  await assert.rejects(store.unpack(Readable.from([gz]), { diffId: sha('other') }, 'layer X'), /unpacks to sha256:[0-9a-f]{64}, not the diff_id/);
+  await assert.rejects(store.unpack(Readable.from([gz.subarray(0, gz.length - 8)]), {}, 'layer X'), /unpacking layer X failed/);
+  assert.deepEqual(stored(), before);
+});
