@@ -40,6 +40,9 @@ export function checkPodmanExport(rec: ContainerRecord): void {
     throw new FerryError('EINVAL', `container ${c.name} is on network ${c.network.name ?? 'ferry'}, which Podman does not have: --format podman exports containers run with --network none or host; the container is still running`);
   }
   if (c.pod) throw new FerryError('EINVAL', `container ${c.name} is in a pod: --format podman exports standalone containers; the container is still running`);
+  if (/^(sha256:)?[0-9a-f]{64}$/.test(c.imageName)) {
+    throw new FerryError('EINVAL', `container ${c.name}'s image has no name, which Podman needs to find its own copy: --format podman exports containers of named images; the container is still running`);
+  }
 }
 
 /**
