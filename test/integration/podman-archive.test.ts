@@ -16,6 +16,7 @@ import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { isDeepStrictEqual } from 'node:util';
 import tar from 'tar-stream';
 import { Host, LOOPER, assertCleanError, eventually, counts, runcIds } from '../helpers/ferry.js';
 import { Podman, hasPodman } from '../helpers/podman.js';
@@ -226,6 +227,9 @@ async function refused(h: Host, archive: string, re: RegExp, extra: string[] = [
   const before = await footprint(h);
   const r = await h.fails(['container', 'restore', '--import', archive, ...extra], { timeoutMs: 60_000 });
   assertCleanError(r, re);
+  // A container removed after a failed restore goes through the root's trash, deleted in the
+  // background: give that a moment.
+  await eventually(async () => isDeepStrictEqual(await footprint(h), before), 10_000).catch(() => undefined);
   assert.deepEqual(await footprint(h), before, `nothing left behind after: ${r.stderr.trim()}`);
   assert.deepEqual(fs.readdirSync(outside), [], 'nothing written outside');
 }
@@ -268,6 +272,9 @@ test('refused: a corrupt or tampered Podman archive', { skip }, async () => {
   await replace(list, 'rootfs-diff.tar', [{ header: { name: 'dev/evil', type: 'character-device', devmajor: 1, devminor: 1, mode: 0o666, mtime: new Date() }, data: Buffer.alloc(0) }]);
   fs.writeFileSync(dev, await pack(list));
   await refused(F, dev, /is a device node/, ['-n', 'tam3']);
+  // A CRIU image taken out: everything checks out, CRIU's restore fails, nothing is left.
+  const noCore = await craft((list) => list.filter((e) => !/^checkpoint\/core-[0-9]+\.img$/.test(e.header.name) || e.header.name === 'checkpoint/core-1.img'));
+  await refused(F, noCore, /restore of tam4 failed: .*nothing was created/, ['-n', 'tam4', '--ignore-volumes']);
   // Not a checkpoint at all: a tar with neither Ferry's header nor Podman's dump files.
   const junk = path.join(tmp, 'junk.tar');
   fs.writeFileSync(junk, await pack([file('hello.txt')]));
