@@ -226,6 +226,9 @@ async function footprint(h: Host): Promise<Record<string, unknown>> {
 async function refused(h: Host, archive: string, re: RegExp, extra: string[] = []): Promise<void> {
   const before = await footprint(h);
   const r = await h.fails(['container', 'restore', '--import', archive, ...extra], { timeoutMs: 60_000 });
+  // A failed restore keeps a copy of CRIU's log for the user, named in the error: ours to remove.
+  const kept = /details: (\S+ferry-import-[0-9a-f]+-restore\.log)/.exec(r.stderr)?.[1];
+  if (kept) fs.rmSync(kept, { force: true });
   assertCleanError(r, re);
   // A container removed after a failed restore goes through the root's trash, deleted in the
   // background: give that a moment.
