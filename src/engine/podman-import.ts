@@ -75,6 +75,12 @@ export async function checkPodmanArchive(engine: Engine, h: PodmanHeader, o: { n
   for (const k of ['ipcNsCtr', 'netNsCtr', 'pidNsCtr', 'utsNsCtr', 'cgroupNsCtr', 'mountNsCtr', 'userNsCtr']) {
     if (str(c[k])) throw refuse(`the Podman container shares namespaces with another container (${k}): ferry imports only standalone containers`);
   }
+  const ns = specNamespaces(h.spec);
+  if (ns.some((n) => n.type === 'user')) throw refuse('the Podman container ran in a user namespace (--userns), which ferry does not set up');
+  for (const t of ['pid', 'ipc', 'uts', 'mount']) {
+    const n = ns.find((x) => x.type === t);
+    if (!n || n.path) throw refuse(`the Podman container shares ${n?.path ? `the ${t} namespace ${n.path}` : `the host's ${t} namespace`}: ferry imports containers with namespaces of their own`);
+  }
   const nets = podmanNetworks(h);
   if (nets.length) {
     throw refuse(`the Podman container is on network ${nets.join(', ')}: ferry imports Podman containers run with --network none or --network host`);

@@ -269,6 +269,19 @@ test('refused: a corrupt or tampered Podman archive', { skip }, async () => {
     e.data = Buffer.from(JSON.stringify(spec));
   });
   await refused(F, hostMount, /bind-mounts host path \/etc/, ['-n', 'tam2']);
+  // spec.dump changed to a container in the host's PID namespace, or in a user namespace.
+  for (const [edit, re] of [
+    [(ns: { type: string }[]) => ns.filter((n) => n.type !== 'pid'), /shares the host's pid namespace/],
+    [(ns: { type: string }[]) => [...ns, { type: 'user' }], /user namespace/],
+  ] as const) {
+    const a = await craft((list) => {
+      const e = list.find((x) => x.header.name === 'spec.dump')!;
+      const spec = JSON.parse(e.data.toString());
+      spec.linux.namespaces = edit(spec.linux.namespaces);
+      e.data = Buffer.from(JSON.stringify(spec));
+    });
+    await refused(F, a, re, ['-n', 'tam-ns']);
+  }
   // rootfs-diff.tar holding a device node.
   const dev = await craft(() => undefined);
   const list = await entries(dev);
