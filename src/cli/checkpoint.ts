@@ -35,6 +35,7 @@ interface CheckpointFlags {
   compress: string;
   ignoreRootfs?: boolean;
   ignoreVolumes?: boolean;
+  format?: string;
 }
 
 interface RestoreFlags {
@@ -83,6 +84,7 @@ export function registerCheckpointCommands(parent: Command, ctx: Ctx, top: boole
     .option('-c, --compress <method>', 'archive compression: zstd, gzip or none', 'zstd')
     .option('--ignore-rootfs', 'leave the container\'s filesystem changes out of the archive')
     .option('--ignore-volumes', 'leave named volumes\' contents out of the archive')
+    .option('--format <layout>', 'with --export: archive layout, ferry or podman (for `podman container restore --import`)')
     .action(async (refs: string[], f: CheckpointFlags) => {
       if (!COMPRESSIONS.includes(f.compress as Compression)) throw new FerryError('EINVAL', `invalid --compress "${f.compress}": use zstd, gzip or none`);
       const manageCgroupsMode = cgroupMode(f.manageCgroupsMode);
@@ -111,6 +113,7 @@ export function registerCheckpointCommands(parent: Command, ctx: Ctx, top: boole
             compression: f.compress as Compression,
             ignoreRootfs: f.ignoreRootfs,
             ignoreVolumes: f.ignoreVolumes,
+            format: f.format as 'ferry' | 'podman' | undefined,
           },
           (ref) => {
             if (!f.printStats) say(`${ref}\n`);
@@ -135,7 +138,7 @@ export function registerCheckpointCommands(parent: Command, ctx: Ctx, top: boole
     .option('--manage-cgroups-mode <mode>', 'CRIU cgroup mode: soft, full, strict or ignore')
     .option('--ext-unix-sk', 'allow UNIX sockets connected outside the container')
     .option('--shell-job', 'the container has a terminal (shell job)')
-    .option('-i, --import <file>', 'restore a new container from a checkpoint archive (- for stdin)')
+    .option('-i, --import <file>', 'restore a new container from a checkpoint archive, Ferry\'s or Podman\'s (- for stdin)')
     .option('-n, --name <name>', 'with --import: name of the new container (gets a new ID too)')
     .option('--ignore-rootfs', 'with --import: do not restore the archive\'s filesystem changes')
     .option('--ignore-volumes', 'with --import: do not restore volumes\' contents')

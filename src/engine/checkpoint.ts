@@ -24,6 +24,7 @@ import { META_FILE, PRE_DIR, checkpointMetaOptions, PRE_DUMP_NAME, removePreDump
 import { dump, refuseUndumpable } from './dump.js';
 import type { Engine } from './engine.js';
 import { exportCheckpoint, type ExportOptions } from './portable.js';
+import { checkPodmanExport, exportPodman } from './podman-export.js';
 import { toCheckpointed, toExited, withoutCheckpoint } from './state.js';
 import type { ContainerRecord, OpOf } from './types.js';
 import { importCheckpoint, type ImportOptions } from './portable.js';
@@ -102,6 +103,7 @@ export async function checkpointLocked(engine: Engine, rec: ContainerRecord, o: 
     throw new FerryError('ESTATE', `container ${name} was started with --rm and would be removed with its checkpoint when it stops: checkpoint it with --export`);
   }
   if (o.export && o.preCheckpoint) throw new FerryError('EINVAL', '--export cannot be used with --pre-checkpoint: export the final checkpoint');
+  if (o.export?.format === 'podman') checkPodmanExport(rec);
   // An export that cannot be written is refused before the container is stopped.
   if (o.export && typeof o.export.target === 'string' && o.export.target !== '-') {
     const outDir = path.dirname(path.resolve(o.export.target));
@@ -204,7 +206,7 @@ export async function checkpointLocked(engine: Engine, rec: ContainerRecord, o: 
     if (!o.preCheckpoint) toCheckpointed(rec.state, finalDir, { log: o.keep ? d.logFile : undefined, stopped: !o.leaveRunning });
     engine.endOp(rec);
   };
-  const [released, exported] = await Promise.allSettled([release(), o.export ? exportCheckpoint(engine, rec, o.export) : Promise.resolve(undefined)]);
+  const [released, exported] = await Promise.allSettled([release(), o.export ? (o.export.format === 'podman' ? exportPodman(engine, rec, o.export) : exportCheckpoint(engine, rec, o.export)) : Promise.resolve(undefined)]);
   if (released.status === 'rejected') throw released.reason;
   if (exported.status === 'rejected') throw exported.reason;
   const archive: WriteStats | undefined = exported.value;
@@ -371,6 +373,8 @@ export interface CheckpointRequest extends Selection, Omit<CheckpointOptions, 'e
   ignoreRootfs?: boolean;
   /** With export: leave named volumes' contents out of the archive. */
   ignoreVolumes?: boolean;
+  /** With export: the archive's layout, Ferry's (default) or Podman's. */
+  format?: ExportOptions['format'];
 }
 
 /**
@@ -380,10 +384,12 @@ export interface CheckpointRequest extends Selection, Omit<CheckpointOptions, 'e
  * than network for emptyNs.
  */
 export async function checkpointContainers(engine: Engine, req: CheckpointRequest, onEach?: (ref: string, r: CheckpointReport) => void): Promise<CheckpointReport[]> {
-  const { refs, all, latest, ignoreMissing, export: target, compression, ignoreRootfs, ignoreVolumes, ...o } = req;
+  const { refs, all, latest, ignoreMissing, export: target, compression, ignoreRootfs, ignoreVolumes, format, ...o } = req;
   if ((ignoreRootfs || ignoreVolumes) && !target) throw new FerryError('EINVAL', '--ignore-rootfs and --ignore-volumes only apply with --export');
+  if (format !== undefined && !['ferry', 'podman'].includes(format)) throw new FerryError('EINVAL', `invalid --format "${String(format)}": use ferry or podman`);
+  if (format === 'podman' && !target) throw new FerryError('EINVAL', '--format podman only applies with --export');
   for (const ns of o.emptyNs ?? []) if (ns !== 'network') throw new FerryError('EINVAL', `invalid --empty-ns "${ns}": only network is supported`);
-  const opts: CheckpointOptions = { ...o, export: target ? { target, compression: compression ?? 'zstd', ignoreRootfs, ignoreVolumes } : undefined };
+  const opts: CheckpointOptions = { ...o, export: target ? { target, compression: compression ?? 'zstd', ignoreRootfs, ignoreVolumes, format } : undefined };
   const targets = await engine.select({ refs, all, latest, ignoreMissing }, 'checkpoint');
   if (target && targets.length !== 1) throw new FerryError('EINVAL', '--export takes exactly one container');
   const reports: CheckpointReport[] = [];

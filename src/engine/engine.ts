@@ -29,7 +29,7 @@ import { attach, detach, inSubnet, NetworkStore, parseIPv4, parsePublish, validM
 import { Paths } from './paths.js';
 import { findPod, getPod, podNamespaces, removePodRecord, type PodRecord } from './podstore.js';
 import { toAdopted, toExited, toPaused, toRunning, toStartUndone, toUnpaused } from './state.js';
-import { initialState, type ContainerConfig, type ContainerRecord, type ContainerStatus, type MountSpec, type NetworkConfig, type OpArgs, type OpKind, type OpOf, type PendingOp } from './types.js';
+import { ENGINE_MOUNTS, engineMountFile, initialState, type ContainerConfig, type ContainerRecord, type ContainerStatus, type MountSpec, type NetworkConfig, type OpArgs, type OpKind, type OpOf, type PendingOp } from './types.js';
 import { checkSelection, pickedByAll, type Selection, type SelectPurpose } from './select.js';
 import { checkLogsOptions, readLog, type LogEntry, type LogsOptions } from './logs.js';
 
@@ -577,6 +577,7 @@ export class Engine {
     if (!img) throw new FerryError('ENOTFOUND', `the image of container ${rec.config.name} (${rec.config.imageName}) is gone: import it again`);
     const layer = this.paths.layer(id);
     createLayer(layer.dir);
+    if (rec.config.rootMode !== undefined) fs.chmodSync(layer.upper, rec.config.rootMode & 0o7777);
     await mountLayer(layer, this.images.lowerDirs(img));
     const bundle = this.paths.bundle(id);
     mkdirp(bundle, 0o700);
@@ -600,6 +601,13 @@ export class Engine {
       etc.push({ destination: `/etc/${file}`, type: 'bind', source: p, options: ['rbind', 'rprivate'] });
     }
     const mounts: Mount[] = [...etc];
+    for (const dest of rec.config.engineMounts ?? []) {
+      const p = path.join(bundle, engineMountFile(dest));
+      if (ENGINE_MOUNTS[dest] === 'dir') mkdirp(p, 0o1777);
+      else if (!fs.existsSync(p)) writeFileAtomic(p, dest === '/run/.containerenv' ? containerEnv(rec) : '');
+      const opts = dest === '/dev/shm' ? ['rbind', 'rprivate', 'nosuid', 'noexec', 'nodev'] : ['rbind', 'rprivate'];
+      mounts.push({ destination: dest, type: 'bind', source: p, options: opts });
+    }
     for (const m of rec.config.mounts) {
       if (m.type === 'tmpfs') {
         mounts.push({ destination: m.destination, type: 'tmpfs', source: 'tmpfs', options: ['rw', 'nosuid', 'nodev', ...m.options] });
@@ -1507,4 +1515,9 @@ function readText(file: string): string | undefined {
   } catch {
     return undefined;
   }
+}
+
+/** /run/.containerenv as Podman writes it: what a process that reads it finds. */
+function containerEnv(rec: ContainerRecord): string {
+  return `engine="ferry"\nname="${rec.config.name}"\nid="${rec.config.id}"\nimage="${rec.config.imageName}"\nimageid="${rec.config.imageId}"\nrootless=0\n`;
 }

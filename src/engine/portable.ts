@@ -24,13 +24,15 @@ import { withLock } from '../lib/lock.js';
 import { VERSION } from '../lib/version.js';
 import { ArchiveWriter, ARCHIVE_FORMAT, HEADER_MEMBER, POD_ARCHIVE_KIND, readArchive, type WriteStats } from '../drivers/archive/archive.js';
 import type { Compression } from '../drivers/archive/compress.js';
+import { PodmanReader, type PodmanHeader } from '../drivers/archive/podman.js';
+import { checkPodmanArchive, stagePodman } from './podman-import.js';
 import { createLayer } from '../drivers/storage/overlay.js';
 import { requirePodRestore } from './pods.js';
 import { getPod, type PodRecord } from './podstore.js';
 import { META_FILE, adoptPageImages, checkCompatible, placePreDumps, preDumpChain, type CheckpointMeta } from './checkpoint-dir.js';
 import { restore, type RestoreOptions, type RestoreReport } from './restore.js';
 import type { Engine } from './engine.js';
-import type { ContainerRecord } from './types.js';
+import { ENGINE_MOUNTS, engineMountFile, type ContainerRecord } from './types.js';
 import type { PullOptions } from '../drivers/registry/pull.js';
 import { isShortName } from '../drivers/registry/reference.js';
 
@@ -44,6 +46,8 @@ export interface ExportOptions {
   withoutPreDumps?: boolean;
   /** The CRIU images to send instead of the committed checkpoint (a migration's frozen dump). */
   imageDir?: string;
+  /** The archive's layout: Ferry's (default), or Podman's for `podman container restore --import`. */
+  format?: 'ferry' | 'podman';
 }
 
 export interface ArchiveHeader {
@@ -116,14 +120,20 @@ export function openArchiveFile(file: string): number | Readable {
  * renamed when complete: never half an archive), '-' for standard output, or a stream (a
  * migration channel). On failure a partial file is removed and failed(why) is thrown.
  */
-export async function writeArchive(target: string | Writable, compression: Compression, fill: (w: ArchiveWriter) => Promise<void>, failed: (why: string) => FerryError): Promise<WriteStats> {
+export async function writeArchive(
+  target: string | Writable,
+  compression: Compression,
+  fill: (w: ArchiveWriter) => Promise<void>,
+  failed: (why: string) => FerryError,
+  opts: { checksums?: boolean } = {},
+): Promise<WriteStats> {
   const file = typeof target === 'string' && target !== '-' ? path.resolve(target) : undefined;
   if (file && !fs.existsSync(path.dirname(file))) {
     throw new FerryError('ENOTFOUND', `cannot export to ${file}: directory ${path.dirname(file)} does not exist`);
   }
   const tmp = file ? `${file}.tmp-${process.pid}` : '';
   const fd = file ? fs.openSync(tmp, 'w', 0o600) : undefined;
-  const w = new ArchiveWriter(fd ?? (target === '-' ? process.stdout : (target as Writable)), compression);
+  const w = new ArchiveWriter(fd ?? (target === '-' ? process.stdout : (target as Writable)), compression, opts);
   try {
     await fill(w);
     const stats = await w.finish();
@@ -194,6 +204,8 @@ export async function writeContainerMembers(engine: Engine, rec: ContainerRecord
   }
   if (!o.ignoreRootfs) await w.addTree(`${prefix}rootfs`, engine.paths.layer(id).upper);
   for (const v of exportedVolumes(rec, o)) await w.addTree(`${prefix}volumes/${v}`, engine.volumes.get(v).Mountpoint);
+  const shm = path.join(engine.paths.bundle(id), engineMountFile('/dev/shm'));
+  if (rec.config.engineMounts?.includes('/dev/shm') && fs.existsSync(shm)) await w.addTree(`${prefix}devshm`, shm);
 }
 
 export interface ImportOptions extends RestoreOptions {
@@ -277,6 +289,9 @@ export async function placeStaged(
     if (m.type === 'bind' && !fs.existsSync(m.source)) throw new FerryError('ENOTFOUND', `bind mount source ${m.source} does not exist on this host; nothing was created`);
     if (m.type === 'volume' && !validName(m.source)) throw new FerryError('EARCHIVE', `bad checkpoint archive: invalid volume name "${m.source}"; nothing was created`);
   }
+  for (const dest of stored.engineMounts ?? []) {
+    if (!Object.hasOwn(ENGINE_MOUNTS, dest)) throw new FerryError('EARCHIVE', `bad checkpoint archive: a mount of the engine's own at "${String(dest)}"; nothing was created`);
+  }
   const carriedVolumes = stored.mounts.filter((m) => m.type === 'volume' && fs.existsSync(path.join(dir, 'volumes', m.source))).map((m) => m.source);
   if (!o.ignoreVolumes) {
     for (const v of carriedVolumes) {
@@ -308,6 +323,11 @@ export async function placeStaged(
       fs.renameSync(path.join(dir, 'checkpoint'), path.join(tmp, 'checkpoint'));
       placePreDumps(tmp, preDumps);
       if (fs.existsSync(path.join(dir, 'ctr.log'))) fs.renameSync(path.join(dir, 'ctr.log'), path.join(tmp, 'userdata', 'ctr.log'));
+      // The contents of a bind-mounted /dev/shm (a Podman archive's devshm-checkpoint.tar).
+      if (stored.engineMounts?.includes('/dev/shm') && fs.existsSync(path.join(dir, 'devshm'))) {
+        fs.renameSync(path.join(dir, 'devshm'), path.join(tmp, 'userdata', engineMountFile('/dev/shm')));
+        fs.chmodSync(path.join(tmp, 'userdata', engineMountFile('/dev/shm')), 0o1777);
+      }
       rec.state.checkpointPath = path.join(cdir, 'checkpoint');
       writeJsonAtomic(path.join(tmp, 'container.json'), rec, 0o600);
       const layer = engine.paths.layer(id);
@@ -358,7 +378,9 @@ export async function importCheckpoint(engine: Engine, o: ImportOptions): Promis
   const createdVolumes: string[] = [];
   try {
     // 1. Read and verify everything into staging; refuse early from the header.
-    await readArchive(input, staging, {
+    const read = await readArchive(input, staging, {
+      // Podman's layout, told apart by its content (no Ferry header first).
+      foreign: (dest) => new PodmanReader(dest, (h) => checkPodmanArchive(engine, h, o)),
       onHeader: async (h) => {
         const hdr = h as unknown as ArchiveHeader;
         if ((hdr.kind as string) === POD_ARCHIVE_KIND) throw new FerryError('EINVAL', 'this archive holds a whole pod: restore it with `ferry pod restore --import`; nothing was created');
@@ -369,6 +391,11 @@ export async function importCheckpoint(engine: Engine, o: ImportOptions): Promis
       },
     });
     debug('import: archive read and verified');
+    if (read.foreign) {
+      if (o.pod !== undefined) throw new FerryError('EINVAL', 'a container from a Podman archive cannot be restored into a pod (--pod); nothing was created');
+      if (o.preDumps?.length || o.pageImages) throw new FerryError('EARCHIVE', 'a Podman archive cannot be part of a migration; nothing was created');
+      await stagePodman(engine, staging, read.header as unknown as PodmanHeader);
+    }
     if (o.pageImages) adoptPageImages(await o.pageImages(), path.join(staging, 'checkpoint'));
     const targetPod = o.pod !== undefined ? getPod(engine, o.pod) : undefined;
     const renamedFrom = readJson<{ config: ContainerRecord['config'] }>(path.join(staging, 'container.json')).config.name;

@@ -53,10 +53,27 @@ export interface ContainerConfig {
   pod?: string;
   /** Set on a pod's infra container: the pod (ID) whose namespaces it holds. */
   infraOf?: string;
+  /**
+   * Files and directories of the container's own (kept in its bundle) bind-mounted at these
+   * paths: what a container imported from Podman had there (/dev/shm, /run/.containerenv), so
+   * that its checkpoint's mount table is matched on restore.
+   */
+  engineMounts?: EngineMount[];
+  /** The mode of the root directory (one imported from another engine keeps its own: CRIU checks it on restore). */
+  rootMode?: number;
   /** -t: the process gets a terminal (conmon holds its master end). */
   tty?: boolean;
   /** -i: stdin is kept open for attaching (conmon holds a pipe, or the terminal's input). */
   stdin?: boolean;
+}
+
+/** Where a bind mount of the container's own may go, and what it is. */
+export const ENGINE_MOUNTS = { '/dev/shm': 'dir', '/run/.containerenv': 'file', '/run/secrets': 'dir' } as const;
+export type EngineMount = keyof typeof ENGINE_MOUNTS;
+
+/** The file in a container's bundle that an engine mount binds (/dev/shm -> shm, /run/.containerenv -> .containerenv). */
+export function engineMountFile(dest: EngineMount): string {
+  return dest.slice(dest.lastIndexOf('/') + 1);
 }
 
 /**

@@ -7,6 +7,7 @@
  *   checkpoint/...             CRIU's images (regular files only)
  *   rootfs/...                 the overlay upper dir: added/changed files, whiteouts, xattrs
  *   volumes/NAME/...           named volumes' contents
+ *   devshm/...                 a bind-mounted /dev/shm's contents (a container from Podman)
  *   checksums.json             last: sha256 of every member (content and header), so a
  *                              truncated, corrupt or tampered archive is refused
  *
@@ -37,7 +38,7 @@ export const CHECKSUMS_MEMBER = 'checksums.json';
 /** A whole pod's archive: pod.json, then each member's container archive under members/NAME/. */
 export const POD_ARCHIVE_KIND = 'ferry-pod-checkpoint';
 
-type Header = Partial<tar.Header> & { name: string };
+export type Header = Partial<tar.Header> & { name: string };
 /** tar-stream's streams are streamx streams: Node-compatible at run time, typed apart. */
 const asReadable = (s: unknown): Readable => s as Readable;
 
@@ -86,8 +87,11 @@ export class ArchiveWriter {
   /** The file the compressor writes to itself, if it does (its size is the bytes written). */
   private outFd: number | undefined;
 
-  /** out: a stream, or the descriptor of a file opened for writing, which the writer closes. */
-  constructor(out: Writable | number, compression: Compression) {
+  /**
+   * out: a stream, or the descriptor of a file opened for writing, which the writer closes.
+   * checksums: false for a layout that has none (Podman's).
+   */
+  constructor(out: Writable | number, compression: Compression, private readonly opts: { checksums?: boolean } = {}) {
     this.pack.on('data', (b: unknown) => (this.rawBytes += (b as Buffer).length));
     const direct = typeof out === 'number' ? compressorToFd(compression, out) : undefined;
     if (direct) {
@@ -142,6 +146,11 @@ export class ArchiveWriter {
     // running with -R) must not overrun its header's size.
     const body = st.size === 0 ? Buffer.alloc(0) : fs.createReadStream(file, { start: 0, end: st.size - 1, highWaterMark: IO_CHUNK });
     await this.entry({ name, size: st.size, mode: st.mode & 0o7777, mtime: st.mtime, type: 'file' }, body);
+  }
+
+  /** A directory entry (mode 0700). */
+  addDirEntry(name: string): Promise<void> {
+    return this.entry({ name, type: 'directory', mode: 0o700, mtime: new Date() });
   }
 
   /** A directory of regular files (CRIU's images), recursively. */
@@ -208,7 +217,7 @@ export class ArchiveWriter {
   /** Writes the checksums member and waits until every byte reached the output. */
   async finish(): Promise<WriteStats> {
     const members = Object.keys(this.sums).length;
-    await this.addJson(CHECKSUMS_MEMBER, { algorithm: 'sha256', members: this.sums });
+    if (this.opts.checksums !== false) await this.addJson(CHECKSUMS_MEMBER, { algorithm: 'sha256', members: this.sums });
     this.pack.finalize();
     await this.done;
     const bytes = this.outFd === undefined ? this.bytes : fs.fstatSync(this.outFd).size;
@@ -233,6 +242,12 @@ export class ArchiveWriter {
 export interface ReadPolicy {
   /** Called with the first member's JSON; throw to refuse the archive before reading on. */
   onHeader(header: Record<string, unknown>): Promise<void> | void;
+  /**
+   * Reads an archive that does not start with Ferry's header (another engine's layout, told
+   * apart by its content): the reader for its members, written below dest. Without it such an
+   * archive is refused.
+   */
+  foreign?(dest: string): ForeignReader;
 }
 
 export interface ReadResult {
@@ -241,6 +256,8 @@ export interface ReadResult {
   compression: Compression;
   /** Top-level sections present: 'rootfs', 'volumes/NAME', 'checkpoint', ... */
   sections: Set<string>;
+  /** Read by policy.foreign: another engine's layout. */
+  foreign: boolean;
 }
 
 function bad(msg: string): FerryError {
@@ -276,6 +293,8 @@ function sectionOf(name: string, pod: boolean): { section: string; kind: Kind; r
   if (parts[0] === 'checkpoint' || parts[0] === 'rootfs') return { section: prefix + parts[0], kind: parts[0], rest: parts.slice(1).join('/') };
   // The pre-dumps a checkpoint builds on (pre-copy), oldest first: CRIU images too.
   if (parts[0] === 'parents' && /^[1-9][0-9]{0,2}$/.test(parts[1] ?? '')) return { section: `${prefix}parents/${parts[1]}`, kind: 'checkpoint', rest: parts.slice(2).join('/') };
+  // A bind-mounted /dev/shm's contents (a container imported from Podman): a tree like a volume.
+  if (parts[0] === 'devshm') return { section: prefix + 'devshm', kind: 'volume', rest: parts.slice(1).join('/') };
   if (parts[0] === 'volumes' && parts[1] && validName(parts[1])) return { section: `${prefix}volumes/${parts[1]}`, kind: 'volume', rest: parts.slice(2).join('/') };
   throw bad(`unexpected member "${name}"`);
 }
@@ -302,6 +321,82 @@ class TreeSink {
     this.pack.finalize();
     await this.exited;
   }
+}
+
+/**
+ * One tree of an archive (a rootfs diff, a volume's contents), checked entry by entry and
+ * extracted by GNU tar into dir: no member below a symbolic link, hard links only to earlier
+ * members of the same tree, only files, directories, links and (in a rootfs diff) overlay
+ * whiteouts (0/0 character devices), no set-uid root file in a volume. Entry names are relative
+ * to the tree; `label` prefixes them in messages.
+ */
+export class TreeExtract {
+  private readonly symlinks = new Set<string>();
+  private readonly seen = new Set<string>();
+  private sink: TreeSink | undefined;
+  constructor(
+    private readonly dir: string,
+    private readonly kind: 'rootfs' | 'volume',
+    private readonly label: string,
+  ) {}
+
+  /** Adds one entry (h.name and a hard link's linkname relative to the tree); its bytes also go to hash. */
+  async add(h: Header, body: Readable, hash?: Hash): Promise<void> {
+    const rest = h.name === '' ? '' : checkMemberName(h.name); // '': the tree's root
+    const name = `${this.label}/${rest}`;
+    const sink = (this.sink ??= new TreeSink(this.dir));
+    if (!rest) {
+      body.resume();
+      return;
+    }
+    for (let p = path.posix.dirname(rest); p !== '.'; p = path.posix.dirname(p)) {
+      if (this.symlinks.has(p)) throw bad(`member "${name}" lies below the symbolic link "${this.label}/${p}"`);
+    }
+    let linkname = h.linkname;
+    if (h.type === 'link') {
+      const target = checkMemberName(h.linkname ?? '');
+      if (!this.seen.has(target)) throw bad(`hard link "${name}" points outside its tree`);
+      linkname = target;
+      if (this.symlinks.has(target)) this.symlinks.add(rest); // a second name for a symlink is one too
+    } else if (!['file', 'contiguous-file', 'directory', 'symlink', 'character-device'].includes(h.type ?? 'file')) {
+      throw bad(`member "${name}" is a ${h.type}, which a checkpoint never holds`);
+    }
+    if (h.type === 'symlink') this.symlinks.add(rest);
+    if (h.type === 'character-device' && (h.devmajor !== 0 || h.devminor !== 0 || this.kind !== 'rootfs')) {
+      throw bad(`member "${name}" is a device node (only overlay whiteouts are allowed)`);
+    }
+    if ((h.mode ?? 0) & 0o6000 && h.uid === 0 && this.kind !== 'rootfs') throw bad(`member "${name}" is set-uid in a volume`);
+    this.seen.add(rest);
+    const pax = Object.fromEntries(Object.entries(h.pax ?? {}).filter(([k]) => k.startsWith('SCHILY.xattr.')));
+    const out: Header = { ...h, name: rest, linkname, type: h.type === 'contiguous-file' ? 'file' : h.type, ...(Object.keys(pax).length ? { pax } : { pax: undefined }) };
+    await new Promise<void>((resolve, reject) => {
+      const s = sink.pack.entry(out, (err) => (err ? reject(err) : resolve()));
+      if (hash) body.on('data', (b: Buffer) => hash.update(b));
+      body.on('error', reject);
+      body.pipe(s as unknown as Writable);
+    });
+  }
+
+  /** Waits until GNU tar has written everything (it fails the whole tree if anything failed). */
+  async finish(): Promise<void> {
+    await (this.sink ??= new TreeSink(this.dir)).finish();
+  }
+
+  /** Abandons the extraction. */
+  destroy(): void {
+    this.sink?.pack.destroy();
+  }
+}
+
+/**
+ * An archive in another engine's layout (no Ferry header first, no checksums): readArchive
+ * checks the names and hands each member here; finish() checks that the whole is complete and
+ * returns what stands for the header.
+ */
+export interface ForeignReader {
+  member(h: Header, body: Readable): Promise<void>;
+  finish(): Promise<Record<string, unknown>>;
+  destroy(): void;
 }
 
 /**
@@ -347,16 +442,22 @@ export async function readArchive(input: Readable | number, dest: string, policy
   const sums: Record<string, string> = {};
   let header: Record<string, unknown> | undefined;
   let checksums: Record<string, string> | undefined;
-  const sinks = new Map<string, TreeSink>();
-  const symlinks = new Set<string>();
+  const trees = new Map<string, TreeExtract>();
   const sections = new Set<string>();
   let members = 0;
   let podLayout = false;
+  let foreign: ForeignReader | undefined;
 
   const consume = (async () => {
     for await (const e of ex) {
       const h = e.header;
       const name = checkMemberName(h.name);
+      if (members === 0 && name !== HEADER_MEMBER && policy.foreign) foreign = policy.foreign(dest);
+      if (foreign) {
+        members++;
+        await foreign.member({ ...h, name }, asReadable(e));
+        continue;
+      }
       if (checksums) throw bad(`member "${name}" follows the checksums`);
       if (sums[name] !== undefined) throw bad(`member "${name}" appears twice`);
       const first = members === 0;
@@ -402,42 +503,18 @@ export async function readArchive(input: Readable | number, dest: string, policy
         }
       } else {
         // rootfs/ or volumes/NAME/: a tree that GNU tar extracts.
-        for (let p = path.posix.dirname(name); p !== '.' && p.includes('/'); p = path.posix.dirname(p)) {
-          if (symlinks.has(p)) throw bad(`member "${name}" lies below the symbolic link "${p}"`);
+        let tree = trees.get(section);
+        if (!tree) {
+          tree = new TreeExtract(path.join(dest, section), kind === 'rootfs' ? 'rootfs' : 'volume', section);
+          trees.set(section, tree);
         }
-        if (h.type === 'symlink') symlinks.add(name);
         let linkname = h.linkname;
         if (h.type === 'link') {
-          const target = checkMemberName(h.linkname ?? '');
-          const t = sectionOf(target, podLayout);
-          if (t.section !== section || sums[target] === undefined) throw bad(`hard link "${name}" points outside its tree`);
+          const t = sectionOf(checkMemberName(h.linkname ?? ''), podLayout);
+          if (t.section !== section) throw bad(`hard link "${name}" points outside its tree`);
           linkname = t.rest;
-          if (symlinks.has(target)) symlinks.add(name); // a second name for a symlink is one too
-        } else if (!['file', 'contiguous-file', 'directory', 'symlink', 'character-device'].includes(h.type ?? 'file')) {
-          throw bad(`member "${name}" is a ${h.type}, which a checkpoint never holds`);
         }
-        if (h.type === 'character-device' && (h.devmajor !== 0 || h.devminor !== 0 || kind !== 'rootfs')) {
-          throw bad(`member "${name}" is a device node (only overlay whiteouts are allowed)`);
-        }
-        if ((h.mode ?? 0) & 0o6000 && h.uid === 0 && kind !== 'rootfs') throw bad(`member "${name}" is set-uid in a volume`);
-        let sink = sinks.get(section);
-        if (!sink) {
-          sink = new TreeSink(path.join(dest, section));
-          sinks.set(section, sink);
-        }
-        if (!rest) {
-          e.resume();
-        } else {
-          const pax = Object.fromEntries(Object.entries(h.pax ?? {}).filter(([k]) => k.startsWith('SCHILY.xattr.')));
-          const out: Header = { ...h, name: rest, linkname, type: h.type === 'contiguous-file' ? 'file' : h.type, ...(Object.keys(pax).length ? { pax } : { pax: undefined }) };
-          await new Promise<void>((resolve, reject) => {
-            const s = sink!.pack.entry(out, (err) => (err ? reject(err) : resolve()));
-            const body = asReadable(e);
-            body.on('data', (b: Buffer) => hash.update(b));
-            body.on('error', reject);
-            body.pipe(s as unknown as Writable);
-          });
-        }
+        await tree.add({ ...h, name: rest, linkname }, asReadable(e), hash);
       }
       sums[name] = hash.digest('hex');
     }
@@ -447,16 +524,18 @@ export async function readArchive(input: Readable | number, dest: string, policy
     const piped = codec ? pipeline(src, codec.stream, ex as unknown as Writable) : pipeline(src, ex as unknown as Writable);
     await Promise.all([piped, consume, codecDone]);
   } catch (e) {
-    for (const s of sinks.values()) s.pack.destroy();
+    for (const t of trees.values()) t.destroy();
+    foreign?.destroy();
     // Stop reading: nothing (a decompressor, stdin) may keep ferry alive after a refusal.
     for (const s of [ex as unknown as Readable, codec?.stream, src, typeof input === 'number' ? undefined : input]) s?.destroy();
     if (e instanceof FerryError) throw e;
     throw bad(`it is corrupt or truncated (${(e as Error).message})`);
   } finally {
-    await Promise.allSettled([...sinks.values()].map((s) => s.finish()));
+    await Promise.allSettled([...trees.values()].map((t) => t.finish()));
   }
-  for (const s of sinks.values()) await s.finish();
-  if (!header) throw bad('it is empty');
+  for (const t of trees.values()) await t.finish();
+  if (foreign) return { header: await foreign.finish(), members, compression, sections, foreign: true };
+  if (!header) throw bad(members ? 'it is empty' : 'it is empty (or not a tar archive)');
   if (!checksums) throw bad('it is truncated (no checksums at the end)');
   for (const [name, sum] of Object.entries(sums)) {
     if (name === CHECKSUMS_MEMBER) continue;
@@ -464,7 +543,7 @@ export async function readArchive(input: Readable | number, dest: string, policy
     if (checksums[name] !== sum) throw bad(`member "${name}" does not match its checksum (corrupt or tampered)`);
   }
   for (const name of Object.keys(checksums)) if (sums[name] === undefined) throw bad(`member "${name}" is missing (truncated?)`);
-  return { header, members, compression, sections };
+  return { header, members, compression, sections, foreign: false };
 }
 
 /** GNU tar's first real complaint (its last line is only "Exiting with failure status"). */

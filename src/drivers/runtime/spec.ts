@@ -64,7 +64,7 @@ export function buildSpec(o: SpecOptions): object {
     const p = type === 'mount' ? undefined : o.namespacePaths?.[type];
     ns.push(p ? { type, path: p } : { type });
   }
-  const mounts: Mount[] = [
+  const base: Mount[] = [
     { destination: '/proc', type: 'proc', source: 'proc', options: ['nosuid', 'noexec', 'nodev'] },
     { destination: '/dev', type: 'tmpfs', source: 'tmpfs', options: ['nosuid', 'strictatime', 'mode=755', 'size=65536k'] },
     { destination: '/dev/pts', type: 'devpts', source: 'devpts', options: ['nosuid', 'noexec', 'newinstance', 'ptmxmode=0666', 'mode=0620', 'gid=5'] },
@@ -72,8 +72,9 @@ export function buildSpec(o: SpecOptions): object {
     { destination: '/dev/mqueue', type: 'mqueue', source: 'mqueue', options: ['nosuid', 'noexec', 'nodev'] },
     { destination: '/sys', type: 'sysfs', source: 'sysfs', options: ['nosuid', 'noexec', 'nodev', 'ro'] },
     { destination: '/sys/fs/cgroup', type: 'cgroup', source: 'cgroup', options: ['rprivate', 'nosuid', 'noexec', 'nodev', 'relatime', 'ro'] },
-    ...o.mounts,
   ];
+  // A mount of the caller's at a standard place (a bind-mounted /dev/shm) replaces the standard one.
+  const mounts: Mount[] = [...base.filter((b) => !o.mounts.some((m) => m.destination === b.destination)), ...o.mounts];
   // runc brings up lo in a network namespace it creates, but only when it starts the container:
   // on restore CRIU makes a fresh namespace with lo down (runc always passes --empty-ns network),
   // so connections over 127.0.0.1 fail to restore ("Network is unreachable"). runc runs prestart

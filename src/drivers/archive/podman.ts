@@ -1,0 +1,307 @@
+/**
+ * Podman's checkpoint archive (`podman container checkpoint --export`), read and written.
+ *
+ *   config.dump            libpod's ContainerConfig (JSON)
+ *   spec.dump              the container's OCI runtime spec (JSON)
+ *   network.status         the network status per network (JSON; null without a network)
+ *   stats-dump             CRIU's dump statistics
+ *   ctr.log                the container's log (k8s-file)
+ *   checkpoint/...         CRIU's images
+ *   rootfs-diff.tar        files added or changed in the container's root filesystem (a tar)
+ *   deleted.files          paths deleted from it (a JSON array)
+ *   volumes/NAME.tar       each named volume's contents (a tar)
+ *   devshm-checkpoint.tar  the container's private /dev/shm (a tar)
+ *   artifacts/             libpod's per-container artifacts (not used)
+ *
+ * The format has no header and no checksums: it is told apart by content (config.dump and
+ * spec.dump as libpod writes them), and read with the same checks as Ferry's own archives: the
+ * member names (readArchive), only known members, CRIU images as regular files, and the inner
+ * tars checked entry by entry like Ferry's trees (TreeExtract) while GNU tar extracts them:
+ *
+ *   rootfs-diff.tar, deleted.files -> rootfs/  (an overlay upper dir: deletions are whiteouts)
+ *   volumes/NAME.tar               -> volumes/NAME/
+ *   devshm-checkpoint.tar          -> devshm/
+ *   checkpoint/                    -> checkpoint/
+ *   config.dump, spec.dump, network.status, stats-dump, ctr.log -> themselves
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { spawn } from 'node:child_process';
+import { PassThrough, type Readable, type Writable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import tar from 'tar-stream';
+import { FerryError } from '../../lib/errors.js';
+import { validName } from '../../lib/ids.js';
+import { HEADER_MEMBER, checkMemberName, TreeExtract, type ForeignReader, type Header } from './archive.js';
+
+export const PODMAN_KIND = 'podman-checkpoint';
+/** Members holding JSON metadata: read whole, so they are kept small. */
+const METADATA = ['config.dump', 'spec.dump', 'network.status', 'deleted.files', 'stats-dump'];
+const METADATA_MAX = 16 * 1024 * 1024;
+
+const asReadable = (s: unknown): Readable => s as Readable;
+
+function bad(msg: string): FerryError {
+  return new FerryError('EARCHIVE', `bad checkpoint archive: ${msg}; nothing was created`);
+}
+
+/** What a Podman archive's header stands for: its config.dump and spec.dump, once both are read. */
+export interface PodmanHeader {
+  kind: typeof PODMAN_KIND;
+  config: Record<string, unknown>;
+  spec: Record<string, unknown>;
+}
+
+/**
+ * True when config.dump and spec.dump are what libpod writes: a container's config with its ID,
+ * name and image, and an OCI spec (checkpointctl tells Podman's apart by the spec's
+ * io.container.manager annotation; Podman's own restore needs only the config).
+ */
+export function isPodmanDump(config: unknown, spec: unknown): boolean {
+  if (!config || typeof config !== 'object' || !spec || typeof spec !== 'object') return false;
+  const c = config as Record<string, unknown>;
+  const s = spec as Record<string, unknown>;
+  return typeof c.id === 'string' && typeof c.name === 'string' && (typeof c.rootfsImageName === 'string' || typeof c.rootfs === 'string') && typeof s.process === 'object' && s.process !== null;
+}
+
+/**
+ * Reads a Podman archive's members into dest. onHeader runs as soon as config.dump and
+ * spec.dump are in (Podman writes them before the CRIU images and the file system), so an
+ * archive this host cannot restore is refused before the large members are read.
+ */
+export class PodmanReader implements ForeignReader {
+  private readonly seen = new Set<string>();
+  private readonly docs = new Map<string, unknown>();
+  private headerDone = false;
+  private rootfs: TreeExtract | undefined;
+  private readonly trees: TreeExtract[] = [];
+
+  constructor(
+    private readonly dest: string,
+    private readonly onHeader: (h: PodmanHeader) => Promise<void> | void,
+  ) {}
+
+  private async header(): Promise<void> {
+    if (this.headerDone) return;
+    const config = this.docs.get('config.dump');
+    const spec = this.docs.get('spec.dump');
+    if (config === undefined || spec === undefined) {
+      throw bad(`it does not start with ${HEADER_MEMBER} and is not a Podman checkpoint either (no ${config === undefined ? 'config.dump' : 'spec.dump'} before the checkpoint)`);
+    }
+    if (!isPodmanDump(config, spec)) throw bad('its config.dump and spec.dump are not what Podman writes (not a checkpoint archive?)');
+    this.headerDone = true;
+    await this.onHeader({ kind: PODMAN_KIND, config: config as Record<string, unknown>, spec: spec as Record<string, unknown> });
+  }
+
+  async member(h: Header, body: Readable): Promise<void> {
+    const name = h.name; // already checked and normalized by readArchive
+    if (name === '' || name === 'artifacts' || name.startsWith('artifacts/')) {
+      // The bundle dir itself, and libpod's artifacts: not needed, never extracted.
+      if (!['directory', 'file'].includes(h.type ?? 'file')) throw bad(`member "${name}" is a ${h.type}`);
+      body.resume();
+      return;
+    }
+    if (this.seen.has(name)) throw bad(`member "${name}" appears twice`);
+    this.seen.add(name);
+    const top = name.split('/')[0]!;
+    if (METADATA.includes(name)) {
+      if (h.type !== 'file') throw bad(`member "${name}" is not a regular file`);
+      if ((h.size ?? 0) > METADATA_MAX) throw bad(`member "${name}" is implausibly large`);
+      const buf = await readAll(body);
+      if (name === 'stats-dump') {
+        fs.writeFileSync(path.join(this.dest, name), buf, { mode: 0o600, flag: 'wx' });
+        return;
+      }
+      let doc: unknown;
+      try {
+        doc = JSON.parse(buf.toString('utf8'));
+      } catch {
+        throw bad(`${name} is not valid JSON`);
+      }
+      this.docs.set(name, doc);
+      if (name === 'deleted.files') await this.deleted(doc);
+      else fs.writeFileSync(path.join(this.dest, name), buf, { mode: 0o600, flag: 'wx' });
+      if (this.docs.has('config.dump') && this.docs.has('spec.dump')) await this.header();
+      return;
+    }
+    if (name === 'devshm-checkpoint.tar') {
+      // Podman writes it first, before the dump files.
+      await this.innerTar(h, body, this.tree('devshm', 'volume', name));
+      return;
+    }
+    // Anything large comes after the two dump files.
+    await this.header();
+    if (name === 'ctr.log') {
+      if (h.type !== 'file') throw bad(`member "${name}" is not a regular file`);
+      await writeFile(body, path.join(this.dest, name));
+    } else if (top === 'checkpoint') {
+      const file = path.join(this.dest, name);
+      if (h.type === 'directory') {
+        fs.mkdirSync(file, { recursive: true, mode: 0o700 });
+        body.resume();
+      } else if (h.type === 'file' && name !== 'checkpoint') {
+        fs.mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 });
+        await writeFile(body, file);
+      } else {
+        throw bad(`member "${name}" is a ${h.type}; CRIU images are regular files`);
+      }
+    } else if (name === 'rootfs-diff.tar') {
+      await this.innerTar(h, body, (this.rootfs = this.tree('rootfs', 'rootfs', name)));
+    } else if (top === 'volumes' && name !== 'volumes') {
+      const m = /^volumes\/([^/]+)\.tar$/.exec(name);
+      if (!m || !validName(m[1]!)) throw bad(`unexpected member "${name}"`);
+      await this.innerTar(h, body, this.tree(path.join('volumes', m[1]!), 'volume', name));
+    } else if (name === 'volumes' && h.type === 'directory') {
+      body.resume();
+    } else if (top === 'pre-checkpoint') {
+      throw new FerryError('EARCHIVE', 'this Podman archive holds a pre-checkpoint (podman container checkpoint -P): export the final checkpoint; nothing was created');
+    } else if (top === 'pod.options' || top === 'pod.dump') {
+      throw new FerryError('EARCHIVE', 'this Podman archive holds a pod checkpoint, which ferry cannot import; nothing was created');
+    } else {
+      throw bad(`unexpected member "${name}"`);
+    }
+  }
+
+  private tree(dir: string, kind: 'rootfs' | 'volume', label: string): TreeExtract {
+    const t = new TreeExtract(path.join(this.dest, dir), kind, label);
+    this.trees.push(t);
+    return t;
+  }
+
+  /** An inner tar (rootfs diff, volume, /dev/shm): every entry checked, then extracted by GNU tar. */
+  private async innerTar(h: Header, body: Readable, tree: TreeExtract): Promise<void> {
+    if (h.type !== 'file') throw bad(`member "${h.name}" is not a regular file`);
+    const ex = tar.extract();
+    const consume = (async () => {
+      for await (const e of ex) {
+        const eh = e.header as Header;
+        const rest = checkMemberName(eh.name);
+        const linkname = eh.type === 'link' ? checkMemberName(eh.linkname ?? '') : eh.linkname;
+        await tree.add({ ...eh, name: rest, linkname }, asReadable(e));
+      }
+    })();
+    try {
+      await Promise.all([pipeline(body, ex as unknown as Writable), consume]);
+    } catch (e) {
+      ex.destroy();
+      if (e instanceof FerryError) throw e;
+      throw bad(`${h.name} is corrupt or truncated (${(e as Error).message})`);
+    }
+  }
+
+  /**
+   * deleted.files: the paths to remove from the image's files, as whiteouts in the rootfs
+   * diff (after the diff's own files, as Podman removes them after applying the diff).
+   */
+  private async deleted(doc: unknown): Promise<void> {
+    if (!Array.isArray(doc) || doc.some((p) => typeof p !== 'string')) throw bad('deleted.files is not a list of paths');
+    if (!doc.length) return;
+    const tree = (this.rootfs ??= this.tree('rootfs', 'rootfs', 'deleted.files'));
+    for (const p of doc as string[]) {
+      const rel = checkMemberName(p.replace(/^\/+/, ''));
+      if (!rel) throw bad(`deleted.files names the root directory`);
+      const wh = new PassThrough();
+      wh.end();
+      await tree.add({ name: rel, type: 'character-device', devmajor: 0, devminor: 0, mode: 0o600, uid: 0, gid: 0, size: 0, mtime: new Date() }, wh);
+    }
+  }
+
+  async finish(): Promise<Record<string, unknown>> {
+    if (!this.headerDone) await this.header();
+    for (const t of this.trees) await t.finish();
+    if (!fs.existsSync(path.join(this.dest, 'checkpoint', 'inventory.img'))) {
+      throw bad('it holds no complete CRIU checkpoint (checkpoint/inventory.img is missing: truncated?)');
+    }
+    return { kind: PODMAN_KIND, config: this.docs.get('config.dump'), spec: this.docs.get('spec.dump') };
+  }
+
+  destroy(): void {
+    for (const t of this.trees) t.destroy();
+  }
+}
+
+async function readAll(s: Readable): Promise<Buffer> {
+  const parts: Buffer[] = [];
+  let n = 0;
+  for await (const b of s) {
+    parts.push(b as Buffer);
+    n += (b as Buffer).length;
+    if (n > METADATA_MAX) throw bad('a metadata member is too large');
+  }
+  return Buffer.concat(parts);
+}
+
+async function writeFile(s: Readable, file: string): Promise<void> {
+  // 'wx': never write through something that already exists (a link planted earlier).
+  await pipeline(s, fs.createWriteStream(file, { flags: 'wx', mode: 0o600, highWaterMark: 1 << 20 }));
+}
+
+// ------------------------------------------------------------------------------- writing
+
+/**
+ * A directory tree as an uncompressed tar (entries "./", "./NAME", ...: how Podman writes a
+ * volume), read by GNU tar with numeric owners and xattrs.
+ */
+export function treeTar(dir: string): { stream: Readable; done: Promise<void> } {
+  return gnuTar(['-c', '-f', '-', '--numeric-owner', '--xattrs', '--xattrs-include=user.*', '-C', dir, '.'], `reading ${dir}`);
+}
+
+/**
+ * An overlay upper dir as Podman carries a container's changes: the files added or changed as
+ * an uncompressed tar (written to outFile; overlay's own xattrs left out), and the paths of the
+ * whiteouts (deleted) and of the opaque directories (deleted and made again: the caller adds
+ * what the image had there).
+ */
+export async function upperToDiff(upper: string, outFile: string): Promise<{ deleted: string[]; opaque: string[] }> {
+  const src = gnuTar(['-c', '-f', '-', '--numeric-owner', '--xattrs', '--xattrs-include=trusted.*', '--xattrs-include=user.*', '-C', upper, '.'], `reading ${upper}`);
+  const ex = tar.extract();
+  const pack = tar.pack();
+  const deleted: string[] = [];
+  const opaque: string[] = [];
+  const written = pipeline(asReadable(pack), fs.createWriteStream(outFile, { mode: 0o600 }));
+  const consume = (async () => {
+    for await (const e of ex) {
+      const h = e.header as Header;
+      const rel = h.name.replace(/^\.\/?/, '').replace(/\/$/, '');
+      if (!rel) {
+        e.resume();
+        continue;
+      }
+      const xattrs = Object.entries(h.pax ?? {}).filter(([k]) => k.startsWith('SCHILY.xattr.'));
+      if (h.type === 'character-device' && h.devmajor === 0 && h.devminor === 0) {
+        deleted.push(`/${rel}`);
+        e.resume();
+        continue;
+      }
+      if (h.type === 'directory' && xattrs.some(([k, v]) => k === 'SCHILY.xattr.trusted.overlay.opaque' && String(v) === 'y')) opaque.push(rel);
+      const pax = Object.fromEntries(xattrs.filter(([k]) => !k.startsWith('SCHILY.xattr.trusted.')));
+      const out: Header = { ...h, name: h.type === 'directory' ? `${rel}/` : rel, linkname: h.type === 'link' ? (h.linkname ?? '').replace(/^\.\//, '') : h.linkname, ...(Object.keys(pax).length ? { pax } : { pax: undefined }) };
+      await new Promise<void>((resolve, reject) => {
+        const s = pack.entry(out, (err) => (err ? reject(err) : resolve()));
+        const body = asReadable(e);
+        body.on('error', reject);
+        body.pipe(s as unknown as Writable);
+      });
+    }
+    pack.finalize();
+  })();
+  try {
+    await Promise.all([pipeline(src.stream, ex as unknown as Writable), consume, src.done, written]);
+  } catch (e) {
+    pack.destroy();
+    throw e;
+  }
+  return { deleted, opaque };
+}
+
+function gnuTar(argv: string[], what: string, input?: string): { stream: Readable; done: Promise<void> } {
+  const child = spawn('tar', argv, { stdio: [input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'] });
+  if (input !== undefined) child.stdin!.end(input);
+  let stderr = '';
+  child.stderr!.on('data', (b: Buffer) => (stderr += b.toString()));
+  const done = new Promise<void>((resolve, reject) =>
+    child.on('close', (code) => (code === 0 ? resolve() : reject(new FerryError('EARCHIVE', `${what} failed: ${stderr.trim().split('\n')[0] ?? `tar exit ${code}`}`)))),
+  );
+  done.catch(() => undefined);
+  return { stream: child.stdout!, done };
+}

@@ -1,0 +1,198 @@
+/**
+ * Podman's checkpoint archives, imported: a container checkpointed by
+ * `podman container checkpoint --export` becomes a Ferry container. What Ferry's record needs
+ * and Podman's archive lacks is derived from spec.dump and config.dump, or defaulted as Podman
+ * would.
+ *
+ *   PodmanReader (drivers/archive/podman.ts) stages and checks the members -> checkPodmanArchive()
+ *   refuses early (from config.dump and spec.dump) -> stagePodman() writes container.json and
+ *   the checkpoint metadata -> placeStaged() and restore() as for Ferry's archives (portable.ts)
+ */
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { FerryError } from '../lib/errors.js';
+import { writeJsonAtomic } from '../lib/fsutil.js';
+import { newId, validName } from '../lib/ids.js';
+import { VERSION } from '../lib/version.js';
+import type { PodmanHeader } from '../drivers/archive/podman.js';
+import { readDumpStats } from '../drivers/criu/stats.js';
+import { dumpedArch, dumpedRootMode } from '../drivers/criu/images.js';
+import type { ImageRecord } from '../drivers/storage/images.js';
+import type { PullOptions } from '../drivers/registry/pull.js';
+import { isShortName } from '../drivers/registry/reference.js';
+import { CHECKPOINT_FORMAT, META_FILE, checkpointMetaOptions, type CheckpointMeta } from './checkpoint-dir.js';
+import type { Engine } from './engine.js';
+import { ENGINE_MOUNTS, type ContainerConfig, type EngineMount, type MountSpec } from './types.js';
+
+/**
+ * The base image an archive names, in this host's store, or pulled (with pull's options) when
+ * a registry names it, as Podman's restore pulls it. Ferry's image IDs and Podman's differ for
+ * the same rootfs imported into each, so images are matched by name. (The one place a foreign
+ * archive's image is looked up.)
+ */
+export async function findBaseImage(engine: Engine, name: string, pull?: PullOptions & { authfile?: string }): Promise<ImageRecord | undefined> {
+  let img: ImageRecord | undefined;
+  try {
+    img = engine.images.find(name);
+  } catch {
+    return undefined;
+  }
+  if (img || !pull) return img;
+  const plain = name.split('@')[0]!.replace(/:[\w][\w.-]*$/, '');
+  if (isShortName(plain) || /^localhost(\/|$)/.test(plain)) return undefined;
+  try {
+    return await engine.pullImage(name, pull);
+  } catch (e) {
+    throw new FerryError('ENOTFOUND', `the archive needs image ${name}, which this host does not have, and pulling it failed (${(e as Error).message.replace(/[.;:]?\s*$/, '')}): pull, load or import it first; nothing was created`);
+  }
+}
+
+// ------------------------------------------------------------------------------- import
+
+type Json = Record<string, unknown>;
+const str = (v: unknown): string | undefined => (typeof v === 'string' ? v : undefined);
+const strings = (v: unknown): string[] | undefined => (Array.isArray(v) && v.every((x) => typeof x === 'string') ? (v as string[]) : undefined);
+
+/** Mounts every container has (Ferry makes its own): not carried over from Podman's spec. */
+const STANDARD_MOUNTS = ['/proc', '/dev', '/dev/pts', '/dev/mqueue', '/sys', '/sys/fs/cgroup', '/etc/hosts', '/etc/hostname', '/etc/resolv.conf'];
+
+function refuse(msg: string): FerryError {
+  return new FerryError('EARCHIVE', `${msg}; nothing was created`);
+}
+
+/**
+ * What a Podman archive asks of this host, refused before its large members are read: a
+ * container this ferry can represent (no pod, no network of Podman's, no joined namespaces),
+ * the base image by name, a free name.
+ */
+export async function checkPodmanArchive(engine: Engine, h: PodmanHeader, o: { name?: string; pullOptions?: PullOptions & { authfile?: string } }): Promise<void> {
+  const c = h.config;
+  const criu = await engine.criu();
+  if (!criu.version) throw new FerryError('EDEPEND', 'CRIU is not installed: run `npm run setup` (as root)');
+  if (str(c.pod)) throw refuse(`the Podman container was in pod ${String(c.pod)}: ferry imports Podman containers that were not in a pod`);
+  if (Array.isArray(c.Dependencies) && c.Dependencies.length) throw refuse('the Podman container depends on other containers: ferry imports only standalone containers');
+  for (const k of ['ipcNsCtr', 'netNsCtr', 'pidNsCtr', 'utsNsCtr', 'cgroupNsCtr', 'mountNsCtr', 'userNsCtr']) {
+    if (str(c[k])) throw refuse(`the Podman container shares namespaces with another container (${k}): ferry imports only standalone containers`);
+  }
+  const ns = specNamespaces(h.spec);
+  if (ns.some((n) => n.type === 'user')) throw refuse('the Podman container ran in a user namespace (--userns), which ferry does not set up');
+  for (const t of ['pid', 'ipc', 'uts', 'mount']) {
+    const n = ns.find((x) => x.type === t);
+    if (!n || n.path) throw refuse(`the Podman container shares ${n?.path ? `the ${t} namespace ${n.path}` : `the host's ${t} namespace`}: ferry imports containers with namespaces of their own`);
+  }
+  const nets = podmanNetworks(h);
+  if (nets.length) {
+    throw refuse(`the Podman container is on network ${nets.join(', ')}: ferry imports Podman containers run with --network none or --network host`);
+  }
+  if (!str(c.rootfsImageName)) throw refuse('the Podman container was made from a root file system directory (--rootfs), not an image: ferry cannot import it');
+  const image = str(c.rootfsImageName)!;
+  if (!(await findBaseImage(engine, image, o.pullOptions ?? { tlsVerify: true }))) {
+    throw new FerryError('ENOTFOUND', `the archive needs image ${image}, which this host does not have: import it first (\`ferry import TARBALL ${image}\`); nothing was created`);
+  }
+  const name = o.name ?? str(c.name) ?? '';
+  if (!validName(name)) throw refuse(`bad checkpoint archive: invalid container name "${name}"`);
+  if (engine.find(name)) throw new FerryError('EEXIST', `the container name "${name}" is already in use: pass -n/--name with another name; nothing was created`);
+}
+
+/** The networks a Podman container was on (none with --network none or host). */
+function podmanNetworks(h: PodmanHeader): string[] {
+  const c = h.config;
+  const nets = c.newNetworks && typeof c.newNetworks === 'object' ? Object.keys(c.newNetworks as Json) : [];
+  if (Array.isArray(c.networks)) nets.push(...(c.networks as unknown[]).map(String));
+  if (c.createNetNS === true && !nets.length) nets.push('(a network namespace of its own)');
+  const ns = specNamespaces(h.spec).find((n) => n.type === 'network');
+  if (ns?.path && !nets.length) nets.push(`(namespace ${ns.path})`);
+  return [...new Set(nets)];
+}
+
+function specNamespaces(spec: Json): { type: string; path?: string }[] {
+  const linux = spec.linux as Json | undefined;
+  const ns = linux?.namespaces;
+  return Array.isArray(ns) ? (ns as { type: string; path?: string }[]).filter((n) => n && typeof n.type === 'string') : [];
+}
+
+/**
+ * Turns a staged Podman archive into what placeStaged() takes: container.json (derived from
+ * spec.dump and config.dump) and checkpoint/ferry-checkpoint.json. The checkpoint's CPU is read
+ * from CRIU's images; its CRIU version is not recorded in Podman's archives, so this host's is
+ * assumed (a different CRIU fails the restore, which then leaves nothing behind).
+ */
+export async function stagePodman(engine: Engine, dir: string, h: PodmanHeader): Promise<void> {
+  const c = h.config;
+  const spec = h.spec;
+  const proc = (spec.process ?? {}) as Json;
+  const command = strings(proc.args);
+  if (!command?.length) throw refuse('bad checkpoint archive: spec.dump has no process arguments');
+  const image = (await findBaseImage(engine, str(c.rootfsImageName)!))!;
+  const id = /^[0-9a-f]{64}$/.test(str(c.id) ?? '') ? str(c.id)! : newId();
+  const volumes = new Map<string, string>(); // destination -> volume name
+  for (const v of Array.isArray(c.namedVolumes) ? (c.namedVolumes as Json[]) : []) {
+    const name = str(v?.volumeName);
+    const dest = str(v?.dest);
+    if (!name || !dest || !validName(name)) throw refuse(`bad checkpoint archive: invalid named volume in config.dump`);
+    volumes.set(path.posix.normalize(dest), name);
+  }
+  const mounts: MountSpec[] = [];
+  const engineMounts: EngineMount[] = [];
+  for (const m of Array.isArray(spec.mounts) ? (spec.mounts as Json[]) : []) {
+    const dest = str(m?.destination);
+    const type = str(m?.type);
+    if (!dest || !dest.startsWith('/') || !type) throw refuse('bad checkpoint archive: a mount in spec.dump without a destination or type');
+    const d = path.posix.normalize(dest);
+    const opts = strings(m.options) ?? [];
+    const ro = opts.includes('ro') ? ['ro'] : [];
+    if (Object.hasOwn(ENGINE_MOUNTS, d) && type === 'bind') engineMounts.push(d as EngineMount);
+    else if (STANDARD_MOUNTS.includes(d)) continue;
+    else if (volumes.has(d)) mounts.push({ type: 'volume', source: volumes.get(d)!, destination: d, options: ro });
+    else if (type === 'tmpfs') mounts.push({ type: 'tmpfs', source: '', destination: d, options: opts.filter((x) => /^(size|mode|nr_inodes)=[0-9a-zA-Z]+$/.test(x) || x === 'ro') });
+    else if (type === 'bind') mounts.push({ type: 'bind', source: str(m.source) ?? '', destination: d, options: ro });
+    else throw refuse(`the Podman container has a ${type} mount at ${d}, which ferry cannot restore`);
+  }
+  const annotations = (spec.annotations ?? {}) as Json;
+  const hasNetns = specNamespaces(spec).some((n) => n.type === 'network');
+  const signal = typeof c.stopSignal === 'number' ? Object.entries(os.constants.signals).find(([, n]) => n === c.stopSignal)?.[0] : undefined;
+  const config: ContainerConfig = {
+    id,
+    name: str(c.name)!,
+    created: str(c.createdTime) ?? new Date().toISOString(),
+    imageId: image.Id,
+    imageName: image.Names[0] ?? str(c.rootfsImageName)!,
+    command,
+    env: strings(proc.env) ?? [],
+    workdir: str(proc.cwd) ?? '/',
+    hostname: str(spec.hostname) ?? id.slice(0, 12),
+    mounts,
+    autoRemove: annotations['io.podman.annotations.autoremove'] === 'TRUE',
+    labels: c.labels && typeof c.labels === 'object' ? Object.fromEntries(Object.entries(c.labels as Json).map(([k, v]) => [k, String(v)])) : {},
+    stopSignal: signal?.replace(/^SIG/, '') ?? 'TERM',
+    stopTimeout: typeof c.stopTimeout === 'number' ? c.stopTimeout : 10,
+    createCommand: strings(c.CreateCommand),
+    network: { mode: hasNetns ? 'none' : 'host', ports: [] },
+    ...(engineMounts.length ? { engineMounts } : {}),
+  };
+  const rootMode = dumpedRootMode(path.join(dir, 'checkpoint'));
+  if (rootMode !== undefined) config.rootMode = rootMode;
+
+  const images = path.join(dir, 'checkpoint');
+  const arch = dumpedArch(images);
+  if (!arch) throw refuse('bad checkpoint archive: its CRIU images hold no process (no core-N.img)');
+  if (arch !== process.arch) throw new FerryError('EINVAL', `the checkpoint was made on ${arch}, this host is ${process.arch}: restore it on a ${arch} host; nothing was created`);
+  const meta: CheckpointMeta = {
+    formatVersion: CHECKPOINT_FORMAT,
+    createdAt: new Date().toISOString(),
+    container: config,
+    ferryVersion: VERSION,
+    criuVersion: (await engine.criu()).version ?? 'unknown',
+    runcVersion: await engine.runtimeVersion(),
+    kernel: '',
+    arch,
+    options: checkpointMetaOptions({}),
+    stats: fs.existsSync(path.join(dir, 'stats-dump')) ? readDumpStats(path.join(dir, 'stats-dump')) : undefined,
+  };
+  writeJsonAtomic(path.join(images, META_FILE), meta, 0o600);
+  fs.rmSync(path.join(images, 'spec.dump'), { force: true });
+  fs.renameSync(path.join(dir, 'spec.dump'), path.join(images, 'spec.dump'));
+  writeJsonAtomic(path.join(dir, 'container.json'), { config }, 0o600);
+}
+
