@@ -173,7 +173,8 @@ async function footprint(h: Host): Promise<Record<string, unknown>> {
   };
   return {
     ps: await h.names(),
-    staging: ls().filter((n) => n.startsWith('.')), // a leftover .import-* staging dir
+    // a leftover .import-* staging dir (not the trash a background rm of an earlier removal is deleting)
+    staging: ls().filter((n) => n.startsWith('.') && !n.startsWith('.trash-')),
     containersTmp: ls('containers').filter((n) => n.startsWith('.')),
     containers: ls('containers'),
     overlay: ls('overlay'),

@@ -220,7 +220,7 @@ async function footprint(h: Host): Promise<Record<string, unknown>> {
       return [];
     }
   };
-  return { ps: await h.names(), staging: ls().filter((n) => n.startsWith('.')), containers: ls('containers'), overlay: ls('overlay'), volumes: ls('volumes'), mounts: h.mounts(), runc: runcIds(h).sort() };
+  return { ps: await h.names(), staging: ls().filter((n) => n.startsWith('.') && !n.startsWith('.trash-')), containers: ls('containers'), overlay: ls('overlay'), volumes: ls('volumes'), mounts: h.mounts(), runc: runcIds(h).sort() };
 }
 
 async function refused(h: Host, archive: string, re: RegExp, extra: string[] = []): Promise<void> {
