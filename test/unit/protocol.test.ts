@@ -47,7 +47,11 @@ function refused(parse: (j: unknown) => unknown, json: unknown, re: RegExp): voi
 }
 
 test('parseSourceMessage: each message the source sends, typed, unknown fields dropped', () => {
-  assert.deepEqual(parseSourceMessage({ ...hello(), extra: 'dropped' }), { ...hello(), lazyPort: undefined });
+  assert.deepEqual(parseSourceMessage({ ...hello(), extra: 'dropped' }), { ...hello(), lazyPort: undefined, imageLayers: undefined });
+  const layers = ['a'.repeat(64), 'b'.repeat(64)];
+  assert.deepEqual(parseSourceMessage(hello({ withImage: true, imageLayers: layers })), { ...hello({ withImage: true, imageLayers: layers }), lazyPort: undefined });
+  refused(parseSourceMessage, hello({ imageLayers: ['../x'] }), /imageLayers: "\.\.\/x" is not a layer ID/);
+  refused(parseSourceMessage, hello({ imageLayers: Array(1001).fill('a'.repeat(64)) }), /imageLayers/);
   // Optional fields may be absent; a lazy hello over the service has no port (0 from older sources).
   const lazy = parseSourceMessage(hello({ network: undefined, ip: undefined, criuVersion: undefined, lazy: true, pageServer: false, pageServerPort: undefined, lazyPort: 0 })) as Hello;
   assert.equal(lazy.lazy, true);
@@ -110,7 +114,9 @@ test('parseSourceMessage refuses what is not a message of its type', () => {
 });
 
 test('parseReply: each reply the destination sends, typed', () => {
-  assert.deepEqual(parseReply({ type: 'ready', needImage: true }), { type: 'ready', needImage: true });
+  assert.deepEqual(parseReply({ type: 'ready', needImage: true }), { type: 'ready', needImage: true, haveLayers: undefined });
+  assert.deepEqual(parseReply({ type: 'ready', needImage: true, haveLayers: ['c'.repeat(64)] }), { type: 'ready', needImage: true, haveLayers: ['c'.repeat(64)] });
+  refused(parseReply, { type: 'ready', needImage: true, haveLayers: 'all' }, /haveLayers/);
   assert.deepEqual(parseReply({ type: 'error', message: 'no room' }), { type: 'error', message: 'no room' });
   assert.deepEqual(parseReply({ type: 'pre-dump-stored', round: 2 }), { type: 'pre-dump-stored', round: 2 });
   assert.deepEqual(parseReply({ type: 'progress', pageBytes: 0 }), { type: 'progress', pageBytes: 0 });

@@ -62,7 +62,7 @@ export function parseReference(ref: string): ImageReference {
 export function shortNameError(ref: string, lookup = false): FerryError {
   const example = `registry.example.com:5000/${ref.replace(/^\/+/, '')}`;
   return new FerryError(
-    'EINVAL',
+    lookup ? 'ENOTFOUND' : 'EINVAL',
     lookup
       ? `image "${ref}" not found: a short name names only images stored here (there are no search registries); pull it by its full name, such as ${example}, or import it`
       : `short-name "${ref}" names no registry (there are no search registries): give a full reference such as ${example}`,
