@@ -33,6 +33,14 @@ interface CreateFlags extends RegistryFlags {
   user?: string;
   pull: string;
   publishAll?: boolean;
+  memory?: string;
+  memorySwap?: string;
+  cpus?: string;
+  cpuShares?: string;
+  pidsLimit?: string;
+  ulimit: string[];
+  shmSize?: string;
+  restart?: string;
 }
 
 function addCreateFlags(cmd: Command): Command {
@@ -59,6 +67,14 @@ function addCreateFlags(cmd: Command): Command {
     .option('--pod <pod>', 'run in this pod (sharing its namespaces)')
     .option('-t, --tty', 'allocate a terminal for the container')
     .option('-i, --interactive', 'keep stdin open, even when not attached')
+    .option('-m, --memory <bytes>', 'memory limit, e.g. 64m or 1g')
+    .option('--memory-swap <bytes>', 'memory plus swap limit (-1: unlimited swap; default twice --memory)')
+    .option('--cpus <number>', 'number of CPUs the container may use, e.g. 0.5')
+    .option('-c, --cpu-shares <shares>', 'CPU shares (relative weight, default 1024)')
+    .option('--pids-limit <n>', 'maximum number of processes (-1: unlimited)')
+    .option('--ulimit <type=soft[:hard]>', 'resource limit of the process, e.g. nofile=1024:2048 (repeatable)', collect, [])
+    .option('--shm-size <bytes>', 'size of /dev/shm (default 64m)')
+    .option('--restart <policy>', 'restart policy: no, on-failure[:max-retries], always or unless-stopped')
     .argument('<image>', 'image to run')
     .argument('[command...]', 'command and arguments')
     .passThroughOptions();
@@ -102,6 +118,8 @@ function createOptions(image: string, command: string[], f: CreateFlags): Create
     pod: f.pod,
     tty: !!f.tty,
     interactive: !!f.interactive,
+    resources: { memory: f.memory, memorySwap: f.memorySwap, cpus: f.cpus, cpuShares: f.cpuShares, pidsLimit: f.pidsLimit, ulimit: f.ulimit, shmSize: f.shmSize },
+    restart: f.restart,
   };
 }
 

@@ -31,6 +31,7 @@ import { findPod, getPod, podNamespaces, removePodRecord, type PodRecord } from 
 import { toAdopted, toExited, toPaused, toRunning, toStartUndone, toUnpaused } from './state.js';
 import { ENGINE_MOUNTS, engineMountFile, initialState, type ContainerConfig, type ContainerRecord, type ContainerStatus, type MountSpec, type NetworkConfig, type OpArgs, type OpKind, type OpOf, type PendingOp } from './types.js';
 import { checkSelection, pickedByAll, type Selection, type SelectPurpose } from './select.js';
+import { parseResources, parseRestartPolicy, specJson, specResources, type ResourceFlags } from './resources.js';
 import { checkLogsOptions, readLog, type LogEntry, type LogsOptions } from './logs.js';
 
 export interface EngineOptions {
@@ -80,6 +81,10 @@ export interface CreateOptions {
   tty?: boolean;
   /** -i: keep its stdin open for attaching. */
   interactive?: boolean;
+  /** --memory, --cpus, --ulimit ... as given (checked by create). */
+  resources?: ResourceFlags;
+  /** --restart no|on-failure[:N]|always|unless-stopped */
+  restart?: string;
 }
 
 /**
@@ -272,6 +277,11 @@ export class Engine {
     }
   }
 
+  /** conmon marks an OOM kill in the container's memory cgroup with a file in its persist dir. */
+  oomKilled(id: string): boolean {
+    return fs.existsSync(path.join(this.paths.conmon(id).persistDir, 'oom'));
+  }
+
   /** True when the record says the container runs but its conmon is gone. */
   private looksDead(rec: ContainerRecord): boolean {
     const s = rec.state;
@@ -294,6 +304,7 @@ export class Engine {
   private async recordExit(rec: ContainerRecord): Promise<void> {
     const exit = this.readExitCode(rec.config.id);
     toExited(rec.state, exit?.code ?? -1, exit?.at);
+    if (this.oomKilled(rec.config.id)) rec.state.oomKilled = true;
     await this.releaseRuntime(rec);
     this.save(rec);
     await this.autoRemove(rec);
@@ -423,6 +434,9 @@ export class Engine {
       throw new FerryError('EINVAL', `invalid container name "${o.name}": use letters, digits, '_', '.', '-', starting with a letter or digit`);
     }
     const mounts = this.parseMounts(o.volumes ?? [], o.tmpfs ?? []);
+    const resources = parseResources(o.resources ?? {});
+    const restartPolicy = o.restart !== undefined ? parseRestartPolicy(o.restart) : undefined;
+    if (restartPolicy && restartPolicy.Name !== 'no' && o.autoRemove) throw new FerryError('EINVAL', `--restart ${o.restart} and --rm conflict: a removed container cannot be restarted; give one of them`);
     const pod = o.pod !== undefined ? getPod(this, o.pod) : undefined;
     if (pod && (o.network || o.ip || o.mac || o.publish?.length)) {
       throw new FerryError('EINVAL', `containers in pod ${pod.name} use the pod's network: give --network/-p/--ip to \`ferry pod create\` instead`);
@@ -472,6 +486,8 @@ export class Engine {
       infraOf: o.infraOf,
       ...(o.tty ? { tty: true } : {}),
       ...(o.interactive ? { stdin: true } : {}),
+      ...(resources ? { resources } : {}),
+      ...(restartPolicy ? { restartPolicy } : {}),
     };
     return withLock(
       this.paths.namesLock,
@@ -581,6 +597,7 @@ export class Engine {
     await mountLayer(layer, this.images.lowerDirs(img));
     const bundle = this.paths.bundle(id);
     mkdirp(bundle, 0o700);
+    fs.rmSync(path.join(this.paths.conmon(id).persistDir, 'oom'), { force: true }); // a new run: no OOM kill yet
     await this.setupNetwork(rec, net);
     // A pod member joins its infra's namespaces (started first if need be).
     let joined: Partial<Record<'network' | 'ipc' | 'uts', string>> | undefined;
@@ -635,8 +652,9 @@ export class Engine {
       terminal: !!rec.config.tty,
       consoleSize,
       annotations: { 'io.ferry.name': rec.config.name },
+      ...specResources(rec.config.resources),
     });
-    writeJsonAtomic(path.join(bundle, 'config.json'), spec);
+    writeFileAtomic(path.join(bundle, 'config.json'), specJson(spec));
     mkdirp(this.paths.runDir(id), 0o700);
   }
 
@@ -722,6 +740,7 @@ export class Engine {
     }
     await this.releaseRuntime(rec);
     toExited(rec.state, code ?? 137);
+    if (this.oomKilled(id)) rec.state.oomKilled = true;
     this.endOp(rec);
   }
 

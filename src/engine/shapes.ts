@@ -59,7 +59,7 @@ export function inspectEntry(r: ContainerRecord, paths: Paths): Record<string, u
       Running: s.status === 'running',
       Paused: s.status === 'paused',
       Restarting: false,
-      OOMKilled: false,
+      OOMKilled: !!s.oomKilled,
       Dead: false,
       Pid: s.status === 'running' || s.status === 'paused' ? s.pid : 0,
       ConmonPid: s.status === 'running' || s.status === 'paused' ? s.conmonPid : 0,
@@ -88,7 +88,7 @@ export function inspectEntry(r: ContainerRecord, paths: Paths): Record<string, u
     ConmonPidFile: cp.conmonPidFile,
     PidFile: cp.pidFile,
     Name: c.name,
-    RestartCount: 0,
+    RestartCount: s.restartCount ?? 0,
     Driver: 'overlay',
     MountLabel: '',
     ProcessLabel: '',
@@ -130,7 +130,24 @@ export function inspectEntry(r: ContainerRecord, paths: Paths): Record<string, u
       StopTimeout: c.stopTimeout,
       CreateCommand: c.createCommand ?? [],
     },
-    HostConfig: { AutoRemove: c.autoRemove, Binds: c.mounts.filter((m) => m.type !== 'tmpfs').map((m) => `${m.source}:${m.destination}`), Tmpfs: Object.fromEntries(c.mounts.filter((m) => m.type === 'tmpfs').map((m) => [m.destination, m.options.join(',')])) },
+    HostConfig: { ...hostConfigLimits(c), AutoRemove: c.autoRemove, Binds: c.mounts.filter((m) => m.type !== 'tmpfs').map((m) => `${m.source}:${m.destination}`), Tmpfs: Object.fromEntries(c.mounts.filter((m) => m.type === 'tmpfs').map((m) => [m.destination, m.options.join(',')])) },
+  };
+}
+
+/** Podman's HostConfig fields for resource limits and the restart policy (0: none). */
+export function hostConfigLimits(c: ContainerRecord['config']): Record<string, unknown> {
+  const r = c.resources ?? {};
+  return {
+    Memory: r.memory ?? 0,
+    MemorySwap: r.memorySwap ?? 0,
+    NanoCpus: r.nanoCpus ?? 0,
+    CpuShares: r.cpuShares ?? 0,
+    CpuQuota: r.nanoCpus !== undefined ? Math.round(r.nanoCpus / 1e4) : 0,
+    CpuPeriod: r.nanoCpus !== undefined ? 100000 : 0,
+    PidsLimit: r.pidsLimit ?? 0,
+    Ulimits: r.ulimits ?? [],
+    ShmSize: r.shmSize ?? 65536 * 1024,
+    RestartPolicy: { Name: c.restartPolicy?.Name ?? '', MaximumRetryCount: c.restartPolicy?.MaximumRetryCount ?? 0 },
   };
 }
 
@@ -406,7 +423,7 @@ export function dockerInspectEntry(r: ContainerRecord, paths: Paths): Record<str
       Running: s.status === 'running' || s.status === 'paused',
       Paused: s.status === 'paused',
       Restarting: false,
-      OOMKilled: false,
+      OOMKilled: !!s.oomKilled,
       Dead: false,
       Pid: live ? s.pid : 0,
       ExitCode: s.exitCode,
@@ -433,7 +450,8 @@ export function dockerInspectEntry(r: ContainerRecord, paths: Paths): Record<str
       LogConfig: { Type: 'k8s-file', Config: {} },
       NetworkMode: dockerNetworkMode(r),
       PortBindings: ports,
-      RestartPolicy: { Name: 'no', MaximumRetryCount: 0 },
+      ...hostConfigLimits(c),
+      RestartPolicy: { Name: c.restartPolicy?.Name ?? 'no', MaximumRetryCount: c.restartPolicy?.MaximumRetryCount ?? 0 },
       AutoRemove: c.autoRemove,
       VolumeDriver: '',
       VolumesFrom: null,

@@ -20,6 +20,8 @@ export function toRunning(s: ContainerState, started: Started, extra: Partial<Co
     error: undefined,
     checkpointed: false,
     restored: false,
+    oomKilled: undefined,
+    stoppedByUser: undefined,
     ...extra,
   });
 }

@@ -65,6 +65,35 @@ export interface ContainerConfig {
   tty?: boolean;
   /** -i: stdin is kept open for attaching (conmon holds a pipe, or the terminal's input). */
   stdin?: boolean;
+  /** --memory, --cpus, --ulimit ...: applied at every start and restore. */
+  resources?: Resources;
+  /** --restart (absent: none given, Podman's ""). */
+  restartPolicy?: RestartPolicy;
+}
+
+/** Resource limits, in Podman's HostConfig units (bytes, nano-CPUs). */
+export interface Resources {
+  memory?: number;
+  /** Memory plus swap; -1: unlimited swap. */
+  memorySwap?: number;
+  nanoCpus?: number;
+  cpuShares?: number;
+  /** -1: unlimited. */
+  pidsLimit?: number;
+  ulimits?: Ulimit[];
+  shmSize?: number;
+}
+
+/** One --ulimit, as Podman's HostConfig.Ulimits shows it (-1: unlimited). */
+export interface Ulimit {
+  Name: string;
+  Soft: number;
+  Hard: number;
+}
+
+export interface RestartPolicy {
+  Name: 'no' | 'on-failure' | 'always' | 'unless-stopped';
+  MaximumRetryCount: number;
 }
 
 /** Where a bind mount of the container's own may go, and what it is. */
@@ -161,6 +190,12 @@ export interface ContainerState {
   address?: { ip: string; mac: string };
   /** Every packet in and out of its network namespace is dropped (a migration's frozen copy). */
   trafficHeld?: boolean;
+  /** The kernel's OOM killer ended its last run (conmon saw it in the memory cgroup). */
+  oomKilled?: boolean;
+  /** How many times its restart policy has started it again since it was last started by hand. */
+  restartCount?: number;
+  /** Stopped by `ferry stop` (or kill): unless-stopped and on-failure do not restart it. */
+  stoppedByUser?: boolean;
 }
 
 export interface ContainerRecord {

@@ -27,6 +27,12 @@ export interface SpecOptions {
   /** The terminal's size at start (rows, columns), when known. */
   consoleSize?: { height: number; width: number };
   annotations?: Record<string, string>;
+  /** linux.resources beyond the device rules: memory, cpu, pids (OCI's shapes). */
+  resources?: Record<string, unknown>;
+  /** process.rlimits (OCI's shape). */
+  rlimits?: { type: string; soft: number | string; hard: number | string }[];
+  /** The size of /dev/shm in bytes (default 64 MiB). */
+  shmSize?: number;
 }
 
 const DEFAULT_CAPS = [
@@ -68,7 +74,7 @@ export function buildSpec(o: SpecOptions): object {
     { destination: '/proc', type: 'proc', source: 'proc', options: ['nosuid', 'noexec', 'nodev'] },
     { destination: '/dev', type: 'tmpfs', source: 'tmpfs', options: ['nosuid', 'strictatime', 'mode=755', 'size=65536k'] },
     { destination: '/dev/pts', type: 'devpts', source: 'devpts', options: ['nosuid', 'noexec', 'newinstance', 'ptmxmode=0666', 'mode=0620', 'gid=5'] },
-    { destination: '/dev/shm', type: 'tmpfs', source: 'shm', options: ['nosuid', 'noexec', 'nodev', 'mode=1777', 'size=65536k'] },
+    { destination: '/dev/shm', type: 'tmpfs', source: 'shm', options: ['nosuid', 'noexec', 'nodev', 'mode=1777', `size=${o.shmSize !== undefined ? Math.ceil(o.shmSize / 1024) : 65536}k`] },
     { destination: '/dev/mqueue', type: 'mqueue', source: 'mqueue', options: ['nosuid', 'noexec', 'nodev'] },
     { destination: '/sys', type: 'sysfs', source: 'sysfs', options: ['nosuid', 'noexec', 'nodev', 'ro'] },
     { destination: '/sys/fs/cgroup', type: 'cgroup', source: 'cgroup', options: ['rprivate', 'nosuid', 'noexec', 'nodev', 'relatime', 'ro'] },
@@ -91,6 +97,7 @@ export function buildSpec(o: SpecOptions): object {
       cwd: o.cwd,
       capabilities: { bounding: DEFAULT_CAPS, effective: DEFAULT_CAPS, permitted: DEFAULT_CAPS },
       noNewPrivileges: false,
+      ...(o.rlimits?.length ? { rlimits: o.rlimits } : {}),
     },
     root: { path: o.rootfs, readonly: false },
     hostname: o.hostname,
@@ -100,7 +107,7 @@ export function buildSpec(o: SpecOptions): object {
     linux: {
       namespaces: ns,
       cgroupsPath: o.cgroupsPath,
-      resources: { devices: [{ allow: false, access: 'rwm' }] },
+      resources: { devices: [{ allow: false, access: 'rwm' }], ...(o.resources ?? {}) },
       maskedPaths: MASKED,
       readonlyPaths: READONLY,
     },
