@@ -9,6 +9,7 @@ import type { LogEntry } from '../engine/logs.js';
 import { formatOutput, table } from './format.js';
 import { collect, getEngine, out, type Ctx } from './context.js';
 import { registerCheckpointCommands } from './checkpoint.js';
+import { registerEverydayCommands, registerPortCommand } from './everyday.js';
 import { pullOptions, registryFlags, type RegistryFlags } from './images.js';
 
 interface CreateFlags extends RegistryFlags {
@@ -434,22 +435,8 @@ export function registerContainerCommands(parent: Command, ctx: Ctx, top: boolea
       for (const ref of await engine.select({ refs, latest: f.latest }, 'wait')) out(`${await engine.wait(ref)}\n`);
     });
 
-  parent
-    .command('port')
-    .description('list a container\'s published ports')
-    .argument('[container]')
-    .argument('[port]', 'only this container port, e.g. 80 or 80/tcp')
-    .option('-l, --latest', 'act on the latest container')
-    .action(async (ref: string | undefined, port: string | undefined, f: { latest?: boolean }) => {
-      const engine = getEngine(ctx);
-      const [id] = await engine.select({ refs: ref ? [ref] : [], latest: f.latest }, 'port');
-      const rec = engine.lookup(id!);
-      const [num, proto] = (port ?? '').split('/');
-      for (const p of rec.config.network?.ports ?? []) {
-        if (port && (String(p.containerPort) !== num || (proto && proto !== p.protocol))) continue;
-        out(port ? `${p.hostIP || '0.0.0.0'}:${p.hostPort}\n` : `${p.containerPort}/${p.protocol} -> ${p.hostIP || '0.0.0.0'}:${p.hostPort}\n`);
-      }
-    });
+  registerPortCommand(parent, ctx);
+  registerEverydayCommands(parent, ctx);
 
   if (!top) {
     parent

@@ -1242,6 +1242,30 @@ export class Engine {
     return refs;
   }
 
+  /** `port`: the published ports of the containers picked (none named: every running one). */
+  async ports(sel: Selection): Promise<{ id: string; name: string; ports: PortMapping[] }[]> {
+    const ids = await this.select(sel.refs?.length || sel.latest ? sel : { all: true }, 'port');
+    return ids.map((id) => this.lookup(id)).map((r) => ({ id: r.config.id, name: r.config.name, ports: r.config.network?.ports ?? [] }));
+  }
+
+  /** Gives a container a new name (running or not; its /etc/hosts gets it at the next start). */
+  async rename(ref: string, name: string): Promise<ContainerRecord> {
+    if (!validName(name)) throw new FerryError('EINVAL', `invalid container name "${name}": use letters, digits, '_', '.', '-', starting with a letter or digit`);
+    const id = this.lookup(ref).config.id;
+    return withLock(
+      this.paths.namesLock,
+      () =>
+        this.withContainer(id, async (rec) => {
+          const other = this.allRecords().find((r) => r.config.name === name);
+          if (other && other.config.id !== id) throw new FerryError('EEXIST', `the container name "${name}" is already in use: remove that container or choose another name`);
+          rec.config.name = name;
+          this.save(rec);
+          return rec;
+        }),
+      { what: 'the container name registry' },
+    );
+  }
+
   /** `ps`: the live containers, or all with `all`, or only the newest (even a stopped one) with `latest`; newest first. */
   async listContainers(o: { all?: boolean; latest?: boolean } = {}): Promise<ContainerRecord[]> {
     const recs = await this.list({ all: o.all || o.latest });

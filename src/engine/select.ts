@@ -35,6 +35,7 @@ export function pickedByAll(purpose: SelectPurpose, s: Pick<ContainerState, 'sta
     case 'stop':
     case 'kill':
     case 'checkpoint':
+    case 'port':
       return s.status === 'running' || s.status === 'paused';
     case 'pause':
       return s.status === 'running';

@@ -2,6 +2,7 @@
  * The JSON shapes Ferry shows the world, in Podman's field names. Defined once here so the
  * CLI (`ps --format json`, `inspect`) and the future REST API print the same thing.
  */
+import { goDuration, type StatsSample } from './everyday.js';
 import * as os from 'node:os';
 import type { ContainerRecord } from './types.js';
 import type { ImageRecord, OciImageConfig } from '../drivers/storage/images.js';
@@ -549,4 +550,32 @@ export function libpodInspectEntry(r: ContainerRecord, paths: Paths): Record<str
   const config = e.Config as Record<string, unknown>;
   const sig = (os.constants.signals as Record<string, number | undefined>)[`SIG${r.config.stopSignal}`] ?? (/^[0-9]+$/.test(r.config.stopSignal) ? Number(r.config.stopSignal) : 15);
   return { ...e, Config: { ...config, Entrypoint: '', StopSignal: sig } };
+}
+
+/** A size as Podman's stats prints it (decimal units, four significant digits): 626.7kB, 67.11MB, 0B. */
+export function statsSize(bytes: number): string {
+  const units = ['B', 'kB', 'MB', 'GB', 'TB', 'PB'];
+  let v = bytes;
+  let i = 0;
+  while (v >= 1000 && i < units.length - 1) {
+    v /= 1000;
+    i++;
+  }
+  return `${Number(v.toPrecision(4))}${units[i]}`;
+}
+
+/** Podman's `stats --format json` entry. */
+export function podmanStats(s: StatsSample): Record<string, string> {
+  return {
+    id: s.id.slice(0, 12),
+    name: s.name,
+    cpu_time: goDuration(s.cpuNs),
+    cpu_percent: `${s.cpuPercent.toFixed(2)}%`,
+    avg_cpu: `${s.avgCpu.toFixed(2)}%`,
+    mem_usage: `${statsSize(s.memUsage)} / ${statsSize(s.memLimit)}`,
+    mem_percent: `${s.memPercent.toFixed(2)}%`,
+    net_io: `${statsSize(s.netIn)} / ${statsSize(s.netOut)}`,
+    block_io: `${statsSize(s.blockRead)} / ${statsSize(s.blockWrite)}`,
+    pids: String(s.pids),
+  };
 }

@@ -339,6 +339,11 @@ export class RuncRuntime {
   }
 
   /** Runs a command in the container with this process's stdio; resolves with its exit code. */
+  /** Runs a command in the container and collects its output (top's fallback to the container's ps). */
+  execOutput(id: string, argv: string[]): Promise<RunResult> {
+    return run([this.runc, ...this.globalArgs(), 'exec', id, ...argv], { timeoutMs: 30_000 });
+  }
+
   exec(id: string, argv: string[], o: { stdin: boolean; tty: boolean; env: string[]; workdir?: string }): Promise<number> {
     const args = ['exec'];
     if (o.tty) args.push('--tty');

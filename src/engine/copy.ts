@@ -1,0 +1,260 @@
+/**
+ * `ferry cp`: files between a container (running or not) and the host, or a tar archive on
+ * stdin/stdout (`-`). Paths in the container are resolved inside it: every symlink on the way is
+ * followed as the container would (an absolute target starts at the container's root, `..`
+ * stops there), so nothing is read or written outside its filesystem. A running container is
+ * reached through /proc/PID/root (its volumes and tmpfs included); a stopped one through its
+ * rootfs, mounted for the copy, and its volumes and bind mounts. An archive from stdin is checked
+ * member by member (names, links, types) into a staging dir before anything reaches the
+ * container.
+ */
+import { spawn } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { pipeline } from 'node:stream/promises';
+import type { Readable, Writable } from 'node:stream';
+import { FerryError } from '../lib/errors.js';
+import { mkdirp } from '../lib/fsutil.js';
+import { mountLayer, unmountLayer, isMounted } from '../drivers/storage/overlay.js';
+import { LayerSanitizer } from '../drivers/storage/tar.js';
+import type { Engine } from './engine.js';
+import type { ContainerRecord } from './types.js';
+
+export interface CopyIO {
+  /** The archive for `ferry cp - CTR:DIR`. */
+  stdin?: Readable;
+  /** Where `ferry cp CTR:PATH -` writes its archive. */
+  stdout?: Writable;
+}
+
+/** How a container's paths map to the host's: a root, and (stopped) its mounts. */
+interface View {
+  /** The host path of an absolute, symlink-free container path. */
+  host(p: string): string;
+  release(): Promise<void>;
+}
+
+const MAX_LINKS = 40;
+
+/**
+ * Resolves a container path (absolute, or relative to /) to a symlink-free absolute container
+ * path. The last component is followed too unless `followLast` is false; a missing tail is
+ * kept as it is (the caller creates it).
+ */
+export function resolveIn(view: Pick<View, 'host'>, p: string, followLast = true): string {
+  const todo = p.split('/').filter((s) => s && s !== '.');
+  const done: string[] = [];
+  let links = 0;
+  while (todo.length) {
+    const name = todo.shift()!;
+    if (name === '..') {
+      done.pop(); // never above the root
+      continue;
+    }
+    const cur = `/${[...done, name].join('/')}`;
+    let st: fs.Stats | undefined;
+    try {
+      st = fs.lstatSync(view.host(cur));
+    } catch {
+      st = undefined;
+    }
+    if (st?.isSymbolicLink() && (todo.length || followLast)) {
+      if (++links > MAX_LINKS) throw new FerryError('EINVAL', `too many levels of symbolic links in ${p}`);
+      const target = fs.readlinkSync(view.host(cur));
+      if (target.startsWith('/')) done.length = 0;
+      todo.unshift(...target.split('/').filter((s) => s && s !== '.'));
+      continue;
+    }
+    done.push(name);
+  }
+  return `/${done.join('/')}`;
+}
+
+async function openView(engine: Engine, rec: ContainerRecord): Promise<View> {
+  const s = rec.state;
+  if ((s.status === 'running' || s.status === 'paused') && s.pid > 0) {
+    const root = `/proc/${s.pid}/root`;
+    return { host: (p) => root + p, release: async () => undefined };
+  }
+  const img = engine.images.list().find((i) => i.Id === rec.config.imageId);
+  if (!img) throw new FerryError('ENOTFOUND', `the image of container ${rec.config.name} is gone: its filesystem cannot be mounted`);
+  const layer = engine.paths.layer(rec.config.id);
+  const wasMounted = isMounted(layer.merged);
+  await mountLayer(layer, engine.images.lowerDirs(img));
+  const mounts = rec.config.mounts
+    .filter((m) => m.type !== 'tmpfs')
+    .map((m) => ({ dest: m.destination, src: m.type === 'volume' ? engine.volumes.get(m.source).Mountpoint : m.source }))
+    .sort((a, b) => b.dest.length - a.dest.length);
+  return {
+    host: (p) => {
+      for (const m of mounts) if (p === m.dest || p.startsWith(`${m.dest}/`)) return m.src + p.slice(m.dest.length);
+      return layer.merged + p;
+    },
+    release: async () => {
+      if (!wasMounted) await unmountLayer(layer);
+    },
+  };
+}
+
+/** Copies a host tree (src, not following its symlinks) to dst, replacing what is there but never writing through a symlink. */
+function copyTree(src: string, dst: string): void {
+  const st = fs.lstatSync(src);
+  let cur: fs.Stats | undefined;
+  try {
+    cur = fs.lstatSync(dst);
+  } catch {
+    cur = undefined;
+  }
+  if (st.isDirectory()) {
+    if (cur && !cur.isDirectory()) fs.rmSync(dst, { force: true });
+    if (!cur || !cur.isDirectory()) fs.mkdirSync(dst, st.mode & 0o7777);
+    for (const name of fs.readdirSync(src)) copyTree(path.join(src, name), path.join(dst, name));
+    fs.chmodSync(dst, st.mode & 0o7777);
+    return;
+  }
+  if (cur?.isDirectory()) throw new FerryError('EINVAL', `cannot overwrite directory ${dst} with a non-directory`);
+  if (cur) fs.rmSync(dst, { force: true }); // a symlink is replaced, not followed
+  if (st.isSymbolicLink()) fs.symlinkSync(fs.readlinkSync(src), dst);
+  else if (st.isFile()) {
+    const fd = fs.openSync(dst, fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_EXCL | fs.constants.O_NOFOLLOW, st.mode & 0o7777);
+    try {
+      fs.writeFileSync(fd, fs.readFileSync(src));
+      fs.fchmodSync(fd, st.mode & 0o7777);
+    } finally {
+      fs.closeSync(fd);
+    }
+  } else {
+    throw new FerryError('EINVAL', `${src}: only files, directories and symlinks can be copied`);
+  }
+  fs.lutimesSync(dst, st.atime, st.mtime);
+}
+
+/** CTR:PATH (when CTR names a container), else a host path or `-`. */
+function parseArg(engine: Engine, arg: string): { rec?: ContainerRecord; path: string } {
+  const i = arg.indexOf(':');
+  if (i > 0 && !arg.startsWith('/') && !arg.startsWith('.')) {
+    const rec = engine.find(arg.slice(0, i));
+    if (!rec) throw new FerryError('ENOTFOUND', `no such container: ${arg.slice(0, i)} (in ${arg}); see \`ferry ps -a\``);
+    const p = arg.slice(i + 1);
+    if (!p) throw new FerryError('EINVAL', `"${arg}": give a path in the container after the colon`);
+    return { rec, path: p };
+  }
+  return { path: arg };
+}
+
+/**
+ * Copies between a container and the host, as Podman's cp: CTR:SRC DEST, SRC CTR:DEST, with
+ * `-` for a tar archive on stdin or stdout. A directory destination that exists receives the
+ * source under its own name; otherwise the destination is created (its parent must exist).
+ */
+export async function copy(engine: Engine, srcArg: string, dstArg: string, io: CopyIO = {}): Promise<void> {
+  const src = parseArg(engine, srcArg);
+  const dst = parseArg(engine, dstArg);
+  if (src.rec && dst.rec) throw new FerryError('EINVAL', 'copying from one container to another is not supported: copy to the host first');
+  if (!src.rec && !dst.rec) throw new FerryError('EINVAL', 'one of the paths must be in a container: use CONTAINER:PATH');
+  const rec = (src.rec ?? dst.rec)!;
+  await engine.withContainer(rec.config.id, async (r) => {
+    const view = await openView(engine, r);
+    try {
+      if (src.rec) await copyOut(engine, r, view, src.path, dst.path, io);
+      else await copyIn(engine, r, view, src.path, dst.path, io);
+    } finally {
+      await view.release();
+    }
+  });
+}
+
+function lstatOrUndefined(p: string): fs.Stats | undefined {
+  try {
+    return fs.lstatSync(p);
+  } catch {
+    return undefined;
+  }
+}
+
+async function copyOut(engine: Engine, rec: ContainerRecord, view: View, cpath: string, dest: string, io: CopyIO): Promise<void> {
+  const resolved = resolveIn(view, cpath);
+  const from = view.host(resolved);
+  if (!lstatOrUndefined(from)) throw new FerryError('ENOTFOUND', `"${cpath}" could not be found on container ${rec.config.name}: no such file or directory`);
+  if (dest === '-') {
+    if (!io.stdout) throw new FerryError('EINVAL', 'cp to - needs an output stream');
+    const name = resolved === '/' ? '.' : path.posix.basename(resolved);
+    const dir = resolved === '/' ? from : path.dirname(from);
+    await tarTo(['-c', '-f', '-', '-C', dir, '--numeric-owner', '--', name], io.stdout);
+    return;
+  }
+  const target = path.resolve(dest);
+  const tst = lstatOrUndefined(target);
+  let to = target;
+  if (tst?.isDirectory() || (tst?.isSymbolicLink() && fs.statSync(target, { throwIfNoEntry: false })?.isDirectory())) {
+    to = path.join(target, resolved === '/' ? path.basename(rec.config.name) : path.posix.basename(resolved));
+  } else if (!fs.existsSync(path.dirname(target))) {
+    throw new FerryError('ENOTFOUND', `"${path.dirname(target)}" could not be found on the host: create it first`);
+  } else if (dest.endsWith('/')) {
+    throw new FerryError('ENOTFOUND', `"${dest}" could not be found on the host: no such directory`);
+  }
+  copyTree(from, to);
+  void engine;
+}
+
+async function copyIn(engine: Engine, rec: ContainerRecord, view: View, hostPath: string, cpath: string, io: CopyIO): Promise<void> {
+  const resolvedDest = resolveIn(view, cpath);
+  const destHost = view.host(resolvedDest);
+  const dst = lstatOrUndefined(destHost);
+  if (hostPath === '-') {
+    if (!io.stdin) throw new FerryError('EINVAL', 'cp from - needs an input stream');
+    if (!dst?.isDirectory()) throw new FerryError('ENOTFOUND', `"${cpath}" is not a directory in container ${rec.config.name}: an archive from stdin is extracted into an existing directory`);
+    const staging = fs.mkdtempSync(path.join(engine.paths.root, '.cp-'));
+    try {
+      await untarFrom(io.stdin, staging);
+      for (const name of fs.readdirSync(staging)) copyTree(path.join(staging, name), path.join(destHost, name));
+    } finally {
+      fs.rmSync(staging, { recursive: true, force: true });
+    }
+    return;
+  }
+  const from = path.resolve(hostPath);
+  if (!lstatOrUndefined(from)) throw new FerryError('ENOTFOUND', `"${hostPath}" could not be found on the host: no such file or directory`);
+  if (dst?.isDirectory()) {
+    copyTree(from, path.join(destHost, path.basename(from)));
+    return;
+  }
+  const parent = lstatOrUndefined(view.host(path.posix.dirname(resolvedDest)));
+  if (!parent?.isDirectory() || cpath.endsWith('/')) {
+    throw new FerryError('ENOTFOUND', `"${cpath.endsWith('/') ? cpath : path.posix.dirname(cpath)}" could not be found on container ${rec.config.name}: create the directory first`);
+  }
+  copyTree(from, destHost);
+}
+
+function tarTo(args: string[], out: Writable): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const child = spawn('tar', args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    let err = '';
+    child.stderr!.on('data', (b: Buffer) => (err += b.toString()));
+    child.stdout!.pipe(out, { end: false });
+    child.on('error', reject);
+    child.on('close', (code) => (code === 0 ? resolve() : reject(new FerryError('EINTERNAL', `tar failed: ${err.trim().split('\n').pop()}`))));
+  });
+}
+
+/** Checks an untrusted archive member by member and unpacks it into dir (owned by root). */
+async function untarFrom(input: Readable, dir: string): Promise<void> {
+  mkdirp(dir, 0o700);
+  const child = spawn('tar', ['-x', '-f', '-', '-C', dir, '--no-same-owner'], { stdio: ['pipe', 'ignore', 'pipe'] });
+  let err = '';
+  child.stderr!.on('data', (b: Buffer) => (err += b.toString()));
+  const exited = new Promise<number | null>((resolve, reject) => {
+    child.on('error', reject);
+    child.on('close', resolve);
+  });
+  try {
+    await pipeline(input, new LayerSanitizer({ allowDevices: false, whiteouts: false }), child.stdin!);
+  } catch (e) {
+    child.kill();
+    await exited;
+    const m = e instanceof FerryError ? e.message : (e as Error).message;
+    throw new FerryError('EARCHIVE', `bad archive on stdin: ${m}; nothing was copied`);
+  }
+  const code = await exited;
+  if (code !== 0) throw new FerryError('EARCHIVE', `bad archive on stdin: ${err.trim().split('\n').pop()}; nothing was copied`);
+}
