@@ -133,8 +133,7 @@ function copyTree(src: string, dst: string): void {
 function parseArg(engine: Engine, arg: string): { rec?: ContainerRecord; path: string } {
   const i = arg.indexOf(':');
   if (i > 0 && !arg.startsWith('/') && !arg.startsWith('.')) {
-    const rec = engine.find(arg.slice(0, i));
-    if (!rec) throw new FerryError('ENOTFOUND', `no such container: ${arg.slice(0, i)} (in ${arg}); see \`ferry ps -a\``);
+    const rec = engine.lookup(arg.slice(0, i));
     const p = arg.slice(i + 1);
     if (!p) throw new FerryError('EINVAL', `"${arg}": give a path in the container after the colon`);
     return { rec, path: p };

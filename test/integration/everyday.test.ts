@@ -1,0 +1,190 @@
+/**
+ * The everyday commands (issue 18) against real containers: stats (numbers move when the
+ * container burns CPU or allocates memory; Podman's columns and JSON keys), top (Podman's
+ * descriptors and the container's own ps), diff (exact A/C/D lines, as Podman prints them for
+ * the same changes), cp both ways (running and stopped, tar archives with `-`, symlinks resolved
+ * inside the container), rename, restart, port for every running container.
+ */
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { FERRY_BIN, Host, assertCleanError, buildFixture, eventually } from '../helpers/ferry.js';
+import { Podman, hasPodman } from '../helpers/podman.js';
+
+const h = new Host('every');
+const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'fy-every-'));
+const NONE = ['--network', 'none'];
+const SLEEPER = ['sh', '-c', 'while true; do sleep 1; done'];
+const CHANGES = 'echo x > /newf; rm /etc/passwd; echo y >> /etc/group; mkdir /d; touch /d/e; rm -r /var';
+
+before(async () => {
+  buildFixture('memhog', path.join(tmp, 'bin'));
+  await h.importBusybox();
+});
+after(async () => {
+  await h.destroy();
+  fs.rmSync(tmp, { recursive: true, force: true });
+});
+
+/** stats --no-stream --format json for one container. */
+async function stats(ref: string): Promise<Record<string, string>> {
+  const [s] = JSON.parse(await h.ok(['stats', '--no-stream', '--format', 'json', ref]));
+  return s;
+}
+
+/** "626.7kB" -> bytes */
+function bytes(s: string): number {
+  const m = /^([\d.]+)([kMGT]?)B$/.exec(s.trim())!;
+  return Number(m[1]) * ({ '': 1, k: 1e3, M: 1e6, G: 1e9, T: 1e12 } as Record<string, number>)[m[2]!]!;
+}
+
+test('stats: CPU % and memory move with what the container does; PIDs counted', async () => {
+  await h.ok(['run', '-d', '--name', 'idle', ...NONE, '--memory', '128m', 'busybox', 'sh', '-c', 'sleep 1000 & sleep 1000 & wait']);
+  await h.ok(['run', '-d', '--name', 'burn', ...NONE, 'busybox', 'sh', '-c', 'while :; do :; done']);
+  await new Promise((r) => setTimeout(r, 1500));
+  const idle = await stats('idle');
+  const burn = await stats('burn');
+  assert.deepEqual(Object.keys(idle), ['id', 'name', 'cpu_time', 'cpu_percent', 'avg_cpu', 'mem_usage', 'mem_percent', 'net_io', 'block_io', 'pids']);
+  assert.ok(parseFloat(burn.cpu_percent!) > 25, `a busy loop uses CPU: ${burn.cpu_percent}`);
+  assert.ok(parseFloat(idle.cpu_percent!) < 5, `sleepers do not: ${idle.cpu_percent}`);
+  assert.equal(idle.pids, '3');
+  assert.equal(idle.net_io, '0B / 0B');
+  assert.match(idle.mem_usage!, / \/ 134.2MB$/, 'the limit is --memory');
+  // Memory: 48 MiB more once the hog has allocated and touched it.
+  const before = bytes(idle.mem_usage!.split(' / ')[0]!);
+  await h.ok(['cp', path.join(tmp, 'bin', 'memhog'), 'idle:/memhog']);
+  await h.ok(['exec', 'idle', 'sh', '-c', '/memhog 48 >/dev/null 2>&1 &']);
+  await eventually(async () => bytes((await stats('idle')).mem_usage!.split(' / ')[0]!) > before + 45e6, 15_000);
+  assert.equal((await stats('idle')).pids, '4');
+  // The table has Podman's columns; with no names, every running container.
+  const table = await h.ok(['stats', '--no-stream']);
+  assert.match(table.split('\n')[0]!, /^ID\s+NAME\s+CPU %\s+MEM USAGE \/ LIMIT\s+MEM %\s+NET IO\s+BLOCK IO\s+PIDS\s+CPU TIME\s+AVG CPU %$/);
+  assert.equal(table.split('\n').length, 3);
+  await h.ok(['rm', '-f', 'burn']);
+  assertCleanError(await h.run(['stats', '--no-stream', 'nosuch']), /no container with name or ID "nosuch"/);
+});
+
+test('top: Podman\'s default columns, descriptors, and ps options through the container\'s ps', async () => {
+  const rows = (await h.ok(['top', 'idle'])).split('\n');
+  assert.match(rows[0]!, /^USER\s+PID\s+PPID\s+%CPU\s+ELAPSED\s+TTY\s+TIME\s+COMMAND$/);
+  assert.match(rows[1]!, /^root\s+1\s+0\s+[\d.]+\s+\S+\s+\?\s+\S+\s+sh -c sleep 1000 & sleep 1000 & wait$/);
+  assert.ok(rows.some((r) => /^root\s+\d+\s+1\s.*sleep 1000$/.test(r)), rows.join('\n'));
+  const pa = (await h.ok(['top', 'idle', 'pid,args'])).split('\n');
+  assert.match(pa[0]!, /^PID\s+COMMAND$/);
+  assert.match(pa[1]!, /^1\s+sh -c sleep 1000/);
+  const ps = (await h.ok(['top', 'idle', '-o', 'pid,comm'])).split('\n');
+  assert.match(ps[0]!, /^PID\s+COMMAND$/);
+  assert.ok(ps.some((r) => /^\d+\s+ps$/.test(r)), 'the container\'s own ps ran');
+  assertCleanError(await h.run(['top', 'idle', 'bogus']), /unknown top descriptor "bogus"/);
+});
+
+test('diff: exact A/C/D lines, as Podman prints them for the same changes', async (t) => {
+  await h.ok(['run', '-d', '--name', 'chg', ...NONE, 'busybox', ...SLEEPER]);
+  await h.ok(['exec', 'chg', 'sh', '-c', CHANGES]);
+  const lines = await h.ok(['diff', 'chg']);
+  assert.equal(lines, ['A /d', 'A /d/e', 'C /etc', 'C /etc/group', 'D /etc/passwd', 'A /newf', 'D /var'].join('\n'));
+  // The same once stopped (the upper dir is what a checkpoint's rootfs part carries).
+  await h.ok(['stop', '-t', '0', 'chg']);
+  assert.equal(await h.ok(['diff', 'chg']), lines);
+  assert.deepEqual(JSON.parse(await h.ok(['diff', '--format', 'json', 'chg'])), { changed: ['/etc', '/etc/group'], added: ['/d', '/d/e', '/newf'], deleted: ['/etc/passwd', '/var'] });
+  if (!hasPodman()) return t.skip('podman is not installed');
+  const p = new Podman('evdiff');
+  try {
+    await p.importBusybox();
+    await p.ok(['run', '-d', '--name', 'chg', 'localhost/busybox', ...SLEEPER]);
+    await p.ok(['exec', 'chg', 'sh', '-c', CHANGES]);
+    assert.equal((await p.ok(['diff', 'chg'])).trim(), lines);
+  } finally {
+    await p.destroy();
+  }
+});
+
+test('cp: both ways, running and stopped, archives with -, symlinks resolved inside the container', async () => {
+  const src = path.join(tmp, 'src');
+  fs.mkdirSync(path.join(src, 'sub'), { recursive: true });
+  fs.writeFileSync(path.join(src, 'a.txt'), 'alpha\n');
+  fs.writeFileSync(path.join(src, 'sub', 'b.bin'), Buffer.from([0, 1, 2, 255]));
+  fs.chmodSync(path.join(src, 'a.txt'), 0o640);
+  // Into a running container: a directory lands under its own name in an existing one.
+  await h.ok(['cp', src, 'idle:/tmp']);
+  assert.equal(await h.ok(['exec', 'idle', 'cat', '/tmp/src/a.txt']), 'alpha');
+  assert.equal(await h.ok(['exec', 'idle', 'stat', '-c', '%a', '/tmp/src/a.txt']), '640');
+  // A file to a new name; then back out to the host, byte for byte.
+  await h.ok(['cp', path.join(src, 'sub', 'b.bin'), 'idle:/b.copy']);
+  const back = path.join(tmp, 'back.bin');
+  await h.ok(['cp', 'idle:/b.copy', back]);
+  assert.deepEqual(fs.readFileSync(back), Buffer.from([0, 1, 2, 255]));
+  // A symlink in the container that points "out" stays inside it: /esc -> ../../../../<tmp>
+  await h.ok(['exec', 'idle', 'sh', '-c', `mkdir -p ${tmp} && ln -s ../../../../../..${tmp} /esc`]);
+  await h.ok(['cp', path.join(src, 'a.txt'), 'idle:/esc/planted']);
+  assert.ok(!fs.existsSync(path.join(tmp, 'planted')), 'nothing was written outside the container');
+  assert.equal(await h.ok(['exec', 'idle', 'cat', `${tmp}/planted`]), 'alpha');
+  await h.ok(['exec', 'idle', 'ln', '-s', '/etc', '/etclink']);
+  const grp = path.join(tmp, 'group');
+  await h.ok(['cp', 'idle:/etclink/group', grp]);
+  assert.equal(fs.readFileSync(grp, 'utf8'), await h.ok(['exec', 'idle', 'cat', '/etc/group']).then((s) => `${s}\n`));
+  // Archives: out to stdout, in from stdin.
+  const tarOut = spawnSync(FERRY_BIN, [...h.args(), 'cp', 'idle:/tmp/src', '-'], { maxBuffer: 1 << 24 });
+  assert.equal(tarOut.status, 0, tarOut.stderr.toString());
+  const listed = spawnSync('tar', ['-tf', '-'], { input: tarOut.stdout }).stdout.toString().split('\n').filter(Boolean).sort();
+  assert.deepEqual(listed, ['src/', 'src/a.txt', 'src/sub/', 'src/sub/b.bin']);
+  const tarIn = spawnSync('tar', ['-C', src, '-cf', '-', 'a.txt', 'sub']).stdout;
+  await h.ok(['exec', 'idle', 'mkdir', '/in']);
+  const r = spawnSync(FERRY_BIN, [...h.args(), 'cp', '-', 'idle:/in'], { input: tarIn });
+  assert.equal(r.status, 0, r.stderr.toString());
+  assert.equal(await h.ok(['exec', 'idle', 'cat', '/in/a.txt']), 'alpha');
+  // An archive that writes through its own symlink is refused, nothing copied.
+  const evil = path.join(tmp, 'evil');
+  fs.mkdirSync(evil);
+  fs.symlinkSync('/etc', path.join(evil, 'l'));
+  const bad = spawnSync('tar', ['-cf', '-', '-C', evil, 'l', '-C', src, '--transform=s,^a\\.txt$,l/evil,', 'a.txt']).stdout;
+  assert.deepEqual(spawnSync('tar', ['-tf', '-'], { input: bad }).stdout.toString().split('\n').filter(Boolean), ['l', 'l/evil']);
+  const rb = spawnSync(FERRY_BIN, [...h.args(), 'cp', '-', 'idle:/in'], { input: bad });
+  assert.equal(rb.status, 125, rb.stderr.toString());
+  assert.match(rb.stderr.toString(), /^Error: bad archive on stdin/);
+  assert.equal((await h.run(['exec', 'idle', 'test', '-e', '/etc/evil'])).code, 1, 'nothing written through the link');
+  // A stopped container: its rootfs is mounted for the copy and unmounted after.
+  await h.ok(['cp', path.join(src, 'a.txt'), 'chg:/stopped.txt']);
+  assert.match(await h.ok(['diff', 'chg']), /^A \/stopped.txt$/m);
+  const out2 = path.join(tmp, 'out2');
+  await h.ok(['cp', 'chg:/newf', out2]);
+  assert.equal(fs.readFileSync(out2, 'utf8'), 'x\n');
+  const chgId = (await h.inspect('chg')).Id;
+  assert.ok(!h.mounts().some((m) => m.includes(chgId)), 'its rootfs is unmounted after the copy');
+  // Bad input: one line each, nothing created.
+  assertCleanError(await h.run(['cp', 'idle:/nonexist', path.join(tmp, 'zz')]), /"\/nonexist" could not be found on container idle/);
+  assertCleanError(await h.run(['cp', path.join(tmp, 'nonexist'), 'idle:/x']), /could not be found on the host/);
+  assertCleanError(await h.run(['cp', path.join(tmp, 'a'), path.join(tmp, 'b')]), /one of the paths must be in a container/);
+  assertCleanError(await h.run(['cp', 'nosuch:/x', tmp]), /no container with name or ID "nosuch"/);
+  assertCleanError(await h.run(['cp', path.join(src, 'a.txt'), 'idle:/no/such/dir/x']), /could not be found on container idle: create the directory first/);
+  assert.ok(!fs.existsSync(path.join(tmp, 'zz')));
+});
+
+test('rename, restart, port for every running container', async () => {
+  await h.ok(['rename', 'chg', 'changed']);
+  assert.equal((await h.inspect('changed')).Name, 'changed');
+  assertCleanError(await h.run(['inspect', 'chg']), /no container with name or ID "chg"/);
+  assertCleanError(await h.run(['rename', 'changed', 'idle']), /the container name "idle" is already in use/);
+  assertCleanError(await h.run(['rename', 'changed', 'bad/name']), /invalid container name "bad\/name"/);
+  // restart: a running one gets a new process; a stopped one starts.
+  const pid = (await h.inspect('idle')).State.Pid;
+  await h.ok(['restart', '-t', '0', 'idle']);
+  const after = (await h.inspect('idle')).State;
+  assert.equal(after.Status, 'running');
+  assert.notEqual(after.Pid, pid);
+  await h.ok(['restart', 'changed']);
+  assert.equal((await h.inspect('changed')).State.Status, 'running');
+  // port: every running container's mappings, each under its short ID.
+  const port = 20000 + Math.floor(Math.random() * 20000);
+  const id1 = await h.ok(['run', '-d', '--name', 'web1', '-p', `127.0.0.1:${port}:80`, 'busybox', ...SLEEPER]);
+  const id2 = await h.ok(['run', '-d', '--name', 'web2', '-p', `127.0.0.1:${port + 1}:81/udp`, 'busybox', ...SLEEPER]);
+  const all = await h.ok(['port']);
+  assert.match(all, new RegExp(`^${id1.slice(0, 12)}\\n80/tcp -> 127\\.0\\.0\\.1:\\d+$`, 'm'));
+  assert.match(all, new RegExp(`^${id2.slice(0, 12)}\\n81/udp -> 127\\.0\\.0\\.1:\\d+$`, 'm'));
+  assert.equal(await h.ok(['port', '--all']), all);
+  assert.match(await h.ok(['port', 'web2']), /^81\/udp -> 127\.0\.0\.1:\d+$/);
+  await h.ok(['rm', '-fa']);
+});
