@@ -679,6 +679,7 @@ export class Engine {
         return rec;
       }
       if (rec.state.status === 'paused') throw new FerryError('ESTATE', `container ${rec.config.name} is paused: unpause it instead`);
+      if (!o.byPolicy) delete rec.state.restartCount; // started by hand: its policy counts afresh
       // A checkpointed container starts afresh, as with Podman; its checkpoint stays for restore.
       this.beginOp(rec, 'start', {});
       let session: AttachSession | undefined;
@@ -725,6 +726,7 @@ export class Engine {
   /** Stops a running container: its stop signal, then SIGKILL after timeoutSec. Caller holds the lock. */
   async stopLocked(rec: ContainerRecord, timeoutSec: number): Promise<void> {
     if (rec.state.status !== 'running' && rec.state.status !== 'paused') return;
+    rec.state.stoppedByUser = true; // not a failure: its restart policy leaves it stopped
     this.beginOp(rec, 'stop', {});
     const id = rec.config.id;
     let code: number | undefined;
@@ -764,6 +766,11 @@ export class Engine {
     return this.withContainer(ref, async (rec) => {
       if (rec.state.status !== 'running' && rec.state.status !== 'paused') {
         throw new FerryError('ESTATE', `container ${rec.config.name} is not running: start it first`);
+      }
+      // As Podman: a container the user signalled is not restarted by its policy when it dies.
+      if (rec.config.restartPolicy && !rec.state.stoppedByUser) {
+        rec.state.stoppedByUser = true;
+        this.save(rec);
       }
       const r = await this.runtime.kill(rec.config.id, sig);
       if (r.code !== 0) throw new FerryError('ERUNTIME', `could not send ${sig} to ${rec.config.name}: ${r.stderr.trim().split('\n').pop()}`);
@@ -853,10 +860,14 @@ export class Engine {
     }
   }
 
-  /** conmon's exit command: record the exit, unmount, and remove --rm containers. */
+  /**
+   * conmon's exit command: record the exit, unmount, and remove --rm containers; then, as
+   * Podman's cleanup does, start the container again when its restart policy says so.
+   */
   async cleanup(ref: string): Promise<void> {
     const rec = this.find(ref);
     if (!rec) return;
+    let restart = false;
     // A foreground `run --rm` holds this until it has read the exit code: let it finish first.
     if (rec.config.autoRemove) await withLock(this.paths.attachLock(rec.config.id), async () => undefined, { timeoutMs: 600_000 }).catch(() => undefined);
     await this.withContainer(
@@ -867,11 +878,36 @@ export class Engine {
         // cleanup does): release the network and the rootfs now, not at the next command.
         if ((r.state.status === 'running' || r.state.status === 'paused') && !r.state.op && this.readExitCode(r.config.id) !== undefined) {
           const rs = await this.runtime.state(r.config.id);
-          if (!rs || rs.status === 'stopped') await this.recordExit(r);
+          if (!rs || rs.status === 'stopped') {
+            await this.recordExit(r);
+            restart = this.restartWanted(r);
+            if (restart) {
+              r.state.restartCount = (r.state.restartCount ?? 0) + 1;
+              this.save(r);
+            }
+          }
         }
       },
       { timeoutMs: 600_000 },
     ).catch(() => undefined);
+    if (restart) {
+      await this.start(rec.config.id, { byPolicy: true }).catch(async (e: Error) => {
+        // Nothing to report to: the reason stays in the container's state.
+        await this.withContainer(rec.config.id, async (r) => {
+          r.state.error = `its restart policy could not start it again: ${e.message}`;
+          this.save(r);
+        }).catch(() => undefined);
+      });
+    }
+  }
+
+  /** Whether a container that just exited by itself is started again by its --restart policy. */
+  private restartWanted(rec: ContainerRecord): boolean {
+    const p = rec.config.restartPolicy;
+    const s = rec.state;
+    if (!p || p.Name === 'no' || s.stoppedByUser || s.checkpointed || s.status !== 'exited') return false;
+    if (p.Name === 'on-failure') return s.exitCode !== 0 && (p.MaximumRetryCount === 0 || (s.restartCount ?? 0) < p.MaximumRetryCount);
+    return true; // always, unless-stopped
   }
 
   /** All containers, with state brought up to date for those whose process died unseen. */
@@ -1483,6 +1519,8 @@ export interface ExecOptions {
 export interface StartOptions {
   address?: { ip: string; mac: string };
   attach?: AttachOptions & { onAttach: (s: AttachSession) => void };
+  /** Started again by its restart policy (counted in restartCount). */
+  byPolicy?: boolean;
 }
 
 /** A foreground run's hold on its container. */

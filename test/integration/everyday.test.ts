@@ -188,3 +188,41 @@ test('rename, restart, port for every running container', async () => {
   assert.match(await h.ok(['port', 'web2']), /^81\/udp -> 127\.0\.0\.1:\d+$/);
   await h.ok(['rm', '-fa']);
 });
+
+test('--restart: on-failure:2 runs three times; always restarts until stopped; stop, kill and checkpoint are not failures', async () => {
+  await h.ok(['run', '-d', '--name', 'fails', ...NONE, '--restart', 'on-failure:2', 'busybox', 'sh', '-c', 'echo run; exit 1']);
+  await eventually(async () => (await h.inspect('fails')).RestartCount === 2 && (await h.inspect('fails')).State.Status === 'exited', 20_000);
+  await new Promise((r) => setTimeout(r, 1500)); // and no more
+  assert.deepEqual(await h.logs('fails'), ['run', 'run', 'run']);
+  const i = await h.inspect('fails');
+  assert.deepEqual([i.RestartCount, i.State.ExitCode, i.HostConfig.RestartPolicy], [2, 1, { Name: 'on-failure', MaximumRetryCount: 2 }]);
+  // Success ends on-failure at once.
+  await h.ok(['run', '-d', '--name', 'succeeds', ...NONE, '--restart', 'on-failure', 'busybox', 'sh', '-c', 'echo run']);
+  await eventually(async () => (await h.inspect('succeeds')).State.Status === 'exited', 10_000);
+  await new Promise((r) => setTimeout(r, 1000));
+  assert.deepEqual(await h.logs('succeeds'), ['run']);
+  // always: a clean exit is restarted too; `ferry stop` ends it.
+  await h.ok(['run', '-d', '--name', 'always', ...NONE, '--restart', 'always', 'busybox', 'sh', '-c', 'echo run; sleep 0.3']);
+  await eventually(async () => (await h.logs('always')).length >= 3, 15_000);
+  await h.ok(['stop', '-t', '0', 'always']);
+  const n = (await h.logs('always')).length;
+  await new Promise((r) => setTimeout(r, 1500));
+  assert.equal((await h.inspect('always')).State.Status, 'exited');
+  assert.equal((await h.logs('always')).length, n, 'not restarted after stop');
+  // kill: not restarted either.
+  await h.ok(['run', '-d', '--name', 'killed', ...NONE, '--restart', 'always', 'busybox', ...SLEEPER]);
+  await h.ok(['kill', 'killed']);
+  await eventually(async () => (await h.inspect('killed')).State.Status === 'exited', 10_000);
+  await new Promise((r) => setTimeout(r, 1500));
+  assert.equal((await h.inspect('killed')).State.Status, 'exited');
+  // A checkpoint stops it without a restart; restore brings the same process back.
+  await h.ok(['run', '-d', '--name', 'ckpt', ...NONE, '--restart', 'unless-stopped', 'busybox', ...SLEEPER]);
+  await h.ok(['checkpoint', 'ckpt']);
+  await new Promise((r) => setTimeout(r, 1500));
+  const c = (await h.inspect('ckpt')).State;
+  assert.deepEqual([c.Status, c.Checkpointed], ['exited', true]);
+  await h.ok(['restore', 'ckpt']);
+  assert.equal((await h.inspect('ckpt')).State.Status, 'running');
+  assert.equal((await h.inspect('ckpt')).RestartCount, 0);
+  await h.ok(['rm', '-fa']);
+});
