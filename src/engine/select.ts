@@ -27,7 +27,7 @@ export function checkSelection(s: Selection): void {
 
 /**
  * Whether `--all` picks a container in this state for the operation: every container for
- * start and rm, the live ones (running or paused) for stop, kill and checkpoint, the running
+ * start and rm, the live ones (running or paused) for stop, kill, checkpoint and port, the running
  * ones for pause, the paused ones for unpause, and the checkpointed ones not running for restore.
  */
 export function pickedByAll(purpose: SelectPurpose, s: Pick<ContainerState, 'status' | 'checkpointed'>): boolean {
