@@ -436,7 +436,7 @@ export function registerContainerCommands(parent: Command, ctx: Ctx, top: boolea
     });
 
   registerPortCommand(parent, ctx);
-  registerEverydayCommands(parent, ctx);
+  registerEverydayCommands(parent, ctx, top);
 
   if (!top) {
     parent

@@ -4,7 +4,11 @@ import { containerDiff, containerStats, containerTop, type StatsSample } from '.
 import { copy } from '../engine/copy.js';
 import { podmanStats } from '../engine/shapes.js';
 import { FerryError } from '../lib/errors.js';
+import { diskUsage, pruneContainers, systemPrune } from '../engine/housekeeping.js';
+import { eventText, readEvents } from '../engine/events.js';
+import { createInterface } from 'node:readline';
 import { formatOutput, table } from './format.js';
+import { statsSize } from '../engine/shapes.js';
 import { getEngine, out, type Ctx } from './context.js';
 
 const STATS_HEADER = ['ID', 'NAME', 'CPU %', 'MEM USAGE / LIMIT', 'MEM %', 'NET IO', 'BLOCK IO', 'PIDS', 'CPU TIME', 'AVG CPU %'];
@@ -19,7 +23,59 @@ function statsText(samples: StatsSample[], format: string | undefined): string {
   );
 }
 
-export function registerEverydayCommands(parent: Command, ctx: Ctx): void {
+/** Podman's prune question; true when the user answers y. */
+async function confirm(question: string): Promise<boolean> {
+  const rl = createInterface({ input: process.stdin, output: process.stderr });
+  try {
+    const answer = await new Promise<string>((resolve) => {
+      rl.question(`${question} [y/N] `, resolve);
+      rl.once('close', () => resolve(''));
+    });
+    return /^y(es)?$/i.test(answer.trim());
+  } finally {
+    rl.close();
+  }
+}
+
+export function registerEverydayCommands(parent: Command, ctx: Ctx, top: boolean): void {
+  if (!top) {
+    parent
+      .command('prune')
+      .description('remove every container that is not running')
+      .option('-f, --force', 'do not ask for confirmation')
+      .action(async (f: { force?: boolean }) => {
+        if (!f.force && !(await confirm('WARNING! This will remove all non running containers.\nAre you sure you want to continue?'))) return;
+        const { ids } = await pruneContainers(getEngine(ctx));
+        out(ids.map((id) => `${id}\n`).join(''));
+      });
+  } else {
+    parent
+      .command('events')
+      .description("show the journal of Ferry's container operations (create, start, died, checkpoint, restore, migrate, ...)")
+      .option('--filter <key=value>', 'container=, event=, image=, type= (repeatable)', (v: string, prev: string[] = []) => [...prev, v])
+      .option('--since <time>', 'only events since this time or duration (10m)')
+      .option('--until <time>', 'only events until this time or duration')
+      .option('--stream [bool]', 'keep following new events (default true; --stream=false prints what there is)')
+      .option('--format <format>', 'json or a Go template such as {{.Status}}')
+      .action(async (f: { filter?: string[]; since?: string; until?: string; stream?: string | boolean; format?: string }) => {
+        const follow = f.stream === undefined || f.stream === true || f.stream === 'true' ? f.until === undefined : f.stream === 'false' ? false : (() => { throw new FerryError('EINVAL', `invalid --stream "${String(f.stream)}": use true or false`); })();
+        const abort = new AbortController();
+        const stop = (): void => abort.abort();
+        process.once('SIGINT', stop);
+        process.once('SIGTERM', stop);
+        try {
+          for await (const e of readEvents(getEngine(ctx).paths.root, { filters: f.filter, since: f.since, until: f.until, follow, abort: abort.signal })) {
+            if (f.format === 'json') out(`${JSON.stringify(e)}\n`);
+            else if (f.format) out(formatOutput(f.format, [e], () => ''));
+            else out(`${eventText(e)}\n`);
+          }
+        } finally {
+          process.off('SIGINT', stop);
+          process.off('SIGTERM', stop);
+        }
+      });
+  }
+
   parent
     .command('stats')
     .description("show containers' resource use (CPU, memory, network, block I/O, PIDs)")
@@ -127,5 +183,37 @@ export function registerPortCommand(parent: Command, ctx: Ctx): void {
         if (all && lines.length) out(`${c.id.slice(0, 12)}\n`);
         out(lines.join(''));
       }
+    });
+}
+
+/** system df and system prune (under `ferry system`). */
+export function registerSystemHousekeeping(system: Command, ctx: Ctx): void {
+  system
+    .command('df')
+    .description("show how much disk Ferry's images, containers and volumes use")
+    .option('--format <format>', 'json or a Go template such as {{.Type}}')
+    .action(async (f: { format?: string }) => {
+      const rows = await diskUsage(getEngine(ctx));
+      const pct = (r: { Size: number; Reclaimable: number }): string => `${statsSize(r.Reclaimable)} (${r.Size ? Math.round((r.Reclaimable / r.Size) * 100) : 0}%)`;
+      out(
+        formatOutput(f.format, rows, () =>
+          table(['TYPE', 'TOTAL', 'ACTIVE', 'SIZE', 'RECLAIMABLE'], rows.map((r) => [r.Type, String(r.Total), String(r.Active), statsSize(r.Size), pct(r)])),
+        ),
+      );
+    });
+  system
+    .command('prune')
+    .description('remove stopped containers and dangling images (-a: every unused image; --volumes: unused volumes)')
+    .option('-a, --all', 'remove every image no container uses, not only dangling ones')
+    .option('--volumes', 'remove volumes no container uses too')
+    .option('-f, --force', 'do not ask for confirmation')
+    .action(async (f: { all?: boolean; volumes?: boolean; force?: boolean }) => {
+      const what = `WARNING! This command removes:\n\t- all stopped containers\n${f.volumes ? '\t- all volumes not used by at least one container\n' : ''}\t- all ${f.all ? 'images without at least one container associated with them' : 'dangling images'}\n\nAre you sure you want to continue?`;
+      if (!f.force && !(await confirm(what))) return;
+      const r = await systemPrune(getEngine(ctx), { all: f.all, volumes: f.volumes });
+      if (r.containers.length) out(`Deleted Containers\n${r.containers.join('\n')}\n`);
+      if (r.volumes.length) out(`Deleted Volumes\n${r.volumes.join('\n')}\n`);
+      if (r.images.length) out(`Deleted Images\n${r.images.join('\n')}\n`);
+      out(`Total reclaimed space: ${statsSize(r.reclaimed)}\n`);
     });
 }

@@ -2,6 +2,7 @@ import type { Command } from 'commander';
 import { goArch, hostInfo } from '../engine/host.js';
 import { getEngine, out, type Ctx } from './context.js';
 import { renderTemplate } from './format.js';
+import { registerSystemHousekeeping } from './everyday.js';
 import { VERSION, bunVersion } from '../lib/version.js';
 import { DEFAULT_API_SOCKET, checkServiceOptions, runService } from '../api/service.js';
 
@@ -39,6 +40,7 @@ export function registerSystemCommands(program: Command, ctx: Ctx): void {
   program.command('info').description('show host, runtime and CRIU information').option('-f, --format <format>', 'json or a Go template').action(info);
   const system = program.command('system').description('manage ferry');
   system.command('info').option('-f, --format <format>', 'json or a Go template').action(info);
+  registerSystemHousekeeping(system, ctx);
   system
     .command('service')
     .description('serve the Docker- and Podman-compatible API on a Unix socket, and/or migrations over TCP (mutual TLS)')

@@ -205,6 +205,7 @@ export async function checkpointLocked(engine: Engine, rec: ContainerRecord, o: 
     }
     if (!o.preCheckpoint) toCheckpointed(rec.state, finalDir, { log: o.keep ? d.logFile : undefined, stopped: !o.leaveRunning });
     engine.endOp(rec);
+    if (!o.preCheckpoint) engine.event(rec, 'checkpoint');
   };
   const [released, exported] = await Promise.allSettled([release(), o.export ? (o.export.format === 'podman' ? exportPodman(engine, rec, o.export) : exportCheckpoint(engine, rec, o.export)) : Promise.resolve(undefined)]);
   if (released.status === 'rejected') throw released.reason;

@@ -31,6 +31,7 @@ import { findPod, getPod, podNamespaces, removePodRecord, type PodRecord } from 
 import { toAdopted, toExited, toPaused, toRunning, toStartUndone, toUnpaused } from './state.js';
 import { ENGINE_MOUNTS, engineMountFile, initialState, type ContainerConfig, type ContainerRecord, type ContainerStatus, type MountSpec, type NetworkConfig, type OpArgs, type OpKind, type OpOf, type PendingOp } from './types.js';
 import { checkSelection, pickedByAll, type Selection, type SelectPurpose } from './select.js';
+import { appendEvent } from './events.js';
 import { parseResources, parseRestartPolicy, specJson, specResources, type ResourceFlags } from './resources.js';
 import { checkLogsOptions, readLog, type LogEntry, type LogsOptions } from './logs.js';
 
@@ -277,6 +278,11 @@ export class Engine {
     }
   }
 
+  /** Appends to the events journal (`ferry events`). */
+  event(rec: ContainerRecord, status: string, attributes: Record<string, string> = {}): void {
+    appendEvent(this.paths.root, rec, status, attributes);
+  }
+
   /** conmon marks an OOM kill in the container's memory cgroup with a file in its persist dir. */
   oomKilled(id: string): boolean {
     return fs.existsSync(path.join(this.paths.conmon(id).persistDir, 'oom'));
@@ -305,6 +311,7 @@ export class Engine {
     const exit = this.readExitCode(rec.config.id);
     toExited(rec.state, exit?.code ?? -1, exit?.at);
     if (this.oomKilled(rec.config.id)) rec.state.oomKilled = true;
+    this.event(rec, 'died', { containerExitCode: String(rec.state.exitCode) });
     await this.releaseRuntime(rec);
     this.save(rec);
     await this.autoRemove(rec);
@@ -505,6 +512,7 @@ export class Engine {
         mkdirp(path.join(tmp, 'userdata'), 0o700);
         writeJsonAtomic(path.join(tmp, 'container.json'), rec, 0o600);
         fs.renameSync(tmp, this.paths.containerDir(id)); // the container exists from here on
+        this.event(rec, 'create');
         return rec;
       },
       { what: 'the container name registry' },
@@ -701,6 +709,7 @@ export class Engine {
         await this.runtime.start(rec.config.id);
         toRunning(rec.state, started);
         this.endOp(rec);
+        this.event(rec, o.byPolicy ? 'restart' : 'start');
         return rec;
       } catch (e) {
         session?.close();
@@ -744,11 +753,14 @@ export class Engine {
     toExited(rec.state, code ?? 137);
     if (this.oomKilled(id)) rec.state.oomKilled = true;
     this.endOp(rec);
+    this.event(rec, 'died', { containerExitCode: String(rec.state.exitCode) });
   }
 
   async stop(ref: string, timeoutSec?: number): Promise<ContainerRecord> {
     return this.withContainer(ref, async (rec) => {
+      const live = rec.state.status === 'running' || rec.state.status === 'paused';
       await this.stopLocked(rec, timeoutSec ?? rec.config.stopTimeout);
+      if (live) this.event(rec, 'stop');
       await this.autoRemove(rec);
       return rec;
     });
@@ -757,7 +769,9 @@ export class Engine {
   /** Stops the container if it runs (as stop), then starts it again. */
   async restart(ref: string, timeoutSec?: number): Promise<ContainerRecord> {
     await this.withContainer(ref, (rec) => this.stopLocked(rec, timeoutSec ?? rec.config.stopTimeout));
-    return this.start(ref);
+    const rec = await this.start(ref);
+    this.event(rec, 'restart');
+    return rec;
   }
 
   async kill(ref: string, signal = 'KILL'): Promise<ContainerRecord> {
@@ -774,6 +788,7 @@ export class Engine {
       }
       const r = await this.runtime.kill(rec.config.id, sig);
       if (r.code !== 0) throw new FerryError('ERUNTIME', `could not send ${sig} to ${rec.config.name}: ${r.stderr.trim().split('\n').pop()}`);
+      this.event(rec, 'kill', { signal: sig });
       return rec;
     });
   }
@@ -786,6 +801,7 @@ export class Engine {
       await this.runtime.pause(rec.config.id);
       toPaused(rec.state);
       this.save(rec);
+      this.event(rec, 'pause');
       return rec;
     });
   }
@@ -799,6 +815,7 @@ export class Engine {
       if (rec.state.trafficHeld && rec.state.net) await releaseTraffic(rec.state.net.netnsPath).catch(() => undefined);
       toUnpaused(rec.state);
       this.save(rec);
+      this.event(rec, 'unpause');
       return rec;
     });
   }
@@ -851,6 +868,7 @@ export class Engine {
     fs.rmSync(this.exitFile(id), { force: true });
     fs.rmSync(this.paths.containerLock(id), { force: true });
     fs.rmSync(this.paths.attachLock(id), { force: true });
+    this.event(rec, 'remove');
     if (opts.volumes || rec.config.autoRemove) {
       for (const m of rec.config.mounts) {
         if (m.type !== 'volume' || !m.anonymous) continue;
@@ -1294,8 +1312,10 @@ export class Engine {
         this.withContainer(id, async (rec) => {
           const other = this.allRecords().find((r) => r.config.name === name);
           if (other && other.config.id !== id) throw new FerryError('EEXIST', `the container name "${name}" is already in use: remove that container or choose another name`);
+          const old = rec.config.name;
           rec.config.name = name;
           this.save(rec);
+          this.event(rec, 'rename', { oldName: old });
           return rec;
         }),
       { what: 'the container name registry' },

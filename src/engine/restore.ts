@@ -126,6 +126,7 @@ export async function restoreLocked(engine: Engine, rec: ContainerRecord, o: Res
     runtimeMs = performance.now() - tr;
     debug(`restore ${name}: conmon + runc restore took ${runtimeMs.toFixed(1)}ms`);
     toRunning(rec.state, started, { restored: true, restoredAt: new Date().toISOString(), restoreLog: logFile });
+    engine.event(rec, 'restore');
   } catch (e) {
     // 3. A failed restore: nothing left running or mounted; the checkpoint stays as it was.
     fs.rmSync(path.join(engine.paths.bundle(id), CRIU_CONF), { force: true });

@@ -226,3 +226,60 @@ test('--restart: on-failure:2 runs three times; always restarts until stopped; s
   assert.equal((await h.inspect('ckpt')).RestartCount, 0);
   await h.ok(['rm', '-fa']);
 });
+
+test('events: the journal of operations, filtered, as JSON, followed; system df; container prune; system prune', async () => {
+  const since = new Date().toISOString();
+  const id = await h.ok(['run', '-d', '--name', 'ev', ...NONE, 'busybox', ...SLEEPER]);
+  await h.ok(['checkpoint', 'ev']);
+  await h.ok(['restore', 'ev']);
+  await h.ok(['stop', '-t', '0', 'ev']);
+  const json = (await h.ok(['events', '--stream=false', '--since', since, '--format', 'json', '--filter', 'container=ev'])).split('\n').map((l) => JSON.parse(l));
+  assert.deepEqual(json.map((e) => e.Status), ['create', 'start', 'checkpoint', 'restore', 'died', 'stop']);
+  assert.deepEqual(Object.keys(json[0]), ['ID', 'Image', 'Name', 'Status', 'Time', 'Type', 'Attributes']);
+  assert.equal(json[0].ID, id);
+  assert.equal(json[4].Attributes.containerExitCode, '137');
+  const text = await h.ok(['events', '--stream=false', '--since', since, '--filter', 'event=checkpoint']);
+  assert.match(text, new RegExp(`^\\d{4}-\\d\\d-\\d\\d \\d\\d:\\d\\d:\\d\\d\\.\\d+ \\+0000 UTC container checkpoint ${id} \\(image=localhost/busybox:latest, name=ev\\)$`));
+  // Following: an event appended later arrives.
+  const { spawn } = await import('node:child_process');
+  const child = spawn(FERRY_BIN, [...h.args(), 'events', '--since', since, '--filter', 'event=remove', '--format', 'json']);
+  let got = '';
+  child.stdout.on('data', (b: Buffer) => (got += b.toString()));
+  try {
+    await new Promise((r) => setTimeout(r, 500));
+    assert.equal(got, '');
+    // system df before: one stopped container with a written file, one volume in use.
+    await h.ok(['run', '-d', '--name', 'up', ...NONE, '-v', 'vol1:/v', 'busybox', 'sh', '-c', 'head -c 100000 /dev/zero > /v/f; head -c 50000 /dev/zero > /big; sleep 1000']);
+    await eventually(async () => (await h.run(['exec', 'up', 'test', '-s', '/big'])).code === 0, 5000);
+    const df = JSON.parse(await h.ok(['system', 'df', '--format', 'json']));
+    const row = (t: string): any => df.find((r: any) => r.Type === t);
+    assert.deepEqual([row('Containers').Total, row('Containers').Active], [2, 1]);
+    assert.ok(row('Containers').Size >= 50000, JSON.stringify(df));
+    assert.deepEqual([row('Local Volumes').Total, row('Local Volumes').Active], [1, 1]);
+    assert.ok(row('Local Volumes').Size >= 100000);
+    assert.deepEqual([row('Images').Total, row('Images').Active, row('Images').Reclaimable], [1, 1, 0]);
+    assert.match((await h.ok(['system', 'df'])).split('\n')[0]!, /^TYPE\s+TOTAL\s+ACTIVE\s+SIZE\s+RECLAIMABLE$/);
+    // container prune: the stopped one goes, the running one stays.
+    assert.equal(await h.ok(['container', 'prune', '-f']), id);
+    assert.deepEqual((await h.ok(['ps', '-a', '--format', '{{.Names}}'])).split('\n'), ['up']);
+    await eventually(() => got.includes('"Status":"remove"'), 5000);
+    assert.equal(JSON.parse(got.trim()).ID, id);
+  } finally {
+    child.kill();
+  }
+  // system prune: without --volumes the volume stays; with -a --volumes, the unused image and volume go.
+  await h.ok(['rm', '-f', 'up']);
+  const p1 = await h.ok(['system', 'prune', '-f']);
+  assert.match(p1, /^Total reclaimed space: /m);
+  assert.equal(JSON.parse(await h.ok(['volume', 'inspect', 'vol1']))[0].Name, 'vol1');
+  const p2 = await h.ok(['system', 'prune', '-f', '-a', '--volumes']);
+  assert.match(p2, /^Deleted Volumes\nvol1\nDeleted Images\n[0-9a-f]{64}\nTotal reclaimed space: 2\.\d+MB$/);
+  assert.equal((await h.ok(['images', '-q'])).trim(), '');
+  // Answering no (or nothing) removes nothing.
+  await h.importBusybox();
+  await h.ok(['create', '--name', 'keep', ...NONE, 'busybox', 'true']);
+  const r = await h.run(['container', 'prune'], { input: 'n\n' });
+  assert.equal(r.code, 0);
+  assert.equal(await h.ok(['ps', '-a', '-q']), (await h.inspect('keep')).Id.slice(0, 12));
+  assertCleanError(await h.run(['events', '--stream=false', '--filter', 'colour=red']), /invalid --filter "colour=red"/);
+});

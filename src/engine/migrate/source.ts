@@ -471,6 +471,7 @@ async function cleanUp(s: Session, moved: Moved): Promise<MigrateReport> {
   s.bytes += s.pageBytes;
   const late = await s.dump?.then(() => undefined, (e: Error) => e);
   if (late) process.stderr.write(`ferry: warning: after the checkpoint of ${name}: ${late.message}\n`);
+  engine.event(p.rec, 'migrate', { destination: o.destination });
   await engine.remove(s.id, { force: true });
   const others = await engine.list({ all: true });
   for (const m of p.rec.config.mounts) {
