@@ -12,6 +12,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { Host, assertCleanError, buildFixture, eventually } from '../helpers/ferry.js';
 import { Podman, hasPodman } from '../helpers/podman.js';
+import { HostPair, hasSshd } from '../helpers/hosts.js';
 
 const A = new Host('limA');
 const B = new Host('limB');
@@ -125,6 +126,21 @@ test('limits hold again after a restore, and after an export/import on another r
   assert.equal((await B.inspect('lim')).HostConfig.Memory, 48 * 1024 * 1024);
   await B.ok(['rm', '-f', 'lim']);
   await A.ok(['rm', '-f', 'lim']);
+});
+
+test('limits hold again after a live migration', { skip: hasSshd() ? false : 'openssh-server is not installed (npm run setup installs it)' }, async () => {
+  const pair = new HostPair();
+  try {
+    await pair.setup();
+    await Promise.all([pair.a.importBusybox(), pair.b.importBusybox()]);
+    await pair.a.ok(['run', '-d', '--name', 'mig', '--network', 'none', ...LIMITS, '--ulimit', 'nofile=1000:2000', 'busybox', ...SLEEPER]);
+    await pair.a.ok(['migrate', 'mig', pair.b.url(), '--remote-command', pair.b.remoteCommand(), ...pair.sshArgs()]);
+    assert.deepEqual(await enforced(pair.b, 'mig'), EXPECTED);
+    assert.equal((await pair.b.inspect('mig')).HostConfig.NanoCpus, 5e8);
+    await pair.b.ok(['rm', '-f', 'mig']);
+  } finally {
+    await pair.destroy();
+  }
 });
 
 test('bad limits are refused with one clear line, and nothing is created', async () => {
