@@ -8,6 +8,7 @@
  *   refuses early (from config.dump and spec.dump) -> stagePodman() writes container.json and
  *   the checkpoint metadata -> placeStaged() and restore() as for Ferry's archives (portable.ts)
  */
+import { resourcesFromSpec } from './resources.js';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -171,6 +172,8 @@ export async function stagePodman(engine: Engine, dir: string, h: PodmanHeader):
     network: { mode: hasNetns ? 'none' : 'host', ports: [] },
     ...(engineMounts.length ? { engineMounts } : {}),
   };
+  const resources = resourcesFromSpec(spec);
+  if (resources) config.resources = resources;
   const rootMode = dumpedRootMode(path.join(dir, 'checkpoint'));
   if (rootMode !== undefined) config.rootMode = rootMode;
 

@@ -119,3 +119,28 @@ const RLIM_INFINITY = '@RLIM_INFINITY@';
 export function specJson(spec: object): string {
   return JSON.stringify(spec, null, 2).replaceAll(`"${RLIM_INFINITY}"`, '18446744073709551615');
 }
+
+/**
+ * The cgroup limits of an OCI spec (a Podman checkpoint's spec.dump), as the record keeps them;
+ * values that are not sane numbers are left out. (Its rlimits are not taken: CRIU restores the
+ * processes' own, and Podman's defaults may exceed what this host lets Ferry raise.)
+ */
+export function resourcesFromSpec(spec: Record<string, unknown>): Resources | undefined {
+  const res = ((spec.linux as Record<string, unknown> | undefined)?.resources ?? {}) as Record<string, Record<string, unknown> | undefined>;
+  const n = (v: unknown, min: number): number | undefined => (typeof v === 'number' && Number.isSafeInteger(v) && v >= min ? v : undefined);
+  const r: Resources = {};
+  const memory = n(res.memory?.limit, 1);
+  if (memory !== undefined) {
+    r.memory = memory;
+    const swap = res.memory?.swap === -1 ? -1 : n(res.memory?.swap, memory);
+    if (swap !== undefined) r.memorySwap = swap;
+  }
+  const quota = n(res.cpu?.quota, 1);
+  const period = n(res.cpu?.period, 1);
+  if (quota !== undefined && period !== undefined) r.nanoCpus = Math.round((quota / period) * 1e9);
+  const shares = n(res.cpu?.shares, 2);
+  if (shares !== undefined) r.cpuShares = shares;
+  const pids = n(res.pids?.limit, 1);
+  if (pids !== undefined) r.pidsLimit = pids;
+  return Object.keys(r).length ? r : undefined;
+}

@@ -128,6 +128,25 @@ test('limits hold again after a restore, and after an export/import on another r
   await A.ok(['rm', '-f', 'lim']);
 });
 
+test('a Podman checkpoint archive brings its cgroup limits along (restore --import)', async (t) => {
+  if (!hasPodman()) return t.skip('podman is not installed');
+  const p = new Podman('limimp');
+  try {
+    await p.importBusybox();
+    await p.ok(['run', '-d', '--name', 'plim', '--network', 'none', '--memory', '48m', '--memory-swap', '96m', '--cpus', '0.5', '--cpu-shares', '512', '--pids-limit', '40', 'localhost/busybox:latest', ...SLEEPER]);
+    const archive = path.join(tmp, 'plim.tar.zst');
+    await p.ok(['container', 'checkpoint', '--export', archive, 'plim']);
+    await B.ok(['restore', '--import', archive]);
+    const got = await enforced(B, 'plim');
+    assert.deepEqual([got.memory, got.memsw, got.quota, got.shares, got.pids], [EXPECTED.memory, EXPECTED.memsw, EXPECTED.quota, EXPECTED.shares, EXPECTED.pids]);
+    const hc = (await B.inspect('plim')).HostConfig;
+    assert.deepEqual([hc.Memory, hc.NanoCpus, hc.PidsLimit], [48 * 1024 * 1024, 5e8, 40]);
+    await B.ok(['rm', '-f', 'plim']);
+  } finally {
+    await p.destroy();
+  }
+});
+
 test('limits hold again after a live migration', { skip: hasSshd() ? false : 'openssh-server is not installed (npm run setup installs it)' }, async () => {
   const pair = new HostPair();
   try {
