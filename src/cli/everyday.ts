@@ -9,7 +9,7 @@ import { eventText, readEvents } from '../engine/events.js';
 import { createInterface } from 'node:readline';
 import { formatOutput, table } from './format.js';
 import { statsSize } from '../engine/shapes.js';
-import { getEngine, out, type Ctx } from './context.js';
+import { boolValue, getEngine, out, type Ctx } from './context.js';
 
 const STATS_HEADER = ['ID', 'NAME', 'CPU %', 'MEM USAGE / LIMIT', 'MEM %', 'NET IO', 'BLOCK IO', 'PIDS', 'CPU TIME', 'AVG CPU %'];
 
@@ -131,8 +131,9 @@ export function registerEverydayCommands(parent: Command, ctx: Ctx, top: boolean
     .description('copy files between a container and the host (CONTAINER:PATH, `-` for a tar archive on stdin/stdout)')
     .argument('<src>')
     .argument('<dest>')
-    .action(async (src: string, dest: string) => {
-      await copy(getEngine(ctx), src, dest, { stdin: process.stdin, stdout: process.stdout });
+    .option('--pause [bool]', 'pause a running container while copying (default true)')
+    .action(async (src: string, dest: string, f: { pause?: string | boolean }) => {
+      await copy(getEngine(ctx), src, dest, { stdin: process.stdin, stdout: process.stdout }, { pause: f.pause === undefined ? true : boolValue(f.pause) });
     });
 
   parent

@@ -145,20 +145,29 @@ function parseArg(engine: Engine, arg: string): { rec?: ContainerRecord; path: s
  * Copies between a container and the host, as Podman's cp: CTR:SRC DEST, SRC CTR:DEST, with
  * `-` for a tar archive on stdin or stdout. A directory destination that exists receives the
  * source under its own name; otherwise the destination is created (its parent must exist).
+ * A running container is paused for the copy unless `pause` is false.
  */
-export async function copy(engine: Engine, srcArg: string, dstArg: string, io: CopyIO = {}): Promise<void> {
+export async function copy(engine: Engine, srcArg: string, dstArg: string, io: CopyIO = {}, o: { pause?: boolean } = {}): Promise<void> {
   const src = parseArg(engine, srcArg);
   const dst = parseArg(engine, dstArg);
   if (src.rec && dst.rec) throw new FerryError('EINVAL', 'copying from one container to another is not supported: copy to the host first');
   if (!src.rec && !dst.rec) throw new FerryError('EINVAL', 'one of the paths must be in a container: use CONTAINER:PATH');
   const rec = (src.rec ?? dst.rec)!;
   await engine.withContainer(rec.config.id, async (r) => {
-    const view = await openView(engine, r);
+    // As Podman's cp --pause (the default): no process of the container runs while its paths
+    // are resolved and written, so none can swap a directory for a symlink half-way.
+    const freeze = o.pause !== false && r.state.status === 'running';
+    if (freeze) await engine.runtime.pause(r.config.id);
     try {
-      if (src.rec) await copyOut(engine, r, view, src.path, dst.path, io);
-      else await copyIn(engine, r, view, src.path, dst.path, io);
+      const view = await openView(engine, r);
+      try {
+        if (src.rec) await copyOut(engine, r, view, src.path, dst.path, io);
+        else await copyIn(engine, r, view, src.path, dst.path, io);
+      } finally {
+        await view.release();
+      }
     } finally {
-      await view.release();
+      if (freeze) await engine.runtime.resume(r.config.id);
     }
   });
 }
