@@ -438,7 +438,7 @@ export function dockerInspectEntry(r: ContainerRecord, paths: Paths): Record<str
     HostsPath: `${paths.bundle(c.id)}/hosts`,
     LogPath: paths.logPath(c.id),
     Name: `/${c.name}`,
-    RestartCount: 0,
+    RestartCount: s.restartCount ?? 0,
     Driver: 'overlay',
     Platform: 'linux',
     MountLabel: '',
