@@ -186,6 +186,12 @@ test('rename, restart, port for every running container', async () => {
   assert.match(all, new RegExp(`^${id2.slice(0, 12)}\\n81/udp -> 127\\.0\\.0\\.1:\\d+$`, 'm'));
   assert.equal(await h.ok(['port', '--all']), all);
   assert.match(await h.ok(['port', 'web2']), /^81\/udp -> 127\.0\.0\.1:\d+$/);
+  // stats' NET IO counts the container's own interfaces (its network namespace).
+  const gw = (await h.inspect('web1')).NetworkSettings.Gateway;
+  const sentBefore = bytes((await stats('web1')).net_io!.split(' / ')[1]!);
+  await h.run(['exec', 'web1', 'sh', '-c', `for i in 1 2 3 4 5; do nc -w 1 ${gw} 9 </dev/null 2>/dev/null; done; true`]);
+  const sentAfter = bytes((await stats('web1')).net_io!.split(' / ')[1]!);
+  assert.ok(sentAfter > sentBefore, `sent bytes grew: ${sentBefore} -> ${sentAfter}`);
   await h.ok(['rm', '-fa']);
 });
 
