@@ -21,6 +21,10 @@ export const APPS = {
   redis: { suite: 'bookworm', packages: ['redis-server', 'redis-tools'] },
   // python3-minimal lacks http.server (it is in libpython3.11-stdlib, which python3 brings).
   python: { suite: 'bookworm', packages: ['python3'] },
+  // postgresql-15 brings the server, initdb, pg_ctl and pgbench (bookworm has no separate
+  // contrib package), and psql through postgresql-client-15; its postinst makes no cluster we use.
+  postgres: { suite: 'bookworm', packages: ['postgresql-15'] },
+  nodejs: { suite: 'bookworm', packages: ['nodejs'] },
 } satisfies Record<string, AppRecipe>;
 
 export type AppName = keyof typeof APPS;
