@@ -24,6 +24,7 @@ interface CreateFlags {
   macAddress?: string;
   publish: string[];
   pod?: string;
+  securityOpt: string[];
 }
 
 function addCreateFlags(cmd: Command): Command {
@@ -44,6 +45,7 @@ function addCreateFlags(cmd: Command): Command {
     .option('--mac-address <mac>', 'static MAC address')
     .option('-p, --publish <[ip:]host:ctr[/proto]>', 'publish a container port on the host (repeatable)', collect, [])
     .option('--pod <pod>', 'run in this pod (sharing its namespaces)')
+    .option('--security-opt <opt>', 'seccomp=unconfined: let it use io_uring (blocked by default: CRIU cannot checkpoint it)', collect, [])
     .argument('<image>', 'image to run')
     .argument('[command...]', 'command and arguments')
     .passThroughOptions();
@@ -79,6 +81,7 @@ function createOptions(image: string, command: string[], f: CreateFlags): Create
     mac: f.macAddress,
     publish: f.publish,
     pod: f.pod,
+    securityOpt: f.securityOpt,
   };
 }
 

@@ -52,11 +52,13 @@ export interface Dump {
 export function refuseUndumpable(rec: ContainerRecord): void {
   const u = findUndumpable(containerPids(rec.state.pid))[0];
   if (!u) return;
-  const node = /^(node|nodejs)$/.test(u.command) ? ' (Node.js: start it with UV_USE_IO_URING=0)' : '';
-  throw new FerryError(
-    'EUNSUPPORTED',
-    `container ${rec.config.name} cannot be checkpointed: its process ${u.pid} (${u.command}) uses ${u.what}, which CRIU cannot dump; nothing was frozen and it keeps running. Make the application use another I/O method${node}`,
-  );
+  const unconfined = rec.config.securityOpt?.includes('seccomp=unconfined');
+  // Node.js 20+ (libuv >= 1.45) sets up an io_uring for every event loop; UV_USE_IO_URING=0 does not stop that.
+  const node = /^(node|nodejs)$/.test(u.command) ? ' (Node.js falls back to epoll by itself)' : '';
+  const way = unconfined
+    ? `recreate the container without --security-opt seccomp=unconfined: Ferry's filter then denies io_uring and programs fall back to other I/O${node}`
+    : `restart it: Ferry now denies io_uring to the containers it starts, and programs fall back to other I/O${node}`;
+  throw new FerryError('EUNSUPPORTED', `container ${rec.config.name} cannot be checkpointed: its process ${u.pid} (${u.command}) uses ${u.what}, which CRIU cannot dump; nothing was frozen and it keeps running. To checkpoint it, ${way}`);
 }
 
 export async function dump(engine: Engine, rec: ContainerRecord, req: DumpRequest): Promise<Dump> {

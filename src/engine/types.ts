@@ -47,6 +47,8 @@ export interface ContainerConfig {
   pod?: string;
   /** Set on a pod's infra container: the pod (ID) whose namespaces it holds. */
   infraOf?: string;
+  /** --security-opt options given (only `seccomp=unconfined`: no filter, io_uring allowed). */
+  securityOpt?: string[];
 }
 
 /**
