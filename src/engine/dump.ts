@@ -57,7 +57,7 @@ export function refuseUndumpable(rec: ContainerRecord): void {
   if (u.kind === 'io_uring') {
     holds = 'uses io_uring';
     const unconfined = rec.config.securityOpt?.includes('seccomp=unconfined');
-    // Node.js 20+ (libuv >= 1.45) sets up an io_uring for every event loop; UV_USE_IO_URING=0 does not stop that.
+    // Recent libuv (1.50 in Debian 13's Node.js 20) sets up an io_uring for every event loop; UV_USE_IO_URING=0 does not stop that.
     const node = /^(node|nodejs)$/.test(u.command) ? ' (Node.js falls back to epoll by itself)' : '';
     way = unconfined
       ? `recreate the container without --security-opt seccomp=unconfined: Ferry's filter then denies io_uring and programs fall back to other I/O${node}`

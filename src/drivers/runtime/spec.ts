@@ -52,9 +52,10 @@ const SECCOMP_ARCHES: Record<string, string[]> = { x64: ['SCMP_ARCH_X86_64', 'SC
 
 /**
  * The container's seccomp filter: everything allowed but io_uring, which answers ENOSYS as on
- * a kernel without it, so that programs fall back to epoll and threads (libuv >= 1.45, as in
- * Node.js 20+, otherwise holds an io_uring from its first event loop, whatever UV_USE_IO_URING
- * says) and the container stays checkpointable. Docker's default profile blocks io_uring too.
+ * a kernel without it, so that programs fall back to epoll and threads (recent libuv, e.g. 1.50
+ * in Debian 13's Node.js 20, otherwise holds an io_uring for every event loop, whatever
+ * UV_USE_IO_URING says) and the container stays checkpointable. Docker's default profile blocks
+ * io_uring too.
  */
 function seccomp(): object {
   return {
