@@ -33,6 +33,7 @@ interface CreateFlags extends RegistryFlags {
   user?: string;
   pull: string;
   publishAll?: boolean;
+  securityOpt: string[];
 }
 
 function addCreateFlags(cmd: Command): Command {
@@ -59,6 +60,7 @@ function addCreateFlags(cmd: Command): Command {
     .option('--pod <pod>', 'run in this pod (sharing its namespaces)')
     .option('-t, --tty', 'allocate a terminal for the container')
     .option('-i, --interactive', 'keep stdin open, even when not attached')
+    .option('--security-opt <opt>', 'seccomp=unconfined: let it use io_uring (blocked by default: CRIU cannot checkpoint it)', collect, [])
     .argument('<image>', 'image to run')
     .argument('[command...]', 'command and arguments')
     .passThroughOptions();
@@ -102,6 +104,7 @@ function createOptions(image: string, command: string[], f: CreateFlags): Create
     pod: f.pod,
     tty: !!f.tty,
     interactive: !!f.interactive,
+    securityOpt: f.securityOpt,
   };
 }
 

@@ -80,6 +80,8 @@ export interface CreateOptions {
   tty?: boolean;
   /** -i: keep its stdin open for attaching. */
   interactive?: boolean;
+  /** --security-opt: only `seccomp=unconfined` (lift the filter that blocks io_uring). */
+  securityOpt?: string[];
 }
 
 /**
@@ -423,6 +425,12 @@ export class Engine {
       throw new FerryError('EINVAL', `invalid container name "${o.name}": use letters, digits, '_', '.', '-', starting with a letter or digit`);
     }
     const mounts = this.parseMounts(o.volumes ?? [], o.tmpfs ?? []);
+    const securityOpt = [...new Set(o.securityOpt ?? [])];
+    for (const s of securityOpt) {
+      if (s !== 'seccomp=unconfined') {
+        throw new FerryError('EINVAL', `unsupported --security-opt "${s}": Ferry takes only seccomp=unconfined (its filter blocks nothing but io_uring, which CRIU cannot checkpoint)`);
+      }
+    }
     const pod = o.pod !== undefined ? getPod(this, o.pod) : undefined;
     if (pod && (o.network || o.ip || o.mac || o.publish?.length)) {
       throw new FerryError('EINVAL', `containers in pod ${pod.name} use the pod's network: give --network/-p/--ip to \`ferry pod create\` instead`);
@@ -472,6 +480,7 @@ export class Engine {
       infraOf: o.infraOf,
       ...(o.tty ? { tty: true } : {}),
       ...(o.interactive ? { stdin: true } : {}),
+      ...(securityOpt.length ? { securityOpt } : {}),
     };
     return withLock(
       this.paths.namesLock,
@@ -635,6 +644,7 @@ export class Engine {
       terminal: !!rec.config.tty,
       consoleSize,
       annotations: { 'io.ferry.name': rec.config.name },
+      allowIoUring: rec.config.securityOpt?.includes('seccomp=unconfined'),
     });
     writeJsonAtomic(path.join(bundle, 'config.json'), spec);
     mkdirp(this.paths.runDir(id), 0o700);
