@@ -38,10 +38,14 @@ export function pgRunArgs(name: string, extra: string[] = []): string[] {
   return ['run', '-d', '--name', name, ...extra, 'postgres', 'sh', '-c', PG_START];
 }
 
-/** The root filesystem of the image `postgres` imported into h (where the clients run from). */
+/**
+ * The root filesystem of the image `postgres` imported into h (where the clients run from): an
+ * imported rootfs is a one-layer image, whose layer is unpacked in the store by its diff ID.
+ */
 export async function clientRoot(h: Host): Promise<string> {
-  const id = JSON.parse(await h.ok(['image', 'inspect', 'postgres']))[0].Id as string;
-  const root = path.join(h.root, 'images', id, 'rootfs');
+  const layers = JSON.parse(await h.ok(['image', 'inspect', 'postgres']))[0].RootFS.Layers as string[];
+  if (layers.length !== 1) throw new Error(`the postgres image has ${layers.length} layers, not one`);
+  const root = path.join(h.root, 'images', 'layers', layers[0]!.replace(/^sha256:/, ''), 'diff');
   if (!fs.existsSync(path.join(root, BIN.slice(1), 'psql'))) throw new Error(`no psql in the postgres image at ${root}`);
   return root;
 }
