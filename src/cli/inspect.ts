@@ -86,8 +86,8 @@ export function registerInspectCommands(cp: Command, ctx: Ctx): void {
       if (f.format === 'json') return out(JSON.stringify(infos.map(({ target: _t, ...n }) => n), null, 4) + '\n');
       out(
         table(
-          ['CONTAINER', 'IMAGE', 'ID', 'RUNTIME', 'CREATED', 'ENGINE', 'IP', 'CHKPT SIZE', 'ROOT FS DIFF SIZE'],
-          infos.map((i) => [i.container_name, i.image, i.id.slice(0, 12), i.runtime, i.checkpointed ?? i.created, i.engine, i.ip ?? '', humanSize(i.checkpoint_size.total_size ?? 0), humanSize(i.checkpoint_size.root_fs_diff_size ?? 0)]),
+          ['CONTAINER', 'IMAGE', 'ID', 'RUNTIME', 'CREATED', 'CHECKPOINTED', 'ENGINE', 'IP', 'CHKPT SIZE', 'ROOT FS DIFF SIZE'],
+          infos.map((i) => [i.container_name, i.image, i.id.slice(0, 12), i.runtime, i.created, i.checkpointed ?? '', i.engine, i.ip ?? '', humanSize(i.checkpoint_size.total_size ?? 0), humanSize(i.checkpoint_size.root_fs_diff_size ?? 0)]),
         ),
       );
     });

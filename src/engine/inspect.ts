@@ -91,7 +91,11 @@ function isFileTarget(engine: Engine, target: string): boolean {
 
 /** Opens TARGET (a container with a checkpoint, or an archive), runs fn, and removes any staging. */
 export async function withCheckpoint<T>(engine: Engine, target: string, fn: (o: Opened) => T | Promise<T>): Promise<T> {
-  if (!isFileTarget(engine, target)) return fn(openContainer(engine, engine.lookup(target)));
+  if (!isFileTarget(engine, target)) {
+    const rec = engine.find(target);
+    if (!rec) throw new FerryError('ENOTFOUND', `no container or archive file "${target}": name a container with a checkpoint (\`ferry checkpoint ls\`) or an archive's path`);
+    return fn(openContainer(engine, rec));
+  }
   const staging = path.join(engine.paths.root, `.import-${process.pid}-inspect-${randomBytes(6).toString('hex')}`);
   mkdirp(staging, 0o700);
   try {

@@ -109,7 +109,7 @@ export class ImageDir {
       });
     }
     const root = byPid.get(entries[0]!.pid)!;
-    for (const p of byPid.values()) if (p !== root) byPid.get(p.ppid)?.children.push(p);
+    for (const p of [...byPid.values()].sort((a, b) => a.pid - b.pid)) if (p !== root) byPid.get(p.ppid)?.children.push(p);
     return root;
   }
 
