@@ -24,15 +24,25 @@ export class ImageError extends FerryError {
 
 type Value = number | Buffer;
 
+/**
+ * A varint. Up to 2^53 exactly; longer ones (ten bytes: a negative int32/int64) through BigInt,
+ * values from 2^63 up read as the negative int64 they stand for.
+ */
 function varint(buf: Buffer, pos: number): [number, number] {
   let result = 0;
   let mul = 1;
+  const start = pos;
   for (let i = 0; ; i++) {
     if (pos >= buf.length) throw new Error('truncated varint');
     if (i >= 10) throw new Error('varint too long');
     const b = buf[pos++]!;
     result += (b & 0x7f) * mul;
-    if (!(b & 0x80)) return [result, pos];
+    if (!(b & 0x80)) {
+      if (i < 7) return [result, pos];
+      let big = 0n;
+      for (let j = pos - 1; j >= start; j--) big = (big << 7n) | BigInt(buf[j]! & 0x7f);
+      return [Number(BigInt.asIntN(64, big)), pos];
+    }
     mul *= 128;
   }
 }
@@ -83,12 +93,6 @@ export class Message {
   num(f: number, def = 0): number {
     const v = this.fields.get(f)?.at(-1);
     return typeof v === 'number' ? v : def;
-  }
-
-  /** A signed int32 field (negative values are sent as ten-byte varints). */
-  int32(f: number, def = 0): number {
-    const v = this.num(f, def);
-    return v >= 2 ** 31 ? Number(BigInt.asIntN(32, BigInt(Math.round(v % 2 ** 32)))) : v;
   }
 
   str(f: number): string | undefined {
