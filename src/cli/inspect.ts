@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import { FerryError } from '../lib/errors.js';
-import { inspectCheckpoint, searchCheckpointMemory, type CheckpointInfo, type PsNode } from '../engine/inspect.js';
+import { diffCheckpoints, inspectCheckpoint, searchCheckpointMemory, type CheckpointInfo, type PsNode } from '../engine/inspect.js';
 import { humanSize, table } from './format.js';
 import { getEngine, out, type Ctx } from './context.js';
 
@@ -177,4 +177,39 @@ export function renderTree(i: CheckpointInfo): string {
   }
   if (i.mounts) top.push(node('Overview of mounts', i.mounts.map((m) => node(`Destination: ${m.destination}`, [node(`Type: ${m.type}`), node(`Source: ${m.source}`)]))));
   return draw(node(i.container_name || i.id, top), '', true, true);
+}
+
+/** `ferry checkpoint diff A B`: what changed between two checkpoints of one container. */
+export function registerDiffCommand(cp: Command, ctx: Ctx): void {
+  cp.command('diff')
+    .description('compare two checkpoints of the same container: processes, open files, sockets, memory size')
+    .argument('<a>', 'the older checkpoint: a container with a checkpoint, or an archive')
+    .argument('<b>', 'the newer one')
+    .option('--ps-tree-cmd', 'compare the processes\' command lines too')
+    .option('--ps-tree-env', 'read the environments too')
+    .option('--files', 'compare open files')
+    .option('--sockets', 'compare sockets')
+    .option('--show-unchanged', 'list what did not change too')
+    .option('--format <format>', 'tree or json', 'tree')
+    .action(async (a: string, b: string, f: { psTreeCmd?: boolean; psTreeEnv?: boolean; files?: boolean; sockets?: boolean; showUnchanged?: boolean; format: string }) => {
+      if (!['tree', 'json'].includes(f.format)) throw new FerryError('EINVAL', `invalid --format "${f.format}": use tree or json`);
+      const d = await diffCheckpoints(getEngine(ctx), a, b, f);
+      if (f.format === 'json') return out(JSON.stringify(d, null, 4) + '\n');
+      const lines = [`Container: ${d.container_name}`, `Image:     ${d.image}`, `ID:        ${d.container_id}`, '', `Checkpoint A: ${d.checkpoint_a.created}, ${humanSize(d.checkpoint_a.total_size)}`, `Checkpoint B: ${d.checkpoint_b.created}, ${humanSize(d.checkpoint_b.total_size)}`, ''];
+      const section = <T>(title: string, c: { added?: T[]; removed?: T[]; modified?: T[]; unchanged?: T[] } | undefined, show: (x: T) => string): void => {
+        if (!c) return;
+        lines.push(`${title}:`);
+        const marks: [keyof typeof c, string][] = [['added', '+'], ['removed', '-'], ['modified', '~'], ['unchanged', '=']];
+        let any = false;
+        for (const [k, m] of marks) for (const x of c[k] ?? []) (lines.push(`  ${m} ${show(x)}`), (any = true));
+        if (!any) lines.push('  = no change');
+      };
+      const mem = d.memory_changes.size_change_bytes;
+      lines.push(`Memory: ${mem > 0 ? '+' : mem < 0 ? '-' : '='} ${humanSize(Math.abs(mem))}`);
+      section('Processes', d.process_changes, (p) => `[${p.pid}]  ${p.command}${p.cmdline !== undefined ? `  (${p.cmdline})` : ''}`);
+      section('Files', d.file_changes, (x) => `[${x.pid}] ${x.type} ${x.fd}  ${x.path}`);
+      section('Sockets', d.socket_changes, (s) => `[${s.pid}] ${s.type === 'UNIX' ? `UNIX ${s.address ?? '(unnamed)'}` : `${s.type} (${s.state})  ${s.source}:${s.src_port} -> ${s.dest}:${s.dst_port}`}`);
+      lines.push('', d.summary);
+      out(lines.join('\n') + '\n');
+    });
 }

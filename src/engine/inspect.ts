@@ -360,3 +360,121 @@ export async function searchCheckpointMemory(engine: Engine, target: string, o: 
 function printable(s: string): string {
   return s.replace(/[^\x20-\x7e]/g, '.');
 }
+
+// --------------------------------------------------------------------------- diff
+
+export interface DiffProcess {
+  pid: number;
+  command: string;
+  cmdline?: string;
+}
+export interface DiffFile {
+  path: string;
+  type: string;
+  pid: number;
+  fd: string;
+}
+export interface DiffSocket {
+  pid: number;
+  protocol: string;
+  type: string;
+  address?: string;
+  state?: string;
+  source?: string;
+  src_port?: number;
+  dest?: string;
+  dst_port?: number;
+}
+interface Changes<T> {
+  added?: T[];
+  removed?: T[];
+  modified?: T[];
+  unchanged?: T[];
+}
+
+/** checkpointctl's `diff` result (its JSON field names). */
+export interface CheckpointDiff {
+  container_id: string;
+  container_name: string;
+  image: string;
+  checkpoint_a: { created: string; total_size: number };
+  checkpoint_b: { created: string; total_size: number };
+  process_changes: Changes<DiffProcess>;
+  file_changes?: Changes<DiffFile>;
+  memory_changes: { size_change_bytes: number; size_change_mb: number };
+  socket_changes?: Changes<DiffSocket>;
+  summary: string;
+}
+
+/** Keyed comparison: what B has that A has not, what A had that B has not, and (optionally) the rest. */
+function compare<T>(a: T[], b: T[], key: (x: T) => string, changed: (x: T, y: T) => boolean, unchanged: boolean): Changes<T> {
+  const ma = new Map(a.map((x) => [key(x), x]));
+  const mb = new Map(b.map((x) => [key(x), x]));
+  const out: Required<Changes<T>> = { added: [], removed: [], modified: [], unchanged: [] };
+  for (const [k, y] of mb) {
+    const x = ma.get(k);
+    if (!x) out.added.push(y);
+    else if (changed(x, y)) out.modified.push(y);
+    else out.unchanged.push(y);
+  }
+  for (const [k, x] of ma) if (!mb.has(k)) out.removed.push(x);
+  const res: Changes<T> = {};
+  if (out.added.length) res.added = out.added;
+  if (out.removed.length) res.removed = out.removed;
+  if (out.modified.length) res.modified = out.modified;
+  if (unchanged && out.unchanged.length) res.unchanged = out.unchanged;
+  return res;
+}
+
+function flatPs(p: PsNode | undefined, cmd: boolean): DiffProcess[] {
+  if (!p) return [];
+  return [{ pid: p.pid, command: p.command, ...(cmd && p.cmdline !== undefined ? { cmdline: p.cmdline } : {}) }, ...(p.children ?? []).flatMap((c) => flatPs(c, cmd))];
+}
+
+/**
+ * Compares two checkpoints of the same container (`ferry checkpoint diff A B`, checkpointctl's
+ * `diff`): processes (by PID), open files and sockets (by PID and what they are), memory size.
+ */
+export async function diffCheckpoints(engine: Engine, a: string, b: string, o: { psTreeCmd?: boolean; psTreeEnv?: boolean; files?: boolean; sockets?: boolean; showUnchanged?: boolean }): Promise<CheckpointDiff> {
+  const want: InspectOptions = { psTree: true, psTreeCmd: o.psTreeCmd, psTreeEnv: o.psTreeEnv, files: o.files, sockets: o.sockets };
+  const A = await inspectCheckpoint(engine, a, want);
+  const B = await inspectCheckpoint(engine, b, want);
+  if (A.id !== B.id) throw new FerryError('EINVAL', `${a} and ${b} are checkpoints of different containers (${A.id.slice(0, 12)}, ${B.id.slice(0, 12)}): diff compares two checkpoints of the same container`);
+  const u = !!o.showUnchanged;
+  const files = (i: CheckpointInfo): DiffFile[] => (i.file_descriptors ?? []).flatMap((f) => (f.open_files ?? []).map((x) => ({ path: x.path, type: x.type, pid: f.pid, fd: x.fd })));
+  const sockets = (i: CheckpointInfo): DiffSocket[] =>
+    (i.sockets ?? []).flatMap((s) =>
+      (s.open_sockets ?? []).map((x) => {
+        const d = x.data;
+        return d.type === 'UNIX'
+          ? { pid: s.pid, protocol: x.protocol, type: 'UNIX', ...(d.address ? { address: String(d.address) } : {}), ...(d.state ? { state: String(d.state) } : {}) }
+          : { pid: s.pid, protocol: x.protocol, type: String(d.type), state: String(d.state), source: String(d.src), src_port: Number(d.src_port), dest: String(d.dst), dst_port: Number(d.dst_port) };
+      }),
+    );
+  const memA = A.checkpoint_size.memory_pages_size ?? 0;
+  const memB = B.checkpoint_size.memory_pages_size ?? 0;
+  const result: CheckpointDiff = {
+    container_id: A.id,
+    container_name: A.container_name,
+    image: A.image,
+    checkpoint_a: { created: A.checkpointed ?? A.created, total_size: A.checkpoint_size.total_size ?? 0 },
+    checkpoint_b: { created: B.checkpointed ?? B.created, total_size: B.checkpoint_size.total_size ?? 0 },
+    process_changes: compare(flatPs(A.process_tree, !!o.psTreeCmd), flatPs(B.process_tree, !!o.psTreeCmd), (p) => String(p.pid), (x, y) => x.command !== y.command || x.cmdline !== y.cmdline, u),
+    memory_changes: { size_change_bytes: memB - memA, size_change_mb: Math.round(((memB - memA) / 1024 / 1024) * 100) / 100 },
+    summary: '',
+  };
+  if (o.files) result.file_changes = compare(files(A), files(B), (f) => `${f.pid}:${f.fd}:${f.path}`, () => false, u);
+  if (o.sockets) {
+    result.socket_changes = compare(sockets(A), sockets(B), (s) => `${s.pid}:${s.protocol}:${s.type}:${s.address ?? ''}:${s.state ?? ''}:${s.source ?? ''}:${s.src_port ?? ''}:${s.dest ?? ''}:${s.dst_port ?? ''}`, () => false, u);
+  }
+  const n = (c: Changes<unknown> | undefined, k: keyof Changes<unknown>): number => c?.[k]?.length ?? 0;
+  const lines = [`Checkpoint comparison for container ${A.container_name}`];
+  const pc = result.process_changes;
+  lines.push(`Processes: +${n(pc, 'added')} -${n(pc, 'removed')} ~${n(pc, 'modified')}`);
+  if (result.file_changes) lines.push(`Files: +${n(result.file_changes, 'added')} -${n(result.file_changes, 'removed')}`);
+  if (result.socket_changes) lines.push(`Sockets: +${n(result.socket_changes, 'added')} -${n(result.socket_changes, 'removed')}`);
+  const mb = result.memory_changes.size_change_mb;
+  lines.push(`Memory: ${mb >= 0 ? '+' : ''}${mb.toFixed(2)} MB`);
+  result.summary = lines.join('\n');
+  return result;
+}

@@ -157,6 +157,34 @@ test('bad targets: no such container or file, a container without a checkpoint, 
   assert.deepEqual(fs.readdirSync(H.root).filter((n) => n.startsWith('.import-')), []);
 });
 
+test('diff: processes, files and sockets added between two checkpoints of one container; other containers refused', async () => {
+  const A = path.join(H.dir, 'dif-a.tar.zst');
+  const B = path.join(H.dir, 'dif-b.tar');
+  // Once /tmp/go exists the shell opens a second file and starts a listener on 9090.
+  const cmd = 'while true; do if [ -e /tmp/go ] && [ ! -e /tmp/opened ]; then exec 4>/tmp/second; touch /tmp/opened; httpd -f -p 127.0.0.1:9090 & fi; sleep 1; done';
+  await H.ok(['run', '-d', '--name', 'dif', '--network', 'none', 'busybox', 'sh', '-c', cmd]);
+  await H.ok(['container', 'checkpoint', '-R', '--export', A, 'dif']);
+  await H.ok(['exec', 'dif', 'touch', '/tmp/go']);
+  await eventually(async () => (await H.ok(['exec', 'dif', 'netstat', '-ltn'])).includes('127.0.0.1:9090'));
+  await H.ok(['container', 'checkpoint', '-R', '--export', B, '--compress', 'none', 'dif']);
+  const d = JSON.parse(await H.ok(['checkpoint', 'diff', '--ps-tree-cmd', '--files', '--sockets', '--format', 'json', A, B]));
+  assert.equal(d.container_name, 'dif');
+  assert.ok(d.process_changes.added.some((p: any) => p.command === 'httpd' && p.cmdline === 'httpd -f -p 127.0.0.1:9090'), JSON.stringify(d.process_changes));
+  assert.ok(!(d.process_changes.removed ?? []).some((p: any) => p.pid === 1));
+  assert.ok(d.file_changes.added.some((f: any) => f.pid === 1 && f.fd === '4' && f.path === '/tmp/second'), JSON.stringify(d.file_changes));
+  assert.ok(d.socket_changes.added.some((s: any) => s.type === 'TCP' && s.state === 'LISTEN' && s.src_port === 9090), JSON.stringify(d.socket_changes));
+  assert.equal(d.socket_changes.removed, undefined);
+  assert.equal(typeof d.memory_changes.size_change_bytes, 'number');
+  assert.match(d.summary, /Sockets: \+1 -0/);
+  const tree = await H.ok(['checkpoint', 'diff', '--files', '--sockets', A, B]);
+  assert.match(tree, /\+ \[1\] REG 4  \/tmp\/second/);
+  assert.match(tree, /\+ \[\d+\] TCP \(LISTEN\)  127\.0\.0\.1:9090 -> /);
+  // The same checkpoint twice: nothing changed.
+  const same = JSON.parse(await H.ok(['checkpoint', 'diff', '--files', '--sockets', '--format', 'json', B, B]));
+  assert.deepEqual([same.process_changes, same.file_changes, same.socket_changes, same.memory_changes.size_change_bytes], [{}, {}, {}, 0]);
+  assertCleanError(await H.fails(['checkpoint', 'diff', A, 'srv']), /checkpoints of different containers/);
+});
+
 test('a checkpoint holds memory: its directory and archives are private (0700/0600)', async () => {
   const cdir = path.join(H.root, 'containers', id);
   assert.equal(fs.statSync(path.join(cdir, 'checkpoint')).mode & 0o777, 0o700);
