@@ -8,6 +8,7 @@
  */
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Host, LOOPER, assertCleanError, eventually } from '../helpers/ferry.js';
@@ -155,6 +156,41 @@ test('bad targets: no such container or file, a container without a checkpoint, 
   fs.writeFileSync(junk, 'not an archive at all');
   assertCleanError(await H.fails(['checkpoint', 'inspect', junk]), /bad checkpoint archive/);
   assert.deepEqual(fs.readdirSync(H.root).filter((n) => n.startsWith('.import-')), []);
+});
+
+/** CRIU's own decoder, when installed (Debian's criu package of old, or python3-pycriu's crit). */
+const crit = spawnSync('sh', ['-c', 'command -v crit'], { encoding: 'utf8' }).stdout.trim();
+
+test('the decoding agrees with CRIU\'s own crit: processes, commands, every fd\'s path', { skip: crit ? false : 'crit is not installed' }, async () => {
+  const dir = path.join(H.root, 'containers', id, 'checkpoint');
+  const run = (what: string): string => {
+    const r = spawnSync(crit, ['x', dir, what], { encoding: 'utf8' });
+    assert.equal(r.status, 0, r.stderr);
+    return r.stdout;
+  };
+  const ps = run('ps')
+    .split('\n')
+    .slice(1)
+    .filter((l) => l.trim())
+    .map((l) => l.trim().split(/\s+/))
+    .map((w) => [Number(w[0]), w[3]]);
+  const info = await inspectJson('srv', '--ps-tree', '--files');
+  const flat = (n: any): any[] => [n, ...(n.children ?? []).flatMap(flat)];
+  assert.deepEqual(flat(info.process_tree).map((n) => [n.pid, n.command]).sort(), ps.sort());
+  // crit x fds: a PID line, then "fd: path" lines (sockets as TYPE.id, which Ferry names socket[inode]).
+  const critFds = new Map<number, Map<string, string>>();
+  let cur: Map<string, string> | undefined;
+  for (const l of run('fds').split('\n')) {
+    if (/^\d+$/.test(l.trim()) && !l.startsWith('\t')) critFds.set(Number(l), (cur = new Map()));
+    else if (l.includes(':') && cur) cur.set(l.slice(0, l.indexOf(':')).trim(), l.slice(l.indexOf(':') + 1).trim());
+  }
+  assert.ok(critFds.size >= 2);
+  for (const f of info.file_descriptors) {
+    const c = critFds.get(f.pid);
+    assert.ok(c, `crit lists the fds of ${f.pid}`);
+    assert.deepEqual(f.open_files.map((x: any) => x.fd).sort(), [...c.keys()].sort(), `fds of ${f.pid}`);
+    for (const x of f.open_files) if (!/^socket\[/.test(x.path)) assert.equal(x.path, c.get(x.fd), `fd ${x.fd} of ${f.pid}`);
+  }
 });
 
 test('diff: processes, files and sockets added between two checkpoints of one container; other containers refused', async () => {
