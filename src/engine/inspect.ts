@@ -79,22 +79,18 @@ interface Opened {
   rootfsDiffSize: number;
 }
 
-/** Whether a target names an archive file (rather than a container). */
+/** Whether a target names an archive file (a path with a '/', or a file here that no container is named after). */
 function isFileTarget(engine: Engine, target: string): boolean {
-  if (engine.find(target) && !target.includes('/')) return false;
-  try {
-    return fs.statSync(target).isFile() || target.includes('/');
-  } catch {
-    return target.includes('/') || /\.(tar|tar\.(gz|zst|zstd)|tgz)$/.test(target);
-  }
+  if (target.includes('/')) return true;
+  return !engine.find(target) && fs.existsSync(target);
 }
 
 /** Opens TARGET (a container with a checkpoint, or an archive), runs fn, and removes any staging. */
 export async function withCheckpoint<T>(engine: Engine, target: string, fn: (o: Opened) => T | Promise<T>): Promise<T> {
   if (!isFileTarget(engine, target)) {
-    const rec = engine.find(target);
-    if (!rec) throw new FerryError('ENOTFOUND', `no container or archive file "${target}": name a container with a checkpoint (\`ferry checkpoint ls\`) or an archive's path`);
-    return fn(openContainer(engine, rec));
+    if (!engine.find(target)) throw new FerryError('ENOTFOUND', `no container or archive file "${target}": name a container with a checkpoint (\`ferry checkpoint ls\`) or an archive's path`);
+    // Locked: no checkpoint, restore or rm changes the images while they are read.
+    return engine.withContainer(target, async (rec) => fn(openContainer(engine, rec)));
   }
   const staging = path.join(engine.paths.root, `.import-${process.pid}-inspect-${randomBytes(6).toString('hex')}`);
   mkdirp(staging, 0o700);
