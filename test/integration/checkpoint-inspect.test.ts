@@ -12,6 +12,7 @@ import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Host, LOOPER, assertCleanError, eventually } from '../helpers/ferry.js';
+import { Podman, hasPodman } from '../helpers/podman.js';
 
 const H = new Host('insp');
 const FERRY_ARCHIVE = () => path.join(H.dir, 'srv.tar.zst');
@@ -101,6 +102,31 @@ test('inspect of Ferry\'s and Podman\'s archives shows the same, and leaves no s
   checkAll(await inspectJson(PODMAN_ARCHIVE(), '--all'), 'Podman');
   assert.deepEqual(fs.readdirSync(H.root).filter((n) => n.startsWith('.import-')), []);
   assert.deepEqual(await H.names(), ['loop', 'srv'], 'no container was created');
+});
+
+test('an archive written by Podman itself: engine, times, statistics, the process tree', { skip: hasPodman() ? false : 'podman is not installed' }, async () => {
+  const P = new Podman('inspP');
+  try {
+    await P.importBusybox();
+    await P.ok(['run', '-d', '--name', 'pl', '--network', 'none', 'localhost/busybox:latest', ...LOOPER]);
+    await eventually(async () => (await P.counts('pl')).length >= 2);
+    const file = path.join(H.dir, 'podman-made.tar.gz');
+    await P.ok(['container', 'checkpoint', '--export', file, '--compress', 'gzip', 'pl']);
+    const info = await inspectJson(file, '--ps-tree-cmd', '--stats', '--files');
+    assert.equal(info.engine, 'Podman');
+    assert.equal(info.container_name, 'pl');
+    assert.equal(info.image, 'localhost/busybox:latest');
+    assert.ok(Date.parse(info.created) > 0, info.created);
+    // Podman 4.3.1's config.dump has no checkpoint time (later ones: checkpointedTime).
+    assert.ok(info.checkpointed === undefined || Date.parse(info.checkpointed) >= Date.parse(info.created));
+    assert.ok(info.statistics.pages_written > 0, 'Podman\'s stats-dump');
+    assert.equal(info.process_tree.pid, 1);
+    assert.equal(info.process_tree.cmdline, LOOPER.join(' '));
+    assert.ok(info.file_descriptors.find((f: any) => f.pid === 1).open_files.some((f: any) => f.fd === '1'));
+    assert.match(await H.ok(['checkpoint', 'show', file]), /\bpl\s+localhost\/busybox:latest\s.*\bPodman\b/);
+  } finally {
+    await P.destroy();
+  }
 });
 
 test('the tree view: [PID] command, command lines, open files and the listener\'s port', async () => {
