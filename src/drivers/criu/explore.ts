@@ -259,16 +259,13 @@ export class ImageDir {
         return m.str(6) ?? '';
       case 2: // PIPE: PipeEntry.pipe_id
         return `pipe[${m.num(2)}]`;
-      case 3: // FIFO: FifoEntry {id 1, pipe_id 2}; its path is a regular file entry with the same id
+      case 3: // FIFO: FifoEntry {id 1, pipe_id 2}
         return `fifo[${m.num(2)}]`;
-      case 4:
-        return `socket[${m.num(2)}]`;
+      case 4: // INETSK, UNIXSK: the socket's inode
       case 5:
         return `socket[${m.num(2)}]`;
       case 11: // TTY: TtyFileEntry {id 1, tty_info_id 2}
         return `tty[${m.num(2)}]`;
-      case 18: // MEMFD: MemfdFileEntry {name 5}? keep it generic
-        return 'memfd';
       default:
         return `[${FD_TYPES[type] ?? type}]`;
     }
