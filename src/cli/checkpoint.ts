@@ -7,6 +7,7 @@ import { checkpointStats, humanDuration } from '../engine/shapes.js';
 import { formatOutput, humanSize, table } from './format.js';
 import { collect, getEngine, out, uninterruptible, type Ctx } from './context.js';
 import { pullOptions, type RegistryFlags } from './images.js';
+import { registerDiffCommand, registerInspectCommands } from './inspect.js';
 
 const CGROUP_MODES = ['soft', 'full', 'strict', 'ignore'];
 
@@ -216,5 +217,8 @@ export function registerCheckpointCommands(parent: Command, ctx: Ctx, top: boole
       .action(async (names: string[], f: { all?: boolean }) => {
         await removeCheckpoints(getEngine(ctx), { refs: names, all: f.all }, (t) => out(`${t}\n`));
       });
+    // `ferry checkpoint inspect|show|diff`: what checkpoints hold, without restoring them.
+    registerInspectCommands(cp, ctx);
+    registerDiffCommand(cp, ctx);
   }
 }

@@ -12,6 +12,7 @@
  *   volumes/NAME.tar       each named volume's contents (a tar)
  *   devshm-checkpoint.tar  the container's private /dev/shm (a tar)
  *   artifacts/             libpod's per-container artifacts (not used)
+ *   criu-restore.conf      CRIU options for the restore (Ferry's export writes one; not used)
  *
  * The format has no header and no checksums: it is told apart by content (config.dump and
  * spec.dump as libpod writes them), and read with the same checks as Ferry's own archives: the
@@ -98,6 +99,12 @@ export class PodmanReader implements ForeignReader {
     if (name === '' || name === 'artifacts' || name.startsWith('artifacts/')) {
       // The bundle dir itself, and libpod's artifacts: not needed, never extracted.
       if (!['directory', 'file'].includes(h.type ?? 'file')) throw bad(`member "${name}" is a ${h.type}`);
+      body.resume();
+      return;
+    }
+    if (name === 'criu-restore.conf') {
+      // CRIU options for Podman's restore (Ferry's Podman-layout export writes one): not needed here.
+      if (h.type !== 'file' || (h.size ?? 0) > 64 * 1024) throw bad(`member "${name}" is not a small regular file`);
       body.resume();
       return;
     }
