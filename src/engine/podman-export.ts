@@ -16,7 +16,7 @@ import { pipeline } from 'node:stream/promises';
 import { FerryError } from '../lib/errors.js';
 import { mkdirp, readJson } from '../lib/fsutil.js';
 import type { ArchiveWriter, WriteStats } from '../drivers/archive/archive.js';
-import { treeTar, upperToDiff } from '../drivers/archive/podman.js';
+import { CRIU_RESTORE_CONF, treeTar, upperToDiff } from '../drivers/archive/podman.js';
 import { META_FILE } from './checkpoint-dir.js';
 import type { Engine } from './engine.js';
 import { exportedVolumes, writeArchive, type ExportOptions } from './portable.js';
@@ -25,7 +25,7 @@ import { engineMountFile, type ContainerRecord } from './types.js';
 type Json = Record<string, unknown>;
 
 /** A CRIU configuration file for the restore, unpacked into Podman's bundle with the rest. */
-const CRIU_CONF = 'criu-restore.conf';
+const CRIU_CONF = CRIU_RESTORE_CONF;
 
 /** The name (and ID) of a container's image as Podman's config.dump gives it. */
 export function podmanImageRef(rec: ContainerRecord): { name: string; id: string } {

@@ -227,6 +227,8 @@ export interface ImportOptions extends RestoreOptions {
   pageImages?: () => Promise<string>;
   /** How to pull the archive's image when this host lacks it (as Podman does). */
   pullOptions?: PullOptions & { authfile?: string };
+  /** Only Podman's layout is valid here (a checkpoint image's layer). */
+  podmanOnly?: boolean;
 }
 
 export type { RestoreOptions };
@@ -383,6 +385,7 @@ export async function importCheckpoint(engine: Engine, o: ImportOptions): Promis
       foreign: (dest) => new PodmanReader(dest, (h) => checkPodmanArchive(engine, h, o)),
       onHeader: async (h) => {
         const hdr = h as unknown as ArchiveHeader;
+        if (o.podmanOnly) throw new FerryError('EARCHIVE', 'bad checkpoint archive: it holds a Ferry archive, not the files of Podman\'s checkpoint layout; nothing was created');
         if ((hdr.kind as string) === POD_ARCHIVE_KIND) throw new FerryError('EINVAL', 'this archive holds a whole pod: restore it with `ferry pod restore --import`; nothing was created');
         if (hdr.kind !== 'ferry-checkpoint') throw new FerryError('EARCHIVE', 'not a ferry checkpoint archive; nothing was created');
         await checkArchiveHost(engine, hdr, [hdr.container], o.pullOptions);

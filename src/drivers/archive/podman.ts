@@ -6,6 +6,7 @@
  *   network.status         the network status per network (JSON; null without a network)
  *   stats-dump             CRIU's dump statistics
  *   ctr.log                the container's log (k8s-file)
+ *   criu-restore.conf      a CRIU configuration (written by Ferry for Podman's runc; ignored here)
  *   checkpoint/...         CRIU's images
  *   rootfs-diff.tar        files added or changed in the container's root filesystem (a tar)
  *   deleted.files          paths deleted from it (a JSON array)
@@ -38,6 +39,8 @@ export const PODMAN_KIND = 'podman-checkpoint';
 /** Members holding JSON metadata: read whole, so they are kept small. */
 const METADATA = ['config.dump', 'spec.dump', 'network.status', 'deleted.files', 'stats-dump'];
 const METADATA_MAX = 16 * 1024 * 1024;
+/** The CRIU configuration file a Podman-layout archive written by Ferry carries (podman-export.ts). */
+export const CRIU_RESTORE_CONF = 'criu-restore.conf';
 
 const asReadable = (s: unknown): Readable => s as Readable;
 
@@ -95,6 +98,13 @@ export class PodmanReader implements ForeignReader {
 
   async member(h: Header, body: Readable): Promise<void> {
     const name = h.name; // already checked and normalized by readArchive
+    if (name === CRIU_RESTORE_CONF) {
+      // The CRIU configuration Ferry's own Podman-layout export adds for Podman's runc: not
+      // needed here, never extracted.
+      if (h.type !== 'file' || (h.size ?? 0) > METADATA_MAX) throw bad(`member "${name}" is not a small regular file`);
+      body.resume();
+      return;
+    }
     if (name === '' || name === 'artifacts' || name.startsWith('artifacts/')) {
       // The bundle dir itself, and libpod's artifacts: not needed, never extracted.
       if (!['directory', 'file'].includes(h.type ?? 'file')) throw bad(`member "${name}" is a ${h.type}`);
