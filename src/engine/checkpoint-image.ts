@@ -184,10 +184,10 @@ export async function restoreFromImage(engine: Engine, img: ImageRecord, ref: st
     throw new FerryError('ENOTFOUND', `the layer of checkpoint image ${ref} is not stored here (the image came by migration): pull it again; nothing was created`);
   }
   try {
-    return await importCheckpoint(engine, { ...o, source: engine.images.blobFile(digest), podmanOnly: true });
+    return await importCheckpoint(engine, { ...o, source: engine.images.blobFile(digest), checkpointImage: true });
   } catch (e) {
     if (e instanceof FerryError && /^bad checkpoint archive: /.test(e.message)) {
-      throw new FerryError(e.code, e.message.replace(/^bad checkpoint archive: /, `bad checkpoint image ${ref}: its layer `), { detail: e.detail });
+      throw new FerryError(e.code, e.message.replace(/^bad checkpoint archive: /, `bad checkpoint image ${ref} (its layer): `), { detail: e.detail });
     }
     throw e;
   }

@@ -6,7 +6,7 @@
  *   network.status         the network status per network (JSON; null without a network)
  *   stats-dump             CRIU's dump statistics
  *   ctr.log                the container's log (k8s-file)
- *   criu-restore.conf      a CRIU configuration (written by Ferry for Podman's runc; ignored here)
+ *   criu-restore.conf      a CRIU configuration for Podman's runc (Ferry's older exports; now in artifacts/)
  *   checkpoint/...         CRIU's images
  *   rootfs-diff.tar        files added or changed in the container's root filesystem (a tar)
  *   deleted.files          paths deleted from it (a JSON array)
@@ -78,10 +78,18 @@ export class PodmanReader implements ForeignReader {
   private headerDone = false;
   private rootfs: TreeExtract | undefined;
   private readonly trees: TreeExtract[] = [];
+  /** deleted.files, applied once the rootfs diff is in (anyOrder). */
+  private pendingDeleted: unknown;
 
+  /**
+   * anyOrder: the members come in any order (a checkpoint image's layer: its files sorted by
+   * name, the CRIU images before the dump files), so nothing waits for the header; it is
+   * checked as soon as both dump files are in, or at the end.
+   */
   constructor(
     private readonly dest: string,
     private readonly onHeader: (h: PodmanHeader) => Promise<void> | void,
+    private readonly opts: { anyOrder?: boolean } = {},
   ) {}
 
   private async header(): Promise<void> {
@@ -129,7 +137,10 @@ export class PodmanReader implements ForeignReader {
         throw bad(`${name} is not valid JSON`);
       }
       this.docs.set(name, doc);
-      if (name === 'deleted.files') await this.deleted(doc);
+      if (name === 'deleted.files') {
+        if (this.opts.anyOrder) this.pendingDeleted = doc;
+        else await this.deleted(doc);
+      }
       else fs.writeFileSync(path.join(this.dest, name), buf, { mode: 0o600, flag: 'wx' });
       if (this.docs.has('config.dump') && this.docs.has('spec.dump')) await this.header();
       return;
@@ -139,8 +150,8 @@ export class PodmanReader implements ForeignReader {
       await this.innerTar(h, body, this.tree('devshm', 'volume', name));
       return;
     }
-    // Anything large comes after the two dump files.
-    await this.header();
+    // Anything large comes after the two dump files (in an archive).
+    if (!this.opts.anyOrder) await this.header();
     if (name === 'ctr.log') {
       if (h.type !== 'file') throw bad(`member "${name}" is not a regular file`);
       await writeFile(body, path.join(this.dest, name));
@@ -218,6 +229,7 @@ export class PodmanReader implements ForeignReader {
 
   async finish(): Promise<Record<string, unknown>> {
     if (!this.headerDone) await this.header();
+    if (this.pendingDeleted !== undefined) await this.deleted(this.pendingDeleted);
     for (const t of this.trees) await t.finish();
     if (!fs.existsSync(path.join(this.dest, 'checkpoint', 'inventory.img'))) {
       throw bad('it holds no complete CRIU checkpoint (checkpoint/inventory.img is missing: truncated?)');
