@@ -15,7 +15,8 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { isDeepStrictEqual } from 'node:util';
-import { Host, LOOPER, assertCleanError, counts, eventually, runcIds } from '../helpers/ferry.js';
+import { spawn, spawnSync } from 'node:child_process';
+import { FERRY_BIN, Host, LOOPER, assertCleanError, counts, eventually, runcIds } from '../helpers/ferry.js';
 import tar from 'tar-stream';
 import { writeLayout } from '../helpers/oci.js';
 import { Podman, hasPodman } from '../helpers/podman.js';
@@ -162,6 +163,32 @@ test('Ferry to Podman: ferry --create-image, ferry push; podman pull and podman 
     return seq.length > 2 && seq[0] === before && seq.every((v, i) => v === before + i);
   }, 15_000);
   await P.ok(['rm', '-f', '-t', '0', 'fp']);
+});
+
+test('over the libpod API: podman --remote checkpoint --create-image, then restore IMAGE -n', { skip: skipPodman }, async () => {
+  const sock = path.join(A.dir, 'api.sock');
+  const service = spawn(FERRY_BIN, [...A.args(), 'system', 'service', '--listen', `unix://${sock}`], { stdio: ['ignore', 'ignore', 'pipe'] });
+  let log = '';
+  service.stderr!.on('data', (b: Buffer) => (log += b.toString()));
+  const remote = async (args: string[]): Promise<string> => {
+    const r = spawnSync('podman', ['--remote', '--url', `unix://${sock}`, ...args], { encoding: 'utf8', timeout: 120_000 });
+    if (r.status !== 0) throw new Error(`podman --remote ${args.join(' ')} exited ${r.status}: ${r.stderr}`);
+    return r.stdout.trim();
+  };
+  try {
+    await eventually(() => log.includes('listening on'), 15_000, 50);
+    await looper(A, 'apil');
+    await remote(['container', 'checkpoint', '--create-image', 'ckapi:1', 'apil']);
+    const img = JSON.parse(await A.ok(['image', 'inspect', 'ckapi:1']))[0];
+    assert.equal(img.Annotations[MARK], 'runc');
+    const before = (await counts(A, 'apil')).length;
+    await remote(['container', 'restore', '-n', 'apic', 'ckapi:1']);
+    await eventually(async () => continuous(await counts(A, 'apic'), before + 2), 15_000);
+    await A.ok(['rm', '-f', 'apic', 'apil']);
+  } finally {
+    service.kill('SIGTERM');
+    await new Promise((r) => (service.exitCode !== null ? r(undefined) : service.once('close', r)));
+  }
 });
 
 // ------------------------------------------------------------------------- refusals
