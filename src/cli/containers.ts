@@ -1,6 +1,7 @@
 import { isatty } from 'node:tty';
 import { Command } from 'commander';
 import { FerryError } from '../lib/errors.js';
+import { runImage } from '../engine/checkpoint-image.js';
 import { inspectEntry, psEntry, statusText, humanDuration } from '../engine/shapes.js';
 import type { ContainerRecord } from '../engine/types.js';
 import type { AttachOptions, ConsoleSize, CreateOptions } from '../engine/engine.js';
@@ -183,7 +184,8 @@ export function registerContainerCommands(parent: Command, ctx: Ctx, top: boolea
     .action(async (image: string, command: string[], f: CreateFlags & { detach?: boolean; detachKeys?: string }) => {
       const attach = attachOptions(f);
       if (!f.detach) requireTerminal(!!f.tty, !!f.interactive);
-      const { record, attached } = await getEngine(ctx).run(createOptions(image, command, f), { detach: f.detach, attach });
+      // A checkpoint image restores a new container from it (as Podman's run does).
+      const { record, attached } = await runImage(getEngine(ctx), createOptions(image, command, f), { detach: f.detach, attach });
       if (!attached) return out(`${record.config.id}\n`);
       // Foreground: stream the output, forward Ctrl-C/TERM, exit with the container's code.
       const forward = (sig: NodeJS.Signals): void => attached.signal(sig);

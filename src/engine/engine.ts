@@ -462,7 +462,8 @@ export class Engine {
       name: o.name ?? '',
       created: new Date().toISOString(),
       imageId: img.Id,
-      imageName: img.Names[0] ?? img.Id,
+      // As Podman: the name asked for, when the image has it (an image can have several).
+      imageName: img.Names.find((n) => n === o.image || n === normalizedOrUndefined(o.image)) ?? img.Names[0] ?? img.Id,
       command,
       env: mergeEnv(c.Env ?? [], o.env ?? []),
       workdir: o.workdir ?? (c.WorkingDir || '/'),
@@ -1530,4 +1531,13 @@ function readText(file: string): string | undefined {
 /** /run/.containerenv as Podman writes it: what a process that reads it finds. */
 function containerEnv(rec: ContainerRecord): string {
   return `engine="ferry"\nname="${rec.config.name}"\nid="${rec.config.id}"\nimage="${rec.config.imageName}"\nimageid="${rec.config.imageId}"\nrootless=0\n`;
+}
+
+/** ref as a normalized image name, or undefined when it is no valid name (an ID). */
+function normalizedOrUndefined(ref: string): string | undefined {
+  try {
+    return normalizeImageName(ref);
+  } catch {
+    return undefined;
+  }
 }
