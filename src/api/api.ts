@@ -8,7 +8,7 @@ import type { Engine } from '../engine/engine.js';
 import { debug } from '../lib/log.js';
 import type { Duplex } from 'node:stream';
 import { DOCKER_API_VERSION, DOCKER_HEADERS, DOCKER_MIN_API_VERSION, dockerRoutes, serveAttach } from './docker.js';
-import { ApiError, errorReply, sendError, sendJson, type Router } from './http.js';
+import { ApiError, CaseInsensitiveQuery, errorReply, sendError, sendJson, type Router } from './http.js';
 import { LIBPOD_HEADERS, libpodRoutes } from './libpod.js';
 
 /** Compares dotted versions: <0, 0, >0. */
@@ -64,7 +64,10 @@ export function createApiServer(engine: Engine, log: (line: string) => void): Ap
     const found = router.match(method, p);
     if (found === 404) throw new ApiError(404, `page not found: ${method} ${url.pathname}`);
     if (found === 405) throw new ApiError(405, `method ${method} is not allowed on ${url.pathname}`);
-    await found.handler({ method, path: p, params: found.params, query: url.searchParams, raw: req, res });
+    // Podman's bindings send libpod's parameters lowercased (createimage, leaverunning, ...), and
+    // Podman's server reads them case-insensitively: so does this one.
+    const query = router === libpod ? new CaseInsensitiveQuery(url.searchParams) : url.searchParams;
+    await found.handler({ method, path: p, params: found.params, query, raw: req, res });
   };
 
   const server = http.createServer((req, res) => {

@@ -139,6 +139,33 @@ export async function readJson(req: IncomingMessage, limit = MAX_JSON_BODY): Pro
 }
 
 /** A boolean query parameter (1/0, true/false as clients send them); def when absent. */
+/** Query parameters looked up by name in any case (when the exact name is absent). */
+export class CaseInsensitiveQuery extends URLSearchParams {
+  private keyFor(name: string): string | undefined {
+    const l = name.toLowerCase();
+    for (const k of super.keys()) if (k.toLowerCase() === l) return k;
+    return undefined;
+  }
+
+  override get(name: string): string | null {
+    const v = super.get(name);
+    if (v !== null) return v;
+    const k = this.keyFor(name);
+    return k === undefined ? null : super.get(k);
+  }
+
+  override getAll(name: string): string[] {
+    const v = super.getAll(name);
+    if (v.length) return v;
+    const k = this.keyFor(name);
+    return k === undefined ? [] : super.getAll(k);
+  }
+
+  override has(name: string): boolean {
+    return super.has(name) || this.keyFor(name) !== undefined;
+  }
+}
+
 export function boolParam(q: URLSearchParams, name: string, def = false): boolean {
   const v = q.get(name);
   if (v === null) return def;

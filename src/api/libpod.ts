@@ -8,7 +8,7 @@ import type { Engine } from '../engine/engine.js';
 import { checkpointContainers, restoreContainers } from '../engine/checkpoint.js';
 import { hostInfo } from '../engine/host.js';
 import { matchesFilters } from '../engine/select.js';
-import { checkpointStats, imageEntry, libpodInspectEntry, libpodPsEntry } from '../engine/shapes.js';
+import { checkpointStats, imageEntry, imageInspectEntry, libpodInspectEntry, libpodPsEntry } from '../engine/shapes.js';
 import { goArch } from '../engine/host.js';
 import { VERSION, bunVersion } from '../lib/version.js';
 import { ApiError, Router, boolParam, intParam, sendEmpty, sendJson } from './http.js';
@@ -103,7 +103,6 @@ export function libpodRoutes(engine: Engine): Router {
   });
 
   r.on('POST', '/containers/:name/checkpoint', async ({ res, params, query }) => {
-    if (query.get('createImage')) throw new ApiError(400, 'createImage is not supported yet');
     const exported = boolParam(query, 'export');
     const req = {
       refs: [params.name!],
@@ -115,6 +114,7 @@ export function libpodRoutes(engine: Engine): Router {
       withPrevious: boolParam(query, 'withPrevious'),
       ignoreRootfs: boolParam(query, 'ignoreRootFS'),
       ignoreVolumes: boolParam(query, 'ignoreVolumes'),
+      createImage: query.get('createImage') || undefined,
     };
     if (exported) {
       // The archive is the body, uncompressed as Podman's; an error before its first byte is JSON.
@@ -153,12 +153,28 @@ export function libpodRoutes(engine: Engine): Router {
           ignoreVolumes: boolParam(query, 'ignoreVolumes'),
           pod: query.get('pod') || undefined,
         })
-      : await restoreContainers(engine, { ...common, refs: [params.name!] });
+      : // {name} is a container, or a checkpoint image (then name, ignoreRootFS, ... apply as with import).
+        await restoreContainers(engine, {
+          ...common,
+          refs: [params.name!],
+          name: query.get('name') || undefined,
+          ignoreRootfs: boolParam(query, 'ignoreRootFS') || undefined,
+          ignoreVolumes: boolParam(query, 'ignoreVolumes') || undefined,
+          pod: query.get('pod') || undefined,
+        });
     const stats = checkpointStats('restore', reports).container_statistics as Record<string, unknown>[];
     sendJson(res, 200, boolParam(query, 'printStats') ? stats[0] : { Id: reports[0]!.id });
   });
 
   r.on('GET', '/images/json', ({ res }) => sendJson(res, 200, engine.images.list().map(imageEntry)));
+
+  // Podman's image inspect (its manifest's annotations included: `podman --remote container
+  // restore IMAGE` checks a checkpoint image's by them).
+  r.on('GET', '/images/:name/json', ({ res, params }) => {
+    const store = engine.images;
+    const img = store.get(params.name!);
+    sendJson(res, 200, imageInspectEntry(img, store.config(img), img.Layers.map((l) => store.layers.diffDir(l)), store.manifest(img).annotations ?? {}));
+  });
 
   return r;
 }

@@ -7,6 +7,7 @@ import { checkpointStats, humanDuration } from '../engine/shapes.js';
 import { formatOutput, humanSize, table } from './format.js';
 import { collect, getEngine, out, uninterruptible, type Ctx } from './context.js';
 import { pullOptions, type RegistryFlags } from './images.js';
+import { registerDiffCommand, registerInspectCommands } from './inspect.js';
 
 const CGROUP_MODES = ['soft', 'full', 'strict', 'ignore'];
 
@@ -36,6 +37,7 @@ interface CheckpointFlags {
   ignoreRootfs?: boolean;
   ignoreVolumes?: boolean;
   format?: string;
+  createImage?: string;
 }
 
 interface RestoreFlags {
@@ -85,6 +87,7 @@ export function registerCheckpointCommands(parent: Command, ctx: Ctx, top: boole
     .option('--ignore-rootfs', 'leave the container\'s filesystem changes out of the archive')
     .option('--ignore-volumes', 'leave named volumes\' contents out of the archive')
     .option('--format <layout>', 'with --export: archive layout, ferry or podman (for `podman container restore --import`)')
+    .option('--create-image <image>', 'also store the checkpoint as a checkpoint image (Podman\'s layout), to push and restore anywhere')
     .action(async (refs: string[], f: CheckpointFlags) => {
       if (!COMPRESSIONS.includes(f.compress as Compression)) throw new FerryError('EINVAL', `invalid --compress "${f.compress}": use zstd, gzip or none`);
       const manageCgroupsMode = cgroupMode(f.manageCgroupsMode);
@@ -114,6 +117,7 @@ export function registerCheckpointCommands(parent: Command, ctx: Ctx, top: boole
             ignoreRootfs: f.ignoreRootfs,
             ignoreVolumes: f.ignoreVolumes,
             format: f.format as 'ferry' | 'podman' | undefined,
+            createImage: f.createImage,
           },
           (ref) => {
             if (!f.printStats) say(`${ref}\n`);
@@ -125,8 +129,8 @@ export function registerCheckpointCommands(parent: Command, ctx: Ctx, top: boole
 
   parent
     .command('restore')
-    .description('restore one or more checkpointed containers where they left off')
-    .argument('[containers...]')
+    .description('restore one or more checkpointed containers where they left off, or new ones from checkpoint images')
+    .argument('[containers...]', 'containers, or checkpoint images (pulled when missing)')
     .option('-a, --all', 'restore all checkpointed containers')
     .option('-l, --latest', 'act on the latest container')
     .option('-k, --keep', 'keep the checkpoint after restoring')
@@ -139,17 +143,17 @@ export function registerCheckpointCommands(parent: Command, ctx: Ctx, top: boole
     .option('--ext-unix-sk', 'allow UNIX sockets connected outside the container')
     .option('--shell-job', 'the container has a terminal (shell job)')
     .option('-i, --import <file>', 'restore a new container from a checkpoint archive, Ferry\'s or Podman\'s (- for stdin)')
-    .option('-n, --name <name>', 'with --import: name of the new container (gets a new ID too)')
-    .option('--ignore-rootfs', 'with --import: do not restore the archive\'s filesystem changes')
-    .option('--ignore-volumes', 'with --import: do not restore volumes\' contents')
-    .option('--allow-host-mounts', 'with --import: allow the archive\'s bind mounts of host paths')
-    .option('--pod <pod>', 'with --import: restore into this pod (only a container checkpointed out of a pod)')
+    .option('-n, --name <name>', 'with --import or an image: name of the new container (gets a new ID too)')
+    .option('--ignore-rootfs', 'with --import or an image: do not restore the archive\'s filesystem changes')
+    .option('--ignore-volumes', 'with --import or an image: do not restore volumes\' contents')
+    .option('--allow-host-mounts', 'with --import or an image: allow the archive\'s bind mounts of host paths')
+    .option('--pod <pod>', 'with --import or an image: restore into this pod (only a container checkpointed out of a pod)')
     .option('--ignore-static-ip', 'give the container a new IP address (established TCP connections are then closed)')
     .option('--ignore-static-mac', 'give the container a new MAC address')
     .option('-p, --publish <[ip:]host:ctr[/proto]>', 'replace the published ports (repeatable)', collect, [])
-    .option('--tls-verify [bool]', 'with --import: pulling a missing image requires verified HTTPS (default true)', true)
-    .option('--creds <user:pass>', 'with --import: credentials to pull a missing image')
-    .option('--authfile <file>', 'with --import: the auth file to pull a missing image')
+    .option('--tls-verify [bool]', 'pulling a missing image requires verified HTTPS (default true)', true)
+    .option('--creds <user:pass>', 'credentials to pull a missing image')
+    .option('--authfile <file>', 'the auth file to pull a missing image')
     .action(async (refs: string[], f: RestoreFlags & RegistryFlags) => {
       const manageCgroupsMode = cgroupMode(f.manageCgroupsMode);
       const publish = f.publish.length ? f.publish.map(parsePublish) : undefined;
@@ -178,7 +182,7 @@ export function registerCheckpointCommands(parent: Command, ctx: Ctx, top: boole
             ignoreVolumes: f.ignoreVolumes,
             allowHostMounts: f.allowHostMounts,
             pod: f.pod,
-            ...(f.import !== undefined ? { pullOptions: pullOptions(f, false) } : {}),
+            pullOptions: pullOptions(f, false),
           },
           (ref) => {
             if (!f.printStats) out(`${ref}\n`);
@@ -216,5 +220,8 @@ export function registerCheckpointCommands(parent: Command, ctx: Ctx, top: boole
       .action(async (names: string[], f: { all?: boolean }) => {
         await removeCheckpoints(getEngine(ctx), { refs: names, all: f.all }, (t) => out(`${t}\n`));
       });
+    // `ferry checkpoint inspect|show|diff`: what checkpoints hold, without restoring them.
+    registerInspectCommands(cp, ctx);
+    registerDiffCommand(cp, ctx);
   }
 }

@@ -1,6 +1,7 @@
 import { isatty } from 'node:tty';
 import { Command } from 'commander';
 import { FerryError } from '../lib/errors.js';
+import { runImage } from '../engine/checkpoint-image.js';
 import { inspectEntry, psEntry, statusText, humanDuration } from '../engine/shapes.js';
 import type { ContainerRecord } from '../engine/types.js';
 import type { AttachOptions, ConsoleSize, CreateOptions } from '../engine/engine.js';
@@ -42,6 +43,7 @@ interface CreateFlags extends RegistryFlags {
   ulimit: string[];
   shmSize?: string;
   restart?: string;
+  securityOpt: string[];
 }
 
 function addCreateFlags(cmd: Command): Command {
@@ -76,6 +78,7 @@ function addCreateFlags(cmd: Command): Command {
     .option('--ulimit <type=soft[:hard]>', 'resource limit of the process, e.g. nofile=1024:2048 (repeatable)', collect, [])
     .option('--shm-size <bytes>', 'size of /dev/shm (default 64m)')
     .option('--restart <policy>', 'restart policy: no, on-failure[:max-retries], always or unless-stopped')
+    .option('--security-opt <opt>', 'seccomp=unconfined: let it use io_uring (blocked by default: CRIU cannot checkpoint it)', collect, [])
     .argument('<image>', 'image to run')
     .argument('[command...]', 'command and arguments')
     .passThroughOptions();
@@ -121,6 +124,7 @@ function createOptions(image: string, command: string[], f: CreateFlags): Create
     interactive: !!f.interactive,
     resources: { memory: f.memory, memorySwap: f.memorySwap, cpus: f.cpus, cpuShares: f.cpuShares, pidsLimit: f.pidsLimit, ulimit: f.ulimit, shmSize: f.shmSize },
     restart: f.restart,
+    securityOpt: f.securityOpt,
   };
 }
 
@@ -199,7 +203,8 @@ export function registerContainerCommands(parent: Command, ctx: Ctx, top: boolea
     .action(async (image: string, command: string[], f: CreateFlags & { detach?: boolean; detachKeys?: string }) => {
       const attach = attachOptions(f);
       if (!f.detach) requireTerminal(!!f.tty, !!f.interactive);
-      const { record, attached } = await getEngine(ctx).run(createOptions(image, command, f), { detach: f.detach, attach });
+      // A checkpoint image restores a new container from it (as Podman's run does).
+      const { record, attached } = await runImage(getEngine(ctx), createOptions(image, command, f), { detach: f.detach, attach });
       if (!attached) return out(`${record.config.id}\n`);
       // Foreground: stream the output, forward Ctrl-C/TERM, exit with the container's code.
       const forward = (sig: NodeJS.Signals): void => attached.signal(sig);

@@ -159,8 +159,12 @@ export function placePreDumps(containerDir: string, sources: string[]): void {
   if (sources.length) fs.symlinkSync(`../pre-${sources.length}`, link);
 }
 
-/** The memory images a CRIU page server writes (it writes nothing else). */
-const PAGE_IMAGE = /^(pages|pagemap)-[0-9]{1,10}\.img$/;
+/**
+ * The memory images a CRIU page server writes (it writes nothing else): each process's
+ * pagemap-PID.img, pagemap-shmem-ID.img for shared memory (System V segments by their ID,
+ * shared anonymous mappings by their inode; PostgreSQL has both), and the pages-N.img they index.
+ */
+const PAGE_IMAGE = /^(pages-[0-9]{1,10}|pagemap-[0-9]{1,10}|pagemap-shmem-[0-9]{1,20})\.img$/;
 
 /** The memory an image dir holds so far (its pages-N.img files); 0 for a dir not there (yet). */
 export function pageImageBytes(dir: string): number {

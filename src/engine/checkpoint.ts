@@ -25,12 +25,14 @@ import { dump, refuseUndumpable } from './dump.js';
 import type { Engine } from './engine.js';
 import { exportCheckpoint, type ExportOptions } from './portable.js';
 import { checkPodmanExport, exportPodman } from './podman-export.js';
+import { checkpointImageName, checkpointImageScratch, findCheckpointImage, restoreFromImage, storeCheckpointImage } from './checkpoint-image.js';
 import { toCheckpointed, toExited, withoutCheckpoint } from './state.js';
 import type { ContainerRecord, OpOf } from './types.js';
 import { importCheckpoint, type ImportOptions } from './portable.js';
 import { restore, type RestoreOptions, type RestoreReport } from './restore.js';
 import type { Selection } from './select.js';
 import type { PullOptions } from '../drivers/registry/pull.js';
+import type { ImageRecord } from '../drivers/storage/images.js';
 
 export interface CheckpointOptions {
   leaveRunning?: boolean;
@@ -60,6 +62,8 @@ export interface CheckpointOptions {
   podFreeze?: boolean;
   /** A name for the checkpoint (Docker's checkpoint ID): a restore may ask for it by name. */
   label?: string;
+  /** Also store the checkpoint as a checkpoint image of this name (Podman's --create-image). */
+  createImage?: string;
 }
 
 export interface CheckpointReport {
@@ -73,6 +77,8 @@ export interface CheckpointReport {
   /** The runc checkpoint call alone. */
   runtimeMs: number;
   criu?: DumpStats;
+  /** The checkpoint image made (--create-image): its ID. */
+  imageId?: string;
 }
 
 // ------------------------------------------------------------------------- checkpoint
@@ -104,6 +110,14 @@ export async function checkpointLocked(engine: Engine, rec: ContainerRecord, o: 
   }
   if (o.export && o.preCheckpoint) throw new FerryError('EINVAL', '--export cannot be used with --pre-checkpoint: export the final checkpoint');
   if (o.export?.format === 'podman') checkPodmanExport(rec);
+  // A checkpoint image holds Podman's archive layout: the same refusals, before anything is done.
+  const imageName = o.createImage !== undefined ? checkpointImageName(o.createImage) : undefined;
+  if (imageName !== undefined) {
+    if (o.export) throw new FerryError('EINVAL', '--create-image and --export cannot be used together: make the image, then `ferry save` or push it; the container is still running');
+    if (o.preCheckpoint) throw new FerryError('EINVAL', '--create-image cannot be used with --pre-checkpoint: make the image of the final checkpoint; the container is still running');
+    checkPodmanExport(rec);
+  }
+  const exportTo: ExportOptions | undefined = imageName !== undefined ? { target: checkpointImageScratch(engine, id), compression: 'gzip', format: 'podman' } : o.export;
   // An export that cannot be written is refused before the container is stopped.
   if (o.export && typeof o.export.target === 'string' && o.export.target !== '-') {
     const outDir = path.dirname(path.resolve(o.export.target));
@@ -207,14 +221,22 @@ export async function checkpointLocked(engine: Engine, rec: ContainerRecord, o: 
     engine.endOp(rec);
     if (!o.preCheckpoint) engine.event(rec, 'checkpoint');
   };
-  const [released, exported] = await Promise.allSettled([release(), o.export ? (o.export.format === 'podman' ? exportPodman(engine, rec, o.export) : exportCheckpoint(engine, rec, o.export)) : Promise.resolve(undefined)]);
-  if (released.status === 'rejected') throw released.reason;
-  if (exported.status === 'rejected') throw exported.reason;
-  const archive: WriteStats | undefined = exported.value;
+  const [released, exported] = await Promise.allSettled([release(), exportTo ? (exportTo.format === 'podman' ? exportPodman(engine, rec, exportTo) : exportCheckpoint(engine, rec, exportTo)) : Promise.resolve(undefined)]);
+  let imageId: string | undefined;
+  try {
+    if (released.status === 'rejected') throw released.reason;
+    if (exported.status === 'rejected') throw exported.reason;
+    // 7. The archive becomes the checkpoint image's layer (the checkpoint is committed: a
+    //    failure keeps it).
+    if (imageName !== undefined) imageId = (await storeCheckpointImage(engine, rec, exportTo!.target as string, imageName, readJsonIfExists<CheckpointMeta>(path.join(finalDir, META_FILE))?.criuVersion ?? '')).Id;
+  } finally {
+    if (imageName !== undefined) fs.rmSync(exportTo!.target as string, { force: true });
+  }
+  const archive: WriteStats | undefined = imageName === undefined ? exported.value : undefined;
   if (archive) debug(`checkpoint ${name}: exported ${archive.bytes} bytes`);
   // A --rm container lives on only in its archive (as with Podman).
   if (o.export && rec.config.autoRemove && !o.leaveRunning) await engine.removeFiles(rec);
-  return { id, name, path: finalDir, totalMs: performance.now() - t0, runtimeMs: d.runtimeMs, criu: d.stats, archive };
+  return { id, name, path: finalDir, totalMs: performance.now() - t0, runtimeMs: d.runtimeMs, criu: d.stats, archive, imageId };
 }
 
 // ------------------------------------------------------------------------- listing
@@ -393,6 +415,7 @@ export async function checkpointContainers(engine: Engine, req: CheckpointReques
   const opts: CheckpointOptions = { ...o, export: target ? { target, compression: compression ?? 'zstd', ignoreRootfs, ignoreVolumes, format } : undefined };
   const targets = await engine.select({ refs, all, latest, ignoreMissing }, 'checkpoint');
   if (target && targets.length !== 1) throw new FerryError('EINVAL', '--export takes exactly one container');
+  if (o.createImage !== undefined && targets.length !== 1) throw new FerryError('EINVAL', '--create-image takes exactly one container');
   const reports: CheckpointReport[] = [];
   for (const ref of targets) {
     const r = await checkpoint(engine, ref, opts);
@@ -404,7 +427,8 @@ export async function checkpointContainers(engine: Engine, req: CheckpointReques
 
 /**
  * A restore as a user asks for it: the selected containers restored from their checkpoints,
- * or (import) a new container restored from an archive.
+ * or (import) a new container restored from an archive, or new containers restored from
+ * checkpoint images (a name that is no container's).
  */
 export interface RestoreRequest extends Selection, Omit<RestoreOptions, 'lazyPages' | 'beforeRestore'> {
   /** Restore a new container from this archive (a file, '-' for standard input, or a stream). */
@@ -419,7 +443,7 @@ export interface RestoreRequest extends Selection, Omit<RestoreOptions, 'lazyPag
   allowHostMounts?: boolean;
   /** With import: restore into this pod. */
   pod?: string;
-  /** With import: how to pull the archive's image when this host lacks it (--tls-verify, --creds, --authfile). */
+  /** With import or a checkpoint image: how to pull a missing image (--tls-verify, --creds, --authfile). */
   pullOptions?: PullOptions & { authfile?: string };
 }
 
@@ -437,13 +461,30 @@ export async function restoreContainers(engine: Engine, req: RestoreRequest, onE
     onEach?.(r.id, r);
     return [r];
   }
-  if (name || ignoreRootfs || ignoreVolumes || allowHostMounts || pod) throw new FerryError('EINVAL', '--name, --ignore-rootfs, --ignore-volumes, --allow-host-mounts and --pod only apply with --import');
-  const targets = await engine.select({ refs, all, latest, ignoreMissing }, 'restore');
+  // As Podman: a name that is no container's may be a checkpoint image (local, or pulled).
+  const images = new Map<string, ImageRecord>();
+  if (!all && !latest) {
+    for (const ref of refs ?? []) {
+      if (engine.find(ref)) continue;
+      const img = await findCheckpointImage(engine, ref, pullOptions);
+      if (img) images.set(ref, img);
+    }
+  }
+  const importOnly = name || ignoreRootfs || ignoreVolumes || allowHostMounts || pod;
+  if (importOnly && !images.size) throw new FerryError('EINVAL', '--name, --ignore-rootfs, --ignore-volumes, --allow-host-mounts and --pod only apply with --import or a checkpoint image');
+  if (importOnly && images.size !== (refs ?? []).length) throw new FerryError('EINVAL', '--name, --ignore-rootfs, --ignore-volumes, --allow-host-mounts and --pod apply to checkpoint images: do not name containers with them');
+  if (name && images.size > 1) throw new FerryError('EINVAL', '--name gives one new container its name: restore one checkpoint image at a time with it');
+  const targets = images.size === (refs ?? []).length && images.size ? [] : await engine.select({ refs: (refs ?? []).filter((r) => !images.has(r)), all, latest, ignoreMissing }, 'restore');
   const reports: RestoreReport[] = [];
   for (const ref of targets) {
     const r = await restore(engine, ref, o);
     reports.push(r);
     onEach?.(ref, r);
+  }
+  for (const [ref, img] of images) {
+    const r = await restoreFromImage(engine, img, ref, { ...o, name, ignoreRootfs, ignoreVolumes, allowHostMounts, pod, pullOptions });
+    reports.push(r);
+    onEach?.(r.id, r);
   }
   return reports;
 }

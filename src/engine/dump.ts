@@ -62,11 +62,24 @@ export function refuseUndumpable(rec: ContainerRecord): void {
   }
   const u = findUndumpable(containerPids(rec.state.pid))[0];
   if (!u) return;
-  const node = /^(node|nodejs)$/.test(u.command) ? ' (Node.js: start it with UV_USE_IO_URING=0)' : '';
-  throw new FerryError(
-    'EUNSUPPORTED',
-    `container ${rec.config.name} cannot be checkpointed: its process ${u.pid} (${u.command}) uses ${u.what}, which CRIU cannot dump; nothing was frozen and it keeps running. Make the application use another I/O method${node}`,
-  );
+  let holds: string;
+  let way: string;
+  if (u.kind === 'io_uring') {
+    holds = 'uses io_uring';
+    const unconfined = rec.config.securityOpt?.includes('seccomp=unconfined');
+    // Recent libuv (1.50 in Debian 13's Node.js 20) sets up an io_uring for every event loop; UV_USE_IO_URING=0 does not stop that.
+    const node = /^(node|nodejs)$/.test(u.command) ? ' (Node.js falls back to epoll by itself)' : '';
+    way = unconfined
+      ? `recreate the container without --security-opt seccomp=unconfined: Ferry's filter then denies io_uring and programs fall back to other I/O${node}`
+      : `restart it: Ferry now denies io_uring to the containers it starts, and programs fall back to other I/O${node}`;
+  } else if (u.kind === 'device') {
+    holds = `holds the device ${u.file} open`;
+    way = 'the process must close it first (CRIU dumps memory devices such as /dev/null, terminals and /dev/net/tun)';
+  } else {
+    holds = `holds ${u.file} open, a file opened outside the container (on a mount the container does not have)`;
+    way = 'the process must close it first, or open the file itself, inside the container (in its image, a volume or a bind mount)';
+  }
+  throw new FerryError('EUNSUPPORTED', `container ${rec.config.name} cannot be checkpointed: its process ${u.pid} (${u.command}) ${holds}, which CRIU cannot dump; nothing was frozen and it keeps running. To checkpoint it, ${way}`);
 }
 
 export async function dump(engine: Engine, rec: ContainerRecord, req: DumpRequest): Promise<Dump> {

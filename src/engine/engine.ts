@@ -86,6 +86,8 @@ export interface CreateOptions {
   resources?: ResourceFlags;
   /** --restart no|on-failure[:N]|always|unless-stopped */
   restart?: string;
+  /** --security-opt: only `seccomp=unconfined` (lift the filter that blocks io_uring). */
+  securityOpt?: string[];
 }
 
 /**
@@ -444,6 +446,12 @@ export class Engine {
     const resources = parseResources(o.resources ?? {});
     const restartPolicy = o.restart !== undefined ? parseRestartPolicy(o.restart) : undefined;
     if (restartPolicy && restartPolicy.Name !== 'no' && o.autoRemove) throw new FerryError('EINVAL', `--restart ${o.restart} and --rm conflict: a removed container cannot be restarted; give one of them`);
+    const securityOpt = [...new Set(o.securityOpt ?? [])];
+    for (const s of securityOpt) {
+      if (s !== 'seccomp=unconfined') {
+        throw new FerryError('EINVAL', `unsupported --security-opt "${s}": Ferry takes only seccomp=unconfined (its filter blocks nothing but io_uring, which CRIU cannot checkpoint)`);
+      }
+    }
     const pod = o.pod !== undefined ? getPod(this, o.pod) : undefined;
     if (pod && (o.network || o.ip || o.mac || o.publish?.length)) {
       throw new FerryError('EINVAL', `containers in pod ${pod.name} use the pod's network: give --network/-p/--ip to \`ferry pod create\` instead`);
@@ -475,7 +483,8 @@ export class Engine {
       name: o.name ?? '',
       created: new Date().toISOString(),
       imageId: img.Id,
-      imageName: img.Names[0] ?? img.Id,
+      // As Podman: the name asked for, when the image has it (an image can have several).
+      imageName: img.Names.find((n) => n === o.image || n === normalizedOrUndefined(o.image)) ?? img.Names[0] ?? img.Id,
       command,
       env: mergeEnv(c.Env ?? [], o.env ?? []),
       workdir: o.workdir ?? (c.WorkingDir || '/'),
@@ -495,6 +504,7 @@ export class Engine {
       ...(o.interactive ? { stdin: true } : {}),
       ...(resources ? { resources } : {}),
       ...(restartPolicy ? { restartPolicy } : {}),
+      ...(securityOpt.length ? { securityOpt } : {}),
     };
     return withLock(
       this.paths.namesLock,
@@ -661,6 +671,7 @@ export class Engine {
       consoleSize,
       annotations: { 'io.ferry.name': rec.config.name },
       ...specResources(rec.config.resources),
+      allowIoUring: rec.config.securityOpt?.includes('seccomp=unconfined'),
     });
     writeFileAtomic(path.join(bundle, 'config.json'), specJson(spec));
     mkdirp(this.paths.runDir(id), 0o700);
@@ -1621,4 +1632,13 @@ function readText(file: string): string | undefined {
 /** /run/.containerenv as Podman writes it: what a process that reads it finds. */
 function containerEnv(rec: ContainerRecord): string {
   return `engine="ferry"\nname="${rec.config.name}"\nid="${rec.config.id}"\nimage="${rec.config.imageName}"\nimageid="${rec.config.imageId}"\nrootless=0\n`;
+}
+
+/** ref as a normalized image name, or undefined when it is no valid name (an ID). */
+function normalizedOrUndefined(ref: string): string | undefined {
+  try {
+    return normalizeImageName(ref);
+  } catch {
+    return undefined;
+  }
 }

@@ -16,7 +16,7 @@ import { pipeline } from 'node:stream/promises';
 import { FerryError } from '../lib/errors.js';
 import { mkdirp, readJson } from '../lib/fsutil.js';
 import type { ArchiveWriter, WriteStats } from '../drivers/archive/archive.js';
-import { treeTar, upperToDiff } from '../drivers/archive/podman.js';
+import { CRIU_RESTORE_CONF, treeTar, upperToDiff } from '../drivers/archive/podman.js';
 import { META_FILE } from './checkpoint-dir.js';
 import type { Engine } from './engine.js';
 import { exportedVolumes, writeArchive, type ExportOptions } from './portable.js';
@@ -24,8 +24,11 @@ import { engineMountFile, type ContainerRecord } from './types.js';
 
 type Json = Record<string, unknown>;
 
-/** A CRIU configuration file for the restore, unpacked into Podman's bundle with the rest. */
-const CRIU_CONF = 'criu-restore.conf';
+/**
+ * A CRIU configuration file for the restore, unpacked into Podman's bundle with the rest: in
+ * artifacts/, which Podman also copies into the bundle from a checkpoint image.
+ */
+const CRIU_CONF = `artifacts/${CRIU_RESTORE_CONF}`;
 
 /** The name (and ID) of a container's image as Podman's config.dump gives it. */
 export function podmanImageRef(rec: ContainerRecord): { name: string; id: string } {
@@ -84,6 +87,7 @@ export async function exportPodman(engine: Engine, rec: ContainerRecord, o: Expo
         await w.addJson('config.dump', podmanConfig(rec, spec));
         await w.addJson('spec.dump', podmanSpec(rec, spec));
         await w.addBuffer('network.status', 'null');
+        await w.addDirEntry('artifacts/');
         await w.addBuffer(CRIU_CONF, 'skip-file-rwx-check\n');
         if (fs.existsSync(engine.paths.logPath(id))) await w.addFile('ctr.log', engine.paths.logPath(id));
         await addImages(w, images);

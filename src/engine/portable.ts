@@ -227,6 +227,8 @@ export interface ImportOptions extends RestoreOptions {
   pageImages?: () => Promise<string>;
   /** How to pull the archive's image when this host lacks it (as Podman does). */
   pullOptions?: PullOptions & { authfile?: string };
+  /** A checkpoint image's layer: only Podman's layout is valid, its files in any order. */
+  checkpointImage?: boolean;
 }
 
 export type { RestoreOptions };
@@ -380,9 +382,10 @@ export async function importCheckpoint(engine: Engine, o: ImportOptions): Promis
     // 1. Read and verify everything into staging; refuse early from the header.
     const read = await readArchive(input, staging, {
       // Podman's layout, told apart by its content (no Ferry header first).
-      foreign: (dest) => new PodmanReader(dest, (h) => checkPodmanArchive(engine, h, o)),
+      foreign: (dest) => new PodmanReader(dest, (h) => checkPodmanArchive(engine, h, o), { anyOrder: o.checkpointImage }),
       onHeader: async (h) => {
         const hdr = h as unknown as ArchiveHeader;
+        if (o.checkpointImage) throw new FerryError('EARCHIVE', 'bad checkpoint archive: it holds a Ferry archive, not the files of Podman\'s checkpoint layout; nothing was created');
         if ((hdr.kind as string) === POD_ARCHIVE_KIND) throw new FerryError('EINVAL', 'this archive holds a whole pod: restore it with `ferry pod restore --import`; nothing was created');
         if (hdr.kind !== 'ferry-checkpoint') throw new FerryError('EARCHIVE', 'not a ferry checkpoint archive; nothing was created');
         await checkArchiveHost(engine, hdr, [hdr.container], o.pullOptions);

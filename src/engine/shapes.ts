@@ -131,7 +131,7 @@ export function inspectEntry(r: ContainerRecord, paths: Paths): Record<string, u
       StopTimeout: c.stopTimeout,
       CreateCommand: c.createCommand ?? [],
     },
-    HostConfig: { ...hostConfigLimits(c), AutoRemove: c.autoRemove, Binds: c.mounts.filter((m) => m.type !== 'tmpfs').map((m) => `${m.source}:${m.destination}`), Tmpfs: Object.fromEntries(c.mounts.filter((m) => m.type === 'tmpfs').map((m) => [m.destination, m.options.join(',')])) },
+    HostConfig: { ...hostConfigLimits(c), SecurityOpt: c.securityOpt ?? [], AutoRemove: c.autoRemove, Binds: c.mounts.filter((m) => m.type !== 'tmpfs').map((m) => `${m.source}:${m.destination}`), Tmpfs: Object.fromEntries(c.mounts.filter((m) => m.type === 'tmpfs').map((m) => [m.destination, m.options.join(',')])) },
   };
 }
 

@@ -65,6 +65,8 @@ export interface ContainerConfig {
   tty?: boolean;
   /** -i: stdin is kept open for attaching (conmon holds a pipe, or the terminal's input). */
   stdin?: boolean;
+  /** --security-opt options given (only `seccomp=unconfined`: no filter, io_uring allowed). */
+  securityOpt?: string[];
   /** --memory, --cpus, --ulimit ...: applied at every start and restore. */
   resources?: Resources;
   /** --restart (absent: none given, Podman's ""). */

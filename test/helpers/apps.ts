@@ -1,6 +1,7 @@
 /**
  * Images of real applications for the tests, built from Debian's packages with mmdebstrap
- * (installed by `npm run setup`) from the machine's own apt sources. Each image is a recipe
+ * (installed by `npm run setup`) from the machine's own apt sources (another Debian suite than
+ * the machine's comes from the same mirror). Each image is a recipe
  * (suite + packages); its tarball is cached under the checkout's .cache/ by a hash of the
  * recipe and rebuilt only when the recipe changes. To add an application, add a recipe to APPS.
  */
@@ -21,6 +22,12 @@ export const APPS = {
   redis: { suite: 'bookworm', packages: ['redis-server', 'redis-tools'] },
   // python3-minimal lacks http.server (it is in libpython3.11-stdlib, which python3 brings).
   python: { suite: 'bookworm', packages: ['python3'] },
+  // postgresql-15 brings the server, initdb, pg_ctl and pgbench (bookworm has no separate
+  // contrib package), and psql through postgresql-client-15; its postinst makes no cluster we use.
+  postgres: { suite: 'bookworm', packages: ['postgresql-15'] },
+  nodejs: { suite: 'bookworm', packages: ['nodejs'] },
+  // Debian 13's Node.js 20 (libuv 1.50): it sets up an io_uring for each event loop.
+  nodejs20: { suite: 'trixie', packages: ['nodejs'] },
 } satisfies Record<string, AppRecipe>;
 
 export type AppName = keyof typeof APPS;
@@ -80,6 +87,52 @@ export function hostSourcesFile(suite: string, candidates = aptSourcesFiles()): 
   throw new Error(`no apt sources file of this machine offers Debian ${suite} (looked at ${candidates.join(', ')})`);
 }
 
+/** The main archive of the machine's Debian mirror: URI and keyring of its first `deb` entry for a plain codename. */
+export function hostMirror(candidates = aptSourcesFiles()): { uri: string; signedBy?: string } {
+  const plain = (suite: string): boolean => /^[a-z]+$/.test(suite);
+  for (const f of candidates) {
+    let text: string;
+    try {
+      text = fs.readFileSync(f, 'utf8');
+    } catch {
+      continue;
+    }
+    if (f.endsWith('.sources')) {
+      for (const st of deb822Stanzas(text.replace(/^[ \t]*#.*(\n|$)/gm, ''))) {
+        if (!(st.get('types') ?? '').split(/\s+/).includes('deb') || (st.get('enabled') ?? 'yes').toLowerCase() === 'no') continue;
+        if (!(st.get('suites') ?? '').split(/\s+/).some(plain)) continue;
+        const uri = (st.get('uris') ?? '').split(/\s+/)[0];
+        if (uri) return { uri, signedBy: st.get('signed-by')?.startsWith('/') ? st.get('signed-by') : undefined };
+      }
+    } else {
+      for (const line of text.split('\n')) {
+        if (!/^\s*deb\s/.test(line)) continue;
+        const opts = /\[([^\]]*)\]/.exec(line)?.[1] ?? '';
+        const [, uri, suite] = line.replace(/\[[^\]]*\]/, '').trim().split(/\s+/);
+        if (uri && suite && plain(suite)) return { uri, signedBy: /signed-by=(\S+)/.exec(opts)?.[1] };
+      }
+    }
+  }
+  throw new Error(`no Debian mirror in the machine's apt sources (looked at ${candidates.join(', ')})`);
+}
+
+/**
+ * An apt sources file for `suite`: the machine's own when it offers that suite, otherwise one
+ * written into `dir` that names the suite on the machine's own mirror (and keyring).
+ */
+export function sourcesFileFor(suite: string, dir: string, candidates = aptSourcesFiles()): string {
+  try {
+    return hostSourcesFile(suite, candidates);
+  } catch {
+    const m = hostMirror(candidates);
+    const out = path.join(dir, `sources-${suite}.sources`);
+    const text = ['Types: deb', `URIs: ${m.uri}`, `Suites: ${suite}`, 'Components: main', ...(m.signedBy ? [`Signed-By: ${m.signedBy}`] : []), ''].join('\n');
+    fs.mkdirSync(dir, { recursive: true });
+    fs.writeFileSync(out, text);
+    return out;
+  }
+}
+
 /** The app's root filesystem tarball, built with mmdebstrap unless the cache has this recipe. */
 export function appTarball(name: AppName): string {
   const recipe: AppRecipe = APPS[name];
@@ -88,7 +141,7 @@ export function appTarball(name: AppName): string {
   fs.mkdirSync(CACHE, { recursive: true });
   // mmdebstrap picks its output format from the name's ending: the partial file ends in .tar too.
   const tmp = path.join(CACHE, `.tmp-app-${name}-${process.pid}.tar`);
-  const argv = ['--variant=minbase', `--include=${recipe.packages.join(',')}`, recipe.suite, tmp, hostSourcesFile(recipe.suite)];
+  const argv = ['--variant=minbase', `--include=${recipe.packages.join(',')}`, recipe.suite, tmp, sourcesFileFor(recipe.suite, CACHE)];
   const r = spawnSync('mmdebstrap', argv, { encoding: 'utf8', timeout: 600_000 });
   if (r.status !== 0) {
     fs.rmSync(tmp, { force: true, recursive: true });

@@ -61,6 +61,8 @@ export interface LayoutImage {
   compression?: 'gzip' | 'none';
   config?: Record<string, unknown>;
   architecture?: string;
+  /** The manifest's annotations (a checkpoint image's). */
+  annotations?: Record<string, string>;
 }
 
 /**
@@ -99,6 +101,7 @@ export function writeLayout(dir: string, tag: string, img: LayoutImage): { confi
     mediaType: docker ? 'application/vnd.docker.distribution.manifest.v2+json' : 'application/vnd.oci.image.manifest.v1+json',
     config: { mediaType: docker ? 'application/vnd.docker.container.image.v1+json' : 'application/vnd.oci.image.config.v1+json', ...cfg },
     layers: layerDescs,
+    ...(img.annotations ? { annotations: img.annotations } : {}),
   };
   const man = put(Buffer.from(JSON.stringify(manifest)));
   if (tag === '') return { configDigest: cfg.digest, manifestDigest: man.digest, diffIds };

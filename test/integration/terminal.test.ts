@@ -122,7 +122,8 @@ test('exec -it: a shell with its own terminal, its size, detach and exit code; e
   d.line('sleep 1234');
   d.keys('C-x', 'd');
   assert.equal(await d.exitStatus(), 0);
-  assert.match(await h.ok(['exec', 'ex', 'ps', '-o', 'args']), /^sleep 1234$/m);
+  // (the shell may start sleep just after the detach keys went by)
+  await eventually(async () => /^sleep 1234$/m.test(await h.ok(['exec', 'ex', 'ps', '-o', 'args'])), 10_000);
   // -t without a terminal of ours: the command still gets one.
   const r = await h.run(['exec', '-t', 'ex', 'sh', '-c', 'tty; exit 3']);
   assert.equal(r.code, 3, r.stderr);

@@ -9,7 +9,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { diagnoseCriuLog } from '../../src/drivers/criu/criu.js';
+import { chrDumpable, diagnoseCriuLog, findUndumpable } from '../../src/drivers/criu/criu.js';
 import { decodeMessage, readDumpStats, readRestoreStats } from '../../src/drivers/criu/stats.js';
 
 const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
@@ -353,4 +353,19 @@ test('decodeMessage: varints, fixed32, fixed64 and length-delimited fields', () 
   assert.throws(() => decodeMessage(Buffer.from([0x08])), /truncated/);
   assert.throws(() => decodeMessage(Buffer.from([0x0a, 0x05, 1, 2])), /truncated/);
   assert.throws(() => decodeMessage(Buffer.from([0x0b])), /unsupported wire type 3/);
+});
+
+test('chrDumpable: the character devices CRIU dumps itself, and no others', () => {
+  for (const [ma, mi] of [[1, 3], [1, 9], [1, 11], [5, 0], [5, 2], [4, 64], [136, 0], [128, 1], [10, 200], [10, 235]]) assert.ok(chrDumpable(ma!, mi!), `${ma}:${mi}`);
+  // kvm, fuse, userfaultfd, hwrng, an input device, a sound device, a DRM node
+  for (const [ma, mi] of [[10, 232], [10, 229], [10, 257], [10, 183], [13, 64], [116, 1], [226, 0]]) assert.ok(!chrDumpable(ma!, mi!), `${ma}:${mi}`);
+});
+
+test('findUndumpable: nothing in an ordinary process (files, pipes, sockets, /dev/null); a pid that is gone is skipped', () => {
+  const fd = fs.openSync('/dev/null', 'r');
+  try {
+    assert.deepEqual(findUndumpable([process.pid, 2 ** 22 + 1]), []);
+  } finally {
+    fs.closeSync(fd);
+  }
 });

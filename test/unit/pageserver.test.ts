@@ -27,12 +27,16 @@ test('adoptPageImages moves the page server\'s pagemap and pages images into the
   const { from, images } = dirs(t);
   fs.writeFileSync(path.join(from, 'pagemap-1.img'), 'pm');
   fs.writeFileSync(path.join(from, 'pages-65537.img'), Buffer.alloc(8192));
+  // Shared memory's maps: a System V segment (by its ID) and a shared anonymous mapping (by its inode).
+  fs.writeFileSync(path.join(from, 'pagemap-shmem-4.img'), 's');
+  fs.writeFileSync(path.join(from, 'pagemap-shmem-5859364.img'), 'a');
   fs.writeFileSync(path.join(from, 'page-server.log'), 'not an image');
+  fs.writeFileSync(path.join(from, 'pagemap-shmem-x.img'), 'not an image');
   assert.equal(pageImageBytes(from), 8192, 'what has arrived: the pages, not their map');
   assert.equal(pageImageBytes(path.join(from, 'not-yet')), 0);
-  assert.equal(adoptPageImages(from, images), 8194);
-  assert.deepEqual(fs.readdirSync(images).sort(), ['inventory.img', 'pagemap-1.img', 'pages-65537.img']);
-  assert.deepEqual(fs.readdirSync(from), ['page-server.log'], 'only page images are taken');
+  assert.equal(adoptPageImages(from, images), 8196);
+  assert.deepEqual(fs.readdirSync(images).sort(), ['inventory.img', 'pagemap-1.img', 'pagemap-shmem-4.img', 'pagemap-shmem-5859364.img', 'pages-65537.img']);
+  assert.deepEqual(fs.readdirSync(from).sort(), ['page-server.log', 'pagemap-shmem-x.img'], 'only page images are taken');
 });
 
 test('adoptPageImages refuses what a page server never writes, and an image the archive also had', (t) => {

@@ -29,6 +29,7 @@ test('checkpointContainers: export options need an export; emptyNs only network;
   await assert.rejects(checkpointContainers(engine, { refs: ['a'], emptyNs: ['network', 'ipc'] }, never), einval(/^invalid --empty-ns "ipc": only network is supported$/));
   await assert.rejects(checkpointContainers(engine, { all: true, export: path.join(dir, 'x.tar') }, never), einval(/^--export takes exactly one container$/));
   await assert.rejects(checkpointContainers(engine, { refs: ['a', 'b'], export: '-' }, never), einval(/exactly one container/));
+  await assert.rejects(checkpointContainers(engine, { refs: ['a', 'b'], createImage: 'x' }, never), einval(/^--create-image takes exactly one container$/));
   await assert.rejects(checkpointContainers(engine, { refs: ['a'], latest: true }, never), einval(/cannot be used together/));
   await assert.rejects(checkpointContainers(engine, { refs: ['a', 'ghost'] }, never), (e: unknown) => e instanceof FerryError && e.code === 'ENOTFOUND');
   assert.equal(JSON.stringify(fs.readFileSync(engine.paths.containerRecord(a), 'utf8')), before, 'the container was not touched');
@@ -39,7 +40,7 @@ test('restoreContainers: import excludes a selection; import options need an imp
     await assert.rejects(restoreContainers(engine, { ...sel, import: path.join(dir, 'none.tar') }, never), einval(/^--import restores a new container from the archive: do not name containers, --all or --latest with it$/), JSON.stringify(sel));
   }
   for (const opt of [{ name: 'n' }, { ignoreRootfs: true }, { ignoreVolumes: true }, { allowHostMounts: true }, { pod: 'p' }]) {
-    await assert.rejects(restoreContainers(engine, { refs: ['old'], ...opt }, never), einval(/^--name, --ignore-rootfs, --ignore-volumes, --allow-host-mounts and --pod only apply with --import$/), JSON.stringify(opt));
+    await assert.rejects(restoreContainers(engine, { refs: ['old'], ...opt }, never), einval(/^--name, --ignore-rootfs, --ignore-volumes, --allow-host-mounts and --pod only apply with --import or a checkpoint image$/), JSON.stringify(opt));
   }
   assert.deepEqual(await restoreContainers(engine, { all: true }, never), [], 'no checkpointed container: nothing to do');
   await assert.rejects(restoreContainers(engine, {}, never), einval(/give at least one container/));

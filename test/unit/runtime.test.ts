@@ -114,6 +114,7 @@ type Spec = {
     resources: { devices: { allow: boolean; access: string }[] };
     maskedPaths: string[];
     readonlyPaths: string[];
+    seccomp?: { defaultAction: string; architectures?: string[]; syscalls: { names: string[]; action: string; errnoRet?: number }[] };
   };
 };
 
@@ -202,6 +203,15 @@ test('buildSpec: namespaces joined by path (the mount namespace never); no lo ho
   // The mount namespace is always the container's own, even if a path slips in.
   const m = spec({ namespacePaths: { mount: '/proc/42/ns/mnt', uts: '/proc/42/ns/uts' } as unknown as SpecOptions['namespacePaths'] });
   assert.deepEqual(m.linux.namespaces.slice(3), [{ type: 'uts', path: '/proc/42/ns/uts' }, { type: 'mount' }]);
+});
+
+test('buildSpec: io_uring answers ENOSYS, everything else is allowed; --security-opt seccomp=unconfined lifts the filter', () => {
+  const f = spec().linux.seccomp;
+  assert.equal(f?.defaultAction, 'SCMP_ACT_ALLOW');
+  assert.deepEqual(f?.syscalls, [{ names: ['io_uring_setup', 'io_uring_enter', 'io_uring_register'], action: 'SCMP_ACT_ERRNO', errnoRet: 38 }]);
+  if (process.arch === 'x64') assert.deepEqual(f?.architectures, ['SCMP_ARCH_X86_64', 'SCMP_ARCH_X86', 'SCMP_ARCH_X32'], 'the 32-bit entry points too');
+  assert.equal('seccomp' in spec({ allowIoUring: true }).linux, false);
+  assert.ok(spec({ allowIoUring: false }).linux.seccomp);
 });
 
 test('buildSpec: --network host has no network namespace at all, even with a path given', () => {

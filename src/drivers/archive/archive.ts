@@ -173,6 +173,8 @@ export class ArchiveWriter {
   /** Any directory tree (rootfs diff, volume), read by GNU tar with ownership and xattrs. */
   async addTree(prefix: string, dir: string): Promise<void> {
     await this.entry({ name: `${prefix}/`, type: 'directory', mode: fs.statSync(dir).mode & 0o7777, mtime: new Date() });
+    // An empty tree (a rootfs without changes, an empty volume) is its root entry alone: no tar.
+    if (fs.readdirSync(dir).length === 0) return;
     const child = spawn('tar', ['-c', '-f', '-', '--numeric-owner', '--xattrs', '--xattrs-include=trusted.*', '--xattrs-include=user.*', '-C', dir, '.'], {
       stdio: ['ignore', 'pipe', 'pipe'],
     });
@@ -344,11 +346,14 @@ export class TreeExtract {
   async add(h: Header, body: Readable, hash?: Hash): Promise<void> {
     const rest = h.name === '' ? '' : checkMemberName(h.name); // '': the tree's root
     const name = `${this.label}/${rest}`;
-    const sink = (this.sink ??= new TreeSink(this.dir));
     if (!rest) {
+      fs.mkdirSync(this.dir, { recursive: true, mode: 0o755 });
       body.resume();
       return;
     }
+    // GNU tar starts with the first member below the root: an empty tree (a rootfs with no
+    // changes, an empty volume) costs no process.
+    const sink = (this.sink ??= new TreeSink(this.dir));
     for (let p = path.posix.dirname(rest); p !== '.'; p = path.posix.dirname(p)) {
       if (this.symlinks.has(p)) throw bad(`member "${name}" lies below the symbolic link "${this.label}/${p}"`);
     }
@@ -379,7 +384,8 @@ export class TreeExtract {
 
   /** Waits until GNU tar has written everything (it fails the whole tree if anything failed). */
   async finish(): Promise<void> {
-    await (this.sink ??= new TreeSink(this.dir)).finish();
+    if (this.sink) await this.sink.finish();
+    else fs.mkdirSync(this.dir, { recursive: true, mode: 0o755 });
   }
 
   /** Abandons the extraction. */

@@ -6,12 +6,14 @@
  *   network.status         the network status per network (JSON; null without a network)
  *   stats-dump             CRIU's dump statistics
  *   ctr.log                the container's log (k8s-file)
+ *   criu-restore.conf      a CRIU configuration for Podman's runc (Ferry's older exports; now in artifacts/)
  *   checkpoint/...         CRIU's images
  *   rootfs-diff.tar        files added or changed in the container's root filesystem (a tar)
  *   deleted.files          paths deleted from it (a JSON array)
  *   volumes/NAME.tar       each named volume's contents (a tar)
  *   devshm-checkpoint.tar  the container's private /dev/shm (a tar)
  *   artifacts/             libpod's per-container artifacts (not used)
+ *   criu-restore.conf      CRIU options for the restore (Ferry's export writes one; not used)
  *
  * The format has no header and no checksums: it is told apart by content (config.dump and
  * spec.dump as libpod writes them), and read with the same checks as Ferry's own archives: the
@@ -38,6 +40,8 @@ export const PODMAN_KIND = 'podman-checkpoint';
 /** Members holding JSON metadata: read whole, so they are kept small. */
 const METADATA = ['config.dump', 'spec.dump', 'network.status', 'deleted.files', 'stats-dump'];
 const METADATA_MAX = 16 * 1024 * 1024;
+/** The CRIU configuration file a Podman-layout archive written by Ferry carries (podman-export.ts). */
+export const CRIU_RESTORE_CONF = 'criu-restore.conf';
 
 const asReadable = (s: unknown): Readable => s as Readable;
 
@@ -75,10 +79,18 @@ export class PodmanReader implements ForeignReader {
   private headerDone = false;
   private rootfs: TreeExtract | undefined;
   private readonly trees: TreeExtract[] = [];
+  /** deleted.files, applied once the rootfs diff is in (anyOrder). */
+  private pendingDeleted: unknown;
 
+  /**
+   * anyOrder: the members come in any order (a checkpoint image's layer: its files sorted by
+   * name, the CRIU images before the dump files), so nothing waits for the header; it is
+   * checked as soon as both dump files are in, or at the end.
+   */
   constructor(
     private readonly dest: string,
     private readonly onHeader: (h: PodmanHeader) => Promise<void> | void,
+    private readonly opts: { anyOrder?: boolean } = {},
   ) {}
 
   private async header(): Promise<void> {
@@ -95,9 +107,22 @@ export class PodmanReader implements ForeignReader {
 
   async member(h: Header, body: Readable): Promise<void> {
     const name = h.name; // already checked and normalized by readArchive
+    if (name === CRIU_RESTORE_CONF) {
+      // The CRIU configuration Ferry's own Podman-layout export adds for Podman's runc: not
+      // needed here, never extracted.
+      if (h.type !== 'file' || (h.size ?? 0) > METADATA_MAX) throw bad(`member "${name}" is not a small regular file`);
+      body.resume();
+      return;
+    }
     if (name === '' || name === 'artifacts' || name.startsWith('artifacts/')) {
       // The bundle dir itself, and libpod's artifacts: not needed, never extracted.
       if (!['directory', 'file'].includes(h.type ?? 'file')) throw bad(`member "${name}" is a ${h.type}`);
+      body.resume();
+      return;
+    }
+    if (name === 'criu-restore.conf') {
+      // CRIU options for Podman's restore (Ferry's Podman-layout export writes one): not needed here.
+      if (h.type !== 'file' || (h.size ?? 0) > 64 * 1024) throw bad(`member "${name}" is not a small regular file`);
       body.resume();
       return;
     }
@@ -119,7 +144,10 @@ export class PodmanReader implements ForeignReader {
         throw bad(`${name} is not valid JSON`);
       }
       this.docs.set(name, doc);
-      if (name === 'deleted.files') await this.deleted(doc);
+      if (name === 'deleted.files') {
+        if (this.opts.anyOrder) this.pendingDeleted = doc;
+        else await this.deleted(doc);
+      }
       else fs.writeFileSync(path.join(this.dest, name), buf, { mode: 0o600, flag: 'wx' });
       if (this.docs.has('config.dump') && this.docs.has('spec.dump')) await this.header();
       return;
@@ -129,8 +157,8 @@ export class PodmanReader implements ForeignReader {
       await this.innerTar(h, body, this.tree('devshm', 'volume', name));
       return;
     }
-    // Anything large comes after the two dump files.
-    await this.header();
+    // Anything large comes after the two dump files (in an archive).
+    if (!this.opts.anyOrder) await this.header();
     if (name === 'ctr.log') {
       if (h.type !== 'file') throw bad(`member "${name}" is not a regular file`);
       await writeFile(body, path.join(this.dest, name));
@@ -208,6 +236,7 @@ export class PodmanReader implements ForeignReader {
 
   async finish(): Promise<Record<string, unknown>> {
     if (!this.headerDone) await this.header();
+    if (this.pendingDeleted !== undefined) await this.deleted(this.pendingDeleted);
     for (const t of this.trees) await t.finish();
     if (!fs.existsSync(path.join(this.dest, 'checkpoint', 'inventory.img'))) {
       throw bad('it holds no complete CRIU checkpoint (checkpoint/inventory.img is missing: truncated?)');

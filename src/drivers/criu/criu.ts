@@ -37,15 +37,89 @@ export interface CriuInfo {
 export interface Undumpable {
   pid: number;
   command: string;
-  what: string;
+  /** io_uring: an io_uring instance; device: a device node CRIU has no dumper for; outside: a file on a mount the container does not have. */
+  kind: 'io_uring' | 'device' | 'outside';
+  /** The file as /proc/PID/fd shows it; for a device also its numbers (e.g. `/dev/kvm (10:232)`). */
+  file: string;
 }
 
-/** The kinds of open file CRIU 4.2 cannot dump, by the link of /proc/PID/fd/N. */
-const UNDUMPABLE: { re: RegExp; what: string }[] = [{ re: /^anon_inode:\[io_uring\]$/, what: 'io_uring' }];
+/**
+ * Character devices CRIU 4.2 dumps itself (dump_chrdev): memory devices (1:*, /dev/null, ...),
+ * terminals and pseudo-terminals (4, 5, 128-143), tun (10:200) and autofs (10:235).
+ */
+export function chrDumpable(major: number, minor: number): boolean {
+  if (major === 1 || major === 4 || major === 5 || (major >= 128 && major <= 143)) return true;
+  return major === 10 && (minor === 200 || minor === 235);
+}
 
-/** What of the processes' open files CRIU cannot dump (one entry per process and kind). */
+/** Devices a CRIU plugin may dump (amdgpu: kfd, DRM nodes; cuda: nvidia): left to CRIU. */
+const PLUGIN_DEVICE = /^(kfd$|dri\/|nvidia)/;
+
+function devName(type: 'char' | 'block', major: number, minor: number): string {
+  try {
+    return /^DEVNAME=(.*)$/m.exec(fs.readFileSync(`/sys/dev/${type}/${major}:${minor}/uevent`, 'utf8'))?.[1] ?? '';
+  } catch {
+    return '';
+  }
+}
+
+/** The mount IDs of a process's mount namespace (cached per namespace). */
+function mountIds(pid: number, cache: Map<string, Set<number>>): Set<number> | undefined {
+  try {
+    const ns = fs.readlinkSync(`/proc/${pid}/ns/mnt`);
+    let ids = cache.get(ns);
+    if (!ids) {
+      ids = new Set(fs.readFileSync(`/proc/${pid}/mountinfo`, 'utf8').split('\n').filter(Boolean).map((l) => Number(l.split(' ')[0])));
+      cache.set(ns, ids);
+    }
+    return ids;
+  } catch {
+    return undefined; // gone
+  }
+}
+
+/** What CRIU 4.2 cannot dump of one open file, by its /proc/PID/fd link, or undefined. */
+function undumpableFd(pid: number, fd: string, link: string, mounts: Set<number> | undefined): Pick<Undumpable, 'kind' | 'file'> | undefined {
+  if (link === 'anon_inode:[io_uring]') return { kind: 'io_uring', file: link };
+  // Files with a path; memfds live on a kernel-internal mount and CRIU dumps them by content.
+  if (!link.startsWith('/') || link.startsWith('/memfd:')) return undefined;
+  let st: fs.BigIntStats;
+  try {
+    st = fs.statSync(`/proc/${pid}/fd/${fd}`, { bigint: true });
+  } catch {
+    return undefined; // closed meanwhile
+  }
+  if (st.isCharacterDevice() || st.isBlockDevice()) {
+    const major = Number(((st.rdev >> 8n) & 0xfffn) | ((st.rdev >> 32n) & ~0xfffn));
+    const minor = Number((st.rdev & 0xffn) | ((st.rdev >> 12n) & ~0xffn));
+    const type = st.isCharacterDevice() ? 'char' : 'block';
+    if (type === 'char' && (chrDumpable(major, minor) || PLUGIN_DEVICE.test(devName(type, major, minor)))) return checkMount();
+    return { kind: 'device', file: `${link} (${type === 'block' ? 'block ' : ''}${major}:${minor})` };
+  }
+  return checkMount();
+
+  function checkMount(): Pick<Undumpable, 'kind' | 'file'> | undefined {
+    if (!mounts) return undefined;
+    let info = '';
+    try {
+      info = fs.readFileSync(`/proc/${pid}/fdinfo/${fd}`, 'utf8');
+    } catch {
+      return undefined;
+    }
+    const id = /^mnt_id:\s*(\d+)/m.exec(info)?.[1];
+    return id !== undefined && !mounts.has(Number(id)) ? { kind: 'outside', file: link } : undefined;
+  }
+}
+
+/**
+ * What of the processes' open files CRIU 4.2 cannot dump (one entry per process and kind): an
+ * io_uring instance, a device it has no dumper for (criu/files.c: "Can't dump file N of that
+ * type"), a file on a mount outside the process's mount namespace, e.g. passed in over a unix
+ * socket ("Can't lookup mount=N for fd=N").
+ */
 export function findUndumpable(pids: number[]): Undumpable[] {
   const out: Undumpable[] = [];
+  const nsMounts = new Map<string, Set<number>>();
   for (const pid of pids) {
     let fds: string[];
     try {
@@ -53,6 +127,7 @@ export function findUndumpable(pids: number[]): Undumpable[] {
     } catch {
       continue; // gone
     }
+    const mounts = mountIds(pid, nsMounts);
     const seen = new Set<string>();
     for (const fd of fds) {
       let link: string;
@@ -61,16 +136,16 @@ export function findUndumpable(pids: number[]): Undumpable[] {
       } catch {
         continue;
       }
-      const u = UNDUMPABLE.find((k) => k.re.test(link));
-      if (!u || seen.has(u.what)) continue;
-      seen.add(u.what);
+      const u = undumpableFd(pid, fd, link, mounts);
+      if (!u || seen.has(u.kind)) continue;
+      seen.add(u.kind);
       let command = '';
       try {
         command = fs.readFileSync(`/proc/${pid}/comm`, 'utf8').trim();
       } catch {
         /* gone */
       }
-      out.push({ pid, command, what: u.what });
+      out.push({ pid, command, ...u });
     }
   }
   return out;

@@ -55,6 +55,7 @@ export interface ImageManifest {
   mediaType?: string;
   config: Descriptor;
   layers: Descriptor[];
+  annotations?: Record<string, string>;
 }
 
 export interface ImageRecord {
@@ -306,17 +307,33 @@ export class ImageStore {
   async importTarball(tarball: string, name: string | undefined, config: ImageConfig = {}): Promise<ImageRecord> {
     if (!fs.existsSync(tarball)) throw new FerryError('ENOTFOUND', `${tarball}: no such file`);
     const normName = name ? normalizeImageName(name) : undefined;
+    return this.importLayerFile(tarball, {
+      names: normName ? [normName] : [],
+      what: 'the image tarball',
+      config: { Env: config.Env ?? [`PATH=${DEFAULT_PATH}`], Cmd: config.Cmd ?? ['/bin/sh'], WorkingDir: config.WorkingDir ?? '/' },
+      history: { created_by: 'ferry import', comment: 'imported from a rootfs tarball' },
+    });
+  }
+
+  /**
+   * Stores a tar file (optionally compressed) as a one-layer image: the layer is unpacked
+   * through the sanitizer, and the file kept as the layer's blob (push and save send it as it
+   * is), with the config, history entry and manifest annotations given.
+   */
+  async importLayerFile(
+    file: string,
+    o: { names: string[]; what: string; config: ImageConfig; history: NonNullable<OciImageConfig['history']>[number]; created?: string; annotations?: Record<string, string> },
+  ): Promise<ImageRecord> {
     mkdirp(this.dir, 0o700);
-    // The tarball is kept as the layer's blob (push and save send it as it is): copied by the
-    // kernel while it is unpacked, then stored under the digest the unpacking computed.
+    // Copied by the kernel while it is unpacked, then stored under the digest the unpacking computed.
     mkdirp(path.join(this.dir, 'blobs', 'sha256'), 0o700);
     const tmpBlob = path.join(this.dir, 'blobs', `.tmp-${process.pid}-${randomBytes(4).toString('hex')}`);
-    const copied = fs.promises.copyFile(tarball, tmpBlob);
+    const copied = fs.promises.copyFile(file, tmpBlob);
     copied.catch(() => undefined);
     let layer: LayerRecord;
     let blob: { digest: string; size: number; mediaType: string };
     try {
-      const r = await this.layers.unpackDigest(fs.createReadStream(tarball), {}, 'the image tarball');
+      const r = await this.layers.unpackDigest(fs.createReadStream(file), {}, o.what);
       await copied;
       layer = r.rec;
       blob = { digest: r.digest, size: fs.statSync(tmpBlob).size, mediaType: layerMediaType(tmpBlob) };
@@ -329,11 +346,12 @@ export class ImageStore {
     }
     const plat = hostPlatform();
     const cfg: OciImageConfig = {
+      ...(o.created ? { created: o.created } : {}),
       architecture: plat.architecture,
       os: plat.os,
-      config: { Env: config.Env ?? [`PATH=${DEFAULT_PATH}`], Cmd: config.Cmd ?? ['/bin/sh'], WorkingDir: config.WorkingDir ?? '/' },
+      config: o.config,
       rootfs: { type: 'layers', diff_ids: [layer.DiffID] },
-      history: [{ created_by: 'ferry import', comment: 'imported from a rootfs tarball' }],
+      history: [{ ...(o.created ? { created: o.created } : {}), ...o.history }],
     };
     const configBlob = Buffer.from(JSON.stringify(cfg));
     const manifest: ImageManifest = {
@@ -341,8 +359,9 @@ export class ImageStore {
       mediaType: MEDIA.ociManifest,
       config: { mediaType: MEDIA.ociConfig, digest: `sha256:${sha256(configBlob)}`, size: configBlob.length },
       layers: [{ mediaType: blob.mediaType, digest: blob.digest, size: blob.size }],
+      ...(o.annotations ? { annotations: o.annotations } : {}),
     };
-    return this.commit({ config: configBlob, manifest: Buffer.from(JSON.stringify(manifest)), names: normName ? [normName] : [], repoDigests: [] });
+    return this.commit({ config: configBlob, manifest: Buffer.from(JSON.stringify(manifest)), names: o.names, repoDigests: [] });
   }
 
   /**

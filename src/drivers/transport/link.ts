@@ -15,6 +15,7 @@ import type { TLSSocket } from 'node:tls';
 import type { Readable, Writable } from 'node:stream';
 import { FerryError } from '../../lib/errors.js';
 import { waitExit } from '../../lib/proc.js';
+import { debug, debugEnabled } from '../../lib/log.js';
 import { parseSshUrl, sshSpawn, type SshTarget } from './channel.js';
 import { PROTOCOL, connectService, displayTarget, isServiceUrl, listenPagesTunnel, parseServiceUrl, readSecretFile, servePagesTunnel, type ServiceIdentity, type ServiceTarget } from './service.js';
 
@@ -91,14 +92,25 @@ export async function openLink(dest: Destination, o: DestinationOptions, pages: 
  */
 export function sshLink(target: SshTarget, o: Pick<DestinationOptions, 'remoteCommand' | 'identity' | 'sshOptions'>, pages: PagesMode, pagesPort: number): Link {
   const remotePort = pages === 'none' ? 0 : 20000 + Math.floor(Math.random() * 20000);
-  const ssh = sshSpawn(target, o.remoteCommand ?? 'ferry', ['system', 'migrate-receive'], {
+  // At --log-level debug the destination's ferry traces too, and its lines come back here,
+  // stamped with this process's clock: one timeline of both hosts.
+  const trace = debugEnabled();
+  const ssh = sshSpawn(target, o.remoteCommand ?? 'ferry', [...(trace ? ['--log-level', 'debug'] : []), 'system', 'migrate-receive'], {
     identity: o.identity,
     options: o.sshOptions,
     remoteForwards: pages === 'lazy' ? [[remotePort, '127.0.0.1', pagesPort]] : [],
     localForwards: pages === 'page-server' ? [[pagesPort, '127.0.0.1', remotePort]] : [],
   });
   const sshErr: string[] = [];
-  ssh.stderr!.on('data', (b: Buffer) => sshErr.push(b.toString()));
+  let partial = '';
+  ssh.stderr!.on('data', (b: Buffer) => {
+    const text = b.toString();
+    sshErr.push(text);
+    if (!trace) return;
+    const lines = (partial + text).split('\n');
+    partial = lines.pop() ?? '';
+    for (const l of lines) if (l.startsWith('ferry[')) debug(`${target.host}: ${l}`);
+  });
   ssh.stdin!.on('error', () => undefined);
   return {
     where: target.host,
@@ -106,7 +118,7 @@ export function sshLink(target: SshTarget, o: Pick<DestinationOptions, 'remoteCo
     input: ssh.stdout!,
     remotePagesPort: remotePort,
     ready: async () => undefined,
-    lostReason: () => sshErr.join('').trim().split('\n').filter((l) => !/^Warning: Permanently added/.test(l)).pop(),
+    lostReason: () => sshErr.join('').trim().split('\n').filter((l) => !/^Warning: Permanently added/.test(l) && !l.startsWith('ferry[')).pop(),
     end: () => ssh.stdin!.end(),
     destroy: () => ssh.kill(),
     closed: (ms) => waitExit(ssh, ms),
