@@ -699,6 +699,7 @@ export class Engine {
       }
       if (rec.state.status === 'paused') throw new FerryError('ESTATE', `container ${rec.config.name} is paused: unpause it instead`);
       if (!o.byPolicy) delete rec.state.restartCount; // started by hand: its policy counts afresh
+      else if (!rec.state.restarting) return rec; // stopped (or started) meanwhile: the policy's turn is over
       // A checkpointed container starts afresh, as with Podman; its checkpoint stays for restore.
       this.beginOp(rec, 'start', {});
       let session: AttachSession | undefined;
@@ -770,6 +771,12 @@ export class Engine {
   async stop(ref: string, timeoutSec?: number): Promise<ContainerRecord> {
     return this.withContainer(ref, async (rec) => {
       const live = rec.state.status === 'running' || rec.state.status === 'paused';
+      if (rec.state.restarting) {
+        // Between an exit and its policy's restart: stopping means it stays stopped.
+        delete rec.state.restarting;
+        rec.state.stoppedByUser = true;
+        this.save(rec);
+      }
       await this.stopLocked(rec, timeoutSec ?? rec.config.stopTimeout);
       if (live) this.event(rec, 'stop');
       await this.autoRemove(rec);
@@ -912,6 +919,7 @@ export class Engine {
             restart = this.restartWanted(r);
             if (restart) {
               r.state.restartCount = (r.state.restartCount ?? 0) + 1;
+              r.state.restarting = true;
               this.save(r);
             }
           }
@@ -924,6 +932,7 @@ export class Engine {
         // Nothing to report to: the reason stays in the container's state.
         await this.withContainer(rec.config.id, async (r) => {
           r.state.error = `its restart policy could not start it again: ${e.message}`;
+          delete r.state.restarting;
           this.save(r);
         }).catch(() => undefined);
       });

@@ -22,6 +22,7 @@ export function toRunning(s: ContainerState, started: Started, extra: Partial<Co
     restored: false,
     oomKilled: undefined,
     stoppedByUser: undefined,
+    restarting: undefined,
     ...extra,
   });
 }

@@ -194,6 +194,8 @@ export interface ContainerState {
   trafficHeld?: boolean;
   /** The kernel's OOM killer ended its last run (conmon saw it in the memory cgroup). */
   oomKilled?: boolean;
+  /** Its restart policy is starting it again (between its exit and the new start). */
+  restarting?: boolean;
   /** How many times its restart policy has started it again since it was last started by hand. */
   restartCount?: number;
   /** Stopped by `ferry stop` (or kill): unless-stopped and on-failure do not restart it. */

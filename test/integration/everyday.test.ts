@@ -197,14 +197,18 @@ test('rename, restart, port for every running container', async () => {
 
 test('--restart: on-failure:2 runs three times; always restarts until stopped; stop, kill and checkpoint are not failures', async () => {
   await h.ok(['run', '-d', '--name', 'fails', ...NONE, '--restart', 'on-failure:2', 'busybox', 'sh', '-c', 'echo run; exit 1']);
-  await eventually(async () => (await h.inspect('fails')).RestartCount === 2 && (await h.inspect('fails')).State.Status === 'exited', 20_000);
+  const settled = async (ref: string): Promise<any> => {
+    const i = await h.inspect(ref);
+    return i.State.Status === 'exited' && !i.State.Restarting ? i : undefined;
+  };
+  await eventually(async () => (await settled('fails'))?.RestartCount === 2, 20_000);
   await new Promise((r) => setTimeout(r, 1500)); // and no more
   assert.deepEqual(await h.logs('fails'), ['run', 'run', 'run']);
   const i = await h.inspect('fails');
   assert.deepEqual([i.RestartCount, i.State.ExitCode, i.HostConfig.RestartPolicy], [2, 1, { Name: 'on-failure', MaximumRetryCount: 2 }]);
   // Success ends on-failure at once.
   await h.ok(['run', '-d', '--name', 'succeeds', ...NONE, '--restart', 'on-failure', 'busybox', 'sh', '-c', 'echo run']);
-  await eventually(async () => (await h.inspect('succeeds')).State.Status === 'exited', 10_000);
+  await eventually(async () => !!(await settled('succeeds')), 10_000);
   await new Promise((r) => setTimeout(r, 1000));
   assert.deepEqual(await h.logs('succeeds'), ['run']);
   // always: a clean exit is restarted too; `ferry stop` ends it.
