@@ -129,6 +129,17 @@ function copyTree(src: string, dst: string): void {
   fs.lutimesSync(dst, st.atime, st.mtime);
 }
 
+/** SRC/. (Podman's and Docker's): the directory's contents, into `to` (made if missing; its parent must exist). */
+function copyContents(from: string, to: string): void {
+  if (!fs.statSync(from).isDirectory()) throw new FerryError('EINVAL', `${from} is not a directory: /. copies a directory's contents`);
+  const cur = lstatOrUndefined(to);
+  if (cur && !cur.isDirectory()) throw new FerryError('EINVAL', `cannot copy a directory's contents onto the file ${to}`);
+  if (!cur) fs.mkdirSync(to, fs.statSync(from).mode & 0o7777);
+  for (const name of fs.readdirSync(from)) copyTree(path.join(from, name), path.join(to, name));
+}
+
+const contentsOf = (p: string): boolean => /\/\.$/.test(p) || p === '.';
+
 /** CTR:PATH (when CTR names a container), else a host path or `-`. */
 function parseArg(engine: Engine, arg: string): { rec?: ContainerRecord; path: string } {
   const i = arg.indexOf(':');
@@ -193,6 +204,10 @@ async function copyOut(engine: Engine, rec: ContainerRecord, view: View, cpath: 
   }
   const target = path.resolve(dest);
   const tst = lstatOrUndefined(target);
+  if (contentsOf(cpath)) {
+    if (!tst && !fs.existsSync(path.dirname(target))) throw new FerryError('ENOTFOUND', `"${path.dirname(target)}" could not be found on the host: create it first`);
+    return copyContents(from, target);
+  }
   let to = target;
   if (tst?.isDirectory() || (tst?.isSymbolicLink() && fs.statSync(target, { throwIfNoEntry: false })?.isDirectory())) {
     to = path.join(target, resolved === '/' ? path.basename(rec.config.name) : path.posix.basename(resolved));
@@ -223,6 +238,12 @@ async function copyIn(engine: Engine, rec: ContainerRecord, view: View, hostPath
   }
   const from = path.resolve(hostPath);
   if (!lstatOrUndefined(from)) throw new FerryError('ENOTFOUND', `"${hostPath}" could not be found on the host: no such file or directory`);
+  if (contentsOf(hostPath)) {
+    if (!dst && !lstatOrUndefined(view.host(path.posix.dirname(resolvedDest)))?.isDirectory()) {
+      throw new FerryError('ENOTFOUND', `"${path.posix.dirname(cpath)}" could not be found on container ${rec.config.name}: create the directory first`);
+    }
+    return copyContents(from, destHost);
+  }
   if (dst?.isDirectory()) {
     copyTree(from, path.join(destHost, path.basename(from)));
     return;

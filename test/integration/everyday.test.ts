@@ -112,6 +112,12 @@ test('cp: both ways, running and stopped, archives with -, symlinks resolved ins
   await h.ok(['cp', src, 'idle:/tmp']);
   assert.equal(await h.ok(['exec', 'idle', 'cat', '/tmp/src/a.txt']), 'alpha');
   assert.equal(await h.ok(['exec', 'idle', 'stat', '-c', '%a', '/tmp/src/a.txt']), '640');
+  // SRC/. copies a directory's contents, both ways.
+  await h.ok(['cp', `${src}/.`, 'idle:/contents']);
+  assert.equal(await h.ok(['exec', 'idle', 'ls', '/contents']), 'a.txt\nsub');
+  const contents = path.join(tmp, 'contents');
+  await h.ok(['cp', 'idle:/tmp/src/.', contents]);
+  assert.deepEqual(fs.readdirSync(contents).sort(), ['a.txt', 'sub']);
   // A file to a new name; then back out to the host, byte for byte.
   await h.ok(['cp', path.join(src, 'sub', 'b.bin'), 'idle:/b.copy']);
   const back = path.join(tmp, 'back.bin');
