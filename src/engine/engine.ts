@@ -12,6 +12,7 @@ import { processAlive, procStartTime, sleep, waitFor } from '../lib/proc.js';
 import { RuncRuntime } from '../drivers/runtime/runc.js';
 import { attachHelper, openAttach, type AttachRequest, type AttachSession } from '../drivers/runtime/attach.js';
 import { execWithConmon } from '../drivers/runtime/conmon-exec.js';
+import { oomKills } from '../drivers/runtime/cgroup.js';
 import { buildSpec, type Mount } from '../drivers/runtime/spec.js';
 import { resolveUser } from '../drivers/runtime/user.js';
 import { ImageStore, DEFAULT_PATH, normalizeImageName, type ImageRecord } from '../drivers/storage/images.js';
@@ -285,9 +286,13 @@ export class Engine {
     appendEvent(this.paths.root, rec, status, attributes);
   }
 
-  /** conmon marks an OOM kill in the container's memory cgroup with a file in its persist dir. */
+  /**
+   * Whether the OOM killer ended the container's last run: its memory cgroup counts the kills
+   * (read before the runtime is released, which removes the cgroup); conmon also marks one with
+   * a file in its persist dir, though not always before the exit is seen.
+   */
   oomKilled(id: string): boolean {
-    return fs.existsSync(path.join(this.paths.conmon(id).persistDir, 'oom'));
+    return oomKills(this.paths.cgroup(id)) > 0 || fs.existsSync(path.join(this.paths.conmon(id).persistDir, 'oom'));
   }
 
   /** True when the record says the container runs but its conmon is gone. */
@@ -761,9 +766,10 @@ export class Engine {
       if ((await this.runtime.state(id))?.status === 'paused') await this.runtime.resume(id).catch(() => undefined);
       code = await this.waitExit(rec, 10_000);
     }
+    const oom = this.oomKilled(id);
     await this.releaseRuntime(rec);
     toExited(rec.state, code ?? 137);
-    if (this.oomKilled(id)) rec.state.oomKilled = true;
+    if (oom) rec.state.oomKilled = true;
     this.endOp(rec);
     this.event(rec, 'died', { containerExitCode: String(rec.state.exitCode) });
   }

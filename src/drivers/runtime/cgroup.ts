@@ -135,3 +135,19 @@ export function cgroupPids(pid: number): number[] {
   const pids = (procs ?? '').split('\n').filter(Boolean).map(Number);
   return pids.length ? pids.sort((a, b) => a - b) : [pid];
 }
+
+/**
+ * How many processes the kernel's OOM killer has killed in the cgroup at cgroupsPath (the
+ * spec's linux.cgroupsPath; cgroupfs layout), while it exists: v1's memory.oom_control, v2's
+ * memory.events.
+ */
+export function oomKills(cgroupsPath: string): number {
+  for (const [file, re] of [
+    [path.join('/sys/fs/cgroup/memory', cgroupsPath, 'memory.oom_control'), /^oom_kill (\d+)$/m],
+    [path.join('/sys/fs/cgroup', cgroupsPath, 'memory.events'), /^oom_kill (\d+)$/m],
+  ] as const) {
+    const m = re.exec(read(file) ?? '');
+    if (m) return Number(m[1]);
+  }
+  return 0;
+}

@@ -135,6 +135,7 @@ export async function execWithConmon(rt: RuncRuntime, o: ConmonExecOptions): Pro
   try {
     await new Promise<void>((resolve, reject) => {
       const child = spawn(rt.conmon, args, {
+        cwd: o.dir, // (conmon writes files into its working directory)
         stdio: ['ignore', logFd, logFd, sync.wr, start.rd, attachP.wr],
         env: { ...process.env, _OCI_SYNCPIPE: '3', _OCI_STARTPIPE: '4', _OCI_ATTACHPIPE: '5' },
         detached: true,

@@ -179,6 +179,9 @@ export class RuncRuntime {
     fs.rmSync(fifo, { force: true });
     const msg = await new Promise<{ data: number; message?: string }>((resolve, reject) => {
       const child = spawn(this.conmon, args, {
+        // conmon writes files into its working directory (an `oom` mark when the OOM killer
+        // strikes): the container's bundle, never the caller's directory.
+        cwd: p.bundle,
         stdio: ['ignore', logFd, logFd, syncWr],
         env: { ...process.env, _OCI_SYNCPIPE: '3' },
         detached: true, // its own session: a Ctrl-C at the terminal must not reach the container
