@@ -339,3 +339,8 @@ export function skipWith(t: { skip(reason?: string): void }, reason: string): vo
   process.stderr.write(`  skipped: ${reason}\n`);
   t.skip(reason);
 }
+
+/** Numbers the looper printed are 0, 1, 2, ... without a gap or a restart, and more than n of them. */
+export function continuous(seq: number[], n: number): boolean {
+  return seq.length > n && seq.every((v, i) => v === i);
+}

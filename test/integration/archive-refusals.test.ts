@@ -14,7 +14,7 @@ import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import tar from 'tar-stream';
+import { pack, readEntries, type Entry, type Hdr } from '../helpers/tarcraft.js';
 import { FAST_LOOPER, FERRY_BIN, Host, assertCleanError, eventually, lastCount, runcIds, type Result } from '../helpers/ferry.js';
 import { memberHash } from '../../src/drivers/archive/archive.js';
 
@@ -54,49 +54,6 @@ after(async () => {
 
 // ------------------------------------------------------------------------- crafting archives
 
-/** A tar member's header as tar-stream reads and writes it. */
-type Hdr = Partial<tar.Header> & { name: string; pax?: Record<string, string> | null };
-interface Entry {
-  header: Hdr;
-  data: Buffer;
-}
-
-async function readEntries(file: string): Promise<Entry[]> {
-  const out: Entry[] = [];
-  const ex = tar.extract();
-  const done = (async () => {
-    for await (const e of ex) {
-      const parts: Buffer[] = [];
-      for await (const b of e) parts.push(b as Buffer);
-      out.push({ header: { ...(e.header as Hdr) }, data: Buffer.concat(parts) });
-    }
-  })();
-  fs.createReadStream(file).pipe(ex as unknown as NodeJS.WritableStream);
-  await done;
-  return out;
-}
-
-async function pack(entries: Entry[]): Promise<Buffer> {
-  const p = tar.pack();
-  const chunks: Buffer[] = [];
-  p.on('data', (b: unknown) => chunks.push(b as Buffer));
-  const ended = new Promise<void>((resolve, reject) => {
-    p.on('end', () => resolve());
-    p.on('error', reject);
-  });
-  for (const e of entries) {
-    const isFile = (e.header.type ?? 'file') === 'file';
-    await new Promise<void>((resolve, reject) => {
-      const h = { ...e.header, size: isFile ? e.data.length : 0 };
-      const cb = (err?: Error | null): void => (err ? reject(err) : resolve());
-      if (isFile) p.entry(h, e.data, cb);
-      else p.entry(h, cb);
-    });
-  }
-  p.finalize();
-  await ended;
-  return Buffer.concat(chunks);
-}
 
 /** The sha256 Ferry's archive format keeps per member (the format's own definition). */
 function memberSum(h: Hdr, data: Buffer): string {
