@@ -344,3 +344,27 @@ export function skipWith(t: { skip(reason?: string): void }, reason: string): vo
 export function continuous(seq: number[], n: number): boolean {
   return seq.length > n && seq.every((v, i) => v === i);
 }
+
+/**
+ * Everything an import could leave behind on a host: containers (records, leftover temporary
+ * dirs), overlays, volumes, mounts, runc state and staging dirs (not the trash a background rm
+ * of an earlier removal may still be deleting). A refused import must leave it unchanged.
+ */
+export async function importFootprint(h: Host): Promise<Record<string, unknown>> {
+  const ls = (...p: string[]): string[] => {
+    try {
+      return fs.readdirSync(path.join(h.root, ...p)).sort();
+    } catch {
+      return [];
+    }
+  };
+  return {
+    ps: await h.names(),
+    staging: ls().filter((n) => n.startsWith('.') && !n.startsWith('.trash-')),
+    containers: ls('containers'),
+    overlay: ls('overlay'),
+    volumes: ls('volumes'),
+    mounts: h.mounts(),
+    runc: runcIds(h).sort(),
+  };
+}

@@ -15,7 +15,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { pack, readEntries, type Entry, type Hdr } from '../helpers/tarcraft.js';
-import { FAST_LOOPER, FERRY_BIN, Host, assertCleanError, eventually, lastCount, runcIds, type Result } from '../helpers/ferry.js';
+import { FAST_LOOPER, FERRY_BIN, Host, assertCleanError, eventually, lastCount, type Result, importFootprint } from '../helpers/ferry.js';
 import { memberHash } from '../../src/drivers/archive/archive.js';
 
 const A = new Host('refA'); // exports
@@ -119,27 +119,7 @@ const editJson = (entries: Entry[], name: string, fn: (doc: any) => void): void 
 
 // ------------------------------------------------------------------------- what must not change
 
-/** Everything an import could leave behind on a host. */
-async function footprint(h: Host): Promise<Record<string, unknown>> {
-  const ls = (...p: string[]): string[] => {
-    try {
-      return fs.readdirSync(path.join(h.root, ...p)).sort();
-    } catch {
-      return [];
-    }
-  };
-  return {
-    ps: await h.names(),
-    // a leftover .import-* staging dir (not the trash a background rm of an earlier removal is deleting)
-    staging: ls().filter((n) => n.startsWith('.') && !n.startsWith('.trash-')),
-    containersTmp: ls('containers').filter((n) => n.startsWith('.')),
-    containers: ls('containers'),
-    overlay: ls('overlay'),
-    volumes: ls('volumes'),
-    mounts: h.mounts(),
-    runc: runcIds(h).sort(),
-  };
-}
+const footprint = importFootprint;
 
 /** Imports `archive` on h expecting a clean refusal matching re, and checks nothing changed. */
 async function refused(h: Host, archive: string, re: RegExp, extra: string[] = []): Promise<Result> {

@@ -16,7 +16,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { isDeepStrictEqual } from 'node:util';
 import { spawn, spawnSync } from 'node:child_process';
-import { FERRY_BIN, Host, LOOPER, assertCleanError, counts, eventually, runcIds, continuous } from '../helpers/ferry.js';
+import { FERRY_BIN, Host, LOOPER, assertCleanError, counts, eventually, continuous, importFootprint } from '../helpers/ferry.js';
 import { pack } from '../helpers/tarcraft.js';
 import { writeLayout } from '../helpers/oci.js';
 import { Podman, hasPodman } from '../helpers/podman.js';
@@ -189,16 +189,7 @@ test('over the libpod API: podman --remote checkpoint --create-image, then resto
 
 // ------------------------------------------------------------------------- refusals
 
-async function footprint(h: Host): Promise<Record<string, unknown>> {
-  const ls = (...p: string[]): string[] => {
-    try {
-      return fs.readdirSync(path.join(h.root, ...p)).sort();
-    } catch {
-      return [];
-    }
-  };
-  return { ps: await h.names(), staging: ls().filter((n) => n.startsWith('.') && !n.startsWith('.trash-')), containers: ls('containers'), overlay: ls('overlay'), volumes: ls('volumes'), mounts: h.mounts(), runc: runcIds(h).sort() };
-}
+const footprint = importFootprint;
 
 async function refused(h: Host, args: string[], re: RegExp): Promise<void> {
   const before = await footprint(h);

@@ -18,7 +18,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { isDeepStrictEqual } from 'node:util';
 import { pack, readEntries, type Entry } from '../helpers/tarcraft.js';
-import { Host, LOOPER, assertCleanError, eventually, counts, runcIds, continuous } from '../helpers/ferry.js';
+import { Host, LOOPER, assertCleanError, eventually, counts, continuous, importFootprint } from '../helpers/ferry.js';
 import { Podman, hasPodman } from '../helpers/podman.js';
 
 const skip = !hasPodman() ? 'podman is not installed' : false;
@@ -166,16 +166,7 @@ async function replace(list: Entry[], name: string, data: Buffer | Entry[]): Pro
   e.data = Buffer.isBuffer(data) ? data : await pack(data);
 }
 
-async function footprint(h: Host): Promise<Record<string, unknown>> {
-  const ls = (...p: string[]): string[] => {
-    try {
-      return fs.readdirSync(path.join(h.root, ...p)).sort();
-    } catch {
-      return [];
-    }
-  };
-  return { ps: await h.names(), staging: ls().filter((n) => n.startsWith('.') && !n.startsWith('.trash-')), containers: ls('containers'), overlay: ls('overlay'), volumes: ls('volumes'), mounts: h.mounts(), runc: runcIds(h).sort() };
-}
+const footprint = importFootprint;
 
 async function refused(h: Host, archive: string, re: RegExp, extra: string[] = []): Promise<void> {
   const before = await footprint(h);
