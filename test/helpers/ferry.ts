@@ -368,3 +368,10 @@ export async function importFootprint(h: Host): Promise<Record<string, unknown>>
     runc: runcIds(h).sort(),
   };
 }
+
+/** Milliseconds an async step took, and its result. */
+export async function timed<T>(fn: () => Promise<T>): Promise<[T, number]> {
+  const t0 = performance.now();
+  const v = await fn();
+  return [v, Math.round(performance.now() - t0)];
+}
