@@ -21,12 +21,14 @@ export function hasPodman(): boolean {
   return spawnSync('podman', ['--version'], { stdio: 'ignore' }).status === 0;
 }
 
-interface Traces {
+/** What Podman may leave outside its --root, and whether it was there before this run. */
+export interface PodmanTraces {
   varLibContainers: boolean;
   cgroups: boolean;
 }
 
-function podmanCgroups(): string[] {
+/** Podman (cgroupfs manager) puts containers and conmon below libpod_parent in every hierarchy. */
+export function podmanCgroups(): string[] {
   try {
     return fs
       .readdirSync('/sys/fs/cgroup')
@@ -77,7 +79,7 @@ export class Podman {
   readonly dir: string;
   readonly env: NodeJS.ProcessEnv;
   private readonly argv0: string[];
-  private readonly before: Traces;
+  private readonly before: PodmanTraces;
 
   constructor(name = 'pod') {
     this.dir = fs.mkdtempSync(path.join(os.tmpdir(), `fy-${name.slice(0, 6)}-`));

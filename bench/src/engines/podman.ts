@@ -6,7 +6,9 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { SSH_PORT, type HostPair, type NetHost } from '../../../test/helpers/hosts.js';
-import { writePodmanConfig } from '../../../test/helpers/podman.js';
+import { podmanCgroups, writePodmanConfig, type PodmanTraces } from '../../../test/helpers/podman.js';
+
+export type { PodmanTraces };
 import { CRIU } from '../paths.js';
 import { cmdError, exec, firstLine, log, ok } from '../proc.js';
 import { markOf, type BenchContext, type Workload } from '../workloads.js';
@@ -134,23 +136,6 @@ export class PodmanHost extends PodmanEngine implements HostEngine {
   }
 }
 
-/** What Podman may leave outside its --root, and whether it was there before this run. */
-export interface PodmanTraces {
-  varLibContainers: boolean;
-  cgroups: boolean;
-}
-
-/** Podman (cgroupfs manager) puts containers and conmon below libpod_parent in every hierarchy. */
-function podmanCgroups(): string[] {
-  try {
-    return fs
-      .readdirSync('/sys/fs/cgroup')
-      .map((h) => path.join('/sys/fs/cgroup', h, 'libpod_parent'))
-      .filter((d) => fs.existsSync(d));
-  } catch {
-    return [];
-  }
-}
 
 /** Notes, before anything runs, which of Podman's traces outside its --root already exist. */
 export function podmanTraces(): PodmanTraces {
