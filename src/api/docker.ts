@@ -13,7 +13,7 @@ import { dockerImageEntry, dockerInspectEntry, dockerPsEntry } from '../engine/s
 import { goArch } from '../engine/host.js';
 import type { LogEntry } from '../engine/logs.js';
 import { VERSION, bunVersion } from '../lib/version.js';
-import { ApiError, Router, bool, boolParam, intParam, muxFrame, obj, readJson, sendEmpty, sendJson, str, strList, strMap, type Request } from './http.js';
+import { ApiError, Router, bool, boolParam, intParam, muxFrame, obj, readJson, sendEmpty, sendJson, sendPing, str, strList, strMap, type Request } from './http.js';
 
 export const DOCKER_API_VERSION = '1.41';
 export const DOCKER_MIN_API_VERSION = '1.24';
@@ -34,10 +34,7 @@ function unameArch(): string {
 export function dockerRoutes(engine: Engine): Router {
   const r = new Router();
 
-  r.on('GET', '/_ping', ({ res }) => {
-    res.writeHead(200, { 'Content-Type': 'text/plain; charset=utf-8', 'Content-Length': 2, 'Cache-Control': 'no-cache, no-store, must-revalidate', Pragma: 'no-cache', 'Builder-Version': '1' });
-    res.end(res.req.method === 'HEAD' ? undefined : 'OK');
-  });
+  r.on('GET', '/_ping', ({ res }) => sendPing(res, { 'Builder-Version': '1' }));
 
   r.on('GET', '/version', async ({ res }) => {
     const runc = await engine.runtimeVersion().catch(() => 'unknown');

@@ -97,6 +97,12 @@ export function sendJson(res: ServerResponse, status: number, body: unknown, hea
   res.end(res.req.method === 'HEAD' ? undefined : text);
 }
 
+/** `/_ping`: OK, never cached, with the headers of the API that answers (HEAD: no body). */
+export function sendPing(res: ServerResponse, headers: Record<string, string>): void {
+  res.writeHead(200, { 'Content-Type': 'text/plain; charset=utf-8', 'Content-Length': 2, 'Cache-Control': 'no-cache, no-store, must-revalidate', Pragma: 'no-cache', ...headers });
+  res.end(res.req.method === 'HEAD' ? undefined : 'OK');
+}
+
 export function sendEmpty(res: ServerResponse, status = 204): void {
   res.writeHead(status);
   res.end();

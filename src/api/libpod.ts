@@ -11,7 +11,7 @@ import { matchesFilters } from '../engine/select.js';
 import { checkpointStats, imageEntry, imageInspectEntry, libpodInspectEntry, libpodPsEntry } from '../engine/shapes.js';
 import { goArch } from '../engine/host.js';
 import { VERSION, bunVersion } from '../lib/version.js';
-import { ApiError, Router, boolParam, intParam, sendEmpty, sendJson } from './http.js';
+import { ApiError, Router, boolParam, intParam, sendEmpty, sendJson, sendPing } from './http.js';
 import { DOCKER_API_VERSION, DOCKER_MIN_API_VERSION, logsOptions, parseFilters, streamLogs } from './docker.js';
 
 /** The libpod API version Ferry answers as (the podman client compares major and minor). */
@@ -26,10 +26,7 @@ export const LIBPOD_HEADERS: Record<string, string> = {
 export function libpodRoutes(engine: Engine): Router {
   const r = new Router();
 
-  r.on('GET', '/_ping', ({ res }) => {
-    res.writeHead(200, { 'Content-Type': 'text/plain; charset=utf-8', 'Content-Length': 2, 'Cache-Control': 'no-cache, no-store, must-revalidate', Pragma: 'no-cache', 'Libpod-Buildah-Version': '' });
-    res.end(res.req.method === 'HEAD' ? undefined : 'OK');
-  });
+  r.on('GET', '/_ping', ({ res }) => sendPing(res, { 'Libpod-Buildah-Version': '' }));
 
   r.on('GET', '/version', async ({ res }) => {
     const details = { APIVersion: LIBPOD_API_VERSION, MinAPIVersion: '4.0.0', Os: 'linux', Arch: goArch(), KernelVersion: os.release(), BunVersion: bunVersion() };

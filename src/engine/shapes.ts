@@ -110,21 +110,8 @@ export function inspectEntry(r: ContainerRecord, paths: Paths): Record<string, u
     NetworkSettings: networkSettings(r),
     IsInfra: false,
     Config: {
-      Hostname: c.hostname,
-      Domainname: '',
-      User: c.user ?? '',
-      AttachStdin: false,
-      AttachStdout: false,
-      AttachStderr: false,
-      Tty: !!c.tty,
-      OpenStdin: !!c.stdin,
-      StdinOnce: false,
-      Env: c.env,
-      Cmd: c.command.slice(c.entrypointLength ?? 0),
-      Image: c.imageName,
-      Volumes: null,
-      WorkingDir: c.workdir,
-      Entrypoint: c.command.slice(0, c.entrypointLength ?? 0),
+      ...configCommon(c),
+      Entrypoint: entrypoint(c),
       Labels: c.labels,
       Annotations: {},
       StopSignal: c.stopSignal,
@@ -151,6 +138,30 @@ export function hostConfigLimits(c: ContainerRecord['config']): Record<string, u
     RestartPolicy: { Name: c.restartPolicy?.Name ?? '', MaximumRetryCount: c.restartPolicy?.MaximumRetryCount ?? 0 },
   };
 }
+
+/** What Podman's and Docker's inspect both have in Config, alike. */
+function configCommon(c: ContainerRecord['config']) {
+  return {
+    Hostname: c.hostname,
+    Domainname: '',
+    User: c.user ?? '',
+    AttachStdin: false,
+    AttachStdout: false,
+    AttachStderr: false,
+    Tty: !!c.tty,
+    OpenStdin: !!c.stdin,
+    StdinOnce: false,
+    Env: c.env,
+    // The arguments after the image's (or --entrypoint's) entrypoint.
+    Cmd: c.command.slice(c.entrypointLength ?? 0),
+    Image: c.imageName,
+    Volumes: null,
+    WorkingDir: c.workdir,
+  };
+}
+
+/** The entrypoint part of the container's command. */
+const entrypoint = (c: ContainerRecord['config']): string[] => c.command.slice(0, c.entrypointLength ?? 0);
 
 /** Podman's NetworkSettings: the address while the container has one. */
 function networkSettings(r: ContainerRecord): Record<string, unknown> {
@@ -471,21 +482,8 @@ export function dockerInspectEntry(r: ContainerRecord, paths: Paths): Record<str
     GraphDriver: { Name: 'overlay', Data: { UpperDir: paths.layer(c.id).upper, WorkDir: paths.layer(c.id).work, MergedDir: paths.layer(c.id).merged } },
     Mounts: dockerMounts(r),
     Config: {
-      Hostname: c.hostname,
-      Domainname: '',
-      User: '',
-      AttachStdin: false,
-      AttachStdout: false,
-      AttachStderr: false,
-      Tty: !!c.tty,
-      OpenStdin: !!c.stdin,
-      StdinOnce: false,
-      Env: c.env,
-      Cmd: c.command,
-      Image: c.imageName,
-      Volumes: null,
-      WorkingDir: c.workdir,
-      Entrypoint: null,
+      ...configCommon(c),
+      Entrypoint: c.entrypointLength ? entrypoint(c) : null,
       OnBuild: null,
       Labels: c.labels,
       StopSignal: `SIG${c.stopSignal}`,

@@ -339,3 +339,56 @@ export function skipWith(t: { skip(reason?: string): void }, reason: string): vo
   process.stderr.write(`  skipped: ${reason}\n`);
   t.skip(reason);
 }
+
+/** Numbers the looper printed are 0, 1, 2, ... without a gap or a restart, and more than n of them. */
+export function continuous(seq: number[], n: number): boolean {
+  return seq.length > n && seq.every((v, i) => v === i);
+}
+
+/**
+ * Everything an import could leave behind on a host: containers (records, leftover temporary
+ * dirs), overlays, volumes, mounts, runc state and staging dirs (not the trash a background rm
+ * of an earlier removal may still be deleting). A refused import must leave it unchanged.
+ */
+export async function importFootprint(h: Host): Promise<Record<string, unknown>> {
+  const ls = (...p: string[]): string[] => {
+    try {
+      return fs.readdirSync(path.join(h.root, ...p)).sort();
+    } catch {
+      return [];
+    }
+  };
+  return {
+    ps: await h.names(),
+    staging: ls().filter((n) => n.startsWith('.') && !n.startsWith('.trash-')),
+    containers: ls('containers'),
+    overlay: ls('overlay'),
+    volumes: ls('volumes'),
+    mounts: h.mounts(),
+    runc: runcIds(h).sort(),
+  };
+}
+
+/** Milliseconds an async step took, and its result. */
+export async function timed<T>(fn: () => Promise<T>): Promise<[T, number]> {
+  const t0 = performance.now();
+  const v = await fn();
+  return [v, Math.round(performance.now() - t0)];
+}
+
+/** Runs a command (argv, no shell) to its end and collects its output; SIGKILL after timeoutMs. */
+export function runCommand(argv: string[], o: { env?: NodeJS.ProcessEnv; timeoutMs?: number } = {}): Promise<Result> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(argv[0]!, argv.slice(1), { stdio: ['ignore', 'pipe', 'pipe'], env: o.env ?? process.env });
+    let stdout = '';
+    let stderr = '';
+    child.stdout!.on('data', (b: Buffer) => (stdout += b.toString()));
+    child.stderr!.on('data', (b: Buffer) => (stderr += b.toString()));
+    const t = setTimeout(() => child.kill('SIGKILL'), o.timeoutMs ?? 120_000);
+    child.on('error', reject);
+    child.on('close', (code) => {
+      clearTimeout(t);
+      resolve({ code, stdout, stderr });
+    });
+  });
+}

@@ -9,7 +9,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { eventually, type Host } from './ferry.js';
+import { eventually, type Host, runCommand } from './ferry.js';
 
 export const PG_PORT = 5432;
 const BIN = '/usr/lib/postgresql/15/bin';
@@ -70,20 +70,7 @@ export interface Done {
 
 /** Runs a client to its end. */
 export function runClient(c: ClientEnv, tool: 'psql' | 'pgbench', args: string[], timeoutMs = 60_000): Promise<Done> {
-  return new Promise((resolve, reject) => {
-    const argv = clientArgv(c, tool, args);
-    const child = spawn(argv[0]!, argv.slice(1), { stdio: ['ignore', 'pipe', 'pipe'], env: ENV });
-    let stdout = '';
-    let stderr = '';
-    child.stdout!.on('data', (b: Buffer) => (stdout += b.toString()));
-    child.stderr!.on('data', (b: Buffer) => (stderr += b.toString()));
-    const t = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
-    child.on('error', reject);
-    child.on('close', (code) => {
-      clearTimeout(t);
-      resolve({ code, stdout, stderr });
-    });
-  });
+  return runCommand(clientArgv(c, tool, args), { env: ENV, timeoutMs });
 }
 
 /** One statement over a fresh connection; its rows (unaligned, `|` between columns). */

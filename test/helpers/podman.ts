@@ -21,12 +21,14 @@ export function hasPodman(): boolean {
   return spawnSync('podman', ['--version'], { stdio: 'ignore' }).status === 0;
 }
 
-interface Traces {
+/** What Podman may leave outside its --root, and whether it was there before this run. */
+export interface PodmanTraces {
   varLibContainers: boolean;
   cgroups: boolean;
 }
 
-function podmanCgroups(): string[] {
+/** Podman (cgroupfs manager) puts containers and conmon below libpod_parent in every hierarchy. */
+export function podmanCgroups(): string[] {
   try {
     return fs
       .readdirSync('/sys/fs/cgroup')
@@ -42,21 +44,18 @@ function rmdirTree(d: string): void {
   fs.rmdirSync(d);
 }
 
-export class Podman {
-  readonly dir: string;
-  readonly env: NodeJS.ProcessEnv;
-  private readonly argv0: string[];
-  private readonly before: Traces;
-
-  constructor(name = 'pod') {
-    this.dir = fs.mkdtempSync(path.join(os.tmpdir(), `fy-${name.slice(0, 6)}-`));
-    this.before = { varLibContainers: fs.existsSync('/var/lib/containers'), cgroups: podmanCgroups().length > 0 };
-    const d = this.dir;
-    for (const sub of ['bin', 'root', 'run', 'runc', 'tmp', 'net']) fs.mkdirSync(path.join(d, sub), { recursive: true });
-    if (fs.existsSync(FERRY_CRIU)) fs.symlinkSync(FERRY_CRIU, path.join(d, 'bin', 'criu'));
-    fs.writeFileSync(
-      path.join(d, 'containers.conf'),
-      `[containers]
+/**
+ * A Podman of its own below d (read through CONTAINERS_CONF and CONTAINERS_STORAGE_CONF; the
+ * bench's Podman uses it too): storage, run root, tmp, events log, file locks and network
+ * config all below d, runc and cgroupfs (what works here), and no networking unless asked
+ * for, so Podman's default bridge (10.88.0.0/16) is never set up next to Ferry's 10.89.0.0/16.
+ * The machine's own Podman setup is untouched.
+ */
+export function writePodmanConfig(d: string): void {
+  fs.writeFileSync(
+    path.join(d, 'containers.conf'),
+    `# Written by Ferry's tests or bench for a Podman of their own; removed afterwards.
+[containers]
 default_ulimits = ["nofile=20000:20000", "nproc=32768:32768"]
 log_driver = "k8s-file"
 netns = "none"
@@ -72,8 +71,23 @@ lock_type = "file"
 [network]
 network_config_dir = "${d}/net"
 `,
-    );
-    fs.writeFileSync(path.join(d, 'storage.conf'), `[storage]\ndriver = "overlay"\ngraphroot = "${d}/root"\nrunroot = "${d}/run"\n`);
+  );
+  fs.writeFileSync(path.join(d, 'storage.conf'), `[storage]\ndriver = "overlay"\ngraphroot = "${d}/root"\nrunroot = "${d}/run"\n`);
+}
+
+export class Podman {
+  readonly dir: string;
+  readonly env: NodeJS.ProcessEnv;
+  private readonly argv0: string[];
+  private readonly before: PodmanTraces;
+
+  constructor(name = 'pod') {
+    this.dir = fs.mkdtempSync(path.join(os.tmpdir(), `fy-${name.slice(0, 6)}-`));
+    this.before = { varLibContainers: fs.existsSync('/var/lib/containers'), cgroups: podmanCgroups().length > 0 };
+    const d = this.dir;
+    for (const sub of ['bin', 'root', 'run', 'runc', 'tmp', 'net']) fs.mkdirSync(path.join(d, sub), { recursive: true });
+    if (fs.existsSync(FERRY_CRIU)) fs.symlinkSync(FERRY_CRIU, path.join(d, 'bin', 'criu'));
+    writePodmanConfig(d);
     this.env = {
       ...process.env,
       CONTAINERS_CONF: path.join(d, 'containers.conf'),

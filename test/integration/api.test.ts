@@ -9,7 +9,7 @@ import * as fs from 'node:fs';
 import * as http from 'node:http';
 import * as path from 'node:path';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { FERRY_BIN, Host, LOOPER, eventually, sleep, skipWith } from '../helpers/ferry.js';
+import { FERRY_BIN, Host, LOOPER, eventually, sleep, skipWith, runCommand } from '../helpers/ferry.js';
 
 const h = new Host('api');
 const SOCK = path.join(h.dir, 'ferry.sock');
@@ -66,19 +66,7 @@ interface Out {
 }
 
 function runTool(argv: string[], env: Record<string, string> = {}, timeoutMs = 120_000): Promise<Out> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(argv[0]!, argv.slice(1), { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
-    let stdout = '';
-    let stderr = '';
-    child.stdout!.on('data', (b: Buffer) => (stdout += b.toString()));
-    child.stderr!.on('data', (b: Buffer) => (stderr += b.toString()));
-    const t = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
-    child.on('error', reject);
-    child.on('close', (code) => {
-      clearTimeout(t);
-      resolve({ code, stdout, stderr });
-    });
-  });
+  return runCommand(argv, { env: { ...process.env, ...env }, timeoutMs });
 }
 
 /** The docker CLI against the service (a config dir of its own: no user config reaches it). */

@@ -14,8 +14,8 @@ import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import tar from 'tar-stream';
-import { FAST_LOOPER, FERRY_BIN, Host, assertCleanError, eventually, lastCount, runcIds, type Result } from '../helpers/ferry.js';
+import { pack, readEntries, type Entry, type Hdr } from '../helpers/tarcraft.js';
+import { FAST_LOOPER, FERRY_BIN, Host, assertCleanError, eventually, lastCount, type Result, importFootprint } from '../helpers/ferry.js';
 import { memberHash } from '../../src/drivers/archive/archive.js';
 
 const A = new Host('refA'); // exports
@@ -54,49 +54,6 @@ after(async () => {
 
 // ------------------------------------------------------------------------- crafting archives
 
-/** A tar member's header as tar-stream reads and writes it. */
-type Hdr = Partial<tar.Header> & { name: string; pax?: Record<string, string> | null };
-interface Entry {
-  header: Hdr;
-  data: Buffer;
-}
-
-async function readEntries(file: string): Promise<Entry[]> {
-  const out: Entry[] = [];
-  const ex = tar.extract();
-  const done = (async () => {
-    for await (const e of ex) {
-      const parts: Buffer[] = [];
-      for await (const b of e) parts.push(b as Buffer);
-      out.push({ header: { ...(e.header as Hdr) }, data: Buffer.concat(parts) });
-    }
-  })();
-  fs.createReadStream(file).pipe(ex as unknown as NodeJS.WritableStream);
-  await done;
-  return out;
-}
-
-async function pack(entries: Entry[]): Promise<Buffer> {
-  const p = tar.pack();
-  const chunks: Buffer[] = [];
-  p.on('data', (b: unknown) => chunks.push(b as Buffer));
-  const ended = new Promise<void>((resolve, reject) => {
-    p.on('end', () => resolve());
-    p.on('error', reject);
-  });
-  for (const e of entries) {
-    const isFile = (e.header.type ?? 'file') === 'file';
-    await new Promise<void>((resolve, reject) => {
-      const h = { ...e.header, size: isFile ? e.data.length : 0 };
-      const cb = (err?: Error | null): void => (err ? reject(err) : resolve());
-      if (isFile) p.entry(h, e.data, cb);
-      else p.entry(h, cb);
-    });
-  }
-  p.finalize();
-  await ended;
-  return Buffer.concat(chunks);
-}
 
 /** The sha256 Ferry's archive format keeps per member (the format's own definition). */
 function memberSum(h: Hdr, data: Buffer): string {
@@ -162,27 +119,7 @@ const editJson = (entries: Entry[], name: string, fn: (doc: any) => void): void 
 
 // ------------------------------------------------------------------------- what must not change
 
-/** Everything an import could leave behind on a host. */
-async function footprint(h: Host): Promise<Record<string, unknown>> {
-  const ls = (...p: string[]): string[] => {
-    try {
-      return fs.readdirSync(path.join(h.root, ...p)).sort();
-    } catch {
-      return [];
-    }
-  };
-  return {
-    ps: await h.names(),
-    // a leftover .import-* staging dir (not the trash a background rm of an earlier removal is deleting)
-    staging: ls().filter((n) => n.startsWith('.') && !n.startsWith('.trash-')),
-    containersTmp: ls('containers').filter((n) => n.startsWith('.')),
-    containers: ls('containers'),
-    overlay: ls('overlay'),
-    volumes: ls('volumes'),
-    mounts: h.mounts(),
-    runc: runcIds(h).sort(),
-  };
-}
+const footprint = importFootprint;
 
 /** Imports `archive` on h expecting a clean refusal matching re, and checks nothing changed. */
 async function refused(h: Host, archive: string, re: RegExp, extra: string[] = []): Promise<Result> {

@@ -16,8 +16,8 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { isDeepStrictEqual } from 'node:util';
 import { spawn, spawnSync } from 'node:child_process';
-import { FERRY_BIN, Host, LOOPER, assertCleanError, counts, eventually, runcIds } from '../helpers/ferry.js';
-import tar from 'tar-stream';
+import { FERRY_BIN, Host, LOOPER, assertCleanError, counts, eventually, continuous, importFootprint } from '../helpers/ferry.js';
+import { pack } from '../helpers/tarcraft.js';
 import { writeLayout } from '../helpers/oci.js';
 import { Podman, hasPodman } from '../helpers/podman.js';
 import { Registry, TamperProxy, hasRegistryTools } from '../helpers/registry.js';
@@ -53,10 +53,6 @@ after(async () => {
   fs.rmSync(tmp, { recursive: true, force: true });
 });
 
-/** Numbers the looper printed are 0, 1, 2, ... without a gap or a restart, and more than n of them. */
-function continuous(seq: number[], n: number): boolean {
-  return seq.length > n && seq.every((v, i) => v === i);
-}
 
 async function looper(h: Host, name: string, image = 'busybox'): Promise<void> {
   await h.ok(['run', '-d', '--name', name, ...NONE, image, ...LOOPER]);
@@ -193,16 +189,7 @@ test('over the libpod API: podman --remote checkpoint --create-image, then resto
 
 // ------------------------------------------------------------------------- refusals
 
-async function footprint(h: Host): Promise<Record<string, unknown>> {
-  const ls = (...p: string[]): string[] => {
-    try {
-      return fs.readdirSync(path.join(h.root, ...p)).sort();
-    } catch {
-      return [];
-    }
-  };
-  return { ps: await h.names(), staging: ls().filter((n) => n.startsWith('.') && !n.startsWith('.trash-')), containers: ls('containers'), overlay: ls('overlay'), volumes: ls('volumes'), mounts: h.mounts(), runc: runcIds(h).sort() };
-}
+const footprint = importFootprint;
 
 async function refused(h: Host, args: string[], re: RegExp): Promise<void> {
   const before = await footprint(h);
@@ -216,26 +203,15 @@ async function refused(h: Host, args: string[], re: RegExp): Promise<void> {
 type Member = { name: string; type: 'file'; data: Buffer } | { name: string; type: 'dir' } | { name: string; type: 'symlink'; target: string };
 
 /** A tar of exactly these members, in this order (names as given, however hostile). */
-async function packTar(list: Member[]): Promise<Buffer> {
-  const p = tar.pack();
-  const chunks: Buffer[] = [];
-  p.on('data', (b: unknown) => chunks.push(b as Buffer));
-  const ended = new Promise<void>((resolve, reject) => {
-    p.on('end', () => resolve());
-    p.on('error', reject);
-  });
-  for (const m of list) {
-    await new Promise<void>((resolve, reject) => {
-      const cb = (err?: Error | null): void => (err ? reject(err) : resolve());
+function packTar(list: Member[]): Promise<Buffer> {
+  return pack(
+    list.map((m) => {
       const h = { name: m.name, mode: m.type === 'dir' ? 0o755 : 0o600, uid: 0, gid: 0, mtime: new Date(1_700_000_000_000) };
-      if (m.type === 'file') p.entry({ ...h, type: 'file', size: m.data.length }, m.data, cb);
-      else if (m.type === 'dir') p.entry({ ...h, type: 'directory' }, cb);
-      else p.entry({ ...h, type: 'symlink', linkname: m.target }, cb);
-    });
-  }
-  p.finalize();
-  await ended;
-  return Buffer.concat(chunks);
+      if (m.type === 'file') return { header: { ...h, type: 'file' as const }, data: m.data };
+      if (m.type === 'dir') return { header: { ...h, type: 'directory' as const }, data: Buffer.alloc(0) };
+      return { header: { ...h, type: 'symlink' as const, linkname: m.target }, data: Buffer.alloc(0) };
+    }),
+  );
 }
 
 const file = (name: string, data: string | Buffer = 'evil\n'): Member => ({ name, type: 'file', data: Buffer.from(data) });

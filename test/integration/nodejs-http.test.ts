@@ -16,7 +16,7 @@ import * as fs from 'node:fs';
 import type * as net from 'node:net';
 import * as path from 'node:path';
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { Host, eventually, isRoot, skipWith, sleep } from '../helpers/ferry.js';
+import { Host, eventually, isRoot, skipWith, sleep, timed } from '../helpers/ferry.js';
 import { HostPair, hasSshd, names, type NetHost } from '../helpers/hosts.js';
 import { connectTcp, freeIp } from '../helpers/net.js';
 import { importApp } from '../helpers/apps.js';
@@ -68,12 +68,6 @@ function nodeRunArgs(name: string, extra: string[] = [], image = 'nodejs'): stri
   return ['run', '-d', '--name', name, ...extra, image, 'node', '-e', APP];
 }
 
-/** Milliseconds an async step took, and its result. */
-async function timed<T>(fn: () => Promise<T>): Promise<[T, number]> {
-  const t0 = performance.now();
-  const v = await fn();
-  return [v, Math.round(performance.now() - t0)];
-}
 
 interface Answer {
   status: number;

@@ -17,8 +17,8 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { isDeepStrictEqual } from 'node:util';
-import tar from 'tar-stream';
-import { Host, LOOPER, assertCleanError, eventually, counts, runcIds } from '../helpers/ferry.js';
+import { pack, readEntries, type Entry } from '../helpers/tarcraft.js';
+import { Host, LOOPER, assertCleanError, eventually, counts, continuous, importFootprint } from '../helpers/ferry.js';
 import { Podman, hasPodman } from '../helpers/podman.js';
 
 const skip = !hasPodman() ? 'podman is not installed' : false;
@@ -57,14 +57,10 @@ after(async () => {
   fs.rmSync(tmp, { recursive: true, force: true });
 });
 
-/** Numbers the looper printed are 0, 1, 2, ... without a gap or a restart, and more than n of them. */
-function continuous(seq: number[], n: number): boolean {
-  return seq.length > n && seq.every((v, i) => v === i);
-}
 
 
 test('Podman\'s archive: its members are the ones Podman 4.3.1 writes', { skip }, async () => {
-  const names = (await entries(POD_TAR)).map((e) => e.header.name.replace(/\/$/, ''));
+  const names = (await readEntries(POD_TAR)).map((e) => e.header.name.replace(/\/$/, ''));
   for (const n of ['config.dump', 'spec.dump', 'network.status', 'checkpoint/inventory.img', 'rootfs-diff.tar', 'deleted.files', 'volumes/pdata.tar', 'devshm-checkpoint.tar', 'ctr.log']) {
     assert.ok(names.includes(n), `${n} in ${names.join(' ')}`);
   }
@@ -146,48 +142,6 @@ test('--format podman is refused before the checkpoint for a container on a netw
 
 // ------------------------------------------------------------------------- refusals
 
-type Hdr = Partial<tar.Header> & { name: string };
-interface Entry {
-  header: Hdr;
-  data: Buffer;
-}
-
-async function entries(file: string): Promise<Entry[]> {
-  const out: Entry[] = [];
-  const ex = tar.extract();
-  const done = (async () => {
-    for await (const e of ex) {
-      const parts: Buffer[] = [];
-      for await (const b of e) parts.push(b as Buffer);
-      out.push({ header: { ...(e.header as Hdr) }, data: Buffer.concat(parts) });
-    }
-  })();
-  fs.createReadStream(file).pipe(ex as unknown as NodeJS.WritableStream);
-  await done;
-  return out;
-}
-
-async function pack(list: Entry[]): Promise<Buffer> {
-  const p = tar.pack();
-  const chunks: Buffer[] = [];
-  p.on('data', (b: unknown) => chunks.push(b as Buffer));
-  const ended = new Promise<void>((resolve, reject) => {
-    p.on('end', () => resolve());
-    p.on('error', reject);
-  });
-  for (const e of list) {
-    const isFile = (e.header.type ?? 'file') === 'file';
-    await new Promise<void>((resolve, reject) => {
-      const cb = (err?: Error | null): void => (err ? reject(err) : resolve());
-      const h = { ...e.header, size: isFile ? e.data.length : 0 };
-      if (isFile) p.entry(h, e.data, cb);
-      else p.entry(h, cb);
-    });
-  }
-  p.finalize();
-  await ended;
-  return Buffer.concat(chunks);
-}
 
 const file = (name: string, content: string | Buffer = 'evil\n'): Entry => ({
   header: { name, type: 'file', mode: 0o644, uid: 0, gid: 0, mtime: new Date() },
@@ -201,7 +155,7 @@ const link = (name: string, type: 'symlink' | 'link', linkname: string): Entry =
 let seq = 0;
 /** Podman's archive with `edit` applied to its members, as an uncompressed tar. */
 async function craft(edit: (list: Entry[]) => Entry[] | void): Promise<string> {
-  const list = await entries(POD_TAR);
+  const list = await readEntries(POD_TAR);
   const out = path.join(tmp, `crafted-${++seq}.tar`);
   fs.writeFileSync(out, await pack(edit(list) ?? list));
   return out;
@@ -212,16 +166,7 @@ async function replace(list: Entry[], name: string, data: Buffer | Entry[]): Pro
   e.data = Buffer.isBuffer(data) ? data : await pack(data);
 }
 
-async function footprint(h: Host): Promise<Record<string, unknown>> {
-  const ls = (...p: string[]): string[] => {
-    try {
-      return fs.readdirSync(path.join(h.root, ...p)).sort();
-    } catch {
-      return [];
-    }
-  };
-  return { ps: await h.names(), staging: ls().filter((n) => n.startsWith('.') && !n.startsWith('.trash-')), containers: ls('containers'), overlay: ls('overlay'), volumes: ls('volumes'), mounts: h.mounts(), runc: runcIds(h).sort() };
-}
+const footprint = importFootprint;
 
 async function refused(h: Host, archive: string, re: RegExp, extra: string[] = []): Promise<void> {
   const before = await footprint(h);
@@ -247,7 +192,7 @@ test('refused: a truncated Podman archive (compressed, and plain tar cut in its 
   fs.writeFileSync(cutZ, z.subarray(0, Math.floor(z.length / 2)));
   await refused(F, cutZ, /corrupt or truncated/, ['-n', 'cut1']);
   // Cut just after the first CRIU image: the archive ends before the checkpoint is complete.
-  const list = await entries(POD_TAR);
+  const list = await readEntries(POD_TAR);
   const i = list.findIndex((e) => e.header.name.startsWith('checkpoint/') && e.header.type === 'file');
   const cutT = path.join(tmp, 'cut.tar');
   fs.writeFileSync(cutT, await pack(list.slice(0, i + 1)));
@@ -284,7 +229,7 @@ test('refused: a corrupt or tampered Podman archive', { skip }, async () => {
   }
   // rootfs-diff.tar holding a device node.
   const dev = await craft(() => undefined);
-  const list = await entries(dev);
+  const list = await readEntries(dev);
   await replace(list, 'rootfs-diff.tar', [{ header: { name: 'dev/evil', type: 'character-device', devmajor: 1, devminor: 1, mode: 0o666, mtime: new Date() }, data: Buffer.alloc(0) }]);
   fs.writeFileSync(dev, await pack(list));
   await refused(F, dev, /is a device node/, ['-n', 'tam3']);
@@ -311,14 +256,14 @@ test('refused: Podman archives with paths that escape', { skip }, async () => {
     [link('etc/pw', 'link', '../../etc/passwd')],
   ].entries()) {
     const a = await craft(() => undefined);
-    const list = await entries(a);
+    const list = await readEntries(a);
     await replace(list, 'rootfs-diff.tar', inner as Entry[]);
     fs.writeFileSync(a, await pack(list));
     await refused(F, a, /leaves the archive's directory|below the symbolic link|points outside its tree/, ['-n', `esc-r${i}`]);
   }
   // In a volume's tar, and in deleted.files.
   const vol = await craft(() => undefined);
-  const vlist = await entries(vol);
+  const vlist = await readEntries(vol);
   await replace(vlist, 'volumes/pdata.tar', [file(`../${rel}/x`)]);
   fs.writeFileSync(vol, await pack(vlist));
   await refused(F, vol, /leaves the archive's directory/, ['-n', 'esc-v']);

@@ -14,7 +14,7 @@ import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { execFileSync } from 'node:child_process';
-import { Host, eventually, isRoot, skipWith } from '../helpers/ferry.js';
+import { Host, eventually, isRoot, skipWith, timed } from '../helpers/ferry.js';
 import { HostPair, hasSshd, names, type NetHost } from '../helpers/hosts.js';
 import { freeIp } from '../helpers/net.js';
 import { importApp } from '../helpers/apps.js';
@@ -22,12 +22,6 @@ import { BACKGROUND, BALANCED, PgWriter, Psql, clientRoot, pgRunArgs, pgState, p
 
 const SKIP = !isRoot() ? 'needs root' : false;
 
-/** Milliseconds an async step took, and its result. */
-async function timed<T>(fn: () => Promise<T>): Promise<[T, number]> {
-  const t0 = performance.now();
-  const v = await fn();
-  return [v, Math.round(performance.now() - t0)];
-}
 
 /** Pages of pgbench_accounts in PostgreSQL's shared buffers (pg_buffercache). */
 const CACHED_ACCOUNTS =

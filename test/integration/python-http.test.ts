@@ -12,7 +12,7 @@ import * as fs from 'node:fs';
 import * as http from 'node:http';
 import type * as net from 'node:net';
 import * as path from 'node:path';
-import { Host, eventually, isRoot } from '../helpers/ferry.js';
+import { Host, eventually, isRoot, timed } from '../helpers/ferry.js';
 import { importApp } from '../helpers/apps.js';
 import { freeIp } from '../helpers/net.js';
 
@@ -91,12 +91,6 @@ print('serving as uid', os.getuid(), flush=True)
 server.serve_forever()
 `;
 
-/** Milliseconds an async step took, and its result. */
-async function timed<T>(fn: () => Promise<T>): Promise<[T, number]> {
-  const t0 = performance.now();
-  const v = await fn();
-  return [v, Math.round(performance.now() - t0)];
-}
 
 interface Answer {
   status: number;

@@ -10,7 +10,7 @@ import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { Host, eventually, isRoot, skipWith } from '../helpers/ferry.js';
+import { Host, eventually, isRoot, skipWith, timed } from '../helpers/ferry.js';
 import { HostPair, hasSshd, names, type NetHost } from '../helpers/hosts.js';
 import { freeIp } from '../helpers/net.js';
 import { importApp } from '../helpers/apps.js';
@@ -21,12 +21,6 @@ const KEYS = 1_000_000; // DEBUG POPULATE with 100-byte values: ~177 MiB of Redi
 const PORT = 6379;
 const REDIS = ['redis-server', '--enable-debug-command', 'yes', '--save', '', '--appendonly', 'no', '--protected-mode', 'no'];
 
-/** Milliseconds an async step took, and its result. */
-async function timed<T>(fn: () => Promise<T>): Promise<[T, number]> {
-  const t0 = performance.now();
-  const v = await fn();
-  return [v, Math.round(performance.now() - t0)];
-}
 
 /**
  * A fresh connection to a Redis that answers PING (a restored copy may take a moment). Ferry

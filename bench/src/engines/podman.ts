@@ -6,6 +6,9 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { SSH_PORT, type HostPair, type NetHost } from '../../../test/helpers/hosts.js';
+import { podmanCgroups, writePodmanConfig, type PodmanTraces } from '../../../test/helpers/podman.js';
+
+export type { PodmanTraces };
 import { CRIU } from '../paths.js';
 import { cmdError, exec, firstLine, log, ok } from '../proc.js';
 import { markOf, type BenchContext, type Workload } from '../workloads.js';
@@ -39,31 +42,8 @@ export class PodmanEngine extends CliEngine {
     for (const sub of ['bin', 'root', 'run', 'runc', 'tmp', 'net']) fs.mkdirSync(path.join(d, sub), { recursive: true });
     fs.rmSync(path.join(d, 'bin', 'criu'), { force: true });
     fs.symlinkSync(CRIU, path.join(d, 'bin', 'criu'));
-    // Only this bench's Podman reads these (CONTAINERS_CONF / CONTAINERS_STORAGE_CONF), and
-    // every path it writes to is below `d`: the machine's own Podman setup is untouched.
-    fs.writeFileSync(
-      path.join(d, 'containers.conf'),
-      `# Written by Ferry's benchmark for its own Podman instance; removed afterwards.
-[containers]
-default_ulimits = ["nofile=20000:20000", "nproc=32768:32768"]
-log_driver = "k8s-file"
-# No networking unless asked for (every container here also gets --network none): Podman's
-# default bridge (10.88.0.0/16) is never set up, next to Ferry's 10.89.0.0/16.
-netns = "none"
-
-[engine]
-runtime = "runc"
-cgroup_manager = "cgroupfs"
-events_logger = "file"
-events_logfile_path = "${d}/events.log"
-tmp_dir = "${d}/tmp"
-lock_type = "file"
-
-[network]
-network_config_dir = "${d}/net"
-`,
-    );
-    fs.writeFileSync(path.join(d, 'storage.conf'), `[storage]\ndriver = "overlay"\ngraphroot = "${d}/root"\nrunroot = "${d}/run"\n`);
+    // Only this bench's Podman reads these (CONTAINERS_CONF / CONTAINERS_STORAGE_CONF).
+    writePodmanConfig(d);
   }
 
   async setup(ctx: BenchContext): Promise<void> {
@@ -156,23 +136,6 @@ export class PodmanHost extends PodmanEngine implements HostEngine {
   }
 }
 
-/** What Podman may leave outside its --root, and whether it was there before this run. */
-export interface PodmanTraces {
-  varLibContainers: boolean;
-  cgroups: boolean;
-}
-
-/** Podman (cgroupfs manager) puts containers and conmon below libpod_parent in every hierarchy. */
-function podmanCgroups(): string[] {
-  try {
-    return fs
-      .readdirSync('/sys/fs/cgroup')
-      .map((h) => path.join('/sys/fs/cgroup', h, 'libpod_parent'))
-      .filter((d) => fs.existsSync(d));
-  } catch {
-    return [];
-  }
-}
 
 /** Notes, before anything runs, which of Podman's traces outside its --root already exist. */
 export function podmanTraces(): PodmanTraces {

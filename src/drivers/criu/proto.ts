@@ -89,6 +89,11 @@ export class Message {
     return this.fields.has(f);
   }
 
+  /** Every field's last value (protobuf's rule for a field that is not repeated). */
+  last(): Map<number, Value> {
+    return new Map([...this.fields].map(([f, vs]) => [f, vs.at(-1)!]));
+  }
+
   /** An integer field (the last occurrence wins, as in protobuf); def when absent. */
   num(f: number, def = 0): number {
     const v = this.fields.get(f)?.at(-1);

@@ -1,9 +1,9 @@
 import * as fs from 'node:fs';
+import { IMG_COMMON_MAGIC, IMG_SERVICE_MAGIC, Message } from './proto.js';
 
 /**
  * CRIU's stats-dump / stats-restore images: a magic header, then one length-prefixed protobuf
- * StatsEntry { DumpStatsEntry dump = 1; RestoreStatsEntry restore = 2; }. Reading a handful of
- * varint fields does not justify a protobuf library, so this decodes just that.
+ * StatsEntry { DumpStatsEntry dump = 1; RestoreStatsEntry restore = 2; }, decoded by proto.ts.
  */
 
 export interface DumpStats {
@@ -25,51 +25,9 @@ export interface RestoreStats {
   pagesRestored: number;
 }
 
-const IMG_COMMON_MAGIC = 0x54564319;
-const IMG_SERVICE_MAGIC = 0x55105940;
-
-function varint(buf: Buffer, pos: number): [number, number] {
-  let result = 0;
-  let mul = 1;
-  for (;;) {
-    if (pos >= buf.length) throw new Error('truncated varint');
-    const b = buf[pos++]!;
-    result += (b & 0x7f) * mul;
-    if (!(b & 0x80)) return [result, pos];
-    mul *= 128;
-  }
-}
-
-/** Decodes one protobuf message into field number -> value (varints) or sub-buffer. */
+/** Decodes one protobuf message into field number -> value (varints) or sub-buffer; the last occurrence wins. */
 export function decodeMessage(buf: Buffer): Map<number, number | Buffer> {
-  const out = new Map<number, number | Buffer>();
-  let pos = 0;
-  while (pos < buf.length) {
-    let key: number;
-    [key, pos] = varint(buf, pos);
-    const field = Math.floor(key / 8);
-    const wire = key & 7;
-    if (wire === 0) {
-      let v: number;
-      [v, pos] = varint(buf, pos);
-      out.set(field, v);
-    } else if (wire === 2) {
-      let len: number;
-      [len, pos] = varint(buf, pos);
-      if (!(pos + len <= buf.length)) throw new Error('truncated field');
-      out.set(field, buf.subarray(pos, pos + len));
-      pos += len;
-    } else if (wire === 5) {
-      out.set(field, buf.readUInt32LE(pos));
-      pos += 4;
-    } else if (wire === 1) {
-      out.set(field, Number(buf.readBigUInt64LE(pos)));
-      pos += 8;
-    } else {
-      throw new Error(`unsupported wire type ${wire}`);
-    }
-  }
-  return out;
+  return new Message(buf).last();
 }
 
 function statsEntry(file: string, field: 1 | 2): Map<number, number | Buffer> | undefined {
