@@ -6,6 +6,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { FerryError } from '../lib/errors.js';
+import { getXattr } from '../lib/libc.js';
 import { cgroupPids, cgroupUsage, type Usage } from '../drivers/runtime/cgroup.js';
 import type { Engine } from './engine.js';
 import type { ContainerRecord } from './types.js';
@@ -248,7 +249,8 @@ export async function containerDiff(engine: Engine, ref: string): Promise<Change
     return false;
   };
   const out: Change[] = [];
-  const walk = (rel: string): void => {
+  // Below an opaque directory (deleted and made again) nothing of the image shows through.
+  const walk = (rel: string, hidden = false): void => {
     let names: string[];
     try {
       names = fs.readdirSync(path.join(upper, rel));
@@ -261,11 +263,14 @@ export async function containerDiff(engine: Engine, ref: string): Promise<Change
       if (skip.has(abs)) continue;
       const st = fs.lstatSync(path.join(upper, r));
       if (st.isCharacterDevice() && st.rdev === 0) {
-        if (inImage(r)) out.push({ path: abs, kind: 'D' });
+        if (!hidden && inImage(r)) out.push({ path: abs, kind: 'D' });
         continue;
       }
-      out.push({ path: abs, kind: inImage(r) ? 'C' : 'A' });
-      if (st.isDirectory()) walk(r);
+      const opaque = st.isDirectory() && getXattr(path.join(upper, r), 'trusted.overlay.opaque') === 'y';
+      const old = !hidden && inImage(r);
+      // As Podman: an opaque directory the image had was deleted (its new contents are added).
+      out.push({ path: abs, kind: old ? (opaque ? 'D' : 'C') : 'A' });
+      if (st.isDirectory()) walk(r, hidden || opaque);
     }
   };
   walk('');

@@ -9,6 +9,7 @@ import { FerryError } from './errors.js';
 interface Libc {
   mkfifo(path: Buffer, mode: number): number;
   flock(fd: number, op: number): number;
+  lgetxattr(path: Buffer, name: Buffer, value: Buffer, size: number): number;
 }
 
 let libc: Libc | null | undefined;
@@ -18,12 +19,17 @@ function load(): Libc | null {
   try {
     // eslint-disable-next-line @typescript-eslint/no-require-imports
     const ffi = require('bun:ffi') as typeof import('bun:ffi');
-    const { i32, u32, cstring } = ffi.FFIType;
+    const { i32, u32, cstring, ptr, u64, i64 } = ffi.FFIType;
     const lib = ffi.dlopen('libc.so.6', {
       mkfifo: { args: [cstring, u32], returns: i32 },
       flock: { args: [i32, i32], returns: i32 },
+      lgetxattr: { args: [cstring, cstring, ptr, u64], returns: i64 },
     });
-    libc = { mkfifo: (p, mode) => lib.symbols.mkfifo(p, mode), flock: (fd, op) => lib.symbols.flock(fd, op) };
+    libc = {
+      mkfifo: (p, mode) => Number(lib.symbols.mkfifo(p, mode)),
+      flock: (fd, op) => Number(lib.symbols.flock(fd, op)),
+      lgetxattr: (p, name, value, size) => Number(lib.symbols.lgetxattr(p, name, value, size)),
+    };
   } catch {
     libc = null;
   }
@@ -54,4 +60,17 @@ export function tryLockExclusive(fd: number): boolean | undefined {
   const c = load();
   if (!c) return undefined;
   return c.flock(fd, LOCK_EX | LOCK_NB) === 0;
+}
+
+/**
+ * lgetxattr(2) of a short attribute as text: its value, null when the file has none (or the
+ * call failed), undefined when libc cannot be called.
+ */
+export function getXattr(file: string, name: string): string | null | undefined {
+  const c = load();
+  if (!c) return undefined;
+  if (file.includes('\0') || name.includes('\0')) return null;
+  const buf = Buffer.alloc(256);
+  const n = c.lgetxattr(Buffer.from(`${file}\0`), Buffer.from(`${name}\0`), buf, buf.length);
+  return n >= 0 ? buf.toString('utf8', 0, n) : null;
 }

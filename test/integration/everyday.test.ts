@@ -18,7 +18,7 @@ const h = new Host('every');
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'fy-every-'));
 const NONE = ['--network', 'none'];
 const SLEEPER = ['sh', '-c', 'while true; do sleep 1; done'];
-const CHANGES = 'echo x > /newf; rm /etc/passwd; echo y >> /etc/group; mkdir /d; touch /d/e; rm -r /var';
+const CHANGES = 'echo x > /newf; rm /etc/passwd; echo y >> /etc/group; mkdir /d; touch /d/e; rm -r /var; rm -r /usr && mkdir /usr && echo > /usr/x';
 
 before(async () => {
   buildFixture('memhog', path.join(tmp, 'bin'));
@@ -85,11 +85,11 @@ test('diff: exact A/C/D lines, as Podman prints them for the same changes', asyn
   await h.ok(['run', '-d', '--name', 'chg', ...NONE, 'busybox', ...SLEEPER]);
   await h.ok(['exec', 'chg', 'sh', '-c', CHANGES]);
   const lines = await h.ok(['diff', 'chg']);
-  assert.equal(lines, ['A /d', 'A /d/e', 'C /etc', 'C /etc/group', 'D /etc/passwd', 'A /newf', 'D /var'].join('\n'));
+  assert.equal(lines, ['A /d', 'A /d/e', 'C /etc', 'C /etc/group', 'D /etc/passwd', 'A /newf', 'D /usr', 'A /usr/x', 'D /var'].join('\n'));
   // The same once stopped (the upper dir is what a checkpoint's rootfs part carries).
   await h.ok(['stop', '-t', '0', 'chg']);
   assert.equal(await h.ok(['diff', 'chg']), lines);
-  assert.deepEqual(JSON.parse(await h.ok(['diff', '--format', 'json', 'chg'])), { changed: ['/etc', '/etc/group'], added: ['/d', '/d/e', '/newf'], deleted: ['/etc/passwd', '/var'] });
+  assert.deepEqual(JSON.parse(await h.ok(['diff', '--format', 'json', 'chg'])), { changed: ['/etc', '/etc/group'], added: ['/d', '/d/e', '/newf', '/usr/x'], deleted: ['/etc/passwd', '/usr', '/var'] });
   if (!hasPodman()) return t.skip('podman is not installed');
   const p = new Podman('evdiff');
   try {
