@@ -1,5 +1,5 @@
 /**
- * The few libc calls that JavaScript runtimes do not offer (mkfifo, flock), made in this process
+ * The few libc calls that JavaScript runtimes do not offer (mkfifo, flock, lgetxattr), made in this process
  * through Bun's FFI. Each spared a process per call (2-6 ms): Ferry makes FIFOs and takes locks
  * in every run, restore and checkpoint. Where FFI is not available (another runtime), each
  * function returns undefined and its caller runs the command-line tool as before.
