@@ -87,18 +87,21 @@ export function archiveContainerName(h: PodmanHeader): string {
   return n || (str(h.config.name) ?? '');
 }
 
-/** The base image an archive names: by rootfsImageName, or (Kubernetes') by rootfsImageRef. */
+/**
+ * The base image an archive names: by rootfsImageName; for Kubernetes' archives also by
+ * rootfsImageRef (an image ID or NAME@DIGEST) before anything is pulled.
+ */
 async function archiveImage(engine: Engine, h: PodmanHeader, pull?: PullOptions & { authfile?: string }): Promise<ImageRecord | undefined> {
   const name = str(h.config.rootfsImageName);
-  const byName = name ? await findBaseImage(engine, name, pull) : undefined;
-  if (byName || !isK8s(h)) return byName;
-  const ref = str(h.config.rootfsImageRef);
-  if (!ref) return undefined;
-  try {
-    return engine.images.find(ref);
-  } catch {
-    return undefined;
-  }
+  if (!isK8s(h)) return name ? findBaseImage(engine, name, pull) : undefined;
+  const local = (ref: string | undefined): ImageRecord | undefined => {
+    try {
+      return ref ? engine.images.find(ref) : undefined;
+    } catch {
+      return undefined;
+    }
+  };
+  return local(name) ?? local(str(h.config.rootfsImageRef)) ?? (name ? findBaseImage(engine, name, pull) : undefined);
 }
 
 function refuse(msg: string): FerryError {

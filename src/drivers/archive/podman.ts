@@ -303,6 +303,15 @@ export class PodmanReader implements ForeignReader {
   }
 
   async finish(): Promise<Record<string, unknown>> {
+    try {
+      return await this.complete();
+    } catch (e) {
+      this.destroy(); // GNU tar may be extracting a tree still
+      throw e;
+    }
+  }
+
+  private async complete(): Promise<Record<string, unknown>> {
     if (!this.headerDone) await this.header();
     const engine = checkpointEngine(this.docs.get('spec.dump') as Record<string, unknown>);
     if (engine === 'containerd' && !this.docs.has('status.dump')) {
