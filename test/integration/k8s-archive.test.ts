@@ -5,7 +5,7 @@
  * container exported with --format podman) rewritten into the layouts CRI-O's and containerd's
  * CheckpointContainer write: checkpointctl's reduced config.dump, spec.dump with their
  * annotations, and for containerd status.dump, status, dump.log, container.log, members in name
- * order and the rootfs diff as a gzip OCI layer with .wh. whiteouts. The looper's counter
+ * order and the rootfs diff as a gzip OCI layer with .wh. whiteouts (and an opaque directory). The looper's counter
  * continues, its changed and deleted files are there; bad archives are refused with one line
  * and nothing is created.
  */
@@ -155,6 +155,17 @@ test('containerd\'s archive (name order, status.dump, gzip layer with whiteouts)
   const r = await K.run(['exec', 'ctrd', ...CHECK]);
   assert.equal(r.stdout, CHANGED, r.stderr);
   await K.ok(['rm', '-f', 'ctrd']);
+});
+
+test('containerd\'s layer with an opaque directory: what the image had there is gone, the layer\'s files are there', async () => {
+  const list = await readEntries(CTRD);
+  const dir: Entry = { header: { name: 'etc/', type: 'directory', mode: 0o755, uid: 0, gid: 0, mtime: new Date() }, data: Buffer.alloc(0) };
+  member(list, 'rootfs-diff.tar').data = zlib.gzipSync(await pack([dir, file('etc/.wh..wh..opq', ''), file('etc/motd', 'changed\n')]));
+  await K.ok(['container', 'restore', '--import', await crafted(list), '-n', 'opq']);
+  await eventually(async () => (await counts(K, 'opq')).length > before0 + 1, 15_000);
+  const r = await K.run(['exec', 'opq', 'sh', '-c', 'cat /etc/motd; test -e /etc/passwd && echo passwd-present || echo passwd-gone']);
+  assert.equal(r.stdout, 'changed\npasswd-gone\n', r.stderr);
+  await K.ok(['rm', '-f', 'opq']);
 });
 
 test('checkpoint inspect and show name the engine as checkpointctl does (CRI-O, containerd), with the pod', async () => {
