@@ -142,7 +142,7 @@ export function registerCheckpointCommands(parent: Command, ctx: Ctx, top: boole
     .option('--manage-cgroups-mode <mode>', 'CRIU cgroup mode: soft, full, strict or ignore')
     .option('--ext-unix-sk', 'allow UNIX sockets connected outside the container')
     .option('--shell-job', 'the container has a terminal (shell job)')
-    .option('-i, --import <file>', 'restore a new container from a checkpoint archive, Ferry\'s or Podman\'s (- for stdin)')
+    .option('-i, --import <file>', 'restore a new container from a checkpoint archive: Ferry\'s, Podman\'s, CRI-O\'s or containerd\'s (- for stdin)')
     .option('-n, --name <name>', 'with --import or an image: name of the new container (gets a new ID too)')
     .option('--ignore-rootfs', 'with --import or an image: do not restore the archive\'s filesystem changes')
     .option('--ignore-volumes', 'with --import or an image: do not restore volumes\' contents')

@@ -29,8 +29,8 @@ function intFlag(name: string, v: string | undefined): number | undefined {
 /** `ferry checkpoint inspect|show`: looking inside checkpoints without restoring them. */
 export function registerInspectCommands(cp: Command, ctx: Ctx): void {
   cp.command('inspect')
-    .description('show what a checkpoint holds (a container\'s checkpoint, or an archive, Ferry\'s or Podman\'s) without restoring it')
-    .argument('<target>', 'a container with a checkpoint, or a checkpoint archive file')
+    .description('show what a checkpoint holds (a container\'s checkpoint, a checkpoint image, or an archive: Ferry\'s, Podman\'s, CRI-O\'s or containerd\'s) without restoring it')
+    .argument('<target>', 'a container with a checkpoint, a checkpoint image, or a checkpoint archive file')
     .option('--ps-tree', 'show the process tree')
     .option('--ps-tree-cmd', 'show the process tree with each process\'s command line (read from its dumped memory)')
     .option('--ps-tree-env', 'show the process tree with each process\'s environment (read from its dumped memory)')
@@ -76,7 +76,7 @@ export function registerInspectCommands(cp: Command, ctx: Ctx): void {
 
   cp.command('show')
     .description('one line per checkpoint: container, image, ID, runtime, times, engine and sizes')
-    .argument('<targets...>', 'containers with a checkpoint, or checkpoint archive files')
+    .argument('<targets...>', 'containers with a checkpoint, checkpoint images, or checkpoint archive files')
     .option('--format <format>', 'json for the same fields as `inspect --format json`')
     .action(async (targets: string[], f: { format?: string }) => {
       if (f.format !== undefined && f.format !== 'json') throw new FerryError('EINVAL', `invalid --format "${f.format}": use json, or leave it out for a table`);
@@ -114,6 +114,7 @@ export function renderTree(i: CheckpointInfo): string {
   const top: TreeNode[] = [node(`Image: ${i.image}`), node(`ID: ${i.id}`), node(`Runtime: ${i.runtime}`), node(`Created: ${i.created}`)];
   if (i.checkpointed) top.push(node(`Checkpointed: ${i.checkpointed}`));
   top.push(node(`Engine: ${i.engine}`));
+  if (i.metadata?.pod_name) top.push(node(`Pod: ${i.metadata.pod_name}${i.metadata.kubernetes_namespace ? ` (namespace ${i.metadata.kubernetes_namespace})` : ''}`));
   if (i.networks?.length) {
     top.push(
       node(

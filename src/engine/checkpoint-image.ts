@@ -176,21 +176,27 @@ export async function findCheckpointImage(engine: Engine, ref: string, pull: Pul
  * or pulled as for an archive. Each call makes a new container (give each copy a name).
  */
 export async function restoreFromImage(engine: Engine, img: ImageRecord, ref: string, o: Omit<ImportOptions, 'source'>): Promise<RestoreReport> {
-  const man = engine.images.manifest(img);
-  const layers = Array.isArray(man.layers) ? man.layers : [];
-  if (layers.length !== 1) throw new FerryError('EARCHIVE', `checkpoint image ${ref} has ${layers.length} layers, not the one a checkpoint image has; nothing was created`);
-  const digest = layers[0]!.digest;
-  if (!engine.images.hasBlob(digest)) {
-    throw new FerryError('ENOTFOUND', `the layer of checkpoint image ${ref} is not stored here (the image came by migration): pull it again; nothing was created`);
-  }
+  const layer = checkpointImageLayer(engine, img, ref, '; nothing was created');
   try {
-    return await importCheckpoint(engine, { ...o, source: engine.images.blobFile(digest), checkpointImage: true });
+    return await importCheckpoint(engine, { ...o, source: layer, checkpointImage: true });
   } catch (e) {
     if (e instanceof FerryError && /^bad checkpoint archive: /.test(e.message)) {
       throw new FerryError(e.code, e.message.replace(/^bad checkpoint archive: /, `bad checkpoint image ${ref} (its layer): `), { detail: e.detail });
     }
     throw e;
   }
+}
+
+/** The file of a checkpoint image's one layer (its archive); `tail` ends the errors. */
+export function checkpointImageLayer(engine: Engine, img: ImageRecord, ref: string, tail = ''): string {
+  const man = engine.images.manifest(img);
+  const layers = Array.isArray(man.layers) ? man.layers : [];
+  if (layers.length !== 1) throw new FerryError('EARCHIVE', `checkpoint image ${ref} has ${layers.length} layers, not the one a checkpoint image has${tail}`);
+  const digest = layers[0]!.digest;
+  if (!engine.images.hasBlob(digest)) {
+    throw new FerryError('ENOTFOUND', `the layer of checkpoint image ${ref} is not stored here (the image came by migration): pull it again${tail}`);
+  }
+  return engine.images.blobFile(digest);
 }
 
 /**

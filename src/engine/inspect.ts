@@ -1,8 +1,8 @@
 /**
  * Offline inspection of a checkpoint (`ferry checkpoint inspect|show`, checkpointctl's
- * `inspect`, `show` and `memparse --search`): a container's committed checkpoint, or an archive
- * (Ferry's or Podman's) read into a private staging directory with the same checks as an import
- * and deleted afterwards. Nothing runs, nothing is restored, no container is created or changed.
+ * `inspect`, `show` and `memparse --search`): a container's committed checkpoint, a checkpoint
+ * image (its layer), or an archive (Ferry's, Podman's, CRI-O's or containerd's) read into a
+ * private staging directory with the same checks as an import and deleted afterwards. Nothing runs, nothing is restored, no container is created or changed.
  * The result has checkpointctl's JSON field names.
  */
 import * as fs from 'node:fs';
@@ -11,7 +11,10 @@ import { randomBytes } from 'node:crypto';
 import { FerryError } from '../lib/errors.js';
 import { duBytes, mkdirp, readJsonIfExists } from '../lib/fsutil.js';
 import { readArchive, POD_ARCHIVE_KIND } from '../drivers/archive/archive.js';
-import { PodmanReader } from '../drivers/archive/podman.js';
+import { PodmanReader, type PodmanHeader } from '../drivers/archive/podman.js';
+import { archiveContainerName } from './podman-import.js';
+import { checkpointImageLayer, isCheckpointImage } from './checkpoint-image.js';
+import type { ImageRecord } from '../drivers/storage/images.js';
 import { readDumpStats, type DumpStats } from '../drivers/criu/stats.js';
 import { ImageDir, type Process } from '../drivers/criu/explore.js';
 import { META_FILE, pageImageBytes, type CheckpointMeta } from './checkpoint-dir.js';
@@ -66,6 +69,8 @@ export interface CheckpointInfo {
   file_descriptors?: { pid: number; open_files?: { type: string; fd: string; path: string }[] }[];
   sockets?: { pid: number; open_sockets?: { protocol: string; data: Record<string, string | number> }[] }[];
   mounts?: { destination: string; type: string; source: string }[];
+  /** A Kubernetes container's pod (CRI-O's and containerd's archives). */
+  metadata?: { pod_name?: string; kubernetes_namespace?: string };
   /** What was inspected: the container's name or the archive's path. */
   target: string;
 }
@@ -85,17 +90,38 @@ function isFileTarget(engine: Engine, target: string): boolean {
   return !engine.find(target) && fs.existsSync(target);
 }
 
-/** Opens TARGET (a container with a checkpoint, or an archive), runs fn, and removes any staging. */
+/** A local image named ref, when no container is (undefined when there is none). */
+function findImage(engine: Engine, ref: string): ImageRecord | undefined {
+  try {
+    return engine.images.find(ref);
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Opens TARGET (a container with a checkpoint, a checkpoint image, or an archive), runs fn, and
+ * removes any staging.
+ */
 export async function withCheckpoint<T>(engine: Engine, target: string, fn: (o: Opened) => T | Promise<T>): Promise<T> {
+  let file = target;
+  let image: string | undefined;
   if (!isFileTarget(engine, target)) {
-    if (!engine.find(target)) throw new FerryError('ENOTFOUND', `no container or archive file "${target}": name a container with a checkpoint (\`ferry checkpoint ls\`) or an archive's path`);
     // Locked: no checkpoint, restore or rm changes the images while they are read.
-    return engine.withContainer(target, async (rec) => fn(openContainer(engine, rec)));
+    if (engine.find(target)) return engine.withContainer(target, async (rec) => fn(openContainer(engine, rec)));
+  }
+  if (!isFileTarget(engine, target) || (!fs.existsSync(target) && findImage(engine, target))) {
+    const img = findImage(engine, target);
+    if (!img) throw new FerryError('ENOTFOUND', `no container, checkpoint image or archive file "${target}": name a container with a checkpoint (\`ferry checkpoint ls\`), a checkpoint image or an archive's path`);
+    if (!isCheckpointImage(engine, img)) throw new FerryError('EINVAL', `image ${target} is not a checkpoint image: name one made by \`ferry container checkpoint --create-image\`, a container with a checkpoint or an archive`);
+    // Its one layer is an archive in Podman's layout.
+    file = checkpointImageLayer(engine, img, target);
+    image = target;
   }
   const staging = path.join(engine.paths.root, `.import-${process.pid}-inspect-${randomBytes(6).toString('hex')}`);
   mkdirp(staging, 0o700);
   try {
-    return await fn(await openArchive(target, staging));
+    return await fn(await openArchive(file, staging, image));
   } finally {
     fs.rmSync(staging, { recursive: true, force: true });
   }
@@ -131,10 +157,12 @@ function ferryInfo(meta: CheckpointMeta, c: { id: string; name: string; imageNam
   };
 }
 
-async function openArchive(file: string, staging: string): Promise<Opened> {
+/** Opens an archive file (image: the checkpoint image whose layer it is). */
+async function openArchive(file: string, staging: string, image?: string): Promise<Opened> {
   const read = await readArchive(openArchiveFile(file), staging, {
     foreign: (dest) => new PodmanReader(dest, () => undefined),
     onHeader: (h) => {
+      if (image !== undefined) throw new FerryError('EARCHIVE', `bad checkpoint image ${image}: its layer holds a Ferry archive, not Podman's checkpoint layout`);
       if (h.kind === POD_ARCHIVE_KIND) throw new FerryError('EINVAL', `${file} holds a whole pod: inspect its containers' checkpoints after \`ferry pod restore --import\``);
       if (h.kind !== 'ferry-checkpoint') throw new FerryError('EARCHIVE', `${file} is not a checkpoint archive`);
     },
@@ -142,26 +170,35 @@ async function openArchive(file: string, staging: string): Promise<Opened> {
   const imageDir = path.join(staging, 'checkpoint');
   const rootfsDiffSize = safeDu(path.join(staging, 'rootfs'));
   if (read.foreign) {
-    const config = readJsonIfExists<Json>(path.join(staging, 'config.dump')) ?? {};
+    const h = read.header as unknown as PodmanHeader;
+    const config = h.config;
     const str = (v: unknown): string => (typeof v === 'string' ? v : '');
+    const ann = (h.spec.annotations && typeof h.spec.annotations === 'object' ? h.spec.annotations : {}) as Record<string, unknown>;
     const networks = podmanNetworks(readJsonIfExists<unknown>(path.join(staging, 'network.status')));
     const first = networks.flatMap((n) => Object.values(n.interfaces))[0];
+    // As checkpointctl reads them: CRI-O's creation time and IP from its annotations, the pod
+    // from the Kubernetes annotations (CRI-O's) or containerd's sandbox annotations.
+    const crio = h.engine === 'CRI-O';
+    const ip = first?.ip ?? (crio ? str(ann['io.kubernetes.cri-o.IP.0']) : '');
+    const pod = crio ? str(ann['io.kubernetes.pod.name']) : h.engine === 'containerd' ? str(ann['io.kubernetes.cri.sandbox-name']) : '';
+    const ns = crio ? str(ann['io.kubernetes.pod.namespace']) : h.engine === 'containerd' ? str(ann['io.kubernetes.cri.sandbox-namespace']) : '';
     return {
       imageDir,
       info: {
-        container_name: str(config.name),
-        image: str(config.rootfsImageName),
+        container_name: archiveContainerName(h),
+        image: str(config.rootfsImageName) || str(config.rootfsImageRef),
         id: str(config.id),
         runtime: str(config.runtime) || 'runc',
-        created: str(config.createdTime),
+        created: (crio && str(ann['io.kubernetes.cri-o.Created'])) || str(config.createdTime),
         ...(str(config.checkpointedTime) && !str(config.checkpointedTime).startsWith('0001-') ? { checkpointed: str(config.checkpointedTime) } : {}),
-        engine: 'Podman',
-        ...(first?.ip ? { ip: first.ip } : {}),
+        engine: h.engine,
+        ...(ip ? { ip } : {}),
         ...(first?.mac ? { mac: first.mac } : {}),
         ...(networks.length ? { networks } : {}),
+        ...(pod || ns ? { metadata: { ...(pod ? { pod_name: pod } : {}), ...(ns ? { kubernetes_namespace: ns } : {}) } } : {}),
       },
       stats: readDumpStats(path.join(staging, 'stats-dump')),
-      spec: readJsonIfExists<Json>(path.join(staging, 'spec.dump')),
+      spec: h.spec,
       rootfsDiffSize,
     };
   }

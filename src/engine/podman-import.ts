@@ -4,6 +4,14 @@
  * and Podman's archive lacks is derived from spec.dump and config.dump, or defaulted as Podman
  * would.
  *
+ * Kubernetes' checkpoint archives (CRI-O's and containerd's, the same layout with checkpointctl's
+ * reduced config.dump) are imported the same way; what differs: the base image is looked up by
+ * rootfsImageName, then by rootfsImageRef (an ID or NAME@DIGEST); the name is the Kubernetes
+ * container's (checkpointctl's); the pod's namespaces (network, IPC, UTS: joined by path) become
+ * the container's own, with no network (--network none: the pod's is not here); bind mounts
+ * beyond the ones every container has are refused (CRI-O refuses them unless the new container
+ * declares them; ferry has no way to).
+ *
  *   PodmanReader (drivers/archive/podman.ts) stages and checks the members -> checkPodmanArchive()
  *   refuses early (from config.dump and spec.dump) -> stagePodman() writes container.json and
  *   the checkpoint metadata -> placeStaged() and restore() as for Ferry's archives (portable.ts)
@@ -57,6 +65,45 @@ const strings = (v: unknown): string[] | undefined => (Array.isArray(v) && v.eve
 
 /** Mounts every container has (Ferry makes its own): not carried over from Podman's spec. */
 const STANDARD_MOUNTS = ['/proc', '/dev', '/dev/pts', '/dev/mqueue', '/sys', '/sys/fs/cgroup', '/etc/hosts', '/etc/hostname', '/etc/resolv.conf'];
+/** And in a Kubernetes container's spec (CRI-O's list of mounts a restore sets up anew). */
+const K8S_STANDARD_MOUNTS = [...STANDARD_MOUNTS, '/etc/passwd', '/etc/group'];
+
+const isK8s = (h: PodmanHeader): boolean => h.engine !== 'Podman';
+
+/**
+ * The container's name in an archive: Podman's, or for Kubernetes' archives the container's
+ * name in its pod (as checkpointctl shows it: CRI-O's io.kubernetes.cri-o.Metadata,
+ * containerd's io.kubernetes.cri.container-name), else config.dump's.
+ */
+export function archiveContainerName(h: PodmanHeader): string {
+  const a = (h.spec.annotations && typeof h.spec.annotations === 'object' ? h.spec.annotations : {}) as Json;
+  let n: string | undefined;
+  if (h.engine === 'CRI-O') {
+    try {
+      n = str((JSON.parse(str(a['io.kubernetes.cri-o.Metadata']) ?? '{}') as Json).name);
+    } catch {
+      n = undefined;
+    }
+  } else if (h.engine === 'containerd') n = str(a['io.kubernetes.cri.container-name']);
+  return n || (str(h.config.name) ?? '');
+}
+
+/**
+ * The base image an archive names: by rootfsImageName; for Kubernetes' archives also by
+ * rootfsImageRef (an image ID or NAME@DIGEST) before anything is pulled.
+ */
+async function archiveImage(engine: Engine, h: PodmanHeader, pull?: PullOptions & { authfile?: string }): Promise<ImageRecord | undefined> {
+  const name = str(h.config.rootfsImageName);
+  if (!isK8s(h)) return name ? findBaseImage(engine, name, pull) : undefined;
+  const local = (ref: string | undefined): ImageRecord | undefined => {
+    try {
+      return ref ? engine.images.find(ref) : undefined;
+    } catch {
+      return undefined;
+    }
+  };
+  return local(name) ?? local(str(h.config.rootfsImageRef)) ?? (name ? findBaseImage(engine, name, pull) : undefined);
+}
 
 function refuse(msg: string): FerryError {
   return new FerryError('EARCHIVE', `${msg}; nothing was created`);
@@ -71,6 +118,7 @@ export async function checkPodmanArchive(engine: Engine, h: PodmanHeader, o: { n
   const c = h.config;
   const criu = await engine.criu();
   if (!criu.version) throw new FerryError('EDEPEND', 'CRIU is not installed: run `npm run setup` (as root)');
+  if (isK8s(h)) return checkK8sArchive(engine, h, o);
   if (str(c.pod)) throw refuse(`the Podman container was in pod ${String(c.pod)}: ferry imports Podman containers that were not in a pod`);
   if (Array.isArray(c.Dependencies) && c.Dependencies.length) throw refuse('the Podman container depends on other containers: ferry imports only standalone containers');
   for (const k of ['ipcNsCtr', 'netNsCtr', 'pidNsCtr', 'utsNsCtr', 'cgroupNsCtr', 'mountNsCtr', 'userNsCtr']) {
@@ -93,6 +141,33 @@ export async function checkPodmanArchive(engine: Engine, h: PodmanHeader, o: { n
   }
   const name = o.name ?? str(c.name) ?? '';
   if (!validName(name)) throw refuse(`bad checkpoint archive: invalid container name "${name}"`);
+  if (engine.find(name)) throw new FerryError('EEXIST', `the container name "${name}" is already in use: pass -n/--name with another name; nothing was created`);
+}
+
+/** checkPodmanArchive() for CRI-O's and containerd's archives. */
+async function checkK8sArchive(engine: Engine, h: PodmanHeader, o: { name?: string; pullOptions?: PullOptions & { authfile?: string } }): Promise<void> {
+  const who = `the ${h.engine} container`;
+  const ns = specNamespaces(h.spec);
+  if (ns.some((n) => n.type === 'user')) throw refuse(`${who} ran in a user namespace, which ferry does not set up`);
+  for (const t of ['pid', 'mount']) {
+    const n = ns.find((x) => x.type === t);
+    if (!n || n.path) throw refuse(`${who} shares ${n?.path ? `the ${t} namespace ${n.path}` : `the host's ${t} namespace`}: ferry imports containers with pid and mount namespaces of their own`);
+  }
+  for (const t of ['network', 'ipc', 'uts']) {
+    if (!ns.some((x) => x.type === t)) throw refuse(`${who} shares the host's ${t} namespace: ferry imports containers with namespaces of their own`);
+  }
+  const binds = (Array.isArray(h.spec.mounts) ? (h.spec.mounts as Json[]) : [])
+    .filter((m) => str(m?.type) === 'bind' || strings(m?.options)?.some((x) => x === 'bind' || x === 'rbind'))
+    .map((m) => path.posix.normalize(str(m.destination) ?? '/'))
+    .filter((d) => !K8S_STANDARD_MOUNTS.includes(d) && !Object.hasOwn(ENGINE_MOUNTS, d));
+  if (binds.length) throw refuse(`${who} has bind mounts (${binds.join(', ')}), which ferry cannot recreate from an archive: checkpoint a container without them`);
+  if (!(await archiveImage(engine, h, o.pullOptions ?? { tlsVerify: true }))) {
+    const want = [str(h.config.rootfsImageName), str(h.config.rootfsImageRef)].filter(Boolean).join(' (') + (str(h.config.rootfsImageName) && str(h.config.rootfsImageRef) ? ')' : '');
+    if (!want) throw refuse(`bad checkpoint archive: its config.dump names no image (rootfsImageName, rootfsImageRef)`);
+    throw new FerryError('ENOTFOUND', `the archive needs image ${want}, which this host does not have: pull, load or import it first; nothing was created`);
+  }
+  const name = o.name ?? archiveContainerName(h);
+  if (!validName(name)) throw refuse(`bad checkpoint archive: invalid container name "${name}" (pass -n/--name)`);
   if (engine.find(name)) throw new FerryError('EEXIST', `the container name "${name}" is already in use: pass -n/--name with another name; nothing was created`);
 }
 
@@ -125,7 +200,8 @@ export async function stagePodman(engine: Engine, dir: string, h: PodmanHeader):
   const proc = (spec.process ?? {}) as Json;
   const command = strings(proc.args);
   if (!command?.length) throw refuse('bad checkpoint archive: spec.dump has no process arguments');
-  const image = (await findBaseImage(engine, str(c.rootfsImageName)!))!;
+  const image = (await archiveImage(engine, h))!;
+  const k8s = isK8s(h);
   const id = /^[0-9a-f]{64}$/.test(str(c.id) ?? '') ? str(c.id)! : newId();
   const volumes = new Map<string, string>(); // destination -> volume name
   for (const v of Array.isArray(c.namedVolumes) ? (c.namedVolumes as Json[]) : []) {
@@ -144,21 +220,21 @@ export async function stagePodman(engine: Engine, dir: string, h: PodmanHeader):
     const opts = strings(m.options) ?? [];
     const ro = opts.includes('ro') ? ['ro'] : [];
     if (Object.hasOwn(ENGINE_MOUNTS, d) && type === 'bind') engineMounts.push(d as EngineMount);
-    else if (STANDARD_MOUNTS.includes(d)) continue;
+    else if ((k8s ? K8S_STANDARD_MOUNTS : STANDARD_MOUNTS).includes(d)) continue;
     else if (volumes.has(d)) mounts.push({ type: 'volume', source: volumes.get(d)!, destination: d, options: ro });
     else if (type === 'tmpfs') mounts.push({ type: 'tmpfs', source: '', destination: d, options: opts.filter((x) => /^(size|mode|nr_inodes)=[0-9a-zA-Z]+$/.test(x) || x === 'ro') });
     else if (type === 'bind') mounts.push({ type: 'bind', source: str(m.source) ?? '', destination: d, options: ro });
-    else throw refuse(`the Podman container has a ${type} mount at ${d}, which ferry cannot restore`);
+    else throw refuse(`the ${h.engine} container has a ${type} mount at ${d}, which ferry cannot restore`);
   }
   const annotations = (spec.annotations ?? {}) as Json;
   const hasNetns = specNamespaces(spec).some((n) => n.type === 'network');
   const signal = typeof c.stopSignal === 'number' ? Object.entries(os.constants.signals).find(([, n]) => n === c.stopSignal)?.[0] : undefined;
   const config: ContainerConfig = {
     id,
-    name: str(c.name)!,
+    name: archiveContainerName(h),
     created: str(c.createdTime) ?? new Date().toISOString(),
     imageId: image.Id,
-    imageName: image.Names[0] ?? str(c.rootfsImageName)!,
+    imageName: image.Names[0] ?? str(c.rootfsImageName) ?? image.Id,
     command,
     env: strings(proc.env) ?? [],
     workdir: str(proc.cwd) ?? '/',
@@ -169,7 +245,8 @@ export async function stagePodman(engine: Engine, dir: string, h: PodmanHeader):
     stopSignal: signal?.replace(/^SIG/, '') ?? 'TERM',
     stopTimeout: typeof c.stopTimeout === 'number' ? c.stopTimeout : 10,
     createCommand: strings(c.CreateCommand),
-    network: { mode: hasNetns ? 'none' : 'host', ports: [] },
+    // A Kubernetes container joined its pod's network namespace: it gets one of its own, unconnected.
+    network: { mode: hasNetns || k8s ? 'none' : 'host', ports: [] },
     ...(engineMounts.length ? { engineMounts } : {}),
   };
   const resources = resourcesFromSpec(spec);

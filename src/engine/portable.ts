@@ -382,7 +382,7 @@ export async function importCheckpoint(engine: Engine, o: ImportOptions): Promis
     // 1. Read and verify everything into staging; refuse early from the header.
     const read = await readArchive(input, staging, {
       // Podman's layout, told apart by its content (no Ferry header first).
-      foreign: (dest) => new PodmanReader(dest, (h) => checkPodmanArchive(engine, h, o), { anyOrder: o.checkpointImage }),
+      foreign: (dest) => new PodmanReader(dest, (h) => checkPodmanArchive(engine, h, o)),
       onHeader: async (h) => {
         const hdr = h as unknown as ArchiveHeader;
         if (o.checkpointImage) throw new FerryError('EARCHIVE', 'bad checkpoint archive: it holds a Ferry archive, not the files of Podman\'s checkpoint layout; nothing was created');

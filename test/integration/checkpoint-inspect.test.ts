@@ -1,7 +1,7 @@
 /**
  * `ferry checkpoint inspect|show` on real checkpoints, read offline: a container's committed
- * checkpoint (the container is not running), Ferry's archive and a Podman-layout archive of the
- * same container. The container holds an open file, a TCP listener on its loopback (busybox
+ * checkpoint (the container is not running), Ferry's archive, a Podman-layout archive and a
+ * checkpoint image of the same container. The container holds an open file, a TCP listener on its loopback (busybox
  * httpd) and a string in its memory; --network none. And the refusals: a corrupt image file is
  * named and nothing is changed; the permissions that keep a checkpoint (which holds the
  * process's memory) private.
@@ -17,6 +17,7 @@ import { Podman, hasPodman } from '../helpers/podman.js';
 const H = new Host('insp');
 const FERRY_ARCHIVE = () => path.join(H.dir, 'srv.tar.zst');
 const PODMAN_ARCHIVE = () => path.join(H.dir, 'srv-podman.tar');
+const IMAGE = 'localhost/srv-checkpoint:1';
 const SECRET = 'needle-4711-xyz';
 const SERVER = [
   'sh',
@@ -34,6 +35,7 @@ before(async () => {
   await eventually(async () => (await H.ok(['exec', 'srv', 'netstat', '-ltn'])).includes('127.0.0.1:8080'));
   await H.ok(['container', 'checkpoint', '-R', '--export', FERRY_ARCHIVE(), 'srv']);
   await H.ok(['container', 'checkpoint', '-R', '--export', PODMAN_ARCHIVE(), '--format', 'podman', '--compress', 'none', 'srv']);
+  await H.ok(['container', 'checkpoint', '-R', '--create-image', IMAGE, 'srv']);
   await H.ok(['container', 'checkpoint', 'srv']);
 });
 after(async () => {
@@ -100,6 +102,16 @@ test('inspect --all of a container\'s checkpoint: the tree, command lines, files
 test('inspect of Ferry\'s and Podman\'s archives shows the same, and leaves no staging behind', async () => {
   checkAll(await inspectJson(FERRY_ARCHIVE(), '--all'), 'Ferry');
   checkAll(await inspectJson(PODMAN_ARCHIVE(), '--all'), 'Podman');
+  assert.deepEqual(fs.readdirSync(H.root).filter((n) => n.startsWith('.import-')), []);
+  assert.deepEqual(await H.names(), ['loop', 'srv'], 'no container was created');
+});
+
+test('inspect and show of a checkpoint image (its layer, read offline); an image that is not one is refused', async () => {
+  // Its layer is in Podman's layout, as checkpointctl would name it.
+  checkAll(await inspectJson(IMAGE, '--all'), 'Podman');
+  const out = (await H.ok(['checkpoint', 'show', IMAGE])).split('\n');
+  assert.match(out[1]!, new RegExp(`^srv\\s+localhost/busybox:latest\\s+${id.slice(0, 12)}\\s+runc\\s.*Podman`));
+  assertCleanError(await H.fails(['checkpoint', 'inspect', 'busybox']), /image busybox is not a checkpoint image/);
   assert.deepEqual(fs.readdirSync(H.root).filter((n) => n.startsWith('.import-')), []);
   assert.deepEqual(await H.names(), ['loop', 'srv'], 'no container was created');
 });
@@ -174,7 +186,7 @@ test('show: one line per checkpoint, containers and archives alike', async () =>
 });
 
 test('bad targets: no such container or file, a container without a checkpoint, a bad flag, a file that is no archive', async () => {
-  assertCleanError(await H.fails(['checkpoint', 'inspect', 'nosuch']), /no container or archive file "nosuch"/);
+  assertCleanError(await H.fails(['checkpoint', 'inspect', 'nosuch']), /no container, checkpoint image or archive file "nosuch"/);
   assertCleanError(await H.fails(['checkpoint', 'inspect', path.join(H.dir, 'nosuch.tar')]), /no such file/);
   assertCleanError(await H.fails(['checkpoint', 'inspect', 'loop']), /loop has no checkpoint/);
   assertCleanError(await H.fails(['checkpoint', 'inspect', '--format', 'yaml', 'srv']), /invalid --format/);

@@ -1,5 +1,7 @@
 /**
- * Podman's checkpoint archive (`podman container checkpoint --export`), read and written.
+ * Podman's checkpoint archive (`podman container checkpoint --export`), read and written; and
+ * the Kubernetes checkpoint archives CRI-O and containerd write for the kubelet, read in the same
+ * pass (the same layout, from libpod's: see below for what differs).
  *
  *   config.dump            libpod's ContainerConfig (JSON)
  *   spec.dump              the container's OCI runtime spec (JSON)
@@ -25,11 +27,24 @@
  *   devshm-checkpoint.tar          -> devshm/
  *   checkpoint/                    -> checkpoint/
  *   config.dump, spec.dump, network.status, stats-dump, ctr.log -> themselves
+ *
+ * Kubernetes' archives (CRI-O's and containerd's CheckpointContainer) differ in:
+ *   - config.dump: checkpointctl's reduced ContainerConfig (id, name, rootfsImage,
+ *     rootfsImageRef, rootfsImageName, runtime, createdTime, checkpointedTime), not libpod's;
+ *   - spec.dump's io.container.manager annotation: "cri-o" for CRI-O, absent for containerd
+ *     (checkpointctl: "libpod" is Podman, "cri-o" CRI-O, anything else containerd);
+ *   - containerd adds status.dump (the CRI ContainerStatus, which its restore requires), status,
+ *     dump.log and container.log, and writes its members in name order (checkpoint/ first);
+ *   - containerd's rootfs-diff.tar is its rw layer as an OCI layer: gzip-compressed, deletions
+ *     as .wh. whiteouts (no deleted.files). CRI-O's is Podman's (a plain tar + deleted.files).
+ * So the dump files may come after the large members; the header is then checked when they
+ * come (or at the end), still before anything is created.
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { spawn } from 'node:child_process';
-import { PassThrough, type Readable, type Writable } from 'node:stream';
+import * as zlib from 'node:zlib';
+import { PassThrough, Transform, type Readable, type Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import tar from 'tar-stream';
 import { FerryError } from '../../lib/errors.js';
@@ -38,7 +53,9 @@ import { HEADER_MEMBER, checkMemberName, TreeExtract, type ForeignReader, type H
 
 export const PODMAN_KIND = 'podman-checkpoint';
 /** Members holding JSON metadata: read whole, so they are kept small. */
-const METADATA = ['config.dump', 'spec.dump', 'network.status', 'deleted.files', 'stats-dump'];
+const METADATA = ['config.dump', 'spec.dump', 'network.status', 'deleted.files', 'stats-dump', 'status.dump', 'status'];
+/** Logs: the container's (kept as ctr.log), CRIU's dump.log (not needed). */
+const LOGS = ['ctr.log', 'container.log', 'dump.log'];
 const METADATA_MAX = 16 * 1024 * 1024;
 /** The CRIU configuration file a Podman-layout archive written by Ferry carries (podman-export.ts). */
 export const CRIU_RESTORE_CONF = 'criu-restore.conf';
@@ -49,9 +66,23 @@ function bad(msg: string): FerryError {
   return new FerryError('EARCHIVE', `bad checkpoint archive: ${msg}; nothing was created`);
 }
 
-/** What a Podman archive's header stands for: its config.dump and spec.dump, once both are read. */
+/** The engine that wrote a Podman-layout archive, as checkpointctl names it. */
+export type CheckpointEngine = 'Podman' | 'CRI-O' | 'containerd';
+
+/**
+ * Which engine wrote a checkpoint, from spec.dump's io.container.manager annotation, as
+ * checkpointctl tells: "libpod" Podman, "cri-o" CRI-O, anything else containerd (which sets none).
+ */
+export function checkpointEngine(spec: Record<string, unknown>): CheckpointEngine {
+  const a = spec.annotations;
+  const m = a && typeof a === 'object' ? (a as Record<string, unknown>)['io.container.manager'] : undefined;
+  return m === 'libpod' ? 'Podman' : m === 'cri-o' ? 'CRI-O' : 'containerd';
+}
+
+/** What a Podman-layout archive's header stands for: its config.dump and spec.dump, once both are read. */
 export interface PodmanHeader {
   kind: typeof PODMAN_KIND;
+  engine: CheckpointEngine;
   config: Record<string, unknown>;
   spec: Record<string, unknown>;
 }
@@ -79,18 +110,19 @@ export class PodmanReader implements ForeignReader {
   private headerDone = false;
   private rootfs: TreeExtract | undefined;
   private readonly trees: TreeExtract[] = [];
-  /** deleted.files, applied once the rootfs diff is in (anyOrder). */
+  /** deleted.files, applied once the rootfs diff is in (at the end). */
   private pendingDeleted: unknown;
+  /** Whether rootfs-diff.tar was an OCI layer (gzip, .wh. whiteouts: containerd's). */
+  private layerDiff = false;
 
   /**
-   * anyOrder: the members come in any order (a checkpoint image's layer: its files sorted by
-   * name, the CRIU images before the dump files), so nothing waits for the header; it is
+   * The members may come in any order (Podman's archive: the dump files first; containerd's:
+   * name order; a checkpoint image's layer: any), so nothing waits for the header; it is
    * checked as soon as both dump files are in, or at the end.
    */
   constructor(
     private readonly dest: string,
     private readonly onHeader: (h: PodmanHeader) => Promise<void> | void,
-    private readonly opts: { anyOrder?: boolean } = {},
   ) {}
 
   private async header(): Promise<void> {
@@ -98,11 +130,12 @@ export class PodmanReader implements ForeignReader {
     const config = this.docs.get('config.dump');
     const spec = this.docs.get('spec.dump');
     if (config === undefined || spec === undefined) {
-      throw bad(`it does not start with ${HEADER_MEMBER} and is not a Podman checkpoint either (no ${config === undefined ? 'config.dump' : 'spec.dump'} before the checkpoint)`);
+      throw bad(`it does not start with ${HEADER_MEMBER} and is not a Podman checkpoint either (no ${config === undefined ? 'config.dump' : 'spec.dump'})`);
     }
-    if (!isPodmanDump(config, spec)) throw bad('its config.dump and spec.dump are not what Podman writes (not a checkpoint archive?)');
+    if (!isPodmanDump(config, spec)) throw bad('its config.dump and spec.dump are not what Podman, CRI-O or containerd write (not a checkpoint archive?)');
     this.headerDone = true;
-    await this.onHeader({ kind: PODMAN_KIND, config: config as Record<string, unknown>, spec: spec as Record<string, unknown> });
+    const s = spec as Record<string, unknown>;
+    await this.onHeader({ kind: PODMAN_KIND, engine: checkpointEngine(s), config: config as Record<string, unknown>, spec: s });
   }
 
   async member(h: Header, body: Readable): Promise<void> {
@@ -144,10 +177,8 @@ export class PodmanReader implements ForeignReader {
         throw bad(`${name} is not valid JSON`);
       }
       this.docs.set(name, doc);
-      if (name === 'deleted.files') {
-        if (this.opts.anyOrder) this.pendingDeleted = doc;
-        else await this.deleted(doc);
-      }
+      if (name === 'deleted.files') this.pendingDeleted = doc;
+      else if (name === 'status') return; // containerd's own status file: not needed
       else fs.writeFileSync(path.join(this.dest, name), buf, { mode: 0o600, flag: 'wx' });
       if (this.docs.has('config.dump') && this.docs.has('spec.dump')) await this.header();
       return;
@@ -157,11 +188,13 @@ export class PodmanReader implements ForeignReader {
       await this.innerTar(h, body, this.tree('devshm', 'volume', name));
       return;
     }
-    // Anything large comes after the two dump files (in an archive).
-    if (!this.opts.anyOrder) await this.header();
-    if (name === 'ctr.log') {
+    // Podman writes the large members after the two dump files; containerd writes its members
+    // in name order (checkpoint/ first), and a checkpoint image's layer in any order: the
+    // header is then checked as soon as both dump files are in, or at the end.
+    if (LOGS.includes(name)) {
       if (h.type !== 'file') throw bad(`member "${name}" is not a regular file`);
-      await writeFile(body, path.join(this.dest, name));
+      if (name === 'dump.log' || this.seen.has(name === 'ctr.log' ? 'container.log' : 'ctr.log')) body.resume();
+      else await writeFile(body, path.join(this.dest, 'ctr.log'));
     } else if (top === 'checkpoint') {
       const file = path.join(this.dest, name);
       if (h.type === 'directory') {
@@ -174,7 +207,7 @@ export class PodmanReader implements ForeignReader {
         throw bad(`member "${name}" is a ${h.type}; CRIU images are regular files`);
       }
     } else if (name === 'rootfs-diff.tar') {
-      await this.innerTar(h, body, (this.rootfs = this.tree('rootfs', 'rootfs', name)));
+      await this.innerTar(h, body, (this.rootfs = this.tree('rootfs', 'rootfs', name)), true);
     } else if (top === 'volumes' && name !== 'volumes') {
       const m = /^volumes\/([^/]+)\.tar$/.exec(name);
       if (!m || !validName(m[1]!)) throw bad(`unexpected member "${name}"`);
@@ -186,6 +219,7 @@ export class PodmanReader implements ForeignReader {
     } else if (top === 'pod.options' || top === 'pod.dump') {
       throw new FerryError('EARCHIVE', 'this Podman archive holds a pod checkpoint, which ferry cannot import; nothing was created');
     } else {
+      if (!this.headerDone && !this.docs.has('config.dump')) await this.header(); // not a checkpoint: says so
       throw bad(`unexpected member "${name}"`);
     }
   }
@@ -196,20 +230,54 @@ export class PodmanReader implements ForeignReader {
     return t;
   }
 
-  /** An inner tar (rootfs diff, volume, /dev/shm): every entry checked, then extracted by GNU tar. */
-  private async innerTar(h: Header, body: Readable, tree: TreeExtract): Promise<void> {
+  /**
+   * An inner tar (rootfs diff, volume, /dev/shm): every entry checked, then extracted by GNU
+   * tar. A rootfs diff may also be an OCI layer (containerd's rw layer: gzip-compressed, its
+   * deletions as .wh.NAME files and opaque directories as DIR/.wh..wh..opq), turned into the
+   * overlay's whiteouts (0/0 character devices, the trusted.overlay.opaque attribute).
+   */
+  private async innerTar(h: Header, body: Readable, tree: TreeExtract, layer = false): Promise<void> {
     if (h.type !== 'file') throw bad(`member "${h.name}" is not a regular file`);
     const ex = tar.extract();
+    const gz = layer ? gunzipIfGzip(() => (this.layerDiff = true)) : undefined;
     const consume = (async () => {
+      let dir: Header | undefined; // a directory held back one entry: its opaque marker follows it
+      const flush = async (): Promise<void> => {
+        if (dir) await tree.add(dir, emptyBody());
+        dir = undefined;
+      };
       for await (const e of ex) {
         const eh = e.header as Header;
         const rest = checkMemberName(eh.name);
         const linkname = eh.type === 'link' ? checkMemberName(eh.linkname ?? '') : eh.linkname;
+        const base = path.posix.basename(rest);
+        if (this.layerDiff && base.startsWith('.wh.')) {
+          asReadable(e).resume();
+          const parent = path.posix.dirname(rest);
+          if (base === '.wh..wh..opq') {
+            if (!dir || dir.name !== parent) throw bad(`${h.name}: the opaque marker "${rest}" does not follow its directory`);
+            dir.pax = { ...(dir.pax ?? {}), 'SCHILY.xattr.trusted.overlay.opaque': 'y' };
+            await flush();
+            continue;
+          }
+          await flush();
+          const target = checkMemberName(path.posix.join(parent, base.slice(4)));
+          if (!target || base === '.wh.') throw bad(`${h.name}: bad whiteout "${rest}"`);
+          await tree.add({ name: target, type: 'character-device', devmajor: 0, devminor: 0, mode: 0o600, uid: 0, gid: 0, size: 0, mtime: new Date() }, emptyBody());
+          continue;
+        }
+        await flush();
+        if (this.layerDiff && eh.type === 'directory' && rest) {
+          asReadable(e).resume();
+          dir = { ...eh, name: rest, linkname };
+          continue;
+        }
         await tree.add({ ...eh, name: rest, linkname }, asReadable(e));
       }
+      await flush();
     })();
     try {
-      await Promise.all([pipeline(body, ex as unknown as Writable), consume]);
+      await Promise.all([gz ? pipeline(body, gz, ex as unknown as Writable) : pipeline(body, ex as unknown as Writable), consume]);
     } catch (e) {
       ex.destroy();
       if (e instanceof FerryError) throw e;
@@ -235,18 +303,67 @@ export class PodmanReader implements ForeignReader {
   }
 
   async finish(): Promise<Record<string, unknown>> {
+    try {
+      return await this.complete();
+    } catch (e) {
+      this.destroy(); // GNU tar may be extracting a tree still
+      throw e;
+    }
+  }
+
+  private async complete(): Promise<Record<string, unknown>> {
     if (!this.headerDone) await this.header();
+    const engine = checkpointEngine(this.docs.get('spec.dump') as Record<string, unknown>);
+    if (engine === 'containerd' && !this.docs.has('status.dump')) {
+      throw bad('it looks like containerd\'s (no io.container.manager annotation) but has no status.dump, which containerd writes and its restore requires');
+    }
     if (this.pendingDeleted !== undefined) await this.deleted(this.pendingDeleted);
     for (const t of this.trees) await t.finish();
     if (!fs.existsSync(path.join(this.dest, 'checkpoint', 'inventory.img'))) {
       throw bad('it holds no complete CRIU checkpoint (checkpoint/inventory.img is missing: truncated?)');
     }
-    return { kind: PODMAN_KIND, config: this.docs.get('config.dump'), spec: this.docs.get('spec.dump') };
+    return { kind: PODMAN_KIND, engine, config: this.docs.get('config.dump'), spec: this.docs.get('spec.dump') };
   }
 
   destroy(): void {
     for (const t of this.trees) t.destroy();
   }
+}
+
+function emptyBody(): Readable {
+  const p = new PassThrough();
+  p.end();
+  return p;
+}
+
+/**
+ * A stream that passes its input on, gunzipped when it starts with gzip's magic (onGzip is
+ * then called before the first byte goes on).
+ */
+function gunzipIfGzip(onGzip: () => void): Transform {
+  let gunzip: zlib.Gunzip | undefined;
+  let decided = false;
+  const t: Transform = new Transform({
+    transform(chunk: Buffer, _enc, cb) {
+      if (!decided) {
+        decided = true;
+        if (chunk.length >= 2 && chunk[0] === 0x1f && chunk[1] === 0x8b) {
+          onGzip();
+          gunzip = zlib.createGunzip();
+          gunzip.on('data', (b: Buffer) => t.push(b));
+          gunzip.on('error', (e) => t.destroy(e));
+        }
+      }
+      if (gunzip) gunzip.write(chunk, () => cb());
+      else cb(null, chunk);
+    },
+    flush(cb) {
+      if (!gunzip) return cb();
+      gunzip.once('end', () => cb());
+      gunzip.end();
+    },
+  });
+  return t;
 }
 
 async function readAll(s: Readable): Promise<Buffer> {
