@@ -3,7 +3,7 @@
  * engine call and answers in Docker's shapes (engine/shapes.ts). No lifecycle rule lives here.
  */
 import * as os from 'node:os';
-import type { ServerResponse } from 'node:http';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { Engine, CreateOptions } from '../engine/engine.js';
 import { checkpoint, containerCheckpoints, removeCheckpoint } from '../engine/checkpoint.js';
@@ -13,6 +13,8 @@ import { dockerImageEntry, dockerInspectEntry, dockerPsEntry } from '../engine/s
 import { goArch } from '../engine/host.js';
 import type { LogEntry } from '../engine/logs.js';
 import { VERSION, bunVersion } from '../lib/version.js';
+import { ExecStore, execInspect, forwardInput, resizeExec, responseSink, runExec, upgradeHead, hijackedBody } from './exec.js';
+import { PassThrough } from 'node:stream';
 import { ApiError, Router, bool, boolParam, intParam, muxFrame, obj, readJson, sendEmpty, sendJson, str, strList, strMap, type Request } from './http.js';
 
 export const DOCKER_API_VERSION = '1.41';
@@ -31,7 +33,7 @@ function unameArch(): string {
   return process.arch === 'x64' ? 'x86_64' : process.arch === 'arm64' ? 'aarch64' : process.arch;
 }
 
-export function dockerRoutes(engine: Engine): Router {
+export function dockerRoutes(engine: Engine, execs: ExecStore): Router {
   const r = new Router();
 
   r.on('GET', '/_ping', ({ res }) => {
@@ -223,6 +225,46 @@ export function dockerRoutes(engine: Engine): Router {
     await streamLogs(req, engine.logs(params.id!, logsOptions(query)), { stdout, stderr, timestamps: boolParam(query, 'timestamps'), framed: !rec.config.tty });
   });
 
+  r.on('POST', '/containers/:id/resize', async ({ res, params, query }) => {
+    const { rows, cols } = sizeParams(query);
+    await engine.resize(params.id!, rows, cols);
+    sendEmpty(res, 200);
+  });
+
+  // ----------------------------------------------------------------------- exec
+
+  r.on('POST', '/containers/:id/exec', async ({ raw, res, params }) => {
+    const body = await readJson(raw);
+    const rec = await engine.inspect(params.id!);
+    if (rec.state.status !== 'running') throw new ApiError(409, `Container ${rec.config.id} is not running`);
+    const x = execs.create(rec.config.id, body);
+    sendJson(res, 201, { Id: x.id });
+  });
+
+  r.on('GET', '/exec/:id/json', ({ res, params }) => {
+    sendJson(res, 200, execInspect(execs.get(params.id!)));
+  });
+
+  r.on('POST', '/exec/:id/resize', ({ res, params, query }) => {
+    const { rows, cols } = sizeParams(query);
+    resizeExec(execs.get(params.id!), rows, cols);
+    sendEmpty(res, 200);
+  });
+
+  // Without hijacking: detached (the command runs on; 200 at once), or the output as the response body.
+  r.on('POST', '/exec/:id/start', async ({ raw, res, params }) => {
+    const body = await readJson(raw);
+    const detach = bool(body, 'Detach') ?? false;
+    const x = execs.get(params.id!);
+    if (bool(body, 'Tty') !== undefined) x.tty = bool(body, 'Tty')!;
+    execs.take(x.id);
+    if (detach) {
+      void runExec(engine, x, { write: () => undefined, end: () => undefined }, undefined);
+      return sendEmpty(res, 200);
+    }
+    await runExec(engine, x, responseSink(res, x.tty), undefined);
+  });
+
   // ----------------------------------------------------------------------- checkpoints (Docker's experimental API)
 
   r.on('POST', '/containers/:id/checkpoints', async ({ raw, res, params }) => {
@@ -253,6 +295,46 @@ export function dockerRoutes(engine: Engine): Router {
   });
 
   return r;
+}
+
+/** A resize request's h and w. */
+function sizeParams(q: URLSearchParams): { rows: number; cols: number } {
+  const rows = intParam(q, 'h', 65535);
+  const cols = intParam(q, 'w', 65535);
+  if (!rows || !cols) throw new ApiError(400, 'give the terminal size as h and w (rows and columns, 1 to 65535)');
+  return { rows, cols };
+}
+
+/**
+ * `POST /exec/{id}/start` on a hijacked connection: the body ({"Detach": false, "Tty": ...})
+ * comes first, then the command's input (when it attached stdin) until the client half-closes;
+ * its output goes back raw (terminal) or framed.
+ */
+export async function serveExecStart(engine: Engine, execs: ExecStore, id: string, req: IncomingMessage, sock: Duplex, head: Buffer, headers: Record<string, string>): Promise<void> {
+  const x = execs.get(id);
+  if (x.started) throw new ApiError(409, `exec ${id} has already been started`);
+  const { body, input } = await hijackedBody(req, head, Number(req.headers['content-length'] ?? 0));
+  let parsed: unknown = {};
+  if (body.length) {
+    try {
+      parsed = JSON.parse(body.toString('utf8'));
+    } catch {
+      throw new ApiError(400, 'invalid JSON in the request body');
+    }
+  }
+  if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) throw new ApiError(400, 'the request body must be a JSON object');
+  const tty = bool(parsed as Record<string, unknown>, 'Tty');
+  if (bool(parsed as Record<string, unknown>, 'Detach')) throw new ApiError(400, 'a detached exec is started without hijacking the connection');
+  if (tty !== undefined) x.tty = tty;
+  execs.take(id);
+  sock.write(upgradeHead(!x.tty, headers));
+  if (x.stdin) forwardInput(sock, input);
+  else sock.resume(); // what the client sends is dropped
+  const gone = (): void => {
+    input.end();
+  };
+  sock.once('close', gone);
+  await runExec(engine, x, { write: (d) => void (sock.destroyed || sock.write(d)), end: () => sock.end() }, x.stdin ? input : undefined);
 }
 
 /** Docker's `filters` query: JSON, {"key": ["v", ...]} or the old {"key": {"v": true}}. */
@@ -380,18 +462,27 @@ export async function streamLogs(req: Request, entries: AsyncIterable<LogEntry>,
  * output only: what the container writes from now on (with logs=1, from its start), framed when
  * it has no terminal, until it stops. Stdin is not forwarded yet (read and dropped).
  */
-export async function serveAttach(engine: Engine, ref: string, q: URLSearchParams, sock: Duplex, headers: Record<string, string>): Promise<void> {
+export async function serveAttach(engine: Engine, ref: string, q: URLSearchParams, sock: Duplex, head: Buffer, headers: Record<string, string>): Promise<void> {
   const stdout = boolParam(q, 'stdout');
   const stderr = boolParam(q, 'stderr');
   const logs = boolParam(q, 'logs');
   const stream = boolParam(q, 'stream');
+  const stdin = boolParam(q, 'stdin');
   const rec = engine.lookup(ref);
   const framed = !rec.config.tty;
-  const extra = Object.entries(headers).map(([k, v]) => `${k}: ${v}\r\n`).join('');
-  sock.write(`HTTP/1.1 101 UPGRADED\r\nContent-Type: application/vnd.docker.${framed ? 'multiplexed' : 'raw'}-stream\r\nConnection: Upgrade\r\nUpgrade: tcp\r\n${extra}\r\n`);
+  sock.write(upgradeHead(framed, headers));
   const gone = new AbortController();
   sock.once('close', () => gone.abort());
-  sock.on('data', () => undefined); // stdin: not forwarded yet
+  // Stdin goes to a container that keeps one open (created with OpenStdin); otherwise it is dropped, as Docker does.
+  let input: Promise<void> | undefined;
+  if (stdin && stream && rec.config.stdin) {
+    const pass = new PassThrough();
+    if (head.length) pass.write(head);
+    forwardInput(sock, pass);
+    input = engine.attachInput(ref, pass, gone.signal).catch(() => undefined);
+  } else {
+    sock.on('data', () => undefined);
+  }
   const entries = stream ? engine.attachOutput(ref, { logs, abort: gone.signal }) : logs ? engine.logs(ref, {}) : undefined;
   if (entries) {
     for await (const e of entries) {
@@ -401,5 +492,7 @@ export async function serveAttach(engine: Engine, ref: string, q: URLSearchParam
       if (!sock.write(framed ? muxFrame(e.stream, payload) : payload)) await new Promise<void>((r) => (gone.signal.aborted ? r() : sock.once('drain', r).once('close', r)));
     }
   }
+  gone.abort();
+  await input;
   sock.end();
 }
