@@ -127,7 +127,7 @@ test('docker exec -it and docker run -it under a real terminal: keys in, screen 
   const term = new Terminal('apiex');
   terms.push(term);
   term.start(['env', ...env, DOCKER!, 'exec', '-it', 'ex5', 'sh'], { width: 90, height: 25 });
-  await term.waitFor(/# $/m);
+  await term.waitFor(/^\/ #\s*$/m);
   term.line('stty size');
   await term.waitFor(/^25 90$/m);
   term.line('echo $((6 * 7))');
@@ -140,7 +140,7 @@ test('docker exec -it and docker run -it under a real terminal: keys in, screen 
   const run = new Terminal('apirun');
   terms.push(run);
   run.start(['env', ...env, DOCKER!, 'run', '-it', '--name', 'rit', '--network', 'none', 'busybox', 'sh'], { width: 80, height: 24 });
-  await run.waitFor(/# $/m, 20_000);
+  await run.waitFor(/^\/ #\s*$/m, 20_000);
   run.line('echo $((5 * 5)) from run');
   await run.waitFor(/^25 from run/m);
   run.line('stty size');
