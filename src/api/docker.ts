@@ -15,6 +15,8 @@ import type { LogEntry } from '../engine/logs.js';
 import { VERSION, bunVersion } from '../lib/version.js';
 import { ExecStore, execInspect, forwardInput, resizeExec, responseSink, runExec, upgradeHead, hijackedBody } from './exec.js';
 import { PassThrough } from 'node:stream';
+import { parseReference } from '../drivers/registry/reference.js';
+import type { ImageRecord, OciImageConfig } from '../drivers/storage/images.js';
 import { ApiError, Router, bool, boolParam, intParam, muxFrame, obj, readJson, sendEmpty, sendJson, str, strList, strMap, type Request } from './http.js';
 
 export const DOCKER_API_VERSION = '1.41';
@@ -294,7 +296,194 @@ export function dockerRoutes(engine: Engine, execs: ExecStore): Router {
     sendJson(res, 200, engine.images.list().map(dockerImageEntry));
   });
 
+  // Pull (fromImage); importing a root filesystem (fromSrc) is not supported.
+  r.on('POST', '/images/create', async ({ raw, res, query }) => {
+    if (query.get('fromSrc')) throw new ApiError(400, 'fromSrc (docker import) is not supported: use docker load');
+    const from = query.get('fromImage');
+    if (!from) throw new ApiError(400, 'fromImage is required: name the image to pull');
+    const tag = query.get('tag') || '';
+    if (tag && !/^([\w][\w.-]{0,127}|sha256:[0-9a-f]{64})$/.test(tag)) throw new ApiError(400, `invalid tag "${tag}"`);
+    const ref = !tag ? from : tag.startsWith('sha256:') ? `${from}@${tag}` : `${from}:${tag}`;
+    const platform = query.get('platform') || undefined;
+    const creds = registryAuth(raw.headers['x-registry-auth']);
+    const domain = parseReference(ref).domain; // a bad name fails here, before the stream starts
+    const progress = jsonStream(res);
+    progress.write({ status: `Pulling from ${ref.replace(/[:@][^/:@]*$/, '')}`, id: tag || 'latest' });
+    try {
+      const img = await engine.pullImage(ref, { tlsVerify: !insecureByDefault(domain), platform, creds, progress: (line) => progress.write({ status: line.trim() }) });
+      progress.write({ status: `Digest: ${img.Digest}` });
+      progress.write({ status: `Status: Downloaded newer image for ${ref}` });
+    } catch (e) {
+      progress.error(e);
+    }
+    progress.end();
+  });
+
+  r.onPattern('GET', /^\/images\/(.+)\/json$/, ['name'], ({ res, params }) => {
+    const img = engine.images.get(dockerImageName(engine, params.name!));
+    sendJson(res, 200, dockerImageInspect(img, engine.images.config(img)));
+  });
+
+  r.onPattern('DELETE', /^\/images\/(.+)$/, ['name'], async ({ res, params, query }) => {
+    const out = await engine.removeImage(dockerImageName(engine, params.name!), boolParam(query, 'force'));
+    sendJson(res, 200, [...out.untagged.map((n) => ({ Untagged: familiarName(n) })), ...(out.deleted ? [{ Deleted: `sha256:${out.deleted}` }] : [])]);
+  });
+
+  r.onPattern('POST', /^\/images\/(.+)\/tag$/, ['name'], async ({ res, params, query }) => {
+    const repo = query.get('repo');
+    if (!repo) throw new ApiError(400, 'repo is required: name the new repository');
+    const tag = query.get('tag') || 'latest';
+    if (!/^[\w][\w.-]{0,127}$/.test(tag)) throw new ApiError(400, `invalid tag "${tag}"`);
+    await engine.tagImage(dockerImageName(engine, params.name!), [`${repo}:${tag}`]);
+    sendEmpty(res, 201);
+  });
+
+  r.onPattern('POST', /^\/images\/(.+)\/push$/, ['name'], async ({ raw, res, params, query }) => {
+    const tag = query.get('tag') || '';
+    if (tag && !/^[\w][\w.-]{0,127}$/.test(tag)) throw new ApiError(400, `invalid tag "${tag}"`);
+    const ref = dockerImageName(engine, tag ? `${params.name!}:${tag}` : params.name!);
+    const creds = registryAuth(raw.headers['x-registry-auth']);
+    const img = engine.images.get(ref);
+    const domain = parseReference(ref).domain;
+    const progress = jsonStream(res);
+    progress.write({ status: `The push refers to repository [${ref.replace(/:[\w][\w.-]*$/, '')}]` });
+    try {
+      const digest = await engine.pushImage(ref, ref, { tlsVerify: !insecureByDefault(domain), creds, progress: (line) => progress.write({ status: line.trim() }) });
+      progress.write({ status: `${tag || 'latest'}: digest: ${digest} size: ${img.Size}` });
+      progress.write({ progressDetail: {}, aux: { Tag: tag || 'latest', Digest: digest, Size: img.Size } });
+    } catch (e) {
+      progress.error(e);
+    }
+    progress.end();
+  });
+
+  // docker save: a docker-archive of the named images.
+  const save = async (res: ServerResponse, names: string[]): Promise<void> => {
+    if (!names.length) throw new ApiError(400, 'name at least one image to save');
+    names = names.map((n) => dockerImageName(engine, n));
+    for (const n of names) engine.images.get(n); // a missing image: 404 before the stream starts
+    res.writeHead(200, { 'Content-Type': 'application/x-tar' });
+    await engine.saveImages(names, 'docker-archive', { out: res });
+    res.end();
+  };
+  r.on('GET', '/images/get', ({ res, query }) => save(res, query.getAll('names')));
+  r.onPattern('GET', /^\/images\/(.+)\/get$/, ['name'], ({ res, params }) => save(res, [params.name!]));
+
+  // docker load: the archive is the request body.
+  r.on('POST', '/images/load', async ({ raw, res, query }) => {
+    const quiet = boolParam(query, 'quiet');
+    const loaded = await engine.loadImages({ stream: raw });
+    const progress = jsonStream(res);
+    for (const l of loaded) {
+      const names = l.names.length ? l.names : [`sha256:${l.img.Id}`];
+      for (const n of names) progress.write({ stream: l.names.length ? `Loaded image: ${familiarName(n)}\n` : `Loaded image ID: ${n}\n` });
+    }
+    if (quiet && !loaded.length) progress.write({ stream: '' });
+    progress.end();
+  });
+
   return r;
+}
+
+/**
+ * An image name as Docker's clients mean it: as given when Ferry has it so, else in its
+ * normalized form (a short name is docker.io/library/NAME to Docker, which is how Ferry stores a
+ * tag such as `docker tag busybox web:1`).
+ */
+function dockerImageName(engine: Engine, name: string): string {
+  if (engine.images.find(name)) return name;
+  const first = name.split('/')[0]!;
+  if (name.includes('@') || (name.includes('/') && (first.includes('.') || first.includes(':') || first === 'localhost'))) return name;
+  const docker = `docker.io/${name.includes('/') ? '' : 'library/'}${name}`;
+  return engine.images.find(docker) ? docker : name;
+}
+
+/** A name as Docker prints it: docker.io/library/web:1 is web:1. */
+function familiarName(n: string): string {
+  return n.replace(/^docker\.io\/(library\/)?/, '');
+}
+
+/** Docker treats registries on the loopback as insecure (plain HTTP) without configuration. */
+function insecureByDefault(domain: string): boolean {
+  const host = domain.replace(/:[0-9]+$/, '');
+  return host === 'localhost' || /^127\.[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}$/.test(host) || host === '[::1]';
+}
+
+/** The X-Registry-Auth header (base64url JSON {username, password}): credentials, or none. */
+function registryAuth(h: string | string[] | undefined): { username: string; password: string } | undefined {
+  if (typeof h !== 'string' || !h) return undefined;
+  if (h.length > 16384) throw new ApiError(400, 'X-Registry-Auth is too long');
+  let v: unknown;
+  try {
+    v = JSON.parse(Buffer.from(h, 'base64url').toString('utf8'));
+  } catch {
+    throw new ApiError(400, 'invalid X-Registry-Auth: give base64url-encoded JSON');
+  }
+  if (v === null || typeof v !== 'object') throw new ApiError(400, 'invalid X-Registry-Auth: give a JSON object');
+  const o = v as Record<string, unknown>;
+  const username = typeof o.username === 'string' ? o.username : '';
+  const password = typeof o.password === 'string' ? o.password : '';
+  return username || password ? { username, password } : undefined;
+}
+
+/** Docker's JSON message stream (pull, push, load): one object a line; an error ends it as {"error", "errorDetail"}. */
+function jsonStream(res: ServerResponse) {
+  res.writeHead(200, { 'Content-Type': 'application/json' });
+  res.flushHeaders();
+  return {
+    write: (o: Record<string, unknown>) => void res.write(JSON.stringify(o) + '\n'),
+    error: (e: unknown) => {
+      const message = ((e as Error)?.message ?? String(e)).split('\n')[0]!;
+      res.write(JSON.stringify({ errorDetail: { message }, error: message }) + '\n');
+    },
+    end: () => res.end(),
+  };
+}
+
+/** Docker's image inspect shape. */
+function dockerImageInspect(i: ImageRecord, cfg: OciImageConfig): Record<string, unknown> {
+  const c = cfg.config ?? {};
+  const config = {
+    Hostname: '',
+    Domainname: '',
+    User: c.User ?? '',
+    AttachStdin: false,
+    AttachStdout: false,
+    AttachStderr: false,
+    ExposedPorts: c.ExposedPorts ?? null,
+    Tty: false,
+    OpenStdin: false,
+    StdinOnce: false,
+    Env: c.Env ?? null,
+    Cmd: c.Cmd ?? null,
+    Image: '',
+    Volumes: c.Volumes ?? null,
+    WorkingDir: c.WorkingDir ?? '',
+    Entrypoint: c.Entrypoint ?? null,
+    OnBuild: null,
+    Labels: c.Labels ?? null,
+    StopSignal: c.StopSignal,
+  };
+  return {
+    Id: `sha256:${i.Id}`,
+    RepoTags: i.Names,
+    RepoDigests: i.RepoDigests,
+    Parent: '',
+    Comment: cfg.history?.length ? cfg.history[cfg.history.length - 1]!.comment ?? '' : '',
+    Created: i.Created,
+    Container: '',
+    ContainerConfig: config,
+    DockerVersion: '',
+    Author: cfg.author ?? '',
+    Config: config,
+    Architecture: i.Architecture,
+    Os: i.Os,
+    Size: i.Size,
+    VirtualSize: i.Size,
+    GraphDriver: { Name: 'overlay', Data: null },
+    RootFS: { Type: 'layers', Layers: cfg.rootfs.diff_ids },
+    Metadata: { LastTagTime: '0001-01-01T00:00:00Z' },
+  };
 }
 
 /** A resize request's h and w. */

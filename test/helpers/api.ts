@@ -69,6 +69,19 @@ export class Service {
     return r.stdout.trim();
   }
 
+  /** The docker CLI's stdout as bytes (docker save). */
+  dockerBuffer(args: string[]): Promise<Buffer> {
+    return new Promise((resolve, reject) => {
+      const child = spawn(DOCKER!, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...this.dockerEnv() } });
+      const out: Buffer[] = [];
+      let err = '';
+      child.stdout!.on('data', (b: Buffer) => out.push(b));
+      child.stderr!.on('data', (b: Buffer) => (err += b.toString()));
+      child.on('error', reject);
+      child.on('close', (code) => (code === 0 ? resolve(Buffer.concat(out)) : reject(new Error(`docker ${args.join(' ')} exited ${code}: ${err.trim()}`))));
+    });
+  }
+
   /** One raw HTTP request over the socket. */
   request(method: string, p: string, body?: string): Promise<{ status: number; headers: http.IncomingHttpHeaders; body: string }> {
     return new Promise((resolve, reject) => {
