@@ -17,6 +17,9 @@ import { ExecStore, execInspect, forwardInput, resizeExec, responseSink, runExec
 import { PassThrough } from 'node:stream';
 import { parseReference } from '../drivers/registry/reference.js';
 import type { ImageRecord, OciImageConfig } from '../drivers/storage/images.js';
+import type { VolumeRecord } from '../drivers/storage/volumes.js';
+import type { NetworkRecord } from '../drivers/network/cni.js';
+import type { ContainerRecord } from '../engine/types.js';
 import { ApiError, Router, bool, boolParam, intParam, muxFrame, obj, readJson, sendEmpty, sendJson, str, strList, strMap, type Request } from './http.js';
 
 export const DOCKER_API_VERSION = '1.41';
@@ -267,6 +270,77 @@ export function dockerRoutes(engine: Engine, execs: ExecStore): Router {
     await runExec(engine, x, responseSink(res, x.tty), undefined);
   });
 
+  // ----------------------------------------------------------------------- volumes
+
+  r.on('GET', '/volumes', ({ res, query }) => {
+    if (query.get('filters') && Object.keys(parseJsonObject(query.get('filters')!, 'filters')).length) throw new ApiError(400, 'volume filters are not supported yet');
+    sendJson(res, 200, { Volumes: engine.volumes.list().map(dockerVolume), Warnings: [] });
+  });
+
+  r.on('POST', '/volumes/create', async ({ raw, res }) => {
+    const body = await readJson(raw);
+    const driver = str(body, 'Driver');
+    if (driver && driver !== 'local') throw new ApiError(400, `unsupported volume driver "${driver}": only local`);
+    const opts = strMap(body, 'DriverOpts');
+    if (opts && Object.keys(opts).length) throw new ApiError(400, 'DriverOpts are not supported: volumes are plain directories');
+    const name = str(body, 'Name') || undefined;
+    if (name !== undefined && !/^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}$/.test(name)) throw new ApiError(400, `invalid volume name "${name}": use letters, digits, '_', '.', '-'`);
+    sendJson(res, 201, dockerVolume(engine.createVolume(name, strMap(body, 'Labels') ?? {})));
+  });
+
+  r.on('GET', '/volumes/:name', ({ res, params }) => {
+    sendJson(res, 200, dockerVolume(engine.volumes.get(params.name!)));
+  });
+
+  r.on('DELETE', '/volumes/:name', async ({ res, params, query }) => {
+    await engine.removeVolume(params.name!, boolParam(query, 'force'));
+    sendEmpty(res, 204);
+  });
+
+  // ----------------------------------------------------------------------- networks
+
+  const network = (ref: string): NetworkRecord => {
+    const all = engine.networks.list();
+    const exact = all.find((n) => n.name === ref || n.id === ref);
+    if (exact) return exact;
+    const byPrefix = /^[0-9a-f]{1,64}$/.test(ref) ? all.filter((n) => n.id.startsWith(ref)) : [];
+    if (byPrefix.length === 1) return byPrefix[0]!;
+    if (byPrefix.length > 1) throw new ApiError(400, `network ID prefix "${ref}" is ambiguous: give more characters`);
+    throw new ApiError(404, `network ${ref} not found`);
+  };
+  const users = async (n: NetworkRecord) => (await engine.listContainers({ all: true })).filter((r) => r.config.network?.mode === 'bridge' && r.config.network.name === n.name);
+
+  r.on('GET', '/networks', async ({ res, query }) => {
+    if (query.get('filters') && Object.keys(parseJsonObject(query.get('filters')!, 'filters')).length) throw new ApiError(400, 'network filters are not supported yet');
+    sendJson(res, 200, engine.networks.list().map((n) => dockerNetwork(n, [])));
+  });
+
+  r.on('GET', '/networks/:id', async ({ res, params }) => {
+    const n = network(params.id!);
+    sendJson(res, 200, dockerNetwork(n, await users(n)));
+  });
+
+  r.on('POST', '/networks/create', async ({ raw, res }) => {
+    const body = await readJson(raw);
+    const name = str(body, 'Name');
+    if (!name) throw new ApiError(400, 'Name is required: name the network');
+    const driver = str(body, 'Driver') || 'bridge';
+    if (bool(body, 'Internal') || bool(body, 'EnableIPv6') || bool(body, 'Attachable') || bool(body, 'Ingress')) throw new ApiError(400, 'Internal, EnableIPv6, Attachable and Ingress networks are not supported');
+    const ipam = obj(body, 'IPAM');
+    const configs = ipam?.Config;
+    if (configs !== undefined && configs !== null && !Array.isArray(configs)) throw new ApiError(400, 'invalid IPAM.Config: give a list');
+    if (Array.isArray(configs) && configs.length > 1) throw new ApiError(400, 'give at most one IPAM.Config: a network has one subnet');
+    const c = Array.isArray(configs) && configs[0] && typeof configs[0] === 'object' ? (configs[0] as Record<string, unknown>) : {};
+    if (engine.networks.list().some((n) => n.name === name)) throw new ApiError(409, `network with name ${name} already exists`);
+    const n = engine.createNetwork(name, { driver, subnet: str(c, 'Subnet') || undefined, gateway: str(c, 'Gateway') || undefined });
+    sendJson(res, 201, { Id: n.id, Warning: '' });
+  });
+
+  r.on('DELETE', '/networks/:id', async ({ res, params }) => {
+    await engine.removeNetwork(network(params.id!).name);
+    sendEmpty(res, 204);
+  });
+
   // ----------------------------------------------------------------------- checkpoints (Docker's experimental API)
 
   r.on('POST', '/containers/:id/checkpoints', async ({ raw, res, params }) => {
@@ -396,6 +470,46 @@ function dockerImageName(engine: Engine, name: string): string {
   if (name.includes('@') || (name.includes('/') && (first.includes('.') || first.includes(':') || first === 'localhost'))) return name;
   const docker = `docker.io/${name.includes('/') ? '' : 'library/'}${name}`;
   return engine.images.find(docker) ? docker : name;
+}
+
+/** A query parameter that must be a JSON object. */
+function parseJsonObject(text: string, name: string): Record<string, unknown> {
+  let v: unknown;
+  try {
+    v = JSON.parse(text);
+  } catch {
+    throw new ApiError(400, `invalid ${name}: give JSON`);
+  }
+  if (v === null || typeof v !== 'object' || Array.isArray(v)) throw new ApiError(400, `invalid ${name}: give a JSON object`);
+  return v as Record<string, unknown>;
+}
+
+/** Docker's volume shape. */
+function dockerVolume(v: VolumeRecord): Record<string, unknown> {
+  return { Name: v.Name, Driver: v.Driver, Mountpoint: v.Mountpoint, CreatedAt: v.CreatedAt, Labels: v.Labels ?? {}, Scope: 'local', Options: {} };
+}
+
+/** Docker's network shape (with the containers on it, for inspect). */
+function dockerNetwork(n: NetworkRecord, users: ContainerRecord[]): Record<string, unknown> {
+  return {
+    Name: n.name,
+    Id: n.id,
+    Created: n.created,
+    Scope: 'local',
+    Driver: n.driver,
+    EnableIPv6: n.ipv6_enabled,
+    IPAM: { Driver: 'default', Options: null, Config: n.subnets.map((s) => ({ Subnet: s.subnet, Gateway: s.gateway })) },
+    Internal: n.internal,
+    Attachable: false,
+    Ingress: false,
+    ConfigFrom: { Network: '' },
+    ConfigOnly: false,
+    Containers: Object.fromEntries(
+      users.map((r) => [r.config.id, { Name: r.config.name, EndpointID: '', MacAddress: r.config.network?.mac ?? '', IPv4Address: r.config.network?.ip ? `${r.config.network.ip}/${n.subnets[0]?.subnet.split('/')[1] ?? '16'}` : '', IPv6Address: '' }]),
+    ),
+    Options: { 'com.docker.network.bridge.name': n.network_interface },
+    Labels: {},
+  };
 }
 
 /** A name as Docker prints it: docker.io/library/web:1 is web:1. */
