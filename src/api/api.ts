@@ -72,7 +72,7 @@ export function createApiServer(engine: Engine, log: (line: string) => void): Ap
   const server = http.createServer((req, res) => {
     inFlight++;
     const libpodReq = /^\/(v[0-9.]+\/)?libpod(\/|$)/.test(req.url ?? '');
-    const stream = /\/(logs|wait)(\?|$)/.test(req.url ?? '');
+    const stream = /\/(logs|wait|events)(\?|$)/.test(req.url ?? '');
     if (stream) streams.add(res);
     res.once('close', () => {
       inFlight--;

@@ -15,6 +15,7 @@ import type { LogEntry } from '../engine/logs.js';
 import { VERSION, bunVersion } from '../lib/version.js';
 import { ExecStore, execInspect, forwardInput, resizeExec, responseSink, runExec, upgradeHead, hijackedBody } from './exec.js';
 import { PassThrough } from 'node:stream';
+import { EventWatcher, streamEvents } from './events.js';
 import { parseReference } from '../drivers/registry/reference.js';
 import type { ImageRecord, OciImageConfig } from '../drivers/storage/images.js';
 import type { VolumeRecord } from '../drivers/storage/volumes.js';
@@ -40,6 +41,9 @@ function unameArch(): string {
 
 export function dockerRoutes(engine: Engine, execs: ExecStore): Router {
   const r = new Router();
+  // Events: the watcher looks at once after each change made here.
+  const watcher = new EventWatcher(engine);
+  const poke = (): Promise<void> => watcher.poke();
 
   r.on('GET', '/_ping', ({ res }) => {
     res.writeHead(200, { 'Content-Type': 'text/plain; charset=utf-8', 'Content-Length': 2, 'Cache-Control': 'no-cache, no-store, must-revalidate', Pragma: 'no-cache', 'Builder-Version': '1' });
@@ -148,6 +152,7 @@ export function dockerRoutes(engine: Engine, execs: ExecStore): Router {
   r.on('POST', '/containers/create', async ({ raw, res, query }) => {
     const o = createOptions(await readJson(raw), query.get('name') ?? undefined);
     const rec = await engine.create(o);
+    await poke();
     sendJson(res, 201, { Id: rec.config.id, Warnings: [] });
   });
 
@@ -165,6 +170,7 @@ export function dockerRoutes(engine: Engine, execs: ExecStore): Router {
     }
     if (before.state.status === 'running') return sendEmpty(res, 304);
     await engine.start(params.id!);
+    await poke();
     sendEmpty(res, 204);
   });
 
@@ -173,6 +179,7 @@ export function dockerRoutes(engine: Engine, execs: ExecStore): Router {
     const before = await engine.inspect(params.id!);
     if (before.state.status !== 'running' && before.state.status !== 'paused') return sendEmpty(res, 304);
     await engine.stop(params.id!, t);
+    await poke();
     sendEmpty(res, 204);
   });
 
@@ -184,6 +191,7 @@ export function dockerRoutes(engine: Engine, execs: ExecStore): Router {
 
   r.on('POST', '/containers/:id/kill', async ({ res, params, query }) => {
     await engine.kill(params.id!, query.get('signal') || 'KILL');
+    await poke();
     sendEmpty(res, 204);
   });
 
@@ -213,11 +221,14 @@ export function dockerRoutes(engine: Engine, execs: ExecStore): Router {
       res.end(JSON.stringify({ StatusCode: -1, Error: { Message: (e as Error).message } }) + '\n');
       return;
     }
+    await poke();
     res.end(JSON.stringify({ StatusCode: code, Error: null }) + '\n');
   });
 
   r.on('DELETE', '/containers/:id', async ({ res, params, query }) => {
+    await poke(); // a death not seen yet comes before the destroy
     await engine.remove(params.id!, { force: boolParam(query, 'force'), volumes: boolParam(query, 'v') });
+    await poke();
     sendEmpty(res, 204);
   });
 
@@ -269,6 +280,10 @@ export function dockerRoutes(engine: Engine, execs: ExecStore): Router {
     }
     await runExec(engine, x, responseSink(res, x.tty), undefined);
   });
+
+  // ----------------------------------------------------------------------- events
+
+  r.on('GET', '/events', ({ res, query }) => streamEvents(watcher, res, query));
 
   // ----------------------------------------------------------------------- volumes
 

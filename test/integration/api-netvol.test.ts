@@ -77,3 +77,20 @@ test('docker network create, ls, inspect, rm in Docker\'s shapes', async (t) => 
   assert.match((await svc.docker(['network', 'inspect', NET])).stderr, /not found/);
   assert.match((await svc.docker(['network', 'rm', 'ferry'])).stderr, /cannot be removed/);
 });
+
+test('GET /events: create, start, die (with the exit code) and destroy of a container, as docker events shows them', async (t) => {
+  if (!svc) return skipWith(t, 'the docker CLI is not installed');
+  const since = Math.floor(Date.now() / 1000);
+  const events = svc.docker(['events', '--format', '{{.Action}} {{.Actor.Attributes.name}} {{.Actor.Attributes.exitCode}}', '--filter', 'container=ev1', '--until', String(since + 12)], { timeoutMs: 30_000 });
+  await new Promise((r) => setTimeout(r, 1500)); // the stream is open
+  assert.equal((await svc.docker(['run', '--name', 'ev1', '--network', 'none', 'busybox', 'sh', '-c', 'exit 3'])).code, 3);
+  await svc.dockerOk(['rm', 'ev1']);
+  const r = await events;
+  assert.equal(r.code, 0, r.stderr);
+  const lines = r.stdout.trim().split('\n').map((l) => l.replace(/ <no value>$/, '').trim());
+  assert.deepEqual(lines, ['create ev1', 'start ev1', 'die ev1 3', 'destroy ev1']);
+  // Bad filters: one Docker-shaped error.
+  const bad = await svc.request('GET', '/v1.41/events?filters=%7B%22nosuch%22%3A%5B%22x%22%5D%7D');
+  assert.equal(bad.status, 400);
+  assert.match(JSON.parse(bad.body).message, /unsupported events filter/);
+});
