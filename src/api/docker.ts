@@ -341,6 +341,11 @@ export function dockerRoutes(engine: Engine, execs: ExecStore): Router {
     if (!name) throw new ApiError(400, 'Name is required: name the network');
     const driver = str(body, 'Driver') || 'bridge';
     if (bool(body, 'Internal') || bool(body, 'EnableIPv6') || bool(body, 'Attachable') || bool(body, 'Ingress')) throw new ApiError(400, 'Internal, EnableIPv6, Attachable and Ingress networks are not supported');
+    // What Ferry would not keep is refused rather than dropped.
+    for (const k of ['Labels', 'Options']) {
+      const m = strMap(body, k);
+      if (m && Object.keys(m).length) throw new ApiError(400, `network ${k} are not supported yet`);
+    }
     const ipam = obj(body, 'IPAM');
     const configs = ipam?.Config;
     if (configs !== undefined && configs !== null && !Array.isArray(configs)) throw new ApiError(400, 'invalid IPAM.Config: give a list');

@@ -72,6 +72,9 @@ test('docker network create, ls, inspect, rm in Docker\'s shapes', async (t) => 
   assert.match(dup.stderr, /already exists/);
   assert.match((await svc.docker(['network', 'create', '-d', 'overlay', 'other'])).stderr, /only bridge/);
   assert.match((await svc.docker(['network', 'create', '--internal', 'other'])).stderr, /not supported/);
+  assert.match((await svc.docker(['network', 'create', '--label', 'a=b', 'other'])).stderr, /Labels are not supported/);
+  assert.match((await svc.docker(['network', 'create', '-o', 'com.docker.network.bridge.name=x', 'other'])).stderr, /Options are not supported/);
+  assert.ok(!(await svc.dockerOk(['network', 'ls', '--format', '{{.Name}}'])).split('\n').includes('other'), 'nothing created');
   await svc.dockerOk(['network', 'rm', NET]);
   assert.ok(!(await svc.dockerOk(['network', 'ls', '--format', '{{.Name}}'])).split('\n').includes(NET));
   assert.match((await svc.docker(['network', 'inspect', NET])).stderr, /not found/);
