@@ -7,7 +7,8 @@ import * as http from 'node:http';
 import type { Engine } from '../engine/engine.js';
 import { debug } from '../lib/log.js';
 import type { Duplex } from 'node:stream';
-import { DOCKER_API_VERSION, DOCKER_HEADERS, DOCKER_MIN_API_VERSION, dockerRoutes, serveAttach } from './docker.js';
+import { DOCKER_API_VERSION, DOCKER_HEADERS, DOCKER_MIN_API_VERSION, dockerRoutes, serveAttach, serveExecStart } from './docker.js';
+import { ExecStore } from './exec.js';
 import { ApiError, CaseInsensitiveQuery, errorReply, sendError, sendJson, type Router } from './http.js';
 import { LIBPOD_HEADERS, libpodRoutes } from './libpod.js';
 
@@ -33,7 +34,8 @@ export interface ApiServer {
 }
 
 export function createApiServer(engine: Engine, log: (line: string) => void): ApiServer {
-  const docker = dockerRoutes(engine);
+  const execs = new ExecStore();
+  const docker = dockerRoutes(engine, execs);
   const libpod = libpodRoutes(engine);
   const streams = new Set<http.ServerResponse>();
   let inFlight = 0;
@@ -73,7 +75,7 @@ export function createApiServer(engine: Engine, log: (line: string) => void): Ap
   const server = http.createServer((req, res) => {
     inFlight++;
     const libpodReq = /^\/(v[0-9.]+\/)?libpod(\/|$)/.test(req.url ?? '');
-    const stream = /\/(logs|wait)(\?|$)/.test(req.url ?? '');
+    const stream = /\/(logs|wait|events)(\?|$)/.test(req.url ?? '');
     if (stream) streams.add(res);
     res.once('close', () => {
       inFlight--;
@@ -90,7 +92,7 @@ export function createApiServer(engine: Engine, log: (line: string) => void): Ap
   });
   // Attach hijacks the connection (Upgrade: tcp).
   const hijacked = new Set<Duplex>();
-  server.on('upgrade', (req: http.IncomingMessage, sock: Duplex) => {
+  server.on('upgrade', (req: http.IncomingMessage, sock: Duplex, head: Buffer) => {
     hijacked.add(sock);
     sock.on('error', () => undefined);
     sock.once('close', () => hijacked.delete(sock));
@@ -101,15 +103,20 @@ export function createApiServer(engine: Engine, log: (line: string) => void): Ap
     };
     try {
       const url = new URL(req.url ?? '/', 'http://localhost');
-      const m = url.pathname.match(/^(?:\/v[0-9.]{1,12})?(\/libpod)?\/containers\/([^/]+)\/attach$/);
-      if (!m || req.method !== 'POST') throw new ApiError(404, `page not found: ${req.method} ${url.pathname}`);
+      const m = url.pathname.match(/^(?:\/v[0-9.]{1,12})?(\/libpod)?\/(containers|exec)\/([^/]+)\/(attach|start)$/);
+      const exec = m?.[2] === 'exec' && m[4] === 'start' && !m[1];
+      if (!m || req.method !== 'POST' || (!exec && !(m[2] === 'containers' && m[4] === 'attach'))) throw new ApiError(404, `page not found: ${req.method} ${url.pathname}`);
       let ref: string;
       try {
-        ref = decodeURIComponent(m[2]!);
+        ref = decodeURIComponent(m[3]!);
       } catch {
         throw new ApiError(404, `page not found: ${req.method} ${url.pathname}`);
       }
-      serveAttach(engine, ref, url.searchParams, sock, m[1] ? LIBPOD_HEADERS : DOCKER_HEADERS).catch((e: unknown) => {
+      const headers = m[1] ? LIBPOD_HEADERS : DOCKER_HEADERS;
+      const served = exec
+        ? serveExecStart(engine, execs, ref, req, sock, head ?? Buffer.alloc(0), headers)
+        : serveAttach(engine, ref, url.searchParams, sock, head ?? Buffer.alloc(0), headers);
+      served.catch((e: unknown) => {
         // Before the switch the client gets an HTTP error; after it, the stream ends.
         if (((sock as { bytesWritten?: number }).bytesWritten ?? 0) === 0) refuse(e);
         else sock.destroy();

@@ -3,7 +3,7 @@
  * engine call and answers in Docker's shapes (engine/shapes.ts). No lifecycle rule lives here.
  */
 import * as os from 'node:os';
-import type { ServerResponse } from 'node:http';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { Engine, CreateOptions } from '../engine/engine.js';
 import { checkpoint, containerCheckpoints, removeCheckpoint } from '../engine/checkpoint.js';
@@ -13,6 +13,14 @@ import { dockerImageEntry, dockerInspectEntry, dockerPsEntry } from '../engine/s
 import { goArch } from '../engine/host.js';
 import type { LogEntry } from '../engine/logs.js';
 import { VERSION, bunVersion } from '../lib/version.js';
+import { ExecStore, execInspect, forwardInput, resizeExec, responseSink, runExec, upgradeHead, hijackedBody } from './exec.js';
+import { PassThrough } from 'node:stream';
+import { EventWatcher, streamEvents } from './events.js';
+import { parseReference } from '../drivers/registry/reference.js';
+import type { ImageRecord, OciImageConfig } from '../drivers/storage/images.js';
+import type { VolumeRecord } from '../drivers/storage/volumes.js';
+import type { NetworkRecord } from '../drivers/network/cni.js';
+import type { ContainerRecord } from '../engine/types.js';
 import { ApiError, Router, bool, boolParam, intParam, muxFrame, obj, readJson, sendEmpty, sendJson, sendPing, str, strList, strMap, type Request } from './http.js';
 
 export const DOCKER_API_VERSION = '1.41';
@@ -31,8 +39,11 @@ function unameArch(): string {
   return process.arch === 'x64' ? 'x86_64' : process.arch === 'arm64' ? 'aarch64' : process.arch;
 }
 
-export function dockerRoutes(engine: Engine): Router {
+export function dockerRoutes(engine: Engine, execs: ExecStore): Router {
   const r = new Router();
+  // Events: the watcher looks at once after each change made here.
+  const watcher = new EventWatcher(engine);
+  const poke = (): Promise<void> => watcher.poke();
 
   r.on('GET', '/_ping', ({ res }) => sendPing(res, { 'Builder-Version': '1' }));
 
@@ -138,6 +149,7 @@ export function dockerRoutes(engine: Engine): Router {
   r.on('POST', '/containers/create', async ({ raw, res, query }) => {
     const o = createOptions(await readJson(raw), query.get('name') ?? undefined);
     const rec = await engine.create(o);
+    await poke();
     sendJson(res, 201, { Id: rec.config.id, Warnings: [] });
   });
 
@@ -155,6 +167,7 @@ export function dockerRoutes(engine: Engine): Router {
     }
     if (before.state.status === 'running') return sendEmpty(res, 304);
     await engine.start(params.id!);
+    await poke();
     sendEmpty(res, 204);
   });
 
@@ -163,6 +176,7 @@ export function dockerRoutes(engine: Engine): Router {
     const before = await engine.inspect(params.id!);
     if (before.state.status !== 'running' && before.state.status !== 'paused') return sendEmpty(res, 304);
     await engine.stop(params.id!, t);
+    await poke();
     sendEmpty(res, 204);
   });
 
@@ -174,6 +188,7 @@ export function dockerRoutes(engine: Engine): Router {
 
   r.on('POST', '/containers/:id/kill', async ({ res, params, query }) => {
     await engine.kill(params.id!, query.get('signal') || 'KILL');
+    await poke();
     sendEmpty(res, 204);
   });
 
@@ -203,11 +218,14 @@ export function dockerRoutes(engine: Engine): Router {
       res.end(JSON.stringify({ StatusCode: -1, Error: { Message: (e as Error).message } }) + '\n');
       return;
     }
+    await poke();
     res.end(JSON.stringify({ StatusCode: code, Error: null }) + '\n');
   });
 
   r.on('DELETE', '/containers/:id', async ({ res, params, query }) => {
+    await poke(); // a death not seen yet comes before the destroy
     await engine.remove(params.id!, { force: boolParam(query, 'force'), volumes: boolParam(query, 'v') });
+    await poke();
     sendEmpty(res, 204);
   });
 
@@ -218,6 +236,126 @@ export function dockerRoutes(engine: Engine): Router {
     if (!stdout && !stderr) throw new ApiError(400, 'Bad parameters: you must choose at least one stream');
     const rec = await engine.inspect(params.id!);
     await streamLogs(req, engine.logs(params.id!, logsOptions(query)), { stdout, stderr, timestamps: boolParam(query, 'timestamps'), framed: !rec.config.tty });
+  });
+
+  r.on('POST', '/containers/:id/resize', async ({ res, params, query }) => {
+    const { rows, cols } = sizeParams(query);
+    await engine.resize(params.id!, rows, cols);
+    sendEmpty(res, 200);
+  });
+
+  // ----------------------------------------------------------------------- exec
+
+  r.on('POST', '/containers/:id/exec', async ({ raw, res, params }) => {
+    const body = await readJson(raw);
+    const rec = await engine.inspect(params.id!);
+    if (rec.state.status !== 'running') throw new ApiError(409, `Container ${rec.config.id} is not running`);
+    const x = execs.create(rec.config.id, body);
+    sendJson(res, 201, { Id: x.id });
+  });
+
+  r.on('GET', '/exec/:id/json', ({ res, params }) => {
+    sendJson(res, 200, execInspect(execs.get(params.id!)));
+  });
+
+  r.on('POST', '/exec/:id/resize', ({ res, params, query }) => {
+    const { rows, cols } = sizeParams(query);
+    resizeExec(execs.get(params.id!), rows, cols);
+    sendEmpty(res, 200);
+  });
+
+  // Without hijacking: detached (the command runs on; 200 at once), or the output as the response body.
+  r.on('POST', '/exec/:id/start', async ({ raw, res, params }) => {
+    const body = await readJson(raw);
+    const detach = bool(body, 'Detach') ?? false;
+    const x = execs.get(params.id!);
+    if (bool(body, 'Tty') !== undefined) x.tty = bool(body, 'Tty')!;
+    execs.take(x.id);
+    if (detach) {
+      void runExec(engine, x, { write: () => undefined, end: () => undefined }, undefined);
+      return sendEmpty(res, 200);
+    }
+    await runExec(engine, x, responseSink(res, x.tty), undefined);
+  });
+
+  // ----------------------------------------------------------------------- events
+
+  r.on('GET', '/events', ({ res, query }) => streamEvents(watcher, res, query));
+
+  // ----------------------------------------------------------------------- volumes
+
+  r.on('GET', '/volumes', ({ res, query }) => {
+    if (query.get('filters') && Object.keys(parseJsonObject(query.get('filters')!, 'filters')).length) throw new ApiError(400, 'volume filters are not supported yet');
+    sendJson(res, 200, { Volumes: engine.volumes.list().map(dockerVolume), Warnings: [] });
+  });
+
+  r.on('POST', '/volumes/create', async ({ raw, res }) => {
+    const body = await readJson(raw);
+    const driver = str(body, 'Driver');
+    if (driver && driver !== 'local') throw new ApiError(400, `unsupported volume driver "${driver}": only local`);
+    const opts = strMap(body, 'DriverOpts');
+    if (opts && Object.keys(opts).length) throw new ApiError(400, 'DriverOpts are not supported: volumes are plain directories');
+    const name = str(body, 'Name') || undefined;
+    if (name !== undefined && !/^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}$/.test(name)) throw new ApiError(400, `invalid volume name "${name}": use letters, digits, '_', '.', '-'`);
+    sendJson(res, 201, dockerVolume(engine.createVolume(name, strMap(body, 'Labels') ?? {})));
+  });
+
+  r.on('GET', '/volumes/:name', ({ res, params }) => {
+    sendJson(res, 200, dockerVolume(engine.volumes.get(params.name!)));
+  });
+
+  r.on('DELETE', '/volumes/:name', async ({ res, params, query }) => {
+    await engine.removeVolume(params.name!, boolParam(query, 'force'));
+    sendEmpty(res, 204);
+  });
+
+  // ----------------------------------------------------------------------- networks
+
+  const network = (ref: string): NetworkRecord => {
+    const all = engine.networks.list();
+    const exact = all.find((n) => n.name === ref || n.id === ref);
+    if (exact) return exact;
+    const byPrefix = /^[0-9a-f]{1,64}$/.test(ref) ? all.filter((n) => n.id.startsWith(ref)) : [];
+    if (byPrefix.length === 1) return byPrefix[0]!;
+    if (byPrefix.length > 1) throw new ApiError(400, `network ID prefix "${ref}" is ambiguous: give more characters`);
+    throw new ApiError(404, `network ${ref} not found`);
+  };
+  const users = async (n: NetworkRecord) => (await engine.listContainers({ all: true })).filter((r) => r.config.network?.mode === 'bridge' && r.config.network.name === n.name);
+
+  r.on('GET', '/networks', async ({ res, query }) => {
+    if (query.get('filters') && Object.keys(parseJsonObject(query.get('filters')!, 'filters')).length) throw new ApiError(400, 'network filters are not supported yet');
+    sendJson(res, 200, engine.networks.list().map((n) => dockerNetwork(n, [])));
+  });
+
+  r.on('GET', '/networks/:id', async ({ res, params }) => {
+    const n = network(params.id!);
+    sendJson(res, 200, dockerNetwork(n, await users(n)));
+  });
+
+  r.on('POST', '/networks/create', async ({ raw, res }) => {
+    const body = await readJson(raw);
+    const name = str(body, 'Name');
+    if (!name) throw new ApiError(400, 'Name is required: name the network');
+    const driver = str(body, 'Driver') || 'bridge';
+    if (bool(body, 'Internal') || bool(body, 'EnableIPv6') || bool(body, 'Attachable') || bool(body, 'Ingress')) throw new ApiError(400, 'Internal, EnableIPv6, Attachable and Ingress networks are not supported');
+    // What Ferry would not keep is refused rather than dropped.
+    for (const k of ['Labels', 'Options']) {
+      const m = strMap(body, k);
+      if (m && Object.keys(m).length) throw new ApiError(400, `network ${k} are not supported yet`);
+    }
+    const ipam = obj(body, 'IPAM');
+    const configs = ipam?.Config;
+    if (configs !== undefined && configs !== null && !Array.isArray(configs)) throw new ApiError(400, 'invalid IPAM.Config: give a list');
+    if (Array.isArray(configs) && configs.length > 1) throw new ApiError(400, 'give at most one IPAM.Config: a network has one subnet');
+    const c = Array.isArray(configs) && configs[0] && typeof configs[0] === 'object' ? (configs[0] as Record<string, unknown>) : {};
+    if (engine.networks.list().some((n) => n.name === name)) throw new ApiError(409, `network with name ${name} already exists`);
+    const n = engine.createNetwork(name, { driver, subnet: str(c, 'Subnet') || undefined, gateway: str(c, 'Gateway') || undefined });
+    sendJson(res, 201, { Id: n.id, Warning: '' });
+  });
+
+  r.on('DELETE', '/networks/:id', async ({ res, params }) => {
+    await engine.removeNetwork(network(params.id!).name);
+    sendEmpty(res, 204);
   });
 
   // ----------------------------------------------------------------------- checkpoints (Docker's experimental API)
@@ -249,7 +387,274 @@ export function dockerRoutes(engine: Engine): Router {
     sendJson(res, 200, engine.images.list().map(dockerImageEntry));
   });
 
+  // Pull (fromImage); importing a root filesystem (fromSrc) is not supported.
+  r.on('POST', '/images/create', async ({ raw, res, query }) => {
+    if (query.get('fromSrc')) throw new ApiError(400, 'fromSrc (docker import) is not supported: use docker load');
+    const from = query.get('fromImage');
+    if (!from) throw new ApiError(400, 'fromImage is required: name the image to pull');
+    const tag = query.get('tag') || '';
+    if (tag && !/^([\w][\w.-]{0,127}|sha256:[0-9a-f]{64})$/.test(tag)) throw new ApiError(400, `invalid tag "${tag}"`);
+    const ref = !tag ? from : tag.startsWith('sha256:') ? `${from}@${tag}` : `${from}:${tag}`;
+    const platform = query.get('platform') || undefined;
+    const creds = registryAuth(raw.headers['x-registry-auth']);
+    const domain = parseReference(ref).domain; // a bad name fails here, before the stream starts
+    const progress = jsonStream(res);
+    progress.write({ status: `Pulling from ${ref.replace(/[:@][^/:@]*$/, '')}`, id: tag || 'latest' });
+    try {
+      const img = await engine.pullImage(ref, { tlsVerify: !insecureByDefault(domain), platform, creds, progress: (line) => progress.write({ status: line.trim() }) });
+      progress.write({ status: `Digest: ${img.Digest}` });
+      progress.write({ status: `Status: Downloaded newer image for ${ref}` });
+    } catch (e) {
+      progress.error(e);
+    }
+    progress.end();
+  });
+
+  r.onPattern('GET', /^\/images\/(.+)\/json$/, ['name'], ({ res, params }) => {
+    const img = engine.images.get(dockerImageName(engine, params.name!));
+    sendJson(res, 200, dockerImageInspect(img, engine.images.config(img)));
+  });
+
+  r.onPattern('DELETE', /^\/images\/(.+)$/, ['name'], async ({ res, params, query }) => {
+    const out = await engine.removeImage(dockerImageName(engine, params.name!), boolParam(query, 'force'));
+    sendJson(res, 200, [...out.untagged.map((n) => ({ Untagged: familiarName(n) })), ...(out.deleted ? [{ Deleted: `sha256:${out.deleted}` }] : [])]);
+  });
+
+  r.onPattern('POST', /^\/images\/(.+)\/tag$/, ['name'], async ({ res, params, query }) => {
+    const repo = query.get('repo');
+    if (!repo) throw new ApiError(400, 'repo is required: name the new repository');
+    const tag = query.get('tag') || 'latest';
+    if (!/^[\w][\w.-]{0,127}$/.test(tag)) throw new ApiError(400, `invalid tag "${tag}"`);
+    await engine.tagImage(dockerImageName(engine, params.name!), [`${repo}:${tag}`]);
+    sendEmpty(res, 201);
+  });
+
+  r.onPattern('POST', /^\/images\/(.+)\/push$/, ['name'], async ({ raw, res, params, query }) => {
+    const tag = query.get('tag') || '';
+    if (tag && !/^[\w][\w.-]{0,127}$/.test(tag)) throw new ApiError(400, `invalid tag "${tag}"`);
+    const ref = dockerImageName(engine, tag ? `${params.name!}:${tag}` : params.name!);
+    const creds = registryAuth(raw.headers['x-registry-auth']);
+    const img = engine.images.get(ref);
+    const domain = parseReference(ref).domain;
+    const progress = jsonStream(res);
+    progress.write({ status: `The push refers to repository [${ref.replace(/:[\w][\w.-]*$/, '')}]` });
+    try {
+      const digest = await engine.pushImage(ref, ref, { tlsVerify: !insecureByDefault(domain), creds, progress: (line) => progress.write({ status: line.trim() }) });
+      progress.write({ status: `${tag || 'latest'}: digest: ${digest} size: ${img.Size}` });
+      progress.write({ progressDetail: {}, aux: { Tag: tag || 'latest', Digest: digest, Size: img.Size } });
+    } catch (e) {
+      progress.error(e);
+    }
+    progress.end();
+  });
+
+  // docker save: a docker-archive of the named images.
+  const save = async (res: ServerResponse, names: string[]): Promise<void> => {
+    if (!names.length) throw new ApiError(400, 'name at least one image to save');
+    names = names.map((n) => dockerImageName(engine, n));
+    for (const n of names) engine.images.get(n); // a missing image: 404 before the stream starts
+    res.writeHead(200, { 'Content-Type': 'application/x-tar' });
+    await engine.saveImages(names, 'docker-archive', { out: res });
+    res.end();
+  };
+  r.on('GET', '/images/get', ({ res, query }) => save(res, query.getAll('names')));
+  r.onPattern('GET', /^\/images\/(.+)\/get$/, ['name'], ({ res, params }) => save(res, [params.name!]));
+
+  // docker load: the archive is the request body.
+  r.on('POST', '/images/load', async ({ raw, res, query }) => {
+    const quiet = boolParam(query, 'quiet');
+    const loaded = await engine.loadImages({ stream: raw });
+    const progress = jsonStream(res);
+    for (const l of loaded) {
+      const names = l.names.length ? l.names : [`sha256:${l.img.Id}`];
+      for (const n of names) progress.write({ stream: l.names.length ? `Loaded image: ${familiarName(n)}\n` : `Loaded image ID: ${n}\n` });
+    }
+    if (quiet && !loaded.length) progress.write({ stream: '' });
+    progress.end();
+  });
+
   return r;
+}
+
+/**
+ * An image name as Docker's clients mean it: as given when Ferry has it so, else in its
+ * normalized form (a short name is docker.io/library/NAME to Docker, which is how Ferry stores a
+ * tag such as `docker tag busybox web:1`).
+ */
+function dockerImageName(engine: Engine, name: string): string {
+  if (engine.images.find(name)) return name;
+  const first = name.split('/')[0]!;
+  if (name.includes('@') || (name.includes('/') && (first.includes('.') || first.includes(':') || first === 'localhost'))) return name;
+  const docker = `docker.io/${name.includes('/') ? '' : 'library/'}${name}`;
+  return engine.images.find(docker) ? docker : name;
+}
+
+/** A query parameter that must be a JSON object. */
+function parseJsonObject(text: string, name: string): Record<string, unknown> {
+  let v: unknown;
+  try {
+    v = JSON.parse(text);
+  } catch {
+    throw new ApiError(400, `invalid ${name}: give JSON`);
+  }
+  if (v === null || typeof v !== 'object' || Array.isArray(v)) throw new ApiError(400, `invalid ${name}: give a JSON object`);
+  return v as Record<string, unknown>;
+}
+
+/** Docker's volume shape. */
+function dockerVolume(v: VolumeRecord): Record<string, unknown> {
+  return { Name: v.Name, Driver: v.Driver, Mountpoint: v.Mountpoint, CreatedAt: v.CreatedAt, Labels: v.Labels ?? {}, Scope: 'local', Options: {} };
+}
+
+/** Docker's network shape (with the containers on it, for inspect). */
+function dockerNetwork(n: NetworkRecord, users: ContainerRecord[]): Record<string, unknown> {
+  return {
+    Name: n.name,
+    Id: n.id,
+    Created: n.created,
+    Scope: 'local',
+    Driver: n.driver,
+    EnableIPv6: n.ipv6_enabled,
+    IPAM: { Driver: 'default', Options: null, Config: n.subnets.map((s) => ({ Subnet: s.subnet, Gateway: s.gateway })) },
+    Internal: n.internal,
+    Attachable: false,
+    Ingress: false,
+    ConfigFrom: { Network: '' },
+    ConfigOnly: false,
+    Containers: Object.fromEntries(
+      users.map((r) => [r.config.id, { Name: r.config.name, EndpointID: '', MacAddress: r.config.network?.mac ?? '', IPv4Address: r.config.network?.ip ? `${r.config.network.ip}/${n.subnets[0]?.subnet.split('/')[1] ?? '16'}` : '', IPv6Address: '' }]),
+    ),
+    Options: { 'com.docker.network.bridge.name': n.network_interface },
+    Labels: {},
+  };
+}
+
+/** A name as Docker prints it: docker.io/library/web:1 is web:1. */
+function familiarName(n: string): string {
+  return n.replace(/^docker\.io\/(library\/)?/, '');
+}
+
+/** Docker treats registries on the loopback as insecure (plain HTTP) without configuration. */
+function insecureByDefault(domain: string): boolean {
+  const host = domain.replace(/:[0-9]+$/, '');
+  return host === 'localhost' || /^127\.[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}$/.test(host) || host === '[::1]';
+}
+
+/** The X-Registry-Auth header (base64url JSON {username, password}): credentials, or none. */
+function registryAuth(h: string | string[] | undefined): { username: string; password: string } | undefined {
+  if (typeof h !== 'string' || !h) return undefined;
+  if (h.length > 16384) throw new ApiError(400, 'X-Registry-Auth is too long');
+  let v: unknown;
+  try {
+    v = JSON.parse(Buffer.from(h, 'base64url').toString('utf8'));
+  } catch {
+    throw new ApiError(400, 'invalid X-Registry-Auth: give base64url-encoded JSON');
+  }
+  if (v === null || typeof v !== 'object') throw new ApiError(400, 'invalid X-Registry-Auth: give a JSON object');
+  const o = v as Record<string, unknown>;
+  const username = typeof o.username === 'string' ? o.username : '';
+  const password = typeof o.password === 'string' ? o.password : '';
+  return username || password ? { username, password } : undefined;
+}
+
+/** Docker's JSON message stream (pull, push, load): one object a line; an error ends it as {"error", "errorDetail"}. */
+function jsonStream(res: ServerResponse) {
+  res.writeHead(200, { 'Content-Type': 'application/json' });
+  res.flushHeaders();
+  return {
+    write: (o: Record<string, unknown>) => void res.write(JSON.stringify(o) + '\n'),
+    error: (e: unknown) => {
+      const message = ((e as Error)?.message ?? String(e)).split('\n')[0]!;
+      res.write(JSON.stringify({ errorDetail: { message }, error: message }) + '\n');
+    },
+    end: () => res.end(),
+  };
+}
+
+/** Docker's image inspect shape. */
+function dockerImageInspect(i: ImageRecord, cfg: OciImageConfig): Record<string, unknown> {
+  const c = cfg.config ?? {};
+  const config = {
+    Hostname: '',
+    Domainname: '',
+    User: c.User ?? '',
+    AttachStdin: false,
+    AttachStdout: false,
+    AttachStderr: false,
+    ExposedPorts: c.ExposedPorts ?? null,
+    Tty: false,
+    OpenStdin: false,
+    StdinOnce: false,
+    Env: c.Env ?? null,
+    Cmd: c.Cmd ?? null,
+    Image: '',
+    Volumes: c.Volumes ?? null,
+    WorkingDir: c.WorkingDir ?? '',
+    Entrypoint: c.Entrypoint ?? null,
+    OnBuild: null,
+    Labels: c.Labels ?? null,
+    StopSignal: c.StopSignal,
+  };
+  return {
+    Id: `sha256:${i.Id}`,
+    RepoTags: i.Names,
+    RepoDigests: i.RepoDigests,
+    Parent: '',
+    Comment: cfg.history?.length ? cfg.history[cfg.history.length - 1]!.comment ?? '' : '',
+    Created: i.Created,
+    Container: '',
+    ContainerConfig: config,
+    DockerVersion: '',
+    Author: cfg.author ?? '',
+    Config: config,
+    Architecture: i.Architecture,
+    Os: i.Os,
+    Size: i.Size,
+    VirtualSize: i.Size,
+    GraphDriver: { Name: 'overlay', Data: null },
+    RootFS: { Type: 'layers', Layers: cfg.rootfs.diff_ids },
+    Metadata: { LastTagTime: '0001-01-01T00:00:00Z' },
+  };
+}
+
+/** A resize request's h and w. */
+function sizeParams(q: URLSearchParams): { rows: number; cols: number } {
+  const rows = intParam(q, 'h', 65535);
+  const cols = intParam(q, 'w', 65535);
+  if (!rows || !cols) throw new ApiError(400, 'give the terminal size as h and w (rows and columns, 1 to 65535)');
+  return { rows, cols };
+}
+
+/**
+ * `POST /exec/{id}/start` on a hijacked connection: the body ({"Detach": false, "Tty": ...})
+ * comes first, then the command's input (when it attached stdin) until the client half-closes;
+ * its output goes back raw (terminal) or framed.
+ */
+export async function serveExecStart(engine: Engine, execs: ExecStore, id: string, req: IncomingMessage, sock: Duplex, head: Buffer, headers: Record<string, string>): Promise<void> {
+  const x = execs.get(id);
+  if (x.started) throw new ApiError(409, `exec ${id} has already been started`);
+  const { body, input } = await hijackedBody(req, head, Number(req.headers['content-length'] ?? 0));
+  let parsed: unknown = {};
+  if (body.length) {
+    try {
+      parsed = JSON.parse(body.toString('utf8'));
+    } catch {
+      throw new ApiError(400, 'invalid JSON in the request body');
+    }
+  }
+  if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) throw new ApiError(400, 'the request body must be a JSON object');
+  const tty = bool(parsed as Record<string, unknown>, 'Tty');
+  if (bool(parsed as Record<string, unknown>, 'Detach')) throw new ApiError(400, 'a detached exec is started without hijacking the connection');
+  if (tty !== undefined) x.tty = tty;
+  execs.take(id);
+  sock.write(upgradeHead(!x.tty, headers));
+  if (x.stdin) forwardInput(sock, input);
+  else sock.resume(); // what the client sends is dropped
+  const gone = (): void => {
+    input.end();
+  };
+  sock.once('close', gone);
+  await runExec(engine, x, { write: (d) => void (sock.destroyed || sock.write(d)), end: () => sock.end() }, x.stdin ? input : undefined);
 }
 
 /** Docker's `filters` query: JSON, {"key": ["v", ...]} or the old {"key": {"v": true}}. */
@@ -377,18 +782,27 @@ export async function streamLogs(req: Request, entries: AsyncIterable<LogEntry>,
  * output only: what the container writes from now on (with logs=1, from its start), framed when
  * it has no terminal, until it stops. Stdin is not forwarded yet (read and dropped).
  */
-export async function serveAttach(engine: Engine, ref: string, q: URLSearchParams, sock: Duplex, headers: Record<string, string>): Promise<void> {
+export async function serveAttach(engine: Engine, ref: string, q: URLSearchParams, sock: Duplex, head: Buffer, headers: Record<string, string>): Promise<void> {
   const stdout = boolParam(q, 'stdout');
   const stderr = boolParam(q, 'stderr');
   const logs = boolParam(q, 'logs');
   const stream = boolParam(q, 'stream');
+  const stdin = boolParam(q, 'stdin');
   const rec = engine.lookup(ref);
   const framed = !rec.config.tty;
-  const extra = Object.entries(headers).map(([k, v]) => `${k}: ${v}\r\n`).join('');
-  sock.write(`HTTP/1.1 101 UPGRADED\r\nContent-Type: application/vnd.docker.${framed ? 'multiplexed' : 'raw'}-stream\r\nConnection: Upgrade\r\nUpgrade: tcp\r\n${extra}\r\n`);
+  sock.write(upgradeHead(framed, headers));
   const gone = new AbortController();
   sock.once('close', () => gone.abort());
-  sock.on('data', () => undefined); // stdin: not forwarded yet
+  // Stdin goes to a container that keeps one open (created with OpenStdin); otherwise it is dropped, as Docker does.
+  let input: Promise<void> | undefined;
+  if (stdin && stream && rec.config.stdin) {
+    const pass = new PassThrough();
+    if (head.length) pass.write(head);
+    forwardInput(sock, pass);
+    input = engine.attachInput(ref, pass, gone.signal).catch(() => undefined);
+  } else {
+    sock.on('data', () => undefined);
+  }
   const entries = stream ? engine.attachOutput(ref, { logs, abort: gone.signal }) : logs ? engine.logs(ref, {}) : undefined;
   if (entries) {
     for await (const e of entries) {
@@ -398,5 +812,7 @@ export async function serveAttach(engine: Engine, ref: string, q: URLSearchParam
       if (!sock.write(framed ? muxFrame(e.stream, payload) : payload)) await new Promise<void>((r) => (gone.signal.aborted ? r() : sock.once('drain', r).once('close', r)));
     }
   }
+  gone.abort();
+  await input;
   sock.end();
 }

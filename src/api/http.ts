@@ -46,10 +46,33 @@ export class Router {
     return this;
   }
 
+  private readonly patterns: { method: string; re: RegExp; names: string[]; handler: Handler }[] = [];
+
+  /**
+   * A route whose parameter may hold slashes (an image name such as 127.0.0.1:5000/app/web:1):
+   * re's groups are the parameters, named by names. Tried before the segment routes.
+   */
+  onPattern(method: string, re: RegExp, names: string[], handler: Handler): this {
+    this.patterns.push({ method, re, names, handler });
+    return this;
+  }
+
   /** The handler for a request, its path parameters; or why none: 404 (no such path) or 405. */
   match(method: string, path: string): { handler: Handler; params: Record<string, string> } | 404 | 405 {
     const segs = path.split('/').filter(Boolean);
     let pathMatched = false;
+    for (const r of this.patterns) {
+      const m = r.re.exec(path);
+      if (!m) continue;
+      const params: Record<string, string> = {};
+      try {
+        r.names.forEach((n, i) => (params[n] = decodeURIComponent(m[i + 1] ?? '')));
+      } catch {
+        return 404;
+      }
+      pathMatched = true;
+      if (r.method === method || (method === 'HEAD' && r.method === 'GET')) return { handler: r.handler, params };
+    }
     for (const r of this.routes) {
       if (r.parts.length !== segs.length) continue;
       const params: Record<string, string> = {};

@@ -10,7 +10,8 @@ import { newId, randomName, validName } from '../lib/ids.js';
 import { freePort } from '../lib/net.js';
 import { processAlive, procStartTime, sleep, waitFor } from '../lib/proc.js';
 import { RuncRuntime } from '../drivers/runtime/runc.js';
-import { attachHelper, openAttach, type AttachRequest, type AttachSession } from '../drivers/runtime/attach.js';
+import { attachHelper, openAttach, resizeTerminal, type AttachRequest, type AttachSession, type StreamIO } from '../drivers/runtime/attach.js';
+export type { StreamIO } from '../drivers/runtime/attach.js';
 import { execWithConmon } from '../drivers/runtime/conmon-exec.js';
 import { oomKills } from '../drivers/runtime/cgroup.js';
 import { buildSpec, type Mount } from '../drivers/runtime/spec.js';
@@ -1023,7 +1024,10 @@ export class Engine {
     if (rec.state.status !== 'running') throw new FerryError('ESTATE', `container ${rec.config.name} is not running: start it first`);
     if (!argv.length) throw new FerryError('EINVAL', 'exec needs a command to run');
     for (const e of o.env) if (e.indexOf('=') <= 0) throw new FerryError('EINVAL', `invalid environment variable "${e}": use KEY=VALUE`);
-    if (!o.tty) return this.runtime.exec(rec.config.id, argv, o);
+    if (!o.tty) {
+      o.onSession?.({ resize: () => undefined });
+      return this.runtime.exec(rec.config.id, argv, o);
+    }
     attachHelper();
     const id = rec.config.id;
     // The session's files (a detached one's stay until the container is removed).
@@ -1040,8 +1044,10 @@ export class Engine {
         cwd: o.workdir,
         terminal: true,
         stdin: o.stdin,
-        attach: (d) => openAttach(d, { stdin: o.stdin, tty: true, detachKeys: o.detachKeys ?? Buffer.from([16, 17]) }),
+        attach: (d) => openAttach(d, { stdin: o.stdin, tty: true, detachKeys: o.detachKeys ?? Buffer.from([16, 17]) }, o.io),
       });
+      if (o.consoleSize) resizeTerminal(dir, o.consoleSize.height, o.consoleSize.width);
+      o.onSession?.({ resize: (rows, cols) => void resizeTerminal(dir, rows, cols) });
     } catch (e) {
       fs.rmSync(dir, { recursive: true, force: true });
       throw e;
@@ -1472,6 +1478,45 @@ export class Engine {
   }
 
   /**
+   * Forwards input to a container's stdin (Docker's attach with stdin=1) through conmon's attach
+   * socket, once the container runs (it may be started after the client attached); the input's
+   * end closes the container's stdin. Only a container created with an open stdin (-i) takes
+   * input. Resolves when the connection to the container ends (it exited) or the abort fires.
+   */
+  async attachInput(ref: string, input: NodeJS.ReadableStream, abort: AbortSignal): Promise<void> {
+    const rec = this.lookup(ref);
+    if (!rec.config.stdin) throw new FerryError('EINVAL', `container ${rec.config.name} was not created with an open stdin (-i): it takes no input`);
+    const id = rec.config.id;
+    const finished = rec.state.finishedAt;
+    for (;;) {
+      if (abort.aborted) return;
+      const cur = this.load(id);
+      if (!cur) return;
+      if (cur.state.finishedAt !== finished) return; // it ran and exited before we could connect
+      if (cur.state.status === 'running' || cur.state.status === 'paused') break;
+      await sleep(50);
+    }
+    const drop = (): void => undefined;
+    const session = await openAttach(this.paths.bundle(id), { stdin: true, tty: !!rec.config.tty, detachKeys: Buffer.alloc(0) }, { stdin: input, stdout: drop, stderr: drop });
+    const onAbort = (): void => session.close();
+    abort.addEventListener('abort', onAbort);
+    try {
+      await session.done.catch(() => undefined);
+    } finally {
+      abort.removeEventListener('abort', onAbort);
+      session.close();
+    }
+  }
+
+  /** Sets the size of a running container's terminal (Docker's resize); a container without one is refused. */
+  async resize(ref: string, rows: number, cols: number): Promise<void> {
+    const rec = await this.inspect(ref);
+    if (rec.state.status !== 'running' && rec.state.status !== 'paused') throw new FerryError('ESTATE', `container ${rec.config.name} is not running`);
+    if (!rec.config.tty) throw new FerryError('EINVAL', `container ${rec.config.name} has no terminal to resize`);
+    resizeTerminal(this.paths.bundle(rec.config.id), rows, cols);
+  }
+
+  /**
    * What a client attached to a container sees (Docker's attach, without stdin): its output from
    * now on (with logs, from the start), once it has started, until it stops.
    */
@@ -1560,6 +1605,12 @@ export interface ExecOptions {
   workdir?: string;
   /** With a terminal: the keys that detach from the session (default ctrl-p,ctrl-q). */
   detachKeys?: Buffer;
+  /** The session's stdio as streams (the API) instead of this process's. */
+  io?: StreamIO;
+  /** The terminal's initial size. */
+  consoleSize?: ConsoleSize;
+  /** Called once the command is about to run: resizes its terminal (a no-op without one). */
+  onSession?: (s: { resize(rows: number, cols: number): void }) => void;
 }
 
 export interface StartOptions {

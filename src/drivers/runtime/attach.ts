@@ -1,6 +1,6 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { FerryError } from '../../lib/errors.js';
 import { FifoReader, makeFifo } from '../../lib/fifo.js';
 
@@ -47,6 +47,49 @@ export interface AttachRequest {
   detachKeys: Buffer;
 }
 
+/**
+ * Stdio given as streams instead of this process's own (the API's hijacked connections): what
+ * the process writes goes to stdout/stderr; stdin, when given, is forwarded and its end closes
+ * the process's stdin.
+ */
+export interface StreamIO {
+  stdin?: NodeJS.ReadableStream;
+  stdout: (data: Buffer) => void;
+  stderr: (data: Buffer) => void;
+}
+
+/** Connects a spawned child's piped stdio to io. */
+export function pipeIO(child: ChildProcess, io: StreamIO, stderr = true): void {
+  child.stdout?.on('data', io.stdout);
+  if (stderr) child.stderr?.on('data', io.stderr);
+  if (child.stdin) {
+    child.stdin.on('error', () => undefined); // the process closed its stdin early
+    if (io.stdin) io.stdin.pipe(child.stdin);
+    else child.stdin.end();
+  }
+}
+
+/** Writes a terminal size to conmon's control FIFO (ctl in its bundle); false when nobody reads it. */
+export function resizeTerminal(bundle: string, rows: number, cols: number): boolean {
+  if (!Number.isInteger(rows) || !Number.isInteger(cols) || rows <= 0 || cols <= 0 || rows > 65535 || cols > 65535) {
+    throw new FerryError('EINVAL', `invalid terminal size ${rows}x${cols}: give whole numbers from 1 to 65535`);
+  }
+  let fd: number;
+  try {
+    fd = fs.openSync(path.join(bundle, 'ctl'), fs.constants.O_WRONLY | fs.constants.O_NONBLOCK);
+  } catch {
+    return false;
+  }
+  try {
+    fs.writeSync(fd, `1 ${rows} ${cols}\n`);
+    return true;
+  } catch {
+    return false;
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
 export interface AttachSession {
   /** 'ended' when the container's output ended (it exited), 'detached' when the user detached. */
   done: Promise<'ended' | 'detached'>;
@@ -59,7 +102,7 @@ export interface AttachSession {
  * its control FIFO for the terminal's size). Resolves once connected, so that a container
  * started afterwards loses none of its output.
  */
-export async function openAttach(bundle: string, req: AttachRequest): Promise<AttachSession> {
+export async function openAttach(bundle: string, req: AttachRequest, io?: StreamIO): Promise<AttachSession> {
   const helper = attachHelper();
   const args: string[] = [];
   if (req.stdin) args.push('-i');
@@ -72,11 +115,16 @@ export async function openAttach(bundle: string, req: AttachRequest): Promise<At
   const wr = fs.openSync(fifo, fs.constants.O_RDWR);
   fs.rmSync(fifo, { force: true });
   // The helper stays in our process group: the foreground one, which may read the terminal.
-  const child = spawn(helper, args, { stdio: [req.stdin ? 'inherit' : 'ignore', 'inherit', 'inherit', wr] });
+  // With io: pipes (no terminal of ours, so no raw mode and no detach keys: the helper checks).
+  const child = io
+    ? spawn(helper, args, { stdio: [req.stdin ? 'pipe' : 'ignore', 'pipe', 'pipe', wr] })
+    : spawn(helper, args, { stdio: [req.stdin ? 'inherit' : 'ignore', 'inherit', 'inherit', wr] });
   fs.closeSync(wr);
+  if (io) pipeIO(child, io);
   const exited = new Promise<number>((resolve) => {
     child.on('error', () => resolve(1));
-    child.on('exit', (code) => resolve(code ?? 1)); // killed by a signal: 1
+    // With pipes: once its output is all read.
+    child.on(io ? 'close' : 'exit', (code: number | null) => resolve(code ?? 1)); // killed by a signal: 1
   });
   const ready = new FifoReader(rd, (d) => d.includes(10));
   const first = await Promise.race([ready.result.then((r) => r.data.toString()), exited.then(() => '')]);

@@ -7,6 +7,7 @@ import { FifoReader, makeFifo } from '../../lib/fifo.js';
 import { lastLine, run, runOk, which, type RunResult } from '../../lib/exec.js';
 import { mkdirp } from '../../lib/fsutil.js';
 import { processAlive, procStartTime, sleep } from '../../lib/proc.js';
+import { pipeIO, type StreamIO } from './attach.js';
 
 /** Paths conmon uses for one container. */
 export interface ConmonPaths {
@@ -347,21 +348,29 @@ export class RuncRuntime {
     return run([this.runc, ...this.globalArgs(), 'exec', id, ...argv], { timeoutMs: 30_000 });
   }
 
-  exec(id: string, argv: string[], o: { stdin: boolean; tty: boolean; env: string[]; workdir?: string }): Promise<number> {
+  exec(id: string, argv: string[], o: { stdin: boolean; tty: boolean; env: string[]; workdir?: string; io?: StreamIO }): Promise<number> {
     const args = ['exec'];
     if (o.tty) args.push('--tty');
     for (const e of o.env) args.push('--env', e);
     if (o.workdir) args.push('--cwd', o.workdir);
     args.push(id, ...argv);
     return new Promise((resolve, reject) => {
-      const child = spawn(this.runc, [...this.globalArgs(), ...args], { stdio: [o.stdin ? 'inherit' : 'ignore', 'inherit', 'pipe'] });
+      const io = o.io;
+      const child = io
+        ? spawn(this.runc, [...this.globalArgs(), ...args], { stdio: [o.stdin ? 'pipe' : 'ignore', 'pipe', 'pipe'] })
+        : spawn(this.runc, [...this.globalArgs(), ...args], { stdio: [o.stdin ? 'inherit' : 'ignore', 'inherit', 'pipe'] });
+      if (io) pipeIO(child, io, false);
+      const errOut = (b: Buffer): void => {
+        if (io) io.stderr(b);
+        else process.stderr.write(b);
+      };
       // The process's stderr is passed through; runc's own error (it could not start the
       // command) is held back and becomes a one-line error with Podman's exit codes.
       let runcError = '';
       child.stderr!.on('data', (b: Buffer) => {
         const s = b.toString();
         if (/^time="[^"]*" level=error msg=/.test(s)) runcError += s;
-        else process.stderr.write(b);
+        else errOut(b);
       });
       child.on('error', reject);
       child.on('close', (code, sig) => {
@@ -372,7 +381,7 @@ export class RuncRuntime {
           reject(new FerryError('ERUNTIME', `runc: ${msg}${notFound ? ': the command was not found in the container' : ''}`, { exitCode: notFound ? 127 : denied ? 126 : 125 }));
           return;
         }
-        if (runcError) process.stderr.write(runcError);
+        if (runcError) errOut(Buffer.from(runcError));
         resolve(code ?? (sig ? 128 + (sigNum(sig) ?? 9) : 1));
       });
     });
