@@ -3,11 +3,11 @@
 // (stop-and-copy), or runc's documented post-copy migration with CRIU's lazy pages.
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
-import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import type { Readable } from 'node:stream';
+import { FifoReader } from '../../../src/lib/fifo.js';
 import { SSH_PORT, type HostPair, type NetHost } from '../../../test/helpers/hosts.js';
 import { CRIU } from '../paths.js';
 import { cmdError, exec, firstLine, ok, sleep } from '../proc.js';
@@ -285,7 +285,8 @@ export class BareHost extends BareEngine implements HostEngine {
     await ok(['mkfifo', '-m', '600', fifo]);
     const readFd = fs.openSync(fifo, fs.constants.O_RDONLY | fs.constants.O_NONBLOCK);
     const writeFd = fs.openSync(fifo, fs.constants.O_WRONLY);
-    const status = new net.Socket({ fd: readFd, readable: true, writable: false });
+    // Polled with read(2): Bun never reports data for a FIFO wrapped in a net.Socket.
+    const status = new FifoReader(readFd);
     const port = 21000 + Math.floor(Math.random() * 9000);
     const conn = await this.sshMaster(pair, dst);
     const t1 = performance.now();
@@ -294,8 +295,8 @@ export class BareHost extends BareEngine implements HostEngine {
     let dumpErr = '';
     dump.stderr?.on('data', (b: Buffer) => (dumpErr += b.toString()));
     const dumped = new Promise<void>((resolve) => dump.on('close', () => resolve()));
-    const ready = await Promise.race([new Promise<boolean>((resolve) => status.once('data', () => resolve(true))), dumped.then(() => false)]);
-    status.destroy();
+    const ready = await Promise.race([status.result.then((r) => r.data.length > 0, () => false), dumped.then(() => false)]);
+    status.cancel();
     if (!ready) {
       await conn.close();
       throw new Error(`bare runc checkpoint --lazy-pages failed: ${dumpErr.trim().split('\n').pop()}`);
