@@ -29,7 +29,7 @@ export interface Options {
 
 export function usage(code: number): never {
   process.stdout.write(`usage: bun bench/src/main.ts [options]
-  --quick            tiny + 256 MiB workloads (migration: tiny), 3 iterations (under 5 minutes)
+  --quick            tiny + 256 MiB + Redis workloads (migration: tiny), 3 iterations
   --smoke            tiny workload only, 1 iteration (for the smoke test)
   --iterations N     runs per figure (default 5; --quick 3; --smoke 1)
   --only LIST        engines to run, comma-separated: ferry,bare,podman (default all)
