@@ -29,7 +29,7 @@ export interface Options {
 
 export function usage(code: number): never {
   process.stdout.write(`usage: bun bench/src/main.ts [options]
-  --quick            tiny + Redis workloads (migration: tiny), 3 iterations (about 6 minutes)
+  --quick            tiny + Redis workloads (migration: tiny), 3 iterations (about 5 minutes)
   --smoke            tiny workload only, 1 iteration (for the smoke test)
   --iterations N     runs per figure (default 5; --quick 3; --smoke 1)
   --only LIST        engines to run, comma-separated: ferry,bare,podman (default all)
