@@ -7,7 +7,7 @@ import { rmQuiet, uniq, type Engine } from './engines/engine.js';
 import { settle, type FigureKey, type Results } from './figures.js';
 import type { Options } from './options.js';
 import { errorMessage, log } from './proc.js';
-import { TINY, markOf, sizeLabel, verifyRestored, waitStarted, workload, type BenchContext, type Size } from './workloads.js';
+import { TINY, markOf, sizeLabel, stateBefore, verifyRestored, waitStarted, workload, type BenchContext, type Size } from './workloads.js';
 
 const CLI = {
   run: ['cli.run', 'run -d (tiny)'],
@@ -68,16 +68,21 @@ export async function benchCheckpoint(e: Engine, R: Results, o: Options, ctx: Be
     if (size === o.crSizes[0]) {
       // One untimed cycle first: an engine's first checkpoint pays one-off costs (Ferry probes
       // CRIU's features once per runroot, Podman initialises its checkpoint support).
+      const before = await stateBefore(e, name, w);
       await e.checkpoint(name);
-      const mark = await settle(large, () => markOf(e, name, w));
+      const mark = await settle(large, () => markOf(e, name, w, before));
       await e.restore(name);
       await verifyRestored(e, name, w, mark);
     }
     let pendingCheck: (() => Promise<void>) | undefined;
     for (let i = 0; i < o.iterations; i++) {
-      await settle(large, pendingCheck);
+      // The previous restore's check, then what this restore must bring back (Redis's digest).
+      const before = await settle(large, async () => {
+        await pendingCheck?.();
+        return stateBefore(e, name, w);
+      });
       R.add(ids[0], e.name, await e.checkpoint(name));
-      const mark = await settle(large, () => markOf(e, name, w));
+      const mark = await settle(large, () => markOf(e, name, w, before));
       R.add(ids[1], e.name, await e.restore(name));
       pendingCheck = () => verifyRestored(e, name, w, mark);
     }
@@ -110,12 +115,15 @@ export async function benchExport(e: Engine, R: Results, o: Options, ctx: BenchC
     await waitStarted(e, name, w);
     let pendingCheck: (() => Promise<void>) | undefined;
     for (let i = 0; i < o.iterations; i++) {
-      await settle(large, pendingCheck);
+      const before = await settle(large, async () => {
+        await pendingCheck?.();
+        return stateBefore(e, name, w);
+      });
       const file = path.join(ctx.archives, `${e.name}-${name}.tar.zst`);
       const exMs = await e.export(name, file);
       const bytes = fs.statSync(file).size;
       R.add(ids[0], e.name, exMs, { bytes });
-      const mark = await settle(large, () => markOf(e, name, w));
+      const mark = await settle(large, () => markOf(e, name, w, before));
       const next = uniq(`ex${size}`);
       live.add(next);
       R.add(ids[1], e.name, await e.import(file, next, w));

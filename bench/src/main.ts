@@ -72,7 +72,8 @@ async function main(): Promise<number> {
   // Short path: conmon's attach socket path must fit in 108 bytes.
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'fyb-'));
   cleanup.setTempDir(tmp);
-  const ctx = await prepareWorkloads(tmp);
+  const redis = !o.onlyMigration && [...o.crSizes, ...o.exportSizes, ...o.migSizes].includes('redis');
+  const ctx = await prepareWorkloads(tmp, redis);
 
   const make: Record<EngineName, () => Engine> = {
     ferry: () => new FerryEngine(path.join(tmp, 'f')),

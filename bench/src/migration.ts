@@ -17,7 +17,7 @@ import { settle, type FigureKey, type Results } from './figures.js';
 import type { EngineName, Options } from './options.js';
 import { FERRY_BIN } from './paths.js';
 import { errorMessage, log, mountsUnder } from './proc.js';
-import { TINY, memhogArgv, progress, sizeLabel, verifyContinues, verifyRestored, waitStarted, workload, type BenchContext, type Size, type Workload } from './workloads.js';
+import { REDIS, TINY, memhogArgv, progress, sizeLabel, stateBefore, verifyContinues, verifyRestored, waitStarted, workload, type BenchContext, type Size, type Workload } from './workloads.js';
 
 const MIG_TITLES: Record<MigrationMode, string> = {
   stop: 'migrate stop-and-copy',
@@ -25,7 +25,7 @@ const MIG_TITLES: Record<MigrationMode, string> = {
 };
 
 /** How long a migrated workload may take to print again (untimed checks; 1 GiB is slow to verify). */
-const checkTimeout = (size: Size): number => (size === 'tiny' || size < 1024 ? 30_000 : 90_000);
+const checkTimeout = (size: Size): number => (typeof size === 'number' && size >= 1024 ? 90_000 : 30_000);
 
 function migIds(mode: MigrationMode, size: Size): [FigureKey, FigureKey] {
   const t = `${MIG_TITLES[mode]} ${sizeLabel(size)}`;
@@ -59,18 +59,24 @@ export async function benchMigration(R: Results, o: Options, ctx: BenchContext, 
   try {
     log('bench: migration: setting up two hosts (network namespaces with sshd)');
     await pair.setup();
-    for (const h of [a, b]) await h.ok(['import', ctx.tarball, 'busybox']);
+    // The Redis image goes to the hosts only when Redis is migrated.
+    const redis = o.migSizes.includes('redis');
+    const hostCtx: BenchContext = redis ? ctx : { ...ctx, redisTarball: undefined };
+    for (const h of [a, b]) {
+      await h.ok(['import', ctx.tarball, 'busybox']);
+      if (redis && ctx.redisTarball) await h.ok(['import', ctx.redisTarball, 'redis'], { timeoutMs: 300_000 });
+    }
     if (bare) {
       for (const e of bare) {
         cleanup.track(`bare-${e.host.netns}`, e);
-        await e.setup(ctx);
+        await e.setup(hostCtx);
       }
     }
     if (podman) {
       try {
         for (const e of podman) {
           cleanup.track(`podman-${e.host.netns}`, e);
-          await e.setup(ctx);
+          await e.setup(hostCtx);
         }
       } catch (err) {
         skipped['migrate podman'] = `Podman could not be set up on the migration hosts: ${errorMessage(err)}`;
@@ -128,12 +134,13 @@ async function migrateFerry(R: Results, o: Options, ctx: BenchContext, pair: Hos
   const vol = `${name}-bin`;
   let at: NetHost = pair.a;
   let started = false;
-  const w: Workload = size === 'tiny' ? TINY : { kind: 'memhog', argv: memhogArgv(size) };
+  const w: Workload = size === 'tiny' ? TINY : size === 'redis' ? REDIS : { kind: 'memhog', argv: memhogArgv(size) };
+  const memhog = w.kind === 'memhog';
   try {
     await settle(large);
     // --network none, as the bare and Podman baselines run it: the same workload everywhere.
-    let runArgs = ['run', '-d', '--network', 'none', '--name', name, 'busybox', ...w.argv];
-    if (large) {
+    let runArgs = ['run', '-d', '--network', 'none', '--name', name, w.image ?? 'busybox', ...w.argv];
+    if (memhog) {
       // Migration refuses host bind mounts: the binary travels with the container in a volume.
       await at.ok(['volume', 'create', vol]);
       const mp = (JSON.parse(await at.ok(['volume', 'inspect', vol])) as { Mountpoint: string }[])[0]!.Mountpoint;
@@ -146,7 +153,10 @@ async function migrateFerry(R: Results, o: Options, ctx: BenchContext, pair: Hos
     await waitStarted(ferryOn(at), name, w);
     let pendingCheck: (() => Promise<void>) | undefined;
     for (let i = 0; i < o.iterations; i++) {
-      await settle(large, pendingCheck);
+      const before = await settle(large, async () => {
+        await pendingCheck?.();
+        return stateBefore(ferryOn(at), name, w);
+      });
       const to = at === pair.a ? pair.b : pair.a;
       const from = progress(await ferryOn(at).output(name), w.kind).last;
       const { stats: st, wallMs } = await ferryMigrate(pair, at, to, name, mode, size === 1024 ? 300_000 : 120_000);
@@ -157,9 +167,10 @@ async function migrateFerry(R: Results, o: Options, ctx: BenchContext, pair: Hos
       const left = at === pair.a ? pair.b : pair.a;
       pendingCheck = async () => {
         // After --lazy the first pass over 1 GiB faults every page in over the network.
-        await verifyContinues(ferryOn(here), name, w, from, checkTimeout(size));
+        if (before !== undefined) await verifyRestored(ferryOn(here), name, w, before, checkTimeout(size));
+        else await verifyContinues(ferryOn(here), name, w, from, checkTimeout(size));
         // The volume went with the container: Ferry removes the source's copy itself.
-        if (large && (await left.run(['volume', 'inspect', vol])).code === 0) throw new Error(`the source kept volume ${vol} after migrating its container`);
+        if (memhog && (await left.run(['volume', 'inspect', vol])).code === 0) throw new Error(`the source kept volume ${vol} after migrating its container`);
       };
     }
     if (pendingCheck) await pendingCheck();
@@ -170,7 +181,7 @@ async function migrateFerry(R: Results, o: Options, ctx: BenchContext, pair: Hos
   } finally {
     for (const h of [pair.a, pair.b]) {
       if (started) await h.run(['rm', '-f', name]);
-      if (large) await h.run(['volume', 'rm', vol]);
+      if (memhog) await h.run(['volume', 'rm', vol]);
     }
   }
 }
@@ -194,14 +205,22 @@ async function migrateBaseline<E extends HostEngine>(R: Results, o: Options, ctx
     await waitStarted(at, name, w);
     let pendingCheck: (() => Promise<void>) | undefined;
     for (let i = 0; i < o.iterations; i++) {
-      await settle(large, pendingCheck);
+      const from = at;
+      const before = await settle(large, async () => {
+        await pendingCheck?.();
+        return stateBefore(from, name, w);
+      });
       const to = at === ea ? eb : ea;
       const st = await at.migrate(pair, to, name, w, mode);
       at = to;
       R.add(ids[0], engine, st.downtime);
       R.add(ids[1], engine, st.total, { bytes: st.bytes });
       const here = at;
-      pendingCheck = async () => verifyRestored(here, name, w, await st.mark(), checkTimeout(size));
+      // Redis: the digest taken before the migration (mark() still does the untimed rest).
+      pendingCheck = async () => {
+        const mark = await st.mark();
+        await verifyRestored(here, name, w, before ?? mark, checkTimeout(size));
+      };
     }
     if (pendingCheck) await pendingCheck();
   } catch (err) {

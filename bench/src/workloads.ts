@@ -1,25 +1,46 @@
-// The workloads and how their output is read: Ferry's looper (tiny) and the static C memhog
-// (test/fixtures/memhog.c, N MiB re-verified every 500 ms), the sizes, and the checks that a
-// restored or migrated workload goes on where it stopped.
+// The workloads and how their output is read: Ferry's looper (tiny), the static C memhog
+// (test/fixtures/memhog.c, N MiB re-verified every 500 ms) and Redis 7 holding 1M keys; the
+// sizes, and the checks that a restored or migrated workload goes on where it stopped (Redis:
+// the same DEBUG DIGEST as before the checkpoint).
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { ok, sleep } from './proc.js';
+import { appTarball } from '../../test/helpers/apps.js';
+import { errorMessage, ok, sleep } from './proc.js';
 import { REPO } from './paths.js';
 
-/** 'tiny' is the looper; a number is memhog's size in MiB. */
-export type Size = 'tiny' | number;
+/** 'tiny' is the looper; a number is memhog's size in MiB; 'redis' is Redis with 1M keys. */
+export type Size = 'tiny' | number | 'redis';
 
 export const LOOPER = ['sh', '-c', 'i=0; while true; do echo $i; i=$(expr $i + 1); sleep 1; done'];
 
+/** The root filesystems the workloads run in. */
+export type ImageName = 'busybox' | 'redis';
+
 export interface Workload {
-  kind: 'tiny' | 'memhog';
+  kind: 'tiny' | 'memhog' | 'redis';
   argv: string[];
   /** A host directory bind-mounted read-only at /opt (memhog's binary). */
   opt?: string;
+  /** The image it runs in (busybox unless named). */
+  image?: ImageName;
 }
 
 export const TINY: Workload = { kind: 'tiny', argv: LOOPER };
+
+/**
+ * Redis 7 (Debian bookworm's), no persistence, DEBUG for POPULATE and DIGEST; it listens only on
+ * a unix socket in the container's own /tmp (no TCP port): after `runc restore` and Podman's
+ * restore of a `--network none` container the loopback interface comes back down, so a client
+ * inside could not reach 127.0.0.1 on those two (Ferry brings it up in its hook).
+ */
+export const REDIS_KEYS = 1_000_000;
+export const REDIS_SOCKET = '/tmp/redis.sock';
+export const REDIS: Workload = {
+  kind: 'redis',
+  argv: ['redis-server', '--enable-debug-command', 'yes', '--save', '', '--appendonly', 'no', '--port', '0', '--unixsocket', REDIS_SOCKET, '--unixsocketperm', '700'],
+  image: 'redis',
+};
 
 /** What every step shares: the temporary dir and what was made in it first. */
 export interface BenchContext {
@@ -31,33 +52,90 @@ export interface BenchContext {
   optDir: string;
   /** Export/import archives. */
   archives: string;
+  /** The Redis image (the test suite's mmdebstrap recipe), when a Redis figure is measured. */
+  redisTarball?: string;
 }
 
-export const sizeLabel = (s: Size): string => (s === 'tiny' ? 'tiny' : s >= 1024 ? `${s / 1024} GiB` : `${s} MiB`);
+export const sizeLabel = (s: Size): string => (s === 'tiny' ? 'tiny' : s === 'redis' ? 'Redis 1M keys' : s >= 1024 ? `${s / 1024} GiB` : `${s} MiB`);
 
 /** memhog fills `size` MiB and re-verifies it every 500 ms. */
 export const memhogArgv = (size: number): string[] => ['/opt/memhog', String(size), '500'];
 
 /** The workload of a size, with memhog's binary bind-mounted from the bench's directory. */
 export function workload(size: Size, ctx: BenchContext): Workload {
-  return size === 'tiny' ? TINY : { kind: 'memhog', argv: memhogArgv(size), opt: ctx.optDir };
+  return size === 'tiny' ? TINY : size === 'redis' ? REDIS : { kind: 'memhog', argv: memhogArgv(size), opt: ctx.optDir };
 }
 
-/** Makes the temporary dir's contents: the busybox tarball and the static memhog binary. */
-export async function prepareWorkloads(dir: string): Promise<BenchContext> {
-  const ctx = { dir, tarball: path.join(dir, 'busybox.tar'), optDir: path.join(dir, 'opt'), archives: path.join(dir, 'archives') };
+/**
+ * Makes the temporary dir's contents: the busybox tarball and the static memhog binary; and,
+ * with `redis`, finds the Redis image in the checkout's cache (.cache/, by recipe hash), built
+ * with mmdebstrap first when the cache does not have it.
+ */
+export async function prepareWorkloads(dir: string, redis = false): Promise<BenchContext> {
+  const ctx: BenchContext = { dir, tarball: path.join(dir, 'busybox.tar'), optDir: path.join(dir, 'opt'), archives: path.join(dir, 'archives') };
   fs.mkdirSync(ctx.optDir, { mode: 0o755 });
   fs.mkdirSync(ctx.archives);
   await ok(['bash', path.join(REPO, 'scripts/make-busybox-image.sh'), ctx.tarball]);
   await ok(['gcc', '-static', '-O2', '-o', path.join(ctx.optDir, 'memhog'), path.join(REPO, 'test', 'fixtures', 'memhog.c')]);
+  if (redis) ctx.redisTarball = appTarball('redis');
   return ctx;
 }
 
-/** Anything whose containers' output can be read: an engine, or Ferry on a migration host. */
+/**
+ * Anything whose containers can be read: an engine, or Ferry on a migration host. `exec` runs a
+ * command in a running container (the engine's own exec) and returns its stdout; it throws when
+ * the command fails.
+ */
 export interface OutputSource {
   readonly name: string;
   output(name: string): Promise<string>;
+  exec(name: string, argv: readonly string[]): Promise<string>;
 }
+
+/** `redis-cli ARGS` inside the container (the engine's exec), over Redis's unix socket: the reply, trimmed. */
+async function redisCli(e: OutputSource, name: string, args: readonly string[]): Promise<string> {
+  return (await e.exec(name, ['redis-cli', '-s', REDIS_SOCKET, ...args])).trim();
+}
+
+/** DEBUG DIGEST: a SHA-1 of the whole dataset (40 zeros when empty). */
+async function redisDigest(e: OutputSource, name: string): Promise<string> {
+  const d = await redisCli(e, name, ['DEBUG', 'DIGEST']);
+  if (!/^[0-9a-f]{40}$/.test(d)) throw new Error(`${e.name}: Redis answered DEBUG DIGEST with ${JSON.stringify(d.slice(0, 200))}`);
+  return d;
+}
+
+/** Redis answers PING; then it gets its 1M keys (DEBUG POPULATE, ~180 MiB) and must hold them. */
+async function startRedis(e: OutputSource, name: string, timeoutMs: number): Promise<void> {
+  const end = performance.now() + timeoutMs;
+  for (;;) {
+    let why: string;
+    try {
+      const r = await redisCli(e, name, ['PING']);
+      if (r === 'PONG') break;
+      why = r;
+    } catch (err) {
+      why = errorMessage(err);
+    }
+    if (performance.now() > end) throw new Error(`${e.name}: Redis did not answer PING within ${timeoutMs / 1000} s: ${why}`);
+    await sleep(150);
+  }
+  const pop = await redisCli(e, name, ['DEBUG', 'POPULATE', String(REDIS_KEYS), 'key', '100']);
+  if (pop !== 'OK') throw new Error(`${e.name}: Redis DEBUG POPULATE answered ${JSON.stringify(pop)}`);
+  const n = await redisCli(e, name, ['DBSIZE']);
+  if (Number(n) !== REDIS_KEYS) throw new Error(`${e.name}: Redis holds ${n} keys after DEBUG POPULATE, expected ${REDIS_KEYS}`);
+  if ((await redisDigest(e, name)) === '0'.repeat(40)) throw new Error(`${e.name}: Redis's dataset is empty after DEBUG POPULATE`);
+}
+
+/**
+ * What a restore must bring back, noted before the checkpoint (untimed, in the pause): Redis's
+ * DEBUG DIGEST. The looper and memhog need nothing: their mark is read after the checkpoint.
+ */
+export async function stateBefore(e: OutputSource, name: string, w: Workload): Promise<string | undefined> {
+  return w.kind === 'redis' ? redisDigest(e, name) : undefined;
+}
+
+/** The looper's or memhog's last number, or Redis's digest before the checkpoint. */
+export type Mark = number | string;
 
 interface Progress {
   lines: string[];
@@ -107,8 +185,12 @@ export function checkRestored(text: string, kind: Workload['kind'], mark: number
   return 'wait';
 }
 
-/** Waits until the workload is up: the looper printed a line, the memhog said "filled" and one "ok". */
+/**
+ * Waits until the workload is up: the looper printed a line, the memhog said "filled" and one
+ * "ok", Redis answers and holds its 1M keys.
+ */
 export async function waitStarted(e: OutputSource, name: string, w: Workload, timeoutMs = 60_000): Promise<void> {
+  if (w.kind === 'redis') return startRedis(e, name, timeoutMs);
   const end = performance.now() + timeoutMs;
   for (;;) {
     const text = await e.output(name);
@@ -120,14 +202,40 @@ export async function waitStarted(e: OutputSource, name: string, w: Workload, ti
   }
 }
 
-/** The number the workload printed last (after a checkpoint, when it is frozen). */
-export async function markOf(e: OutputSource, name: string, w: Workload): Promise<number> {
+/**
+ * The number the workload printed last (after a checkpoint, when it is frozen); for Redis, the
+ * digest `before` the checkpoint (stateBefore).
+ */
+export async function markOf(e: OutputSource, name: string, w: Workload, before?: string): Promise<Mark> {
+  if (w.kind === 'redis') {
+    if (before === undefined) throw new Error(`${e.name}: no DEBUG DIGEST was taken before the checkpoint`);
+    return before;
+  }
   return progress(await e.output(name), w.kind).last;
 }
 
-/** After a restore: waits for mark+1 with no corruption and no restart in between. */
-export async function verifyRestored(e: OutputSource, name: string, w: Workload, mark: number, timeoutMs = 30_000): Promise<void> {
+/**
+ * After a restore: waits for mark+1 with no corruption and no restart in between; Redis must
+ * answer DEBUG DIGEST with the digest it had before the checkpoint (a Redis started again
+ * would be empty).
+ */
+export async function verifyRestored(e: OutputSource, name: string, w: Workload, mark: Mark, timeoutMs = 30_000): Promise<void> {
   const end = performance.now() + timeoutMs;
+  if (w.kind === 'redis') {
+    for (;;) {
+      let d: string;
+      try {
+        d = await redisDigest(e, name);
+      } catch (err) {
+        if (performance.now() > end) throw new Error(`${e.name}: check after restore failed: Redis did not answer DEBUG DIGEST within ${timeoutMs / 1000} s: ${errorMessage(err)}`);
+        await sleep(150);
+        continue;
+      }
+      if (d !== mark) throw new Error(`${e.name}: check after restore failed: Redis's DEBUG DIGEST is ${d}, it was ${String(mark)} before the checkpoint`);
+      return;
+    }
+  }
+  if (typeof mark !== 'number') throw new Error(`${e.name}: a ${w.kind} workload's mark must be a number`);
   for (;;) {
     const text = await e.output(name);
     const why = checkRestored(text, w.kind, mark);

@@ -7,8 +7,8 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import type { Readable } from 'node:stream';
-import { SSH_PORT, type HostPair, type NetHost } from '../../../test/helpers/hosts.js';
 import { FifoReader } from '../../../src/lib/fifo.js';
+import { SSH_PORT, type HostPair, type NetHost } from '../../../test/helpers/hosts.js';
 import { CRIU } from '../paths.js';
 import { cmdError, exec, firstLine, ok, sleep } from '../proc.js';
 import { progress, type BenchContext, type Workload } from '../workloads.js';
@@ -39,7 +39,9 @@ export class BareEngine implements Engine {
   readonly name = 'bare';
   version: string | undefined;
   readonly runcRoot: string;
+  /** The unpacked rootfs below every container's overlay: busybox's, and Redis's. */
   readonly lower: string;
+  readonly lowerRedis: string;
   /** runc with its root and CRIU (inside the host's namespace on a migration host). */
   readonly R: readonly string[];
   readonly ctrs = new Map<string, BareContainer>();
@@ -51,6 +53,7 @@ export class BareEngine implements Engine {
   ) {
     this.runcRoot = path.join(dir, 'runc');
     this.lower = path.join(dir, 'lower');
+    this.lowerRedis = path.join(dir, 'lower-redis');
     this.R = [...wrap, 'runc', '--root', this.runcRoot, '--criu', CRIU];
   }
 
@@ -58,6 +61,10 @@ export class BareEngine implements Engine {
     fs.mkdirSync(this.lower, { recursive: true });
     fs.mkdirSync(this.runcRoot, { recursive: true });
     await ok(['tar', '-xf', ctx.tarball, '-C', this.lower]);
+    if (ctx.redisTarball) {
+      fs.mkdirSync(this.lowerRedis, { recursive: true });
+      await ok(['tar', '-xf', ctx.redisTarball, '-C', this.lowerRedis]);
+    }
     const t = path.join(this.dir, 'template');
     fs.mkdirSync(t, { recursive: true });
     await ok(['runc', 'spec', '--bundle', t]);
@@ -86,7 +93,8 @@ export class BareEngine implements Engine {
   protected async prepare(name: string, w: Workload): Promise<BareContainer> {
     const d = path.join(this.dir, 'ctr', name);
     for (const s of ['upper', 'work', 'merged', 'logs']) fs.mkdirSync(path.join(d, s), { recursive: true });
-    const r = await exec(['mount', '-t', 'overlay', 'overlay', '-o', `lowerdir=${this.lower},upperdir=${d}/upper,workdir=${d}/work`, `${d}/merged`]);
+    const lower = w.image === 'redis' ? this.lowerRedis : this.lower;
+    const r = await exec(['mount', '-t', 'overlay', 'overlay', '-o', `lowerdir=${lower},upperdir=${d}/upper,workdir=${d}/work`, `${d}/merged`]);
     if (r.code !== 0) throw cmdError('mount overlay', r);
     fs.writeFileSync(path.join(d, 'config.json'), JSON.stringify(this.config(w)));
     const c: BareContainer = { dir: d, w, out: '', streams: [] };
@@ -188,6 +196,13 @@ export class BareEngine implements Engine {
     return this.ctrs.get(name)?.out ?? '';
   }
 
+  /** `runc exec`: the process of the container's spec (env, cwd), with other args. */
+  async exec(name: string, argv: readonly string[]): Promise<string> {
+    const r = await exec([...this.R, 'exec', name, ...argv]);
+    if (r.code !== 0) throw cmdError('bare runc exec', r);
+    return r.stdout;
+  }
+
   cleanup(): void {
     if (fs.existsSync(this.runcRoot)) for (const id of fs.readdirSync(this.runcRoot)) spawnSync('runc', ['--root', this.runcRoot, 'delete', '--force', id], { stdio: 'ignore' });
     for (const c of this.ctrs.values()) for (const s of c.streams) s.destroy();
@@ -280,7 +295,7 @@ export class BareHost extends BareEngine implements HostEngine {
     let dumpErr = '';
     dump.stderr?.on('data', (b: Buffer) => (dumpErr += b.toString()));
     const dumped = new Promise<void>((resolve) => dump.on('close', () => resolve()));
-    const ready = await Promise.race([status.result.then((r) => r.data.length > 0), dumped.then(() => false)]);
+    const ready = await Promise.race([status.result.then((r) => r.data.length > 0, () => false), dumped.then(() => false)]);
     status.cancel();
     if (!ready) {
       await conn.close();

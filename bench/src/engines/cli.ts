@@ -1,18 +1,18 @@
 // Ferry and Podman share one CLI shape (Podman's): the same commands, a few flags apart.
 import type { EngineName } from '../options.js';
-import { cmdError, exec, type ExecOptions, type ExecResult } from '../proc.js';
-import type { BenchContext, Workload } from '../workloads.js';
+import { cmdError, exec, ok, type ExecOptions, type ExecResult } from '../proc.js';
+import type { BenchContext, ImageName, Workload } from '../workloads.js';
 import type { Engine } from './engine.js';
 
 export abstract class CliEngine implements Engine {
   version: string | undefined;
 
-  /** argv0: the command and its global flags; image: the busybox image's name in its store. */
+  /** argv0: the command and its global flags; imageRefs: the workloads' images' names in its store. */
   constructor(
     readonly name: EngineName,
     readonly argv0: readonly string[],
     readonly env: NodeJS.ProcessEnv,
-    readonly image: string,
+    readonly imageRefs: Readonly<Record<ImageName, string>>,
   ) {}
 
   abstract setup(ctx: BenchContext): Promise<void>;
@@ -31,7 +31,13 @@ export abstract class CliEngine implements Engine {
 
   /** No network, as for bare runc (an empty network namespace). */
   protected runArgs(name: string, w: Workload): string[] {
-    return ['run', '-d', '--network', 'none', '--name', name, ...(w.opt ? ['-v', `${w.opt}:/opt:ro`] : []), this.image, ...w.argv];
+    return ['run', '-d', '--network', 'none', '--name', name, ...(w.opt ? ['-v', `${w.opt}:/opt:ro`] : []), this.imageRefs[w.image ?? 'busybox'], ...w.argv];
+  }
+
+  /** Imports the workloads' images: busybox, and Redis's when a Redis figure is measured. */
+  protected async importImages(ctx: BenchContext): Promise<void> {
+    await ok([...this.argv0, 'import', ctx.tarball, this.imageRefs.busybox], { env: this.env });
+    if (ctx.redisTarball) await ok([...this.argv0, 'import', ctx.redisTarball, this.imageRefs.redis], { env: this.env, timeoutMs: 300_000 });
   }
 
   protected importArgs(file: string, newName: string, _w: Workload): string[] {
@@ -68,5 +74,10 @@ export abstract class CliEngine implements Engine {
   async output(name: string): Promise<string> {
     const r = await this.x(['logs', name]);
     return r.stdout + r.stderr;
+  }
+  async exec(name: string, argv: readonly string[]): Promise<string> {
+    const r = await this.x(['exec', name, ...argv]);
+    if (r.code !== 0) throw cmdError(`${this.name} exec`, r);
+    return r.stdout;
   }
 }

@@ -4,15 +4,15 @@
 import type { HostPair, NetHost } from '../../../test/helpers/hosts.js';
 import type { EngineName } from '../options.js';
 import { errorMessage, log } from '../proc.js';
-import type { BenchContext, OutputSource, Workload } from '../workloads.js';
+import type { BenchContext, Mark, OutputSource, Workload } from '../workloads.js';
 
 export interface Engine extends OutputSource {
   readonly name: EngineName;
   /** The engine's version line, known after setup. */
   readonly version: string | undefined;
-  /** Imports the busybox image (or unpacks it) and checks the engine works. */
+  /** Imports the workloads' images (or unpacks them) and checks the engine works. */
   setup(ctx: BenchContext): Promise<void>;
-  /** `run -d`: the workload in a busybox container without networking. */
+  /** `run -d`: the workload in a container of its image (busybox, Redis) without networking. */
   run(name: string, w: Workload): Promise<number>;
   /** `rm -f`: kill and remove at once. */
   rm(name: string): Promise<number>;
@@ -45,9 +45,10 @@ export interface MigrationSample {
   bytes: number;
   /**
    * The last number the workload printed on the source before the freeze, read afterwards in
-   * the untimed pause (with whatever else is left to do untimed on the source).
+   * the untimed pause (with whatever else is left to do untimed on the source). Redis's mark is
+   * its digest, taken before the migration: this still does the untimed rest.
    */
-  mark(): Promise<number>;
+  mark(): Promise<Mark>;
 }
 
 /** A baseline engine living on one of the two migration hosts. */

@@ -6,18 +6,18 @@ import * as path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import type { HostPair, NetHost } from '../../../test/helpers/hosts.js';
 import { FERRY_BIN } from '../paths.js';
-import { firstLine, ok } from '../proc.js';
+import { firstLine } from '../proc.js';
 import type { BenchContext, OutputSource, Workload } from '../workloads.js';
 import { CliEngine } from './cli.js';
 import type { MigrationMode } from './engine.js';
 
 export class FerryEngine extends CliEngine {
   constructor(readonly dir: string) {
-    super('ferry', [FERRY_BIN, '--root', path.join(dir, 'root'), '--runroot', path.join(dir, 'run')], process.env, 'busybox');
+    super('ferry', [FERRY_BIN, '--root', path.join(dir, 'root'), '--runroot', path.join(dir, 'run')], process.env, { busybox: 'busybox', redis: 'redis' });
   }
 
   async setup(ctx: BenchContext): Promise<void> {
-    await ok([...this.argv0, 'import', ctx.tarball, 'busybox']);
+    await this.importImages(ctx);
     this.version = firstLine([FERRY_BIN, '--version']);
   }
 
@@ -43,6 +43,7 @@ export const ferryOn = (h: NetHost): OutputSource => ({
     const r = await h.run(['logs', n]);
     return r.stdout + r.stderr;
   },
+  exec: (n: string, argv: readonly string[]) => h.ok(['exec', n, ...argv]),
 });
 
 /** What `ferry migrate --print-stats` prints (the fields the bench reads). */
