@@ -21,11 +21,16 @@ export class FileLock {
     const timeoutMs = Math.max(0, opts.timeoutMs ?? 60_000);
     let taken: boolean;
     try {
-      taken = tryLockExclusive(fd) ?? (await flockCommand(fd, timeoutMs));
-      const deadline = Date.now() + timeoutMs;
-      for (let wait = 1; !taken && Date.now() < deadline; wait = Math.min(wait * 2, 20)) {
-        await sleep(wait);
-        taken = tryLockExclusive(fd)!;
+      const first = tryLockExclusive(fd);
+      if (first === undefined) {
+        taken = await flockCommand(fd, timeoutMs);
+      } else {
+        taken = first;
+        const deadline = Date.now() + timeoutMs;
+        for (let wait = 1; !taken && Date.now() < deadline; wait = Math.min(wait * 2, 20)) {
+          await sleep(wait);
+          taken = tryLockExclusive(fd) === true;
+        }
       }
     } catch (e) {
       fs.closeSync(fd);

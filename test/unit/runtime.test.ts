@@ -223,13 +223,29 @@ test('buildSpec: --network host has no network namespace at all, even with a pat
 
 test('buildSpec: the lo hook finds the PID in the state runc gives it and brings lo up there', (t) => {
   const d = fs.mkdtempSync(path.join(os.tmpdir(), 'ferry-hook-'));
-  // A process in a network namespace of its own, lo down: what runc hands the hook.
-  const ns = spawn('unshare', ['-n', 'sleep', '60'], { stdio: 'ignore' });
+  // A process in a network namespace of its own (made by name, so that nothing here ever acts
+  // on a PID that is still in this host's namespace), lo down: what runc hands the hook.
+  const nsName = `fy-hook-${process.pid}`;
+  assert.equal(spawnSync('ip', ['netns', 'add', nsName]).status, 0);
+  const ns = spawn('ip', ['netns', 'exec', nsName, 'sleep', '60'], { stdio: 'ignore' });
   t.after(() => {
     ns.kill('SIGKILL');
+    spawnSync('ip', ['netns', 'delete', nsName]);
     fs.rmSync(d, { recursive: true, force: true });
   });
-  const lo = (): string => spawnSync('nsenter', ['-t', String(ns.pid), '-n', 'ip', '-o', 'link', 'show', 'lo'], { encoding: 'utf8' }).stdout;
+  const own = fs.readlinkSync('/proc/self/ns/net');
+  const inNs = (): boolean => {
+    try {
+      return fs.readlinkSync(`/proc/${ns.pid}/ns/net`) !== own;
+    } catch {
+      return false;
+    }
+  };
+  for (const end = Date.now() + 10_000; !inNs(); ) {
+    assert.ok(Date.now() < end, 'the sleeper entered its namespace');
+    spawnSync('sleep', ['0.01']);
+  }
+  const lo = (): string => spawnSync('ip', ['-n', nsName, '-o', 'link', 'show', 'lo'], { encoding: 'utf8' }).stdout;
   const runHook = (hook: ReturnType<typeof loopbackUpHook>, state: string, env: NodeJS.ProcessEnv = {}) =>
     spawnSync(hook.path, hook.args.slice(1), { argv0: hook.args[0], input: state, encoding: 'utf8', env: { PATH: '/usr/sbin:/usr/bin:/sbin:/bin', ...env } });
   const states = (pid: number): string[] => [
@@ -241,7 +257,7 @@ test('buildSpec: the lo hook finds the PID in the state runc gives it and brings
   const helper = loopbackUpHook();
   assert.equal(helper.path, LOOPBACK_UP_HELPER);
   for (const state of states(ns.pid!)) {
-    spawnSync('nsenter', ['-t', String(ns.pid), '-n', 'ip', 'link', 'set', 'lo', 'down']);
+    spawnSync('ip', ['-n', nsName, 'link', 'set', 'lo', 'down']);
     assert.doesNotMatch(lo(), /[<,]UP[,>]/);
     const r = runHook(helper, state);
     assert.equal(r.status, 0, r.stderr);
@@ -263,4 +279,5 @@ test('buildSpec: the lo hook finds the PID in the state runc gives it and brings
   const none = runHook(fallback, '{"id":"abc"}', { PATH: `${d}:/usr/bin:/bin` });
   assert.notEqual(none.status, 0);
   assert.equal(none.stdout, '');
+  assert.match(spawnSync('ip', ['-o', 'link', 'show', 'lo'], { encoding: 'utf8' }).stdout, /[<,]UP[,>]/, "this host's own lo is untouched");
 });
