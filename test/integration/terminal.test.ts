@@ -69,8 +69,14 @@ test('detach with ctrl-p ctrl-q leaves it running; attach again, with its own de
   assert.equal(await t.exitStatus(), 0, 'detaching is no error');
   assert.equal((await h.inspect('dt')).State.Status, 'running');
   const a = term('att').ferry(h, ['attach', '--detach-keys', 'ctrl-x,d', 'dt'], { width: 90, height: 20 });
-  a.line('echo X=$X; stty size');
-  await a.waitFor(/^X=kept-42\n20 90$/m);
+  // The attach sets the size as it connects: a line typed before that sees the old one.
+  await eventually(async () => {
+    a.line('echo X=$X; stty size');
+    return a.waitFor(/^X=kept-42\n20 90$/m, 1000).then(
+      () => true,
+      () => false,
+    );
+  }, 15_000);
   a.keys('C-p', 'C-q', 'C-u'); // not the detach keys of this attach: typed into the shell (then the line cleared)
   a.line('echo still-attached');
   await a.waitFor(/^still-attached$/m);
