@@ -7,7 +7,7 @@ import * as fs from 'node:fs';
 import * as http from 'node:http';
 import * as path from 'node:path';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { FERRY_BIN, eventually, type Host } from './ferry.js';
+import { FERRY_BIN, ServiceProcess, type Host } from './ferry.js';
 
 export const DOCKER = ['/usr/local/bin/docker', '/usr/bin/docker'].find((f) => fs.existsSync(f));
 
@@ -17,41 +17,20 @@ export interface Out {
   stderr: string;
 }
 
-/** `ferry system service` on h's root, its log collected. */
-export class Service {
-  log = '';
+/** `ferry system service` on h's root, its socket in h's dir, and the docker CLI pointed at it. */
+export class Service extends ServiceProcess {
   readonly sock: string;
   private constructor(
     readonly h: Host,
-    readonly child: ChildProcess,
+    child: ChildProcess,
   ) {
+    super(child);
     this.sock = path.join(h.dir, 'ferry.sock');
-    child.stderr!.on('data', (d: Buffer) => (this.log += d.toString()));
   }
 
-  static async start(h: Host): Promise<Service> {
+  static start(h: Host): Promise<Service> {
     const sock = path.join(h.dir, 'ferry.sock');
-    const s = new Service(h, spawn(FERRY_BIN, [...h.args(), 'system', 'service', '--listen', `unix://${sock}`], { stdio: ['ignore', 'ignore', 'pipe'] }));
-    await eventually(() => {
-      if (s.child.exitCode !== null) throw new Error(`the service exited ${s.child.exitCode}: ${s.log}`);
-      return s.log.includes('listening on');
-    }, 15_000, 50);
-    return s;
-  }
-
-  get running(): boolean {
-    return this.child.exitCode === null && this.child.signalCode === null;
-  }
-
-  /** SIGTERM (SIGKILL if it does not stop in time); its exit code. */
-  async stop(ms = 10_000): Promise<number | null> {
-    if (!this.running) return this.child.exitCode;
-    const closed = new Promise<number | null>((r) => this.child.once('close', (code) => r(code)));
-    this.child.kill('SIGTERM');
-    const t = setTimeout(() => this.child.kill('SIGKILL'), ms);
-    const code = await closed;
-    clearTimeout(t);
-    return code;
+    return new Service(h, spawn(FERRY_BIN, [...h.args(), 'system', 'service', '--listen', `unix://${sock}`], { stdio: ['ignore', 'ignore', 'pipe'] })).listening();
   }
 
   /** The docker CLI against this service; input, when given, is its stdin. */

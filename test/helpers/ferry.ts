@@ -3,7 +3,7 @@
  * temporary dir) and a busybox image; teardown removes every container, mount and file it made,
  * even when the test failed.
  */
-import { spawn, spawnSync } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -391,4 +391,44 @@ export function runCommand(argv: string[], o: { env?: NodeJS.ProcessEnv; timeout
       resolve({ code, stdout, stderr });
     });
   });
+}
+
+/**
+ * A `ferry system service` the test started: its stderr collected (its log), waited for until it
+ * says it listens, stopped with SIGTERM (SIGKILL if it does not stop in time).
+ */
+export class ServiceProcess {
+  log = '';
+  constructor(readonly child: ChildProcess) {
+    child.stderr!.on('data', (d: Buffer) => (this.log += d.toString()));
+  }
+
+  /** Resolves once it listens; fails with its log if it exits first. */
+  async listening(): Promise<this> {
+    await eventually(() => {
+      if (this.child.exitCode !== null) throw new Error(`the service exited ${this.child.exitCode}: ${this.log}`);
+      return this.log.includes('listening on');
+    }, 15_000, 50);
+    return this;
+  }
+
+  get running(): boolean {
+    return this.child.exitCode === null && this.child.signalCode === null;
+  }
+
+  /** Its exit code, once it has exited (SIGKILL after ms). */
+  async exited(ms = 15_000): Promise<number | null> {
+    if (!this.running) return this.child.exitCode;
+    const closed = new Promise<number | null>((r) => this.child.once('close', (code) => r(code)));
+    const t = setTimeout(() => this.child.kill('SIGKILL'), ms);
+    const code = await closed;
+    clearTimeout(t);
+    return code;
+  }
+
+  /** SIGTERM (SIGKILL if it does not stop in time); its exit code. */
+  async stop(ms = 15_000): Promise<number | null> {
+    if (this.running) this.child.kill('SIGTERM');
+    return this.exited(ms);
+  }
 }

@@ -8,8 +8,8 @@ import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as http from 'node:http';
 import * as path from 'node:path';
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { FERRY_BIN, Host, LOOPER, eventually, sleep, skipWith, runCommand } from '../helpers/ferry.js';
+import { spawn, spawnSync } from 'node:child_process';
+import { FERRY_BIN, Host, LOOPER, ServiceProcess, eventually, sleep, skipWith, runCommand } from '../helpers/ferry.js';
 
 const h = new Host('api');
 const SOCK = path.join(h.dir, 'ferry.sock');
@@ -17,43 +17,14 @@ const DOCKER = ['/usr/local/bin/docker', '/usr/bin/docker'].find((f) => fs.exist
 const PODMAN = ['/usr/bin/podman', '/usr/local/bin/podman'].find((f) => fs.existsSync(f));
 const HAS_PY_DOCKER = spawnSync('python3', ['-c', 'import docker'], { stdio: 'ignore' }).status === 0;
 
-/** `ferry system service` on this host's root, its log collected. */
-class Service {
-  log = '';
-  private constructor(readonly child: ChildProcess) {
-    child.stderr!.on('data', (d: Buffer) => (this.log += d.toString()));
-  }
-
+/** `ferry system service` on this host's root. */
+class Service extends ServiceProcess {
   static spawn(args: string[] = ['--listen', `unix://${SOCK}`]): Service {
     return new Service(spawn(FERRY_BIN, [...h.args(), 'system', 'service', ...args], { stdio: ['ignore', 'ignore', 'pipe'] }));
   }
 
-  static async start(): Promise<Service> {
-    const s = Service.spawn();
-    await eventually(() => {
-      if (s.child.exitCode !== null) throw new Error(`the service exited ${s.child.exitCode}: ${s.log}`);
-      return s.log.includes('listening on');
-    }, 15_000, 50);
-    return s;
-  }
-
-  get running(): boolean {
-    return this.child.exitCode === null && this.child.signalCode === null;
-  }
-
-  async exited(ms = 15_000): Promise<number | null> {
-    if (!this.running) return this.child.exitCode;
-    const closed = new Promise<number | null>((r) => this.child.once('close', (code) => r(code)));
-    const t = setTimeout(() => this.child.kill('SIGKILL'), ms);
-    const code = await closed;
-    clearTimeout(t);
-    return code;
-  }
-
-  /** SIGTERM (SIGKILL if it does not stop in time); its exit code. */
-  async stop(ms = 15_000): Promise<number | null> {
-    if (this.running) this.child.kill('SIGTERM');
-    return this.exited(ms);
+  static start(): Promise<Service> {
+    return Service.spawn().listening();
   }
 }
 

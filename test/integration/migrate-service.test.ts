@@ -7,8 +7,8 @@ import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { spawn, type ChildProcess } from 'node:child_process';
-import { FERRY_BIN, skipWith, LOOPER, assertCleanError, buildFixture, busyboxTarball, eventually, lastCount } from '../helpers/ferry.js';
+import { spawn } from 'node:child_process';
+import { FERRY_BIN, skipWith, LOOPER, assertCleanError, buildFixture, busyboxTarball, eventually, lastCount, ServiceProcess } from '../helpers/ferry.js';
 import { HostPair, assertContinues, assertHostClean, bytesArrived, hasSshd, names, runcContainers, type NetHost } from '../helpers/hosts.js';
 
 // HostPair starts an sshd per host; the service itself needs none.
@@ -22,37 +22,17 @@ let wrongA = '';
 let secretB = '';
 
 /** `ferry system service` in a host's netns, with its log collected. */
-class Service {
-  stderr = '';
-  private constructor(readonly child: ChildProcess) {
-    child.stderr!.on('data', (d: Buffer) => (this.stderr += d.toString()));
+/** The migration service on a host's address, in its network namespace. */
+class Service extends ServiceProcess {
+  get stderr(): string {
+    return this.log;
   }
 
-  static async start(h: NetHost, secretFile: string, port = PORT): Promise<Service> {
+  static start(h: NetHost, secretFile: string, port = PORT): Promise<Service> {
     const child = spawn('nsenter', [`--net=/run/netns/${h.netns}`, FERRY_BIN, ...h.args(), 'system', 'service', '--listen', `tcp://${h.ip}:${port}`, '--secret-file', secretFile], {
       stdio: ['ignore', 'ignore', 'pipe'],
     });
-    const s = new Service(child);
-    await eventually(() => {
-      if (child.exitCode !== null) throw new Error(`the service exited ${child.exitCode}: ${s.stderr}`);
-      return s.stderr.includes('listening on');
-    }, 15_000, 50);
-    return s;
-  }
-
-  get running(): boolean {
-    return this.child.exitCode === null && this.child.signalCode === null;
-  }
-
-  /** SIGTERM, then SIGKILL if it has not stopped in time. Resolves with its exit code. */
-  async stop(ms = 15_000): Promise<number | null> {
-    if (!this.running) return this.child.exitCode;
-    const closed = new Promise<number | null>((r) => this.child.once('close', (code) => r(code)));
-    this.child.kill('SIGTERM');
-    const t = setTimeout(() => this.child.kill('SIGKILL'), ms);
-    const code = await closed;
-    clearTimeout(t);
-    return code;
+    return new Service(child).listening();
   }
 }
 
