@@ -123,6 +123,9 @@ function targetsFor(o: Options): Record<string, Target> {
     'cr.tiny.checkpoint': { bareMax: 1.0, podmanMax: 1, strict: true, text: '≤1.0× bare, < podman' },
     'cr.tiny.restore': { bareMax: 1.15, podmanMax: 1, strict: true, text: '≤1.15× bare, < podman' },
   };
+  // Pull (issue 15): the bare column is skopeo copy to a dir (fetch and verify, no unpacking).
+  t['pull.first'] = { bareMax: 1.0, podmanMax: 1, text: '≤ skopeo copy, ≤ podman' };
+  t['pull.shared'] = { podmanMax: 1, text: '≤ podman' };
   for (const size of [...o.crSizes, ...o.exportSizes]) {
     if (size === 'tiny') continue;
     t[`cr.${size}.checkpoint`] = { bareMax: 1.1, text: '≤1.1× bare' };

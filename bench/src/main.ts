@@ -3,6 +3,7 @@
 //
 //   bun bench/src/main.ts [--quick] [--smoke] [--iterations N] [--only ferry,bare,podman]
 //                         [--out DIR] [--no-setup] [--migration | --no-migration | --only-migration]
+//                         [--no-pull | --only-pull]
 //
 // Everything it creates (containers, mounts, storage, Podman's config) lives in one temporary
 // directory and is removed at the end, also on failure and on Ctrl-C.
@@ -20,6 +21,7 @@ import { PodmanEngine } from './engines/podman.js';
 import { Results, summarize } from './figures.js';
 import { benchCheckpoint, benchCli, benchExport } from './local.js';
 import { benchMigration } from './migration.js';
+import { benchPull } from './pull.js';
 import { parseArgs, usage, type EngineName, type Options } from './options.js';
 import { BENCH_DIR, CRIU, REPO } from './paths.js';
 import { errorMessage, firstLine, log } from './proc.js';
@@ -72,7 +74,7 @@ async function main(): Promise<number> {
   // Short path: conmon's attach socket path must fit in 108 bytes.
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'fyb-'));
   cleanup.setTempDir(tmp);
-  const redis = !o.onlyMigration && [...o.crSizes, ...o.exportSizes, ...o.migSizes].includes('redis');
+  const redis = !o.onlyMigration && !o.onlyPull && [...o.crSizes, ...o.exportSizes, ...o.migSizes].includes('redis');
   const ctx = await prepareWorkloads(tmp, redis);
 
   const make: Record<EngineName, () => Engine> = {
@@ -105,7 +107,7 @@ async function main(): Promise<number> {
       await fn(e);
     }
   };
-  if (!o.onlyMigration) {
+  if (!o.onlyMigration && !o.onlyPull) {
     await step('CLI latency', (e) => benchCli(e, R, o));
     for (const size of o.crSizes) await step(`checkpoint/restore ${sizeLabel(size)}`, (e) => benchCheckpoint(e, R, o, ctx, size));
     for (const size of o.exportSizes) await step(`export/import ${sizeLabel(size)}`, (e) => benchExport(e, R, o, ctx, size));
@@ -113,6 +115,10 @@ async function main(): Promise<number> {
   // Migration: Ferry (stop-and-copy, --lazy) against bare runc + CRIU (checkpoint + tar over
   // ssh + restore) and Podman (checkpoint --export + scp + restore --import), each between two
   // "hosts" with their own state.
+  if (o.pull && !o.onlyMigration) {
+    log('bench: pull from a local registry');
+    await benchPull(R, o, tmp, engineNames, (c) => cleanup.track(c.name, c));
+  }
   if (o.migration) await benchMigration(R, o, ctx, engineNames, skipped, cleanup);
 
   const { figures, verdicts } = summarize(R, o, engineNames);
@@ -138,7 +144,7 @@ async function main(): Promise<number> {
         podman: podman && !skipped.podman ? podman.version : undefined,
       },
     },
-    notes: notes(o.migration),
+    notes: notes(o.migration, o.pull && !o.onlyMigration),
     figures,
     targets: verdicts,
     table,

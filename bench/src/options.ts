@@ -20,6 +20,9 @@ export interface Options {
   setup: boolean;
   migration: boolean;
   onlyMigration: boolean;
+  /** Pull from a local registry (issue 15): Ferry, Podman, skopeo copy. */
+  pull: boolean;
+  onlyPull: boolean;
   mode: Mode;
   /** Checkpoint/restore in place. */
   crSizes: Size[];
@@ -38,6 +41,8 @@ export function usage(code: number): never {
   --migration        also measure live migration in --smoke mode (on by default otherwise)
   --no-migration     leave the migration figures out
   --only-migration   measure only the migration figures
+  --no-pull          leave the pull figures out (on by default but in --smoke)
+  --only-pull        measure only the pull figures (a local registry, ~100 MB image)
 `);
   process.exit(code);
 }
@@ -54,6 +59,8 @@ export function parseArgs(argv: readonly string[]): Options {
   let setup = true;
   let migration: boolean | undefined;
   let onlyMigration = false;
+  let pull: boolean | undefined;
+  let onlyPull = false;
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
     const val = (): string => {
@@ -67,6 +74,8 @@ export function parseArgs(argv: readonly string[]): Options {
       iterations = Number(val());
       if (!Number.isInteger(iterations) || iterations < 1) throw new Error('--iterations takes a whole number >= 1');
     } else if (a === '--only-migration') onlyMigration = migration = true;
+    else if (a === '--only-pull') onlyPull = pull = true;
+    else if (a === '--no-pull') pull = false;
     else if (a === '--only' || a.startsWith('--only=')) {
       const names = val().split(',').map((s) => s.trim()).filter(Boolean);
       only = [];
@@ -82,6 +91,8 @@ export function parseArgs(argv: readonly string[]): Options {
     else if (a === '-h' || a === '--help') usage(0);
     else throw new Error(`unknown option ${a}`);
   }
+  if (onlyPull && onlyMigration) throw new Error('--only-pull and --only-migration: choose one');
+  if (onlyPull) migration = false;
   return {
     quick,
     smoke,
@@ -92,6 +103,8 @@ export function parseArgs(argv: readonly string[]): Options {
     // Live migration between two "hosts" (network namespaces with their own sshd) on this machine.
     migration: migration ?? !smoke,
     onlyMigration,
+    pull: pull ?? !smoke,
+    onlyPull,
     mode: smoke ? 'smoke' : quick ? 'quick' : 'full',
     // --quick: tiny, 256 MiB (the issue's size targets are judged on it) and Redis (1M keys,
     // ~180 MiB): about 8 minutes with the tiny migrations. The full run adds 1 GiB.

@@ -86,14 +86,14 @@ export interface ResultsDoc {
   /** What was left out, and why. */
   skipped: Record<string, string>;
   host: { kernel: string; cpus: number; memoryGiB: number; versions: Versions };
-  notes: { pauseMs: { large: number; small: number }; bare: string; ferry: string; podman: string; migration: string | undefined };
+  notes: { pauseMs: { large: number; small: number }; bare: string; ferry: string; podman: string; migration: string | undefined; pull: string | undefined };
   figures: JudgedFigure[];
   targets: Verdict[];
   table: string;
 }
 
 /** How each engine was measured, in words (the JSON's notes). */
-export function notes(migration: boolean): ResultsDoc['notes'] {
+export function notes(migration: boolean, pull = false): ResultsDoc['notes'] {
   return {
     pauseMs: { large: LARGE_PAUSE_MS, small: SMALL_PAUSE_MS },
     bare: 'runc run -d / checkpoint / restore -d with the same CRIU; run includes the overlay mount; export = runc checkpoint + tar | zstd -T0 -3; import = zstd -d | tar -x + overlay mount + runc restore -d',
@@ -103,6 +103,9 @@ export function notes(migration: boolean): ResultsDoc['notes'] {
       ? "two hosts = two network namespaces with their own sshd (test/helpers/hosts.ts), samples alternate A->B, B->A. ferry: migrate NAME ssh://root@IP:2222 --remote-command ... --print-stats [--lazy] (default bridge network, zstd stream, memhog binary in a named volume); downtime/total = downtime_ms/total_ms from --print-stats, wallMs = the whole command. bare: fresh overlay+bundle on the destination, then runc checkpoint | tar -c | ssh tar -x | runc restore -d (all inside the hosts' netns); downtime = checkpoint start to restore done, total = also the destination bundle and the source removal. podman (no migrate command): a Podman state of its own on each host (--root/--runroot, runc root, tmp, locks, network config; the same image imported), --network none, podman container checkpoint --export F --compress zstd | scp -O F over the veth link | podman container restore --import F (podman run inside the hosts' netns); downtime = total = checkpoint start to restore done (the source's container is removed untimed). bare --lazy: runc checkpoint --lazy-pages --page-server SRC_IP:PORT --status-fd, the non-memory images by tar | ssh tar -x, criu lazy-pages --page-server on the destination reaching the source's page server straight over the veth, runc restore -d --lazy-pages; downtime = checkpoint start to restore done, total = also every page served and the source removal. --lazy ratios against Podman: its stop-and-copy figure of the same size. lazy flat: max <= " +
         LAZY_FLAT +
         'x min of the --lazy downtime medians over the sizes'
+      : undefined,
+    pull: pull
+      ? "a docker-registry on 127.0.0.1 (plain HTTP) holding two images built from the Python app rootfs (3 gzip layers each, 2 shared); each sample from an empty store: ferry pull -q (fresh --root), podman pull -q (fresh private --root), and in the bare column skopeo copy docker://REF dir:D (fetch + verify, nothing unpacked). '2nd image' = the second image pulled right after the first into the same store (only its own layer is new). Verified untimed: image IDs, Ferry's RootFS.Layers, python3 runs in Ferry's image, and through a counting proxy Ferry's second pull fetches only the second image's config and new layer"
       : undefined,
   };
 }

@@ -11,6 +11,7 @@ import { FerryError } from '../lib/errors.js';
 import { defaultAuthFile, parseCreds, removeCredentials } from '../drivers/registry/auth.js';
 import { registryDomain } from '../drivers/registry/reference.js';
 import type { PullOptions } from '../drivers/registry/pull.js';
+import { TerminalProgress } from './progress.js';
 
 export interface RegistryFlags {
   tlsVerify: string | boolean;
@@ -34,9 +35,15 @@ export function pullOptions(f: RegistryFlags, quiet: boolean): PullOptions & { a
     creds: f.creds !== undefined ? parseCreds(f.creds) : undefined,
     authfile: f.authfile,
     platform: f.platform,
-    // Per-layer progress on a terminal only: piped, an error stays one line.
-    progress: quiet || !process.stderr.isTTY ? undefined : (line: string) => process.stderr.write(`${line}\n`),
+    // Per-layer progress on a terminal only (each blob's row redrawn in place as its bytes
+    // arrive): piped, an error stays one line.
+    ...(quiet || !process.stderr.isTTY ? {} : terminalProgress()),
   };
+}
+
+function terminalProgress(): Pick<PullOptions, 'progress' | 'bytes'> {
+  const t = new TerminalProgress(process.stderr);
+  return { progress: (line) => t.line(line), bytes: (digest, n, total) => t.bytes(digest, n, total) };
 }
 
 export function registerImageCommands(program: Command, ctx: Ctx): void {
@@ -97,11 +104,15 @@ export function registerImageCommands(program: Command, ctx: Ctx): void {
     parent
       .command(name)
       .description('remove images')
-      .argument('<images...>')
+      .argument('[images...]')
+      .option('-a, --all', 'remove every image')
       .option('-f, --force', 'also remove containers that use the image')
-      .action(async (refs: string[], f: { force?: boolean }) => {
-        for (const ref of refs) {
-          const r = await getEngine(ctx).removeImage(ref, !!f.force);
+      .action(async (refs: string[], f: { force?: boolean; all?: boolean }) => {
+        if (f.all && refs.length) throw new FerryError('EINVAL', 'give either images or --all, not both');
+        if (!f.all && !refs.length) throw new FerryError('EINVAL', 'give at least one image, or --all');
+        const engine = getEngine(ctx);
+        for (const ref of f.all ? engine.images.list().map((i) => i.Id) : refs) {
+          const r = await engine.removeImage(ref, !!f.force, !!f.all);
           out(r.untagged.map((n) => `Untagged: ${n}\n`).join('') + (r.deleted ? `Deleted: ${r.deleted}\n` : ''));
         }
       });

@@ -1116,7 +1116,7 @@ export class Engine {
    * Pushes an image to a registry: to DEST, or to the image's own name when it names a
    * registry. Returns the manifest digest.
    */
-  async pushImage(ref: string, dest: string | undefined, o: ClientOptions & { authfile?: string; progress?: (line: string) => void }): Promise<string> {
+  async pushImage(ref: string, dest: string | undefined, o: ClientOptions & Pick<PullOptions, 'progress' | 'bytes'> & { authfile?: string }): Promise<string> {
     const img = this.images.get(ref);
     let target = dest;
     if (target === undefined) {
@@ -1218,7 +1218,8 @@ export class Engine {
    * goes (refused while containers use it, unless force removes them), and with it every layer
    * no other image uses.
    */
-  async removeImage(ref: string, force = false): Promise<{ untagged: string[]; deleted?: string }> {
+  /** `all`: an image with several names goes whole when named by ID (`rmi -a`). */
+  async removeImage(ref: string, force = false, all = false): Promise<{ untagged: string[]; deleted?: string }> {
     return withLock(
       this.paths.imagesLock,
       async () => {
@@ -1234,7 +1235,7 @@ export class Engine {
           this.images.untag(img, byName);
           return { untagged: [byName] };
         }
-        if (!byName && img.Names.length > 1 && !force) {
+        if (!byName && img.Names.length > 1 && !force && !all) {
           throw new FerryError('ESTATE', `image ${ref} has several names (${img.Names.join(', ')}): remove them by name, or use --force`);
         }
         const users = this.allRecords().filter((r) => r.config.imageId === img.Id);

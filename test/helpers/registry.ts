@@ -87,6 +87,15 @@ export class Registry {
     if (r.status !== 0) throw new Error(`skopeo copy failed: ${r.stderr}`);
   }
 
+  /** For a synchronous teardown (the bench's Ctrl-C): kills the registry and removes its files. */
+  stopSync(): void {
+    const p = this.proc;
+    this.proc = undefined;
+    if (p && p.exitCode === null) p.kill('SIGKILL');
+    fs.rmSync(this.dir, { recursive: true, force: true });
+    if (!this.hadVarLib) fs.rmSync('/var/lib/containers', { recursive: true, force: true });
+  }
+
   async stop(): Promise<void> {
     const p = this.proc;
     this.proc = undefined;
@@ -151,6 +160,10 @@ export class TamperProxy extends LoopbackServer {
   readonly tamper = new Set<string>();
   /** Blobs whose next download is cut half-way (once each). */
   readonly cut = new Set<string>();
+  /** Blob downloads are slowed to this rate (0: as fast as they come). */
+  bytesPerSecond = 0;
+  /** Every blob GET that went through, by digest, and the bytes the registry answered with. */
+  readonly fetched: { digest: string; bytes: number }[] = [];
 
   constructor(private readonly upstreamPort: number) {
     super();
@@ -172,6 +185,21 @@ export class TamperProxy extends LoopbackServer {
       }
       if (!digest || !this.tamper.has(digest) || ur.statusCode !== 200) {
         res.writeHead(ur.statusCode ?? 502, ur.headers);
+        if (digest && req.method === 'GET' && ur.statusCode === 200) {
+          const rec = { digest, bytes: 0 };
+          this.fetched.push(rec);
+          ur.on('data', (c: Buffer) => (rec.bytes += c.length));
+          if (this.bytesPerSecond > 0) {
+            // Slowed: each chunk waits its time before the next is read.
+            ur.on('data', (c: Buffer) => {
+              ur.pause();
+              res.write(c);
+              setTimeout(() => ur.resume(), (c.length / this.bytesPerSecond) * 1000);
+            });
+            ur.on('end', () => res.end());
+            return;
+          }
+        }
         ur.pipe(res);
         return;
       }

@@ -7,7 +7,9 @@ import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { spawnSync } from 'node:child_process';
-import { Host, assertCleanError, busyboxTarball } from '../helpers/ferry.js';
+import { randomBytes } from 'node:crypto';
+import { Terminal } from '../helpers/terminal.js';
+import { Host, assertCleanError, busyboxTarball, sleep } from '../helpers/ferry.js';
 import { layerTar, storedImageFiles, writeLayout, type Member } from '../helpers/oci.js';
 import { Registry, TamperProxy, hasRegistryTools } from '../helpers/registry.js';
 import { freeIp, waitEcho } from '../helpers/net.js';
@@ -137,6 +139,60 @@ test('a registry serving a tampered blob: refused by its digest, nothing stored'
   assertCleanError(await h.fails(pull(`${proxy.addr}/app/plain:1`)), /^Error: downloading layer sha256:[0-9a-f]{12}… failed: .*; nothing was stored$/);
   assert.deepEqual(storeContents(), before);
   assert.match(await h.ok(pull(`${proxy.addr}/app/plain:1`)), /^[0-9a-f]{64}$/, 'through an honest proxy it pulls');
+});
+
+test('on a terminal, pull redraws each blob\'s row in place as its bytes arrive; -q prints only the ID', { skip: missing || (spawnSync('sh', ['-c', 'command -v tmux']).status !== 0 && 'tmux is not installed') }, async () => {
+  // A layer of ~1.5 MiB that gzip cannot shrink much, served at 256 KiB/s: several seconds.
+  const tmp = path.join(reg.dir, 'tars-slow');
+  const noise = randomBytes(1200 << 10).toString('base64');
+  const slowLayout = path.join(reg.dir, 'layout-slow');
+  writeLayout(slowLayout, 'slow', { layers: [layerTar([{ name: 'noise', type: 'file', data: noise }], tmp)], architecture: arch });
+  reg.push(slowLayout, 'slow', 'app/slow:1');
+  const slow = new TamperProxy(reg.port);
+  await slow.start();
+  slow.bytesPerSecond = 256 << 10;
+  const other = new Host('pulltty');
+  const term = new Terminal('pull');
+  try {
+    term.ferry(other, pull(`${slow.addr}/app/slow:1`), { width: 120, height: 20 });
+    const row = /^Copying blob ([0-9a-f]{12}) \[[=>-]+\] ([\d.]+)(?:b|KiB|MiB) \/ ([\d.]+)MiB$/m;
+    const first = row.exec(await term.waitFor(row, 20_000))!;
+    // The same row, further on: a byte count that changed, still on one line (redrawn, not appended).
+    let later: RegExpExecArray | null = null;
+    const end = Date.now() + 20_000;
+    while (Date.now() < end) {
+      const s = term.screen();
+      later = row.exec(s);
+      if (later && later[2] !== first[2]) {
+        const rows = s.split('\n').filter((l) => l.startsWith(`Copying blob ${first[1]}`));
+        assert.equal(rows.length, 1, `one row for the blob, redrawn in place; screen:\n${s}`);
+        break;
+      }
+      await sleep(100);
+    }
+    assert.ok(later && later[2] !== first[2], `the byte count changed on the blob's row (first ${first[2]})`);
+    assert.equal(await term.exitStatus(30_000), 0);
+    const s = term.screen();
+    assert.match(s, new RegExp(`^Copying blob ${first[1]} done$`, 'm'), s);
+    assert.equal(s.split('\n').filter((l) => l.startsWith(`Copying blob ${first[1]}`)).length, 1, s);
+    assert.match(s, /^Trying to pull .*\nGetting image source signatures\n/m);
+    assert.match(s, /^Writing manifest to image destination\nStoring signatures\n[0-9a-f]{64}$/m);
+    // -q on a terminal: only the image ID.
+    term.kill();
+    await other.ok(['rmi', '-a', '-f']);
+    const q2 = new Terminal('pullq2');
+    try {
+      q2.ferry(other, pull(`${slow.addr}/app/slow:1`, '-q'), { width: 120, height: 20 });
+      assert.equal(await q2.exitStatus(30_000), 0);
+      assert.match(q2.screen(), /^[0-9a-f]{64}\n\n\[exited 0\]$/);
+    } finally {
+      q2.kill();
+    }
+  } finally {
+    term.kill();
+    await other.destroy();
+    await slow.stop();
+  }
 });
 
 test('a full disk: the pull fails in one line and leaves nothing stored', { skip: missing }, async () => {

@@ -54,6 +54,20 @@ test('Basic auth over TLS: no credentials, wrong password, --creds, --authfile; 
   fs.writeFileSync(authfile, JSON.stringify({ auths: { [secure.addr]: { auth: Buffer.from('alice:s3cret').toString('base64') } } }));
   assert.match(await h.ok(['pull', '--tls-verify=false', '--authfile', authfile, ref]), /^[0-9a-f]{64}$/);
   assertCleanError(await h.fails(['pull', '--tls-verify=false', '--authfile', path.join(h.dir, 'none.json'), ref]), /--authfile .*none\.json: no such file/);
+  // No Podman auth file: Docker's config.json is read, in $DOCKER_CONFIG or ~/.docker, its keys
+  // as Docker writes them (a scheme and a path).
+  await h.ok(['rmi', ref]);
+  const docker = path.join(h.dir, 'docker-cfg');
+  fs.mkdirSync(docker);
+  fs.writeFileSync(path.join(docker, 'config.json'), JSON.stringify({ auths: { [`https://${secure.addr}/v1/`]: { auth: Buffer.from('alice:s3cret').toString('base64') } } }));
+  const noPodman = { REGISTRY_AUTH_FILE: path.join(h.dir, 'no-such-auth.json'), DOCKER_CONFIG: '' };
+  assert.match(await h.ok(['pull', '--tls-verify=false', ref], { env: { ...noPodman, DOCKER_CONFIG: docker } }), /^[0-9a-f]{64}$/);
+  await h.ok(['rmi', ref]);
+  const home = path.join(h.dir, 'home');
+  fs.mkdirSync(home);
+  fs.cpSync(docker, path.join(home, '.docker'), { recursive: true });
+  assert.match(await h.ok(['pull', '--tls-verify=false', ref], { env: { ...noPodman, HOME: home } }), /^[0-9a-f]{64}$/);
+  assertCleanError(await h.fails(['pull', '--tls-verify=false', ref], { env: { ...noPodman, HOME: h.dir } }), /needs credentials for private\/one/);
   assert.deepEqual(
     fs.readdirSync(path.join(h.root, 'images', 'layers')).filter((d) => !d.startsWith('.')).length,
     1,

@@ -1,7 +1,8 @@
 /**
  * Registry credentials as Podman keeps them: `auth.json` ({"auths": {"HOST": {"auth":
  * base64(user:pass)}}}) at --authfile, $REGISTRY_AUTH_FILE, or ${XDG_RUNTIME_DIR}/containers
- * (/run/containers/UID for root), with Docker's ~/.docker/config.json read as a fallback.
+ * (/run/containers/UID for root), with Docker's config.json ($DOCKER_CONFIG, or ~/.docker) read as a
+ * fallback.
  */
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -38,7 +39,10 @@ function fromFile(file: string, domain: string): Credentials | undefined {
     throw new FerryError('EINVAL', `the auth file ${file} is not valid JSON: fix or remove it`);
   }
   const auths = j?.auths ?? {};
-  const keys = [domain, `https://${domain}`, `http://${domain}`, ...(domain === 'docker.io' ? ['https://index.docker.io/v1/', 'index.docker.io'] : [])];
+  // Keys as Docker writes them too: with a scheme and a path ("https://index.docker.io/v1/").
+  const host = (k: string): string => k.replace(/^https?:\/\//, '').replace(/\/.*$/, '');
+  const wanted = domain === 'docker.io' ? ['docker.io', 'index.docker.io', 'registry-1.docker.io'] : [domain];
+  const keys = [domain, ...Object.keys(auths).filter((k) => k !== domain && wanted.includes(host(k)))];
   for (const k of keys) {
     const a = auths[k]?.auth;
     if (typeof a !== 'string' || !a) continue;
@@ -56,7 +60,7 @@ export function lookupCredentials(domain: string, authfile?: string): Credential
     if (!fs.existsSync(authfile)) throw new FerryError('ENOTFOUND', `--authfile ${authfile}: no such file`);
     return fromFile(authfile, domain);
   }
-  return fromFile(defaultAuthFile(), domain) ?? fromFile(path.join(os.homedir(), '.docker', 'config.json'), domain);
+  return fromFile(defaultAuthFile(), domain) ?? fromFile(path.join(process.env.DOCKER_CONFIG || path.join(os.homedir(), '.docker'), 'config.json'), domain);
 }
 
 function readAuthFile(file: string): { auths: Record<string, unknown>; [k: string]: unknown } {

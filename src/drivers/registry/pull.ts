@@ -14,6 +14,8 @@ export interface PullOptions extends ClientOptions {
   platform?: string;
   /** Progress lines (Podman's words), e.g. to stderr; none with -q. */
   progress?: (line: string) => void;
+  /** Bytes of a blob received so far, as they arrive (a terminal's live progress). */
+  bytes?: (digest: string, received: number, total: number) => void;
 }
 
 const LAYER_TYPES = new Set<string>([MEDIA.ociLayer, MEDIA.ociLayerGzip, MEDIA.ociLayerZstd, MEDIA.dockerLayer, 'application/vnd.oci.image.layer.nondistributable.v1.tar+gzip']);
@@ -110,7 +112,8 @@ export async function pullImage(store: ImageStore, ref: ImageReference, o: PullO
       }
       try {
         const body = await client.blob(d.digest);
-        await store.layers.unpackBlob(body, { digest: d.digest, size: d.size, diffId }, `layer ${d.digest.slice(0, 19)}…`, (f) => store.adoptBlob(f, d.digest));
+        const onBytes = o.bytes ? (n: number): void => o.bytes!(d.digest, n, d.size) : undefined;
+        await store.layers.unpackBlob(body, { digest: d.digest, size: d.size, diffId }, `layer ${d.digest.slice(0, 19)}…`, (f) => store.adoptBlob(f, d.digest), onBytes);
       } catch (e) {
         failed = true;
         throw e;

@@ -8,7 +8,12 @@ import type { ImageRecord, ImageStore } from '../storage/images.js';
 import { RegistryClient, type ClientOptions } from './client.js';
 import { referenceString, type ImageReference } from './reference.js';
 
-export async function pushImage(store: ImageStore, img: ImageRecord, dest: ImageReference, o: ClientOptions & { progress?: (line: string) => void }): Promise<string> {
+export async function pushImage(
+  store: ImageStore,
+  img: ImageRecord,
+  dest: ImageReference,
+  o: ClientOptions & { progress?: (line: string) => void; bytes?: (digest: string, sent: number, total: number) => void },
+): Promise<string> {
   const say = o.progress ?? (() => undefined);
   const client = new RegistryClient(dest, { ...o, push: true });
   const manBlob = store.blob(img.Digest);
@@ -24,7 +29,16 @@ export async function pushImage(store: ImageStore, img: ImageRecord, dest: Image
       continue;
     }
     const file = store.blobFile(d.digest);
-    await client.putBlob(d.digest, { length: fs.statSync(file).size, open: () => fs.createReadStream(file) });
+    const size = fs.statSync(file).size;
+    const open = (): fs.ReadStream => {
+      const s = fs.createReadStream(file);
+      if (o.bytes && d !== man.config) {
+        let n = 0;
+        s.on('data', (c) => o.bytes!(d.digest, (n += c.length), size));
+      }
+      return s;
+    };
+    await client.putBlob(d.digest, { length: size, open });
     say(`Copying ${what} ${d.digest.slice(7, 19)} done`);
   }
   say('Writing manifest to image destination');

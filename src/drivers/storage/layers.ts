@@ -13,7 +13,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { createHash, randomBytes, type Hash } from 'node:crypto';
 import { spawn } from 'node:child_process';
-import { Transform, type Readable, type TransformCallback } from 'node:stream';
+import { PassThrough, Transform, type Readable, type TransformCallback } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { FerryError, isFerryError } from '../../lib/errors.js';
 import { mkdirp, readJsonIfExists, writeJsonAtomic } from '../../lib/fsutil.js';
@@ -56,13 +56,24 @@ export class Meter extends Transform {
   bytes = 0;
   /** Off when another Meter sees the same bytes or the digest is known already. */
   hashing = true;
+  /** A file descriptor that gets a copy of every byte (the blob kept as it came). */
+  copyTo: number | undefined;
   constructor(private readonly limit = Infinity, private readonly what = '') {
     super();
   }
-  override _transform(chunk: Buffer, _e: BufferEncoding, cb: TransformCallback): void {
+  /** Counts, hashes and copies one chunk; throws past the limit or when the copy fails. */
+  update(chunk: Buffer): void {
     this.bytes += chunk.length;
-    if (this.bytes > this.limit) return cb(new FerryError('EARCHIVE', `${this.what} is larger than its manifest says`));
+    if (this.bytes > this.limit) throw new FerryError('EARCHIVE', `${this.what} is larger than its manifest says; nothing was stored`);
     if (this.hashing) this.hash.update(chunk);
+    if (this.copyTo !== undefined) for (let off = 0; off < chunk.length; ) off += fs.writeSync(this.copyTo, chunk, off);
+  }
+  override _transform(chunk: Buffer, _e: BufferEncoding, cb: TransformCallback): void {
+    try {
+      this.update(chunk);
+    } catch (e) {
+      return cb(e as Error);
+    }
     cb(null, chunk);
   }
 }
@@ -130,13 +141,13 @@ export class LayerStore {
   }
 
   /** unpack(), also giving the digest of the stream as it came (compressed or not). */
-  async unpackDigest(src: Readable, expect: LayerExpect, what: string): Promise<{ rec: LayerRecord; digest: string }> {
+  async unpackDigest(src: Readable, expect: LayerExpect, what: string, copyTo?: number, onBytes?: (received: number) => void): Promise<{ rec: LayerRecord; digest: string }> {
     mkdirp(this.layersDir, 0o700);
     this.sweep();
     const tmp = path.join(this.layersDir, `.tmp-${process.pid}-${randomBytes(4).toString('hex')}`);
     const diff = mkdirp(path.join(tmp, 'diff'), 0o755);
     try {
-      const { rec, digest } = await this.unpackInto(src, diff, expect, what);
+      const { rec, digest } = await this.unpackInto(src, diff, expect, what, copyTo, onBytes);
       const hex = digestHex(rec.DiffID);
       const final = path.join(this.layersDir, hex);
       const existing = this.get(hex);
@@ -156,28 +167,30 @@ export class LayerStore {
   }
 
   /**
-   * A registry blob: written to a staging file while its size and digest are checked, and
-   * unpacked only once it matched, so no unverified byte reaches the decompressor or tar.
+   * A registry blob (or an archive's): unpacked as it arrives, every member checked (tar.ts),
+   * into a staging dir, while a copy of the blob goes to a staging file; its size, digest and
+   * diff_id are checked at the end, and only then are the layer and the blob (`keep`) stored:
+   * any failure removes both, so nothing unverified is ever stored.
    */
-  async unpackBlob(src: Readable, expect: LayerExpect, what: string, keep?: (verifiedFile: string, digest: string) => void): Promise<LayerRecord> {
+  async unpackBlob(src: Readable, expect: LayerExpect, what: string, keep?: (verifiedFile: string, digest: string) => void, onBytes?: (received: number) => void): Promise<LayerRecord> {
     mkdirp(this.layersDir, 0o700);
     const file = path.join(this.layersDir, `.tmp-${process.pid}-${randomBytes(4).toString('hex')}.blob`);
+    let fd: number | undefined;
     try {
-      const meter = new Meter(expect.size ?? Infinity, what);
-      await pipeline(src, meter, fs.createWriteStream(file, { mode: 0o600 }));
-      const got = `sha256:${meter.hash.digest('hex')}`;
-      if (expect.size !== undefined && meter.bytes !== expect.size) {
-        throw new FerryError('EARCHIVE', `${what} has ${meter.bytes} bytes, not the ${expect.size} its manifest says: the download was cut or the source is corrupt; nothing was stored`);
+      if (keep) fd = fs.openSync(file, 'wx', 0o600);
+      const { rec, digest } = await this.unpackDigest(src, { ...expect, verified: false }, what, fd, onBytes);
+      if (fd !== undefined) {
+        fs.closeSync(fd);
+        fd = undefined;
+        keep!(file, digest); // the blob, kept as it came (push and save send it unchanged)
       }
-      if (expect.digest !== undefined && got !== expect.digest) throw new FerryError('EARCHIVE', `${what} does not match its digest (got ${got}): the source is corrupt or tampered with; nothing was stored`);
-      const rec = await this.unpack(fs.createReadStream(file), { ...expect, digest: got, verified: true }, what);
-      keep?.(file, got); // the blob, kept as it came (push and save send it unchanged)
       return rec;
     } catch (e) {
       if (isFerryError(e)) throw e;
       if ((e as NodeJS.ErrnoException).code === 'ENOSPC') throw this.full(what);
       throw new FerryError('EARCHIVE', `downloading ${what} failed: ${(e as Error).message}; nothing was stored`);
     } finally {
+      if (fd !== undefined) fs.closeSync(fd);
       fs.rmSync(file, { force: true });
     }
   }
@@ -195,9 +208,10 @@ export class LayerStore {
     return rec;
   }
 
-  private async unpackInto(src: Readable, diff: string, expect: LayerExpect, what: string): Promise<{ rec: LayerRecord; digest: string }> {
+  private async unpackInto(src: Readable, diff: string, expect: LayerExpect, what: string, copyTo?: number, onBytes?: (received: number) => void): Promise<{ rec: LayerRecord; digest: string }> {
     const root = process.getuid?.() === 0;
     const packed = new Meter(expect.size ?? Infinity, what);
+    packed.copyTo = copyTo;
     packed.hashing = !(expect.verified && expect.digest);
     const unpacked = new Meter();
     const sanitizer = new LayerSanitizer({ allowDevices: root, whiteouts: true });
@@ -212,11 +226,64 @@ export class LayerStore {
     exited.catch(() => undefined);
     child.stdin!.on('error', () => undefined);
     let failure: unknown;
+    // The source is pumped by hand through the meter (size, digest, the blob's copy) into the
+    // decompressor: when unpacking fails, the rest is still read and hashed, so that a blob that
+    // was cut or tampered with is reported as such rather than as the tar or gzip error it causes.
+    const entry = new PassThrough({ highWaterMark: 1 << 20 });
+    let feeding = true;
+    let srcError: unknown;
+    let overflow: unknown;
+    const received = new Promise<void>((resolve) => {
+      const onDrain = (): void => {
+        src.resume();
+      };
+      src.on('data', (c: Buffer) => {
+        try {
+          packed.update(c);
+          onBytes?.(packed.bytes);
+        } catch (e) {
+          overflow = e;
+          src.destroy();
+          entry.destroy(e as Error);
+          resolve();
+          return;
+        }
+        if (feeding && !entry.write(c)) {
+          src.pause();
+          entry.once('drain', onDrain);
+        }
+      });
+      let ended = false;
+      src.once('end', () => {
+        ended = true;
+        entry.end();
+        resolve();
+      });
+      src.once('error', (e) => {
+        srcError ??= e;
+        entry.destroy(e);
+        resolve();
+      });
+      src.once('close', () => {
+        // Closed before its end (a connection dropped without an error): cut short.
+        if (!ended && srcError === undefined && overflow === undefined) {
+          srcError = new Error('the stream was closed before its end');
+          entry.destroy(srcError as Error);
+        }
+        resolve();
+      });
+      entry.on('error', () => undefined);
+      entry.on('close', () => {
+        // The unpacking ended early: keep reading (hash and count only).
+        if (feeding) {
+          feeding = false;
+          entry.off('drain', onDrain);
+          if (!src.destroyed) src.resume();
+        }
+      });
+    });
     try {
-      src.on('error', () => undefined);
-      const metered = src.pipe(packed);
-      src.on('error', (e) => packed.destroy(e));
-      const { compression, stream } = await sniff(metered);
+      const { compression, stream } = await sniff(entry);
       // Uncompressed: the same bytes, hashed once.
       if (compression === 'none' && packed.hashing) unpacked.hashing = false;
       const codec = decompressor(compression, `${what} is not valid ${compression} data`);
@@ -225,13 +292,28 @@ export class LayerStore {
     } catch (e) {
       failure = e;
       child.kill('SIGKILL');
+      feeding = false;
+      entry.destroy();
+      if (!src.destroyed) src.resume();
     }
+    await received;
     const code = await exited.catch((e: unknown) => {
       failure ??= e;
       return -1;
     });
-    if (failure !== undefined) {
+    if (overflow !== undefined) throw overflow;
+    if (failure !== undefined || srcError !== undefined) {
       if (/No space left on device/.test(stderr)) throw this.full(what);
+      if ((failure as NodeJS.ErrnoException | undefined)?.code === 'ENOSPC') throw this.full(what);
+      // What the whole blob says decides first: cut short, or not the blob the manifest names.
+      if (expect.size !== undefined && packed.bytes < expect.size) {
+        throw new FerryError('EARCHIVE', `downloading ${what} failed: it was cut after ${packed.bytes} of its ${expect.size} bytes; try again; nothing was stored`);
+      }
+      if (srcError === undefined && expect.digest !== undefined && packed.hashing) {
+        const got = `sha256:${packed.hash.digest('hex')}`;
+        if (got !== expect.digest) throw new FerryError('EARCHIVE', `${what} does not match its digest (got ${got}): the source is corrupt or tampered with; nothing was stored`);
+      }
+      failure ??= srcError;
       if (isFerryError(failure, 'EARCHIVE')) throw new FerryError('EARCHIVE', `unpacking ${what} failed: ${failure.message}; nothing was stored`);
       if (isFerryError(failure)) throw failure;
       throw new FerryError('EARCHIVE', `unpacking ${what} failed: ${(failure as Error).message}; nothing was stored`);

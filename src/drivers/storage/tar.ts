@@ -186,12 +186,23 @@ export class LayerSanitizer extends Transform {
     super();
   }
 
+  /** What one input chunk produced: handed on as one buffer (one write to tar, not one per member). */
+  private pending: Buffer[] = [];
+
+  private out(b: Buffer): void {
+    this.pending.push(b);
+  }
+
   override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
     try {
       this.buf = this.buf.length ? Buffer.concat([this.buf, chunk]) : chunk;
       this.consume();
+      const p = this.pending;
+      this.pending = [];
+      if (p.length) this.push(p.length === 1 ? p[0] : Buffer.concat(p));
       cb();
     } catch (e) {
+      this.pending = [];
       cb(e as Error);
     }
   }
@@ -223,13 +234,13 @@ export class LayerSanitizer extends Transform {
           const n = Math.min(this.remaining, this.buf.length);
           const part = this.buf.subarray(0, n);
           if (this.state === 'meta') this.metaChunks.push(part);
-          else if (this.passData) this.push(part); // a view: the upstream buffer is never reused
+          else if (this.passData) this.out(part); // a view: the upstream buffer is never reused
           this.buf = this.buf.subarray(n);
           this.remaining -= n;
           if (this.remaining > 0) return;
         }
         if (this.state === 'meta') this.endMeta();
-        else if (this.passData && this.padLeft) this.push(Buffer.alloc(this.padLeft)); // our output pads the same
+        else if (this.passData && this.padLeft) this.out(Buffer.alloc(this.padLeft)); // our output pads the same
         this.state = 'pad';
       }
       if (this.state === 'pad') {
@@ -355,7 +366,7 @@ export class LayerSanitizer extends Transform {
       normalizeMemberPath(target);
       if (!this.o.allowDevices) throw bad(`whiteout ${shown} needs a device node, which only root can make: run as root`);
       this.forget(target);
-      this.push(entryHeaders({ ...e, path: target, type: '3', mode: 0, size: 0, linkname: '', devmajor: 0, devminor: 0, xattrs: {} }));
+      this.out(entryHeaders({ ...e, path: target, type: '3', mode: 0, size: 0, linkname: '', devmajor: 0, devminor: 0, xattrs: {} }));
       return;
     }
     if ((e.type === '3' || e.type === '4') && !this.o.allowDevices) throw bad(`member ${shown} is a device node, which only root may unpack`);
@@ -372,7 +383,7 @@ export class LayerSanitizer extends Transform {
     if (e.type === '0' || e.type === '1') this.files.add(e.path);
     else if (e.type === '2') this.symlinks.add(e.path);
     else if (e.type === '5') this.dirs.set(e.path, e);
-    this.push(entryHeaders(e));
+    this.out(entryHeaders(e));
     this.passData = e.type === '0' && e.size > 0;
   }
 
