@@ -199,6 +199,7 @@ export async function benchPull(R: Results, o: Options, dir: string, engines: re
     const pullers = [ferryPuller, ...(engines.includes('podman') ? [podmanPuller(path.join(dir, 'pull-podman'))] : []), ...(engines.includes('bare') ? [skopeoPuller] : [])];
     await verifyFerry(dir, a, b, proxy);
     const failedE = new Set<EngineName>();
+    const stores: string[] = [];
     for (let i = -1; i < o.iterations; i++) {
       // Round -1: untimed (the first run of each tool pays for cold caches).
       for (const p of pullers) {
@@ -224,10 +225,14 @@ export async function benchPull(R: Results, o: Options, dir: string, engines: re
           R.fail(p.name === 'bare' ? [PULL.first] : keys, p.name, errorMessage(err));
           log(`  ${p.name}: ${errorMessage(err)}`);
         } finally {
-          removeStore(d);
+          // Kept until the figure is done: ext4 is slow to make files where many were just
+          // deleted (its inode allocator skips recently freed inodes), which would burden
+          // whichever engine comes next.
+          stores.push(d);
         }
       }
     }
+    for (const d of stores) removeStore(d);
   } catch (err) {
     if (err instanceof Aborted) throw err;
     for (const e of engines) R.fail(e === 'bare' ? [PULL.first] : keys, e, errorMessage(err));

@@ -195,6 +195,13 @@ export class LayerSanitizer extends Transform {
 
   override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
     try {
+      if (this.buf.length && this.buf.length < BLOCK && chunk.length > BLOCK - this.buf.length) {
+        // A header cut by the chunk's start: complete that one block (not a copy of the chunk).
+        const need = BLOCK - this.buf.length;
+        this.buf = Buffer.concat([this.buf, chunk.subarray(0, need)]);
+        this.consume();
+        chunk = chunk.subarray(need);
+      }
       this.buf = this.buf.length ? Buffer.concat([this.buf, chunk]) : chunk;
       this.consume();
       const p = this.pending;
