@@ -32,8 +32,10 @@ export class TerminalProgress {
   constructor(private readonly out: Writable & { columns?: number }) {}
 
   private fit(text: string): string {
-    const w = (this.out.columns ?? 80) - 1;
-    return text.length > w ? text.slice(0, Math.max(w, 1)) : text;
+    // A terminal that gives no size (0): rows as they are.
+    const cols = this.out.columns;
+    if (!cols || cols < 20) return text;
+    return text.length > cols - 1 ? text.slice(0, cols - 1) : text;
   }
 
   private add(text: string, key?: string): void {
