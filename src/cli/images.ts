@@ -23,7 +23,7 @@ export interface RegistryFlags {
 /** --tls-verify, --creds, --authfile, --platform, as pull, run and create take them. */
 export function registryFlags(c: Command): Command {
   return c
-    .option('--tls-verify [bool]', 'require HTTPS with a verified certificate (default true)', true)
+    .option('--tls-verify [bool]', 'require HTTPS with a verified certificate', true)
     .option('--creds <user:pass>', 'credentials for the registry')
     .option('--authfile <file>', 'the auth file (default: Podman\'s auth.json, then Docker\'s config.json)')
     .option('--platform <os/arch>', 'the platform to pull from a multi-platform image (default: this host\'s)');
@@ -198,7 +198,7 @@ export function registerImageCommands(program: Command, ctx: Ctx): void {
       .description('push an image to a registry')
       .argument('<image>')
       .argument('[destination]', 'REGISTRY[:PORT]/NAME[:TAG] (default: the image\'s own name)')
-      .option('--tls-verify [bool]', 'require HTTPS with a verified certificate (default true)', true)
+      .option('--tls-verify [bool]', 'require HTTPS with a verified certificate', true)
       .option('--creds <user:pass>', 'credentials for the registry')
       .option('--authfile <file>', 'the auth file')
       .option('-q, --quiet', 'no progress')
@@ -217,7 +217,7 @@ export function registerImageCommands(program: Command, ctx: Ctx): void {
     .option('-p, --password <pass>')
     .option('--password-stdin', 'read the password from stdin')
     .option('--authfile <file>', 'the auth file (default: Podman\'s auth.json)')
-    .option('--tls-verify [bool]', 'require HTTPS with a verified certificate (default true)', true)
+    .option('--tls-verify [bool]', 'require HTTPS with a verified certificate', true)
     .action(async (registry: string, f: { username?: string; password?: string; passwordStdin?: boolean; authfile?: string; tlsVerify: string | boolean }) => {
       if (!f.username) throw new FerryError('EINVAL', 'give the user name with -u/--username');
       let password = f.password;
