@@ -5,6 +5,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import * as zlib from 'node:zlib';
 import { spawnSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { Readable } from 'node:stream';
 import { LayerStore } from '../../src/drivers/storage/layers.js';
 import { normalizeMemberPath } from '../../src/drivers/storage/tar.js';
@@ -124,4 +125,34 @@ test('digest mismatches are refused: compressed digest, size, diff_id', async ()
   await assert.rejects(store.unpack(Readable.from([gz]), { diffId: sha('other') }, 'layer X'), /unpacks to sha256:[0-9a-f]{64}, not the diff_id/);
   await assert.rejects(store.unpack(Readable.from([gz.subarray(0, gz.length - 8)]), {}, 'layer X'), /unpacking layer X failed/);
   assert.deepEqual(stored(), before);
+});
+
+test('a blob unpacked as it arrives: a tampered or cut one is named as such, nothing kept; a good one keeps its blob', async () => {
+  const tar = layerTar([{ name: 'big', type: 'file', data: randomBytes(150_000).toString('base64') }], dir);
+  const gz = zlib.gzipSync(tar);
+  const expect = { digest: sha(gz), size: gz.length, diffId: sha(tar) };
+  // Several chunks, as a download comes.
+  const chunks = (b: Buffer): Buffer[] => Array.from({ length: Math.ceil(b.length / 4096) }, (_, i) => b.subarray(i * 4096, (i + 1) * 4096));
+  const kept: string[] = [];
+  const keep = (f: string): void => {
+    kept.push(fs.readFileSync(f).toString('base64'));
+  };
+  const before = stored();
+  // One byte flipped mid-stream: gunzip fails first, but the whole blob is read and its digest named.
+  const bad = Buffer.from(gz);
+  bad[bad.length >> 1] = bad[bad.length >> 1]! ^ 0xff;
+  await assert.rejects(store.unpackBlob(Readable.from(chunks(bad)), expect, 'layer X', keep), /layer X does not match its digest \(got sha256:[0-9a-f]{64}\): the source is corrupt or tampered with; nothing was stored$/);
+  // Cut half-way (the stream fails, as a dropped connection does).
+  const cut = new Readable({ read() {} });
+  for (const c of chunks(gz.subarray(0, gz.length >> 1))) cut.push(c);
+  setTimeout(() => cut.destroy(new Error('aborted')), 50);
+  await assert.rejects(store.unpackBlob(cut, expect, 'layer X', keep), /downloading layer X failed: it was cut after \d+ of its \d+ bytes; try again; nothing was stored$/);
+  assert.deepEqual(stored(), before, 'nothing stored, no staging left');
+  assert.deepEqual(kept, [], 'no blob kept');
+  const progress: number[] = [];
+  const rec = await store.unpackBlob(Readable.from(chunks(gz)), expect, 'layer X', keep, (n) => progress.push(n));
+  assert.equal(rec.DiffID, sha(tar));
+  assert.deepEqual(kept, [gz.toString('base64')], 'the blob kept as it came');
+  assert.equal(progress.at(-1), gz.length);
+  assert.ok(progress.length > 1, 'bytes reported as they came');
 });
