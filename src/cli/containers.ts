@@ -1,4 +1,3 @@
-import { isatty } from 'node:tty';
 import { Command } from 'commander';
 import { FerryError } from '../lib/errors.js';
 import { runImage } from '../engine/checkpoint-image.js';
@@ -12,6 +11,7 @@ import { collect, getEngine, out, type Ctx } from './context.js';
 import { registerCheckpointCommands } from './checkpoint.js';
 import { registerEverydayCommands, registerPortCommand } from './everyday.js';
 import { pullOptions, registryFlags, type RegistryFlags } from './images.js';
+import { isTerminal, writeErr, writeOut } from '../lib/stdio.js';
 
 interface CreateFlags extends RegistryFlags {
   name?: string;
@@ -130,7 +130,7 @@ function createOptions(image: string, command: string[], f: CreateFlags): Create
 
 /** Docker's rule: attaching stdin to a container's terminal needs a terminal on our stdin. */
 function requireTerminal(tty: boolean, stdin: boolean): void {
-  if (tty && stdin && !isatty(0)) throw new FerryError('EINVAL', 'the input device is not a TTY: run it from a terminal, or without -t');
+  if (tty && stdin && !isTerminal(0)) throw new FerryError('EINVAL', 'the input device is not a TTY: run it from a terminal, or without -t');
 }
 
 /** Our terminal's size (rows, columns), when stdout or stdin is one. */
@@ -168,7 +168,8 @@ async function followSession(session: AttachSession, signal: (sig: string) => vo
 async function printLog(entries: AsyncIterable<LogEntry>, timestamps: boolean): Promise<void> {
   for await (const e of entries) {
     const text = (timestamps ? `${e.time} ` : '') + e.content + (e.partial ? '' : '\n');
-    (e.stream === 'stderr' ? process.stderr : process.stdout).write(text);
+    if (e.stream === 'stderr') writeErr(text);
+    else writeOut(text);
   }
 }
 

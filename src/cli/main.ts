@@ -8,14 +8,11 @@ import { registerMigrateCommands } from './migrate.js';
 import { registerPodCommands } from './pods.js';
 import { VERSION } from '../lib/version.js';
 import { debug, setLogLevel } from '../lib/log.js';
-import type { Ctx } from './context.js';
+import { commandWord, type Ctx } from './context.js';
 import { DEFAULT_ROOT } from '../engine/paths.js';
+import { writeErr, writeOut } from '../lib/stdio.js';
 
 export async function main(argv: string[]): Promise<number> {
-  // A reader that goes away (`ferry ps | head`) is not an error.
-  process.stdout.on('error', (e: NodeJS.ErrnoException) => {
-    if (e.code === 'EPIPE') process.exit(process.exitCode ?? 0);
-  });
   // runc, iptables and ip live in sbin, which a login over ssh may leave out of PATH.
   const dirs = (process.env.PATH ?? '').split(':').filter(Boolean);
   for (const d of ['/usr/local/sbin', '/usr/local/bin', '/usr/sbin', '/usr/bin', '/sbin', '/bin']) if (!dirs.includes(d)) dirs.push(d);
@@ -36,7 +33,8 @@ export async function main(argv: string[]): Promise<number> {
     .exitOverride()
     // Usage errors look like every other error: one line, `Error: ...` (Podman's shape).
     .configureOutput({
-      writeErr: (s) => process.stderr.write(s),
+      writeOut: (s) => writeOut(s),
+      writeErr: (s) => writeErr(s),
       outputError: (s, write) => write(`Error: ${s.trim().replace(/^error:\s*/i, '')} (run with --help for usage)\n`),
     })
     .hook('preAction', (cmd) => {
@@ -52,15 +50,24 @@ export async function main(argv: string[]): Promise<number> {
       ctx.runtime = g.runtime;
     });
 
-  registerContainerCommands(program, ctx, true);
-  const container = program.command('container').description('manage containers').enablePositionalOptions();
-  registerContainerCommands(container, ctx, false);
-  registerImageCommands(program, ctx);
-  registerVolumeCommands(program, ctx);
-  registerNetworkCommands(program, ctx);
-  registerSystemCommands(program, ctx);
-  registerMigrateCommands(program, ctx);
-  registerPodCommands(program, ctx);
+  // Only the commands this run can reach are defined: the container commands alone take most
+  // of a short command's start-up to define, twice over (`ferry ps` and `ferry container ps`).
+  // Help, a mistyped command and no command at all see every one.
+  const word = commandWord(argv.slice(2));
+  const known = (): boolean => program.commands.some((c) => c.name() === word || c.aliases().includes(word!));
+  if (word !== 'container') {
+    registerImageCommands(program, ctx);
+    registerVolumeCommands(program, ctx);
+    registerNetworkCommands(program, ctx);
+    registerSystemCommands(program, ctx);
+    registerMigrateCommands(program, ctx);
+    registerPodCommands(program, ctx);
+    if (!known()) registerContainerCommands(program, ctx, true);
+  }
+  if (word === 'container' || !known()) {
+    const container = program.command('container').description('manage containers').enablePositionalOptions();
+    registerContainerCommands(container, ctx, false);
+  }
 
   try {
     await program.parseAsync(argv);
@@ -71,12 +78,12 @@ export async function main(argv: string[]): Promise<number> {
       return 125; // commander already printed the message
     }
     if (e instanceof FerryError) {
-      process.stderr.write(`Error: ${e.message}\n`);
-      if (process.env.FERRY_DEBUG && e.detail) process.stderr.write(`${e.detail}\n`);
+      writeErr(`Error: ${e.message}\n`);
+      if (process.env.FERRY_DEBUG && e.detail) writeErr(`${e.detail}\n`);
       return e.exitCode;
     }
-    process.stderr.write(`Error: ${(e as Error).message}\n`);
-    if (process.env.FERRY_DEBUG) process.stderr.write(`${(e as Error).stack}\n`);
+    writeErr(`Error: ${(e as Error).message}\n`);
+    if (process.env.FERRY_DEBUG) writeErr(`${(e as Error).stack}\n`);
     return 125;
   }
 }
@@ -87,7 +94,7 @@ let finished = false;
 // rather than exit 0 with the command half done.
 process.once('beforeExit', () => {
   if (finished) return;
-  process.stderr.write('Error: internal error: ferry stopped while still waiting for an event that cannot come; the command did not finish\n');
+  writeErr('Error: internal error: ferry stopped while still waiting for an event that cannot come; the command did not finish\n');
   process.exitCode = 125;
 });
 main(process.argv).then(
@@ -97,7 +104,7 @@ main(process.argv).then(
   },
   (e: unknown) => {
     finished = true;
-    process.stderr.write(`Error: ${String(e)}\n`);
+    writeErr(`Error: ${String(e)}\n`);
     process.exitCode = 125;
   },
 );

@@ -6,6 +6,7 @@ import { checkpointPodRequest, restorePodRequest } from '../engine/podcheckpoint
 import { COMPRESSIONS, type Compression } from '../drivers/archive/compress.js';
 import { collect, getEngine, out, uninterruptible, type Ctx } from './context.js';
 import { formatOutput, table } from './format.js';
+import { writeErr } from '../lib/stdio.js';
 
 export function registerPodCommands(program: Command, ctx: Ctx): void {
   const pod = program.command('pod').description('manage pods: containers sharing namespaces');
@@ -56,7 +57,7 @@ export function registerPodCommands(program: Command, ctx: Ctx): void {
     .action(async (ref: string, f: { leaveRunning?: boolean; keep?: boolean; tcpEstablished?: boolean; fileLocks?: boolean; export?: string; compress: string; ignoreRootfs?: boolean; ignoreVolumes?: boolean; printStats?: boolean }) => {
       if (!COMPRESSIONS.includes(f.compress as Compression)) throw new FerryError('EINVAL', `invalid --compress "${f.compress}": use zstd, gzip or none`);
       const engine = getEngine(ctx);
-      const say = f.export === '-' ? (s: string) => process.stderr.write(s) : out;
+      const say = f.export === '-' ? (s: string) => writeErr(s) : out;
       const r = await uninterruptible('pod checkpoint', () =>
         checkpointPodRequest(engine, ref, {
           leaveRunning: f.leaveRunning,
