@@ -749,6 +749,8 @@ async function lazyCheckpoint(engine: Engine, id: string, port: number, destinat
         imageDir: dir,
         criu: { lazyPages: true, pageServer: `127.0.0.1:${port}`, tcpEstablished, parentPath: parent ? path.join('..', parent) : undefined },
         meta: checkpointMetaOptions({ tcpEstablished, withPrevious: !!parent }),
+        // Frozen by us first: CRIU then seizes it at once instead of polling the freezer in 100 ms steps.
+        freeze: true,
       });
       // Memory stays on this host, in CRIU, until the destination has faulted it all in.
       toCheckpointed(rec.state, dir, { stopped: false });
