@@ -65,7 +65,7 @@ function psStatusText(r: ContainerRecord, now: number): string {
 }
 
 /** `inspect`'s facts when the caller has none (a record only): what can be told from the record. */
-function recordFacts(r: ContainerRecord, paths: Paths): ContainerFacts {
+function recordFacts(r: ContainerRecord, paths?: Paths): ContainerFacts {
   return {
     podName: '',
     podInfraId: '',
@@ -81,7 +81,7 @@ function recordFacts(r: ContainerRecord, paths: Paths): ContainerFacts {
     rlimits: [],
     annotations: {},
     ociVersion: '1.0.2',
-    cgroupPath: paths.cgroup(r.config.id),
+    cgroupPath: paths?.cgroup(r.config.id) ?? '',
   };
 }
 
@@ -595,16 +595,20 @@ function dockerPorts(r: ContainerRecord): Record<string, unknown>[] {
   return (r.config.network?.ports ?? []).map((p) => ({ IP: p.hostIP || '0.0.0.0', PrivatePort: p.containerPort, PublicPort: p.hostPort, Type: p.protocol }));
 }
 
-function dockerMounts(r: ContainerRecord): Record<string, unknown>[] {
-  return r.config.mounts.map((m) => ({
-    Type: m.type,
-    ...(m.type === 'volume' ? { Name: m.source, Driver: 'local' } : {}),
-    Source: m.source,
-    Destination: m.destination,
-    Mode: m.options.filter((o) => o !== 'rw' && o !== 'ro').join(','),
-    RW: !m.options.includes('ro'),
-    Propagation: m.type === 'bind' ? 'rprivate' : '',
-  }));
+function dockerMounts(r: ContainerRecord, f: ContainerFacts): Record<string, unknown>[] {
+  return r.config.mounts.map((m) => {
+    const v = mountView(m, f);
+    return {
+      Type: m.type,
+      ...(m.type === 'volume' ? { Name: m.source } : {}),
+      Source: m.type === 'tmpfs' ? '' : v.source,
+      Destination: m.destination,
+      Driver: m.type === 'volume' ? 'local' : '',
+      Mode: m.options.filter((o) => o !== 'rw' && o !== 'ro').join(','),
+      RW: v.rw,
+      Propagation: m.type === 'bind' ? v.propagation : '',
+    };
+  });
 }
 
 function dockerNetworks(r: ContainerRecord): Record<string, unknown> {
@@ -629,8 +633,8 @@ function dockerNetworks(r: ContainerRecord): Record<string, unknown> {
   };
 }
 
-/** One container of Docker's `GET /containers/json`. */
-export function dockerPsEntry(r: ContainerRecord): Record<string, unknown> {
+/** One container of Docker's `GET /containers/json` (moby's types.Container); sizes with `size=1`. */
+export function dockerPsEntry(r: ContainerRecord, f?: ContainerFacts): Record<string, unknown> {
   const c = r.config;
   return {
     Id: c.id,
@@ -640,23 +644,30 @@ export function dockerPsEntry(r: ContainerRecord): Record<string, unknown> {
     Command: c.command.join(' '),
     Created: Math.floor(Date.parse(c.created) / 1000),
     Ports: dockerPorts(r),
+    ...(f?.size ? { SizeRw: f.size.rwSize, SizeRootFs: f.size.rootFsSize } : {}),
     Labels: c.labels,
     State: dockerStatus(r),
     Status: dockerStatusText(r),
     HostConfig: { NetworkMode: dockerNetworkMode(r) },
     NetworkSettings: { Networks: dockerNetworks(r) },
-    Mounts: dockerMounts(r),
+    Mounts: dockerMounts(r, f ?? recordFacts(r)),
   };
 }
 
-/** Docker's `GET /containers/{id}/json` (not Podman's: Docker's State, HostConfig, NetworkSettings). */
-export function dockerInspectEntry(r: ContainerRecord, paths: Paths): Record<string, unknown> {
+/**
+ * Docker's `GET /containers/{id}/json` (moby's types.ContainerJSON, API v1.41): Docker's State
+ * (Status in Docker's words), HostConfig, NetworkSettings.Networks, Mounts, Config. Not Podman's.
+ */
+export function dockerInspectEntry(r: ContainerRecord, paths: Paths, facts?: ContainerFacts): Record<string, unknown> {
   const c = r.config;
   const s = r.state;
+  const f = facts ?? recordFacts(r, paths);
   const live = s.status === 'running' || s.status === 'paused';
-  const ports: Record<string, { HostIp: string; HostPort: string }[] | null> = {};
-  for (const p of c.network?.ports ?? []) (ports[`${p.containerPort}/${p.protocol}`] ??= []).push({ HostIp: p.hostIP ?? '', HostPort: String(p.hostPort) });
+  const ports: Record<string, { HostIp: string; HostPort: string }[] | null> = portBindings(r);
   const n = s.net;
+  const layer = paths.layer(c.id);
+  const l = hostConfigLimits(c);
+  const exposed = Object.fromEntries(Object.keys(ports).map((k) => [k, {}]));
   return {
     Id: c.id,
     Created: c.created,
@@ -664,7 +675,7 @@ export function dockerInspectEntry(r: ContainerRecord, paths: Paths): Record<str
     Args: c.command.slice(1),
     State: {
       Status: dockerStatus(r),
-      Running: s.status === 'running' || s.status === 'paused',
+      Running: live,
       Paused: s.status === 'paused',
       Restarting: !!s.restarting,
       OOMKilled: !!s.oomKilled,
@@ -687,38 +698,89 @@ export function dockerInspectEntry(r: ContainerRecord, paths: Paths): Record<str
     MountLabel: '',
     ProcessLabel: '',
     AppArmorProfile: '',
-    ExecIDs: null,
+    ExecIDs: f.execIds.length ? f.execIds : null,
     HostConfig: {
       Binds: c.mounts.filter((m) => m.type !== 'tmpfs').map((m) => `${m.source}:${m.destination}${m.options.length ? `:${m.options.join(',')}` : ''}`),
       ContainerIDFile: '',
       LogConfig: { Type: 'k8s-file', Config: {} },
       NetworkMode: dockerNetworkMode(r),
       PortBindings: ports,
-      ...hostConfigLimits(c),
       RestartPolicy: { Name: c.restartPolicy?.Name ?? 'no', MaximumRetryCount: c.restartPolicy?.MaximumRetryCount ?? 0 },
       AutoRemove: c.autoRemove,
       VolumeDriver: '',
       VolumesFrom: null,
       CapAdd: null,
       CapDrop: null,
+      CgroupnsMode: 'host',
       Dns: [],
       DnsOptions: [],
       DnsSearch: [],
       ExtraHosts: null,
+      GroupAdd: null,
+      IpcMode: f.podShare.includes('ipc') && f.podInfraId ? `container:${f.podInfraId}` : 'private',
+      Cgroup: '',
+      Links: null,
+      OomScoreAdj: 0,
+      PidMode: '',
       Privileged: false,
       PublishAllPorts: false,
       ReadonlyRootfs: false,
+      SecurityOpt: c.securityOpt?.length ? c.securityOpt : null,
       Tmpfs: Object.fromEntries(c.mounts.filter((m) => m.type === 'tmpfs').map((m) => [m.destination, m.options.join(',')])),
+      UTSMode: f.podShare.includes('uts') && f.podInfraId ? `container:${f.podInfraId}` : '',
+      UsernsMode: '',
+      ShmSize: c.resources?.shmSize ?? 65536 * 1024,
       Runtime: 'runc',
+      ConsoleSize: [0, 0],
+      Isolation: '',
+      CpuShares: l.CpuShares,
+      Memory: l.Memory,
+      NanoCpus: l.NanoCpus,
+      CgroupParent: '',
+      BlkioWeight: 0,
+      BlkioWeightDevice: [],
+      BlkioDeviceReadBps: null,
+      BlkioDeviceWriteBps: null,
+      BlkioDeviceReadIOps: null,
+      BlkioDeviceWriteIOps: null,
+      CpuPeriod: l.CpuPeriod,
+      CpuQuota: l.CpuQuota,
+      CpuRealtimePeriod: 0,
+      CpuRealtimeRuntime: 0,
+      CpusetCpus: '',
+      CpusetMems: '',
+      Devices: [],
+      DeviceCgroupRules: null,
+      DeviceRequests: null,
+      KernelMemory: 0,
+      KernelMemoryTCP: 0,
+      MemoryReservation: 0,
+      MemorySwap: l.MemorySwap,
+      MemorySwappiness: null,
+      OomKillDisable: false,
+      PidsLimit: c.resources?.pidsLimit ?? null,
+      Ulimits: f.rlimits.length ? f.rlimits.map((u) => ({ ...u, Name: u.Name.replace(/^RLIMIT_/, '').toLowerCase() })) : (c.resources?.ulimits ?? null),
+      CpuCount: 0,
+      CpuPercent: 0,
+      IOMaximumIOps: 0,
+      IOMaximumBandwidth: 0,
+      MaskedPaths: null,
+      ReadonlyPaths: null,
     },
-    GraphDriver: { Name: 'overlay', Data: { UpperDir: paths.layer(c.id).upper, WorkDir: paths.layer(c.id).work, MergedDir: paths.layer(c.id).merged } },
-    Mounts: dockerMounts(r),
+    GraphDriver: {
+      Name: 'overlay',
+      Data: { ...(f.lowerDirs.length ? { LowerDir: f.lowerDirs.join(':') } : {}), MergedDir: layer.merged, UpperDir: layer.upper, WorkDir: layer.work },
+    },
+    ...(f.size ? { SizeRw: f.size.rwSize, SizeRootFs: f.size.rootFsSize } : {}),
+    Mounts: dockerMounts(r, f),
     Config: {
       ...configCommon(c),
+      Env: f.env,
+      ...(Object.keys(exposed).length ? { ExposedPorts: exposed } : {}),
       Entrypoint: c.entrypointLength ? entrypoint(c) : null,
       OnBuild: null,
       Labels: c.labels,
-      StopSignal: `SIG${c.stopSignal}`,
+      StopSignal: /^[0-9]+$/.test(c.stopSignal) ? c.stopSignal : `SIG${c.stopSignal}`,
       StopTimeout: c.stopTimeout,
     },
     NetworkSettings: {
@@ -744,19 +806,67 @@ export function dockerInspectEntry(r: ContainerRecord, paths: Paths): Record<str
   };
 }
 
-/** One image of Docker's `GET /images/json`. */
-export function dockerImageEntry(i: ImageRecord): Record<string, unknown> {
+/** One image of Docker's `GET /images/json` (moby's types.ImageSummary). */
+export function dockerImageEntry(i: ImageRecord, containers = 0): Record<string, unknown> {
+  return {
+    Containers: containers,
+    Created: Math.floor(Date.parse(i.Created) / 1000),
+    Id: `sha256:${i.Id}`,
+    Labels: i.Config.Labels ?? {},
+    ParentId: '',
+    RepoDigests: repoDigests(i),
+    RepoTags: i.Names,
+    SharedSize: -1,
+    Size: i.Size,
+    VirtualSize: i.Size,
+  };
+}
+
+/** Docker's `GET /images/{name}/json` (moby's types.ImageInspect): the config in Docker's container.Config shape. */
+export function dockerImageInspectEntry(i: ImageRecord, cfg: OciImageConfig, layerDirs: string[]): Record<string, unknown> {
+  const c = cfg.config ?? {};
+  const dirs = [...layerDirs].reverse(); // top first
+  const config = {
+    Hostname: '',
+    Domainname: '',
+    User: c.User ?? '',
+    AttachStdin: false,
+    AttachStdout: false,
+    AttachStderr: false,
+    ...(c.ExposedPorts ? { ExposedPorts: c.ExposedPorts } : {}),
+    Tty: false,
+    OpenStdin: false,
+    StdinOnce: false,
+    Env: c.Env ?? null,
+    Cmd: c.Cmd ?? null,
+    Image: '',
+    Volumes: c.Volumes ?? null,
+    WorkingDir: c.WorkingDir ?? '',
+    Entrypoint: c.Entrypoint ?? null,
+    OnBuild: null,
+    Labels: c.Labels ?? null,
+    ...(c.StopSignal ? { StopSignal: c.StopSignal } : {}),
+  };
+  const last = cfg.history?.length ? cfg.history[cfg.history.length - 1] : undefined;
   return {
     Id: `sha256:${i.Id}`,
-    ParentId: '',
     RepoTags: i.Names,
-    RepoDigests: [],
-    Created: Math.floor(Date.parse(i.Created) / 1000),
+    RepoDigests: repoDigests(i),
+    Parent: '',
+    Comment: last?.comment ?? '',
+    Created: i.Created,
+    Container: '',
+    ContainerConfig: config,
+    DockerVersion: '',
+    Author: cfg.author ?? '',
+    Config: config,
+    Architecture: i.Architecture,
+    Os: i.Os,
     Size: i.Size,
-    SharedSize: -1,
     VirtualSize: i.Size,
-    Labels: {},
-    Containers: -1,
+    GraphDriver: { Name: 'overlay', Data: { ...(dirs.length > 1 ? { LowerDir: dirs.slice(1).join(':') } : {}), ...(dirs.length ? { UpperDir: dirs[0] } : {}) } },
+    RootFS: { Type: 'layers', Layers: cfg.rootfs.diff_ids },
+    Metadata: { LastTagTime: ZERO_TIME },
   };
 }
 

@@ -10,6 +10,11 @@
  * one), but for the short allow-list below. Then values: the pod, the infra, ports, memory, env,
  * mounts, capabilities and layer dirs must be real.
  *
+ * Then the APIs of `ferry system service` on Ferry's root: libpod's answers (through `podman
+ * --remote`) have Podman's shapes too; Docker's (v1.41, read by the docker CLI and the Docker SDK
+ * for Python) have Docker's: every field of moby's types.ContainerJSON, types.Container,
+ * types.ImageSummary and types.ImageInspect that Docker always sends, with its type.
+ *
  * Podman's containers get no network (its default bridge is never set up next to Ferry's), so
  * its -p is ignored; Ferry's container publishes its port on 127.0.0.1 of its own bridge.
  */
@@ -19,6 +24,8 @@ import * as fs from 'node:fs';
 import { Host, busyboxTarball } from '../helpers/ferry.js';
 import { Podman, hasPodman } from '../helpers/podman.js';
 import { freePort } from '../helpers/net.js';
+import { DOCKER, Service, runTool } from '../helpers/api.js';
+import { spawnSync } from 'node:child_process';
 
 const skip = !hasPodman() ? 'podman is not installed' : false;
 
@@ -144,6 +151,7 @@ before(async () => {
 });
 
 after(async () => {
+  await svc?.stop();
   await F.destroy();
   await P.destroy();
 });
@@ -243,4 +251,145 @@ test('images: digest, repo digests, history, containers', { skip }, () => {
   assert.equal(i.SharedSize, 0);
   assert.equal(i.ParentId, '');
   assert.ok(fs.existsSync(ins.GraphDriver.Data.UpperDir), "the image's layer dir exists");
+});
+
+// ------------------------------------------------------------------------- the APIs
+
+let svc: Service | undefined;
+const HAS_PY_DOCKER = spawnSync('python3', ['-c', 'import docker'], { stdio: 'ignore' }).status === 0;
+
+async function service(): Promise<Service> {
+  svc ??= await Service.start(F);
+  return svc;
+}
+
+async function getJson(path: string): Promise<any> {
+  const r = await (await service()).request('GET', path);
+  assert.equal(r.status, 200, `GET ${path}: ${r.body}`);
+  return JSON.parse(r.body);
+}
+
+/**
+ * Docker API v1.41's shapes (moby's api/types, swagger.yaml): a sample of each with every field
+ * Docker always sends (not those it leaves out when empty), a value of the field's JSON type.
+ */
+const S = '';
+const N = 0;
+const B = false;
+const DOCKER_STATE = { Status: S, Running: B, Paused: B, Restarting: B, OOMKilled: B, Dead: B, Pid: N, ExitCode: N, Error: S, StartedAt: S, FinishedAt: S };
+const DOCKER_ENDPOINT = { IPAMConfig: null, Links: null, Aliases: null, NetworkID: S, EndpointID: S, Gateway: S, IPAddress: S, IPPrefixLen: N, IPv6Gateway: S, GlobalIPv6Address: S, GlobalIPv6PrefixLen: N, MacAddress: S, DriverOpts: null };
+const DOCKER_MOUNT = { Type: S, Source: S, Destination: S, Driver: S, Mode: S, RW: B, Propagation: S };
+const DOCKER_CONFIG = {
+  Hostname: S, Domainname: S, User: S, AttachStdin: B, AttachStdout: B, AttachStderr: B, Tty: B, OpenStdin: B, StdinOnce: B,
+  Env: [S], Cmd: [S], Image: S, Volumes: null, WorkingDir: S, Entrypoint: null, OnBuild: null, Labels: { k: S },
+};
+const DOCKER_INSPECT = {
+  Id: S, Created: S, Path: S, Args: [S], State: DOCKER_STATE, Image: S, ResolvConfPath: S, HostnamePath: S, HostsPath: S, LogPath: S,
+  Name: S, RestartCount: N, Driver: S, Platform: S, MountLabel: S, ProcessLabel: S, AppArmorProfile: S, ExecIDs: null,
+  HostConfig: {
+    Binds: [S], ContainerIDFile: S, LogConfig: { Type: S, Config: {} }, NetworkMode: S, PortBindings: { k: [{ HostIp: S, HostPort: S }] },
+    RestartPolicy: { Name: S, MaximumRetryCount: N }, AutoRemove: B, VolumeDriver: S, VolumesFrom: null, CapAdd: null, CapDrop: null,
+    CgroupnsMode: S, Dns: [], DnsOptions: [], DnsSearch: [], ExtraHosts: null, GroupAdd: null, IpcMode: S, Cgroup: S, Links: null,
+    OomScoreAdj: N, PidMode: S, Privileged: B, PublishAllPorts: B, ReadonlyRootfs: B, SecurityOpt: null, UTSMode: S, UsernsMode: S,
+    ShmSize: N, Runtime: S, ConsoleSize: [N], Isolation: S, CpuShares: N, Memory: N, NanoCpus: N, CgroupParent: S, BlkioWeight: N,
+    BlkioWeightDevice: null, BlkioDeviceReadBps: null, BlkioDeviceWriteBps: null, BlkioDeviceReadIOps: null, BlkioDeviceWriteIOps: null,
+    CpuPeriod: N, CpuQuota: N, CpuRealtimePeriod: N, CpuRealtimeRuntime: N, CpusetCpus: S, CpusetMems: S, Devices: null,
+    DeviceCgroupRules: null, DeviceRequests: null, KernelMemory: N, KernelMemoryTCP: N, MemoryReservation: N, MemorySwap: N,
+    MemorySwappiness: null, OomKillDisable: B, PidsLimit: null, Ulimits: null, CpuCount: N, CpuPercent: N, IOMaximumIOps: N,
+    IOMaximumBandwidth: N, MaskedPaths: null, ReadonlyPaths: null,
+  },
+  GraphDriver: { Name: S, Data: { LowerDir: S, MergedDir: S, UpperDir: S, WorkDir: S } },
+  Mounts: [{ ...DOCKER_MOUNT, Name: S }],
+  Config: DOCKER_CONFIG,
+  NetworkSettings: {
+    Bridge: S, SandboxID: S, HairpinMode: B, LinkLocalIPv6Address: S, LinkLocalIPv6PrefixLen: N, Ports: { k: [{ HostIp: S, HostPort: S }] },
+    SandboxKey: S, SecondaryIPAddresses: null, SecondaryIPv6Addresses: null, EndpointID: S, Gateway: S, GlobalIPv6Address: S,
+    GlobalIPv6PrefixLen: N, IPAddress: S, IPPrefixLen: N, IPv6Gateway: S, MacAddress: S, Networks: { k: DOCKER_ENDPOINT },
+  },
+};
+const DOCKER_PS = {
+  Id: S, Names: [S], Image: S, ImageID: S, Command: S, Created: N, Ports: [{ IP: S, PrivatePort: N, PublicPort: N, Type: S }],
+  Labels: { k: S }, State: S, Status: S, HostConfig: { NetworkMode: S }, NetworkSettings: { Networks: { k: DOCKER_ENDPOINT } }, Mounts: [DOCKER_MOUNT],
+};
+const DOCKER_IMAGE = { Containers: N, Created: N, Id: S, Labels: null, ParentId: S, RepoDigests: [S], RepoTags: [S], SharedSize: N, Size: N, VirtualSize: N };
+const DOCKER_IMAGE_INSPECT = {
+  Id: S, RepoTags: [S], RepoDigests: [S], Parent: S, Comment: S, Created: S, Container: S, ContainerConfig: { ...DOCKER_CONFIG, Labels: null }, DockerVersion: S,
+  Author: S, Config: { ...DOCKER_CONFIG, Labels: null }, Architecture: S, Os: S, Size: N, VirtualSize: N, GraphDriver: { Name: S, Data: { UpperDir: S } },
+  RootFS: { Type: S, Layers: [S] }, Metadata: { LastTagTime: S },
+};
+
+test("Docker API: the four shapes have every field of Docker's v1.41 types, with their types", { skip: skip || (!DOCKER && 'no docker CLI') }, async () => {
+  const problems = [
+    ...compare('docker inspect', DOCKER_INSPECT, await getJson('/v1.41/containers/c1/json')),
+    ...compare('docker ps', DOCKER_PS, (await getJson('/v1.41/containers/json')).find((c: { Names: string[] }) => c.Names[0] === '/c1')),
+    ...compare('docker images', DOCKER_IMAGE, await getJson('/v1.41/images/json')),
+    ...compare('docker image inspect', DOCKER_IMAGE_INSPECT, await getJson(`/v1.41/images/${IMG}/json`)),
+  ];
+  assert.deepEqual(problems, []);
+});
+
+test('Docker API: what the docker CLI reads, with real values', { skip: skip || (!DOCKER && 'no docker CLI') }, async () => {
+  const s = await service();
+  const [status, memory, networks] = (await s.dockerOk(['inspect', '--format', '{{.State.Status}}|{{.HostConfig.Memory}}|{{json .NetworkSettings.Networks}}', 'c1'])).split('|');
+  assert.equal(status, 'running');
+  assert.equal(Number(memory), 64 * 1024 * 1024);
+  const nets = JSON.parse(networks!);
+  assert.deepEqual(Object.keys(nets), ['ferry']);
+  assert.equal(nets.ferry.IPAddress, one(f.inspect).NetworkSettings.IPAddress);
+  assert.equal(await s.dockerOk(['inspect', '--format', '{{.Name}} {{.State.Running}} {{.Config.StopSignal}} {{(index .Mounts 0).Name}} {{(index .HostConfig.PortBindings "80/tcp" 0).HostPort}}', 'c1']), `/c1 true SIGTERM vol1 ${port}`);
+  assert.ok((await s.dockerOk(['inspect', '--format', '{{json .Config.Env}}', 'c1'])).includes('FOO=bar'));
+  const ps = (await s.dockerOk(['ps', '--format', '{{.Names}}|{{.Status}}|{{.Ports}}|{{.Label "l1"}}'])).split('\n');
+  const c1 = ps.find((l) => l.startsWith('c1|'));
+  assert.match(c1 ?? '', new RegExp(`^c1\\|Up .*\\|127\\.0\\.0\\.1:${port}->80/tcp\\|v1$`), ps.join('\n'));
+  const img = one(f.imageInspect);
+  assert.equal(await s.dockerOk(['image', 'inspect', '--format', '{{.Id}} {{index .RepoDigests 0}}', IMG]), `sha256:${img.Id} localhost/busybox@${img.Digest}`);
+});
+
+test('Docker API: the Docker SDK for Python reads the fields it needs, with their types', { skip: skip || (!HAS_PY_DOCKER && 'python3-docker is not installed') }, async () => {
+  const s = await service();
+  const script = `
+import docker, json
+c = docker.from_env().containers.get('c1')
+a = c.attrs
+i = docker.from_env().images.get('${IMG}')
+print(json.dumps({
+  'status': c.status, 'name': c.name, 'labels': c.labels, 'image': c.image.id, 'ports': c.ports,
+  'state': a['State']['Status'], 'running': a['State']['Running'], 'memory': a['HostConfig']['Memory'],
+  'networks': list(a['NetworkSettings']['Networks'].keys()), 'mounts': [m['Destination'] for m in a['Mounts']],
+  'env': a['Config']['Env'], 'tags': i.tags, 'imageId': i.id,
+  'listed': [x.name for x in docker.from_env().containers.list()],
+}))
+`;
+  const r = await runTool(['python3', '-c', script], { DOCKER_HOST: `unix://${s.sock}` });
+  assert.equal(r.code, 0, r.stderr);
+  const got = JSON.parse(r.stdout);
+  const img = one(f.imageInspect);
+  assert.equal(got.status, 'running');
+  assert.equal(got.name, 'c1');
+  assert.deepEqual(got.labels, { l1: 'v1' });
+  assert.equal(got.image, `sha256:${img.Id}`);
+  assert.deepEqual(got.ports, { '80/tcp': [{ HostIp: '127.0.0.1', HostPort: String(port) }] });
+  assert.equal(got.state, 'running');
+  assert.equal(got.running, true);
+  assert.equal(got.memory, 64 * 1024 * 1024);
+  assert.deepEqual(got.networks, ['ferry']);
+  assert.deepEqual(got.mounts, ['/data']);
+  assert.ok(got.env.includes('FOO=bar'));
+  assert.equal(got.imageId, `sha256:${img.Id}`);
+  assert.ok(got.listed.includes('c1') && got.listed.includes('m1'));
+});
+
+test("libpod API: podman --remote sees Podman's shapes (inspect, ps)", { skip }, async () => {
+  const s = await service();
+  const remote = async (args: string[]): Promise<unknown> => {
+    const r = await runTool(['podman', '--remote', '--url', `unix://${s.sock}`, ...args]);
+    assert.equal(r.code, 0, `podman --remote ${args.join(' ')}: ${r.stderr}`);
+    return JSON.parse(r.stdout);
+  };
+  const ins = await remote(['inspect', 'c1']);
+  assert.deepEqual(compare('remote inspect', p.inspect, ins), []);
+  assert.deepEqual(compare('remote inspect (member)', p.inspectMember, await remote(['inspect', 'm1'])), []);
+  assert.equal(one(ins).HostConfig.Memory, 64 * 1024 * 1024);
+  assert.equal(one(await remote(['inspect', 'm1'])).Pod, one(f.podInspect).Id);
+  assert.deepEqual(compare('remote ps', p.ps, await remote(['ps', '-a', '--format', 'json'])), []);
 });
