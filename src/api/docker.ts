@@ -144,7 +144,8 @@ export function dockerRoutes(engine: Engine, execs: ExecStore): Router {
     let recs = (await engine.listContainers({ all: boolParam(query, 'all') || !!filters.status?.length })).filter((x) => matchesFilters(x, filters));
     if (limit !== undefined && limit > 0) recs = recs.slice(0, limit);
     const size = boolParam(query, 'size');
-    sendJson(res, 200, recs.map((x) => dockerPsEntry(x, containerFacts(engine, x, { size }))));
+    // The facts (spec, volumes, sizes) only where the entry shows them: a listing stays cheap.
+    sendJson(res, 200, recs.map((x) => dockerPsEntry(x, size || x.config.mounts.length ? containerFacts(engine, x, { size }) : undefined)));
   });
 
   r.on('POST', '/containers/create', async ({ raw, res, query }) => {

@@ -192,6 +192,8 @@ function psTemplateView(r: ContainerRecord, entry: Record<string, unknown>): Rec
     Names: r.config.name,
     Command: r.config.command.join(' '),
     CreatedHuman: `${humanDuration(Date.now() - Date.parse(r.config.created))} ago`,
+    // A template's .CreatedAt is Go's time.String() of the creation second, as Podman's.
+    CreatedAt: `${new Date(Math.floor(Date.parse(r.config.created) / 1000) * 1000).toISOString().replace('T', ' ').replace(/\.\d+Z$/, '')} +0000 UTC`,
     Status: statusText(r),
     Ports: portsText(r),
   };
