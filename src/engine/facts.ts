@@ -68,6 +68,38 @@ function readSpec(file: string): SpecFile | undefined {
 
 const strings = (v: unknown): string[] | undefined => (Array.isArray(v) && v.every((x) => typeof x === 'string') ? (v as string[]) : undefined);
 
+/** The exec sessions (under a conmon of their own, exec-ID dirs) whose command still runs. */
+function liveExecSessions(runDir: string, id: string): string[] {
+  let names: string[];
+  try {
+    names = fs.readdirSync(runDir).filter((n) => /^exec-[0-9a-f]+$/.test(n));
+  } catch {
+    return []; // not running: none
+  }
+  return names
+    .filter((n) => {
+      const d = path.join(runDir, n);
+      if (fs.existsSync(path.join(d, 'exits', id))) return false; // conmon saw it exit
+      const pid = Number(readText(path.join(d, 'pid')));
+      if (!Number.isInteger(pid) || pid <= 0) return false;
+      try {
+        process.kill(pid, 0);
+        return true;
+      } catch {
+        return false;
+      }
+    })
+    .map((n) => n.slice(5));
+}
+
+function readText(file: string): string {
+  try {
+    return fs.readFileSync(file, 'utf8').trim();
+  } catch {
+    return '';
+  }
+}
+
 /** Reads the facts of one container (cheap but for `size`, which walks its writable layer). */
 export function containerFacts(engine: Engine, r: ContainerRecord, o: { size?: boolean } = {}): ContainerFacts {
   const c = r.config;
@@ -84,15 +116,7 @@ export function containerFacts(engine: Engine, r: ContainerRecord, o: { size?: b
     const v = engine.volumes.find(m.source);
     if (v) volumePaths.set(m.source, v.Mountpoint);
   }
-  let execIds: string[] = [];
-  try {
-    execIds = fs
-      .readdirSync(engine.paths.runDir(c.id))
-      .filter((n) => n.startsWith('exec-'))
-      .map((n) => n.slice(5));
-  } catch {
-    /* not running: none */
-  }
+  const execIds = liveExecSessions(engine.paths.runDir(c.id), c.id);
   const rl = Array.isArray(spec.process?.rlimits) ? spec.process.rlimits : [];
   const rlimits = rl.filter((x) => x && typeof x.type === 'string').map((x) => ({ Name: x.type, Soft: Number(x.soft), Hard: Number(x.hard) }));
   const facts: ContainerFacts = {

@@ -21,7 +21,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
-import { Host, busyboxTarball } from '../helpers/ferry.js';
+import { Host, busyboxTarball, eventually } from '../helpers/ferry.js';
 import { Podman, hasPodman } from '../helpers/podman.js';
 import { freePort } from '../helpers/net.js';
 import { DOCKER, Service, runTool } from '../helpers/api.js';
@@ -392,4 +392,15 @@ test("libpod API: podman --remote sees Podman's shapes (inspect, ps)", { skip },
   assert.equal(one(ins).HostConfig.Memory, 64 * 1024 * 1024);
   assert.equal(one(await remote(['inspect', 'm1'])).Pod, one(f.podInspect).Id);
   assert.deepEqual(compare('remote ps', p.ps, await remote(['ps', '-a', '--format', 'json'])), []);
+});
+
+test('ExecIDs: an exec session while it runs, none once it has ended', { skip: skip || (!DOCKER && 'no docker CLI') }, async () => {
+  const s = await service();
+  const execIds = async (): Promise<string[]> => one(JSON.parse(await F.ok(['inspect', 'c1']))).ExecIDs;
+  assert.deepEqual(await execIds(), []);
+  await s.dockerOk(['exec', '-d', '-t', 'c1', 'sleep', '3']);
+  const ids = await eventually(async () => ((await execIds()).length ? execIds() : undefined), 5000);
+  assert.equal(ids!.length, 1);
+  assert.deepEqual(JSON.parse(await s.dockerOk(['inspect', '--format', '{{json .ExecIDs}}', 'c1'])), ids, 'Docker\'s inspect lists it too');
+  await eventually(async () => (await execIds()).length === 0, 15_000, 250);
 });
