@@ -402,6 +402,7 @@ test('Docker API: what the docker CLI reads, with real values', { skip: skip || 
   const ps = (await s.dockerOk(['ps', '--format', '{{.Names}}|{{.Status}}|{{.Ports}}|{{.Label "l1"}}'])).split('\n');
   const c1 = ps.find((l) => l.startsWith('c1|'));
   assert.match(c1 ?? '', new RegExp(`^c1\\|Up .*\\|127\\.0\\.0\\.1:${port}->80/tcp\\|v1$`), ps.join('\n'));
+  assert.match(await s.dockerOk(['ps', '--size', '--filter', 'name=c1', '--format', '{{.Size}}']), /^[1-9][0-9.]*k?B \(virtual [0-9.]+MB\)$/, 'docker ps --size: the writable layer, and the rootfs');
   const img = one(f.imageInspect);
   assert.equal(await s.dockerOk(['image', 'inspect', '--format', '{{.Id}} {{index .RepoDigests 0}}', IMG]), `sha256:${img.Id} localhost/busybox@${img.Digest}`);
 });
@@ -440,7 +441,7 @@ print(json.dumps({
   assert.ok(got.listed.includes('c1') && got.listed.includes('m1'));
 });
 
-test("libpod API: podman --remote sees Podman's shapes (inspect, ps)", { skip }, async () => {
+test("libpod API: podman --remote sees Podman's shapes (inspect, ps, images, image inspect)", { skip }, async () => {
   const s = await service();
   const remote = async (args: string[]): Promise<unknown> => {
     const r = await runTool(['podman', '--remote', '--url', `unix://${s.sock}`, ...args]);
@@ -453,6 +454,8 @@ test("libpod API: podman --remote sees Podman's shapes (inspect, ps)", { skip },
   assert.equal(one(ins).HostConfig.Memory, 64 * 1024 * 1024);
   assert.equal(one(await remote(['inspect', 'm1'])).Pod, one(f.podInspect).Id);
   assert.deepEqual(compare('remote ps', p.ps, await remote(['ps', '-a', '--format', 'json'])), []);
+  assert.deepEqual(compare('remote images', p.images, await remote(['images', '--format', 'json'])), []);
+  assert.deepEqual(compare('imageInspect', p.imageInspect, await remote(['image', 'inspect', IMG])), [], 'image inspect through the API (the same allow-list as the CLI)');
 });
 
 test('ExecIDs: an exec session while it runs, none once it has ended', { skip: skip || (!DOCKER && 'no docker CLI') }, async () => {
