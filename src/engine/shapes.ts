@@ -291,7 +291,8 @@ function podmanLimits(c: ContainerRecord['config'], f: ContainerFacts): Record<s
     MemorySwappiness: -1,
     OomKillDisable: false,
     PidsLimit: l.PidsLimit,
-    Ulimits: f.rlimits.length ? f.rlimits : l.Ulimits,
+    // The settings in Podman's units (-1: unlimited); else what the spec gives the process.
+    Ulimits: c.resources?.ulimits?.length ? c.resources.ulimits : f.rlimits,
     CpuCount: 0,
     CpuPercent: 0,
     IOMaximumIOps: 0,
@@ -759,7 +760,7 @@ export function dockerInspectEntry(r: ContainerRecord, paths: Paths, facts?: Con
       MemorySwappiness: null,
       OomKillDisable: false,
       PidsLimit: c.resources?.pidsLimit ?? null,
-      Ulimits: f.rlimits.length ? f.rlimits.map((u) => ({ ...u, Name: u.Name.replace(/^RLIMIT_/, '').toLowerCase() })) : (c.resources?.ulimits ?? null),
+      Ulimits: (c.resources?.ulimits?.length ? c.resources.ulimits : f.rlimits.length ? f.rlimits : null)?.map((u) => ({ ...u, Name: u.Name.replace(/^RLIMIT_/, '').toLowerCase() })) ?? null,
       CpuCount: 0,
       CpuPercent: 0,
       IOMaximumIOps: 0,
