@@ -9,7 +9,8 @@ import type { Engine, CreateOptions } from '../engine/engine.js';
 import { checkpoint, containerCheckpoints, removeCheckpoint } from '../engine/checkpoint.js';
 import { restore } from '../engine/restore.js';
 import { checkFilters, matchesFilters } from '../engine/select.js';
-import { dockerImageEntry, dockerInspectEntry, dockerPsEntry } from '../engine/shapes.js';
+import { dockerImageEntry, dockerImageInspectEntry, dockerInspectEntry, dockerPsEntry } from '../engine/shapes.js';
+import { containerFacts } from '../engine/facts.js';
 import { goArch } from '../engine/host.js';
 import type { LogEntry } from '../engine/logs.js';
 import { VERSION, bunVersion } from '../lib/version.js';
@@ -17,7 +18,6 @@ import { ExecStore, execInspect, forwardInput, resizeExec, responseSink, runExec
 import { PassThrough } from 'node:stream';
 import { EventWatcher, streamEvents } from './events.js';
 import { parseReference } from '../drivers/registry/reference.js';
-import type { ImageRecord, OciImageConfig } from '../drivers/storage/images.js';
 import type { VolumeRecord } from '../drivers/storage/volumes.js';
 import type { NetworkRecord } from '../drivers/network/cni.js';
 import type { ContainerRecord } from '../engine/types.js';
@@ -143,7 +143,9 @@ export function dockerRoutes(engine: Engine, execs: ExecStore): Router {
     // As Docker: a status filter looks at every container.
     let recs = (await engine.listContainers({ all: boolParam(query, 'all') || !!filters.status?.length })).filter((x) => matchesFilters(x, filters));
     if (limit !== undefined && limit > 0) recs = recs.slice(0, limit);
-    sendJson(res, 200, recs.map(dockerPsEntry));
+    const size = boolParam(query, 'size');
+    // The facts (spec, volumes, sizes) only where the entry shows them: a listing stays cheap.
+    sendJson(res, 200, recs.map((x) => dockerPsEntry(x, size || x.config.mounts.length ? containerFacts(engine, x, { size }) : undefined)));
   });
 
   r.on('POST', '/containers/create', async ({ raw, res, query }) => {
@@ -153,8 +155,9 @@ export function dockerRoutes(engine: Engine, execs: ExecStore): Router {
     sendJson(res, 201, { Id: rec.config.id, Warnings: [] });
   });
 
-  r.on('GET', '/containers/:id/json', async ({ res, params }) => {
-    sendJson(res, 200, dockerInspectEntry(await engine.inspect(params.id!), engine.paths));
+  r.on('GET', '/containers/:id/json', async ({ res, params, query }) => {
+    const rec = await engine.inspect(params.id!);
+    sendJson(res, 200, dockerInspectEntry(rec, engine.paths, containerFacts(engine, rec, { size: boolParam(query, 'size') })));
   });
 
   r.on('POST', '/containers/:id/start', async ({ res, params, query }) => {
@@ -384,7 +387,8 @@ export function dockerRoutes(engine: Engine, execs: ExecStore): Router {
   // ----------------------------------------------------------------------- images
 
   r.on('GET', '/images/json', ({ res }) => {
-    sendJson(res, 200, engine.images.list().map(dockerImageEntry));
+    const users = engine.imageUsers();
+    sendJson(res, 200, engine.images.list().map((i) => dockerImageEntry(i, users.get(i.Id)?.length ?? 0)));
   });
 
   // Pull (fromImage); importing a root filesystem (fromSrc) is not supported.
@@ -412,7 +416,7 @@ export function dockerRoutes(engine: Engine, execs: ExecStore): Router {
 
   r.onPattern('GET', /^\/images\/(.+)\/json$/, ['name'], ({ res, params }) => {
     const img = engine.images.get(dockerImageName(engine, params.name!));
-    sendJson(res, 200, dockerImageInspect(img, engine.images.config(img)));
+    sendJson(res, 200, dockerImageInspectEntry(img, engine.images.config(img), img.Layers.map((l) => engine.images.layers.diffDir(l))));
   });
 
   r.onPattern('DELETE', /^\/images\/(.+)$/, ['name'], async ({ res, params, query }) => {
@@ -568,52 +572,6 @@ function jsonStream(res: ServerResponse) {
       res.write(JSON.stringify({ errorDetail: { message }, error: message }) + '\n');
     },
     end: () => res.end(),
-  };
-}
-
-/** Docker's image inspect shape. */
-function dockerImageInspect(i: ImageRecord, cfg: OciImageConfig): Record<string, unknown> {
-  const c = cfg.config ?? {};
-  const config = {
-    Hostname: '',
-    Domainname: '',
-    User: c.User ?? '',
-    AttachStdin: false,
-    AttachStdout: false,
-    AttachStderr: false,
-    ExposedPorts: c.ExposedPorts ?? null,
-    Tty: false,
-    OpenStdin: false,
-    StdinOnce: false,
-    Env: c.Env ?? null,
-    Cmd: c.Cmd ?? null,
-    Image: '',
-    Volumes: c.Volumes ?? null,
-    WorkingDir: c.WorkingDir ?? '',
-    Entrypoint: c.Entrypoint ?? null,
-    OnBuild: null,
-    Labels: c.Labels ?? null,
-    StopSignal: c.StopSignal,
-  };
-  return {
-    Id: `sha256:${i.Id}`,
-    RepoTags: i.Names,
-    RepoDigests: i.RepoDigests,
-    Parent: '',
-    Comment: cfg.history?.length ? cfg.history[cfg.history.length - 1]!.comment ?? '' : '',
-    Created: i.Created,
-    Container: '',
-    ContainerConfig: config,
-    DockerVersion: '',
-    Author: cfg.author ?? '',
-    Config: config,
-    Architecture: i.Architecture,
-    Os: i.Os,
-    Size: i.Size,
-    VirtualSize: i.Size,
-    GraphDriver: { Name: 'overlay', Data: null },
-    RootFS: { Type: 'layers', Layers: cfg.rootfs.diff_ids },
-    Metadata: { LastTagTime: '0001-01-01T00:00:00Z' },
   };
 }
 

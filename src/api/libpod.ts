@@ -8,6 +8,7 @@ import type { Engine } from '../engine/engine.js';
 import { checkpointContainers, restoreContainers } from '../engine/checkpoint.js';
 import { hostInfo } from '../engine/host.js';
 import { matchesFilters } from '../engine/select.js';
+import { containerFacts, psExtras } from '../engine/facts.js';
 import { checkpointStats, imageEntry, imageInspectEntry, libpodInspectEntry, libpodPsEntry } from '../engine/shapes.js';
 import { goArch } from '../engine/host.js';
 import { VERSION, bunVersion } from '../lib/version.js';
@@ -52,10 +53,14 @@ export function libpodRoutes(engine: Engine): Router {
     const last = query.get('last');
     let recs = (await engine.listContainers({ all: boolParam(query, 'all') })).filter((x) => matchesFilters(x, filters));
     if (last !== null && last !== '-1') recs = recs.slice(0, intParam(query, 'last'));
-    sendJson(res, 200, recs.map(libpodPsEntry));
+    const extras = psExtras(engine, recs, { size: boolParam(query, 'size') });
+    sendJson(res, 200, recs.map((x, i) => libpodPsEntry(x, extras[i])));
   });
 
-  r.on('GET', '/containers/:name/json', async ({ res, params }) => sendJson(res, 200, libpodInspectEntry(await engine.inspect(params.name!), engine.paths)));
+  r.on('GET', '/containers/:name/json', async ({ res, params, query }) => {
+    const rec = await engine.inspect(params.name!);
+    sendJson(res, 200, libpodInspectEntry(rec, engine.paths, containerFacts(engine, rec, { size: boolParam(query, 'size') })));
+  });
 
   r.on('GET', '/containers/:name/exists', ({ res, params }) => {
     engine.lookup(params.name!);
@@ -163,7 +168,10 @@ export function libpodRoutes(engine: Engine): Router {
     sendJson(res, 200, boolParam(query, 'printStats') ? stats[0] : { Id: reports[0]!.id });
   });
 
-  r.on('GET', '/images/json', ({ res }) => sendJson(res, 200, engine.images.list().map(imageEntry)));
+  r.on('GET', '/images/json', ({ res }) => {
+    const users = engine.imageUsers();
+    sendJson(res, 200, engine.images.list().map((i) => imageEntry(i, users.get(i.Id)?.length ?? 0)));
+  });
 
   // Podman's image inspect (its manifest's annotations included: `podman --remote container
   // restore IMAGE` checks a checkpoint image's by them).

@@ -68,3 +68,12 @@ export async function uninterruptible<T>(what: string, fn: () => Promise<T>): Pr
     if (interrupted) process.exitCode = 130;
   }
 }
+
+/**
+ * The command line as the user typed it (Podman's CreateCommand): the executable's own path
+ * rather than the name the compiled program gives itself inside its bundle.
+ */
+export function commandLine(): string[] {
+  const [self, ...args] = process.argv.slice(1);
+  return [self?.startsWith('/$bunfs/') ? process.execPath : self ?? 'ferry', ...args];
+}
