@@ -52,7 +52,7 @@ export function pickedByAll(purpose: SelectPurpose, s: Pick<ContainerState, 'sta
 export interface ContainerFilters {
   /** KEY or KEY=VALUE */
   label?: string[];
-  /** A part of the name. */
+  /** A part of the name; `^` and `$` anchor it at the start and end (`^web$`: that name only). */
   name?: string[];
   /** created, running, paused, exited (Ferry's stopped is exited too). */
   status?: string[];
@@ -84,8 +84,24 @@ export function matchesFilters(r: ContainerRecord, f: ContainerFilters): boolean
       const i = l.indexOf('=');
       return i < 0 ? l in c.labels : c.labels[l.slice(0, i)] === l.slice(i + 1);
     }) &&
-    any(f.name, (n) => c.name.includes(n.replace(/^\//, ''))) &&
+    any(f.name, (n) => nameMatches(c.name, n)) &&
     any(f.status, (s) => (s === 'stopped' ? 'exited' : s) === status) &&
     any(f.id, (p) => c.id.startsWith(p))
   );
+}
+
+/**
+ * Docker's and Podman's name filter is a regular expression; what clients send is a part of the
+ * name, anchored or not (`^c1$`). Those are what is understood here: a full regular expression
+ * from a request could take exponential time to match.
+ */
+function nameMatches(name: string, filter: string): boolean {
+  let f = filter.replace(/^\^?\//, (m) => (m.startsWith('^') ? '^' : ''));
+  const start = f.startsWith('^');
+  const end = f.endsWith('$') && !f.endsWith('\\$');
+  f = f.slice(start ? 1 : 0, end ? -1 : undefined);
+  if (start && end) return name === f;
+  if (start) return name.startsWith(f);
+  if (end) return name.endsWith(f);
+  return name.includes(f);
 }

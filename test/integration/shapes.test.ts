@@ -402,7 +402,7 @@ test('Docker API: what the docker CLI reads, with real values', { skip: skip || 
   const ps = (await s.dockerOk(['ps', '--format', '{{.Names}}|{{.Status}}|{{.Ports}}|{{.Label "l1"}}'])).split('\n');
   const c1 = ps.find((l) => l.startsWith('c1|'));
   assert.match(c1 ?? '', new RegExp(`^c1\\|Up .*\\|127\\.0\\.0\\.1:${port}->80/tcp\\|v1$`), ps.join('\n'));
-  assert.match(await s.dockerOk(['ps', '--size', '--filter', 'name=c1', '--format', '{{.Size}}']), /^[1-9][0-9.]*k?B \(virtual [0-9.]+MB\)$/, 'docker ps --size: the writable layer, and the rootfs');
+  assert.match(await s.dockerOk(['ps', '--size', '--filter', 'name=^c1$', '--format', '{{.Size}}']), /^[1-9][0-9.]*k?B \(virtual [0-9.]+MB\)$/, 'docker ps --size: the writable layer, and the rootfs');
   const img = one(f.imageInspect);
   assert.equal(await s.dockerOk(['image', 'inspect', '--format', '{{.Id}} {{index .RepoDigests 0}}', IMG]), `sha256:${img.Id} localhost/busybox@${img.Digest}`);
 });

@@ -78,6 +78,10 @@ test('filters: Docker JSON (both forms), label/name/status/id, refusals', () => 
   assert.deepEqual(pick('{"label":["tier"]}'), ['abc']);
   assert.deepEqual(pick('{"label":["app=db"]}'), []);
   assert.deepEqual(pick('{"name":["/bc"]}'), ['abc', 'bcd']);
+  assert.deepEqual(pick('{"name":["^bc"]}'), ['bcd'], 'anchored at the start');
+  assert.deepEqual(pick('{"name":["bc$"]}'), ['abc'], 'anchored at the end');
+  assert.deepEqual(pick('{"name":["^/abc$"]}'), ['abc'], 'that name only, with Docker\'s slash');
+  assert.deepEqual(pick('{"name":["^ab$"]}'), []);
   assert.deepEqual(pick('{"status":["exited"]}'), ['bcd'], "Ferry's stopped is Docker's exited");
   assert.deepEqual(pick('{"id":["bcd"]}'), ['bcd']);
   assert.deepEqual(pick('{"status":["running"],"name":["bcd"]}'), []);
