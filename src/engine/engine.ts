@@ -638,14 +638,14 @@ export class Engine {
       ['resolv.conf', readText('/etc/resolv.conf') ?? '', false],
     ] as const) {
       const p = path.join(bundle, file);
-      if (always || !fs.existsSync(p)) writeFileAtomic(p, content);
+      if (always || !fs.existsSync(p)) writeFileAtomic(p, content, 0o644, false);
       etc.push({ destination: `/etc/${file}`, type: 'bind', source: p, options: ['rbind', 'rprivate'] });
     }
     const mounts: Mount[] = [...etc];
     for (const dest of rec.config.engineMounts ?? []) {
       const p = path.join(bundle, engineMountFile(dest));
       if (ENGINE_MOUNTS[dest] === 'dir') mkdirp(p, 0o1777);
-      else if (!fs.existsSync(p)) writeFileAtomic(p, dest === '/run/.containerenv' ? containerEnv(rec) : '');
+      else if (!fs.existsSync(p)) writeFileAtomic(p, dest === '/run/.containerenv' ? containerEnv(rec) : '', 0o644, false);
       const opts = dest === '/dev/shm' ? ['rbind', 'rprivate', 'nosuid', 'noexec', 'nodev'] : ['rbind', 'rprivate'];
       mounts.push({ destination: dest, type: 'bind', source: p, options: opts });
     }
@@ -679,7 +679,8 @@ export class Engine {
       ...specResources(rec.config.resources),
       allowIoUring: rec.config.securityOpt?.includes('seccomp=unconfined'),
     });
-    writeFileAtomic(path.join(bundle, 'config.json'), specJson(spec));
+    // The bundle is made anew at every start and restore: no fsync (see writeFileAtomic).
+    writeFileAtomic(path.join(bundle, 'config.json'), specJson(spec), 0o644, false);
     mkdirp(this.paths.runDir(id), 0o700);
   }
 
