@@ -397,7 +397,7 @@ export async function importCheckpoint(engine: Engine, o: ImportOptions): Promis
     if (read.foreign) {
       if (o.pod !== undefined) throw new FerryError('EINVAL', 'a container from a Podman archive cannot be restored into a pod (--pod); nothing was created');
       if (o.preDumps?.length || o.pageImages) throw new FerryError('EARCHIVE', 'a Podman archive cannot be part of a migration; nothing was created');
-      await stagePodman(engine, staging, read.header as unknown as PodmanHeader);
+      await stagePodman(engine, staging, read.header as unknown as PodmanHeader, { ignoreStaticIp: o.ignoreStaticIp || (o.name !== undefined && o.name !== String((read.header as unknown as PodmanHeader).config.name)) });
     }
     if (o.pageImages) adoptPageImages(await o.pageImages(), path.join(staging, 'checkpoint'));
     const targetPod = o.pod !== undefined ? getPod(engine, o.pod) : undefined;
