@@ -215,15 +215,17 @@ function podmanNetworks(h: PodmanHeader): string[] {
 function podmanPorts(v: unknown): PortMapping[] {
   const out: PortMapping[] = [];
   for (const m of Array.isArray(v) ? (v as Json[]) : []) {
-    const host = m?.host_port;
-    const ctr = m?.container_port;
+    const host = m?.host_port as number;
+    const ctr = m?.container_port as number;
     const range = typeof m?.range === 'number' && m.range > 0 ? m.range : 1;
-    if (typeof host !== 'number' || typeof ctr !== 'number' || range > 65535) throw refuse('bad checkpoint archive: a port mapping in config.dump is not one');
+    const hostIP = str(m?.host_ip);
+    if (!Number.isInteger(host) || !Number.isInteger(ctr) || !Number.isInteger(range) || range > 65535 || (hostIP && parseIPv4(hostIP) === undefined)) {
+      throw refuse('bad checkpoint archive: a port mapping in config.dump is not one');
+    }
     for (const proto of (str(m.protocol) ?? 'tcp').split(',')) {
       if (proto !== 'tcp' && proto !== 'udp') throw refuse(`the Podman container publishes ${proto} ports, which ferry does not`);
       for (let i = 0; i < range; i++) {
         if (host + i < 1 || host + i > 65535 || ctr + i < 1 || ctr + i > 65535) throw refuse('bad checkpoint archive: a port mapping in config.dump is out of range');
-        const hostIP = str(m.host_ip);
         out.push({ hostPort: host + i, containerPort: ctr + i, protocol: proto, ...(hostIP ? { hostIP } : {}) });
       }
     }
@@ -243,7 +245,7 @@ function specNamespaces(spec: Json): { type: string; path?: string }[] {
  * from CRIU's images; its CRIU version is not recorded in Podman's archives, so this host's is
  * assumed (a different CRIU fails the restore, which then leaves nothing behind).
  */
-export async function stagePodman(engine: Engine, dir: string, h: PodmanHeader, o: { ignoreStaticIp?: boolean; ignoreStaticMac?: boolean } = {}): Promise<void> {
+export async function stagePodman(engine: Engine, dir: string, h: PodmanHeader, o: { ignoreStaticIp?: boolean } = {}): Promise<void> {
   const c = h.config;
   const spec = h.spec;
   const proc = (spec.process ?? {}) as Json;

@@ -336,3 +336,23 @@ test('refused: Podman archives with paths that escape', { skip }, async () => {
   });
   await refused(F, del, /leaves the archive's directory/, ['-n', 'esc-d']);
 });
+
+test('refused: a Podman archive on a network this host does not have, on two networks, or with a bad port mapping', { skip }, async () => {
+  const onNets = (nets: Record<string, unknown>, more: Record<string, unknown> = {}) =>
+    craft((list) => {
+      const e = list.find((x) => x.header.name === 'config.dump')!;
+      const c = JSON.parse(e.data.toString());
+      Object.assign(c, { createNetNS: true, networkMode: 'bridge', newNetworks: nets }, more);
+      e.data = Buffer.from(JSON.stringify(c));
+    });
+  await refused(F, await onNets({ backend: { interface_name: 'eth0' } }), /on network backend, which this host does not have: create it first \(`ferry network create backend`\)/, ['-n', 'net1']);
+  await refused(F, await onNets({ podman: { interface_name: 'eth0' }, backend: { interface_name: 'eth1' } }), /on networks podman, backend: ferry imports Podman containers on one network/, ['-n', 'net2']);
+  const bad = [
+    [{ host_ip: '', container_port: 80, host_port: 70000, range: 1, protocol: 'tcp' }],
+    [{ host_ip: '127.0.0.1; rm -rf /', container_port: 80, host_port: 8080, range: 1, protocol: 'tcp' }],
+    [{ host_ip: '', container_port: 80, host_port: 8080, range: 1, protocol: 'sctp' }],
+  ];
+  for (const [i, ports] of bad.entries()) {
+    await refused(F, await onNets({ podman: { interface_name: 'eth0' } }, { newPortMappings: ports }), /port mapping in config\.dump|publishes sctp ports/, ['-n', `net-p${i}`, '--ignore-static-ip']);
+  }
+});
