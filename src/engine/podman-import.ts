@@ -180,6 +180,7 @@ async function checkK8sArchive(engine: Engine, h: PodmanHeader, o: { name?: stri
 function ferryNetwork(engine: Engine, h: PodmanHeader): NetworkRecord | undefined {
   const nets = podmanNetworks(h);
   if (!nets.length) return undefined;
+  if (nets.some((n) => !n.startsWith('(') && !validName(n))) throw refuse('bad checkpoint archive: config.dump names an invalid network');
   if (nets.length > 1) throw refuse(`the Podman container is on networks ${nets.join(', ')}: ferry imports Podman containers on one network`);
   const n = nets[0]!;
   if (n.startsWith('(')) throw refuse(`the Podman container ran in ${n.slice(1, -1)}: ferry imports Podman containers on a network, with --network none or --network host`);

@@ -347,6 +347,7 @@ test('refused: a Podman archive on a network this host does not have, on two net
     });
   await refused(F, await onNets({ backend: { interface_name: 'eth0' } }), /on network backend, which this host does not have: create it first \(`ferry network create backend`\)/, ['-n', 'net1']);
   await refused(F, await onNets({ podman: { interface_name: 'eth0' }, backend: { interface_name: 'eth1' } }), /on networks podman, backend: ferry imports Podman containers on one network/, ['-n', 'net2']);
+  await refused(F, await onNets({ 'bad\nname': { interface_name: 'eth0' } }), /config\.dump names an invalid network/, ['-n', 'net3']);
   const bad = [
     [{ host_ip: '', container_port: 80, host_port: 70000, range: 1, protocol: 'tcp' }],
     [{ host_ip: '127.0.0.1; rm -rf /', container_port: 80, host_port: 8080, range: 1, protocol: 'tcp' }],
