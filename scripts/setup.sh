@@ -323,6 +323,27 @@ install_private_criu() {
   say "installed CRIU $ver from Debian $CRIU_SUITE into $CRIU_PREFIX ($why_private)"
 }
 
+# CRIU keeps what it learns about the kernel (~30 ms of probes, iptables runs among them, in
+# every dump and restore) in /run/criu.kdat, but only where that is a tmpfs, so that a reboot
+# clears it. On hosts whose /run is not one (these machines: ext4) every CRIU run probes again.
+# The private CRIU keeps it in /dev/criu.kdat instead: /dev is a tmpfs too (devtmpfs), cleared at
+# boot and writable by root only. The path is a string of the same length in the binary; a build
+# without that string is left as it is (and probes as before).
+patch_kdat_path() {
+  local bin=$1 from=/run/criu.kdat to=/dev/criu.kdat n
+  n=$(grep -c -a -F "$from" "$bin" || true)
+  if ((n == 0)); then
+    grep -q -a -F "$to" "$bin" || say "warning: $bin has no $from: CRIU probes the kernel at every run"
+    return 0
+  fi
+  ((n == 1)) || { say "warning: $bin names $from more than once: left unpatched"; return 0; }
+  sed "s|$from|$to|" "$bin" >"$bin.kdat-tmp"
+  [[ $(stat -c %s "$bin.kdat-tmp") == $(stat -c %s "$bin") ]] || { rm -f "$bin.kdat-tmp"; die "patching $bin changed its size"; }
+  chmod --reference="$bin" "$bin.kdat-tmp"
+  mv "$bin.kdat-tmp" "$bin"
+  say "the private CRIU keeps its kernel facts in $to (a tmpfs), not $from"
+}
+
 # CRIU reads each task's rlimits with prlimit(), which for a task of another user needs
 # CAP_SYS_RESOURCE; where root lacks it (as here), a container whose process is not root could
 # not be checkpointed. A small library preloaded into CRIU answers those reads from
@@ -369,6 +390,7 @@ else
     stamp_ok=1
   fi
   ((stamp_ok)) || install_private_criu
+  patch_kdat_path "$CRIU_PREFIX/usr/sbin/criu"
   wrapper_body="exec $CRIU_PREFIX/usr/lib/$triplet/$ldso --preload $SHIM --library-path $CRIU_PREFIX/usr/lib/$triplet $CRIU_PREFIX/usr/sbin/criu \"\$@\""
   wrapper_note="runs the private CRIU from Debian $CRIU_SUITE with its own glibc ($why_private)"
 fi
