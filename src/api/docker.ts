@@ -19,7 +19,7 @@ import { EventWatcher, streamEvents } from './events.js';
 import { parseReference } from '../drivers/registry/reference.js';
 import type { ImageRecord, OciImageConfig } from '../drivers/storage/images.js';
 import type { VolumeRecord } from '../drivers/storage/volumes.js';
-import type { NetworkRecord } from '../drivers/network/cni.js';
+import { DEFAULT_NETWORK, type NetworkRecord } from '../drivers/network/cni.js';
 import type { ContainerRecord } from '../engine/types.js';
 import { ApiError, Router, bool, boolParam, intParam, muxFrame, obj, readJson, sendEmpty, sendJson, sendPing, str, strList, strMap, type Request } from './http.js';
 
@@ -525,7 +525,9 @@ function dockerNetwork(n: NetworkRecord, users: ContainerRecord[]): Record<strin
     Containers: Object.fromEntries(
       users.map((r) => [r.config.id, { Name: r.config.name, EndpointID: '', MacAddress: r.config.network?.mac ?? '', IPv4Address: r.config.network?.ip ? `${r.config.network.ip}/${n.subnets[0]?.subnet.split('/')[1] ?? '16'}` : '', IPv6Address: '' }]),
     ),
-    Options: { 'com.docker.network.bridge.name': n.network_interface },
+    // As Docker: the options a network was created with (compose compares them with its file's),
+    // so none for a user network.
+    Options: n.name === DEFAULT_NETWORK ? { 'com.docker.network.bridge.name': n.network_interface } : {},
     Labels: n.labels ?? {},
   };
 }
