@@ -5,7 +5,7 @@ import type { Readable, Writable } from 'node:stream';
 import { FerryError } from '../lib/errors.js';
 import { run, runOk, which } from '../lib/exec.js';
 import { discardDir, mkdirp, readJsonIfExists, sweepTrash, writeJsonAtomic, writeFileAtomic } from '../lib/fsutil.js';
-import { FileLock, withLock } from '../lib/lock.js';
+import { FileLock, ifUnlockedSync, withLock } from '../lib/lock.js';
 import { newId, randomName, validName } from '../lib/ids.js';
 import { freePort } from '../lib/net.js';
 import { processAlive, procStartTime, sleep, waitFor } from '../lib/proc.js';
@@ -170,6 +170,15 @@ export class Engine {
       return;
     }
     sweepTrash(this.paths.root, all);
+    // A container is made in containers/.tmp-ID and renamed into place under the names lock: one
+    // left there when nobody holds that lock is a create (or import) killed half-way.
+    let tmps: string[] = [];
+    try {
+      tmps = fs.readdirSync(this.paths.containers).filter((n) => n.startsWith('.tmp-'));
+    } catch {
+      /* no containers yet */
+    }
+    if (tmps.length) ifUnlockedSync(this.paths.namesLock, () => tmps.forEach((n) => fs.rmSync(path.join(this.paths.containers, n), { recursive: true, force: true })));
     for (const n of all.filter((x) => x.startsWith('.import-'))) {
       const pid = Number(n.split('-')[1]);
       if (Number.isInteger(pid) && pid > 0 && !processAlive(pid)) fs.rmSync(path.join(this.paths.root, n), { recursive: true, force: true });
