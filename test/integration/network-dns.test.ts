@@ -95,6 +95,22 @@ describe('network DNS: container names and aliases on user networks', { skip: SK
     assert.match(r.stdout, /page-of-srv/);
   });
 
+  it('an exported checkpoint imported with a new address (as a container moved in) is found at the new address', async () => {
+    const old = (await h.inspect('srv')).NetworkSettings.IPAddress as string;
+    const archive = path.join(h.dir, 'srv.tar.gz');
+    await h.ok(['container', 'checkpoint', '--export', archive, 'srv']);
+    await h.ok(['rm', '-f', 'srv']);
+    await h.ok(['container', 'restore', '--import', archive, '--ignore-static-ip']);
+    const ip = (await h.inspect('srv')).NetworkSettings.IPAddress as string;
+    assert.ok(ip && ip !== old, `a new address (${old} before, ${ip} now)`);
+    const r = await client('for n in srv web; do nslookup $n | sed -n "s/^Address: *//p" | sed "s/^/$n=/"; done; wget -qO- http://web/');
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, new RegExp(`^srv=${ip.replace(/\./g, '\\.')}$`, 'm'));
+    assert.match(r.stdout, new RegExp(`^web=${ip.replace(/\./g, '\\.')}$`, 'm'), 'its alias came with it');
+    assert.doesNotMatch(r.stdout, new RegExp(`=${old.replace(/\./g, '\\.')}$`, 'm'), 'the old address is no longer given');
+    assert.match(r.stdout, /page-of-srv/);
+  });
+
   it('a removed container stops resolving; removing the network leaves no DNS server, files or rule', async () => {
     await h.ok(['rm', '-f', 'srv']);
     const r = await client('nslookup srv; echo srv=$?; nslookup web; echo web=$?');
