@@ -438,8 +438,9 @@ export class Engine {
           ip: req.ip,
           mac: req.mac,
           ports: req.ports ?? n.ports,
-          // Its DNS names, on a network with DNS: its name, its aliases and (as Docker) its short ID.
-          dnsName: rec.config.name,
+          // Its DNS names, on a network with DNS: its name (a pod's infra: the pod's, as Podman's),
+          // its aliases and (as Docker) its short ID.
+          dnsName: (rec.config.infraOf && findPod(this, rec.config.infraOf)?.name) || rec.config.name,
           aliases: [...(n.aliases ?? []), rec.config.id.slice(0, 12)],
           // Recorded before the plugins run: a ferry killed in the middle leaves something to undo.
           onNetns: (partial) => {

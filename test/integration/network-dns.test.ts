@@ -83,6 +83,16 @@ describe('network DNS: container names and aliases on user networks', { skip: SK
     assert.equal(dnsServers(h).length, 1, 'one DNS server for the network');
   });
 
+  it('a pod on the network is found by the pod\'s name (as Podman\'s: its infra registers it)', async () => {
+    await h.ok(['pod', 'create', '--name', 'pd', '--network', net]);
+    await h.ok(['run', '-d', '--pod', 'pd', '--name', 'pd-web', 'busybox', ...server('page-of-pod')]);
+    const r = await client('wget -qO- http://pd/');
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /page-of-pod/);
+    await h.ok(['pod', 'rm', '-f', 'pd']);
+    assert.notEqual((await client('nslookup pd')).code, 0, 'gone with the pod');
+  });
+
   it('the name follows the container through checkpoint and restore', async () => {
     await h.ok(['container', 'checkpoint', 'srv']);
     const gone = await client('nslookup srv');
