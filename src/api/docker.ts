@@ -354,6 +354,20 @@ export function dockerRoutes(engine: Engine, execs: ExecStore): Router {
     sendJson(res, 201, { Id: n.id, Warning: '' });
   });
 
+  // A container joins its one network when it is created (compose does so): no joining later.
+  for (const action of ['connect', 'disconnect']) {
+    r.on('POST', `/networks/:id/${action}`, async ({ raw, params }) => {
+      const n = network(params.id!);
+      const ref = str(await readJson(raw), 'Container');
+      if (!ref) throw new ApiError(400, 'Container is required: name the container');
+      const rec = engine.lookup(ref);
+      const on = rec.config.network?.mode === 'bridge' && (rec.config.network.name ?? DEFAULT_NETWORK) === n.name;
+      if (action === 'connect' && on) throw new ApiError(403, `endpoint with name ${rec.config.name} already exists in network ${n.name}`);
+      if (action === 'disconnect' && !on) throw new ApiError(400, `container ${rec.config.name} is not connected to network ${n.name}`);
+      throw new ApiError(400, `a container joins one network, when it is created: ${action === 'connect' ? `create it with --network ${n.name}` : 'create it again with another --network'}`);
+    });
+  }
+
   r.on('DELETE', '/networks/:id', async ({ res, params }) => {
     await engine.removeNetwork(network(params.id!).name);
     sendEmpty(res, 204);

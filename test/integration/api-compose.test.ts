@@ -87,6 +87,13 @@ describe('docker-compose against the service', { skip: SKIP }, () => {
     const id = (await h.inspect(`${project}_web_1`)).Id as string;
     const inspect = JSON.parse((await svc.request('GET', `/v1.41/containers/${project}_web_1/json`)).body);
     assert.deepEqual(inspect.NetworkSettings.Networks[net].Aliases, ['web', id.slice(0, 12)]);
+    // A container joins one network, when it is created: connecting it again or elsewhere is refused clearly.
+    const again = await svc.request('POST', `/v1.41/networks/${net}/connect`, JSON.stringify({ Container: `${project}_web_1` }));
+    assert.equal(again.status, 403);
+    assert.match(JSON.parse(again.body).message, new RegExp(`endpoint with name ${project}_web_1 already exists in network ${net}`));
+    const other = await svc.request('POST', '/v1.41/networks/ferry/connect', JSON.stringify({ Container: `${project}_web_1` }));
+    assert.equal(other.status, 400);
+    assert.match(JSON.parse(other.body).message, /a container joins one network, when it is created: create it with --network ferry/);
   });
 
   it('a second up changes nothing; down removes the containers and the network', async () => {
