@@ -331,3 +331,23 @@ test('containerResolvConf: the host\'s, or the network\'s server first with its 
   );
   assert.equal(containerResolvConf('', { nameservers: ['10.90.0.1'], search: ['dns.podman'] }), 'search dns.podman\nnameserver 10.90.0.1\n');
 });
+
+test('DNS server files: removed with the network, and a stale set swept when a network of that name is made; a pid file naming another process is not obeyed', (t) => {
+  const { s } = store(t);
+  const stale = (name: string): string => {
+    const f = s.dnsFiles(name);
+    fs.mkdirSync(f.dir, { recursive: true });
+    fs.writeFileSync(f.conf, 'interface=ferry99\n');
+    fs.writeFileSync(f.hosts, '10.90.0.2\told\n');
+    fs.writeFileSync(f.pidfile, `${process.pid}\n`); // this process: not a DNS server of that network
+    return f.dir;
+  };
+  s.create('a');
+  const a = stale('a');
+  assert.equal(s.dnsServerPid('a'), undefined, 'a pid whose command line is not dnsmasq with that configuration is not a server');
+  s.remove('a');
+  assert.equal(fs.existsSync(a), false, 'removed with the network');
+  const b = stale('b');
+  s.create('b');
+  assert.equal(fs.existsSync(b), false, 'a new network starts without the old configuration (it named another bridge)');
+});

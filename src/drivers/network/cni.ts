@@ -235,15 +235,18 @@ export class NetworkStore {
     // network's still in use): the bridge plugin refuses one whose address differs.
     while (used.has(`ferry${idx}`) || fs.existsSync(`/sys/class/net/ferry${idx}`)) idx++;
     for (const k of Object.keys(o.labels ?? {})) if (!k) throw new FerryError('EINVAL', 'invalid network label: the key is empty');
+    // A DNS server left by a removed network of that name (a `network rm` killed half-way) would
+    // keep serving the old bridge: the plugin reuses a configuration it finds.
+    this.stopDns(name);
     return this.write(name, `ferry${idx}`, subnet, o.gateway, { dns: o.dns ?? true, labels: o.labels });
   }
 
   remove(name: string): void {
     if (name === DEFAULT_NETWORK) throw new FerryError('EINVAL', `the default network "${DEFAULT_NETWORK}" cannot be removed`);
     const n = this.get(name);
+    this.stopDns(name);
     fs.rmSync(this.file(name), { force: true });
     fs.rmSync(path.join(this.ipamDir, name), { recursive: true, force: true });
-    this.stopDns(name);
     // Its bridge goes too once nothing is attached to it (another root may still use it), with
     // the rule the DNS plugin added to let the containers' queries in.
     const brif = `/sys/class/net/${n.network_interface}/brif`;
