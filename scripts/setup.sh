@@ -31,7 +31,7 @@ LOG=${FERRY_SETUP_LOG:-/var/log/ferry-setup.log}
 # decoding with.
 PACKAGES=(runc conmon iptables containernetworking-plugins busybox-static zstd
   openssh-server openssh-client util-linux iproute2 tar gcc libc6-dev mmdebstrap tmux
-  docker-registry skopeo podman python3)
+  docker-registry skopeo podman python3 golang-github-containernetworking-plugin-dnsname docker-compose)
 
 # Packages in the dependency closure of criu that the binary does not need: toolchain
 # bookkeeping, iconv modules, and anything that is not a library (filtered by name below).

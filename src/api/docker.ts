@@ -8,7 +8,7 @@ import type { Duplex } from 'node:stream';
 import type { Engine, CreateOptions } from '../engine/engine.js';
 import { checkpoint, containerCheckpoints, removeCheckpoint } from '../engine/checkpoint.js';
 import { restore } from '../engine/restore.js';
-import { checkFilters, matchesFilters } from '../engine/select.js';
+import { checkFilters, checkNetworkFilters, matchesFilters, matchesNetworkFilters } from '../engine/select.js';
 import { dockerImageEntry, dockerImageInspectEntry, dockerInspectEntry, dockerPsEntry } from '../engine/shapes.js';
 import { containerFacts } from '../engine/facts.js';
 import { goArch } from '../engine/host.js';
@@ -19,7 +19,7 @@ import { PassThrough } from 'node:stream';
 import { EventWatcher, streamEvents } from './events.js';
 import { parseReference } from '../drivers/registry/reference.js';
 import type { VolumeRecord } from '../drivers/storage/volumes.js';
-import type { NetworkRecord } from '../drivers/network/cni.js';
+import { DEFAULT_NETWORK, type NetworkRecord } from '../drivers/network/cni.js';
 import type { ContainerRecord } from '../engine/types.js';
 import { ApiError, Router, bool, boolParam, intParam, muxFrame, obj, readJson, sendEmpty, sendJson, sendPing, str, strList, strMap, type Request } from './http.js';
 
@@ -326,8 +326,8 @@ export function dockerRoutes(engine: Engine, execs: ExecStore): Router {
   const users = async (n: NetworkRecord) => (await engine.listContainers({ all: true })).filter((r) => r.config.network?.mode === 'bridge' && r.config.network.name === n.name);
 
   r.on('GET', '/networks', async ({ res, query }) => {
-    if (query.get('filters') && Object.keys(parseJsonObject(query.get('filters')!, 'filters')).length) throw new ApiError(400, 'network filters are not supported yet');
-    sendJson(res, 200, engine.networks.list().map((n) => dockerNetwork(n, [])));
+    const filters = checkNetworkFilters(filterLists(query.get('filters')));
+    sendJson(res, 200, engine.networks.list().filter((n) => matchesNetworkFilters(n, filters)).map((n) => dockerNetwork(n, [])));
   });
 
   r.on('GET', '/networks/:id', async ({ res, params }) => {
@@ -340,21 +340,36 @@ export function dockerRoutes(engine: Engine, execs: ExecStore): Router {
     const name = str(body, 'Name');
     if (!name) throw new ApiError(400, 'Name is required: name the network');
     const driver = str(body, 'Driver') || 'bridge';
-    if (bool(body, 'Internal') || bool(body, 'EnableIPv6') || bool(body, 'Attachable') || bool(body, 'Ingress')) throw new ApiError(400, 'Internal, EnableIPv6, Attachable and Ingress networks are not supported');
+    // Attachable is about swarm services (compose asks for it); every local network takes containers.
+    bool(body, 'Attachable');
+    if (bool(body, 'Internal') || bool(body, 'EnableIPv6') || bool(body, 'Ingress')) throw new ApiError(400, 'Internal, EnableIPv6 and Ingress networks are not supported');
     // What Ferry would not keep is refused rather than dropped.
-    for (const k of ['Labels', 'Options']) {
-      const m = strMap(body, k);
-      if (m && Object.keys(m).length) throw new ApiError(400, `network ${k} are not supported yet`);
-    }
+    const options = strMap(body, 'Options');
+    if (options && Object.keys(options).length) throw new ApiError(400, 'network Options are not supported yet');
+    const labels = strMap(body, 'Labels');
     const ipam = obj(body, 'IPAM');
     const configs = ipam?.Config;
     if (configs !== undefined && configs !== null && !Array.isArray(configs)) throw new ApiError(400, 'invalid IPAM.Config: give a list');
     if (Array.isArray(configs) && configs.length > 1) throw new ApiError(400, 'give at most one IPAM.Config: a network has one subnet');
     const c = Array.isArray(configs) && configs[0] && typeof configs[0] === 'object' ? (configs[0] as Record<string, unknown>) : {};
     if (engine.networks.list().some((n) => n.name === name)) throw new ApiError(409, `network with name ${name} already exists`);
-    const n = engine.createNetwork(name, { driver, subnet: str(c, 'Subnet') || undefined, gateway: str(c, 'Gateway') || undefined });
+    const n = engine.createNetwork(name, { driver, subnet: str(c, 'Subnet') || undefined, gateway: str(c, 'Gateway') || undefined, labels });
     sendJson(res, 201, { Id: n.id, Warning: '' });
   });
+
+  // A container joins its one network when it is created (compose does so): no joining later.
+  for (const action of ['connect', 'disconnect']) {
+    r.on('POST', `/networks/:id/${action}`, async ({ raw, params }) => {
+      const n = network(params.id!);
+      const ref = str(await readJson(raw), 'Container');
+      if (!ref) throw new ApiError(400, 'Container is required: name the container');
+      const rec = engine.lookup(ref);
+      const on = rec.config.network?.mode === 'bridge' && (rec.config.network.name ?? DEFAULT_NETWORK) === n.name;
+      if (action === 'connect' && on) throw new ApiError(403, `endpoint with name ${rec.config.name} already exists in network ${n.name}`);
+      if (action === 'disconnect' && !on) throw new ApiError(400, `container ${rec.config.name} is not connected to network ${n.name}`);
+      throw new ApiError(400, `a container joins one network, when it is created: ${action === 'connect' ? `create it with --network ${n.name}` : 'create it again with another --network'}`);
+    });
+  }
 
   r.on('DELETE', '/networks/:id', async ({ res, params }) => {
     await engine.removeNetwork(network(params.id!).name);
@@ -528,8 +543,10 @@ function dockerNetwork(n: NetworkRecord, users: ContainerRecord[]): Record<strin
     Containers: Object.fromEntries(
       users.map((r) => [r.config.id, { Name: r.config.name, EndpointID: '', MacAddress: r.config.network?.mac ?? '', IPv4Address: r.config.network?.ip ? `${r.config.network.ip}/${n.subnets[0]?.subnet.split('/')[1] ?? '16'}` : '', IPv6Address: '' }]),
     ),
-    Options: { 'com.docker.network.bridge.name': n.network_interface },
-    Labels: {},
+    // As Docker: the options a network was created with (compose compares them with its file's),
+    // so none for a user network.
+    Options: n.name === DEFAULT_NETWORK ? { 'com.docker.network.bridge.name': n.network_interface } : {},
+    Labels: n.labels ?? {},
   };
 }
 
@@ -617,6 +634,11 @@ export async function serveExecStart(engine: Engine, execs: ExecStore, id: strin
 
 /** Docker's `filters` query: JSON, {"key": ["v", ...]} or the old {"key": {"v": true}}. */
 export function parseFilters(text: string | null) {
+  return checkFilters(filterLists(text));
+}
+
+/** The `filters` query as lists of values per key, unchecked. */
+function filterLists(text: string | null): Record<string, unknown> {
   if (!text) return {};
   let v: unknown;
   try {
@@ -625,8 +647,7 @@ export function parseFilters(text: string | null) {
     throw new ApiError(400, 'invalid filters: give JSON such as {"label":["app=web"]}');
   }
   if (v === null || typeof v !== 'object' || Array.isArray(v)) throw new ApiError(400, 'invalid filters: give a JSON object');
-  const lists = Object.fromEntries(Object.entries(v as Record<string, unknown>).map(([k, x]) => [k, x !== null && typeof x === 'object' && !Array.isArray(x) ? Object.keys(x) : x]));
-  return checkFilters(lists);
+  return Object.fromEntries(Object.entries(v as Record<string, unknown>).map(([k, x]) => [k, x !== null && typeof x === 'object' && !Array.isArray(x) ? Object.keys(x) : x]));
 }
 
 /** A list given as a string or a list of strings (Docker's StrSlice: Cmd, Entrypoint). */
@@ -649,7 +670,8 @@ export function createOptions(body: Record<string, unknown>, name: string | unde
   if (mounts !== undefined && mounts !== null && (!Array.isArray(mounts) || mounts.length)) throw new ApiError(400, 'HostConfig.Mounts is not supported yet: use HostConfig.Binds');
   const restart = obj(hc, 'RestartPolicy');
   if (restart && restart.Name !== undefined && restart.Name !== '' && restart.Name !== 'no') throw new ApiError(400, 'HostConfig.RestartPolicy is not supported: Ferry has no daemon to restart containers');
-  const networkMode = str(hc, 'NetworkMode');
+  const endpoint = endpointConfig(body, str(hc, 'NetworkMode'));
+  const networkMode = endpoint.network;
   const tmpfs = strMap(hc, 'Tmpfs');
   const stopTimeout = body.StopTimeout;
   if (stopTimeout !== undefined && stopTimeout !== null && (typeof stopTimeout !== 'number' || !Number.isInteger(stopTimeout) || stopTimeout < 0)) throw new ApiError(400, 'invalid StopTimeout: give a whole number of seconds');
@@ -668,10 +690,34 @@ export function createOptions(body: Record<string, unknown>, name: string | unde
     volumes: strList(hc, 'Binds'),
     tmpfs: tmpfs ? Object.entries(tmpfs).map(([d, o]) => (o ? `${d}:${o}` : d)) : undefined,
     network: !networkMode || networkMode === 'default' ? undefined : networkMode,
+    ip: endpoint.ip,
+    networkAliases: endpoint.aliases,
     publish: portBindings(obj(hc, 'PortBindings')),
     autoRemove: bool(hc, 'AutoRemove'),
     createCommand: undefined,
   };
+}
+
+/**
+ * NetworkingConfig.EndpointsConfig: the one network a container joins (Ferry's containers have
+ * one), its aliases and static address. With HostConfig.NetworkMode both must name the same network.
+ */
+function endpointConfig(body: Record<string, unknown>, networkMode: string | undefined): { network?: string; aliases?: string[]; ip?: string } {
+  const eps = obj(obj(body, 'NetworkingConfig') ?? {}, 'EndpointsConfig') ?? {};
+  const names = Object.keys(eps);
+  if (names.length > 1) throw new ApiError(400, `a container joins one network, not ${names.length}: give one in NetworkingConfig.EndpointsConfig`);
+  const name = names[0];
+  if (name === undefined) return { network: networkMode };
+  const mode = !networkMode || networkMode === 'default' ? undefined : networkMode;
+  if (mode !== undefined && mode !== name && !(mode === 'bridge' && name === 'bridge')) {
+    throw new ApiError(400, `NetworkingConfig names network "${name}" but HostConfig.NetworkMode is "${mode}": give the same network in both`);
+  }
+  const ep = obj(eps, name) ?? {};
+  const ipam = obj(ep, 'IPAMConfig') ?? {};
+  if (str(ipam, 'IPv6Address')) throw new ApiError(400, 'IPv6 addresses are not supported: Ferry\'s networks are IPv4');
+  const aliases = strList(ep, 'Aliases');
+  if (strList(ep, 'Links')?.length) throw new ApiError(400, 'links are not supported: containers on a network reach each other by name');
+  return { network: mode ?? name, aliases: aliases?.length ? aliases : undefined, ip: str(ipam, 'IPv4Address') || undefined };
 }
 
 /** HostConfig.PortBindings {"80/tcp": [{"HostIp": "", "HostPort": "8080"}]} as -p specs. */

@@ -29,6 +29,7 @@ interface CreateFlags extends RegistryFlags {
   network?: string;
   ip?: string;
   macAddress?: string;
+  networkAlias: string[];
   publish: string[];
   pod?: string;
   tty?: boolean;
@@ -67,6 +68,7 @@ function addCreateFlags(cmd: Command): Command {
     .option('--net <mode>', 'alias of --network')
     .option('--ip <address>', 'static IPv4 address on the network')
     .option('--mac-address <mac>', 'static MAC address')
+    .option('--network-alias <alias>', "another name for the container on its network's DNS (repeatable)", collect, [])
     .option('-p, --publish <[ip:]host:ctr[/proto]>', 'publish a container port on the host (repeatable)', collect, [])
     .option('-P, --publish-all', "publish every port the image exposes on a free host port")
     .option('--pod <pod>', 'run in this pod (sharing its namespaces)')
@@ -120,6 +122,7 @@ function createOptions(image: string, command: string[], f: CreateFlags): Create
     network: f.network ?? (f as { net?: string }).net,
     ip: f.ip,
     mac: f.macAddress,
+    networkAliases: f.networkAlias,
     publish: f.publish,
     pod: f.pod,
     tty: !!f.tty,

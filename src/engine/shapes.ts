@@ -8,6 +8,7 @@ import type { ContainerRecord, MountSpec } from './types.js';
 import type { ContainerFacts } from './facts.js';
 import { DEFAULT_CAPS } from '../drivers/runtime/spec.js';
 import type { ImageRecord, OciImageConfig } from '../drivers/storage/images.js';
+import { DEFAULT_NETWORK } from '../drivers/network/cni.js';
 import type { Paths } from './paths.js';
 import type { PodView } from './pods.js';
 import type { CheckpointReport } from './checkpoint.js';
@@ -612,23 +613,29 @@ function dockerMounts(r: ContainerRecord, f: ContainerFacts): Record<string, unk
   });
 }
 
+/**
+ * Docker's NetworkSettings.Networks: the network a container is on, from its creation (the
+ * address while it has one). On a user-defined network its aliases end with its short ID, as Docker's.
+ */
 function dockerNetworks(r: ContainerRecord): Record<string, unknown> {
+  const c = r.config.network;
   const n = r.state.net;
-  if (!n) return {};
+  const name = n?.network ?? (c?.mode === 'bridge' ? c.name ?? DEFAULT_NETWORK : undefined);
+  if (!name) return {};
   return {
-    [n.network]: {
-      IPAMConfig: null,
+    [name]: {
+      IPAMConfig: c?.ip ? { IPv4Address: c.ip } : null,
       Links: null,
-      Aliases: null,
-      NetworkID: n.network,
+      Aliases: name === DEFAULT_NETWORK ? null : [...(c?.aliases ?? []), r.config.id.slice(0, 12)],
+      NetworkID: name,
       EndpointID: '',
-      Gateway: n.gateway ?? '',
-      IPAddress: n.ip,
-      IPPrefixLen: n.prefixLength ?? 0,
+      Gateway: n?.gateway ?? '',
+      IPAddress: n?.ip ?? '',
+      IPPrefixLen: n?.prefixLength ?? 0,
       IPv6Gateway: '',
       GlobalIPv6Address: '',
       GlobalIPv6PrefixLen: 0,
-      MacAddress: n.mac,
+      MacAddress: n?.mac ?? '',
       DriverOpts: null,
     },
   };

@@ -3,7 +3,8 @@ import assert from 'node:assert/strict';
 import { ApiError, Router, boolParam, muxFrame } from '../../src/api/http.js';
 import { createOptions, logsOptions, parseFilters } from '../../src/api/docker.js';
 import { DEFAULT_API_SOCKET, checkServiceOptions, parseUnixUrl } from '../../src/api/service.js';
-import { matchesFilters } from '../../src/engine/select.js';
+import { checkNetworkFilters, matchesFilters, matchesNetworkFilters } from '../../src/engine/select.js';
+import type { NetworkRecord } from '../../src/drivers/network/cni.js';
 import { initialState, type ContainerRecord } from '../../src/engine/types.js';
 import { FerryError } from '../../src/lib/errors.js';
 
@@ -77,6 +78,9 @@ test('filters: Docker JSON (both forms), label/name/status/id, refusals', () => 
   assert.deepEqual(pick('{"label":["app=web"]}'), ['abc']);
   assert.deepEqual(pick('{"label":["tier"]}'), ['abc']);
   assert.deepEqual(pick('{"label":["app=db"]}'), []);
+  assert.deepEqual(pick('{"label":["app=web","tier=1"]}'), ['abc'], 'labels: every one must match (as compose asks)');
+  assert.deepEqual(pick('{"label":["app=web","tier=2"]}'), []);
+  assert.deepEqual(pick('{"name":["abc","bcd"]}'), ['abc', 'bcd'], 'other keys: any value');
   assert.deepEqual(pick('{"name":["/bc"]}'), ['abc', 'bcd']);
   assert.deepEqual(pick('{"name":["^bc"]}'), ['bcd'], 'anchored at the start');
   assert.deepEqual(pick('{"name":["bc$"]}'), ['abc'], 'anchored at the end');
@@ -124,4 +128,41 @@ test('service options: the API socket by default; TCP only with a secret; unix p
   for (const bad of ['unix://relative.sock', 'unix:///a/../b.sock', 'unix:///dir/', `unix:///${'x'.repeat(120)}`]) {
     assert.throws(() => parseUnixUrl(bad), (e: unknown) => e instanceof FerryError && e.code === 'EINVAL', bad);
   }
+});
+
+test('createOptions: NetworkingConfig (compose): the network, its aliases and address; one network only', () => {
+  const ep = (eps: Record<string, unknown>, mode?: string) => createOptions({ Image: 'b', HostConfig: mode ? { NetworkMode: mode } : {}, NetworkingConfig: { EndpointsConfig: eps } }, undefined);
+  const o = ep({ p_default: { Aliases: ['web', 'www'], IPAMConfig: {} } }, 'p_default');
+  assert.equal(o.network, 'p_default');
+  assert.deepEqual(o.networkAliases, ['web', 'www']);
+  assert.equal(o.ip, undefined);
+  assert.equal(ep({ net1: { IPAMConfig: { IPv4Address: '10.90.0.9' } } }).network, 'net1', 'the endpoint names the network when NetworkMode does not');
+  assert.equal(ep({ net1: { IPAMConfig: { IPv4Address: '10.90.0.9' } } }).ip, '10.90.0.9');
+  assert.equal(ep({ net1: null }, 'default').network, 'net1');
+  assert.equal(ep({}, 'net2').network, 'net2');
+  assert.equal(ep({ net1: {} }).networkAliases, undefined);
+  assert.throws(() => ep({ a: {}, b: {} }), apiErr(400, /joins one network, not 2/));
+  assert.throws(() => ep({ a: {} }, 'b'), apiErr(400, /names network "a" but HostConfig.NetworkMode is "b"/));
+  assert.throws(() => ep({ a: { Aliases: 'web' } }), apiErr(400, /invalid Aliases/));
+  assert.throws(() => ep({ a: { IPAMConfig: { IPv6Address: 'fd00::2' } } }), apiErr(400, /IPv6/));
+  assert.throws(() => ep({ a: { Links: ['x:y'] } }), apiErr(400, /links are not supported/));
+});
+
+test('network filters: name (part), id (prefix), label (every one), driver, type', () => {
+  const net = (name: string, id: string, labels?: Record<string, string>): NetworkRecord => ({
+    name, id, driver: 'bridge', network_interface: 'x', created: '', subnets: [], ipv6_enabled: false, internal: false, dns_enabled: true, ...(labels ? { labels } : {}), ipam_options: { driver: 'host-local' },
+  });
+  const nets = [net('ferry', 'aaa1'), net('p_default', 'bbb2', { 'com.docker.compose.project': 'p', 'com.docker.compose.network': 'default' }), net('q_default', 'ccc3', { 'com.docker.compose.project': 'q' })];
+  const pick = (f: Record<string, unknown>): string[] => nets.filter((n) => matchesNetworkFilters(n, checkNetworkFilters(f))).map((n) => n.name);
+  assert.deepEqual(pick({}), ['ferry', 'p_default', 'q_default']);
+  assert.deepEqual(pick({ name: ['default'] }), ['p_default', 'q_default']);
+  assert.deepEqual(pick({ id: ['bb'] }), ['p_default']);
+  assert.deepEqual(pick({ label: ['com.docker.compose.project=p', 'com.docker.compose.network'] }), ['p_default']);
+  assert.deepEqual(pick({ label: ['com.docker.compose.project=q', 'com.docker.compose.network'] }), []);
+  assert.deepEqual(pick({ label: ['com.docker.compose.project'] }), ['p_default', 'q_default']);
+  assert.deepEqual(pick({ type: ['builtin'] }), ['ferry']);
+  assert.deepEqual(pick({ type: ['custom'], driver: ['bridge'] }), ['p_default', 'q_default']);
+  assert.throws(() => checkNetworkFilters({ scope: ['local'] }), (e: unknown) => e instanceof FerryError && /invalid filter "scope"/.test(e.message));
+  assert.throws(() => checkNetworkFilters({ type: ['other'] }), (e: unknown) => e instanceof FerryError && /invalid filter type/.test(e.message));
+  assert.throws(() => checkNetworkFilters({ name: 'x' }), (e: unknown) => e instanceof FerryError && /list of strings/.test(e.message));
 });
