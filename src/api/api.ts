@@ -4,6 +4,7 @@
  * (/v1.41/..., /v4.3.1/libpod/...); /libpod/... goes to the libpod routes, the rest to Docker's.
  */
 import * as http from 'node:http';
+import * as https from 'node:https';
 import type { Engine } from '../engine/engine.js';
 import { debug } from '../lib/log.js';
 import type { Duplex } from 'node:stream';
@@ -33,7 +34,8 @@ export interface ApiServer {
   hijacked: Set<Duplex>;
 }
 
-export function createApiServer(engine: Engine, log: (line: string) => void): ApiServer {
+/** tls: serve HTTPS (the tcp:// listener; its options require and check client certificates). */
+export function createApiServer(engine: Engine, log: (line: string) => void, tls?: https.ServerOptions): ApiServer {
   const execs = new ExecStore();
   const docker = dockerRoutes(engine, execs);
   const libpod = libpodRoutes(engine);
@@ -72,7 +74,7 @@ export function createApiServer(engine: Engine, log: (line: string) => void): Ap
     await found.handler({ method, path: p, params: found.params, query, raw: req, res });
   };
 
-  const server = http.createServer((req, res) => {
+  const onRequest = (req: http.IncomingMessage, res: http.ServerResponse): void => {
     inFlight++;
     const libpodReq = /^\/(v[0-9.]+\/)?libpod(\/|$)/.test(req.url ?? '');
     const stream = /\/(logs|wait|events)(\?|$)/.test(req.url ?? '');
@@ -89,7 +91,8 @@ export function createApiServer(engine: Engine, log: (line: string) => void): Ap
       if (libpodReq && !res.headersSent) return sendJson(res, status, { cause: message.split('\n')[0], message: message.split('\n')[0], response: status });
       sendError(res, e);
     });
-  });
+  };
+  const server: http.Server = tls ? https.createServer(tls, onRequest) : http.createServer(onRequest);
   // Attach hijacks the connection (Upgrade: tcp).
   const hijacked = new Set<Duplex>();
   server.on('upgrade', (req: http.IncomingMessage, sock: Duplex, head: Buffer) => {
