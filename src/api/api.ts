@@ -77,7 +77,7 @@ export function createApiServer(engine: Engine, log: (line: string) => void, tls
   const onRequest = (req: http.IncomingMessage, res: http.ServerResponse): void => {
     inFlight++;
     const libpodReq = /^\/(v[0-9.]+\/)?libpod(\/|$)/.test(req.url ?? '');
-    const stream = /\/(logs|wait|events)(\?|$)/.test(req.url ?? '');
+    const stream = /\/(logs|wait|events|stats)(\?|$)/.test(req.url ?? '');
     if (stream) streams.add(res);
     res.once('close', () => {
       inFlight--;
