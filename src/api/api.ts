@@ -88,7 +88,18 @@ export function createApiServer(engine: Engine, log: (line: string) => void, tls
       if (status >= 500) log(`${req.method} ${req.url}: ${status} ${message}`);
       else debug(`${req.method} ${req.url}: ${status} ${message}`);
       // libpod's errors carry the cause and the status too (Podman's ErrorModel).
-      if (libpodReq && !res.headersSent) return sendJson(res, status, { cause: message.split('\n')[0], message: message.split('\n')[0], response: status });
+      if (libpodReq && !res.headersSent) {
+        // Podman's client tells a missing container or pod by its cause in the message
+        // (`podman run --rm` removes what the service has removed already).
+        let line = message.split('\n')[0]!;
+        let cause = line;
+        const missing = /^no (container|pod) with name or ID "[^"]*" found/.exec(line);
+        if (status === 404 && missing) {
+          cause = `no such ${missing[1]}`;
+          line = `${missing[0]}: ${cause}`;
+        }
+        return sendJson(res, status, { cause, message: line, response: status });
+      }
       sendError(res, e);
     });
   };

@@ -708,6 +708,8 @@ function insecureByDefault(domain: string): boolean {
 }
 
 /** The X-Registry-Auth header (base64url JSON {username, password}): credentials, or none. */
+export const registryAuthOf = (h: string | string[] | undefined): { username: string; password: string } | undefined => registryAuth(h);
+
 function registryAuth(h: string | string[] | undefined): { username: string; password: string } | undefined {
   if (typeof h !== 'string' || !h) return undefined;
   if (h.length > 16384) throw new ApiError(400, 'X-Registry-Auth is too long');

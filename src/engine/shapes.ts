@@ -304,7 +304,8 @@ export function podPsEntry(v: PodView): Record<string, unknown> {
     Share: p.share,
     Hostname: p.hostname,
     NumberOfContainers: v.containers,
-    Containers: v.members.map((m) => ({ Id: m.config.id, Names: m.config.name, Status: m.state.status })),
+    // The infra container too, as Podman's (`podman --remote pod ps` counts these).
+    Containers: [...(v.infra ? [v.infra] : []), ...v.members].map((m) => ({ Id: m.config.id, Names: m.config.name, Status: m.state.status })),
   };
 }
 
