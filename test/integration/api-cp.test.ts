@@ -147,3 +147,15 @@ test('docker cp: a symlink or .. leading out of the container stays inside; host
   assert.equal((await svc.request('HEAD', '/v1.41/containers/box/archive?path=/none')).status, 404);
   assert.equal((await svc.request('GET', '/v1.41/containers/box/archive')).status, 400);
 });
+
+test('docker cp -a: the files belong to the container\'s user; without -a to root', async (t) => {
+  if (!svc) return skipWith(t, 'the docker CLI is not installed');
+  await h.ok(['run', '-d', '--name', 'asuser', '--network', 'none', '--user', '1000:1001', 'busybox', 'sleep', '1000']);
+  const f = path.join(tmp, 'owned.txt');
+  fs.writeFileSync(f, 'mine\n');
+  await svc.dockerOk(['cp', '-a', f, 'asuser:/tmp/a.txt']);
+  await svc.dockerOk(['cp', f, 'asuser:/tmp/b.txt']);
+  assert.equal(await svc.dockerOk(['exec', 'asuser', 'stat', '-c', '%u:%g', '/tmp/a.txt']), '1000:1001');
+  assert.equal(await svc.dockerOk(['exec', 'asuser', 'stat', '-c', '%u:%g', '/tmp/b.txt']), '0:0');
+  await h.ok(['rm', '-f', 'asuser']);
+});
