@@ -18,6 +18,8 @@ const h = new Host('apitls');
 const SOCK = path.join(h.dir, 'ferry.sock');
 const CERTS = path.join(h.dir, 'certs');
 let port = 0;
+let port2 = 0;
+const DOCKER20 = ['/usr/local/lib/ferry/docker-20.10/docker'].find((f) => fs.existsSync(f));
 let svc: ServiceProcess | undefined;
 
 function openssl(args: string[]): void {
@@ -52,10 +54,10 @@ function freePort(): Promise<number> {
 }
 
 /** The docker CLI over TCP with TLS, its client files from CERTS/dir. */
-function docker(dir: string | undefined, args: string[]): ReturnType<typeof runTool> {
-  const env: Record<string, string> = { DOCKER_HOST: `tcp://127.0.0.1:${port}`, DOCKER_CONFIG: path.join(h.dir, 'docker-config') };
+function docker(dir: string | undefined, args: string[], o: { bin?: string; port?: number } = {}): ReturnType<typeof runTool> {
+  const env: Record<string, string> = { DOCKER_HOST: `tcp://127.0.0.1:${o.port ?? port}`, DOCKER_CONFIG: path.join(h.dir, 'docker-config') };
   if (dir) Object.assign(env, { DOCKER_TLS_VERIFY: '1', DOCKER_CERT_PATH: path.join(CERTS, dir) });
-  return runTool([DOCKER!, ...args], env, undefined, 60_000);
+  return runTool([o.bin ?? DOCKER!, ...args], env, undefined, 60_000);
 }
 
 before(async () => {
@@ -73,9 +75,10 @@ before(async () => {
   fs.copyFileSync(path.join(CERTS, 'ca', 'ca.pem'), path.join(CERTS, 'nocert', 'ca.pem'));
   await h.importBusybox();
   port = await freePort();
+  port2 = await freePort();
   const s = path.join(CERTS, 'server');
   svc = await new ServiceProcess(
-    spawn(FERRY_BIN, [...h.args(), 'system', 'service', '--listen', `unix://${SOCK}`, '--listen', `tcp://127.0.0.1:${port}`, '--tls-cert', `${s}/cert.pem`, '--tls-key', `${s}/key.pem`, '--tls-verify', `${s}/ca.pem`], {
+    spawn(FERRY_BIN, [...h.args(), 'system', 'service', '--listen', `unix://${SOCK}`, '--listen', `tcp://127.0.0.1:${port}`, '--listen', `tcp://127.0.0.1:${port2}`, '--tls-cert', `${s}/cert.pem`, '--tls-key', `${s}/key.pem`, '--tls-verify', `${s}/ca.pem`], {
       stdio: ['ignore', 'ignore', 'pipe'],
     }),
   ).listening();
@@ -101,6 +104,16 @@ test('docker over TCP with a client certificate from the CA: ps, run, exec, logs
   await eventually(async () => /^1$/m.test((await docker('client', ['logs', 'tlsrun'])).stdout), 10_000, 200);
   // The same container through the Unix socket: one state.
   assert.match(await h.ok(['ps', '--format', '{{.Names}}']), /^tlsrun$/m);
+  // The second TCP listener, and Debian's docker CLI 20.10 (when setup extracted it).
+  assert.match((await docker('client', ['ps', '--format', '{{.Names}}'], { port: port2 })).stdout, /^tlsrun$/m);
+  if (DOCKER20) {
+    const old = await docker('client', ['ps', '--format', '{{.Names}}'], { bin: DOCKER20 });
+    assert.equal(old.code, 0, old.stderr);
+    assert.match(old.stdout, /^tlsrun$/m);
+    const refused = await docker('stranger', ['ps'], { bin: DOCKER20 });
+    assert.notEqual(refused.code, 0);
+    assert.match(refused.stderr, /remote error: tls: (certificate required|unknown certificate authority|bad certificate)/);
+  }
 });
 
 test('without a client certificate, or with one from another CA, or in plain HTTP: refused', async (t) => {
