@@ -5,6 +5,7 @@
 import * as os from 'node:os';
 import { PassThrough } from 'node:stream';
 import type { CreateOptions, Engine } from '../engine/engine.js';
+import type { ResourceFlags } from '../engine/resources.js';
 import { checkpointContainers, restoreContainers } from '../engine/checkpoint.js';
 import { createPod, inspectPods, killPod, listPodViews, removePod, startPod, stopPod, type PodCreateOptions } from '../engine/pods.js';
 import { checkpointPodRequest, restorePodRequest } from '../engine/podcheckpoint.js';
@@ -348,7 +349,61 @@ function signalName(v: unknown): string | undefined {
 }
 
 /** Fields of Podman's SpecGenerator that Ferry cannot honour: refused when given, never dropped. */
-const UNSUPPORTED_SPEC = ['cap_add', 'cap_drop', 'devices', 'privileged', 'resource_limits', 'secrets', 'dns_server', 'dns_search', 'dns_option', 'hostadd', 'overlay_volumes', 'image_volumes', 'rootfs', 'healthconfig', 'init', 'groups', 'sysctl', 'shm_size', 'expose'];
+const UNSUPPORTED_SPEC = ['cap_add', 'cap_drop', 'devices', 'privileged', 'secrets', 'dns_server', 'dns_search', 'dns_option', 'hostadd', 'overlay_volumes', 'image_volumes', 'rootfs', 'healthconfig', 'init', 'groups', 'sysctl', 'expose'];
+
+/** A whole non-negative number of a limit (or absent). */
+function limitNum(o: Record<string, unknown> | undefined, key: string, what: string): number | undefined {
+  const v = o?.[key];
+  if (v === undefined || v === null) return undefined;
+  if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < -1) throw new ApiError(400, `invalid ${what}: give a whole number`);
+  return v;
+}
+
+/**
+ * resource_limits (memory limit/swap, cpu quota/period/shares, pids limit), r_limits and
+ * shm_size as `ferry create`'s --memory, --memory-swap, --cpus, --cpu-shares, --pids-limit,
+ * --ulimit, --shm-size; any other limit is refused.
+ */
+function specResources(b: Record<string, unknown>): ResourceFlags | undefined {
+  const rl = obj(b, 'resource_limits') ?? {};
+  const mem = obj(rl, 'memory');
+  const cpu = obj(rl, 'cpu');
+  const pids = obj(rl, 'pids');
+  const known: Record<string, string[]> = { memory: ['limit', 'swap'], cpu: ['quota', 'period', 'shares'], pids: ['limit'] };
+  for (const [k, v] of Object.entries(rl)) {
+    if (v === null || v === undefined || (typeof v === 'object' && !Object.keys(v as object).length)) continue;
+    if (!(k in known) || typeof v !== 'object') throw new ApiError(400, `resource_limits.${k} is not supported by Ferry: give memory, cpu or pids limits`);
+    for (const [f, x] of Object.entries(v as object)) if (x !== null && x !== undefined && x !== 0 && !known[k]!.includes(f)) throw new ApiError(400, `resource_limits.${k}.${f} is not supported by Ferry`);
+  }
+  const r: ResourceFlags = {};
+  const limit = limitNum(mem, 'limit', 'memory limit');
+  if (limit !== undefined && limit > 0) r.memory = String(limit);
+  const swap = limitNum(mem, 'swap', 'memory swap');
+  if (swap !== undefined && swap !== 0) r.memorySwap = String(swap);
+  const quota = limitNum(cpu, 'quota', 'cpu quota');
+  const period = limitNum(cpu, 'period', 'cpu period') || 100_000;
+  if (quota !== undefined && quota > 0) r.cpus = String(Math.round((quota / period) * 1000) / 1000);
+  const shares = limitNum(cpu, 'shares', 'cpu shares');
+  if (shares) r.cpuShares = String(shares);
+  const pl = limitNum(pids, 'limit', 'pids limit');
+  if (pl) r.pidsLimit = String(pl);
+  const rlimits = b.r_limits;
+  if (rlimits !== undefined && rlimits !== null) {
+    if (!Array.isArray(rlimits) || rlimits.length > 64) throw new ApiError(400, 'invalid r_limits: give a list of {type, soft, hard}');
+    r.ulimit = (rlimits as Record<string, unknown>[]).map((x) => {
+      const type = typeof x?.type === 'string' ? x.type.toLowerCase().replace(/^rlimit_/, '') : '';
+      if (!/^[a-z]{1,16}$/.test(type) || typeof x.soft !== 'number' || typeof x.hard !== 'number') throw new ApiError(400, 'invalid r_limits: give {type, soft, hard}');
+      return `${type}=${x.soft}:${x.hard}`;
+    });
+    if (!r.ulimit.length) delete r.ulimit;
+  }
+  const shm = b.shm_size;
+  if (shm !== undefined && shm !== null) {
+    if (typeof shm !== 'number' || !Number.isSafeInteger(shm) || shm < 0) throw new ApiError(400, 'invalid shm_size: give a number of bytes');
+    if (shm > 0) r.shmSize = String(shm);
+  }
+  return Object.keys(r).length ? r : undefined;
+}
 
 /** Podman's SpecGenerator (POST /libpod/containers/create) as the options of `ferry create`. */
 export function specOptions(b: Record<string, unknown>): CreateOptions {
@@ -432,6 +487,7 @@ export function specOptions(b: Record<string, unknown>): CreateOptions {
     publish: publish.length ? publish : undefined,
     publishAll: bool(b, 'publish_image_ports'),
     autoRemove: bool(b, 'remove'),
+    resources: specResources(b),
     pod: str(b, 'pod') || undefined,
     restart: restartPolicy && restartPolicy !== 'no' ? (restartPolicy === 'on-failure' && typeof tries === 'number' && tries > 0 ? `on-failure:${tries}` : restartPolicy) : undefined,
     pull: 'never', // podman's client pulls first (POST /libpod/images/pull), as the policy says

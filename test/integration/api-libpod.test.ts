@@ -1,6 +1,6 @@
 /**
  * The libpod API with the real `podman --remote` (4.3.1): run -d (create and start with
- * Podman's SpecGenerator), ps, inspect, kill/pause/unpause/restart/wait; pods (create, ps,
+ * Podman's SpecGenerator, resource limits included), ps, inspect, kill/pause/unpause/restart/wait; pods (create, ps,
  * inspect, stop, start, rm); images (pull from a local registry, list); checkpoint --export and
  * restore --import over the API; and Ferry's own endpoints: pod checkpoint/restore and migrate
  * (to a second Ferry's service on loopback).
@@ -65,6 +65,14 @@ test('podman --remote run -d, ps, inspect, kill, pause, unpause, restart, wait',
   assert.ok(pid2 > 0 && pid2 !== pid1, 'restarted: a new process');
   await podmanOk(['kill', '--signal', 'KILL', 'lp1']);
   assert.equal(await podmanOk(['wait', 'lp1']), '137');
+  // Resource limits reach the container.
+  await podmanOk(['run', '-d', '--name', 'lp-lim', '--network', 'none', '--memory', '64m', '--cpus', '0.5', '--pids-limit', '50', '--ulimit', 'nofile=100:200', 'busybox', 'sh', '-c', 'ulimit -n; exec sleep 1000']);
+  const hc = (await h.inspect('lp-lim')).HostConfig;
+  assert.equal(hc.Memory, 64 * 2 ** 20);
+  assert.equal(hc.NanoCpus, 500_000_000);
+  assert.equal(hc.PidsLimit, 50);
+  await eventually(async () => (await h.logs('lp-lim'))[0] === '100', 10_000, 200);
+  await podmanOk(['rm', '-f', '-t', '0', 'lp-lim']);
   // Refused, not dropped: what Ferry cannot do.
   const priv = await podman(['run', '-d', '--name', 'lp-priv', '--network', 'none', '--cap-add', 'SYS_ADMIN', 'busybox', 'true']);
   assert.notEqual(priv.code, 0);

@@ -55,8 +55,19 @@ test('SpecGenerator: what podman run sends maps onto create options', () => {
   assert.equal(more.pod, 'p1');
 });
 
+test('SpecGenerator: resource limits as podman run --memory 64m --memory-swap 128m --cpus 0.5 --cpu-shares 512 --pids-limit 50 --ulimit nofile=100:200 --shm-size 32m sends them', () => {
+  const o = specOptions({
+    ...RUN,
+    resource_limits: { memory: { limit: 67108864, swap: 134217728 }, cpu: { shares: 512, quota: 50000, period: 100000 }, pids: { limit: 50 } },
+    r_limits: [{ type: 'nofile', hard: 200, soft: 100 }],
+    shm_size: 33554432,
+  });
+  assert.deepEqual(o.resources, { memory: '67108864', memorySwap: '134217728', cpus: '0.5', cpuShares: '512', pidsLimit: '50', ulimit: ['nofile=100:200'], shmSize: '33554432' });
+  assert.equal(specOptions(RUN).resources, undefined);
+});
+
 test('SpecGenerator: what Ferry cannot honour is refused, bad types are 400', () => {
-  for (const [k, v] of [['cap_add', ['SYS_ADMIN']], ['privileged', true], ['resource_limits', { memory: { limit: 1 } }], ['devices', [{ path: '/dev/kvm' }]]] as const) {
+  for (const [k, v] of [['cap_add', ['SYS_ADMIN']], ['privileged', true], ['devices', [{ path: '/dev/kvm' }]]] as const) {
     assert.throws(() => specOptions({ ...RUN, [k]: v }), (e: Error & { status?: number }) => e.status === 400 && e.message.includes(`${k} is not supported`));
   }
   assert.throws(() => specOptions({ ...RUN, image: undefined, raw_image_name: undefined }), /image is required/);
@@ -66,6 +77,8 @@ test('SpecGenerator: what Ferry cannot honour is refused, bad types are 400', ()
   assert.throws(() => specOptions({ ...RUN, env: { A: 1 } }), /invalid env/);
   assert.throws(() => specOptions({ ...RUN, mounts: [{ destination: '/x', type: 'devpts' }] }), /mount type "devpts"/);
   assert.throws(() => specOptions({ ...RUN, stop_signal: 'x y' }), /invalid stop_signal/);
+  assert.throws(() => specOptions({ ...RUN, resource_limits: { blockIO: { weight: 10 } } }), /resource_limits.blockIO is not supported/);
+  assert.throws(() => specOptions({ ...RUN, resource_limits: { memory: { reservation: 10 } } }), /resource_limits.memory.reservation is not supported/);
   // Empty values of those fields are what podman sends by default: not refused.
   assert.doesNotThrow(() => specOptions({ ...RUN, cap_add: [], privileged: false, resource_limits: {} }));
 });
