@@ -159,3 +159,18 @@ test('docker cp -a: the files belong to the container\'s user; without -a to roo
   assert.equal(await svc.dockerOk(['exec', 'asuser', 'stat', '-c', '%u:%g', '/tmp/b.txt']), '0:0');
   await h.ok(['rm', '-f', 'asuser']);
 });
+
+test('docker cp with Debian\'s docker CLI 20.10: a directory in, a file out', async (t) => {
+  const bin = ['/usr/local/lib/ferry/docker-20.10/docker'].find((f) => fs.existsSync(f));
+  if (!svc || !bin) return skipWith(t, 'no docker CLI 20.10 (npm run setup extracts it)');
+  const env = { ...process.env, ...svc.dockerEnv() };
+  const dir = path.join(tmp, 'd20');
+  fs.mkdirSync(dir);
+  fs.writeFileSync(path.join(dir, 'x.txt'), 'twenty\n');
+  assert.equal(spawnSync(bin, ['cp', dir, 'box:/'], { env }).status, 0);
+  assert.equal(await exec(['cat', '/d20/x.txt']), 'twenty');
+  const out = path.join(tmp, 'x20.txt');
+  const r = spawnSync(bin, ['cp', 'box:/d20/x.txt', out], { env, encoding: 'utf8' });
+  assert.equal(r.status, 0, r.stderr);
+  assert.equal(fs.readFileSync(out, 'utf8'), 'twenty\n');
+});
