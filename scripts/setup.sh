@@ -533,6 +533,37 @@ grep -qw cgroup2 /proc/mounts || grep -qw cgroup /proc/mounts ||
   die "no cgroup filesystem mounted under /sys/fs/cgroup (runc needs one)"
 
 # ---------------------------------------------------------------------------------------------
+# 4b. Debian's docker CLI 20.10 (API v1.41), the second real client of the API tests (the other
+# is the docker CLI on PATH): only usr/bin/docker, extracted from the docker.io package into
+# $DOCKER20_DIR. The package is downloaded, never installed: no dockerd, no service.
+
+DOCKER20_DIR=$FERRY_LIB/docker-20.10
+DOCKER20=$DOCKER20_DIR/docker
+docker20_ok() { [[ -x $DOCKER20 ]] && "$DOCKER20" --version 2>/dev/null | grep -q '^Docker version 20\.10\.'; }
+if ! docker20_ok; then
+  d=$(mktemp -d /var/tmp/ferry-docker.XXXXXX)
+  NEW=$d # removed on exit whatever happens
+  if id _apt >/dev/null 2>&1; then chown _apt "$d"; fi # apt downloads as the _apt user
+  if ! (cd "$d" && apt-get download docker.io) >>"$LOG" 2>&1; then
+    run apt-get update
+    (cd "$d" && run apt-get download docker.io)
+  fi
+  deb=$(find "$d" -maxdepth 1 -name 'docker.io_*.deb' | head -n 1)
+  [[ -n $deb ]] || fail "apt-get download docker.io left no package"
+  ver=$(dpkg-deb -f "$deb" Version)
+  [[ $ver == 20.10.* ]] || die "this suite's docker.io is $ver, not 20.10 (the API tests' second client): skip it or use Debian 12"
+  run dpkg-deb -x "$deb" "$d/x"
+  [[ -f $d/x/usr/bin/docker ]] || fail "docker.io $ver has no usr/bin/docker"
+  mkdir -p "$DOCKER20_DIR"
+  install -m 0755 "$d/x/usr/bin/docker" "$DOCKER20.new"
+  mv -f "$DOCKER20.new" "$DOCKER20"
+  rm -rf "$d"
+  NEW=""
+  docker20_ok || fail "$DOCKER20 --version does not say 20.10"
+  say "docker CLI $ver extracted to $DOCKER20 (client only; dockerd is not installed)"
+fi
+
+# ---------------------------------------------------------------------------------------------
 # 5. Final check.
 
 runc_ver=$(runc --version 2>/dev/null | sed -n 's/^runc version \([0-9][0-9.]*\).*/\1/p')

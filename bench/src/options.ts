@@ -20,6 +20,9 @@ export interface Options {
   setup: boolean;
   migration: boolean;
   onlyMigration: boolean;
+  /** The API's figures (docker ps against both services, checkpoint/restore via the API). */
+  api: boolean;
+  onlyApi: boolean;
   mode: Mode;
   /** Checkpoint/restore in place. */
   crSizes: Size[];
@@ -38,6 +41,9 @@ export function usage(code: number): never {
   --migration        also measure live migration in --smoke mode (on by default otherwise)
   --no-migration     leave the migration figures out
   --only-migration   measure only the migration figures
+  --no-api           leave the API figures out (docker ps against Ferry's and Podman's services,
+                     checkpoint/restore through the libpod API against the CLI)
+  --only-api         measure only the API figures
 `);
   process.exit(code);
 }
@@ -54,6 +60,8 @@ export function parseArgs(argv: readonly string[]): Options {
   let setup = true;
   let migration: boolean | undefined;
   let onlyMigration = false;
+  let api = true;
+  let onlyApi = false;
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
     const val = (): string => {
@@ -79,6 +87,8 @@ export function parseArgs(argv: readonly string[]): Options {
     else if (a === '--no-setup') setup = false;
     else if (a === '--migration') migration = true;
     else if (a === '--no-migration') migration = false;
+    else if (a === '--no-api') api = false;
+    else if (a === '--only-api') onlyApi = true;
     else if (a === '-h' || a === '--help') usage(0);
     else throw new Error(`unknown option ${a}`);
   }
@@ -90,8 +100,10 @@ export function parseArgs(argv: readonly string[]): Options {
     out,
     setup,
     // Live migration between two "hosts" (network namespaces with their own sshd) on this machine.
-    migration: migration ?? !smoke,
+    migration: onlyApi ? false : migration ?? !smoke,
     onlyMigration,
+    api: onlyApi || (api && !onlyMigration && !smoke),
+    onlyApi,
     mode: smoke ? 'smoke' : quick ? 'quick' : 'full',
     // --quick: tiny, 256 MiB (the issue's size targets are judged on it) and Redis (1M keys,
     // ~180 MiB): about 8 minutes with the tiny migrations. The full run adds 1 GiB.

@@ -8,6 +8,9 @@ import type { Duplex } from 'node:stream';
 import type { Engine, CreateOptions } from '../engine/engine.js';
 import { checkpoint, containerCheckpoints, removeCheckpoint } from '../engine/checkpoint.js';
 import { restore } from '../engine/restore.js';
+import { containerDiff, containerStats, containerTop, type StatsSample } from '../engine/everyday.js';
+import { pruneContainers } from '../engine/housekeeping.js';
+import { archiveFromContainer, archiveToContainer, statContainerPath, type PathStat } from '../engine/copy.js';
 import { checkFilters, checkNetworkFilters, matchesFilters, matchesNetworkFilters } from '../engine/select.js';
 import { dockerImageEntry, dockerImageInspectEntry, dockerInspectEntry, dockerPsEntry } from '../engine/shapes.js';
 import { containerFacts } from '../engine/facts.js';
@@ -15,7 +18,7 @@ import { goArch } from '../engine/host.js';
 import type { LogEntry } from '../engine/logs.js';
 import { VERSION, bunVersion } from '../lib/version.js';
 import { ExecStore, execInspect, forwardInput, resizeExec, responseSink, runExec, upgradeHead, hijackedBody } from './exec.js';
-import { PassThrough } from 'node:stream';
+import { PassThrough, Transform, pipeline } from 'node:stream';
 import { EventWatcher, streamEvents } from './events.js';
 import { parseReference } from '../drivers/registry/reference.js';
 import type { VolumeRecord } from '../drivers/storage/volumes.js';
@@ -33,6 +36,73 @@ export const DOCKER_HEADERS: Record<string, string> = {
   Ostype: 'linux',
   Server: `Ferry/${VERSION} (linux)`,
 };
+
+/** The largest tar a `docker cp` into a container may send. */
+export const MAX_ARCHIVE_BODY = 4 * 2 ** 30;
+
+/** Passes at most limit bytes; past that, fails the stream. */
+function sizeLimit(limit: number): Transform {
+  let n = 0;
+  return new Transform({
+    transform(chunk: Buffer, _enc, cb) {
+      n += chunk.length;
+      cb(n > limit ? new ApiError(413, `archive too large: at most ${limit} bytes`) : null, chunk);
+    },
+  });
+}
+
+/** How often a stats stream samples (Docker's: 1 s). */
+const STATS_INTERVAL_MS = 1000;
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+/** A filters parameter that must be empty (the endpoint takes none yet). */
+function refuseFilters(q: URLSearchParams, what: string): void {
+  const f = q.get('filters');
+  if (f && Object.keys(parseJsonObject(f, 'filters')).length) throw new ApiError(400, `${what} filters are not supported yet: prune without them`);
+}
+
+/** A filter's values as Docker's clients send them: ["v"] or {"v": true}. */
+function filterValues(v: unknown): string[] {
+  if (v === undefined) return [];
+  if (Array.isArray(v) && v.every((x) => typeof x === 'string')) return v as string[];
+  if (v && typeof v === 'object' && !Array.isArray(v)) return Object.keys(v);
+  throw new ApiError(400, 'invalid filters: give {"NAME": ["VALUE"]}');
+}
+
+/** One of Docker's stats objects (GET /containers/{id}/stats) from a sample and the one before it. */
+function dockerStats(s: StatsSample, prev: StatsSample | undefined): Record<string, unknown> {
+  const cpu = (x: StatsSample | undefined): Record<string, unknown> => ({
+    cpu_usage: { total_usage: x ? Math.round(x.cpuNs) : 0, usage_in_kernelmode: 0, usage_in_usermode: 0 },
+    system_cpu_usage: x ? Math.round(x.systemNs) : 0,
+    online_cpus: x ? x.onlineCpus : 0,
+    throttling_data: { periods: 0, throttled_periods: 0, throttled_time: 0 },
+  });
+  const io = (op: string, value: number): Record<string, unknown> => ({ major: 0, minor: 0, op, value });
+  return {
+    read: new Date(s.at).toISOString(),
+    preread: prev ? new Date(prev.at).toISOString() : '0001-01-01T00:00:00Z',
+    pids_stats: { current: s.pids },
+    blkio_stats: {
+      io_service_bytes_recursive: [io('read', s.blockRead), io('write', s.blockWrite)],
+      io_serviced_recursive: null,
+      io_queue_recursive: null,
+      io_service_time_recursive: null,
+      io_wait_time_recursive: null,
+      io_merged_recursive: null,
+      io_time_recursive: null,
+      sectors_recursive: null,
+    },
+    num_procs: 0,
+    storage_stats: {},
+    cpu_stats: cpu(s),
+    precpu_stats: cpu(prev),
+    memory_stats: { usage: s.memUsage, stats: {}, limit: s.memLimit },
+    name: `/${s.name}`,
+    id: s.id,
+    networks: { eth0: { rx_bytes: s.netIn, rx_packets: 0, rx_errors: 0, rx_dropped: 0, tx_bytes: s.netOut, tx_packets: 0, tx_errors: 0, tx_dropped: 0 } },
+  };
+}
 
 /** Docker's architecture names (uname -m). */
 function unameArch(): string {
@@ -244,6 +314,103 @@ export function dockerRoutes(engine: Engine, execs: ExecStore): Router {
   r.on('POST', '/containers/:id/resize', async ({ res, params, query }) => {
     const { rows, cols } = sizeParams(query);
     await engine.resize(params.id!, rows, cols);
+    sendEmpty(res, 200);
+  });
+
+  // ----------------------------------------------------------------------- top, stats, changes, rename, prune
+
+  r.on('GET', '/containers/:id/top', async ({ res, params, query }) => {
+    // As Podman's compat API: ps_args (default -ef) run the container's own ps; Podman's
+    // descriptors (pid,user,args, ...) are read from /proc instead.
+    const psArgs = (query.get('ps_args') ?? '-ef').trim().split(/\s+/).filter(Boolean);
+    if (psArgs.length > 32 || psArgs.some((a) => a.length > 256)) throw new ApiError(400, 'invalid ps_args: at most 32 arguments of 256 bytes');
+    const [titles, ...rows] = await containerTop(engine, params.id!, psArgs);
+    sendJson(res, 200, { Titles: titles ?? [], Processes: rows });
+  });
+
+  r.on('GET', '/containers/:id/stats', async ({ res, params, query }) => {
+    const stream = boolParam(query, 'stream', true) && !boolParam(query, 'one-shot');
+    const id = (await engine.inspect(params.id!)).config.id;
+    let prev = (await containerStats(engine, [id]))[0];
+    if (!stream) {
+      if (!boolParam(query, 'one-shot')) {
+        // Two samples, so that the client's CPU % has a previous one to compare with.
+        await sleep(STATS_INTERVAL_MS / 2);
+        const cur = (await containerStats(engine, [id]))[0];
+        return sendJson(res, 200, dockerStats(cur ?? prev, cur ? prev : undefined));
+      }
+      return sendJson(res, 200, dockerStats(prev, undefined));
+    }
+    res.writeHead(200, { 'Content-Type': 'application/json' });
+    res.write(JSON.stringify(dockerStats(prev, undefined)) + '\n');
+    while (!res.destroyed) {
+      await sleep(STATS_INTERVAL_MS);
+      if (res.destroyed) break;
+      const cur = await containerStats(engine, [id], prev ? new Map([[id, prev]]) : undefined).catch(() => undefined);
+      if (!cur?.length) break; // it stopped: the stream ends, as Docker's does
+      res.write(JSON.stringify(dockerStats(cur[0], prev)) + '\n');
+      prev = cur[0];
+    }
+    res.end();
+  });
+
+  r.on('GET', '/containers/:id/changes', async ({ res, params }) => {
+    const kinds = { C: 0, A: 1, D: 2 } as const;
+    const changes = await containerDiff(engine, params.id!);
+    sendJson(res, 200, changes.length ? changes.map((c) => ({ Path: c.path, Kind: kinds[c.kind] })) : null);
+  });
+
+  r.on('POST', '/containers/:id/rename', async ({ res, params, query }) => {
+    const name = query.get('name');
+    if (!name) throw new ApiError(400, 'give name=NEW_NAME');
+    await engine.rename(params.id!, name.replace(/^\//, ''));
+    await poke();
+    sendEmpty(res, 204);
+  });
+
+  r.on('POST', '/containers/prune', async ({ res, query }) => {
+    refuseFilters(query, 'container prune');
+    const pruned = await pruneContainers(engine);
+    await poke();
+    sendJson(res, 200, { ContainersDeleted: pruned.ids.length ? pruned.ids : null, SpaceReclaimed: pruned.reclaimed });
+  });
+
+  r.on('POST', '/images/prune', async ({ res, query }) => {
+    // docker image prune sends dangling=true (the default), -a dangling=false.
+    const filters = parseJsonObject(query.get('filters') || '{}', 'filters') as Record<string, unknown>;
+    const dangling = filterValues(filters.dangling);
+    const others = Object.keys(filters).filter((k) => k !== 'dangling');
+    if (others.length) throw new ApiError(400, `image prune filter "${others[0]}" is not supported: only dangling`);
+    if (dangling.some((v) => !['true', 'false', '1', '0'].includes(v))) throw new ApiError(400, 'invalid dangling filter: give true or false');
+    const all = dangling.length > 0 && dangling.every((v) => v === 'false' || v === '0');
+    const sizes = new Map(engine.images.list().map((i) => [i.Id, i.Size]));
+    const gone = await engine.pruneImages(all);
+    sendJson(res, 200, { ImagesDeleted: gone.length ? gone.map((id) => ({ Deleted: `sha256:${id}` })) : null, SpaceReclaimed: gone.reduce((a, id) => a + (sizes.get(id) ?? 0), 0) });
+  });
+
+  // ----------------------------------------------------------------------- archive (docker cp)
+
+  r.on('GET', '/containers/:id/archive', async ({ method, res, params, query }) => {
+    const p = query.get('path') ?? '';
+    const header = (s: PathStat): string => Buffer.from(JSON.stringify(s)).toString('base64');
+    if (method === 'HEAD') {
+      const stat = await statContainerPath(engine, params.id!, p);
+      res.writeHead(200, { 'X-Docker-Container-Path-Stat': header(stat), 'Content-Type': 'application/json' });
+      return void res.end();
+    }
+    await archiveFromContainer(engine, params.id!, p, res, (stat) => res.writeHead(200, { 'X-Docker-Container-Path-Stat': header(stat), 'Content-Type': 'application/x-tar' }));
+    res.end();
+  });
+
+  r.on('PUT', '/containers/:id/archive', async ({ raw, res, params, query }) => {
+    const declared = Number(raw.headers['content-length'] ?? 0);
+    if (declared > MAX_ARCHIVE_BODY) throw new ApiError(413, `archive too large: at most ${MAX_ARCHIVE_BODY} bytes`);
+    const body = sizeLimit(MAX_ARCHIVE_BODY);
+    pipeline(raw, body, () => undefined); // a client gone half-way fails the body too
+    await archiveToContainer(engine, params.id!, query.get('path') ?? '', body, {
+      noOverwriteDirNonDir: boolParam(query, 'noOverwriteDirNonDir'),
+      copyUIDGID: boolParam(query, 'copyUIDGID'),
+    });
     sendEmpty(res, 200);
   });
 
@@ -562,6 +729,8 @@ function insecureByDefault(domain: string): boolean {
 }
 
 /** The X-Registry-Auth header (base64url JSON {username, password}): credentials, or none. */
+export const registryAuthOf = (h: string | string[] | undefined): { username: string; password: string } | undefined => registryAuth(h);
+
 function registryAuth(h: string | string[] | undefined): { username: string; password: string } | undefined {
   if (typeof h !== 'string' || !h) return undefined;
   if (h.length > 16384) throw new ApiError(400, 'X-Registry-Auth is too long');

@@ -118,12 +118,16 @@ test('muxFrame: Docker multiplexed stream header', () => {
 });
 
 test('service options: the API socket by default; TCP only with a secret; unix paths checked', () => {
-  assert.deepEqual(checkServiceOptions({}), { sockets: ['/run/ferry/ferry.sock'], tcp: undefined, identity: undefined });
+  assert.deepEqual(checkServiceOptions({}), { sockets: ['/run/ferry/ferry.sock'], apiTcp: [], tls: undefined });
   assert.equal(DEFAULT_API_SOCKET, 'unix:///run/ferry/ferry.sock');
-  assert.throws(() => checkServiceOptions({ listen: ['tcp://0.0.0.0:7797'] }), /needs --secret-file FILE: it never runs unauthenticated/);
+  assert.throws(() => checkServiceOptions({ listen: ['tcp://0.0.0.0:7797'] }), /never runs unauthenticated on TCP: give --tls-cert FILE --tls-key FILE --tls-verify CA/);
   assert.throws(() => checkServiceOptions({ listen: ['unix:///run/x.sock'], secretFile: '/x' }), /--secret-file only applies with --listen tcp:/);
-  assert.throws(() => checkServiceOptions({ listen: ['http://x:1'] }), /use tcp:\/\/ADDR:PORT/);
+  assert.throws(() => checkServiceOptions({ listen: ['http://x:1'] }), /invalid --listen "http:\/\/x:1": use unix:\/\/\/PATH/);
   assert.throws(() => checkServiceOptions({ listen: ['unix:///a.sock', 'unix:///a.sock'] }), /twice/);
+  assert.throws(() => checkServiceOptions({ listen: ['tcp://127.0.0.1:2376'], tlsCert: '/c', tlsKey: '/k' }), /needs all of --tls-cert FILE --tls-key FILE --tls-verify CA/);
+  assert.throws(() => checkServiceOptions({ listen: ['tcp://127.0.0.1:2376'], tlsCert: '/c', tlsKey: '/k', tlsVerify: '/ca', secretFile: '/s' }), /run one `ferry system service` for each/);
+  assert.throws(() => checkServiceOptions({ listen: ['unix:///a.sock'], tlsCert: '/c', tlsKey: '/k', tlsVerify: '/ca' }), /only apply with --listen tcp:/);
+  assert.throws(() => checkServiceOptions({ listen: ['tcp://127.0.0.1:2376'], tlsCert: '/nonexistent/c', tlsKey: '/k', tlsVerify: '/ca' }), /cannot read --tls-cert \/nonexistent\/c: ENOENT/);
   assert.equal(parseUnixUrl('unix:///run/ferry/ferry.sock'), '/run/ferry/ferry.sock');
   for (const bad of ['unix://relative.sock', 'unix:///a/../b.sock', 'unix:///dir/', `unix:///${'x'.repeat(120)}`]) {
     assert.throws(() => parseUnixUrl(bad), (e: unknown) => e instanceof FerryError && e.code === 'EINVAL', bad);
