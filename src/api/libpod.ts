@@ -301,7 +301,8 @@ export function libpodRoutes(engine: Engine): Router {
 
   r.on('GET', '/images/json', ({ res }) => {
     const users = engine.imageUsers();
-    sendJson(res, 200, engine.images.list().map((i) => imageEntry(i, users.get(i.Id)?.length ?? 0)));
+    // The API's ImageSummary carries the tags in RepoTags (the CLI's JSON has them in Names only).
+    sendJson(res, 200, engine.images.list().map((i) => ({ ...imageEntry(i, users.get(i.Id)?.length ?? 0), RepoTags: i.Names.length ? i.Names : null, Dangling: !i.Names.length })));
   });
 
   // podman pull, and podman run's pull (policy=missing): a JSON stream, the image's ID at the end.

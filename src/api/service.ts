@@ -37,9 +37,10 @@ import { connectPagesTunnel, createServiceServer, displayTarget, parseListenUrl,
 import { receiveMigration } from '../engine/migrate/destination.js';
 import type { Engine } from '../engine/engine.js';
 import { createApiServer } from './api.js';
+import { DEFAULT_API_SOCKET } from '../engine/paths.js';
 
 /** Where the API listens when no --listen is given. */
-export const DEFAULT_API_SOCKET = 'unix:///run/ferry/ferry.sock';
+export { DEFAULT_API_SOCKET };
 
 export interface ServiceOptions {
   /** unix:///PATH (the API) and/or tcp://ADDR:PORT (migrations, with secretFile); default: the API on DEFAULT_API_SOCKET. */

@@ -4,7 +4,7 @@ import { getEngine, out, type Ctx } from './context.js';
 import { renderTemplate } from './format.js';
 import { registerSystemHousekeeping } from './everyday.js';
 import { VERSION, bunVersion } from '../lib/version.js';
-import { DEFAULT_API_SOCKET, checkServiceOptions, runService } from '../api/service.js';
+import { DEFAULT_API_SOCKET } from '../engine/paths.js';
 
 const SERVICE_HELP = `
 Serves, in the foreground, until SIGTERM or SIGINT:
@@ -59,6 +59,8 @@ export function registerSystemCommands(program: Command, ctx: Ctx): void {
     .option('--tls-verify <ca>', 'with tcp://: the CA (PEM) that client certificates must be signed by; required')
     .addHelpText('after', SERVICE_HELP)
     .action(async (f: { listen?: string[]; secretFile?: string; tlsCert?: string; tlsKey?: string; tlsVerify?: string }) => {
+      // The API (node:http and the routes) is loaded by this command alone.
+      const { checkServiceOptions, runService } = await import('../api/service.js');
       checkServiceOptions(f); // refuse bad options before anything else
       await runService(getEngine(ctx), { listen: f.listen ?? [], secretFile: f.secretFile, tlsCert: f.tlsCert, tlsKey: f.tlsKey, tlsVerify: f.tlsVerify });
     });
