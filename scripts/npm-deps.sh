@@ -3,7 +3,13 @@
 # checks that Bun (the npm package `bun`, which runs Ferry, its tests and its bench) works.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+# node_modules as a link is shared with another checkout: `npm ci` would empty the directory it
+# points to under the other checkout's feet, so it is left to that checkout to install.
+if [ -L node_modules ]; then
+  if [ package-lock.json -nt node_modules/.package-lock.json ]; then
+    echo "setup: node_modules is a link to a shared install: not reinstalled (run npm ci where it lives if package-lock.json changed)"
+  fi
+elif [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
   echo "setup: installing npm dependencies (npm ci)"
   npm ci --no-audit --no-fund --loglevel=error >/dev/null
 fi

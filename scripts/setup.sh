@@ -15,6 +15,8 @@ CRIU_STAMP=$CRIU_PREFIX/.ferry-installed # written last, inside the prefix: pres
 CRIU_WRAPPER=$FERRY_LIB/bin/criu         # the engine always runs CRIU through this path
 CRIU_MIN=4.2                             # < 4.2 cannot dump AF_INET sockets on kernels >= 6.16
 CRIU_SUITE=sid
+CRIT_PREFIX=$FERRY_LIB/crit              # crit and pycriu from Debian sid's python3-pycriu
+CRIT_WRAPPER=$FERRY_LIB/bin/crit         # runs it with the host's python3 and python3-protobuf
 PIPE_MAX=4194304                         # CRIU's lazy-pages transfer asks for a 4 MiB pipe
 SYSCTL_CONF=/etc/sysctl.d/90-ferry.conf
 LOG=${FERRY_SETUP_LOG:-/var/log/ferry-setup.log}
@@ -25,9 +27,11 @@ LOG=${FERRY_SETUP_LOG:-/var/log/ferry-setup.log}
 # docker-registry and skopeo are the real registry peers of the image tests (test/helpers/registry.ts);
 # podman is the peer engine of the API and archive tests (podman --remote, Podman's archives),
 # always run with a configuration of its own (runc from this list satisfies its runtime).
+# python3 runs crit, CRIU's own image decoder (section 2b), which the tests compare Ferry's
+# decoding with.
 PACKAGES=(runc conmon iptables containernetworking-plugins busybox-static zstd
   openssh-server openssh-client util-linux iproute2 tar gcc libc6-dev mmdebstrap tmux
-  docker-registry skopeo podman)
+  docker-registry skopeo podman python3 golang-github-containernetworking-plugin-dnsname docker-compose)
 
 # Packages in the dependency closure of criu that the binary does not need: toolchain
 # bookkeeping, iconv modules, and anything that is not a library (filtered by name below).
@@ -265,9 +269,10 @@ criu_closure() {
   printf '%s\n' "${!seen[@]}" | sort
 }
 
-install_private_criu() {
-  local keyring="" mirror_line ver candidate new old pkgs
-  [[ -n $triplet ]] || die "no private CRIU build for architecture $arch; install criu >= $CRIU_MIN"
+# The private apt, pointed at sid of the host's mirror and updated: once per run.
+papt_sid() {
+  [[ -z $WORK ]] || return 0
+  local keyring="" mirror_line
   mirror_line=$(host_mirror)
   MIRROR=${mirror_line%% *}
   keyring=${mirror_line#"$MIRROR"}; keyring=${keyring# }
@@ -279,6 +284,12 @@ install_private_criu() {
 
   papt_init
   papt_update_sid "$keyring"
+}
+
+install_private_criu() {
+  local ver candidate new old pkgs
+  [[ -n $triplet ]] || die "no private CRIU build for architecture $arch; install criu >= $CRIU_MIN"
+  papt_sid
   candidate=$(apt-cache "${PAPT[@]}" policy criu 2>>"$LOG" | awk '/Candidate:/ { print $2 }')
   [[ -n $candidate && $candidate != "(none)" ]] || die "Debian $CRIU_SUITE has no criu package"
   dpkg --compare-versions "$candidate" ge "$CRIU_MIN" ||
@@ -310,6 +321,27 @@ install_private_criu() {
   NEW=""
   [[ -z ${old:-} ]] || rm -rf "$old"
   say "installed CRIU $ver from Debian $CRIU_SUITE into $CRIU_PREFIX ($why_private)"
+}
+
+# CRIU keeps what it learns about the kernel (~30 ms of probes, iptables runs among them, in
+# every dump and restore) in /run/criu.kdat, but only where that is a tmpfs, so that a reboot
+# clears it. On hosts whose /run is not one (these machines: ext4) every CRIU run probes again.
+# The private CRIU keeps it in /dev/criu.kdat instead: /dev is a tmpfs too (devtmpfs), cleared at
+# boot and writable by root only. The path is a string of the same length in the binary; a build
+# without that string is left as it is (and probes as before).
+patch_kdat_path() {
+  local bin=$1 from=/run/criu.kdat to=/dev/criu.kdat n
+  n=$(grep -c -a -F "$from" "$bin" || true)
+  if ((n == 0)); then
+    grep -q -a -F "$to" "$bin" || say "warning: $bin has no $from: CRIU probes the kernel at every run"
+    return 0
+  fi
+  ((n == 1)) || { say "warning: $bin names $from more than once: left unpatched"; return 0; }
+  sed "s|$from|$to|" "$bin" >"$bin.kdat-tmp"
+  [[ $(stat -c %s "$bin.kdat-tmp") == $(stat -c %s "$bin") ]] || { rm -f "$bin.kdat-tmp"; die "patching $bin changed its size"; }
+  chmod --reference="$bin" "$bin.kdat-tmp"
+  mv "$bin.kdat-tmp" "$bin"
+  say "the private CRIU keeps its kernel facts in $to (a tmpfs), not $from"
 }
 
 # CRIU reads each task's rlimits with prlimit(), which for a task of another user needs
@@ -358,6 +390,7 @@ else
     stamp_ok=1
   fi
   ((stamp_ok)) || install_private_criu
+  patch_kdat_path "$CRIU_PREFIX/usr/sbin/criu"
   wrapper_body="exec $CRIU_PREFIX/usr/lib/$triplet/$ldso --preload $SHIM --library-path $CRIU_PREFIX/usr/lib/$triplet $CRIU_PREFIX/usr/sbin/criu \"\$@\""
   wrapper_note="runs the private CRIU from Debian $CRIU_SUITE with its own glibc ($why_private)"
 fi
@@ -374,6 +407,88 @@ criu_ver=$(criu_version "$CRIU_WRAPPER")
 [[ -n $criu_ver ]] || { run "$CRIU_WRAPPER" --version; die "$CRIU_WRAPPER does not run"; }
 dpkg --compare-versions "$criu_ver" ge "$CRIU_MIN" || die "$CRIU_WRAPPER is criu $criu_ver, need >= $CRIU_MIN"
 criu_check "$CRIU_WRAPPER" || fail "$CRIU_WRAPPER check"
+
+# ---------------------------------------------------------------------------------------------
+# 2b. crit, CRIU's own image decoder, the way CRIU is installed: sid's python3-pycriu (pure
+# Python: crit and pycriu, the same version as the CRIU above) and the host suite's
+# python3-protobuf unpacked into $CRIT_PREFIX, run by $CRIT_WRAPPER with the host's python3.
+# Nothing goes on the system's Python path. Only the tests use it (Ferry decodes the images itself): a crit that cannot be
+# installed or does not run on this Python is a warning, and the comparison test skips.
+
+crit_works() { # WRAPPER: decodes a (minimal) stats image as CRIU writes one
+  local probe=$FERRY_LIB/.crit-probe rc=0
+  printf '\x40\x59\x10\x55\x06\x33\x09\x57\x00\x00\x00\x00' >"$probe"
+  "$1" decode -i "$probe" >>"$LOG" 2>&1 || rc=$?
+  rm -f "$probe"
+  return $rc
+}
+
+install_private_crit() { # on failure sets crit_note to why
+  local candidate new
+  papt_sid
+  candidate=$(apt-cache "${PAPT[@]}" policy python3-pycriu 2>>"$LOG" | awk '/Candidate:/ { print $2 }')
+  if [[ -z $candidate || $candidate == "(none)" ]]; then crit_note="Debian $CRIU_SUITE has no python3-pycriu"; return 0; fi
+  mkdir -p "$WORK/crit-debs"
+  if id _apt >/dev/null 2>&1; then chown _apt "$WORK/crit-debs"; fi
+  if ! (cd "$WORK/crit-debs" && apt-get "${PAPT[@]}" download python3-pycriu) >>"$LOG" 2>&1; then
+    crit_note="cannot download python3-pycriu $candidate from Debian $CRIU_SUITE"
+    return 0
+  fi
+  # python3-protobuf for the host's python3: from the host's own suite (its apt lists, updated
+  # once if they do not know the package yet).
+  if ! (cd "$WORK/crit-debs" && apt-get download python3-protobuf) >>"$LOG" 2>&1 &&
+    ! { apt-get update >>"$LOG" 2>&1 && (cd "$WORK/crit-debs" && apt-get download python3-protobuf) >>"$LOG" 2>&1; }; then
+    crit_note="cannot download python3-protobuf from the host's Debian suite"
+    return 0
+  fi
+  rm -rf "$FERRY_LIB"/.crit.new.*
+  new=$(mktemp -d "$FERRY_LIB/.crit.new.XXXXXX")
+  NEW=$new
+  chmod 755 "$new"
+  local deb pkgs=""
+  for deb in "$WORK"/crit-debs/*.deb; do
+    dpkg-deb -x "$deb" "$new" >>"$LOG" 2>&1 || { crit_note="cannot unpack $(basename "$deb")"; return 0; }
+    pkgs+=" $(basename "$deb" .deb)"
+  done
+  local site=$new/usr/lib/python3/dist-packages
+  if [[ ! -d $site/crit || ! -d $site/pycriu || ! -d $site/google/protobuf ]]; then
+    crit_note="unexpected layout of python3-pycriu $candidate or python3-protobuf"
+    return 0
+  fi
+  printf 'packages%s\nsuite %s\nmirror %s\n' "$pkgs" "$CRIU_SUITE" "$MIRROR" >"$new/.ferry-installed"
+  rm -rf "$CRIT_PREFIX"
+  mv "$new" "$CRIT_PREFIX"
+  NEW=""
+  say "installed crit (python3-pycriu $candidate) from Debian $CRIU_SUITE into $CRIT_PREFIX"
+}
+
+crit_wrapper="#!/bin/sh
+# Written by ferry scripts/setup.sh: crit from Debian $CRIU_SUITE's python3-pycriu in $CRIT_PREFIX,
+# with the host suite's python3-protobuf there too, in its pure-Python form (its C++ part would
+# need libprotobuf), run by the host's python3 with only that directory added to its path.
+PYTHONPATH=$CRIT_PREFIX/usr/lib/python3/dist-packages PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION=python exec /usr/bin/python3 -s -m crit \"\$@\""
+crit_note="" crit_changed=0
+if [[ ! -x /usr/bin/python3 ]]; then
+  crit_note="no /usr/bin/python3"
+else
+  [[ -s $CRIT_PREFIX/.ferry-installed ]] || { install_private_crit; crit_changed=1; }
+  if [[ -z $crit_note && ( ! -x $CRIT_WRAPPER || $(cat "$CRIT_WRAPPER") != "$crit_wrapper" ) ]]; then
+    printf '%s\n' "$crit_wrapper" >"$CRIT_WRAPPER.tmp"
+    chmod 755 "$CRIT_WRAPPER.tmp"
+    mv "$CRIT_WRAPPER.tmp" "$CRIT_WRAPPER"
+    say "wrote $CRIT_WRAPPER"
+    crit_changed=1
+  fi
+  # Checked when something changed (a re-run stays fast); a crit that fails is removed, so the
+  # next run tries again.
+  if [[ -z $crit_note ]] && ((crit_changed)) && ! crit_works "$CRIT_WRAPPER"; then
+    crit_note="$CRIT_WRAPPER does not run with $(/usr/bin/python3 --version 2>&1) (see $LOG)"
+  fi
+fi
+if [[ -n $crit_note ]]; then
+  rm -rf "$CRIT_WRAPPER" "$CRIT_PREFIX"
+  say "warning: crit not available: $crit_note; the tests that compare with it skip"
+fi
 
 # ---------------------------------------------------------------------------------------------
 # 3. sysctl: lazy-pages migration needs 4 MiB pipes, and without CAP_SYS_RESOURCE CRIU cannot
@@ -416,6 +531,37 @@ if ! netprobe; then
 fi
 grep -qw cgroup2 /proc/mounts || grep -qw cgroup /proc/mounts ||
   die "no cgroup filesystem mounted under /sys/fs/cgroup (runc needs one)"
+
+# ---------------------------------------------------------------------------------------------
+# 4b. Debian's docker CLI 20.10 (API v1.41), the second real client of the API tests (the other
+# is the docker CLI on PATH): only usr/bin/docker, extracted from the docker.io package into
+# $DOCKER20_DIR. The package is downloaded, never installed: no dockerd, no service.
+
+DOCKER20_DIR=$FERRY_LIB/docker-20.10
+DOCKER20=$DOCKER20_DIR/docker
+docker20_ok() { [[ -x $DOCKER20 ]] && "$DOCKER20" --version 2>/dev/null | grep -q '^Docker version 20\.10\.'; }
+if ! docker20_ok; then
+  d=$(mktemp -d /var/tmp/ferry-docker.XXXXXX)
+  NEW=$d # removed on exit whatever happens
+  if id _apt >/dev/null 2>&1; then chown _apt "$d"; fi # apt downloads as the _apt user
+  if ! (cd "$d" && apt-get download docker.io) >>"$LOG" 2>&1; then
+    run apt-get update
+    (cd "$d" && run apt-get download docker.io)
+  fi
+  deb=$(find "$d" -maxdepth 1 -name 'docker.io_*.deb' | head -n 1)
+  [[ -n $deb ]] || fail "apt-get download docker.io left no package"
+  ver=$(dpkg-deb -f "$deb" Version)
+  [[ $ver == 20.10.* ]] || die "this suite's docker.io is $ver, not 20.10 (the API tests' second client): skip it or use Debian 12"
+  run dpkg-deb -x "$deb" "$d/x"
+  [[ -f $d/x/usr/bin/docker ]] || fail "docker.io $ver has no usr/bin/docker"
+  mkdir -p "$DOCKER20_DIR"
+  install -m 0755 "$d/x/usr/bin/docker" "$DOCKER20.new"
+  mv -f "$DOCKER20.new" "$DOCKER20"
+  rm -rf "$d"
+  NEW=""
+  docker20_ok || fail "$DOCKER20 --version does not say 20.10"
+  say "docker CLI $ver extracted to $DOCKER20 (client only; dockerd is not installed)"
+fi
 
 # ---------------------------------------------------------------------------------------------
 # 5. Final check.

@@ -108,6 +108,9 @@ interface Target {
   /** Ferry/Podman at most this (below it when strict). */
   podmanMax?: number;
   strict?: boolean;
+  /** Ferry's median / Ferry's median of this other figure (same run) at most vsMax. */
+  vs?: string;
+  vsMax?: number;
 }
 
 /**
@@ -122,6 +125,10 @@ function targetsFor(o: Options): Record<string, Target> {
     'cli.run': { podmanMax: 1, strict: true, text: '< podman' },
     'cr.tiny.checkpoint': { bareMax: 1.0, podmanMax: 1, strict: true, text: '≤1.0× bare, < podman' },
     'cr.tiny.restore': { bareMax: 1.15, podmanMax: 1, strict: true, text: '≤1.15× bare, < podman' },
+    // Issue 17: the API against Podman's service, and against Ferry's own CLI.
+    'api.docker.ps': { podmanMax: 1, text: '≤ podman service' },
+    'api.checkpoint': { vs: 'api.cli.checkpoint', vsMax: 1.1, text: '≤1.10× CLI' },
+    'api.restore': { vs: 'api.cli.restore', vsMax: 1.1, text: '≤1.10× CLI' },
   };
   // Pull (issue 15): the bare column is skopeo copy to a dir (fetch and verify, no unpacking).
   t['pull.first'] = { bareMax: 1.0, podmanMax: 1, text: '≤ skopeo copy, ≤ podman' };
@@ -154,6 +161,8 @@ export const LAZY_FLAT = 1.25;
 export interface Ratios {
   ferry_bare: number | undefined;
   ferry_podman: number | undefined;
+  /** Ferry's median against Ferry's median of another figure (the API against the CLI). */
+  ferry_vs?: { figure: string; ratio: number | undefined };
   /** `--lazy` figures: which engines' ratio is against their stop-and-copy figure. */
   against?: string;
   againstStop?: EngineName[];
@@ -232,9 +241,15 @@ export function summarize(R: Results, o: Options, engineNames: readonly EngineNa
       ratios: { ferry_bare: ratio('bare'), ferry_podman: ratio('podman'), ...(against.length ? { against: `the stop-and-copy figure of ${against.join(' and ')}`, againstStop: against } : {}) },
     });
     const t = targets[f.id];
+    if (t?.vs) {
+      const a = okMedian(fe);
+      const b = okMedian(R.figures.get(t.vs)?.engines.ferry);
+      judged.ratios.ferry_vs = { figure: t.vs, ratio: a !== undefined && b !== undefined ? Math.round((a / b) * 100) / 100 : undefined };
+    }
     if (t) {
       const checks: (boolean | null)[] = [];
       const fm = okMedian(fe);
+      if (t.vsMax !== undefined) checks.push(judged.ratios.ferry_vs?.ratio !== undefined ? judged.ratios.ferry_vs.ratio <= t.vsMax : false);
       if (t.max !== undefined) checks.push(fm !== undefined ? fm < t.max : false);
       if (t.bareMax !== undefined) checks.push(engineNames.includes('bare') ? (judged.ratios.ferry_bare === undefined ? false : judged.ratios.ferry_bare <= t.bareMax) : null);
       if (t.podmanMax !== undefined) {

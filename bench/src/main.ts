@@ -3,7 +3,7 @@
 //
 //   bun bench/src/main.ts [--quick] [--smoke] [--iterations N] [--only ferry,bare,podman]
 //                         [--out DIR] [--no-setup] [--migration | --no-migration | --only-migration]
-//                         [--no-pull | --only-pull]
+//                         [--no-pull | --only-pull] [--no-api | --only-api]
 //
 // Everything it creates (containers, mounts, storage, Podman's config) lives in one temporary
 // directory and is removed at the end, also on failure and on Ctrl-C.
@@ -22,6 +22,7 @@ import { Results, summarize } from './figures.js';
 import { benchCheckpoint, benchCli, benchExport } from './local.js';
 import { benchMigration } from './migration.js';
 import { benchPull } from './pull.js';
+import { benchApi } from './api.js';
 import { parseArgs, usage, type EngineName, type Options } from './options.js';
 import { BENCH_DIR, CRIU, REPO } from './paths.js';
 import { errorMessage, firstLine, log } from './proc.js';
@@ -74,7 +75,7 @@ async function main(): Promise<number> {
   // Short path: conmon's attach socket path must fit in 108 bytes.
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'fyb-'));
   cleanup.setTempDir(tmp);
-  const redis = !o.onlyMigration && !o.onlyPull && [...o.crSizes, ...o.exportSizes, ...o.migSizes].includes('redis');
+  const redis = !o.onlyMigration && !o.onlyApi && !o.onlyPull && [...o.crSizes, ...o.exportSizes, ...o.migSizes].includes('redis');
   const ctx = await prepareWorkloads(tmp, redis);
 
   const make: Record<EngineName, () => Engine> = {
@@ -107,7 +108,7 @@ async function main(): Promise<number> {
       await fn(e);
     }
   };
-  if (!o.onlyMigration && !o.onlyPull) {
+  if (!o.onlyMigration && !o.onlyApi && !o.onlyPull) {
     await step('CLI latency', (e) => benchCli(e, R, o));
     for (const size of o.crSizes) await step(`checkpoint/restore ${sizeLabel(size)}`, (e) => benchCheckpoint(e, R, o, ctx, size));
     for (const size of o.exportSizes) await step(`export/import ${sizeLabel(size)}`, (e) => benchExport(e, R, o, ctx, size));
@@ -115,11 +116,17 @@ async function main(): Promise<number> {
   // Migration: Ferry (stop-and-copy, --lazy) against bare runc + CRIU (checkpoint + tar over
   // ssh + restore) and Podman (checkpoint --export + scp + restore --import), each between two
   // "hosts" with their own state.
-  if (o.pull && !o.onlyMigration) {
+  if (o.pull) {
     log('bench: pull from a local registry');
     await benchPull(R, o, tmp, engineNames, (c) => cleanup.track(c.name, c));
   }
   if (o.migration) await benchMigration(R, o, ctx, engineNames, skipped, cleanup);
+  // The API (issue 17): docker ps against Ferry's and Podman's services, and checkpoint/restore
+  // through the libpod API against Ferry's CLI in the same run.
+  if (o.api) {
+    log('bench: the API (docker ps against both services; checkpoint/restore, API and CLI in turn)');
+    await benchApi(R, o, tmp, engines.get('ferry') as FerryEngine, engineNames.includes('podman') ? (engines.get('podman') as PodmanEngine) : undefined, cleanup);
+  }
 
   const { figures, verdicts } = summarize(R, o, engineNames);
   const table = renderTable(figures, engineNames) + renderVerdicts(verdicts);

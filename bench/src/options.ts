@@ -23,6 +23,9 @@ export interface Options {
   /** Pull from a local registry (issue 15): Ferry, Podman, skopeo copy. */
   pull: boolean;
   onlyPull: boolean;
+  /** The API's figures (docker ps against both services, checkpoint/restore via the API). */
+  api: boolean;
+  onlyApi: boolean;
   mode: Mode;
   /** Checkpoint/restore in place. */
   crSizes: Size[];
@@ -43,6 +46,9 @@ export function usage(code: number): never {
   --only-migration   measure only the migration figures
   --no-pull          leave the pull figures out (on by default but in --smoke)
   --only-pull        measure only the pull figures (a local registry, ~100 MB image)
+  --no-api           leave the API figures out (docker ps against Ferry's and Podman's services,
+                     checkpoint/restore through the libpod API against the CLI)
+  --only-api         measure only the API figures
 `);
   process.exit(code);
 }
@@ -61,6 +67,8 @@ export function parseArgs(argv: readonly string[]): Options {
   let onlyMigration = false;
   let pull: boolean | undefined;
   let onlyPull = false;
+  let api = true;
+  let onlyApi = false;
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
     const val = (): string => {
@@ -88,10 +96,12 @@ export function parseArgs(argv: readonly string[]): Options {
     else if (a === '--no-setup') setup = false;
     else if (a === '--migration') migration = true;
     else if (a === '--no-migration') migration = false;
+    else if (a === '--no-api') api = false;
+    else if (a === '--only-api') onlyApi = true;
     else if (a === '-h' || a === '--help') usage(0);
     else throw new Error(`unknown option ${a}`);
   }
-  if (onlyPull && onlyMigration) throw new Error('--only-pull and --only-migration: choose one');
+  if ([onlyPull, onlyMigration, onlyApi].filter(Boolean).length > 1) throw new Error('--only-pull, --only-migration and --only-api: choose one');
   if (onlyPull) migration = false;
   return {
     quick,
@@ -101,10 +111,12 @@ export function parseArgs(argv: readonly string[]): Options {
     out,
     setup,
     // Live migration between two "hosts" (network namespaces with their own sshd) on this machine.
-    migration: migration ?? !smoke,
+    migration: onlyApi ? false : migration ?? !smoke,
     onlyMigration,
-    pull: pull ?? !smoke,
+    pull: onlyPull || (pull ?? (!smoke && !onlyMigration && !onlyApi)),
     onlyPull,
+    api: onlyApi || (api && !onlyMigration && !onlyPull && !smoke),
+    onlyApi,
     mode: smoke ? 'smoke' : quick ? 'quick' : 'full',
     // --quick: tiny, 256 MiB (the issue's size targets are judged on it) and Redis (1M keys,
     // ~180 MiB): about 8 minutes with the tiny migrations. The full run adds 1 GiB.

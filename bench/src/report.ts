@@ -24,7 +24,11 @@ export function renderVerdicts(verdicts: readonly Verdict[]): string {
         .map(([k, m]) => `${k} ${ms(m)}`)
         .join(', ')}${v.ratio !== undefined ? `: max/min ${v.ratio.toFixed(2)}×` : ''}`;
     } else {
-      const rs = [v.ratios.ferry_bare !== undefined ? `F/bare ${fmtRatio(v.ratios.ferry_bare)}` : '', v.ratios.ferry_podman !== undefined ? `F/podman ${fmtRatio(v.ratios.ferry_podman)}` : ''].filter(Boolean);
+      const rs = [
+        v.ratios.ferry_bare !== undefined ? `F/bare ${fmtRatio(v.ratios.ferry_bare)}` : '',
+        v.ratios.ferry_podman !== undefined ? `F/podman ${fmtRatio(v.ratios.ferry_podman)}` : '',
+        v.ratios.ferry_vs ? `/${v.ratios.ferry_vs.figure} ${fmtRatio(v.ratios.ferry_vs.ratio)}` : '',
+      ].filter(Boolean);
       detail = `ferry median ${ms(v.ferryMedianMs)}${rs.length ? `, ${rs.join(', ')}` : ''}`;
     }
     return `  ${res} ${v.title}: ${v.target} (${detail})`;

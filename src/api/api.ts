@@ -4,6 +4,7 @@
  * (/v1.41/..., /v4.3.1/libpod/...); /libpod/... goes to the libpod routes, the rest to Docker's.
  */
 import * as http from 'node:http';
+import * as https from 'node:https';
 import type { Engine } from '../engine/engine.js';
 import { debug } from '../lib/log.js';
 import type { Duplex } from 'node:stream';
@@ -33,7 +34,8 @@ export interface ApiServer {
   hijacked: Set<Duplex>;
 }
 
-export function createApiServer(engine: Engine, log: (line: string) => void): ApiServer {
+/** tls: serve HTTPS (the tcp:// listener; its options require and check client certificates). */
+export function createApiServer(engine: Engine, log: (line: string) => void, tls?: https.ServerOptions): ApiServer {
   const execs = new ExecStore();
   const docker = dockerRoutes(engine, execs);
   const libpod = libpodRoutes(engine);
@@ -72,10 +74,10 @@ export function createApiServer(engine: Engine, log: (line: string) => void): Ap
     await found.handler({ method, path: p, params: found.params, query, raw: req, res });
   };
 
-  const server = http.createServer((req, res) => {
+  const onRequest = (req: http.IncomingMessage, res: http.ServerResponse): void => {
     inFlight++;
     const libpodReq = /^\/(v[0-9.]+\/)?libpod(\/|$)/.test(req.url ?? '');
-    const stream = /\/(logs|wait|events)(\?|$)/.test(req.url ?? '');
+    const stream = /\/(logs|wait|events|stats)(\?|$)/.test(req.url ?? '');
     if (stream) streams.add(res);
     res.once('close', () => {
       inFlight--;
@@ -86,10 +88,22 @@ export function createApiServer(engine: Engine, log: (line: string) => void): Ap
       if (status >= 500) log(`${req.method} ${req.url}: ${status} ${message}`);
       else debug(`${req.method} ${req.url}: ${status} ${message}`);
       // libpod's errors carry the cause and the status too (Podman's ErrorModel).
-      if (libpodReq && !res.headersSent) return sendJson(res, status, { cause: message.split('\n')[0], message: message.split('\n')[0], response: status });
+      if (libpodReq && !res.headersSent) {
+        // Podman's client tells a missing container or pod by its cause in the message
+        // (`podman run --rm` removes what the service has removed already).
+        let line = message.split('\n')[0]!;
+        let cause = line;
+        const missing = /^no (container|pod) with name or ID "[^"]*" found/.exec(line);
+        if (status === 404 && missing) {
+          cause = `no such ${missing[1]}`;
+          line = `${missing[0]}: ${cause}`;
+        }
+        return sendJson(res, status, { cause, message: line, response: status });
+      }
       sendError(res, e);
     });
-  });
+  };
+  const server: http.Server = tls ? https.createServer(tls, onRequest) : http.createServer(onRequest);
   // Attach hijacks the connection (Upgrade: tcp).
   const hijacked = new Set<Duplex>();
   server.on('upgrade', (req: http.IncomingMessage, sock: Duplex, head: Buffer) => {

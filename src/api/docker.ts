@@ -8,18 +8,21 @@ import type { Duplex } from 'node:stream';
 import type { Engine, CreateOptions } from '../engine/engine.js';
 import { checkpoint, containerCheckpoints, removeCheckpoint } from '../engine/checkpoint.js';
 import { restore } from '../engine/restore.js';
-import { checkFilters, matchesFilters } from '../engine/select.js';
-import { dockerImageEntry, dockerInspectEntry, dockerPsEntry } from '../engine/shapes.js';
+import { containerDiff, containerStats, containerTop, type StatsSample } from '../engine/everyday.js';
+import { pruneContainers } from '../engine/housekeeping.js';
+import { archiveFromContainer, archiveToContainer, statContainerPath, type PathStat } from '../engine/copy.js';
+import { checkFilters, checkNetworkFilters, matchesFilters, matchesNetworkFilters } from '../engine/select.js';
+import { dockerImageEntry, dockerImageInspectEntry, dockerInspectEntry, dockerPsEntry } from '../engine/shapes.js';
+import { containerFacts } from '../engine/facts.js';
 import { goArch } from '../engine/host.js';
 import type { LogEntry } from '../engine/logs.js';
 import { VERSION, bunVersion } from '../lib/version.js';
 import { ExecStore, execInspect, forwardInput, resizeExec, responseSink, runExec, upgradeHead, hijackedBody } from './exec.js';
-import { PassThrough } from 'node:stream';
+import { PassThrough, Transform, pipeline } from 'node:stream';
 import { EventWatcher, streamEvents } from './events.js';
 import { parseReference } from '../drivers/registry/reference.js';
-import type { ImageRecord, OciImageConfig } from '../drivers/storage/images.js';
 import type { VolumeRecord } from '../drivers/storage/volumes.js';
-import type { NetworkRecord } from '../drivers/network/cni.js';
+import { DEFAULT_NETWORK, type NetworkRecord } from '../drivers/network/cni.js';
 import type { ContainerRecord } from '../engine/types.js';
 import { ApiError, Router, bool, boolParam, intParam, muxFrame, obj, readJson, sendEmpty, sendJson, sendPing, str, strList, strMap, type Request } from './http.js';
 
@@ -33,6 +36,73 @@ export const DOCKER_HEADERS: Record<string, string> = {
   Ostype: 'linux',
   Server: `Ferry/${VERSION} (linux)`,
 };
+
+/** The largest tar a `docker cp` into a container may send. */
+export const MAX_ARCHIVE_BODY = 4 * 2 ** 30;
+
+/** Passes at most limit bytes; past that, fails the stream. */
+function sizeLimit(limit: number): Transform {
+  let n = 0;
+  return new Transform({
+    transform(chunk: Buffer, _enc, cb) {
+      n += chunk.length;
+      cb(n > limit ? new ApiError(413, `archive too large: at most ${limit} bytes`) : null, chunk);
+    },
+  });
+}
+
+/** How often a stats stream samples (Docker's: 1 s). */
+const STATS_INTERVAL_MS = 1000;
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+/** A filters parameter that must be empty (the endpoint takes none yet). */
+function refuseFilters(q: URLSearchParams, what: string): void {
+  const f = q.get('filters');
+  if (f && Object.keys(parseJsonObject(f, 'filters')).length) throw new ApiError(400, `${what} filters are not supported yet: prune without them`);
+}
+
+/** A filter's values as Docker's clients send them: ["v"] or {"v": true}. */
+function filterValues(v: unknown): string[] {
+  if (v === undefined) return [];
+  if (Array.isArray(v) && v.every((x) => typeof x === 'string')) return v as string[];
+  if (v && typeof v === 'object' && !Array.isArray(v)) return Object.keys(v);
+  throw new ApiError(400, 'invalid filters: give {"NAME": ["VALUE"]}');
+}
+
+/** One of Docker's stats objects (GET /containers/{id}/stats) from a sample and the one before it. */
+function dockerStats(s: StatsSample, prev: StatsSample | undefined): Record<string, unknown> {
+  const cpu = (x: StatsSample | undefined): Record<string, unknown> => ({
+    cpu_usage: { total_usage: x ? Math.round(x.cpuNs) : 0, usage_in_kernelmode: 0, usage_in_usermode: 0 },
+    system_cpu_usage: x ? Math.round(x.systemNs) : 0,
+    online_cpus: x ? x.onlineCpus : 0,
+    throttling_data: { periods: 0, throttled_periods: 0, throttled_time: 0 },
+  });
+  const io = (op: string, value: number): Record<string, unknown> => ({ major: 0, minor: 0, op, value });
+  return {
+    read: new Date(s.at).toISOString(),
+    preread: prev ? new Date(prev.at).toISOString() : '0001-01-01T00:00:00Z',
+    pids_stats: { current: s.pids },
+    blkio_stats: {
+      io_service_bytes_recursive: [io('read', s.blockRead), io('write', s.blockWrite)],
+      io_serviced_recursive: null,
+      io_queue_recursive: null,
+      io_service_time_recursive: null,
+      io_wait_time_recursive: null,
+      io_merged_recursive: null,
+      io_time_recursive: null,
+      sectors_recursive: null,
+    },
+    num_procs: 0,
+    storage_stats: {},
+    cpu_stats: cpu(s),
+    precpu_stats: cpu(prev),
+    memory_stats: { usage: s.memUsage, stats: {}, limit: s.memLimit },
+    name: `/${s.name}`,
+    id: s.id,
+    networks: { eth0: { rx_bytes: s.netIn, rx_packets: 0, rx_errors: 0, rx_dropped: 0, tx_bytes: s.netOut, tx_packets: 0, tx_errors: 0, tx_dropped: 0 } },
+  };
+}
 
 /** Docker's architecture names (uname -m). */
 function unameArch(): string {
@@ -143,7 +213,9 @@ export function dockerRoutes(engine: Engine, execs: ExecStore): Router {
     // As Docker: a status filter looks at every container.
     let recs = (await engine.listContainers({ all: boolParam(query, 'all') || !!filters.status?.length })).filter((x) => matchesFilters(x, filters));
     if (limit !== undefined && limit > 0) recs = recs.slice(0, limit);
-    sendJson(res, 200, recs.map(dockerPsEntry));
+    const size = boolParam(query, 'size');
+    // The facts (spec, volumes, sizes) only where the entry shows them: a listing stays cheap.
+    sendJson(res, 200, recs.map((x) => dockerPsEntry(x, size || x.config.mounts.length ? containerFacts(engine, x, { size }) : undefined)));
   });
 
   r.on('POST', '/containers/create', async ({ raw, res, query }) => {
@@ -153,8 +225,9 @@ export function dockerRoutes(engine: Engine, execs: ExecStore): Router {
     sendJson(res, 201, { Id: rec.config.id, Warnings: [] });
   });
 
-  r.on('GET', '/containers/:id/json', async ({ res, params }) => {
-    sendJson(res, 200, dockerInspectEntry(await engine.inspect(params.id!), engine.paths));
+  r.on('GET', '/containers/:id/json', async ({ res, params, query }) => {
+    const rec = await engine.inspect(params.id!);
+    sendJson(res, 200, dockerInspectEntry(rec, engine.paths, containerFacts(engine, rec, { size: boolParam(query, 'size') })));
   });
 
   r.on('POST', '/containers/:id/start', async ({ res, params, query }) => {
@@ -244,6 +317,103 @@ export function dockerRoutes(engine: Engine, execs: ExecStore): Router {
     sendEmpty(res, 200);
   });
 
+  // ----------------------------------------------------------------------- top, stats, changes, rename, prune
+
+  r.on('GET', '/containers/:id/top', async ({ res, params, query }) => {
+    // As Podman's compat API: ps_args (default -ef) run the container's own ps; Podman's
+    // descriptors (pid,user,args, ...) are read from /proc instead.
+    const psArgs = (query.get('ps_args') ?? '-ef').trim().split(/\s+/).filter(Boolean);
+    if (psArgs.length > 32 || psArgs.some((a) => a.length > 256)) throw new ApiError(400, 'invalid ps_args: at most 32 arguments of 256 bytes');
+    const [titles, ...rows] = await containerTop(engine, params.id!, psArgs);
+    sendJson(res, 200, { Titles: titles ?? [], Processes: rows });
+  });
+
+  r.on('GET', '/containers/:id/stats', async ({ res, params, query }) => {
+    const stream = boolParam(query, 'stream', true) && !boolParam(query, 'one-shot');
+    const id = (await engine.inspect(params.id!)).config.id;
+    let prev = (await containerStats(engine, [id]))[0];
+    if (!stream) {
+      if (!boolParam(query, 'one-shot')) {
+        // Two samples, so that the client's CPU % has a previous one to compare with.
+        await sleep(STATS_INTERVAL_MS / 2);
+        const cur = (await containerStats(engine, [id]))[0];
+        return sendJson(res, 200, dockerStats(cur ?? prev, cur ? prev : undefined));
+      }
+      return sendJson(res, 200, dockerStats(prev, undefined));
+    }
+    res.writeHead(200, { 'Content-Type': 'application/json' });
+    res.write(JSON.stringify(dockerStats(prev, undefined)) + '\n');
+    while (!res.destroyed) {
+      await sleep(STATS_INTERVAL_MS);
+      if (res.destroyed) break;
+      const cur = await containerStats(engine, [id], prev ? new Map([[id, prev]]) : undefined).catch(() => undefined);
+      if (!cur?.length) break; // it stopped: the stream ends, as Docker's does
+      res.write(JSON.stringify(dockerStats(cur[0], prev)) + '\n');
+      prev = cur[0];
+    }
+    res.end();
+  });
+
+  r.on('GET', '/containers/:id/changes', async ({ res, params }) => {
+    const kinds = { C: 0, A: 1, D: 2 } as const;
+    const changes = await containerDiff(engine, params.id!);
+    sendJson(res, 200, changes.length ? changes.map((c) => ({ Path: c.path, Kind: kinds[c.kind] })) : null);
+  });
+
+  r.on('POST', '/containers/:id/rename', async ({ res, params, query }) => {
+    const name = query.get('name');
+    if (!name) throw new ApiError(400, 'give name=NEW_NAME');
+    await engine.rename(params.id!, name.replace(/^\//, ''));
+    await poke();
+    sendEmpty(res, 204);
+  });
+
+  r.on('POST', '/containers/prune', async ({ res, query }) => {
+    refuseFilters(query, 'container prune');
+    const pruned = await pruneContainers(engine);
+    await poke();
+    sendJson(res, 200, { ContainersDeleted: pruned.ids.length ? pruned.ids : null, SpaceReclaimed: pruned.reclaimed });
+  });
+
+  r.on('POST', '/images/prune', async ({ res, query }) => {
+    // docker image prune sends dangling=true (the default), -a dangling=false.
+    const filters = parseJsonObject(query.get('filters') || '{}', 'filters') as Record<string, unknown>;
+    const dangling = filterValues(filters.dangling);
+    const others = Object.keys(filters).filter((k) => k !== 'dangling');
+    if (others.length) throw new ApiError(400, `image prune filter "${others[0]}" is not supported: only dangling`);
+    if (dangling.some((v) => !['true', 'false', '1', '0'].includes(v))) throw new ApiError(400, 'invalid dangling filter: give true or false');
+    const all = dangling.length > 0 && dangling.every((v) => v === 'false' || v === '0');
+    const sizes = new Map(engine.images.list().map((i) => [i.Id, i.Size]));
+    const gone = await engine.pruneImages(all);
+    sendJson(res, 200, { ImagesDeleted: gone.length ? gone.map((id) => ({ Deleted: `sha256:${id}` })) : null, SpaceReclaimed: gone.reduce((a, id) => a + (sizes.get(id) ?? 0), 0) });
+  });
+
+  // ----------------------------------------------------------------------- archive (docker cp)
+
+  r.on('GET', '/containers/:id/archive', async ({ method, res, params, query }) => {
+    const p = query.get('path') ?? '';
+    const header = (s: PathStat): string => Buffer.from(JSON.stringify(s)).toString('base64');
+    if (method === 'HEAD') {
+      const stat = await statContainerPath(engine, params.id!, p);
+      res.writeHead(200, { 'X-Docker-Container-Path-Stat': header(stat), 'Content-Type': 'application/json' });
+      return void res.end();
+    }
+    await archiveFromContainer(engine, params.id!, p, res, (stat) => res.writeHead(200, { 'X-Docker-Container-Path-Stat': header(stat), 'Content-Type': 'application/x-tar' }));
+    res.end();
+  });
+
+  r.on('PUT', '/containers/:id/archive', async ({ raw, res, params, query }) => {
+    const declared = Number(raw.headers['content-length'] ?? 0);
+    if (declared > MAX_ARCHIVE_BODY) throw new ApiError(413, `archive too large: at most ${MAX_ARCHIVE_BODY} bytes`);
+    const body = sizeLimit(MAX_ARCHIVE_BODY);
+    pipeline(raw, body, () => undefined); // a client gone half-way fails the body too
+    await archiveToContainer(engine, params.id!, query.get('path') ?? '', body, {
+      noOverwriteDirNonDir: boolParam(query, 'noOverwriteDirNonDir'),
+      copyUIDGID: boolParam(query, 'copyUIDGID'),
+    });
+    sendEmpty(res, 200);
+  });
+
   // ----------------------------------------------------------------------- exec
 
   r.on('POST', '/containers/:id/exec', async ({ raw, res, params }) => {
@@ -323,8 +493,8 @@ export function dockerRoutes(engine: Engine, execs: ExecStore): Router {
   const users = async (n: NetworkRecord) => (await engine.listContainers({ all: true })).filter((r) => r.config.network?.mode === 'bridge' && r.config.network.name === n.name);
 
   r.on('GET', '/networks', async ({ res, query }) => {
-    if (query.get('filters') && Object.keys(parseJsonObject(query.get('filters')!, 'filters')).length) throw new ApiError(400, 'network filters are not supported yet');
-    sendJson(res, 200, engine.networks.list().map((n) => dockerNetwork(n, [])));
+    const filters = checkNetworkFilters(filterLists(query.get('filters')));
+    sendJson(res, 200, engine.networks.list().filter((n) => matchesNetworkFilters(n, filters)).map((n) => dockerNetwork(n, [])));
   });
 
   r.on('GET', '/networks/:id', async ({ res, params }) => {
@@ -337,21 +507,36 @@ export function dockerRoutes(engine: Engine, execs: ExecStore): Router {
     const name = str(body, 'Name');
     if (!name) throw new ApiError(400, 'Name is required: name the network');
     const driver = str(body, 'Driver') || 'bridge';
-    if (bool(body, 'Internal') || bool(body, 'EnableIPv6') || bool(body, 'Attachable') || bool(body, 'Ingress')) throw new ApiError(400, 'Internal, EnableIPv6, Attachable and Ingress networks are not supported');
+    // Attachable is about swarm services (compose asks for it); every local network takes containers.
+    bool(body, 'Attachable');
+    if (bool(body, 'Internal') || bool(body, 'EnableIPv6') || bool(body, 'Ingress')) throw new ApiError(400, 'Internal, EnableIPv6 and Ingress networks are not supported');
     // What Ferry would not keep is refused rather than dropped.
-    for (const k of ['Labels', 'Options']) {
-      const m = strMap(body, k);
-      if (m && Object.keys(m).length) throw new ApiError(400, `network ${k} are not supported yet`);
-    }
+    const options = strMap(body, 'Options');
+    if (options && Object.keys(options).length) throw new ApiError(400, 'network Options are not supported yet');
+    const labels = strMap(body, 'Labels');
     const ipam = obj(body, 'IPAM');
     const configs = ipam?.Config;
     if (configs !== undefined && configs !== null && !Array.isArray(configs)) throw new ApiError(400, 'invalid IPAM.Config: give a list');
     if (Array.isArray(configs) && configs.length > 1) throw new ApiError(400, 'give at most one IPAM.Config: a network has one subnet');
     const c = Array.isArray(configs) && configs[0] && typeof configs[0] === 'object' ? (configs[0] as Record<string, unknown>) : {};
     if (engine.networks.list().some((n) => n.name === name)) throw new ApiError(409, `network with name ${name} already exists`);
-    const n = engine.createNetwork(name, { driver, subnet: str(c, 'Subnet') || undefined, gateway: str(c, 'Gateway') || undefined });
+    const n = engine.createNetwork(name, { driver, subnet: str(c, 'Subnet') || undefined, gateway: str(c, 'Gateway') || undefined, labels });
     sendJson(res, 201, { Id: n.id, Warning: '' });
   });
+
+  // A container joins its one network when it is created (compose does so): no joining later.
+  for (const action of ['connect', 'disconnect']) {
+    r.on('POST', `/networks/:id/${action}`, async ({ raw, params }) => {
+      const n = network(params.id!);
+      const ref = str(await readJson(raw), 'Container');
+      if (!ref) throw new ApiError(400, 'Container is required: name the container');
+      const rec = engine.lookup(ref);
+      const on = rec.config.network?.mode === 'bridge' && (rec.config.network.name ?? DEFAULT_NETWORK) === n.name;
+      if (action === 'connect' && on) throw new ApiError(403, `endpoint with name ${rec.config.name} already exists in network ${n.name}`);
+      if (action === 'disconnect' && !on) throw new ApiError(400, `container ${rec.config.name} is not connected to network ${n.name}`);
+      throw new ApiError(400, `a container joins one network, when it is created: ${action === 'connect' ? `create it with --network ${n.name}` : 'create it again with another --network'}`);
+    });
+  }
 
   r.on('DELETE', '/networks/:id', async ({ res, params }) => {
     await engine.removeNetwork(network(params.id!).name);
@@ -384,7 +569,8 @@ export function dockerRoutes(engine: Engine, execs: ExecStore): Router {
   // ----------------------------------------------------------------------- images
 
   r.on('GET', '/images/json', ({ res }) => {
-    sendJson(res, 200, engine.images.list().map(dockerImageEntry));
+    const users = engine.imageUsers();
+    sendJson(res, 200, engine.images.list().map((i) => dockerImageEntry(i, users.get(i.Id)?.length ?? 0)));
   });
 
   // Pull (fromImage); importing a root filesystem (fromSrc) is not supported.
@@ -412,7 +598,7 @@ export function dockerRoutes(engine: Engine, execs: ExecStore): Router {
 
   r.onPattern('GET', /^\/images\/(.+)\/json$/, ['name'], ({ res, params }) => {
     const img = engine.images.get(dockerImageName(engine, params.name!));
-    sendJson(res, 200, dockerImageInspect(img, engine.images.config(img)));
+    sendJson(res, 200, dockerImageInspectEntry(img, engine.images.config(img), img.Layers.map((l) => engine.images.layers.diffDir(l))));
   });
 
   r.onPattern('DELETE', /^\/images\/(.+)$/, ['name'], async ({ res, params, query }) => {
@@ -524,8 +710,10 @@ function dockerNetwork(n: NetworkRecord, users: ContainerRecord[]): Record<strin
     Containers: Object.fromEntries(
       users.map((r) => [r.config.id, { Name: r.config.name, EndpointID: '', MacAddress: r.config.network?.mac ?? '', IPv4Address: r.config.network?.ip ? `${r.config.network.ip}/${n.subnets[0]?.subnet.split('/')[1] ?? '16'}` : '', IPv6Address: '' }]),
     ),
-    Options: { 'com.docker.network.bridge.name': n.network_interface },
-    Labels: {},
+    // As Docker: the options a network was created with (compose compares them with its file's),
+    // so none for a user network.
+    Options: n.name === DEFAULT_NETWORK ? { 'com.docker.network.bridge.name': n.network_interface } : {},
+    Labels: n.labels ?? {},
   };
 }
 
@@ -541,6 +729,8 @@ function insecureByDefault(domain: string): boolean {
 }
 
 /** The X-Registry-Auth header (base64url JSON {username, password}): credentials, or none. */
+export const registryAuthOf = (h: string | string[] | undefined): { username: string; password: string } | undefined => registryAuth(h);
+
 function registryAuth(h: string | string[] | undefined): { username: string; password: string } | undefined {
   if (typeof h !== 'string' || !h) return undefined;
   if (h.length > 16384) throw new ApiError(400, 'X-Registry-Auth is too long');
@@ -568,52 +758,6 @@ function jsonStream(res: ServerResponse) {
       res.write(JSON.stringify({ errorDetail: { message }, error: message }) + '\n');
     },
     end: () => res.end(),
-  };
-}
-
-/** Docker's image inspect shape. */
-function dockerImageInspect(i: ImageRecord, cfg: OciImageConfig): Record<string, unknown> {
-  const c = cfg.config ?? {};
-  const config = {
-    Hostname: '',
-    Domainname: '',
-    User: c.User ?? '',
-    AttachStdin: false,
-    AttachStdout: false,
-    AttachStderr: false,
-    ExposedPorts: c.ExposedPorts ?? null,
-    Tty: false,
-    OpenStdin: false,
-    StdinOnce: false,
-    Env: c.Env ?? null,
-    Cmd: c.Cmd ?? null,
-    Image: '',
-    Volumes: c.Volumes ?? null,
-    WorkingDir: c.WorkingDir ?? '',
-    Entrypoint: c.Entrypoint ?? null,
-    OnBuild: null,
-    Labels: c.Labels ?? null,
-    StopSignal: c.StopSignal,
-  };
-  return {
-    Id: `sha256:${i.Id}`,
-    RepoTags: i.Names,
-    RepoDigests: i.RepoDigests,
-    Parent: '',
-    Comment: cfg.history?.length ? cfg.history[cfg.history.length - 1]!.comment ?? '' : '',
-    Created: i.Created,
-    Container: '',
-    ContainerConfig: config,
-    DockerVersion: '',
-    Author: cfg.author ?? '',
-    Config: config,
-    Architecture: i.Architecture,
-    Os: i.Os,
-    Size: i.Size,
-    VirtualSize: i.Size,
-    GraphDriver: { Name: 'overlay', Data: null },
-    RootFS: { Type: 'layers', Layers: cfg.rootfs.diff_ids },
-    Metadata: { LastTagTime: '0001-01-01T00:00:00Z' },
   };
 }
 
@@ -659,6 +803,11 @@ export async function serveExecStart(engine: Engine, execs: ExecStore, id: strin
 
 /** Docker's `filters` query: JSON, {"key": ["v", ...]} or the old {"key": {"v": true}}. */
 export function parseFilters(text: string | null) {
+  return checkFilters(filterLists(text));
+}
+
+/** The `filters` query as lists of values per key, unchecked. */
+function filterLists(text: string | null): Record<string, unknown> {
   if (!text) return {};
   let v: unknown;
   try {
@@ -667,8 +816,7 @@ export function parseFilters(text: string | null) {
     throw new ApiError(400, 'invalid filters: give JSON such as {"label":["app=web"]}');
   }
   if (v === null || typeof v !== 'object' || Array.isArray(v)) throw new ApiError(400, 'invalid filters: give a JSON object');
-  const lists = Object.fromEntries(Object.entries(v as Record<string, unknown>).map(([k, x]) => [k, x !== null && typeof x === 'object' && !Array.isArray(x) ? Object.keys(x) : x]));
-  return checkFilters(lists);
+  return Object.fromEntries(Object.entries(v as Record<string, unknown>).map(([k, x]) => [k, x !== null && typeof x === 'object' && !Array.isArray(x) ? Object.keys(x) : x]));
 }
 
 /** A list given as a string or a list of strings (Docker's StrSlice: Cmd, Entrypoint). */
@@ -691,7 +839,8 @@ export function createOptions(body: Record<string, unknown>, name: string | unde
   if (mounts !== undefined && mounts !== null && (!Array.isArray(mounts) || mounts.length)) throw new ApiError(400, 'HostConfig.Mounts is not supported yet: use HostConfig.Binds');
   const restart = obj(hc, 'RestartPolicy');
   if (restart && restart.Name !== undefined && restart.Name !== '' && restart.Name !== 'no') throw new ApiError(400, 'HostConfig.RestartPolicy is not supported: Ferry has no daemon to restart containers');
-  const networkMode = str(hc, 'NetworkMode');
+  const endpoint = endpointConfig(body, str(hc, 'NetworkMode'));
+  const networkMode = endpoint.network;
   const tmpfs = strMap(hc, 'Tmpfs');
   const stopTimeout = body.StopTimeout;
   if (stopTimeout !== undefined && stopTimeout !== null && (typeof stopTimeout !== 'number' || !Number.isInteger(stopTimeout) || stopTimeout < 0)) throw new ApiError(400, 'invalid StopTimeout: give a whole number of seconds');
@@ -710,10 +859,34 @@ export function createOptions(body: Record<string, unknown>, name: string | unde
     volumes: strList(hc, 'Binds'),
     tmpfs: tmpfs ? Object.entries(tmpfs).map(([d, o]) => (o ? `${d}:${o}` : d)) : undefined,
     network: !networkMode || networkMode === 'default' ? undefined : networkMode,
+    ip: endpoint.ip,
+    networkAliases: endpoint.aliases,
     publish: portBindings(obj(hc, 'PortBindings')),
     autoRemove: bool(hc, 'AutoRemove'),
     createCommand: undefined,
   };
+}
+
+/**
+ * NetworkingConfig.EndpointsConfig: the one network a container joins (Ferry's containers have
+ * one), its aliases and static address. With HostConfig.NetworkMode both must name the same network.
+ */
+function endpointConfig(body: Record<string, unknown>, networkMode: string | undefined): { network?: string; aliases?: string[]; ip?: string } {
+  const eps = obj(obj(body, 'NetworkingConfig') ?? {}, 'EndpointsConfig') ?? {};
+  const names = Object.keys(eps);
+  if (names.length > 1) throw new ApiError(400, `a container joins one network, not ${names.length}: give one in NetworkingConfig.EndpointsConfig`);
+  const name = names[0];
+  if (name === undefined) return { network: networkMode };
+  const mode = !networkMode || networkMode === 'default' ? undefined : networkMode;
+  if (mode !== undefined && mode !== name && !(mode === 'bridge' && name === 'bridge')) {
+    throw new ApiError(400, `NetworkingConfig names network "${name}" but HostConfig.NetworkMode is "${mode}": give the same network in both`);
+  }
+  const ep = obj(eps, name) ?? {};
+  const ipam = obj(ep, 'IPAMConfig') ?? {};
+  if (str(ipam, 'IPv6Address')) throw new ApiError(400, 'IPv6 addresses are not supported: Ferry\'s networks are IPv4');
+  const aliases = strList(ep, 'Aliases');
+  if (strList(ep, 'Links')?.length) throw new ApiError(400, 'links are not supported: containers on a network reach each other by name');
+  return { network: mode ?? name, aliases: aliases?.length ? aliases : undefined, ip: str(ipam, 'IPv4Address') || undefined };
 }
 
 /** HostConfig.PortBindings {"80/tcp": [{"HostIp": "", "HostPort": "8080"}]} as -p specs. */

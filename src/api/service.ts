@@ -5,13 +5,16 @@
  *   Podman's libpod API (api.ts). The socket is mode 0660, owned by root: only root and its group
  *   reach it. Every request is served by the same Engine as the CLI's (same state, same locks);
  *   containers belong to conmon, so they keep running when the service stops.
+ * - `tcp://ADDR:PORT` with --tls-cert/--tls-key/--tls-verify: the same REST API over TLS, client
+ *   certificates required and checked against the CA (Docker's --tlsverify convention); several
+ *   may be given.
  * - `tcp://ADDR:PORT` with --secret-file: migrations from `ferry migrate CTR ferry://host:port`,
  *   as `ferry system migrate-receive` takes them over ssh. There is no unauthenticated mode:
  *   every connection is mutual TLS 1.3 with a certificate derived from the secret (see
  *   drivers/transport/service.ts), so a peer without the secret fails the handshake and never
  *   reaches the engine. After the handshake the first line selects the protocol; only Ferry's
  *   own (`FERRY/1 migrate|pages TOKEN`) is served there (an HTTP request line gets 501: the API
- *   is on the Unix socket).
+ *   is on the Unix socket or its own TLS listener; one service serves migrations or the API on TCP).
  *
  * Each `migrate` connection is served by receiveMigration(), exactly like migrate-receive (same
  * checks, same rollback when the connection goes before commit). The session's `pages`
@@ -34,14 +37,19 @@ import { connectPagesTunnel, createServiceServer, displayTarget, parseListenUrl,
 import { receiveMigration } from '../engine/migrate/destination.js';
 import type { Engine } from '../engine/engine.js';
 import { createApiServer } from './api.js';
+import { DEFAULT_API_SOCKET } from '../engine/paths.js';
 
 /** Where the API listens when no --listen is given. */
-export const DEFAULT_API_SOCKET = 'unix:///run/ferry/ferry.sock';
+export { DEFAULT_API_SOCKET };
 
 export interface ServiceOptions {
   /** unix:///PATH (the API) and/or tcp://ADDR:PORT (migrations, with secretFile); default: the API on DEFAULT_API_SOCKET. */
   listen: string[];
   secretFile?: string;
+  /** The API on tcp://: server certificate, key, and the CA client certificates must be signed by. */
+  tlsCert?: string;
+  tlsKey?: string;
+  tlsVerify?: string;
   /** Human-readable log lines (default: stderr). */
   log?: (line: string) => void;
   /** How long migrations and requests in progress may take to finish after SIGTERM (default 30 s). */
@@ -60,28 +68,71 @@ interface Session {
 
 const PAGES_TUNNEL_WAIT_MS = 60_000;
 
+/** The API's TLS files for tcp:// listeners (Docker's --tlsverify convention: client certificates required, checked against the CA). */
+export interface ApiTls {
+  cert: Buffer;
+  key: Buffer;
+  ca: Buffer;
+}
+
+/** Reads one of the TLS files: one line naming the option and the file when it cannot. */
+function readTlsFile(option: string, file: string, what: RegExp, kind: string): Buffer {
+  let b: Buffer;
+  try {
+    b = fs.readFileSync(file);
+  } catch (e) {
+    throw new FerryError('EINVAL', `cannot read ${option} ${file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+  }
+  if (b.length > 1 << 20 || !what.test(b.toString('latin1'))) throw new FerryError('EINVAL', `${option} ${file} is not ${kind} in PEM form`);
+  return b;
+}
+
 /** What the options ask for, checked: throws a FerryError before anything listens if they are not right. */
-export function checkServiceOptions(o: { listen?: string[]; secretFile?: string }): { sockets: string[]; tcp?: string; identity?: ServiceIdentity } {
+export function checkServiceOptions(o: { listen?: string[]; secretFile?: string; tlsCert?: string; tlsKey?: string; tlsVerify?: string }): {
+  sockets: string[];
+  tcp?: string;
+  identity?: ServiceIdentity;
+  apiTcp: string[];
+  tls?: ApiTls;
+} {
   const listen = o.listen?.length ? o.listen : [DEFAULT_API_SOCKET];
   const sockets: string[] = [];
-  let tcp: string | undefined;
+  const tcps: string[] = [];
   for (const l of listen) {
     if (l.startsWith('unix://')) {
       sockets.push(parseUnixUrl(l));
     } else if (l.startsWith('tcp://')) {
-      if (tcp) throw new FerryError('EINVAL', 'give at most one --listen tcp://ADDR:PORT');
-      parseListenUrl(l);
-      tcp = l;
+      const a = parseListenUrl(l);
+      if (tcps.some((t) => { const b = parseListenUrl(t); return b.host === a.host && b.port === a.port; })) throw new FerryError('EINVAL', `the same --listen ${l} is given twice`);
+      tcps.push(l);
     } else {
-      throw new FerryError('EINVAL', `invalid --listen "${l}": use tcp://ADDR:PORT (migrations, with --secret-file) or unix:///PATH (the API)`);
+      throw new FerryError('EINVAL', `invalid --listen "${l}": use unix:///PATH (the API), tcp://ADDR:PORT with --tls-cert/--tls-key/--tls-verify (the API) or with --secret-file (migrations)`);
     }
   }
   if (new Set(sockets).size !== sockets.length) throw new FerryError('EINVAL', 'the same --listen unix:// path is given twice');
-  if (tcp && !o.secretFile) {
-    throw new FerryError('EINVAL', 'ferry system service needs --secret-file FILE: it never runs unauthenticated on TCP (make one with `head -c 32 /dev/urandom | base64 > FILE; chmod 600 FILE`)');
+  const tlsGiven = [o.tlsCert, o.tlsKey, o.tlsVerify].filter((x) => x !== undefined).length;
+  if (tlsGiven && o.secretFile) {
+    throw new FerryError('EINVAL', '--secret-file (migrations) and --tls-cert/--tls-key/--tls-verify (the API) cannot share one service\'s tcp:// listeners: run one `ferry system service` for each');
   }
-  if (!tcp && o.secretFile) throw new FerryError('EINVAL', '--secret-file only applies with --listen tcp://ADDR:PORT');
-  return { sockets, tcp, identity: tcp ? readSecretFile(o.secretFile!) : undefined };
+  if (tlsGiven && tlsGiven < 3) throw new FerryError('EINVAL', 'the API on tcp:// needs all of --tls-cert FILE --tls-key FILE --tls-verify CA (client certificates are always required)');
+  if (tlsGiven && !tcps.length) throw new FerryError('EINVAL', '--tls-cert/--tls-key/--tls-verify only apply with --listen tcp://ADDR:PORT');
+  if (tcps.length && !tlsGiven && !o.secretFile) {
+    throw new FerryError(
+      'EINVAL',
+      'ferry system service never runs unauthenticated on TCP: give --tls-cert FILE --tls-key FILE --tls-verify CA (the API, client certificates required) or --secret-file FILE (migrations; make one with `head -c 32 /dev/urandom | base64 > FILE; chmod 600 FILE`)',
+    );
+  }
+  if (!tcps.length && o.secretFile) throw new FerryError('EINVAL', '--secret-file only applies with --listen tcp://ADDR:PORT');
+  if (o.secretFile && tcps.length > 1) throw new FerryError('EINVAL', 'give at most one --listen tcp://ADDR:PORT for migrations');
+  if (o.secretFile) return { sockets, tcp: tcps[0], identity: readSecretFile(o.secretFile), apiTcp: [] };
+  const tls = tlsGiven
+    ? {
+        cert: readTlsFile('--tls-cert', o.tlsCert!, /-----BEGIN CERTIFICATE-----/, 'a certificate'),
+        key: readTlsFile('--tls-key', o.tlsKey!, /-----BEGIN (RSA |EC )?PRIVATE KEY-----/, 'a private key'),
+        ca: readTlsFile('--tls-verify', o.tlsVerify!, /-----BEGIN CERTIFICATE-----/, 'a CA certificate'),
+      }
+    : undefined;
+  return { sockets, apiTcp: tcps, tls };
 }
 
 /** unix:///absolute/path -> the path. */
@@ -160,11 +211,12 @@ interface Listener {
 }
 
 export async function runService(engine: Engine, o: ServiceOptions): Promise<void> {
-  const { sockets, tcp, identity } = checkServiceOptions(o);
+  const { sockets, tcp, identity, apiTcp, tls } = checkServiceOptions(o);
   const log = o.log ?? ((l: string) => process.stderr.write(`ferry service: ${l}\n`));
   const listeners: Listener[] = [];
   try {
-    for (const file of sockets) listeners.push(await startApi(engine, file, log, o.onListening));
+    for (const file of sockets) listeners.push(await startApi(engine, { file }, log, o.onListening));
+    for (const url of apiTcp) listeners.push(await startApi(engine, { url, tls: tls! }, log, o.onListening));
     if (tcp) listeners.push(await startMigrations(engine, tcp, identity!, log, o.onListening));
   } catch (e) {
     for (const l of listeners) {
@@ -208,13 +260,30 @@ export async function runService(engine: Engine, o: ServiceOptions): Promise<voi
   log('stopped');
 }
 
-/** The REST API on a Unix socket. */
-async function startApi(engine: Engine, file: string, log: (line: string) => void, onListening?: (address: string) => void): Promise<Listener> {
-  const api = createApiServer(engine, log);
-  const remove = await listenUnix(api.server, file);
+/** The REST API on a Unix socket, or on TCP with TLS and client certificates. */
+async function startApi(engine: Engine, at: { file: string } | { url: string; tls: ApiTls }, log: (line: string) => void, onListening?: (address: string) => void): Promise<Listener> {
+  let remove: () => void = () => undefined;
+  let shown: string;
+  let api: ReturnType<typeof createApiServer>;
+  if ('file' in at) {
+    api = createApiServer(engine, log);
+    remove = await listenUnix(api.server, at.file);
+    shown = `unix://${at.file}`;
+    log(`listening on ${shown} (Docker Engine API ${'v1.41'} and libpod API; DOCKER_HOST=${shown})`);
+  } else {
+    const addr = parseListenUrl(at.url);
+    // TLS 1.2 too: Debian's docker CLI 20.10 (Go 1.15+) speaks 1.3, but other SDKs may not.
+    api = createApiServer(engine, log, { cert: at.tls.cert, key: at.tls.key, ca: at.tls.ca, requestCert: true, rejectUnauthorized: true, minVersion: 'TLSv1.2' });
+    const server = api.server;
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', (e: NodeJS.ErrnoException) => reject(new FerryError('ERUNTIME', `cannot listen on ${at.url}: ${e.code ?? e.message}`)));
+      server.listen(addr.port, addr.host, () => resolve());
+    });
+    const bound = server.address() as net.AddressInfo;
+    shown = `tcp://${displayTarget({ host: bound.address, port: bound.port })}`;
+    log(`listening on ${shown} (Docker Engine API v1.41 and libpod API over TLS, client certificates required; DOCKER_HOST=${shown} DOCKER_TLS_VERIFY=1)`);
+  }
   api.server.on('error', (e: Error) => log(`API listener error: ${e.message}`));
-  const shown = `unix://${file}`;
-  log(`listening on ${shown} (Docker Engine API ${'v1.41'} and libpod API; DOCKER_HOST=${shown})`);
   onListening?.(shown);
   return {
     what: 'API requests',

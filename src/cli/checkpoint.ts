@@ -8,6 +8,7 @@ import { formatOutput, humanSize, table } from './format.js';
 import { collect, getEngine, out, uninterruptible, type Ctx } from './context.js';
 import { pullOptions, type RegistryFlags } from './images.js';
 import { registerDiffCommand, registerInspectCommands } from './inspect.js';
+import { writeErr } from '../lib/stdio.js';
 
 const CGROUP_MODES = ['soft', 'full', 'strict', 'ignore'];
 
@@ -93,7 +94,7 @@ export function registerCheckpointCommands(parent: Command, ctx: Ctx, top: boole
       const manageCgroupsMode = cgroupMode(f.manageCgroupsMode);
       const engine = getEngine(ctx);
       // With `-e -` stdout carries the archive: say nothing else there.
-      const say = f.export === '-' ? (s: string) => process.stderr.write(s) : out;
+      const say = f.export === '-' ? (s: string) => writeErr(s) : out;
       const reports = await uninterruptible('checkpoint', () =>
         checkpointContainers(
           engine,

@@ -1,4 +1,3 @@
-import { isatty } from 'node:tty';
 import { Command } from 'commander';
 import { FerryError } from '../lib/errors.js';
 import { runImage } from '../engine/checkpoint-image.js';
@@ -8,10 +7,13 @@ import type { AttachOptions, ConsoleSize, CreateOptions } from '../engine/engine
 import { DEFAULT_DETACH_KEYS, parseDetachKeys, type AttachSession } from '../drivers/runtime/attach.js';
 import type { LogEntry } from '../engine/logs.js';
 import { formatOutput, table } from './format.js';
-import { collect, getEngine, out, type Ctx } from './context.js';
+import { collect, commandLine, getEngine, out, type Ctx } from './context.js';
+import { containerFacts, psExtras } from '../engine/facts.js';
+import type { Engine } from '../engine/engine.js';
 import { registerCheckpointCommands } from './checkpoint.js';
 import { registerEverydayCommands, registerPortCommand } from './everyday.js';
 import { pullOptions, registryFlags, type RegistryFlags } from './images.js';
+import { isTerminal, writeErr, writeOut } from '../lib/stdio.js';
 
 interface CreateFlags extends RegistryFlags {
   name?: string;
@@ -27,6 +29,7 @@ interface CreateFlags extends RegistryFlags {
   network?: string;
   ip?: string;
   macAddress?: string;
+  networkAlias: string[];
   publish: string[];
   pod?: string;
   tty?: boolean;
@@ -65,6 +68,7 @@ function addCreateFlags(cmd: Command): Command {
     .option('--net <mode>', 'alias of --network')
     .option('--ip <address>', 'static IPv4 address on the network')
     .option('--mac-address <mac>', 'static MAC address')
+    .option('--network-alias <alias>', "another name for the container on its network's DNS (repeatable)", collect, [])
     .option('-p, --publish <[ip:]host:ctr[/proto]>', 'publish a container port on the host (repeatable)', collect, [])
     .option('-P, --publish-all', "publish every port the image exposes on a free host port")
     .option('--pod <pod>', 'run in this pod (sharing its namespaces)')
@@ -114,10 +118,11 @@ function createOptions(image: string, command: string[], f: CreateFlags): Create
     labels,
     stopSignal: f.stopSignal,
     stopTimeout,
-    createCommand: process.argv.slice(1),
+    createCommand: commandLine(),
     network: f.network ?? (f as { net?: string }).net,
     ip: f.ip,
     mac: f.macAddress,
+    networkAliases: f.networkAlias,
     publish: f.publish,
     pod: f.pod,
     tty: !!f.tty,
@@ -130,7 +135,7 @@ function createOptions(image: string, command: string[], f: CreateFlags): Create
 
 /** Docker's rule: attaching stdin to a container's terminal needs a terminal on our stdin. */
 function requireTerminal(tty: boolean, stdin: boolean): void {
-  if (tty && stdin && !isatty(0)) throw new FerryError('EINVAL', 'the input device is not a TTY: run it from a terminal, or without -t');
+  if (tty && stdin && !isTerminal(0)) throw new FerryError('EINVAL', 'the input device is not a TTY: run it from a terminal, or without -t');
 }
 
 /** Our terminal's size (rows, columns), when stdout or stdin is one. */
@@ -168,7 +173,8 @@ async function followSession(session: AttachSession, signal: (sig: string) => vo
 async function printLog(entries: AsyncIterable<LogEntry>, timestamps: boolean): Promise<void> {
   for await (const e of entries) {
     const text = (timestamps ? `${e.time} ` : '') + e.content + (e.partial ? '' : '\n');
-    (e.stream === 'stderr' ? process.stderr : process.stdout).write(text);
+    if (e.stream === 'stderr') writeErr(text);
+    else writeOut(text);
   }
 }
 
@@ -177,13 +183,21 @@ export function portsText(r: ContainerRecord): string {
   return (r.config.network?.ports ?? []).map((p) => `${p.hostIP || '0.0.0.0'}:${p.hostPort}->${p.containerPort}/${p.protocol}`).join(', ');
 }
 
-function psTemplateView(r: ContainerRecord): Record<string, unknown> {
+/** `ps`'s entries in Podman's JSON shape: pod names from the pod records, sizes when asked. */
+function psEntries(engine: Engine, recs: ContainerRecord[], size: boolean): Record<string, unknown>[] {
+  const extras = psExtras(engine, recs, { size });
+  return recs.map((r, i) => psEntry(r, extras[i]));
+}
+
+function psTemplateView(r: ContainerRecord, entry: Record<string, unknown>): Record<string, unknown> {
   return {
-    ...psEntry(r),
+    ...entry,
     ID: r.config.id.slice(0, 12),
     Names: r.config.name,
     Command: r.config.command.join(' '),
     CreatedHuman: `${humanDuration(Date.now() - Date.parse(r.config.created))} ago`,
+    // A template's .CreatedAt is Go's time.String() of the creation second, as Podman's.
+    CreatedAt: `${new Date(Math.floor(Date.parse(r.config.created) / 1000) * 1000).toISOString().replace('T', ' ').replace(/\.\d+Z$/, '')} +0000 UTC`,
     Status: statusText(r),
     Ports: portsText(r),
   };
@@ -345,11 +359,14 @@ export function registerContainerCommands(parent: Command, ctx: Ctx, top: boolea
       .option('-q, --quiet', 'print only IDs')
       .option('--no-trunc', 'do not truncate output')
       .option('--format <format>', 'json or a Go template such as {{.Names}}')
-      .action(async (f: { all?: boolean; latest?: boolean; quiet?: boolean; trunc: boolean; format?: string }) => {
-        const recs = await getEngine(ctx).listContainers({ all: f.all, latest: f.latest });
+      .option('-s, --size', 'show each container\'s size (its writable layer; the rootfs with the image)')
+      .action(async (f: { all?: boolean; latest?: boolean; quiet?: boolean; trunc: boolean; format?: string; size?: boolean }) => {
+        const engine = getEngine(ctx);
+        const recs = await engine.listContainers({ all: f.all, latest: f.latest });
         if (f.quiet) return out(recs.map((r) => (f.trunc ? r.config.id.slice(0, 12) : r.config.id) + '\n').join(''));
         // JSON has Podman's JSON shape; a Go template sees Podman's ps view (.Names a string ...).
-        const items = f.format === 'json' ? recs.map(psEntry) : recs.map(psTemplateView);
+        const entries = psEntries(engine, recs, !!f.size);
+        const items = f.format === 'json' ? entries : recs.map((r, i) => psTemplateView(r, entries[i]!));
         out(
           formatOutput(f.format, items, () =>
             table(
@@ -395,11 +412,13 @@ export function registerContainerCommands(parent: Command, ctx: Ctx, top: boolea
     .argument('[containers...]')
     .option('-l, --latest', 'act on the latest container')
     .option('-f, --format <format>', 'Go template such as {{.State.Status}}')
-    .action(async (refs: string[], f: { latest?: boolean; format?: string }) => {
+    .option('-s, --size', 'also show the container\'s sizes (SizeRw, SizeRootFs)')
+    .action(async (refs: string[], f: { latest?: boolean; format?: string; size?: boolean }) => {
       const engine = getEngine(ctx);
       const items: unknown[] = [];
       for (const ref of await engine.select({ refs, latest: f.latest }, 'inspect')) {
-        items.push(inspectEntry(await engine.inspect(ref), engine.paths));
+        const r = await engine.inspect(ref);
+        items.push(inspectEntry(r, engine.paths, containerFacts(engine, r, { size: f.size })));
       }
       out(f.format ? formatOutput(f.format, items, () => '') : JSON.stringify(items, null, 4) + '\n');
     });

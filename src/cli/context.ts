@@ -1,6 +1,7 @@
 import type { Engine } from '../engine/engine.js';
 import { openEngine } from '../engine/index.js';
 import { FerryError } from '../lib/errors.js';
+import { writeErr, writeOut } from '../lib/stdio.js';
 
 export interface Ctx {
   root: string;
@@ -20,8 +21,20 @@ export function getEngine(ctx: Ctx): Engine {
   return ctx.engine;
 }
 
+/** The command word of args (argv after the program): the first word that is no global option. */
+export function commandWord(args: readonly string[]): string | undefined {
+  // The global options that take a value (they come before the command word).
+  const withValue = ['--root', '--runroot', '--log-level', '--runtime'];
+  for (let i = 0; i < args.length; i++) {
+    const a = args[i]!;
+    if (withValue.includes(a)) i++;
+    else if (!a.startsWith('-')) return a;
+  }
+  return undefined;
+}
+
 export function out(s: string): void {
-  process.stdout.write(s);
+  writeOut(s);
 }
 
 /** A boolean flag that may be given a value: --tls-verify, --tls-verify=false. */
@@ -42,7 +55,7 @@ export function collect(v: string, prev: string[]): string[] {
 export async function uninterruptible<T>(what: string, fn: () => Promise<T>): Promise<T> {
   let interrupted = false;
   const onSignal = (): void => {
-    if (!interrupted) process.stderr.write(`ferry: interrupted; finishing the ${what} in progress so that nothing is lost\n`);
+    if (!interrupted) writeErr(`ferry: interrupted; finishing the ${what} in progress so that nothing is lost\n`);
     interrupted = true;
   };
   process.on('SIGINT', onSignal);
@@ -54,4 +67,13 @@ export async function uninterruptible<T>(what: string, fn: () => Promise<T>): Pr
     process.off('SIGTERM', onSignal);
     if (interrupted) process.exitCode = 130;
   }
+}
+
+/**
+ * The command line as the user typed it (Podman's CreateCommand): the executable's own path
+ * rather than the name the compiled program gives itself inside its bundle.
+ */
+export function commandLine(): string[] {
+  const [self, ...args] = process.argv.slice(1);
+  return [self?.startsWith('/$bunfs/') ? process.execPath : self ?? 'ferry', ...args];
 }

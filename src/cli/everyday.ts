@@ -6,10 +6,10 @@ import { podmanStats } from '../engine/shapes.js';
 import { FerryError } from '../lib/errors.js';
 import { diskUsage, pruneContainers, systemPrune } from '../engine/housekeeping.js';
 import { eventText, readEvents } from '../engine/events.js';
-import { createInterface } from 'node:readline';
 import { formatOutput, table } from './format.js';
 import { statsSize } from '../engine/shapes.js';
 import { boolValue, getEngine, out, type Ctx } from './context.js';
+import { isTerminal, stdoutStream } from '../lib/stdio.js';
 
 const STATS_HEADER = ['ID', 'NAME', 'CPU %', 'MEM USAGE / LIMIT', 'MEM %', 'NET IO', 'BLOCK IO', 'PIDS', 'CPU TIME', 'AVG CPU %'];
 
@@ -25,6 +25,8 @@ function statsText(samples: StatsSample[], format: string | undefined): string {
 
 /** Podman's prune question; true when the user answers y. */
 async function confirm(question: string): Promise<boolean> {
+  // Loaded only when a question is asked: node:readline costs every command its start-up time.
+  const { createInterface } = await import('node:readline');
   const rl = createInterface({ input: process.stdin, output: process.stderr });
   try {
     const answer = await new Promise<string>((resolve) => {
@@ -91,7 +93,7 @@ export function registerEverydayCommands(parent: Command, ctx: Ctx, top: boolean
       for (;;) {
         const samples = await containerStats(engine, refs, prev);
         if (!f.stream) return out(statsText(samples, f.format));
-        if (process.stdout.isTTY) out('\x1b[2J\x1b[H');
+        if (isTerminal(1)) out('\x1b[2J\x1b[H');
         out(statsText(samples, f.format));
         if (refs.length && !samples.length) return;
         prev = new Map(samples.map((s) => [s.id, s]));
@@ -133,7 +135,7 @@ export function registerEverydayCommands(parent: Command, ctx: Ctx, top: boolean
     .argument('<dest>')
     .option('--pause [bool]', 'pause a running container while copying (default true)')
     .action(async (src: string, dest: string, f: { pause?: string | boolean }) => {
-      await copy(getEngine(ctx), src, dest, { stdin: process.stdin, stdout: process.stdout }, { pause: f.pause === undefined ? true : boolValue(f.pause) });
+      await copy(getEngine(ctx), src, dest, { stdin: process.stdin, stdout: stdoutStream() }, { pause: f.pause === undefined ? true : boolValue(f.pause) });
     });
 
   parent

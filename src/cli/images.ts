@@ -11,6 +11,7 @@ import { FerryError } from '../lib/errors.js';
 import { defaultAuthFile, parseCreds, removeCredentials } from '../drivers/registry/auth.js';
 import { registryDomain } from '../drivers/registry/reference.js';
 import type { PullOptions } from '../drivers/registry/pull.js';
+import { isTerminal, stdoutStream } from '../lib/stdio.js';
 import { TerminalProgress } from './progress.js';
 
 export interface RegistryFlags {
@@ -37,7 +38,7 @@ export function pullOptions(f: RegistryFlags, quiet: boolean): PullOptions & { a
     platform: f.platform,
     // Per-layer progress on a terminal only (each blob's row redrawn in place as its bytes
     // arrive): piped, an error stays one line.
-    ...(quiet || !process.stderr.isTTY ? {} : terminalProgress()),
+    ...(quiet || !isTerminal(2) ? {} : terminalProgress()),
   };
 }
 
@@ -267,8 +268,8 @@ export function registerImageCommands(program: Command, ctx: Ctx): void {
           return;
         }
         if (!f.output) {
-          if (process.stdout.isTTY) throw new FerryError('EINVAL', 'refusing to write an archive to a terminal: give -o FILE or redirect the output');
-          await engine.saveImages(refs, format, { out: process.stdout });
+          if (isTerminal(1)) throw new FerryError('EINVAL', 'refusing to write an archive to a terminal: give -o FILE or redirect the output');
+          await engine.saveImages(refs, format, { out: stdoutStream() });
           return;
         }
         const dir = path.dirname(path.resolve(f.output));
@@ -295,7 +296,7 @@ export function registerImageCommands(program: Command, ctx: Ctx): void {
       .action(async (f: { input?: string }) => {
         let input: { dir: string } | { stream: Readable };
         if (f.input === undefined) {
-          if (process.stdin.isTTY) throw new FerryError('EINVAL', 'give -i FILE, or pipe an archive to stdin');
+          if (isTerminal(0)) throw new FerryError('EINVAL', 'give -i FILE, or pipe an archive to stdin');
           input = { stream: process.stdin };
         } else if (!fs.existsSync(f.input)) throw new FerryError('ENOTFOUND', `${f.input}: no such file`);
         else input = fs.statSync(f.input).isDirectory() ? { dir: f.input } : { stream: fs.createReadStream(f.input) };

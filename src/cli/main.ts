@@ -8,14 +8,11 @@ import { registerMigrateCommands } from './migrate.js';
 import { registerPodCommands } from './pods.js';
 import { VERSION } from '../lib/version.js';
 import { debug, setLogLevel } from '../lib/log.js';
-import type { Ctx } from './context.js';
+import { commandWord, type Ctx } from './context.js';
 import { DEFAULT_ROOT } from '../engine/paths.js';
+import { writeErr, writeOut } from '../lib/stdio.js';
 
 export async function main(argv: string[]): Promise<number> {
-  // A reader that goes away (`ferry ps | head`) is not an error.
-  process.stdout.on('error', (e: NodeJS.ErrnoException) => {
-    if (e.code === 'EPIPE') process.exit(process.exitCode ?? 0);
-  });
   // runc, iptables and ip live in sbin, which a login over ssh may leave out of PATH.
   const dirs = (process.env.PATH ?? '').split(':').filter(Boolean);
   for (const d of ['/usr/local/sbin', '/usr/local/bin', '/usr/sbin', '/usr/bin', '/sbin', '/bin']) if (!dirs.includes(d)) dirs.push(d);
@@ -25,6 +22,37 @@ export async function main(argv: string[]): Promise<number> {
     runroot: process.env.FERRY_RUNROOT ?? '/run/ferry',
     self: selfCommand(argv),
   };
+  const args = argv.slice(2);
+  // Only the commands this run can reach are defined: defining them all (the container commands
+  // twice over, as `ferry ps` and `ferry container ps`) took most of a short command's start-up.
+  // Help, a mistyped command and no command at all see every one.
+  const word = commandWord(args);
+  const sub = word === 'container' ? commandWord(args.slice(args.indexOf('container') + 1)) : undefined;
+  let program = buildProgram(ctx, word, sub);
+  const found = word !== undefined && hasCommand(program, word) && (sub === undefined || hasCommand(program.commands.find((c) => c.name() === 'container')!, sub));
+  if (!found) program = buildProgram(ctx);
+
+  try {
+    await program.parseAsync(argv);
+    return typeof process.exitCode === 'number' ? process.exitCode : 0;
+  } catch (e) {
+    if (e instanceof CommanderError) {
+      if (e.code === 'commander.helpDisplayed' || e.code === 'commander.version' || e.code === 'commander.help') return 0;
+      return 125; // commander already printed the message
+    }
+    if (e instanceof FerryError) {
+      writeErr(`Error: ${e.message}\n`);
+      if (process.env.FERRY_DEBUG && e.detail) writeErr(`${e.detail}\n`);
+      return e.exitCode;
+    }
+    writeErr(`Error: ${(e as Error).message}\n`);
+    if (process.env.FERRY_DEBUG) writeErr(`${(e as Error).stack}\n`);
+    return 125;
+  }
+}
+
+/** Ferry's command tree; given `word` (and `sub`, under `container`), only what they name. */
+function buildProgram(ctx: Ctx, word?: string, sub?: string): Command {
   const program = new Command('ferry')
     .description('A daemonless container engine built around checkpoint/restore and live migration')
     .version(VERSION, '-v, --version')
@@ -36,7 +64,8 @@ export async function main(argv: string[]): Promise<number> {
     .exitOverride()
     // Usage errors look like every other error: one line, `Error: ...` (Podman's shape).
     .configureOutput({
-      writeErr: (s) => process.stderr.write(s),
+      writeOut: (s) => writeOut(s),
+      writeErr: (s) => writeErr(s),
       outputError: (s, write) => write(`Error: ${s.trim().replace(/^error:\s*/i, '')} (run with --help for usage)\n`),
     })
     .hook('preAction', (cmd) => {
@@ -52,33 +81,44 @@ export async function main(argv: string[]): Promise<number> {
       ctx.runtime = g.runtime;
     });
 
-  registerContainerCommands(program, ctx, true);
-  const container = program.command('container').description('manage containers').enablePositionalOptions();
-  registerContainerCommands(container, ctx, false);
-  registerImageCommands(program, ctx);
-  registerVolumeCommands(program, ctx);
-  registerNetworkCommands(program, ctx);
-  registerSystemCommands(program, ctx);
-  registerMigrateCommands(program, ctx);
-  registerPodCommands(program, ctx);
-
-  try {
-    await program.parseAsync(argv);
-    return typeof process.exitCode === 'number' ? process.exitCode : 0;
-  } catch (e) {
-    if (e instanceof CommanderError) {
-      if (e.code === 'commander.helpDisplayed' || e.code === 'commander.version' || e.code === 'commander.help') return 0;
-      return 125; // commander already printed the message
-    }
-    if (e instanceof FerryError) {
-      process.stderr.write(`Error: ${e.message}\n`);
-      if (process.env.FERRY_DEBUG && e.detail) process.stderr.write(`${e.detail}\n`);
-      return e.exitCode;
-    }
-    process.stderr.write(`Error: ${(e as Error).message}\n`);
-    if (process.env.FERRY_DEBUG) process.stderr.write(`${(e as Error).stack}\n`);
-    return 125;
+  const top = only(program, word);
+  if (word !== 'container') {
+    registerImageCommands(top, ctx);
+    registerVolumeCommands(top, ctx);
+    registerNetworkCommands(top, ctx);
+    registerSystemCommands(top, ctx);
+    registerMigrateCommands(top, ctx);
+    registerPodCommands(top, ctx);
+    registerContainerCommands(top, ctx, true);
   }
+  if (word === undefined || word === 'container') {
+    const container = program.command('container').description('manage containers').enablePositionalOptions();
+    registerContainerCommands(only(container, sub), ctx, false);
+  }
+  return program;
+}
+
+function hasCommand(program: Command, word: string): boolean {
+  return program.commands.some((c) => c.name() === word || c.aliases().includes(word));
+}
+
+/**
+ * parent as the register functions see it when only `wanted` will run: `command(name)` defines
+ * that one for real and hands every other one a stand-in that takes any call and does nothing.
+ */
+function only(parent: Command, wanted: string | undefined): Command {
+  if (wanted === undefined) return parent;
+  const skip: Command = new Proxy(function () {}, { get: (_t, key) => (key === 'then' ? undefined : skip), apply: () => skip }) as unknown as Command;
+  return new Proxy(parent, {
+    get(target, key) {
+      if (key === 'command') {
+        return (nameAndArgs: string, ...rest: unknown[]) =>
+          nameAndArgs.trim().split(/\s+/)[0] === wanted ? (target.command as (...a: unknown[]) => Command)(nameAndArgs, ...rest) : skip;
+      }
+      const v = Reflect.get(target, key, target) as unknown;
+      return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
+    },
+  });
 }
 
 let finished = false;
@@ -87,7 +127,7 @@ let finished = false;
 // rather than exit 0 with the command half done.
 process.once('beforeExit', () => {
   if (finished) return;
-  process.stderr.write('Error: internal error: ferry stopped while still waiting for an event that cannot come; the command did not finish\n');
+  writeErr('Error: internal error: ferry stopped while still waiting for an event that cannot come; the command did not finish\n');
   process.exitCode = 125;
 });
 main(process.argv).then(
@@ -97,7 +137,7 @@ main(process.argv).then(
   },
   (e: unknown) => {
     finished = true;
-    process.stderr.write(`Error: ${String(e)}\n`);
+    writeErr(`Error: ${String(e)}\n`);
     process.exitCode = 125;
   },
 );

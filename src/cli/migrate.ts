@@ -6,6 +6,7 @@ import { badPreCopyRounds } from '../engine/migrate/precopy.js';
 import { receiveMigration } from '../engine/migrate/destination.js';
 import { collect, getEngine, out, uninterruptible, type Ctx } from './context.js';
 import { humanSize } from './format.js';
+import { isTerminal, stdoutStream, writeErr } from '../lib/stdio.js';
 
 const HELP_AFTER = `
 Modes:
@@ -58,12 +59,12 @@ export function registerMigrateCommands(program: Command, ctx: Ctx): void {
         preCopy = f.preCopy === true ? 3 : Number(f.preCopy);
         if (Number.isNaN(preCopy) || (typeof f.preCopy === 'string' && !f.preCopy.trim())) throw badPreCopyRounds(String(f.preCopy));
       }
-      const tty = process.stderr.isTTY && !f.printStats;
+      const tty = isTerminal(2) && !f.printStats;
       let last = '';
       const onProgress = (p: Progress): void => {
         if (!tty) return;
         const line = `\r\x1b[K${p.phase.padEnd(12)} ${humanSize(p.bytes)}`;
-        if (line !== last) process.stderr.write(line);
+        if (line !== last) writeErr(line);
         last = line;
       };
       try {
@@ -81,7 +82,7 @@ export function registerMigrateCommands(program: Command, ctx: Ctx): void {
           withImage: f.withImage,
           onProgress,
         }));
-        if (tty) process.stderr.write('\r\x1b[K');
+        if (tty) writeErr('\r\x1b[K');
         if (f.printStats) {
           const rounds = r.preCopyRounds.map((p) => ({ pages: p.pages, bytes: p.bytes, ms: Math.round(p.ms) }));
           out(JSON.stringify({ container: r.container, destination: r.destination, mode: r.mode, downtime_ms: Math.round(r.downtimeMs), total_ms: Math.round(r.totalMs), bytes_sent: r.bytesSent, id: r.newId, pre_copy_rounds: rounds }, null, 4) + '\n');
@@ -90,7 +91,7 @@ export function registerMigrateCommands(program: Command, ctx: Ctx): void {
           out(`migrated ${r.container} to ${r.destination} (${r.mode}): downtime ${Math.round(r.downtimeMs)} ms${rounds}, total ${(r.totalMs / 1000).toFixed(2)} s, ${humanSize(r.bytesSent)} sent\n`);
         }
       } finally {
-        if (tty) process.stderr.write('\r\x1b[K');
+        if (tty) writeErr('\r\x1b[K');
       }
     });
 
@@ -102,6 +103,6 @@ export function registerMigrateCommands(program: Command, ctx: Ctx): void {
       // SIGHUP (ssh gone) must not kill us before we have removed an uncommitted container.
       process.on('SIGHUP', () => undefined);
       process.on('SIGPIPE', () => undefined);
-      process.exitCode = await receiveMigration(getEngine(ctx), process.stdin, process.stdout);
+      process.exitCode = await receiveMigration(getEngine(ctx), process.stdin, stdoutStream());
     });
 }

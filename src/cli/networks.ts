@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import { formatOutput, table } from './format.js';
-import { getEngine, out, type Ctx } from './context.js';
+import { collect, getEngine, out, type Ctx } from './context.js';
 
 export function registerNetworkCommands(program: Command, ctx: Ctx): void {
   const net = program.command('network').description('manage networks');
@@ -11,8 +11,11 @@ export function registerNetworkCommands(program: Command, ctx: Ctx): void {
     .option('--subnet <cidr>', 'IPv4 subnet, e.g. 10.90.3.0/24 (default: the next free /24 in 10.90.0.0/15)')
     .option('--gateway <ip>', 'gateway address (default: the subnet\'s first)')
     .option('-d, --driver <driver>', 'network driver (only bridge)', 'bridge')
-    .action((name: string, f: { subnet?: string; gateway?: string; driver: string }) => {
-      out(`${getEngine(ctx).createNetwork(name, f).name}\n`);
+    .option('--disable-dns', "no DNS server for the containers' names on this network")
+    .option('-l, --label <k=v>', 'set a label (repeatable)', collect, [])
+    .action((name: string, f: { subnet?: string; gateway?: string; driver: string; disableDns?: boolean; label: string[] }) => {
+      const labels = Object.fromEntries(f.label.map((l) => (l.includes('=') ? [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)] : [l, ''])));
+      out(`${getEngine(ctx).createNetwork(name, { ...f, labels }).name}\n`);
     });
   net
     .command('ls')

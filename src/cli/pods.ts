@@ -4,8 +4,9 @@ import { createPod, inspectPods, killPod, listPodViews, removePod, startPod, sto
 import { humanDuration, podInspectEntry, podPsEntry } from '../engine/shapes.js';
 import { checkpointPodRequest, restorePodRequest } from '../engine/podcheckpoint.js';
 import { COMPRESSIONS, type Compression } from '../drivers/archive/compress.js';
-import { collect, getEngine, out, uninterruptible, type Ctx } from './context.js';
+import { collect, commandLine, getEngine, out, uninterruptible, type Ctx } from './context.js';
 import { formatOutput, table } from './format.js';
+import { writeErr } from '../lib/stdio.js';
 
 export function registerPodCommands(program: Command, ctx: Ctx): void {
   const pod = program.command('pod').description('manage pods: containers sharing namespaces');
@@ -18,7 +19,7 @@ export function registerPodCommands(program: Command, ctx: Ctx): void {
     .option('-p, --publish <[ip:]host:ctr[/proto]>', 'publish a port of the pod (repeatable)', collect, [])
     .option('--network <name>', 'bridge network of the pod')
     .action(async (f: { name?: string; share: string[]; hostname?: string; publish: string[]; network?: string }) => {
-      const p = await createPod(getEngine(ctx), { name: f.name, share: f.share.length ? f.share : undefined, hostname: f.hostname, publish: f.publish, network: f.network });
+      const p = await createPod(getEngine(ctx), { name: f.name, share: f.share.length ? f.share : undefined, hostname: f.hostname, publish: f.publish, network: f.network, createCommand: commandLine() });
       out(`${p.id}\n`);
     });
 
@@ -37,7 +38,9 @@ export function registerPodCommands(program: Command, ctx: Ctx): void {
     .command('inspect')
     .argument('<pods...>')
     .action(async (refs: string[]) => {
-      out(JSON.stringify((await inspectPods(getEngine(ctx), refs)).map(podInspectEntry), null, 4) + '\n');
+      // Podman prints one pod as an object, several as a list.
+      const items = (await inspectPods(getEngine(ctx), refs)).map(podInspectEntry);
+      out(JSON.stringify(items.length === 1 ? items[0] : items, null, 4) + '\n');
     });
 
   pod
@@ -56,7 +59,7 @@ export function registerPodCommands(program: Command, ctx: Ctx): void {
     .action(async (ref: string, f: { leaveRunning?: boolean; keep?: boolean; tcpEstablished?: boolean; fileLocks?: boolean; export?: string; compress: string; ignoreRootfs?: boolean; ignoreVolumes?: boolean; printStats?: boolean }) => {
       if (!COMPRESSIONS.includes(f.compress as Compression)) throw new FerryError('EINVAL', `invalid --compress "${f.compress}": use zstd, gzip or none`);
       const engine = getEngine(ctx);
-      const say = f.export === '-' ? (s: string) => process.stderr.write(s) : out;
+      const say = f.export === '-' ? (s: string) => writeErr(s) : out;
       const r = await uninterruptible('pod checkpoint', () =>
         checkpointPodRequest(engine, ref, {
           leaveRunning: f.leaveRunning,

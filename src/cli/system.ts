@@ -4,7 +4,7 @@ import { getEngine, out, type Ctx } from './context.js';
 import { renderTemplate } from './format.js';
 import { registerSystemHousekeeping } from './everyday.js';
 import { VERSION, bunVersion } from '../lib/version.js';
-import { DEFAULT_API_SOCKET, checkServiceOptions, runService } from '../api/service.js';
+import { DEFAULT_API_SOCKET } from '../engine/paths.js';
 
 const SERVICE_HELP = `
 Serves, in the foreground, until SIGTERM or SIGINT:
@@ -20,7 +20,15 @@ Serves, in the foreground, until SIGTERM or SIGINT:
                           unauthenticated mode. FILE must be readable by its owner only and hold at
                           least 32 bytes of key material.
 
-Both may be given (one process serves both):
+  --listen tcp://ADDR:PORT --tls-cert CERT --tls-key KEY --tls-verify CA
+                          the same REST API over TLS (Docker's --tlsverify convention): clients
+                          must present a certificate signed by CA; there is no unauthenticated
+                          TCP mode. Clients: DOCKER_HOST=tcp://HOST:PORT DOCKER_TLS_VERIFY=1
+                          DOCKER_CERT_PATH=DIR docker ps (DIR holds ca.pem, cert.pem, key.pem).
+                          Several tcp:// and unix:// listeners may be given.
+
+A Unix socket and the migrations may be given together (one process serves both); the API on TCP
+and the migrations need a service each:
 
   head -c 32 /dev/urandom | base64 > /etc/ferry/secret; chmod 600 /etc/ferry/secret
   ferry system service --listen unix:///run/ferry/ferry.sock --listen tcp://0.0.0.0:7797 --secret-file /etc/ferry/secret
@@ -45,11 +53,16 @@ export function registerSystemCommands(program: Command, ctx: Ctx): void {
     .command('service')
     .description('serve the Docker- and Podman-compatible API on a Unix socket, and/or migrations over TCP (mutual TLS)')
     .option('--listen <url>', `unix:///PATH (the API; default ${DEFAULT_API_SOCKET}) or tcp://ADDR:PORT (migrations); repeatable`, (v: string, prev: string[] = []) => [...prev, v])
-    .option('--secret-file <file>', 'with tcp://: the shared secret (at least 32 bytes, mode 600)')
+    .option('--secret-file <file>', 'with tcp://: migrations; the shared secret (at least 32 bytes, mode 600)')
+    .option('--tls-cert <file>', 'with tcp://: the API over TLS; the server certificate (PEM)')
+    .option('--tls-key <file>', 'with tcp://: the server certificate\'s key (PEM)')
+    .option('--tls-verify <ca>', 'with tcp://: the CA (PEM) that client certificates must be signed by; required')
     .addHelpText('after', SERVICE_HELP)
-    .action(async (f: { listen?: string[]; secretFile?: string }) => {
+    .action(async (f: { listen?: string[]; secretFile?: string; tlsCert?: string; tlsKey?: string; tlsVerify?: string }) => {
+      // The API (node:http and the routes) is loaded by this command alone.
+      const { checkServiceOptions, runService } = await import('../api/service.js');
       checkServiceOptions(f); // refuse bad options before anything else
-      await runService(getEngine(ctx), { listen: f.listen ?? [], secretFile: f.secretFile });
+      await runService(getEngine(ctx), { listen: f.listen ?? [], secretFile: f.secretFile, tlsCert: f.tlsCert, tlsKey: f.tlsKey, tlsVerify: f.tlsVerify });
     });
   program
     .command('version')

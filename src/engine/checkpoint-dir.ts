@@ -53,7 +53,9 @@ export function checkpointMetaOptions(o: Partial<Record<Exclude<keyof Checkpoint
 /** Writes the metadata that makes a CRIU image dir a Ferry checkpoint: ferry-checkpoint.json and the bundle's spec. */
 export async function writeCheckpointMeta(engine: Engine, rec: ContainerRecord, dir: string, o: CheckpointMetaOptions): Promise<void> {
   const bundle = engine.paths.bundle(rec.config.id);
-  writeJsonAtomic(path.join(dir, META_FILE), await makeMeta(engine, rec, o, readDumpStats(path.join(bundle, 'stats-dump'))));
+  // No fsync: CRIU writes its images beside it without one, so the metadata's alone would make
+  // nothing durable; the write stays atomic (a reader sees all of it or none).
+  writeJsonAtomic(path.join(dir, META_FILE), await makeMeta(engine, rec, o, readDumpStats(path.join(bundle, 'stats-dump'))), 0o644, false);
   const spec = path.join(bundle, 'config.json');
   if (fs.existsSync(spec)) fs.copyFileSync(spec, path.join(dir, 'spec.dump'));
 }

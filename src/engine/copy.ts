@@ -19,6 +19,7 @@ import { mountLayer, unmountLayer, isMounted } from '../drivers/storage/overlay.
 import { LayerSanitizer } from '../drivers/storage/tar.js';
 import type { Engine } from './engine.js';
 import type { ContainerRecord } from './types.js';
+import { resolveUser } from '../drivers/runtime/user.js';
 
 export interface CopyIO {
   /** The archive for `ferry cp - CTR:DIR`. */
@@ -164,16 +165,25 @@ export async function copy(engine: Engine, srcArg: string, dstArg: string, io: C
   if (src.rec && dst.rec) throw new FerryError('EINVAL', 'copying from one container to another is not supported: copy to the host first');
   if (!src.rec && !dst.rec) throw new FerryError('EINVAL', 'one of the paths must be in a container: use CONTAINER:PATH');
   const rec = (src.rec ?? dst.rec)!;
-  await engine.withContainer(rec.config.id, async (r) => {
-    // As Podman's cp --pause (the default): no process of the container runs while its paths
-    // are resolved and written, so none can swap a directory for a symlink half-way.
-    const freeze = o.pause !== false && r.state.status === 'running';
+  await withView(engine, rec.config.id, o.pause !== false, async (r, view) => {
+    if (src.rec) await copyOut(engine, r, view, src.path, dst.path, io);
+    else await copyIn(engine, r, view, src.path, dst.path, io);
+  });
+}
+
+/**
+ * Runs fn on a container's filesystem view, under its lock. As Podman's cp --pause (the
+ * default): no process of the container runs while its paths are resolved and written, so none
+ * can swap a directory for a symlink half-way.
+ */
+async function withView<T>(engine: Engine, ref: string, pause: boolean, fn: (rec: ContainerRecord, view: View) => Promise<T>): Promise<T> {
+  return engine.withContainer(ref, async (r) => {
+    const freeze = pause && r.state.status === 'running';
     if (freeze) await engine.runtime.pause(r.config.id);
     try {
       const view = await openView(engine, r);
       try {
-        if (src.rec) await copyOut(engine, r, view, src.path, dst.path, io);
-        else await copyIn(engine, r, view, src.path, dst.path, io);
+        return await fn(r, view);
       } finally {
         await view.release();
       }
@@ -181,6 +191,130 @@ export async function copy(engine: Engine, srcArg: string, dstArg: string, io: C
       if (freeze) await engine.runtime.resume(r.config.id);
     }
   });
+}
+
+// ------------------------------------------------------------ the archive endpoints (Docker's API)
+
+/** Docker's stat of a container path (the X-Docker-Container-Path-Stat header). */
+export interface PathStat {
+  name: string;
+  size: number;
+  /** Go's os.FileMode: permission bits, and the type in the high bits. */
+  mode: number;
+  mtime: string;
+  /** For a symlink: where it leads, resolved inside the container. */
+  linkTarget: string;
+}
+
+/** Go's os.FileMode of an lstat. */
+export function goFileMode(st: fs.Stats): number {
+  let m = st.mode & 0o777;
+  if (st.mode & 0o4000) m |= 1 << 23; // setuid
+  if (st.mode & 0o2000) m |= 1 << 22; // setgid
+  if (st.mode & 0o1000) m |= 1 << 20; // sticky
+  if (st.isDirectory()) m |= 2 ** 31;
+  else if (st.isSymbolicLink()) m |= 1 << 27;
+  else if (st.isFIFO()) m |= 1 << 25;
+  else if (st.isSocket()) m |= 1 << 24;
+  else if (st.isCharacterDevice()) m |= (1 << 26) | (1 << 21);
+  else if (st.isBlockDevice()) m |= 1 << 26;
+  return m >>> 0;
+}
+
+/** A path as Docker's archive endpoints take it: absolute (relative means from /), at most 4 KiB, no NUL. */
+function archivePath(p: string): string {
+  if (!p || p.length > 4096 || p.includes('\0')) throw new FerryError('EINVAL', 'give path=PATH: an absolute path in the container (at most 4096 bytes)');
+  return p.startsWith('/') ? p : `/${p}`;
+}
+
+/** Whether the path asks for what a directory holds (ends in / or /.): its last component is followed then. */
+const asDirectory = (p: string): boolean => p.endsWith('/') || /(^|\/)\.$/.test(p);
+
+/** The container path p resolved (its last symlink not followed unless p ends in / or /.), and its lstat; ENOTFOUND when missing. */
+function statIn(view: View, rec: ContainerRecord, p: string): { resolved: string; st: fs.Stats; stat: PathStat } {
+  const resolved = resolveIn(view, p, asDirectory(p));
+  const st = lstatOrUndefined(view.host(resolved));
+  if (!st) throw new FerryError('ENOTFOUND', `Could not find the file ${p} in container ${rec.config.name}`);
+  if (asDirectory(p) && !st.isDirectory()) throw new FerryError('EINVAL', `${p} is not a directory in container ${rec.config.name}`);
+  const linkTarget = st.isSymbolicLink() ? resolveIn(view, resolved, true) : '';
+  const name = resolved === '/' ? '/' : path.posix.basename(resolved);
+  return { resolved, st, stat: { name, size: st.size, mode: goFileMode(st), mtime: st.mtime.toISOString(), linkTarget } };
+}
+
+/** `HEAD /containers/{id}/archive`: Docker's stat of a container path. */
+export async function statContainerPath(engine: Engine, ref: string, p: string): Promise<PathStat> {
+  const cpath = archivePath(p);
+  return withView(engine, ref, false, async (rec, view) => statIn(view, rec, cpath).stat);
+}
+
+/**
+ * `GET /containers/{id}/archive` (docker cp CTR:PATH ...): a tar of the path (a directory with
+ * everything below it; a symlink as a symlink), its members named from the path's last component
+ * (`.` when the path ends in /. or is /). onStat gets the path's stat before the first byte.
+ */
+export async function archiveFromContainer(engine: Engine, ref: string, p: string, out: Writable, onStat: (s: PathStat) => void): Promise<void> {
+  const cpath = archivePath(p);
+  await withView(engine, ref, true, async (rec, view) => {
+    const { resolved, stat } = statIn(view, rec, cpath);
+    onStat(stat);
+    const host = view.host(resolved);
+    const contents = /(^|\/)\.$/.test(cpath) || resolved === '/';
+    await tarTo(contents ? ['-c', '-f', '-', '-C', host, '--numeric-owner', '--', '.'] : ['-c', '-f', '-', '-C', path.dirname(host), '--numeric-owner', '--', path.basename(host)], out);
+  });
+}
+
+export interface ArchiveInOptions {
+  /** Refuse to replace a directory with a non-directory, or a non-directory with a directory. */
+  noOverwriteDirNonDir?: boolean;
+  /** Owned by the container's user (its USER, or root) rather than root. */
+  copyUIDGID?: boolean;
+}
+
+/**
+ * `PUT /containers/{id}/archive` (docker cp ... CTR:PATH): an untrusted tar, checked member by
+ * member into a staging dir, then placed into the directory p (which must exist). Any refusal
+ * (a bad member, a conflict with noOverwriteDirNonDir) comes before anything reaches the container.
+ */
+export async function archiveToContainer(engine: Engine, ref: string, p: string, input: Readable, o: ArchiveInOptions = {}): Promise<void> {
+  const cpath = archivePath(p);
+  await withView(engine, ref, true, async (rec, view) => {
+    const resolved = resolveIn(view, cpath, true);
+    const dir = view.host(resolved);
+    const st = lstatOrUndefined(dir);
+    if (!st) throw new FerryError('ENOTFOUND', `Could not find the file ${cpath} in container ${rec.config.name}`);
+    if (!st.isDirectory()) throw new FerryError('EINVAL', `extraction point is not a directory: ${cpath} in container ${rec.config.name}`);
+    const staging = fs.mkdtempSync(path.join(engine.paths.root, '.cp-'));
+    try {
+      await untarFrom(input, staging, 'in the request');
+      const names = fs.readdirSync(staging);
+      if (o.noOverwriteDirNonDir) for (const name of names) checkNoTypeChange(path.join(staging, name), path.join(dir, name), path.posix.join(resolved, name));
+      const owner = o.copyUIDGID ? (rec.config.user ? resolveUser(view.host('/'), rec.config.user) : { uid: 0, gid: 0 }) : undefined;
+      for (const name of names) {
+        copyTree(path.join(staging, name), path.join(dir, name));
+        if (owner && (owner.uid !== 0 || owner.gid !== 0)) chownTree(path.join(dir, name), owner.uid, owner.gid);
+      }
+    } finally {
+      fs.rmSync(staging, { recursive: true, force: true });
+    }
+  });
+}
+
+/** Throws if placing the staged tree src at dst would replace a directory with a non-directory or the other way. */
+function checkNoTypeChange(src: string, dst: string, shown: string): void {
+  const cur = lstatOrUndefined(dst);
+  if (!cur) return;
+  const st = fs.lstatSync(src);
+  if (st.isDirectory() !== cur.isDirectory()) {
+    throw new FerryError('EINVAL', st.isDirectory() ? `cannot overwrite non-directory ${shown} with directory: nothing was copied` : `cannot overwrite directory ${shown} with non-directory: nothing was copied`);
+  }
+  if (st.isDirectory()) for (const name of fs.readdirSync(src)) checkNoTypeChange(path.join(src, name), path.join(dst, name), path.posix.join(shown, name));
+}
+
+/** chown -hR, never following a symlink. */
+function chownTree(p: string, uid: number, gid: number): void {
+  const st = fs.lstatSync(p);
+  fs.lchownSync(p, uid, gid);
+  if (st.isDirectory()) for (const name of fs.readdirSync(p)) chownTree(path.join(p, name), uid, gid);
 }
 
 function lstatOrUndefined(p: string): fs.Stats | undefined {
@@ -229,7 +363,7 @@ async function copyIn(engine: Engine, rec: ContainerRecord, view: View, hostPath
     if (!dst?.isDirectory()) throw new FerryError('ENOTFOUND', `"${cpath}" is not a directory in container ${rec.config.name}: an archive from stdin is extracted into an existing directory`);
     const staging = fs.mkdtempSync(path.join(engine.paths.root, '.cp-'));
     try {
-      await untarFrom(io.stdin, staging);
+      await untarFrom(io.stdin, staging, 'on stdin');
       for (const name of fs.readdirSync(staging)) copyTree(path.join(staging, name), path.join(destHost, name));
     } finally {
       fs.rmSync(staging, { recursive: true, force: true });
@@ -267,7 +401,7 @@ function tarTo(args: string[], out: Writable): Promise<void> {
 }
 
 /** Checks an untrusted archive member by member and unpacks it into dir (owned by root). */
-async function untarFrom(input: Readable, dir: string): Promise<void> {
+async function untarFrom(input: Readable, dir: string, from: string): Promise<void> {
   mkdirp(dir, 0o700);
   const child = spawn('tar', ['-x', '-f', '-', '-C', dir, '--no-same-owner'], { stdio: ['pipe', 'ignore', 'pipe'] });
   let err = '';
@@ -282,8 +416,8 @@ async function untarFrom(input: Readable, dir: string): Promise<void> {
     child.kill();
     await exited;
     const m = e instanceof FerryError ? e.message : (e as Error).message;
-    throw new FerryError('EARCHIVE', `bad archive on stdin: ${m}; nothing was copied`);
+    throw new FerryError('EARCHIVE', `bad archive ${from}: ${m}; nothing was copied`);
   }
   const code = await exited;
-  if (code !== 0) throw new FerryError('EARCHIVE', `bad archive on stdin: ${err.trim().split('\n').pop()}; nothing was copied`);
+  if (code !== 0) throw new FerryError('EARCHIVE', `bad archive ${from}: ${err.trim().split('\n').pop()}; nothing was copied`);
 }

@@ -5,7 +5,7 @@ import type { Readable, Writable } from 'node:stream';
 import { FerryError } from '../lib/errors.js';
 import { run, runOk, which } from '../lib/exec.js';
 import { discardDir, mkdirp, readJsonIfExists, sweepTrash, writeJsonAtomic, writeFileAtomic } from '../lib/fsutil.js';
-import { FileLock, withLock } from '../lib/lock.js';
+import { FileLock, ifUnlockedSync, withLock } from '../lib/lock.js';
 import { newId, randomName, validName } from '../lib/ids.js';
 import { freePort } from '../lib/net.js';
 import { processAlive, procStartTime, sleep, waitFor } from '../lib/proc.js';
@@ -27,7 +27,7 @@ import { registryDomain } from '../drivers/registry/reference.js';
 import { VolumeStore, type VolumeRecord } from '../drivers/storage/volumes.js';
 import { createLayer, mountLayer, removeLayer, unmountLayer } from '../drivers/storage/overlay.js';
 import { findCriu, probeCriu, type CriuInfo } from '../drivers/criu/criu.js';
-import { attach, detach, inSubnet, NetworkStore, parseIPv4, parsePublish, validMac, DEFAULT_NETWORK, releaseTraffic, type NetworkRecord, type PortMapping } from '../drivers/network/cni.js';
+import { attach, containerResolvConf, detach, inSubnet, NetworkStore, parseIPv4, parsePublish, validMac, DEFAULT_NETWORK, releaseTraffic, type NetworkRecord, type PortMapping } from '../drivers/network/cni.js';
 import { Paths } from './paths.js';
 import { findPod, getPod, podNamespaces, removePodRecord, type PodRecord } from './podstore.js';
 import { toAdopted, toExited, toPaused, toRunning, toStartUndone, toUnpaused } from './state.js';
@@ -74,6 +74,8 @@ export interface CreateOptions {
   network?: string;
   ip?: string;
   mac?: string;
+  /** --network-alias: more names for the container on a network with DNS. */
+  networkAliases?: string[];
   /** -p [[IP:]HOSTPORT:]CTRPORT[/tcp|udp] */
   publish?: string[];
   /** Pod (name or ID) to join. */
@@ -136,7 +138,7 @@ export class Engine {
     this.paths = new Paths(path.resolve(opts.root), path.resolve(opts.runroot));
     this.images = new ImageStore(this.paths.images);
     this.volumes = new VolumeStore(this.paths.volumes);
-    this.networks = new NetworkStore(path.join(this.paths.root, 'networks'));
+    this.networks = new NetworkStore(path.join(this.paths.root, 'networks'), path.join(this.paths.runroot, 'dns'));
     if (opts.runtime !== undefined) {
       const found = which(opts.runtime);
       if (!found || !isExecutableFile(found)) throw new FerryError('ENOTFOUND', `--runtime ${opts.runtime}: no such executable; give the path of runc or a runc-compatible runtime`);
@@ -168,6 +170,15 @@ export class Engine {
       return;
     }
     sweepTrash(this.paths.root, all);
+    // A container is made in containers/.tmp-ID and renamed into place under the names lock: one
+    // left there when nobody holds that lock is a create (or import) killed half-way.
+    let tmps: string[] = [];
+    try {
+      tmps = fs.readdirSync(this.paths.containers).filter((n) => n.startsWith('.tmp-'));
+    } catch {
+      /* no containers yet */
+    }
+    if (tmps.length) ifUnlockedSync(this.paths.namesLock, () => tmps.forEach((n) => fs.rmSync(path.join(this.paths.containers, n), { recursive: true, force: true })));
     for (const n of all.filter((x) => x.startsWith('.import-'))) {
       const pid = Number(n.split('-')[1]);
       if (Number.isInteger(pid) && pid > 0 && !processAlive(pid)) fs.rmSync(path.join(this.paths.root, n), { recursive: true, force: true });
@@ -393,6 +404,12 @@ export class Engine {
     if (!o.keepRootfs) await unmountLayer(this.paths.layer(rec.config.id));
   }
 
+  /** The DNS server and search domain of the container's network, when it has one (else: the host's). */
+  private networkDns(rec: ContainerRecord): { nameservers: string[]; search: string[] } | undefined {
+    const n = rec.state.net && this.networks.find(rec.state.net.network);
+    return n ? this.networks.dnsConfig(n) : undefined;
+  }
+
   /** Attaches the container to its network (a namespace of its own); caller holds its lock. */
   private async setupNetwork(rec: ContainerRecord, req: NetworkRequest): Promise<void> {
     const n = rec.config.network;
@@ -421,6 +438,10 @@ export class Engine {
           ip: req.ip,
           mac: req.mac,
           ports: req.ports ?? n.ports,
+          // Its DNS names, on a network with DNS: its name (a pod's infra: the pod's, as Podman's),
+          // its aliases and (as Docker) its short ID.
+          dnsName: (rec.config.infraOf && findPod(this, rec.config.infraOf)?.name) || rec.config.name,
+          aliases: [...(n.aliases ?? []), rec.config.id.slice(0, 12)],
           // Recorded before the plugins run: a ferry killed in the middle leaves something to undo.
           onNetns: (partial) => {
             rec.state.net = partial;
@@ -459,7 +480,7 @@ export class Engine {
       }
     }
     const pod = o.pod !== undefined ? getPod(this, o.pod) : undefined;
-    if (pod && (o.network || o.ip || o.mac || o.publish?.length)) {
+    if (pod && (o.network || o.ip || o.mac || o.publish?.length || o.networkAliases?.length)) {
       throw new FerryError('EINVAL', `containers in pod ${pod.name} use the pod's network: give --network/-p/--ip to \`ferry pod create\` instead`);
     }
     // Checked before a pull: a bad --network or -p fails fast.
@@ -565,18 +586,21 @@ export class Engine {
       seen.add(k);
     }
     if (want === 'none' || want === 'host') {
-      if (o.ip || o.mac || ports.length) throw new FerryError('EINVAL', `--ip, --mac-address and --publish need a bridge network, not --network ${want}`);
+      if (o.ip || o.mac || ports.length || o.networkAliases?.length) throw new FerryError('EINVAL', `--ip, --mac-address, --publish and --network-alias need a bridge network, not --network ${want}`);
       return { mode: want, ports: [] };
     }
     const name = want === 'bridge' ? DEFAULT_NETWORK : want;
     const net = this.networks.get(name);
+    const aliases = [...new Set(o.networkAliases ?? [])];
+    for (const a of aliases) if (!validName(a)) throw new FerryError('EINVAL', `invalid --network-alias "${a}": use letters, digits, '_', '.', '-', starting with a letter or digit`);
+    if (aliases.length && !net.dns_enabled) throw new FerryError('EINVAL', `--network-alias needs a network with DNS, and network ${name} has none: create one with \`ferry network create NAME\` and run with --network NAME`);
     if (o.ip !== undefined) {
       if (parseIPv4(o.ip) === undefined) throw new FerryError('EINVAL', `invalid --ip "${o.ip}": give an IPv4 address`);
       if (!net.subnets.some((s) => inSubnet(o.ip!, s.subnet))) throw new FerryError('EINVAL', `--ip ${o.ip} is not in network ${name}'s subnet ${net.subnets[0]!.subnet}`);
       if (net.subnets.some((s) => s.gateway === o.ip)) throw new FerryError('EINVAL', `--ip ${o.ip} is the gateway of network ${name}: choose another`);
     }
     if (o.mac !== undefined && !validMac(o.mac)) throw new FerryError('EINVAL', `invalid --mac-address "${o.mac}": give six hex pairs such as 02:42:ac:11:00:02 (unicast)`);
-    return { mode: 'bridge', name, ip: o.ip, mac: o.mac?.toLowerCase(), ports };
+    return { mode: 'bridge', name, ip: o.ip, mac: o.mac?.toLowerCase(), ports, ...(aliases.length ? { aliases } : {}) };
   }
 
   private parseMounts(volumes: string[], tmpfs: string[]): MountSpec[] {
@@ -635,17 +659,17 @@ export class Engine {
     for (const [file, content, always] of [
       ['hostname', `${rec.config.hostname}\n`, false],
       ['hosts', `127.0.0.1\tlocalhost\n::1\tlocalhost\n${ip ?? '127.0.1.1'}\t${rec.config.hostname} ${rec.config.name}\n`, true],
-      ['resolv.conf', readText('/etc/resolv.conf') ?? '', false],
+      ['resolv.conf', containerResolvConf(readText('/etc/resolv.conf') ?? '', this.networkDns(rec)), false],
     ] as const) {
       const p = path.join(bundle, file);
-      if (always || !fs.existsSync(p)) writeFileAtomic(p, content);
+      if (always || !fs.existsSync(p)) writeFileAtomic(p, content, 0o644, false);
       etc.push({ destination: `/etc/${file}`, type: 'bind', source: p, options: ['rbind', 'rprivate'] });
     }
     const mounts: Mount[] = [...etc];
     for (const dest of rec.config.engineMounts ?? []) {
       const p = path.join(bundle, engineMountFile(dest));
       if (ENGINE_MOUNTS[dest] === 'dir') mkdirp(p, 0o1777);
-      else if (!fs.existsSync(p)) writeFileAtomic(p, dest === '/run/.containerenv' ? containerEnv(rec) : '');
+      else if (!fs.existsSync(p)) writeFileAtomic(p, dest === '/run/.containerenv' ? containerEnv(rec) : '', 0o644, false);
       const opts = dest === '/dev/shm' ? ['rbind', 'rprivate', 'nosuid', 'noexec', 'nodev'] : ['rbind', 'rprivate'];
       mounts.push({ destination: dest, type: 'bind', source: p, options: opts });
     }
@@ -679,7 +703,8 @@ export class Engine {
       ...specResources(rec.config.resources),
       allowIoUring: rec.config.securityOpt?.includes('seccomp=unconfined'),
     });
-    writeFileAtomic(path.join(bundle, 'config.json'), specJson(spec));
+    // The bundle is made anew at every start and restore: no fsync (see writeFileAtomic).
+    writeFileAtomic(path.join(bundle, 'config.json'), specJson(spec), 0o644, false);
     mkdirp(this.paths.runDir(id), 0o700);
   }
 
@@ -1559,10 +1584,10 @@ export class Engine {
     return this.volumes.create(name ?? randomBytes(32).toString('hex'), labels);
   }
 
-  /** Creates a network; only the bridge driver exists. */
-  createNetwork(name: string, o: { subnet?: string; gateway?: string; driver?: string } = {}): NetworkRecord {
+  /** Creates a network (with a DNS server for its containers' names unless disableDns); only the bridge driver exists. */
+  createNetwork(name: string, o: { subnet?: string; gateway?: string; driver?: string; disableDns?: boolean; labels?: Record<string, string> } = {}): NetworkRecord {
     if (o.driver !== undefined && o.driver !== 'bridge') throw new FerryError('EINVAL', `unsupported network driver "${o.driver}": only bridge`);
-    return this.networks.create(name, { subnet: o.subnet, gateway: o.gateway });
+    return this.networks.create(name, { subnet: o.subnet, gateway: o.gateway, dns: !o.disableDns, labels: o.labels });
   }
 
   /** Removes a network: refused while containers use it, unless force (which removes them first). */

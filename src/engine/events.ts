@@ -9,6 +9,7 @@ import * as path from 'node:path';
 import { FerryError } from '../lib/errors.js';
 import { sleep } from '../lib/proc.js';
 import type { ContainerRecord } from './types.js';
+import type { Engine, WaitOptions } from './engine.js';
 
 export interface FerryEvent {
   ID: string;
@@ -129,4 +130,22 @@ export function eventText(e: FerryEvent): string {
   const t = e.Time.replace('T', ' ').replace('Z', ' +0000 UTC');
   const attrs = [`image=${e.Image}`, `name=${e.Name}`, ...Object.entries(e.Attributes).map(([k, v]) => `${k}=${v}`)].join(', ');
   return `${t} ${e.Type} ${e.Status} ${e.ID} (${attrs})`;
+}
+
+/**
+ * wait() for a remote client: when the container is gone before or while it waits (an --rm
+ * container's exit cleanup removed it), its exit code is the one its last `died` event recorded.
+ * ref must then be its full ID (as Podman's client sends it) or a name seen before the removal.
+ */
+export async function waitOrRecorded(engine: Engine, ref: string, o: WaitOptions = {}): Promise<number> {
+  const id = engine.find(ref)?.config.id ?? ref;
+  try {
+    return await engine.wait(ref, o);
+  } catch (e) {
+    if (!(e instanceof FerryError) || e.code !== 'ENOTFOUND' || !/^[0-9a-f]{64}$/.test(id)) throw e;
+    let code: number | undefined;
+    for await (const ev of readEvents(engine.paths.root, { filters: [`container=${id}`, 'event=died'] })) if (ev.ID === id) code = Number(ev.Attributes.containerExitCode);
+    if (code === undefined || !Number.isInteger(code)) throw e;
+    return code;
+  }
 }

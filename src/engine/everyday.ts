@@ -4,6 +4,7 @@
  * overlay's upper dir: what a checkpoint's rootfs part carries).
  */
 import * as fs from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
 import { FerryError } from '../lib/errors.js';
 import { getXattr } from '../lib/libc.js';
@@ -21,6 +22,16 @@ export interface StatsSample extends Usage {
   memPercent: number;
   /** When this sample was taken (ms), for the next one's CPU %. */
   at: number;
+  /** The host's CPU time (all CPUs; user to steal, as Docker counts it) when it was taken, in nanoseconds: Docker's system_cpu_usage. */
+  systemNs: number;
+  onlineCpus: number;
+}
+
+/** The host's total CPU time from /proc/stat, in nanoseconds (as Docker's system_cpu_usage). */
+function hostCpuNs(): number {
+  const line = fs.readFileSync('/proc/stat', 'utf8').split('\n', 1)[0] ?? '';
+  const ticks = line.trim().split(/\s+/).slice(1, 9).reduce((a, b) => a + (Number(b) || 0), 0);
+  return (ticks / TICKS) * 1e9;
 }
 
 const live = (r: ContainerRecord): boolean => r.state.status === 'running' || r.state.status === 'paused';
@@ -53,6 +64,8 @@ export async function containerStats(engine: Engine, refs: string[], previous?: 
       avgCpu: pct(u.cpuNs, at - started),
       memPercent: u.memLimit ? (u.memUsage / u.memLimit) * 100 : 0,
       at,
+      systemNs: hostCpuNs(),
+      onlineCpus: os.cpus().length,
     });
   }
   return out;

@@ -4,6 +4,8 @@ import type { ConmonPaths } from '../drivers/runtime/runc.js';
 import { layerPaths, type ContainerLayer } from '../drivers/storage/overlay.js';
 
 export const DEFAULT_ROOT = '/var/lib/ferry';
+/** Where `ferry system service` serves the API unless told otherwise. */
+export const DEFAULT_API_SOCKET = 'unix:///run/ferry/ferry.sock';
 
 /**
  * Where everything lives. ROOT (default /var/lib/ferry) holds what survives a reboot;

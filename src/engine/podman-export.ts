@@ -14,10 +14,12 @@ import * as path from 'node:path';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { FerryError } from '../lib/errors.js';
-import { mkdirp, readJson } from '../lib/fsutil.js';
+import { mkdirp, readJson, readJsonIfExists } from '../lib/fsutil.js';
 import type { ArchiveWriter, WriteStats } from '../drivers/archive/archive.js';
 import { CRIU_RESTORE_CONF, treeTar, upperToDiff } from '../drivers/archive/podman.js';
-import { META_FILE } from './checkpoint-dir.js';
+import { META_FILE, type CheckpointMeta } from './checkpoint-dir.js';
+import { DEFAULT_NETWORK, inSubnet } from '../drivers/network/cni.js';
+import { PODMAN_DEFAULT_NETWORK } from './podman-import.js';
 import type { Engine } from './engine.js';
 import { exportedVolumes, writeArchive, type ExportOptions } from './portable.js';
 import { engineMountFile, type ContainerRecord } from './types.js';
@@ -39,9 +41,6 @@ export function podmanImageRef(rec: ContainerRecord): { name: string; id: string
 /** What Podman's format cannot carry, refused before the container is checkpointed. */
 export function checkPodmanExport(rec: ContainerRecord): void {
   const c = rec.config;
-  if (c.network?.mode === 'bridge') {
-    throw new FerryError('EINVAL', `container ${c.name} is on network ${c.network.name ?? 'ferry'}, which Podman does not have: --format podman exports containers run with --network none or host; the container is still running`);
-  }
   if (c.pod) throw new FerryError('EINVAL', `container ${c.name} is in a pod: --format podman exports standalone containers; the container is still running`);
   if (/^(sha256:)?[0-9a-f]{64}$/.test(c.imageName)) {
     throw new FerryError('EINVAL', `container ${c.name}'s image has no name, which Podman needs to find its own copy: --format podman exports containers of named images; the container is still running`);
@@ -86,7 +85,7 @@ export async function exportPodman(engine: Engine, rec: ContainerRecord, o: Expo
       async (w) => {
         await w.addJson('config.dump', podmanConfig(rec, spec));
         await w.addJson('spec.dump', podmanSpec(rec, spec));
-        await w.addBuffer('network.status', 'null');
+        await w.addJson('network.status', podmanNetworkStatus(engine, rec, images));
         await w.addDirEntry('artifacts/');
         await w.addBuffer(CRIU_CONF, 'skip-file-rwx-check\n');
         if (fs.existsSync(engine.paths.logPath(id))) await w.addFile('ctr.log', engine.paths.logPath(id));
@@ -165,6 +164,31 @@ function podmanSpec(rec: ContainerRecord, spec: Json): Json {
   return { ...rest, annotations, mounts };
 }
 
+/** The Podman network a Ferry network stands for: Ferry's default is Podman's default, others keep their names. */
+function podmanNetworkName(name: string | undefined): string {
+  return !name || name === DEFAULT_NETWORK ? PODMAN_DEFAULT_NETWORK : name;
+}
+
+/**
+ * network.status: the address the container had when dumped (checkpoint metadata), in the
+ * shape Podman writes (netavark's StatusBlock per network); Podman's restore asks its network
+ * for it again unless --ignore-static-ip/-mac. null without a network.
+ */
+function podmanNetworkStatus(engine: Engine, rec: ContainerRecord, images: string): Json | null {
+  const n = rec.config.network;
+  if (n?.mode !== 'bridge') return null;
+  const a = readJsonIfExists<CheckpointMeta>(path.join(images, META_FILE))?.network;
+  if (!a?.ip) return null;
+  const subnet = engine.networks.find(a.name)?.subnets.find((s) => inSubnet(a.ip, s.subnet));
+  return {
+    [podmanNetworkName(n.name)]: {
+      interfaces: {
+        eth0: { subnets: [{ ipnet: `${a.ip}/${subnet?.subnet.split('/')[1] ?? '32'}`, ...(subnet ? { gateway: subnet.gateway } : {}) }], ...(a.mac ? { mac_address: a.mac } : {}) },
+      },
+    },
+  };
+}
+
 /** config.dump: the fields of libpod's ContainerConfig that Podman's restore reads, with their JSON names and types. */
 function podmanConfig(rec: ContainerRecord, spec: Json): Json {
   const c = rec.config;
@@ -172,6 +196,7 @@ function podmanConfig(rec: ContainerRecord, spec: Json): Json {
   const vols = c.mounts.filter((m) => m.type === 'volume');
   const shm = c.engineMounts?.includes('/dev/shm') ?? false;
   const sig = os.constants.signals[`SIG${c.stopSignal}` as keyof typeof os.constants.signals] ?? 15;
+  const bridge = c.network?.mode === 'bridge';
   return {
     spec,
     id: c.id,
@@ -193,8 +218,12 @@ function podmanConfig(rec: ContainerRecord, spec: Json): Json {
     storageOpts: null,
     passwd: false,
     privileged: false,
-    createNetNS: false,
-    // Not network-disabled to Podman: it then binds /etc/resolv.conf as Ferry did at the dump.
+    // On a bridge network: the same network in Podman (Ferry's default: Podman's), a namespace
+    // of its own made by Podman. Else none: not network-disabled to Podman, which then binds
+    // /etc/resolv.conf as Ferry did at the dump.
+    createNetNS: bridge,
+    ...(bridge ? { newNetworks: { [podmanNetworkName(c.network!.name)]: { interface_name: 'eth0' } }, networkMode: 'bridge' } : {}),
+    ...(bridge && c.network!.ports.length ? { newPortMappings: c.network!.ports.map((p) => ({ host_ip: p.hostIP ?? '', container_port: p.containerPort, host_port: p.hostPort, range: 1, protocol: p.protocol })) } : {}),
     postConfigureNetNS: c.network?.mode === 'none',
     UseImageResolvConf: false,
     UseImageHosts: false,

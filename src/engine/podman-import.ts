@@ -21,13 +21,14 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { FerryError } from '../lib/errors.js';
-import { writeJsonAtomic } from '../lib/fsutil.js';
+import { readJsonIfExists, writeJsonAtomic } from '../lib/fsutil.js';
 import { newId, validName } from '../lib/ids.js';
 import { VERSION } from '../lib/version.js';
 import type { PodmanHeader } from '../drivers/archive/podman.js';
 import { readDumpStats } from '../drivers/criu/stats.js';
 import { dumpedArch, dumpedRootMode } from '../drivers/criu/images.js';
 import type { ImageRecord } from '../drivers/storage/images.js';
+import { DEFAULT_NETWORK, inSubnet, parseIPv4, validMac, type NetworkRecord, type PortMapping } from '../drivers/network/cni.js';
 import type { PullOptions } from '../drivers/registry/pull.js';
 import { isShortName } from '../drivers/registry/reference.js';
 import { CHECKPOINT_FORMAT, META_FILE, checkpointMetaOptions, type CheckpointMeta } from './checkpoint-dir.js';
@@ -70,6 +71,9 @@ const K8S_STANDARD_MOUNTS = [...STANDARD_MOUNTS, '/etc/passwd', '/etc/group'];
 
 const isK8s = (h: PodmanHeader): boolean => h.engine !== 'Podman';
 
+/** Podman's default network: Ferry's default network stands for it, both ways. */
+export const PODMAN_DEFAULT_NETWORK = 'podman';
+
 /**
  * The container's name in an archive: Podman's, or for Kubernetes' archives the container's
  * name in its pod (as checkpointctl shows it: CRI-O's io.kubernetes.cri-o.Metadata,
@@ -111,7 +115,7 @@ function refuse(msg: string): FerryError {
 
 /**
  * What a Podman archive asks of this host, refused before its large members are read: a
- * container this ferry can represent (no pod, no network of Podman's, no joined namespaces),
+ * container this ferry can represent (no pod, one network that this host has, no joined namespaces),
  * the base image by name, a free name.
  */
 export async function checkPodmanArchive(engine: Engine, h: PodmanHeader, o: { name?: string; pullOptions?: PullOptions & { authfile?: string } }): Promise<void> {
@@ -130,10 +134,7 @@ export async function checkPodmanArchive(engine: Engine, h: PodmanHeader, o: { n
     const n = ns.find((x) => x.type === t);
     if (!n || n.path) throw refuse(`the Podman container shares ${n?.path ? `the ${t} namespace ${n.path}` : `the host's ${t} namespace`}: ferry imports containers with namespaces of their own`);
   }
-  const nets = podmanNetworks(h);
-  if (nets.length) {
-    throw refuse(`the Podman container is on network ${nets.join(', ')}: ferry imports Podman containers run with --network none or --network host`);
-  }
+  ferryNetwork(engine, h);
   if (!str(c.rootfsImageName)) throw refuse('the Podman container was made from a root file system directory (--rootfs), not an image: ferry cannot import it');
   const image = str(c.rootfsImageName)!;
   if (!(await findBaseImage(engine, image, o.pullOptions ?? { tlsVerify: true }))) {
@@ -171,6 +172,35 @@ async function checkK8sArchive(engine: Engine, h: PodmanHeader, o: { name?: stri
   if (engine.find(name)) throw new FerryError('EEXIST', `the container name "${name}" is already in use: pass -n/--name with another name; nothing was created`);
 }
 
+/**
+ * The Ferry network a Podman container's network maps to (undefined: it had none, or the
+ * host's): Podman's default network ("podman") is Ferry's default one; another network is the
+ * Ferry network of the same name, which must exist here. One network only.
+ */
+function ferryNetwork(engine: Engine, h: PodmanHeader): NetworkRecord | undefined {
+  const nets = podmanNetworks(h);
+  if (!nets.length) return undefined;
+  if (nets.some((n) => !n.startsWith('(') && !validName(n))) throw refuse('bad checkpoint archive: config.dump names an invalid network');
+  if (nets.length > 1) throw refuse(`the Podman container is on networks ${nets.join(', ')}: ferry imports Podman containers on one network`);
+  const n = nets[0]!;
+  if (n.startsWith('(')) throw refuse(`the Podman container ran in ${n.slice(1, -1)}: ferry imports Podman containers on a network, with --network none or --network host`);
+  const name = n === PODMAN_DEFAULT_NETWORK ? DEFAULT_NETWORK : n;
+  const net = engine.networks.find(name);
+  if (!net) throw refuse(`the Podman container is on network ${n}, which this host does not have: create it first (\`ferry network create ${name}\`)`);
+  return net;
+}
+
+/** The address a Podman container had on its network (network.status: netavark's StatusBlock, per interface). */
+function podmanAddress(status: unknown, network: string): { ip?: string; mac?: string } {
+  const ifaces = ((status as Json | null)?.[network] as Json | undefined)?.interfaces;
+  if (!ifaces || typeof ifaces !== 'object') return {};
+  const first = Object.values(ifaces as Json)[0] as Json | undefined;
+  const subnets = Array.isArray(first?.subnets) ? (first!.subnets as Json[]) : [];
+  const ip = subnets.map((x) => str(x?.ipnet)?.split('/')[0]).find((a): a is string => !!a && parseIPv4(a) !== undefined);
+  const mac = str(first?.mac_address);
+  return { ip, mac: mac && validMac(mac) ? mac.toLowerCase() : undefined };
+}
+
 /** The networks a Podman container was on (none with --network none or host). */
 function podmanNetworks(h: PodmanHeader): string[] {
   const c = h.config;
@@ -180,6 +210,28 @@ function podmanNetworks(h: PodmanHeader): string[] {
   const ns = specNamespaces(h.spec).find((n) => n.type === 'network');
   if (ns?.path && !nets.length) nets.push(`(namespace ${ns.path})`);
   return [...new Set(nets)];
+}
+
+/** Podman's port mappings (newPortMappings: a range of ports per entry) as Ferry's. */
+function podmanPorts(v: unknown): PortMapping[] {
+  const out: PortMapping[] = [];
+  for (const m of Array.isArray(v) ? (v as Json[]) : []) {
+    const host = m?.host_port as number;
+    const ctr = m?.container_port as number;
+    const range = typeof m?.range === 'number' && m.range > 0 ? m.range : 1;
+    const hostIP = str(m?.host_ip);
+    if (!Number.isInteger(host) || !Number.isInteger(ctr) || !Number.isInteger(range) || range > 65535 || (hostIP && parseIPv4(hostIP) === undefined)) {
+      throw refuse('bad checkpoint archive: a port mapping in config.dump is not one');
+    }
+    for (const proto of (str(m.protocol) ?? 'tcp').split(',')) {
+      if (proto !== 'tcp' && proto !== 'udp') throw refuse(`the Podman container publishes ${proto} ports, which ferry does not`);
+      for (let i = 0; i < range; i++) {
+        if (host + i < 1 || host + i > 65535 || ctr + i < 1 || ctr + i > 65535) throw refuse('bad checkpoint archive: a port mapping in config.dump is out of range');
+        out.push({ hostPort: host + i, containerPort: ctr + i, protocol: proto, ...(hostIP ? { hostIP } : {}) });
+      }
+    }
+  }
+  return out;
 }
 
 function specNamespaces(spec: Json): { type: string; path?: string }[] {
@@ -194,7 +246,7 @@ function specNamespaces(spec: Json): { type: string; path?: string }[] {
  * from CRIU's images; its CRIU version is not recorded in Podman's archives, so this host's is
  * assumed (a different CRIU fails the restore, which then leaves nothing behind).
  */
-export async function stagePodman(engine: Engine, dir: string, h: PodmanHeader): Promise<void> {
+export async function stagePodman(engine: Engine, dir: string, h: PodmanHeader, o: { ignoreStaticIp?: boolean } = {}): Promise<void> {
   const c = h.config;
   const spec = h.spec;
   const proc = (spec.process ?? {}) as Json;
@@ -228,6 +280,18 @@ export async function stagePodman(engine: Engine, dir: string, h: PodmanHeader):
   }
   const annotations = (spec.annotations ?? {}) as Json;
   const hasNetns = specNamespaces(spec).some((n) => n.type === 'network');
+  // On a network: Ferry's network of that name (Podman's default: Ferry's), at the address
+  // network.status gives when it is one of that network's here (Podman's restore keeps it too).
+  const net = k8s ? undefined : ferryNetwork(engine, h);
+  let address: { ip?: string; mac?: string } = {};
+  if (net) {
+    const status = readJsonIfExists<unknown>(path.join(dir, 'network.status'));
+    address = podmanAddress(status, podmanNetworks(h)[0]!);
+    const subnet = net.subnets[0]?.subnet ?? '';
+    if (address.ip && !o.ignoreStaticIp && !inSubnet(address.ip, subnet)) {
+      throw refuse(`the Podman container's address ${address.ip} is not on network ${net.name} here (${subnet}): restore with --ignore-static-ip for a new one (and --ignore-static-mac for a new MAC address)`);
+    }
+  }
   const signal = typeof c.stopSignal === 'number' ? Object.entries(os.constants.signals).find(([, n]) => n === c.stopSignal)?.[0] : undefined;
   const config: ContainerConfig = {
     id,
@@ -246,7 +310,7 @@ export async function stagePodman(engine: Engine, dir: string, h: PodmanHeader):
     stopTimeout: typeof c.stopTimeout === 'number' ? c.stopTimeout : 10,
     createCommand: strings(c.CreateCommand),
     // A Kubernetes container joined its pod's network namespace: it gets one of its own, unconnected.
-    network: { mode: hasNetns || k8s ? 'none' : 'host', ports: [] },
+    network: net ? { mode: 'bridge', name: net.name, ports: podmanPorts(c.newPortMappings) } : { mode: hasNetns || k8s ? 'none' : 'host', ports: [] },
     ...(engineMounts.length ? { engineMounts } : {}),
   };
   const resources = resourcesFromSpec(spec);
@@ -269,6 +333,8 @@ export async function stagePodman(engine: Engine, dir: string, h: PodmanHeader):
     arch,
     options: checkpointMetaOptions({}),
     stats: fs.existsSync(path.join(dir, 'stats-dump')) ? readDumpStats(path.join(dir, 'stats-dump')) : undefined,
+    // What the restore asks the network for (unless --ignore-static-ip/-mac or -n): the old address.
+    network: net && address.ip ? { name: net.name, ip: address.ip, mac: address.mac ?? '', ports: config.network!.ports } : undefined,
   };
   writeJsonAtomic(path.join(images, META_FILE), meta, 0o600);
   fs.rmSync(path.join(images, 'spec.dump'), { force: true });

@@ -32,6 +32,8 @@ export interface PodCreateOptions {
   hostname?: string;
   publish?: string[];
   network?: string;
+  /** The command line that creates it (Podman's CreateCommand). */
+  createCommand?: string[];
 }
 
 /** Podman's minimum for restoring into a pod (CRIU 3.16), and a runc that joins namespaces by path on restore. */
@@ -107,8 +109,9 @@ export async function createPod(engine: Engine, o: PodCreateOptions): Promise<Po
         stopTimeout: 0,
         labels: { 'io.ferry.pod': id },
         infraOf: id,
+        createCommand: o.createCommand,
       });
-      const pod: PodRecord = { id, name, created: new Date().toISOString(), infraId: infra.config.id, share, hostname: o.hostname ?? name };
+      const pod: PodRecord = { id, name, created: new Date().toISOString(), infraId: infra.config.id, share, hostname: o.hostname ?? name, ...(o.createCommand ? { createCommand: o.createCommand } : {}) };
       savePod(engine, pod);
       return pod;
     },

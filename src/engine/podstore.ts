@@ -24,6 +24,8 @@ export interface PodRecord {
   infraId: string;
   share: SharedNs[];
   hostname: string;
+  /** The command line that created it (Podman's CreateCommand). */
+  createCommand?: string[];
   /** Set while the whole pod is checkpointed (`ferry pod checkpoint`): its members and address. */
   checkpoint?: { at: string; members: string[]; address?: { ip: string; mac: string }; tcpEstablished: boolean };
   /**

@@ -25,7 +25,7 @@ import { VERSION } from '../lib/version.js';
 import { ArchiveWriter, ARCHIVE_FORMAT, HEADER_MEMBER, POD_ARCHIVE_KIND, readArchive, type WriteStats } from '../drivers/archive/archive.js';
 import type { Compression } from '../drivers/archive/compress.js';
 import { PodmanReader, type PodmanHeader } from '../drivers/archive/podman.js';
-import { checkPodmanArchive, stagePodman } from './podman-import.js';
+import { archiveContainerName, checkPodmanArchive, stagePodman } from './podman-import.js';
 import { createLayer } from '../drivers/storage/overlay.js';
 import { requirePodRestore } from './pods.js';
 import { getPod, type PodRecord } from './podstore.js';
@@ -397,7 +397,10 @@ export async function importCheckpoint(engine: Engine, o: ImportOptions): Promis
     if (read.foreign) {
       if (o.pod !== undefined) throw new FerryError('EINVAL', 'a container from a Podman archive cannot be restored into a pod (--pod); nothing was created');
       if (o.preDumps?.length || o.pageImages) throw new FerryError('EARCHIVE', 'a Podman archive cannot be part of a migration; nothing was created');
-      await stagePodman(engine, staging, read.header as unknown as PodmanHeader);
+      const header = read.header as unknown as PodmanHeader;
+      // A copy under a new name gets a new address (below): its old one need not fit here.
+      const renamed = o.name !== undefined && o.name !== archiveContainerName(header);
+      await stagePodman(engine, staging, header, { ignoreStaticIp: o.ignoreStaticIp || renamed });
     }
     if (o.pageImages) adoptPageImages(await o.pageImages(), path.join(staging, 'checkpoint'));
     const targetPod = o.pod !== undefined ? getPod(engine, o.pod) : undefined;

@@ -166,7 +166,7 @@ function useCriuConfig(bundle: string, content: string): void {
   const specFile = path.join(bundle, 'config.json');
   const spec = JSON.parse(fs.readFileSync(specFile, 'utf8')) as { annotations?: Record<string, string> };
   spec.annotations = { ...spec.annotations, 'org.criu.config': conf };
-  writeJsonAtomic(specFile, spec);
+  writeJsonAtomic(specFile, spec, 0o644, false);
 }
 
 // ------------------------------------------------------------------------- repair

@@ -23,6 +23,8 @@ export interface NetworkConfig {
   ip?: string;
   mac?: string;
   ports: PortMapping[];
+  /** --network-alias: other names the network's DNS server gives the container's address. */
+  aliases?: string[];
 }
 
 export interface ContainerConfig {

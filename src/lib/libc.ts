@@ -1,5 +1,6 @@
 /**
- * The few libc calls that JavaScript runtimes do not offer (mkfifo, flock, lgetxattr), made in this process
+ * The few libc calls that JavaScript runtimes do not offer (mkfifo, flock, lgetxattr) or offer only
+ * at a price (isatty: node:tty loads the stream machinery, ~4 ms of a command's start), made in this process
  * through Bun's FFI. Each spared a process per call (2-6 ms): Ferry makes FIFOs and takes locks
  * in every run, restore and checkpoint. Where FFI is not available (another runtime), each
  * function returns undefined and its caller runs the command-line tool as before.
@@ -10,6 +11,7 @@ interface Libc {
   mkfifo(path: Buffer, mode: number): number;
   flock(fd: number, op: number): number;
   lgetxattr(path: Buffer, name: Buffer, value: Buffer, size: number): number;
+  isatty(fd: number): number;
 }
 
 let libc: Libc | null | undefined;
@@ -24,11 +26,13 @@ function load(): Libc | null {
       mkfifo: { args: [cstring, u32], returns: i32 },
       flock: { args: [i32, i32], returns: i32 },
       lgetxattr: { args: [cstring, cstring, ptr, u64], returns: i64 },
+      isatty: { args: [i32], returns: i32 },
     });
     libc = {
       mkfifo: (p, mode) => Number(lib.symbols.mkfifo(p, mode)),
       flock: (fd, op) => Number(lib.symbols.flock(fd, op)),
       lgetxattr: (p, name, value, size) => Number(lib.symbols.lgetxattr(p, name, value, size)),
+      isatty: (fd) => Number(lib.symbols.isatty(fd)),
     };
   } catch {
     libc = null;
@@ -73,4 +77,11 @@ export function getXattr(file: string, name: string): string | null | undefined 
   const buf = Buffer.alloc(256);
   const n = c.lgetxattr(Buffer.from(`${file}\0`), Buffer.from(`${name}\0`), buf, buf.length);
   return n >= 0 ? buf.toString('utf8', 0, n) : null;
+}
+
+/** isatty(3): whether fd is a terminal; undefined when libc cannot be called. */
+export function isattyFd(fd: number): boolean | undefined {
+  const c = load();
+  if (!c) return undefined;
+  return c.isatty(fd) === 1;
 }

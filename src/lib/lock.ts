@@ -60,6 +60,21 @@ export async function withLock<T>(path: string, fn: () => Promise<T>, opts: { ti
   }
 }
 
+/**
+ * Runs fn with the lock if it is free right now (without waiting); returns whether fn ran. Where
+ * libc cannot be called, fn does not run.
+ */
+export function ifUnlockedSync(path: string, fn: () => void): boolean {
+  const fd = fs.openSync(path, fs.constants.O_RDWR | fs.constants.O_CREAT, 0o600);
+  try {
+    if (tryLockExclusive(fd) !== true) return false;
+    fn();
+    return true;
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 /** `flock -x -w SECONDS 3` on fd: true when it took the lock within the time. */

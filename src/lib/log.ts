@@ -3,6 +3,8 @@
  * line says how long after this process started it was written, so a slow step shows up with
  * its cost. Off by default, and then free: nothing is formatted.
  */
+import { writeErr } from './stdio.js';
+
 let level: 'error' | 'warn' | 'info' | 'debug' = (process.env.FERRY_LOG_LEVEL as never) ?? 'error';
 const LEVELS = ['error', 'warn', 'info', 'debug'] as const;
 
@@ -18,5 +20,5 @@ export function debugEnabled(): boolean {
 /** A debug line: `ferry[PID] +123.4ms what`. */
 export function debug(what: string | (() => string)): void {
   if (level !== 'debug') return;
-  process.stderr.write(`ferry[${process.pid}] +${performance.now().toFixed(1)}ms ${typeof what === 'string' ? what : what()}\n`);
+  writeErr(`ferry[${process.pid}] +${performance.now().toFixed(1)}ms ${typeof what === 'string' ? what : what()}\n`);
 }

@@ -5,11 +5,13 @@
  * (suite + packages); its tarball is cached under the checkout's .cache/ by a hash of the
  * recipe and rebuilt only when the recipe changes. To add an application, add a recipe to APPS.
  */
-import { spawnSync } from 'node:child_process';
+import assert from 'node:assert/strict';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { REPO, type Host } from './ferry.js';
+import { REPO, eventually, type Host } from './ferry.js';
+import type { NetHost } from './hosts.js';
 
 export interface AppRecipe {
   /** Debian suite the root filesystem comes from; the host's apt sources must offer it. */
@@ -159,4 +161,86 @@ export function appTarball(name: AppName): string {
 /** Imports the app's image into a Ferry host under its name (e.g. `redis`). */
 export async function importApp(h: Host, name: AppName): Promise<void> {
   await h.ok(['import', appTarball(name), name], { timeoutMs: 300_000 });
+}
+
+/**
+ * A client in a host's network namespace, from that host's own address, that GETs /count over
+ * one keep-alive connection, one request at a time, and prints `ack N` for each answer. Each must
+ * be the one before plus one, on the same server-side connection, so a lost or repeated request
+ * stops it. A line on stdin makes it stop after the request in flight; it prints `done COUNT`.
+ */
+export class Counter {
+  out = '';
+  err = '';
+  exit: number | null | undefined;
+  private readonly child: ChildProcess;
+
+  constructor(h: NetHost, ip: string, port: number) {
+    const js = [
+      "const net = require('net');",
+      'const [host, port, local] = process.argv.slice(1);',
+      'let acks = 0, last = -1, conn = 0, buf = "", stop = false;',
+      "process.stdin.on('data', () => (stop = true));",
+      'const s = net.connect({ host, port: Number(port), localAddress: local });',
+      's.setNoDelay(true);',
+      'const send = () => {',
+      "  if (stop) { process.stdout.write(`done ${acks}\\n`, () => process.exit(0)); return; }",
+      "  s.write('GET /count HTTP/1.1\\r\\nHost: counter\\r\\n\\r\\n');",
+      '};',
+      "s.once('connect', send);",
+      "s.on('data', (d) => {",
+      '  buf += d;',
+      '  for (;;) {',
+      "    const end = buf.indexOf('\\r\\n\\r\\n');",
+      '    if (end < 0) return;',
+      '    const head = buf.slice(0, end);',
+      '    const len = Number(/content-length: *(\\d+)/i.exec(head)[1]);',
+      '    if (buf.length < end + 4 + len) return;',
+      '    const n = Number(buf.slice(end + 4, end + 4 + len));',
+      '    const c = Number(/x-conn: *(\\d+)/i.exec(head)[1]);',
+      '    buf = buf.slice(end + 4 + len);',
+      "    if (!/^HTTP\\/1.1 200/.test(head)) { process.stderr.write(head); process.exit(5); }",
+      '    if (conn && c !== conn) { process.stderr.write(`answer on connection ${c}, not ${conn}`); process.exit(6); }',
+      '    if (last >= 0 && n !== last + 1) { process.stderr.write(`counter ${n} after ${last}`); process.exit(4); }',
+      '    conn = c; last = n; acks++;',
+      '    process.stdout.write(`ack ${n}\\n`);',
+      '    setTimeout(send, 2);',
+      '  }',
+      '});',
+      "s.on('error', (e) => { process.stderr.write(String(e)); process.exit(2); });",
+      "s.on('close', () => process.exit(3));",
+    ].join('\n');
+    this.child = spawn('nsenter', [`--net=/run/netns/${h.netns}`, process.execPath, '-e', js, ip, String(port), h.ip], { stdio: ['pipe', 'pipe', 'pipe'] });
+    this.child.stdout!.on('data', (b: Buffer) => (this.out += b.toString()));
+    this.child.stderr!.on('data', (b: Buffer) => (this.err += b.toString()));
+    this.child.on('close', (code) => (this.exit = code));
+  }
+
+  /** The counter values answered so far. */
+  values(): number[] {
+    return [...this.out.matchAll(/^ack (\d+)$/gm)].map((m) => Number(m[1]));
+  }
+
+  /** Waits until `n` more answers than now. */
+  async progress(n: number, timeoutMs = 20_000): Promise<void> {
+    const from = this.values().length;
+    await eventually(() => {
+      if (this.exit !== undefined) throw new Error(`the client exited ${this.exit}: ${this.err.trim()} (after ${this.values().length} answers)`);
+      return this.values().length >= from + n;
+    }, timeoutMs, 20);
+  }
+
+  /** Stops it; returns the counter values it was answered. */
+  async stop(): Promise<number[]> {
+    this.child.stdin!.write('stop\n');
+    await eventually(() => this.exit !== undefined, 10_000, 20);
+    const done = /^done (\d+)$/m.exec(this.out);
+    assert.ok(done && this.exit === 0, `the client ended cleanly: exit ${this.exit}, ${this.err.trim()}`);
+    assert.equal(Number(done[1]), this.values().length);
+    return this.values();
+  }
+
+  kill(): void {
+    this.child.kill('SIGKILL');
+  }
 }

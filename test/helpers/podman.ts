@@ -24,6 +24,7 @@ export function hasPodman(): boolean {
 /** What Podman may leave outside its --root, and whether it was there before this run. */
 export interface PodmanTraces {
   varLibContainers: boolean;
+  varLibCni?: boolean;
   cgroups: boolean;
 }
 
@@ -75,19 +76,51 @@ network_config_dir = "${d}/net"
   fs.writeFileSync(path.join(d, 'storage.conf'), `[storage]\ndriver = "overlay"\ngraphroot = "${d}/root"\nrunroot = "${d}/run"\n`);
 }
 
+/**
+ * Podman's default network ("podman": the bridge cni-podman0 on 10.88.0.0/16, as Podman 4.3.1
+ * makes it with CNI) written into this Podman's own network config dir, with the addresses it
+ * hands out recorded below d too (host-local's dataDir) rather than in the machine's CNI state.
+ */
+export function writePodmanBridge(d: string): void {
+  const conf = {
+    cniVersion: '0.4.0',
+    name: 'podman',
+    plugins: [
+      {
+        type: 'bridge',
+        bridge: 'cni-podman0',
+        isGateway: true,
+        ipMasq: true,
+        hairpinMode: true,
+        ipam: { type: 'host-local', routes: [{ dst: '0.0.0.0/0' }], ranges: [[{ subnet: '10.88.0.0/16', gateway: '10.88.0.1' }]], dataDir: path.join(d, 'cni-ipam') },
+      },
+      { type: 'portmap', capabilities: { portMappings: true } },
+      { type: 'firewall' },
+      { type: 'tuning' },
+    ],
+  };
+  fs.writeFileSync(path.join(d, 'net', '87-podman-bridge.conflist'), JSON.stringify(conf, null, 2) + '\n');
+}
+
 export class Podman {
   readonly dir: string;
   readonly env: NodeJS.ProcessEnv;
   private readonly argv0: string[];
   private readonly before: PodmanTraces;
 
-  constructor(name = 'pod') {
+  /**
+   * netns: run every podman command inside that network namespace (`nsenter --net`), so that a
+   * container on Podman's bridge (`--network bridge`: its cni-podman0, 10.88.0.0/16, and its
+   * iptables rules) lives there, never in the machine's own namespace.
+   */
+  constructor(name = 'pod', netns?: string) {
     this.dir = fs.mkdtempSync(path.join(os.tmpdir(), `fy-${name.slice(0, 6)}-`));
-    this.before = { varLibContainers: fs.existsSync('/var/lib/containers'), cgroups: podmanCgroups().length > 0 };
+    this.before = { varLibContainers: fs.existsSync('/var/lib/containers'), varLibCni: fs.existsSync('/var/lib/cni'), cgroups: podmanCgroups().length > 0 };
     const d = this.dir;
     for (const sub of ['bin', 'root', 'run', 'runc', 'tmp', 'net']) fs.mkdirSync(path.join(d, sub), { recursive: true });
     if (fs.existsSync(FERRY_CRIU)) fs.symlinkSync(FERRY_CRIU, path.join(d, 'bin', 'criu'));
     writePodmanConfig(d);
+    if (netns) writePodmanBridge(d);
     this.env = {
       ...process.env,
       CONTAINERS_CONF: path.join(d, 'containers.conf'),
@@ -96,7 +129,7 @@ export class Podman {
       TMPDIR: path.join(d, 'tmp'),
       PATH: `${path.join(d, 'bin')}:${process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin'}`,
     };
-    this.argv0 = ['podman', '--root', path.join(d, 'root'), '--runroot', path.join(d, 'run'), '--storage-driver', 'overlay', '--runtime-flag', `root=${path.join(d, 'runc')}`];
+    this.argv0 = [...(netns ? ['nsenter', `--net=/run/netns/${netns}`] : []), 'podman', '--root', path.join(d, 'root'), '--runroot', path.join(d, 'run'), '--storage-driver', 'overlay', '--runtime-flag', `root=${path.join(d, 'runc')}`];
   }
 
   run(args: string[], timeoutMs = 120_000): Promise<Result> {
@@ -170,6 +203,16 @@ export class Podman {
           rmdirTree(d);
         } catch {
           /* still in use (another test's Podman) */
+        }
+      }
+    }
+    // Podman's CNI keeps its results cache below /var/lib/cni whatever its config says.
+    if (!this.before.varLibCni && fs.existsSync('/var/lib/cni')) {
+      for (const d of ['/var/lib/cni/results', '/var/lib/cni/networks', '/var/lib/cni']) {
+        try {
+          fs.rmdirSync(d);
+        } catch {
+          /* not empty: not only ours */
         }
       }
     }

@@ -72,7 +72,13 @@ test('docker network create, ls, inspect, rm in Docker\'s shapes', async (t) => 
   assert.match(dup.stderr, /already exists/);
   assert.match((await svc.docker(['network', 'create', '-d', 'overlay', 'other'])).stderr, /only bridge/);
   assert.match((await svc.docker(['network', 'create', '--internal', 'other'])).stderr, /not supported/);
-  assert.match((await svc.docker(['network', 'create', '--label', 'a=b', 'other'])).stderr, /Labels are not supported/);
+  // Labels are kept (compose labels its networks) and filtered on; a user network has no Options, as Docker's.
+  await svc.dockerOk(['network', 'create', '--subnet', '10.231.8.0/24', '--label', 'a=b', `${NET}-l`]);
+  const l = JSON.parse(await svc.dockerOk(['network', 'inspect', `${NET}-l`]))[0];
+  assert.deepEqual(l.Labels, { a: 'b' });
+  assert.deepEqual(l.Options, {});
+  assert.equal(await svc.dockerOk(['network', 'ls', '--filter', 'label=a=b', '--format', '{{.Name}}']), `${NET}-l`);
+  await svc.dockerOk(['network', 'rm', `${NET}-l`]);
   assert.match((await svc.docker(['network', 'create', '-o', 'com.docker.network.bridge.name=x', 'other'])).stderr, /Options are not supported/);
   assert.ok(!(await svc.dockerOk(['network', 'ls', '--format', '{{.Name}}'])).split('\n').includes('other'), 'nothing created');
   await svc.dockerOk(['network', 'rm', NET]);

@@ -14,6 +14,12 @@ import { FERRY_BIN, Host, LOOPER, ServiceProcess, eventually, sleep, skipWith, r
 const h = new Host('api');
 const SOCK = path.join(h.dir, 'ferry.sock');
 const DOCKER = ['/usr/local/bin/docker', '/usr/bin/docker'].find((f) => fs.existsSync(f));
+/** Debian's docker CLI 20.10 (client only), as `npm run setup` extracts it. */
+const DOCKER20 = ['/usr/local/lib/ferry/docker-20.10/docker'].find((f) => fs.existsSync(f));
+const CLIENTS: [string, string | undefined][] = [
+  ['on PATH', DOCKER],
+  ['20.10', DOCKER20],
+];
 const PODMAN = ['/usr/bin/podman', '/usr/local/bin/podman'].find((f) => fs.existsSync(f));
 const HAS_PY_DOCKER = spawnSync('python3', ['-c', 'import docker'], { stdio: 'ignore' }).status === 0;
 
@@ -40,8 +46,9 @@ function runTool(argv: string[], env: Record<string, string> = {}, timeoutMs = 1
   return runCommand(argv, { env: { ...process.env, ...env }, timeoutMs });
 }
 
-/** The docker CLI against the service (a config dir of its own: no user config reaches it). */
-const docker = (args: string[]): Promise<Out> => runTool([DOCKER!, ...args], { DOCKER_HOST: `unix://${SOCK}`, DOCKER_CONFIG: path.join(h.dir, 'docker-config') });
+/** A docker CLI binary against the service (a config dir of its own: no user config reaches it). */
+const dockerWith = (bin: string, args: string[]): Promise<Out> => runTool([bin, ...args], { DOCKER_HOST: `unix://${SOCK}`, DOCKER_CONFIG: path.join(h.dir, 'docker-config') });
+const docker = (args: string[]): Promise<Out> => dockerWith(DOCKER!, args);
 async function dockerOk(args: string[]): Promise<string> {
   const r = await docker(args);
   if (r.code !== 0) throw new Error(`docker ${args.join(' ')} exited ${r.code}: ${r.stderr.trim()}`);
@@ -145,106 +152,126 @@ test('bad requests: one Docker-shaped error line, nothing created', async () => 
   assert.deepEqual(await h.names(), []);
 });
 
-test('docker CLI: run -d, ps both ways, logs, inspect, checkpoint create/ls, start --checkpoint (the counter continues), checkpoint rm, stop, rm', { timeout: 240_000 }, async (t) => {
-  if (!DOCKER) return skipWith(t, 'no docker CLI on this machine');
-  // No network: its address could be taken by another root's container while it is checkpointed.
-  const id = await dockerOk(['run', '-d', '--name', 'looper', '--network', 'none', '--label', 'app=api-test', 'busybox', ...LOOPER]);
-  assert.match(id, /^[0-9a-f]{64}$/);
-  // The container made through the API is the CLI's too, and the other way round.
-  assert.deepEqual(await h.names(false), ['looper']);
-  await h.ok(['run', '-d', '--name', 'fromcli', 'busybox', 'sleep', '1000']);
-  const ps = await dockerOk(['ps', '--format', '{{.Names}} {{.State}}']);
-  assert.deepEqual(ps.split('\n').sort(), ['fromcli running', 'looper running']);
-  assert.equal(await dockerOk(['ps', '--filter', 'label=app=api-test', '--format', '{{.Names}}']), 'looper');
-  assert.equal(await dockerOk(['ps', '-q', '--no-trunc', '--filter', `id=${id.slice(0, 10)}`]), id);
+// Both real clients: the docker CLI on PATH (28.x, negotiating down to v1.41) and Debian's 20.10
+// (API v1.41 itself; `npm run setup` extracts its client binary).
+for (const [label, bin] of CLIENTS) {
+  test(`docker CLI ${label}: run -d, ps both ways, logs, exec, inspect, checkpoint create/ls, start --checkpoint (the counter continues), checkpoint rm, stop, rm`, { timeout: 240_000 }, async (t) => {
+    if (!bin) return skipWith(t, `no docker CLI ${label} on this machine (npm run setup)`);
+    const docker = (args: string[]): Promise<Out> => dockerWith(bin, args);
+    const dockerOk = async (args: string[]): Promise<string> => {
+      const r = await docker(args);
+      if (r.code !== 0) throw new Error(`docker ${args.join(' ')} exited ${r.code}: ${r.stderr.trim()}`);
+      return r.stdout.trim();
+    };
+    // No network: its address could be taken by another root's container while it is checkpointed.
+    const id = await dockerOk(['run', '-d', '--name', 'looper', '--network', 'none', '--label', 'app=api-test', 'busybox', ...LOOPER]);
+    assert.match(id, /^[0-9a-f]{64}$/);
+    // The container made through the API is the CLI's too, and the other way round.
+    assert.deepEqual(await h.names(false), ['looper']);
+    await h.ok(['run', '-d', '--name', 'fromcli', 'busybox', 'sleep', '1000']);
+    const ps = await dockerOk(['ps', '--format', '{{.Names}} {{.State}}']);
+    assert.deepEqual(ps.split('\n').sort(), ['fromcli running', 'looper running']);
+    assert.equal(await dockerOk(['ps', '--filter', 'label=app=api-test', '--format', '{{.Names}}']), 'looper');
+    assert.equal(await dockerOk(['ps', '-q', '--no-trunc', '--filter', `id=${id.slice(0, 10)}`]), id);
 
-  await eventually(async () => (await counts('looper')).length >= 3, 15_000);
-  const logs = (await dockerOk(['logs', 'looper'])).split('\n');
-  assert.deepEqual(logs.slice(0, 3), ['0', '1', '2']);
-  const tail = await docker(['logs', '--tail', '1', '--timestamps', 'looper']);
-  assert.match(tail.stdout.trim(), /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z \d+$/);
+    await eventually(async () => (await counts('looper')).length >= 3, 15_000);
+    const logs = (await dockerOk(['logs', 'looper'])).split('\n');
+    assert.deepEqual(logs.slice(0, 3), ['0', '1', '2']);
+    const tail = await docker(['logs', '--tail', '1', '--timestamps', 'looper']);
+    assert.match(tail.stdout.trim(), /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z \d+$/);
+    assert.equal(await dockerOk(['exec', 'looper', 'sh', '-c', 'echo in-$HOSTNAME-ok']), `in-${id.slice(0, 12)}-ok`);
+    const failed = await docker(['exec', 'looper', 'sh', '-c', 'exit 7']);
+    assert.equal(failed.code, 7, 'exec: the command\'s exit code');
 
-  const [insp] = JSON.parse(await dockerOk(['inspect', 'looper']));
-  assert.equal(insp.Id, id);
-  assert.equal(insp.Name, '/looper');
-  assert.equal(insp.State.Status, 'running');
-  assert.equal(insp.State.Running, true);
-  assert.ok(insp.State.Pid > 0 && fs.existsSync(`/proc/${insp.State.Pid}`));
-  assert.equal(insp.Config.Labels.app, 'api-test');
-  assert.equal(insp.HostConfig.NetworkMode, 'none');
-  assert.equal(insp.Config.Tty, false);
+    const [insp] = JSON.parse(await dockerOk(['inspect', 'looper']));
+    assert.equal(insp.Id, id);
+    assert.equal(insp.Name, '/looper');
+    assert.equal(insp.State.Status, 'running');
+    assert.equal(insp.State.Running, true);
+    assert.ok(insp.State.Pid > 0 && fs.existsSync(`/proc/${insp.State.Pid}`));
+    assert.equal(insp.Config.Labels.app, 'api-test');
+    assert.equal(insp.HostConfig.NetworkMode, 'none');
+    assert.equal(insp.Config.Tty, false);
 
-  // Checkpoint: Docker keeps it behind the server's experimental flag, which /_ping reports.
-  assert.equal(await dockerOk(['checkpoint', 'create', 'looper', 'cp1']), 'cp1');
-  assert.equal((await h.inspect('looper')).State.Checkpointed, true);
-  assert.equal(await dockerOk(['inspect', '-f', '{{.State.Status}}', 'looper']), 'exited');
-  assert.deepEqual((await dockerOk(['checkpoint', 'ls', 'looper'])).split('\n'), ['CHECKPOINT NAME', 'cp1']);
-  const before = await counts('looper');
-  const last = before[before.length - 1]!;
-  await sleep(1500);
-  const wrong = await docker(['start', '--checkpoint', 'cp9', 'looper']);
-  assert.notEqual(wrong.code, 0);
-  assert.match(wrong.stderr, /no checkpoint named cp9/);
-  await dockerOk(['start', '--checkpoint', 'cp1', 'looper']);
-  await eventually(async () => (await counts('looper')).length >= before.length + 2, 15_000);
-  const after = (await counts('looper')).slice(before.length);
-  assert.equal(after[0], last + 1, `the counter continues where it was: ${last} then ${after.join(',')}`);
-  assert.equal((await h.inspect('looper')).State.Restored, true);
+    // Checkpoint: Docker keeps it behind the server's experimental flag, which /_ping reports.
+    assert.equal(await dockerOk(['checkpoint', 'create', 'looper', 'cp1']), 'cp1');
+    assert.equal((await h.inspect('looper')).State.Checkpointed, true);
+    assert.equal(await dockerOk(['inspect', '-f', '{{.State.Status}}', 'looper']), 'exited');
+    assert.deepEqual((await dockerOk(['checkpoint', 'ls', 'looper'])).split('\n'), ['CHECKPOINT NAME', 'cp1']);
+    const before = await counts('looper');
+    const last = before[before.length - 1]!;
+    await sleep(1500);
+    const wrong = await docker(['start', '--checkpoint', 'cp9', 'looper']);
+    assert.notEqual(wrong.code, 0);
+    assert.match(wrong.stderr, /no checkpoint named cp9/);
+    await dockerOk(['start', '--checkpoint', 'cp1', 'looper']);
+    await eventually(async () => (await counts('looper')).length >= before.length + 2, 15_000);
+    const after = (await counts('looper')).slice(before.length);
+    assert.equal(after[0], last + 1, `the counter continues where it was: ${last} then ${after.join(',')}`);
+    assert.equal((await h.inspect('looper')).State.Restored, true);
 
-  // A second checkpoint, leaving it running; then removed by name.
-  await dockerOk(['checkpoint', 'create', '--leave-running', 'looper', 'cp2']);
-  assert.equal(await dockerOk(['inspect', '-f', '{{.State.Status}}', 'looper']), 'running');
-  // A container holds one checkpoint: another name is refused rather than replacing it.
-  const third = await docker(['checkpoint', 'create', '--leave-running', 'looper', 'cp3']);
-  assert.notEqual(third.code, 0);
-  assert.match(third.stderr, /already has checkpoint cp2/);
-  const rmWrong = await docker(['checkpoint', 'rm', 'looper', 'cp1']);
-  assert.notEqual(rmWrong.code, 0);
-  await dockerOk(['checkpoint', 'rm', 'looper', 'cp2']);
-  assert.deepEqual((await dockerOk(['checkpoint', 'ls', 'looper'])).split('\n'), ['CHECKPOINT NAME']);
-  assert.equal((await h.inspect('looper')).State.Checkpointed, false);
+    // A second checkpoint, leaving it running; then removed by name.
+    await dockerOk(['checkpoint', 'create', '--leave-running', 'looper', 'cp2']);
+    assert.equal(await dockerOk(['inspect', '-f', '{{.State.Status}}', 'looper']), 'running');
+    // A container holds one checkpoint: another name is refused rather than replacing it.
+    const third = await docker(['checkpoint', 'create', '--leave-running', 'looper', 'cp3']);
+    assert.notEqual(third.code, 0);
+    assert.match(third.stderr, /already has checkpoint cp2/);
+    const rmWrong = await docker(['checkpoint', 'rm', 'looper', 'cp1']);
+    assert.notEqual(rmWrong.code, 0);
+    await dockerOk(['checkpoint', 'rm', 'looper', 'cp2']);
+    assert.deepEqual((await dockerOk(['checkpoint', 'ls', 'looper'])).split('\n'), ['CHECKPOINT NAME']);
+    assert.equal((await h.inspect('looper')).State.Checkpointed, false);
 
-  // A running container is not removed without force.
-  const busy = await docker(['rm', 'looper']);
-  assert.notEqual(busy.code, 0);
-  assert.equal(busy.stderr.trim().split('\n').length, 1);
-  assert.match(busy.stderr, /^Error response from daemon: .*running/);
-  await dockerOk(['stop', '-t', '1', 'looper']);
-  assert.equal((await h.inspect('looper')).State.Status, 'exited');
-  assert.match(await dockerOk(['ps', '-a', '--filter', 'status=exited', '--format', '{{.Names}} {{.Status}}']), /^looper Exited \(\d+\) /);
-  await dockerOk(['rm', 'looper']);
-  await dockerOk(['rm', '-f', 'fromcli']);
-  assert.deepEqual(await h.names(), []);
-  assert.equal(await dockerOk(['ps', '-a', '-q']), '');
-  const gone = await docker(['rm', 'looper']);
-  assert.notEqual(gone.code, 0);
-  assert.match(gone.stderr, /^Error response from daemon: no container with name or ID "looper"/);
+    // A running container is not removed without force.
+    const busy = await docker(['rm', 'looper']);
+    assert.notEqual(busy.code, 0);
+    assert.equal(busy.stderr.trim().split('\n').length, 1);
+    assert.match(busy.stderr, /^Error response from daemon: .*running/);
+    await dockerOk(['stop', '-t', '1', 'looper']);
+    assert.equal((await h.inspect('looper')).State.Status, 'exited');
+    assert.match(await dockerOk(['ps', '-a', '--filter', 'status=exited', '--format', '{{.Names}} {{.Status}}']), /^looper Exited \(\d+\) /);
+    await dockerOk(['rm', 'looper']);
+    await dockerOk(['rm', '-f', 'fromcli']);
+    assert.deepEqual(await h.names(), []);
+    assert.equal(await dockerOk(['ps', '-a', '-q']), '');
+    const gone = await docker(['rm', 'looper']);
+    assert.notEqual(gone.code, 0);
+    // (20.10 words a 404 itself, as it does with dockerd.)
+    assert.match(gone.stderr, /^(Error response from daemon: no container with name or ID "looper"|Error: No such container: looper)/);
 
-  // A bad create through the docker CLI: one error line, nothing made.
-  const bad = await docker(['run', '-d', '--user', '1000', '--name', 'baduser', 'busybox', 'true']);
-  assert.notEqual(bad.code, 0);
-  assert.match(bad.stderr.trim(), /^docker: Error response from daemon: User is not supported yet[^\n]*\n/);
-  assert.deepEqual(await h.names(), []);
-});
+    // A bad create through the docker CLI: one error line, nothing made.
+    const bad = await docker(['run', '-d', '--user', '1000', '--name', 'baduser', 'busybox', 'true']);
+    assert.notEqual(bad.code, 0);
+    assert.match(bad.stderr.trim(), /^docker: Error response from daemon: User is not supported yet[^\n]*\n/);
+    assert.deepEqual(await h.names(), []);
+  });
 
-test('docker run in the foreground: output on the right streams, the exit code, --rm leaves nothing', { timeout: 120_000 }, async (t) => {
-  if (!DOCKER) return skipWith(t, 'no docker CLI on this machine');
-  const r = await docker(['run', '--rm', 'busybox', 'sh', '-c', 'echo out; echo err >&2; sleep 1; echo late; exit 3']);
-  assert.equal(r.code, 3, r.stderr);
-  assert.equal(r.stdout, 'out\nlate\n');
-  assert.equal(r.stderr, 'err\n');
-  assert.deepEqual(await h.names(), [], '--rm: removed once it exited');
-  const kept = await docker(['run', '--name', 'kept', 'busybox', 'sh', '-c', 'echo done; exit 4']);
-  assert.equal(kept.code, 4);
-  assert.equal(kept.stdout, 'done\n');
-  assert.equal((await h.inspect('kept')).State.ExitCode, 4);
-  assert.equal(await dockerOk(['wait', 'kept']), '4');
-  await dockerOk(['restart', 'kept']);
-  assert.equal(await dockerOk(['wait', 'kept']), '4', 'it ran again and exited again');
-  assert.equal((await h.logs('kept')).filter((l) => l === 'done').length, 2);
-  await dockerOk(['rm', 'kept']);
-  assert.deepEqual(await h.names(), []);
-});
+  test(`docker run ${label} in the foreground: output on the right streams, the exit code, --rm leaves nothing`, { timeout: 120_000 }, async (t) => {
+    if (!bin) return skipWith(t, `no docker CLI ${label} on this machine (npm run setup)`);
+    const docker = (args: string[]): Promise<Out> => dockerWith(bin, args);
+    const dockerOk = async (args: string[]): Promise<string> => {
+      const r = await docker(args);
+      if (r.code !== 0) throw new Error(`docker ${args.join(' ')} exited ${r.code}: ${r.stderr.trim()}`);
+      return r.stdout.trim();
+    };
+    const r = await docker(['run', '--rm', 'busybox', 'sh', '-c', 'echo out; echo err >&2; sleep 1; echo late; exit 3']);
+    assert.equal(r.code, 3, r.stderr);
+    assert.equal(r.stdout, 'out\nlate\n');
+    assert.equal(r.stderr, 'err\n');
+    assert.deepEqual(await h.names(), [], '--rm: removed once it exited');
+    const kept = await docker(['run', '--name', 'kept', 'busybox', 'sh', '-c', 'echo done; exit 4']);
+    assert.equal(kept.code, 4);
+    assert.equal(kept.stdout, 'done\n');
+    assert.equal((await h.inspect('kept')).State.ExitCode, 4);
+    assert.equal(await dockerOk(['wait', 'kept']), '4');
+    await dockerOk(['restart', 'kept']);
+    assert.equal(await dockerOk(['wait', 'kept']), '4', 'it ran again and exited again');
+    assert.equal((await h.logs('kept')).filter((l) => l === 'done').length, 2);
+    await dockerOk(['rm', 'kept']);
+    assert.deepEqual(await h.names(), []);
+  });
+}
 
 test('docker images lists the imported image', async (t) => {
   if (!DOCKER) return skipWith(t, 'no docker CLI on this machine');

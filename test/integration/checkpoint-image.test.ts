@@ -77,15 +77,13 @@ test('--create-image: a one-layer image in Podman\'s layout, with Podman\'s and 
   const files = fs.readdirSync(img.GraphDriver.Data.UpperDir).sort();
   for (const f of ['checkpoint', 'config.dump', 'spec.dump', 'network.status', 'rootfs-diff.tar', 'deleted.files']) assert.ok(files.includes(f), `${f} in ${files.join(' ')}`);
   assert.ok(fs.existsSync(path.join(img.GraphDriver.Data.UpperDir, 'checkpoint', 'inventory.img')));
-  // Refused before anything is done: a bad name, with --export, a container on a network.
+  // Refused before anything is done: a bad name, with --export. (A container on a bridge
+  // network is checkpointed into an image too: podman-archive.test.ts has its network both ways.)
   await looper(A, 'l2');
   assertCleanError(await A.fails(['container', 'checkpoint', '--create-image', 'Bad Name', 'l2']), /invalid --create-image name.*still running/);
   assertCleanError(await A.fails(['container', 'checkpoint', '--create-image', 'x', '--export', path.join(tmp, 'x.tar'), 'l2']), /--create-image and --export cannot be used together/);
-  await A.ok(['run', '-d', '--name', 'br', 'busybox', ...LOOPER]);
-  assertCleanError(await A.fails(['container', 'checkpoint', '--create-image', 'x', 'br']), /network.*--network none or host; the container is still running/);
-  assert.equal((await A.inspect('br')).State.Status, 'running');
   assert.equal((await A.inspect('l2')).State.Status, 'running');
-  await A.ok(['rm', '-f', 'br', 'l2']);
+  await A.ok(['rm', '-f', 'l2']);
   assert.equal((await A.fails(['image', 'inspect', 'x'])).code, 125, 'no image made');
 });
 

@@ -13,6 +13,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Host, LOOPER, assertCleanError, eventually } from '../helpers/ferry.js';
 import { Podman, hasPodman } from '../helpers/podman.js';
+import { ImageDir } from '../../src/drivers/criu/explore.js';
 
 const H = new Host('insp');
 const FERRY_ARCHIVE = () => path.join(H.dir, 'srv.tar.zst');
@@ -196,39 +197,88 @@ test('bad targets: no such container or file, a container without a checkpoint, 
   assert.deepEqual(fs.readdirSync(H.root).filter((n) => n.startsWith('.import-')), []);
 });
 
-/** CRIU's own decoder, when installed (Debian's criu package of old, or python3-pycriu's crit). */
-const crit = spawnSync('sh', ['-c', 'command -v crit'], { encoding: 'utf8' }).stdout.trim();
+/**
+ * CRIU's own decoder: the crit that `npm run setup` installs beside Ferry's CRIU (sid's
+ * python3-pycriu, behind Ferry's wrapper), else a crit on PATH. Without one the test skips.
+ */
+const CRIT_WRAPPER = '/usr/local/lib/ferry/bin/crit';
+const crit = fs.existsSync(CRIT_WRAPPER) ? CRIT_WRAPPER : spawnSync('sh', ['-c', 'command -v crit'], { encoding: 'utf8' }).stdout.trim();
 
-test('the decoding agrees with CRIU\'s own crit: processes, commands, every fd\'s path', { skip: crit ? false : 'crit is not installed' }, async () => {
+test("the decoding agrees with CRIU's own crit on the same images: process tree, commands, every fd, sockets, memory", { skip: crit ? false : 'crit is not installed' }, async () => {
   const dir = path.join(H.root, 'containers', id, 'checkpoint');
-  const run = (what: string): string => {
-    const r = spawnSync(crit, ['x', dir, what], { encoding: 'utf8' });
-    assert.equal(r.status, 0, r.stderr);
+  const critRun = (...args: string[]): string => {
+    const r = spawnSync(crit, args, { encoding: 'utf8', maxBuffer: 64 * 1024 * 1024 });
+    assert.equal(r.status, 0, `crit ${args.join(' ')}: ${r.stderr}`);
     return r.stdout;
   };
-  const ps = run('ps')
-    .split('\n')
-    .slice(1)
-    .filter((l) => l.trim())
-    .map((l) => l.trim().split(/\s+/))
-    .map((w) => [Number(w[0]), w[3]]);
-  const info = await inspectJson('srv', '--ps-tree', '--files');
-  const flat = (n: any): any[] => [n, ...(n.children ?? []).flatMap(flat)];
-  assert.deepEqual(flat(info.process_tree).map((n) => [n.pid, n.command]).sort(), ps.sort());
-  // crit x fds: a PID line, then "fd: path" lines (sockets as TYPE.id, which Ferry names socket[inode]).
+  const show = (img: string): any[] => JSON.parse(critRun('show', path.join(dir, img))).entries;
+  const info = await inspectJson('srv', '--ps-tree', '--files', '--sockets');
+  const flat = (n: any, ppid = 0): [number, number, string][] => [[n.pid, ppid, n.command], ...(n.children ?? []).flatMap((c: any) => flat(c, n.pid))];
+  const ours = flat(info.process_tree).sort((x, y) => x[0] - y[0]);
+
+  // The process tree: every PID with its parent, and its command name (core-PID.img).
+  const pstree = show('pstree.img');
+  const theirs = pstree.map((e: any): [number, number, string] => [e.pid, e.ppid, show(`core-${e.pid}.img`)[0].tc.comm]).sort((x: any, y: any) => x[0] - y[0]);
+  assert.deepEqual(ours, theirs);
+  assert.ok(ours.some((p) => p[2] === 'httpd'), 'the tree holds the listener');
+
+  // Every fd of every process with what it refers to: crit names sockets TYPE.id, Ferry
+  // socket[inode]: files.img (as crit decodes it) links the two.
+  const files = new Map<number, any>(show('files.img').map((e: any) => [e.id, e]));
   const critFds = new Map<number, Map<string, string>>();
   let cur: Map<string, string> | undefined;
-  for (const l of run('fds').split('\n')) {
+  for (const l of critRun('x', dir, 'fds').split('\n')) {
     if (/^\d+$/.test(l.trim()) && !l.startsWith('\t')) critFds.set(Number(l), (cur = new Map()));
     else if (l.includes(':') && cur) cur.set(l.slice(0, l.indexOf(':')).trim(), l.slice(l.indexOf(':') + 1).trim());
   }
-  assert.ok(critFds.size >= 2);
+  assert.deepEqual([...critFds.keys()].sort((x, y) => x - y), ours.map((p) => p[0]));
+  let sockets = 0;
   for (const f of info.file_descriptors) {
-    const c = critFds.get(f.pid);
-    assert.ok(c, `crit lists the fds of ${f.pid}`);
+    const c = critFds.get(f.pid)!;
     assert.deepEqual(f.open_files.map((x: any) => x.fd).sort(), [...c.keys()].sort(), `fds of ${f.pid}`);
-    for (const x of f.open_files) if (!/^socket\[/.test(x.path)) assert.equal(x.path, c.get(x.fd), `fd ${x.fd} of ${f.pid}`);
+    for (const x of f.open_files) {
+      const theirsPath = c.get(x.fd)!;
+      const sk = /^(INETSK|UNIXSK)\.(\d+)$/.exec(theirsPath);
+      if (sk) {
+        const e = files.get(Number(sk[2]));
+        assert.equal(x.path, `socket[${(e.isk ?? e.usk).ino}]`, `fd ${x.fd} of ${f.pid}`);
+        sockets++;
+      } else assert.equal(x.path, theirsPath, `fd ${x.fd} of ${f.pid}`);
+    }
   }
+  assert.ok(sockets >= 1, 'the listener is among the fds');
+
+  // Sockets: protocol, state, addresses and ports of each process's INET sockets.
+  const fdinfo = (pid: number): any[] => {
+    const filesId = fs.existsSync(path.join(dir, `ids-${pid}.img`)) ? show(`ids-${pid}.img`)[0].files_id : show(`core-${pid}.img`)[0].ids.files_id;
+    return show(`fdinfo-${filesId}.img`);
+  };
+  for (const [pid] of ours) {
+    const theirsSk = fdinfo(pid)
+      .map((d: any) => files.get(d.id))
+      .filter((e: any) => e?.type === 'INETSK')
+      .map((e: any) => [e.isk.proto, e.isk.state, e.isk.src_addr[0], e.isk.src_port, e.isk.dst_addr?.[0] ?? '0.0.0.0', e.isk.dst_port].join(' '))
+      .sort();
+    const oursSk = (info.sockets.find((s: any) => s.pid === pid)?.open_sockets ?? [])
+      .filter((s: any) => s.protocol !== 'UNIX')
+      .map((s: any) => [s.protocol, s.data.state, s.data.src, s.data.src_port, s.data.dst, s.data.dst_port].join(' '))
+      .sort();
+    assert.deepEqual(oursSk, theirsSk, `sockets of ${pid}`);
+  }
+  assert.ok(info.sockets.some((s: any) => s.open_sockets.some((o: any) => o.data.state === 'LISTEN' && o.data.src_port === 8080)));
+
+  // Memory: the pages each process has in this dump (pagemap entries marked PE_PRESENT, as crit
+  // decodes them) against Ferry's reading of the same pagemap, and their sum against the pages images.
+  const images = new ImageDir(dir);
+  let total = 0;
+  for (const [pid] of ours) {
+    const [, ...entries] = show(`pagemap-${pid}.img`);
+    const pages = entries.filter((e: any) => /PE_PRESENT/.test(e.flags ?? 'PE_PRESENT')).reduce((n: number, e: any) => n + (e.nr_pages ?? e.compat_nr_pages), 0);
+    assert.equal(images.memorySize(pid), pages * 4096, `memory of ${pid}`);
+    total += pages * 4096;
+  }
+  assert.ok(total > 0);
+  assert.equal(total, info.checkpoint_size.memory_pages_size, 'the present pages fill the pages images');
 });
 
 test('diff: processes, files and sockets added between two checkpoints of one container; other containers refused', async () => {

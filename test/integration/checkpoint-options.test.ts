@@ -4,7 +4,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { Host, FAST_LOOPER, containerDir, counts, countsOn, eventually, sleep } from '../helpers/ferry.js';
+import { Host, FAST_LOOPER, containerDir, counts, countsOn, eventually, skipWith, sleep } from '../helpers/ferry.js';
 
 const h = new Host('cpopt');
 before(() => h.importBusybox());
@@ -198,4 +198,20 @@ test('a checkpointed container keeps its rootfs mounted (no sync in the checkpoi
   await h.ok(['container', 'checkpoint', 'mnt']);
   await h.ok(['rm', 'mnt']);
   assert.deepEqual(h.mounts(), [], 'nothing left mounted');
+});
+
+test("CRIU's kernel facts are kept between runs (the private CRIU keeps them in /dev, a tmpfs): dump and restore load them", async (t) => {
+  const wrapper = fs.readFileSync('/usr/local/lib/ferry/bin/criu', 'utf8');
+  if (!wrapper.includes('/usr/local/lib/ferry/criu/')) return skipWith(t, "the host's own CRIU runs here: its cache stays where its build puts it");
+  if (fs.statfsSync('/dev').type !== 0x01021994) return skipWith(t, '/dev is not a tmpfs here: CRIU keeps no cache there');
+  const id = await h.ok(['run', '-d', '--name', 'kd', 'busybox', ...FAST_LOOPER]);
+  await countsOn(h, 'kd', 2);
+  const userdata = path.join(containerDir(h, id), 'userdata');
+  const loaded = (log: string) => assert.match(fs.readFileSync(path.join(userdata, log), 'utf8'), /Loaded kdat cache from \/dev\/criu\.kdat/, `${log}: CRIU used the cache`);
+  await h.ok(['container', 'checkpoint', '--keep', 'kd']); // --keep: the dump's log stays
+  loaded('dump.log');
+  await h.ok(['container', 'restore', 'kd']);
+  loaded('restore.log');
+  assert.equal(fs.statSync('/dev/criu.kdat').mode & 0o777, 0o600);
+  await h.ok(['rm', '-f', 'kd']);
 });

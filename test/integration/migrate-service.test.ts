@@ -77,13 +77,13 @@ async function restartServiceAndRemove(name: string): Promise<void> {
 
 test('the service refuses to start without a secret, or with a weak or exposed one', { skip }, async () => {
   const listen = ['system', 'service', '--listen', `tcp://${b.ip}:${PORT + 1}`];
-  assertCleanError(await b.run(listen), /needs --secret-file FILE: it never runs unauthenticated .*head -c 32 \/dev\/urandom/);
+  assertCleanError(await b.run(listen), /never runs unauthenticated on TCP: .*--secret-file FILE .*head -c 32 \/dev\/urandom/);
   const open = writeSecret(path.join(b.dir, 'open'), randomBytes(32).toString('base64'), 0o644);
   assertCleanError(await b.run([...listen, '--secret-file', open]), /secret file .*open is accessible by group or others \(mode 644\): `chmod 600 /);
   const short = writeSecret(path.join(b.dir, 'short'), 'hunter2\n');
   assertCleanError(await b.run([...listen, '--secret-file', short]), /holds 8 bytes of key material, fewer than 32; make one with `head -c 32 \/dev\/urandom \| base64 > /);
   assertCleanError(await b.run([...listen, '--secret-file', path.join(b.dir, 'missing')]), /cannot read secret file .*missing: ENOENT/);
-  assertCleanError(await b.run(['system', 'service', '--listen', 'http://x:1', '--secret-file', secretB]), /invalid --listen "http:\/\/x:1": use tcp:\/\/ADDR:PORT/);
+  assertCleanError(await b.run(['system', 'service', '--listen', 'http://x:1', '--secret-file', secretB]), /invalid --listen "http:\/\/x:1": use unix:\/\/\/PATH .*tcp:\/\/ADDR:PORT/);
   // The source side is as strict: no secret, ssh-only options, a bad URL.
   assertCleanError(await a.run(['migrate', 'x', dest()]), /needs --secret-file FILE/);
   assertCleanError(await a.run(['migrate', 'x', dest(), '--secret-file', secretA, '--identity', secretA]), /--identity applies only to ssh:\/\//);

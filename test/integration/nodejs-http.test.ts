@@ -15,11 +15,11 @@ import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import type * as net from 'node:net';
 import * as path from 'node:path';
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { Host, eventually, isRoot, skipWith, sleep, timed } from '../helpers/ferry.js';
 import { HostPair, hasSshd, names, type NetHost } from '../helpers/hosts.js';
 import { connectTcp, freeIp } from '../helpers/net.js';
-import { importApp } from '../helpers/apps.js';
+import { Counter, importApp } from '../helpers/apps.js';
 
 const SKIP = !isRoot() ? 'needs root' : false;
 const PORT = 80;
@@ -334,88 +334,6 @@ describe('Node.js 20 (Debian 13, libuv 1.50) and io_uring', { skip: SKIP }, () =
   });
 });
 
-/**
- * A client in a host's network namespace, from that host's own address, that GETs /count over
- * one keep-alive connection, one request at a time, and prints `ack N` for each answer. Each must
- * be the one before plus one, on the same server-side connection, so a lost or repeated request
- * stops it. A line on stdin makes it stop after the request in flight; it prints `done COUNT`.
- */
-class Counter {
-  out = '';
-  err = '';
-  exit: number | null | undefined;
-  private readonly child: ChildProcess;
-
-  constructor(h: NetHost, ip: string) {
-    const js = [
-      "const net = require('net');",
-      'const [host, port, local] = process.argv.slice(1);',
-      'let acks = 0, last = -1, conn = 0, buf = "", stop = false;',
-      "process.stdin.on('data', () => (stop = true));",
-      'const s = net.connect({ host, port: Number(port), localAddress: local });',
-      's.setNoDelay(true);',
-      'const send = () => {',
-      "  if (stop) { process.stdout.write(`done ${acks}\\n`, () => process.exit(0)); return; }",
-      "  s.write('GET /count HTTP/1.1\\r\\nHost: counter\\r\\n\\r\\n');",
-      '};',
-      "s.once('connect', send);",
-      "s.on('data', (d) => {",
-      '  buf += d;',
-      '  for (;;) {',
-      "    const end = buf.indexOf('\\r\\n\\r\\n');",
-      '    if (end < 0) return;',
-      '    const head = buf.slice(0, end);',
-      '    const len = Number(/content-length: *(\\d+)/i.exec(head)[1]);',
-      '    if (buf.length < end + 4 + len) return;',
-      '    const n = Number(buf.slice(end + 4, end + 4 + len));',
-      '    const c = Number(/x-conn: *(\\d+)/i.exec(head)[1]);',
-      '    buf = buf.slice(end + 4 + len);',
-      "    if (!/^HTTP\\/1.1 200/.test(head)) { process.stderr.write(head); process.exit(5); }",
-      '    if (conn && c !== conn) { process.stderr.write(`answer on connection ${c}, not ${conn}`); process.exit(6); }',
-      '    if (last >= 0 && n !== last + 1) { process.stderr.write(`counter ${n} after ${last}`); process.exit(4); }',
-      '    conn = c; last = n; acks++;',
-      '    process.stdout.write(`ack ${n}\\n`);',
-      '    setTimeout(send, 2);',
-      '  }',
-      '});',
-      "s.on('error', (e) => { process.stderr.write(String(e)); process.exit(2); });",
-      "s.on('close', () => process.exit(3));",
-    ].join('\n');
-    this.child = spawn('nsenter', [`--net=/run/netns/${h.netns}`, process.execPath, '-e', js, ip, String(PORT), h.ip], { stdio: ['pipe', 'pipe', 'pipe'] });
-    this.child.stdout!.on('data', (b: Buffer) => (this.out += b.toString()));
-    this.child.stderr!.on('data', (b: Buffer) => (this.err += b.toString()));
-    this.child.on('close', (code) => (this.exit = code));
-  }
-
-  /** The counter values answered so far. */
-  values(): number[] {
-    return [...this.out.matchAll(/^ack (\d+)$/gm)].map((m) => Number(m[1]));
-  }
-
-  /** Waits until `n` more answers than now. */
-  async progress(n: number, timeoutMs = 20_000): Promise<void> {
-    const from = this.values().length;
-    await eventually(() => {
-      if (this.exit !== undefined) throw new Error(`the client exited ${this.exit}: ${this.err.trim()} (after ${this.values().length} answers)`);
-      return this.values().length >= from + n;
-    }, timeoutMs, 20);
-  }
-
-  /** Stops it; returns the counter values it was answered. */
-  async stop(): Promise<number[]> {
-    this.child.stdin!.write('stop\n');
-    await eventually(() => this.exit !== undefined, 10_000, 20);
-    const done = /^done (\d+)$/m.exec(this.out);
-    assert.ok(done && this.exit === 0, `the client ended cleanly: exit ${this.exit}, ${this.err.trim()}`);
-    assert.equal(Number(done[1]), this.values().length);
-    return this.values();
-  }
-
-  kill(): void {
-    this.child.kill('SIGKILL');
-  }
-}
-
 describe('Node.js HTTP service migrated to a second host while a client counts', { skip: SKIP || (hasSshd() ? false : 'openssh-server is not installed (npm run setup installs it)') }, () => {
   let pair: HostPair;
   let a: NetHost;
@@ -431,7 +349,7 @@ describe('Node.js HTTP service migrated to a second host while a client counts',
 
   async function underLoad(from: NetHost, to: NetHost, extra: string[], route: () => void): Promise<{ st: any; answers: number }> {
     const start = await nextCount();
-    const c = new Counter(a, ip);
+    const c = new Counter(a, ip, PORT);
     clients.push(c);
     await c.progress(100);
     const st = JSON.parse(await migrate(from, to, extra));

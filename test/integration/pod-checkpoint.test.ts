@@ -72,7 +72,7 @@ test('whole pod: a failed checkpoint leaves it running; checkpoint and restore k
   }
   assert.match(await h.ok(['pod', 'ps']), /wp\s+Stopped/);
   const lastRx = (await counts(h, 'rx')).at(-1)!;
-  const podId = JSON.parse(await h.ok(['pod', 'inspect', 'wp']))[0].Id as string;
+  const podId = JSON.parse(await h.ok(['pod', 'inspect', 'wp'])).Id as string;
   assert.match((await h.fails(['pod', 'checkpoint', 'wp'])).stderr, /pod wp is not running/);
 
   assert.equal(await h.ok(['pod', 'restore', 'wp']), podId);

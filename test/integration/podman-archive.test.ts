@@ -8,7 +8,8 @@
  * refused with one line and nothing is created.
  *
  * Both engines run their containers with --network none (Podman's default bridge is never set
- * up next to Ferry's).
+ * up next to Ferry's), except in the bridge test: there both run inside a network namespace the
+ * test makes, each with its own bridge (Podman's 10.88.0.0/16, Ferry's 10.89.0.0/16).
  */
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -18,7 +19,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { isDeepStrictEqual } from 'node:util';
 import { pack, readEntries, type Entry } from '../helpers/tarcraft.js';
-import { Host, LOOPER, assertCleanError, eventually, counts, continuous, importFootprint } from '../helpers/ferry.js';
+import { Host, LOOPER, assertCleanError, eventually, counts, continuous, importFootprint, type Result, type RunOpts } from '../helpers/ferry.js';
 import { Podman, hasPodman } from '../helpers/podman.js';
 
 const skip = !hasPodman() ? 'podman is not installed' : false;
@@ -131,13 +132,75 @@ test('a container from Podman moves on between Ferry roots in Ferry\'s format, i
   await F.ok(['rm', '-f', 'mover']);
 });
 
-test('--format podman is refused before the checkpoint for a container on a network, and without --export', { skip }, async () => {
-  await F.ok(['run', '-d', '--name', 'br', 'busybox', ...LOOPER]);
-  const r = await F.fails(['container', 'checkpoint', '--export', path.join(tmp, 'br.tar'), '--format', 'podman', 'br']);
-  assertCleanError(r, /network.*--network none or host; the container is still running/);
-  assert.equal((await F.inspect('br')).State.Status, 'running');
+test('--format podman is refused without --export', { skip }, async () => {
+  await F.ok(['run', '-d', '--name', 'br', '--network', 'none', 'busybox', ...LOOPER]);
   assertCleanError(await F.fails(['container', 'checkpoint', '--format', 'podman', 'br']), /--format podman only applies with --export/);
+  assert.equal((await F.inspect('br')).State.Status, 'running');
   await F.ok(['rm', '-f', 'br']);
+});
+
+/** Ferry run inside a network namespace (its bridge, veths and rules are made there). */
+class NsHost extends Host {
+  constructor(name: string, readonly netns: string) {
+    super(name);
+  }
+  override run(args: string[], opts: RunOpts = {}): Promise<Result> {
+    return super.run(args, { ...opts, wrap: ['nsenter', `--net=/run/netns/${this.netns}`, ...(opts.wrap ?? [])] });
+  }
+}
+
+test('on the bridge: Podman\'s default network becomes Ferry\'s (a new address: --ignore-static-ip), and back to Podman\'s', { skip }, async () => {
+  const ns = `fypbr${process.pid % 100000}`;
+  spawnSync('ip', ['netns', 'delete', ns], { stdio: 'ignore' });
+  assert.equal(spawnSync('ip', ['netns', 'add', ns]).status, 0, 'ip netns add');
+  const FB = new NsHost('pfB', ns);
+  const PB = new Podman('pdB', ns);
+  try {
+    spawnSync('ip', ['-n', ns, 'link', 'set', 'lo', 'up']);
+    await Promise.all([FB.importBusybox(), PB.importBusybox()]);
+    await PB.ok(['run', '-d', '--name', 'bl', '--network', 'bridge', 'localhost/busybox:latest', ...LOOPER]);
+    const podmanIp = (await PB.inspect('bl')).NetworkSettings.Networks.podman.IPAddress;
+    assert.match(podmanIp, /^10\.88\./);
+    await eventually(async () => (await PB.counts('bl')).length >= 3);
+    const archive = path.join(tmp, 'bridge.tar.zst');
+    await PB.ok(['container', 'checkpoint', '--export', archive, 'bl']);
+    const before = (await PB.counts('bl')).length;
+
+    // Its address is not one of Ferry's network: refused, naming the way out; nothing made.
+    await refused(FB, archive, new RegExp(`address ${podmanIp.replace(/\./g, '\\.')} is not on network ferry here \\(10\\.89\\.0\\.0/16\\): restore with --ignore-static-ip .*--ignore-static-mac`));
+    await FB.ok(['container', 'restore', '--import', archive, '--ignore-static-ip']);
+    await eventually(async () => continuous(await counts(FB, 'bl'), before + 2), 15_000);
+    const ins = await FB.inspect('bl');
+    assert.deepEqual(Object.keys(ins.NetworkSettings.Networks), ['ferry']);
+    assert.match(ins.NetworkSettings.Networks.ferry.IPAddress, /^10\.89\./);
+    // Inside, eth0 has that address and routes through Ferry's gateway.
+    const ip = ins.NetworkSettings.Networks.ferry.IPAddress;
+    assert.match(await FB.ok(['exec', 'bl', 'ip', '-4', 'addr', 'show', 'dev', 'eth0']), new RegExp(`inet ${ip.replace(/\./g, '\\.')}/16`));
+    assert.match(await FB.ok(['exec', 'bl', 'ip', 'route']), /default via 10\.89\.0\.1/);
+
+    // Back: Podman's restore asks its own network for the address in network.status (Ferry's
+    // 10.89.x.y), which it refuses as Podman does for an archive from another host; with
+    // --ignore-static-ip it restores at a new address of its own.
+    const back = path.join(tmp, 'bridge-back.tar');
+    await FB.ok(['container', 'checkpoint', '--export', back, '-c', 'none', '--format', 'podman', 'bl']);
+    const status = JSON.parse(spawnSync('tar', ['-xOf', back, 'network.status'], { encoding: 'utf8' }).stdout);
+    assert.equal(status.podman.interfaces.eth0.subnets[0].ipnet, `${ins.NetworkSettings.Networks.ferry.IPAddress}/16`);
+    assert.equal(status.podman.interfaces.eth0.mac_address, ins.NetworkSettings.Networks.ferry.MacAddress);
+    const id = ins.Id;
+    await PB.ok(['rm', '-f', '-t', '0', 'bl']);
+    const r = await PB.run(['container', 'restore', '--import', back]);
+    assert.notEqual(r.code, 0);
+    assert.match(r.stderr, /static ip 10\.89\.\d+\.\d+ not in any subnet on network podman/);
+    await PB.run(['rm', '--storage', id]); // what Podman 4.3.1's failed import leaves behind
+    const from = (await counts(FB, 'bl')).length;
+    await PB.ok(['container', 'restore', '--import', back, '--ignore-static-ip']);
+    await eventually(async () => continuous(await PB.counts('bl'), from + 2), 15_000);
+    assert.match((await PB.inspect('bl')).NetworkSettings.Networks.podman.IPAddress, /^10\.88\./);
+  } finally {
+    await FB.destroy();
+    await PB.destroy();
+    spawnSync('ip', ['netns', 'delete', ns]);
+  }
 });
 
 // ------------------------------------------------------------------------- refusals
@@ -272,4 +335,25 @@ test('refused: Podman archives with paths that escape', { skip }, async () => {
     e.data = Buffer.from(JSON.stringify([`/../../${rel}`]));
   });
   await refused(F, del, /leaves the archive's directory/, ['-n', 'esc-d']);
+});
+
+test('refused: a Podman archive on a network this host does not have, on two networks, or with a bad port mapping', { skip }, async () => {
+  const onNets = (nets: Record<string, unknown>, more: Record<string, unknown> = {}) =>
+    craft((list) => {
+      const e = list.find((x) => x.header.name === 'config.dump')!;
+      const c = JSON.parse(e.data.toString());
+      Object.assign(c, { createNetNS: true, networkMode: 'bridge', newNetworks: nets }, more);
+      e.data = Buffer.from(JSON.stringify(c));
+    });
+  await refused(F, await onNets({ backend: { interface_name: 'eth0' } }), /on network backend, which this host does not have: create it first \(`ferry network create backend`\)/, ['-n', 'net1']);
+  await refused(F, await onNets({ podman: { interface_name: 'eth0' }, backend: { interface_name: 'eth1' } }), /on networks podman, backend: ferry imports Podman containers on one network/, ['-n', 'net2']);
+  await refused(F, await onNets({ 'bad\nname': { interface_name: 'eth0' } }), /config\.dump names an invalid network/, ['-n', 'net3']);
+  const bad = [
+    [{ host_ip: '', container_port: 80, host_port: 70000, range: 1, protocol: 'tcp' }],
+    [{ host_ip: '127.0.0.1; rm -rf /', container_port: 80, host_port: 8080, range: 1, protocol: 'tcp' }],
+    [{ host_ip: '', container_port: 80, host_port: 8080, range: 1, protocol: 'sctp' }],
+  ];
+  for (const [i, ports] of bad.entries()) {
+    await refused(F, await onNets({ podman: { interface_name: 'eth0' } }, { newPortMappings: ports }), /port mapping in config\.dump|publishes sctp ports/, ['-n', `net-p${i}`, '--ignore-static-ip']);
+  }
 });

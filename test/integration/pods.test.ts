@@ -29,9 +29,9 @@ test('pods: members share the network and hostname; ps, inspect, stop, start, rm
   await h.ok(['run', '-d', '--pod', 'p1', '--name', 'cli', 'busybox', 'sleep', '1000']);
   assert.match(await ask('cli'), /^reply \d+$/);
   assert.equal(await h.ok(['exec', 'web', 'hostname']), 'p1host');
-  const ins = JSON.parse(await h.ok(['pod', 'inspect', 'p1']))[0];
+  const ins = JSON.parse(await h.ok(['pod', 'inspect', 'p1']));
   assert.deepEqual(ins.SharedNamespaces, ['ipc', 'net', 'uts']);
-  assert.deepEqual(ins.Containers.map((c: { Name: string }) => c.Name).sort(), ['cli', 'web']);
+  assert.deepEqual(ins.Containers.map((c: { Name: string }) => c.Name).sort(), [`${ins.Id.slice(0, 12)}-infra`, 'cli', 'web'].sort(), 'the members and the infra, as Podman lists them');
   assert.match(await h.ok(['pod', 'ps']), /p1\s+Running/);
   assert.equal((await h.inspect('web')).State.Running, true);
 

@@ -3,8 +3,10 @@
  * http.server's ThreadingHTTPServer) that keeps an in-memory counter and a list of POSTed items,
  * running as uid 33 on the default bridge. Its counter and list are its own proof that nothing
  * was lost: checkpointed and restored in place while this test holds a keep-alive connection,
- * checkpointed with -R while a writer posts items one at a time, and exported then imported
- * into a second root. Traffic goes only to the container's address on Ferry's bridge.
+ * checkpointed with -R while a writer posts items one at a time, exported then imported twice
+ * into a second root (two copies serving at once), and migrated to a second host (stop-and-copy,
+ * then lazy back) while a client counts through one keep-alive connection. Traffic goes only to
+ * the containers' addresses on Ferry's bridges and inside the test's own namespaces.
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
@@ -12,8 +14,10 @@ import * as fs from 'node:fs';
 import * as http from 'node:http';
 import type * as net from 'node:net';
 import * as path from 'node:path';
-import { Host, eventually, isRoot, timed } from '../helpers/ferry.js';
-import { importApp } from '../helpers/apps.js';
+import { execFileSync } from 'node:child_process';
+import { Host, eventually, isRoot, skipWith, timed } from '../helpers/ferry.js';
+import { HostPair, hasSshd, names, type NetHost } from '../helpers/hosts.js';
+import { Counter, importApp } from '../helpers/apps.js';
 import { freeIp } from '../helpers/net.js';
 
 const SKIP = !isRoot() ? 'needs root' : false;
@@ -255,7 +259,7 @@ describe('Python HTTP service across checkpoint/restore', { skip: SKIP }, () => 
     t.diagnostic(`checkpoint -R ${ms} ms; ${ackedBefore} items acknowledged before it, ${ackedAtEnd} by its end, ${acked} in all`);
   });
 
-  it('export, then restore --import -n py2 into a second root: same items, counter continues', async (t) => {
+  it('export, then import twice (py2, py3) into a second root: both serve at once, each going on from the checkpointed items and counter on its own', async (t) => {
     await countOnHeld();
     const file = path.join(a.dir, 'py1.tar.zst');
     const [, exportMs] = await timed(() => a.ok(['container', 'checkpoint', '--tcp-established', '--export', file, 'py1']));
@@ -263,20 +267,97 @@ describe('Python HTTP service across checkpoint/restore', { skip: SKIP }, () => 
     const size = fs.statSync(file).size;
 
     // A new name means a new address: the held connection cannot follow, so it is closed there.
-    const [, importMs] = await timed(() => b.ok(['container', 'restore', '--import', file, '-n', 'py2', '--tcp-close', '--allow-host-mounts']));
-    const ins = await b.inspect('py2');
-    assert.equal(ins.State.Status, 'running');
-    assert.deepEqual(uids(ins.State.Pid), Array(4).fill(String(UID)), 'the copy runs as uid 33');
-    const ip2 = ins.NetworkSettings.IPAddress as string;
-    assert.notEqual(ip2, ip);
+    const imports: number[] = [];
+    const copies: { name: string; ip: string; agent: http.Agent }[] = [];
+    for (const name of ['py2', 'py3']) {
+      const [, ms] = await timed(() => b.ok(['container', 'restore', '--import', file, '-n', name, '--tcp-close', '--allow-host-mounts']));
+      imports.push(ms);
+      const ins = await b.inspect(name);
+      assert.equal(ins.State.Status, 'running');
+      assert.deepEqual(uids(ins.State.Pid), Array(4).fill(String(UID)), `${name} runs as uid 33`);
+      const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+      agents.push(agent);
+      copies.push({ name, ip: ins.NetworkSettings.IPAddress as string, agent });
+    }
+    assert.equal(new Set([ip, ...copies.map((c) => c.ip)]).size, 3, 'each copy has an address of its own');
 
-    const fresh = new http.Agent({ keepAlive: true, maxSockets: 1 });
-    agents.push(fresh);
-    assert.deepEqual(await eventually(() => itemsOn(fresh, ip2), 20_000, 100), expected);
-    const c = await request(fresh, ip2, 'GET', '/count');
-    assert.equal(Number(c.body), counter, 'the counter continues from the checkpointed value');
-    const p = await request(fresh, ip2, 'POST', '/item', 'in-py2');
-    assert.equal(Number(p.body), expected.length + 1);
-    t.diagnostic(`export ${exportMs} ms (${(size / 2 ** 20).toFixed(1)} MiB zstd), import+restore ${importMs} ms`);
+    for (const c of copies) assert.deepEqual(await eventually(() => itemsOn(c.agent, c.ip), 20_000, 100), expected, `${c.name} holds the checkpointed items`);
+    // Both go on from the same value, each on its own: two answers from py2, then one from py3.
+    for (const [c, want] of [[copies[0]!, counter], [copies[0]!, counter + 1], [copies[1]!, counter]] as const) {
+      const r = await request(c.agent, c.ip, 'GET', '/count');
+      assert.equal(Number(r.body), want, `${c.name}'s counter`);
+    }
+    const p2 = await request(copies[0]!.agent, copies[0]!.ip, 'POST', '/item', 'in-py2');
+    assert.equal(Number(p2.body), expected.length + 1);
+    assert.deepEqual(await itemsOn(copies[1]!.agent, copies[1]!.ip), expected, "py2's write is py2's alone");
+    t.diagnostic(`export ${exportMs} ms (${(size / 2 ** 20).toFixed(1)} MiB zstd), import+restore ${imports.join(' ms, ')} ms`);
+  });
+});
+
+describe('Python HTTP service migrated to a second host while a client counts', { skip: SKIP || (hasSshd() ? false : 'openssh-server is not installed (npm run setup installs it)') }, () => {
+  let pair: HostPair;
+  let a: NetHost;
+  let b: NetHost;
+  let ip = '';
+  const clients: Counter[] = [];
+
+  const migrate = (from: NetHost, to: NetHost, extra: string[]) =>
+    from.ok(['migrate', 'pym', to.url(), '--remote-command', to.remoteCommand(), ...pair.sshArgs(), '--tcp-established', '--print-stats', ...extra], { timeoutMs: 180_000 });
+  /** The next counter value, over a new connection from A. */
+  const nextCount = (): number =>
+    Number(execFileSync('nsenter', [`--net=/run/netns/${a.netns}`, process.execPath, '-e', `fetch('http://${ip}/count').then((r) => r.text()).then((t) => { console.log(t); process.exit(0); })`], { encoding: 'utf8', timeout: 20_000 }).trim());
+
+  /** Migrates from -> to while a client counts; every answer must be the one before plus one. */
+  async function underLoad(from: NetHost, to: NetHost, extra: string[], route: () => void): Promise<{ st: { mode: string; downtime_ms: number; total_ms: number; bytes_sent: number }; answers: number }> {
+    const start = nextCount();
+    const c = new Counter(a, ip, PORT);
+    clients.push(c);
+    await c.progress(100);
+    const st = JSON.parse(await migrate(from, to, extra));
+    assert.deepEqual(await names(from), []);
+    assert.deepEqual(await names(to, false), ['pym']);
+    assert.equal((await to.inspect('pym')).NetworkSettings.IPAddress, ip);
+    route();
+    await c.progress(100);
+    const values = await c.stop();
+    assert.deepEqual(values, Array.from({ length: values.length }, (_, i) => start + 1 + i), 'every answer the one before plus one: nothing lost or repeated');
+    assert.equal(nextCount(), start + 1 + values.length, 'a new connection gets the next value');
+    assert.deepEqual(uids((await to.inspect('pym')).State.Pid), Array(4).fill(String(UID)), 'still uid 33 after the move');
+    return { st, answers: values.length };
+  }
+
+  before(async () => {
+    pair = new HostPair();
+    a = pair.a;
+    b = pair.b;
+    await pair.setup();
+    await Promise.all([importApp(a, 'python'), importApp(b, 'python')]);
+    // The program travels in the command line: no host directory to have on both hosts.
+    await a.ok(['run', '-d', '--name', 'pym', 'python', 'python3', '-c', APP]);
+    ip = (await a.inspect('pym')).NetworkSettings.IPAddress as string;
+    await eventually(async () => (await a.logs('pym')).includes(`serving as uid ${UID}`), 20_000, 100);
+    // B forwards between A and its bridge and does not masquerade what the container sends A
+    // (as a routed network would): the restored socket speaks first, unknown to B's conntrack.
+    execFileSync('nsenter', [`--net=/run/netns/${b.netns}`, 'sysctl', '-qw', 'net.ipv4.ip_forward=1']);
+    execFileSync('nsenter', [`--net=/run/netns/${b.netns}`, 'iptables', '-w', '-t', 'nat', '-I', 'POSTROUTING', '-d', `${a.ip}/32`, '-j', 'ACCEPT']);
+  });
+  after(async () => {
+    for (const c of clients) c.kill();
+    // Routes, forwarding and rules live in the pair's namespaces and go with them.
+    await pair?.destroy();
+  });
+
+  it('stop-and-copy A -> B: the counter goes on over the same keep-alive connection', async (t) => {
+    const { st, answers } = await underLoad(a, b, [], () => execFileSync('ip', ['-n', a.netns, 'route', 'add', `${ip}/32`, 'via', b.ip]));
+    assert.equal(st.mode, 'stop-and-copy');
+    t.diagnostic(`stop-and-copy: downtime ${st.downtime_ms} ms, total ${st.total_ms} ms, ${(st.bytes_sent / 2 ** 20).toFixed(1)} MiB sent; ${answers} answers`);
+  });
+
+  it('lazy B -> A: the same, with memory following on demand', async (t) => {
+    const info = JSON.parse(await a.ok(['info', '--format', 'json']));
+    if (!info.host.checkpointModes.lazyPages) return skipWith(t, `lazy pages unavailable here: ${info.host.notes.join('; ')}`);
+    const { st, answers } = await underLoad(b, a, ['--lazy'], () => execFileSync('ip', ['-n', a.netns, 'route', 'del', `${ip}/32`]));
+    assert.equal(st.mode, 'lazy');
+    t.diagnostic(`lazy: downtime ${st.downtime_ms} ms, total ${st.total_ms} ms, ${(st.bytes_sent / 2 ** 20).toFixed(1)} MiB sent; ${answers} answers`);
   });
 });

@@ -3,7 +3,8 @@ import assert from 'node:assert/strict';
 import { ApiError, Router, boolParam, muxFrame } from '../../src/api/http.js';
 import { createOptions, logsOptions, parseFilters } from '../../src/api/docker.js';
 import { DEFAULT_API_SOCKET, checkServiceOptions, parseUnixUrl } from '../../src/api/service.js';
-import { matchesFilters } from '../../src/engine/select.js';
+import { checkNetworkFilters, matchesFilters, matchesNetworkFilters } from '../../src/engine/select.js';
+import type { NetworkRecord } from '../../src/drivers/network/cni.js';
 import { initialState, type ContainerRecord } from '../../src/engine/types.js';
 import { FerryError } from '../../src/lib/errors.js';
 
@@ -77,7 +78,14 @@ test('filters: Docker JSON (both forms), label/name/status/id, refusals', () => 
   assert.deepEqual(pick('{"label":["app=web"]}'), ['abc']);
   assert.deepEqual(pick('{"label":["tier"]}'), ['abc']);
   assert.deepEqual(pick('{"label":["app=db"]}'), []);
+  assert.deepEqual(pick('{"label":["app=web","tier=1"]}'), ['abc'], 'labels: every one must match (as compose asks)');
+  assert.deepEqual(pick('{"label":["app=web","tier=2"]}'), []);
+  assert.deepEqual(pick('{"name":["abc","bcd"]}'), ['abc', 'bcd'], 'other keys: any value');
   assert.deepEqual(pick('{"name":["/bc"]}'), ['abc', 'bcd']);
+  assert.deepEqual(pick('{"name":["^bc"]}'), ['bcd'], 'anchored at the start');
+  assert.deepEqual(pick('{"name":["bc$"]}'), ['abc'], 'anchored at the end');
+  assert.deepEqual(pick('{"name":["^/abc$"]}'), ['abc'], 'that name only, with Docker\'s slash');
+  assert.deepEqual(pick('{"name":["^ab$"]}'), []);
   assert.deepEqual(pick('{"status":["exited"]}'), ['bcd'], "Ferry's stopped is Docker's exited");
   assert.deepEqual(pick('{"id":["bcd"]}'), ['bcd']);
   assert.deepEqual(pick('{"status":["running"],"name":["bcd"]}'), []);
@@ -110,14 +118,55 @@ test('muxFrame: Docker multiplexed stream header', () => {
 });
 
 test('service options: the API socket by default; TCP only with a secret; unix paths checked', () => {
-  assert.deepEqual(checkServiceOptions({}), { sockets: ['/run/ferry/ferry.sock'], tcp: undefined, identity: undefined });
+  assert.deepEqual(checkServiceOptions({}), { sockets: ['/run/ferry/ferry.sock'], apiTcp: [], tls: undefined });
   assert.equal(DEFAULT_API_SOCKET, 'unix:///run/ferry/ferry.sock');
-  assert.throws(() => checkServiceOptions({ listen: ['tcp://0.0.0.0:7797'] }), /needs --secret-file FILE: it never runs unauthenticated/);
+  assert.throws(() => checkServiceOptions({ listen: ['tcp://0.0.0.0:7797'] }), /never runs unauthenticated on TCP: give --tls-cert FILE --tls-key FILE --tls-verify CA/);
   assert.throws(() => checkServiceOptions({ listen: ['unix:///run/x.sock'], secretFile: '/x' }), /--secret-file only applies with --listen tcp:/);
-  assert.throws(() => checkServiceOptions({ listen: ['http://x:1'] }), /use tcp:\/\/ADDR:PORT/);
+  assert.throws(() => checkServiceOptions({ listen: ['http://x:1'] }), /invalid --listen "http:\/\/x:1": use unix:\/\/\/PATH/);
   assert.throws(() => checkServiceOptions({ listen: ['unix:///a.sock', 'unix:///a.sock'] }), /twice/);
+  assert.throws(() => checkServiceOptions({ listen: ['tcp://127.0.0.1:2376'], tlsCert: '/c', tlsKey: '/k' }), /needs all of --tls-cert FILE --tls-key FILE --tls-verify CA/);
+  assert.throws(() => checkServiceOptions({ listen: ['tcp://127.0.0.1:2376'], tlsCert: '/c', tlsKey: '/k', tlsVerify: '/ca', secretFile: '/s' }), /run one `ferry system service` for each/);
+  assert.throws(() => checkServiceOptions({ listen: ['unix:///a.sock'], tlsCert: '/c', tlsKey: '/k', tlsVerify: '/ca' }), /only apply with --listen tcp:/);
+  assert.throws(() => checkServiceOptions({ listen: ['tcp://127.0.0.1:2376'], tlsCert: '/nonexistent/c', tlsKey: '/k', tlsVerify: '/ca' }), /cannot read --tls-cert \/nonexistent\/c: ENOENT/);
   assert.equal(parseUnixUrl('unix:///run/ferry/ferry.sock'), '/run/ferry/ferry.sock');
   for (const bad of ['unix://relative.sock', 'unix:///a/../b.sock', 'unix:///dir/', `unix:///${'x'.repeat(120)}`]) {
     assert.throws(() => parseUnixUrl(bad), (e: unknown) => e instanceof FerryError && e.code === 'EINVAL', bad);
   }
+});
+
+test('createOptions: NetworkingConfig (compose): the network, its aliases and address; one network only', () => {
+  const ep = (eps: Record<string, unknown>, mode?: string) => createOptions({ Image: 'b', HostConfig: mode ? { NetworkMode: mode } : {}, NetworkingConfig: { EndpointsConfig: eps } }, undefined);
+  const o = ep({ p_default: { Aliases: ['web', 'www'], IPAMConfig: {} } }, 'p_default');
+  assert.equal(o.network, 'p_default');
+  assert.deepEqual(o.networkAliases, ['web', 'www']);
+  assert.equal(o.ip, undefined);
+  assert.equal(ep({ net1: { IPAMConfig: { IPv4Address: '10.90.0.9' } } }).network, 'net1', 'the endpoint names the network when NetworkMode does not');
+  assert.equal(ep({ net1: { IPAMConfig: { IPv4Address: '10.90.0.9' } } }).ip, '10.90.0.9');
+  assert.equal(ep({ net1: null }, 'default').network, 'net1');
+  assert.equal(ep({}, 'net2').network, 'net2');
+  assert.equal(ep({ net1: {} }).networkAliases, undefined);
+  assert.throws(() => ep({ a: {}, b: {} }), apiErr(400, /joins one network, not 2/));
+  assert.throws(() => ep({ a: {} }, 'b'), apiErr(400, /names network "a" but HostConfig.NetworkMode is "b"/));
+  assert.throws(() => ep({ a: { Aliases: 'web' } }), apiErr(400, /invalid Aliases/));
+  assert.throws(() => ep({ a: { IPAMConfig: { IPv6Address: 'fd00::2' } } }), apiErr(400, /IPv6/));
+  assert.throws(() => ep({ a: { Links: ['x:y'] } }), apiErr(400, /links are not supported/));
+});
+
+test('network filters: name (part), id (prefix), label (every one), driver, type', () => {
+  const net = (name: string, id: string, labels?: Record<string, string>): NetworkRecord => ({
+    name, id, driver: 'bridge', network_interface: 'x', created: '', subnets: [], ipv6_enabled: false, internal: false, dns_enabled: true, ...(labels ? { labels } : {}), ipam_options: { driver: 'host-local' },
+  });
+  const nets = [net('ferry', 'aaa1'), net('p_default', 'bbb2', { 'com.docker.compose.project': 'p', 'com.docker.compose.network': 'default' }), net('q_default', 'ccc3', { 'com.docker.compose.project': 'q' })];
+  const pick = (f: Record<string, unknown>): string[] => nets.filter((n) => matchesNetworkFilters(n, checkNetworkFilters(f))).map((n) => n.name);
+  assert.deepEqual(pick({}), ['ferry', 'p_default', 'q_default']);
+  assert.deepEqual(pick({ name: ['default'] }), ['p_default', 'q_default']);
+  assert.deepEqual(pick({ id: ['bb'] }), ['p_default']);
+  assert.deepEqual(pick({ label: ['com.docker.compose.project=p', 'com.docker.compose.network'] }), ['p_default']);
+  assert.deepEqual(pick({ label: ['com.docker.compose.project=q', 'com.docker.compose.network'] }), []);
+  assert.deepEqual(pick({ label: ['com.docker.compose.project'] }), ['p_default', 'q_default']);
+  assert.deepEqual(pick({ type: ['builtin'] }), ['ferry']);
+  assert.deepEqual(pick({ type: ['custom'], driver: ['bridge'] }), ['p_default', 'q_default']);
+  assert.throws(() => checkNetworkFilters({ scope: ['local'] }), (e: unknown) => e instanceof FerryError && /invalid filter "scope"/.test(e.message));
+  assert.throws(() => checkNetworkFilters({ type: ['other'] }), (e: unknown) => e instanceof FerryError && /invalid filter type/.test(e.message));
+  assert.throws(() => checkNetworkFilters({ name: 'x' }), (e: unknown) => e instanceof FerryError && /list of strings/.test(e.message));
 });

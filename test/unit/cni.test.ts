@@ -8,7 +8,9 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import {
+  containerResolvConf,
   DEFAULT_NETWORK,
+  DNS_DOMAIN,
   DEFAULT_SUBNET,
   formatIPv4,
   inSubnet,
@@ -268,9 +270,10 @@ test('nextFree: after host-local\'s last reservation, skipping the gateway and w
   assert.equal(s.nextFree({ ...tiny, subnets: [] }, new Map()), undefined, 'no subnet');
 });
 
-test('conflist: bridge with host-local, portmap, firewall', (t) => {
+test('conflist: bridge with host-local, portmap, firewall (no DNS)', (t) => {
   const { s } = store(t);
-  const n = s.create('web', { subnet: '10.95.3.0/24' });
+  const n = s.create('web', { subnet: '10.95.3.0/24', dns: false });
+  assert.equal(n.dns_enabled, false);
   assert.deepEqual(s.conflist(n), {
     cniVersion: '1.0.0',
     name: 'web',
@@ -292,4 +295,59 @@ test('conflist: bridge with host-local, portmap, firewall', (t) => {
       { type: 'firewall', backend: 'iptables' },
     ],
   });
+});
+
+test('conflist: a network with DNS (the default for a new one) ends with dnsname, aliases as a capability', (t) => {
+  const { s } = store(t);
+  const n = s.create('web', { subnet: '10.95.4.0/24' });
+  assert.equal(n.dns_enabled, true);
+  assert.equal(s.get(DEFAULT_NETWORK).dns_enabled, false, 'the default network has no DNS, as Podman\'s');
+  const plugins = s.conflist(n).plugins;
+  assert.deepEqual(plugins.map((p) => p.type), ['bridge', 'portmap', 'firewall', 'dnsname']);
+  assert.deepEqual(plugins[3], { type: 'dnsname', domainName: 'dns.podman', capabilities: { aliases: true } });
+  assert.deepEqual(s.conflist(s.get(DEFAULT_NETWORK)).plugins.map((p) => p.type), ['bridge', 'portmap', 'firewall']);
+  assert.deepEqual(s.dnsConfig(n), { nameservers: ['10.95.4.1'], search: [DNS_DOMAIN] });
+  assert.equal(s.dnsConfig(s.get(DEFAULT_NETWORK)), undefined);
+  // Its files live under the store's DNS dir (the plugin's XDG_RUNTIME_DIR), one dir per network.
+  assert.equal(s.dnsFiles('web').hosts, path.join(s.dnsDir, 'containers/cni/dnsname/web/addnhosts'));
+  assert.equal(s.dnsServerPid('web'), undefined, 'no server yet');
+});
+
+test('network labels: kept when given, absent when not (as Podman); an empty key is refused', (t) => {
+  const { s } = store(t);
+  assert.deepEqual(s.create('a', { labels: { 'com.example.project': 'p1', empty: '' } }).labels, { 'com.example.project': 'p1', empty: '' });
+  assert.deepEqual(s.get('a').labels, { 'com.example.project': 'p1', empty: '' }, 'read back');
+  assert.equal('labels' in s.create('b'), false);
+  assert.throws(() => s.create('c', { labels: { '': 'x' } }), isErr('EINVAL', 'invalid network label: the key is empty'));
+  assert.equal(s.find('c'), undefined);
+});
+
+test('containerResolvConf: the host\'s, or the network\'s server first with its search domain and the host\'s options', () => {
+  const host = '# generated\ndomain example.net\nsearch a.example b.example\nnameserver 192.0.2.53\noptions edns0 trust-ad\n';
+  assert.equal(containerResolvConf(host, undefined), host);
+  assert.equal(
+    containerResolvConf(host, { nameservers: ['10.90.0.1'], search: ['dns.podman'] }),
+    'search dns.podman example.net a.example b.example\nnameserver 10.90.0.1\noptions edns0 trust-ad\n',
+  );
+  assert.equal(containerResolvConf('', { nameservers: ['10.90.0.1'], search: ['dns.podman'] }), 'search dns.podman\nnameserver 10.90.0.1\n');
+});
+
+test('DNS server files: removed with the network, and a stale set swept when a network of that name is made; a pid file naming another process is not obeyed', (t) => {
+  const { s } = store(t);
+  const stale = (name: string): string => {
+    const f = s.dnsFiles(name);
+    fs.mkdirSync(f.dir, { recursive: true });
+    fs.writeFileSync(f.conf, 'interface=ferry99\n');
+    fs.writeFileSync(f.hosts, '10.90.0.2\told\n');
+    fs.writeFileSync(f.pidfile, `${process.pid}\n`); // this process: not a DNS server of that network
+    return f.dir;
+  };
+  s.create('a');
+  const a = stale('a');
+  assert.equal(s.dnsServerPid('a'), undefined, 'a pid whose command line is not dnsmasq with that configuration is not a server');
+  s.remove('a');
+  assert.equal(fs.existsSync(a), false, 'removed with the network');
+  const b = stale('b');
+  s.create('b');
+  assert.equal(fs.existsSync(b), false, 'a new network starts without the old configuration (it named another bridge)');
 });

@@ -1,6 +1,6 @@
 /**
- * The offline reader of CRIU's images (src/drivers/criu/proto.ts, explore.ts) on image files
- * written here as CRIU writes them: magic words, then size-prefixed protobuf entries.
+ * The offline reader of CRIU's images (src/drivers/criu/image.ts, messages.ts, explore.ts) on
+ * image files written here as CRIU writes them: magic words, then size-prefixed protobuf entries.
  */
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -8,7 +8,8 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { ImageDir } from '../../src/drivers/criu/explore.js';
-import { ImageError, Message, decodeImage, readImage } from '../../src/drivers/criu/proto.js';
+import { ImageError, imageEntries, readImage } from '../../src/drivers/criu/image.js';
+import { decodeMessage } from '../../src/drivers/criu/messages.js';
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'fy-crexp-'));
 after(() => fs.rmSync(tmp, { recursive: true, force: true }));
@@ -68,23 +69,40 @@ function writeDump(dir: string): void {
   w('fs-1.img', image([...num(1, 21), ...num(2, 21)]));
 }
 
-test('Message: repeated fields, packed or not; sub-messages; negative int32, 64-bit addresses', () => {
-  const m = new Message(Buffer.from([...num(5, 1), ...num(5, 2), ...bytes(5, [3, 4]), ...bytes(6, [...num(1, 9)]), ...varint(7 << 3), 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01, ...num(8, 0x7ffe89ec1f35)]));
-  assert.deepEqual(m.nums(5), [1, 2, 3, 4]);
-  assert.equal(m.msg(6)?.num(1), 9);
-  assert.equal(m.num(7), -1, 'a negative int32 is a ten-byte varint');
-  assert.equal(m.num(8), 0x7ffe89ec1f35, 'a 47-bit address is exact');
-  assert.equal(m.num(99, 42), 42);
-  assert.throws(() => new Message(Buffer.from([0x0f])), /unsupported wire type 7/);
+test('messages: repeated fields packed or not, sub-messages, bytes, 64-bit addresses, fields Ferry does not declare', () => {
+  // threads twice unpacked then packed; field 9 is not Ferry's (skipped).
+  const p = decodeMessage('PstreeEntry', Buffer.from([...num(1, 3), ...num(2, 1), ...num(3, 1), ...num(4, 1), ...num(5, 3), ...num(5, 4), ...bytes(5, [5, 6]), ...num(9, 1)]));
+  assert.deepEqual(p, { pid: 3, ppid: 1, pgid: 1, sid: 1, threads: [3, 4, 5, 6] });
+  const core = decodeMessage('CoreEntry', Buffer.from([...num(1, 1), ...bytes(2, [1, 2, 3]), ...bytes(3, [...num(1, 2), ...num(2, 0), ...bytes(6, 'httpd')])]));
+  assert.equal(core.mtype, 1);
+  assert.equal(core.tc?.comm, 'httpd');
+  assert.equal(core.tc?.taskState, 2);
+  assert.equal(core.ids, undefined);
+  const pe = decodeMessage('PagemapEntry', Buffer.from([...num(1, 0x7ffe89ec1000), ...num(2, 0), ...num(5, 2 ** 33)]));
+  assert.equal(pe.vaddr, 0x7ffe89ec1000, 'a 47-bit address is exact');
+  assert.equal(pe.nrPages, 2 ** 33);
+  assert.equal(pe.flags, undefined);
+  const usk = decodeMessage('UnixSkEntry', Buffer.from([...num(1, 1), ...num(2, 2), ...num(3, 1), ...num(4, 7), ...bytes(11, [0, 0x61, 0, 0x62])]));
+  assert.ok(Buffer.isBuffer(usk.name));
+  assert.deepEqual([...usk.name], [0, 0x61, 0, 0x62]);
+  // What CRIU requires must be there; a field cut short does not decode.
+  assert.throws(() => decodeMessage('PstreeEntry', Buffer.from(num(1, 3))), /missing required 'ppid'/);
+  assert.throws(() => decodeMessage('TaskCoreEntry', Buffer.from([...num(1, 1), ...num(2, 0)])), /missing required 'comm'/);
+  assert.throws(() => decodeMessage('PstreeEntry', Buffer.from([0x0a, 0x05, 1, 2])));
+  assert.throws(() => decodeMessage('PstreeEntry', Buffer.from([0x08])));
+  assert.throws(() => decodeMessage('PstreeEntry', Buffer.from([0x0f])), 'wire type 7');
 });
 
-test('decodeImage: magic words, entries; a cut-short or garbled file is an ImageError naming the file', () => {
-  assert.equal(decodeImage(image(num(1, 1), num(1, 2)), 'x.img').length, 2);
+test('imageEntries, readImage: magic words, entries; a cut-short or garbled file is an ImageError naming the file', () => {
+  assert.equal(imageEntries(image(num(1, 1), num(1, 2)), 'x.img').length, 2);
   const cut = image(num(1, 1), [...bytes(2, 'abcdef')]);
-  assert.throws(() => decodeImage(cut.subarray(0, cut.length - 2), 'core-9.img'), (e: unknown) => e instanceof ImageError && /corrupt CRIU image core-9\.img: entry 2 is cut short/.test((e as Error).message));
-  assert.throws(() => decodeImage(Buffer.from('garbage!'), 'pstree.img'), /pstree\.img: it does not start with CRIU's magic/);
-  assert.throws(() => decodeImage(image([0x0f]), 'files.img'), /files\.img: entry 1 does not decode/);
-  assert.throws(() => readImage(path.join(tmp, 'absent.img')), /absent\.img: it cannot be read \(ENOENT\)/);
+  assert.throws(() => imageEntries(cut.subarray(0, cut.length - 2), 'core-9.img'), (e: unknown) => e instanceof ImageError && /corrupt CRIU image core-9\.img: entry 2 is cut short/.test((e as Error).message));
+  assert.throws(() => imageEntries(Buffer.from('garbage!'), 'pstree.img'), /pstree\.img: it does not start with CRIU's magic/);
+  fs.writeFileSync(path.join(tmp, 'files.img'), image([0x0f]));
+  assert.throws(() => readImage(path.join(tmp, 'files.img'), 'FileEntry'), (e: unknown) => e instanceof ImageError && /corrupt CRIU image files\.img: entry 1 does not decode as FileEntry/.test((e as Error).message));
+  fs.writeFileSync(path.join(tmp, 'pstree.img'), image([...num(1, 1), ...num(2, 0), ...num(3, 1), ...num(4, 1)], num(1, 2)));
+  assert.throws(() => readImage(path.join(tmp, 'pstree.img'), 'PstreeEntry'), /pstree\.img: entry 2 does not decode as PstreeEntry \(missing required 'ppid'\)/);
+  assert.throws(() => readImage(path.join(tmp, 'absent.img'), 'PstreeEntry'), /absent\.img: it cannot be read \(ENOENT\)/);
 });
 
 test('ImageDir: the process tree, command lines and environment from the dumped memory', () => {

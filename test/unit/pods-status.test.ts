@@ -27,12 +27,16 @@ test('pod shapes: ps and inspect entries in Podman\'s field names', () => {
   const pod: PodRecord = { id: 'p'.repeat(64), name: 'p1', created: '2024-01-01T00:00:00.000Z', infraId: 'i'.repeat(64), share: ['ipc', 'net', 'uts'], hostname: 'h' };
   const web = rec('web', 'running');
   const v: PodView = { pod, infra: rec('i', 'running'), members: [web], status: 'Running', containers: 2 };
+  const infra = v.infra!;
   assert.deepEqual(podPsEntry(v), {
+    Cgroup: '', Namespace: '', Networks: [], Labels: {},
     Id: pod.id, Name: 'p1', Status: 'Running', Created: pod.created, InfraId: pod.infraId, Share: pod.share, Hostname: 'h', NumberOfContainers: 2,
-    Containers: [{ Id: web.config.id, Names: 'web', Status: 'running' }],
+    Containers: [{ Id: web.config.id, Names: 'web', Status: 'running' }, { Id: infra.config.id, Names: infra.config.name, Status: 'running' }],
   });
-  assert.deepEqual(podInspectEntry(v), {
-    Id: pod.id, Name: 'p1', Created: pod.created, Hostname: 'h', SharedNamespaces: pod.share, InfraContainerID: pod.infraId,
-    Containers: [{ Id: web.config.id, Name: 'web', State: 'running' }],
-  });
+  const ins = podInspectEntry(v);
+  assert.deepEqual(
+    { Id: ins.Id, Name: ins.Name, Created: ins.Created, Hostname: ins.Hostname, SharedNamespaces: ins.SharedNamespaces, InfraContainerID: ins.InfraContainerID, State: ins.State, NumContainers: ins.NumContainers },
+    { Id: pod.id, Name: 'p1', Created: pod.created, Hostname: 'h', SharedNamespaces: pod.share, InfraContainerID: pod.infraId, State: 'Running', NumContainers: 2 },
+  );
+  assert.deepEqual(ins.Containers, [{ Id: web.config.id, Name: 'web', State: 'running' }, { Id: infra.config.id, Name: infra.config.name, State: 'running' }]);
 });

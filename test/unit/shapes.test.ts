@@ -1,6 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { humanDuration, psEntry, statusText } from '../../src/engine/shapes.js';
+import { humanDuration, inspectEntry, psEntry, statusText } from '../../src/engine/shapes.js';
+import { Paths } from '../../src/engine/paths.js';
 import { initialState, type ContainerRecord } from '../../src/engine/types.js';
 
 const S = 1000;
@@ -72,4 +73,22 @@ test('psEntry: Podman field names and types', () => {
   assert.equal(x.Pid, 0, 'no PID once exited');
   assert.equal(x.Exited, true);
   assert.equal(x.ExitCode, 1);
+});
+
+test("inspectEntry: Podman 4.3.1's types (Entrypoint one string, StopSignal a number), pod and infra", () => {
+  const paths = new Paths('/r', '/rr');
+  const base = rec({ status: 'running', pid: 42 });
+  const c = { ...base, config: { ...base.config, command: ['/bin/echo', 'ep', 'x'], entrypointLength: 2, stopSignal: 'INT', pod: 'p'.repeat(64) } };
+  const e = inspectEntry(c, paths) as any;
+  assert.equal(e.Config.Entrypoint, '/bin/echo ep');
+  assert.deepEqual(e.Config.Cmd, ['x']);
+  assert.equal(e.Config.StopSignal, 2);
+  assert.equal(e.Pod, 'p'.repeat(64));
+  assert.equal(e.IsInfra, false);
+  const infra = inspectEntry({ ...base, config: { ...base.config, infraOf: 'q'.repeat(64) } }, paths) as any;
+  assert.equal(infra.Pod, 'q'.repeat(64));
+  assert.equal(infra.IsInfra, true);
+  assert.equal(psEntry({ ...base, config: { ...base.config, infraOf: 'q'.repeat(64) } }).IsInfra, true);
+  assert.equal(psEntry(base).Size, null, 'no size unless asked');
+  assert.deepEqual(psEntry(base, { size: { rootFsSize: 2, rwSize: 1 } }).Size, { rootFsSize: 2, rwSize: 1 });
 });

@@ -1,7 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
 import { Duplex, PassThrough, type Readable, type Writable } from 'node:stream';
-import * as zlib from 'node:zlib';
+import { zlib } from '../../lib/lazy.js';
 import { FerryError } from '../../lib/errors.js';
 
 export type Compression = 'zstd' | 'gzip' | 'none';
@@ -76,7 +76,7 @@ export function compressor(c: Compression): Codec {
     case 'zstd':
       return processCodec(['zstd', '-q', '-c', '-T0', '-3'], 'compressing the archive failed');
     case 'gzip': {
-      const s = zlib.createGzip({ level: 6 });
+      const s = zlib().createGzip({ level: 6 });
       return { stream: s, done: Promise.resolve() };
     }
     case 'none': {
@@ -157,7 +157,7 @@ export function decompressor(c: Compression, what = 'bad checkpoint archive: it 
       return processCodec(['zstd', '-q', '-d', '-c'], what);
     case 'gzip':
       // Large chunks: fewer, larger writes all the way down to tar.
-      return { stream: zlib.createGunzip({ chunkSize: 256 << 10 }), done: Promise.resolve() };
+      return { stream: zlib().createGunzip({ chunkSize: 256 << 10 }), done: Promise.resolve() };
     case 'none':
       return { stream: new PassThrough(), done: Promise.resolve() };
   }

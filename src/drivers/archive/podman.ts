@@ -43,12 +43,13 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { spawn } from 'node:child_process';
-import * as zlib from 'node:zlib';
+import type * as Zlib from 'node:zlib';
 import { PassThrough, Transform, type Readable, type Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import tar from 'tar-stream';
 import { FerryError } from '../../lib/errors.js';
 import { validName } from '../../lib/ids.js';
+import { zlib } from '../../lib/lazy.js';
 import { HEADER_MEMBER, checkMemberName, TreeExtract, type ForeignReader, type Header } from './archive.js';
 
 export const PODMAN_KIND = 'podman-checkpoint';
@@ -341,7 +342,7 @@ function emptyBody(): Readable {
  * then called before the first byte goes on).
  */
 function gunzipIfGzip(onGzip: () => void): Transform {
-  let gunzip: zlib.Gunzip | undefined;
+  let gunzip: Zlib.Gunzip | undefined;
   let decided = false;
   const t: Transform = new Transform({
     transform(chunk: Buffer, _enc, cb) {
@@ -349,7 +350,7 @@ function gunzipIfGzip(onGzip: () => void): Transform {
         decided = true;
         if (chunk.length >= 2 && chunk[0] === 0x1f && chunk[1] === 0x8b) {
           onGzip();
-          gunzip = zlib.createGunzip();
+          gunzip = zlib().createGunzip();
           gunzip.on('data', (b: Buffer) => t.push(b));
           gunzip.on('error', (e) => t.destroy(e));
         }

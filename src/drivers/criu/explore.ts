@@ -4,18 +4,22 @@
  * process, and a search through the dumped memory. The shapes follow checkpointctl's (which uses
  * go-criu's crit): field names in its JSON, fd "cwd"/"root" beside the numbered ones.
  *
- *   pstree.img        PstreeEntry {pid 1, ppid 2, pgid 3, sid 4, threads 5}
- *   core-PID.img      CoreEntry {tc 3: TaskCoreEntry {task_state 1, comm 6}, ids 4: TaskKobjIdsEntry {vm_id 1, files_id 2}}
- *   mm-PID.img        MmEntry {mm_arg_start 8, mm_arg_end 9, mm_env_start 10, mm_env_end 11}
- *   pagemap-PID.img   PagemapHead {pages_id 1}, then PagemapEntry {vaddr 1, compat_nr_pages 2, in_parent 3, flags 4, nr_pages 5}
+ *   pstree.img        PstreeEntry (pid, ppid, threads)
+ *   core-PID.img      CoreEntry (tc: task state and comm; ids in older images)
+ *   ids-PID.img       TaskKobjIdsEntry (files_id: which fdinfo-N.img)
+ *   mm-PID.img        MmEntry (where argv and the environment lie)
+ *   pagemap-PID.img   PagemapHead (pages_id), then PagemapEntry per run of pages
  *   pages-N.img       the pages (raw) of the entries with PE_PRESENT, in order
- *   fdinfo-N.img      FdinfoEntry {id 1, flags 2, type 3, fd 4}  (N: files_id)
- *   files.img         FileEntry {type 1, id 2, reg 3, isk 4, usk 16, pipe 18, fifo 17, ...}
- *   fs-PID.img        FsEntry {cwd_id 1, root_id 2}
+ *   fdinfo-N.img      FdinfoEntry (fd, type, file id)
+ *   files.img         FileEntry (type, id, and reg/isk/usk/pipe/fifo/tty)
+ *   fs-PID.img        FsEntry (cwd_id, root_id)
+ *
+ * The messages are defined in messages.ts and decoded by protobufjs (image.ts reads the framing).
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { ImageError, Message, readImage } from './proto.js';
+import { ImageError, readHeadedImage, readImage } from './image.js';
+import type { Messages } from './messages.js';
 
 export const PAGE_SIZE = 4096;
 const PE_PARENT = 1;
@@ -26,8 +30,6 @@ const FD_TYPES: Record<number, string> = {
   10: 'PACKETSK', 11: 'TTY', 12: 'FANOTIFY', 13: 'NETLINKSK', 14: 'NS', 15: 'TUNF', 16: 'EXT', 17: 'TIMERFD', 18: 'MEMFD',
   19: 'BPFMAP', 20: 'PIDFD', 65534: 'CTL_TTY', 65535: 'AUTOFS_PIPE',
 };
-/** The FileEntry field holding each type's own entry. */
-const FILE_FIELD: Record<number, number> = { 1: 3, 4: 4, 14: 5, 10: 6, 13: 7, 6: 8, 7: 9, 9: 10, 15: 11, 17: 12, 8: 13, 12: 14, 16: 15, 5: 16, 3: 17, 2: 18, 11: 19, 18: 20, 19: 21, 20: 22 };
 const TASK_STATES: Record<number, string> = { 1: 'Alive', 2: 'Dead', 3: 'Stopped', 6: 'Zombie' };
 const TCP_STATES: Record<number, string> = {
   1: 'ESTABLISHED', 2: 'SYN_SENT', 3: 'SYN_RECV', 4: 'FIN_WAIT1', 5: 'FIN_WAIT2', 6: 'TIME_WAIT', 7: 'CLOSE', 8: 'CLOSE_WAIT', 9: 'LAST_ACK', 10: 'LISTEN', 11: 'CLOSING',
@@ -64,17 +66,6 @@ export interface Socket {
   address?: string;
 }
 
-/** Runs fn on an image's entries; any decoding failure names the file. */
-function withImage<T>(file: string, fn: (entries: Message[]) => T): T {
-  const entries = readImage(file);
-  try {
-    return fn(entries);
-  } catch (e) {
-    if (e instanceof ImageError) throw e;
-    throw new ImageError(file, `an entry does not decode (${(e as Error).message})`);
-  }
-}
-
 /** An image that must be there: its absence is a corrupt checkpoint too, named. */
 function required(dir: string, name: string): string {
   const file = path.join(dir, name);
@@ -83,28 +74,28 @@ function required(dir: string, name: string): string {
 }
 
 export class ImageDir {
-  private files?: Map<number, Message>;
-  private readonly cores = new Map<number, Message>();
+  private files?: Map<number, Messages['FileEntry']>;
+  private readonly cores = new Map<number, Messages['CoreEntry']>();
 
   constructor(readonly dir: string) {}
 
   /** The process tree (root first), each with its command name and state. */
   processTree(): Process {
-    const entries = withImage(required(this.dir, 'pstree.img'), (es) => es.map((e) => ({ pid: e.num(1), ppid: e.num(2), threads: e.nums(5) })));
+    const entries = readImage(required(this.dir, 'pstree.img'), 'PstreeEntry');
     if (!entries.length) throw new ImageError(path.join(this.dir, 'pstree.img'), 'it holds no process');
     const byPid = new Map<number, Process>();
     for (const e of entries) {
       if (!Number.isInteger(e.pid) || e.pid <= 0 || byPid.has(e.pid)) throw new ImageError(path.join(this.dir, 'pstree.img'), `bad or repeated PID ${e.pid}`);
       const core = this.core(e.pid);
-      const tc = core.msg(3);
-      const ids = core.msg(4) ?? this.ids(e.pid);
+      const tc = core.tc;
+      const ids = core.ids ?? this.ids(e.pid);
       byPid.set(e.pid, {
         pid: e.pid,
         ppid: e.ppid,
-        comm: tc?.str(6) ?? '',
-        taskState: TASK_STATES[tc?.num(1) ?? 1] ?? `state ${tc?.num(1)}`,
+        comm: tc?.comm ?? '',
+        taskState: TASK_STATES[tc?.taskState ?? 1] ?? `state ${tc?.taskState}`,
         threads: e.threads,
-        filesId: ids?.has(2) ? ids.num(2) : undefined,
+        filesId: ids?.filesId,
         children: [],
       });
     }
@@ -114,21 +105,17 @@ export class ImageDir {
   }
 
   /** TaskKobjIdsEntry: in the core image, or (as CRIU writes it) in ids-PID.img. */
-  private ids(pid: number): Message | undefined {
+  private ids(pid: number): Messages['TaskKobjIdsEntry'] | undefined {
     const file = path.join(this.dir, `ids-${pid}.img`);
-    return fs.existsSync(file) ? withImage(file, (es) => es[0]) : undefined;
+    return fs.existsSync(file) ? readImage(file, 'TaskKobjIdsEntry')[0] : undefined;
   }
 
-  private core(pid: number): Message {
+  private core(pid: number): Messages['CoreEntry'] {
     let c = this.cores.get(pid);
     if (!c) {
       const file = required(this.dir, `core-${pid}.img`);
-      c = withImage(file, (es) => {
-        if (!es[0]) throw new ImageError(file, 'it holds no entry');
-        es[0].msg(3);
-        es[0].msg(4);
-        return es[0];
-      });
+      c = readImage(file, 'CoreEntry')[0];
+      if (!c) throw new ImageError(file, 'it holds no entry');
       this.cores.set(pid, c);
     }
     return c;
@@ -136,17 +123,18 @@ export class ImageDir {
 
   /** The process's argv and environment, read from its dumped memory (undefined when not dumped). */
   cmdline(pid: number): string[] | undefined {
-    return this.argArea(pid, 8, 9);
+    return this.argArea(pid, 'args');
   }
 
   environment(pid: number): string[] | undefined {
-    return this.argArea(pid, 10, 11);
+    return this.argArea(pid, 'env');
   }
 
-  private argArea(pid: number, startField: number, endField: number): string[] | undefined {
+  private argArea(pid: number, which: 'args' | 'env'): string[] | undefined {
     const file = path.join(this.dir, `mm-${pid}.img`);
     if (!fs.existsSync(file)) return undefined;
-    const [start, end] = withImage(file, (es) => [es[0]?.num(startField) ?? 0, es[0]?.num(endField) ?? 0]);
+    const mm = readImage(file, 'MmEntry')[0];
+    const [start, end] = !mm ? [0, 0] : which === 'args' ? [mm.mmArgStart, mm.mmArgEnd] : [mm.mmEnvStart, mm.mmEnvEnd];
     if (!(end > start) || end - start > 1024 * 1024) return undefined;
     const mem = this.readMemory(pid, start, end - start);
     if (!mem) return undefined;
@@ -158,21 +146,19 @@ export class ImageDir {
   regions(pid: number): { vaddr: number; length: number; offset: number; pagesFile: string }[] {
     const file = path.join(this.dir, `pagemap-${pid}.img`);
     if (!fs.existsSync(file)) return [];
-    return withImage(file, (es) => {
-      const head = es[0];
-      if (!head) throw new ImageError(file, 'it holds no header');
-      const pagesFile = path.join(this.dir, `pages-${head.num(1)}.img`);
-      const out: { vaddr: number; length: number; offset: number; pagesFile: string }[] = [];
-      let offset = 0;
-      for (const e of es.slice(1)) {
-        const nr = e.has(5) ? e.num(5) : e.num(2);
-        const flags = e.has(4) ? e.num(4) : e.num(3) ? PE_PARENT : PE_PRESENT;
-        if (!(flags & PE_PRESENT)) continue; // in a parent (pre-dump) or lazy: not in this image
-        out.push({ vaddr: e.num(1), length: nr * PAGE_SIZE, offset, pagesFile });
-        offset += nr * PAGE_SIZE;
-      }
-      return out;
-    });
+    const { head, entries } = readHeadedImage(file, 'PagemapHead', 'PagemapEntry');
+    const pagesFile = path.join(this.dir, `pages-${head.pagesId}.img`);
+    const out: { vaddr: number; length: number; offset: number; pagesFile: string }[] = [];
+    let offset = 0;
+    for (const e of entries) {
+      const nr = e.nrPages ?? e.compatNrPages;
+      // Older images: no flags, in_parent alone says where the pages are.
+      const flags = e.flags ?? (e.inParent ? PE_PARENT : PE_PRESENT);
+      if (!(flags & PE_PRESENT)) continue; // in a parent (pre-dump) or lazy: not in this image
+      out.push({ vaddr: e.vaddr, length: nr * PAGE_SIZE, offset, pagesFile });
+      offset += nr * PAGE_SIZE;
+    }
+    return out;
   }
 
   /** Bytes of a process's dumped memory at [addr, addr+len), or undefined when not all of it was dumped here. */
@@ -210,94 +196,76 @@ export class ImageDir {
     return this.regions(pid).reduce((n, r) => n + r.length, 0);
   }
 
-  private fileEntries(): Map<number, Message> {
+  private fileEntries(): Map<number, Messages['FileEntry']> {
     if (!this.files) {
       const file = path.join(this.dir, 'files.img');
-      const map = new Map<number, Message>();
-      if (fs.existsSync(file)) withImage(file, (es) => es.forEach((e) => map.set(e.num(2), e)));
+      const map = new Map<number, Messages['FileEntry']>();
+      if (fs.existsSync(file)) for (const e of readImage(file, 'FileEntry')) map.set(e.id, e);
       this.files = map;
     }
     return this.files;
   }
 
-  private fileEntry(id: number): { type: number; m?: Message } | undefined {
-    const f = this.fileEntries().get(id);
-    if (!f) return undefined;
-    const type = f.num(1);
-    const field = FILE_FIELD[type];
-    return { type, m: field ? f.msg(field) : undefined };
-  }
-
-  private fdinfos(p: Process): { fd: number; id: number; type: number }[] {
+  private fdinfos(p: Process): Messages['FdinfoEntry'][] {
     if (p.filesId === undefined) return [];
     const file = path.join(this.dir, `fdinfo-${p.filesId}.img`);
     if (!fs.existsSync(file)) return [];
-    return withImage(file, (es) => es.map((e) => ({ id: e.num(1), type: e.num(3), fd: e.num(4) })));
+    return readImage(file, 'FdinfoEntry');
   }
 
   /** A process's open files: each fd, then its working and root directories. */
   openFiles(p: Process): OpenFile[] {
     const out: OpenFile[] = [];
     for (const d of this.fdinfos(p)) {
-      const e = this.fileEntry(d.id);
-      const type = FD_TYPES[d.type] ?? String(d.type);
-      out.push({ type, fd: String(d.fd), path: this.describe(d.type, d.id, e?.m) });
+      out.push({ type: FD_TYPES[d.type] ?? String(d.type), fd: String(d.fd), path: this.describe(d.type, d.id) });
     }
     const fsFile = path.join(this.dir, `fs-${p.pid}.img`);
     if (fs.existsSync(fsFile)) {
-      const [cwd, root] = withImage(fsFile, (es) => [es[0]?.num(1), es[0]?.num(2)]);
-      if (cwd !== undefined) out.push({ type: 'DIR', fd: 'cwd', path: this.describe(1, cwd, this.fileEntry(cwd)?.m) });
-      if (root !== undefined) out.push({ type: 'DIR', fd: 'root', path: this.describe(1, root, this.fileEntry(root)?.m) });
+      const f = readImage(fsFile, 'FsEntry')[0];
+      if (f) {
+        out.push({ type: 'DIR', fd: 'cwd', path: this.describe(1, f.cwdId) });
+        out.push({ type: 'DIR', fd: 'root', path: this.describe(1, f.rootId) });
+      }
     }
     return out;
   }
 
-  private describe(type: number, id: number, m: Message | undefined): string {
-    if (!m) return `[${FD_TYPES[type] ?? type} ${id}]`;
-    switch (type) {
-      case 1: // REG: RegFileEntry.name
-        return m.str(6) ?? '';
-      case 2: // PIPE: PipeEntry.pipe_id
-        return `pipe[${m.num(2)}]`;
-      case 3: // FIFO: FifoEntry {id 1, pipe_id 2}
-        return `fifo[${m.num(2)}]`;
-      case 4: // INETSK, UNIXSK: the socket's inode
-      case 5:
-        return `socket[${m.num(2)}]`;
-      case 11: // TTY: TtyFileEntry {id 1, tty_info_id 2}
-        return `tty[${m.num(2)}]`;
-      default:
-        return `[${FD_TYPES[type] ?? type}]`;
-    }
+  /** What an fd of this type with this file id refers to: a path, or TYPE[id] as crit names it. */
+  private describe(type: number, id: number): string {
+    const f = this.fileEntries().get(id);
+    const name = FD_TYPES[type] ?? String(type);
+    if (type === 1 && f?.reg) return f.reg.name;
+    if (type === 2 && f?.pipe) return `pipe[${f.pipe.pipeId}]`;
+    if (type === 3 && f?.fifo) return `fifo[${f.fifo.pipeId}]`;
+    if (type === 4 && f?.isk) return `socket[${f.isk.ino}]`;
+    if (type === 5 && f?.usk) return `socket[${f.usk.ino}]`;
+    if (type === 11 && f?.tty) return `tty[${f.tty.ttyInfoId}]`;
+    return f ? `[${name}]` : `[${name} ${id}]`;
   }
 
   /** A process's sockets (IPv4/IPv6 and UNIX), with protocol, state, addresses and ports. */
   sockets(p: Process): Socket[] {
     const out: Socket[] = [];
     for (const d of this.fdinfos(p)) {
-      const e = this.fileEntry(d.id);
-      if (!e?.m) continue;
-      if (d.type === 4) {
-        const m = e.m; // InetSkEntry
-        const family = m.num(3) === 10 ? 'IPv6' : 'IPv4';
-        const sockType = m.num(4);
-        const proto = m.num(5);
+      const f = this.fileEntries().get(d.id);
+      if (d.type === 4 && f?.isk) {
+        const m = f.isk;
+        const family = m.family === 10 ? 'IPv6' : 'IPv4';
         out.push({
           fd: d.fd,
-          protocol: IP_PROTOS[proto] ?? (SOCK_TYPES[sockType] ?? `proto ${proto}`),
+          protocol: IP_PROTOS[m.proto] ?? (SOCK_TYPES[m.type] ?? `proto ${m.proto}`),
           family,
-          type: SOCK_TYPES[sockType],
-          state: TCP_STATES[m.num(6)] ?? String(m.num(6)),
-          src: address(family, m.nums(11)),
-          srcPort: m.num(7),
-          dst: address(family, m.nums(12)),
-          dstPort: m.num(8),
+          type: SOCK_TYPES[m.type],
+          state: TCP_STATES[m.state] ?? String(m.state),
+          src: address(family, m.srcAddr),
+          srcPort: m.srcPort,
+          dst: address(family, m.dstAddr),
+          dstPort: m.dstPort,
         });
-      } else if (d.type === 5) {
-        const m = e.m; // UnixSkEntry
-        const name = m.bytes(11) ?? Buffer.alloc(0);
-        const shown = name.length && name[0] === 0 ? `@${name.subarray(1).toString('utf8')}` : name.toString('utf8');
-        out.push({ fd: d.fd, protocol: 'UNIX', family: 'UNIX', type: SOCK_TYPES[m.num(3)], state: TCP_STATES[m.num(4)] ?? String(m.num(4)), address: shown });
+      } else if (d.type === 5 && f?.usk) {
+        const m = f.usk;
+        const shown = m.name.length && m.name[0] === 0 ? `@${m.name.subarray(1).toString('utf8')}` : m.name.toString('utf8');
+        out.push({ fd: d.fd, protocol: 'UNIX', family: 'UNIX', type: SOCK_TYPES[m.type], state: TCP_STATES[m.state] ?? String(m.state), address: shown });
       }
     }
     return out;

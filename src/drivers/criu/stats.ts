@@ -1,9 +1,11 @@
 import * as fs from 'node:fs';
-import { IMG_COMMON_MAGIC, IMG_SERVICE_MAGIC, Message } from './proto.js';
+import { IMG_COMMON_MAGIC, IMG_SERVICE_MAGIC, imageEntries } from './image.js';
+import { decodeMessage } from './messages.js';
 
 /**
- * CRIU's stats-dump / stats-restore images: a magic header, then one length-prefixed protobuf
- * StatsEntry { DumpStatsEntry dump = 1; RestoreStatsEntry restore = 2; }, decoded by proto.ts.
+ * CRIU's stats-dump / stats-restore images: magic words, then one size-prefixed StatsEntry
+ * (messages.ts) holding a DumpStatsEntry or a RestoreStatsEntry. Numbers for the record: a file
+ * that is missing, cut short or does not decode reads as undefined, never as an error.
  */
 
 export interface DumpStats {
@@ -25,61 +27,44 @@ export interface RestoreStats {
   pagesRestored: number;
 }
 
-/** Decodes one protobuf message into field number -> value (varints) or sub-buffer; the last occurrence wins. */
-export function decodeMessage(buf: Buffer): Map<number, number | Buffer> {
-  return new Message(buf).last();
-}
-
-function statsEntry(file: string, field: 1 | 2): Map<number, number | Buffer> | undefined {
-  let buf: Buffer;
+function statsEntry(file: string): ReturnType<typeof decodeMessage<'StatsEntry'>> | undefined {
   try {
-    buf = fs.readFileSync(file);
-  } catch {
-    return undefined;
-  }
-  try {
-    let pos = 0;
-    const m0 = buf.readUInt32LE(0);
-    if (m0 === IMG_COMMON_MAGIC || m0 === IMG_SERVICE_MAGIC) pos = 8;
-    else pos = 4;
-    const len = buf.readUInt32LE(pos);
-    if (pos + 4 + len > buf.length) return undefined; // cut short: no numbers rather than zeros
-    const entry = decodeMessage(buf.subarray(pos + 4, pos + 4 + len));
-    const sub = entry.get(field);
-    return Buffer.isBuffer(sub) ? decodeMessage(sub) : undefined;
+    const buf = fs.readFileSync(file);
+    // The stats images carry the service magic and then their own; older ones their own alone.
+    const m0 = buf.length >= 4 ? buf.readUInt32LE(0) : 0;
+    const service = Buffer.alloc(4);
+    service.writeUInt32LE(IMG_SERVICE_MAGIC);
+    const framed = m0 === IMG_SERVICE_MAGIC || m0 === IMG_COMMON_MAGIC ? buf : Buffer.concat([service, buf]);
+    const first = imageEntries(framed, file)[0];
+    return first ? decodeMessage('StatsEntry', first) : undefined;
   } catch {
     return undefined;
   }
 }
-
-const num = (m: Map<number, number | Buffer>, f: number): number => {
-  const v = m.get(f);
-  return typeof v === 'number' ? v : 0;
-};
 
 export function readDumpStats(file: string): DumpStats | undefined {
-  const m = statsEntry(file, 1);
+  const m = statsEntry(file)?.dump;
   if (!m) return undefined;
   return {
-    freezingTimeUs: num(m, 1),
-    frozenTimeUs: num(m, 2),
-    memdumpTimeUs: num(m, 3),
-    memwriteTimeUs: num(m, 4),
-    pagesScanned: num(m, 5),
-    pagesSkippedParent: num(m, 6),
-    pagesWritten: num(m, 7),
-    pagesLazy: num(m, 9),
+    freezingTimeUs: m.freezingTime,
+    frozenTimeUs: m.frozenTime,
+    memdumpTimeUs: m.memdumpTime,
+    memwriteTimeUs: m.memwriteTime,
+    pagesScanned: m.pagesScanned,
+    pagesSkippedParent: m.pagesSkippedParent,
+    pagesWritten: m.pagesWritten,
+    pagesLazy: m.pagesLazy,
   };
 }
 
 export function readRestoreStats(file: string): RestoreStats | undefined {
-  const m = statsEntry(file, 2);
+  const m = statsEntry(file)?.restore;
   if (!m) return undefined;
   return {
-    pagesCompared: num(m, 1),
-    pagesSkippedCow: num(m, 2),
-    forkingTimeUs: num(m, 3),
-    restoreTimeUs: num(m, 4),
-    pagesRestored: num(m, 5),
+    pagesCompared: m.pagesCompared,
+    pagesSkippedCow: m.pagesSkippedCow,
+    forkingTimeUs: m.forkingTime,
+    restoreTimeUs: m.restoreTime,
+    pagesRestored: m.pagesRestored ?? 0,
   };
 }

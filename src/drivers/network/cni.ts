@@ -28,8 +28,13 @@ export interface NetworkRecord {
   ipv6_enabled: boolean;
   internal: boolean;
   dns_enabled: boolean;
+  /** As Podman: present only when the network has labels. */
+  labels?: Record<string, string>;
   ipam_options: { driver: 'host-local' };
 }
+
+/** The search domain of the names a network's DNS server answers for (Podman's). */
+export const DNS_DOMAIN = 'dns.podman';
 
 export interface PortMapping {
   hostPort: number;
@@ -50,6 +55,8 @@ export interface Attachment {
   ports: PortMapping[];
   /** The chained ADD result, handed back to DEL as the spec asks. */
   result: unknown;
+  /** The name the network's DNS server was given for it (absent: no DNS on that network). */
+  dnsName?: string;
 }
 
 // ------------------------------------------------------------------------- addresses
@@ -118,11 +125,32 @@ export function parsePublish(spec: string): PortMapping {
   return { hostPort, containerPort, protocol, ...(hostIP ? { hostIP } : {}) };
 }
 
+/**
+ * A container's resolv.conf: the host's, or on a network with DNS (as Podman's) the network's
+ * server first with its search domain, and the host's options; the network's server forwards
+ * every other name to the host's servers.
+ */
+export function containerResolvConf(host: string, dns: { nameservers: string[]; search: string[] } | undefined): string {
+  if (!dns) return host;
+  const lines = host.split('\n').map((l) => l.trim());
+  const hostSearch = lines.filter((l) => /^(search|domain)\s/.test(l)).flatMap((l) => l.split(/\s+/).slice(1));
+  const options = lines.filter((l) => /^options\s/.test(l));
+  const search = [...new Set([...dns.search, ...hostSearch])];
+  return [`search ${search.join(' ')}`, ...dns.nameservers.map((n) => `nameserver ${n}`), ...options, ''].join('\n');
+}
+
 // ------------------------------------------------------------------------- networks
 
 /** Networks: one JSON record each under ROOT/networks; the default one is made on first use. */
 export class NetworkStore {
-  constructor(private readonly dir: string) {}
+  /**
+   * dir holds the records and host-local's reservations; dnsDir the DNS servers' runtime files
+   * (the dnsname plugin's configuration, hosts and pid files, one directory per network).
+   */
+  constructor(
+    private readonly dir: string,
+    readonly dnsDir: string = path.join(dir, 'dns'),
+  ) {}
 
   get ipamDir(): string {
     return path.join(this.dir, 'ipam');
@@ -159,7 +187,7 @@ export class NetworkStore {
     if (!fs.existsSync(this.file(DEFAULT_NETWORK))) this.write(DEFAULT_NETWORK, 'ferry0', DEFAULT_SUBNET, undefined);
   }
 
-  private write(name: string, iface: string, subnet: string, gateway: string | undefined): NetworkRecord {
+  private write(name: string, iface: string, subnet: string, gateway: string | undefined, o: { dns?: boolean; labels?: Record<string, string> } = {}): NetworkRecord {
     const c = parseCidr(subnet)!;
     const rec: NetworkRecord = {
       name,
@@ -170,14 +198,19 @@ export class NetworkStore {
       subnets: [{ subnet: `${formatIPv4(c.base)}/${c.prefix}`, gateway: gateway ?? formatIPv4(c.base + 1) }],
       ipv6_enabled: false,
       internal: false,
-      dns_enabled: false,
+      dns_enabled: !!o.dns,
+      ...(o.labels && Object.keys(o.labels).length ? { labels: o.labels } : {}),
       ipam_options: { driver: 'host-local' },
     };
     writeJsonAtomic(this.file(name), rec);
     return rec;
   }
 
-  create(name: string, o: { subnet?: string; gateway?: string } = {}): NetworkRecord {
+  /**
+   * A new bridge network. Like Podman's, it has a DNS server (on its gateway address) that
+   * answers for its containers' names and aliases, unless dns is false; the default network has none.
+   */
+  create(name: string, o: { subnet?: string; gateway?: string; dns?: boolean; labels?: Record<string, string> } = {}): NetworkRecord {
     this.ensureDefault();
     if (!validName(name)) throw new FerryError('EINVAL', `invalid network name "${name}": use letters, digits, '_', '.', '-'`);
     if (this.find(name)) throw new FerryError('EEXIST', `network "${name}" already exists`);
@@ -201,19 +234,69 @@ export class NetworkStore {
     // Like Podman, also skip bridges that exist on the host (another root's, or a removed
     // network's still in use): the bridge plugin refuses one whose address differs.
     while (used.has(`ferry${idx}`) || fs.existsSync(`/sys/class/net/ferry${idx}`)) idx++;
-    return this.write(name, `ferry${idx}`, subnet, o.gateway);
+    for (const k of Object.keys(o.labels ?? {})) if (!k) throw new FerryError('EINVAL', 'invalid network label: the key is empty');
+    // A DNS server left by a removed network of that name (a `network rm` killed half-way) would
+    // keep serving the old bridge: the plugin reuses a configuration it finds.
+    this.stopDns(name);
+    return this.write(name, `ferry${idx}`, subnet, o.gateway, { dns: o.dns ?? true, labels: o.labels });
   }
 
   remove(name: string): void {
     if (name === DEFAULT_NETWORK) throw new FerryError('EINVAL', `the default network "${DEFAULT_NETWORK}" cannot be removed`);
     const n = this.get(name);
+    this.stopDns(name);
     fs.rmSync(this.file(name), { force: true });
     fs.rmSync(path.join(this.ipamDir, name), { recursive: true, force: true });
-    // Its bridge goes too once nothing is attached to it (another root may still use it).
+    // Its bridge goes too once nothing is attached to it (another root may still use it), with
+    // the rule the DNS plugin added to let the containers' queries in.
     const brif = `/sys/class/net/${n.network_interface}/brif`;
     if (/^ferry\d+$/.test(n.network_interface) && fs.existsSync(brif) && fs.readdirSync(brif).length === 0) {
       spawnSync('ip', ['link', 'del', n.network_interface], { stdio: 'ignore' });
+      if (n.dns_enabled) {
+        const rule = ['INPUT', '-i', n.network_interface, '-p', 'udp', '-m', 'udp', '--dport', '53', '-j', 'ACCEPT'];
+        while (spawnSync('iptables', ['-w', '-C', ...rule], { stdio: 'ignore' }).status === 0) {
+          if (spawnSync('iptables', ['-w', '-D', ...rule], { stdio: 'ignore' }).status !== 0) break;
+        }
+      }
     }
+  }
+
+  /** Where the dnsname plugin keeps a network's DNS server files (it adds containers/cni/dnsname/NAME). */
+  dnsFiles(name: string): { dir: string; hosts: string; pidfile: string; conf: string } {
+    const dir = path.join(this.dnsDir, 'containers', 'cni', 'dnsname', name);
+    return { dir, hosts: path.join(dir, 'addnhosts'), pidfile: path.join(dir, 'pidfile'), conf: path.join(dir, 'dnsmasq.conf') };
+  }
+
+  /** The running DNS server (dnsmasq) of a network, by its pid file, checked against its command line. */
+  dnsServerPid(name: string): number | undefined {
+    const f = this.dnsFiles(name);
+    let pid: number;
+    try {
+      pid = Number(fs.readFileSync(f.pidfile, 'utf8').trim());
+      if (!Number.isInteger(pid) || pid <= 1) return undefined;
+      const cmdline = fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
+      return cmdline.includes(`--conf-file=${f.conf}`) ? pid : undefined;
+    } catch {
+      return undefined;
+    }
+  }
+
+  /** Stops a network's DNS server and deletes its files (the plugin does it as the last container leaves). */
+  stopDns(name: string): void {
+    const pid = this.dnsServerPid(name);
+    if (pid) {
+      try {
+        process.kill(pid, 'SIGKILL');
+      } catch {
+        /* gone meanwhile */
+      }
+    }
+    fs.rmSync(this.dnsFiles(name).dir, { recursive: true, force: true });
+  }
+
+  /** The nameservers and search domain a container on this network is given (none: the host's). */
+  dnsConfig(n: NetworkRecord): { nameservers: string[]; search: string[] } | undefined {
+    return n.dns_enabled ? { nameservers: n.subnets.map((s) => s.gateway), search: [DNS_DOMAIN] } : undefined;
   }
 
   /** The container that holds ip on this network, per host-local's records. */
@@ -272,6 +355,8 @@ export class NetworkStore {
         },
         { type: 'portmap', capabilities: { portMappings: true }, snat: true },
         { type: 'firewall', backend: 'iptables' },
+        // Podman's CNI networks: a dnsmasq per network on its bridge, fed names and aliases.
+        ...(n.dns_enabled ? [{ type: 'dnsname', domainName: DNS_DOMAIN, capabilities: { aliases: true } }] : []),
       ],
     };
   }
@@ -286,6 +371,8 @@ interface PluginCall {
   ifname: string;
   args?: string;
   config: Record<string, unknown>;
+  /** Extra environment (the dnsname plugin's XDG_RUNTIME_DIR: where it keeps its files). */
+  env?: Record<string, string>;
 }
 
 async function callPlugin(c: PluginCall): Promise<unknown> {
@@ -300,6 +387,7 @@ async function callPlugin(c: PluginCall): Promise<unknown> {
     CNI_IFNAME: c.ifname,
     CNI_PATH: CNI_PATH.join(':'),
     ...(c.args ? { CNI_ARGS: c.args } : {}),
+    ...c.env,
   };
   return new Promise((resolve, reject) => {
     const child = spawn(bin, [], { env, stdio: ['pipe', 'pipe', 'pipe'] });
@@ -340,6 +428,9 @@ async function callList(
     const config: Record<string, unknown> = { ...p, cniVersion: list.cniVersion, name: list.name, ...(Object.keys(rc).length ? { runtimeConfig: rc } : {}) };
     delete config.capabilities;
     if (prev !== undefined) config.prevResult = prev;
+    // DEL without the ADD's result (a setup that failed or was killed half-way): the dnsname
+    // plugin needs only the bridge's name to drop the container's entry, so it gets that.
+    else if (command === 'DEL' && p.type === 'dnsname') config.prevResult = { cniVersion: list.cniVersion, interfaces: [{ name: String(list.plugins[0]?.bridge ?? '') }], ips: [] };
     try {
       const r = await callPlugin({ ...base, command, config });
       if (command === 'ADD') prev = r;
@@ -392,6 +483,12 @@ export interface AttachOptions {
   ip?: string;
   mac?: string;
   ports: PortMapping[];
+  /**
+   * On a network with DNS: the name its DNS server answers with this container's address, and
+   * the other names it answers to (aliases).
+   */
+  dnsName?: string;
+  aliases?: string[];
   /** Called once the namespace exists, before any plugin runs, so it can be recorded first. */
   onNetns?: (partial: Attachment) => void;
 }
@@ -413,12 +510,17 @@ export async function attach(store: NetworkStore, o: AttachOptions): Promise<Att
   // The name is recorded before the namespace exists: a ferry killed at any point leaves
   // nothing that the record does not name.
   const ns = netnsName();
-  o.onNetns?.({ network: o.network.name, netnsName: ns.name, netnsPath: ns.path, ip: '', prefixLength: 0, gateway: '', mac: '', ports: o.ports, result: undefined });
+  const dnsName = o.network.dns_enabled ? o.dnsName : undefined;
+  if (dnsName !== undefined && !validName(dnsName)) throw new FerryError('EINVAL', `invalid DNS name "${dnsName}": use letters, digits, '_', '.', '-'`);
+  o.onNetns?.({ network: o.network.name, netnsName: ns.name, netnsPath: ns.path, ip: '', prefixLength: 0, gateway: '', mac: '', ports: o.ports, result: undefined, ...(dnsName ? { dnsName } : {}) });
   await createNetns(ns.name);
   const list = store.conflist(o.network);
-  const base = { containerId: o.containerId, netns: ns.path, ifname: 'eth0' };
-  const args = ['IgnoreUnknown=1', ...(want ? [`IP=${want}`] : []), ...(o.mac ? [`MAC=${o.mac}`] : [])].join(';');
-  const runtimeConfig = { portMappings: o.ports.map((p) => ({ hostPort: p.hostPort, containerPort: p.containerPort, protocol: p.protocol, hostIP: p.hostIP ?? '' })) };
+  const base = { containerId: o.containerId, netns: ns.path, ifname: 'eth0', env: dnsEnv(store) };
+  const args = ['IgnoreUnknown=1', ...(want ? [`IP=${want}`] : []), ...(o.mac ? [`MAC=${o.mac}`] : []), ...(dnsName ? [`K8S_POD_NAME=${dnsName}`] : [])].join(';');
+  const runtimeConfig = {
+    portMappings: o.ports.map((p) => ({ hostPort: p.hostPort, containerPort: p.containerPort, protocol: p.protocol, hostIP: p.hostIP ?? '' })),
+    ...(dnsName ? { aliases: { [o.network.name]: [...new Set(o.aliases ?? [])].filter((a) => a !== dnsName) } } : {}),
+  };
   let result: { ips?: { address: string; gateway?: string }[]; interfaces?: { name: string; mac: string; sandbox?: string }[] } | undefined;
   try {
     await callPlugin({ ...base, ifname: 'lo', command: 'ADD', config: { cniVersion: '1.0.0', name: 'lo', type: 'loopback' } });
@@ -442,7 +544,13 @@ export async function attach(store: NetworkStore, o: AttachOptions): Promise<Att
     mac: iface?.mac ?? '',
     ports: o.ports,
     result,
+    ...(dnsName ? { dnsName } : {}),
   };
+}
+
+/** The dnsname plugin keeps its files under $XDG_RUNTIME_DIR when set: here, the store's own. */
+function dnsEnv(store: NetworkStore): Record<string, string> {
+  return { XDG_RUNTIME_DIR: store.dnsDir };
 }
 
 /** Undoes attach(): DEL through every plugin (releases the IP, the rules, the veth), then the namespace. */
@@ -451,7 +559,8 @@ export async function detach(store: NetworkStore, a: Attachment, containerId: st
   if (network) {
     const list = store.conflist(network);
     const runtimeConfig = { portMappings: a.ports.map((p) => ({ hostPort: p.hostPort, containerPort: p.containerPort, protocol: p.protocol, hostIP: p.hostIP ?? '' })) };
-    await callList('DEL', list, { containerId, netns: a.netnsPath, ifname: 'eth0' }, runtimeConfig, a.result).catch(() => undefined);
+    const args = a.dnsName ? `IgnoreUnknown=1;K8S_POD_NAME=${a.dnsName}` : undefined;
+    await callList('DEL', list, { containerId, netns: a.netnsPath, ifname: 'eth0', args, env: dnsEnv(store) }, runtimeConfig, a.result).catch(() => undefined);
   }
   await deleteNetns(a.netnsName);
 }

@@ -8,6 +8,7 @@ import { lastLine, run, runOk, which, type RunResult } from '../../lib/exec.js';
 import { mkdirp } from '../../lib/fsutil.js';
 import { processAlive, procStartTime, sleep } from '../../lib/proc.js';
 import { pipeIO, type StreamIO } from './attach.js';
+import { writeErr } from '../../lib/stdio.js';
 
 /** Paths conmon uses for one container. */
 export interface ConmonPaths {
@@ -362,7 +363,7 @@ export class RuncRuntime {
       if (io) pipeIO(child, io, false);
       const errOut = (b: Buffer): void => {
         if (io) io.stderr(b);
-        else process.stderr.write(b);
+        else writeErr(b);
       };
       // The process's stderr is passed through; runc's own error (it could not start the
       // command) is held back and becomes a one-line error with Podman's exit codes.

@@ -22,9 +22,10 @@
  */
 import * as fs from 'node:fs';
 import * as net from 'node:net';
-import * as tls from 'node:tls';
+import type * as tls from 'node:tls';
 import type { Readable } from 'node:stream';
 import { FerryError } from '../../lib/errors.js';
+import * as lazy from '../../lib/lazy.js';
 import { deriveServiceIdentity, SERVICE_NAME, type ServiceIdentity } from './identity.js';
 
 export type { ServiceIdentity } from './identity.js';
@@ -136,7 +137,7 @@ function handshakeFailure(e: NodeJS.ErrnoException): string {
  * holds that certificate's private key.
  */
 export function createServiceServer(id: ServiceIdentity, onConnection: (s: tls.TLSSocket) => void, onRefused?: (s: tls.TLSSocket, why: string) => void): tls.Server {
-  const server = tls.createServer(
+  const server = lazy.tls().createServer(
     {
       ...tlsBase,
       key: id.key,
@@ -172,7 +173,7 @@ const UNREACHABLE = new Set(['ECONNREFUSED', 'EHOSTUNREACH', 'ENETUNREACH', 'ETI
 export function connectService(target: ServiceTarget, id: ServiceIdentity, preamble: string): Promise<tls.TLSSocket> {
   const where = displayTarget(target);
   return new Promise((resolve, reject) => {
-    const s = tls.connect({
+    const s = lazy.tls().connect({
       ...tlsBase,
       host: target.host,
       port: target.port,

@@ -65,6 +65,7 @@ import type { ContainerRecord } from '../types.js';
 import type { Engine } from '../engine.js';
 import { COMMIT_TIMEOUT_MS, PRE_DUMP_KIND, REPLY_TIMEOUT_MS, parseReply, type Ready, type Reply, type Restored, type SourceMessage } from './protocol.js';
 import { anotherPreCopyRound, checkPreCopyRounds } from './precopy.js';
+import { writeErr } from '../../lib/stdio.js';
 
 export interface MigrateOptions extends DestinationOptions {
   lazy?: boolean;
@@ -466,11 +467,11 @@ async function cleanUp(s: Session, moved: Moved): Promise<MigrateReport> {
     s.progress('pages', s.bytes);
     await moved.lazyDump.done; // every page has been served
     const pagesDone = await s.replies.next(REPLY_TIMEOUT_MS).catch((e: Error) => ({ type: 'error' as const, message: e.message }));
-    if (pagesDone?.type === 'error') process.stderr.write(`ferry: warning: ${pagesDone.message}\n`);
+    if (pagesDone?.type === 'error') writeErr(`ferry: warning: ${pagesDone.message}\n`);
   }
   s.bytes += s.pageBytes;
   const late = await s.dump?.then(() => undefined, (e: Error) => e);
-  if (late) process.stderr.write(`ferry: warning: after the checkpoint of ${name}: ${late.message}\n`);
+  if (late) writeErr(`ferry: warning: after the checkpoint of ${name}: ${late.message}\n`);
   engine.event(p.rec, 'migrate', { destination: o.destination });
   await engine.remove(s.id, { force: true });
   const others = await engine.list({ all: true });
@@ -577,7 +578,7 @@ async function restoreHere(s: Session, lazy: boolean): Promise<boolean> {
   const ok = await restore(s.engine, s.id, { beforeRestore, lazyPages: lazy }).then(
     () => true,
     (re: Error) => {
-      process.stderr.write(`ferry: could not restart ${s.name} here: ${re.message}\n`);
+      writeErr(`ferry: could not restart ${s.name} here: ${re.message}\n`);
       return false;
     },
   );
@@ -595,7 +596,7 @@ async function reclaimHere(s: Session): Promise<boolean> {
       return true;
     })
     .catch((re: Error) => {
-      process.stderr.write(`ferry: could not take ${s.name} back from its lazy dump here: ${re.message}\n`);
+      writeErr(`ferry: could not take ${s.name} back from its lazy dump here: ${re.message}\n`);
       return false;
     });
 }
@@ -705,7 +706,7 @@ async function frozenStopAndCopy(engine: Engine, rec: ContainerRecord, f: Frozen
     committing = true;
     engine.updateOp(rec, 'migrate', { phase: 'committing' });
     await f.commit();
-    await takeDown(engine, rec).catch((e: Error) => process.stderr.write(`ferry: warning: stopping the frozen copy of ${name} here: ${e.message}\n`));
+    await takeDown(engine, rec).catch((e: Error) => writeErr(`ferry: warning: stopping the frozen copy of ${name} here: ${e.message}\n`));
     fs.rmSync(dir, { recursive: true, force: true });
     engine.endOp(rec);
     return { downtimeMs, restored };
@@ -748,6 +749,8 @@ async function lazyCheckpoint(engine: Engine, id: string, port: number, destinat
         imageDir: dir,
         criu: { lazyPages: true, pageServer: `127.0.0.1:${port}`, tcpEstablished, parentPath: parent ? path.join('..', parent) : undefined },
         meta: checkpointMetaOptions({ tcpEstablished, withPrevious: !!parent }),
+        // Frozen by us first: CRIU then seizes it at once instead of polling the freezer in 100 ms steps.
+        freeze: true,
       });
       // Memory stays on this host, in CRIU, until the destination has faulted it all in.
       toCheckpointed(rec.state, dir, { stopped: false });

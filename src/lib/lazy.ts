@@ -1,0 +1,20 @@
+/**
+ * Node modules that only some commands use, loaded on their first use: every module a command
+ * loads at start-up costs each `ferry` run its share (http, https, tls and zlib together ~3 ms of
+ * a command that needs none of them). Types come from `import type`, which loads nothing.
+ */
+import type * as Http from 'node:http';
+import type * as Https from 'node:https';
+import type * as Tls from 'node:tls';
+import type * as Zlib from 'node:zlib';
+
+function once<T>(load: () => T): () => T {
+  let v: T | undefined;
+  return () => (v ??= load());
+}
+
+/* eslint-disable @typescript-eslint/no-require-imports */
+export const zlib = once(() => require('node:zlib') as typeof Zlib);
+export const tls = once(() => require('node:tls') as typeof Tls);
+export const http = once(() => require('node:http') as typeof Http);
+export const https = once(() => require('node:https') as typeof Https);
