@@ -33,7 +33,7 @@ export function renderVerdicts(verdicts: readonly Verdict[]): string {
     }
     return `  ${res} ${v.title}: ${v.target} (${detail})`;
   });
-  return `\nTargets (issues 14 and 15, on the medians):\n${lines.join('\n')}\n`;
+  return `\nTargets (the issues', on the medians):\n${lines.join('\n')}\n`;
 }
 
 export function renderTable(figures: readonly JudgedFigure[], engineNames: readonly EngineName[]): string {
