@@ -830,15 +830,17 @@ function strSlice(body: Record<string, unknown>, key: string): string[] | undefi
 export function createOptions(body: Record<string, unknown>, name: string | undefined): CreateOptions {
   const image = str(body, 'Image');
   if (!image) throw new ApiError(400, 'Config.Image is required: name the image to create the container from');
-  if (str(body, 'User')) throw new ApiError(400, 'User is not supported yet: the container runs as the image\'s user');
-  const entrypoint = strSlice(body, 'Entrypoint');
+  // Docker's rules, as `ferry create`'s: Entrypoint replaces the image's (and then its Cmd is
+  // not used); Cmd replaces the image's Cmd.
+  const entrypoint = body.Entrypoint === undefined || body.Entrypoint === null ? undefined : strSlice(body, 'Entrypoint');
   const cmd = strSlice(body, 'Cmd');
   const hc = obj(body, 'HostConfig') ?? {};
   if (bool(hc, 'Privileged')) throw new ApiError(400, 'HostConfig.Privileged is not supported');
-  const mounts = hc.Mounts;
-  if (mounts !== undefined && mounts !== null && (!Array.isArray(mounts) || mounts.length)) throw new ApiError(400, 'HostConfig.Mounts is not supported yet: use HostConfig.Binds');
+  const { volumes, tmpfs: mountTmpfs } = hostMounts(hc.Mounts);
   const restart = obj(hc, 'RestartPolicy');
-  if (restart && restart.Name !== undefined && restart.Name !== '' && restart.Name !== 'no') throw new ApiError(400, 'HostConfig.RestartPolicy is not supported: Ferry has no daemon to restart containers');
+  const restartName = restart ? str(restart, 'Name') : undefined;
+  const retries = restart?.MaximumRetryCount;
+  if (retries !== undefined && retries !== null && (typeof retries !== 'number' || !Number.isInteger(retries) || retries < 0)) throw new ApiError(400, 'invalid HostConfig.RestartPolicy.MaximumRetryCount: give a whole number');
   const endpoint = endpointConfig(body, str(hc, 'NetworkMode'));
   const networkMode = endpoint.network;
   const tmpfs = strMap(hc, 'Tmpfs');
@@ -847,7 +849,9 @@ export function createOptions(body: Record<string, unknown>, name: string | unde
   return {
     image,
     name,
-    command: entrypoint?.length ? [...entrypoint, ...(cmd ?? [])] : cmd ?? [],
+    command: cmd ?? [],
+    entrypoint: entrypoint === undefined ? undefined : JSON.stringify(entrypoint),
+    user: str(body, 'User') || undefined,
     env: strList(body, 'Env'),
     workdir: str(body, 'WorkingDir') || undefined,
     hostname: str(body, 'Hostname') || undefined,
@@ -856,13 +860,17 @@ export function createOptions(body: Record<string, unknown>, name: string | unde
     stopTimeout: typeof stopTimeout === 'number' ? stopTimeout : undefined,
     tty: bool(body, 'Tty'),
     interactive: bool(body, 'OpenStdin'),
-    volumes: strList(hc, 'Binds'),
-    tmpfs: tmpfs ? Object.entries(tmpfs).map(([d, o]) => (o ? `${d}:${o}` : d)) : undefined,
+    volumes: [...(strList(hc, 'Binds') ?? []), ...volumes],
+    tmpfs: [...(tmpfs ? Object.entries(tmpfs).map(([d, o]) => (o ? `${d}:${o}` : d)) : []), ...mountTmpfs],
     network: !networkMode || networkMode === 'default' ? undefined : networkMode,
     ip: endpoint.ip,
     networkAliases: endpoint.aliases,
     publish: portBindings(obj(hc, 'PortBindings')),
+    publishAll: bool(hc, 'PublishAllPorts'),
     autoRemove: bool(hc, 'AutoRemove'),
+    resources: hostResources(hc),
+    restart: restartName ? (restartName === 'on-failure' && retries ? `on-failure:${retries}` : restartName) : undefined,
+    securityOpt: strList(hc, 'SecurityOpt'),
     createCommand: undefined,
   };
 }
@@ -889,6 +897,82 @@ function endpointConfig(body: Record<string, unknown>, networkMode: string | und
   return { network: mode ?? name, aliases: aliases?.length ? aliases : undefined, ip: str(ipam, 'IPv4Address') || undefined };
 }
 
+/** A whole number field of HostConfig (bytes, counts), if given and not 0 (Docker's "unset"). */
+function positiveInt(hc: Record<string, unknown>, key: string, allowMinusOne = false): number | undefined {
+  const v = hc[key];
+  if (v === undefined || v === null || v === 0) return undefined;
+  if (typeof v !== 'number' || !Number.isInteger(v) || (v < 0 && !(allowMinusOne && v === -1))) throw new ApiError(400, `invalid HostConfig.${key}: give a whole number`);
+  return v;
+}
+
+/** HostConfig's limits (Memory, MemorySwap, NanoCpus, CpuShares, PidsLimit, Ulimits, ShmSize) as `ferry create`'s flags. */
+function hostResources(hc: Record<string, unknown>): CreateOptions['resources'] {
+  const r: NonNullable<CreateOptions['resources']> = {};
+  const memory = positiveInt(hc, 'Memory');
+  if (memory !== undefined) r.memory = String(memory);
+  const swap = positiveInt(hc, 'MemorySwap', true);
+  if (swap !== undefined) r.memorySwap = String(swap);
+  const nano = positiveInt(hc, 'NanoCpus');
+  if (nano !== undefined) r.cpus = String(nano / 1e9);
+  const shares = positiveInt(hc, 'CpuShares');
+  if (shares !== undefined) r.cpuShares = String(shares);
+  const pids = positiveInt(hc, 'PidsLimit', true);
+  if (pids !== undefined) r.pidsLimit = String(pids);
+  const shm = positiveInt(hc, 'ShmSize');
+  if (shm !== undefined) r.shmSize = String(shm);
+  const ulimits = hc.Ulimits;
+  if (ulimits !== undefined && ulimits !== null) {
+    if (!Array.isArray(ulimits)) throw new ApiError(400, 'invalid HostConfig.Ulimits: give a list of {Name, Soft, Hard}');
+    r.ulimit = ulimits.map((u: unknown) => {
+      const o = u && typeof u === 'object' ? (u as Record<string, unknown>) : {};
+      if (typeof o.Name !== 'string' || !Number.isInteger(o.Soft) || !Number.isInteger(o.Hard)) throw new ApiError(400, 'invalid HostConfig.Ulimits entry: give {"Name": "nofile", "Soft": 1024, "Hard": 2048}');
+      return `${o.Name}=${o.Soft as number}:${o.Hard as number}`;
+    });
+  }
+  return Object.keys(r).length ? r : undefined;
+}
+
+/**
+ * HostConfig.Mounts (Docker's --mount): bind and volume mounts as -v specs, tmpfs ones as
+ * --tmpfs specs. Options Ferry would not honour are refused, never dropped.
+ */
+function hostMounts(v: unknown): { volumes: string[]; tmpfs: string[] } {
+  const out = { volumes: [] as string[], tmpfs: [] as string[] };
+  if (v === undefined || v === null) return out;
+  if (!Array.isArray(v)) throw new ApiError(400, 'invalid HostConfig.Mounts: give a list');
+  for (const m of v as unknown[]) {
+    const o = m && typeof m === 'object' ? (m as Record<string, unknown>) : {};
+    const type = str(o, 'Type');
+    const target = str(o, 'Target');
+    if (!target || !target.startsWith('/')) throw new ApiError(400, 'HostConfig.Mounts: each mount needs an absolute Target');
+    const ro = bool(o, 'ReadOnly');
+    for (const k of ['BindOptions', 'VolumeOptions']) {
+      const opts = obj(o, k);
+      if (opts && Object.values(opts).some((x) => x !== undefined && x !== null && x !== false && x !== '' && !(typeof x === 'object' && !Object.keys(x as object).length))) {
+        throw new ApiError(400, `HostConfig.Mounts: ${k} are not supported: give the mount without them`);
+      }
+    }
+    if (type === 'bind' || type === 'volume') {
+      const source = str(o, 'Source');
+      if (!source) throw new ApiError(400, `HostConfig.Mounts: a ${type} mount needs a Source${type === 'volume' ? ' (anonymous volumes: leave Mounts out and use the image\'s VOLUME)' : ''}`);
+      if (type === 'bind' && !source.startsWith('/')) throw new ApiError(400, 'HostConfig.Mounts: a bind mount\'s Source must be an absolute path');
+      if (type === 'volume' && source.startsWith('/')) throw new ApiError(400, 'HostConfig.Mounts: a volume mount\'s Source is a volume name, not a path');
+      out.volumes.push(`${source}:${target}${ro ? ':ro' : ''}`);
+    } else if (type === 'tmpfs') {
+      const t = obj(o, 'TmpfsOptions') ?? {};
+      const size = t.SizeBytes;
+      const mode = t.Mode;
+      if (size !== undefined && size !== null && (typeof size !== 'number' || !Number.isInteger(size) || size < 0)) throw new ApiError(400, 'invalid TmpfsOptions.SizeBytes: give a whole number of bytes');
+      if (mode !== undefined && mode !== null && (typeof mode !== 'number' || !Number.isInteger(mode) || mode < 0 || mode > 0o7777)) throw new ApiError(400, 'invalid TmpfsOptions.Mode: give a file mode');
+      const opts = [...(ro ? ['ro'] : []), ...(size ? [`size=${size}`] : []), ...(typeof mode === 'number' ? [`mode=${mode.toString(8)}`] : [])];
+      out.tmpfs.push(opts.length ? `${target}:${opts.join(',')}` : target);
+    } else {
+      throw new ApiError(400, `HostConfig.Mounts: type "${type ?? ''}" is not supported: use bind, volume or tmpfs`);
+    }
+  }
+  return out;
+}
+
 /** HostConfig.PortBindings {"80/tcp": [{"HostIp": "", "HostPort": "8080"}]} as -p specs. */
 function portBindings(pb: Record<string, unknown> | undefined): string[] | undefined {
   if (!pb) return undefined;
@@ -901,8 +985,8 @@ function portBindings(pb: Record<string, unknown> | undefined): string[] | undef
     for (const b of binds as Record<string, unknown>[]) {
       const ip = b && typeof b === 'object' ? str(b, 'HostIp') : undefined;
       const hp = b && typeof b === 'object' ? str(b, 'HostPort') : undefined;
-      if (!hp) throw new ApiError(400, `HostConfig.PortBindings["${port}"] needs a HostPort (random host ports are not supported yet)`);
-      out.push(`${ip ? `${ip}:` : ''}${hp}:${ctr}/${proto}`);
+      // No HostPort: a free one is picked (docker run -p 80, compose's `ports: ["80"]`).
+      out.push(hp ? `${ip ? `${ip}:` : ''}${hp}:${ctr}/${proto}` : `${ip ? `${ip}::` : ''}${ctr}/${proto}`);
     }
   }
   return out;

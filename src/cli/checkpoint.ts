@@ -151,7 +151,7 @@ export function registerCheckpointCommands(parent: Command, ctx: Ctx, top: boole
     .option('--pod <pod>', 'with --import or an image: restore into this pod (only a container checkpointed out of a pod)')
     .option('--ignore-static-ip', 'give the container a new IP address (established TCP connections are then closed)')
     .option('--ignore-static-mac', 'give the container a new MAC address')
-    .option('-p, --publish <[ip:]host:ctr[/proto]>', 'replace the published ports (repeatable)', collect, [])
+    .option('-p, --publish <[[ip:]host:]ctr[/proto]>', 'replace the published ports; without a host port, on a free one (repeatable)', collect, [])
     .option('--tls-verify [bool]', 'pulling a missing image requires verified HTTPS', true)
     .option('--creds <user:pass>', 'credentials to pull a missing image')
     .option('--authfile <file>', 'the auth file to pull a missing image')

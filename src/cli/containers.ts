@@ -69,7 +69,7 @@ function addCreateFlags(cmd: Command): Command {
     .option('--ip <address>', 'static IPv4 address on the network')
     .option('--mac-address <mac>', 'static MAC address')
     .option('--network-alias <alias>', "another name for the container on its network's DNS (repeatable)", collect, [])
-    .option('-p, --publish <[ip:]host:ctr[/proto]>', 'publish a container port on the host (repeatable)', collect, [])
+    .option('-p, --publish <[[ip:]host:]ctr[/proto]>', 'publish a container port on the host; without a host port, on a free one (repeatable)', collect, [])
     .option('-P, --publish-all', "publish every port the image exposes on a free host port")
     .option('--pod <pod>', 'run in this pod (sharing its namespaces)')
     .option('-t, --tty', 'allocate a terminal for the container')

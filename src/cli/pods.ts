@@ -16,7 +16,7 @@ export function registerPodCommands(program: Command, ctx: Ctx): void {
     .option('--name <name>', 'pod name')
     .option('--share <ns>', 'namespaces to share: net, ipc, uts (default net,ipc,uts)', collect, [])
     .option('--hostname <name>', 'the pod\'s host name (default: its name)')
-    .option('-p, --publish <[ip:]host:ctr[/proto]>', 'publish a port of the pod (repeatable)', collect, [])
+    .option('-p, --publish <[[ip:]host:]ctr[/proto]>', 'publish a port of the pod; without a host port, on a free one (repeatable)', collect, [])
     .option('--network <name>', 'bridge network of the pod')
     .action(async (f: { name?: string; share: string[]; hostname?: string; publish: string[]; network?: string }) => {
       const p = await createPod(getEngine(ctx), { name: f.name, share: f.share.length ? f.share : undefined, hostname: f.hostname, publish: f.publish, network: f.network, createCommand: commandLine() });

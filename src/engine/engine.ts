@@ -485,6 +485,7 @@ export class Engine {
     }
     // Checked before a pull: a bad --network or -p fails fast.
     let network = pod ? undefined : this.parseNetwork(o);
+    if (network) await this.pickHostPorts(network);
     const img = await this.imageForRun(o.image, o.pull ?? 'missing', o.pullOptions);
     const c = img.Config;
     if (o.publishAll && Object.keys(c.ExposedPorts ?? {}).length) {
@@ -556,10 +557,31 @@ export class Engine {
     );
   }
 
-  /** -P: each port the image exposes and -p left out, on a free host port (as Podman picks them). */
-  private async publishAll(exposed: Record<string, object>, net: NetworkConfig): Promise<string[]> {
+  /** Host ports no container here has asked for: free on this host, and taken by no record. */
+  private async freeHostPort(taken: Set<number>): Promise<number> {
+    let host: number;
+    do host = await freePort();
+    while (taken.has(host));
+    taken.add(host);
+    return host;
+  }
+
+  private takenHostPorts(net: NetworkConfig): Set<number> {
     const taken = new Set(this.allRecords().flatMap((r) => (r.config.network?.ports ?? []).map((p) => p.hostPort)));
     for (const p of net.ports) taken.add(p.hostPort);
+    return taken;
+  }
+
+  /** -p CTRPORT (no host port): a free host port for each, as Podman picks them. */
+  async pickHostPorts(net: NetworkConfig): Promise<void> {
+    if (!net.ports.some((p) => p.hostPort === 0)) return;
+    const taken = this.takenHostPorts(net);
+    for (const p of net.ports) if (p.hostPort === 0) p.hostPort = await this.freeHostPort(taken);
+  }
+
+  /** -P: each port the image exposes and -p left out, on a free host port (as Podman picks them). */
+  private async publishAll(exposed: Record<string, object>, net: NetworkConfig): Promise<string[]> {
+    const taken = this.takenHostPorts(net);
     const out: string[] = [];
     for (const key of Object.keys(exposed)) {
       const m = /^(\d{1,5})(?:\/(tcp|udp))?$/i.exec(key);
@@ -567,11 +589,7 @@ export class Engine {
       const port = Number(m[1]);
       const proto = (m[2] ?? 'tcp').toLowerCase();
       if (port < 1 || port > 65535 || net.ports.some((p) => p.containerPort === port && p.protocol === proto)) continue;
-      let host: number;
-      do host = await freePort();
-      while (taken.has(host));
-      taken.add(host);
-      out.push(`${host}:${port}/${proto}`);
+      out.push(`${await this.freeHostPort(taken)}:${port}/${proto}`);
     }
     return out;
   }
@@ -580,7 +598,7 @@ export class Engine {
     const want = o.network ?? 'bridge';
     const ports = (o.publish ?? []).map(parsePublish);
     const seen = new Set<string>();
-    for (const p of ports) {
+    for (const p of ports.filter((x) => x.hostPort !== 0)) {
       const k = `${p.hostIP ?? ''}:${p.hostPort}/${p.protocol}`;
       if (seen.has(k)) throw new FerryError('EINVAL', `host port ${p.hostPort}/${p.protocol} is published twice`);
       seen.add(k);

@@ -80,8 +80,10 @@ export async function restoreLocked(engine: Engine, rec: ContainerRecord, o: Res
   }
   // A checkpoint with established connections can only be restored with them (or closed).
   const tcpEstablished = o.tcpEstablished || (meta.options.tcpEstablished && !o.tcpClose);
-  if (o.publish && rec.config.network?.mode === 'bridge') rec.config.network.ports = o.publish;
-  else if (o.publish?.length) throw new FerryError('EINVAL', `container ${name} is not on a bridge network, so it cannot publish ports`);
+  if (o.publish && rec.config.network?.mode === 'bridge') {
+    rec.config.network.ports = o.publish.map((p) => ({ ...p }));
+    await engine.pickHostPorts(rec.config.network);
+  } else if (o.publish?.length) throw new FerryError('EINVAL', `container ${name} is not on a bridge network, so it cannot publish ports`);
   const netReq = {
     ip: newIp ? undefined : meta.network?.ip,
     mac: o.ignoreStaticMac ? undefined : meta.network?.mac,

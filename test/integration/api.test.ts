@@ -130,7 +130,7 @@ test('bad requests: one Docker-shaped error line, nothing created', async () => 
     ['[1,2]', 400, /JSON object/],
     ['{"Cmd":["true"]}', 400, /Image is required/],
     ['{"Image":"busybox","Cmd":"x","Env":[1]}', 400, /invalid Env/],
-    ['{"Image":"busybox","User":"1000"}', 400, /User is not supported/],
+    ['{"Image":"busybox","HostConfig":{"Mounts":[{"Type":"npipe","Target":"/x"}]}}', 400, /type "npipe" is not supported/],
     ['{"Image":"busybox","HostConfig":{"Binds":["/nonexistent-ferry-path:/x"]}}', 404, /does not exist/],
     ['{"Image":"nosuchimage"}', 404, /nosuchimage/],
   ];
@@ -241,10 +241,28 @@ for (const [label, bin] of CLIENTS) {
     assert.match(gone.stderr, /^(Error response from daemon: no container with name or ID "looper"|Error: No such container: looper)/);
 
     // A bad create through the docker CLI: one error line, nothing made.
-    const bad = await docker(['run', '-d', '--user', '1000', '--name', 'baduser', 'busybox', 'true']);
+    const bad = await docker(['run', '-d', '--mount', 'type=bind,source=relative,target=/x', '--name', 'badmount', 'busybox', 'true']);
     assert.notEqual(bad.code, 0);
-    assert.match(bad.stderr.trim(), /^docker: Error response from daemon: User is not supported yet[^\n]*\n/);
+    assert.match(bad.stderr.trim(), /absolute/);
     assert.deepEqual(await h.names(), []);
+
+    // What `ferry create` honours, through Docker's create: user, entrypoint, a random host
+    // port, limits, --mount, a restart policy.
+    const vol = path.join(h.dir, `mnt-${label.replace(/\W/g, '')}`);
+    fs.mkdirSync(vol, { recursive: true });
+    fs.writeFileSync(path.join(vol, 'f'), 'from the host\n');
+    await dockerOk(['run', '-d', '--name', 'opts', '--user', '1000:1000', '--entrypoint', 'sh', '-p', '127.0.0.1::80', '--memory', '64m', '--pids-limit', '50',
+      '--mount', `type=bind,source=${vol},target=/data,readonly`, '--restart', 'on-failure:2', 'busybox', '-c', 'id -u; id -g; cat /data/f; sleep 1000']);
+    await eventually(async () => (await dockerOk(['logs', 'opts'])).includes('from the host'), 10_000, 100);
+    assert.deepEqual((await dockerOk(['logs', 'opts'])).split('\n'), ['1000', '1000', 'from the host']);
+    const port = await dockerOk(['port', 'opts', '80']);
+    assert.match(port, /^127\.0\.0\.1:(\d+)$/);
+    assert.notEqual(port, '127.0.0.1:80', 'no host port given: a free one was picked');
+    const ins = await h.inspect('opts');
+    assert.equal(ins.HostConfig.Memory, 64 * 2 ** 20);
+    assert.equal(ins.HostConfig.PidsLimit, 50);
+    assert.equal(ins.HostConfig.RestartPolicy.Name, 'on-failure');
+    await dockerOk(['rm', '-f', 'opts']);
   });
 
   test(`docker run ${label} in the foreground: output on the right streams, the exit code, --rm leaves nothing`, { timeout: 120_000 }, async (t) => {

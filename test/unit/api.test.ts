@@ -40,7 +40,9 @@ test('createOptions: Docker create JSON as Ferry create options; what Ferry woul
     },
     'web',
   );
-  assert.deepEqual(o.command, ['sh', '-c', 'echo hi']);
+  assert.deepEqual(o.command, ['echo hi'], 'Cmd replaces the image\'s Cmd');
+  assert.equal(o.entrypoint, '["sh","-c"]', 'Entrypoint replaces the image\'s Entrypoint');
+  assert.equal(o.user, undefined);
   assert.equal(o.name, 'web');
   assert.deepEqual(o.env, ['A=1']);
   assert.equal(o.workdir, '/tmp');
@@ -54,14 +56,45 @@ test('createOptions: Docker create JSON as Ferry create options; what Ferry woul
   assert.deepEqual(createOptions({ Image: 'busybox' }, undefined).command, [], "the image's command");
   assert.equal(createOptions({ Image: 'busybox', HostConfig: { NetworkMode: 'none' } }, undefined).network, 'none');
   assert.throws(() => createOptions({}, undefined), apiErr(400, /Image is required/));
-  assert.throws(() => createOptions({ Image: 'b', User: 'nobody' }, undefined), apiErr(400, /User/));
+  assert.equal(createOptions({ Image: 'b', User: 'nobody:users' }, undefined).user, 'nobody:users');
+  assert.equal(createOptions({ Image: 'b', Entrypoint: null, Cmd: ['x'] }, undefined).entrypoint, undefined, "null: the image's Entrypoint");
+  const hc = createOptions(
+    {
+      Image: 'b',
+      HostConfig: {
+        Memory: 67108864, MemorySwap: -1, NanoCpus: 1500000000, CpuShares: 512, PidsLimit: 100, ShmSize: 1048576,
+        Ulimits: [{ Name: 'nofile', Soft: 1024, Hard: 2048 }],
+        RestartPolicy: { Name: 'on-failure', MaximumRetryCount: 3 },
+        PublishAllPorts: true,
+        SecurityOpt: ['seccomp=unconfined'],
+        Mounts: [
+          { Type: 'bind', Source: '/srv', Target: '/data', ReadOnly: true },
+          { Type: 'volume', Source: 'vol1', Target: '/vol' },
+          { Type: 'tmpfs', Target: '/scratch', TmpfsOptions: { SizeBytes: 1048576, Mode: 0o1777 } },
+        ],
+        PortBindings: { '80/tcp': [{ HostIp: '127.0.0.1', HostPort: '' }], '53/udp': [{}] },
+      },
+    },
+    undefined,
+  );
+  assert.deepEqual(hc.resources, { memory: '67108864', memorySwap: '-1', cpus: '1.5', cpuShares: '512', pidsLimit: '100', shmSize: '1048576', ulimit: ['nofile=1024:2048'] });
+  assert.equal(hc.restart, 'on-failure:3');
+  assert.equal(hc.publishAll, true);
+  assert.deepEqual(hc.securityOpt, ['seccomp=unconfined']);
+  assert.deepEqual(hc.volumes, ['/srv:/data:ro', 'vol1:/vol']);
+  assert.deepEqual(hc.tmpfs, ['/scratch:size=1048576,mode=1777']);
+  assert.deepEqual(hc.publish, ['127.0.0.1::80/tcp', '53/udp'], 'no HostPort: a free one is picked');
+  assert.equal(createOptions({ Image: 'b', HostConfig: { RestartPolicy: { Name: 'always' } } }, undefined).restart, 'always');
   assert.throws(() => createOptions({ Image: 'b', Env: 'A=1' }, undefined), apiErr(400, /invalid Env/));
   assert.throws(() => createOptions({ Image: 'b', Labels: { a: 1 } }, undefined), apiErr(400, /invalid Labels/));
   assert.throws(() => createOptions({ Image: 'b', HostConfig: { Privileged: true } }, undefined), apiErr(400, /Privileged/));
-  assert.throws(() => createOptions({ Image: 'b', HostConfig: { RestartPolicy: { Name: 'always' } } }, undefined), apiErr(400, /RestartPolicy/));
   assert.throws(() => createOptions({ Image: 'b', HostConfig: { Mounts: [{}] } }, undefined), apiErr(400, /Mounts/));
+  assert.throws(() => createOptions({ Image: 'b', HostConfig: { Mounts: [{ Type: 'npipe', Target: '/x' }] } }, undefined), apiErr(400, /type "npipe"/));
+  assert.throws(() => createOptions({ Image: 'b', HostConfig: { Mounts: [{ Type: 'bind', Source: 'rel', Target: '/x' }] } }, undefined), apiErr(400, /absolute/));
+  assert.throws(() => createOptions({ Image: 'b', HostConfig: { Mounts: [{ Type: 'volume', Source: 'v', Target: '/x', VolumeOptions: { NoCopy: true } }] } }, undefined), apiErr(400, /VolumeOptions/));
+  assert.throws(() => createOptions({ Image: 'b', HostConfig: { Memory: -5 } }, undefined), apiErr(400, /Memory/));
+  assert.throws(() => createOptions({ Image: 'b', HostConfig: { Ulimits: [{ Name: 'nofile' }] } }, undefined), apiErr(400, /Ulimits/));
   assert.throws(() => createOptions({ Image: 'b', HostConfig: { PortBindings: { '80/sctp': [] } } }, undefined), apiErr(400, /invalid port/));
-  assert.throws(() => createOptions({ Image: 'b', HostConfig: { PortBindings: { '80/tcp': [{ HostPort: '' }] } } }, undefined), apiErr(400, /HostPort/));
   assert.throws(() => createOptions({ Image: 'b', StopTimeout: -1 }, undefined), apiErr(400, /StopTimeout/));
 });
 

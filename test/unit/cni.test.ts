@@ -116,15 +116,15 @@ test('validMac: six hex pairs, unicast only', () => {
 
 // ------------------------------------------------------------------------- -p
 
-test('parsePublish: CTR, HOST:CTR, IP:HOST:CTR, IP::CTR, with /tcp or /udp', () => {
+test('parsePublish: CTR, HOST:CTR, IP:HOST:CTR, IP::CTR, with /tcp or /udp (no host port: 0, picked at create)', () => {
   const cases: [string, ReturnType<typeof parsePublish>][] = [
-    ['80', { hostPort: 80, containerPort: 80, protocol: 'tcp' }],
+    ['80', { hostPort: 0, containerPort: 80, protocol: 'tcp' }],
     ['8080:80', { hostPort: 8080, containerPort: 80, protocol: 'tcp' }],
     ['127.0.0.1:8080:80', { hostPort: 8080, containerPort: 80, protocol: 'tcp', hostIP: '127.0.0.1' }],
     ['0.0.0.0:8080:80', { hostPort: 8080, containerPort: 80, protocol: 'tcp', hostIP: '0.0.0.0' }],
-    ['10.0.0.2::80', { hostPort: 80, containerPort: 80, protocol: 'tcp', hostIP: '10.0.0.2' }],
-    ['80/tcp', { hostPort: 80, containerPort: 80, protocol: 'tcp' }],
-    ['53/udp', { hostPort: 53, containerPort: 53, protocol: 'udp' }],
+    ['10.0.0.2::80', { hostPort: 0, containerPort: 80, protocol: 'tcp', hostIP: '10.0.0.2' }],
+    ['80/tcp', { hostPort: 0, containerPort: 80, protocol: 'tcp' }],
+    ['53/udp', { hostPort: 0, containerPort: 53, protocol: 'udp' }],
     ['5353:53/UDP', { hostPort: 5353, containerPort: 53, protocol: 'udp' }],
     ['127.0.0.1:5353:53/udp', { hostPort: 5353, containerPort: 53, protocol: 'udp', hostIP: '127.0.0.1' }],
     ['65535:1', { hostPort: 65535, containerPort: 1, protocol: 'tcp' }],

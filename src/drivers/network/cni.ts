@@ -118,8 +118,9 @@ export function parsePublish(spec: string): PortMapping {
   else if (parts.length === 3) [hostIP, host, ctr] = parts;
   const port = (v: string | undefined): number | undefined => (v && /^\d+$/.test(v) && Number(v) > 0 && Number(v) < 65536 ? Number(v) : undefined);
   const containerPort = port(ctr);
-  const hostPort = host === undefined || host === '' ? containerPort : port(host);
-  if (!containerPort || !hostPort || (hostIP && parseIPv4(hostIP) === undefined) || rest.length) {
+  // No host port (80, IP::80): one is picked when the container is created, as Podman does (0 until then).
+  const hostPort = host === undefined || host === '' ? 0 : port(host);
+  if (!containerPort || hostPort === undefined || (hostIP && parseIPv4(hostIP) === undefined) || rest.length) {
     throw new FerryError('EINVAL', `invalid port "${spec}": use [[HOST_IP:]HOST_PORT:]CONTAINER_PORT[/tcp|udp]`);
   }
   return { hostPort, containerPort, protocol, ...(hostIP ? { hostIP } : {}) };
