@@ -3,11 +3,11 @@
  * auth. Everything it returns is checked by the caller against digests; it only refuses what
  * is malformed or too large. node:http/https only (runs on Node and Bun alike).
  */
-import * as http from 'node:http';
-import * as https from 'node:https';
+import type * as http from 'node:http';
 import type { Readable } from 'node:stream';
 import { createHash } from 'node:crypto';
 import { FerryError } from '../../lib/errors.js';
+import * as lazy from '../../lib/lazy.js';
 import type { Credentials } from './auth.js';
 import { registryHost, type ImageReference } from './reference.js';
 
@@ -53,7 +53,7 @@ export class RegistryClient {
   }
 
   private raw(method: string, url: URL, headers: Record<string, string>, body?: Body): Promise<Response> {
-    const mod = url.protocol === 'https:' ? https : http;
+    const mod = url.protocol === 'https:' ? lazy.https() : lazy.http();
     return new Promise((resolve, reject) => {
       const h: Record<string, string> = { 'User-Agent': 'ferry', ...headers };
       if (body !== undefined) h['Content-Length'] = String(body.length);
