@@ -115,6 +115,8 @@ export interface NetworkRequest {
   ip?: string;
   mac?: string;
   ports?: PortMapping[];
+  /** Hold the new namespace's traffic until released (see AttachOptions.hold); recorded as trafficHeld. */
+  holdTraffic?: boolean;
 }
 
 /**
@@ -445,8 +447,10 @@ export class Engine {
           // Recorded before the plugins run: a ferry killed in the middle leaves something to undo.
           onNetns: (partial) => {
             rec.state.net = partial;
+            if (req.holdTraffic) rec.state.trafficHeld = true; // recorded first: a repair releases it
             this.save(rec);
           },
+          hold: req.holdTraffic,
         }),
       { what: 'network setup' },
     );

@@ -12,6 +12,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { FerryError } from '../lib/errors.js';
+import { releaseTraffic } from '../drivers/network/cni.js';
 import { debug } from '../lib/log.js';
 import { readJsonIfExists, writeJsonAtomic } from '../lib/fsutil.js';
 import { restoreArgs, type RuncRestoreOptions } from '../drivers/runtime/runc.js';
@@ -88,6 +89,9 @@ export async function restoreLocked(engine: Engine, rec: ContainerRecord, o: Res
     ip: newIp ? undefined : meta.network?.ip,
     mac: o.ignoreStaticMac ? undefined : meta.network?.mac,
     ports: rec.config.network?.ports,
+    // The connections' peers retransmit into the address: nothing may answer them before CRIU
+    // has put the sockets back (a reset would end them), so the new namespace holds its traffic.
+    holdTraffic: tcpEstablished,
   };
 
   // 2. Prepare: rootfs mounted, bundle written, any stale runtime record gone.
@@ -127,6 +131,11 @@ export async function restoreLocked(engine: Engine, rec: ContainerRecord, o: Res
     });
     runtimeMs = performance.now() - tr;
     debug(`restore ${name}: conmon + runc restore took ${runtimeMs.toFixed(1)}ms`);
+    if (rec.state.trafficHeld && rec.state.net) {
+      // The sockets are back: let their peers' retransmissions in.
+      await releaseTraffic(rec.state.net.netnsPath);
+      delete rec.state.trafficHeld;
+    }
     toRunning(rec.state, started, { restored: true, restoredAt: new Date().toISOString(), restoreLog: logFile });
     engine.event(rec, 'restore');
   } catch (e) {

@@ -492,6 +492,12 @@ export interface AttachOptions {
   aliases?: string[];
   /** Called once the namespace exists, before any plugin runs, so it can be recorded first. */
   onNetns?: (partial: Attachment) => void;
+  /**
+   * Hold the namespace's traffic (holdTraffic) from before its address is up: a restore of
+   * established TCP connections, whose peers retransmit into the address meanwhile; a packet
+   * reaching it before CRIU has put the socket back would be answered with a reset.
+   */
+  hold?: boolean;
 }
 
 /**
@@ -515,6 +521,14 @@ export async function attach(store: NetworkStore, o: AttachOptions): Promise<Att
   if (dnsName !== undefined && !validName(dnsName)) throw new FerryError('EINVAL', `invalid DNS name "${dnsName}": use letters, digits, '_', '.', '-'`);
   o.onNetns?.({ network: o.network.name, netnsName: ns.name, netnsPath: ns.path, ip: '', prefixLength: 0, gateway: '', mac: '', ports: o.ports, result: undefined, ...(dnsName ? { dnsName } : {}) });
   await createNetns(ns.name);
+  if (o.hold) {
+    try {
+      await holdTraffic(ns.path);
+    } catch (e) {
+      await deleteNetns(ns.name);
+      throw e;
+    }
+  }
   const list = store.conflist(o.network);
   const base = { containerId: o.containerId, netns: ns.path, ifname: 'eth0', env: dnsEnv(store) };
   const args = ['IgnoreUnknown=1', ...(want ? [`IP=${want}`] : []), ...(o.mac ? [`MAC=${o.mac}`] : []), ...(dnsName ? [`K8S_POD_NAME=${dnsName}`] : [])].join(';');
@@ -595,9 +609,12 @@ export async function holdTraffic(netnsPath: string): Promise<() => Promise<void
   return () => releaseTraffic(netnsPath);
 }
 
-/** Lets the traffic holdTraffic() held flow again. */
+/** Lets the traffic holdTraffic() held flow again (nothing to do when its chain is gone). */
 export async function releaseTraffic(netnsPath: string): Promise<void> {
-  await ipt(netnsPath, `*filter\n-D INPUT -j ${HOLD_CHAIN}\n-D OUTPUT -j ${HOLD_CHAIN}\n-F ${HOLD_CHAIN}\n-X ${HOLD_CHAIN}\nCOMMIT\n`);
+  const rules = await runOk(['nsenter', `--net=${netnsPath}`, '--', 'iptables', '-w', '-S'], { what: 'reading the namespace\'s rules' });
+  const has = (rule: string): boolean => rules.stdout.split('\n').some((l) => l.trim() === rule);
+  const del = [...(has(`-A INPUT -j ${HOLD_CHAIN}`) ? [`-D INPUT -j ${HOLD_CHAIN}`] : []), ...(has(`-A OUTPUT -j ${HOLD_CHAIN}`) ? [`-D OUTPUT -j ${HOLD_CHAIN}`] : []), ...(has(`-N ${HOLD_CHAIN}`) ? [`-F ${HOLD_CHAIN}`, `-X ${HOLD_CHAIN}`] : [])];
+  if (del.length) await ipt(netnsPath, `*filter\n${del.join('\n')}\nCOMMIT\n`);
 }
 
 function ipt(netnsPath: string, rules: string): Promise<unknown> {
