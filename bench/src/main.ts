@@ -75,7 +75,9 @@ async function main(): Promise<number> {
   // Short path: conmon's attach socket path must fit in 108 bytes.
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'fyb-'));
   cleanup.setTempDir(tmp);
-  const redis = !o.onlyMigration && !o.onlyApi && !o.onlyPull && [...o.crSizes, ...o.exportSizes, ...o.migSizes].includes('redis');
+  // Redis is prepared when a figure of this run uses it (the migration's too, with --only-migration).
+  const inPlace = !o.onlyMigration && !o.onlyApi && !o.onlyPull;
+  const redis = (inPlace && [...o.crSizes, ...o.exportSizes].includes('redis')) || (o.migration && !o.onlyApi && !o.onlyPull && o.migSizes.includes('redis'));
   const ctx = await prepareWorkloads(tmp, redis);
 
   const make: Record<EngineName, () => Engine> = {
