@@ -179,6 +179,19 @@ for (const [label, bin] of CLIENTS) {
     assert.deepEqual(logs.slice(0, 3), ['0', '1', '2']);
     const tail = await docker(['logs', '--tail', '1', '--timestamps', 'looper']);
     assert.match(tail.stdout.trim(), /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z \d+$/);
+    // logs -f: what the container prints after the command started arrives while it runs.
+    const follow = spawn(bin, ['logs', '-f', '--tail', '1', 'looper'], { env: { ...process.env, DOCKER_HOST: `unix://${SOCK}`, DOCKER_CONFIG: path.join(h.dir, 'docker-config') }, stdio: ['ignore', 'pipe', 'pipe'] });
+    let followed = '';
+    follow.stdout!.on('data', (d: Buffer) => (followed += d.toString()));
+    try {
+      const first = Number(tail.stdout.trim().split(' ')[1]);
+      await eventually(() => followed.split('\n').filter(Boolean).map(Number).some((n) => n >= first + 2), 15_000, 100);
+      const seen = followed.split('\n').filter(Boolean).map(Number);
+      assert.deepEqual(seen, Array.from({ length: seen.length }, (_, i) => seen[0]! + i), 'logs -f: each line once, in order');
+      assert.equal(follow.exitCode, null, 'logs -f still follows');
+    } finally {
+      follow.kill();
+    }
     assert.equal(await dockerOk(['exec', 'looper', 'sh', '-c', 'echo in-$HOSTNAME-ok']), `in-${id.slice(0, 12)}-ok`);
     const failed = await docker(['exec', 'looper', 'sh', '-c', 'exit 7']);
     assert.equal(failed.code, 7, 'exec: the command\'s exit code');
