@@ -151,6 +151,9 @@ export class Engine {
     this.self = opts.self;
     const own = async (_e: Engine, rec: ContainerRecord, op: PendingOp): Promise<void> => {
       if (op.name === 'start') await this.waitForConmon(rec);
+      // An interrupted stop or rm had begun to stop the container (its signal may be on its
+      // way): finish stopping it, as was asked, rather than adopt as running a process about to die.
+      if (op.name === 'stop' || op.name === 'remove') await this.finishStop(rec);
       await this.adoptFromRuntime(rec);
     };
     this.repairs = { start: own, stop: own, remove: own, ...wiring.repairs };
@@ -324,7 +327,18 @@ export class Engine {
     if (op && op.pid !== process.pid && !processAlive(op.pid, op.startTime)) {
       await this.repairInterrupted(rec, op);
     }
-    if (this.looksDead(rec)) await this.recordExit(rec);
+    if (this.looksDead(rec) || (await this.exitedUnderConmon(rec))) await this.recordExit(rec);
+  }
+
+  /**
+   * A process that has exited while its conmon lives on: conmon writes the exit file, then runs
+   * its exit command (`container cleanup`) and waits for it, which may be waiting for this very
+   * lock. The exit file and runc say it is gone (as cleanup() decides).
+   */
+  private async exitedUnderConmon(rec: ContainerRecord): Promise<boolean> {
+    if ((rec.state.status !== 'running' && rec.state.status !== 'paused') || rec.state.op || this.readExitCode(rec.config.id) === undefined) return false;
+    const rs = await this.runtime.state(rec.config.id);
+    return !rs || rs.status === 'stopped';
   }
 
   /** Records the exit conmon wrote and releases the runtime (network, mount); caller holds the lock. */
@@ -388,6 +402,17 @@ export class Engine {
       // (A "running" record whose conmon is gone is handled by the exit path in sync().)
       await this.releaseRuntime(rec);
     }
+  }
+
+  /** Kills what runs of a container whose stop was interrupted and waits (10 s at most) until conmon has seen it exit. */
+  private async finishStop(rec: ContainerRecord): Promise<void> {
+    const id = rec.config.id;
+    const rs = await this.runtime.state(id);
+    if (!rs || (rs.status !== 'running' && rs.status !== 'paused') || !processAlive(rs.pid)) return;
+    if (rs.status === 'paused') await this.runtime.resume(id).catch(() => undefined); // a frozen process cannot die
+    await this.runtime.kill(id, 'KILL', true).catch(() => undefined);
+    const end = Date.now() + 10_000;
+    while (Date.now() < end && this.readExitCode(id) === undefined && processAlive(rs.pid)) await sleep(20);
   }
 
   /**
@@ -963,19 +988,23 @@ export class Engine {
     await this.withContainer(
       ref,
       async (r) => {
-        // conmon runs this after writing the exit file, and waits for it: conmon is alive, so
-        // sync() cannot tell the container is gone. The exit file and runc can (as Podman's
-        // cleanup does): release the network and the rootfs now, not at the next command.
-        if ((r.state.status === 'running' || r.state.status === 'paused') && !r.state.op && this.readExitCode(r.config.id) !== undefined) {
+        // conmon runs this after writing the exit file, and waits for it: the exit file and runc
+        // say the container is gone (as Podman's cleanup does; sync() above may have recorded it
+        // already): release the network and the rootfs now, not at the next command.
+        if (this.readExitCode(r.config.id) === undefined || r.state.op) return;
+        if (r.state.status === 'running' || r.state.status === 'paused') {
           const rs = await this.runtime.state(r.config.id);
-          if (!rs || rs.status === 'stopped') {
-            await this.recordExit(r);
-            restart = this.restartWanted(r);
-            if (restart) {
-              r.state.restartCount = (r.state.restartCount ?? 0) + 1;
-              r.state.restarting = true;
-              this.save(r);
-            }
+          if (rs && rs.status !== 'stopped') return;
+          await this.recordExit(r);
+        }
+        // This exit (the exit file goes at the next start), recorded here or by a command that
+        // synced first while conmon waited for us: the restart policy decides, once.
+        if (r.state.status === 'exited' && !r.state.restarting) {
+          restart = this.restartWanted(r);
+          if (restart) {
+            r.state.restartCount = (r.state.restartCount ?? 0) + 1;
+            r.state.restarting = true;
+            this.save(r);
           }
         }
       },
