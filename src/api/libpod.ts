@@ -171,14 +171,7 @@ export function libpodRoutes(engine: Engine): Router {
   r.on('POST', '/containers/:name/restore', async ({ raw, res, params, query }) => {
     const imported = boolParam(query, 'import');
     if (query.getAll('publishPorts').length) throw new ApiError(400, 'publishPorts is not supported over the API yet');
-    const common = {
-      keep: boolParam(query, 'keep'),
-      tcpEstablished: boolParam(query, 'tcpEstablished'),
-      tcpClose: boolParam(query, 'tcpClose'),
-      fileLocks: boolParam(query, 'fileLocks'),
-      ignoreStaticIp: boolParam(query, 'ignoreStaticIP'),
-      ignoreStaticMac: boolParam(query, 'ignoreStaticMAC'),
-    };
+    const common = restoreQuery(query);
     const reports = imported
       ? await restoreContainers(engine, {
           ...common,
@@ -264,15 +257,7 @@ export function libpodRoutes(engine: Engine): Router {
   // `ferry pod restore` of a checkpointed pod.
   r.on('POST', '/pods/:name/restore', async ({ res, params, query }) => {
     if (boolParam(query, 'import')) throw new ApiError(400, 'import is not supported for pods over the API yet: use `ferry pod restore --import FILE`');
-    const r = await restorePodRequest(engine, {
-      pod: params.name!,
-      keep: boolParam(query, 'keep'),
-      tcpEstablished: boolParam(query, 'tcpEstablished'),
-      tcpClose: boolParam(query, 'tcpClose'),
-      fileLocks: boolParam(query, 'fileLocks'),
-      ignoreStaticIp: boolParam(query, 'ignoreStaticIP'),
-      ignoreStaticMac: boolParam(query, 'ignoreStaticMAC'),
-    });
+    const r = await restorePodRequest(engine, { pod: params.name!, ...restoreQuery(query) });
     sendJson(res, 200, { Id: r.id, Name: r.name, TotalMs: Math.round(r.totalMs), Containers: r.members.map((m) => ({ Id: m.id, Name: m.name })) });
   });
 
@@ -530,5 +515,17 @@ export function podSpecOptions(b: Record<string, unknown>): PodCreateOptions {
     share: share?.length ? share.filter((n) => n !== 'cgroup') : undefined,
     publish: publish.length ? publish : undefined,
     network: networks[0],
+  };
+}
+
+/** The restore options a container's and a pod's restore endpoints share (libpod's query names). */
+function restoreQuery(query: URLSearchParams) {
+  return {
+    keep: boolParam(query, 'keep'),
+    tcpEstablished: boolParam(query, 'tcpEstablished'),
+    tcpClose: boolParam(query, 'tcpClose'),
+    fileLocks: boolParam(query, 'fileLocks'),
+    ignoreStaticIp: boolParam(query, 'ignoreStaticIP'),
+    ignoreStaticMac: boolParam(query, 'ignoreStaticMAC'),
   };
 }

@@ -6,12 +6,13 @@
  * recipe and rebuilt only when the recipe changes. To add an application, add a recipe to APPS.
  */
 import assert from 'node:assert/strict';
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { after, before, describe, it } from 'node:test';
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { REPO, eventually, type Host } from './ferry.js';
-import type { NetHost } from './hosts.js';
+import { REPO, eventually, isRoot, skipWith, type Host } from './ferry.js';
+import { HostPair, hasSshd, names, type NetHost } from './hosts.js';
 
 export interface AppRecipe {
   /** Debian suite the root filesystem comes from; the host's apt sources must offer it. */
@@ -243,4 +244,86 @@ export class Counter {
   kill(): void {
     this.child.kill('SIGKILL');
   }
+}
+
+/** The uid line of a process (real, effective, saved, fs) as the host's /proc shows it. */
+export function procUids(pid: number): string[] {
+  const line = fs.readFileSync(`/proc/${pid}/status`, 'utf8').split('\n').find((l) => l.startsWith('Uid:'))!;
+  return line.split(/\s+/).slice(1, 5);
+}
+
+/**
+ * The migration suite of an HTTP service that answers GET /count (0, 1, 2, ... with X-Conn, the
+ * number of its connection): started on host A by `run`, moved A -> B by stop-and-copy, then B -> A
+ * with --lazy, while a Counter on A counts through one keep-alive connection, routed so that it
+ * follows the container's address. Every answer must be the one before plus one, a new connection
+ * then gets the next value, and the service still runs as `uid`.
+ */
+export function describeHttpMigration(o: { title: string; app: AppName; name: string; run: string[]; port: number; uid: number }): void {
+  const skip = !isRoot() ? 'needs root' : hasSshd() ? false : 'openssh-server is not installed (npm run setup installs it)';
+  describe(o.title, { skip }, () => {
+    let pair: HostPair;
+    let a: NetHost;
+    let b: NetHost;
+    let ip = '';
+    const clients: Counter[] = [];
+
+    const migrate = (from: NetHost, to: NetHost, extra: string[]) =>
+      from.ok(['migrate', o.name, to.url(), '--remote-command', to.remoteCommand(), ...pair.sshArgs(), '--tcp-established', '--print-stats', ...extra], { timeoutMs: 180_000 });
+    /** The next counter value, over a new connection from A. */
+    const nextCount = (): number =>
+      Number(execFileSync('nsenter', [`--net=/run/netns/${a.netns}`, process.execPath, '-e', `fetch('http://${ip}:${o.port}/count').then((r) => r.text()).then((t) => { console.log(t); process.exit(0); })`], { encoding: 'utf8', timeout: 20_000 }).trim());
+
+    async function underLoad(from: NetHost, to: NetHost, extra: string[], route: () => void): Promise<{ st: { mode: string; downtime_ms: number; total_ms: number; bytes_sent: number }; answers: number }> {
+      const start = nextCount();
+      const c = new Counter(a, ip, o.port);
+      clients.push(c);
+      await c.progress(100);
+      const st = JSON.parse(await migrate(from, to, extra));
+      assert.deepEqual(await names(from), []);
+      assert.deepEqual(await names(to, false), [o.name]);
+      assert.equal((await to.inspect(o.name)).NetworkSettings.IPAddress, ip);
+      route();
+      await c.progress(100);
+      const values = await c.stop();
+      assert.deepEqual(values, Array.from({ length: values.length }, (_, i) => start + 1 + i), 'every answer the one before plus one: nothing lost or repeated');
+      assert.equal(nextCount(), start + 1 + values.length, 'a new connection gets the next value');
+      assert.deepEqual(procUids((await to.inspect(o.name)).State.Pid), Array(4).fill(String(o.uid)), `still uid ${o.uid} after the move`);
+      return { st, answers: values.length };
+    }
+
+    before(async () => {
+      pair = new HostPair();
+      a = pair.a;
+      b = pair.b;
+      await pair.setup();
+      await Promise.all([importApp(a, o.app), importApp(b, o.app)]);
+      await a.ok(o.run);
+      ip = (await a.inspect(o.name)).NetworkSettings.IPAddress as string;
+      await eventually(async () => (await a.logs(o.name)).includes(`serving as uid ${o.uid}`), 20_000, 100);
+      // B forwards between A and its bridge and does not masquerade what the container sends A
+      // (as a routed network would): the restored socket speaks first, unknown to B's conntrack.
+      execFileSync('nsenter', [`--net=/run/netns/${b.netns}`, 'sysctl', '-qw', 'net.ipv4.ip_forward=1']);
+      execFileSync('nsenter', [`--net=/run/netns/${b.netns}`, 'iptables', '-w', '-t', 'nat', '-I', 'POSTROUTING', '-d', `${a.ip}/32`, '-j', 'ACCEPT']);
+    });
+    after(async () => {
+      for (const c of clients) c.kill();
+      // Routes, forwarding and rules live in the pair's namespaces and go with them.
+      await pair?.destroy();
+    });
+
+    it('stop-and-copy A -> B: the counter goes on over the same keep-alive connection', async (t) => {
+      const { st, answers } = await underLoad(a, b, [], () => execFileSync('ip', ['-n', a.netns, 'route', 'add', `${ip}/32`, 'via', b.ip]));
+      assert.equal(st.mode, 'stop-and-copy');
+      t.diagnostic(`stop-and-copy: downtime ${st.downtime_ms} ms, total ${st.total_ms} ms, ${(st.bytes_sent / 2 ** 20).toFixed(1)} MiB sent; ${answers} answers`);
+    });
+
+    it('lazy B -> A: the same, with memory following on demand', async (t) => {
+      const info = JSON.parse(await a.ok(['info', '--format', 'json']));
+      if (!info.host.checkpointModes.lazyPages) return skipWith(t, `lazy pages unavailable here: ${info.host.notes.join('; ')}`);
+      const { st, answers } = await underLoad(b, a, ['--lazy'], () => execFileSync('ip', ['-n', a.netns, 'route', 'del', `${ip}/32`]));
+      assert.equal(st.mode, 'lazy');
+      t.diagnostic(`lazy: downtime ${st.downtime_ms} ms, total ${st.total_ms} ms, ${(st.bytes_sent / 2 ** 20).toFixed(1)} MiB sent; ${answers} answers`);
+    });
+  });
 }

@@ -14,10 +14,8 @@ import * as fs from 'node:fs';
 import * as http from 'node:http';
 import type * as net from 'node:net';
 import * as path from 'node:path';
-import { execFileSync } from 'node:child_process';
-import { Host, eventually, isRoot, skipWith, timed } from '../helpers/ferry.js';
-import { HostPair, hasSshd, names, type NetHost } from '../helpers/hosts.js';
-import { Counter, importApp } from '../helpers/apps.js';
+import { Host, eventually, isRoot, timed } from '../helpers/ferry.js';
+import { describeHttpMigration, importApp, procUids as uids } from '../helpers/apps.js';
 import { freeIp } from '../helpers/net.js';
 
 const SKIP = !isRoot() ? 'needs root' : false;
@@ -126,12 +124,6 @@ function request(agent: http.Agent, host: string, method: string, urlPath: strin
     });
     req.end(body);
   });
-}
-
-/** The uid line of a process (real, effective, saved, fs) as the host's /proc shows it. */
-function uids(pid: number): string[] {
-  const line = fs.readFileSync(`/proc/${pid}/status`, 'utf8').split('\n').find((l) => l.startsWith('Uid:'))!;
-  return line.split(/\s+/).slice(1, 5);
 }
 
 describe('Python HTTP service across checkpoint/restore', { skip: SKIP }, () => {
@@ -294,70 +286,5 @@ describe('Python HTTP service across checkpoint/restore', { skip: SKIP }, () => 
   });
 });
 
-describe('Python HTTP service migrated to a second host while a client counts', { skip: SKIP || (hasSshd() ? false : 'openssh-server is not installed (npm run setup installs it)') }, () => {
-  let pair: HostPair;
-  let a: NetHost;
-  let b: NetHost;
-  let ip = '';
-  const clients: Counter[] = [];
-
-  const migrate = (from: NetHost, to: NetHost, extra: string[]) =>
-    from.ok(['migrate', 'pym', to.url(), '--remote-command', to.remoteCommand(), ...pair.sshArgs(), '--tcp-established', '--print-stats', ...extra], { timeoutMs: 180_000 });
-  /** The next counter value, over a new connection from A. */
-  const nextCount = (): number =>
-    Number(execFileSync('nsenter', [`--net=/run/netns/${a.netns}`, process.execPath, '-e', `fetch('http://${ip}/count').then((r) => r.text()).then((t) => { console.log(t); process.exit(0); })`], { encoding: 'utf8', timeout: 20_000 }).trim());
-
-  /** Migrates from -> to while a client counts; every answer must be the one before plus one. */
-  async function underLoad(from: NetHost, to: NetHost, extra: string[], route: () => void): Promise<{ st: { mode: string; downtime_ms: number; total_ms: number; bytes_sent: number }; answers: number }> {
-    const start = nextCount();
-    const c = new Counter(a, ip, PORT);
-    clients.push(c);
-    await c.progress(100);
-    const st = JSON.parse(await migrate(from, to, extra));
-    assert.deepEqual(await names(from), []);
-    assert.deepEqual(await names(to, false), ['pym']);
-    assert.equal((await to.inspect('pym')).NetworkSettings.IPAddress, ip);
-    route();
-    await c.progress(100);
-    const values = await c.stop();
-    assert.deepEqual(values, Array.from({ length: values.length }, (_, i) => start + 1 + i), 'every answer the one before plus one: nothing lost or repeated');
-    assert.equal(nextCount(), start + 1 + values.length, 'a new connection gets the next value');
-    assert.deepEqual(uids((await to.inspect('pym')).State.Pid), Array(4).fill(String(UID)), 'still uid 33 after the move');
-    return { st, answers: values.length };
-  }
-
-  before(async () => {
-    pair = new HostPair();
-    a = pair.a;
-    b = pair.b;
-    await pair.setup();
-    await Promise.all([importApp(a, 'python'), importApp(b, 'python')]);
-    // The program travels in the command line: no host directory to have on both hosts.
-    await a.ok(['run', '-d', '--name', 'pym', 'python', 'python3', '-c', APP]);
-    ip = (await a.inspect('pym')).NetworkSettings.IPAddress as string;
-    await eventually(async () => (await a.logs('pym')).includes(`serving as uid ${UID}`), 20_000, 100);
-    // B forwards between A and its bridge and does not masquerade what the container sends A
-    // (as a routed network would): the restored socket speaks first, unknown to B's conntrack.
-    execFileSync('nsenter', [`--net=/run/netns/${b.netns}`, 'sysctl', '-qw', 'net.ipv4.ip_forward=1']);
-    execFileSync('nsenter', [`--net=/run/netns/${b.netns}`, 'iptables', '-w', '-t', 'nat', '-I', 'POSTROUTING', '-d', `${a.ip}/32`, '-j', 'ACCEPT']);
-  });
-  after(async () => {
-    for (const c of clients) c.kill();
-    // Routes, forwarding and rules live in the pair's namespaces and go with them.
-    await pair?.destroy();
-  });
-
-  it('stop-and-copy A -> B: the counter goes on over the same keep-alive connection', async (t) => {
-    const { st, answers } = await underLoad(a, b, [], () => execFileSync('ip', ['-n', a.netns, 'route', 'add', `${ip}/32`, 'via', b.ip]));
-    assert.equal(st.mode, 'stop-and-copy');
-    t.diagnostic(`stop-and-copy: downtime ${st.downtime_ms} ms, total ${st.total_ms} ms, ${(st.bytes_sent / 2 ** 20).toFixed(1)} MiB sent; ${answers} answers`);
-  });
-
-  it('lazy B -> A: the same, with memory following on demand', async (t) => {
-    const info = JSON.parse(await a.ok(['info', '--format', 'json']));
-    if (!info.host.checkpointModes.lazyPages) return skipWith(t, `lazy pages unavailable here: ${info.host.notes.join('; ')}`);
-    const { st, answers } = await underLoad(b, a, ['--lazy'], () => execFileSync('ip', ['-n', a.netns, 'route', 'del', `${ip}/32`]));
-    assert.equal(st.mode, 'lazy');
-    t.diagnostic(`lazy: downtime ${st.downtime_ms} ms, total ${st.total_ms} ms, ${(st.bytes_sent / 2 ** 20).toFixed(1)} MiB sent; ${answers} answers`);
-  });
-});
+// The program travels in the command line: no host directory to have on both hosts.
+describeHttpMigration({ title: 'Python HTTP service migrated to a second host while a client counts', app: 'python', name: 'pym', run: ['run', '-d', '--name', 'pym', 'python', 'python3', '-c', APP], port: PORT, uid: UID });
