@@ -209,7 +209,20 @@ describe('the service under load, and killed mid-request', { skip: SKIP }, () =>
     process.stderr.write(`  kill: ${created.size} created, ${removed.size} removed, ${cut} requests cut or refused when the service died\n`);
     assert.ok(cut > 0, 'requests were in flight when the service was killed');
 
-    // The next ferry command repairs what the journal names.
+    // Containers the service was stopping when it died may still be dying (their signal was
+    // sent): once their conmons' exit commands have ended, the next ferry command repairs what
+    // the journal names, and the state it leaves must hold still.
+    await sleep(1000);
+    const cleanups = (): number =>
+      h.processes().filter((pid) => {
+        try {
+          const argv = fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
+          return path.basename(argv[0]!) !== 'conmon' && argv.includes('cleanup'); // conmon's own argv names it too
+        } catch {
+          return false;
+        }
+      }).length;
+    await eventually(() => cleanups() === 0, 30_000, 50);
     const listed = await psAll(h);
     const lost = [...created].filter((id) => !removed.has(id) && !cutRemoving.has(id) && !listed.has(id));
     assert.deepEqual(lost, [], 'every create that answered 201 is removed or listed (or was being removed when the service died)');
