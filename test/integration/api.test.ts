@@ -54,6 +54,16 @@ async function dockerOk(args: string[]): Promise<string> {
   if (r.code !== 0) throw new Error(`docker ${args.join(' ')} exited ${r.code}: ${r.stderr.trim()}`);
   return r.stdout.trim();
 }
+/** docker and dockerOk for one of the docker CLIs (28.2 on PATH, Debian's 20.10). */
+function dockerClient(bin: string): { docker: (args: string[]) => Promise<Out>; dockerOk: (args: string[]) => Promise<string> } {
+  const docker = (args: string[]): Promise<Out> => dockerWith(bin, args);
+  const dockerOk = async (args: string[]): Promise<string> => {
+    const r = await docker(args);
+    if (r.code !== 0) throw new Error(`docker ${args.join(' ')} exited ${r.code}: ${r.stderr.trim()}`);
+    return r.stdout.trim();
+  };
+  return { docker, dockerOk };
+}
 const podman = (args: string[]): Promise<Out> => runTool([PODMAN!, '--remote', '--url', `unix://${SOCK}`, ...args]);
 async function podmanOk(args: string[]): Promise<string> {
   const r = await podman(args);
@@ -157,12 +167,7 @@ test('bad requests: one Docker-shaped error line, nothing created', async () => 
 for (const [label, bin] of CLIENTS) {
   test(`docker CLI ${label}: run -d, ps both ways, logs, exec, inspect, checkpoint create/ls, start --checkpoint (the counter continues), checkpoint rm, stop, rm`, { timeout: 240_000 }, async (t) => {
     if (!bin) return skipWith(t, `no docker CLI ${label} on this machine (npm run setup)`);
-    const docker = (args: string[]): Promise<Out> => dockerWith(bin, args);
-    const dockerOk = async (args: string[]): Promise<string> => {
-      const r = await docker(args);
-      if (r.code !== 0) throw new Error(`docker ${args.join(' ')} exited ${r.code}: ${r.stderr.trim()}`);
-      return r.stdout.trim();
-    };
+    const { docker, dockerOk } = dockerClient(bin);
     // No network: its address could be taken by another root's container while it is checkpointed.
     const id = await dockerOk(['run', '-d', '--name', 'looper', '--network', 'none', '--label', 'app=api-test', 'busybox', ...LOOPER]);
     assert.match(id, /^[0-9a-f]{64}$/);
@@ -280,12 +285,7 @@ for (const [label, bin] of CLIENTS) {
 
   test(`docker run ${label} in the foreground: output on the right streams, the exit code, --rm leaves nothing`, { timeout: 120_000 }, async (t) => {
     if (!bin) return skipWith(t, `no docker CLI ${label} on this machine (npm run setup)`);
-    const docker = (args: string[]): Promise<Out> => dockerWith(bin, args);
-    const dockerOk = async (args: string[]): Promise<string> => {
-      const r = await docker(args);
-      if (r.code !== 0) throw new Error(`docker ${args.join(' ')} exited ${r.code}: ${r.stderr.trim()}`);
-      return r.stdout.trim();
-    };
+    const { docker, dockerOk } = dockerClient(bin);
     const r = await docker(['run', '--rm', 'busybox', 'sh', '-c', 'echo out; echo err >&2; sleep 1; echo late; exit 3']);
     assert.equal(r.code, 3, r.stderr);
     assert.equal(r.stdout, 'out\nlate\n');
