@@ -26,7 +26,7 @@ import { RegistryClient, type ClientOptions } from '../drivers/registry/client.j
 import { registryDomain } from '../drivers/registry/reference.js';
 import { VolumeStore, type VolumeRecord } from '../drivers/storage/volumes.js';
 import { createLayer, mountLayer, removeLayer, unmountLayer } from '../drivers/storage/overlay.js';
-import { findCriu, probeCriu, type CriuInfo } from '../drivers/criu/criu.js';
+import { findCriu, findCriuConfig, probeCriu, type CriuInfo } from '../drivers/criu/criu.js';
 import { attach, containerResolvConf, detach, inSubnet, NetworkStore, parseIPv4, parsePublish, validMac, DEFAULT_NETWORK, releaseTraffic, type NetworkRecord, type PortMapping } from '../drivers/network/cni.js';
 import { Paths } from './paths.js';
 import { findPod, getPod, podNamespaces, removePodRecord, type PodRecord } from './podstore.js';
@@ -146,7 +146,8 @@ export class Engine {
       if (!found || !isExecutableFile(found)) throw new FerryError('ENOTFOUND', `--runtime ${opts.runtime}: no such executable; give the path of runc or a runc-compatible runtime`);
       opts = { ...opts, runtime: path.resolve(found) };
     }
-    this.runtime = new RuncRuntime({ runcRoot: this.paths.runcRoot, criuPath: findCriu(), runc: opts.runtime });
+    const criuPath = findCriu();
+    this.runtime = new RuncRuntime({ runcRoot: this.paths.runcRoot, criuPath, criuConfig: findCriuConfig(criuPath), runc: opts.runtime });
     this.runtimeOpt = opts.runtime;
     this.self = opts.self;
     const own = async (_e: Engine, rec: ContainerRecord, op: PendingOp): Promise<void> => {

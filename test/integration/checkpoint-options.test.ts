@@ -4,6 +4,8 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { CRIU_CONF } from '../../src/drivers/criu/criu.js';
+import { readImage } from '../../src/drivers/criu/image.js';
 import { Host, FAST_LOOPER, containerDir, counts, countsOn, eventually, skipWith, sleep } from '../helpers/ferry.js';
 
 const h = new Host('cpopt');
@@ -215,3 +217,18 @@ test("CRIU's kernel facts are kept between runs (the private CRIU keeps them in 
   assert.equal(fs.statSync('/dev/criu.kdat').mode & 0o777, 0o600);
   await h.ok(['rm', '-f', 'kd']);
 });
+
+test('CRIU locks the network by nftables where setup found it (no iptables-restore processes), and the restore follows the dump', async (t) => {
+  if (!fs.existsSync(CRIU_CONF)) return skipWith(t, 'setup found no nftables network lock in this CRIU and kernel: CRIU uses iptables');
+  const id = await h.ok(['run', '-d', '--name', 'nl', 'busybox', ...FAST_LOOPER]);
+  await countsOn(h, 'nl', 2);
+  await h.ok(['container', 'checkpoint', 'nl']);
+  const [inv] = readImage(path.join(containerDir(h, id), 'checkpoint', 'inventory.img'), 'InventoryEntry');
+  assert.equal(inv?.networkLockMethod, 1, 'the dump recorded the nftables lock (CRIU: 0 iptables, 1 nftables)');
+  await h.ok(['container', 'restore', 'nl']);
+  const before = (await counts(h, 'nl')).at(-1)!;
+  await countsOn(h, 'nl', 2); // the counter goes on
+  assert.ok((await counts(h, 'nl')).at(-1)! >= before + 2);
+  await h.ok(['rm', '-f', 'nl']);
+});
+

@@ -9,6 +9,18 @@ export const CRIU_WRAPPER = '/usr/local/lib/ferry/bin/criu';
 
 export const MIN_CRIU = [4, 2] as const;
 
+/**
+ * CRIU options for Ferry's own runs of its CRIU, written by setup: the network lock by nftables
+ * where CRIU and the kernel have it (one netlink transaction instead of five iptables-restore
+ * processes to unlock a restored container's network).
+ */
+export const CRIU_CONF = '/usr/local/lib/ferry/etc/criu.conf';
+
+/** The configuration file for CRIU_CONFIG_FILE, when Ferry runs its own CRIU and setup wrote one. */
+export function findCriuConfig(criu: string): string | undefined {
+  return criu === CRIU_WRAPPER && fs.existsSync(CRIU_CONF) ? CRIU_CONF : undefined;
+}
+
 /** The CRIU binary Ferry uses: $FERRY_CRIU, then Ferry's own install, then PATH. */
 export function findCriu(): string {
   if (process.env.FERRY_CRIU) return process.env.FERRY_CRIU;

@@ -14,6 +14,13 @@ export const CRIU_PROTO = `
 syntax = "proto2";
 package ferry.criu;
 
+// inventory.img: the dump as a whole; network_lock_method is CRIU's own enumeration (0 iptables,
+// 1 nftables, 2 skip), which the restore follows.
+message InventoryEntry {
+  required uint32 img_version = 1;
+  optional uint32 network_lock_method = 11;
+}
+
 // pstree.img: one entry per process.
 message PstreeEntry {
   required uint32 pid = 1;
@@ -163,6 +170,7 @@ message RestoreStatsEntry {
 
 /** The decoded messages, as plain objects (field names in camelCase; 64-bit integers as numbers). */
 export interface Messages {
+  InventoryEntry: { imgVersion: number; networkLockMethod?: number };
   PstreeEntry: { pid: number; ppid: number; pgid: number; sid: number; threads: number[] };
   CoreEntry: { mtype: number; tc?: Messages['TaskCoreEntry']; ids?: Messages['TaskKobjIdsEntry'] };
   TaskCoreEntry: { taskState: number; exitCode: number; comm: string };

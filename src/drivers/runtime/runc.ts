@@ -119,6 +119,8 @@ export interface RuntimeConfig {
   runcRoot: string;
   /** CRIU binary (or wrapper) runc should use. */
   criuPath?: string;
+  /** A CRIU configuration file for every CRIU that runc starts (CRIU_CONFIG_FILE). */
+  criuConfig?: string;
   runc?: string;
   conmon?: string;
 }
@@ -142,6 +144,11 @@ export class RuncRuntime {
     const a = ['--root', this.cfg.runcRoot];
     if (this.cfg.criuPath) a.push('--criu', this.cfg.criuPath);
     return a;
+  }
+
+  /** The environment of a runc that may start CRIU (checkpoint, restore). */
+  criuEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
+    return { ...process.env, ...(this.cfg.criuConfig ? { CRIU_CONFIG_FILE: this.cfg.criuConfig } : {}), ...extra };
   }
 
   runcArgv(...args: string[]): string[] {
@@ -185,7 +192,7 @@ export class RuncRuntime {
         // strikes): the container's bundle, never the caller's directory.
         cwd: p.bundle,
         stdio: ['ignore', logFd, logFd, syncWr],
-        env: { ...process.env, _OCI_SYNCPIPE: '3' },
+        env: this.criuEnv({ _OCI_SYNCPIPE: '3' }),
         detached: true, // its own session: a Ctrl-C at the terminal must not reach the container
       });
       fs.closeSync(syncWr);
@@ -242,6 +249,7 @@ export class RuncRuntime {
     const args = checkpointArgs({ ...o, statusFd: statusWr === undefined ? undefined : 3 });
     const child = spawn(this.runc, [...this.globalArgs(), 'checkpoint', ...args, id], {
       stdio: ['ignore', 'pipe', 'pipe', ...(statusWr === undefined ? [] : [statusWr])],
+      env: this.criuEnv(),
       detached: true,
     });
     if (statusWr !== undefined) fs.closeSync(statusWr);
