@@ -141,31 +141,6 @@ message FsEntry {
   required uint32 cwd_id = 1;
   required uint32 root_id = 2;
 }
-
-// stats-dump, stats-restore: what CRIU measured.
-message StatsEntry {
-  optional DumpStatsEntry dump = 1;
-  optional RestoreStatsEntry restore = 2;
-}
-
-message DumpStatsEntry {
-  required uint32 freezing_time = 1;
-  required uint32 frozen_time = 2;
-  required uint32 memdump_time = 3;
-  required uint32 memwrite_time = 4;
-  required uint64 pages_scanned = 5;
-  required uint64 pages_skipped_parent = 6;
-  required uint64 pages_written = 7;
-  required uint64 pages_lazy = 9;
-}
-
-message RestoreStatsEntry {
-  required uint64 pages_compared = 1;
-  required uint64 pages_skipped_cow = 2;
-  required uint32 forking_time = 3;
-  required uint32 restore_time = 4;
-  optional uint64 pages_restored = 5;
-}
 `;
 
 /** The decoded messages, as plain objects (field names in camelCase; 64-bit integers as numbers). */
@@ -196,18 +171,6 @@ export interface Messages {
   FifoEntry: { id: number; pipeId: number };
   TtyFileEntry: { id: number; ttyInfoId: number };
   FsEntry: { cwdId: number; rootId: number };
-  StatsEntry: { dump?: Messages['DumpStatsEntry']; restore?: Messages['RestoreStatsEntry'] };
-  DumpStatsEntry: {
-    freezingTime: number;
-    frozenTime: number;
-    memdumpTime: number;
-    memwriteTime: number;
-    pagesScanned: number;
-    pagesSkippedParent: number;
-    pagesWritten: number;
-    pagesLazy: number;
-  };
-  RestoreStatsEntry: { pagesCompared: number; pagesSkippedCow: number; forkingTime: number; restoreTime: number; pagesRestored?: number };
 }
 
 export type MessageName = keyof Messages;
