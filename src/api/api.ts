@@ -3,10 +3,11 @@
  * a Unix socket (only root and its group reach it). A request's path may carry a version prefix
  * (/v1.41/..., /v4.3.1/libpod/...); /libpod/... goes to the libpod routes, the rest to Docker's.
  */
-import * as http from 'node:http';
-import * as https from 'node:https';
+import type * as http from 'node:http';
+import type * as https from 'node:https';
 import type { Engine } from '../engine/engine.js';
 import { debug } from '../lib/log.js';
+import { http as lazyHttp, https as lazyHttps } from '../lib/lazy.js';
 import type { Duplex } from 'node:stream';
 import { DOCKER_API_VERSION, DOCKER_HEADERS, DOCKER_MIN_API_VERSION, dockerRoutes, serveAttach, serveExecStart } from './docker.js';
 import { ExecStore } from './exec.js';
@@ -103,7 +104,7 @@ export function createApiServer(engine: Engine, log: (line: string) => void, tls
       sendError(res, e);
     });
   };
-  const server: http.Server = tls ? https.createServer(tls, onRequest) : http.createServer(onRequest);
+  const server: http.Server = tls ? lazyHttps().createServer(tls, onRequest) : lazyHttp().createServer(onRequest);
   // Attach hijacks the connection (Upgrade: tcp).
   const hijacked = new Set<Duplex>();
   server.on('upgrade', (req: http.IncomingMessage, sock: Duplex, head: Buffer) => {
@@ -113,7 +114,7 @@ export function createApiServer(engine: Engine, log: (line: string) => void, tls
     const refuse = (e: unknown): void => {
       const { status, message } = errorReply(e);
       const body = JSON.stringify({ message: message.split('\n')[0] }) + '\n';
-      if (!sock.destroyed) sock.end(`HTTP/1.1 ${status} ${http.STATUS_CODES[status] ?? 'Error'}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
+      if (!sock.destroyed) sock.end(`HTTP/1.1 ${status} ${lazyHttp().STATUS_CODES[status] ?? 'Error'}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
     };
     try {
       const url = new URL(req.url ?? '/', 'http://localhost');

@@ -8,7 +8,12 @@
  * protobuf skips what is not declared. Enumerations are read as plain integers (an unknown value
  * is then a number to show, not a decoding failure); explore.ts names them.
  */
-import protobuf from 'protobufjs';
+import type Protobuf from 'protobufjs';
+
+/* eslint-disable @typescript-eslint/no-require-imports */
+/** protobufjs is loaded on the first decode: every command loads this module, few decode images. */
+let pb: typeof Protobuf | undefined;
+const protobuf = (): typeof Protobuf => (pb ??= require('protobufjs') as typeof Protobuf);
 
 export const CRIU_PROTO = `
 syntax = "proto2";
@@ -175,13 +180,13 @@ export interface Messages {
 
 export type MessageName = keyof Messages;
 
-let root: protobuf.Root | undefined;
-const types = new Map<MessageName, protobuf.Type>();
+let root: Protobuf.Root | undefined;
+const types = new Map<MessageName, Protobuf.Type>();
 
-function type(name: MessageName): protobuf.Type {
+function type(name: MessageName): Protobuf.Type {
   let t = types.get(name);
   if (!t) {
-    root ??= protobuf.parse(CRIU_PROTO, { keepCase: false }).root;
+    root ??= protobuf().parse(CRIU_PROTO, { keepCase: false }).root;
     t = root.lookupType(`ferry.criu.${name}`);
     types.set(name, t);
   }
@@ -189,7 +194,7 @@ function type(name: MessageName): protobuf.Type {
 }
 
 /** 64-bit integers as numbers (exact up to 2^53: addresses, page counts); bytes as Buffers. */
-const AS_PLAIN: protobuf.IConversionOptions = { longs: Number, arrays: true };
+const AS_PLAIN: Protobuf.IConversionOptions = { longs: Number, arrays: true };
 
 function plainBytes(v: unknown): unknown {
   if (v instanceof Uint8Array) return Buffer.isBuffer(v) ? v : Buffer.from(v.buffer, v.byteOffset, v.byteLength);

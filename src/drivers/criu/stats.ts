@@ -1,6 +1,6 @@
 import * as fs from 'node:fs';
 import { IMG_COMMON_MAGIC, IMG_SERVICE_MAGIC, imageEntries } from './image.js';
-import protobuf from 'protobufjs/minimal.js';
+import type Protobuf from 'protobufjs/minimal.js';
 
 /**
  * CRIU's stats-dump / stats-restore images: magic words, then one size-prefixed StatsEntry
@@ -55,15 +55,20 @@ const RESTORE_FIELDS: Fields = {
   5: ['pagesRestored', 'uint64', false],
 };
 
+/* eslint-disable @typescript-eslint/no-require-imports */
+/** protobufjs's Reader, loaded on the first decode (every command loads this module, few read stats). */
+let pb: typeof Protobuf | undefined;
+const reader = (b: Uint8Array): Protobuf.Reader => (pb ??= require('protobufjs/minimal.js') as typeof Protobuf).Reader.create(b);
+
 const WIRE_VARINT = 0;
 const WIRE_BYTES = 2;
 
-function uint64(r: protobuf.Reader): number {
+function uint64(r: Protobuf.Reader): number {
   const v = r.uint64() as unknown as number | { toNumber(): number };
   return typeof v === 'number' ? v : v.toNumber();
 }
 
-function decodeFlat(r: protobuf.Reader, end: number, fields: Fields): Record<string, number> | undefined {
+function decodeFlat(r: Protobuf.Reader, end: number, fields: Fields): Record<string, number> | undefined {
   const out: Record<string, number> = {};
   while (r.pos < end) {
     const tag = r.uint32();
@@ -77,7 +82,7 @@ function decodeFlat(r: protobuf.Reader, end: number, fields: Fields): Record<str
 
 /** StatsEntry: dump = 1, restore = 2 (each a message). */
 function decodeStats(entry: Uint8Array): { dump?: Record<string, number>; restore?: Record<string, number> } {
-  const r = protobuf.Reader.create(entry);
+  const r = reader(entry);
   const out: { dump?: Record<string, number>; restore?: Record<string, number> } = {};
   while (r.pos < r.len) {
     const tag = r.uint32();
