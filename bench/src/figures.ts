@@ -43,12 +43,17 @@ export interface EngineFigure {
   sizeBytes?: number[];
   /** Ferry's migrations: the whole `ferry migrate` command, per sample. */
   wallMs?: number[];
+  /** Ferry's migrations: the peak RSS (MiB) of the source's and the destination's ferry, per sample. */
+  rssSourceMiB?: number[];
+  rssDestinationMiB?: number[];
   /** Why the figure failed for this engine (the first error). */
   error?: string;
   // Set by summarize():
   min?: number;
   median?: number;
   sizeBytesMedian?: number;
+  rssSourceMedianMiB?: number;
+  rssDestinationMedianMiB?: number;
   ok?: boolean;
 }
 
@@ -80,11 +85,13 @@ export class Results {
     return (f.engines[engine] ??= { samples: [] });
   }
 
-  add(key: FigureKey, engine: EngineName, ms: number, extra?: { bytes?: number; wallMs?: number }): void {
+  add(key: FigureKey, engine: EngineName, ms: number, extra?: { bytes?: number; wallMs?: number; rss?: { source?: number; destination?: number } }): void {
     const s = this.slot(key, engine);
     s.samples.push(Math.round(ms * 10) / 10);
     if (extra?.bytes !== undefined) (s.sizeBytes ??= []).push(extra.bytes);
     if (extra?.wallMs !== undefined) (s.wallMs ??= []).push(Math.round(extra.wallMs * 10) / 10);
+    if (extra?.rss?.source !== undefined) (s.rssSourceMiB ??= []).push(extra.rss.source);
+    if (extra?.rss?.destination !== undefined) (s.rssDestinationMiB ??= []).push(extra.rss.destination);
   }
 
   /** Marks the figures failed for an engine (keeping the first error). */
@@ -194,6 +201,27 @@ export interface FigureVerdict {
 
 export const LAZY_FLAT_ID = 'migrate.lazy.flat';
 
+/**
+ * "A migrate of a 1 GiB container keeps the source and destination ferry processes' RSS flat":
+ * over the migration sizes, each side's largest median peak RSS at most this many MiB above its
+ * smallest (memory images buffered in ferry would add the container's size).
+ */
+export const RSS_FLAT_MIB = 32;
+export const RSS_FLAT_ID = 'migrate.rss.flat';
+
+/** The verdict on "the ferry processes' peak RSS flat as memory grows", over both modes and all migration sizes. */
+export interface RssVerdict {
+  id: typeof RSS_FLAT_ID;
+  title: string;
+  target: string;
+  pass: boolean | null;
+  partial: false;
+  /** Median peak RSS (MiB) per mode and size, each side. */
+  mediansMiB: Record<string, { source?: number; destination?: number }>;
+  /** The largest spread (MiB) of one side over the sizes. */
+  spreadMiB: number | undefined;
+}
+
 /** The verdict on "`--lazy` downtime flat as memory grows", over all migration sizes. */
 export interface FlatVerdict {
   id: typeof LAZY_FLAT_ID;
@@ -205,9 +233,10 @@ export interface FlatVerdict {
   ratio: number | undefined;
 }
 
-export type Verdict = FigureVerdict | FlatVerdict;
+export type Verdict = FigureVerdict | FlatVerdict | RssVerdict;
 
 export const isFlatVerdict = (v: Verdict): v is FlatVerdict => v.id === LAZY_FLAT_ID;
+export const isRssVerdict = (v: Verdict): v is RssVerdict => v.id === RSS_FLAT_ID;
 
 /** The median of an engine that measured the figure without error. */
 const okMedian = (s: EngineFigure | undefined): number | undefined => (s?.ok ? s.median : undefined);
@@ -220,6 +249,8 @@ export function summarize(R: Results, o: Options, engineNames: readonly EngineNa
       s.min = s.samples.length ? Math.min(...s.samples) : undefined;
       s.median = median(s.samples);
       if (s.sizeBytes) s.sizeBytesMedian = median(s.sizeBytes);
+      if (s.rssSourceMiB) s.rssSourceMedianMiB = median(s.rssSourceMiB);
+      if (s.rssDestinationMiB) s.rssDestinationMedianMiB = median(s.rssDestinationMiB);
       if (s.error) s.ok = false;
       else s.ok = s.samples.length > 0;
     }
@@ -290,6 +321,27 @@ export function summarize(R: Results, o: Options, engineNames: readonly EngineNa
       partial: false,
       mediansMs: Object.fromEntries(flatSizes.map((size, i) => [sizeLabel(size), lazyFigs[i]?.engines.ferry?.median])),
       ratio: all ? Math.round((hi / lo) * 100) / 100 : undefined,
+    });
+  }
+  // The ferry processes' peak RSS over the sizes, each mode and side on its own.
+  const rssFigs = (['stop', 'lazy'] as const).flatMap((mode) => flatSizes.map((size) => [`${mode === 'stop' ? 'stop-and-copy' : '--lazy'} ${sizeLabel(size)}`, mode, R.figures.get(`migrate.${mode}.${size}.total`)?.engines.ferry] as const));
+  const measured = rssFigs.filter(([, , e]) => e?.rssSourceMedianMiB !== undefined || e?.rssDestinationMedianMiB !== undefined);
+  if (o.migration && measured.length) {
+    let spread: number | undefined;
+    for (const mode of ['stop', 'lazy'] as const) {
+      for (const side of ['rssSourceMedianMiB', 'rssDestinationMedianMiB'] as const) {
+        const xs = rssFigs.filter(([, m]) => m === mode).map(([, , e]) => e?.[side]).filter((x): x is number => x !== undefined);
+        if (xs.length >= 2) spread = Math.max(spread ?? 0, Math.max(...xs) - Math.min(...xs));
+      }
+    }
+    verdicts.push({
+      id: RSS_FLAT_ID,
+      title: `migrate: peak RSS of the source and destination ferry flat (${flatSizes.map(sizeLabel).join(', ')})`,
+      target: `max ≤ min + ${RSS_FLAT_MIB} MiB of the medians`,
+      pass: spread === undefined ? null : spread <= RSS_FLAT_MIB,
+      partial: false,
+      mediansMiB: Object.fromEntries(measured.map(([label, , e]) => [label, { source: e?.rssSourceMedianMiB, destination: e?.rssDestinationMedianMiB }])),
+      spreadMiB: spread === undefined ? undefined : Math.round(spread * 10) / 10,
     });
   }
   return { figures: out, verdicts };

@@ -159,10 +159,10 @@ async function migrateFerry(R: Results, o: Options, ctx: BenchContext, pair: Hos
       });
       const to = at === pair.a ? pair.b : pair.a;
       const from = progress(await ferryOn(at).output(name), w.kind).last;
-      const { stats: st, wallMs } = await ferryMigrate(pair, at, to, name, mode, size === 1024 ? 300_000 : 120_000);
+      const { stats: st, wallMs, rss } = await ferryMigrate(pair, at, to, name, mode, size === 1024 ? 300_000 : 120_000);
       at = to;
       R.add(ids[0], 'ferry', st.downtime_ms);
-      R.add(ids[1], 'ferry', st.total_ms, { bytes: st.bytes_sent, wallMs });
+      R.add(ids[1], 'ferry', st.total_ms, { bytes: st.bytes_sent, wallMs, rss });
       const here = at;
       const left = at === pair.a ? pair.b : pair.a;
       pendingCheck = async () => {

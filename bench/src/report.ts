@@ -3,7 +3,7 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { LARGE_PAUSE_MS, LAZY_FLAT, SMALL_PAUSE_MS, isFlatVerdict, type EngineFigure, type JudgedFigure, type Verdict } from './figures.js';
+import { LARGE_PAUSE_MS, LAZY_FLAT, SMALL_PAUSE_MS, isFlatVerdict, isRssVerdict, type EngineFigure, type JudgedFigure, type Verdict } from './figures.js';
 import type { EngineName, Mode } from './options.js';
 
 const fmtMs = (v: number | undefined): string => (v === undefined ? '–' : v >= 10_000 ? `${(v / 1000).toFixed(1)}s` : `${Math.round(v)}`);
@@ -19,7 +19,11 @@ export function renderVerdicts(verdicts: readonly Verdict[]): string {
   const lines = verdicts.map((v) => {
     const res = v.pass === null ? 'n/a ' : `${v.pass ? 'PASS' : 'FAIL'}${v.partial ? '*' : ' '}`;
     let detail: string;
-    if (isFlatVerdict(v)) {
+    if (isRssVerdict(v)) {
+      detail = `${Object.entries(v.mediansMiB)
+        .map(([k, m]) => `${k} ${m.source ?? '–'}/${m.destination ?? '–'} MiB`)
+        .join(', ')} (source/destination)${v.spreadMiB !== undefined ? `: spread ${v.spreadMiB} MiB` : ''}`;
+    } else if (isFlatVerdict(v)) {
       detail = `medians ${Object.entries(v.mediansMs)
         .map(([k, m]) => `${k} ${ms(m)}`)
         .join(', ')}${v.ratio !== undefined ? `: max/min ${v.ratio.toFixed(2)}×` : ''}`;

@@ -53,15 +53,38 @@ export interface FerryMigrationStats {
   bytes_sent: number;
 }
 
+/** GNU time, which reports a finished command's peak RSS (%M, KiB): both ferry processes of a migration run under it. */
+const GNU_TIME = '/usr/bin/time';
+
+/** The largest peak RSS (MiB) GNU time wrote to file (-a: one line per process). */
+function peakMiB(file: string): number | undefined {
+  const kib = fs.existsSync(file) ? fs.readFileSync(file, 'utf8').split('\n').map(Number).filter((n) => n > 0) : [];
+  fs.rmSync(file, { force: true });
+  return kib.length ? Math.round((Math.max(...kib) / 1024) * 10) / 10 : undefined;
+}
+
 /**
  * `ferry migrate NAME ssh://root@IP:2222 --remote-command ... --identity K --ssh-option ...
  * --print-stats [--lazy]` from host `from` to host `to`; wallMs is the whole command, Node's
- * start-up included.
+ * start-up included. With GNU time present, the source ferry and the destination's
+ * (`system migrate-receive`, through the remote command) run under it: rss is each one's peak.
  */
-export async function ferryMigrate(pair: HostPair, from: NetHost, to: NetHost, name: string, mode: MigrationMode, timeoutMs: number): Promise<{ stats: FerryMigrationStats; wallMs: number }> {
-  const args = ['migrate', name, to.url(), '--remote-command', to.remoteCommand(), ...pair.sshArgs(), '--print-stats', ...(mode === 'lazy' ? ['--lazy'] : [])];
+export async function ferryMigrate(
+  pair: HostPair,
+  from: NetHost,
+  to: NetHost,
+  name: string,
+  mode: MigrationMode,
+  timeoutMs: number,
+): Promise<{ stats: FerryMigrationStats; wallMs: number; rss?: { source?: number; destination?: number } }> {
+  const timed = fs.existsSync(GNU_TIME);
+  const srcRss = path.join(from.dir, 'rss-source');
+  const dstRss = path.join(to.dir, 'rss-destination');
+  for (const f of [srcRss, dstRss]) fs.rmSync(f, { force: true });
+  const remote = timed ? `${GNU_TIME} -a -o ${dstRss} -f %M ${to.remoteCommand()}` : to.remoteCommand();
+  const args = ['migrate', name, to.url(), '--remote-command', remote, ...pair.sshArgs(), '--print-stats', ...(mode === 'lazy' ? ['--lazy'] : [])];
   const t0 = performance.now();
-  const out = await from.ok(args, { timeoutMs });
+  const out = await from.ok(args, { timeoutMs, ...(timed ? { wrap: [GNU_TIME, '-a', '-o', srcRss, '-f', '%M'] } : {}) });
   const wallMs = performance.now() - t0;
-  return { stats: JSON.parse(out) as FerryMigrationStats, wallMs };
+  return { stats: JSON.parse(out) as FerryMigrationStats, wallMs, ...(timed ? { rss: { source: peakMiB(srcRss), destination: peakMiB(dstRss) } } : {}) };
 }
