@@ -158,6 +158,7 @@ export async function restoreLocked(engine: Engine, rec: ContainerRecord, o: Res
     withoutCheckpoint(rec.state);
   }
   engine.endOp(rec);
+  debug(`restore ${name}: recorded`);
   const pod = rec.config.pod ? findPod(engine, rec.config.pod) : undefined;
   if (pod) await resetPodHostname(engine, pod);
   return { id, name, totalMs: performance.now() - t0, runtimeMs, criu: stats };
