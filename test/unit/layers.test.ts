@@ -156,3 +156,41 @@ test('a blob unpacked as it arrives: a tampered or cut one is named as such, not
   assert.equal(progress.at(-1), gz.length);
   assert.ok(progress.length > 1, 'bytes reported as they came');
 });
+
+// Pulls inflate gzip with ISA-L in worker threads (libisal2); FERRY_INFLATE=zlib (or no libisal)
+// keeps to zlib in this thread. Both must refuse the same way and store the same layer.
+for (const inflate of ['isal', 'zlib'] as const) {
+  test(`gzip that its digest vouches for but that does not inflate is refused (${inflate}); a good one stores the same layer`, async () => {
+    const saved = process.env.FERRY_INFLATE;
+    if (inflate === 'zlib') process.env.FERRY_INFLATE = 'zlib';
+    try {
+      const tar = layerTar([{ name: 'f', type: 'file', data: randomBytes(60_000).toString('hex') }], dir);
+      const gz = zlib.gzipSync(tar);
+      const before = stored();
+      const crc = Buffer.from(gz);
+      crc[crc.length - 6] = crc[crc.length - 6]! ^ 0xff; // the gzip trailer's checksum
+      const cut = gz.subarray(0, gz.length >> 1);
+      for (const [bad, why] of [
+        [crc, inflate === 'isal' ? /its gzip data is corrupt \(wrong checksum\)/ : /./],
+        [cut, inflate === 'isal' ? /its gzip data is cut short/ : /./],
+      ] as const) {
+        await assert.rejects(store.unpackBlob(Readable.from([bad]), { digest: sha(bad), size: bad.length }, 'layer X', () => assert.fail('kept')), (e: Error) => {
+          assert.match(e.message, /^unpacking layer X failed: .*; nothing was stored$/);
+          assert.match(e.message, why);
+          assert.doesNotMatch(e.message, /\n/);
+          return true;
+        });
+      }
+      await refused([{ name: '../escaped', type: 'file', data: 'x' }], /leads out of the layer/);
+      assert.deepEqual(stored(), before, 'nothing stored');
+      const rec = await store.unpackBlob(Readable.from([gz]), { digest: sha(gz), size: gz.length, diffId: sha(tar) }, 'layer X');
+      assert.equal(rec.DiffID, sha(tar));
+      assert.equal(rec.Size, tar.length);
+      assert.equal(fs.readFileSync(path.join(store.diffDir(rec.DiffID.slice(7)), 'f'), 'utf8').length, 120_000);
+      store.removeUnused(new Set());
+    } finally {
+      if (saved === undefined) delete process.env.FERRY_INFLATE;
+      else process.env.FERRY_INFLATE = saved;
+    }
+  });
+}

@@ -12,14 +12,18 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { createHash, randomBytes, type Hash } from 'node:crypto';
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { Worker } from 'node:worker_threads';
 import { PassThrough, Transform, type Readable, type TransformCallback } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { FerryError, isFerryError } from '../../lib/errors.js';
 import { mkdirp, readJsonIfExists, writeJsonAtomic } from '../../lib/fsutil.js';
 import { processAlive } from '../../lib/proc.js';
+import { haveIsal } from '../../lib/isal.js';
+import { pipeCloexec } from '../../lib/libc.js';
 import { decompressor, sniff } from '../archive/compress.js';
 import { LayerSanitizer } from './tar.js';
+import type { FromWorker, ToWorker } from './unpack-worker.js';
 
 export interface LayerRecord {
   DiffID: string; // sha256:<hex> of the uncompressed tar
@@ -214,17 +218,24 @@ export class LayerStore {
     packed.copyTo = copyTo;
     packed.hashing = !(expect.verified && expect.digest);
     const unpacked = new Meter();
-    const sanitizer = new LayerSanitizer({ allowDevices: root, whiteouts: true });
-    const tarArgs = ['-x', '-f', '-', '-C', diff, '--numeric-owner', '--xattrs', '--xattrs-include=*', ...(root ? [] : ['--no-same-owner'])];
-    const child = spawn('tar', tarArgs, { stdio: ['pipe', 'ignore', 'pipe'] });
+    let workerDigest: string | undefined;
+    const tarArgs = ['-x', '-f', '-', '-b', '256', '-B', '-C', diff, '--numeric-owner', '--xattrs', '--xattrs-include=*', ...(root ? [] : ['--no-same-owner'])];
+    let child: ChildProcess | undefined;
     let stderr = '';
-    child.stderr!.on('data', (b: Buffer) => (stderr += b.toString()));
-    const exited = new Promise<number | null>((resolve, reject) => {
-      child.on('error', (e: NodeJS.ErrnoException) => reject(e.code === 'ENOENT' ? new FerryError('EDEPEND', 'tar is not installed: run `npm run setup` (as root)') : e));
-      child.on('close', (code) => resolve(code));
-    });
-    exited.catch(() => undefined);
-    child.stdin!.on('error', () => undefined);
+    let exited: Promise<number | null> = Promise.resolve(0);
+    // GNU tar writes the checked stream: from our pipe (stdin 'pipe') or one a worker writes to.
+    const startTar = (stdin: 'pipe' | number): ChildProcess => {
+      const c = spawn('tar', tarArgs, { stdio: [stdin, 'ignore', 'pipe'] });
+      c.stderr!.on('data', (b: Buffer) => (stderr += b.toString()));
+      exited = new Promise<number | null>((resolve, reject) => {
+        c.on('error', (e: NodeJS.ErrnoException) => reject(e.code === 'ENOENT' ? new FerryError('EDEPEND', 'tar is not installed: run `npm run setup` (as root)') : e));
+        c.on('close', (code) => resolve(code));
+      });
+      exited.catch(() => undefined);
+      c.stdin?.on('error', () => undefined);
+      child = c;
+      return c;
+    };
     let failure: unknown;
     // The source is pumped by hand through the meter (size, digest, the blob's copy) into the
     // decompressor: when unpacking fails, the rest is still read and hashed, so that a blob that
@@ -286,12 +297,28 @@ export class LayerStore {
       const { compression, stream } = await sniff(entry);
       // Uncompressed: the same bytes, hashed once.
       if (compression === 'none' && packed.hashing) unpacked.hashing = false;
-      const codec = decompressor(compression, `${what} is not valid ${compression} data`);
-      codec.done.catch(() => undefined);
-      await Promise.all([pipeline(stream, codec.stream, unpacked, sanitizer, child.stdin!), codec.done]);
+      // gzip and plain tar: inflated, hashed and checked in a worker thread (ISA-L's inflate),
+      // which writes to tar itself; zstd, or without libisal: here (zstd or zlib inflates).
+      const pipe = compression !== 'zstd' && haveIsal() ? pipeCloexec(1 << 20) : undefined;
+      if (pipe) {
+        try {
+          startTar(pipe[0]);
+        } finally {
+          fs.closeSync(pipe[0]);
+        }
+        const r = await unpackInWorker(stream, pipe[1], { gzip: compression === 'gzip', hash: unpacked.hashing, allowDevices: root });
+        unpacked.bytes = r.size;
+        if (unpacked.hashing) workerDigest = r.digest;
+      } else {
+        const tar = startTar('pipe');
+        const sanitizer = new LayerSanitizer({ allowDevices: root, whiteouts: true });
+        const codec = decompressor(compression, `${what} is not valid ${compression} data`);
+        codec.done.catch(() => undefined);
+        await Promise.all([pipeline(stream, codec.stream, unpacked, sanitizer, tar.stdin!), codec.done]);
+      }
     } catch (e) {
       failure = e;
-      child.kill('SIGKILL');
+      child?.kill('SIGKILL');
       feeding = false;
       entry.destroy();
       if (!src.destroyed) src.resume();
@@ -314,6 +341,8 @@ export class LayerStore {
         if (got !== expect.digest) throw new FerryError('EARCHIVE', `${what} does not match its digest (got ${got}): the source is corrupt or tampered with; nothing was stored`);
       }
       failure ??= srcError;
+      // tar stopped first (the pipe broke): its own words say why.
+      if ((failure as NodeJS.ErrnoException).code === 'EPIPE' && code !== 0 && stderr.trim()) failure = new FerryError('EARCHIVE', stderr.trim().split('\n').pop()!);
       if (isFerryError(failure, 'EARCHIVE')) throw new FerryError('EARCHIVE', `unpacking ${what} failed: ${failure.message}; nothing was stored`);
       if (isFerryError(failure)) throw failure;
       throw new FerryError('EARCHIVE', `unpacking ${what} failed: ${(failure as Error).message}; nothing was stored`);
@@ -321,7 +350,7 @@ export class LayerStore {
     if (code !== 0 && /No space left on device/.test(stderr)) throw this.full(what);
     if (code !== 0) throw new FerryError('EARCHIVE', `unpacking ${what} failed: ${stderr.trim().split('\n').pop() || `tar exit ${code}`}; nothing was stored`);
     const gotDigest = packed.hashing ? `sha256:${packed.hash.digest('hex')}` : expect.digest!;
-    const gotDiff = unpacked.hashing ? `sha256:${unpacked.hash.digest('hex')}` : gotDigest;
+    const gotDiff = workerDigest ?? (unpacked.hashing ? `sha256:${unpacked.hash.digest('hex')}` : gotDigest);
     if (expect.size !== undefined && packed.bytes !== expect.size) {
       throw new FerryError('EARCHIVE', `${what} has ${packed.bytes} bytes, not the ${expect.size} its manifest says: the source is corrupt or tampered with; nothing was stored`);
     }
@@ -377,4 +406,90 @@ export function randomLink(): string {
   let s = '';
   for (const x of b) s += abc[x % abc.length];
   return s;
+}
+
+/** Bytes sent to a worker and not yet processed, above which the layer's stream waits. */
+const WORKER_HIGH = 8 << 20;
+const WORKER_LOW = 2 << 20;
+const BATCH = 1 << 20;
+
+/**
+ * Hands a layer's stream to a worker thread (unpack-worker.ts), which inflates, hashes and
+ * checks it and writes it to `fd` (tar's stdin): its uncompressed digest and size, or the
+ * refusal (a FerryError) or failure it met. The worker owns `fd` once started; it is closed
+ * whatever happens.
+ */
+function unpackInWorker(stream: Readable, fd: number, o: { gzip: boolean; hash: boolean; allowDevices: boolean }): Promise<{ digest: string; size: number }> {
+  return new Promise((resolve, reject) => {
+    let worker: Worker;
+    try {
+      worker = new Worker(new URL('./unpack-worker.ts', import.meta.url));
+    } catch (e) {
+      fs.closeSync(fd);
+      reject(e as Error);
+      return;
+    }
+    let inflight = 0;
+    let settled = false;
+    let fdClosed = false;
+    const send = (m: ToWorker, transfer?: ArrayBuffer[]): void => worker.postMessage(m, transfer);
+    const finish = (err: unknown, r?: { digest: string; size: number }): void => {
+      if (settled) return;
+      settled = true;
+      stream.off('data', onData);
+      if (!fdClosed) {
+        try {
+          fs.closeSync(fd);
+        } catch {
+          /* the worker closed it on its way out */
+        }
+      }
+      void worker.terminate();
+      if (err !== undefined) reject(err as Error);
+      else resolve(r!);
+    };
+    worker.on('message', (m: FromWorker) => {
+      if (m.type === 'ack') {
+        inflight -= m.bytes;
+        if (inflight < WORKER_LOW && stream.isPaused() && !settled) stream.resume();
+      } else if (m.type === 'done') {
+        fdClosed = true;
+        finish(undefined, { digest: m.digest, size: m.size });
+      } else {
+        fdClosed = true;
+        if (m.code === 'EARCHIVE' || m.gzip) finish(new FerryError('EARCHIVE', m.message));
+        else finish(Object.assign(new Error(m.message), { code: m.code }));
+      }
+    });
+    worker.on('error', (e) => finish(e));
+    worker.on('exit', () => finish(new Error('the unpacking thread stopped')));
+    // Chunks go over in batches of up to 1 MiB (a copy the worker owns: a chunk may share its
+    // memory with others): fewer messages, each worth the worker's while.
+    let batch = new Uint8Array(BATCH);
+    let batched = 0;
+    const flush = (): void => {
+      if (!batched) return;
+      inflight += batched;
+      send({ type: 'data', buf: batch.buffer as ArrayBuffer, len: batched }, [batch.buffer as ArrayBuffer]);
+      batch = new Uint8Array(BATCH);
+      batched = 0;
+      if (inflight > WORKER_HIGH) stream.pause();
+    };
+    const onData = (c: Buffer): void => {
+      for (let off = 0; off < c.length; ) {
+        const n = Math.min(c.length - off, BATCH - batched);
+        batch.set(c.subarray(off, off + n), batched);
+        batched += n;
+        off += n;
+        if (batched === BATCH) flush();
+      }
+    };
+    send({ type: 'start', fd, gzip: o.gzip, hash: o.hash, allowDevices: o.allowDevices });
+    stream.on('data', onData);
+    stream.once('end', () => {
+      flush();
+      send({ type: 'end' });
+    });
+    stream.once('error', (e) => finish(e));
+  });
 }

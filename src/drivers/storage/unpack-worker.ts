@@ -1,0 +1,86 @@
+/**
+ * A worker thread that unpacks one layer (layers.ts sends it the layer's bytes as they arrive):
+ * gzip inflated by ISA-L (lib/isal.ts), the uncompressed tar hashed (its diff_id) and checked
+ * member by member (tar.ts), and the checked stream written to GNU tar's stdin, a pipe whose write
+ * end it is given. Every layer of a pull gets one, so their work spreads over the CPUs while the
+ * main thread receives, hashes and keeps the compressed blobs.
+ *
+ * Messages in:  {type:'start', fd, gzip, hash, allowDevices} {type:'data', buf, len} {type:'end'}
+ * Messages out: {type:'ack', bytes} after each data message; then {type:'done', digest, size}
+ *               or {type:'error', code, message, gzip}; the pipe is closed before either.
+ */
+import * as fs from 'node:fs';
+import { createHash, type Hash } from 'node:crypto';
+import { parentPort } from 'node:worker_threads';
+import { isFerryError } from '../../lib/errors.js';
+import { GzipError, GzipInflater } from '../../lib/isal.js';
+import { LayerFilter } from './tar.js';
+
+export type ToWorker = { type: 'start'; fd: number; gzip: boolean; hash: boolean; allowDevices: boolean } | { type: 'data'; buf: ArrayBuffer; len: number } | { type: 'end' };
+export type FromWorker = { type: 'ack'; bytes: number } | { type: 'done'; digest: string; size: number } | { type: 'error'; code: string; message: string; gzip: boolean };
+
+let fd = -1;
+let inflater: GzipInflater | undefined;
+let hash: Hash | undefined;
+let filter: LayerFilter | undefined;
+let size = 0;
+let failed = false;
+const IOV_MAX = 512; // pieces per writev (the kernel takes 1024 at most)
+
+/** All of `bufs` into the pipe (blocking: this thread waits for tar, the main thread does not). */
+function writeAll(bufs: Buffer[]): void {
+  let rest = bufs;
+  while (rest.length) {
+    let n = fs.writevSync(fd, rest.length > IOV_MAX ? rest.slice(0, IOV_MAX) : rest);
+    let i = 0;
+    while (i < rest.length && n >= rest[i]!.length) n -= rest[i++]!.length;
+    rest = i < rest.length ? [rest[i]!.subarray(n), ...rest.slice(i + 1)] : [];
+  }
+}
+
+function tarBytes(b: Buffer): void {
+  size += b.length;
+  hash?.update(b);
+  const out = filter!.write(b);
+  if (out.length) writeAll(out);
+}
+
+function close(): void {
+  if (fd >= 0) fs.closeSync(fd);
+  fd = -1;
+}
+
+function fail(e: unknown): void {
+  failed = true;
+  try {
+    close();
+  } catch {
+    /* already reported */
+  }
+  const code = isFerryError(e) ? e.code : ((e as NodeJS.ErrnoException).code ?? 'EARCHIVE');
+  parentPort!.postMessage({ type: 'error', code, message: (e as Error).message, gzip: e instanceof GzipError } satisfies FromWorker);
+}
+
+parentPort!.on('message', (m: ToWorker) => {
+  if (failed) return;
+  try {
+    if (m.type === 'start') {
+      fd = m.fd;
+      inflater = m.gzip ? new GzipInflater() : undefined;
+      hash = m.hash ? createHash('sha256') : undefined;
+      filter = new LayerFilter({ allowDevices: m.allowDevices, whiteouts: true });
+    } else if (m.type === 'data') {
+      const b = Buffer.from(m.buf, 0, m.len);
+      if (inflater) inflater.push(b, tarBytes);
+      else tarBytes(b);
+      parentPort!.postMessage({ type: 'ack', bytes: b.length } satisfies FromWorker);
+    } else {
+      inflater?.end();
+      writeAll(filter!.end());
+      close();
+      parentPort!.postMessage({ type: 'done', digest: hash ? `sha256:${hash.digest('hex')}` : '', size } satisfies FromWorker);
+    }
+  } catch (e) {
+    fail(e);
+  }
+});
