@@ -182,6 +182,15 @@ for (const inflate of ['isal', 'zlib'] as const) {
         });
       }
       await refused([{ name: '../escaped', type: 'file', data: 'x' }], /leads out of the layer/);
+      // A download cut mid-layer: the unpacking stops, no descriptor is left open.
+      const fds = fs.readdirSync('/proc/self/fd').length;
+      const big = zlib.gzipSync(layerTar([{ name: 'r', type: 'file', data: randomBytes(3 << 20).toString('base64') }], dir));
+      const cutoff = new Readable({ read() {} });
+      for (let o = 0; o < big.length >> 1; o += 65536) cutoff.push(big.subarray(o, Math.min(o + 65536, big.length >> 1)));
+      setTimeout(() => cutoff.destroy(new Error('aborted')), 100);
+      await assert.rejects(store.unpackBlob(cutoff, { digest: sha(big), size: big.length }, 'layer X', () => assert.fail('kept')), { message: /^downloading layer X failed: it was cut after \d+ of its \d+ bytes; try again; nothing was stored$/ });
+      await new Promise((r) => setTimeout(r, 50));
+      assert.equal(fs.readdirSync('/proc/self/fd').length, fds, 'no descriptor left open');
       assert.deepEqual(stored(), before, 'nothing stored');
       const rec = await store.unpackBlob(Readable.from([gz]), { digest: sha(gz), size: gz.length, diffId: sha(tar) }, 'layer X');
       assert.equal(rec.DiffID, sha(tar));

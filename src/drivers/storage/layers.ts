@@ -417,7 +417,7 @@ const BATCH = 1 << 20;
  * Hands a layer's stream to a worker thread (unpack-worker.ts), which inflates, hashes and
  * checks it and writes it to `fd` (tar's stdin): its uncompressed digest and size, or the
  * refusal (a FerryError) or failure it met. The worker owns `fd` once started; it is closed
- * whatever happens.
+ * whatever happens, by the worker or, once the thread is gone, here.
  */
 function unpackInWorker(stream: Readable, fd: number, o: { gzip: boolean; hash: boolean; allowDevices: boolean }): Promise<{ digest: string; size: number }> {
   return new Promise((resolve, reject) => {
@@ -431,20 +431,17 @@ function unpackInWorker(stream: Readable, fd: number, o: { gzip: boolean; hash: 
     }
     let inflight = 0;
     let settled = false;
-    let fdClosed = false;
+    // The pipe's write end is the worker's from 'start' until it says it closed it ('done' or
+    // 'error'), or until the thread is gone: closed here only then, never while the worker may
+    // still write to that descriptor number (which a new file here could have taken).
+    let workerHasFd = true;
+    let failure: unknown;
     const send = (m: ToWorker, transfer?: ArrayBuffer[]): void => worker.postMessage(m, transfer);
     const finish = (err: unknown, r?: { digest: string; size: number }): void => {
       if (settled) return;
       settled = true;
       stream.off('data', onData);
-      if (!fdClosed) {
-        try {
-          fs.closeSync(fd);
-        } catch {
-          /* the worker closed it on its way out */
-        }
-      }
-      void worker.terminate();
+      if (!workerHasFd) void worker.terminate();
       if (err !== undefined) reject(err as Error);
       else resolve(r!);
     };
@@ -453,16 +450,27 @@ function unpackInWorker(stream: Readable, fd: number, o: { gzip: boolean; hash: 
         inflight -= m.bytes;
         if (inflight < WORKER_LOW && stream.isPaused() && !settled) stream.resume();
       } else if (m.type === 'done') {
-        fdClosed = true;
-        finish(undefined, { digest: m.digest, size: m.size });
+        workerHasFd = false;
+        finish(failure, { digest: m.digest, size: m.size });
       } else {
-        fdClosed = true;
-        if (m.code === 'EARCHIVE' || m.gzip) finish(new FerryError('EARCHIVE', m.message));
+        workerHasFd = false;
+        if (failure !== undefined) finish(failure);
+        else if (m.code === 'EARCHIVE' || m.gzip) finish(new FerryError('EARCHIVE', m.message));
         else finish(Object.assign(new Error(m.message), { code: m.code }));
       }
     });
-    worker.on('error', (e) => finish(e));
-    worker.on('exit', () => finish(new Error('the unpacking thread stopped')));
+    worker.on('error', (e) => (failure ??= e));
+    worker.on('exit', () => {
+      if (workerHasFd) {
+        workerHasFd = false;
+        try {
+          fs.closeSync(fd);
+        } catch {
+          /* closed already */
+        }
+      }
+      finish(failure ?? new Error('the unpacking thread stopped'));
+    });
     // Chunks go over in batches of up to 1 MiB (a copy the worker owns: a chunk may share its
     // memory with others): fewer messages, each worth the worker's while.
     let batch = new Uint8Array(BATCH);
@@ -490,6 +498,11 @@ function unpackInWorker(stream: Readable, fd: number, o: { gzip: boolean; hash: 
       flush();
       send({ type: 'end' });
     });
-    stream.once('error', (e) => finish(e));
+    // The stream failed (a download cut): the worker stops, closes the pipe, and says so.
+    stream.once('error', (e) => {
+      failure ??= e;
+      stream.off('data', onData);
+      send({ type: 'abort' });
+    });
   });
 }

@@ -6,6 +6,7 @@
  * main thread receives, hashes and keeps the compressed blobs.
  *
  * Messages in:  {type:'start', fd, gzip, hash, allowDevices} {type:'data', buf, len} {type:'end'}
+ *               or {type:'abort'} (the input failed: stop)
  * Messages out: {type:'ack', bytes} after each data message; then {type:'done', digest, size}
  *               or {type:'error', code, message, gzip}; the pipe is closed before either.
  */
@@ -16,7 +17,7 @@ import { isFerryError } from '../../lib/errors.js';
 import { GzipError, GzipInflater } from '../../lib/isal.js';
 import { LayerFilter } from './tar.js';
 
-export type ToWorker = { type: 'start'; fd: number; gzip: boolean; hash: boolean; allowDevices: boolean } | { type: 'data'; buf: ArrayBuffer; len: number } | { type: 'end' };
+export type ToWorker = { type: 'start'; fd: number; gzip: boolean; hash: boolean; allowDevices: boolean } | { type: 'data'; buf: ArrayBuffer; len: number } | { type: 'end' } | { type: 'abort' };
 export type FromWorker = { type: 'ack'; bytes: number } | { type: 'done'; digest: string; size: number } | { type: 'error'; code: string; message: string; gzip: boolean };
 
 let fd = -1;
@@ -74,6 +75,8 @@ parentPort!.on('message', (m: ToWorker) => {
       if (inflater) inflater.push(b, tarBytes);
       else tarBytes(b);
       parentPort!.postMessage({ type: 'ack', bytes: b.length } satisfies FromWorker);
+    } else if (m.type === 'abort') {
+      fail(new Error('aborted'));
     } else {
       inflater?.end();
       writeAll(filter!.end());
