@@ -28,12 +28,10 @@ LOG=${FERRY_SETUP_LOG:-/var/log/ferry-setup.log}
 # podman is the peer engine of the API and archive tests (podman --remote, Podman's archives),
 # always run with a configuration of its own (runc from this list satisfies its runtime).
 # python3 runs crit, CRIU's own image decoder (section 2b), which the tests compare Ferry's
-# decoding with. libisal2 (ISA-L) inflates pulled gzip layers, faster than zlib (Ferry falls back
-# to zlib without it).
+# decoding with.
 PACKAGES=(runc conmon iptables containernetworking-plugins busybox-static zstd
   openssh-server openssh-client util-linux iproute2 tar gcc libc6-dev mmdebstrap tmux
-  docker-registry skopeo podman python3 golang-github-containernetworking-plugin-dnsname docker-compose
-  libisal2)
+  docker-registry skopeo podman python3 golang-github-containernetworking-plugin-dnsname docker-compose)
 
 # Packages in the dependency closure of criu that the binary does not need: toolchain
 # bookkeeping, iconv modules, and anything that is not a library (filtered by name below).

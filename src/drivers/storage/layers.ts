@@ -19,7 +19,6 @@ import { pipeline } from 'node:stream/promises';
 import { FerryError, isFerryError } from '../../lib/errors.js';
 import { mkdirp, readJsonIfExists, writeJsonAtomic } from '../../lib/fsutil.js';
 import { processAlive } from '../../lib/proc.js';
-import { haveIsal } from '../../lib/isal.js';
 import { pipeCloexec } from '../../lib/libc.js';
 import { decompressor, sniff } from '../archive/compress.js';
 import { LayerSanitizer } from './tar.js';
@@ -297,9 +296,9 @@ export class LayerStore {
       const { compression, stream } = await sniff(entry);
       // Uncompressed: the same bytes, hashed once.
       if (compression === 'none' && packed.hashing) unpacked.hashing = false;
-      // gzip and plain tar: inflated, hashed and checked in a worker thread (ISA-L's inflate),
-      // which writes to tar itself; zstd, or without libisal: here (zstd or zlib inflates).
-      const pipe = compression !== 'zstd' && haveIsal() ? pipeCloexec(1 << 20) : undefined;
+      // gzip and plain tar: inflated, hashed and checked in a worker thread, which writes to
+      // tar itself; zstd (a process of its own inflates it), or FERRY_UNPACK=inline: here.
+      const pipe = compression !== 'zstd' && process.env.FERRY_UNPACK !== 'inline' ? pipeCloexec(1 << 20) : undefined;
       if (pipe) {
         try {
           startTar(pipe[0]);
