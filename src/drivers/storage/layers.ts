@@ -407,77 +407,100 @@ export function randomLink(): string {
   return s;
 }
 
-/** Bytes sent to a worker and not yet processed, above which the layer's stream waits. */
-const WORKER_HIGH = 8 << 20;
-const WORKER_LOW = 2 << 20;
+/** Bytes sent to the worker and not yet processed, above which a layer's stream waits. */
+const WORKER_HIGH = 4 << 20;
+const WORKER_LOW = 1 << 20;
 const BATCH = 1 << 20;
 
 /**
- * Hands a layer's stream to a worker thread (unpack-worker.ts), which inflates, hashes and
+ * The one unpacking thread of this process, shared by the layers being unpacked (one thread, one
+ * copy of its compiled code; zlib inflates on threads of its own): made on first use, ended when
+ * no layer uses it.
+ */
+interface Shared {
+  worker: Worker;
+  sessions: Map<number, (m: FromWorker | undefined, err?: unknown) => void>;
+}
+let shared: Shared | undefined;
+let nextSession = 1;
+
+function sharedWorker(): Shared {
+  if (shared) return shared;
+  const worker = new Worker(new URL('./unpack-worker.ts', import.meta.url));
+  const s: Shared = { worker, sessions: new Map() };
+  let failure: unknown;
+  worker.on('message', (m: FromWorker) => s.sessions.get(m.id)?.(m));
+  worker.on('error', (e) => (failure ??= e));
+  worker.on('exit', () => {
+    if (shared === s) shared = undefined;
+    // The thread is gone: every session still open fails (and closes its pipe here).
+    for (const h of [...s.sessions.values()]) h(undefined, failure ?? new Error('the unpacking thread stopped'));
+  });
+  shared = s;
+  return s;
+}
+
+/**
+ * Hands a layer's stream to the unpacking thread (unpack-worker.ts), which inflates, hashes and
  * checks it and writes it to `fd` (tar's stdin): its uncompressed digest and size, or the
- * refusal (a FerryError) or failure it met. The worker owns `fd` once started; it is closed
- * whatever happens, by the worker or, once the thread is gone, here.
+ * refusal (a FerryError) or failure it met. The thread owns `fd` once the session starts; it is
+ * closed whatever happens, by the thread or, once the thread is gone, here.
  */
 function unpackInWorker(stream: Readable, fd: number, o: { gzip: boolean; hash: boolean; allowDevices: boolean }): Promise<{ digest: string; size: number }> {
   return new Promise((resolve, reject) => {
-    let worker: Worker;
+    let w: Shared;
     try {
-      worker = new Worker(new URL('./unpack-worker.ts', import.meta.url));
+      w = sharedWorker();
     } catch (e) {
       fs.closeSync(fd);
       reject(e as Error);
       return;
     }
+    const id = nextSession++;
     let inflight = 0;
     let settled = false;
-    // The pipe's write end is the worker's from 'start' until it says it closed it ('done' or
-    // 'error'), or until the thread is gone: closed here only then, never while the worker may
-    // still write to that descriptor number (which a new file here could have taken).
-    let workerHasFd = true;
     let failure: unknown;
-    const send = (m: ToWorker, transfer?: ArrayBuffer[]): void => worker.postMessage(m, transfer);
+    const send = (m: ToWorker, transfer?: ArrayBuffer[]): void => w.worker.postMessage(m, transfer);
     const finish = (err: unknown, r?: { digest: string; size: number }): void => {
       if (settled) return;
       settled = true;
+      w.sessions.delete(id);
       stream.off('data', onData);
-      if (!workerHasFd) void worker.terminate();
+      if (w.sessions.size === 0) {
+        if (shared === w) shared = undefined;
+        void w.worker.terminate();
+      }
       if (err !== undefined) reject(err as Error);
       else resolve(r!);
     };
-    worker.on('message', (m: FromWorker) => {
-      if (m.type === 'ack') {
-        inflight -= m.bytes;
-        if (inflight < WORKER_LOW && stream.isPaused() && !settled) stream.resume();
-      } else if (m.type === 'done') {
-        workerHasFd = false;
-        finish(failure, { digest: m.digest, size: m.size });
-      } else {
-        workerHasFd = false;
-        if (failure !== undefined) finish(failure);
-        else if (m.code === 'EARCHIVE' || m.gzip) finish(new FerryError('EARCHIVE', m.message));
-        else finish(Object.assign(new Error(m.message), { code: m.code }));
-      }
-    });
-    worker.on('error', (e) => (failure ??= e));
-    worker.on('exit', () => {
-      if (workerHasFd) {
-        workerHasFd = false;
+    // The pipe's write end is the thread's from 'start' until it says it closed it ('done' or
+    // 'error') or the thread is gone: closed here only then, never while the thread may still
+    // write to that descriptor number (which a new file here could have taken).
+    w.sessions.set(id, (m, gone) => {
+      if (!m) {
         try {
           fs.closeSync(fd);
         } catch {
           /* closed already */
         }
-      }
-      finish(failure ?? new Error('the unpacking thread stopped'));
+        finish(failure ?? gone);
+      } else if (m.type === 'ack') {
+        inflight -= m.bytes;
+        if (inflight < WORKER_LOW && stream.isPaused() && !settled) stream.resume();
+      } else if (m.type === 'done') {
+        finish(failure, { digest: m.digest, size: m.size });
+      } else if (failure !== undefined) finish(failure);
+      else if (m.code === 'EARCHIVE' || m.gzip) finish(new FerryError('EARCHIVE', m.message));
+      else finish(Object.assign(new Error(m.message), { code: m.code }));
     });
-    // Chunks go over in batches of up to 1 MiB (a copy the worker owns: a chunk may share its
-    // memory with others): fewer messages, each worth the worker's while.
+    // Chunks go over in batches of up to 1 MiB (a copy the thread owns: a chunk may share its
+    // memory with others): fewer messages, each worth the thread's while.
     let batch = new Uint8Array(BATCH);
     let batched = 0;
     const flush = (): void => {
       if (!batched) return;
       inflight += batched;
-      send({ type: 'data', buf: batch.buffer as ArrayBuffer, len: batched }, [batch.buffer as ArrayBuffer]);
+      send({ type: 'data', id, buf: batch.buffer as ArrayBuffer, len: batched }, [batch.buffer as ArrayBuffer]);
       batch = new Uint8Array(BATCH);
       batched = 0;
       if (inflight > WORKER_HIGH) stream.pause();
@@ -491,17 +514,17 @@ function unpackInWorker(stream: Readable, fd: number, o: { gzip: boolean; hash: 
         if (batched === BATCH) flush();
       }
     };
-    send({ type: 'start', fd, gzip: o.gzip, hash: o.hash, allowDevices: o.allowDevices });
+    send({ type: 'start', id, fd, gzip: o.gzip, hash: o.hash, allowDevices: o.allowDevices });
     stream.on('data', onData);
     stream.once('end', () => {
       flush();
-      send({ type: 'end' });
+      send({ type: 'end', id });
     });
-    // The stream failed (a download cut): the worker stops, closes the pipe, and says so.
+    // The stream failed (a download cut): the thread stops this layer, closes its pipe, says so.
     stream.once('error', (e) => {
       failure ??= e;
       stream.off('data', onData);
-      send({ type: 'abort' });
+      send({ type: 'abort', id });
     });
   });
 }
