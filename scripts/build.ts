@@ -8,7 +8,7 @@ const OUT = 'dist/ferry';
 fs.mkdirSync('dist', { recursive: true });
 // What earlier builds (the Node bundle and its code cache) left behind.
 for (const old of ['dist/ferry.cjs', 'dist/ferry.cjs.map', 'dist/ferry.cjs.cache', 'dist/ferry.mjs', 'dist/ferry.mjs.map']) fs.rmSync(old, { force: true });
-const r = spawnSync(process.execPath, ['build', 'src/cli/main.ts', 'src/drivers/storage/unpack-worker.ts', '--compile', '--bytecode', '--target=bun', '--outfile', OUT], { stdio: ['ignore', 'ignore', 'inherit'] });
+const r = spawnSync(process.execPath, ['build', 'src/cli/main.ts', '--compile', '--bytecode', '--target=bun', '--outfile', OUT], { stdio: ['ignore', 'ignore', 'inherit'] });
 if (r.status !== 0) {
   process.stderr.write(`build: bun build failed (exit ${r.status ?? r.signal})\n`);
   process.exit(1);

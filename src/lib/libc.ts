@@ -12,8 +12,6 @@ interface Libc {
   flock(fd: number, op: number): number;
   lgetxattr(path: Buffer, name: Buffer, value: Buffer, size: number): number;
   isatty(fd: number): number;
-  pipe2(fds: Int32Array, flags: number): number;
-  fcntl(fd: number, cmd: number, arg: number): number;
 }
 
 let libc: Libc | null | undefined;
@@ -29,16 +27,12 @@ function load(): Libc | null {
       flock: { args: [i32, i32], returns: i32 },
       lgetxattr: { args: [cstring, cstring, ptr, u64], returns: i64 },
       isatty: { args: [i32], returns: i32 },
-      pipe2: { args: [ptr, i32], returns: i32 },
-      fcntl: { args: [i32, i32, i32], returns: i32 },
     });
     libc = {
       mkfifo: (p, mode) => Number(lib.symbols.mkfifo(p, mode)),
       flock: (fd, op) => Number(lib.symbols.flock(fd, op)),
       lgetxattr: (p, name, value, size) => Number(lib.symbols.lgetxattr(p, name, value, size)),
       isatty: (fd) => Number(lib.symbols.isatty(fd)),
-      pipe2: (fds, flags) => Number(lib.symbols.pipe2(fds, flags)),
-      fcntl: (fd, cmd, arg) => Number(lib.symbols.fcntl(fd, cmd, arg)),
     };
   } catch {
     libc = null;
@@ -90,21 +84,4 @@ export function isattyFd(fd: number): boolean | undefined {
   const c = load();
   if (!c) return undefined;
   return c.isatty(fd) === 1;
-}
-
-const O_CLOEXEC = 0o2000000;
-const F_SETPIPE_SZ = 1031;
-
-/**
- * pipe2(O_CLOEXEC): [read end, write end], both blocking and closed on exec (hand one to a child
- * as its stdin or stdout: the child's copy is not); the pipe's buffer raised to `size` where the
- * kernel allows. Undefined when libc cannot be called or the call failed.
- */
-export function pipeCloexec(size?: number): [number, number] | undefined {
-  const c = load();
-  if (!c) return undefined;
-  const fds = new Int32Array(2);
-  if (c.pipe2(fds, O_CLOEXEC) !== 0) return undefined;
-  if (size) c.fcntl(fds[1]!, F_SETPIPE_SZ, size); // best effort: the default (64 KiB) works too
-  return [fds[0]!, fds[1]!];
 }

@@ -12,17 +12,14 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { createHash, randomBytes, type Hash } from 'node:crypto';
-import { spawn, type ChildProcess } from 'node:child_process';
-import { Worker } from 'node:worker_threads';
+import { spawn } from 'node:child_process';
 import { PassThrough, Transform, type Readable, type TransformCallback } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { FerryError, isFerryError } from '../../lib/errors.js';
 import { mkdirp, readJsonIfExists, writeJsonAtomic } from '../../lib/fsutil.js';
 import { processAlive } from '../../lib/proc.js';
-import { pipeCloexec } from '../../lib/libc.js';
 import { decompressor, sniff } from '../archive/compress.js';
 import { LayerSanitizer } from './tar.js';
-import type { FromWorker, ToWorker } from './unpack-worker.js';
 
 export interface LayerRecord {
   DiffID: string; // sha256:<hex> of the uncompressed tar
@@ -217,24 +214,17 @@ export class LayerStore {
     packed.copyTo = copyTo;
     packed.hashing = !(expect.verified && expect.digest);
     const unpacked = new Meter();
-    let workerDigest: string | undefined;
+    const sanitizer = new LayerSanitizer({ allowDevices: root, whiteouts: true });
     const tarArgs = ['-x', '-f', '-', '-b', '256', '-B', '-C', diff, '--numeric-owner', '--xattrs', '--xattrs-include=*', ...(root ? [] : ['--no-same-owner'])];
-    let child: ChildProcess | undefined;
+    const child = spawn('tar', tarArgs, { stdio: ['pipe', 'ignore', 'pipe'] });
     let stderr = '';
-    let exited: Promise<number | null> = Promise.resolve(0);
-    // GNU tar writes the checked stream: from our pipe (stdin 'pipe') or one a worker writes to.
-    const startTar = (stdin: 'pipe' | number): ChildProcess => {
-      const c = spawn('tar', tarArgs, { stdio: [stdin, 'ignore', 'pipe'] });
-      c.stderr!.on('data', (b: Buffer) => (stderr += b.toString()));
-      exited = new Promise<number | null>((resolve, reject) => {
-        c.on('error', (e: NodeJS.ErrnoException) => reject(e.code === 'ENOENT' ? new FerryError('EDEPEND', 'tar is not installed: run `npm run setup` (as root)') : e));
-        c.on('close', (code) => resolve(code));
-      });
-      exited.catch(() => undefined);
-      c.stdin?.on('error', () => undefined);
-      child = c;
-      return c;
-    };
+    child.stderr!.on('data', (b: Buffer) => (stderr += b.toString()));
+    const exited = new Promise<number | null>((resolve, reject) => {
+      child.on('error', (e: NodeJS.ErrnoException) => reject(e.code === 'ENOENT' ? new FerryError('EDEPEND', 'tar is not installed: run `npm run setup` (as root)') : e));
+      child.on('close', (code) => resolve(code));
+    });
+    exited.catch(() => undefined);
+    child.stdin!.on('error', () => undefined);
     let failure: unknown;
     // The source is pumped by hand through the meter (size, digest, the blob's copy) into the
     // decompressor: when unpacking fails, the rest is still read and hashed, so that a blob that
@@ -296,28 +286,12 @@ export class LayerStore {
       const { compression, stream } = await sniff(entry);
       // Uncompressed: the same bytes, hashed once.
       if (compression === 'none' && packed.hashing) unpacked.hashing = false;
-      // gzip and plain tar: inflated, hashed and checked in a worker thread, which writes to
-      // tar itself; zstd (a process of its own inflates it), or FERRY_UNPACK=inline: here.
-      const pipe = compression !== 'zstd' && process.env.FERRY_UNPACK !== 'inline' ? pipeCloexec(1 << 20) : undefined;
-      if (pipe) {
-        try {
-          startTar(pipe[0]);
-        } finally {
-          fs.closeSync(pipe[0]);
-        }
-        const r = await unpackInWorker(stream, pipe[1], { gzip: compression === 'gzip', hash: unpacked.hashing, allowDevices: root });
-        unpacked.bytes = r.size;
-        if (unpacked.hashing) workerDigest = r.digest;
-      } else {
-        const tar = startTar('pipe');
-        const sanitizer = new LayerSanitizer({ allowDevices: root, whiteouts: true });
-        const codec = decompressor(compression, `${what} is not valid ${compression} data`);
-        codec.done.catch(() => undefined);
-        await Promise.all([pipeline(stream, codec.stream, unpacked, sanitizer, tar.stdin!), codec.done]);
-      }
+      const codec = decompressor(compression, `${what} is not valid ${compression} data`);
+      codec.done.catch(() => undefined);
+      await Promise.all([pipeline(stream, codec.stream, unpacked, sanitizer, child.stdin!), codec.done]);
     } catch (e) {
       failure = e;
-      child?.kill('SIGKILL');
+      child.kill('SIGKILL');
       feeding = false;
       entry.destroy();
       if (!src.destroyed) src.resume();
@@ -340,8 +314,6 @@ export class LayerStore {
         if (got !== expect.digest) throw new FerryError('EARCHIVE', `${what} does not match its digest (got ${got}): the source is corrupt or tampered with; nothing was stored`);
       }
       failure ??= srcError;
-      // tar stopped first (the pipe broke): its own words say why.
-      if ((failure as NodeJS.ErrnoException).code === 'EPIPE' && code !== 0 && stderr.trim()) failure = new FerryError('EARCHIVE', stderr.trim().split('\n').pop()!);
       if (isFerryError(failure, 'EARCHIVE')) throw new FerryError('EARCHIVE', `unpacking ${what} failed: ${failure.message}; nothing was stored`);
       if (isFerryError(failure)) throw failure;
       throw new FerryError('EARCHIVE', `unpacking ${what} failed: ${(failure as Error).message}; nothing was stored`);
@@ -349,7 +321,7 @@ export class LayerStore {
     if (code !== 0 && /No space left on device/.test(stderr)) throw this.full(what);
     if (code !== 0) throw new FerryError('EARCHIVE', `unpacking ${what} failed: ${stderr.trim().split('\n').pop() || `tar exit ${code}`}; nothing was stored`);
     const gotDigest = packed.hashing ? `sha256:${packed.hash.digest('hex')}` : expect.digest!;
-    const gotDiff = workerDigest ?? (unpacked.hashing ? `sha256:${unpacked.hash.digest('hex')}` : gotDigest);
+    const gotDiff = unpacked.hashing ? `sha256:${unpacked.hash.digest('hex')}` : gotDigest;
     if (expect.size !== undefined && packed.bytes !== expect.size) {
       throw new FerryError('EARCHIVE', `${what} has ${packed.bytes} bytes, not the ${expect.size} its manifest says: the source is corrupt or tampered with; nothing was stored`);
     }
@@ -405,126 +377,4 @@ export function randomLink(): string {
   let s = '';
   for (const x of b) s += abc[x % abc.length];
   return s;
-}
-
-/** Bytes sent to the worker and not yet processed, above which a layer's stream waits. */
-const WORKER_HIGH = 4 << 20;
-const WORKER_LOW = 1 << 20;
-const BATCH = 1 << 20;
-
-/**
- * The one unpacking thread of this process, shared by the layers being unpacked (one thread, one
- * copy of its compiled code; zlib inflates on threads of its own): made on first use, ended when
- * no layer uses it.
- */
-interface Shared {
-  worker: Worker;
-  sessions: Map<number, (m: FromWorker | undefined, err?: unknown) => void>;
-}
-let shared: Shared | undefined;
-let nextSession = 1;
-
-function sharedWorker(): Shared {
-  if (shared) return shared;
-  const worker = new Worker(new URL('./unpack-worker.ts', import.meta.url));
-  const s: Shared = { worker, sessions: new Map() };
-  let failure: unknown;
-  worker.on('message', (m: FromWorker) => s.sessions.get(m.id)?.(m));
-  worker.on('error', (e) => (failure ??= e));
-  worker.on('exit', () => {
-    if (shared === s) shared = undefined;
-    // The thread is gone: every session still open fails (and closes its pipe here).
-    for (const h of [...s.sessions.values()]) h(undefined, failure ?? new Error('the unpacking thread stopped'));
-  });
-  shared = s;
-  return s;
-}
-
-/**
- * Hands a layer's stream to the unpacking thread (unpack-worker.ts), which inflates, hashes and
- * checks it and writes it to `fd` (tar's stdin): its uncompressed digest and size, or the
- * refusal (a FerryError) or failure it met. The thread owns `fd` once the session starts; it is
- * closed whatever happens, by the thread or, once the thread is gone, here.
- */
-function unpackInWorker(stream: Readable, fd: number, o: { gzip: boolean; hash: boolean; allowDevices: boolean }): Promise<{ digest: string; size: number }> {
-  return new Promise((resolve, reject) => {
-    let w: Shared;
-    try {
-      w = sharedWorker();
-    } catch (e) {
-      fs.closeSync(fd);
-      reject(e as Error);
-      return;
-    }
-    const id = nextSession++;
-    let inflight = 0;
-    let settled = false;
-    let failure: unknown;
-    const send = (m: ToWorker, transfer?: ArrayBuffer[]): void => w.worker.postMessage(m, transfer);
-    const finish = (err: unknown, r?: { digest: string; size: number }): void => {
-      if (settled) return;
-      settled = true;
-      w.sessions.delete(id);
-      stream.off('data', onData);
-      if (w.sessions.size === 0) {
-        if (shared === w) shared = undefined;
-        void w.worker.terminate();
-      }
-      if (err !== undefined) reject(err as Error);
-      else resolve(r!);
-    };
-    // The pipe's write end is the thread's from 'start' until it says it closed it ('done' or
-    // 'error') or the thread is gone: closed here only then, never while the thread may still
-    // write to that descriptor number (which a new file here could have taken).
-    w.sessions.set(id, (m, gone) => {
-      if (!m) {
-        try {
-          fs.closeSync(fd);
-        } catch {
-          /* closed already */
-        }
-        finish(failure ?? gone);
-      } else if (m.type === 'ack') {
-        inflight -= m.bytes;
-        if (inflight < WORKER_LOW && stream.isPaused() && !settled) stream.resume();
-      } else if (m.type === 'done') {
-        finish(failure, { digest: m.digest, size: m.size });
-      } else if (failure !== undefined) finish(failure);
-      else if (m.code === 'EARCHIVE' || m.gzip) finish(new FerryError('EARCHIVE', m.message));
-      else finish(Object.assign(new Error(m.message), { code: m.code }));
-    });
-    // Chunks go over in batches of up to 1 MiB (a copy the thread owns: a chunk may share its
-    // memory with others): fewer messages, each worth the thread's while.
-    let batch = new Uint8Array(BATCH);
-    let batched = 0;
-    const flush = (): void => {
-      if (!batched) return;
-      inflight += batched;
-      send({ type: 'data', id, buf: batch.buffer as ArrayBuffer, len: batched }, [batch.buffer as ArrayBuffer]);
-      batch = new Uint8Array(BATCH);
-      batched = 0;
-      if (inflight > WORKER_HIGH) stream.pause();
-    };
-    const onData = (c: Buffer): void => {
-      for (let off = 0; off < c.length; ) {
-        const n = Math.min(c.length - off, BATCH - batched);
-        batch.set(c.subarray(off, off + n), batched);
-        batched += n;
-        off += n;
-        if (batched === BATCH) flush();
-      }
-    };
-    send({ type: 'start', id, fd, gzip: o.gzip, hash: o.hash, allowDevices: o.allowDevices });
-    stream.on('data', onData);
-    stream.once('end', () => {
-      flush();
-      send({ type: 'end', id });
-    });
-    // The stream failed (a download cut): the thread stops this layer, closes its pipe, says so.
-    stream.once('error', (e) => {
-      failure ??= e;
-      stream.off('data', onData);
-      send({ type: 'abort', id });
-    });
-  });
 }

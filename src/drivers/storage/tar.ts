@@ -165,13 +165,7 @@ export interface SanitizeOptions {
 
 type State = 'header' | 'data' | 'meta' | 'pad' | 'end';
 
-/**
- * The checks themselves, with no stream around them: write() takes the next chunk of the layer
- * and returns what it produced (views of the input where data passes unchanged), end() the rest.
- * A refused layer throws. LayerSanitizer is this as a Transform stream; the unpack worker calls it
- * directly.
- */
-export class LayerFilter {
+export class LayerSanitizer extends Transform {
   private buf: Buffer = Buffer.alloc(0);
   private state: State = 'header';
   private remaining = 0; // data bytes left of the current member
@@ -189,17 +183,18 @@ export class LayerFilter {
   /** Members seen (for tests and messages). */
   members = 0;
 
-  constructor(private readonly o: SanitizeOptions) {}
+  constructor(private readonly o: SanitizeOptions) {
+    super();
+  }
 
-  /** What the current input chunk produced. */
+  /** What one input chunk produced: handed on as one buffer (one write to tar, not one per member). */
   private pending: Buffer[] = [];
 
   private out(b: Buffer): void {
     this.pending.push(b);
   }
 
-  /** Checks the next chunk; returns the normalised stream's next pieces. Throws when refused. */
-  write(chunk: Buffer): Buffer[] {
+  override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
     try {
       if (this.buf.length && this.buf.length < BLOCK && chunk.length > BLOCK - this.buf.length) {
         // A header cut by the chunk's start: complete that one block (not a copy of the chunk).
@@ -210,26 +205,29 @@ export class LayerFilter {
       }
       this.buf = this.buf.length ? Buffer.concat([this.buf, chunk]) : chunk;
       this.consume();
-      return this.pending;
-    } finally {
+      const p = this.pending;
       this.pending = [];
+      if (p.length) this.push(p.length === 1 ? p[0] : Buffer.concat(p));
+      cb();
+    } catch (e) {
+      this.pending = [];
+      cb(e as Error);
     }
   }
 
-  /** The input is over: the last pieces (opaque markers, the end blocks). Throws when cut short. */
-  end(): Buffer[] {
+  override _flush(cb: TransformCallback): void {
     if (this.state !== 'end' && !(this.state === 'header' && this.buf.length === 0 && this.members > 0)) {
-      throw bad(this.members === 0 ? 'it is not a tar archive' : 'the tar stream is truncated');
+      cb(bad(this.members === 0 ? 'it is not a tar archive' : 'the tar stream is truncated'));
+      return;
     }
-    const out: Buffer[] = [];
     // Opaque markers become a directory entry carrying the xattr, after the directory's own.
     for (const d of this.opaque) {
       const prev = this.dirs.get(d);
       const e: TarEntry = { path: d, type: '5', mode: prev?.mode ?? 0o755, uid: prev?.uid ?? 0, gid: prev?.gid ?? 0, mtime: prev?.mtime ?? 0, size: 0, linkname: '', devmajor: 0, devminor: 0, xattrs: { ...(prev?.xattrs ?? {}), 'trusted.overlay.opaque': 'y' } };
-      out.push(entryHeaders(e));
+      this.push(entryHeaders(e));
     }
-    out.push(Buffer.alloc(BLOCK * 2));
-    return out;
+    this.push(Buffer.alloc(BLOCK * 2));
+    cb();
   }
 
   private consume(): void {
@@ -408,42 +406,5 @@ export class LayerFilter {
     this.files.delete(p);
     this.symlinks.delete(p);
     this.dirs.delete(p);
-  }
-}
-
-/** LayerFilter as a Transform stream: one output buffer per input chunk (one write to tar, not one per member). */
-export class LayerSanitizer extends Transform {
-  private readonly f: LayerFilter;
-  constructor(o: SanitizeOptions) {
-    super();
-    this.f = new LayerFilter(o);
-  }
-
-  get members(): number {
-    return this.f.members;
-  }
-
-  override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
-    let p: Buffer[];
-    try {
-      p = this.f.write(chunk);
-    } catch (e) {
-      cb(e as Error);
-      return;
-    }
-    if (p.length) this.push(p.length === 1 ? p[0] : Buffer.concat(p));
-    cb();
-  }
-
-  override _flush(cb: TransformCallback): void {
-    let p: Buffer[];
-    try {
-      p = this.f.end();
-    } catch (e) {
-      cb(e as Error);
-      return;
-    }
-    for (const b of p) this.push(b);
-    cb();
   }
 }
