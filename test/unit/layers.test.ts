@@ -156,3 +156,50 @@ test('a blob unpacked as it arrives: a tampered or cut one is named as such, not
   assert.equal(progress.at(-1), gz.length);
   assert.ok(progress.length > 1, 'bytes reported as they came');
 });
+
+test('gzip that its digest vouches for but that does not inflate is refused; a cut download leaves nothing open; a good one stores the layer', async () => {
+  const tar = layerTar([{ name: 'f', type: 'file', data: randomBytes(60_000).toString('hex') }], dir);
+  const gz = zlib.gzipSync(tar);
+  const before = stored();
+  const crc = Buffer.from(gz);
+  crc[crc.length - 6] = crc[crc.length - 6]! ^ 0xff; // the gzip trailer's checksum
+  const cut = gz.subarray(0, gz.length >> 1);
+  for (const [bad, why] of [
+    [crc, /incorrect data check/],
+    [cut, /unexpected end of file/],
+  ] as const) {
+    await assert.rejects(store.unpackBlob(Readable.from([bad]), { digest: sha(bad), size: bad.length }, 'layer X', () => assert.fail('kept')), (e: Error) => {
+      assert.match(e.message, /^unpacking layer X failed: .*; nothing was stored$/);
+      assert.match(e.message, why);
+      assert.doesNotMatch(e.message, /\n/);
+      return true;
+    });
+  }
+  await refused([{ name: '../escaped', type: 'file', data: 'x' }], /leads out of the layer/);
+  // A download cut mid-layer: the unpacking stops, no pipe or file is left open.
+  const open = (): string[] =>
+    fs
+      .readdirSync('/proc/self/fd')
+      .map((f) => {
+        try {
+          return `${f} ${fs.readlinkSync(`/proc/self/fd/${f}`)}`;
+        } catch {
+          return '';
+        }
+      })
+      .filter((l) => / (pipe:|\/)/.test(l) && !l.startsWith('0 ') && !/ \/proc\//.test(l))
+      .sort();
+  const fds = open();
+  const big = zlib.gzipSync(layerTar([{ name: 'r', type: 'file', data: randomBytes(3 << 20).toString('base64') }], dir));
+  const cutoff = new Readable({ read() {} });
+  for (let o = 0; o < big.length >> 1; o += 65536) cutoff.push(big.subarray(o, Math.min(o + 65536, big.length >> 1)));
+  setTimeout(() => cutoff.destroy(new Error('aborted')), 100);
+  await assert.rejects(store.unpackBlob(cutoff, { digest: sha(big), size: big.length }, 'layer X', () => assert.fail('kept')), { message: /^downloading layer X failed: it was cut after \d+ of its \d+ bytes; try again; nothing was stored$/ });
+  assert.deepEqual(open(), fds, 'no pipe or file left open');
+  assert.deepEqual(stored(), before, 'nothing stored');
+  const rec = await store.unpackBlob(Readable.from([gz]), { digest: sha(gz), size: gz.length, diffId: sha(tar) }, 'layer X');
+  assert.equal(rec.DiffID, sha(tar));
+  assert.equal(rec.Size, tar.length);
+  assert.equal(fs.readFileSync(path.join(store.diffDir(rec.DiffID.slice(7)), 'f'), 'utf8').length, 120_000);
+  store.removeUnused(new Set());
+});

@@ -215,7 +215,7 @@ export class LayerStore {
     packed.hashing = !(expect.verified && expect.digest);
     const unpacked = new Meter();
     const sanitizer = new LayerSanitizer({ allowDevices: root, whiteouts: true });
-    const tarArgs = ['-x', '-f', '-', '-C', diff, '--numeric-owner', '--xattrs', '--xattrs-include=*', ...(root ? [] : ['--no-same-owner'])];
+    const tarArgs = ['-x', '-f', '-', '-b', '256', '-B', '-C', diff, '--numeric-owner', '--xattrs', '--xattrs-include=*', ...(root ? [] : ['--no-same-owner'])];
     const child = spawn('tar', tarArgs, { stdio: ['pipe', 'ignore', 'pipe'] });
     let stderr = '';
     child.stderr!.on('data', (b: Buffer) => (stderr += b.toString()));

@@ -16,6 +16,7 @@ import { Transform, type TransformCallback } from 'node:stream';
 import { FerryError } from '../../lib/errors.js';
 
 const BLOCK = 512;
+const ZERO_BLOCK = Buffer.alloc(BLOCK);
 
 export interface TarEntry {
   path: string; // normalised, relative, '' for the layer's root
@@ -260,7 +261,7 @@ export class LayerSanitizer extends Transform {
       if (this.buf.length < BLOCK) return;
       const h = this.buf.subarray(0, BLOCK);
       this.buf = this.buf.subarray(BLOCK);
-      if (h.every((x) => x === 0)) {
+      if (h.equals(ZERO_BLOCK)) {
         this.state = 'end';
         continue;
       }
