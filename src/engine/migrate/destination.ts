@@ -263,6 +263,7 @@ async function receiveArchive(s: Session, preDumps: string[]): Promise<Restored 
   try {
     const r = await importCheckpoint(engine, {
       source: s.inbox.archive(),
+      inProcess: true,
       tcpEstablished: undefined,
       beforeRestore:
         hello.lazy && lazyPort

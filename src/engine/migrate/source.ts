@@ -122,7 +122,10 @@ export async function migrate(engine: Engine, ref: string, o: MigrateOptions): P
   await sweepLoopbackGuards((pid) => processAlive(pid));
   const unguard = pages === 'none' ? undefined : await guardLoopbackPort(pagesPort, []);
   try {
+    // The checkpoint's metadata names runc's version: asked now (and cached), not while frozen.
+    const runcVersion = engine.runtimeVersion().catch(() => undefined);
     const link = await openLink(dest, o, pages, pagesPort);
+    await runcVersion;
     return await runPhases(new Session(engine, o, { rec, host: dest.host, criu, pages, pagesPort, t0 }, link));
   } finally {
     await unguard?.().catch(() => undefined);
@@ -408,11 +411,13 @@ async function dumpAndSend(s: Session, counted: Writable, parent: string | undef
   const replyP = s.laterReply();
   let lazyDump: LazyDump | undefined;
   const exportP = (async () => {
-    const target = { target: counted, compression: o.compression ?? 'zstd', withoutPreDumps: true } as const;
+    // Small unless it carries the memory that changed since the last pre-copy round: compressed here.
+    const target = { target: counted, compression: o.compression ?? 'zstd', withoutPreDumps: true, inProcess: !!o.lazy || !rounds } as const;
     if (o.lazy) {
       lazyDump = await lazyCheckpoint(engine, s.id, s.p.pagesPort, o.destination, o.tcpEstablished, parent);
       // Its memory is in the page server here now, and nowhere else.
       s.onFailure({ kind: 'restore', lazy: true, rounds });
+      debug(`migrate ${name}: lazy dump recorded`);
       await engine.withContainer(s.id, async (r) => {
         await exportCheckpoint(engine, r, target);
       });
@@ -693,7 +698,8 @@ async function frozenStopAndCopy(engine: Engine, rec: ContainerRecord, f: Frozen
       meta: checkpointMetaOptions({ tcpEstablished: f.tcpEstablished }),
     });
     debug(`migrate ${name}: dumped in ${(performance.now() - tFreeze).toFixed(1)}ms, memory sent to the page server`);
-    const exportP = exportCheckpoint(engine, rec, { target: f.target, compression: f.compression, imageDir: dir });
+    // The memory went to the page server: the archive is small, compressed here.
+    const exportP = exportCheckpoint(engine, rec, { target: f.target, compression: f.compression, imageDir: dir, inProcess: true });
     exportP.catch(() => undefined);
     await archiveSent(exportP.then(() => undefined), exportP, f.reply, f.target, peer);
     debug(`migrate ${name}: archive sent`);
