@@ -15,7 +15,7 @@ import * as path from 'node:path';
 import { FerryError } from '../lib/errors.js';
 import { debug } from '../lib/log.js';
 import { containerPids, execSessions, type RuncCheckpointOptions } from '../drivers/runtime/runc.js';
-import { findUndumpable } from '../drivers/criu/criu.js';
+import { findUndumpable, networkLockLines, writeCriuConfig } from '../drivers/criu/criu.js';
 import { readDumpStats, type DumpStats } from '../drivers/criu/stats.js';
 import { criuFailure, writeCheckpointMeta } from './checkpoint-dir.js';
 import type { Engine } from './engine.js';
@@ -93,6 +93,7 @@ export async function dump(engine: Engine, rec: ContainerRecord, req: DumpReques
   // earlier dump's statistics for this one's.
   fs.rmSync(logFile, { force: true });
   fs.rmSync(path.join(workDir, 'stats-dump'), { force: true });
+  writeCriuConfig(workDir, networkLockLines(rec.config.pod ? undefined : rec.config.network?.mode, req.criu.tcpEstablished));
   const t0 = performance.now();
   if (req.freeze) await engine.runtime.freeze(id, rec.state.pid);
   const thaw = async (): Promise<void> => {
