@@ -215,3 +215,31 @@ test("CRIU's kernel facts are kept between runs (the private CRIU keeps them in 
   assert.equal(fs.statSync('/dev/criu.kdat').mode & 0o777, 0o600);
   await h.ok(['rm', '-f', 'kd']);
 });
+
+test("CRIU's network lock is skipped for a container with no network of its own, kept with --tcp-established", async () => {
+  const id = await h.ok(['run', '-d', '--network', 'none', '--name', 'nl', 'busybox', ...FAST_LOOPER]);
+  await countsOn(h, 'nl', 2);
+  const userdata = path.join(containerDir(h, id), 'userdata');
+  const conf = path.join(userdata, 'criu.conf');
+  const read = (log: string) => fs.readFileSync(path.join(userdata, log), 'utf8');
+  const usesConf = new RegExp(`Would overwrite RPC settings with values from ${conf.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}`);
+  // Ferry's own annotation naming the file is not part of what inspect shows.
+  const ann = JSON.parse(await h.ok(['inspect', '--format', '{{json .Config.Annotations}}', 'nl'])) as Record<string, string>;
+  assert.equal(ann['org.criu.config'], undefined, JSON.stringify(ann));
+
+  await h.ok(['container', 'checkpoint', '--keep', 'nl']);
+  assert.equal(fs.readFileSync(conf, 'utf8'), 'network-lock skip\n', 'the dump was told to skip the lock');
+  assert.match(read('dump.log'), usesConf, 'CRIU read the options file');
+  await h.ok(['container', 'restore', 'nl']);
+  assert.match(read('restore.log'), usesConf);
+  assert.equal(fs.existsSync(conf), false, 'the restore options do not outlive the restore');
+  await countsOn(h, 'nl', 2);
+
+  // Established connections want CRIU's lock: no options file (CRIU names the file it was
+  // given whether or not it exists, and a missing one leaves its default, iptables).
+  await h.ok(['container', 'checkpoint', '--keep', '--tcp-established', 'nl']);
+  assert.equal(fs.existsSync(conf), false);
+  await h.ok(['container', 'restore', 'nl']);
+  await countsOn(h, 'nl', 2);
+  await h.ok(['rm', '-f', 'nl']);
+});
