@@ -39,6 +39,12 @@ export interface RestoreOptions extends RuncRestoreOptions {
   label?: string;
   /** Runs after the bundle is ready and before runc restore (starts the lazy-pages daemon). */
   beforeRestore?: (bundle: string, imageDir: string) => Promise<void>;
+  /**
+   * Called the moment conmon says the container runs again, before the restore records it (a
+   * migration's destination tells the source then: its downtime ends there). The restore can
+   * still fail after it (recording the state); it then stops the container as any failure does.
+   */
+  onRunning?: (id: string) => void;
 }
 
 export interface RestoreReport {
@@ -134,6 +140,7 @@ export async function restoreLocked(engine: Engine, rec: ContainerRecord, o: Res
     });
     runtimeMs = performance.now() - tr;
     debug(`restore ${name}: conmon + runc restore took ${runtimeMs.toFixed(1)}ms`);
+    o.onRunning?.(id);
     if (rec.state.trafficHeld && rec.state.net) {
       // The sockets are back: let their peers' retransmissions in.
       await releaseTraffic(rec.state.net.netnsPath);

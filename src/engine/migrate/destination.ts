@@ -256,6 +256,10 @@ async function receiveArchive(s: Session, preDumps: string[]): Promise<Restored 
   const { engine, hello, pageServer, lazyPort } = s;
   debug(`receive ${hello.name}: archive begins`);
   let lazyDaemon: ChildProcess | undefined;
+  // Said as soon as conmon reports the container running (the source's downtime ends there),
+  // before the restore has recorded it; a failure after it is reported as an error instead of
+  // `committed` (awaitCommit is only reached once the restore is complete).
+  let told = false;
   // While the source dumps, say how much memory has arrived (its progress bar shows it).
   let pageBytes = 0;
   const ticker = pageServer ? setInterval(() => s.reply({ type: 'progress', pageBytes: pageImageBytes(pageServer.dir) }), 250) : undefined;
@@ -272,6 +276,12 @@ async function receiveArchive(s: Session, preDumps: string[]): Promise<Restored 
             }
           : undefined,
       lazyPages: hello.lazy,
+      onRunning: (id) => {
+        told = true;
+        clearInterval(ticker);
+        s.reply({ type: 'restored', id, pageBytes });
+        debug(`receive ${hello.name}: running`);
+      },
       preDumps,
       pageImages: pageServer
         ? async () => {
@@ -283,7 +293,7 @@ async function receiveArchive(s: Session, preDumps: string[]): Promise<Restored 
         : undefined,
     });
     clearInterval(ticker);
-    s.reply({ type: 'restored', id: r.id, pageBytes });
+    if (!told) s.reply({ type: 'restored', id: r.id, pageBytes });
     debug(`receive ${hello.name}: restored`);
     return { id: r.id, lazyDaemon };
   } catch (e) {

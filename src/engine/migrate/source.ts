@@ -448,9 +448,17 @@ async function commit(s: Session): Promise<void> {
   s.progress('committing', s.bytes + s.pageBytes);
   // A lazy dump's op says from here on that the destination may own the container (repair.ts).
   if (s.p.pages === 'lazy') await s.engine.withContainer(s.id, async (r) => s.engine.updateOp(r, 'migrate', { phase: 'committing' }));
+  const before = s.rollback;
   await s.writer.send({ type: 'commit' });
   s.onFailure({ kind: 'keep' });
   const committed = await s.replies.next(COMMIT_TIMEOUT_MS).catch(() => undefined);
+  if (committed?.type === 'error') {
+    // The destination said it did not keep the container (its restore failed after it had
+    // said `restored`: the container was running there for a moment and is gone again): the
+    // rollback from before the commit applies.
+    s.onFailure(before);
+    throw new NotKept('ECRIU', `${s.host} could not keep ${s.name}: ${committed.message}`);
+  }
   if (committed?.type !== 'committed') {
     const name = s.name;
     const here =
@@ -492,6 +500,9 @@ async function cleanUp(s: Session, moved: Moved): Promise<MigrateReport> {
 }
 
 // ------------------------------------------------------------------------------ rollback
+
+/** The destination answered the commit with an error: it has removed what it made. */
+class NotKept extends FerryError {}
 
 /** What a failure undoes, registered by the phase the migration is in (see the table above). */
 export type Rollback =
@@ -718,7 +729,7 @@ async function frozenStopAndCopy(engine: Engine, rec: ContainerRecord, f: Frozen
     return { downtimeMs, restored };
   } catch (e) {
     fs.rmSync(dir, { recursive: true, force: true });
-    if (committing) {
+    if (committing && !(e instanceof NotKept)) {
       // Nobody knows whether the destination kept it: stay frozen, say so (the error does).
       toPaused(rec.state, `a migration to ${f.destination} lost its connection after the commit`);
     } else {
