@@ -415,6 +415,7 @@ export async function importCheckpoint(engine: Engine, o: ImportOptions): Promis
     const renamedFrom = readJson<{ config: ContainerRecord['config'] }>(path.join(staging, 'container.json')).config.name;
     created = await placeStaged(engine, staging, o, targetPod, createdVolumes);
     fs.rmSync(staging, { recursive: true, force: true });
+    debug(`import: placed as ${created.config.id.slice(0, 12)}`);
 
     // 4. Restore through the same path as an in-place restore. A copy under a new name gets a
     //    new address: two containers cannot share one.

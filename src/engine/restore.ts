@@ -109,7 +109,7 @@ export async function restoreLocked(engine: Engine, rec: ContainerRecord, o: Res
   try {
     await engine.runtime.delete(id, true);
     // The lazy-pages daemon (post-copy) starts while the bundle is being prepared.
-    const prep = await Promise.allSettled([engine.prepareBundle(rec, netReq), o.beforeRestore?.(engine.paths.bundle(id), dir)]);
+    const prep = await Promise.allSettled([engine.prepareBundle(rec, netReq).then(() => debug(`restore ${name}: rootfs mounted, spec written`)), o.beforeRestore?.(engine.paths.bundle(id), dir)]);
     for (const p of prep) if (p.status === 'rejected') throw p.reason;
     debug(`restore ${name}: bundle ready`);
     // CRIU options runc has no flag for (runc 1.1 has no --tcp-close), in the file the bundle's

@@ -124,3 +124,23 @@ test('compressor: in process only when asked, the zstd child otherwise', async (
   // The child's stream is a duplex over a process's pipes; the in-process one is zlib's.
   assert.notEqual(small.stream.constructor.name, child.stream.constructor.name);
 });
+
+test('in-process zstd: input beyond a frame (1 MiB) goes as several frames, one stream to every reader', async (t) => {
+  const d = tmpdir(t);
+  const src = path.join(d, 'src');
+  fs.mkdirSync(src);
+  const big = Buffer.from(Array.from({ length: 2600 << 10 }, (_, i) => (i * 13 + (i >> 12)) & 0xff));
+  fs.writeFileSync(path.join(src, 'pages-1.img'), big);
+  const bytes = await writeSmall(src);
+  let frames = 0;
+  for (let i = bytes.indexOf(Buffer.from([0x28, 0xb5, 0x2f, 0xfd])); i >= 0; i = bytes.indexOf(Buffer.from([0x28, 0xb5, 0x2f, 0xfd]), i + 4)) frames++;
+  assert.ok(frames >= 3, `${frames} frames`);
+  const cli = spawnSync('zstd', ['-q', '-d', '-c'], { input: bytes, maxBuffer: 64 << 20 });
+  assert.equal(cli.status, 0, String(cli.stderr));
+  for (const inProcess of [true, false]) {
+    const dest = path.join(d, `dest-${inProcess}`);
+    fs.mkdirSync(dest);
+    await read(bytes, dest, inProcess);
+    assert.deepEqual(fs.readFileSync(path.join(dest, 'checkpoint', 'pages-1.img')), big);
+  }
+});

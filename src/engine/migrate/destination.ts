@@ -273,6 +273,7 @@ async function receiveArchive(s: Session, preDumps: string[]): Promise<Restored 
         hello.lazy && lazyPort
           ? async (bundle, imageDir) => {
               lazyDaemon = await startLazyPages(criuPath(engine), lazyPort, bundle, imageDir);
+              debug(`receive ${hello.name}: criu lazy-pages listens`);
             }
           : undefined,
       lazyPages: hello.lazy,
