@@ -43,6 +43,8 @@ export interface Dump {
   logFile: string;
   /** A lazy dump: settles once the destination has every page (CRIU then exits). */
   served?: Promise<void>;
+  /** performance.now() when the container stopped running: the freeze (or runc's start). */
+  frozenAt: number;
 }
 
 /**
@@ -118,5 +120,5 @@ export async function dump(engine: Engine, rec: ContainerRecord, req: DumpReques
         if (d.code !== 0) throw criuFailure('checkpoint', name, d.stderr, logFile);
       });
   served?.catch(() => undefined); // the caller may never wait for it (a failed migration)
-  return { runtimeMs, stats: readDumpStats(path.join(workDir, 'stats-dump')), logFile, served };
+  return { runtimeMs, stats: readDumpStats(path.join(workDir, 'stats-dump')), logFile, served, frozenAt: t0 };
 }

@@ -434,7 +434,9 @@ async function dumpAndSend(s: Session, counted: Writable, parent: string | undef
   s.progress('restoring', s.bytes);
   debug(`migrate ${name}: archive sent (${s.bytes} bytes)`);
   const restored = await restoredReply(replyP, s.peer());
-  const downtimeMs = performance.now() - tFreeze;
+  // From the freeze itself (a lazy dump's lock and op record come before it, the container
+  // still running): the same moment the stop-and-copy's figure starts from.
+  const downtimeMs = performance.now() - (lazyDump?.frozenAt ?? tFreeze);
   debug(`migrate ${name}: running on ${s.host} after ${downtimeMs.toFixed(1)}ms of downtime`);
   return { downtimeMs, restored, committed: false, lazyDump };
 }
@@ -747,6 +749,8 @@ async function frozenStopAndCopy(engine: Engine, rec: ContainerRecord, f: Frozen
 interface LazyDump {
   /** Resolves when CRIU has served every page and exited. */
   done: Promise<void>;
+  /** performance.now() when the container was frozen (its downtime begins). */
+  frozenAt: number;
 }
 
 /**
@@ -772,7 +776,7 @@ async function lazyCheckpoint(engine: Engine, id: string, port: number, destinat
       // Memory stays on this host, in CRIU, until the destination has faulted it all in.
       toCheckpointed(rec.state, dir, { stopped: false });
       engine.save(rec);
-      return { done: d.served! };
+      return { done: d.served!, frozenAt: d.frozenAt };
     } catch (e) {
       fs.rmSync(dir, { recursive: true, force: true });
       engine.endOp(rec);
