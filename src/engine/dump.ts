@@ -114,6 +114,7 @@ export async function dump(engine: Engine, rec: ContainerRecord, req: DumpReques
   }
   if (req.criu.leaveRunning) await thaw();
   if (req.meta) await writeCheckpointMeta(engine, rec, req.imageDir, req.meta);
+  debug(`dump ${name}: metadata written`);
   const served = r
     ? undefined
     : run.done.then((d) => {

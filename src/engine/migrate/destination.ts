@@ -29,7 +29,7 @@ import { processAlive } from '../../lib/proc.js';
 import { withTimeout } from '../../lib/async.js';
 import { freePort } from '../../lib/net.js';
 import { FrameReader } from '../../drivers/transport/channel.js';
-import { readArchive } from '../../drivers/archive/archive.js';
+import { readArchive, warmUp } from '../../drivers/archive/archive.js';
 import { requireCapability } from '../../drivers/criu/criu.js';
 import { criuLogReason, startLazyPages, startPageServer, type PageServer } from '../../drivers/criu/daemons.js';
 import { guardLoopbackPort, sweepLoopbackGuards } from '../../drivers/network/cni.js';
@@ -178,6 +178,8 @@ async function check(s: Session, opts: ReceiveOptions, setEndpoint: (e: Endpoint
       s.pageServer = await startPageServer(criuPath(engine), s.stage, port);
       if (opts.pageServerTunnel) setEndpoint(opts.pageServerTunnel(port));
     }
+    // The archive's code run once on a tiny archive, so that its first run is not in the window.
+    await warmUp(path.join(s.stage, 'warm')).catch(() => undefined);
     // The layers of the image it already has, which the source then leaves out.
     const haveLayers = needImage ? (hello.imageLayers ?? []).filter((l) => engine.images.hasLayer(l)) : undefined;
     s.reply({ type: 'ready', needImage, ...(haveLayers ? { haveLayers } : {}) });

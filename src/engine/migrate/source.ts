@@ -51,7 +51,8 @@ import type { Compression } from '../../drivers/archive/compress.js';
 import { requireCapability, type CriuInfo } from '../../drivers/criu/criu.js';
 import { startLazyPages } from '../../drivers/criu/daemons.js';
 import { residentBytes } from '../../drivers/runtime/runc.js';
-import { ARCHIVE_FORMAT, HEADER_MEMBER } from '../../drivers/archive/archive.js';
+import { ARCHIVE_FORMAT, HEADER_MEMBER, warmUp } from '../../drivers/archive/archive.js';
+import { randomBytes } from 'node:crypto';
 import { guardLoopbackPort, holdTraffic, sweepLoopbackGuards } from '../../drivers/network/cni.js';
 import { checkpoint } from '../checkpoint.js';
 import { checkpointMetaOptions, pageImageBytes, removePreDumps } from '../checkpoint-dir.js';
@@ -124,8 +125,10 @@ export async function migrate(engine: Engine, ref: string, o: MigrateOptions): P
   try {
     // The checkpoint's metadata names runc's version: asked now (and cached), not while frozen.
     const runcVersion = engine.runtimeVersion().catch(() => undefined);
+    // The archive's code run once on a tiny archive, so that its first run is not in the window.
+    const warm = warmUp(path.join(engine.paths.root, `.import-${process.pid}-warm-${randomBytes(4).toString('hex')}`), { read: false }).catch(() => undefined);
     const link = await openLink(dest, o, pages, pagesPort);
-    await runcVersion;
+    await Promise.all([runcVersion, warm]);
     return await runPhases(new Session(engine, o, { rec, host: dest.host, criu, pages, pagesPort, t0 }, link));
   } finally {
     await unguard?.().catch(() => undefined);
@@ -414,12 +417,12 @@ async function dumpAndSend(s: Session, counted: Writable, parent: string | undef
     // Small unless it carries the memory that changed since the last pre-copy round: compressed here.
     const target = { target: counted, compression: o.compression ?? 'zstd', withoutPreDumps: true, inProcess: !!o.lazy || !rounds } as const;
     if (o.lazy) {
-      lazyDump = await lazyCheckpoint(engine, s.id, s.p.pagesPort, o.destination, o.tcpEstablished, parent);
-      // Its memory is in the page server here now, and nowhere else.
-      s.onFailure({ kind: 'restore', lazy: true, rounds });
-      debug(`migrate ${name}: lazy dump recorded`);
-      await engine.withContainer(s.id, async (r) => {
-        await exportCheckpoint(engine, r, target);
+      lazyDump = await lazyCheckpoint(engine, s.id, s.p.pagesPort, o.destination, {
+        tcpEstablished: o.tcpEstablished,
+        parent,
+        // Its memory is in the page server here now, and nowhere else.
+        onDumped: () => s.onFailure({ kind: 'restore', lazy: true, rounds }),
+        send: (r) => exportCheckpoint(engine, r, target),
       });
     } else {
       await checkpoint(engine, s.id, { tcpEstablished: o.tcpEstablished, withPrevious: !!parent, parentDir: parent, export: target });
@@ -758,29 +761,46 @@ interface LazyDump {
  * destination only through the ssh tunnel or the ferry service's pages connection) until the
  * destination has them all. The migrate op is recorded first, so a ferry killed from here on
  * is repaired (repair.ts); it stays recorded until the container is gone from here, or back.
+ * send() streams the archive under the same lock, before the record says checkpointed (that
+ * write's fsync then overlaps the destination's work; a repair goes by the op alone), and the
+ * record is written whether or not it succeeds.
  */
-async function lazyCheckpoint(engine: Engine, id: string, port: number, destination: string, tcpEstablished?: boolean, parent?: string): Promise<LazyDump> {
+async function lazyCheckpoint(
+  engine: Engine,
+  id: string,
+  port: number,
+  destination: string,
+  o: { tcpEstablished?: boolean; parent?: string; onDumped: () => void; send: (rec: ContainerRecord) => Promise<unknown> },
+): Promise<LazyDump> {
+  const { tcpEstablished, parent } = o;
   return engine.withContainer(id, async (rec) => {
     const dir = engine.paths.checkpointDir(id);
     engine.beginOp(rec, 'migrate', { mode: 'lazy', phase: 'freezing', destination });
     fs.rmSync(dir, { recursive: true, force: true });
     fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
+    let d: Awaited<ReturnType<typeof dump>>;
     try {
-      const d = await dump(engine, rec, {
+      d = await dump(engine, rec, {
         imageDir: dir,
         criu: { lazyPages: true, pageServer: `127.0.0.1:${port}`, tcpEstablished, parentPath: parent ? path.join('..', parent) : undefined },
         meta: checkpointMetaOptions({ tcpEstablished, withPrevious: !!parent }),
         // Frozen by us first: CRIU then seizes it at once instead of polling the freezer in 100 ms steps.
         freeze: true,
       });
-      // Memory stays on this host, in CRIU, until the destination has faulted it all in.
-      toCheckpointed(rec.state, dir, { stopped: false });
-      engine.save(rec);
-      return { done: d.served!, frozenAt: d.frozenAt };
     } catch (e) {
       fs.rmSync(dir, { recursive: true, force: true });
       engine.endOp(rec);
       throw e;
     }
+    o.onDumped();
+    // Memory stays on this host, in CRIU, until the destination has faulted it all in.
+    toCheckpointed(rec.state, dir, { stopped: false });
+    try {
+      await o.send(rec);
+    } finally {
+      engine.save(rec);
+      debug(`migrate ${rec.config.name}: lazy dump recorded`);
+    }
+    return { done: d.served!, frozenAt: d.frozenAt };
   });
 }
