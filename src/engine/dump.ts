@@ -15,7 +15,7 @@ import * as path from 'node:path';
 import { FerryError } from '../lib/errors.js';
 import { debug } from '../lib/log.js';
 import { containerPids, execSessions, type RuncCheckpointOptions } from '../drivers/runtime/runc.js';
-import { findUndumpable } from '../drivers/criu/criu.js';
+import { findUndumpable, networkLockLines, writeCriuConfig } from '../drivers/criu/criu.js';
 import { readDumpStats, type DumpStats } from '../drivers/criu/stats.js';
 import { criuFailure, writeCheckpointMeta } from './checkpoint-dir.js';
 import type { Engine } from './engine.js';
@@ -43,6 +43,8 @@ export interface Dump {
   logFile: string;
   /** A lazy dump: settles once the destination has every page (CRIU then exits). */
   served?: Promise<void>;
+  /** performance.now() when the container stopped running: the freeze (or runc's start). */
+  frozenAt: number;
 }
 
 /**
@@ -93,6 +95,7 @@ export async function dump(engine: Engine, rec: ContainerRecord, req: DumpReques
   // earlier dump's statistics for this one's.
   fs.rmSync(logFile, { force: true });
   fs.rmSync(path.join(workDir, 'stats-dump'), { force: true });
+  writeCriuConfig(workDir, networkLockLines(rec.config.pod ? undefined : rec.config.network?.mode, req.criu.tcpEstablished));
   const t0 = performance.now();
   if (req.freeze) await engine.runtime.freeze(id, rec.state.pid);
   const thaw = async (): Promise<void> => {
@@ -111,11 +114,12 @@ export async function dump(engine: Engine, rec: ContainerRecord, req: DumpReques
   }
   if (req.criu.leaveRunning) await thaw();
   if (req.meta) await writeCheckpointMeta(engine, rec, req.imageDir, req.meta);
+  debug(`dump ${name}: metadata written`);
   const served = r
     ? undefined
     : run.done.then((d) => {
         if (d.code !== 0) throw criuFailure('checkpoint', name, d.stderr, logFile);
       });
   served?.catch(() => undefined); // the caller may never wait for it (a failed migration)
-  return { runtimeMs, stats: readDumpStats(path.join(workDir, 'stats-dump')), logFile, served };
+  return { runtimeMs, stats: readDumpStats(path.join(workDir, 'stats-dump')), logFile, served, frozenAt: t0 };
 }

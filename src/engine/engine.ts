@@ -26,7 +26,7 @@ import { RegistryClient, type ClientOptions } from '../drivers/registry/client.j
 import { registryDomain } from '../drivers/registry/reference.js';
 import { VolumeStore, type VolumeRecord } from '../drivers/storage/volumes.js';
 import { createLayer, mountLayer, removeLayer, unmountLayer } from '../drivers/storage/overlay.js';
-import { findCriu, findCriuConfig, probeCriu, type CriuInfo } from '../drivers/criu/criu.js';
+import { CRIU_CONFIG_ANNOTATION, CRIU_CONFIG_FILE, findCriu, findCriuDefaults, probeCriu, type CriuInfo } from '../drivers/criu/criu.js';
 import { attach, containerResolvConf, detach, inSubnet, NetworkStore, parseIPv4, parsePublish, validMac, DEFAULT_NETWORK, releaseTraffic, type NetworkRecord, type PortMapping } from '../drivers/network/cni.js';
 import { Paths } from './paths.js';
 import { findPod, getPod, podNamespaces, removePodRecord, type PodRecord } from './podstore.js';
@@ -147,7 +147,7 @@ export class Engine {
       opts = { ...opts, runtime: path.resolve(found) };
     }
     const criuPath = findCriu();
-    this.runtime = new RuncRuntime({ runcRoot: this.paths.runcRoot, criuPath, criuConfig: findCriuConfig(criuPath), runc: opts.runtime });
+    this.runtime = new RuncRuntime({ runcRoot: this.paths.runcRoot, criuPath, criuDefaults: findCriuDefaults(criuPath), runc: opts.runtime });
     this.runtimeOpt = opts.runtime;
     this.self = opts.self;
     const own = async (_e: Engine, rec: ContainerRecord, op: PendingOp): Promise<void> => {
@@ -747,7 +747,7 @@ export class Engine {
       cgroupsPath: this.paths.cgroup(id),
       terminal: !!rec.config.tty,
       consoleSize,
-      annotations: { 'io.ferry.name': rec.config.name },
+      annotations: { 'io.ferry.name': rec.config.name, [CRIU_CONFIG_ANNOTATION]: path.join(bundle, CRIU_CONFIG_FILE) },
       ...specResources(rec.config.resources),
       allowIoUring: rec.config.securityOpt?.includes('seccomp=unconfined'),
     });

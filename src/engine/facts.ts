@@ -8,6 +8,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { DEFAULT_CAPS } from '../drivers/runtime/spec.js';
+import { CRIU_CONFIG_ANNOTATION } from '../drivers/criu/criu.js';
 import { duBytes } from '../lib/fsutil.js';
 import type { Engine } from './engine.js';
 import { findPod, listPods } from './podstore.js';
@@ -132,7 +133,8 @@ export function containerFacts(engine: Engine, r: ContainerRecord, o: { size?: b
     specMounts,
     volumePaths,
     rlimits,
-    annotations: spec.annotations && typeof spec.annotations === 'object' ? spec.annotations : {},
+    // Not the CRIU options file's, which Ferry names in every bundle for itself.
+    annotations: spec.annotations && typeof spec.annotations === 'object' ? withoutKey(spec.annotations as Record<string, string>, CRIU_CONFIG_ANNOTATION) : {},
     ociVersion: typeof spec.ociVersion === 'string' ? spec.ociVersion : '1.0.2',
     cgroupPath: typeof spec.linux?.cgroupsPath === 'string' ? spec.linux.cgroupsPath : engine.paths.cgroup(c.id),
   };
@@ -152,4 +154,10 @@ export function containerFacts(engine: Engine, r: ContainerRecord, o: { size?: b
 export function psExtras(engine: Engine, recs: ContainerRecord[], o: { size?: boolean } = {}): PsExtras[] {
   const pods = new Map(listPods(engine).map((p) => [p.id, p.name]));
   return recs.map((r) => ({ podName: pods.get(r.config.pod ?? r.config.infraOf ?? '') ?? '', size: o.size ? containerFacts(engine, r, { size: true }).size : undefined }));
+}
+
+function withoutKey(o: Record<string, string>, k: string): Record<string, string> {
+  const { [k]: _drop, ...rest } = o;
+  void _drop;
+  return rest;
 }

@@ -48,6 +48,8 @@ export interface ExportOptions {
   imageDir?: string;
   /** The archive's layout: Ferry's (default), or Podman's for `podman container restore --import`. */
   format?: 'ferry' | 'podman';
+  /** Compress here rather than in a `zstd` child: a small archive (a migration's without its memory). */
+  inProcess?: boolean;
 }
 
 export interface ArchiveHeader {
@@ -90,6 +92,7 @@ export async function exportCheckpoint(engine: Engine, rec: ContainerRecord, o: 
       await writeContainerMembers(engine, rec, w, '', o);
     },
     (why) => new FerryError('EARCHIVE', `exporting ${rec.config.name} failed: ${why}; the checkpoint is kept on this host (\`ferry container restore ${rec.config.name}\`)`),
+    { inProcess: o.inProcess },
   );
 }
 
@@ -125,7 +128,7 @@ export async function writeArchive(
   compression: Compression,
   fill: (w: ArchiveWriter) => Promise<void>,
   failed: (why: string) => FerryError,
-  opts: { checksums?: boolean } = {},
+  opts: { checksums?: boolean; inProcess?: boolean } = {},
 ): Promise<WriteStats> {
   const file = typeof target === 'string' && target !== '-' ? path.resolve(target) : undefined;
   if (file && !fs.existsSync(path.dirname(file))) {
@@ -202,7 +205,9 @@ export async function writeContainerMembers(engine: Engine, rec: ContainerRecord
   if (!o.withoutPreDumps) {
     for (const [i, d] of preDumpChain(images).entries()) await w.addPlainDir(`${prefix}parents/${i + 1}`, d);
   }
+  debug(`export ${rec.config.name}: record, log and CRIU images written`);
   if (!o.ignoreRootfs) await w.addTree(`${prefix}rootfs`, engine.paths.layer(id).upper);
+  debug(`export ${rec.config.name}: rootfs diff written`);
   for (const v of exportedVolumes(rec, o)) await w.addTree(`${prefix}volumes/${v}`, engine.volumes.get(v).Mountpoint);
   const shm = path.join(engine.paths.bundle(id), engineMountFile('/dev/shm'));
   if (rec.config.engineMounts?.includes('/dev/shm') && fs.existsSync(shm)) await w.addTree(`${prefix}devshm`, shm);
@@ -229,6 +234,8 @@ export interface ImportOptions extends RestoreOptions {
   pullOptions?: PullOptions & { authfile?: string };
   /** A checkpoint image's layer: only Podman's layout is valid, its files in any order. */
   checkpointImage?: boolean;
+  /** Decompress the stream here rather than in a `zstd` child (a migration's archive). */
+  inProcess?: boolean;
 }
 
 export type { RestoreOptions };
@@ -381,6 +388,7 @@ export async function importCheckpoint(engine: Engine, o: ImportOptions): Promis
   try {
     // 1. Read and verify everything into staging; refuse early from the header.
     const read = await readArchive(input, staging, {
+      inProcess: o.inProcess,
       // Podman's layout, told apart by its content (no Ferry header first).
       foreign: (dest) => new PodmanReader(dest, (h) => checkPodmanArchive(engine, h, o)),
       onHeader: async (h) => {
@@ -407,6 +415,7 @@ export async function importCheckpoint(engine: Engine, o: ImportOptions): Promis
     const renamedFrom = readJson<{ config: ContainerRecord['config'] }>(path.join(staging, 'container.json')).config.name;
     created = await placeStaged(engine, staging, o, targetPod, createdVolumes);
     fs.rmSync(staging, { recursive: true, force: true });
+    debug(`import: placed as ${created.config.id.slice(0, 12)}`);
 
     // 4. Restore through the same path as an in-place restore. A copy under a new name gets a
     //    new address: two containers cannot share one.

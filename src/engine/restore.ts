@@ -14,8 +14,9 @@ import * as path from 'node:path';
 import { FerryError } from '../lib/errors.js';
 import { releaseTraffic } from '../drivers/network/cni.js';
 import { debug } from '../lib/log.js';
-import { readJsonIfExists, writeJsonAtomic } from '../lib/fsutil.js';
+import { readJsonIfExists } from '../lib/fsutil.js';
 import { restoreArgs, type RuncRestoreOptions } from '../drivers/runtime/runc.js';
+import { networkLockLines, writeCriuConfig } from '../drivers/criu/criu.js';
 import { readRestoreStats, type RestoreStats } from '../drivers/criu/stats.js';
 import type { PortMapping } from '../drivers/network/cni.js';
 import { META_FILE, checkCompatible, criuFailure, removePreDumps, type CheckpointMeta } from './checkpoint-dir.js';
@@ -38,6 +39,12 @@ export interface RestoreOptions extends RuncRestoreOptions {
   label?: string;
   /** Runs after the bundle is ready and before runc restore (starts the lazy-pages daemon). */
   beforeRestore?: (bundle: string, imageDir: string) => Promise<void>;
+  /**
+   * Called the moment conmon says the container runs again, before the restore records it (a
+   * migration's destination tells the source then: its downtime ends there). The restore can
+   * still fail after it (recording the state); it then stops the container as any failure does.
+   */
+  onRunning?: (id: string) => void;
 }
 
 export interface RestoreReport {
@@ -102,10 +109,12 @@ export async function restoreLocked(engine: Engine, rec: ContainerRecord, o: Res
   try {
     await engine.runtime.delete(id, true);
     // The lazy-pages daemon (post-copy) starts while the bundle is being prepared.
-    const prep = await Promise.allSettled([engine.prepareBundle(rec, netReq), o.beforeRestore?.(engine.paths.bundle(id), dir)]);
+    const prep = await Promise.allSettled([engine.prepareBundle(rec, netReq).then(() => debug(`restore ${name}: rootfs mounted, spec written`)), o.beforeRestore?.(engine.paths.bundle(id), dir)]);
     for (const p of prep) if (p.status === 'rejected') throw p.reason;
     debug(`restore ${name}: bundle ready`);
-    if (o.tcpClose) useCriuConfig(engine.paths.bundle(id), 'tcp-close\n');
+    // CRIU options runc has no flag for (runc 1.1 has no --tcp-close), in the file the bundle's
+    // annotation names; removed after the restore, so that later dumps do not inherit them.
+    writeCriuConfig(engine.paths.bundle(id), [...(o.tcpClose ? ['tcp-close'] : []), ...networkLockLines(rec.config.pod ? undefined : rec.config.network?.mode, tcpEstablished)]);
     const tr = performance.now();
     const started = await engine.runtime.createWithConmon({
       id,
@@ -131,6 +140,7 @@ export async function restoreLocked(engine: Engine, rec: ContainerRecord, o: Res
     });
     runtimeMs = performance.now() - tr;
     debug(`restore ${name}: conmon + runc restore took ${runtimeMs.toFixed(1)}ms`);
+    o.onRunning?.(id);
     if (rec.state.trafficHeld && rec.state.net) {
       // The sockets are back: let their peers' retransmissions in.
       await releaseTraffic(rec.state.net.netnsPath);
@@ -140,7 +150,7 @@ export async function restoreLocked(engine: Engine, rec: ContainerRecord, o: Res
     engine.event(rec, 'restore');
   } catch (e) {
     // 3. A failed restore: nothing left running or mounted; the checkpoint stays as it was.
-    fs.rmSync(path.join(engine.paths.bundle(id), CRIU_CONF), { force: true });
+    writeCriuConfig(engine.paths.bundle(id), []);
     await engine.runtime.kill(id, 'KILL', true).catch(() => undefined);
     await engine.releaseRuntime(rec).catch(() => undefined);
     rec.state.error = (e as Error).message;
@@ -149,7 +159,7 @@ export async function restoreLocked(engine: Engine, rec: ContainerRecord, o: Res
     throw e;
   }
 
-  fs.rmSync(path.join(engine.paths.bundle(id), CRIU_CONF), { force: true });
+  writeCriuConfig(engine.paths.bundle(id), []);
   // 4. Success: the checkpoint is used up unless --keep.
   const stats = readRestoreStats(path.join(engine.paths.bundle(id), 'stats-restore'));
   if (!o.keep) {
@@ -162,23 +172,6 @@ export async function restoreLocked(engine: Engine, rec: ContainerRecord, o: Res
   const pod = rec.config.pod ? findPod(engine, rec.config.pod) : undefined;
   if (pod) await resetPodHostname(engine, pod);
   return { id, name, totalMs: performance.now() - t0, runtimeMs, criu: stats };
-}
-
-const CRIU_CONF = 'criu-restore.conf';
-
-/**
- * CRIU options runc has no flag for (runc 1.1 has no --tcp-close): a CRIU configuration file
- * named by the bundle's `org.criu.config` annotation, which runc hands to CRIU. The file is
- * deleted after the restore (CRIU ignores a missing one), so later dumps of the container,
- * whose runc state keeps the annotation, do not inherit the options.
- */
-function useCriuConfig(bundle: string, content: string): void {
-  const conf = path.join(bundle, CRIU_CONF);
-  fs.writeFileSync(conf, content, { mode: 0o600 });
-  const specFile = path.join(bundle, 'config.json');
-  const spec = JSON.parse(fs.readFileSync(specFile, 'utf8')) as { annotations?: Record<string, string> };
-  spec.annotations = { ...spec.annotations, 'org.criu.config': conf };
-  writeJsonAtomic(specFile, spec, 0o644, false);
 }
 
 // ------------------------------------------------------------------------- repair

@@ -1,5 +1,5 @@
 /**
- * The few libc calls that JavaScript runtimes do not offer (mkfifo, flock, lgetxattr) or offer only
+ * The few libc calls that JavaScript runtimes do not offer (mkfifo, flock, lgetxattr, mount) or offer only
  * at a price (isatty: node:tty loads the stream machinery, ~4 ms of a command's start), made in this process
  * through Bun's FFI. Each spared a process per call (2-6 ms): Ferry makes FIFOs and takes locks
  * in every run, restore and checkpoint. Where FFI is not available (another runtime), each
@@ -12,6 +12,7 @@ interface Libc {
   flock(fd: number, op: number): number;
   lgetxattr(path: Buffer, name: Buffer, value: Buffer, size: number): number;
   isatty(fd: number): number;
+  mount(source: Buffer, target: Buffer, fstype: Buffer, flags: number, data: Buffer): number;
 }
 
 let libc: Libc | null | undefined;
@@ -27,12 +28,14 @@ function load(): Libc | null {
       flock: { args: [i32, i32], returns: i32 },
       lgetxattr: { args: [cstring, cstring, ptr, u64], returns: i64 },
       isatty: { args: [i32], returns: i32 },
+      mount: { args: [cstring, cstring, cstring, u64, cstring], returns: i32 },
     });
     libc = {
       mkfifo: (p, mode) => Number(lib.symbols.mkfifo(p, mode)),
       flock: (fd, op) => Number(lib.symbols.flock(fd, op)),
       lgetxattr: (p, name, value, size) => Number(lib.symbols.lgetxattr(p, name, value, size)),
       isatty: (fd) => Number(lib.symbols.isatty(fd)),
+      mount: (src, target, fstype, flags, data) => Number(lib.symbols.mount(src, target, fstype, flags, data)),
     };
   } catch {
     libc = null;
@@ -84,4 +87,27 @@ export function isattyFd(fd: number): boolean | undefined {
   const c = load();
   if (!c) return undefined;
   return c.isatty(fd) === 1;
+}
+
+/**
+ * mount(2) of a filesystem with options (no flags), relative paths in data resolved from cwd:
+ * true when mounted, false when it failed (the caller runs mount(8), which says why), undefined
+ * when libc cannot be called. The working directory is changed and put back synchronously:
+ * nothing else runs in between.
+ */
+export function mountFs(fstype: string, source: string, target: string, data: string, cwd: string): boolean | undefined {
+  const c = load();
+  if (!c) return undefined;
+  if ([fstype, source, target, data, cwd].some((x) => x.includes('\0'))) return false;
+  const here = process.cwd();
+  try {
+    process.chdir(cwd);
+  } catch {
+    return false;
+  }
+  try {
+    return c.mount(Buffer.from(`${source}\0`), Buffer.from(`${target}\0`), Buffer.from(`${fstype}\0`), 0, Buffer.from(`${data}\0`)) === 0;
+  } finally {
+    process.chdir(here);
+  }
 }

@@ -4,7 +4,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { CRIU_CONF } from '../../src/drivers/criu/criu.js';
+import { CRIU_DEFAULTS } from '../../src/drivers/criu/criu.js';
 import { readImage } from '../../src/drivers/criu/image.js';
 import { Host, FAST_LOOPER, containerDir, counts, countsOn, eventually, skipWith, sleep } from '../helpers/ferry.js';
 
@@ -219,16 +219,47 @@ test("CRIU's kernel facts are kept between runs (the private CRIU keeps them in 
 });
 
 test('CRIU locks the network by nftables where setup found it (no iptables-restore processes), and the restore follows the dump', async (t) => {
-  if (!fs.existsSync(CRIU_CONF)) return skipWith(t, 'setup found no nftables network lock in this CRIU and kernel: CRIU uses iptables');
-  const id = await h.ok(['run', '-d', '--name', 'nl', 'busybox', ...FAST_LOOPER]);
-  await countsOn(h, 'nl', 2);
-  await h.ok(['container', 'checkpoint', 'nl']);
+  if (!fs.existsSync(CRIU_DEFAULTS)) return skipWith(t, 'setup found no nftables network lock in this CRIU and kernel: CRIU uses iptables');
+  const id = await h.ok(['run', '-d', '--name', 'nf', 'busybox', ...FAST_LOOPER]);
+  await countsOn(h, 'nf', 2);
+  await h.ok(['container', 'checkpoint', 'nf']);
   const [inv] = readImage(path.join(containerDir(h, id), 'checkpoint', 'inventory.img'), 'InventoryEntry');
   assert.equal(inv?.networkLockMethod, 1, 'the dump recorded the nftables lock (CRIU: 0 iptables, 1 nftables)');
-  await h.ok(['container', 'restore', 'nl']);
-  const before = (await counts(h, 'nl')).at(-1)!;
-  await countsOn(h, 'nl', 2); // the counter goes on
-  assert.ok((await counts(h, 'nl')).at(-1)! >= before + 2);
-  await h.ok(['rm', '-f', 'nl']);
+  await h.ok(['container', 'restore', 'nf']);
+  const before = (await counts(h, 'nf')).at(-1)!;
+  await countsOn(h, 'nf', 2); // the counter goes on
+  assert.ok((await counts(h, 'nf')).at(-1)! >= before + 2);
+  await h.ok(['rm', '-f', 'nf']);
 });
 
+test("CRIU's network lock is skipped for a container with no network of its own, kept with --tcp-established", async () => {
+  const id = await h.ok(['run', '-d', '--network', 'none', '--name', 'nl', 'busybox', ...FAST_LOOPER]);
+  await countsOn(h, 'nl', 2);
+  const userdata = path.join(containerDir(h, id), 'userdata');
+  const conf = path.join(userdata, 'criu.conf');
+  const read = (log: string) => fs.readFileSync(path.join(userdata, log), 'utf8');
+  const usesConf = new RegExp(`Would overwrite RPC settings with values from ${conf.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}`);
+  // Ferry's own annotation naming the file is not part of what inspect shows.
+  const ann = JSON.parse(await h.ok(['inspect', '--format', '{{json .Config.Annotations}}', 'nl'])) as Record<string, string>;
+  assert.equal(ann['org.criu.config'], undefined, JSON.stringify(ann));
+
+  await h.ok(['container', 'checkpoint', '--keep', 'nl']);
+  assert.equal(fs.readFileSync(conf, 'utf8'), 'network-lock skip\n', 'the dump was told to skip the lock');
+  assert.match(read('dump.log'), usesConf, 'CRIU read the options file');
+  assert.equal(readImage(path.join(containerDir(h, id), 'checkpoint', 'inventory.img'), 'InventoryEntry')[0]?.networkLockMethod, 2, 'the dump recorded no lock (2: skip)');
+  await h.ok(['container', 'restore', 'nl']);
+  assert.match(read('restore.log'), usesConf);
+  assert.equal(fs.existsSync(conf), false, 'the restore options do not outlive the restore');
+  await countsOn(h, 'nl', 2);
+
+  // Established connections want CRIU's lock: no options file (CRIU names the file it was
+  // given whether or not it exists, and a missing one leaves Ferry's default: nftables where
+  // setup found it, else CRIU's, iptables).
+  await h.ok(['container', 'checkpoint', '--keep', '--tcp-established', 'nl']);
+  assert.equal(fs.existsSync(conf), false);
+  const [inv] = readImage(path.join(containerDir(h, id), 'checkpoint', 'inventory.img'), 'InventoryEntry');
+  assert.equal(inv?.networkLockMethod, fs.existsSync(CRIU_DEFAULTS) ? 1 : 0, 'the dump locked the network (CRIU: 0 iptables, 1 nftables, 2 skip)');
+  await h.ok(['container', 'restore', 'nl']);
+  await countsOn(h, 'nl', 2);
+  await h.ok(['rm', '-f', 'nl']);
+});

@@ -9,7 +9,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { chrDumpable, diagnoseCriuLog, findUndumpable } from '../../src/drivers/criu/criu.js';
+import { CRIU_CONFIG_FILE, chrDumpable, diagnoseCriuLog, findUndumpable, networkLockLines, writeCriuConfig } from '../../src/drivers/criu/criu.js';
 import { readDumpStats, readRestoreStats } from '../../src/drivers/criu/stats.js';
 
 const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
@@ -344,4 +344,25 @@ test('findUndumpable: nothing in an ordinary process (files, pipes, sockets, /de
   } finally {
     fs.closeSync(fd);
   }
+});
+
+test('networkLockLines: CRIU skips its network lock only for a container without a network and without established TCP', () => {
+  assert.deepEqual(networkLockLines('none', false), ['network-lock skip']);
+  assert.deepEqual(networkLockLines('none', undefined), ['network-lock skip']);
+  assert.deepEqual(networkLockLines('none', true), [], '--tcp-established wants the lock');
+  assert.deepEqual(networkLockLines('bridge', false), [], 'reachable from outside: locked');
+  assert.deepEqual(networkLockLines('host', false), []);
+  assert.deepEqual(networkLockLines(undefined, false), [], 'unknown (a pod member): locked');
+});
+
+test('writeCriuConfig writes one option a line, and removes the file when there is none', (t) => {
+  const d = fs.mkdtempSync(path.join(os.tmpdir(), 'ferry-criuconf-'));
+  t.after(() => fs.rmSync(d, { recursive: true, force: true }));
+  const f = path.join(d, CRIU_CONFIG_FILE);
+  writeCriuConfig(d, ['tcp-close', 'network-lock skip']);
+  assert.equal(fs.readFileSync(f, 'utf8'), 'tcp-close\nnetwork-lock skip\n');
+  assert.equal(fs.statSync(f).mode & 0o777, 0o600);
+  writeCriuConfig(d, []);
+  assert.equal(fs.existsSync(f), false);
+  writeCriuConfig(d, []); // nothing to remove: no error
 });

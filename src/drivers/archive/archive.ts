@@ -28,11 +28,31 @@ import type { Readable, Writable } from 'node:stream';
 import tar from 'tar-stream';
 import { FerryError } from '../../lib/errors.js';
 import { validName } from '../../lib/ids.js';
-import { compressor, compressorToFd, decompressor, decompressorFromFd, sniff, sniffFd, type Codec, type Compression } from './compress.js';
+import { compressor, compressorToFd, decompressor, decompressorFromFd, sniff, sniffFd, type Codec, type CodecOptions, type Compression } from './compress.js';
 
 export const ARCHIVE_FORMAT = 1;
 /** Read and write CRIU's images in large chunks: memory images are most of an archive. */
 const IO_CHUNK = 1 << 20;
+/** Files up to this size are read and written whole, synchronously, rather than streamed. */
+const SMALL_FILE = 256 << 10;
+
+/** The first size bytes of file (fewer if it shrank: the archive then fails its size check). */
+function readPrefix(file: string, size: number): Buffer {
+  const buf = Buffer.alloc(size);
+  if (size === 0) return buf;
+  const fd = fs.openSync(file, 'r');
+  try {
+    let n = 0;
+    while (n < size) {
+      const r = fs.readSync(fd, buf, n, size - n, n);
+      if (r === 0) break;
+      n += r;
+    }
+    return n === size ? buf : buf.subarray(0, n);
+  } finally {
+    fs.closeSync(fd);
+  }
+}
 export const HEADER_MEMBER = 'ferry-archive.json';
 export const CHECKSUMS_MEMBER = 'checksums.json';
 /** A whole pod's archive: pod.json, then each member's container archive under members/NAME/. */
@@ -89,16 +109,17 @@ export class ArchiveWriter {
 
   /**
    * out: a stream, or the descriptor of a file opened for writing, which the writer closes.
-   * checksums: false for a layout that has none (Podman's).
+   * checksums: false for a layout that has none (Podman's). inProcess: compress here (a small
+   * archive; see CodecOptions).
    */
-  constructor(out: Writable | number, compression: Compression, private readonly opts: { checksums?: boolean } = {}) {
+  constructor(out: Writable | number, compression: Compression, private readonly opts: { checksums?: boolean } & CodecOptions = {}) {
     this.pack.on('data', (b: unknown) => (this.rawBytes += (b as Buffer).length));
     const direct = typeof out === 'number' ? compressorToFd(compression, out) : undefined;
     if (direct) {
       this.outFd = out as number;
       this.done = Promise.all([pipeline(asReadable(this.pack), direct.stream), direct.done]).then(() => undefined);
     } else {
-      const codec = compressor(compression);
+      const codec = compressor(compression, { inProcess: opts.inProcess });
       codec.stream.on('data', (b: Buffer) => (this.bytes += b.length));
       const sink = typeof out === 'number' ? fs.createWriteStream('', { fd: out, highWaterMark: IO_CHUNK }) : out;
       this.done = Promise.all([pipeline(asReadable(this.pack), codec.stream, sink), codec.done]).then(() => undefined);
@@ -143,8 +164,9 @@ export class ArchiveWriter {
   async addFile(name: string, file: string): Promise<void> {
     const st = fs.statSync(file);
     // Only the bytes stat saw: a file that grows meanwhile (the log of a container left
-    // running with -R) must not overrun its header's size.
-    const body = st.size === 0 ? Buffer.alloc(0) : fs.createReadStream(file, { start: 0, end: st.size - 1, highWaterMark: IO_CHUNK });
+    // running with -R) must not overrun its header's size. A small file (most CRIU images) is
+    // read at once: a stream's open, reads and close are a round trip each (~1 ms a file).
+    const body = st.size <= SMALL_FILE ? readPrefix(file, st.size) : fs.createReadStream(file, { start: 0, end: st.size - 1, highWaterMark: IO_CHUNK });
     await this.entry({ name, size: st.size, mode: st.mode & 0o7777, mtime: st.mtime, type: 'file' }, body);
   }
 
@@ -250,6 +272,8 @@ export interface ReadPolicy {
    * archive is refused.
    */
   foreign?(dest: string): ForeignReader;
+  /** Decompress a stream here rather than in a `zstd` child (a migration's archive; see CodecOptions). */
+  inProcess?: boolean;
 }
 
 export interface ReadResult {
@@ -441,7 +465,7 @@ export async function readArchive(input: Readable | number, dest: string, policy
     const sniffed = await sniff(input);
     compression = sniffed.compression;
     src = sniffed.stream;
-    codec = decompressor(compression);
+    codec = decompressor(compression, undefined, { inProcess: policy.inProcess });
     codecDone = codec.done;
   }
   const ex = tar.extract();
@@ -494,7 +518,7 @@ export async function readArchive(input: Readable | number, dest: string, policy
           }
         } else {
           fs.mkdirSync(path.dirname(path.join(dest, name)), { recursive: true, mode: 0o700 });
-          await writeFile(asReadable(e), path.join(dest, name), hash, 0o600);
+          await writeFile(asReadable(e), path.join(dest, name), hash, 0o600, h.size ?? Infinity);
         }
       } else if (kind === 'checkpoint') {
         if (!rest && h.type !== 'directory') throw bad(`member "${name}" should be a directory of CRIU images`);
@@ -503,7 +527,7 @@ export async function readArchive(input: Readable | number, dest: string, policy
           e.resume();
         } else if (h.type === 'file') {
           fs.mkdirSync(path.dirname(path.join(dest, name)), { recursive: true, mode: 0o700 });
-          await writeFile(asReadable(e), path.join(dest, name), hash, 0o600);
+          await writeFile(asReadable(e), path.join(dest, name), hash, 0o600, h.size ?? Infinity);
         } else {
           throw bad(`member "${name}" is a ${h.type}; CRIU images are regular files`);
         }
@@ -570,8 +594,49 @@ async function readAll(s: Readable, hash: Hash): Promise<Buffer> {
   return Buffer.concat(parts);
 }
 
-async function writeFile(s: Readable, file: string, hash: Hash, mode: number): Promise<void> {
+async function writeFile(s: Readable, file: string, hash: Hash, mode: number, size = Infinity): Promise<void> {
+  if (size <= SMALL_FILE) {
+    // Small (most CRIU images): gathered, then written at once, without a stream's round trips.
+    const parts: Buffer[] = [];
+    for await (const b of s) {
+      hash.update(b as Buffer);
+      parts.push(b as Buffer);
+    }
+    fs.writeFileSync(file, Buffer.concat(parts), { flag: 'wx', mode });
+    return;
+  }
   s.on('data', (b: Buffer) => hash.update(b));
   // 'wx': never write through something that already exists (a link planted earlier).
   await pipeline(s, fs.createWriteStream(file, { flags: 'wx', mode, highWaterMark: IO_CHUNK }));
+}
+
+/**
+ * Runs the archive's code once on a tiny archive, written and read back below dir (removed
+ * after): a migration calls it before the freeze, so that loading zlib and tar-stream and the
+ * first, slow runs of this code (5-15 ms in a fresh process) are not part of the frozen window.
+ */
+export async function warmUp(dir: string, o: { write?: boolean; read?: boolean } = { write: true, read: true }): Promise<void> {
+  const { PassThrough } = await import('node:stream');
+  fs.mkdirSync(path.join(dir, 'src', 'checkpoint'), { recursive: true, mode: 0o700 });
+  try {
+    fs.writeFileSync(path.join(dir, 'src', 'checkpoint', 'warm.img'), Buffer.alloc(512, 1));
+    const pipe = new PassThrough();
+    const chunks: Buffer[] = [];
+    pipe.on('data', (b: Buffer) => chunks.push(b));
+    const ended = new Promise((resolve) => pipe.on('end', resolve));
+    const w = new ArchiveWriter(pipe, 'zstd', { inProcess: true });
+    await w.addJson(HEADER_MEMBER, { format: ARCHIVE_FORMAT, kind: 'warm-up' });
+    await w.addPlainDir('checkpoint', path.join(dir, 'src', 'checkpoint'));
+    fs.mkdirSync(path.join(dir, 'src', 'empty'), { mode: 0o700 });
+    await w.addTree('rootfs', path.join(dir, 'src', 'empty'));
+    await w.finish();
+    await ended;
+    if (o.read === false) return;
+    const input = new PassThrough();
+    const reading = readArchive(input, path.join(dir, 'dest'), { onHeader: () => undefined, inProcess: true });
+    input.end(Buffer.concat(chunks));
+    await reading;
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
 }

@@ -14,11 +14,11 @@ export const MIN_CRIU = [4, 2] as const;
  * where CRIU and the kernel have it (one netlink transaction instead of five iptables-restore
  * processes to unlock a restored container's network).
  */
-export const CRIU_CONF = '/usr/local/lib/ferry/etc/criu.conf';
+export const CRIU_DEFAULTS = '/usr/local/lib/ferry/etc/criu.conf';
 
 /** The configuration file for CRIU_CONFIG_FILE, when Ferry runs its own CRIU and setup wrote one. */
-export function findCriuConfig(criu: string): string | undefined {
-  return criu === CRIU_WRAPPER && fs.existsSync(CRIU_CONF) ? CRIU_CONF : undefined;
+export function findCriuDefaults(criu: string): string | undefined {
+  return criu === CRIU_WRAPPER && fs.existsSync(CRIU_DEFAULTS) ? CRIU_DEFAULTS : undefined;
 }
 
 /** The CRIU binary Ferry uses: $FERRY_CRIU, then Ferry's own install, then PATH. */
@@ -286,4 +286,35 @@ export function readLog(file: string): string {
   } catch {
     return '';
   }
+}
+
+/**
+ * CRIU options runc has no flag for go in a CRIU configuration file that runc hands to CRIU for
+ * every dump and restore: the one the bundle's `org.criu.config` annotation names (runc keeps
+ * the annotation in its state, so a dump reads it too). Ferry names this file in every bundle
+ * and writes it before each dump and restore with that call's options, or removes it (CRIU
+ * ignores a missing one).
+ */
+export const CRIU_CONFIG_FILE = 'criu.conf';
+export const CRIU_CONFIG_ANNOTATION = 'org.criu.config';
+
+/** Writes (or, with no lines, removes) the CRIU configuration file of a bundle. */
+export function writeCriuConfig(bundle: string, lines: string[]): void {
+  const file = path.join(bundle, CRIU_CONFIG_FILE);
+  if (!lines.length) {
+    fs.rmSync(file, { force: true });
+    return;
+  }
+  fs.writeFileSync(file, lines.map((l) => `${l}\n`).join(''), { mode: 0o600 });
+}
+
+/**
+ * CRIU's network lock (iptables rules put in the container's namespace while it is dumped and
+ * taken out when it is restored: an `iptables-restore` child at each end, 15-50 ms of the frozen
+ * window) guards the container's connections and sockets against traffic from outside. A
+ * container with no network of its own (only loopback) gets none, so unless it keeps
+ * established TCP connections (--tcp-established, which CRIU wants locked) the lock is skipped.
+ */
+export function networkLockLines(networkMode: string | undefined, tcpEstablished: boolean | undefined): string[] {
+  return networkMode === 'none' && !tcpEstablished ? ['network-lock skip'] : [];
 }

@@ -16,7 +16,6 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import type { Readable } from 'node:stream';
 import { FerryError } from '../../lib/errors.js';
 import { withTimeout } from '../../lib/async.js';
-import { waitFor } from '../../lib/proc.js';
 import { diagnoseCriuLog, readLog } from './criu.js';
 
 /** Why a CRIU log says CRIU failed, in plain words where known. */
@@ -72,17 +71,33 @@ const LAZY_PAGES_START_MS = 5000;
 
 /**
  * Starts `criu lazy-pages` for a restore whose work dir is workDir and images imageDir: it
- * serves page faults from the page server on 127.0.0.1:port. Resolves once its socket is in
- * the work dir (runc restore connects to it there); kills it and throws if it never comes.
+ * serves page faults from the page server on 127.0.0.1:port. Resolves once it listens on its
+ * socket in the work dir (runc restore connects to it there): CRIU says so on its status fd the
+ * moment it does, where polling for the socket file lost up to a poll interval. Kills it and
+ * throws if it exits or never says so.
  */
 export async function startLazyPages(criu: string, port: number, workDir: string, imageDir: string): Promise<ChildProcess> {
   const socket = path.join(workDir, 'lazy-pages.socket');
   const log = path.join(workDir, 'lazy-pages.log');
   fs.rmSync(socket, { force: true });
-  const d = spawn(criu, ['lazy-pages', '--page-server', '--address', '127.0.0.1', '--port', String(port), '-D', imageDir, '-W', workDir, '-o', log, '-v4'], { stdio: 'ignore', detached: true });
-  if (!(await waitFor(() => fs.existsSync(socket), LAZY_PAGES_START_MS))) {
+  const d = spawn(criu, ['lazy-pages', '--page-server', '--address', '127.0.0.1', '--port', String(port), '-D', imageDir, '-W', workDir, '--status-fd', '3', '-o', log, '-v4'], {
+    stdio: ['ignore', 'ignore', 'ignore', 'pipe'],
+    detached: true,
+  });
+  d.on('error', () => undefined);
+  const exited = new Promise<boolean>((resolve) => d.once('close', () => resolve(false)));
+  const status = d.stdio[3] as Readable;
+  status.on('error', () => undefined);
+  const said = new Promise<boolean>((resolve) => {
+    status.once('data', () => resolve(true));
+    status.once('end', () => resolve(false));
+  });
+  const ready = await withTimeout(Promise.race([said, exited]), LAZY_PAGES_START_MS);
+  status.destroy();
+  if (!ready || !fs.existsSync(socket)) {
     d.kill('SIGKILL');
-    throw new FerryError('ECRIU', `criu lazy-pages did not start (details: ${log})`);
+    const why = criuLogReason(log);
+    throw new FerryError('ECRIU', `criu lazy-pages did not start${why ? `: ${why}` : ''} (details: ${log})`);
   }
   return d;
 }

@@ -120,7 +120,7 @@ export interface RuntimeConfig {
   /** CRIU binary (or wrapper) runc should use. */
   criuPath?: string;
   /** A CRIU configuration file for every CRIU that runc starts (CRIU_CONFIG_FILE). */
-  criuConfig?: string;
+  criuDefaults?: string;
   runc?: string;
   conmon?: string;
 }
@@ -148,7 +148,7 @@ export class RuncRuntime {
 
   /** The environment of a runc that may start CRIU (checkpoint, restore). */
   criuEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
-    return { ...process.env, ...(this.cfg.criuConfig ? { CRIU_CONFIG_FILE: this.cfg.criuConfig } : {}), ...extra };
+    return { ...process.env, ...(this.cfg.criuDefaults ? { CRIU_CONFIG_FILE: this.cfg.criuDefaults } : {}), ...extra };
   }
 
   runcArgv(...args: string[]): string[] {

@@ -2,6 +2,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { runOk, run } from '../../lib/exec.js';
 import { mkdirp } from '../../lib/fsutil.js';
+import { mountFs } from '../../lib/libc.js';
 import { FerryError } from '../../lib/errors.js';
 
 /** A container's writable layer: an overlay of its image's rootfs with an upper dir of its own. */
@@ -58,6 +59,9 @@ export async function mountLayer(l: ContainerLayer, lower: { cwd: string; lower:
   // mount(8) with -o: the paths are ours (no commas or colons: IDs and link names are [A-Z0-9]).
   const data = `lowerdir=${lower.lower.join(':')},upperdir=${path.resolve(l.upper)},workdir=${path.resolve(l.work)}`;
   if (data.length >= MOUNT_DATA_MAX) throw new FerryError('EUNSUPPORTED', `the image has too many layers (${lower.lower.length}) for one overlay mount: flatten it (e.g. podman build --squash)`);
+  // mount(2) in this process (a mount(8) child cost 3-6 ms of every start and restore); mount(8)
+  // when that fails, to say why.
+  if (mountFs('overlay', 'overlay', path.resolve(l.merged), data, lower.cwd)) return;
   await runOk(['mount', '-t', 'overlay', 'overlay', '-o', data, path.resolve(l.merged)], { cwd: lower.cwd, what: 'mounting the container rootfs (overlay)' });
 }
 

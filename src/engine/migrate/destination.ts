@@ -29,7 +29,7 @@ import { processAlive } from '../../lib/proc.js';
 import { withTimeout } from '../../lib/async.js';
 import { freePort } from '../../lib/net.js';
 import { FrameReader } from '../../drivers/transport/channel.js';
-import { readArchive } from '../../drivers/archive/archive.js';
+import { readArchive, warmUp } from '../../drivers/archive/archive.js';
 import { requireCapability } from '../../drivers/criu/criu.js';
 import { criuLogReason, startLazyPages, startPageServer, type PageServer } from '../../drivers/criu/daemons.js';
 import { guardLoopbackPort, sweepLoopbackGuards } from '../../drivers/network/cni.js';
@@ -178,6 +178,8 @@ async function check(s: Session, opts: ReceiveOptions, setEndpoint: (e: Endpoint
       s.pageServer = await startPageServer(criuPath(engine), s.stage, port);
       if (opts.pageServerTunnel) setEndpoint(opts.pageServerTunnel(port));
     }
+    // The archive's code run once on a tiny archive, so that its first run is not in the window.
+    await warmUp(path.join(s.stage, 'warm')).catch(() => undefined);
     // The layers of the image it already has, which the source then leaves out.
     const haveLayers = needImage ? (hello.imageLayers ?? []).filter((l) => engine.images.hasLayer(l)) : undefined;
     s.reply({ type: 'ready', needImage, ...(haveLayers ? { haveLayers } : {}) });
@@ -256,6 +258,10 @@ async function receiveArchive(s: Session, preDumps: string[]): Promise<Restored 
   const { engine, hello, pageServer, lazyPort } = s;
   debug(`receive ${hello.name}: archive begins`);
   let lazyDaemon: ChildProcess | undefined;
+  // Said as soon as conmon reports the container running (the source's downtime ends there),
+  // before the restore has recorded it; a failure after it is reported as an error instead of
+  // `committed` (awaitCommit is only reached once the restore is complete).
+  let told = false;
   // While the source dumps, say how much memory has arrived (its progress bar shows it).
   let pageBytes = 0;
   const ticker = pageServer ? setInterval(() => s.reply({ type: 'progress', pageBytes: pageImageBytes(pageServer.dir) }), 250) : undefined;
@@ -263,14 +269,22 @@ async function receiveArchive(s: Session, preDumps: string[]): Promise<Restored 
   try {
     const r = await importCheckpoint(engine, {
       source: s.inbox.archive(),
+      inProcess: true,
       tcpEstablished: undefined,
       beforeRestore:
         hello.lazy && lazyPort
           ? async (bundle, imageDir) => {
               lazyDaemon = await startLazyPages(criuPath(engine), lazyPort, bundle, imageDir);
+              debug(`receive ${hello.name}: criu lazy-pages listens`);
             }
           : undefined,
       lazyPages: hello.lazy,
+      onRunning: (id) => {
+        told = true;
+        clearInterval(ticker);
+        s.reply({ type: 'restored', id, pageBytes });
+        debug(`receive ${hello.name}: running`);
+      },
       preDumps,
       pageImages: pageServer
         ? async () => {
@@ -282,7 +296,7 @@ async function receiveArchive(s: Session, preDumps: string[]): Promise<Restored 
         : undefined,
     });
     clearInterval(ticker);
-    s.reply({ type: 'restored', id: r.id, pageBytes });
+    if (!told) s.reply({ type: 'restored', id: r.id, pageBytes });
     debug(`receive ${hello.name}: restored`);
     return { id: r.id, lazyDaemon };
   } catch (e) {

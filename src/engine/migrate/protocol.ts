@@ -12,6 +12,10 @@
  *     bye        done                       committed      kept
  *                                           pages-done     (lazy) every page was served
  *
+ * `restored` is sent the moment conmon reports the container running there, before the restore
+ * has recorded it: should recording fail, `commit` is answered with `error` (nothing kept there)
+ * instead of `committed`, and the source rolls back as before a commit.
+ *
  * A message that is not what its type says (a field missing or of the wrong type, a port out
  * of 1024-65535, a name that is no valid container name, a round below 1, an unknown type)
  * becomes a FerryError ('EINVAL') saying so in one line; the engine never reads a field that

@@ -51,7 +51,8 @@ import type { Compression } from '../../drivers/archive/compress.js';
 import { requireCapability, type CriuInfo } from '../../drivers/criu/criu.js';
 import { startLazyPages } from '../../drivers/criu/daemons.js';
 import { residentBytes } from '../../drivers/runtime/runc.js';
-import { ARCHIVE_FORMAT, HEADER_MEMBER } from '../../drivers/archive/archive.js';
+import { ARCHIVE_FORMAT, HEADER_MEMBER, warmUp } from '../../drivers/archive/archive.js';
+import { randomBytes } from 'node:crypto';
 import { guardLoopbackPort, holdTraffic, sweepLoopbackGuards } from '../../drivers/network/cni.js';
 import { checkpoint } from '../checkpoint.js';
 import { checkpointMetaOptions, pageImageBytes, removePreDumps } from '../checkpoint-dir.js';
@@ -122,7 +123,12 @@ export async function migrate(engine: Engine, ref: string, o: MigrateOptions): P
   await sweepLoopbackGuards((pid) => processAlive(pid));
   const unguard = pages === 'none' ? undefined : await guardLoopbackPort(pagesPort, []);
   try {
+    // The checkpoint's metadata names runc's version: asked now (and cached), not while frozen.
+    const runcVersion = engine.runtimeVersion().catch(() => undefined);
+    // The archive's code run once on a tiny archive, so that its first run is not in the window.
+    const warm = warmUp(path.join(engine.paths.root, `.import-${process.pid}-warm-${randomBytes(4).toString('hex')}`), { read: false }).catch(() => undefined);
     const link = await openLink(dest, o, pages, pagesPort);
+    await Promise.all([runcVersion, warm]);
     return await runPhases(new Session(engine, o, { rec, host: dest.host, criu, pages, pagesPort, t0 }, link));
   } finally {
     await unguard?.().catch(() => undefined);
@@ -408,13 +414,15 @@ async function dumpAndSend(s: Session, counted: Writable, parent: string | undef
   const replyP = s.laterReply();
   let lazyDump: LazyDump | undefined;
   const exportP = (async () => {
-    const target = { target: counted, compression: o.compression ?? 'zstd', withoutPreDumps: true } as const;
+    // Small unless it carries the memory that changed since the last pre-copy round: compressed here.
+    const target = { target: counted, compression: o.compression ?? 'zstd', withoutPreDumps: true, inProcess: !!o.lazy || !rounds } as const;
     if (o.lazy) {
-      lazyDump = await lazyCheckpoint(engine, s.id, s.p.pagesPort, o.destination, o.tcpEstablished, parent);
-      // Its memory is in the page server here now, and nowhere else.
-      s.onFailure({ kind: 'restore', lazy: true, rounds });
-      await engine.withContainer(s.id, async (r) => {
-        await exportCheckpoint(engine, r, target);
+      lazyDump = await lazyCheckpoint(engine, s.id, s.p.pagesPort, o.destination, {
+        tcpEstablished: o.tcpEstablished,
+        parent,
+        // Its memory is in the page server here now, and nowhere else.
+        onDumped: () => s.onFailure({ kind: 'restore', lazy: true, rounds }),
+        send: (r) => exportCheckpoint(engine, r, target),
       });
     } else {
       await checkpoint(engine, s.id, { tcpEstablished: o.tcpEstablished, withPrevious: !!parent, parentDir: parent, export: target });
@@ -429,7 +437,9 @@ async function dumpAndSend(s: Session, counted: Writable, parent: string | undef
   s.progress('restoring', s.bytes);
   debug(`migrate ${name}: archive sent (${s.bytes} bytes)`);
   const restored = await restoredReply(replyP, s.peer());
-  const downtimeMs = performance.now() - tFreeze;
+  // From the freeze itself (a lazy dump's lock and op record come before it, the container
+  // still running): the same moment the stop-and-copy's figure starts from.
+  const downtimeMs = performance.now() - (lazyDump?.frozenAt ?? tFreeze);
   debug(`migrate ${name}: running on ${s.host} after ${downtimeMs.toFixed(1)}ms of downtime`);
   return { downtimeMs, restored, committed: false, lazyDump };
 }
@@ -443,9 +453,17 @@ async function commit(s: Session): Promise<void> {
   s.progress('committing', s.bytes + s.pageBytes);
   // A lazy dump's op says from here on that the destination may own the container (repair.ts).
   if (s.p.pages === 'lazy') await s.engine.withContainer(s.id, async (r) => s.engine.updateOp(r, 'migrate', { phase: 'committing' }));
+  const before = s.rollback;
   await s.writer.send({ type: 'commit' });
   s.onFailure({ kind: 'keep' });
   const committed = await s.replies.next(COMMIT_TIMEOUT_MS).catch(() => undefined);
+  if (committed?.type === 'error') {
+    // The destination said it did not keep the container (its restore failed after it had
+    // said `restored`: the container was running there for a moment and is gone again): the
+    // rollback from before the commit applies.
+    s.onFailure(before);
+    throw new NotKept('ECRIU', `${s.host} could not keep ${s.name}: ${committed.message}`);
+  }
   if (committed?.type !== 'committed') {
     const name = s.name;
     const here =
@@ -487,6 +505,9 @@ async function cleanUp(s: Session, moved: Moved): Promise<MigrateReport> {
 }
 
 // ------------------------------------------------------------------------------ rollback
+
+/** The destination answered the commit with an error: it has removed what it made. */
+class NotKept extends FerryError {}
 
 /** What a failure undoes, registered by the phase the migration is in (see the table above). */
 export type Rollback =
@@ -693,7 +714,8 @@ async function frozenStopAndCopy(engine: Engine, rec: ContainerRecord, f: Frozen
       meta: checkpointMetaOptions({ tcpEstablished: f.tcpEstablished }),
     });
     debug(`migrate ${name}: dumped in ${(performance.now() - tFreeze).toFixed(1)}ms, memory sent to the page server`);
-    const exportP = exportCheckpoint(engine, rec, { target: f.target, compression: f.compression, imageDir: dir });
+    // The memory went to the page server: the archive is small, compressed here.
+    const exportP = exportCheckpoint(engine, rec, { target: f.target, compression: f.compression, imageDir: dir, inProcess: true });
     exportP.catch(() => undefined);
     await archiveSent(exportP.then(() => undefined), exportP, f.reply, f.target, peer);
     debug(`migrate ${name}: archive sent`);
@@ -712,7 +734,7 @@ async function frozenStopAndCopy(engine: Engine, rec: ContainerRecord, f: Frozen
     return { downtimeMs, restored };
   } catch (e) {
     fs.rmSync(dir, { recursive: true, force: true });
-    if (committing) {
+    if (committing && !(e instanceof NotKept)) {
       // Nobody knows whether the destination kept it: stay frozen, say so (the error does).
       toPaused(rec.state, `a migration to ${f.destination} lost its connection after the commit`);
     } else {
@@ -730,6 +752,8 @@ async function frozenStopAndCopy(engine: Engine, rec: ContainerRecord, f: Frozen
 interface LazyDump {
   /** Resolves when CRIU has served every page and exited. */
   done: Promise<void>;
+  /** performance.now() when the container was frozen (its downtime begins). */
+  frozenAt: number;
 }
 
 /**
@@ -737,29 +761,46 @@ interface LazyDump {
  * destination only through the ssh tunnel or the ferry service's pages connection) until the
  * destination has them all. The migrate op is recorded first, so a ferry killed from here on
  * is repaired (repair.ts); it stays recorded until the container is gone from here, or back.
+ * send() streams the archive under the same lock, before the record says checkpointed (that
+ * write's fsync then overlaps the destination's work; a repair goes by the op alone), and the
+ * record is written whether or not it succeeds.
  */
-async function lazyCheckpoint(engine: Engine, id: string, port: number, destination: string, tcpEstablished?: boolean, parent?: string): Promise<LazyDump> {
+async function lazyCheckpoint(
+  engine: Engine,
+  id: string,
+  port: number,
+  destination: string,
+  o: { tcpEstablished?: boolean; parent?: string; onDumped: () => void; send: (rec: ContainerRecord) => Promise<unknown> },
+): Promise<LazyDump> {
+  const { tcpEstablished, parent } = o;
   return engine.withContainer(id, async (rec) => {
     const dir = engine.paths.checkpointDir(id);
     engine.beginOp(rec, 'migrate', { mode: 'lazy', phase: 'freezing', destination });
     fs.rmSync(dir, { recursive: true, force: true });
     fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
+    let d: Awaited<ReturnType<typeof dump>>;
     try {
-      const d = await dump(engine, rec, {
+      d = await dump(engine, rec, {
         imageDir: dir,
         criu: { lazyPages: true, pageServer: `127.0.0.1:${port}`, tcpEstablished, parentPath: parent ? path.join('..', parent) : undefined },
         meta: checkpointMetaOptions({ tcpEstablished, withPrevious: !!parent }),
         // Frozen by us first: CRIU then seizes it at once instead of polling the freezer in 100 ms steps.
         freeze: true,
       });
-      // Memory stays on this host, in CRIU, until the destination has faulted it all in.
-      toCheckpointed(rec.state, dir, { stopped: false });
-      engine.save(rec);
-      return { done: d.served! };
     } catch (e) {
       fs.rmSync(dir, { recursive: true, force: true });
       engine.endOp(rec);
       throw e;
     }
+    o.onDumped();
+    // Memory stays on this host, in CRIU, until the destination has faulted it all in.
+    toCheckpointed(rec.state, dir, { stopped: false });
+    try {
+      await o.send(rec);
+    } finally {
+      engine.save(rec);
+      debug(`migrate ${rec.config.name}: lazy dump recorded`);
+    }
+    return { done: d.served!, frozenAt: d.frozenAt };
   });
 }
