@@ -30,13 +30,25 @@ import { FerryError } from '../../lib/errors.js';
 import { validName } from '../../lib/ids.js';
 import { compressor, compressorToFd, decompressor, decompressorFromFd, sniff, sniffFd, type Codec, type Compression } from './compress.js';
 
-export const ARCHIVE_FORMAT = 1;
+/**
+ * The newest format this ferry writes and reads. 1: checksums.json holds the sha256 of every
+ * member's metadata and bytes. 2 (zstd only): the bytes are covered by zstd's own frame checksum
+ * (XXH64 of the whole uncompressed stream, checked by `zstd -d`), and checksums.json holds the
+ * sha256 of every member's metadata alone (so a missing, extra or altered member is still found).
+ * Uncompressed and gzip archives are written in format 1.
+ */
+export const ARCHIVE_FORMAT = 2;
+/** The format whose members' bytes are not in checksums.json (zstd's frame checksum covers them). */
+export const ZSTD_CHECKED_FORMAT = 2;
 /** Read and write CRIU's images in large chunks: memory images are most of an archive. */
 const IO_CHUNK = 1 << 20;
 export const HEADER_MEMBER = 'ferry-archive.json';
 export const CHECKSUMS_MEMBER = 'checksums.json';
 /** A whole pod's archive: pod.json, then each member's container archive under members/NAME/. */
 export const POD_ARCHIVE_KIND = 'ferry-pod-checkpoint';
+
+/** What checksums.json adds in format 2: its sums cover members' metadata; zstd covers the bytes. */
+const METADATA_ONLY = { covers: 'metadata', content: 'zstd frame checksum' } as const;
 
 export type Header = Partial<tar.Header> & { name: string };
 /** tar-stream's streams are streamx streams: Node-compatible at run time, typed apart. */
@@ -86,12 +98,18 @@ export class ArchiveWriter {
   private readonly done: Promise<void>;
   /** The file the compressor writes to itself, if it does (its size is the bytes written). */
   private outFd: number | undefined;
+  /** The format written (the caller puts it in the header): ARCHIVE_FORMAT for zstd, else 1. */
+  readonly format: number;
+  /** Format 1: members' bytes go into their checksums (format 2: zstd's frame checksum covers them). */
+  private readonly hashContent: boolean;
 
   /**
    * out: a stream, or the descriptor of a file opened for writing, which the writer closes.
    * checksums: false for a layout that has none (Podman's).
    */
   constructor(out: Writable | number, compression: Compression, private readonly opts: { checksums?: boolean } = {}) {
+    this.format = compression === 'zstd' ? ZSTD_CHECKED_FORMAT : 1;
+    this.hashContent = this.format === 1;
     this.pack.on('data', (b: unknown) => (this.rawBytes += (b as Buffer).length));
     const direct = typeof out === 'number' ? compressorToFd(compression, out) : undefined;
     if (direct) {
@@ -121,10 +139,10 @@ export class ArchiveWriter {
       });
       if (body === undefined) return (sink as unknown as Writable).end();
       if (Buffer.isBuffer(body)) {
-        hash.update(body);
+        if (this.hashContent) hash.update(body);
         return sink.end(body);
       }
-      body.on('data', (b: Buffer) => hash.update(b));
+      if (this.hashContent) body.on('data', (b: Buffer) => hash.update(b));
       body.on('error', reject);
       body.pipe(sink as unknown as Writable);
     });
@@ -219,7 +237,7 @@ export class ArchiveWriter {
   /** Writes the checksums member and waits until every byte reached the output. */
   async finish(): Promise<WriteStats> {
     const members = Object.keys(this.sums).length;
-    if (this.opts.checksums !== false) await this.addJson(CHECKSUMS_MEMBER, { algorithm: 'sha256', members: this.sums });
+    if (this.opts.checksums !== false) await this.addJson(CHECKSUMS_MEMBER, { algorithm: 'sha256', ...(this.hashContent ? {} : METADATA_ONLY), members: this.sums });
     this.pack.finalize();
     await this.done;
     const bytes = this.outFd === undefined ? this.bytes : fs.fstatSync(this.outFd).size;
@@ -417,12 +435,13 @@ export async function readArchive(input: Readable | number, dest: string, policy
   // the stream that reads it.
   // A file (a descriptor) that zstd can read itself, or a stream we read and hand on.
   let compression: Compression;
+  let frameChecked: boolean; // a zstd stream whose frame carries a checksum of the content
   let src: Readable; // the archive's bytes as they come, or already decompressed (direct)
   let codec: Codec | undefined; // what decompresses src, unless a process reads the file itself
   let codecDone: Promise<void>;
   if (typeof input === 'number') {
     try {
-      compression = sniffFd(input);
+      ({ compression, checked: frameChecked } = sniffFd(input));
     } catch (e) {
       fs.closeSync(input);
       throw bad(`it cannot be read (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
@@ -440,6 +459,7 @@ export async function readArchive(input: Readable | number, dest: string, policy
   } else {
     const sniffed = await sniff(input);
     compression = sniffed.compression;
+    frameChecked = sniffed.checked;
     src = sniffed.stream;
     codec = decompressor(compression);
     codecDone = codec.done;
@@ -453,6 +473,8 @@ export async function readArchive(input: Readable | number, dest: string, policy
   let members = 0;
   let podLayout = false;
   let foreign: ForeignReader | undefined;
+  // Whether members' bytes are in their checksums: until the header says format 2, they are.
+  let hashContent = true;
 
   const consume = (async () => {
     for await (const e of ex) {
@@ -477,7 +499,7 @@ export async function readArchive(input: Readable | number, dest: string, policy
         if (h.type !== 'file') throw bad(`member "${name}" is not a regular file`);
         if ((h.size ?? 0) > 64 * 1024 * 1024 && path.posix.basename(name) !== 'ctr.log') throw bad(`member "${name}" is implausibly large`);
         if (name === HEADER_MEMBER || name === CHECKSUMS_MEMBER) {
-          const buf = await readAll(asReadable(e), hash);
+          const buf = await readAll(asReadable(e));
           let doc: Record<string, unknown>;
           try {
             doc = JSON.parse(buf.toString('utf8')) as Record<string, unknown>;
@@ -487,14 +509,22 @@ export async function readArchive(input: Readable | number, dest: string, policy
           if (name === HEADER_MEMBER) {
             header = doc;
             podLayout = doc.kind === POD_ARCHIVE_KIND;
+            if (doc.format === ZSTD_CHECKED_FORMAT) {
+              // Its bytes are vouched for by zstd's frame checksum alone: there must be one.
+              if (compression !== 'zstd' || !frameChecked) throw bad(`it is format ${ZSTD_CHECKED_FORMAT}, whose content only zstd's checksum protects, but it is not a zstd stream with a checksum (altered?)`);
+              hashContent = false;
+            }
+            if (hashContent) hash.update(buf);
             await policy.onHeader(doc);
           } else {
+            const contentCovered = doc.covers !== 'metadata';
+            if (doc.algorithm !== 'sha256' || contentCovered !== hashContent) throw bad(`${CHECKSUMS_MEMBER} does not fit the archive's format (altered?)`);
             checksums = (doc.members ?? {}) as Record<string, string>;
             continue; // not part of its own checksum list
           }
         } else {
           fs.mkdirSync(path.dirname(path.join(dest, name)), { recursive: true, mode: 0o700 });
-          await writeFile(asReadable(e), path.join(dest, name), hash, 0o600);
+          await writeFile(asReadable(e), path.join(dest, name), hashContent ? hash : undefined, 0o600);
         }
       } else if (kind === 'checkpoint') {
         if (!rest && h.type !== 'directory') throw bad(`member "${name}" should be a directory of CRIU images`);
@@ -503,7 +533,7 @@ export async function readArchive(input: Readable | number, dest: string, policy
           e.resume();
         } else if (h.type === 'file') {
           fs.mkdirSync(path.dirname(path.join(dest, name)), { recursive: true, mode: 0o700 });
-          await writeFile(asReadable(e), path.join(dest, name), hash, 0o600);
+          await writeFile(asReadable(e), path.join(dest, name), hashContent ? hash : undefined, 0o600);
         } else {
           throw bad(`member "${name}" is a ${h.type}; CRIU images are regular files`);
         }
@@ -520,7 +550,7 @@ export async function readArchive(input: Readable | number, dest: string, policy
           if (t.section !== section) throw bad(`hard link "${name}" points outside its tree`);
           linkname = t.rest;
         }
-        await tree.add({ ...h, name: rest, linkname }, asReadable(e), hash);
+        await tree.add({ ...h, name: rest, linkname }, asReadable(e), hashContent ? hash : undefined);
       }
       sums[name] = hash.digest('hex');
     }
@@ -558,20 +588,19 @@ function tarError(stderr: string): string {
   return lines[0] ?? (stderr.trim() || 'tar failed');
 }
 
-async function readAll(s: Readable, hash: Hash): Promise<Buffer> {
+async function readAll(s: Readable): Promise<Buffer> {
   const parts: Buffer[] = [];
   let n = 0;
   for await (const b of s) {
     parts.push(b as Buffer);
-    hash.update(b as Buffer);
     n += (b as Buffer).length;
     if (n > 16 * 1024 * 1024) throw bad('a metadata member is too large');
   }
   return Buffer.concat(parts);
 }
 
-async function writeFile(s: Readable, file: string, hash: Hash, mode: number): Promise<void> {
-  s.on('data', (b: Buffer) => hash.update(b));
+async function writeFile(s: Readable, file: string, hash: Hash | undefined, mode: number): Promise<void> {
+  if (hash) s.on('data', (b: Buffer) => hash.update(b));
   // 'wx': never write through something that already exists (a link planted earlier).
   await pipeline(s, fs.createWriteStream(file, { flags: 'wx', mode, highWaterMark: IO_CHUNK }));
 }

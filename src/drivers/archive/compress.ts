@@ -68,13 +68,13 @@ function processCodec(argv: string[], what: string, outFd?: number, inFd?: numbe
  * undefined for the others.
  */
 export function compressorToFd(c: Compression, fd: number): Sink | undefined {
-  return c === 'zstd' ? processCodec(['zstd', '-q', '-c', '-T0', '-3'], 'compressing the archive failed', fd) : undefined;
+  return c === 'zstd' ? processCodec(['zstd', '-q', '-c', '--check', '-T0', '-3'], 'compressing the archive failed', fd) : undefined;
 }
 
 export function compressor(c: Compression): Codec {
   switch (c) {
     case 'zstd':
-      return processCodec(['zstd', '-q', '-c', '-T0', '-3'], 'compressing the archive failed');
+      return processCodec(['zstd', '-q', '-c', '--check', '-T0', '-3'], 'compressing the archive failed');
     case 'gzip': {
       const s = zlib().createGzip({ level: 6 });
       return { stream: s, done: Promise.resolve() };
@@ -92,10 +92,25 @@ function compressionOf(buf: Buffer): Compression {
   return 'none';
 }
 
+/**
+ * Whether a zstd stream's first frame carries a checksum of its content (XXH64, which `zstd -d`
+ * checks): the Content_Checksum_flag of its frame header descriptor, the byte after the magic.
+ */
+function frameChecked(buf: Buffer): boolean {
+  return compressionOf(buf) === 'zstd' && buf.length >= 5 && (buf[4]! & 0x04) !== 0;
+}
+
+export interface Sniffed {
+  compression: Compression;
+  /** zstd only: its frame carries a checksum of the content. */
+  checked: boolean;
+}
+
 /** A file's compression, from its first bytes (read at offset 0: the descriptor's offset stays). */
-export function sniffFd(fd: number): Compression {
-  const buf = Buffer.alloc(4);
-  return compressionOf(buf.subarray(0, fs.readSync(fd, buf, 0, 4, 0)));
+export function sniffFd(fd: number): Sniffed {
+  const buf = Buffer.alloc(5);
+  const head = buf.subarray(0, fs.readSync(fd, buf, 0, 5, 0));
+  return { compression: compressionOf(head), checked: frameChecked(head) };
 }
 
 /**
@@ -107,7 +122,7 @@ export function decompressorFromFd(c: Compression, fd: number): Source | undefin
 }
 
 /** Reads the first bytes of a stream to tell its compression (the file name does not decide). */
-export async function sniff(input: Readable): Promise<{ compression: Compression; stream: Readable }> {
+export async function sniff(input: Readable): Promise<Sniffed & { stream: Readable }> {
   // Listen rather than async-iterate: leaving a for-await loop would destroy the input.
   const chunks: Buffer[] = [];
   let len = 0;
@@ -120,7 +135,7 @@ export async function sniff(input: Readable): Promise<{ compression: Compression
     const onData = (b: Buffer): void => {
       chunks.push(b);
       len += b.length;
-      if (len >= 4) {
+      if (len >= 5) {
         input.pause();
         cleanup();
         resolve();
@@ -140,6 +155,7 @@ export async function sniff(input: Readable): Promise<{ compression: Compression
   });
   const buf = Buffer.concat(chunks);
   const compression = compressionOf(buf);
+  const checked = frameChecked(buf);
   // Put the bytes we read back in front of the rest of the stream.
   const rest = new PassThrough();
   rest.write(buf);
@@ -148,7 +164,7 @@ export async function sniff(input: Readable): Promise<{ compression: Compression
     input.on('error', (e) => rest.destroy(e));
     input.pipe(rest);
   }
-  return { compression, stream: rest };
+  return { compression, checked, stream: rest };
 }
 
 export function decompressor(c: Compression, what = 'bad checkpoint archive: it is corrupt or truncated; nothing was created'): Codec {
