@@ -10,7 +10,7 @@
  */
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -216,6 +216,20 @@ test('refused: a flipped byte inside a checkpoint image (checksum mismatch)', as
   const f = path.join(tmp, 'flipped.tar');
   fs.writeFileSync(f, raw);
   await refused(B, f, /member "checkpoint\/pages-1\.img" does not match its checksum/);
+});
+
+test('refused: a flipped byte in the middle of a zstd archive (format 2: zstd\'s checksum), or one recompressed without that checksum', async () => {
+  const zst = fs.readFileSync(BASE_ZST);
+  assert.ok(zst[4]! & 0x04, 'the export\'s zstd frame carries a checksum');
+  const flipped = Buffer.from(zst);
+  const mid = Math.floor(zst.length / 2);
+  flipped[mid] = flipped[mid]! ^ 0x04;
+  fs.writeFileSync(path.join(tmp, 'flipped.tar.zst'), flipped);
+  await refused(B, path.join(tmp, 'flipped.tar.zst'), /bad checkpoint archive: .*(corrupt|truncated|checksum)/);
+  // Its content intact, but without zstd's checksum nothing vouches for its bytes.
+  const plain = spawnSync('zstd', ['-q', '-d', '-c', BASE_ZST], { maxBuffer: 1 << 28 }).stdout;
+  fs.writeFileSync(path.join(tmp, 'nocheck.tar.zst'), spawnSync('zstd', ['-q', '-c', '--no-check'], { input: plain, maxBuffer: 1 << 28 }).stdout);
+  await refused(B, path.join(tmp, 'nocheck.tar.zst'), /not a zstd stream with a checksum/);
 });
 
 test('refused: absolute paths and ".." in member names (nothing written outside)', async () => {

@@ -8,13 +8,16 @@
  *   rootfs/...                 the overlay upper dir: added/changed files, whiteouts, xattrs
  *   volumes/NAME/...           named volumes' contents
  *   devshm/...                 a bind-mounted /dev/shm's contents (a container from Podman)
- *   checksums.json             last: sha256 of every member (content and header), so a
- *                              truncated, corrupt or tampered archive is refused
+ *   checksums.json             last: sha256 of every member's header and (format 1) content, so
+ *                              a truncated or corrupt archive is refused; in format 2 (zstd)
+ *                              zstd's frame checksum covers the content (see ARCHIVE_FORMAT)
  *
  * A whole pod's archive (header kind ferry-pod-checkpoint) has pod.json after the header and
  * each member's container.json, ctr.log, checkpoint/, rootfs/ and volumes/ under members/NAME/.
  *
- * Written and read as streams; nothing holds the whole archive in memory. Trees with special
+ * Written and read as streams; nothing holds the whole archive in memory. A zstd archive written
+ * to a file never has its bytes in JavaScript: this writer fills zstd's pipe itself (tarheader.ts
+ * for the headers, sendfile(2) for files). Trees with special
  * files (whiteouts are 0/0 character devices; opaque dirs are xattrs) are read and written by
  * GNU tar, which Node cannot do itself (no mknod, no xattrs), with each entry passing through
  * here to be checksummed and, on import, validated.
@@ -27,8 +30,10 @@ import { pipeline } from 'node:stream/promises';
 import type { Readable, Writable } from 'node:stream';
 import tar from 'tar-stream';
 import { FerryError } from '../../lib/errors.js';
+import { TAR_END, tarHeader, tarPadding } from './tarheader.js';
 import { validName } from '../../lib/ids.js';
-import { compressor, compressorToFd, decompressor, decompressorFromFd, sniff, sniffFd, type Codec, type Compression } from './compress.js';
+import { makePipe, sendFile } from '../../lib/libc.js';
+import { compressor, compressorBetweenFds, compressorToFd, decompressor, decompressorFromFd, sniff, sniffFd, type Codec, type Compression } from './compress.js';
 
 /**
  * The newest format this ferry writes and reads. 1: checksums.json holds the sha256 of every
@@ -82,6 +87,39 @@ function xattrsOf(h: Header): Record<string, string> {
 
 // ------------------------------------------------------------------------------- writing
 
+/** zstd's pipe: 1 MiB (fs.pipe-max-size's default), so that each round trip moves more. */
+const PIPE_SIZE = 1 << 20;
+/** How much sendfile moves between two turns of the event loop. */
+const SEND_CHUNK = 4 << 20;
+
+/** A regular file's first size bytes, as a member's body (the descriptor stays the caller's). */
+class FileBody {
+  constructor(
+    readonly file: string,
+    readonly fd: number,
+    readonly size: number,
+  ) {}
+
+  /** A stream of its bytes (for a writer that passes them through JavaScript). */
+  stream(): Readable {
+    // By name: Bun's streams close a descriptor they are given even with autoClose false.
+    return fs.createReadStream(this.file, { start: 0, end: this.size - 1, highWaterMark: IO_CHUNK });
+  }
+
+  /** Moves its bytes into pipeFd with sendfile(2); returns how many (fewer: the file shrank). */
+  async sendTo(pipeFd: number): Promise<number> {
+    let n = 0;
+    while (n < this.size) {
+      const k = sendFile(pipeFd, this.fd, Math.min(SEND_CHUNK, this.size - n));
+      if (k === 0) break;
+      n += k;
+      // Let the rest of the command (the checkpoint's release of the runtime) move on too.
+      if (n < this.size) await new Promise((r) => setImmediate(r));
+    }
+    return n;
+  }
+}
+
 export interface WriteStats {
   members: number;
   /** Bytes of the tar stream before compression. */
@@ -102,6 +140,9 @@ export class ArchiveWriter {
   readonly format: number;
   /** Format 1: members' bytes go into their checksums (format 2: zstd's frame checksum covers them). */
   private readonly hashContent: boolean;
+  /** The pipe zstd reads, when this writer writes the tar stream itself (see the constructor). */
+  private pipeFd: number | undefined;
+  private zstd: { done: Promise<void>; kill(): void } | undefined;
 
   /**
    * out: a stream, or the descriptor of a file opened for writing, which the writer closes.
@@ -111,6 +152,22 @@ export class ArchiveWriter {
     this.format = compression === 'zstd' ? ZSTD_CHECKED_FORMAT : 1;
     this.hashContent = this.format === 1;
     this.pack.on('data', (b: unknown) => (this.rawBytes += (b as Buffer).length));
+    // A zstd archive written to a file, with nothing to hash: zstd reads a pipe that this
+    // writer fills itself, headers by write(2) and files' bytes by sendfile(2), so that those
+    // never pass through JavaScript (it only blocks on a full pipe, which zstd is draining).
+    const pipe = typeof out === 'number' && compression === 'zstd' && !this.hashContent ? makePipe(PIPE_SIZE) : undefined;
+    if (pipe) {
+      this.outFd = out as number;
+      try {
+        this.zstd = compressorBetweenFds(pipe[0], this.outFd);
+      } finally {
+        fs.closeSync(pipe[0]);
+      }
+      this.pipeFd = pipe[1];
+      this.done = this.zstd.done;
+      this.done.catch(() => undefined);
+      return;
+    }
     const direct = typeof out === 'number' ? compressorToFd(compression, out) : undefined;
     if (direct) {
       this.outFd = out as number;
@@ -124,12 +181,18 @@ export class ArchiveWriter {
     this.done.catch(() => undefined);
   }
 
-  private async entry(h: Header, body?: Readable | Buffer): Promise<void> {
+  private async entry(h: Header, body?: Readable | Buffer | FileBody): Promise<void> {
     const key = checkMemberName(h.name);
     // tar-stream writes a zero mode as its default; hash what is written (whiteouts have 0).
     if (!h.mode) h.mode = h.type === 'directory' ? 0o755 : 0o644;
     if (this.sums[key] !== undefined) throw new FerryError('EINTERNAL', `duplicate archive member ${h.name}`);
     const hash = memberHash(h);
+    if (this.pipeFd !== undefined) {
+      await this.directEntry(h, body);
+      this.sums[key] = hash.digest('hex');
+      return;
+    }
+    if (body instanceof FileBody) body = body.stream();
     await new Promise<void>((resolve, reject) => {
       const sink = this.pack.entry(h, (err) => (err ? reject(err) : resolve()));
       // The output failing (ENOSPC, closed pipe) destroys the pack and this entry with it.
@@ -149,6 +212,40 @@ export class ArchiveWriter {
     this.sums[key] = hash.digest('hex');
   }
 
+  /** Writes a member to zstd's pipe: its header, its bytes (a file's by sendfile), its padding. */
+  private async directEntry(h: Header, body?: Readable | Buffer | FileBody): Promise<void> {
+    const size = h.type === 'file' || h.type === 'contiguous-file' ? (h.size ?? 0) : 0;
+    try {
+      this.writeRaw(tarHeader(h));
+      let n = 0;
+      if (Buffer.isBuffer(body)) {
+        this.writeRaw(body);
+        n = body.length;
+      } else if (body instanceof FileBody) {
+        n = await body.sendTo(this.pipeFd!);
+        this.rawBytes += n;
+      } else if (body !== undefined) {
+        for await (const b of body) {
+          if (n + (b as Buffer).length > size) break;
+          this.writeRaw(b as Buffer);
+          n += (b as Buffer).length;
+        }
+      }
+      if (n !== size) throw new Error(`${h.name} changed while it was archived (${n} bytes, not ${size})`);
+      this.writeRaw(tarPadding(size));
+    } catch (e) {
+      if (body !== undefined && !Buffer.isBuffer(body) && !(body instanceof FileBody)) body.destroy();
+      // A pipe zstd no longer reads (EPIPE): zstd's own reason (ENOSPC, say) is the one to give.
+      const failed = await Promise.race([this.done.then(() => undefined, (z: Error) => z), new Promise<undefined>((r) => setTimeout(r, 2000))]);
+      throw failed ?? e;
+    }
+  }
+
+  private writeRaw(buf: Buffer): void {
+    for (let off = 0; off < buf.length; ) off += fs.writeSync(this.pipeFd!, buf, off, buf.length - off);
+    this.rawBytes += buf.length;
+  }
+
   addBuffer(name: string, data: Buffer | string): Promise<void> {
     const buf = Buffer.isBuffer(data) ? data : Buffer.from(data);
     return this.entry({ name, size: buf.length, mode: 0o600, mtime: new Date(), type: 'file' }, buf);
@@ -159,11 +256,15 @@ export class ArchiveWriter {
   }
 
   async addFile(name: string, file: string): Promise<void> {
-    const st = fs.statSync(file);
-    // Only the bytes stat saw: a file that grows meanwhile (the log of a container left
-    // running with -R) must not overrun its header's size.
-    const body = st.size === 0 ? Buffer.alloc(0) : fs.createReadStream(file, { start: 0, end: st.size - 1, highWaterMark: IO_CHUNK });
-    await this.entry({ name, size: st.size, mode: st.mode & 0o7777, mtime: st.mtime, type: 'file' }, body);
+    const fd = fs.openSync(file, 'r');
+    try {
+      const st = fs.fstatSync(fd);
+      // Only the bytes stat saw: a file that grows meanwhile (the log of a container left
+      // running with -R) must not overrun its header's size.
+      await this.entry({ name, size: st.size, mode: st.mode & 0o7777, mtime: st.mtime, type: 'file' }, st.size === 0 ? Buffer.alloc(0) : new FileBody(file, fd, st.size));
+    } finally {
+      fs.closeSync(fd);
+    }
   }
 
   /** A directory entry (mode 0700). */
@@ -238,7 +339,16 @@ export class ArchiveWriter {
   async finish(): Promise<WriteStats> {
     const members = Object.keys(this.sums).length;
     if (this.opts.checksums !== false) await this.addJson(CHECKSUMS_MEMBER, { algorithm: 'sha256', ...(this.hashContent ? {} : METADATA_ONLY), members: this.sums });
-    this.pack.finalize();
+    if (this.pipeFd !== undefined) {
+      try {
+        this.writeRaw(TAR_END);
+      } catch (e) {
+        await this.done; // zstd's reason first
+        throw e;
+      }
+      fs.closeSync(this.pipeFd);
+      this.pipeFd = undefined;
+    } else this.pack.finalize();
     await this.done;
     const bytes = this.outFd === undefined ? this.bytes : fs.fstatSync(this.outFd).size;
     this.closeOut();
@@ -247,7 +357,10 @@ export class ArchiveWriter {
 
   /** Abandons the archive (the output is left incomplete; the caller deletes it). */
   abort(e: Error): void {
-    this.pack.destroy(e);
+    if (!this.zstd) this.pack.destroy(e); // (a writer of zstd's pipe never used its pack)
+    if (this.pipeFd !== undefined) fs.closeSync(this.pipeFd);
+    this.pipeFd = undefined;
+    this.zstd?.kill();
     this.closeOut();
   }
 

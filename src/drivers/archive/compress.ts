@@ -35,18 +35,7 @@ function processCodec(argv: string[], what: string, outFd?: number, inFd?: numbe
   } catch (e) {
     throw new FerryError('EDEPEND', `${argv[0]} is not installed: run \`npm run setup\` (as root)`, { cause: e });
   }
-  let stderr = '';
-  child.stderr!.on('data', (b: Buffer) => (stderr += b.toString()));
-  const done = new Promise<void>((resolve, reject) => {
-    child.on('error', (e: NodeJS.ErrnoException) =>
-      reject(e.code === 'ENOENT' ? new FerryError('EDEPEND', `${argv[0]} is not installed: run \`npm run setup\` (as root)`) : e),
-    );
-    child.on('close', (code, sig) => {
-      if (code === 0) resolve();
-      else reject(new FerryError('EARCHIVE', `${what} (${argv[0]}: ${stderr.replace(/\/\*stdin\*\\\s*:\s*/g, '').trim().split('\n').pop() || `exit ${code ?? sig}`})`));
-    });
-  });
-  done.catch(() => undefined);
+  const done = exited(child, argv, what);
   // A duplex made of the child's stdin (writable side) and stdout (readable side); only its
   // stdin when it writes to a file descriptor of its own.
   const stream: Duplex | Writable | Readable = inFd !== undefined ? child.stdout! : outFd !== undefined ? child.stdin! : Duplex.from({ writable: child.stdin!, readable: child.stdout! });
@@ -62,19 +51,60 @@ function processCodec(argv: string[], what: string, outFd?: number, inFd?: numbe
   return { stream, done } as Codec | Sink | Source;
 }
 
+/** Settles when a helper process has exited: rejects, with its last word, unless it exited 0. */
+function exited(child: ChildProcess, argv: string[], what: string): Promise<void> {
+  let stderr = '';
+  child.stderr!.on('data', (b: Buffer) => (stderr += b.toString()));
+  const done = new Promise<void>((resolve, reject) => {
+    child.on('error', (e: NodeJS.ErrnoException) =>
+      reject(e.code === 'ENOENT' ? new FerryError('EDEPEND', `${argv[0]} is not installed: run \`npm run setup\` (as root)`) : e),
+    );
+    child.on('close', (code, sig) => {
+      if (code === 0) resolve();
+      else reject(new FerryError('EARCHIVE', `${what} (${argv[0]}: ${stderr.replace(/\/\*stdin\*\\\s*:\s*/g, '').trim().split('\n').pop() || `exit ${code ?? sig}`})`));
+    });
+  });
+  done.catch(() => undefined);
+  return done;
+}
+
+/** zstd as Ferry writes archives: level 3, every core, and a checksum of the content in the frame. */
+const ZSTD_WRITE = ['zstd', '-q', '-c', '--check', '-T0', '-3'];
+
+/**
+ * zstd between two descriptors of ours: it reads inFd (a pipe the archive writer fills, the
+ * kernel moving files' pages into it) and writes outFd (the archive file). Neither side's bytes
+ * pass through JavaScript. The caller closes its copies of both once spawned.
+ */
+export function compressorBetweenFds(inFd: number, outFd: number): { done: Promise<void>; kill(): void } {
+  let child: ChildProcess;
+  try {
+    child = spawn(ZSTD_WRITE[0]!, ZSTD_WRITE.slice(1), { stdio: [inFd, outFd, 'pipe'] });
+  } catch (e) {
+    throw new FerryError('EDEPEND', 'zstd is not installed: run `npm run setup` (as root)', { cause: e });
+  }
+  const done = exited(child, ZSTD_WRITE, 'compressing the archive failed');
+  return {
+    done,
+    kill: () => {
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+    },
+  };
+}
+
 /**
  * A compressor that writes straight into a file descriptor (the archive file) rather than back
  * to us: the compressed bytes never pass through JavaScript. Only for zstd, a process of its own;
  * undefined for the others.
  */
 export function compressorToFd(c: Compression, fd: number): Sink | undefined {
-  return c === 'zstd' ? processCodec(['zstd', '-q', '-c', '--check', '-T0', '-3'], 'compressing the archive failed', fd) : undefined;
+  return c === 'zstd' ? processCodec(ZSTD_WRITE, 'compressing the archive failed', fd) : undefined;
 }
 
 export function compressor(c: Compression): Codec {
   switch (c) {
     case 'zstd':
-      return processCodec(['zstd', '-q', '-c', '--check', '-T0', '-3'], 'compressing the archive failed');
+      return processCodec(ZSTD_WRITE, 'compressing the archive failed');
     case 'gzip': {
       const s = zlib().createGzip({ level: 6 });
       return { stream: s, done: Promise.resolve() };
