@@ -143,6 +143,17 @@ test('the crafting itself is sound: the base archive, rewritten with fresh check
   await B.ok(['volume', 'rm', 'data']);
 });
 
+test('an archive in format 1 (sha256 of every member\'s bytes) compressed with zstd, as earlier Ferry versions wrote them, still imports', async () => {
+  const entries = await readEntries(BASE);
+  assert.equal(JSON.parse(entries[0]!.data.toString()).format, 1, '-c none writes format 1');
+  const old = path.join(tmp, 'format1.tar.zst');
+  fs.writeFileSync(old, spawnSync('zstd', ['-q', '-c'], { input: fs.readFileSync(BASE), maxBuffer: 1 << 28 }).stdout);
+  await B.ok(['container', 'restore', '--import', old, '-n', 'old']);
+  await eventually(async () => (await lastCount(B, 'old')) >= 3);
+  await B.ok(['rm', '-f', 'old']);
+  await B.ok(['volume', 'rm', 'data']);
+});
+
 test('refused: the base image is missing on the importing host (the error names the image)', async () => {
   await refused(C, BASE, /needs image localhost\/busybox:latest.*import it first/);
   await refused(C, BASE_ZST, /needs image localhost\/busybox/);
