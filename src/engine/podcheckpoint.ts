@@ -174,7 +174,7 @@ async function exportPod(engine: Engine, pod: PodRecord, recs: ContainerRecord[]
   const meta = readJson<CheckpointMeta>(path.join(engine.paths.checkpointDir(recs[0]!.config.id), META_FILE));
   const infra = engine.find(pod.infraId);
   const header: PodArchiveHeader = {
-    format: ARCHIVE_FORMAT,
+    format: ARCHIVE_FORMAT, // the writer's own, when written (1 unless zstd)
     kind: POD_ARCHIVE_KIND,
     createdAt: new Date().toISOString(),
     ferryVersion: VERSION,
@@ -197,7 +197,7 @@ async function exportPod(engine: Engine, pod: PodRecord, recs: ContainerRecord[]
     o.target,
     o.compression,
     async (w) => {
-      await w.addJson(HEADER_MEMBER, header);
+      await w.addJson(HEADER_MEMBER, { ...header, format: w.format });
       await w.addJson('pod.json', doc);
       for (const r of recs) await writeContainerMembers(engine, r, w, `members/${r.config.name}/`, o);
     },

@@ -72,7 +72,7 @@ export async function exportCheckpoint(engine: Engine, rec: ContainerRecord, o: 
   const meta = readJson<CheckpointMeta>(path.join(dir, META_FILE));
   const volumes = exportedVolumes(rec, o);
   const header: ArchiveHeader = {
-    format: ARCHIVE_FORMAT,
+    format: ARCHIVE_FORMAT, // the writer's own, when written (1 unless zstd)
     kind: 'ferry-checkpoint',
     createdAt: new Date().toISOString(),
     ferryVersion: VERSION,
@@ -88,7 +88,7 @@ export async function exportCheckpoint(engine: Engine, rec: ContainerRecord, o: 
     o.target,
     o.compression,
     async (w) => {
-      await w.addJson(HEADER_MEMBER, header);
+      await w.addJson(HEADER_MEMBER, { ...header, format: w.format });
       await writeContainerMembers(engine, rec, w, '', o);
     },
     (why) => new FerryError('EARCHIVE', `exporting ${rec.config.name} failed: ${why}; the checkpoint is kept on this host (\`ferry container restore ${rec.config.name}\`)`),

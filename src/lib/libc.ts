@@ -13,6 +13,10 @@ interface Libc {
   lgetxattr(path: Buffer, name: Buffer, value: Buffer, size: number): number;
   isatty(fd: number): number;
   mount(source: Buffer, target: Buffer, fstype: Buffer, flags: number, data: Buffer): number;
+  pipe2(fds: Int32Array, flags: number): number;
+  fcntl(fd: number, cmd: number, arg: number): number;
+  sendfile(out: number, input: number, count: number): number;
+  errno(): number;
 }
 
 let libc: Libc | null | undefined;
@@ -29,6 +33,10 @@ function load(): Libc | null {
       lgetxattr: { args: [cstring, cstring, ptr, u64], returns: i64 },
       isatty: { args: [i32], returns: i32 },
       mount: { args: [cstring, cstring, cstring, u64, cstring], returns: i32 },
+      pipe2: { args: [ptr, i32], returns: i32 },
+      fcntl: { args: [i32, i32, i32], returns: i32 },
+      sendfile: { args: [i32, i32, ptr, u64], returns: i64 },
+      __errno_location: { args: [], returns: ptr },
     });
     libc = {
       mkfifo: (p, mode) => Number(lib.symbols.mkfifo(p, mode)),
@@ -36,6 +44,10 @@ function load(): Libc | null {
       lgetxattr: (p, name, value, size) => Number(lib.symbols.lgetxattr(p, name, value, size)),
       isatty: (fd) => Number(lib.symbols.isatty(fd)),
       mount: (src, target, fstype, flags, data) => Number(lib.symbols.mount(src, target, fstype, flags, data)),
+      pipe2: (fds, flags) => Number(lib.symbols.pipe2(fds, flags)),
+      fcntl: (fd, cmd, arg) => Number(lib.symbols.fcntl(fd, cmd, arg)),
+      sendfile: (out, input, count) => Number(lib.symbols.sendfile(out, input, null, count)),
+      errno: () => ffi.read.i32(lib.symbols.__errno_location(), 0),
     };
   } catch {
     libc = null;
@@ -109,5 +121,38 @@ export function mountFs(fstype: string, source: string, target: string, data: st
     return c.mount(Buffer.from(`${source}\0`), Buffer.from(`${target}\0`), Buffer.from(`${fstype}\0`), 0, Buffer.from(`${data}\0`)) === 0;
   } finally {
     process.chdir(here);
+  }
+}
+
+const O_CLOEXEC = 0o2000000;
+const F_SETPIPE_SZ = 1031;
+const EINTR = 4;
+
+/**
+ * A pipe (both ends close-on-exec, blocking), enlarged to size bytes where the kernel allows
+ * (fs.pipe-max-size): [read end, write end], or undefined when libc cannot be called.
+ */
+export function makePipe(size?: number): [number, number] | undefined {
+  const c = load();
+  if (!c) return undefined;
+  const fds = new Int32Array(2);
+  if (c.pipe2(fds, O_CLOEXEC) !== 0) throw new FerryError('EINTERNAL', `pipe2 failed (errno ${c.errno()})`);
+  if (size) c.fcntl(fds[1]!, F_SETPIPE_SZ, size); // a smaller pipe only costs more round trips
+  return [fds[0]!, fds[1]!];
+}
+
+/**
+ * sendfile(2) from input's current offset to out (a pipe): the kernel moves the file's pages
+ * without copying them through this process. Returns the bytes moved (0 at the file's end);
+ * throws with the errno on failure (EPIPE: the reader is gone).
+ */
+export function sendFile(out: number, input: number, count: number): number {
+  const c = load();
+  if (!c) throw new FerryError('EINTERNAL', 'sendfile is not available');
+  for (;;) {
+    const n = c.sendfile(out, input, count);
+    if (n >= 0) return n;
+    const errno = c.errno();
+    if (errno !== EINTR) throw Object.assign(new Error(`sendfile failed (errno ${errno})`), { errno });
   }
 }

@@ -10,7 +10,7 @@
  */
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -143,6 +143,17 @@ test('the crafting itself is sound: the base archive, rewritten with fresh check
   await B.ok(['volume', 'rm', 'data']);
 });
 
+test('an archive in format 1 (sha256 of every member\'s bytes) compressed with zstd, as earlier Ferry versions wrote them, still imports', async () => {
+  const entries = await readEntries(BASE);
+  assert.equal(JSON.parse(entries[0]!.data.toString()).format, 1, '-c none writes format 1');
+  const old = path.join(tmp, 'format1.tar.zst');
+  fs.writeFileSync(old, spawnSync('zstd', ['-q', '-c'], { input: fs.readFileSync(BASE), maxBuffer: 1 << 28 }).stdout);
+  await B.ok(['container', 'restore', '--import', old, '-n', 'old']);
+  await eventually(async () => (await lastCount(B, 'old')) >= 3);
+  await B.ok(['rm', '-f', 'old']);
+  await B.ok(['volume', 'rm', 'data']);
+});
+
 test('refused: the base image is missing on the importing host (the error names the image)', async () => {
   await refused(C, BASE, /needs image localhost\/busybox:latest.*import it first/);
   await refused(C, BASE_ZST, /needs image localhost\/busybox/);
@@ -216,6 +227,20 @@ test('refused: a flipped byte inside a checkpoint image (checksum mismatch)', as
   const f = path.join(tmp, 'flipped.tar');
   fs.writeFileSync(f, raw);
   await refused(B, f, /member "checkpoint\/pages-1\.img" does not match its checksum/);
+});
+
+test('refused: a flipped byte in the middle of a zstd archive (format 2: zstd\'s checksum), or one recompressed without that checksum', async () => {
+  const zst = fs.readFileSync(BASE_ZST);
+  assert.ok(zst[4]! & 0x04, 'the export\'s zstd frame carries a checksum');
+  const flipped = Buffer.from(zst);
+  const mid = Math.floor(zst.length / 2);
+  flipped[mid] = flipped[mid]! ^ 0x04;
+  fs.writeFileSync(path.join(tmp, 'flipped.tar.zst'), flipped);
+  await refused(B, path.join(tmp, 'flipped.tar.zst'), /bad checkpoint archive: .*(corrupt|truncated|checksum)/);
+  // Its content intact, but without zstd's checksum nothing vouches for its bytes.
+  const plain = spawnSync('zstd', ['-q', '-d', '-c', BASE_ZST], { maxBuffer: 1 << 28 }).stdout;
+  fs.writeFileSync(path.join(tmp, 'nocheck.tar.zst'), spawnSync('zstd', ['-q', '-c', '--no-check'], { input: plain, maxBuffer: 1 << 28 }).stdout);
+  await refused(B, path.join(tmp, 'nocheck.tar.zst'), /not a zstd stream with a checksum/);
 });
 
 test('refused: absolute paths and ".." in member names (nothing written outside)', async () => {

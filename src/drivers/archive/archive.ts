@@ -8,13 +8,16 @@
  *   rootfs/...                 the overlay upper dir: added/changed files, whiteouts, xattrs
  *   volumes/NAME/...           named volumes' contents
  *   devshm/...                 a bind-mounted /dev/shm's contents (a container from Podman)
- *   checksums.json             last: sha256 of every member (content and header), so a
- *                              truncated, corrupt or tampered archive is refused
+ *   checksums.json             last: sha256 of every member's header and (format 1) content, so
+ *                              a truncated or corrupt archive is refused; in format 2 (zstd)
+ *                              zstd's frame checksum covers the content (see ARCHIVE_FORMAT)
  *
  * A whole pod's archive (header kind ferry-pod-checkpoint) has pod.json after the header and
  * each member's container.json, ctr.log, checkpoint/, rootfs/ and volumes/ under members/NAME/.
  *
- * Written and read as streams; nothing holds the whole archive in memory. Trees with special
+ * Written and read as streams; nothing holds the whole archive in memory. A zstd archive written
+ * to a file never has its bytes in JavaScript: this writer fills zstd's pipe itself (tarheader.ts
+ * for the headers, sendfile(2) for files). Trees with special
  * files (whiteouts are 0/0 character devices; opaque dirs are xattrs) are read and written by
  * GNU tar, which Node cannot do itself (no mknod, no xattrs), with each entry passing through
  * here to be checksummed and, on import, validated.
@@ -27,10 +30,21 @@ import { pipeline } from 'node:stream/promises';
 import type { Readable, Writable } from 'node:stream';
 import tar from 'tar-stream';
 import { FerryError } from '../../lib/errors.js';
+import { TAR_END, tarHeader, tarPadding } from './tarheader.js';
 import { validName } from '../../lib/ids.js';
-import { compressor, compressorToFd, decompressor, decompressorFromFd, sniff, sniffFd, type Codec, type CodecOptions, type Compression } from './compress.js';
+import { makePipe, sendFile } from '../../lib/libc.js';
+import { compressor, compressorBetweenFds, compressorToFd, decompressor, decompressorFromFd, sniff, sniffFd, type Codec, type CodecOptions, type Compression } from './compress.js';
 
-export const ARCHIVE_FORMAT = 1;
+/**
+ * The newest format this ferry writes and reads. 1: checksums.json holds the sha256 of every
+ * member's metadata and bytes. 2 (zstd only): the bytes are covered by zstd's own frame checksum
+ * (XXH64 of the whole uncompressed stream, checked by `zstd -d`), and checksums.json holds the
+ * sha256 of every member's metadata alone (so a missing, extra or altered member is still found).
+ * Uncompressed and gzip archives are written in format 1.
+ */
+export const ARCHIVE_FORMAT = 2;
+/** The format whose members' bytes are not in checksums.json (zstd's frame checksum covers them). */
+export const ZSTD_CHECKED_FORMAT = 2;
 /** Read and write CRIU's images in large chunks: memory images are most of an archive. */
 const IO_CHUNK = 1 << 20;
 /** Files up to this size are read and written whole, synchronously, rather than streamed. */
@@ -57,6 +71,9 @@ export const HEADER_MEMBER = 'ferry-archive.json';
 export const CHECKSUMS_MEMBER = 'checksums.json';
 /** A whole pod's archive: pod.json, then each member's container archive under members/NAME/. */
 export const POD_ARCHIVE_KIND = 'ferry-pod-checkpoint';
+
+/** What checksums.json adds in format 2: its sums cover members' metadata; zstd covers the bytes. */
+const METADATA_ONLY = { covers: 'metadata', content: 'zstd frame checksum' } as const;
 
 export type Header = Partial<tar.Header> & { name: string };
 /** tar-stream's streams are streamx streams: Node-compatible at run time, typed apart. */
@@ -90,6 +107,39 @@ function xattrsOf(h: Header): Record<string, string> {
 
 // ------------------------------------------------------------------------------- writing
 
+/** zstd's pipe: 1 MiB (fs.pipe-max-size's default), so that each round trip moves more. */
+const PIPE_SIZE = 1 << 20;
+/** How much sendfile moves between two turns of the event loop. */
+const SEND_CHUNK = 4 << 20;
+
+/** A regular file's first size bytes, as a member's body (the descriptor stays the caller's). */
+class FileBody {
+  constructor(
+    readonly file: string,
+    readonly fd: number,
+    readonly size: number,
+  ) {}
+
+  /** A stream of its bytes (for a writer that passes them through JavaScript). */
+  stream(): Readable {
+    // By name: Bun's streams close a descriptor they are given even with autoClose false.
+    return fs.createReadStream(this.file, { start: 0, end: this.size - 1, highWaterMark: IO_CHUNK });
+  }
+
+  /** Moves its bytes into pipeFd with sendfile(2); returns how many (fewer: the file shrank). */
+  async sendTo(pipeFd: number): Promise<number> {
+    let n = 0;
+    while (n < this.size) {
+      const k = sendFile(pipeFd, this.fd, Math.min(SEND_CHUNK, this.size - n));
+      if (k === 0) break;
+      n += k;
+      // Let the rest of the command (the checkpoint's release of the runtime) move on too.
+      if (n < this.size) await new Promise((r) => setImmediate(r));
+    }
+    return n;
+  }
+}
+
 export interface WriteStats {
   members: number;
   /** Bytes of the tar stream before compression. */
@@ -106,6 +156,13 @@ export class ArchiveWriter {
   private readonly done: Promise<void>;
   /** The file the compressor writes to itself, if it does (its size is the bytes written). */
   private outFd: number | undefined;
+  /** The format written (the caller puts it in the header): ARCHIVE_FORMAT for zstd, else 1. */
+  readonly format: number;
+  /** Format 1: members' bytes go into their checksums (format 2: zstd's frame checksum covers them). */
+  private readonly hashContent: boolean;
+  /** The pipe zstd reads, when this writer writes the tar stream itself (see the constructor). */
+  private pipeFd: number | undefined;
+  private zstd: { done: Promise<void>; kill(): void } | undefined;
 
   /**
    * out: a stream, or the descriptor of a file opened for writing, which the writer closes.
@@ -113,7 +170,25 @@ export class ArchiveWriter {
    * archive; see CodecOptions).
    */
   constructor(out: Writable | number, compression: Compression, private readonly opts: { checksums?: boolean } & CodecOptions = {}) {
+    this.format = compression === 'zstd' ? ZSTD_CHECKED_FORMAT : 1;
+    this.hashContent = this.format === 1;
     this.pack.on('data', (b: unknown) => (this.rawBytes += (b as Buffer).length));
+    // A zstd archive written to a file, with nothing to hash: zstd reads a pipe that this
+    // writer fills itself, headers by write(2) and files' bytes by sendfile(2), so that those
+    // never pass through JavaScript (it only blocks on a full pipe, which zstd is draining).
+    const pipe = typeof out === 'number' && compression === 'zstd' && !this.hashContent ? makePipe(PIPE_SIZE) : undefined;
+    if (pipe) {
+      this.outFd = out as number;
+      try {
+        this.zstd = compressorBetweenFds(pipe[0], this.outFd);
+      } finally {
+        fs.closeSync(pipe[0]);
+      }
+      this.pipeFd = pipe[1];
+      this.done = this.zstd.done;
+      this.done.catch(() => undefined);
+      return;
+    }
     const direct = typeof out === 'number' ? compressorToFd(compression, out) : undefined;
     if (direct) {
       this.outFd = out as number;
@@ -127,12 +202,20 @@ export class ArchiveWriter {
     this.done.catch(() => undefined);
   }
 
-  private async entry(h: Header, body?: Readable | Buffer): Promise<void> {
+  private async entry(h: Header, body?: Readable | Buffer | FileBody): Promise<void> {
     const key = checkMemberName(h.name);
     // tar-stream writes a zero mode as its default; hash what is written (whiteouts have 0).
     if (!h.mode) h.mode = h.type === 'directory' ? 0o755 : 0o644;
     if (this.sums[key] !== undefined) throw new FerryError('EINTERNAL', `duplicate archive member ${h.name}`);
     const hash = memberHash(h);
+    if (this.pipeFd !== undefined) {
+      await this.directEntry(h, body);
+      this.sums[key] = hash.digest('hex');
+      return;
+    }
+    // A small file (most CRIU images) is read at once: a stream's open, reads and close are a
+    // round trip each (~1 ms a file).
+    if (body instanceof FileBody) body = body.size <= SMALL_FILE ? readPrefix(body.file, body.size) : body.stream();
     await new Promise<void>((resolve, reject) => {
       const sink = this.pack.entry(h, (err) => (err ? reject(err) : resolve()));
       // The output failing (ENOSPC, closed pipe) destroys the pack and this entry with it.
@@ -142,14 +225,48 @@ export class ArchiveWriter {
       });
       if (body === undefined) return (sink as unknown as Writable).end();
       if (Buffer.isBuffer(body)) {
-        hash.update(body);
+        if (this.hashContent) hash.update(body);
         return sink.end(body);
       }
-      body.on('data', (b: Buffer) => hash.update(b));
+      if (this.hashContent) body.on('data', (b: Buffer) => hash.update(b));
       body.on('error', reject);
       body.pipe(sink as unknown as Writable);
     });
     this.sums[key] = hash.digest('hex');
+  }
+
+  /** Writes a member to zstd's pipe: its header, its bytes (a file's by sendfile), its padding. */
+  private async directEntry(h: Header, body?: Readable | Buffer | FileBody): Promise<void> {
+    const size = h.type === 'file' || h.type === 'contiguous-file' ? (h.size ?? 0) : 0;
+    try {
+      this.writeRaw(tarHeader(h));
+      let n = 0;
+      if (Buffer.isBuffer(body)) {
+        this.writeRaw(body);
+        n = body.length;
+      } else if (body instanceof FileBody) {
+        n = await body.sendTo(this.pipeFd!);
+        this.rawBytes += n;
+      } else if (body !== undefined) {
+        for await (const b of body) {
+          if (n + (b as Buffer).length > size) break;
+          this.writeRaw(b as Buffer);
+          n += (b as Buffer).length;
+        }
+      }
+      if (n !== size) throw new Error(`${h.name} changed while it was archived (${n} bytes, not ${size})`);
+      this.writeRaw(tarPadding(size));
+    } catch (e) {
+      if (body !== undefined && !Buffer.isBuffer(body) && !(body instanceof FileBody)) body.destroy();
+      // A pipe zstd no longer reads (EPIPE): zstd's own reason (ENOSPC, say) is the one to give.
+      const failed = await Promise.race([this.done.then(() => undefined, (z: Error) => z), new Promise<undefined>((r) => setTimeout(r, 2000))]);
+      throw failed ?? e;
+    }
+  }
+
+  private writeRaw(buf: Buffer): void {
+    for (let off = 0; off < buf.length; ) off += fs.writeSync(this.pipeFd!, buf, off, buf.length - off);
+    this.rawBytes += buf.length;
   }
 
   addBuffer(name: string, data: Buffer | string): Promise<void> {
@@ -162,12 +279,15 @@ export class ArchiveWriter {
   }
 
   async addFile(name: string, file: string): Promise<void> {
-    const st = fs.statSync(file);
-    // Only the bytes stat saw: a file that grows meanwhile (the log of a container left
-    // running with -R) must not overrun its header's size. A small file (most CRIU images) is
-    // read at once: a stream's open, reads and close are a round trip each (~1 ms a file).
-    const body = st.size <= SMALL_FILE ? readPrefix(file, st.size) : fs.createReadStream(file, { start: 0, end: st.size - 1, highWaterMark: IO_CHUNK });
-    await this.entry({ name, size: st.size, mode: st.mode & 0o7777, mtime: st.mtime, type: 'file' }, body);
+    const fd = fs.openSync(file, 'r');
+    try {
+      const st = fs.fstatSync(fd);
+      // Only the bytes stat saw: a file that grows meanwhile (the log of a container left
+      // running with -R) must not overrun its header's size.
+      await this.entry({ name, size: st.size, mode: st.mode & 0o7777, mtime: st.mtime, type: 'file' }, st.size === 0 ? Buffer.alloc(0) : new FileBody(file, fd, st.size));
+    } finally {
+      fs.closeSync(fd);
+    }
   }
 
   /** A directory entry (mode 0700). */
@@ -241,8 +361,17 @@ export class ArchiveWriter {
   /** Writes the checksums member and waits until every byte reached the output. */
   async finish(): Promise<WriteStats> {
     const members = Object.keys(this.sums).length;
-    if (this.opts.checksums !== false) await this.addJson(CHECKSUMS_MEMBER, { algorithm: 'sha256', members: this.sums });
-    this.pack.finalize();
+    if (this.opts.checksums !== false) await this.addJson(CHECKSUMS_MEMBER, { algorithm: 'sha256', ...(this.hashContent ? {} : METADATA_ONLY), members: this.sums });
+    if (this.pipeFd !== undefined) {
+      try {
+        this.writeRaw(TAR_END);
+      } catch (e) {
+        await this.done; // zstd's reason first
+        throw e;
+      }
+      fs.closeSync(this.pipeFd);
+      this.pipeFd = undefined;
+    } else this.pack.finalize();
     await this.done;
     const bytes = this.outFd === undefined ? this.bytes : fs.fstatSync(this.outFd).size;
     this.closeOut();
@@ -251,7 +380,10 @@ export class ArchiveWriter {
 
   /** Abandons the archive (the output is left incomplete; the caller deletes it). */
   abort(e: Error): void {
-    this.pack.destroy(e);
+    if (!this.zstd) this.pack.destroy(e); // (a writer of zstd's pipe never used its pack)
+    if (this.pipeFd !== undefined) fs.closeSync(this.pipeFd);
+    this.pipeFd = undefined;
+    this.zstd?.kill();
     this.closeOut();
   }
 
@@ -441,12 +573,13 @@ export async function readArchive(input: Readable | number, dest: string, policy
   // the stream that reads it.
   // A file (a descriptor) that zstd can read itself, or a stream we read and hand on.
   let compression: Compression;
+  let frameChecked: boolean; // a zstd stream whose frame carries a checksum of the content
   let src: Readable; // the archive's bytes as they come, or already decompressed (direct)
   let codec: Codec | undefined; // what decompresses src, unless a process reads the file itself
   let codecDone: Promise<void>;
   if (typeof input === 'number') {
     try {
-      compression = sniffFd(input);
+      ({ compression, checked: frameChecked } = sniffFd(input));
     } catch (e) {
       fs.closeSync(input);
       throw bad(`it cannot be read (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
@@ -464,6 +597,7 @@ export async function readArchive(input: Readable | number, dest: string, policy
   } else {
     const sniffed = await sniff(input);
     compression = sniffed.compression;
+    frameChecked = sniffed.checked;
     src = sniffed.stream;
     codec = decompressor(compression, undefined, { inProcess: policy.inProcess });
     codecDone = codec.done;
@@ -477,6 +611,8 @@ export async function readArchive(input: Readable | number, dest: string, policy
   let members = 0;
   let podLayout = false;
   let foreign: ForeignReader | undefined;
+  // Whether members' bytes are in their checksums: until the header says format 2, they are.
+  let hashContent = true;
 
   const consume = (async () => {
     for await (const e of ex) {
@@ -501,7 +637,7 @@ export async function readArchive(input: Readable | number, dest: string, policy
         if (h.type !== 'file') throw bad(`member "${name}" is not a regular file`);
         if ((h.size ?? 0) > 64 * 1024 * 1024 && path.posix.basename(name) !== 'ctr.log') throw bad(`member "${name}" is implausibly large`);
         if (name === HEADER_MEMBER || name === CHECKSUMS_MEMBER) {
-          const buf = await readAll(asReadable(e), hash);
+          const buf = await readAll(asReadable(e));
           let doc: Record<string, unknown>;
           try {
             doc = JSON.parse(buf.toString('utf8')) as Record<string, unknown>;
@@ -511,14 +647,22 @@ export async function readArchive(input: Readable | number, dest: string, policy
           if (name === HEADER_MEMBER) {
             header = doc;
             podLayout = doc.kind === POD_ARCHIVE_KIND;
+            if (doc.format === ZSTD_CHECKED_FORMAT) {
+              // Its bytes are vouched for by zstd's frame checksum alone: there must be one.
+              if (compression !== 'zstd' || !frameChecked) throw bad(`it is format ${ZSTD_CHECKED_FORMAT}, whose content only zstd's checksum protects, but it is not a zstd stream with a checksum (altered?)`);
+              hashContent = false;
+            }
+            if (hashContent) hash.update(buf);
             await policy.onHeader(doc);
           } else {
+            const contentCovered = doc.covers !== 'metadata';
+            if (doc.algorithm !== 'sha256' || contentCovered !== hashContent) throw bad(`${CHECKSUMS_MEMBER} does not fit the archive's format (altered?)`);
             checksums = (doc.members ?? {}) as Record<string, string>;
             continue; // not part of its own checksum list
           }
         } else {
           fs.mkdirSync(path.dirname(path.join(dest, name)), { recursive: true, mode: 0o700 });
-          await writeFile(asReadable(e), path.join(dest, name), hash, 0o600, h.size ?? Infinity);
+          await writeFile(asReadable(e), path.join(dest, name), hashContent ? hash : undefined, 0o600);
         }
       } else if (kind === 'checkpoint') {
         if (!rest && h.type !== 'directory') throw bad(`member "${name}" should be a directory of CRIU images`);
@@ -527,7 +671,7 @@ export async function readArchive(input: Readable | number, dest: string, policy
           e.resume();
         } else if (h.type === 'file') {
           fs.mkdirSync(path.dirname(path.join(dest, name)), { recursive: true, mode: 0o700 });
-          await writeFile(asReadable(e), path.join(dest, name), hash, 0o600, h.size ?? Infinity);
+          await writeFile(asReadable(e), path.join(dest, name), hashContent ? hash : undefined, 0o600);
         } else {
           throw bad(`member "${name}" is a ${h.type}; CRIU images are regular files`);
         }
@@ -544,7 +688,7 @@ export async function readArchive(input: Readable | number, dest: string, policy
           if (t.section !== section) throw bad(`hard link "${name}" points outside its tree`);
           linkname = t.rest;
         }
-        await tree.add({ ...h, name: rest, linkname }, asReadable(e), hash);
+        await tree.add({ ...h, name: rest, linkname }, asReadable(e), hashContent ? hash : undefined);
       }
       sums[name] = hash.digest('hex');
     }
@@ -582,32 +726,29 @@ function tarError(stderr: string): string {
   return lines[0] ?? (stderr.trim() || 'tar failed');
 }
 
-async function readAll(s: Readable, hash: Hash): Promise<Buffer> {
+async function readAll(s: Readable): Promise<Buffer> {
   const parts: Buffer[] = [];
   let n = 0;
   for await (const b of s) {
     parts.push(b as Buffer);
-    hash.update(b as Buffer);
     n += (b as Buffer).length;
     if (n > 16 * 1024 * 1024) throw bad('a metadata member is too large');
   }
   return Buffer.concat(parts);
 }
 
-async function writeFile(s: Readable, file: string, hash: Hash, mode: number, size = Infinity): Promise<void> {
-  if (size <= SMALL_FILE) {
-    // Small (most CRIU images): gathered, then written at once, without a stream's round trips.
-    const parts: Buffer[] = [];
+async function writeFile(s: Readable, file: string, hash: Hash | undefined, mode: number): Promise<void> {
+  // Written synchronously as each chunk comes (no round trip through a thread pool per chunk:
+  // ~9% less time for a 256 MiB import's archive). 'wx': never write through something that already exists (a link planted earlier).
+  const fd = fs.openSync(file, 'wx', mode);
+  try {
     for await (const b of s) {
-      hash.update(b as Buffer);
-      parts.push(b as Buffer);
+      hash?.update(b as Buffer);
+      for (let off = 0; off < (b as Buffer).length; ) off += fs.writeSync(fd, b as Buffer, off);
     }
-    fs.writeFileSync(file, Buffer.concat(parts), { flag: 'wx', mode });
-    return;
+  } finally {
+    fs.closeSync(fd);
   }
-  s.on('data', (b: Buffer) => hash.update(b));
-  // 'wx': never write through something that already exists (a link planted earlier).
-  await pipeline(s, fs.createWriteStream(file, { flags: 'wx', mode, highWaterMark: IO_CHUNK }));
 }
 
 /**
@@ -625,7 +766,7 @@ export async function warmUp(dir: string, o: { write?: boolean; read?: boolean }
     pipe.on('data', (b: Buffer) => chunks.push(b));
     const ended = new Promise((resolve) => pipe.on('end', resolve));
     const w = new ArchiveWriter(pipe, 'zstd', { inProcess: true });
-    await w.addJson(HEADER_MEMBER, { format: ARCHIVE_FORMAT, kind: 'warm-up' });
+    await w.addJson(HEADER_MEMBER, { format: w.format, kind: 'warm-up' });
     await w.addPlainDir('checkpoint', path.join(dir, 'src', 'checkpoint'));
     fs.mkdirSync(path.join(dir, 'src', 'empty'), { mode: 0o700 });
     await w.addTree('rootfs', path.join(dir, 'src', 'empty'));

@@ -35,18 +35,7 @@ function processCodec(argv: string[], what: string, outFd?: number, inFd?: numbe
   } catch (e) {
     throw new FerryError('EDEPEND', `${argv[0]} is not installed: run \`npm run setup\` (as root)`, { cause: e });
   }
-  let stderr = '';
-  child.stderr!.on('data', (b: Buffer) => (stderr += b.toString()));
-  const done = new Promise<void>((resolve, reject) => {
-    child.on('error', (e: NodeJS.ErrnoException) =>
-      reject(e.code === 'ENOENT' ? new FerryError('EDEPEND', `${argv[0]} is not installed: run \`npm run setup\` (as root)`) : e),
-    );
-    child.on('close', (code, sig) => {
-      if (code === 0) resolve();
-      else reject(new FerryError('EARCHIVE', `${what} (${argv[0]}: ${stderr.replace(/\/\*stdin\*\\\s*:\s*/g, '').trim().split('\n').pop() || `exit ${code ?? sig}`})`));
-    });
-  });
-  done.catch(() => undefined);
+  const done = exited(child, argv, what);
   // A duplex made of the child's stdin (writable side) and stdout (readable side); only its
   // stdin when it writes to a file descriptor of its own.
   const stream: Duplex | Writable | Readable = inFd !== undefined ? child.stdout! : outFd !== undefined ? child.stdin! : Duplex.from({ writable: child.stdin!, readable: child.stdout! });
@@ -62,13 +51,54 @@ function processCodec(argv: string[], what: string, outFd?: number, inFd?: numbe
   return { stream, done } as Codec | Sink | Source;
 }
 
+/** Settles when a helper process has exited: rejects, with its last word, unless it exited 0. */
+function exited(child: ChildProcess, argv: string[], what: string): Promise<void> {
+  let stderr = '';
+  child.stderr!.on('data', (b: Buffer) => (stderr += b.toString()));
+  const done = new Promise<void>((resolve, reject) => {
+    child.on('error', (e: NodeJS.ErrnoException) =>
+      reject(e.code === 'ENOENT' ? new FerryError('EDEPEND', `${argv[0]} is not installed: run \`npm run setup\` (as root)`) : e),
+    );
+    child.on('close', (code, sig) => {
+      if (code === 0) resolve();
+      else reject(new FerryError('EARCHIVE', `${what} (${argv[0]}: ${stderr.replace(/\/\*stdin\*\\\s*:\s*/g, '').trim().split('\n').pop() || `exit ${code ?? sig}`})`));
+    });
+  });
+  done.catch(() => undefined);
+  return done;
+}
+
+/** zstd as Ferry writes archives: level 3, every core, and a checksum of the content in the frame. */
+const ZSTD_WRITE = ['zstd', '-q', '-c', '--check', '-T0', '-3'];
+
+/**
+ * zstd between two descriptors of ours: it reads inFd (a pipe the archive writer fills, the
+ * kernel moving files' pages into it) and writes outFd (the archive file). Neither side's bytes
+ * pass through JavaScript. The caller closes its copies of both once spawned.
+ */
+export function compressorBetweenFds(inFd: number, outFd: number): { done: Promise<void>; kill(): void } {
+  let child: ChildProcess;
+  try {
+    child = spawn(ZSTD_WRITE[0]!, ZSTD_WRITE.slice(1), { stdio: [inFd, outFd, 'pipe'] });
+  } catch (e) {
+    throw new FerryError('EDEPEND', 'zstd is not installed: run `npm run setup` (as root)', { cause: e });
+  }
+  const done = exited(child, ZSTD_WRITE, 'compressing the archive failed');
+  return {
+    done,
+    kill: () => {
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+    },
+  };
+}
+
 /**
  * A compressor that writes straight into a file descriptor (the archive file) rather than back
  * to us: the compressed bytes never pass through JavaScript. Only for zstd, a process of its own;
  * undefined for the others.
  */
 export function compressorToFd(c: Compression, fd: number): Sink | undefined {
-  return c === 'zstd' ? processCodec(['zstd', '-q', '-c', '-T0', '-3'], 'compressing the archive failed', fd) : undefined;
+  return c === 'zstd' ? processCodec(ZSTD_WRITE, 'compressing the archive failed', fd) : undefined;
 }
 
 /** zstd inside this process (Bun's node:zlib has it; Node's types do not say so yet). */
@@ -89,8 +119,10 @@ const ZSTD_BATCH = 1 << 20;
  * ~0.3 ms this way). A sequence of frames is one valid zstd stream.
  */
 function batchedZstd(z: ZstdZlib): Duplex {
+  // As ZSTD_WRITE: level 3, and a checksum of each frame's content (format 2 relies on it).
   const level = z.constants.ZSTD_c_compressionLevel;
-  const opts = level === undefined ? {} : { params: { [level]: 3 } };
+  const check = z.constants.ZSTD_c_checksumFlag;
+  const opts = { params: { [level!]: 3, [check!]: 1 } };
   let parts: Buffer[] = [];
   let size = 0;
   const frame = (t: Transform): void => {
@@ -136,8 +168,10 @@ export function compressor(c: Compression, o: CodecOptions = {}): Codec {
   switch (c) {
     case 'zstd': {
       const z = zstdZlib();
-      if (o.inProcess && z.zstdCompressSync) return { stream: batchedZstd(z), done: Promise.resolve() };
-      return processCodec(['zstd', '-q', '-c', '-T0', '-3'], 'compressing the archive failed');
+      if (o.inProcess && z.zstdCompressSync && z.constants.ZSTD_c_compressionLevel !== undefined && z.constants.ZSTD_c_checksumFlag !== undefined) {
+        return { stream: batchedZstd(z), done: Promise.resolve() };
+      }
+      return processCodec(ZSTD_WRITE, 'compressing the archive failed');
     }
     case 'gzip': {
       const s = zlib().createGzip({ level: 6 });
@@ -156,10 +190,25 @@ function compressionOf(buf: Buffer): Compression {
   return 'none';
 }
 
+/**
+ * Whether a zstd stream's first frame carries a checksum of its content (XXH64, which `zstd -d`
+ * checks): the Content_Checksum_flag of its frame header descriptor, the byte after the magic.
+ */
+function frameChecked(buf: Buffer): boolean {
+  return compressionOf(buf) === 'zstd' && buf.length >= 5 && (buf[4]! & 0x04) !== 0;
+}
+
+export interface Sniffed {
+  compression: Compression;
+  /** zstd only: its frame carries a checksum of the content. */
+  checked: boolean;
+}
+
 /** A file's compression, from its first bytes (read at offset 0: the descriptor's offset stays). */
-export function sniffFd(fd: number): Compression {
-  const buf = Buffer.alloc(4);
-  return compressionOf(buf.subarray(0, fs.readSync(fd, buf, 0, 4, 0)));
+export function sniffFd(fd: number): Sniffed {
+  const buf = Buffer.alloc(5);
+  const head = buf.subarray(0, fs.readSync(fd, buf, 0, 5, 0));
+  return { compression: compressionOf(head), checked: frameChecked(head) };
 }
 
 /**
@@ -171,7 +220,7 @@ export function decompressorFromFd(c: Compression, fd: number): Source | undefin
 }
 
 /** Reads the first bytes of a stream to tell its compression (the file name does not decide). */
-export async function sniff(input: Readable): Promise<{ compression: Compression; stream: Readable }> {
+export async function sniff(input: Readable): Promise<Sniffed & { stream: Readable }> {
   // Listen rather than async-iterate: leaving a for-await loop would destroy the input.
   const chunks: Buffer[] = [];
   let len = 0;
@@ -184,7 +233,7 @@ export async function sniff(input: Readable): Promise<{ compression: Compression
     const onData = (b: Buffer): void => {
       chunks.push(b);
       len += b.length;
-      if (len >= 4) {
+      if (len >= 5) {
         input.pause();
         cleanup();
         resolve();
@@ -204,6 +253,7 @@ export async function sniff(input: Readable): Promise<{ compression: Compression
   });
   const buf = Buffer.concat(chunks);
   const compression = compressionOf(buf);
+  const checked = frameChecked(buf);
   // Put the bytes we read back in front of the rest of the stream.
   const rest = new PassThrough();
   rest.write(buf);
@@ -212,7 +262,7 @@ export async function sniff(input: Readable): Promise<{ compression: Compression
     input.on('error', (e) => rest.destroy(e));
     input.pipe(rest);
   }
-  return { compression, stream: rest };
+  return { compression, checked, stream: rest };
 }
 
 export function decompressor(c: Compression, what = 'bad checkpoint archive: it is corrupt or truncated; nothing was created', o: CodecOptions = {}): Codec {

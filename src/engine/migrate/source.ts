@@ -51,7 +51,7 @@ import type { Compression } from '../../drivers/archive/compress.js';
 import { requireCapability, type CriuInfo } from '../../drivers/criu/criu.js';
 import { startLazyPages } from '../../drivers/criu/daemons.js';
 import { residentBytes } from '../../drivers/runtime/runc.js';
-import { ARCHIVE_FORMAT, HEADER_MEMBER, warmUp } from '../../drivers/archive/archive.js';
+import { HEADER_MEMBER, warmUp } from '../../drivers/archive/archive.js';
 import { randomBytes } from 'node:crypto';
 import { guardLoopbackPort, holdTraffic, sweepLoopbackGuards } from '../../drivers/network/cni.js';
 import { checkpoint } from '../checkpoint.js';
@@ -340,7 +340,7 @@ async function preCopy(s: Session): Promise<string | undefined> {
       s.dataStream('pre-copy'),
       o.compression ?? 'zstd',
       async (w) => {
-        await w.addJson(HEADER_MEMBER, { format: ARCHIVE_FORMAT, kind: PRE_DUMP_KIND, round: k, container: name });
+        await w.addJson(HEADER_MEMBER, { format: w.format, kind: PRE_DUMP_KIND, round: k, container: name });
         await w.addPlainDir(`parents/${k}`, path.join(engine.paths.containerDir(id), dir));
       },
       (why) => new FerryError('ERUNTIME', `sending pre-copy round ${k} failed: ${why}`),
