@@ -41,7 +41,7 @@ async function writeSmall(src: string): Promise<Buffer> {
     },
   });
   const w = new ArchiveWriter(sink, 'zstd', { inProcess: true });
-  await w.addJson(HEADER_MEMBER, { format: 1, kind: 'test' });
+  await w.addJson(HEADER_MEMBER, { format: w.format, kind: 'test' });
   await w.addPlainDir('checkpoint', src);
   await w.finish();
   return Buffer.concat(chunks);
