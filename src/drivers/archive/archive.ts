@@ -216,23 +216,43 @@ export class ArchiveWriter {
     // A small file (most CRIU images) is read at once: a stream's open, reads and close are a
     // round trip each (~1 ms a file).
     if (body instanceof FileBody) body = body.size <= SMALL_FILE ? readPrefix(body.file, body.size) : body.stream();
-    await new Promise<void>((resolve, reject) => {
-      const sink = this.pack.entry(h, (err) => (err ? reject(err) : resolve()));
-      // The output failing (ENOSPC, closed pipe) destroys the pack and this entry with it.
-      (sink as unknown as Writable).on('error', (err) => {
-        if (body !== undefined && !Buffer.isBuffer(body)) body.destroy();
-        reject(err);
-      });
-      if (body === undefined) return (sink as unknown as Writable).end();
-      if (Buffer.isBuffer(body)) {
-        if (this.hashContent) hash.update(body);
-        return sink.end(body);
-      }
-      if (this.hashContent) body.on('data', (b: Buffer) => hash.update(b));
-      body.on('error', reject);
-      body.pipe(sink as unknown as Writable);
-    });
+    await this.givingOutputsError(
+      new Promise<void>((resolve, reject) => {
+        const sink = this.pack.entry(h, (err) => (err ? reject(err) : resolve()));
+        // The output failing (ENOSPC, closed pipe) destroys the pack and this entry with it.
+        (sink as unknown as Writable).on('error', (err) => {
+          if (body !== undefined && !Buffer.isBuffer(body)) body.destroy();
+          reject(err);
+        });
+        if (body === undefined) return (sink as unknown as Writable).end();
+        if (Buffer.isBuffer(body)) {
+          if (this.hashContent) hash.update(body);
+          return sink.end(body);
+        }
+        if (this.hashContent) body.on('data', (b: Buffer) => hash.update(b));
+        body.on('error', reject);
+        body.pipe(sink as unknown as Writable);
+      }),
+    );
     this.sums[key] = hash.digest('hex');
+  }
+
+  /**
+   * A member that fails because the output did (ENOSPC, a reader gone) fails with the output's
+   * reason: the pack it destroyed only says "already finalized or destroyed".
+   */
+  private async givingOutputsError(p: Promise<void>): Promise<void> {
+    try {
+      await p;
+    } catch (e) {
+      throw await this.outputsError(e);
+    }
+  }
+
+  /** The output's own failure if it failed (waiting for it briefly), else e. */
+  private async outputsError(e: unknown): Promise<unknown> {
+    const failed = await Promise.race([this.done.then(() => undefined, (z: Error) => z), new Promise<undefined>((r) => setTimeout(r, 2000))]);
+    return failed ?? e;
   }
 
   /** Writes a member to zstd's pipe: its header, its bytes (a file's by sendfile), its padding. */
@@ -259,8 +279,7 @@ export class ArchiveWriter {
     } catch (e) {
       if (body !== undefined && !Buffer.isBuffer(body) && !(body instanceof FileBody)) body.destroy();
       // A pipe zstd no longer reads (EPIPE): zstd's own reason (ENOSPC, say) is the one to give.
-      const failed = await Promise.race([this.done.then(() => undefined, (z: Error) => z), new Promise<undefined>((r) => setTimeout(r, 2000))]);
-      throw failed ?? e;
+      throw await this.outputsError(e);
     }
   }
 

@@ -309,9 +309,10 @@ export function writeCriuConfig(bundle: string, lines: string[]): void {
 }
 
 /**
- * CRIU's network lock (iptables rules put in the container's namespace while it is dumped and
- * taken out when it is restored: an `iptables-restore` child at each end, 15-50 ms of the frozen
- * window) guards the container's connections and sockets against traffic from outside. A
+ * CRIU's network lock (rules put in the container's namespace while it is dumped and taken out
+ * when it is restored: by nftables inside CRIU where setup found it (CRIU_DEFAULTS), else
+ * iptables-restore children, 15-50 ms of the frozen window) guards the container's connections
+ * and sockets against traffic from outside. A
  * container with no network of its own (only loopback) gets none, so unless it keeps
  * established TCP connections (--tcp-established, which CRIU wants locked) the lock is skipped.
  */
