@@ -1,5 +1,5 @@
 /**
- * Node modules that only some commands use, loaded on their first use: every module a command
+ * Modules that only some commands use, loaded on their first use: every module a command
  * loads at start-up costs each `ferry` run its share (http, https, tls and zlib together ~3 ms of
  * a command that needs none of them). Types come from `import type`, which loads nothing.
  */
@@ -7,6 +7,8 @@ import type * as Http from 'node:http';
 import type * as Https from 'node:https';
 import type * as Tls from 'node:tls';
 import type * as Zlib from 'node:zlib';
+import type Protobuf from 'protobufjs';
+import type ProtobufMinimal from 'protobufjs/minimal.js';
 
 function once<T>(load: () => T): () => T {
   let v: T | undefined;
@@ -18,3 +20,6 @@ export const zlib = once(() => require('node:zlib') as typeof Zlib);
 export const tls = once(() => require('node:tls') as typeof Tls);
 export const http = once(() => require('node:http') as typeof Http);
 export const https = once(() => require('node:https') as typeof Https);
+/** protobufjs (its reflection, for CRIU's images) and its minimal part (the Reader alone). */
+export const protobufjs = once(() => require('protobufjs') as typeof Protobuf);
+export const protobufMinimal = once(() => require('protobufjs/minimal.js') as typeof ProtobufMinimal);

@@ -9,11 +9,8 @@
  * is then a number to show, not a decoding failure); explore.ts names them.
  */
 import type Protobuf from 'protobufjs';
-
-/* eslint-disable @typescript-eslint/no-require-imports */
-/** protobufjs is loaded on the first decode: every command loads this module, few decode images. */
-let pb: typeof Protobuf | undefined;
-const protobuf = (): typeof Protobuf => (pb ??= require('protobufjs') as typeof Protobuf);
+// Loaded on the first decode: every command loads this module, few decode images.
+import { protobufjs as protobuf } from '../../lib/lazy.js';
 
 export const CRIU_PROTO = `
 syntax = "proto2";

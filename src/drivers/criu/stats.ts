@@ -1,6 +1,7 @@
 import * as fs from 'node:fs';
 import { IMG_COMMON_MAGIC, IMG_SERVICE_MAGIC, imageEntries } from './image.js';
 import type Protobuf from 'protobufjs/minimal.js';
+import { protobufMinimal } from '../../lib/lazy.js';
 
 /**
  * CRIU's stats-dump / stats-restore images: magic words, then one size-prefixed StatsEntry
@@ -55,10 +56,8 @@ const RESTORE_FIELDS: Fields = {
   5: ['pagesRestored', 'uint64', false],
 };
 
-/* eslint-disable @typescript-eslint/no-require-imports */
 /** protobufjs's Reader, loaded on the first decode (every command loads this module, few read stats). */
-let pb: typeof Protobuf | undefined;
-const reader = (b: Uint8Array): Protobuf.Reader => (pb ??= require('protobufjs/minimal.js') as typeof Protobuf).Reader.create(b);
+const reader = (b: Uint8Array): Protobuf.Reader => protobufMinimal().Reader.create(b);
 
 const WIRE_VARINT = 0;
 const WIRE_BYTES = 2;
