@@ -64,6 +64,7 @@ export async function benchMigration(R: Results, o: Options, ctx: BenchContext, 
     const hostCtx: BenchContext = redis ? ctx : { ...ctx, redisTarball: undefined };
     for (const h of [a, b]) {
       await h.ok(['import', ctx.tarball, 'busybox']);
+      if (o.migSizes.some((sz) => typeof sz === 'number')) await h.ok(['import', ctx.memhogTarball, 'memhog']);
       if (redis && ctx.redisTarball) await h.ok(['import', ctx.redisTarball, 'redis'], { timeoutMs: 300_000 });
     }
     if (bare) {
@@ -96,7 +97,7 @@ export async function benchMigration(R: Results, o: Options, ctx: BenchContext, 
       for (const mode of modes) {
         checkAbort();
         log(`bench: ${MIG_TITLES[mode]} ${sizeLabel(size)} [ferry]`);
-        await migrateFerry(R, o, ctx, pair, size, mode);
+        await migrateFerry(R, o, pair, size, mode);
       }
       if (bare) {
         for (const mode of modes) {
@@ -127,28 +128,18 @@ export async function benchMigration(R: Results, o: Options, ctx: BenchContext, 
  * Ferry's migrations of one container, A -> B, B -> A, ...: `ferry migrate --print-stats`
  * gives downtime and total; after each, the workload must go on where it stopped.
  */
-async function migrateFerry(R: Results, o: Options, ctx: BenchContext, pair: HostPair, size: Size, mode: MigrationMode): Promise<void> {
+async function migrateFerry(R: Results, o: Options, pair: HostPair, size: Size, mode: MigrationMode): Promise<void> {
   const large = size !== 'tiny';
   const ids = migIds(mode, size);
   const name = uniq(`mg${mode}${size}`);
-  const vol = `${name}-bin`;
   let at: NetHost = pair.a;
   let started = false;
   const w: Workload = size === 'tiny' ? TINY : size === 'redis' ? REDIS : { kind: 'memhog', argv: memhogArgv(size) };
-  const memhog = w.kind === 'memhog';
   try {
     await settle(large);
     // --network none, as the bare and Podman baselines run it: the same workload everywhere.
-    let runArgs = ['run', '-d', '--network', 'none', '--name', name, w.image ?? 'busybox', ...w.argv];
-    if (memhog) {
-      // Migration refuses host bind mounts: the binary travels with the container in a volume.
-      await at.ok(['volume', 'create', vol]);
-      const mp = (JSON.parse(await at.ok(['volume', 'inspect', vol])) as { Mountpoint: string }[])[0]!.Mountpoint;
-      fs.copyFileSync(path.join(ctx.optDir, 'memhog'), path.join(mp, 'memhog'));
-      fs.chmodSync(path.join(mp, 'memhog'), 0o755);
-      runArgs = ['run', '-d', '--network', 'none', '--name', name, '-v', `${vol}:/opt`, 'busybox', ...w.argv];
-    }
-    await at.ok(runArgs);
+    // memhog runs from the memhog image, which both hosts have (migration refuses host bind mounts).
+    await at.ok(['run', '-d', '--network', 'none', '--name', name, w.kind === 'memhog' ? 'memhog' : (w.image ?? 'busybox'), ...w.argv]);
     started = true;
     await waitStarted(ferryOn(at), name, w);
     let pendingCheck: (() => Promise<void>) | undefined;
@@ -164,13 +155,10 @@ async function migrateFerry(R: Results, o: Options, ctx: BenchContext, pair: Hos
       R.add(ids[0], 'ferry', st.downtime_ms);
       R.add(ids[1], 'ferry', st.total_ms, { bytes: st.bytes_sent, wallMs, rss });
       const here = at;
-      const left = at === pair.a ? pair.b : pair.a;
       pendingCheck = async () => {
         // After --lazy the first pass over 1 GiB faults every page in over the network.
         if (before !== undefined) await verifyRestored(ferryOn(here), name, w, before, checkTimeout(size));
         else await verifyContinues(ferryOn(here), name, w, from, checkTimeout(size));
-        // The volume went with the container: Ferry removes the source's copy itself.
-        if (memhog && (await left.run(['volume', 'inspect', vol])).code === 0) throw new Error(`the source kept volume ${vol} after migrating its container`);
       };
     }
     if (pendingCheck) await pendingCheck();
@@ -181,7 +169,6 @@ async function migrateFerry(R: Results, o: Options, ctx: BenchContext, pair: Hos
   } finally {
     for (const h of [pair.a, pair.b]) {
       if (started) await h.run(['rm', '-f', name]);
-      if (memhog) await h.run(['volume', 'rm', vol]);
     }
   }
 }

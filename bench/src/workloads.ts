@@ -50,6 +50,12 @@ export interface BenchContext {
   tarball: string;
   /** Holds the memhog binary. */
   optDir: string;
+  /**
+   * The busybox image with the memhog binary at /opt/memhog: Ferry's migrations run memhog from
+   * it (imported on both hosts, as the baselines see the bind-mounted binary on both), so nothing
+   * but the workload's memory differs from a size to the next.
+   */
+  memhogTarball: string;
   /** Export/import archives. */
   archives: string;
   /** The Redis image (the test suite's mmdebstrap recipe), when a Redis figure is measured. */
@@ -72,11 +78,20 @@ export function workload(size: Size, ctx: BenchContext): Workload {
  * with mmdebstrap first when the cache does not have it.
  */
 export async function prepareWorkloads(dir: string, redis = false): Promise<BenchContext> {
-  const ctx: BenchContext = { dir, tarball: path.join(dir, 'busybox.tar'), optDir: path.join(dir, 'opt'), archives: path.join(dir, 'archives') };
+  const ctx: BenchContext = {
+    dir,
+    tarball: path.join(dir, 'busybox.tar'),
+    optDir: path.join(dir, 'opt'),
+    memhogTarball: path.join(dir, 'memhog.tar'),
+    archives: path.join(dir, 'archives'),
+  };
   fs.mkdirSync(ctx.optDir, { mode: 0o755 });
   fs.mkdirSync(ctx.archives);
   await ok(['bash', path.join(REPO, 'scripts/make-busybox-image.sh'), ctx.tarball]);
   await ok(['gcc', '-static', '-O2', '-o', path.join(ctx.optDir, 'memhog'), path.join(REPO, 'test', 'fixtures', 'memhog.c')]);
+  // busybox + ./opt/memhog, with the busybox tarball's fixed owner and mtime.
+  fs.copyFileSync(ctx.tarball, ctx.memhogTarball);
+  await ok(['tar', '--mtime=2024-01-01 00:00Z', '--owner=0', '--group=0', '--numeric-owner', '-C', dir, '-rf', ctx.memhogTarball, './opt/memhog']);
   if (redis) ctx.redisTarball = appTarball('redis');
   return ctx;
 }
