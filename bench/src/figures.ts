@@ -43,6 +43,11 @@ export interface EngineFigure {
   sizeBytes?: number[];
   /** Ferry's migrations: the whole `ferry migrate` command, per sample. */
   wallMs?: number[];
+  /**
+   * Checkpoints: CRIU's own time writing the memory pages to the image files (its stats-dump's
+   * memwrite_time), per sample, where the engine leaves that file to read.
+   */
+  criuWriteMs?: number[];
   /** Ferry's migrations: the peak RSS (MiB) of the source's and the destination's ferry, per sample. */
   rssSourceMiB?: number[];
   rssDestinationMiB?: number[];
@@ -52,6 +57,7 @@ export interface EngineFigure {
   min?: number;
   median?: number;
   sizeBytesMedian?: number;
+  criuWriteMedianMs?: number;
   rssSourceMedianMiB?: number;
   rssDestinationMedianMiB?: number;
   ok?: boolean;
@@ -85,11 +91,12 @@ export class Results {
     return (f.engines[engine] ??= { samples: [] });
   }
 
-  add(key: FigureKey, engine: EngineName, ms: number, extra?: { bytes?: number; wallMs?: number; rss?: { source?: number; destination?: number } }): void {
+  add(key: FigureKey, engine: EngineName, ms: number, extra?: { bytes?: number; wallMs?: number; criuWriteMs?: number; rss?: { source?: number; destination?: number } }): void {
     const s = this.slot(key, engine);
     s.samples.push(Math.round(ms * 10) / 10);
     if (extra?.bytes !== undefined) (s.sizeBytes ??= []).push(extra.bytes);
     if (extra?.wallMs !== undefined) (s.wallMs ??= []).push(Math.round(extra.wallMs * 10) / 10);
+    if (extra?.criuWriteMs !== undefined) (s.criuWriteMs ??= []).push(Math.round(extra.criuWriteMs * 10) / 10);
     if (extra?.rss?.source !== undefined) (s.rssSourceMiB ??= []).push(extra.rss.source);
     if (extra?.rss?.destination !== undefined) (s.rssDestinationMiB ??= []).push(extra.rss.destination);
   }
@@ -249,6 +256,7 @@ export function summarize(R: Results, o: Options, engineNames: readonly EngineNa
       s.min = s.samples.length ? Math.min(...s.samples) : undefined;
       s.median = median(s.samples);
       if (s.sizeBytes) s.sizeBytesMedian = median(s.sizeBytes);
+      if (s.criuWriteMs) s.criuWriteMedianMs = median(s.criuWriteMs);
       if (s.rssSourceMiB) s.rssSourceMedianMiB = median(s.rssSourceMiB);
       if (s.rssDestinationMiB) s.rssDestinationMedianMiB = median(s.rssDestinationMiB);
       if (s.error) s.ok = false;

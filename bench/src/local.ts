@@ -81,7 +81,8 @@ export async function benchCheckpoint(e: Engine, R: Results, o: Options, ctx: Be
         await pendingCheck?.();
         return stateBefore(e, name, w);
       });
-      R.add(ids[0], e.name, await e.checkpoint(name));
+      const ckptMs = await e.checkpoint(name);
+      R.add(ids[0], e.name, ckptMs, { criuWriteMs: await e.criuWriteMs?.(name) });
       const mark = await settle(large, () => markOf(e, name, w, before));
       R.add(ids[1], e.name, await e.restore(name));
       pendingCheck = () => verifyRestored(e, name, w, mark);

@@ -68,6 +68,12 @@ export function renderTable(figures: readonly JudgedFigure[], engineNames: reado
     if (archives.length) s += `\nArchive sizes (median): ${sizes(archives)}\n`;
     if (sent.length) s += `\nMigrated bytes (median; Ferry: bytes_sent, zstd stream; bare: CRIU images, plain tar; podman: the --export archive, zstd): ${sizes(sent)}\n`;
   }
+  const written = figures.filter((f) => parts(f).some(([, x]) => x.criuWriteMedianMs !== undefined));
+  if (written.length) {
+    s += `\nCRIU's own time writing the memory pages in the checkpoints (its stats-dump's memwrite_time; median, and every sample): ${written
+      .map((f) => `${f.title.replace(/^checkpoint /, '')}: ${engineNames.filter((e) => f.engines[e]?.criuWriteMs).map((e) => `${e} ${Math.round(f.engines[e]!.criuWriteMedianMs!)} (${f.engines[e]!.criuWriteMs!.map(Math.round).join(', ')})`).join(', ')}`)
+      .join('; ')}\n`;
+  }
   const errors = figures.flatMap((f) => parts(f).flatMap(([e, x]) => (x.error ? [`${f.title} [${e}]: ${x.error}`] : [])));
   if (errors.length) s += `\nErrors:\n${[...new Set(errors)].map((e) => `  - ${e}`).join('\n')}\n`;
   if (figures.some((f) => f.ratios.againstStop?.length)) s += "\n† Ferry --lazy against that engine's stop-and-copy figure of the same size (Podman has no post-copy mode)\n";

@@ -12,7 +12,7 @@ import { SSH_PORT, type HostPair, type NetHost } from '../../../test/helpers/hos
 import { CRIU } from '../paths.js';
 import { cmdError, exec, firstLine, ok, sleep } from '../proc.js';
 import { progress, type BenchContext, type Workload } from '../workloads.js';
-import { inNetns, rmQuiet, sshOptions, type Engine, type HostEngine, type MigrationMode, type MigrationSample } from './engine.js';
+import { criuWriteMsIn, inNetns, rmQuiet, sshOptions, type Engine, type HostEngine, type MigrationMode, type MigrationSample } from './engine.js';
 
 /** A bare container: its directory (bundle, overlay, images, logs) and what it printed. */
 interface BareContainer {
@@ -160,6 +160,10 @@ export class BareEngine implements Engine {
     const r = await exec([...this.R, 'checkpoint', '--image-path', path.join(c.dir, 'ckpt'), '--work-path', path.join(c.dir, 'logs'), name]);
     if (r.code !== 0) throw cmdError('bare runc checkpoint', r);
     return r.ms;
+  }
+
+  async criuWriteMs(name: string): Promise<number | undefined> {
+    return criuWriteMsIn(path.join(this.ctr(name).dir, 'logs'));
   }
 
   async restore(name: string): Promise<number> {

@@ -2,7 +2,7 @@
 import type { EngineName } from '../options.js';
 import { cmdError, exec, ok, type ExecOptions, type ExecResult } from '../proc.js';
 import type { BenchContext, ImageName, Workload } from '../workloads.js';
-import type { Engine } from './engine.js';
+import { criuWriteMsIn, type Engine } from './engine.js';
 
 export abstract class CliEngine implements Engine {
   version: string | undefined;
@@ -62,6 +62,13 @@ export abstract class CliEngine implements Engine {
   checkpoint(name: string): Promise<number> {
     return this.timed(['container', 'checkpoint', name], 'container checkpoint');
   }
+  /** CRIU writes stats-dump into the container's userdata dir (inspect's StaticDir), Ferry's and Podman's alike. */
+  async criuWriteMs(name: string): Promise<number | undefined> {
+    const r = await this.x(['inspect', '--format', '{{.StaticDir}}', name]);
+    const dir = r.code === 0 ? r.stdout.trim() : '';
+    return dir ? criuWriteMsIn(dir) : undefined;
+  }
+
   restore(name: string): Promise<number> {
     return this.timed(['container', 'restore', name], 'container restore');
   }

@@ -1,6 +1,8 @@
 // The one interface every engine is measured through: Ferry and Podman through their CLIs,
 // bare runc + CRIU by hand. Each operation returns the milliseconds it took (what a figure
 // records) and throws when the engine's command failed.
+import * as path from 'node:path';
+import { readDumpStats } from '../../../src/drivers/criu/stats.js';
 import type { HostPair, NetHost } from '../../../test/helpers/hosts.js';
 import type { EngineName } from '../options.js';
 import { errorMessage, log } from '../proc.js';
@@ -23,6 +25,11 @@ export interface Engine extends OutputSource {
   /** Checkpoint in place: the container stops, its images stay on this host. */
   checkpoint(name: string): Promise<number>;
   restore(name: string): Promise<number>;
+  /**
+   * CRIU's memwrite_time (ms) in the container's last checkpoint: read, untimed, from the
+   * stats-dump file CRIU wrote in the work dir; undefined where there is none.
+   */
+  criuWriteMs?(name: string): Promise<number | undefined>;
   /** Checkpoint into a zstd-compressed archive `file`. */
   export(name: string, file: string): Promise<number>;
   /** Restore the archive `file` as a new container `newName`. */
@@ -79,3 +86,9 @@ export async function rmQuiet(e: Engine, name: string): Promise<void> {
 let seq = 0;
 /** A container name not used before in this run. */
 export const uniq = (base: string): string => `${base}-${++seq}`;
+
+/** CRIU's memwrite_time (ms) from the stats-dump file in a checkpoint's work dir, if it is there. */
+export function criuWriteMsIn(workDir: string): number | undefined {
+  const us = readDumpStats(path.join(workDir, 'stats-dump'))?.memwriteTimeUs;
+  return us === undefined ? undefined : us / 1000;
+}
