@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the benchmark needs on top of `npm run setup`: a C compiler (static libc) for
-# test/fixtures/memhog.c, zstd for the bare runc archives, and Debian's podman as the peer engine.
+# test/fixtures/memhog.c, zstd for the bare runc archives, GNU time for peak RSS figures, and
+# Debian's podman as the peer engine.
 # Idempotent: when everything is present it changes nothing and returns at once.
 # Usage: bench/setup.sh [--no-podman]
 # Prints one line per thing it installed; exits non-zero only when a required tool is missing.
@@ -26,6 +27,7 @@ command -v gcc >/dev/null 2>&1 || missing+=(gcc)
 [ -e /usr/lib/x86_64-linux-gnu/libc.a ] || ls /usr/lib/*/libc.a >/dev/null 2>&1 || missing+=(libc6-dev)
 command -v zstd >/dev/null 2>&1 || missing+=(zstd)
 command -v tar >/dev/null 2>&1 || missing+=(tar)
+[ -x /usr/bin/time ] || missing+=(time) # GNU time: peak RSS of the CLIs and of ferry migrate
 if [ "${#missing[@]}" -gt 0 ]; then
   echo "bench setup: installing ${missing[*]}"
   apt_install "${missing[@]}" || { echo "bench setup: could not install ${missing[*]}" >&2; exit 1; }

@@ -13,6 +13,7 @@ const CLI = {
   run: ['cli.run', 'run -d (tiny)'],
   rm: ['cli.rm', 'rm -f (tiny)'],
   ps: ['cli.ps', 'ps (1 running)'],
+  psRss: ['cli.ps.rss', 'ps peak RSS (MiB)'],
   inspect: ['cli.inspect', 'inspect'],
   images: ['cli.images', 'images'],
 } as const satisfies Record<string, FigureKey>;
@@ -44,8 +45,19 @@ export async function benchCli(e: Engine, R: Results, o: Options): Promise<void>
       if (e.images) R.add(CLI.images, e.name, await e.images());
       R.add(CLI.rm, e.name, await e.rm(n));
     }
+    // Peak memory of `ps` with one container running, untimed (GNU time around the command).
+    if (e.psPeakMiB) {
+      const n = uniq('cli');
+      await e.run(n, w);
+      await waitStarted(e, n, w);
+      for (let i = 0; i < o.iterations; i++) {
+        const mib = await e.psPeakMiB();
+        if (mib !== undefined) R.addMiB(CLI.psRss, e.name, mib);
+      }
+      await e.rm(n);
+    }
   } catch (err) {
-    failed(R, [CLI.run, CLI.rm, CLI.ps, CLI.inspect, ...(e.images ? [CLI.images] : [])], e, err);
+    failed(R, [CLI.run, CLI.rm, CLI.ps, CLI.inspect, ...(e.images ? [CLI.images] : []), ...(e.psPeakMiB ? [CLI.psRss] : [])], e, err);
   }
 }
 

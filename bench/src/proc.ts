@@ -1,6 +1,7 @@
 // Running commands (argv arrays only) and timing them, plus the bench's other small helpers.
 import { spawn, spawnSync, type ChildProcessByStdio } from 'node:child_process';
 import * as fs from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import type { Readable } from 'node:stream';
@@ -124,4 +125,23 @@ export function mountsUnder(dir: string): string[] {
 /** The message of something thrown. */
 export function errorMessage(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
+}
+
+/** GNU time, which reports a finished command's peak RSS (%M, KiB). */
+export const GNU_TIME = '/usr/bin/time';
+
+/**
+ * The peak RSS (MiB) of a command that must succeed, measured by GNU time (written to a file of
+ * its own, so the command's stderr stays apart); undefined when GNU time is not installed.
+ */
+export async function peakRssMiB(argv: readonly string[], opts: ExecOptions = {}): Promise<number | undefined> {
+  if (!fs.existsSync(GNU_TIME)) return undefined;
+  const out = path.join(os.tmpdir(), `ferry-bench-rss-${process.pid}`);
+  try {
+    await ok([GNU_TIME, '-o', out, '-f', '%M', ...argv], opts);
+    const kib = Number(fs.readFileSync(out, 'utf8').trim().split('\n').pop());
+    return kib > 0 ? Math.round((kib / 1024) * 10) / 10 : undefined;
+  } finally {
+    fs.rmSync(out, { force: true });
+  }
 }

@@ -33,7 +33,7 @@ export function renderVerdicts(verdicts: readonly Verdict[]): string {
         v.ratios.ferry_podman !== undefined ? `F/podman ${fmtRatio(v.ratios.ferry_podman)}` : '',
         v.ratios.ferry_vs ? `/${v.ratios.ferry_vs.figure} ${fmtRatio(v.ratios.ferry_vs.ratio)}` : '',
       ].filter(Boolean);
-      detail = `ferry median ${ms(v.ferryMedianMs)}${rs.length ? `, ${rs.join(', ')}` : ''}`;
+      detail = `ferry median ${v.unit === 'MiB' ? `${v.ferryMedianMs ?? '–'} MiB` : ms(v.ferryMedianMs)}${rs.length ? `, ${rs.join(', ')}` : ''}`;
     }
     return `  ${res} ${v.title}: ${v.target} (${detail})`;
   });
@@ -68,7 +68,7 @@ export function renderTable(figures: readonly JudgedFigure[], engineNames: reado
     if (archives.length) s += `\nArchive sizes (median): ${sizes(archives)}\n`;
     if (sent.length) s += `\nMigrated bytes (median; Ferry: bytes_sent, zstd stream; bare: CRIU images, plain tar; podman: the --export archive, zstd): ${sizes(sent)}\n`;
   }
-  const written = figures.filter((f) => parts(f).some(([, x]) => x.criuWriteMedianMs !== undefined));
+  const written = figures.filter((f) => parts(f).some(([, x]) => (x.criuWriteMedianMs ?? 0) >= 1)); // tiny writes next to nothing
   if (written.length) {
     s += `\nCRIU's own time writing the memory pages in the checkpoints (its stats-dump's memwrite_time; median, and every sample): ${written
       .map((f) => `${f.title.replace(/^checkpoint /, '')}: ${engineNames.filter((e) => f.engines[e]?.criuWriteMs).map((e) => `${e} ${Math.round(f.engines[e]!.criuWriteMedianMs!)} (${f.engines[e]!.criuWriteMs!.map(Math.round).join(', ')})`).join(', ')}`)

@@ -10,7 +10,7 @@ import type { Readable } from 'node:stream';
 import { FifoReader } from '../../../src/lib/fifo.js';
 import { SSH_PORT, type HostPair, type NetHost } from '../../../test/helpers/hosts.js';
 import { CRIU } from '../paths.js';
-import { cmdError, exec, firstLine, ok, sleep } from '../proc.js';
+import { cmdError, exec, firstLine, ok, peakRssMiB, sleep } from '../proc.js';
 import { progress, type BenchContext, type Workload } from '../workloads.js';
 import { criuWriteMsIn, inNetns, rmQuiet, sshOptions, type Engine, type HostEngine, type MigrationMode, type MigrationSample } from './engine.js';
 
@@ -148,6 +148,10 @@ export class BareEngine implements Engine {
 
   async ps(): Promise<number> {
     return (await ok([...this.R, 'list'])).ms;
+  }
+
+  psPeakMiB(): Promise<number | undefined> {
+    return peakRssMiB([...this.R, 'list']);
   }
 
   async inspect(name: string): Promise<number> {

@@ -1,6 +1,6 @@
 // Ferry and Podman share one CLI shape (Podman's): the same commands, a few flags apart.
 import type { EngineName } from '../options.js';
-import { cmdError, exec, ok, type ExecOptions, type ExecResult } from '../proc.js';
+import { cmdError, exec, ok, peakRssMiB, type ExecOptions, type ExecResult } from '../proc.js';
 import type { BenchContext, ImageName, Workload } from '../workloads.js';
 import { criuWriteMsIn, type Engine } from './engine.js';
 
@@ -62,6 +62,10 @@ export abstract class CliEngine implements Engine {
   checkpoint(name: string): Promise<number> {
     return this.timed(['container', 'checkpoint', name], 'container checkpoint');
   }
+  psPeakMiB(): Promise<number | undefined> {
+    return peakRssMiB([...this.argv0, 'ps'], { env: this.env });
+  }
+
   /** CRIU writes stats-dump into the container's userdata dir (inspect's StaticDir), Ferry's and Podman's alike. */
   async criuWriteMs(name: string): Promise<number | undefined> {
     const r = await this.x(['inspect', '--format', '{{.StaticDir}}', name]);

@@ -19,6 +19,8 @@ export interface Engine extends OutputSource {
   /** `rm -f`: kill and remove at once. */
   rm(name: string): Promise<number>;
   ps(): Promise<number>;
+  /** The peak RSS (MiB) of one `ps` (bare: `runc list`), untimed; undefined without GNU time. */
+  psPeakMiB?(): Promise<number | undefined>;
   inspect(name: string): Promise<number>;
   /** `images`: the engine's image list (bare runc has none). */
   images?(): Promise<number>;

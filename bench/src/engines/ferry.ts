@@ -6,7 +6,7 @@ import * as path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import type { HostPair, NetHost } from '../../../test/helpers/hosts.js';
 import { FERRY_BIN } from '../paths.js';
-import { firstLine } from '../proc.js';
+import { GNU_TIME, firstLine } from '../proc.js';
 import type { BenchContext, OutputSource, Workload } from '../workloads.js';
 import { CliEngine } from './cli.js';
 import type { MigrationMode } from './engine.js';
@@ -53,8 +53,6 @@ export interface FerryMigrationStats {
   bytes_sent: number;
 }
 
-/** GNU time, which reports a finished command's peak RSS (%M, KiB): both ferry processes of a migration run under it. */
-const GNU_TIME = '/usr/bin/time';
 
 /** The largest peak RSS (MiB) GNU time wrote to file (-a: one line per process). */
 function peakMiB(file: string): number | undefined {
