@@ -66,6 +66,10 @@ test('bench --smoke runs Ferry and bare runc and writes every figure', { timeout
       assert.equal(typeof f.ratios.ferry_bare, 'number', `${id}: Ferry/bare ratio`);
     }
     assert.ok(byId.get('export.tiny.export').engines.ferry.sizeBytesMedian > 0, 'archive size recorded');
+    const rss = byId.get('cli.ps.rss');
+    assert.equal(rss?.unit, 'MiB', 'the peak RSS of ps is a MiB figure');
+    for (const e of ['ferry', 'bare']) assert.ok(rss.engines[e]?.median > 1, `${e}: peak RSS of ps recorded (${JSON.stringify(rss.engines[e])})`);
+    for (const e of ['ferry', 'bare']) assert.equal(byId.get('cr.tiny.checkpoint').engines[e].criuWriteMs?.length, 1, `${e}: CRIU's page-writing time read from its stats-dump`);
     assert.ok(byId.get('cr.tiny.checkpoint').target?.text, 'targets reported');
     assert.deepEqual(benchMounts().filter((m) => !mountsBefore.has(m)), [], 'no mount left behind');
   } finally {
