@@ -166,6 +166,7 @@ export async function checkpointLocked(engine: Engine, rec: ContainerRecord, o: 
       imageDir: tmp,
       meta: o.preCheckpoint ? undefined : meta,
       freeze,
+      portable: exportTo?.format === 'podman',
       criu: {
         leaveRunning: o.leaveRunning || o.preCheckpoint,
         tcpEstablished: o.tcpEstablished,

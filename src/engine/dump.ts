@@ -33,6 +33,8 @@ export interface DumpRequest {
    * polling the freezer in 100 ms steps. A dump that leaves it running (or fails) thaws it.
    */
   freeze?: boolean;
+  /** Images another engine's CRIU will restore: CRIU's default network lock (see networkLockLines). */
+  portable?: boolean;
 }
 
 export interface Dump {
@@ -95,7 +97,7 @@ export async function dump(engine: Engine, rec: ContainerRecord, req: DumpReques
   // earlier dump's statistics for this one's.
   fs.rmSync(logFile, { force: true });
   fs.rmSync(path.join(workDir, 'stats-dump'), { force: true });
-  writeCriuConfig(workDir, networkLockLines(rec.config.pod ? undefined : rec.config.network?.mode, req.criu.tcpEstablished));
+  writeCriuConfig(workDir, networkLockLines(rec.config.pod ? undefined : rec.config.network?.mode, req.criu.tcpEstablished, req.portable));
   const t0 = performance.now();
   if (req.freeze) await engine.runtime.freeze(id, rec.state.pid);
   const thaw = async (): Promise<void> => {

@@ -2,6 +2,7 @@
 // -a/--all, -l/--latest and --print-stats.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { CRIU_DEFAULTS } from '../../src/drivers/criu/criu.js';
@@ -230,6 +231,22 @@ test('CRIU locks the network by nftables where setup found it (no iptables-resto
   await countsOn(h, 'nf', 2); // the counter goes on
   assert.ok((await counts(h, 'nf')).at(-1)! >= before + 2);
   await h.ok(['rm', '-f', 'nf']);
+});
+
+test("an export in Podman's layout locks the network the way any CRIU can undo (iptables), and imports again", async (t) => {
+  if (!fs.existsSync(CRIU_DEFAULTS)) return skipWith(t, 'setup found no nftables network lock here: every dump uses iptables already');
+  await h.ok(['run', '-d', '--name', 'pf', 'busybox', ...FAST_LOOPER]); // Ferry's bridge network
+  await countsOn(h, 'pf', 2);
+  const dir = fs.mkdtempSync(path.join(h.dir, 'pf-'));
+  const archive = path.join(dir, 'pf.tar');
+  await h.ok(['container', 'checkpoint', '--export', archive, '-c', 'none', '--format', 'podman', 'pf']);
+  execFileSync('tar', ['-xf', archive, '-C', dir, 'checkpoint/inventory.img']);
+  const [inv] = readImage(path.join(dir, 'checkpoint', 'inventory.img'), 'InventoryEntry');
+  assert.equal(inv?.networkLockMethod, 0, "the dump recorded CRIU's default lock (0: iptables), which Podman's CRIU restores without nftables");
+  await h.ok(['rm', '-f', 'pf']);
+  await h.ok(['container', 'restore', '--import', archive]);
+  await countsOn(h, 'pf', 2);
+  await h.ok(['rm', '-f', 'pf']);
 });
 
 test("CRIU's network lock is skipped for a container with no network of its own, kept with --tcp-established", async () => {

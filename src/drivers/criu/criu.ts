@@ -315,7 +315,11 @@ export function writeCriuConfig(bundle: string, lines: string[]): void {
  * and sockets against traffic from outside. A
  * container with no network of its own (only loopback) gets none, so unless it keeps
  * established TCP connections (--tcp-established, which CRIU wants locked) the lock is skipped.
+ * A dump that another engine's CRIU will restore (`portable`: Podman's archive layout, a
+ * checkpoint image) that needs the lock takes CRIU's own default, iptables: the images record
+ * the method and the restore uses it, and a CRIU built without nftables cannot.
  */
-export function networkLockLines(networkMode: string | undefined, tcpEstablished: boolean | undefined): string[] {
-  return networkMode === 'none' && !tcpEstablished ? ['network-lock skip'] : [];
+export function networkLockLines(networkMode: string | undefined, tcpEstablished: boolean | undefined, portable = false): string[] {
+  if (networkMode === 'none' && !tcpEstablished) return ['network-lock skip'];
+  return portable ? ['network-lock iptables'] : [];
 }
