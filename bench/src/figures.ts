@@ -1,10 +1,13 @@
 // The figures: the pause before each step, the samples each engine gave, their min and median,
 // the ratios of the medians, and the targets (issue 14) they are judged against.
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { checkAbort } from './abort.js';
 import type { EngineName, Options } from './options.js';
 import { exec, sleep } from './proc.js';
-import { sizeLabel } from './workloads.js';
+import { REDIS_MIB, sizeLabel, type Size } from './workloads.js';
 
 // ---------------------------------------------------------------------------------------------
 // Timing
@@ -12,18 +15,46 @@ import { sizeLabel } from './workloads.js';
 export const LARGE_PAUSE_MS = 3000; // host-notes: the VM hands freed memory back ~2 s late
 export const SMALL_PAUSE_MS = 300;
 
-/** sync, then wait out the pause (doing `during` meanwhile: checks of the previous step). */
-export async function settle<T>(large: boolean, during: () => Promise<T>): Promise<T>;
-export async function settle(large: boolean, during?: () => Promise<unknown>): Promise<unknown>;
-export async function settle(large: boolean, during?: () => Promise<unknown>): Promise<unknown> {
+/**
+ * Memory handed back to the host is backed again page by page when the guest next writes to it,
+ * at ~4 µs a page here: CRIU writing a 181 MiB Redis's pages took 40 or 240 ms for the same
+ * container, whichever engine ran it, depending on which free pages the kernel gave its page
+ * cache. Writing twice the workload's memory into a file and deleting it right before the step
+ * leaves warm pages on the free lists, and every engine's step gets them (bench/README.md,
+ * "CRIU's page writing").
+ */
+async function warmFreeMemory(mib: number): Promise<void> {
+  const file = path.join(os.tmpdir(), `ferry-bench-warm-${process.pid}`);
+  const chunk = Buffer.alloc(4 << 20, 0x5a);
+  const fd = fs.openSync(file, 'w', 0o600);
+  try {
+    fs.unlinkSync(file); // nothing is left behind, whatever happens; no writeback once closed
+    for (let i = 0; i < Math.ceil((2 * mib) / 4); i++) fs.writeSync(fd, chunk);
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+/**
+ * sync, then wait out the pause (doing `during` meanwhile: checks of the previous step). `large`:
+ * a step with a memory workload, as its size in MiB (or true), paused longer; with a size, its
+ * free memory warmed last (warmFreeMemory).
+ */
+export async function settle<T>(large: boolean | number, during: () => Promise<T>): Promise<T>;
+export async function settle(large: boolean | number, during?: () => Promise<unknown>): Promise<unknown>;
+export async function settle(large: boolean | number, during?: () => Promise<unknown>): Promise<unknown> {
   const t0 = performance.now();
   await exec(['sync']);
   const r = during ? await during() : undefined;
   const rest = (large ? LARGE_PAUSE_MS : SMALL_PAUSE_MS) - (performance.now() - t0);
   if (rest > 0) await sleep(rest);
+  if (typeof large === 'number' && large > 0) await warmFreeMemory(large);
   checkAbort();
   return r;
 }
+
+/** A workload's memory in MiB for settle (0: tiny, nothing to warm). */
+export const memoryOf = (size: Size): number => (size === 'tiny' ? 0 : size === 'redis' ? REDIS_MIB : size);
 
 export function median(xs: readonly number[]): number | undefined {
   const s = [...xs].sort((a, b) => a - b);

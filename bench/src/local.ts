@@ -4,7 +4,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Aborted, checkAbort } from './abort.js';
 import { rmQuiet, uniq, type Engine } from './engines/engine.js';
-import { settle, type FigureKey, type Results } from './figures.js';
+import { memoryOf, settle, type FigureKey, type Results } from './figures.js';
 import type { Options } from './options.js';
 import { errorMessage, log } from './proc.js';
 import { TINY, markOf, sizeLabel, stateBefore, verifyRestored, waitStarted, workload, type BenchContext, type Size } from './workloads.js';
@@ -63,7 +63,7 @@ export async function benchCli(e: Engine, R: Results, o: Options): Promise<void>
 
 /** Checkpoint and restore in place, N cycles on one container, checking the workload each time. */
 export async function benchCheckpoint(e: Engine, R: Results, o: Options, ctx: BenchContext, size: Size): Promise<void> {
-  const large = size !== 'tiny';
+  const mem = memoryOf(size); // MiB to warm before each step (0: tiny)
   const label = sizeLabel(size);
   const ids: [FigureKey, FigureKey] = [
     [`cr.${size}.checkpoint`, `checkpoint ${label}`],
@@ -73,7 +73,7 @@ export async function benchCheckpoint(e: Engine, R: Results, o: Options, ctx: Be
   const name = uniq(`cr${size}`);
   let running = false;
   try {
-    await settle(large);
+    await settle(mem);
     await e.run(name, w);
     running = true;
     await waitStarted(e, name, w);
@@ -82,20 +82,20 @@ export async function benchCheckpoint(e: Engine, R: Results, o: Options, ctx: Be
       // CRIU's features once per runroot, Podman initialises its checkpoint support).
       const before = await stateBefore(e, name, w);
       await e.checkpoint(name);
-      const mark = await settle(large, () => markOf(e, name, w, before));
+      const mark = await settle(mem, () => markOf(e, name, w, before));
       await e.restore(name);
       await verifyRestored(e, name, w, mark);
     }
     let pendingCheck: (() => Promise<void>) | undefined;
     for (let i = 0; i < o.iterations; i++) {
       // The previous restore's check, then what this restore must bring back (Redis's digest).
-      const before = await settle(large, async () => {
+      const before = await settle(mem, async () => {
         await pendingCheck?.();
         return stateBefore(e, name, w);
       });
       const ckptMs = await e.checkpoint(name);
       R.add(ids[0], e.name, ckptMs, { criuWriteMs: await e.criuWriteMs?.(name) });
-      const mark = await settle(large, () => markOf(e, name, w, before));
+      const mark = await settle(mem, () => markOf(e, name, w, before));
       R.add(ids[1], e.name, await e.restore(name));
       pendingCheck = () => verifyRestored(e, name, w, mark);
     }
@@ -112,7 +112,7 @@ export async function benchCheckpoint(e: Engine, R: Results, o: Options, ctx: Be
  * for starting and filling the workload again); each import is checked like a restore.
  */
 export async function benchExport(e: Engine, R: Results, o: Options, ctx: BenchContext, size: Size): Promise<void> {
-  const large = size !== 'tiny';
+  const mem = memoryOf(size); // MiB to warm before each step (0: tiny)
   const label = sizeLabel(size);
   const ids: [FigureKey, FigureKey] = [
     [`export.${size}.export`, `checkpoint --export ${label}`],
@@ -121,14 +121,14 @@ export async function benchExport(e: Engine, R: Results, o: Options, ctx: BenchC
   const w = workload(size, ctx);
   const live = new Set<string>();
   try {
-    await settle(large);
+    await settle(mem);
     let name = uniq(`ex${size}`);
     await e.run(name, w);
     live.add(name);
     await waitStarted(e, name, w);
     let pendingCheck: (() => Promise<void>) | undefined;
     for (let i = 0; i < o.iterations; i++) {
-      const before = await settle(large, async () => {
+      const before = await settle(mem, async () => {
         await pendingCheck?.();
         return stateBefore(e, name, w);
       });
@@ -136,7 +136,7 @@ export async function benchExport(e: Engine, R: Results, o: Options, ctx: BenchC
       const exMs = await e.export(name, file);
       const bytes = fs.statSync(file).size;
       R.add(ids[0], e.name, exMs, { bytes });
-      const mark = await settle(large, () => markOf(e, name, w, before));
+      const mark = await settle(mem, () => markOf(e, name, w, before));
       const next = uniq(`ex${size}`);
       live.add(next);
       R.add(ids[1], e.name, await e.import(file, next, w));

@@ -13,7 +13,7 @@ import { BareHost } from './engines/bare.js';
 import { uniq, type HostEngine, type MigrationMode } from './engines/engine.js';
 import { ferryMigrate, ferryOn } from './engines/ferry.js';
 import { PodmanHost } from './engines/podman.js';
-import { settle, type FigureKey, type Results } from './figures.js';
+import { memoryOf, settle, type FigureKey, type Results } from './figures.js';
 import type { EngineName, Options } from './options.js';
 import { FERRY_BIN } from './paths.js';
 import { errorMessage, log, mountsUnder } from './proc.js';
@@ -129,14 +129,14 @@ export async function benchMigration(R: Results, o: Options, ctx: BenchContext, 
  * gives downtime and total; after each, the workload must go on where it stopped.
  */
 async function migrateFerry(R: Results, o: Options, pair: HostPair, size: Size, mode: MigrationMode): Promise<void> {
-  const large = size !== 'tiny';
+  const mem = memoryOf(size); // MiB to warm before each step (0: tiny)
   const ids = migIds(mode, size);
   const name = uniq(`mg${mode}${size}`);
   let at: NetHost = pair.a;
   let started = false;
   const w: Workload = size === 'tiny' ? TINY : size === 'redis' ? REDIS : { kind: 'memhog', argv: memhogArgv(size) };
   try {
-    await settle(large);
+    await settle(mem);
     // --network none, as the bare and Podman baselines run it: the same workload everywhere.
     // memhog runs from the memhog image, which both hosts have (migration refuses host bind mounts).
     await at.ok(['run', '-d', '--network', 'none', '--name', name, w.kind === 'memhog' ? 'memhog' : (w.image ?? 'busybox'), ...w.argv]);
@@ -144,7 +144,7 @@ async function migrateFerry(R: Results, o: Options, pair: HostPair, size: Size, 
     await waitStarted(ferryOn(at), name, w);
     let pendingCheck: (() => Promise<void>) | undefined;
     for (let i = 0; i < o.iterations; i++) {
-      const before = await settle(large, async () => {
+      const before = await settle(mem, async () => {
         await pendingCheck?.();
         return stateBefore(ferryOn(at), name, w);
       });
@@ -180,20 +180,20 @@ async function migrateFerry(R: Results, o: Options, pair: HostPair, size: Size, 
  * from the bench's directory, which both "hosts" see (a restore needs the same path).
  */
 async function migrateBaseline<E extends HostEngine>(R: Results, o: Options, ctx: BenchContext, pair: HostPair, [ea, eb]: readonly [E, E], size: Size, mode: MigrationMode): Promise<void> {
-  const large = size !== 'tiny';
+  const mem = memoryOf(size); // MiB to warm before each step (0: tiny)
   const ids = migIds(mode, size);
   const engine = ea.name;
   const name = uniq(engine === 'bare' ? `mgbare${mode}${size}` : `mgpod${size}`);
   const w = workload(size, ctx);
   let at = ea;
   try {
-    await settle(large);
+    await settle(mem);
     await at.run(name, w);
     await waitStarted(at, name, w);
     let pendingCheck: (() => Promise<void>) | undefined;
     for (let i = 0; i < o.iterations; i++) {
       const from = at;
-      const before = await settle(large, async () => {
+      const before = await settle(mem, async () => {
         await pendingCheck?.();
         return stateBefore(from, name, w);
       });

@@ -35,6 +35,8 @@ export const TINY: Workload = { kind: 'tiny', argv: LOOPER };
  * inside could not reach 127.0.0.1 on those two (Ferry brings it up in its hook).
  */
 export const REDIS_KEYS = 1_000_000;
+/** Redis's resident memory with those keys (~180 MiB). */
+export const REDIS_MIB = 180;
 export const REDIS_SOCKET = '/tmp/redis.sock';
 export const REDIS: Workload = {
   kind: 'redis',
