@@ -151,7 +151,7 @@ export async function benchApi(R: Results, o: Options, tmp: string, ferry: Ferry
         if (podman) await dockerPs(psvc.sock, cfg);
         for (let i = 0; i < Math.max(o.iterations, 5); i++) {
           checkAbort();
-          await settle(false);
+          await settle(0);
           R.add(API.ps, 'ferry', await dockerPs(fsvc.sock, cfg));
           if (podman) R.add(API.ps, 'podman', await dockerPs(psvc.sock, cfg));
         }
@@ -167,7 +167,7 @@ export async function benchApi(R: Results, o: Options, tmp: string, ferry: Ferry
     try {
       const lib = `/v4.3.1/libpod/containers/${fname}`;
       const cycle = async (cp: () => Promise<number>, rs: () => Promise<number>): Promise<[number, number]> => {
-        await settle(false);
+        await settle(0);
         const a = await cp();
         const mark = await markOf(ferry, fname, TINY);
         const b = await rs();

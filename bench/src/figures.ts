@@ -36,19 +36,19 @@ async function warmFreeMemory(mib: number): Promise<void> {
 }
 
 /**
- * sync, then wait out the pause (doing `during` meanwhile: checks of the previous step). `large`:
- * a step with a memory workload, as its size in MiB (or true), paused longer; with a size, its
- * free memory warmed last (warmFreeMemory).
+ * sync, then wait out the pause (doing `during` meanwhile: checks of the previous step).
+ * `memMiB`: the step's workload memory (memoryOf; 0 for tiny and CLI steps): a step with
+ * memory pauses longer, then gets that memory warmed (warmFreeMemory).
  */
-export async function settle<T>(large: boolean | number, during: () => Promise<T>): Promise<T>;
-export async function settle(large: boolean | number, during?: () => Promise<unknown>): Promise<unknown>;
-export async function settle(large: boolean | number, during?: () => Promise<unknown>): Promise<unknown> {
+export async function settle<T>(memMiB: number, during: () => Promise<T>): Promise<T>;
+export async function settle(memMiB: number, during?: () => Promise<unknown>): Promise<unknown>;
+export async function settle(memMiB: number, during?: () => Promise<unknown>): Promise<unknown> {
   const t0 = performance.now();
   await exec(['sync']);
   const r = during ? await during() : undefined;
-  const rest = (large ? LARGE_PAUSE_MS : SMALL_PAUSE_MS) - (performance.now() - t0);
+  const rest = (memMiB > 0 ? LARGE_PAUSE_MS : SMALL_PAUSE_MS) - (performance.now() - t0);
   if (rest > 0) await sleep(rest);
-  if (typeof large === 'number' && large > 0) await warmFreeMemory(large);
+  if (memMiB > 0) await warmFreeMemory(memMiB);
   checkAbort();
   return r;
 }

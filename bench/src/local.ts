@@ -37,7 +37,7 @@ export async function benchCli(e: Engine, R: Results, o: Options): Promise<void>
     for (let i = 0; i < o.iterations; i++) {
       checkAbort();
       const n = uniq('cli');
-      await settle(false);
+      await settle(0);
       R.add(CLI.run, e.name, await e.run(n, w));
       await waitStarted(e, n, w);
       R.add(CLI.ps, e.name, await e.ps());

@@ -139,9 +139,16 @@ export async function peakRssMiB(argv: readonly string[], opts: ExecOptions = {}
   const out = path.join(os.tmpdir(), `ferry-bench-rss-${process.pid}`);
   try {
     await ok([GNU_TIME, '-o', out, '-f', '%M', ...argv], opts);
-    const kib = Number(fs.readFileSync(out, 'utf8').trim().split('\n').pop());
-    return kib > 0 ? Math.round((kib / 1024) * 10) / 10 : undefined;
-  } finally {
+  } catch (err) {
     fs.rmSync(out, { force: true });
+    throw err;
   }
+  return readPeakMiB(out);
+}
+
+/** The largest peak RSS (MiB) GNU time wrote to file (`-a`: a line per process); the file is removed. */
+export function readPeakMiB(file: string): number | undefined {
+  const kib = fs.existsSync(file) ? fs.readFileSync(file, 'utf8').split('\n').map(Number).filter((n) => n > 0) : [];
+  fs.rmSync(file, { force: true });
+  return kib.length ? Math.round((Math.max(...kib) / 1024) * 10) / 10 : undefined;
 }

@@ -208,13 +208,13 @@ export async function benchPull(R: Results, o: Options, dir: string, engines: re
         const d = path.join(dir, `pull-${p.name}-${i + 1}`);
         const prefix = p.fresh(d);
         try {
-          await settle(false);
+          await settle(0);
           const first = await p.pull(prefix, a.ref, path.join(d, 'a'));
           if (p.name !== 'bare' && first.out !== a.configDigest.slice(7)) throw new Error(`${p.name} pull -q printed ${JSON.stringify(first.out)}, not the image ID ${a.configDigest.slice(7, 19)}…`);
           if (p.name === 'bare') await verifyDir(path.join(d, 'a'), a);
           if (i >= 0) R.add(PULL.first, p.name, first.ms, { bytes: a.bytes });
           if (p.name !== 'bare') {
-            await settle(false);
+            await settle(0);
             const second = await p.pull(prefix, b.ref, '');
             if (second.out !== b.configDigest.slice(7)) throw new Error(`${p.name} pull -q printed ${JSON.stringify(second.out)}, not the image ID ${b.configDigest.slice(7, 19)}…`);
             if (i >= 0) R.add(PULL.shared, p.name, second.ms);

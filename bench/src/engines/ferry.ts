@@ -6,7 +6,7 @@ import * as path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import type { HostPair, NetHost } from '../../../test/helpers/hosts.js';
 import { FERRY_BIN } from '../paths.js';
-import { GNU_TIME, firstLine } from '../proc.js';
+import { GNU_TIME, firstLine, readPeakMiB } from '../proc.js';
 import type { BenchContext, OutputSource, Workload } from '../workloads.js';
 import { CliEngine } from './cli.js';
 import type { MigrationMode } from './engine.js';
@@ -53,14 +53,6 @@ export interface FerryMigrationStats {
   bytes_sent: number;
 }
 
-
-/** The largest peak RSS (MiB) GNU time wrote to file (-a: one line per process). */
-function peakMiB(file: string): number | undefined {
-  const kib = fs.existsSync(file) ? fs.readFileSync(file, 'utf8').split('\n').map(Number).filter((n) => n > 0) : [];
-  fs.rmSync(file, { force: true });
-  return kib.length ? Math.round((Math.max(...kib) / 1024) * 10) / 10 : undefined;
-}
-
 /**
  * `ferry migrate NAME ssh://root@IP:2222 --remote-command ... --identity K --ssh-option ...
  * --print-stats [--lazy]` from host `from` to host `to`; wallMs is the whole command, Node's
@@ -84,5 +76,5 @@ export async function ferryMigrate(
   const t0 = performance.now();
   const out = await from.ok(args, { timeoutMs, ...(timed ? { wrap: [GNU_TIME, '-a', '-o', srcRss, '-f', '%M'] } : {}) });
   const wallMs = performance.now() - t0;
-  return { stats: JSON.parse(out) as FerryMigrationStats, wallMs, ...(timed ? { rss: { source: peakMiB(srcRss), destination: peakMiB(dstRss) } } : {}) };
+  return { stats: JSON.parse(out) as FerryMigrationStats, wallMs, ...(timed ? { rss: { source: readPeakMiB(srcRss), destination: readPeakMiB(dstRss) } } : {}) };
 }
