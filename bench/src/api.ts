@@ -28,6 +28,14 @@ export const API = {
 /** The docker CLI the figures use: the one on PATH (it negotiates down to v1.41 with Ferry, v1.40 with Podman 4.3). */
 export const DOCKER_CLI = ['/usr/local/bin/docker', '/usr/bin/docker'].find((f) => fs.existsSync(f));
 
+/**
+ * docker ps samples per service (at least). Both services answer its two requests in ~1.5 ms of
+ * a ~14 ms run that is mostly the docker CLI's own start-up, which spreads 9-19 ms from run to
+ * run: five pairs made the verdict a coin toss (0.92x-1.18x in three runs of unchanged code;
+ * 0.94x over 60 pairs), fifteen cost half a second.
+ */
+const DOCKER_PS_SAMPLES = 15;
+
 /** A service process on a socket: started, waited for, stopped (and killed by the cleanup if the bench dies). */
 class ServiceChild {
   private child: ChildProcess | undefined;
@@ -149,7 +157,7 @@ export async function benchApi(R: Results, o: Options, tmp: string, ferry: Ferry
         const cfg = path.join(dir, 'docker-config');
         await dockerPs(fsvc.sock, cfg); // untimed: first requests pay for cold caches
         if (podman) await dockerPs(psvc.sock, cfg);
-        for (let i = 0; i < Math.max(o.iterations, 5); i++) {
+        for (let i = 0; i < Math.max(o.iterations, DOCKER_PS_SAMPLES); i++) {
           checkAbort();
           await settle(0);
           R.add(API.ps, 'ferry', await dockerPs(fsvc.sock, cfg));
