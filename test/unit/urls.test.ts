@@ -4,7 +4,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { parseSshUrl, shellQuote } from '../../src/drivers/transport/channel.js';
+import * as fs from 'node:fs';
+import { parseSshUrl, preferAes, shellQuote, sshCipherOrder } from '../../src/drivers/transport/channel.js';
 import { displayTarget, isServiceUrl, parseListenUrl, parseServiceUrl } from '../../src/drivers/transport/service.js';
 import { FerryError } from '../../src/lib/errors.js';
 
@@ -59,6 +60,38 @@ test('shellQuote: plain words as they are, anything else in single quotes that t
   // Several words stay several words.
   const r = spawnSync('sh', ['-c', `printf '[%s]' ${words.map(shellQuote).join(' ')}`], { encoding: 'utf8' });
   assert.equal(r.stdout, words.map((w) => `[${w}]`).join(''));
+});
+
+test('preferAes: ssh\'s built-in list with AES-GCM first, the same ciphers; a configured list, or one without it, is left alone', () => {
+  const builtIn = 'chacha20-poly1305@openssh.com,aes128-ctr,aes192-ctr,aes256-ctr,aes128-gcm@openssh.com,aes256-gcm@openssh.com';
+  const got = preferAes(builtIn, builtIn);
+  assert.equal(got, 'aes128-gcm@openssh.com,chacha20-poly1305@openssh.com,aes128-ctr,aes192-ctr,aes256-ctr,aes256-gcm@openssh.com');
+  assert.deepEqual(got!.split(',').sort(), builtIn.split(',').sort());
+  // The configuration for this host (or a system policy) chose its own list: it stays.
+  assert.equal(preferAes('aes256-gcm@openssh.com,aes128-gcm@openssh.com', builtIn), undefined);
+  assert.equal(preferAes('chacha20-poly1305@openssh.com', builtIn), undefined);
+  // No AES-GCM to offer, AES-GCM first already, or no answer from ssh -G.
+  assert.equal(preferAes('chacha20-poly1305@openssh.com,aes128-ctr', 'chacha20-poly1305@openssh.com,aes128-ctr'), undefined);
+  assert.equal(preferAes('aes128-gcm@openssh.com,chacha20-poly1305@openssh.com', 'aes128-gcm@openssh.com,chacha20-poly1305@openssh.com'), undefined);
+  assert.equal(preferAes(undefined, builtIn), undefined);
+  assert.equal(preferAes(builtIn, undefined), undefined);
+});
+
+test('sshCipherOrder asks this machine\'s ssh; a Ciphers option of the user\'s wins', async () => {
+  const aes = /^(flags|Features)\s*:.*\baes\b/m.test(fs.readFileSync('/proc/cpuinfo', 'utf8'));
+  const ciphers = (...config: string[]): string | undefined =>
+    /^ciphers (\S+)$/m.exec(spawnSync('ssh', ['-G', ...config, '-p', '2222', 'root@10.77.0.9'], { encoding: 'utf8' }).stdout)?.[1];
+  const builtIn = ciphers('-F', '/dev/null');
+  assert.ok(builtIn, 'ssh -G printed no ciphers');
+  const got = await sshCipherOrder({ user: 'root', host: '10.77.0.9', port: 2222 });
+  // AES-GCM first only if this machine's ssh configuration chose no ciphers for that host.
+  if (aes && ciphers() === builtIn) {
+    assert.equal(got?.split(',')[0], 'aes128-gcm@openssh.com');
+    assert.deepEqual(got!.split(',').sort(), builtIn.split(',').sort());
+  } else assert.equal(got, undefined);
+  for (const opt of ['Ciphers=aes256-ctr', 'ciphers aes256-ctr', ' CIPHERS=+aes256-cbc']) {
+    assert.equal(await sshCipherOrder({ host: '10.77.0.9' }, { options: ['LogLevel=ERROR', opt] }), undefined, opt);
+  }
 });
 
 // ------------------------------------------------------------------------- ferry://

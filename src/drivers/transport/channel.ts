@@ -16,9 +16,12 @@
  * it hands out only checked, typed messages. A message the parser refuses takes its place in
  * the order as that error: next() rejects with it.
  */
+import * as fs from 'node:fs';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { PassThrough, Writable, type Readable } from 'node:stream';
 import { FerryError } from '../../lib/errors.js';
+import { run } from '../../lib/exec.js';
+import { debug } from '../../lib/log.js';
 
 /** A control message: a JSON object with a type; what else it holds is the protocol's. */
 export interface Message {
@@ -284,6 +287,8 @@ export interface SshOptions {
   identity?: string;
   /** Extra `-o KEY=VALUE` options; the user's own ssh configuration applies as well. */
   options?: string[];
+  /** ssh's `Ciphers` list, in the order to offer it (see sshCipherOrder); default: ssh's own. */
+  ciphers?: string;
   /** Remote port forwards: [remotePort, localHost, localPort]. */
   remoteForwards?: [number, string, number][];
   /** Local port forwards (listening on this host's 127.0.0.1): [localPort, remoteHost, remotePort]. */
@@ -300,8 +305,55 @@ export function sshSpawn(target: SshTarget, remoteCommand: string, args: string[
   if (target.port) argv.push('-p', String(target.port));
   if (o.identity) argv.push('-i', o.identity);
   for (const opt of o.options ?? []) argv.push('-o', opt);
+  if (o.ciphers) argv.push('-o', `Ciphers=${o.ciphers}`);
   for (const [rport, lhost, lport] of o.remoteForwards ?? []) argv.push('-R', `127.0.0.1:${rport}:${lhost}:${lport}`);
   for (const [lport, rhost, rport] of o.localForwards ?? []) argv.push('-L', `127.0.0.1:${lport}:${rhost}:${rport}`);
   argv.push(target.user ? `${target.user}@${target.host}` : target.host, '--', [remoteCommand, ...args.map(shellQuote)].join(' '));
   return spawn('ssh', argv, { stdio: ['pipe', 'pipe', 'pipe'] });
+}
+
+/** The cipher that moves memory through ssh fastest on a CPU with AES instructions. */
+const AES_CIPHER = 'aes128-gcm@openssh.com';
+
+/**
+ * The order ssh should offer its ciphers in, or undefined to leave ssh's own. ssh's built-in
+ * order puts chacha20-poly1305 first, the faster one only on CPUs without AES instructions: with
+ * them, AES-GCM moves a stop-and-copy migration's 1 GiB in 2.0 s of downtime against 2.7 s
+ * (bench/README.md). Only the order changes, the ciphers offered stay the same, and only when
+ * nobody chose: not the user's --ssh-option, not the ssh configuration that applies to this
+ * host (system-wide policies included; its list is compared with ssh's built-in one, `ssh -G
+ * -F /dev/null`). Anything unexpected (no `ssh -G`, an answer not understood) leaves ssh's.
+ */
+export async function sshCipherOrder(target: SshTarget, o: Pick<SshOptions, 'options'> = {}): Promise<string | undefined> {
+  if ((o.options ?? []).some((opt) => /^\s*ciphers\s*[= ]/i.test(opt)) || !cpuHasAes()) return undefined;
+  const args = [...(target.port ? ['-p', String(target.port)] : []), target.user ? `${target.user}@${target.host}` : target.host];
+  const ciphersOf = async (argv: string[]): Promise<string | undefined> => {
+    const r = await run(['ssh', ...argv], { timeoutMs: 5_000 }).catch(() => undefined);
+    return r?.code === 0 ? /^ciphers (\S+)$/m.exec(r.stdout)?.[1] : undefined;
+  };
+  const [configured, builtIn] = await Promise.all([ciphersOf(['-G', ...args]), ciphersOf(['-G', '-F', '/dev/null', ...args])]);
+  const order = preferAes(configured, builtIn);
+  debug(`ssh: ${order ? `ciphers offered AES-GCM first (${order})` : `ciphers left as configured (${configured ?? 'unknown'})`}`);
+  return order;
+}
+
+/** ssh's cipher list with AES-GCM first, if it is ssh's built-in list and offers AES-GCM; else undefined. */
+export function preferAes(configured: string | undefined, builtIn: string | undefined): string | undefined {
+  if (!configured || configured !== builtIn) return undefined;
+  const list = configured.split(',');
+  if (!list.includes(AES_CIPHER) || list[0] === AES_CIPHER) return undefined;
+  return [AES_CIPHER, ...list.filter((c) => c !== AES_CIPHER)].join(',');
+}
+
+let aes: boolean | undefined;
+/** Whether this CPU has AES instructions (x86's `aes` flag, arm64's `aes` feature). */
+function cpuHasAes(): boolean {
+  if (aes === undefined) {
+    try {
+      aes = /^(flags|Features)\s*:.*\baes\b/m.test(fs.readFileSync('/proc/cpuinfo', 'utf8'));
+    } catch {
+      aes = false;
+    }
+  }
+  return aes;
 }

@@ -16,7 +16,7 @@ import type { Readable, Writable } from 'node:stream';
 import { FerryError } from '../../lib/errors.js';
 import { waitExit } from '../../lib/proc.js';
 import { debug, debugEnabled } from '../../lib/log.js';
-import { parseSshUrl, sshSpawn, type SshTarget } from './channel.js';
+import { parseSshUrl, sshCipherOrder, sshSpawn, type SshTarget } from './channel.js';
 import { PROTOCOL, connectService, displayTarget, isServiceUrl, listenPagesTunnel, parseServiceUrl, readSecretFile, servePagesTunnel, type ServiceIdentity, type ServiceTarget } from './service.js';
 
 /** How memory travels: in the archive (pre-copy), from CRIU to a page server there, or on demand (lazy). */
@@ -82,7 +82,8 @@ export interface Link {
 
 /** Opens the link to a parsed destination; pagesPort is this host's loopback end of the memory tunnel. */
 export async function openLink(dest: Destination, o: DestinationOptions, pages: PagesMode, pagesPort: number): Promise<Link> {
-  return dest.kind === 'ssh' ? sshLink(dest.ssh, o, pages, pagesPort) : serviceLink(dest.service, dest.identity, pages, pagesPort);
+  if (dest.kind !== 'ssh') return serviceLink(dest.service, dest.identity, pages, pagesPort);
+  return sshLink(dest.ssh, { ...o, ciphers: await sshCipherOrder(dest.ssh, { options: o.sshOptions }) }, pages, pagesPort);
 }
 
 /**
@@ -90,7 +91,7 @@ export async function openLink(dest: Destination, o: DestinationOptions, pages: 
  * lazy pages through `ssh -R` (the destination dials this host's page server), a stop-and-copy
  * dump through `ssh -L` (this host's CRIU dials the destination's page server).
  */
-export function sshLink(target: SshTarget, o: Pick<DestinationOptions, 'remoteCommand' | 'identity' | 'sshOptions'>, pages: PagesMode, pagesPort: number): Link {
+export function sshLink(target: SshTarget, o: Pick<DestinationOptions, 'remoteCommand' | 'identity' | 'sshOptions'> & { ciphers?: string }, pages: PagesMode, pagesPort: number): Link {
   const remotePort = pages === 'none' ? 0 : 20000 + Math.floor(Math.random() * 20000);
   // At --log-level debug the destination's ferry traces too, and its lines come back here,
   // stamped with this process's clock: one timeline of both hosts.
@@ -98,6 +99,7 @@ export function sshLink(target: SshTarget, o: Pick<DestinationOptions, 'remoteCo
   const ssh = sshSpawn(target, o.remoteCommand ?? 'ferry', [...(trace ? ['--log-level', 'debug'] : []), 'system', 'migrate-receive'], {
     identity: o.identity,
     options: o.sshOptions,
+    ciphers: o.ciphers,
     remoteForwards: pages === 'lazy' ? [[remotePort, '127.0.0.1', pagesPort]] : [],
     localForwards: pages === 'page-server' ? [[pagesPort, '127.0.0.1', remotePort]] : [],
   });
