@@ -29,12 +29,13 @@ export const API = {
 export const DOCKER_CLI = ['/usr/local/bin/docker', '/usr/bin/docker'].find((f) => fs.existsSync(f));
 
 /**
- * docker ps samples per service (at least). Both services answer its two requests in ~1.5 ms of
- * a ~14 ms run that is mostly the docker CLI's own start-up, which spreads 9-19 ms from run to
- * run: five pairs made the verdict a coin toss (0.92x-1.18x in three runs of unchanged code;
- * 0.94x over 60 pairs), fifteen cost half a second.
+ * docker ps samples per service (at least). The services answer its two requests on a new
+ * connection in ~1-2 ms (Ferry's 1.1 ms, Podman's 1.7) of a ~14 ms run that is mostly the
+ * docker CLI's own start-up, which spreads 9-19 ms from run to run: five pairs made the verdict
+ * a coin toss (0.92x-1.18x in three runs of unchanged code; 0.94x over 60 pairs timed from
+ * outside). 31 pairs take about 11 s with the pauses.
  */
-const DOCKER_PS_SAMPLES = 15;
+const DOCKER_PS_SAMPLES = 31;
 
 /** A service process on a socket: started, waited for, stopped (and killed by the cleanup if the bench dies). */
 class ServiceChild {
@@ -160,8 +161,13 @@ export async function benchApi(R: Results, o: Options, tmp: string, ferry: Ferry
         for (let i = 0; i < Math.max(o.iterations, DOCKER_PS_SAMPLES); i++) {
           checkAbort();
           await settle(0);
-          R.add(API.ps, 'ferry', await dockerPs(fsvc.sock, cfg));
-          if (podman) R.add(API.ps, 'podman', await dockerPs(psvc.sock, cfg));
+          // Each service goes first in turn: the first command after the pause runs slower
+          // (a cold CPU), which always going first gave Ferry (15 pairs: 1.16x).
+          const ferryPs = async (): Promise<void> => R.add(API.ps, 'ferry', await dockerPs(fsvc.sock, cfg));
+          const podmanPs = async (): Promise<void> => {
+            if (podman) R.add(API.ps, 'podman', await dockerPs(psvc.sock, cfg));
+          };
+          for (const sample of i % 2 ? [podmanPs, ferryPs] : [ferryPs, podmanPs]) await sample();
         }
       } catch (err) {
         if (err instanceof Aborted) throw err;
