@@ -89,6 +89,8 @@ test('sshCipherOrder asks this machine\'s ssh; a Ciphers option of the user\'s w
     assert.equal(got?.split(',')[0], 'aes128-gcm@openssh.com');
     assert.deepEqual(got!.split(',').sort(), builtIn.split(',').sort());
   } else assert.equal(got, undefined);
+  // Options of the user's that choose no ciphers change nothing.
+  assert.equal(await sshCipherOrder({ user: 'root', host: '10.77.0.9', port: 2222 }, { options: ['LogLevel=ERROR', 'StrictHostKeyChecking=no'] }), got);
   for (const opt of ['Ciphers=aes256-ctr', 'ciphers aes256-ctr', ' CIPHERS=+aes256-cbc']) {
     assert.equal(await sshCipherOrder({ host: '10.77.0.9' }, { options: ['LogLevel=ERROR', opt] }), undefined, opt);
   }

@@ -326,7 +326,8 @@ const AES_CIPHER = 'aes128-gcm@openssh.com';
  */
 export async function sshCipherOrder(target: SshTarget, o: Pick<SshOptions, 'options'> = {}): Promise<string | undefined> {
   if ((o.options ?? []).some((opt) => /^\s*ciphers\s*[= ]/i.test(opt)) || !cpuHasAes()) return undefined;
-  const args = [...(target.port ? ['-p', String(target.port)] : []), target.user ? `${target.user}@${target.host}` : target.host];
+  // The user's options too: a `Match user …` block, say, may depend on them.
+  const args = [...(target.port ? ['-p', String(target.port)] : []), ...(o.options ?? []).flatMap((opt) => ['-o', opt]), target.user ? `${target.user}@${target.host}` : target.host];
   const ciphersOf = async (argv: string[]): Promise<string | undefined> => {
     const r = await run(['ssh', ...argv], { timeoutMs: 5_000 }).catch(() => undefined);
     return r?.code === 0 ? /^ciphers (\S+)$/m.exec(r.stdout)?.[1] : undefined;
