@@ -162,7 +162,7 @@ export async function benchApi(R: Results, o: Options, tmp: string, ferry: Ferry
           checkAbort();
           await settle(0);
           // Each service goes first in turn: the first command after the pause runs slower
-          // (a cold CPU), which always going first gave Ferry (15 pairs: 1.16x).
+          // (a cold CPU), and when Ferry's always went first it lost 1.16x over 15 pairs.
           const ferryPs = async (): Promise<void> => R.add(API.ps, 'ferry', await dockerPs(fsvc.sock, cfg));
           const podmanPs = async (): Promise<void> => {
             if (podman) R.add(API.ps, 'podman', await dockerPs(psvc.sock, cfg));

@@ -1,6 +1,7 @@
 // Where a migration goes: ssh://[user@]host[:port] (the destination ferry started over ssh)
 // and ferry://host:port (a ferry service); what each accepts and what it refuses, and the
-// quoting of the words Ferry adds to the remote command ssh hands to a shell.
+// quoting of the words Ferry adds to the remote command ssh hands to a shell, and the order in
+// which ssh is asked to offer its ciphers.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
