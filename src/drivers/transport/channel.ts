@@ -301,15 +301,23 @@ export interface SshOptions {
  * Ferry adds is quoted for the remote shell.
  */
 export function sshSpawn(target: SshTarget, remoteCommand: string, args: string[], o: SshOptions = {}): ChildProcess {
-  const argv = ['-T', '-o', 'BatchMode=yes', '-o', 'ExitOnForwardFailure=yes'];
-  if (target.port) argv.push('-p', String(target.port));
+  const argv = ['-T', '-o', 'BatchMode=yes', '-o', 'ExitOnForwardFailure=yes', ...targetOptions(target, o.options)];
   if (o.identity) argv.push('-i', o.identity);
-  for (const opt of o.options ?? []) argv.push('-o', opt);
   if (o.ciphers) argv.push('-o', `Ciphers=${o.ciphers}`);
   for (const [rport, lhost, lport] of o.remoteForwards ?? []) argv.push('-R', `127.0.0.1:${rport}:${lhost}:${lport}`);
   for (const [lport, rhost, rport] of o.localForwards ?? []) argv.push('-L', `127.0.0.1:${lport}:${rhost}:${rport}`);
-  argv.push(target.user ? `${target.user}@${target.host}` : target.host, '--', [remoteCommand, ...args.map(shellQuote)].join(' '));
+  argv.push(userAtHost(target), '--', [remoteCommand, ...args.map(shellQuote)].join(' '));
   return spawn('ssh', argv, { stdio: ['pipe', 'pipe', 'pipe'] });
+}
+
+/** The target's port and the user's `-o` options, as ssh's argv has them before the host. */
+function targetOptions(target: SshTarget, options: readonly string[] = []): string[] {
+  return [...(target.port ? ['-p', String(target.port)] : []), ...options.flatMap((opt) => ['-o', opt])];
+}
+
+/** [user@]host, the word that names the target to ssh. */
+function userAtHost(target: SshTarget): string {
+  return target.user ? `${target.user}@${target.host}` : target.host;
 }
 
 /** The cipher that moves memory through ssh fastest on a CPU with AES instructions. */
@@ -327,7 +335,7 @@ const AES_CIPHER = 'aes128-gcm@openssh.com';
 export async function sshCipherOrder(target: SshTarget, o: Pick<SshOptions, 'options'> = {}): Promise<string | undefined> {
   if ((o.options ?? []).some((opt) => /^\s*ciphers\s*[= ]/i.test(opt)) || !cpuHasAes()) return undefined;
   // The user's options too: a `Match user …` block, say, may depend on them.
-  const args = [...(target.port ? ['-p', String(target.port)] : []), ...(o.options ?? []).flatMap((opt) => ['-o', opt]), target.user ? `${target.user}@${target.host}` : target.host];
+  const args = [...targetOptions(target, o.options), userAtHost(target)];
   const ciphersOf = async (argv: string[]): Promise<string | undefined> => {
     const r = await run(['ssh', ...argv], { timeoutMs: 5_000 }).catch(() => undefined);
     return r?.code === 0 ? /^ciphers (\S+)$/m.exec(r.stdout)?.[1] : undefined;
