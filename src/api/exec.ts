@@ -5,7 +5,7 @@
  * as its stdio, `GET /exec/{id}/json` says how it went, `POST /exec/{id}/resize` sizes its
  * terminal. The running itself (runc exec, or conmon for a terminal) is the engine's.
  */
-import { randomBytes } from 'node:crypto';
+import { randomBytes } from '../lib/lazy.js';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { PassThrough, type Duplex } from 'node:stream';
 import type { Engine } from '../engine/engine.js';

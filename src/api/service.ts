@@ -30,7 +30,8 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import * as net from 'node:net';
+import type * as net from 'node:net';
+import { net as loadNet } from '../lib/lazy.js';
 import type { TLSSocket } from 'node:tls';
 import { FerryError } from '../lib/errors.js';
 import { connectPagesTunnel, createServiceServer, displayTarget, parseListenUrl, PROTOCOL, readLine, readSecretFile, splice, type ServiceIdentity } from '../drivers/transport/service.js';
@@ -148,7 +149,7 @@ export function parseUnixUrl(url: string): string {
 /** Whether something accepts connections on the socket at file. */
 function socketLive(file: string): Promise<boolean> {
   return new Promise((resolve) => {
-    const c = net.connect(file);
+    const c = loadNet().connect(file);
     c.once('connect', () => {
       c.destroy();
       resolve(true);
@@ -343,7 +344,7 @@ async function startMigrations(engine: Engine, listen: string, identity: Service
   /** The loopback port a lazy session's `criu lazy-pages` dials, tunnelled to the source. */
   const lazyEndpoint = async (session: Session): Promise<{ port: number; close(): void }> => {
     let local: net.Socket | undefined;
-    const server = net.createServer((c) => {
+    const server = loadNet().createServer((c) => {
       track(c);
       if (local) return c.destroy(); // CRIU connects once
       local = c;

@@ -7,7 +7,7 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { randomBytes } from 'node:crypto';
+import { randomBytes } from '../lib/lazy.js';
 import { FerryError } from '../lib/errors.js';
 import { duBytes, mkdirp, readJsonIfExists } from '../lib/fsutil.js';
 import { readArchive, POD_ARCHIVE_KIND } from '../drivers/archive/archive.js';

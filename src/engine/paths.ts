@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { createHash } from '../lib/lazy.js';
 import * as path from 'node:path';
 import type { ConmonPaths } from '../drivers/runtime/runc.js';
 import { layerPaths, type ContainerLayer } from '../drivers/storage/overlay.js';

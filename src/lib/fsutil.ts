@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
+import { randomBytes } from './lazy.js';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 

@@ -1,4 +1,4 @@
-import { randomBytes } from 'node:crypto';
+import { randomBytes } from './lazy.js';
 
 export function newId(): string {
   return randomBytes(32).toString('hex');

@@ -23,7 +23,8 @@
  * here to be checksummed and, on import, validated.
  */
 import { spawn } from 'node:child_process';
-import { createHash, type Hash } from 'node:crypto';
+import { createHash } from '../../lib/lazy.js';
+import type { Hash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { pipeline } from 'node:stream/promises';

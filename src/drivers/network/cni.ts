@@ -8,7 +8,7 @@
 import { spawn, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { randomBytes } from 'node:crypto';
+import { randomBytes } from '../../lib/lazy.js';
 import { FerryError } from '../../lib/errors.js';
 import { run, runOk } from '../../lib/exec.js';
 import { mkdirp, readJsonIfExists, writeJsonAtomic } from '../../lib/fsutil.js';

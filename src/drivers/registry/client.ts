@@ -5,7 +5,7 @@
  */
 import type * as http from 'node:http';
 import type { Readable } from 'node:stream';
-import { createHash } from 'node:crypto';
+import { createHash } from '../../lib/lazy.js';
 import { FerryError } from '../../lib/errors.js';
 import * as lazy from '../../lib/lazy.js';
 import type { Credentials } from './auth.js';

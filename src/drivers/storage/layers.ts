@@ -11,7 +11,8 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { createHash, randomBytes, type Hash } from 'node:crypto';
+import { createHash, randomBytes } from '../../lib/lazy.js';
+import type { Hash } from 'node:crypto';
 import { spawn } from 'node:child_process';
 import { PassThrough, Transform, type Readable, type TransformCallback } from 'node:stream';
 import { pipeline } from 'node:stream/promises';

@@ -15,7 +15,7 @@
  *
  * The certificate is built here in DER, the few ASN.1 shapes X.509 needs (RFC 5280, RFC 8410).
  */
-import * as crypto from 'node:crypto';
+import { crypto as loadCrypto } from '../../lib/lazy.js';
 
 /** The name in the certificate's subject, issuer and subjectAltName; the client's servername. */
 export const SERVICE_NAME = 'ferry-service';
@@ -36,6 +36,7 @@ export interface ServiceIdentity {
 
 /** Derives the service identity from a secret's key material. */
 export function deriveServiceIdentity(material: Buffer): ServiceIdentity {
+  const crypto = loadCrypto();
   const seed = crypto.createHmac('sha256', material).update(LABEL).digest();
   const key = crypto.createPrivateKey({ key: Buffer.concat([ED25519_PKCS8_PREFIX, seed]), format: 'der', type: 'pkcs8' });
   const spki = crypto.createPublicKey(key).export({ format: 'der', type: 'spki' });

@@ -9,8 +9,8 @@
  *
  * Transport only: what travels and when is the engine's business.
  */
-import * as net from 'node:net';
-import { randomBytes } from 'node:crypto';
+import type * as net from 'node:net';
+import { randomBytes } from '../../lib/lazy.js';
 import type { TLSSocket } from 'node:tls';
 import type { Readable, Writable } from 'node:stream';
 import { FerryError } from '../../lib/errors.js';

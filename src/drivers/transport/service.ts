@@ -21,7 +21,8 @@
  * its CRIU dump makes to a loopback port into it. CRIU never listens on anything but 127.0.0.1.
  */
 import * as fs from 'node:fs';
-import * as net from 'node:net';
+import type * as net from 'node:net';
+import { net as loadNet } from '../../lib/lazy.js';
 import type * as tls from 'node:tls';
 import type { Readable } from 'node:stream';
 import { FerryError } from '../../lib/errors.js';
@@ -268,7 +269,7 @@ export async function servePagesTunnel(tunnel: tls.TLSSocket, pagePort: number):
     tunnel.destroy();
     return;
   }
-  const local = net.connect({ host: '127.0.0.1', port: pagePort });
+  const local = loadNet().connect({ host: '127.0.0.1', port: pagePort });
   await new Promise<void>((resolve) => {
     local.once('connect', resolve);
     local.once('error', () => resolve());
@@ -288,7 +289,7 @@ export async function servePagesTunnel(tunnel: tls.TLSSocket, pagePort: number):
 export async function listenPagesTunnel(tunnel: tls.TLSSocket, port: number): Promise<net.Server> {
   tunnel.on('error', () => undefined);
   let taken = false;
-  const server = net.createServer((c) => {
+  const server = loadNet().createServer((c) => {
     if (taken) return void c.destroy(); // CRIU connects once
     taken = true;
     server.close();
@@ -307,7 +308,7 @@ export async function listenPagesTunnel(tunnel: tls.TLSSocket, port: number): Pr
  * listening on 127.0.0.1:port and pipes the two together.
  */
 export function connectPagesTunnel(tunnel: net.Socket, port: number): void {
-  const local = net.connect({ host: '127.0.0.1', port });
+  const local = loadNet().connect({ host: '127.0.0.1', port });
   local.setNoDelay(true);
   local.once('connect', () => void splice(tunnel, local));
   local.once('error', () => tunnel.destroy());

@@ -21,7 +21,7 @@
  * becomes a FerryError ('EINVAL') saying so in one line; the engine never reads a field that
  * was not checked here. Fields a message does not know are dropped.
  */
-import * as net from 'node:net';
+import { net as loadNet } from '../../lib/lazy.js';
 import { FerryError } from '../../lib/errors.js';
 import { validName } from '../../lib/ids.js';
 import { imageRecordProblem, type ImageRecord } from '../../drivers/storage/images.js';
@@ -282,7 +282,7 @@ class Fields {
   }
 
   ip(k: string): string {
-    return this.field(k, 'an IP address', (v) => typeof v === 'string' && net.isIP(v) !== 0) as string;
+    return this.field(k, 'an IP address', (v) => typeof v === 'string' && loadNet().isIP(v) !== 0) as string;
   }
 
   /**

@@ -52,7 +52,7 @@ import { requireCapability, type CriuInfo } from '../../drivers/criu/criu.js';
 import { startLazyPages } from '../../drivers/criu/daemons.js';
 import { residentBytes } from '../../drivers/runtime/runc.js';
 import { HEADER_MEMBER, warmUp } from '../../drivers/archive/archive.js';
-import { randomBytes } from 'node:crypto';
+import { randomBytes } from '../../lib/lazy.js';
 import { guardLoopbackPort, holdTraffic, sweepLoopbackGuards } from '../../drivers/network/cni.js';
 import { checkpoint } from '../checkpoint.js';
 import { checkpointMetaOptions, pageImageBytes, removePreDumps } from '../checkpoint-dir.js';
