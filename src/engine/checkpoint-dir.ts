@@ -50,12 +50,16 @@ export function checkpointMetaOptions(o: Partial<Record<Exclude<keyof Checkpoint
   return { tcpEstablished: !!o.tcpEstablished, fileLocks: !!o.fileLocks, extUnixSk: !!o.extUnixSk, shellJob: !!o.shellJob, withPrevious: !!o.withPrevious, ...(o.label !== undefined ? { label: o.label } : {}) };
 }
 
-/** Writes the metadata that makes a CRIU image dir a Ferry checkpoint: ferry-checkpoint.json and the bundle's spec. */
-export async function writeCheckpointMeta(engine: Engine, rec: ContainerRecord, dir: string, o: CheckpointMetaOptions): Promise<void> {
+/**
+ * Writes what makes a CRIU image dir a Ferry checkpoint, once CRIU is done: ferry-checkpoint.json
+ * (`meta` from makeMeta, made while CRIU works, with the statistics of this dump added) and the
+ * bundle's spec.
+ */
+export function writeCheckpointMeta(engine: Engine, rec: ContainerRecord, dir: string, meta: CheckpointMeta): void {
   const bundle = engine.paths.bundle(rec.config.id);
   // No fsync: CRIU writes its images beside it without one, so the metadata's alone would make
   // nothing durable; the write stays atomic (a reader sees all of it or none).
-  writeJsonAtomic(path.join(dir, META_FILE), await makeMeta(engine, rec, o, readDumpStats(path.join(bundle, 'stats-dump'))), 0o644, false);
+  writeJsonAtomic(path.join(dir, META_FILE), { ...meta, stats: readDumpStats(path.join(bundle, 'stats-dump')) }, 0o644, false);
   const spec = path.join(bundle, 'config.json');
   if (fs.existsSync(spec)) fs.copyFileSync(spec, path.join(dir, 'spec.dump'));
 }

@@ -20,7 +20,7 @@ import { processAlive, waitFor } from '../lib/proc.js';
 import type { DumpStats } from '../drivers/criu/stats.js';
 import type { WriteStats } from '../drivers/archive/archive.js';
 import { readLog, requireCapability } from '../drivers/criu/criu.js';
-import { META_FILE, PRE_DIR, checkpointMetaOptions, PRE_DUMP_NAME, removePreDumps, writeCheckpointMeta, type CheckpointMeta } from './checkpoint-dir.js';
+import { META_FILE, PRE_DIR, checkpointMetaOptions, PRE_DUMP_NAME, removePreDumps, makeMeta, writeCheckpointMeta, type CheckpointMeta } from './checkpoint-dir.js';
 import { dump, refuseUndumpable } from './dump.js';
 import type { Engine } from './engine.js';
 import { exportCheckpoint, type ExportOptions } from './portable.js';
@@ -371,7 +371,7 @@ export async function repairCheckpoint(engine: Engine, rec: ContainerRecord, op:
     fs.rmSync(tmp, { recursive: true, force: true });
     toCheckpointed(rec.state, imageDir, { at: meta!.createdAt, stopped: false });
   } else if (plan.images === 'commit') {
-    if (!preDump) await writeCheckpointMeta(engine, rec, tmp, op.args.meta);
+    if (!preDump) writeCheckpointMeta(engine, rec, tmp, await makeMeta(engine, rec, op.args.meta));
     commitDir(tmp, imageDir);
     if (!preDump) toCheckpointed(rec.state, imageDir, { stopped: false });
   } else {

@@ -16,8 +16,8 @@ import { FerryError } from '../lib/errors.js';
 import { debug } from '../lib/log.js';
 import { containerPids, execSessions, type RuncCheckpointOptions } from '../drivers/runtime/runc.js';
 import { findUndumpable, networkLockLines, writeCriuConfig } from '../drivers/criu/criu.js';
-import { readDumpStats, type DumpStats } from '../drivers/criu/stats.js';
-import { criuFailure, writeCheckpointMeta } from './checkpoint-dir.js';
+import { loadStatsDecoder, readDumpStats, type DumpStats } from '../drivers/criu/stats.js';
+import { criuFailure, makeMeta, writeCheckpointMeta } from './checkpoint-dir.js';
 import type { Engine } from './engine.js';
 import type { CheckpointMetaOptions, ContainerRecord } from './types.js';
 
@@ -107,6 +107,11 @@ export async function dump(engine: Engine, rec: ContainerRecord, req: DumpReques
     op.helperPid = pid;
     engine.save(rec);
   });
+  // While runc works this process only waits: make now what the checkpoint needs after it (its
+  // metadata, with the CRIU and runc versions; the decoder of CRIU's statistics).
+  const meta = req.meta ? makeMeta(engine, rec, req.meta) : undefined;
+  meta?.catch(() => undefined); // a failed dump never reads it
+  loadStatsDecoder();
   const r = await run.ready;
   const runtimeMs = performance.now() - t0;
   debug(`dump ${name}: runc checkpoint took ${runtimeMs.toFixed(1)}ms (${r ? `exit ${r.code}` : 'serving memory'})`);
@@ -115,7 +120,7 @@ export async function dump(engine: Engine, rec: ContainerRecord, req: DumpReques
     throw criuFailure('checkpoint', name, r.stderr, logFile);
   }
   if (req.criu.leaveRunning) await thaw();
-  if (req.meta) await writeCheckpointMeta(engine, rec, req.imageDir, req.meta);
+  if (meta) writeCheckpointMeta(engine, rec, req.imageDir, await meta);
   debug(`dump ${name}: metadata written`);
   const served = r
     ? undefined

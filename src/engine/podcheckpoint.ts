@@ -19,7 +19,7 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { randomBytes } from 'node:crypto';
+import { randomBytes } from '../lib/lazy.js';
 import type { Writable } from 'node:stream';
 import { FerryError } from '../lib/errors.js';
 import { mkdirp, readJson } from '../lib/fsutil.js';

@@ -114,6 +114,11 @@ function statsEntry(file: string): ReturnType<typeof decodeStats> | undefined {
   }
 }
 
+/** Loads the decoder readDumpStats uses, ahead of the first read (while CRIU still works). */
+export function loadStatsDecoder(): void {
+  protobufMinimal();
+}
+
 export function readDumpStats(file: string): DumpStats | undefined {
   const m = statsEntry(file)?.dump;
   if (!m) return undefined;
