@@ -73,6 +73,25 @@ export class FifoReader {
     }
   }
 
+  /**
+   * What the FIFO holds now, read without waiting, with everything read before: for a caller
+   * that learnt the writer is gone before the next poll came (the data is still in the FIFO).
+   */
+  readNow(): Buffer {
+    while (this.fd !== undefined) {
+      let n: number;
+      try {
+        n = fs.readSync(this.fd, this.buf, 0, this.buf.length, null);
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code === 'EINTR') continue;
+        break; // EAGAIN: nothing more now; anything else: poll reports it
+      }
+      if (n === 0) break;
+      this.chunks.push(Buffer.from(this.buf.subarray(0, n)));
+    }
+    return Buffer.concat(this.chunks);
+  }
+
   private poll(): void {
     this.timer = undefined;
     if (this.fd === undefined) return;

@@ -51,6 +51,17 @@ test('keepOpen leaves the read end open until cancel, so a later write does not 
   fs.closeSync(wr);
 });
 
+test('readNow: what a writer left before the next poll, with what was read before', async () => {
+  const { rd, wr } = fifo('d', true);
+  const reader = new FifoReader(rd, (d) => d.includes(10)); // its first poll finds nothing
+  fs.writeSync(wr, 'ok\n');
+  fs.closeSync(wr); // the writer is gone before the reader's next poll (an attach helper that exited)
+  assert.equal(reader.readNow().toString(), 'ok\n');
+  assert.equal(reader.readNow().toString(), 'ok\n', 'nothing more, nothing lost');
+  reader.cancel();
+  assert.equal(reader.readNow().toString(), 'ok\n', 'after cancel: what was read');
+});
+
 test('makeFifo: a FIFO of mode 0600 made in this process; a path in the way is a clear error', () => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'fy-mkfifo-'));
   try {

@@ -127,7 +127,9 @@ export async function openAttach(bundle: string, req: AttachRequest, io?: Stream
     child.on(io ? 'close' : 'exit', (code: number | null) => resolve(code ?? 1)); // killed by a signal: 1
   });
   const ready = new FifoReader(rd, (d) => d.includes(10));
-  const first = await Promise.race([ready.result.then((r) => r.data.toString()), exited.then(() => '')]);
+  // A helper that attaches, forwards a short stdin and exits can do it all between two polls:
+  // its line is then still in the FIFO.
+  const first = await Promise.race([ready.result.then((r) => r.data.toString()), exited.then(() => ready.readNow().toString())]);
   ready.cancel();
   if (!first.startsWith('ok')) {
     child.kill('SIGKILL');
