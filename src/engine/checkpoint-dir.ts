@@ -12,7 +12,7 @@ import { FerryError } from '../lib/errors.js';
 import { writeJsonAtomic } from '../lib/fsutil.js';
 import { VERSION } from '../lib/version.js';
 import { diagnoseCriuLog, readLog } from '../drivers/criu/criu.js';
-import { readDumpStats, type DumpStats } from '../drivers/criu/stats.js';
+import type { DumpStats } from '../drivers/criu/stats.js';
 import type { PortMapping } from '../drivers/network/cni.js';
 import type { Engine } from './engine.js';
 import { findPod } from './podstore.js';
@@ -52,14 +52,13 @@ export function checkpointMetaOptions(o: Partial<Record<Exclude<keyof Checkpoint
 
 /**
  * Writes what makes a CRIU image dir a Ferry checkpoint, once CRIU is done: ferry-checkpoint.json
- * (`meta` from makeMeta, made while CRIU works, with the statistics of this dump added) and the
- * bundle's spec.
+ * (`meta` from makeMeta, with the statistics of this dump) and the bundle's spec.
  */
 export function writeCheckpointMeta(engine: Engine, rec: ContainerRecord, dir: string, meta: CheckpointMeta): void {
   const bundle = engine.paths.bundle(rec.config.id);
   // No fsync: CRIU writes its images beside it without one, so the metadata's alone would make
   // nothing durable; the write stays atomic (a reader sees all of it or none).
-  writeJsonAtomic(path.join(dir, META_FILE), { ...meta, stats: readDumpStats(path.join(bundle, 'stats-dump')) }, 0o644, false);
+  writeJsonAtomic(path.join(dir, META_FILE), meta, 0o644, false);
   const spec = path.join(bundle, 'config.json');
   if (fs.existsSync(spec)) fs.copyFileSync(spec, path.join(dir, 'spec.dump'));
 }

@@ -17,7 +17,7 @@ import { FerryError } from '../lib/errors.js';
 import { debug } from '../lib/log.js';
 import { commitDir, duBytes, readJsonIfExists } from '../lib/fsutil.js';
 import { processAlive, waitFor } from '../lib/proc.js';
-import type { DumpStats } from '../drivers/criu/stats.js';
+import { readDumpStats, type DumpStats } from '../drivers/criu/stats.js';
 import type { WriteStats } from '../drivers/archive/archive.js';
 import { readLog, requireCapability } from '../drivers/criu/criu.js';
 import { META_FILE, PRE_DIR, checkpointMetaOptions, PRE_DUMP_NAME, removePreDumps, makeMeta, writeCheckpointMeta, type CheckpointMeta } from './checkpoint-dir.js';
@@ -371,7 +371,7 @@ export async function repairCheckpoint(engine: Engine, rec: ContainerRecord, op:
     fs.rmSync(tmp, { recursive: true, force: true });
     toCheckpointed(rec.state, imageDir, { at: meta!.createdAt, stopped: false });
   } else if (plan.images === 'commit') {
-    if (!preDump) writeCheckpointMeta(engine, rec, tmp, await makeMeta(engine, rec, op.args.meta));
+    if (!preDump) writeCheckpointMeta(engine, rec, tmp, await makeMeta(engine, rec, op.args.meta, readDumpStats(path.join(engine.paths.bundle(id), 'stats-dump'))));
     commitDir(tmp, imageDir);
     if (!preDump) toCheckpointed(rec.state, imageDir, { stopped: false });
   } else {

@@ -120,7 +120,8 @@ export async function dump(engine: Engine, rec: ContainerRecord, req: DumpReques
     throw criuFailure('checkpoint', name, r.stderr, logFile);
   }
   if (req.criu.leaveRunning) await thaw();
-  if (meta) writeCheckpointMeta(engine, rec, req.imageDir, await meta);
+  const stats = readDumpStats(path.join(workDir, 'stats-dump'));
+  if (meta) writeCheckpointMeta(engine, rec, req.imageDir, { ...(await meta), stats });
   debug(`dump ${name}: metadata written`);
   const served = r
     ? undefined
@@ -128,5 +129,5 @@ export async function dump(engine: Engine, rec: ContainerRecord, req: DumpReques
         if (d.code !== 0) throw criuFailure('checkpoint', name, d.stderr, logFile);
       });
   served?.catch(() => undefined); // the caller may never wait for it (a failed migration)
-  return { runtimeMs, stats: readDumpStats(path.join(workDir, 'stats-dump')), logFile, served, frozenAt: t0 };
+  return { runtimeMs, stats, logFile, served, frozenAt: t0 };
 }
