@@ -12,6 +12,7 @@ import type * as Tls from 'node:tls';
 import type * as Zlib from 'node:zlib';
 import type Protobuf from 'protobufjs';
 import type ProtobufMinimal from 'protobufjs/minimal.js';
+import type TarStream from 'tar-stream';
 
 function once<T>(load: () => T): () => T {
   let v: T | undefined;
@@ -31,3 +32,5 @@ export const createHash = (algorithm: string): Crypto.Hash => crypto().createHas
 /** protobufjs (its reflection, for CRIU's images) and its minimal part (the Reader alone). */
 export const protobufjs = once(() => require('protobufjs') as typeof Protobuf);
 export const protobufMinimal = once(() => require('protobufjs/minimal.js') as typeof ProtobufMinimal);
+/** tar-stream (with streamx, its own streams): archives and image layers only. */
+export const tarStream = once(() => require('tar-stream') as typeof TarStream);

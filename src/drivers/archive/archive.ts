@@ -23,13 +23,13 @@
  * here to be checksummed and, on import, validated.
  */
 import { spawn } from 'node:child_process';
-import { createHash } from '../../lib/lazy.js';
+import { createHash, tarStream } from '../../lib/lazy.js';
 import type { Hash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import type { Readable, Writable } from 'node:stream';
-import tar from 'tar-stream';
+import type tar from 'tar-stream';
 import { FerryError } from '../../lib/errors.js';
 import { TAR_END, tarHeader, tarPadding } from './tarheader.js';
 import { validName } from '../../lib/ids.js';
@@ -150,7 +150,7 @@ export interface WriteStats {
 }
 
 export class ArchiveWriter {
-  private readonly pack = tar.pack();
+  private readonly pack = tarStream().pack();
   private readonly sums: Record<string, string> = {};
   private rawBytes = 0;
   private bytes = 0;
@@ -343,7 +343,7 @@ export class ArchiveWriter {
     let stderr = '';
     child.stderr.on('data', (b: Buffer) => (stderr += b.toString()));
     const exited = new Promise<number | null>((resolve) => child.on('close', resolve));
-    const ex = tar.extract();
+    const ex = tarStream().extract();
     const consume = (async () => {
       for await (const e of ex) {
         const h = e.header;
@@ -479,7 +479,7 @@ function sectionOf(name: string, pod: boolean): { section: string; kind: Kind; r
 
 /** One GNU tar extracting a tree section into its directory, fed entry by entry. */
 class TreeSink {
-  readonly pack = tar.pack();
+  readonly pack = tarStream().pack();
   private readonly exited: Promise<void>;
   constructor(dir: string) {
     fs.mkdirSync(dir, { recursive: true, mode: 0o755 });
@@ -622,7 +622,7 @@ export async function readArchive(input: Readable | number, dest: string, policy
     codec = decompressor(compression, undefined, { inProcess: policy.inProcess });
     codecDone = codec.done;
   }
-  const ex = tar.extract();
+  const ex = tarStream().extract();
   const sums: Record<string, string> = {};
   let header: Record<string, unknown> | undefined;
   let checksums: Record<string, string> | undefined;

@@ -46,10 +46,9 @@ import { spawn } from 'node:child_process';
 import type * as Zlib from 'node:zlib';
 import { PassThrough, Transform, type Readable, type Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import tar from 'tar-stream';
 import { FerryError } from '../../lib/errors.js';
 import { validName } from '../../lib/ids.js';
-import { zlib } from '../../lib/lazy.js';
+import { tarStream, zlib } from '../../lib/lazy.js';
 import { HEADER_MEMBER, checkMemberName, TreeExtract, type ForeignReader, type Header } from './archive.js';
 
 export const PODMAN_KIND = 'podman-checkpoint';
@@ -239,7 +238,7 @@ export class PodmanReader implements ForeignReader {
    */
   private async innerTar(h: Header, body: Readable, tree: TreeExtract, layer = false): Promise<void> {
     if (h.type !== 'file') throw bad(`member "${h.name}" is not a regular file`);
-    const ex = tar.extract();
+    const ex = tarStream().extract();
     const gz = layer ? gunzipIfGzip(() => (this.layerDiff = true)) : undefined;
     const consume = (async () => {
       let dir: Header | undefined; // a directory held back one entry: its opaque marker follows it
@@ -401,8 +400,8 @@ export function treeTar(dir: string): { stream: Readable; done: Promise<void> } 
  */
 export async function upperToDiff(upper: string, outFile: string): Promise<{ deleted: string[]; opaque: string[] }> {
   const src = gnuTar(['-c', '-f', '-', '--numeric-owner', '--xattrs', '--xattrs-include=trusted.*', '--xattrs-include=user.*', '-C', upper, '.'], `reading ${upper}`);
-  const ex = tar.extract();
-  const pack = tar.pack();
+  const ex = tarStream().extract();
+  const pack = tarStream().pack();
   const deleted: string[] = [];
   const opaque: string[] = [];
   const written = pipeline(asReadable(pack), fs.createWriteStream(outFile, { mode: 0o600 }));
