@@ -154,10 +154,12 @@ export async function checkpointLocked(engine: Engine, rec: ContainerRecord, o: 
   const tmp = `${finalDir}.tmp`;
   const meta = checkpointMetaOptions(o);
   // The op is recorded before anything is written, so a ferry killed from here on leaves
-  // nothing that the next command's repair does not know about.
+  // nothing that the next command's repair does not know about. It reaches the disk with the
+  // dump's record of runc's PID, right after runc starts and long before CRIU can end the
+  // container: the freeze and the spawn do not wait for a flush.
   // A final dump freezes the container first (a pod checkpoint has frozen its members already).
   const freeze = !o.preCheckpoint && !o.podFreeze;
-  engine.beginOp(rec, 'checkpoint', { imageDir: finalDir, preDump: !!o.preCheckpoint, frozen: freeze || !!o.podFreeze, meta });
+  engine.beginOp(rec, 'checkpoint', { imageDir: finalDir, preDump: !!o.preCheckpoint, frozen: freeze || !!o.podFreeze, meta }, { durable: false });
   fs.rmSync(tmp, { recursive: true, force: true });
   fs.mkdirSync(tmp, { recursive: true, mode: 0o700 });
   let d: Awaited<ReturnType<typeof dump>>;

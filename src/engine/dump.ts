@@ -105,7 +105,7 @@ export async function dump(engine: Engine, rec: ContainerRecord, req: DumpReques
   };
   const run = engine.runtime.startCheckpoint(id, { ...req.criu, imagePath: req.imageDir, workPath: workDir }, (pid) => {
     op.helperPid = pid;
-    engine.save(rec);
+    engine.save(rec); // durable: also the op itself, when its caller recorded it without a flush
   });
   // While runc works this process only waits: make now what the checkpoint needs after it (its
   // metadata, with the CRIU and runc versions; the decoder of CRIU's statistics).

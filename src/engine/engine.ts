@@ -202,8 +202,9 @@ export class Engine {
     return readJsonIfExists<ContainerRecord>(this.paths.containerRecord(id));
   }
 
-  save(rec: ContainerRecord): void {
-    writeJsonAtomic(this.paths.containerRecord(rec.config.id), rec, 0o600);
+  /** Writes the record atomically; durable (the default): on disk before this returns. */
+  save(rec: ContainerRecord, durable = true): void {
+    writeJsonAtomic(this.paths.containerRecord(rec.config.id), rec, 0o600, durable);
   }
 
   private allRecords(): ContainerRecord[] {
@@ -263,10 +264,15 @@ export class Engine {
   /**
    * Records that an operation is in flight, with what its repair needs (so a crash half-way is
    * noticed and repaired by the next command), and saves the record.
+   *
+   * `durable: false` is for an op whose next save comes before anything it does cannot be undone
+   * (a dump's, as soon as runc runs): the record is still written atomically, so a killed ferry
+   * leaves the op for the next command; only a power loss before that next save can lose it, and
+   * a power loss also ends the container's processes, which is then all the op had done.
    */
-  beginOp<K extends OpKind>(rec: ContainerRecord, name: K, args: OpArgs[K]): void {
+  beginOp<K extends OpKind>(rec: ContainerRecord, name: K, args: OpArgs[K], o: { durable?: boolean } = {}): void {
     rec.state.op = { name, args, pid: process.pid, startTime: procStartTime(process.pid), since: new Date().toISOString() } as PendingOp;
-    this.save(rec);
+    this.save(rec, o.durable ?? true);
   }
 
   /** Records how far the operation in flight has got (a migration's phase), and saves it. */
