@@ -9,8 +9,8 @@ fs.mkdirSync('dist', { recursive: true });
 // What earlier builds (the Node bundle and its code cache) left behind.
 for (const old of ['dist/ferry.cjs', 'dist/ferry.cjs.map', 'dist/ferry.cjs.cache', 'dist/ferry.mjs', 'dist/ferry.mjs.map']) fs.rmSync(old, { force: true });
 // As an ES module: the same bundle compiled as CommonJS (Bun's default for --bytecode) starts
-// ~2.5 ms slower on every command (`ps` 0.82x, a missing container's checkpoint 0.80-0.83x as
-// ESM, 100 pairs of whole processes).
+// slower on every command (as ESM: a missing container's checkpoint 0.80-0.83x, `ps` and
+// `inspect` 0.93-0.94x; 100 pairs of whole processes).
 const r = spawnSync(process.execPath, ['build', 'src/cli/main.ts', '--compile', '--bytecode', '--format=esm', '--target=bun', '--outfile', OUT], { stdio: ['ignore', 'ignore', 'inherit'] });
 if (r.status !== 0) {
   process.stderr.write(`build: bun build failed (exit ${r.status ?? r.signal})\n`);
