@@ -32,5 +32,5 @@ export const createHash = (algorithm: string): Crypto.Hash => crypto().createHas
 /** protobufjs (its reflection, for CRIU's images) and its minimal part (the Reader alone). */
 export const protobufjs = once(() => require('protobufjs') as typeof Protobuf);
 export const protobufMinimal = once(() => require('protobufjs/minimal.js') as typeof ProtobufMinimal);
-/** tar-stream (with streamx, its own streams): archives and image layers only. */
+/** tar-stream (with streamx, its own streams): checkpoint archives only, Ferry's and Podman's. */
 export const tarStream = once(() => require('tar-stream') as typeof TarStream);
