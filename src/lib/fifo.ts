@@ -78,37 +78,46 @@ export class FifoReader {
    * that learnt the writer is gone before the next poll came (the data is still in the FIFO).
    */
   readNow(): Buffer {
-    while (this.fd !== undefined) {
-      let n: number;
-      try {
-        n = fs.readSync(this.fd, this.buf, 0, this.buf.length, null);
-      } catch (e) {
-        if ((e as NodeJS.ErrnoException).code === 'EINTR') continue;
-        break; // EAGAIN: nothing more now; anything else: poll reports it
+    try {
+      while (this.fd !== undefined && this.readOnce()) {
+        // more may follow
       }
-      if (n === 0) break;
-      this.chunks.push(Buffer.from(this.buf.subarray(0, n)));
+    } catch {
+      // poll reports the error
     }
     return Buffer.concat(this.chunks);
+  }
+
+  /** One read(2), kept: the bytes read, 0 at EOF, undefined when nothing is there yet (writers remain). */
+  private readOnce(): number | undefined {
+    for (;;) {
+      try {
+        const n = fs.readSync(this.fd!, this.buf, 0, this.buf.length, null);
+        if (n > 0) this.chunks.push(Buffer.from(this.buf.subarray(0, n)));
+        return n;
+      } catch (e) {
+        const code = (e as NodeJS.ErrnoException).code;
+        if (code === 'EINTR') continue;
+        if (code === 'EAGAIN' || code === 'EWOULDBLOCK') return undefined;
+        throw e;
+      }
+    }
   }
 
   private poll(): void {
     this.timer = undefined;
     if (this.fd === undefined) return;
     for (;;) {
-      let n: number;
+      let n: number | undefined;
       try {
-        n = fs.readSync(this.fd, this.buf, 0, this.buf.length, null);
+        n = this.readOnce();
       } catch (e) {
-        const code = (e as NodeJS.ErrnoException).code;
-        if (code === 'EAGAIN' || code === 'EWOULDBLOCK') break; // writers remain, nothing yet
-        if (code === 'EINTR') continue;
         this.cancel();
         this.fail(e as Error);
         return;
       }
+      if (n === undefined) break;
       if (n === 0) return this.finish(true);
-      this.chunks.push(Buffer.from(this.buf.subarray(0, n)));
       if (this.enough(Buffer.concat(this.chunks))) return this.finish(false);
     }
     this.timer = setTimeout(() => this.poll(), Date.now() - this.t0 < 1000 ? 1 : 5);
