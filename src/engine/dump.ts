@@ -5,8 +5,8 @@
  * server while dumping) and a --lazy migration's dump (memory served from here afterwards).
  *
  * The caller has recorded its operation in the container's state before calling (so a ferry
- * killed from then on leaves nothing a repair does not know about); the dump adds runc's PID
- * to that record, so that a repair waits for (or stops) the runc a dead ferry left working.
+ * killed from then on leaves nothing a repair does not know about); the dump adds CRIU's PID
+ * to that record, so that a repair waits for (or stops) the CRIU a dead ferry left working.
  * What a failure means for the container is the caller's to decide: the dump only says why,
  * in plain words, with the path of CRIU's log.
  */
@@ -24,8 +24,8 @@ import type { CheckpointMetaOptions, ContainerRecord } from './types.js';
 export interface DumpRequest {
   /** Where CRIU writes the images. */
   imageDir: string;
-  /** What CRIU is asked (runc's checkpoint flags); parentPath is relative to imageDir. */
-  criu: Omit<RuncCheckpointOptions, 'imagePath' | 'workPath' | 'statusFd'>;
+  /** What CRIU is asked (as runc's checkpoint flags ask it); parentPath is relative to imageDir. */
+  criu: Omit<RuncCheckpointOptions, 'imagePath' | 'workPath' | 'logFile'>;
   /** Make the images a Ferry checkpoint (metadata and spec); absent for a pre-copy round. */
   meta?: CheckpointMetaOptions;
   /**
@@ -38,14 +38,14 @@ export interface DumpRequest {
 }
 
 export interface Dump {
-  /** The runc checkpoint call alone (for a lazy dump: until CRIU serves the memory). */
+  /** CRIU's dump alone (for a lazy dump: until CRIU serves the memory). */
   runtimeMs: number;
   stats?: DumpStats;
   /** CRIU's log of this dump. */
   logFile: string;
   /** A lazy dump: settles once the destination has every page (CRIU then exits). */
   served?: Promise<void>;
-  /** performance.now() when the container stopped running: the freeze (or runc's start). */
+  /** performance.now() when the container stopped running: the freeze (or CRIU's start). */
   frozenAt: number;
 }
 
@@ -98,23 +98,41 @@ export async function dump(engine: Engine, rec: ContainerRecord, req: DumpReques
   fs.rmSync(logFile, { force: true });
   fs.rmSync(path.join(workDir, 'stats-dump'), { force: true });
   writeCriuConfig(workDir, networkLockLines(rec.config.pod ? undefined : rec.config.network?.mode, req.criu.tcpEstablished, req.portable));
+  // CRIU's request is made while the container still runs (as runc makes it before CRIU freezes).
+  const prepared = engine.runtime.prepareCheckpoint(id, { ...req.criu, imagePath: req.imageDir, workPath: workDir, logFile: path.basename(logFile) });
   const t0 = performance.now();
-  if (req.freeze) await engine.runtime.freeze(id, rec.state.pid);
+  if (req.freeze) {
+    try {
+      await engine.runtime.freeze(id, rec.state.pid);
+    } catch (e) {
+      prepared.abandon();
+      throw e;
+    }
+  }
   const thaw = async (): Promise<void> => {
     if (req.freeze) await engine.runtime.resume(id);
   };
-  const run = engine.runtime.startCheckpoint(id, { ...req.criu, imagePath: req.imageDir, workPath: workDir }, (pid) => {
-    op.helperPid = pid;
-    engine.save(rec); // durable: also the op itself, when its caller recorded it without a flush
-  });
-  // While runc works this process only waits: make now what the checkpoint needs after it (its
+  let run: ReturnType<typeof prepared.start>;
+  try {
+    run = prepared.start((pid) => {
+      op.helperPid = pid;
+      engine.save(rec); // durable: also the op itself, when its caller recorded it without a flush
+    });
+  } catch (e) {
+    await thaw().catch(() => undefined); // CRIU never started: nothing else was touched
+    throw e;
+  }
+  // While CRIU works this process only waits: make now what the checkpoint needs after it (its
   // metadata, with the CRIU and runc versions; the decoder of CRIU's statistics).
   const meta = req.meta ? makeMeta(engine, rec, req.meta) : undefined;
   meta?.catch(() => undefined); // a failed dump never reads it
   loadStatsDecoder();
-  const r = await run.ready;
+  const r = await run.ready.catch(async (e: Error) => {
+    await thaw().catch(() => undefined); // CRIU could not be started (or waited for)
+    throw e;
+  });
   const runtimeMs = performance.now() - t0;
-  debug(`dump ${name}: runc checkpoint took ${runtimeMs.toFixed(1)}ms (${r ? `exit ${r.code}` : 'serving memory'})`);
+  debug(`dump ${name}: CRIU's dump took ${runtimeMs.toFixed(1)}ms (${r ? `exit ${r.code}` : 'serving memory'})`);
   if (r && r.code !== 0) {
     await thaw().catch(() => undefined); // CRIU put the freezer back as it found it: frozen
     throw criuFailure('checkpoint', name, r.stderr, logFile);

@@ -424,10 +424,12 @@ export class Engine {
 
   /**
    * Deletes runc's record, the network and (unless keepRootfs) the rootfs mount of a container
-   * that no longer runs.
+   * that no longer runs. deferRuntimeRecord leaves runc's record (and the cgroups it names) to
+   * conmon's exit command (cleanup), which runs once the caller's lock is released, or to the
+   * next command that starts, restores or removes the container.
    */
-  async releaseRuntime(rec: ContainerRecord, o: { keepRootfs?: boolean } = {}): Promise<void> {
-    await this.runtime.delete(rec.config.id, true);
+  async releaseRuntime(rec: ContainerRecord, o: { keepRootfs?: boolean; deferRuntimeRecord?: boolean } = {}): Promise<void> {
+    if (!o.deferRuntimeRecord) await this.runtime.delete(rec.config.id, true);
     if (rec.state.net) {
       const a = rec.state.net;
       await withLock(this.paths.networkLock, () => detach(this.networks, a, rec.config.id), { what: 'network setup' });
@@ -1003,6 +1005,9 @@ export class Engine {
           const rs = await this.runtime.state(r.config.id);
           if (rs && rs.status !== 'stopped') return;
           await this.recordExit(r);
+        } else if (r.state.status === 'exited') {
+          // Dumped by a checkpoint, which left runc's record of it (and its cgroups) to this.
+          await this.runtime.delete(r.config.id, true);
         }
         // This exit (the exit file goes at the next start), recorded here or by a command that
         // synced first while conmon waited for us: the restart policy decides, once.

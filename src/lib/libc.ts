@@ -14,6 +14,7 @@ interface Libc {
   isatty(fd: number): number;
   mount(source: Buffer, target: Buffer, fstype: Buffer, flags: number, data: Buffer): number;
   pipe2(fds: Int32Array, flags: number): number;
+  socketpair(domain: number, type: number, protocol: number, fds: Int32Array): number;
   fcntl(fd: number, cmd: number, arg: number): number;
   sendfile(out: number, input: number, count: number): number;
   errno(): number;
@@ -34,6 +35,7 @@ function load(): Libc | null {
       isatty: { args: [i32], returns: i32 },
       mount: { args: [cstring, cstring, cstring, u64, cstring], returns: i32 },
       pipe2: { args: [ptr, i32], returns: i32 },
+      socketpair: { args: [i32, i32, i32, ptr], returns: i32 },
       fcntl: { args: [i32, i32, i32], returns: i32 },
       sendfile: { args: [i32, i32, ptr, u64], returns: i64 },
       __errno_location: { args: [], returns: ptr },
@@ -45,6 +47,7 @@ function load(): Libc | null {
       isatty: (fd) => Number(lib.symbols.isatty(fd)),
       mount: (src, target, fstype, flags, data) => Number(lib.symbols.mount(src, target, fstype, flags, data)),
       pipe2: (fds, flags) => Number(lib.symbols.pipe2(fds, flags)),
+      socketpair: (domain, type, protocol, fds) => Number(lib.symbols.socketpair(domain, type, protocol, fds)),
       fcntl: (fd, cmd, arg) => Number(lib.symbols.fcntl(fd, cmd, arg)),
       sendfile: (out, input, count) => Number(lib.symbols.sendfile(out, input, null, count)),
       errno: () => ffi.read.i32(lib.symbols.__errno_location(), 0),
@@ -138,6 +141,26 @@ export function makePipe(size?: number): [number, number] | undefined {
   const fds = new Int32Array(2);
   if (c.pipe2(fds, O_CLOEXEC) !== 0) throw new FerryError('EINTERNAL', `pipe2 failed (errno ${c.errno()})`);
   if (size) c.fcntl(fds[1]!, F_SETPIPE_SZ, size); // a smaller pipe only costs more round trips
+  return [fds[0]!, fds[1]!];
+}
+
+const AF_UNIX = 1;
+const SOCK_SEQPACKET = 5;
+const SOCK_CLOEXEC = 0o2000000;
+const F_SETFL = 4;
+const O_NONBLOCK = 0o4000;
+
+/**
+ * A pair of connected Unix sockets that keep message boundaries (SOCK_SEQPACKET, both ends
+ * close-on-exec): what CRIU's RPC runs over. The first end is made non-blocking (it is read
+ * by polling); the second is for the child. Undefined when libc cannot be called.
+ */
+export function makeSeqpacketPair(): [number, number] | undefined {
+  const c = load();
+  if (!c) return undefined;
+  const fds = new Int32Array(2);
+  if (c.socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, fds) !== 0) throw new FerryError('EINTERNAL', `socketpair failed (errno ${c.errno()})`);
+  c.fcntl(fds[0]!, F_SETFL, O_NONBLOCK);
   return [fds[0]!, fds[1]!];
 }
 

@@ -1,4 +1,4 @@
-// The runtime driver's pure parts: the runc flags a checkpoint or restore asks for, the error
+// The runtime driver's pure parts: what a dump asks of CRIU, the runc flags a restore asks for, the error
 // a user sees when runc fails, and the OCI spec (config.json) a container runs with.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -6,50 +6,161 @@ import { spawn, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { checkpointArgs, cleanRuntimeMessage, restoreArgs } from '../../src/drivers/runtime/runc.js';
+import protobuf from 'protobufjs';
+import { cleanRuntimeMessage, restoreArgs } from '../../src/drivers/runtime/runc.js';
+import { dumpOptions, secureJoin, type RuncStateFile } from '../../src/drivers/runtime/dumpopts.js';
+import { decodeResponse, encodeDumpRequest, REQ_PRE_DUMP } from '../../src/drivers/criu/swrk.js';
 import { LOOPBACK_UP_HELPER, buildSpec, loopbackUpHook, type SpecOptions } from '../../src/drivers/runtime/spec.js';
 
-// ------------------------------------------------------------------------- runc argv
+// ------------------------------------------------------------------------- CRIU's request, runc argv
 
-test('checkpointArgs: image and work paths always, then one flag per option asked for', () => {
-  assert.deepEqual(checkpointArgs({ imagePath: '/c/checkpoint', workPath: '/c/bundle' }), ['--image-path', '/c/checkpoint', '--work-path', '/c/bundle']);
-  assert.deepEqual(
-    checkpointArgs({
-      imagePath: '/c/checkpoint',
-      workPath: '/c/bundle',
+test('dumpOptions: what runc checkpoint asks of CRIU, from runc\'s record', () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ferry-dumpopts-'));
+  try {
+    const rootfs = path.join(dir, 'rootfs');
+    fs.mkdirSync(path.join(rootfs, 'run', 'data'), { recursive: true });
+    fs.symlinkSync('/run', path.join(rootfs, 'var-run')); // absolute: resolved inside the rootfs
+    const netns = path.join(dir, 'netns');
+    fs.writeFileSync(netns, '');
+    const st: RuncStateFile = {
+      init_process_pid: 4242,
+      config: {
+        rootfs,
+        mounts: [
+          { destination: '/proc', device: 'proc' },
+          { destination: '/etc/hosts', device: 'bind', source: '/x/hosts' },
+          { destination: '/var-run/data', device: 'bind', source: '/x/data' },
+          { destination: '/sys/fs/cgroup', device: 'cgroup' },
+        ],
+        mask_paths: ['/proc/kcore', '/proc/acpi', '/proc/gone'],
+        devices: [{ path: '/dev/null' }],
+        namespaces: [{ type: 'NEWPID' }, { type: 'NEWNET', path: netns }],
+        labels: ['bundle=/b', 'org.criu.config=/b/criu.conf'],
+      },
+      cgroup_paths: { freezer: '/sys/fs/cgroup/freezer/ferry/x' },
+    };
+    const isDir = (p: string): boolean | undefined => ({ '/proc/kcore': false, '/proc/acpi': true })[p];
+    const ctx = { imagesDirFd: 7, workDirFd: 8, cgroupMounts: ['cpu', 'systemd'], isDir };
+    const o = dumpOptions(st, { imagePath: '/i', workPath: '/w', logFile: 'dump.log', tcpEstablished: true }, ctx);
+    assert.equal(o.pid, 4242);
+    assert.equal(o.root, rootfs);
+    assert.equal(o.imagesDirFd, 7);
+    assert.equal(o.workDirFd, 8);
+    assert.equal(o.tcpEstablished, true);
+    assert.equal(o.leaveRunning, false);
+    assert.equal(o.orphanPtsMaster, true);
+    assert.equal(o.manageCgroups, true);
+    assert.equal(o.emptyNs, 0x40000000, 'runc always dumps the network namespace empty');
+    assert.equal(o.freezeCgroup, '/sys/fs/cgroup/freezer/ferry/x');
+    assert.equal(o.configFile, '/b/criu.conf');
+    assert.deepEqual(o.external, [`net[${fs.statSync(netns).ino}]:extRootNetNS`]);
+    assert.deepEqual(o.extMnt, [
+      ['/etc/hosts', '/etc/hosts'],
+      ['/run/data', '/run/data'],
+      ['/sys/fs/cgroup/cpu', '/sys/fs/cgroup/cpu'],
+      ['/sys/fs/cgroup/systemd', '/sys/fs/cgroup/systemd'],
+      ['/proc/kcore', '/dev/null'],
+      ['/dev/null', '/dev/null'],
+    ]);
+    // A pre-dump sends no mounts; a parent means memory tracking; the page server is split.
+    const pre = dumpOptions(st, { imagePath: '/i', workPath: '/w', preDump: true, parentPath: '../pre', pageServer: '[::1]:4000', manageCgroupsMode: 'soft' }, ctx);
+    assert.deepEqual(pre.extMnt, []);
+    assert.equal(pre.parentImg, '../pre');
+    assert.equal(pre.trackMem, true);
+    assert.deepEqual(pre.pageServer, { address: '::1', port: 4000 });
+    assert.equal(pre.manageCgroupsMode, 3);
+    // No annotation: runc's own configuration file; an empty one: none.
+    assert.equal(dumpOptions({ ...st, config: { ...st.config, labels: [] } }, { imagePath: '/i', workPath: '/w' }, ctx).configFile, '/etc/criu/runc.conf');
+    assert.equal(dumpOptions({ ...st, config: { ...st.config, labels: ['org.criu.config='] } }, { imagePath: '/i', workPath: '/w' }, ctx).configFile, undefined);
+    assert.throws(() => dumpOptions(st, { imagePath: '/i', workPath: '/w', pageServer: 'nohost' }, ctx), /ADDRESS:PORT/);
+    assert.throws(() => dumpOptions(st, { imagePath: '/i', workPath: '/w', emptyNs: ['ipc'] }, ctx), /only "network"/);
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('secureJoin: links resolve inside the root, never out of it', () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ferry-securejoin-'));
+  try {
+    fs.mkdirSync(path.join(dir, 'etc'));
+    fs.symlinkSync('../../../../etc', path.join(dir, 'up')); // climbs: stops at the root
+    fs.symlinkSync('etc', path.join(dir, 'rel'));
+    fs.symlinkSync('loop', path.join(dir, 'loop'));
+    assert.equal(secureJoin(dir, '/up/passwd'), path.join(dir, 'etc/passwd'));
+    assert.equal(secureJoin(dir, '/rel/x/'), path.join(dir, 'etc/x'));
+    assert.equal(secureJoin(dir, '/a/../../b'), path.join(dir, 'b'));
+    assert.equal(secureJoin(dir, '/missing/y'), path.join(dir, 'missing/y'));
+    assert.equal(secureJoin(dir, '/loop/z'), undefined);
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+// The request as CRIU decodes it: its own field numbers and types (images/rpc.proto).
+const RPC_PROTO = `
+syntax = "proto2";
+message criu_page_server_info { optional string address = 1; optional int32 port = 2; }
+message ext_mount_map { required string key = 1; required string val = 2; }
+message criu_opts {
+  required int32 images_dir_fd = 1; optional int32 pid = 2; optional bool leave_running = 3;
+  optional bool ext_unix_sk = 4; optional bool tcp_established = 5; optional bool shell_job = 7;
+  optional bool file_locks = 8; optional int32 log_level = 9; optional string log_file = 10;
+  optional criu_page_server_info ps = 11; optional bool notify_scripts = 12; optional string root = 13;
+  optional string parent_img = 14; optional bool track_mem = 15; optional bool auto_dedup = 16;
+  optional int32 work_dir_fd = 17; repeated ext_mount_map ext_mnt = 23; optional bool manage_cgroups = 24;
+  optional int32 manage_cgroups_mode = 34; repeated string external = 37; optional uint32 empty_ns = 38;
+  optional string freeze_cgroup = 44; optional bool lazy_pages = 48; optional int32 status_fd = 49;
+  optional bool orphan_pts_master = 50; optional string config_file = 51;
+}
+message criu_req { required int32 type = 1; optional criu_opts opts = 2; }
+message criu_resp { required int32 type = 1; required bool success = 2; optional int32 cr_errno = 7; optional string cr_errmsg = 9; }
+`;
+
+test('encodeDumpRequest: a criu_req that protobuf decodes field for field; decodeResponse reads the answer', () => {
+  const root = protobuf.parse(RPC_PROTO).root;
+  const Req = root.lookupType('criu_req');
+  const b = encodeDumpRequest(REQ_PRE_DUMP, {
+    imagesDirFd: -1,
+    workDirFd: 9,
+    pid: 2147483647,
+    logFile: 'predump.log',
+    logLevel: 4,
+    root: '/r/ü',
+    leaveRunning: true,
+    pageServer: { address: '10.77.0.2', port: 65535 },
+    extMnt: [['/a', '/a'], ['/proc/kcore', '/dev/null']],
+    external: ['net[1]:extRootNetNS'],
+    emptyNs: 0xc0000000,
+    statusFd: 0,
+    manageCgroupsMode: 0,
+    orphanPtsMaster: true,
+  });
+  assert.deepEqual(Req.toObject(Req.decode(b)), {
+    type: 4,
+    opts: {
+      imagesDirFd: -1,
+      workDirFd: 9,
+      pid: 2147483647,
+      logFile: 'predump.log',
+      logLevel: 4,
+      root: '/r/ü',
       leaveRunning: true,
-      tcpEstablished: true,
-      fileLocks: true,
-      extUnixSk: true,
-      shellJob: true,
-      manageCgroupsMode: 'soft',
-      emptyNs: ['network', 'ipc'],
-      autoDedup: true,
-      preDump: true,
-      parentPath: '../pre-2',
-      pageServer: '127.0.0.1:40123',
-      lazyPages: true,
-      statusFd: 3,
-    }),
-    [
-      '--image-path', '/c/checkpoint', '--work-path', '/c/bundle',
-      '--leave-running', '--tcp-established', '--file-locks', '--ext-unix-sk', '--shell-job',
-      '--manage-cgroups-mode', 'soft',
-      '--empty-ns', 'network', '--empty-ns', 'ipc',
-      '--auto-dedup', '--pre-dump',
-      '--parent-path', '../pre-2',
-      '--page-server', '127.0.0.1:40123',
-      '--lazy-pages',
-      '--status-fd', '3',
-    ],
-  );
-  // false and empty ask for nothing; a status fd of 0 is still a descriptor.
-  assert.deepEqual(
-    checkpointArgs({ imagePath: 'i', workPath: 'w', leaveRunning: false, tcpEstablished: false, emptyNs: [], parentPath: '', pageServer: '', statusFd: 0 }),
-    ['--image-path', 'i', '--work-path', 'w', '--status-fd', '0'],
-  );
-  // A path with spaces or dashes stays one argument.
-  assert.deepEqual(checkpointArgs({ imagePath: '/a b/--x', workPath: '-w' }), ['--image-path', '/a b/--x', '--work-path', '-w']);
+      ps: { address: '10.77.0.2', port: 65535 },
+      extMnt: [{ key: '/a', val: '/a' }, { key: '/proc/kcore', val: '/dev/null' }],
+      external: ['net[1]:extRootNetNS'],
+      emptyNs: 0xc0000000,
+      statusFd: 0,
+      manageCgroupsMode: 0,
+      orphanPtsMaster: true,
+    },
+  });
+  const Resp = root.lookupType('criu_resp');
+  const ok = Resp.encode(Resp.create({ type: 1, success: true })).finish();
+  assert.deepEqual(decodeResponse(ok), { type: 1, success: true });
+  const failed = Resp.encode(Resp.create({ type: 1, success: false, crErrno: 2, crErrmsg: 'no such file' })).finish();
+  assert.deepEqual(decodeResponse(failed), { type: 1, success: false, crErrno: 2, crErrmsg: 'no such file' });
+  assert.equal(decodeResponse(Uint8Array.from([0x08, 0x01])), undefined, 'success is required');
+  assert.equal(decodeResponse(Uint8Array.from([0xff])), undefined);
 });
 
 test('restoreArgs: one word per flag (conmon passes each with --runtime-opt); --tcp-close is not runc\'s', () => {

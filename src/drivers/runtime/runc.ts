@@ -8,6 +8,8 @@ import { lastLine, run, runOk, which, type RunResult } from '../../lib/exec.js';
 import { mkdirp } from '../../lib/fsutil.js';
 import { processAlive, procStartTime, sleep } from '../../lib/proc.js';
 import { pipeIO, type StreamIO } from './attach.js';
+import { cgroupV1Mounts, dumpOptions, isDirIn, type RuncStateFile } from './dumpopts.js';
+import { encodeDumpRequest, REQ_DUMP, REQ_PRE_DUMP, startSwrk } from '../criu/swrk.js';
 import { writeErr } from '../../lib/stdio.js';
 
 /** Paths conmon uses for one container. */
@@ -68,8 +70,8 @@ export interface RuncCheckpointOptions {
   pageServer?: string;
   /** Keep pages on the source and serve them lazily (post-copy). */
   lazyPages?: boolean;
-  /** File descriptor (in runc) that CRIU writes a byte to when the lazy dump is ready. */
-  statusFd?: number;
+  /** CRIU's log, a file name in workPath (dump.log when not given). */
+  logFile?: string;
 }
 
 export interface RuncRestoreOptions {
@@ -83,22 +85,11 @@ export interface RuncRestoreOptions {
   lazyPages?: boolean;
 }
 
-export function checkpointArgs(o: RuncCheckpointOptions): string[] {
-  const a = ['--image-path', o.imagePath, '--work-path', o.workPath];
-  if (o.leaveRunning) a.push('--leave-running');
-  if (o.tcpEstablished) a.push('--tcp-established');
-  if (o.fileLocks) a.push('--file-locks');
-  if (o.extUnixSk) a.push('--ext-unix-sk');
-  if (o.shellJob) a.push('--shell-job');
-  if (o.manageCgroupsMode) a.push('--manage-cgroups-mode', o.manageCgroupsMode);
-  for (const ns of o.emptyNs ?? []) a.push('--empty-ns', ns);
-  if (o.autoDedup) a.push('--auto-dedup');
-  if (o.preDump) a.push('--pre-dump');
-  if (o.parentPath) a.push('--parent-path', o.parentPath);
-  if (o.pageServer) a.push('--page-server', o.pageServer);
-  if (o.lazyPages) a.push('--lazy-pages');
-  if (o.statusFd !== undefined) a.push('--status-fd', String(o.statusFd));
-  return a;
+/** A dump ready to start (RuncRuntime.prepareCheckpoint). */
+export interface PreparedCheckpoint {
+  start(onSpawn?: (pid: number) => void): { ready: Promise<RunResult | undefined>; done: Promise<RunResult> };
+  /** Gives the dump up before it starts (a failed freeze): closes what was opened for it. */
+  abandon(): void;
 }
 
 /** runc restore flags; conmon passes them on with --runtime-opt. */
@@ -226,52 +217,90 @@ export class RuncRuntime {
   }
 
   /**
-   * Runs `runc checkpoint` in its own process group (a Ctrl-C at the terminal must not reach
-   * CRIU mid-dump). onSpawn gets runc's PID so the caller can record it before waiting.
-   * `ready` settles when the dump is done: at runc's exit, or for a lazy dump (--lazy-pages)
-   * when CRIU says through runc's --status-fd that everything but memory is dumped and it
-   * serves the pages (then `done` settles once every page is served). `ready` resolves with
-   * runc's result when runc has exited by then, with undefined while a lazy dump serves.
+   * Prepares a dump of the container by CRIU, asked the way `runc checkpoint` asks it
+   * (dumpOptions): the same images, which `runc restore` (Ferry's, Podman's) restores, without
+   * runc's process and the second CRIU it starts to learn CRIU's version (~10 ms of every dump,
+   * and of its frozen window when the container is frozen first). Prepared before a freeze,
+   * started after it: start() runs CRIU in its own process group (a Ctrl-C at the terminal must
+   * not reach it mid-dump); onSpawn gets its PID so the caller can record it before waiting.
+   * `ready` settles when the dump is done: at CRIU's exit, or for a lazy dump when CRIU says
+   * through the status descriptor that everything but memory is dumped and it serves the pages
+   * (then `done` settles once every page is served). `ready` resolves with the result when CRIU
+   * has exited by then, with undefined while a lazy dump serves. Once the container is dumped
+   * (not left running), runc's record says "stopped" until the runtime is released (`runc
+   * delete`), as after any exit.
    */
-  startCheckpoint(id: string, o: RuncCheckpointOptions, onSpawn?: (pid: number) => void): { ready: Promise<RunResult | undefined>; done: Promise<RunResult> } {
-    // runc wants a writable descriptor for --status-fd: a FIFO in the work dir, read here.
+  prepareCheckpoint(id: string, o: RuncCheckpointOptions): PreparedCheckpoint {
+    const st = this.readState(id);
+    if (!st) throw new FerryError('ENOTFOUND', `container ${id} has no runtime state: it is not running`);
+    fs.mkdirSync(o.imagePath, { recursive: true, mode: 0o700 });
+    const fds: number[] = [];
+    const closeAll = (): void => {
+      for (const fd of fds.splice(0)) fs.closeSync(fd);
+    };
     let status: FifoReader | undefined;
-    let statusWr: number | undefined;
-    if (o.lazyPages) {
-      const fifo = path.join(o.workPath, 'lazy-status');
-      fs.rmSync(fifo, { force: true });
-      makeFifo(fifo);
-      const rd = fs.openSync(fifo, fs.constants.O_RDONLY | fs.constants.O_NONBLOCK);
-      statusWr = fs.openSync(fifo, fs.constants.O_WRONLY);
-      fs.rmSync(fifo, { force: true });
-      status = new FifoReader(rd, undefined, { keepOpen: true }); // closed when runc exits
+    let request: Uint8Array;
+    try {
+      const imagesDirFd = fs.openSync(o.imagePath, fs.constants.O_RDONLY | fs.constants.O_DIRECTORY);
+      fds.push(imagesDirFd);
+      const workDirFd = fs.openSync(o.workPath, fs.constants.O_RDONLY | fs.constants.O_DIRECTORY);
+      fds.push(workDirFd);
+      // CRIU writes a byte to the status descriptor when a lazy dump serves its pages: a FIFO
+      // read here; CRIU opens this process's write end through /proc.
+      let statusFd: number | undefined;
+      if (o.lazyPages) {
+        const fifo = path.join(o.workPath, 'lazy-status');
+        fs.rmSync(fifo, { force: true });
+        makeFifo(fifo);
+        const rd = fs.openSync(fifo, fs.constants.O_RDONLY | fs.constants.O_NONBLOCK);
+        statusFd = fs.openSync(fifo, fs.constants.O_WRONLY);
+        fds.push(statusFd);
+        fs.rmSync(fifo, { force: true });
+        status = new FifoReader(rd, undefined, { keepOpen: true }); // closed when CRIU exits
+      }
+      const opts = dumpOptions(st, o, { imagesDirFd, workDirFd, statusFd, cgroupMounts: cgroupV1Mounts(), isDir: (p) => isDirIn(st.init_process_pid, p) });
+      if (!o.preDump) fs.writeFileSync(path.join(o.imagePath, 'descriptors.json'), JSON.stringify(st.external_descriptors ?? []), { mode: 0o600 });
+      request = encodeDumpRequest(o.preDump ? REQ_PRE_DUMP : REQ_DUMP, opts);
+    } catch (e) {
+      status?.cancel();
+      closeAll();
+      throw e;
     }
-    const args = checkpointArgs({ ...o, statusFd: statusWr === undefined ? undefined : 3 });
-    const child = spawn(this.runc, [...this.globalArgs(), 'checkpoint', ...args, id], {
-      stdio: ['ignore', 'pipe', 'pipe', ...(statusWr === undefined ? [] : [statusWr])],
-      env: this.criuEnv(),
-      detached: true,
-    });
-    if (statusWr !== undefined) fs.closeSync(statusWr);
-    const out: Buffer[] = [];
-    const err: Buffer[] = [];
-    child.stdout!.on('data', (b: Buffer) => out.push(b));
-    child.stderr!.on('data', (b: Buffer) => err.push(b));
-    const done = new Promise<RunResult>((resolve, reject) => {
-      child.on('error', reject);
-      child.on('close', (code, signal) => {
-        status?.cancel();
-        resolve({ code, signal, stdout: Buffer.concat(out).toString(), stderr: Buffer.concat(err).toString() });
-      });
-    });
-    if (child.pid && onSpawn) onSpawn(child.pid);
-    // A byte means ready; EOF or a read error without one leaves it to runc's exit (done).
-    const statusByte = status?.result.then(
-      (r) => (r.data.length > 0 ? undefined : new Promise<never>(() => undefined)),
-      () => new Promise<never>(() => undefined),
-    );
-    const ready = statusByte ? Promise.race([statusByte, done]) : done;
-    return { ready, done };
+    const abandon = (): void => {
+      status?.cancel();
+      closeAll();
+    };
+    return {
+      abandon,
+      start: (onSpawn) => {
+        let run: ReturnType<typeof startSwrk>;
+        try {
+          run = startSwrk(this.cfg.criuPath ?? 'criu', request, { env: this.criuEnv(), cwd: o.workPath });
+        } catch (e) {
+          abandon();
+          throw e;
+        }
+        const done = run.done.finally(abandon);
+        if (onSpawn) onSpawn(run.pid);
+        // A byte means ready; EOF or a read error without one leaves it to CRIU's exit (done).
+        const statusByte = status?.result.then(
+          (r) => (r.data.length > 0 ? undefined : new Promise<never>(() => undefined)),
+          () => new Promise<never>(() => undefined),
+        );
+        const ready = statusByte ? Promise.race([statusByte, done]) : done;
+        return { ready, done };
+      },
+    };
+  }
+
+  /** runc's own record of a container (state.json under --root), as runc wrote it; undefined when there is none. */
+  private readState(id: string): RuncStateFile | undefined {
+    try {
+      return JSON.parse(fs.readFileSync(path.join(this.cfg.runcRoot, id, 'state.json'), 'utf8')) as RuncStateFile;
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+      throw e;
+    }
   }
 
   async start(id: string): Promise<void> {
@@ -283,12 +312,19 @@ export class RuncRuntime {
   }
 
   /**
-   * PIDs of runc commands on container id (under our --root) that are still running, such as
-   * those a killed ferry left behind: a repair waits for them before deciding anything, or a
-   * late `runc pause` would freeze what the repair had just thawed.
+   * PIDs of runc commands on container id (under our --root), and of CRIUs dumping it (started
+   * in its bundle directory, where they stay), that are still running, such as those a killed
+   * ferry left behind: a repair waits for them before deciding anything, or a late `runc pause`
+   * would freeze what the repair had just thawed.
    */
   busy(id: string): number[] {
     const pids: number[] = [];
+    let bundle: string | undefined;
+    try {
+      bundle = this.readState(id)?.config.labels?.find((l) => l.startsWith('bundle='))?.slice('bundle='.length);
+    } catch {
+      bundle = undefined; // unreadable: no dump can have started from it either
+    }
     for (const p of fs.readdirSync('/proc')) {
       if (!/^\d+$/.test(p) || Number(p) === process.pid) continue;
       let argv: string[];
@@ -297,9 +333,12 @@ export class RuncRuntime {
       } catch {
         continue; // gone
       }
-      if (argv[0] !== this.runc || !argv.includes(id)) continue;
-      const root = argv.indexOf('--root');
-      if (root >= 0 && argv[root + 1] === this.cfg.runcRoot) pids.push(Number(p));
+      if (argv[0] === this.runc && argv.includes(id)) {
+        const root = argv.indexOf('--root');
+        if (root >= 0 && argv[root + 1] === this.cfg.runcRoot) pids.push(Number(p));
+      } else if (bundle && (argv.includes('swrk') || /^criu\b/.test(path.basename(argv[0] ?? ''))) && cwdOf(p) === bundle) {
+        pids.push(Number(p));
+      }
     }
     return pids;
   }
@@ -434,6 +473,14 @@ export function execSessions(pid: number): { pid: number; command: string }[] {
 }
 
 /** The freezer of a process's cgroup: v1's freezer.state, or v2's cgroup.freeze and cgroup.events. */
+function cwdOf(pid: string): string | undefined {
+  try {
+    return fs.readlinkSync(`/proc/${pid}/cwd`);
+  } catch {
+    return undefined;
+  }
+}
+
 function freezerOf(pid: number): { file: string; v2: boolean; events?: string } | undefined {
   const lines = readFile(`/proc/${pid}/cgroup`).split('\n');
   const v1 = lines.map((l) => /^\d+:(?:[^:]*,)?freezer(?:,[^:]*)?:(.*)$/.exec(l)?.[1]).find((p) => p !== undefined);
