@@ -7,7 +7,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import protobuf from 'protobufjs';
-import { cleanRuntimeMessage, restoreArgs } from '../../src/drivers/runtime/runc.js';
+import { cleanRuntimeMessage, isDumpOf, restoreArgs } from '../../src/drivers/runtime/runc.js';
 import { dumpOptions, secureJoin, type RuncStateFile } from '../../src/drivers/runtime/dumpopts.js';
 import { decodeResponse, encodeDumpRequest, REQ_PRE_DUMP } from '../../src/drivers/criu/swrk.js';
 import { LOOPBACK_UP_HELPER, buildSpec, loopbackUpHook, type SpecOptions } from '../../src/drivers/runtime/spec.js';
@@ -77,6 +77,18 @@ test('dumpOptions: what runc checkpoint asks of CRIU, from runc\'s record', () =
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
   }
+});
+
+test('isDumpOf: a CRIU dumping this container, by its title once it has the request', () => {
+  const ld = ['/usr/lib/ld-linux-x86-64.so.2', '--preload', '/x/rlimits.so', '--library-path', '/x/lib'];
+  assert.equal(isDumpOf([...ld, 'criu: dump --rpc -t 4242', '', ''], 4242, '/b', '0'), true);
+  assert.equal(isDumpOf(['criu: pre-dump --rpc -t 4242', ''], 4242, undefined, '0'), true);
+  assert.equal(isDumpOf([...ld, 'criu: dump --rpc -t 42420'], 4242, '/b', '0'), false, 'another container');
+  assert.equal(isDumpOf(['criu: restore --rpc'], 4242, '/b', '0'), false);
+  // Before its title: `criu swrk 3` started in the bundle (this process's cwd is not it).
+  assert.equal(isDumpOf(['/bin/sh', '/usr/local/lib/ferry/bin/criu', 'swrk', '3'], 4242, '/nowhere', String(process.pid)), false);
+  assert.equal(isDumpOf(['/bin/sh', '/usr/local/lib/ferry/bin/criu', 'swrk', '3'], 4242, process.cwd(), String(process.pid)), true);
+  assert.equal(isDumpOf(['/usr/bin/conmon', '--runtime-arg', '/usr/local/lib/ferry/bin/criu'], 4242, process.cwd(), String(process.pid)), false);
 });
 
 test('secureJoin: links resolve inside the root, never out of it', () => {

@@ -312,19 +312,20 @@ export class RuncRuntime {
   }
 
   /**
-   * PIDs of runc commands on container id (under our --root), and of CRIUs dumping it (started
-   * in its bundle directory, where they stay), that are still running, such as those a killed
+   * PIDs of runc commands on container id (under our --root), and of CRIUs dumping it
+   * (isDumpOf), that are still running, such as those a killed
    * ferry left behind: a repair waits for them before deciding anything, or a late `runc pause`
    * would freeze what the repair had just thawed.
    */
   busy(id: string): number[] {
     const pids: number[] = [];
-    let bundle: string | undefined;
+    let st: RuncStateFile | undefined;
     try {
-      bundle = this.readState(id)?.config.labels?.find((l) => l.startsWith('bundle='))?.slice('bundle='.length);
+      st = this.readState(id);
     } catch {
-      bundle = undefined; // unreadable: no dump can have started from it either
+      st = undefined; // unreadable: no dump can have started from it either
     }
+    const bundle = st?.config.labels?.find((l) => l.startsWith('bundle='))?.slice('bundle='.length);
     for (const p of fs.readdirSync('/proc')) {
       if (!/^\d+$/.test(p) || Number(p) === process.pid) continue;
       let argv: string[];
@@ -336,7 +337,7 @@ export class RuncRuntime {
       if (argv[0] === this.runc && argv.includes(id)) {
         const root = argv.indexOf('--root');
         if (root >= 0 && argv[root + 1] === this.cfg.runcRoot) pids.push(Number(p));
-      } else if (bundle && (argv.includes('swrk') || /^criu\b/.test(path.basename(argv[0] ?? ''))) && cwdOf(p) === bundle) {
+      } else if (st && isDumpOf(argv, st.init_process_pid, bundle, p)) {
         pids.push(Number(p));
       }
     }
@@ -473,11 +474,19 @@ export function execSessions(pid: number): { pid: number; command: string }[] {
 }
 
 /** The freezer of a process's cgroup: v1's freezer.state, or v2's cgroup.freeze and cgroup.events. */
-function cwdOf(pid: string): string | undefined {
+/**
+ * Whether a process is a CRIU dumping the container whose init is pid: once it has the request
+ * its title says so (`criu: dump --rpc -t PID`, also pre-dump); before that it is `criu swrk 3`
+ * (behind the wrapper) in the container's bundle directory, where it was started.
+ */
+export function isDumpOf(argv: string[], pid: number, bundle: string | undefined, proc: string): boolean {
+  const title = argv.find((a) => a.startsWith('criu: '));
+  if (title) return new RegExp(`^criu: (pre-)?dump --rpc -t ${pid}$`).test(title.trim());
+  if (!bundle || !argv.includes('swrk') || !argv.some((a) => /(^|\/)criu$/.test(a))) return false;
   try {
-    return fs.readlinkSync(`/proc/${pid}/cwd`);
+    return fs.readlinkSync(`/proc/${proc}/cwd`) === bundle;
   } catch {
-    return undefined;
+    return false;
   }
 }
 
