@@ -824,8 +824,9 @@ export class Engine {
   /** Waits for conmon to record the container's exit; returns the exit code or undefined on timeout. */
   async waitExit(rec: ContainerRecord, timeoutMs: number): Promise<number | undefined> {
     // conmon writes the exit file first, then runs its exit command (which may wait for our
-    // lock), so the file is the signal to wait for.
-    const ok = await waitFor(() => this.readExitCode(rec.config.id) !== undefined || !processAlive(rec.state.conmonPid, rec.state.conmonStartTime), timeoutMs);
+    // lock), so the file is the signal to wait for. After a dump it is usually there already or
+    // within a few milliseconds: polled from 1 ms up, not only every 20.
+    const ok = await waitFor(() => this.readExitCode(rec.config.id) !== undefined || !processAlive(rec.state.conmonPid, rec.state.conmonStartTime), timeoutMs, 20, 1);
     if (!ok) return undefined;
     await waitFor(() => this.readExitCode(rec.config.id) !== undefined, 1000);
     return this.readExitCode(rec.config.id)?.code ?? -1;

@@ -30,13 +30,19 @@ export function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
 }
 
-/** Polls cond every intervalMs until it is true or timeoutMs passes; returns the last result. */
-export async function waitFor(cond: () => boolean, timeoutMs: number, intervalMs = 20): Promise<boolean> {
+/**
+ * Polls cond every intervalMs until it is true or timeoutMs passes; returns the last result.
+ * With firstIntervalMs, the first polls come sooner, the interval doubling up to intervalMs: for
+ * what is usually there at once or within a few milliseconds.
+ */
+export async function waitFor(cond: () => boolean, timeoutMs: number, intervalMs = 20, firstIntervalMs = intervalMs): Promise<boolean> {
   const end = Date.now() + timeoutMs;
+  let interval = Math.min(firstIntervalMs, intervalMs);
   for (;;) {
     if (cond()) return true;
     if (Date.now() >= end) return false;
-    await sleep(intervalMs);
+    await sleep(interval);
+    interval = Math.min(interval * 2, intervalMs);
   }
 }
 
