@@ -1,9 +1,10 @@
 /**
- * The few libc calls that JavaScript runtimes do not offer (mkfifo, flock, lgetxattr, mount) or offer only
- * at a price (isatty: node:tty loads the stream machinery, ~4 ms of a command's start), made in this process
- * through Bun's FFI. Each spared a process per call (2-6 ms): Ferry makes FIFOs and takes locks
- * in every run, restore and checkpoint. Where FFI is not available (another runtime), each
- * function returns undefined and its caller runs the command-line tool as before.
+ * The few libc calls that JavaScript runtimes do not offer (mkfifo, flock, lgetxattr, mount,
+ * socketpair) or offer only at a price (isatty: node:tty loads the stream machinery, ~4 ms of a
+ * command's start), made in this process through Bun's FFI. Each spared a process per call (2-6
+ * ms): Ferry makes FIFOs and takes locks in every run, restore and checkpoint. Where FFI is not
+ * available (another runtime), each function returns undefined and its caller runs the
+ * command-line tool as before (a dump, which has none, says so).
  */
 import { FerryError } from './errors.js';
 

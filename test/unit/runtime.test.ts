@@ -131,14 +131,10 @@ message criu_resp { required int32 type = 1; required bool success = 2; optional
 test('encodeDumpRequest: a criu_req that protobuf decodes field for field; decodeResponse reads the answer', () => {
   const root = protobuf.parse(RPC_PROTO).root;
   const Req = root.lookupType('criu_req');
+  // Fields that decode as they were given (a negative descriptor, the largest PID, UTF-8).
+  const same = { imagesDirFd: -1, workDirFd: 9, pid: 2147483647, logFile: 'predump.log', logLevel: 4, root: '/r/ü', leaveRunning: true };
   const b = encodeDumpRequest(REQ_PRE_DUMP, {
-    imagesDirFd: -1,
-    workDirFd: 9,
-    pid: 2147483647,
-    logFile: 'predump.log',
-    logLevel: 4,
-    root: '/r/ü',
-    leaveRunning: true,
+    ...same,
     pageServer: { address: '10.77.0.2', port: 65535 },
     extMnt: [['/a', '/a'], ['/proc/kcore', '/dev/null']],
     external: ['net[1]:extRootNetNS'],
@@ -150,13 +146,7 @@ test('encodeDumpRequest: a criu_req that protobuf decodes field for field; decod
   assert.deepEqual(Req.toObject(Req.decode(b)), {
     type: 4,
     opts: {
-      imagesDirFd: -1,
-      workDirFd: 9,
-      pid: 2147483647,
-      logFile: 'predump.log',
-      logLevel: 4,
-      root: '/r/ü',
-      leaveRunning: true,
+      ...same,
       ps: { address: '10.77.0.2', port: 65535 },
       extMnt: [{ key: '/a', val: '/a' }, { key: '/proc/kcore', val: '/dev/null' }],
       external: ['net[1]:extRootNetNS'],
