@@ -74,7 +74,7 @@ export interface CheckpointReport {
   archive?: WriteStats;
   /** Whole engine operation, including locking, bookkeeping and cleanup. */
   totalMs: number;
-  /** The runc checkpoint call alone. */
+  /** CRIU's dump alone. */
   runtimeMs: number;
   criu?: DumpStats;
   /** The checkpoint image made (--create-image): its ID. */

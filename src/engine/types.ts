@@ -161,7 +161,7 @@ interface OpBase {
   pid: number;
   startTime?: number;
   since: string;
-  /** A helper the operation started (runc checkpoint) that may outlive a killed ferry. */
+  /** A helper the operation started (the dump's CRIU) that may outlive a killed ferry. */
   helperPid?: number;
 }
 
