@@ -1,5 +1,5 @@
 // Checkpoint/restore flags on the real stack: -R/--leave-running, -k/--keep (both commands),
-// -a/--all, -l/--latest and --print-stats.
+// -a/--all, -l/--latest, --manage-cgroups-mode and --print-stats.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
@@ -55,6 +55,18 @@ test('-R/--leave-running: keeps running; after a stop, restore continues from th
   assert.equal(ins.State.Restored, true);
   assert.equal(ins.State.Checkpointed, false);
   await h.ok(['rm', '-f', 'lr']);
+});
+
+test('--manage-cgroups-mode ignore (which runc checkpoint refused): dumped and restored, the counter goes on', async () => {
+  await h.ok(['run', '-d', '--name', 'cgi', 'busybox', ...FAST_LOOPER]);
+  await countsOn(h, 'cgi', 3);
+  assert.equal(await h.ok(['container', 'checkpoint', '--manage-cgroups-mode', 'ignore', 'cgi']), 'cgi');
+  const seen = await counts(h, 'cgi');
+  await h.ok(['container', 'restore', '--manage-cgroups-mode', 'ignore', 'cgi']);
+  await eventually(async () => (await countsAfter('cgi', seen.length)).length >= 2);
+  const resumed = await countsAfter('cgi', seen.length);
+  assert.ok(resumed[0]! > seen.at(-1)! - 3 && resumed[0]! <= seen.at(-1)! + 1, `went on from ${seen.at(-1)}: ${resumed.join(',')}`);
+  await h.ok(['rm', '-f', 'cgi']);
 });
 
 test('--keep: checkpoint keeps dump.log; restore --keep keeps the checkpoint for a second restore', async () => {

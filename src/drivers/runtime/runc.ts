@@ -281,7 +281,7 @@ export class RuncRuntime {
           throw e;
         }
         const done = run.done.finally(abandon);
-        if (onSpawn) onSpawn(run.pid);
+        if (onSpawn && run.pid > 0) onSpawn(run.pid); // no PID: it never started, and done says why
         // A byte means ready; EOF or a read error without one leaves it to CRIU's exit (done).
         const statusByte = status?.result.then(
           (r) => (r.data.length > 0 ? undefined : new Promise<never>(() => undefined)),
