@@ -233,6 +233,9 @@ export class RuncRuntime {
   prepareCheckpoint(id: string, o: RuncCheckpointOptions): PreparedCheckpoint {
     const st = this.readState(id);
     if (!st) throw new FerryError('ENOTFOUND', `container ${id} has no runtime state: it is not running`);
+    if (typeof st.init_process_pid !== 'number' || typeof st.config?.rootfs !== 'string') {
+      throw new FerryError('ERUNTIME', `runc's record of container ${id} (state.json) is not laid out as runc 1.1 lays it out, and the dump is built from it: use runc 1.1 (npm run setup installs it); the container is still running`);
+    }
     fs.mkdirSync(o.imagePath, { recursive: true, mode: 0o700 });
     const fds: number[] = [];
     const closeAll = (): void => {
