@@ -14,7 +14,7 @@ import * as path from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import type { Readable, Writable } from 'node:stream';
 import { FerryError } from '../lib/errors.js';
-import { mkdirp } from '../lib/fsutil.js';
+import { mkdirp, resolveIn } from '../lib/fsutil.js';
 import { mountLayer, unmountLayer, isMounted } from '../drivers/storage/overlay.js';
 import { LayerSanitizer } from '../drivers/storage/tar.js';
 import type { Engine } from './engine.js';
@@ -35,41 +35,6 @@ interface View {
   release(): Promise<void>;
 }
 
-const MAX_LINKS = 40;
-
-/**
- * Resolves a container path (absolute, or relative to /) to a symlink-free absolute container
- * path. The last component is followed too unless `followLast` is false; a missing tail is
- * kept as it is (the caller creates it).
- */
-export function resolveIn(view: Pick<View, 'host'>, p: string, followLast = true): string {
-  const todo = p.split('/').filter((s) => s && s !== '.');
-  const done: string[] = [];
-  let links = 0;
-  while (todo.length) {
-    const name = todo.shift()!;
-    if (name === '..') {
-      done.pop(); // never above the root
-      continue;
-    }
-    const cur = `/${[...done, name].join('/')}`;
-    let st: fs.Stats | undefined;
-    try {
-      st = fs.lstatSync(view.host(cur));
-    } catch {
-      st = undefined;
-    }
-    if (st?.isSymbolicLink() && (todo.length || followLast)) {
-      if (++links > MAX_LINKS) throw new FerryError('EINVAL', `too many levels of symbolic links in ${p}`);
-      const target = fs.readlinkSync(view.host(cur));
-      if (target.startsWith('/')) done.length = 0;
-      todo.unshift(...target.split('/').filter((s) => s && s !== '.'));
-      continue;
-    }
-    done.push(name);
-  }
-  return `/${done.join('/')}`;
-}
 
 async function openView(engine: Engine, rec: ContainerRecord): Promise<View> {
   const s = rec.state;
@@ -232,11 +197,11 @@ const asDirectory = (p: string): boolean => p.endsWith('/') || /(^|\/)\.$/.test(
 
 /** The container path p resolved (its last symlink not followed unless p ends in / or /.), and its lstat; ENOTFOUND when missing. */
 function statIn(view: View, rec: ContainerRecord, p: string): { resolved: string; st: fs.Stats; stat: PathStat } {
-  const resolved = resolveIn(view, p, asDirectory(p));
+  const resolved = resolveIn(view.host, p, asDirectory(p));
   const st = lstatOrUndefined(view.host(resolved));
   if (!st) throw new FerryError('ENOTFOUND', `Could not find the file ${p} in container ${rec.config.name}`);
   if (asDirectory(p) && !st.isDirectory()) throw new FerryError('EINVAL', `${p} is not a directory in container ${rec.config.name}`);
-  const linkTarget = st.isSymbolicLink() ? resolveIn(view, resolved, true) : '';
+  const linkTarget = st.isSymbolicLink() ? resolveIn(view.host, resolved, true) : '';
   const name = resolved === '/' ? '/' : path.posix.basename(resolved);
   return { resolved, st, stat: { name, size: st.size, mode: goFileMode(st), mtime: st.mtime.toISOString(), linkTarget } };
 }
@@ -278,7 +243,7 @@ export interface ArchiveInOptions {
 export async function archiveToContainer(engine: Engine, ref: string, p: string, input: Readable, o: ArchiveInOptions = {}): Promise<void> {
   const cpath = archivePath(p);
   await withView(engine, ref, true, async (rec, view) => {
-    const resolved = resolveIn(view, cpath, true);
+    const resolved = resolveIn(view.host, cpath, true);
     const dir = view.host(resolved);
     const st = lstatOrUndefined(dir);
     if (!st) throw new FerryError('ENOTFOUND', `Could not find the file ${cpath} in container ${rec.config.name}`);
@@ -326,7 +291,7 @@ function lstatOrUndefined(p: string): fs.Stats | undefined {
 }
 
 async function copyOut(engine: Engine, rec: ContainerRecord, view: View, cpath: string, dest: string, io: CopyIO): Promise<void> {
-  const resolved = resolveIn(view, cpath);
+  const resolved = resolveIn(view.host, cpath);
   const from = view.host(resolved);
   if (!lstatOrUndefined(from)) throw new FerryError('ENOTFOUND', `"${cpath}" could not be found on container ${rec.config.name}: no such file or directory`);
   if (dest === '-') {
@@ -355,7 +320,7 @@ async function copyOut(engine: Engine, rec: ContainerRecord, view: View, cpath: 
 }
 
 async function copyIn(engine: Engine, rec: ContainerRecord, view: View, hostPath: string, cpath: string, io: CopyIO): Promise<void> {
-  const resolvedDest = resolveIn(view, cpath);
+  const resolvedDest = resolveIn(view.host, cpath);
   const destHost = view.host(resolvedDest);
   const dst = lstatOrUndefined(destHost);
   if (hostPath === '-') {

@@ -2,6 +2,7 @@ import { spawn } from 'node:child_process';
 import { randomBytes } from './lazy.js';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { FerryError } from './errors.js';
 
 /**
  * Writes a file so that readers see either the old or the new content, never a mix (a process
@@ -136,4 +137,41 @@ export function sweepTrash(trashParent: string, names: string[], now = Date.now(
       /* gone meanwhile */
     }
   }
+}
+
+const MAX_LINKS = 40;
+
+/**
+ * Resolves a path inside a root (a container's; absolute, or relative to /) to a symlink-free
+ * absolute path in that root, never above it: host maps a path in the root to where the host
+ * sees it. The last component is followed too unless `followLast` is false; a missing tail is
+ * kept as it is (the caller creates it). Too many links: EINVAL.
+ */
+export function resolveIn(host: (p: string) => string, p: string, followLast = true): string {
+  const todo = p.split('/').filter((s) => s && s !== '.');
+  const done: string[] = [];
+  let links = 0;
+  while (todo.length) {
+    const name = todo.shift()!;
+    if (name === '..') {
+      done.pop(); // never above the root
+      continue;
+    }
+    const cur = `/${[...done, name].join('/')}`;
+    let st: fs.Stats | undefined;
+    try {
+      st = fs.lstatSync(host(cur));
+    } catch {
+      st = undefined;
+    }
+    if (st?.isSymbolicLink() && (todo.length || followLast)) {
+      if (++links > MAX_LINKS) throw new FerryError('EINVAL', `too many levels of symbolic links in ${p}`);
+      const target = fs.readlinkSync(host(cur));
+      if (target.startsWith('/')) done.length = 0;
+      todo.unshift(...target.split('/').filter((s) => s && s !== '.'));
+      continue;
+    }
+    done.push(name);
+  }
+  return `/${done.join('/')}`;
 }

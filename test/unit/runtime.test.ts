@@ -8,7 +8,8 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import protobuf from 'protobufjs';
 import { cleanRuntimeMessage, isDumpOf, restoreArgs } from '../../src/drivers/runtime/runc.js';
-import { dumpOptions, secureJoin, type RuncStateFile } from '../../src/drivers/runtime/dumpopts.js';
+import { dumpOptions, type RuncStateFile } from '../../src/drivers/runtime/dumpopts.js';
+import { resolveIn } from '../../src/lib/fsutil.js';
 import { decodeResponse, encodeDumpRequest, REQ_PRE_DUMP } from '../../src/drivers/criu/swrk.js';
 import { LOOPBACK_UP_HELPER, buildSpec, loopbackUpHook, type SpecOptions } from '../../src/drivers/runtime/spec.js';
 
@@ -91,18 +92,19 @@ test('isDumpOf: a CRIU dumping this container, by its title once it has the requ
   assert.equal(isDumpOf(['/usr/bin/conmon', '--runtime-arg', '/usr/local/lib/ferry/bin/criu'], 4242, process.cwd(), String(process.pid)), false);
 });
 
-test('secureJoin: links resolve inside the root, never out of it', () => {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ferry-securejoin-'));
+test('resolveIn: links resolve inside the root, never out of it (the dump keys its mounts so)', () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ferry-resolvein-'));
   try {
     fs.mkdirSync(path.join(dir, 'etc'));
     fs.symlinkSync('../../../../etc', path.join(dir, 'up')); // climbs: stops at the root
     fs.symlinkSync('etc', path.join(dir, 'rel'));
     fs.symlinkSync('loop', path.join(dir, 'loop'));
-    assert.equal(secureJoin(dir, '/up/passwd'), path.join(dir, 'etc/passwd'));
-    assert.equal(secureJoin(dir, '/rel/x/'), path.join(dir, 'etc/x'));
-    assert.equal(secureJoin(dir, '/a/../../b'), path.join(dir, 'b'));
-    assert.equal(secureJoin(dir, '/missing/y'), path.join(dir, 'missing/y'));
-    assert.equal(secureJoin(dir, '/loop/z'), undefined);
+    const host = (p: string): string => dir + p;
+    assert.equal(resolveIn(host, '/up/passwd'), '/etc/passwd');
+    assert.equal(resolveIn(host, '/rel/x/'), '/etc/x');
+    assert.equal(resolveIn(host, '/a/../../b'), '/b');
+    assert.equal(resolveIn(host, '/missing/y'), '/missing/y');
+    assert.throws(() => resolveIn(host, '/loop/z'), /too many levels of symbolic links/);
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
   }

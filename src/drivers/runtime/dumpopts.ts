@@ -7,6 +7,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { FerryError } from '../../lib/errors.js';
+import { resolveIn } from '../../lib/fsutil.js';
 import { CG_MODE, type CriuDumpOpts } from '../criu/swrk.js';
 import type { RuncCheckpointOptions } from './runc.js';
 
@@ -35,8 +36,6 @@ export interface DumpContext {
   cgroupMounts: string[];
   /** Whether a path in the container (as its init sees it) is a directory; undefined: it does not exist. */
   isDir: (p: string) => boolean | undefined;
-  /** Resolves symbolic links of a path inside the rootfs (secureJoin); injectable for tests. */
-  lstat?: (p: string) => fs.Stats | undefined;
 }
 
 const CLONE_NEWNET = 0x40000000;
@@ -70,10 +69,14 @@ export function dumpOptions(st: RuncStateFile, o: RuncCheckpointOptions, ctx: Du
   }
   const freezer = st.cgroup_paths?.freezer ?? st.cgroup_paths?.[''];
   const extMnt: [string, string][] = [];
+  // Keyed by the mount point with its links resolved inside the rootfs, as runc's securejoin does.
   const dumpMount = (dest: string): void => {
     let d = dest.startsWith(rootfs) ? dest.slice(rootfs.length) : dest;
-    const joined = secureJoin(rootfs, d, ctx.lstat);
-    if (joined !== undefined) d = joined.slice(rootfs.length);
+    try {
+      d = resolveIn((p) => rootfs + p, d);
+    } catch {
+      // a link loop: runc keeps the path as written
+    }
     extMnt.push([d, d]);
   };
   const opts: CriuDumpOpts = {
@@ -128,60 +131,6 @@ export function dumpOptions(st: RuncStateFile, o: RuncCheckpointOptions, ctx: Du
   }
   for (const d of c.devices ?? []) dumpMount(d.path);
   return opts;
-}
-
-/**
- * The path of unsafe inside root, its symbolic links resolved as if root were "/" (never
- * leaving it), as runc's securejoin does; components that do not exist are kept as written.
- * Undefined when a component cannot be examined (runc then keeps the path as it was).
- */
-export function secureJoin(root: string, unsafe: string, lstat: (p: string) => fs.Stats | undefined = lstatOrUndefined): string | undefined {
-  let rest = unsafe;
-  let done = '';
-  let links = 0;
-  while (rest !== '') {
-    if (links > 255) return undefined;
-    const i = rest.indexOf('/');
-    const part = i === -1 ? rest : rest.slice(0, i);
-    rest = i === -1 ? '' : rest.slice(i + 1);
-    const clean = cleanPath(`/${done}${part}`);
-    if (clean === '/') {
-      done = '';
-      continue;
-    }
-    const full = cleanPath(root + clean);
-    let st: fs.Stats | undefined;
-    try {
-      st = lstat(full);
-    } catch {
-      return undefined;
-    }
-    if (!st || !st.isSymbolicLink()) {
-      done += `${part}/`;
-      continue;
-    }
-    links++;
-    const dest = fs.readlinkSync(full);
-    if (dest.startsWith('/')) done = '';
-    rest = `${dest}/${rest}`;
-  }
-  return cleanPath(root + cleanPath(`/${done}`));
-}
-
-/** Go's filepath.Clean for absolute paths: normalised, no trailing slash (but "/"). */
-function cleanPath(p: string): string {
-  const n = path.posix.normalize(p);
-  return n.length > 1 && n.endsWith('/') ? n.slice(0, -1) : n;
-}
-
-function lstatOrUndefined(p: string): fs.Stats | undefined {
-  try {
-    return fs.lstatSync(p);
-  } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code;
-    if (code === 'ENOENT' || code === 'ENOTDIR') return undefined;
-    throw e;
-  }
 }
 
 /**
