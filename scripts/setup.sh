@@ -23,14 +23,15 @@ LOG=${FERRY_SETUP_LOG:-/var/log/ferry-setup.log}
 
 # gcc and libc6-dev build the tests' memory workload (test/fixtures/memhog.c, linked statically).
 # mmdebstrap builds the root filesystems of the tests' real applications (test/helpers/apps.ts).
-# gcc also builds ferry-attach (below); tmux is the tests' real terminal (test/helpers/terminal.ts).
+# gcc also builds ferry-attach and CRIU's tar (below, the latter with zlib1g-dev); tmux is the
+# tests' real terminal (test/helpers/terminal.ts).
 # docker-registry and skopeo are the real registry peers of the image tests (test/helpers/registry.ts);
 # podman is the peer engine of the API and archive tests (podman --remote, Podman's archives),
 # always run with a configuration of its own (runc from this list satisfies its runtime).
 # python3 runs crit, CRIU's own image decoder (section 2b), which the tests compare Ferry's
 # decoding with.
 PACKAGES=(runc conmon iptables containernetworking-plugins busybox-static zstd
-  openssh-server openssh-client util-linux iproute2 tar gcc libc6-dev mmdebstrap tmux
+  openssh-server openssh-client util-linux iproute2 tar gcc libc6-dev zlib1g-dev mmdebstrap tmux
   docker-registry skopeo podman python3 golang-github-containernetworking-plugin-dnsname docker-compose)
 
 # Packages in the dependency closure of criu that the binary does not need: toolchain
@@ -359,15 +360,16 @@ if [[ ! -e $SHIM || $(cat "$SHIM.sha256" 2>/dev/null) != "$shim_sum" ]]; then
   say "built $SHIM (CRIU reads another user's rlimits from /proc without CAP_SYS_RESOURCE)"
 fi
 
-# Small helper programs in C, each rebuilt when its source changes: build_helper NAME WHAT.
+# Small helper programs in C, each rebuilt when its source changes:
+# build_helper NAME WHAT [OUT [GCC ARGS...]] (OUT defaults to $FERRY_LIB/bin/NAME).
 build_helper() {
   local src out sum
   src=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/$1.c
-  out=$FERRY_LIB/bin/$1
-  sum=$(sha256sum "$src" | cut -d' ' -f1)
+  out=${3:-$FERRY_LIB/bin/$1}
+  sum=$({ cat "$src"; if (($# > 3)); then printf '%s\n' "${@:4}"; fi; } | sha256sum | cut -d' ' -f1)
   if [[ ! -x $out || $(cat "$FERRY_LIB/lib/$1.sha256" 2>/dev/null) != "$sum" ]]; then
-    mkdir -p "$FERRY_LIB/lib" "$FERRY_LIB/bin"
-    run gcc -O2 -Wall -o "$out.tmp" "$src"
+    mkdir -p "$FERRY_LIB/lib" "$(dirname "$out")"
+    run gcc -O2 -Wall -o "$out.tmp" "$src" "${@:4}"
     mv "$out.tmp" "$out"
     echo "$sum" >"$FERRY_LIB/lib/$1.sha256"
     say "built $out ($2)"
@@ -379,6 +381,12 @@ build_helper() {
 # sed, nsenter and ip.
 build_helper ferry-attach "terminals and stdin of containers, through conmon's attach socket"
 build_helper ferry-lo-up "loopback up in a container's own network namespace"
+# CRIU saves and restores every tmpfs of a container with `tar --gzip`, ~3.5 ms each (tar, then
+# gzip); four of a container's six are empty. criu-tar does those itself, with GNU tar's result,
+# and hands everything else to GNU tar. Ferry puts its directory first on the PATH of the CRIU
+# it runs (CRIU runs `tar` by name). Static: no dynamic loader at each of its starts.
+build_helper criu-tar "the empty tmpfs mounts of a checkpoint without GNU tar and gzip" \
+  "$FERRY_LIB/criu-path/tar" -static -lz
 
 if [[ -n $system_criu ]]; then
   wrapper_body="LD_PRELOAD=$SHIM exec $system_criu \"\$@\""

@@ -26,7 +26,7 @@ import { RegistryClient, type ClientOptions } from '../drivers/registry/client.j
 import { registryDomain } from '../drivers/registry/reference.js';
 import { VolumeStore, type VolumeRecord } from '../drivers/storage/volumes.js';
 import { createLayer, mountLayer, removeLayer, unmountLayer } from '../drivers/storage/overlay.js';
-import { CRIU_CONFIG_ANNOTATION, CRIU_CONFIG_FILE, findCriu, findCriuDefaults, probeCriu, type CriuInfo } from '../drivers/criu/criu.js';
+import { CRIU_CONFIG_ANNOTATION, CRIU_CONFIG_FILE, findCriu, findCriuDefaults, findCriuTools, probeCriu, type CriuInfo } from '../drivers/criu/criu.js';
 import { attach, containerResolvConf, detach, inSubnet, NetworkStore, parseIPv4, parsePublish, validMac, DEFAULT_NETWORK, releaseTraffic, type NetworkRecord, type PortMapping } from '../drivers/network/cni.js';
 import { Paths } from './paths.js';
 import { findPod, getPod, podNamespaces, removePodRecord, type PodRecord } from './podstore.js';
@@ -147,7 +147,7 @@ export class Engine {
       opts = { ...opts, runtime: path.resolve(found) };
     }
     const criuPath = findCriu();
-    this.runtime = new RuncRuntime({ runcRoot: this.paths.runcRoot, criuPath, criuDefaults: findCriuDefaults(criuPath), runc: opts.runtime });
+    this.runtime = new RuncRuntime({ runcRoot: this.paths.runcRoot, criuPath, criuDefaults: findCriuDefaults(criuPath), criuTools: findCriuTools(), runc: opts.runtime });
     this.runtimeOpt = opts.runtime;
     this.self = opts.self;
     const own = async (_e: Engine, rec: ContainerRecord, op: PendingOp): Promise<void> => {

@@ -21,6 +21,23 @@ export function findCriuDefaults(criu: string): string | undefined {
   return criu === CRIU_WRAPPER && fs.existsSync(CRIU_DEFAULTS) ? CRIU_DEFAULTS : undefined;
 }
 
+/**
+ * Where setup puts the `tar` that CRIU runs for each tmpfs of a container (scripts/criu-tar.c:
+ * the empty ones without GNU tar and gzip, everything else by GNU tar). Ferry puts it first on
+ * the PATH of every CRIU it or runc starts.
+ */
+export const CRIU_TOOLS = '/usr/local/lib/ferry/criu-path';
+
+/** CRIU_TOOLS when setup built it here. */
+export function findCriuTools(): string | undefined {
+  try {
+    fs.accessSync(path.join(CRIU_TOOLS, 'tar'), fs.constants.X_OK);
+    return CRIU_TOOLS;
+  } catch {
+    return undefined;
+  }
+}
+
 /** The CRIU binary Ferry uses: $FERRY_CRIU, then Ferry's own install, then PATH. */
 export function findCriu(): string {
   if (process.env.FERRY_CRIU) return process.env.FERRY_CRIU;

@@ -112,6 +112,8 @@ export interface RuntimeConfig {
   criuPath?: string;
   /** A CRIU configuration file for every CRIU that runc starts (CRIU_CONFIG_FILE). */
   criuDefaults?: string;
+  /** A directory first on the PATH of every CRIU started (CRIU_TOOLS: its tar). */
+  criuTools?: string;
   runc?: string;
   conmon?: string;
 }
@@ -139,7 +141,10 @@ export class RuncRuntime {
 
   /** The environment of a runc that may start CRIU (checkpoint, restore). */
   criuEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
-    return { ...process.env, ...(this.cfg.criuDefaults ? { CRIU_CONFIG_FILE: this.cfg.criuDefaults } : {}), ...extra };
+    const env: NodeJS.ProcessEnv = { ...process.env, ...extra };
+    if (this.cfg.criuDefaults) env.CRIU_CONFIG_FILE = this.cfg.criuDefaults;
+    if (this.cfg.criuTools) env.PATH = `${this.cfg.criuTools}:${process.env.PATH || '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'}`;
+    return env;
   }
 
   runcArgv(...args: string[]): string[] {

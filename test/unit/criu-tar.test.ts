@@ -1,0 +1,137 @@
+// CRIU's tar (scripts/criu-tar.c, built by setup): an empty tmpfs saved and put back with GNU
+// tar's result, without GNU tar; everything else handed to GNU tar. Compared with GNU tar itself.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { gunzipSync } from 'node:zlib';
+import { CRIU_TOOLS } from '../../src/drivers/criu/criu.js';
+
+const SHIM = path.join(CRIU_TOOLS, 'tar');
+const GNU_TAR = '/usr/bin/tar';
+// The two commands CRIU 4.2 runs (criu/filesystems.c: tmpfs_dump, tmpfs_restore).
+const CREATE = ['--create', '--gzip', '--no-unquote', '--no-wildcards', '--one-file-system', '--check-links', '--preserve-permissions', '--sparse', '--numeric-owner', '--directory', '/proc/self/fd/0', '.'];
+const extractArgs = (dir: string) => ['--extract', '--gzip', '--no-unquote', '--no-wildcards', '--directory', dir];
+const PATH = `${CRIU_TOOLS}:/usr/bin:/bin`;
+
+function tmp(): string {
+  return fs.mkdtempSync(path.join(os.tmpdir(), 'ferry-criu-tar-'));
+}
+
+/** `tar ARGS` with stdin from a file or directory (CRIU gives the mount's directory, or the image). */
+function tar(bin: string, args: string[], stdinPath: string) {
+  const fd = fs.openSync(stdinPath, 'r');
+  try {
+    const r = spawnSync(bin, args, { stdio: [fd, 'pipe', 'pipe'], env: { PATH } });
+    return { code: r.status, out: r.stdout, err: r.stderr.toString() };
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+function emptyDir(root: string, name: string): string {
+  const d = path.join(root, name);
+  fs.mkdirSync(d);
+  fs.chmodSync(d, 0o1777);
+  fs.chownSync(d, 12, 34);
+  fs.utimesSync(d, new Date('2021-02-03T04:05:06Z'), new Date('2020-01-02T03:04:05Z'));
+  return d;
+}
+
+const status = (d: string) => {
+  const s = fs.statSync(d);
+  return { mode: (s.mode & 0o7777).toString(8), uid: s.uid, gid: s.gid, mtime: s.mtimeMs };
+};
+
+test('criu-tar: an empty directory is archived as GNU tar archives it, byte for byte', () => {
+  const root = tmp();
+  try {
+    const d = emptyDir(root, 'empty');
+    const mine = tar(SHIM, CREATE, d);
+    const gnu = tar(GNU_TAR, CREATE, d);
+    assert.equal(mine.code, 0, mine.err);
+    assert.equal(gnu.code, 0, gnu.err);
+    assert.deepEqual(gunzipSync(mine.out), gunzipSync(gnu.out));
+    fs.writeFileSync(path.join(root, 'mine.tgz'), mine.out);
+    const list = spawnSync(GNU_TAR, ['-tvzf', path.join(root, 'mine.tgz')], { encoding: 'utf8' });
+    assert.equal(list.status, 0, list.stderr);
+    assert.match(list.stdout, /^drwxrwxrwt 12\/34 +0 2020-01-02 03:04 \.\/\n$/);
+  } finally {
+    fs.rmSync(root, { recursive: true, force: true });
+  }
+});
+
+test('criu-tar: extracting it sets the directory as GNU tar does (mtime, owner, mode)', () => {
+  const root = tmp();
+  try {
+    const archive = path.join(root, 'gnu.tgz');
+    fs.writeFileSync(archive, tar(GNU_TAR, CREATE, emptyDir(root, 'empty')).out);
+    const [a, b] = ['by-gnu', 'by-shim'].map((n) => {
+      const d = path.join(root, n);
+      fs.mkdirSync(d, { mode: 0o700 });
+      return d;
+    }) as [string, string];
+    const gnu = tar(GNU_TAR, extractArgs(a), archive);
+    const mine = tar(SHIM, extractArgs(b), archive);
+    assert.equal(gnu.code, 0, gnu.err);
+    assert.equal(mine.code, 0, mine.err);
+    assert.deepEqual(status(b), status(a));
+    assert.deepEqual(status(b), { mode: '1777', uid: 12, gid: 34, mtime: Date.parse('2020-01-02T03:04:05Z') });
+    assert.deepEqual(fs.readdirSync(b), []);
+  } finally {
+    fs.rmSync(root, { recursive: true, force: true });
+  }
+});
+
+test('criu-tar: anything but an empty directory is GNU tar\'s work', () => {
+  const root = tmp();
+  try {
+    const src = path.join(root, 'src');
+    fs.mkdirSync(path.join(src, 'sub'), { recursive: true });
+    fs.writeFileSync(path.join(src, 'f'), 'hello');
+    fs.symlinkSync('/proc/self/fd/1', path.join(src, 'stdout'));
+    const created = tar(SHIM, CREATE, src);
+    assert.equal(created.code, 0, created.err);
+    const archive = path.join(root, 'a.tgz');
+    fs.writeFileSync(archive, created.out);
+    const dst = path.join(root, 'dst');
+    fs.mkdirSync(dst);
+    const x = tar(SHIM, extractArgs(dst), archive);
+    assert.equal(x.code, 0, x.err);
+    assert.equal(fs.readFileSync(path.join(dst, 'f'), 'utf8'), 'hello');
+    assert.equal(fs.readlinkSync(path.join(dst, 'stdout')), '/proc/self/fd/1');
+    assert.ok(fs.statSync(path.join(dst, 'sub')).isDirectory());
+    // Other commands, as given.
+    const v = spawnSync(SHIM, ['--version'], { encoding: 'utf8', env: { PATH } });
+    assert.equal(v.status, 0);
+    assert.match(v.stdout, /^tar \(GNU tar\)/);
+  } finally {
+    fs.rmSync(root, { recursive: true, force: true });
+  }
+});
+
+test('criu-tar: a damaged archive is refused by GNU tar, the directory untouched; it never runs itself', () => {
+  const root = tmp();
+  try {
+    const raw = gunzipSync(tar(GNU_TAR, CREATE, emptyDir(root, 'empty')).out);
+    raw[100] = '7'.charCodeAt(0); // the mode, without fixing the checksum
+    const archive = path.join(root, 'bad.tgz');
+    const gz = spawnSync('gzip', ['-c'], { input: raw });
+    fs.writeFileSync(archive, gz.stdout);
+    const d = path.join(root, 'dst');
+    fs.mkdirSync(d, { mode: 0o700 });
+    const before = status(d);
+    const r = tar(SHIM, extractArgs(d), archive);
+    assert.notEqual(r.code, 0);
+    assert.match(r.err, /does not look like a tar archive/);
+    assert.deepEqual(status(d), before);
+    // With no other tar on PATH: one line, exit 127, no loop.
+    const alone = spawnSync(SHIM, ['--version'], { encoding: 'utf8', env: { PATH: CRIU_TOOLS } });
+    assert.equal(alone.status, 127);
+    assert.match(alone.stderr, /^tar: no GNU tar on PATH besides .*\(install the tar package\)\n$/);
+  } finally {
+    fs.rmSync(root, { recursive: true, force: true });
+  }
+});
