@@ -85,24 +85,37 @@ test('criu-tar: extracting it sets the directory as GNU tar does (mtime, owner, 
   }
 });
 
-test('criu-tar: anything but an empty directory is GNU tar\'s work', () => {
+test('criu-tar: anything else is GNU tar\'s work: its archive, its extraction (also from a pipe)', () => {
   const root = tmp();
   try {
     const src = path.join(root, 'src');
     fs.mkdirSync(path.join(src, 'sub'), { recursive: true });
     fs.writeFileSync(path.join(src, 'f'), 'hello');
     fs.symlinkSync('/proc/self/fd/1', path.join(src, 'stdout'));
+    spawnSync('mknod', [path.join(src, 'null'), 'c', '1', '3']);
     const created = tar(SHIM, CREATE, src);
+    const gnu = tar(GNU_TAR, CREATE, src);
     assert.equal(created.code, 0, created.err);
+    assert.deepEqual(gunzipSync(created.out), gunzipSync(gnu.out));
     const archive = path.join(root, 'a.tgz');
     fs.writeFileSync(archive, created.out);
-    const dst = path.join(root, 'dst');
-    fs.mkdirSync(dst);
-    const x = tar(SHIM, extractArgs(dst), archive);
+    const tree = (d: string) =>
+      spawnSync('find', ['.', '-printf', '%p %M %U:%G %T@ %l\\n'], { cwd: d, encoding: 'utf8' }).stdout.split('\n').sort();
+    const [byGnu, byShim, fromPipe] = ['by-gnu', 'by-shim', 'from-pipe'].map((n) => {
+      const d = path.join(root, n);
+      fs.mkdirSync(d);
+      return d;
+    }) as [string, string, string];
+    assert.equal(tar(GNU_TAR, extractArgs(byGnu), archive).code, 0);
+    const x = tar(SHIM, extractArgs(byShim), archive);
     assert.equal(x.code, 0, x.err);
-    assert.equal(fs.readFileSync(path.join(dst, 'f'), 'utf8'), 'hello');
-    assert.equal(fs.readlinkSync(path.join(dst, 'stdout')), '/proc/self/fd/1');
-    assert.ok(fs.statSync(path.join(dst, 'sub')).isDirectory());
+    const p = spawnSync(SHIM, extractArgs(fromPipe), { input: created.out, env: { PATH } });
+    assert.equal(p.status, 0, p.stderr.toString());
+    assert.equal(fs.readFileSync(path.join(byShim, 'f'), 'utf8'), 'hello');
+    assert.equal(fs.readlinkSync(path.join(byShim, 'stdout')), '/proc/self/fd/1');
+    assert.ok(fs.statSync(path.join(byShim, 'null')).isCharacterDevice());
+    assert.deepEqual(tree(byShim), tree(byGnu));
+    assert.deepEqual(tree(fromPipe), tree(byGnu));
     // Other commands, as given.
     const v = spawnSync(SHIM, ['--version'], { encoding: 'utf8', env: { PATH } });
     assert.equal(v.status, 0);
@@ -112,7 +125,7 @@ test('criu-tar: anything but an empty directory is GNU tar\'s work', () => {
   }
 });
 
-test('criu-tar: a damaged archive is refused by GNU tar, the directory untouched; it never runs itself', () => {
+test('criu-tar: a damaged or cut archive fails, the directory untouched; it never runs itself', () => {
   const root = tmp();
   try {
     const raw = gunzipSync(tar(GNU_TAR, CREATE, emptyDir(root, 'empty')).out);
@@ -126,6 +139,13 @@ test('criu-tar: a damaged archive is refused by GNU tar, the directory untouched
     const r = tar(SHIM, extractArgs(d), archive);
     assert.notEqual(r.code, 0);
     assert.match(r.err, /does not look like a tar archive/);
+    assert.deepEqual(status(d), before);
+    // Cut short: gzip's complaint, a failure.
+    const cut = path.join(root, 'cut.tgz');
+    fs.writeFileSync(cut, fs.readFileSync(archive).subarray(0, 20));
+    const c = tar(SHIM, extractArgs(d), cut);
+    assert.notEqual(c.code, 0);
+    assert.match(c.err, /gzip: stdin: unexpected end of file/);
     assert.deepEqual(status(d), before);
     // With no other tar on PATH: one line, exit 127, no loop.
     const alone = spawnSync(SHIM, ['--version'], { encoding: 'utf8', env: { PATH: CRIU_TOOLS } });
