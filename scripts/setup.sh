@@ -382,10 +382,11 @@ build_helper() {
 build_helper ferry-attach "terminals and stdin of containers, through conmon's attach socket"
 build_helper ferry-lo-up "loopback up in a container's own network namespace"
 # CRIU saves and restores every tmpfs of a container with `tar --gzip`, ~3.5 ms each (tar, then
-# gzip); four of a container's six are empty. criu-tar does those itself, with GNU tar's result,
-# and hands everything else to GNU tar. Ferry puts its directory first on the PATH of the CRIU
-# it runs (CRIU runs `tar` by name). Static: no dynamic loader at each of its starts.
-build_helper criu-tar "the empty tmpfs mounts of a checkpoint without GNU tar and gzip" \
+# gzip), six per container. criu-tar does what those hold (directories, links, device nodes,
+# small files) itself, with GNU tar's archive and result, and hands anything else to GNU tar.
+# Ferry puts its directory first on the PATH of the CRIU it runs (CRIU runs `tar` by name).
+# Static: no dynamic loader at each of its starts.
+build_helper criu-tar "the tmpfs mounts of a checkpoint without GNU tar and gzip" \
   "$FERRY_LIB/criu-path/tar" -static -lz
 
 if [[ -n $system_criu ]]; then

@@ -23,8 +23,8 @@ export function findCriuDefaults(criu: string): string | undefined {
 
 /**
  * Where setup puts the `tar` that CRIU runs for each tmpfs of a container (scripts/criu-tar.c:
- * the empty ones without GNU tar and gzip, everything else by GNU tar). Ferry puts it first on
- * the PATH of every CRIU it or runc starts.
+ * what such mounts hold without GNU tar and gzip, anything else by GNU tar). Ferry puts it
+ * first on the PATH of every CRIU it or runc starts.
  */
 export const CRIU_TOOLS = '/usr/local/lib/ferry/criu-path';
 
