@@ -44,6 +44,17 @@ function emptyDir(root: string, name: string): string {
   return d;
 }
 
+const tree = (d: string): string[] =>
+  spawnSync('find', ['.', '-printf', '%p %M %U:%G %T@ %l\\n'], { cwd: d, encoding: 'utf8' }).stdout.split('\n').sort();
+
+function dirs(root: string, ...names: string[]): string[] {
+  return names.map((n) => {
+    const d = path.join(root, n);
+    fs.mkdirSync(d);
+    return d;
+  });
+}
+
 const status = (d: string) => {
   const s = fs.statSync(d);
   return { mode: (s.mode & 0o7777).toString(8), uid: s.uid, gid: s.gid, mtime: s.mtimeMs };
@@ -72,11 +83,7 @@ test('criu-tar: extracting it sets the directory as GNU tar does (mtime, owner, 
   try {
     const archive = path.join(root, 'gnu.tgz');
     fs.writeFileSync(archive, tar(GNU_TAR, CREATE, emptyDir(root, 'empty')).out);
-    const [a, b] = ['by-gnu', 'by-shim'].map((n) => {
-      const d = path.join(root, n);
-      fs.mkdirSync(d, { mode: 0o700 });
-      return d;
-    }) as [string, string];
+    const [a, b] = dirs(root, 'by-gnu', 'by-shim') as [string, string];
     const gnu = tar(GNU_TAR, extractArgs(a), archive);
     const mine = tar(SHIM, extractArgs(b), archive, true);
     assert.equal(gnu.code, 0, gnu.err);
@@ -88,17 +95,6 @@ test('criu-tar: extracting it sets the directory as GNU tar does (mtime, owner, 
     fs.rmSync(root, { recursive: true, force: true });
   }
 });
-
-const tree = (d: string): string[] =>
-  spawnSync('find', ['.', '-printf', '%p %M %U:%G %T@ %l\\n'], { cwd: d, encoding: 'utf8' }).stdout.split('\n').sort();
-
-function dirs(root: string, ...names: string[]): string[] {
-  return names.map((n) => {
-    const d = path.join(root, n);
-    fs.mkdirSync(d);
-    return d;
-  });
-}
 
 test('criu-tar: a tree like /dev\'s is archived as GNU tar archives it, and extracted as GNU tar extracts it', () => {
   const root = tmp();
