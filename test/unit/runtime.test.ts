@@ -7,7 +7,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import protobuf from 'protobufjs';
-import { cleanRuntimeMessage, isDumpOf, restoreArgs } from '../../src/drivers/runtime/runc.js';
+import { RuncRuntime, cleanRuntimeMessage, isDumpOf, restoreArgs } from '../../src/drivers/runtime/runc.js';
 import { dumpOptions, type RuncStateFile } from '../../src/drivers/runtime/dumpopts.js';
 import { resolveIn } from '../../src/lib/fsutil.js';
 import { decodeResponse, encodeDumpRequest, REQ_PRE_DUMP } from '../../src/drivers/criu/swrk.js';
@@ -395,4 +395,16 @@ test('buildSpec: the lo hook finds the PID in the state runc gives it and brings
   assert.notEqual(none.status, 0);
   assert.equal(none.stdout, '');
   assert.match(spawnSync('ip', ['-o', 'link', 'show', 'lo'], { encoding: 'utf8' }).stdout, /[<,]UP[,>]/, "this host's own lo is untouched");
+});
+
+test('criuEnv: the CRIU that runc or Ferry starts finds CRIU\'s tar first, and the options file', () => {
+  const rt = new RuncRuntime({ runcRoot: '/run/x', criuDefaults: '/etc/x/criu.conf', criuTools: '/opt/criu-path' });
+  const env = rt.criuEnv({ _OCI_SYNCPIPE: '3' });
+  assert.equal(env.PATH, `/opt/criu-path:${process.env.PATH}`);
+  assert.equal(env.CRIU_CONFIG_FILE, '/etc/x/criu.conf');
+  assert.equal(env._OCI_SYNCPIPE, '3');
+  // Without them (no setup-built tar, a CRIU of the host's): the environment as it is.
+  const plain = new RuncRuntime({ runcRoot: '/run/x' }).criuEnv();
+  assert.equal(plain.PATH, process.env.PATH);
+  assert.equal(plain.CRIU_CONFIG_FILE, process.env.CRIU_CONFIG_FILE);
 });

@@ -141,10 +141,10 @@ export class RuncRuntime {
 
   /** The environment of a runc that may start CRIU (checkpoint, restore). */
   criuEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
-    const env: NodeJS.ProcessEnv = { ...process.env, ...extra };
+    const env: NodeJS.ProcessEnv = { ...process.env };
     if (this.cfg.criuDefaults) env.CRIU_CONFIG_FILE = this.cfg.criuDefaults;
     if (this.cfg.criuTools) env.PATH = `${this.cfg.criuTools}:${process.env.PATH || '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'}`;
-    return env;
+    return { ...env, ...extra };
   }
 
   runcArgv(...args: string[]): string[] {
