@@ -369,7 +369,7 @@ static int parse(const unsigned char *t, size_t len, struct member *ms, int *cou
 			m->major = field(h + 329, 8, &bad);
 			m->minor = field(h + 337, 8, &bad);
 		}
-		if (bad || !strchr("023456", m->type) || !m->type || header(want, m) || memcmp(want, h, BLOCK))
+		if (bad || !m->type || !strchr("023456", m->type) || header(want, m) || memcmp(want, h, BLOCK))
 			return -1;
 		if (m->type != '0' && m->size)
 			return -1;
@@ -388,6 +388,16 @@ static int parse(const unsigned char *t, size_t len, struct member *ms, int *cou
 	return 0;
 }
 
+/* Where a member goes, relative to the directory: its name without "./" and a directory's "/"; "." for "./". */
+static void rel_path(const struct member *m, char out[100])
+{
+	size_t len = strlen(m->name) - 2 - (m->type == '5' && m->name[2]);
+	memcpy(out, m->name + 2, len);
+	out[len] = 0;
+	if (!len)
+		strcpy(out, ".");
+}
+
 /*
  * Names this program extracts: the first member "./" (the directory itself); then "./PATH"
  * with no empty, "." or ".." component, a directory's ending in "/" and no other's, each under
@@ -398,30 +408,25 @@ static int check(struct member *ms, int n)
 	if (n < 1 || strcmp(ms[0].name, "./") || ms[0].type != '5')
 		return -1;
 	for (int i = 1; i < n; i++) {
-		for (int j = 1; j < i; j++) {
-			size_t a = strlen(ms[i].name) - (ms[i].type == '5'), b = strlen(ms[j].name) - (ms[j].type == '5');
-			if (a == b && !strncmp(ms[i].name, ms[j].name, a))
-				return -1; /* twice */
-		}
-		char *name = ms[i].name;
+		const char *name = ms[i].name;
 		size_t len = strlen(name);
-		int dir = ms[i].type == '5';
-		if (strncmp(name, "./", 2) || len < 3 || (name[len - 1] == '/') != dir)
+		if (strncmp(name, "./", 2) || len < 3 || (name[len - 1] == '/') != (ms[i].type == '5'))
 			return -1;
-		char path[100];
-		memcpy(path, name + 2, len - 2 - dir);
-		path[len - 2 - dir] = 0;
-		for (char *c = path, *next; c; c = next) {
+		char path[100], other[100];
+		rel_path(&ms[i], path);
+		for (const char *c = path, *next; c; c = next) {
 			next = strchr(c, '/');
 			size_t l = next ? (size_t)(next++ - c) : strlen(c);
 			if (l == 0 || (l == 1 && c[0] == '.') || (l == 2 && c[0] == '.' && c[1] == '.'))
 				return -1;
 		}
-		char *slash = strrchr(path, '/');
+		const char *slash = strrchr(path, '/');
 		int parent = !slash;
 		for (int j = 1; j < i; j++) {
-			if (slash && ms[j].type == '5' && strlen(ms[j].name) == (size_t)(slash - path) + 3 &&
-			    !strncmp(ms[j].name + 2, path, slash - path))
+			rel_path(&ms[j], other);
+			if (!strcmp(other, path))
+				return -1; /* twice */
+			if (slash && ms[j].type == '5' && strlen(other) == (size_t)(slash - path) && !strncmp(other, path, slash - path))
 				parent = 1;
 		}
 		if (!parent)
@@ -466,22 +471,22 @@ static int extract(const char *dir)
 	if (n != in_st.st_size)
 		return NOT_MINE;
 	/* Untouched pages cost nothing: only what inflate writes is ever faulted in. */
-	struct buf t = { .p = malloc(MAX_TAR), .cap = MAX_TAR };
-	if (!t.p)
+	unsigned char *t = malloc(MAX_TAR);
+	if (!t)
 		return NOT_MINE;
 	z_stream z = { 0 };
 	if (inflateInit2(&z, 15 + 16) != Z_OK)
 		return NOT_MINE;
 	z.next_in = in;
 	z.avail_in = n;
-	z.next_out = t.p;
+	z.next_out = t;
 	z.avail_out = MAX_TAR;
 	int r = inflate(&z, Z_FINISH);
 	size_t len = MAX_TAR - z.avail_out, rest = z.avail_in;
 	inflateEnd(&z);
 	static struct member ms[MAX_MEMBERS];
 	int count;
-	if (r != Z_STREAM_END || rest || len % BLOCK || parse(t.p, len, ms, &count) || check(ms, count))
+	if (r != Z_STREAM_END || rest || len % BLOCK || parse(t, len, ms, &count) || check(ms, count))
 		return NOT_MINE;
 	int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (fd < 0)
@@ -491,23 +496,21 @@ static int extract(const char *dir)
 		return NOT_MINE;
 	}
 	const char *failed = NULL;
+	char path[100];
 	for (int i = 1; i < count && !failed; i++) {
 		struct member *m = &ms[i];
-		const char *p = m->name + 2;
-		char path[100];
-		snprintf(path, sizeof(path), "%s", p);
+		rel_path(m, path);
+		int ok;
 		if (m->type == '5') {
-			path[strlen(path) - 1] = 0;
 			if (mkdirat(fd, path, 0700))
-				failed = p;
+				failed = m->name;
 			continue; /* its status once its members are in */
 		}
-		int ok;
 		if (m->type == '2')
 			ok = !symlinkat(m->link, fd, path);
 		else if (m->type == '0') {
 			int f = openat(fd, path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
-			ok = f >= 0 && !write_all(f, t.p + m->data, m->size);
+			ok = f >= 0 && !write_all(f, t + m->data, m->size);
 			if (f >= 0 && close(f))
 				ok = 0;
 		} else {
@@ -515,22 +518,19 @@ static int extract(const char *dir)
 			ok = !mknodat(fd, path, type | 0600, makedev(m->major, m->minor));
 		}
 		if (!ok || set_status(fd, path, m))
-			failed = p;
+			failed = m->name;
 	}
 	/* Directories last, deepest first, so that making their members does not change them. */
 	for (int i = count - 1; i >= 0 && !failed; i--) {
 		if (ms[i].type != '5')
 			continue;
-		char path[100];
-		snprintf(path, sizeof(path), "%s", i ? ms[i].name + 2 : ".");
-		if (i)
-			path[strlen(path) - 1] = 0;
+		rel_path(&ms[i], path);
 		if (set_status(fd, path, &ms[i]))
-			failed = i ? ms[i].name + 2 : ".";
+			failed = ms[i].name;
 	}
 	close(fd);
 	if (failed) {
-		fprintf(stderr, "tar: %s/%s: %s\n", dir, failed, strerror(errno));
+		fprintf(stderr, "tar: %s: %s: %s\n", dir, failed, strerror(errno));
 		return -1;
 	}
 	return 0;
